@@ -1,0 +1,400 @@
+//! The versioned control API: one JSON request and one JSON reply per line over
+//! yardd's Unix stream socket.
+//!
+//! A request is an [`Envelope`]: `{"api_version":1,"request":{"cmd":"net-ls"}}`.
+//! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
+//! `capture` is the one request that does not end with its reply: after an `ok`
+//! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
+//! stream (see [`crate::pcap`]) until the count is reached or the client closes.
+//!
+//! Bump [`API_VERSION`] with every change to these types; yardd refuses a request
+//! of another version and yardctl refuses a reply of another version, each with a
+//! message saying which binaries to match.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Ipv4Cidr, MacAddr};
+
+/// The version of the types in this module.
+pub const API_VERSION: u32 = 1;
+
+/// The longest request line yardd reads; longer ones get an error reply.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Default MAC aging time of a network, as the Linux bridge and Docker use.
+pub const DEFAULT_AGING_SECS: u64 = 300;
+
+/// Default per-port limit on learned MAC addresses.
+pub const DEFAULT_PORT_MAC_LIMIT: u32 = 4096;
+
+/// Default MTU of a network and of the ports created on it.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// The largest MTU a port may have: a frame must fit in one 64 KiB buffer.
+pub const MAX_MTU: u32 = 65_000;
+
+/// The network yardd creates when it starts with no state: Docker's `docker0`.
+pub const DEFAULT_NETWORK: &str = "yard0";
+
+/// The subnet of [`DEFAULT_NETWORK`].
+pub const DEFAULT_SUBNET: &str = "172.30.0.0/16";
+
+/// One request line: the client's API version and what it asks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    /// The client's [`API_VERSION`].
+    pub api_version: u32,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// Everything a client can ask of yardd.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// Daemon version, uptime, paths, counts.
+    Status,
+    /// Create a network.
+    NetCreate(NetworkSpec),
+    /// List networks.
+    NetLs,
+    /// One network in detail.
+    NetInspect {
+        /// Network name.
+        name: String,
+    },
+    /// Remove a network that no port uses.
+    NetRm {
+        /// Network name.
+        name: String,
+    },
+    /// Create or attach a port.
+    PortAdd(PortSpec),
+    /// List ports.
+    PortLs,
+    /// Detach and remove a port (a TAP yardd created is destroyed with it).
+    PortRm {
+        /// Port name.
+        name: String,
+    },
+    /// Counters of one port, or of all.
+    PortStats {
+        /// Port name; `None` for every port.
+        name: Option<String>,
+    },
+    /// Forwarding database entries.
+    FdbShow {
+        /// Only this network.
+        net: Option<String>,
+    },
+    /// Add a static entry: never aged, never moved by learning.
+    FdbAdd {
+        /// Network name.
+        net: String,
+        /// The MAC address.
+        mac: MacAddr,
+        /// The port frames to `mac` leave through.
+        port: String,
+    },
+    /// Delete an entry, static or learned.
+    FdbDel {
+        /// Network name.
+        net: String,
+        /// The MAC address.
+        mac: MacAddr,
+    },
+    /// Delete learned entries (static ones stay).
+    FdbFlush {
+        /// Only this network.
+        net: Option<String>,
+    },
+    /// Stream the frames in and out of a port as pcap.
+    Capture {
+        /// Port name.
+        port: String,
+        /// Stop after this many frames; `None` runs until the client closes.
+        count: Option<u64>,
+    },
+}
+
+/// A network: an L2 broadcast domain with its own MAC table, optionally with an
+/// IPv4 subnet and gateway address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkSpec {
+    /// Unique name.
+    pub name: String,
+    /// IPv4 subnet; `None` makes a plain L2 network.
+    pub subnet: Option<Ipv4Cidr>,
+    /// Gateway address inside `subnet`; defaults to its first host address.
+    pub gateway: Option<Ipv4Addr>,
+    /// Inter-container communication: `false` isolates the ports from each
+    /// other (Docker's `icc=false`).
+    pub icc: bool,
+    /// 802.1Q VLAN id this network's frames carry on trunk ports (1–4094).
+    pub vlan: Option<u16>,
+    /// Seconds a learned MAC address lives without traffic.
+    pub aging_secs: u64,
+    /// Default MTU of ports created on this network.
+    pub mtu: u32,
+}
+
+impl NetworkSpec {
+    /// A network with Docker's defaults: icc on, 300 s aging, MTU 1500.
+    pub fn new(name: impl Into<String>) -> Self {
+        NetworkSpec {
+            name: name.into(),
+            subnet: None,
+            gateway: None,
+            icc: true,
+            vlan: None,
+            aging_secs: DEFAULT_AGING_SECS,
+            mtu: DEFAULT_MTU,
+        }
+    }
+}
+
+/// How a port is attached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PortKind {
+    /// A TAP device yardd creates, optionally inside a network namespace, and
+    /// configures as a container's interface.
+    Tap {
+        /// Network name.
+        net: String,
+        /// Namespace: a name under /run/netns or a path such as
+        /// /proc/PID/ns/net; `None` for yardd's own namespace.
+        netns: Option<String>,
+        /// Interface name inside the namespace.
+        ifname: String,
+        /// Address to configure, with its prefix length.
+        ip: Option<Ipv4Cidr>,
+        /// MAC address; `None` derives a stable local one from the port name.
+        mac: Option<MacAddr>,
+        /// MTU; `None` takes the network's.
+        mtu: Option<u32>,
+    },
+    /// An existing interface (e.g. a veth host end) read through AF_PACKET.
+    Iface {
+        /// Network name.
+        net: String,
+        /// Interface name in yardd's namespace.
+        iface: String,
+    },
+    /// An existing interface carrying several networks as 802.1Q VLANs.
+    Trunk {
+        /// Interface name in yardd's namespace.
+        iface: String,
+        /// Networks carried; each must have a VLAN id.
+        nets: Vec<String>,
+    },
+}
+
+/// A port to create.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortSpec {
+    /// Unique name.
+    pub name: String,
+    /// How it is attached.
+    #[serde(flatten)]
+    pub kind: PortKind,
+}
+
+impl PortSpec {
+    /// The networks this port belongs to.
+    pub fn nets(&self) -> Vec<&str> {
+        match &self.kind {
+            PortKind::Tap { net, .. } | PortKind::Iface { net, .. } => vec![net.as_str()],
+            PortKind::Trunk { nets, .. } => nets.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A reply line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reply {
+    /// The request succeeded.
+    Ok(Payload),
+    /// The request failed; nothing was changed.
+    Error(ApiError),
+}
+
+/// Why a request failed, in words that name the object and the way out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiError {
+    /// The message for the user.
+    pub message: String,
+}
+
+/// What a successful request returns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+pub enum Payload {
+    /// Nothing to return.
+    Done,
+    /// Reply to `status`.
+    Status(StatusInfo),
+    /// Reply to `net create` and `net inspect`.
+    Network(NetworkInfo),
+    /// Reply to `net ls`.
+    Networks(Vec<NetworkInfo>),
+    /// Reply to `port add`.
+    Port(PortInfo),
+    /// Reply to `port ls`.
+    Ports(Vec<PortInfo>),
+    /// Reply to `port stats`.
+    PortStats(Vec<PortStats>),
+    /// Reply to `fdb show`.
+    Fdb(Vec<FdbEntry>),
+    /// Reply to `capture`: a pcap stream follows on this connection.
+    CaptureStarted {
+        /// Port name.
+        port: String,
+    },
+}
+
+/// The daemon at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusInfo {
+    /// yardd's package version.
+    pub version: String,
+    /// yardd's [`API_VERSION`].
+    pub api_version: u32,
+    /// yardd's process id.
+    pub pid: u32,
+    /// Seconds since yardd started.
+    pub uptime_secs: u64,
+    /// The control socket path.
+    pub socket: String,
+    /// The state directory.
+    pub state_dir: String,
+    /// Number of networks.
+    pub networks: usize,
+    /// Number of ports.
+    pub ports: usize,
+}
+
+/// A network with its live figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkInfo {
+    /// The configuration.
+    #[serde(flatten)]
+    pub spec: NetworkSpec,
+    /// Names of the ports on it.
+    pub ports: Vec<String>,
+    /// Learned plus static MAC entries.
+    pub fdb_entries: usize,
+    /// Times a learned MAC moved to another port.
+    pub mac_moves: u64,
+}
+
+/// A port as configured and as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortInfo {
+    /// The configuration.
+    #[serde(flatten)]
+    pub spec: PortSpec,
+    /// The MAC address of the container-side interface, where yardd knows it.
+    pub mac: Option<MacAddr>,
+    /// The MTU in force.
+    pub mtu: u32,
+    /// `up`, or why the port is not attached (e.g. its namespace is gone).
+    pub state: PortState,
+}
+
+/// Whether a port is passing frames.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "state", content = "reason", rename_all = "kebab-case")]
+pub enum PortState {
+    /// Attached and forwarding.
+    Up,
+    /// Configured but not attached; the reason says why and what to do.
+    Down(String),
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PortStats {
+    /// Port name.
+    pub name: String,
+    /// Frames received from the port.
+    pub rx_packets: u64,
+    /// Bytes received (Ethernet frames, no virtio-net header).
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped, by reason (see `yard_switch::verdict::DropReason`).
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// One forwarding-database entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FdbEntry {
+    /// Network name.
+    pub net: String,
+    /// The MAC address.
+    pub mac: MacAddr,
+    /// The port it lives behind.
+    pub port: String,
+    /// `true` for entries added with `fdb add`.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    /// Seconds since the address was last seen; `None` for static entries.
+    pub age_secs: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_form_is_stable() {
+        let env = Envelope {
+            api_version: API_VERSION,
+            request: Request::NetInspect {
+                name: "yard0".into(),
+            },
+        };
+        let line = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            line,
+            r#"{"api_version":1,"request":{"cmd":"net-inspect","name":"yard0"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Envelope>(&line).unwrap(), env);
+    }
+
+    #[test]
+    fn port_spec_flattens_its_kind() {
+        let spec = PortSpec {
+            name: "c1".into(),
+            kind: PortKind::Iface {
+                net: "yard0".into(),
+                iface: "veth-c1".into(),
+            },
+        };
+        let value = serde_json::to_value(&spec).unwrap();
+        assert_eq!(value["kind"], "iface");
+        assert_eq!(value["iface"], "veth-c1");
+        assert_eq!(serde_json::from_value::<PortSpec>(value).unwrap(), spec);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for reply in [
+            Reply::Ok(Payload::Done),
+            Reply::Error(ApiError {
+                message: "network x not found".into(),
+            }),
+            Reply::Ok(Payload::PortStats(vec![PortStats::default()])),
+        ] {
+            let line = serde_json::to_string(&reply).unwrap();
+            assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
+        }
+    }
+}

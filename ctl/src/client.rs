@@ -1,0 +1,1 @@
+//! A blocking client for yardd's control socket. (Being written.)

@@ -1,0 +1,16 @@
+//! `yard-ctl`: the control API of Switchyard.
+//!
+//! This crate owns the contract between `yardd` and its clients: the versioned
+//! request and reply types ([`api`]), the small value types they carry
+//! ([`types`]), where the control socket and state live by default ([`paths`]),
+//! and a blocking client ([`client`]). It depends on no other Switchyard crate and
+//! performs no I/O except in [`client`].
+
+pub mod api;
+pub mod client;
+pub mod paths;
+pub mod pcap;
+pub mod types;
+
+pub use api::{Reply, Request, API_VERSION};
+pub use types::{Ipv4Cidr, MacAddr};

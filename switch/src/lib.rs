@@ -1,0 +1,11 @@
+//! `yard-switch`: the Switchyard daemon, `yardd`, as a library.
+//!
+//! The datapath ([`datapath`]) owns the ports, the networks and their forwarding
+//! databases and runs the per-frame [`bridge`] pipeline; the control server
+//! ([`control`]) owns the configuration, persists it ([`state`]) and sends the
+//! datapath commands. Everything that touches the kernel with `unsafe` lives in
+//! [`sys`].
+
+pub mod netconf;
+pub mod netns;
+pub mod sys;

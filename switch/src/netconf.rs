@@ -1,0 +1,1 @@
+//! Netlink configuration. (Being written.)

@@ -1,0 +1,1 @@
+//! Unsafe system interfaces. (Being written.)

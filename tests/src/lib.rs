@@ -1,0 +1,1 @@
+//! Lab harness. (Being written.)

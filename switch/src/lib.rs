@@ -6,6 +6,12 @@
 //! datapath commands. Everything that touches the kernel with `unsafe` lives in
 //! [`sys`].
 
+pub mod bridge;
+pub mod capture;
+pub mod fdb;
+pub mod frame;
 pub mod netconf;
 pub mod netns;
+pub mod port;
 pub mod sys;
+pub mod verdict;

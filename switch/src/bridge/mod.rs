@@ -1,0 +1,569 @@
+//! The L2 bridge: networks, the ports attached to them, and the per-frame
+//! pipeline that learns, looks up and delivers.
+//!
+//! ```text
+//!  port rx ─► ingress ─────────► learn src, ─┬─► Forward(port) ─► egress ─► port tx
+//!             (VLAN → network,   look up dst │   Flood           (VLAN tag,
+//!              source checks)                └─► Drop(reason)      MTU check)
+//! ```
+//!
+//! Fast path and slow path: every frame takes the same short path — one FDB
+//! lookup to learn the source, one to find the destination, a send per egress
+//! port. Nothing on it allocates, locks or logs; the flood list is a reused
+//! buffer. Only an attached capture copies frames. Drops are counted on the
+//! port they are charged to, by [`DropReason`].
+//!
+//! The bridge owns its [`Port`]s, so the same code runs with real devices in
+//! the daemon and with [`crate::port::memory::MemoryPort`]s in tests.
+
+#[cfg(test)]
+mod tests;
+
+use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats};
+use yard_ctl::MacAddr;
+
+use crate::capture::{self, CaptureTap};
+use crate::fdb::{Fdb, Millis};
+use crate::frame::{Frame, ETHERTYPE_VLAN, ETH_HEADER_LEN};
+use crate::port::{Port, PortCounters, PortId};
+use crate::verdict::{DropReason, Verdict};
+
+/// Index of a network in the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetId(pub u16);
+
+/// One L2 broadcast domain.
+pub struct Network {
+    /// The network's name.
+    pub name: String,
+    /// False isolates access ports from each other (`--no-icc`).
+    pub icc: bool,
+    /// VLAN id on trunk ports.
+    pub vlan: Option<u16>,
+    /// The MAC table.
+    pub fdb: Fdb,
+    members: Vec<PortId>,
+}
+
+/// How a port joins networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// Untagged frames of one network.
+    Access(NetId),
+    /// Tagged frames of several networks: `(vlan id, network)`.
+    Trunk(Vec<(u16, NetId)>),
+}
+
+/// A port in the bridge's table.
+pub struct PortSlot {
+    /// The port's name.
+    pub name: String,
+    /// The device.
+    pub port: Box<dyn Port>,
+    /// Its networks.
+    pub attachment: Attachment,
+    /// Largest payload (frame minus Ethernet header) it takes.
+    pub mtu: u32,
+    /// Traffic and drop counters.
+    pub counters: PortCounters,
+    /// Attached captures.
+    pub captures: Vec<CaptureTap>,
+}
+
+/// Why a bridge operation was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BridgeError {
+    /// No network of that name.
+    #[error("network {0} not found")]
+    NoNetwork(String),
+    /// No port of that name.
+    #[error("port {0} not found")]
+    NoPort(String),
+    /// The port is not on that network.
+    #[error("port {port} is not attached to network {net}")]
+    NotMember {
+        /// Port name.
+        port: String,
+        /// Network name.
+        net: String,
+    },
+    /// The network has ports.
+    #[error("network {0} still has ports")]
+    InUse(String),
+    /// A trunk member without a VLAN id.
+    #[error("network {0} has no VLAN id, so a trunk cannot carry it")]
+    NoVlan(String),
+    /// Too many networks or ports.
+    #[error("too many {0}")]
+    Full(&'static str),
+}
+
+/// The networks, their ports and the forwarding pipeline.
+pub struct Bridge {
+    networks: Vec<Option<Network>>,
+    ports: Vec<Option<PortSlot>>,
+    port_mac_limit: u32,
+    flood_scratch: Vec<PortId>,
+}
+
+impl Bridge {
+    /// An empty bridge; each port may learn at most `port_mac_limit` addresses
+    /// per network.
+    pub fn new(port_mac_limit: u32) -> Self {
+        Bridge {
+            networks: Vec::new(),
+            ports: Vec::new(),
+            port_mac_limit,
+            flood_scratch: Vec::new(),
+        }
+    }
+
+    // ---- configuration (slow path) -------------------------------------
+
+    /// Adds a network.
+    pub fn add_network(&mut self, spec: &NetworkSpec) -> Result<NetId, BridgeError> {
+        let network = Network {
+            name: spec.name.clone(),
+            icc: spec.icc,
+            vlan: spec.vlan,
+            fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
+            members: Vec::new(),
+        };
+        let index = match self.networks.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.networks.push(None);
+                self.networks.len() - 1
+            }
+        };
+        let id = u16::try_from(index).map_err(|_| BridgeError::Full("networks"))?;
+        self.networks[index] = Some(network);
+        Ok(NetId(id))
+    }
+
+    /// Removes a network that has no ports.
+    pub fn remove_network(&mut self, name: &str) -> Result<(), BridgeError> {
+        let id = self.net_id(name)?;
+        let slot = &mut self.networks[usize::from(id.0)];
+        if slot.as_ref().is_some_and(|n| !n.members.is_empty()) {
+            return Err(BridgeError::InUse(name.to_string()));
+        }
+        *slot = None;
+        Ok(())
+    }
+
+    /// The id of the network called `name`.
+    pub fn net_id(&self, name: &str) -> Result<NetId, BridgeError> {
+        self.networks
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.name == name))
+            .map(|i| NetId(i as u16))
+            .ok_or_else(|| BridgeError::NoNetwork(name.to_string()))
+    }
+
+    /// The network with this id.
+    pub fn network(&self, id: NetId) -> Option<&Network> {
+        self.networks
+            .get(usize::from(id.0))
+            .and_then(Option::as_ref)
+    }
+
+    fn network_mut(&mut self, id: NetId) -> Option<&mut Network> {
+        self.networks
+            .get_mut(usize::from(id.0))
+            .and_then(Option::as_mut)
+    }
+
+    /// Networks in table order.
+    pub fn networks(&self) -> impl Iterator<Item = &Network> {
+        self.networks.iter().flatten()
+    }
+
+    /// Builds an access attachment to network `net`.
+    pub fn access(&self, net: &str) -> Result<Attachment, BridgeError> {
+        Ok(Attachment::Access(self.net_id(net)?))
+    }
+
+    /// Builds a trunk attachment carrying `nets`, each by its VLAN id.
+    pub fn trunk<S: AsRef<str>>(&self, nets: &[S]) -> Result<Attachment, BridgeError> {
+        let mut members = Vec::with_capacity(nets.len());
+        for name in nets {
+            let id = self.net_id(name.as_ref())?;
+            let vlan = self
+                .network(id)
+                .and_then(|n| n.vlan)
+                .ok_or_else(|| BridgeError::NoVlan(name.as_ref().to_string()))?;
+            members.push((vlan, id));
+        }
+        Ok(Attachment::Trunk(members))
+    }
+
+    /// Adds a port; from now on its frames are forwarded.
+    pub fn add_port(
+        &mut self,
+        name: &str,
+        port: Box<dyn Port>,
+        attachment: Attachment,
+        mtu: u32,
+    ) -> Result<PortId, BridgeError> {
+        let index = match self.ports.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+        };
+        let id = PortId(u32::try_from(index).map_err(|_| BridgeError::Full("ports"))?);
+        for net in attached_nets(&attachment) {
+            match self.network_mut(net) {
+                Some(network) => network.members.push(id),
+                None => return Err(BridgeError::NoNetwork(format!("#{}", net.0))),
+            }
+        }
+        self.ports[index] = Some(PortSlot {
+            name: name.to_string(),
+            port,
+            attachment,
+            mtu,
+            counters: PortCounters::default(),
+            captures: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    /// Removes a port, its FDB entries and its captures; returns it so the
+    /// caller can deregister its fd before it is closed.
+    pub fn remove_port(&mut self, name: &str) -> Result<(PortId, PortSlot), BridgeError> {
+        let id = self.port_id(name)?;
+        let slot = self.ports[id.index()]
+            .take()
+            .ok_or_else(|| BridgeError::NoPort(name.into()))?;
+        for net in attached_nets(&slot.attachment) {
+            if let Some(network) = self.network_mut(net) {
+                network.members.retain(|p| *p != id);
+                network.fdb.remove_port(id);
+            }
+        }
+        Ok((id, slot))
+    }
+
+    /// The id of the port called `name`.
+    pub fn port_id(&self, name: &str) -> Result<PortId, BridgeError> {
+        self.ports
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+            .map(|i| PortId(i as u32))
+            .ok_or_else(|| BridgeError::NoPort(name.to_string()))
+    }
+
+    /// The port with this id.
+    pub fn port(&self, id: PortId) -> Option<&PortSlot> {
+        self.ports.get(id.index()).and_then(Option::as_ref)
+    }
+
+    /// The port with this id, writable.
+    pub fn port_mut(&mut self, id: PortId) -> Option<&mut PortSlot> {
+        self.ports.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// Ports in table order.
+    pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortSlot)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u32), p)))
+    }
+
+    /// Adds a static FDB entry: frames to `mac` on `net` leave through `port`.
+    pub fn fdb_add(&mut self, net: &str, mac: MacAddr, port: &str) -> Result<(), BridgeError> {
+        let net_id = self.net_id(net)?;
+        let port_id = self.port_id(port)?;
+        let member = self
+            .port(port_id)
+            .is_some_and(|p| attached_nets(&p.attachment).any(|n| n == net_id));
+        if !member {
+            return Err(BridgeError::NotMember {
+                port: port.into(),
+                net: net.into(),
+            });
+        }
+        if let Some(network) = self.network_mut(net_id) {
+            network.fdb.add_static(mac, port_id);
+        }
+        Ok(())
+    }
+
+    /// Deletes an FDB entry; false when there was none.
+    pub fn fdb_del(&mut self, net: &str, mac: &MacAddr) -> Result<bool, BridgeError> {
+        let id = self.net_id(net)?;
+        Ok(self.network_mut(id).is_some_and(|n| n.fdb.remove(mac)))
+    }
+
+    /// Deletes learned entries of one network, or of all.
+    pub fn fdb_flush(&mut self, net: Option<&str>) -> Result<(), BridgeError> {
+        match net {
+            Some(name) => {
+                let id = self.net_id(name)?;
+                if let Some(network) = self.network_mut(id) {
+                    network.fdb.flush_learned();
+                }
+            }
+            None => self
+                .networks
+                .iter_mut()
+                .flatten()
+                .for_each(|n| n.fdb.flush_learned()),
+        }
+        Ok(())
+    }
+
+    /// Ages out learned entries in every network.
+    pub fn expire(&mut self, now: Millis) -> usize {
+        self.networks
+            .iter_mut()
+            .flatten()
+            .map(|n| n.fdb.expire(now))
+            .sum()
+    }
+
+    /// The FDB as the API shows it.
+    pub fn fdb_entries(
+        &self,
+        net: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<FdbEntry>, BridgeError> {
+        if let Some(name) = net {
+            self.net_id(name)?;
+        }
+        let mut out = Vec::new();
+        for network in self
+            .networks()
+            .filter(|n| net.is_none_or(|name| n.name == name))
+        {
+            for (mac, slot) in network.fdb.entries(now) {
+                out.push(FdbEntry {
+                    net: network.name.clone(),
+                    mac: *mac,
+                    port: self
+                        .port(slot.port)
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default(),
+                    is_static: slot.is_static,
+                    age_secs: (!slot.is_static).then(|| now.since(slot.last_seen) / 1000),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.net, &a.port, a.mac).cmp(&(&b.net, &b.port, b.mac)));
+        Ok(out)
+    }
+
+    /// Counters as the API shows them.
+    pub fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortStats>, BridgeError> {
+        if let Some(name) = name {
+            self.port_id(name)?;
+        }
+        Ok(self
+            .ports()
+            .filter(|(_, p)| name.is_none_or(|n| p.name == n))
+            .map(|(_, p)| PortStats {
+                name: p.name.clone(),
+                rx_packets: p.counters.rx_packets,
+                rx_bytes: p.counters.rx_bytes,
+                tx_packets: p.counters.tx_packets,
+                tx_bytes: p.counters.tx_bytes,
+                drops: p
+                    .counters
+                    .drops_by_name()
+                    .map(|(r, n)| (r.to_string(), n))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Attaches a capture to a port.
+    pub fn add_capture(&mut self, port: &str, tap: CaptureTap) -> Result<(), BridgeError> {
+        let id = self.port_id(port)?;
+        if let Some(slot) = self.port_mut(id) {
+            slot.captures.push(tap);
+        }
+        Ok(())
+    }
+
+    // ---- the per-frame pipeline (fast path) ----------------------------
+
+    /// Receives up to `frames.len()` frames from port `id` into `frames`;
+    /// returns how many. A receive error other than "nothing waiting" is
+    /// returned after the frames already read are kept.
+    pub fn receive(&mut self, id: PortId, frames: &mut [Frame]) -> (usize, std::io::Result<()>) {
+        let Some(slot) = self.port_mut(id) else {
+            return (0, Ok(()));
+        };
+        let mut n = 0;
+        while n < frames.len() {
+            match slot.port.recv(&mut frames[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => return (n, Err(e)),
+            }
+        }
+        (n, Ok(()))
+    }
+
+    /// Runs one received frame through the pipeline and sends it on.
+    pub fn process(&mut self, in_port: PortId, frame: &mut Frame, now: Millis) {
+        let Some(slot) = self.port_mut(in_port) else {
+            return;
+        };
+        slot.counters.rx_packets += 1;
+        slot.counters.rx_bytes += frame.len() as u64;
+        if !slot.captures.is_empty() {
+            capture::offer_all(&mut slot.captures, frame.data());
+        }
+        match self.decide(in_port, frame, now) {
+            Ok((net, verdict)) => self.deliver(in_port, net, verdict, frame),
+            Err(reason) => self.count_drop(in_port, reason),
+        }
+    }
+
+    /// Ingress and lookup: assigns the frame its network (popping a trunk's
+    /// VLAN tag), learns the source and decides where the frame goes.
+    pub fn decide(
+        &mut self,
+        in_port: PortId,
+        frame: &mut Frame,
+        now: Millis,
+    ) -> Result<(NetId, Verdict), DropReason> {
+        if frame.len() < ETH_HEADER_LEN {
+            return Err(DropReason::Malformed);
+        }
+        let slot = self.port(in_port).ok_or(DropReason::PortDown)?;
+        let in_mtu = slot.mtu;
+        let net_id = match &slot.attachment {
+            Attachment::Access(net) => {
+                if frame.outer_ethertype() == Some(ETHERTYPE_VLAN) {
+                    return Err(DropReason::TaggedOnAccess);
+                }
+                *net
+            }
+            Attachment::Trunk(members) => {
+                let vid = frame.pop_vlan().ok_or(DropReason::UntaggedOnTrunk)?;
+                members
+                    .iter()
+                    .find(|(v, _)| *v == vid)
+                    .map(|(_, net)| *net)
+                    .ok_or(DropReason::VlanNotAllowed)?
+            }
+        };
+        if !frame.vnet.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
+            return Err(DropReason::TooBig);
+        }
+        let data = frame.data();
+        let dst = MacAddr([data[0], data[1], data[2], data[3], data[4], data[5]]);
+        let src = MacAddr([data[6], data[7], data[8], data[9], data[10], data[11]]);
+        if !src.is_valid_source() {
+            return Err(DropReason::BadSourceMac);
+        }
+        let in_isolated = self.is_isolated(in_port, net_id);
+        let network = self.network_mut(net_id).ok_or(DropReason::PortDown)?;
+        network.fdb.learn(src, in_port, now);
+        if dst.is_multicast() {
+            return Ok((net_id, Verdict::Flood));
+        }
+        let verdict = match network.fdb.lookup(&dst, now) {
+            None => Verdict::Flood,
+            Some(out) if out == in_port => Verdict::Drop(DropReason::DestinationIsSource),
+            Some(out) if in_isolated && self.is_isolated(out, net_id) => {
+                Verdict::Drop(DropReason::IccDisabled)
+            }
+            Some(out) => Verdict::Forward(out),
+        };
+        Ok((net_id, verdict))
+    }
+
+    /// True when `port` is an access port of a `--no-icc` network: it may
+    /// reach only ports that are not isolated.
+    fn is_isolated(&self, port: PortId, net: NetId) -> bool {
+        let icc = self.network(net).is_none_or(|n| n.icc);
+        !icc && matches!(
+            self.port(port).map(|p| &p.attachment),
+            Some(Attachment::Access(_))
+        )
+    }
+
+    fn deliver(&mut self, in_port: PortId, net: NetId, verdict: Verdict, frame: &mut Frame) {
+        match verdict {
+            Verdict::Forward(out) => self.transmit(out, net, frame),
+            Verdict::Drop(reason) => self.count_drop(in_port, reason),
+            Verdict::Flood => {
+                let mut targets = std::mem::take(&mut self.flood_scratch);
+                targets.clear();
+                let in_isolated = self.is_isolated(in_port, net);
+                let mut blocked = false;
+                if let Some(network) = self.network(net) {
+                    for &member in &network.members {
+                        if member == in_port {
+                            continue;
+                        }
+                        if in_isolated && self.is_isolated(member, net) {
+                            blocked = true;
+                            continue;
+                        }
+                        targets.push(member);
+                    }
+                }
+                if targets.is_empty() && blocked {
+                    self.count_drop(in_port, DropReason::IccDisabled);
+                }
+                for &out in &targets {
+                    self.transmit(out, net, frame);
+                }
+                self.flood_scratch = targets;
+            }
+        }
+    }
+
+    fn transmit(&mut self, out: PortId, net: NetId, frame: &mut Frame) {
+        let vlan = self.network(net).and_then(|n| n.vlan);
+        let Some(slot) = self.port_mut(out) else {
+            return;
+        };
+        if !frame.vnet.is_gso() && frame.len() > slot.mtu as usize + ETH_HEADER_LEN {
+            slot.counters.drop_frame(DropReason::TooBig);
+            return;
+        }
+        let tagged = matches!(slot.attachment, Attachment::Trunk(_));
+        if tagged {
+            frame.push_vlan(vlan.unwrap_or(0));
+        }
+        match slot.port.send(frame) {
+            Ok(()) => {
+                slot.counters.tx_packets += 1;
+                slot.counters.tx_bytes += frame.len() as u64;
+                if !slot.captures.is_empty() {
+                    capture::offer_all(&mut slot.captures, frame.data());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                slot.counters.drop_frame(DropReason::TxQueueFull)
+            }
+            Err(_) => slot.counters.drop_frame(DropReason::TxError),
+        }
+        if tagged {
+            frame.pop_vlan();
+        }
+    }
+
+    fn count_drop(&mut self, port: PortId, reason: DropReason) {
+        if let Some(slot) = self.port_mut(port) {
+            slot.counters.drop_frame(reason);
+        }
+    }
+}
+
+fn attached_nets(attachment: &Attachment) -> impl Iterator<Item = NetId> + '_ {
+    let (single, many) = match attachment {
+        Attachment::Access(net) => (Some(*net), &[][..]),
+        Attachment::Trunk(members) => (None, members.as_slice()),
+    };
+    single.into_iter().chain(many.iter().map(|(_, net)| *net))
+}

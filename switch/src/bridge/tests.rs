@@ -1,0 +1,359 @@
+//! Pipeline tests: in-memory ports feed frames through the real bridge; each
+//! test asserts what came out of every port and the state it left behind.
+
+use std::sync::{Arc, Mutex};
+
+use yard_ctl::api::NetworkSpec;
+use yard_ctl::MacAddr;
+
+use super::*;
+use crate::frame::VnetHeader;
+use crate::port::memory::{MemoryPort, MemoryQueues};
+
+const T0: Millis = Millis(1_000);
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn eth(dst: MacAddr, src: MacAddr, payload_len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload_len);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend((0..payload_len).map(|i| i as u8));
+    f
+}
+
+fn tagged(vid: u16, untagged: &[u8]) -> Vec<u8> {
+    let mut f = untagged[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&untagged[12..]);
+    f
+}
+
+struct Lab {
+    bridge: Bridge,
+    queues: Vec<(PortId, Arc<Mutex<MemoryQueues>>)>,
+    frame: Frame,
+}
+
+impl Lab {
+    fn new(limit: u32) -> Self {
+        Lab {
+            bridge: Bridge::new(limit),
+            queues: Vec::new(),
+            frame: Frame::new(),
+        }
+    }
+
+    fn net(&mut self, name: &str, icc: bool, vlan: Option<u16>, aging: u64) {
+        let mut spec = NetworkSpec::new(name);
+        spec.icc = icc;
+        spec.vlan = vlan;
+        spec.aging_secs = aging;
+        self.bridge.add_network(&spec).unwrap();
+    }
+
+    fn access(&mut self, name: &str, net: &str, mtu: u32) -> PortId {
+        let attachment = self.bridge.access(net).unwrap();
+        self.attach(name, attachment, mtu)
+    }
+
+    fn trunk(&mut self, name: &str, nets: &[&str]) -> PortId {
+        let attachment = self.bridge.trunk(nets).unwrap();
+        self.attach(name, attachment, 1500)
+    }
+
+    fn attach(&mut self, name: &str, attachment: Attachment, mtu: u32) -> PortId {
+        let (port, queues) = MemoryPort::new();
+        let id = self
+            .bridge
+            .add_port(name, Box::new(port), attachment, mtu)
+            .unwrap();
+        self.queues.push((id, queues));
+        id
+    }
+
+    fn send(&mut self, port: PortId, bytes: &[u8], now: Millis) {
+        self.frame.fill(VnetHeader::default(), bytes);
+        self.bridge.process(port, &mut self.frame, now);
+    }
+
+    /// Frames each port sent since the last call, drained.
+    fn out(&mut self, port: PortId) -> Vec<Vec<u8>> {
+        let (_, q) = self.queues.iter().find(|(id, _)| *id == port).unwrap();
+        q.lock()
+            .unwrap()
+            .outbound
+            .drain(..)
+            .map(|(_, b)| b)
+            .collect()
+    }
+
+    fn drops(&self, port: PortId, reason: DropReason) -> u64 {
+        self.bridge.port(port).unwrap().counters.drops[reason.index()]
+    }
+}
+
+#[test]
+fn unknown_unicast_floods_then_learning_makes_it_unicast() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let (a, b, c) = (
+        lab.access("a", "n", 1500),
+        lab.access("b", "n", 1500),
+        lab.access("c", "n", 1500),
+    );
+
+    let request = eth(mac(2), mac(1), 46);
+    lab.send(a, &request, T0);
+    assert!(lab.out(a).is_empty(), "never back to the in-port");
+    assert_eq!(lab.out(b), vec![request.clone()]);
+    assert_eq!(lab.out(c), vec![request]);
+
+    let reply = eth(mac(1), mac(2), 46);
+    lab.send(b, &reply, T0);
+    assert_eq!(lab.out(a), vec![reply], "learned: unicast to a only");
+    assert!(lab.out(c).is_empty());
+
+    let entries = lab.bridge.fdb_entries(None, T0).unwrap();
+    let pairs: Vec<_> = entries.iter().map(|e| (e.mac, e.port.as_str())).collect();
+    assert_eq!(pairs, vec![(mac(1), "a"), (mac(2), "b")]);
+    let stats = lab.bridge.port_stats(Some("a")).unwrap();
+    assert_eq!((stats[0].rx_packets, stats[0].tx_packets), (1, 1));
+}
+
+#[test]
+fn broadcast_stays_inside_its_network() {
+    let mut lab = Lab::new(4096);
+    lab.net("red", true, None, 300);
+    lab.net("blue", true, None, 300);
+    let r1 = lab.access("r1", "red", 1500);
+    let r2 = lab.access("r2", "red", 1500);
+    let b1 = lab.access("b1", "blue", 1500);
+    let bcast = eth(MacAddr::BROADCAST, mac(1), 28);
+    lab.send(r1, &bcast, T0);
+    assert_eq!(lab.out(r2).len(), 1);
+    assert!(lab.out(b1).is_empty(), "networks are isolated");
+    // A unicast to an address learned in another network floods in its own.
+    lab.send(b1, &eth(mac(5), mac(9), 28), T0);
+    lab.send(r1, &eth(mac(9), mac(1), 28), T0);
+    assert!(lab.out(b1).is_empty());
+    assert_eq!(lab.out(r2).len(), 1);
+}
+
+#[test]
+fn entries_age_out_on_the_injected_clock() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 10);
+    let (a, b, c) = (
+        lab.access("a", "n", 1500),
+        lab.access("b", "n", 1500),
+        lab.access("c", "n", 1500),
+    );
+    lab.send(b, &eth(MacAddr::BROADCAST, mac(2), 28), T0);
+    lab.out(a);
+    lab.out(c);
+    lab.send(a, &eth(mac(2), mac(1), 28), Millis(T0.0 + 9_999));
+    assert_eq!((lab.out(b).len(), lab.out(c).len()), (1, 0), "still known");
+    lab.send(a, &eth(mac(2), mac(1), 28), Millis(T0.0 + 10_000));
+    assert_eq!(
+        (lab.out(b).len(), lab.out(c).len()),
+        (1, 1),
+        "aged: flooded"
+    );
+    assert_eq!(lab.bridge.expire(Millis(T0.0 + 10_000)), 1);
+}
+
+#[test]
+fn moves_are_counted() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let (a, b) = (lab.access("a", "n", 1500), lab.access("b", "n", 1500));
+    lab.send(a, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    lab.send(b, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    let id = lab.bridge.net_id("n").unwrap();
+    assert_eq!(lab.bridge.network(id).unwrap().fdb.mac_moves, 1);
+    assert_eq!(lab.bridge.fdb_entries(Some("n"), T0).unwrap()[0].port, "b");
+}
+
+#[test]
+fn no_icc_isolates_access_ports_but_not_trunks() {
+    let mut lab = Lab::new(4096);
+    lab.net("iso", false, Some(30), 300);
+    let (a, b) = (lab.access("a", "iso", 1500), lab.access("b", "iso", 1500));
+    let t = lab.trunk("t", &["iso"]);
+    lab.send(a, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    assert!(lab.out(b).is_empty(), "no flooding between isolated ports");
+    assert_eq!(lab.out(t).len(), 1, "the trunk still hears it");
+    lab.send(b, &eth(mac(1), mac(2), 28), T0);
+    assert!(lab.out(a).is_empty());
+    assert_eq!(lab.drops(b, DropReason::IccDisabled), 1);
+    // The trunk reaches both.
+    lab.send(t, &tagged(30, &eth(mac(1), mac(3), 28)), T0);
+    assert_eq!(lab.out(a).len(), 1);
+}
+
+#[test]
+fn trunk_tags_and_untags_by_network() {
+    let mut lab = Lab::new(4096);
+    lab.net("ten", true, Some(10), 300);
+    lab.net("twenty", true, Some(20), 300);
+    let a10 = lab.access("a10", "ten", 1500);
+    let a20 = lab.access("a20", "twenty", 1500);
+    let t = lab.trunk("t", &["ten", "twenty"]);
+
+    let from_a10 = eth(MacAddr::BROADCAST, mac(1), 28);
+    lab.send(a10, &from_a10, T0);
+    assert_eq!(lab.out(t), vec![tagged(10, &from_a10)]);
+    assert!(lab.out(a20).is_empty());
+
+    let from_trunk = eth(mac(1), mac(7), 28);
+    lab.send(t, &tagged(10, &from_trunk), T0);
+    assert_eq!(
+        lab.out(a10),
+        vec![from_trunk],
+        "untagged toward the access port"
+    );
+
+    lab.send(t, &tagged(20, &eth(MacAddr::BROADCAST, mac(8), 28)), T0);
+    assert_eq!(lab.out(a20).len(), 1);
+    assert!(lab.out(a10).is_empty());
+
+    lab.send(t, &tagged(99, &eth(MacAddr::BROADCAST, mac(8), 28)), T0);
+    lab.send(t, &eth(MacAddr::BROADCAST, mac(8), 28), T0);
+    lab.send(a10, &tagged(20, &eth(MacAddr::BROADCAST, mac(1), 28)), T0);
+    assert_eq!(lab.drops(t, DropReason::VlanNotAllowed), 1);
+    assert_eq!(lab.drops(t, DropReason::UntaggedOnTrunk), 1);
+    assert_eq!(lab.drops(a10, DropReason::TaggedOnAccess), 1);
+    assert!(lab.out(a20).is_empty() && lab.out(t).is_empty());
+}
+
+#[test]
+fn trunk_needs_vlan_ids() {
+    let mut lab = Lab::new(4096);
+    lab.net("plain", true, None, 300);
+    assert_eq!(
+        lab.bridge.trunk(&["plain"]),
+        Err(BridgeError::NoVlan("plain".into()))
+    );
+}
+
+#[test]
+fn per_port_learning_limit() {
+    let mut lab = Lab::new(2);
+    lab.net("n", true, None, 300);
+    let (a, b) = (lab.access("a", "n", 1500), lab.access("b", "n", 1500));
+    for n in 1..=5 {
+        lab.send(a, &eth(MacAddr::BROADCAST, mac(n), 28), T0);
+    }
+    assert_eq!(lab.out(b).len(), 5, "frames still flow past the limit");
+    assert_eq!(lab.bridge.fdb_entries(Some("n"), T0).unwrap().len(), 2);
+    let id = lab.bridge.net_id("n").unwrap();
+    assert_eq!(lab.bridge.network(id).unwrap().fdb.limit_hits, 3);
+}
+
+#[test]
+fn static_entries_win_over_learning() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let (a, b, c) = (
+        lab.access("a", "n", 1500),
+        lab.access("b", "n", 1500),
+        lab.access("c", "n", 1500),
+    );
+    lab.bridge.fdb_add("n", mac(9), "c").unwrap();
+    lab.send(b, &eth(MacAddr::BROADCAST, mac(9), 28), T0); // spoofed from b
+    lab.out(a);
+    lab.out(c);
+    lab.send(a, &eth(mac(9), mac(1), 28), T0);
+    assert_eq!(lab.out(c).len(), 1, "static entry is not moved by learning");
+    assert!(lab.out(b).is_empty());
+    lab.bridge.fdb_flush(None).unwrap();
+    let entries = lab.bridge.fdb_entries(None, T0).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].is_static && entries[0].age_secs.is_none());
+    assert_eq!(
+        lab.bridge.fdb_add("n", mac(3), "nope"),
+        Err(BridgeError::NoPort("nope".into()))
+    );
+}
+
+#[test]
+fn mtu_is_enforced_and_jumbo_frames_pass() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let j1 = lab.access("j1", "n", 9000);
+    let j2 = lab.access("j2", "n", 9000);
+    let small = lab.access("small", "n", 1500);
+    let jumbo = eth(MacAddr::BROADCAST, mac(1), 9000);
+    lab.send(j1, &jumbo, T0);
+    assert_eq!(lab.out(j2), vec![jumbo]);
+    assert!(lab.out(small).is_empty());
+    assert_eq!(lab.drops(small, DropReason::TooBig), 1);
+    lab.send(small, &eth(MacAddr::BROADCAST, mac(2), 1501), T0);
+    assert_eq!(lab.drops(small, DropReason::TooBig), 2, "ingress over MTU");
+    assert!(lab.out(j1).is_empty());
+}
+
+#[test]
+fn bad_frames_are_dropped_with_reasons() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let (a, b) = (lab.access("a", "n", 1500), lab.access("b", "n", 1500));
+    lab.send(a, &[0u8; 10], T0);
+    lab.send(a, &eth(mac(2), MacAddr::BROADCAST, 28), T0);
+    lab.send(a, &eth(mac(2), MacAddr([0; 6]), 28), T0);
+    assert!(lab.out(b).is_empty());
+    assert_eq!(lab.drops(a, DropReason::Malformed), 1);
+    assert_eq!(lab.drops(a, DropReason::BadSourceMac), 2);
+    lab.send(a, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    lab.send(a, &eth(mac(1), mac(3), 28), T0);
+    assert_eq!(lab.drops(a, DropReason::DestinationIsSource), 1);
+}
+
+#[test]
+fn removing_a_port_forgets_it_and_frees_the_network() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, None, 300);
+    let (a, b) = (lab.access("a", "n", 1500), lab.access("b", "n", 1500));
+    lab.send(a, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    assert_eq!(
+        lab.bridge.remove_network("n"),
+        Err(BridgeError::InUse("n".into()))
+    );
+    lab.bridge.remove_port("a").unwrap();
+    assert!(lab.bridge.fdb_entries(None, T0).unwrap().is_empty());
+    lab.out(b);
+    lab.send(b, &eth(mac(1), mac(2), 28), T0);
+    assert!(lab.out(b).is_empty());
+    lab.bridge.remove_port("b").unwrap();
+    lab.bridge.remove_network("n").unwrap();
+    assert!(lab.bridge.net_id("n").is_err());
+}
+
+#[test]
+fn vnet_header_travels_with_the_frame() {
+    let mut lab = Lab::new(4096);
+    lab.net("n", true, Some(5), 300);
+    let a = lab.access("a", "n", 1500);
+    let t = lab.trunk("t", &["n"]);
+    let vnet = VnetHeader {
+        flags: 1,
+        gso_type: 1,
+        hdr_len: 66,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    lab.frame
+        .fill(vnet, &eth(MacAddr::BROADCAST, mac(1), 20_000));
+    lab.bridge.process(a, &mut lab.frame, T0);
+    let (_, q) = lab.queues.iter().find(|(id, _)| *id == t).unwrap();
+    let sent = q.lock().unwrap().outbound.pop().unwrap();
+    assert_eq!(sent.0.gso_size, 1448, "GSO frame passes despite its size");
+    assert_eq!(sent.0.csum_start, 38, "offsets follow the pushed tag");
+    assert_eq!(sent.0.hdr_len, 70);
+}

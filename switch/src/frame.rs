@@ -1,0 +1,265 @@
+//! Frames: one pooled buffer per frame, with headroom in front of the Ethernet
+//! header and the frame's virtio-net header beside it.
+//!
+//! A port reads a frame so that its virtio-net header lands just before the
+//! Ethernet header ([`Frame::recv_buf`], [`Frame::set_received`]) and writes it
+//! back the same way ([`Frame::wire`]): no copy on either side. The headroom
+//! lets the egress path push a VLAN tag (and, later, outer tunnel headers) by
+//! moving the start of the frame left instead of copying it. Buffers are
+//! allocated once, when the datapath starts; nothing here allocates per frame.
+
+use crate::sys::VNET_HDR_LEN;
+
+/// Bytes kept free before the Ethernet header: virtio-net header, a VLAN tag and
+/// room for outer headers.
+pub const HEADROOM: usize = 128;
+
+/// The largest Ethernet frame (without virtio-net header) a buffer holds: a
+/// 64 KiB GSO frame plus its headers.
+pub const MAX_FRAME_LEN: usize = 65_536 + 64;
+
+/// Length of an Ethernet header without VLAN tag.
+pub const ETH_HEADER_LEN: usize = 14;
+
+/// Length of an 802.1Q tag.
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// EtherType of an 802.1Q tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+
+/// virtio-net header flag: the checksum from `csum_start` on is partial.
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+
+/// virtio-net GSO type: none.
+pub const VNET_GSO_NONE: u8 = 0;
+
+/// The virtio-net header (`struct virtio_net_hdr`, little-endian as the
+/// kernel's TAP and AF_PACKET use it on this machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VnetHeader {
+    /// `VIRTIO_NET_HDR_F_*` flags.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*` type.
+    pub gso_type: u8,
+    /// Length of the headers before the GSO payload.
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    /// Where the partial checksum starts, from the Ethernet header.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHeader {
+    /// Reads the header from its wire form.
+    pub fn read(bytes: &[u8; VNET_HDR_LEN]) -> Self {
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        VnetHeader {
+            flags: bytes[0],
+            gso_type: bytes[1],
+            hdr_len: u16_at(2),
+            gso_size: u16_at(4),
+            csum_start: u16_at(6),
+            csum_offset: u16_at(8),
+        }
+    }
+
+    /// Writes the header in its wire form.
+    pub fn write(&self, bytes: &mut [u8; VNET_HDR_LEN]) {
+        bytes[0] = self.flags;
+        bytes[1] = self.gso_type;
+        bytes[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        bytes[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        bytes[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        bytes[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+
+    /// True for a GSO frame: it may exceed the MTU and is segmented by the
+    /// receiver.
+    pub fn is_gso(&self) -> bool {
+        self.gso_type != VNET_GSO_NONE
+    }
+
+    /// Shifts the offsets that count from the start of the Ethernet header by
+    /// `delta` bytes (a VLAN tag pushed or popped).
+    fn shift(&mut self, delta: i32) {
+        let move_by = |v: u16| (i32::from(v) + delta).clamp(0, i32::from(u16::MAX)) as u16;
+        if self.flags & VNET_F_NEEDS_CSUM != 0 {
+            self.csum_start = move_by(self.csum_start);
+        }
+        if self.is_gso() {
+            self.hdr_len = move_by(self.hdr_len);
+        }
+    }
+}
+
+/// One frame in a pooled buffer.
+pub struct Frame {
+    buf: Box<[u8]>,
+    start: usize,
+    len: usize,
+    /// The virtio-net header that came with the frame.
+    pub vnet: VnetHeader,
+}
+
+impl Default for Frame {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Frame {
+    /// Allocates one buffer. Done when a pool is built, never per frame.
+    pub fn new() -> Self {
+        Frame {
+            buf: vec![0u8; HEADROOM + MAX_FRAME_LEN].into_boxed_slice(),
+            start: HEADROOM,
+            len: 0,
+            vnet: VnetHeader::default(),
+        }
+    }
+
+    /// The Ethernet frame.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// The Ethernet frame, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+
+    /// Length of the Ethernet frame.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the frame holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The buffer a port reads into: virtio-net header, then the frame.
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADROOM - VNET_HDR_LEN..]
+    }
+
+    /// Records that `n` bytes (header and frame) were read into
+    /// [`recv_buf`](Self::recv_buf). Returns false when `n` is shorter than the
+    /// virtio-net header.
+    pub fn set_received(&mut self, n: usize) -> bool {
+        if n < VNET_HDR_LEN {
+            self.len = 0;
+            return false;
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr.copy_from_slice(&self.buf[HEADROOM - VNET_HDR_LEN..HEADROOM]);
+        self.vnet = VnetHeader::read(&hdr);
+        self.start = HEADROOM;
+        self.len = n - VNET_HDR_LEN;
+        true
+    }
+
+    /// Fills the frame from bytes (tests, benches and in-memory ports).
+    pub fn fill(&mut self, vnet: VnetHeader, bytes: &[u8]) {
+        let len = bytes.len().min(MAX_FRAME_LEN);
+        self.start = HEADROOM;
+        self.len = len;
+        self.vnet = vnet;
+        self.buf[HEADROOM..HEADROOM + len].copy_from_slice(&bytes[..len]);
+    }
+
+    /// The bytes a port writes: the virtio-net header, then the frame.
+    pub fn wire(&mut self) -> &[u8] {
+        let hdr_start = self.start - VNET_HDR_LEN;
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        self.vnet.write(&mut hdr);
+        self.buf[hdr_start..self.start].copy_from_slice(&hdr);
+        &self.buf[hdr_start..self.start + self.len]
+    }
+
+    /// The EtherType after the MAC addresses (the TPID when tagged).
+    pub fn outer_ethertype(&self) -> Option<u16> {
+        let d = self.data();
+        (d.len() >= ETH_HEADER_LEN).then(|| u16::from_be_bytes([d[12], d[13]]))
+    }
+
+    /// Pushes an 802.1Q tag with `vid` after the MAC addresses, using headroom.
+    pub fn push_vlan(&mut self, vid: u16) {
+        debug_assert!(self.start >= VNET_HDR_LEN + VLAN_TAG_LEN);
+        let new_start = self.start - VLAN_TAG_LEN;
+        self.buf.copy_within(self.start..self.start + 12, new_start);
+        let tag = new_start + 12;
+        self.buf[tag..tag + 2].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        self.buf[tag + 2..tag + 4].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+        self.start = new_start;
+        self.len += VLAN_TAG_LEN;
+        self.vnet.shift(VLAN_TAG_LEN as i32);
+    }
+
+    /// Pops the outer 802.1Q tag and returns its VLAN id; `None` (and the frame
+    /// unchanged) when the frame is not tagged or too short.
+    pub fn pop_vlan(&mut self) -> Option<u16> {
+        if self.outer_ethertype() != Some(ETHERTYPE_VLAN) || self.len < ETH_HEADER_LEN + 4 {
+            return None;
+        }
+        let tci = u16::from_be_bytes([self.buf[self.start + 14], self.buf[self.start + 15]]);
+        self.buf
+            .copy_within(self.start..self.start + 12, self.start + VLAN_TAG_LEN);
+        self.start += VLAN_TAG_LEN;
+        self.len -= VLAN_TAG_LEN;
+        self.vnet.shift(-(VLAN_TAG_LEN as i32));
+        Some(tci & 0x0fff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_with(bytes: &[u8]) -> Frame {
+        let mut f = Frame::new();
+        f.fill(VnetHeader::default(), bytes);
+        f
+    }
+
+    #[test]
+    fn vlan_push_then_pop_restores_the_frame() {
+        let original: Vec<u8> = (0..64u8).collect();
+        let mut f = frame_with(&original);
+        f.vnet.flags = VNET_F_NEEDS_CSUM;
+        f.vnet.csum_start = 34;
+        f.push_vlan(100);
+        assert_eq!(f.len(), 68);
+        assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0x00, 100]);
+        assert_eq!(&f.data()[..12], &original[..12]);
+        assert_eq!(&f.data()[16..], &original[12..]);
+        assert_eq!(f.vnet.csum_start, 38);
+        assert_eq!(f.pop_vlan(), Some(100));
+        assert_eq!(f.data(), &original[..]);
+        assert_eq!(f.vnet.csum_start, 34);
+        assert_eq!(f.pop_vlan(), None, "untagged frame stays as it is");
+    }
+
+    #[test]
+    fn wire_puts_the_vnet_header_in_front() {
+        let mut f = frame_with(&[0xaa; 20]);
+        f.vnet = VnetHeader {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let wire = f.wire().to_vec();
+        assert_eq!(wire.len(), VNET_HDR_LEN + 20);
+        let mut g = Frame::new();
+        g.recv_buf()[..wire.len()].copy_from_slice(&wire);
+        assert!(g.set_received(wire.len()));
+        assert_eq!(g.vnet, f.vnet);
+        assert_eq!(g.data(), f.data());
+        assert!(!g.set_received(3));
+    }
+}

@@ -1,0 +1,70 @@
+//! Ports: where frames enter and leave the switch.
+//!
+//! A [`Port`] moves whole frames, each with its virtio-net header, between a
+//! device and a [`Frame`]. It knows nothing of networks or MAC tables; the
+//! [`crate::bridge`] decides where frames go. Kinds: [`fd::FdPort`] (a TAP yardd
+//! created, or an existing interface through AF_PACKET — both carry a
+//! virtio-net header before each frame) and [`memory::MemoryPort`] (in-process
+//! queues, for tests and benchmarks).
+
+pub mod fd;
+pub mod memory;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::frame::Frame;
+use crate::verdict::DropReason;
+
+/// Index of a port in the switch's port table; also its `mio::Token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u32);
+
+impl PortId {
+    /// As a table index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A device frames are read from and written to.
+pub trait Port: Send {
+    /// Reads one frame into `frame`. `Ok(false)` when none is waiting.
+    fn recv(&mut self, frame: &mut Frame) -> io::Result<bool>;
+
+    /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
+    fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
+
+    /// The file descriptor to poll for readability, if the port has one.
+    fn raw_fd(&self) -> Option<RawFd>;
+}
+
+/// Traffic counters of one port.
+#[derive(Debug, Clone, Default)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortCounters {
+    /// Counts one drop.
+    pub fn drop_frame(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    /// The drops as `(reason, count)` pairs, zeroes left out.
+    pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.drops[r.index()]))
+            .filter(|(_, n)| *n > 0)
+    }
+}

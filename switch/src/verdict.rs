@@ -1,0 +1,100 @@
+//! What the pipeline decides for a frame, and why frames are dropped.
+//!
+//! A verdict is a value: the same decision code forwards frames, will answer
+//! `yardctl trace`, and runs in tests. Drops are results, not errors: each one
+//! bumps a per-port, per-reason counter and is never logged per frame.
+
+use crate::port::PortId;
+
+/// Why a frame was dropped. The names are what `port stats` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Malformed,
+    /// Source MAC is a group address or all zeroes.
+    BadSourceMac,
+    /// A VLAN-tagged frame on an access port (containers may not pick VLANs).
+    TaggedOnAccess,
+    /// An untagged frame on a trunk port.
+    UntaggedOnTrunk,
+    /// A tag whose VLAN id no network on this trunk carries.
+    VlanNotAllowed,
+    /// Both ends are ports of a `--no-icc` network.
+    IccDisabled,
+    /// The destination lives behind the port the frame came from.
+    DestinationIsSource,
+    /// Larger than the port's MTU (and not a GSO frame).
+    TooBig,
+    /// The port's transmit queue was full.
+    TxQueueFull,
+    /// The port refused the frame for another reason.
+    TxError,
+    /// The frame was discarded because the port is detached.
+    PortDown,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Malformed,
+        DropReason::BadSourceMac,
+        DropReason::TaggedOnAccess,
+        DropReason::UntaggedOnTrunk,
+        DropReason::VlanNotAllowed,
+        DropReason::IccDisabled,
+        DropReason::DestinationIsSource,
+        DropReason::TooBig,
+        DropReason::TxQueueFull,
+        DropReason::TxError,
+        DropReason::PortDown,
+    ];
+
+    /// Number of reasons: the size of a per-port counter array.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The counter index of this reason.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::BadSourceMac => "bad-source-mac",
+            DropReason::TaggedOnAccess => "tagged-on-access-port",
+            DropReason::UntaggedOnTrunk => "untagged-on-trunk",
+            DropReason::VlanNotAllowed => "vlan-not-allowed",
+            DropReason::IccDisabled => "icc-disabled",
+            DropReason::DestinationIsSource => "destination-is-source",
+            DropReason::TooBig => "too-big",
+            DropReason::TxQueueFull => "tx-queue-full",
+            DropReason::TxError => "tx-error",
+            DropReason::PortDown => "port-down",
+        }
+    }
+}
+
+/// The pipeline's decision for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send to this one port.
+    Forward(PortId),
+    /// Send to every port of the frame's network but the in-port (and, on a
+    /// `--no-icc` network, only to ports the in-port may reach).
+    Flood,
+    /// Drop, counted on the in-port.
+    Drop(DropReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_match_the_table() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{}", reason.as_str());
+        }
+    }
+}

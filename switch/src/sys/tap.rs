@@ -1,0 +1,193 @@
+//! TAP devices: create a new TAP through `/dev/net/tun` in the current thread's
+//! network namespace and hand back its fd.
+//!
+//! Contract: the TAP is always *new* (`IFF_TUN_EXCL`; an existing device of the
+//! same name, TAP or not, is an [`std::io::ErrorKind::AlreadyExists`] error), it
+//! carries a 10-byte vnet header before every frame in both directions
+//! (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`), and offloads are off (`TUNSETOFFLOAD 0`),
+//! so the kernel never hands us a GSO frame or a partial checksum from it. The
+//! device lives as long as the returned fd (it is not made persistent).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::iface::ifreq_for;
+use super::{context, last_error, VNET_HDR_LEN};
+
+/// Opens `/dev/net/tun` and creates TAP `name` in the current thread's network
+/// namespace, non-blocking and close-on-exec, with `IFF_TAP | IFF_NO_PI |
+/// IFF_VNET_HDR`, a 10-byte vnet header and no offloads.
+///
+/// Fails with [`io::ErrorKind::AlreadyExists`] if an interface called `name`
+/// exists already: a TAP must never silently attach to an existing device.
+pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let what = format!("tap {name}");
+    let mut ifr = ifreq_for(name).map_err(|e| context(e, &what))?;
+    // std opens with O_CLOEXEC always; O_NONBLOCK is ours.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/net/tun")
+        .map_err(|e| context(e, format!("{what}: open /dev/net/tun")))?;
+    let fd = OwnedFd::from(file);
+
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_TUN_EXCL)
+            as libc::c_short;
+    // SAFETY: TUNSETIFF reads (and updates the name in) the `ifreq` we pass, which
+    // is live and initialized for the whole call; `fd` is an open /dev/net/tun.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETIFF,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EBUSY) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{what}: an interface named {name} already exists in this network namespace"
+                ),
+            ));
+        }
+        return Err(context(err, format!("{what}: TUNSETIFF")));
+    }
+
+    let hdr_len = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, which points to
+    // a live local; `fd` is an attached TAP fd.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETVNETHDRSZ,
+            &hdr_len as *const libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(last_error(format!(
+            "{what}: TUNSETVNETHDRSZ {VNET_HDR_LEN}"
+        )));
+    }
+
+    // SAFETY: TUNSETOFFLOAD takes its flags by value as the ioctl argument (no
+    // pointer); `fd` is an attached TAP fd.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, 0 as libc::c_ulong) };
+    if rc < 0 {
+        return Err(last_error(format!("{what}: TUNSETOFFLOAD 0")));
+    }
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::netconf::{configure_link, link_mac, LinkConfig};
+    use crate::netns::run_in_netns;
+    use crate::sys::open_packet_socket;
+    use crate::sys::testutil::{is_root, read_until, test_frame_with_vnet_hdr, Netns};
+    use crate::sys::write_fd;
+
+    #[test]
+    fn duplicate_tap_name_is_refused() {
+        // Privileged: creates a network namespace and TAPs inside it.
+        if !is_root() {
+            eprintln!("skipping duplicate_tap_name_is_refused: needs root");
+            return;
+        }
+        let ns = Netns::new();
+        run_in_netns(&ns.netns_ref(), || {
+            let first = open_tap("ysdup0").unwrap();
+            let err = open_tap("ysdup0").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+            assert!(err.to_string().contains("ysdup0"), "{err}");
+            // Not even a non-TAP device may be taken over.
+            let err = open_tap("lo").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+            // The name is free again once the first TAP's fd is closed.
+            drop(first);
+            open_tap("ysdup0").unwrap();
+            // Names the kernel would truncate are refused up front.
+            let err = open_tap("ys-much-too-long-name").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn tap_frames_flow_both_ways_with_vnet_header() {
+        // Privileged: creates a network namespace, a TAP in it, and pings inside it.
+        if !is_root() {
+            eprintln!("skipping tap_frames_flow_both_ways_with_vnet_header: needs root");
+            return;
+        }
+        let ns = Netns::new();
+        let (tap, sniffer, tap_mac) = run_in_netns(&ns.netns_ref(), || {
+            let tap = open_tap("ystap0").unwrap();
+            configure_link(&LinkConfig {
+                ifname: "ystap0",
+                mac: None,
+                mtu: None,
+                addr: Some(("10.78.0.2".parse().unwrap(), 24)),
+                default_gateway: None,
+            })
+            .unwrap();
+            let sniffer = open_packet_socket("ystap0").unwrap();
+            (tap, sniffer, link_mac("ystap0").unwrap())
+        })
+        .unwrap();
+
+        // Userspace → kernel: a frame written to the TAP fd arrives on the device.
+        let marker = b"switchyard tap->ns";
+        let written = test_frame_with_vnet_hdr([0x02, 0, 0, 0, 0, 0x99], marker);
+        assert_eq!(write_fd(tap.as_fd(), &written).unwrap(), written.len());
+        let seen = read_until(sniffer.as_fd(), Duration::from_secs(3), |f| {
+            f.len() > VNET_HDR_LEN + 14 && f[VNET_HDR_LEN + 14..].starts_with(marker)
+        })
+        .expect("frame written to the TAP fd did not appear in the namespace");
+        assert_eq!(seen[VNET_HDR_LEN..], written[VNET_HDR_LEN..]);
+
+        // Kernel → userspace: the namespace's ARP request for a neighbour comes
+        // out of the TAP fd after a vnet header with no GSO.
+        let status = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "ping",
+                "-c1",
+                "-W1",
+                "10.78.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "nobody should answer 10.78.0.1");
+        let arp = read_until(tap.as_fd(), Duration::from_secs(3), |f| {
+            f.len() >= VNET_HDR_LEN + 42 && f[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14] == [0x08, 0x06]
+        })
+        .expect("no ARP request read from the TAP fd");
+        let (vnet, eth) = arp.split_at(VNET_HDR_LEN);
+        assert_eq!(
+            vnet[1], 0,
+            "gso_type must be VIRTIO_NET_HDR_GSO_NONE: {vnet:?}"
+        );
+        assert_eq!(eth[0..6], [0xff; 6], "ARP request is broadcast");
+        assert_eq!(eth[6..12], tap_mac);
+        let arp_body = &eth[14..42];
+        assert_eq!(arp_body[6..8], [0, 1], "ARP opcode request");
+        assert_eq!(arp_body[8..14], tap_mac, "sender MAC");
+        assert_eq!(arp_body[14..18], [10, 78, 0, 2], "sender IP");
+        assert_eq!(arp_body[24..28], [10, 78, 0, 1], "target IP");
+    }
+}

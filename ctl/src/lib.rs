@@ -7,6 +7,7 @@
 //! performs no I/O except in [`client`].
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod paths;
 pub mod pcap;

@@ -1,0 +1,696 @@
+//! The `yardctl` command line: the clap definitions and their mapping onto API
+//! [`Request`]s.
+//!
+//! Contract: [`Command::to_request`] is pure. It turns parsed arguments into
+//! exactly one request, or an [`ArgError`] that names the offending option and
+//! what to write instead. It checks locally whatever can be checked without the
+//! daemon (VLAN ids, MTUs, which options go with which port kind, that a
+//! gateway lies in its subnet); yardd validates everything again, so these
+//! checks only make mistakes cheaper, they are not what keeps yardd safe.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
+use crate::paths;
+use crate::types::{Ipv4Cidr, MacAddr};
+
+/// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
+const MAX_IFNAME_LEN: usize = 15;
+
+/// `yardctl [--socket PATH] [--json] COMMAND`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "yardctl",
+    version,
+    about = "Configure Switchyard's yardd: networks, ports, forwarding database, capture",
+    after_help = "The socket defaults to $YARD_SOCKET, else /run/switchyard/yardd.sock \
+                  for root and $XDG_RUNTIME_DIR/switchyard/yardd.sock for others."
+)]
+pub struct Cli {
+    /// yardd's control socket.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value_os_t = paths::default_socket(),
+        display_order = 100
+    )]
+    pub socket: PathBuf,
+    /// Print the reply as JSON on stdout instead of a table.
+    #[arg(long, global = true, display_order = 101)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show yardd's version, uptime, paths and object counts.
+    Status,
+    /// Manage networks (L2 domains, optionally with a subnet and gateway).
+    #[command(subcommand)]
+    Net(NetCommand),
+    /// Manage ports (TAPs, existing interfaces, VLAN trunks).
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Inspect and edit the forwarding database (MAC table).
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Write the frames in and out of a port as pcap (to a file or stdout).
+    Capture(CaptureArgs),
+}
+
+/// `yardctl net …`.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Create a network.
+    Create(NetCreateArgs),
+    /// List networks.
+    Ls,
+    /// Show one network in detail.
+    Inspect {
+        /// Network name.
+        name: String,
+    },
+    /// Remove a network no port uses.
+    Rm {
+        /// Network name.
+        name: String,
+    },
+}
+
+/// `yardctl net create NAME …`.
+#[derive(Debug, Args)]
+pub struct NetCreateArgs {
+    /// Network name.
+    pub name: String,
+    /// IPv4 subnet, e.g. 10.10.0.0/24; without it the network is L2 only.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<Ipv4Cidr>,
+    /// Gateway address inside the subnet (default: its first host address).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Isolate the ports from each other (Docker's icc=false).
+    #[arg(long)]
+    pub no_icc: bool,
+    /// 802.1Q VLAN id (1-4094) the network's frames carry on trunk ports.
+    #[arg(long, value_name = "ID")]
+    pub vlan: Option<u16>,
+    /// Seconds a learned MAC address lives without traffic.
+    #[arg(long, value_name = "SECONDS", default_value_t = api::DEFAULT_AGING_SECS)]
+    pub aging: u64,
+    /// Default MTU of the ports created on this network.
+    #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MTU)]
+    pub mtu: u32,
+}
+
+/// `yardctl port …`.
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Create a TAP port, or attach an existing interface or VLAN trunk.
+    Add(PortAddArgs),
+    /// List ports.
+    Ls,
+    /// Detach and remove a port.
+    Rm {
+        /// Port name.
+        name: String,
+    },
+    /// Show packet, byte and drop counters.
+    Stats {
+        /// Only this port.
+        name: Option<String>,
+    },
+}
+
+/// `yardctl port add NAME …`: exactly one of `--tap`, `--iface DEV`, or
+/// `--trunk --iface DEV`.
+#[derive(Debug, Args)]
+pub struct PortAddArgs {
+    /// Port name.
+    pub name: String,
+    /// The network the port joins (for --tap and --iface).
+    #[arg(long, value_name = "NET")]
+    pub net: Option<String>,
+    /// Create a TAP device (optionally inside --netns) as the container's interface.
+    #[arg(long)]
+    pub tap: bool,
+    /// Attach an existing interface in yardd's namespace (e.g. a veth host end).
+    #[arg(long, value_name = "DEV")]
+    pub iface: Option<String>,
+    /// Carry several networks over --iface as 802.1Q VLANs.
+    #[arg(long)]
+    pub trunk: bool,
+    /// Networks a --trunk port carries, comma-separated; each needs a VLAN id.
+    #[arg(long, value_name = "NET1,NET2", value_delimiter = ',')]
+    pub nets: Vec<String>,
+    /// Network namespace for the TAP: a name under /run/netns or a path.
+    #[arg(long, value_name = "NS")]
+    pub netns: Option<String>,
+    /// Interface name of the TAP inside its namespace [default: eth0].
+    #[arg(long, value_name = "IF")]
+    pub ifname: Option<String>,
+    /// Address to configure on the TAP, with its prefix, e.g. 172.30.0.2/16.
+    #[arg(long, value_name = "CIDR")]
+    pub ip: Option<Ipv4Cidr>,
+    /// MAC address of the TAP (default: a stable local one from the port name).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<MacAddr>,
+    /// MTU of the TAP (default: the network's).
+    #[arg(long, value_name = "N")]
+    pub mtu: Option<u32>,
+}
+
+/// `yardctl fdb …`.
+#[derive(Debug, Subcommand)]
+pub enum FdbCommand {
+    /// List forwarding-database entries.
+    Show {
+        /// Only this network.
+        #[arg(long, value_name = "NET")]
+        net: Option<String>,
+    },
+    /// Add a static entry (never aged, never moved by learning).
+    Add {
+        /// Network name.
+        net: String,
+        /// MAC address.
+        mac: MacAddr,
+        /// The port frames to MAC leave through.
+        port: String,
+    },
+    /// Delete an entry, static or learned.
+    Del {
+        /// Network name.
+        net: String,
+        /// MAC address.
+        mac: MacAddr,
+    },
+    /// Delete learned entries (static ones stay).
+    Flush {
+        /// Only this network.
+        #[arg(long, value_name = "NET")]
+        net: Option<String>,
+    },
+}
+
+/// `yardctl capture PORT [-w FILE] [-c COUNT]`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Port name.
+    pub port: String,
+    /// Write the pcap stream to FILE instead of stdout ("-" means stdout).
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Stop after COUNT frames.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+}
+
+impl CaptureArgs {
+    /// The file to write, or `None` for stdout (no `-w`, or `-w -`).
+    pub fn output_file(&self) -> Option<&std::path::Path> {
+        self.write.as_deref().filter(|p| p.as_os_str() != "-")
+    }
+}
+
+/// A command line that parsed but asks for something impossible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// A name argument is empty.
+    #[error("{what} name must not be empty")]
+    EmptyName {
+        /// What the name names ("network", "port", …).
+        what: &'static str,
+    },
+    /// A value is out of its allowed range.
+    #[error("{option} {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The option, e.g. `--vlan`.
+        option: &'static str,
+        /// The value given.
+        value: u64,
+        /// The allowed range, in words.
+        expected: String,
+    },
+    /// `--gateway` without `--subnet`.
+    #[error("--gateway needs --subnet: a gateway address only exists inside a subnet")]
+    GatewayWithoutSubnet,
+    /// The gateway is not a host address of the subnet.
+    #[error("gateway {gateway} is not a host address in subnet {subnet}: {why}")]
+    GatewayOutsideSubnet {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The subnet given.
+        subnet: Ipv4Cidr,
+        /// Why not, and what would do.
+        why: String,
+    },
+    /// The subnet has host bits set.
+    #[error("subnet {given} has host bits set: did you mean {network}?")]
+    SubnetHostBits {
+        /// The prefix given.
+        given: Ipv4Cidr,
+        /// The same prefix with the host bits cleared.
+        network: Ipv4Cidr,
+    },
+    /// No port kind, or two at once.
+    #[error("{0}")]
+    PortKind(&'static str),
+    /// An option that does not belong to the chosen port kind.
+    #[error("{option} does not apply to {kind} ports: {hint}")]
+    NotForKind {
+        /// The option given.
+        option: &'static str,
+        /// The port kind chosen.
+        kind: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// A required option is missing for the chosen port kind.
+    #[error("{kind} ports need {option}")]
+    Missing {
+        /// The port kind chosen.
+        kind: &'static str,
+        /// The option missing, with its value placeholder.
+        option: &'static str,
+    },
+    /// A network is listed twice in `--nets`.
+    #[error("--nets lists network {0} twice")]
+    DuplicateNet(String),
+    /// Not a usable Linux interface name.
+    #[error("{option} '{name}' is not an interface name: {why}")]
+    BadIfname {
+        /// The option given.
+        option: &'static str,
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A MAC that cannot belong to a port or an FDB entry.
+    #[error(
+        "{mac} is a {what} address: {context} must be a unicast address such as 02:42:ac:11:00:02"
+    )]
+    NotUnicast {
+        /// The address given.
+        mac: MacAddr,
+        /// "multicast", "broadcast" or "all-zero".
+        what: &'static str,
+        /// Where it was given.
+        context: &'static str,
+    },
+}
+
+impl ArgError {
+    /// The subcommand whose `--help` explains the mistake, e.g. `port add`.
+    pub fn help_topic(&self, command: &Command) -> &'static str {
+        match command {
+            Command::Status => "",
+            Command::Net(NetCommand::Create(_)) => "net create",
+            Command::Net(_) => "net",
+            Command::Port(PortCommand::Add(_)) => "port add",
+            Command::Port(_) => "port",
+            Command::Fdb(_) => "fdb",
+            Command::Capture(_) => "capture",
+        }
+    }
+}
+
+impl Command {
+    /// The request this command line asks of yardd.
+    pub fn to_request(&self) -> Result<Request, ArgError> {
+        match self {
+            Command::Status => Ok(Request::Status),
+            Command::Net(net) => net.to_request(),
+            Command::Port(port) => port.to_request(),
+            Command::Fdb(fdb) => fdb.to_request(),
+            Command::Capture(args) => {
+                check_name("port", &args.port)?;
+                if args.count == Some(0) {
+                    return Err(ArgError::OutOfRange {
+                        option: "-c",
+                        value: 0,
+                        expected:
+                            "give at least 1 frame, or leave -c out to capture until interrupted"
+                                .into(),
+                    });
+                }
+                Ok(Request::Capture {
+                    port: args.port.clone(),
+                    count: args.count,
+                })
+            }
+        }
+    }
+}
+
+impl NetCommand {
+    fn to_request(&self) -> Result<Request, ArgError> {
+        match self {
+            NetCommand::Create(args) => Ok(Request::NetCreate(args.to_spec()?)),
+            NetCommand::Ls => Ok(Request::NetLs),
+            NetCommand::Inspect { name } => {
+                check_name("network", name)?;
+                Ok(Request::NetInspect { name: name.clone() })
+            }
+            NetCommand::Rm { name } => {
+                check_name("network", name)?;
+                Ok(Request::NetRm { name: name.clone() })
+            }
+        }
+    }
+}
+
+impl NetCreateArgs {
+    /// The network these arguments describe.
+    pub fn to_spec(&self) -> Result<NetworkSpec, ArgError> {
+        check_name("network", &self.name)?;
+        if let Some(vlan) = self.vlan {
+            if !(1..=4094).contains(&vlan) {
+                return Err(ArgError::OutOfRange {
+                    option: "--vlan",
+                    value: vlan.into(),
+                    expected: "802.1Q VLAN ids run from 1 to 4094".into(),
+                });
+            }
+        }
+        check_mtu(self.mtu)?;
+        if let Some(subnet) = self.subnet {
+            if subnet.network() != subnet {
+                return Err(ArgError::SubnetHostBits {
+                    given: subnet,
+                    network: subnet.network(),
+                });
+            }
+        }
+        if let Some(gateway) = self.gateway {
+            let subnet = self.subnet.ok_or(ArgError::GatewayWithoutSubnet)?;
+            check_gateway(gateway, subnet)?;
+        }
+        let mut spec = NetworkSpec::new(self.name.clone());
+        spec.subnet = self.subnet;
+        spec.gateway = self.gateway;
+        spec.icc = !self.no_icc;
+        spec.vlan = self.vlan;
+        spec.aging_secs = self.aging;
+        spec.mtu = self.mtu;
+        Ok(spec)
+    }
+}
+
+impl PortCommand {
+    fn to_request(&self) -> Result<Request, ArgError> {
+        match self {
+            PortCommand::Add(args) => Ok(Request::PortAdd(args.to_spec()?)),
+            PortCommand::Ls => Ok(Request::PortLs),
+            PortCommand::Rm { name } => {
+                check_name("port", name)?;
+                Ok(Request::PortRm { name: name.clone() })
+            }
+            PortCommand::Stats { name } => {
+                if let Some(name) = name {
+                    check_name("port", name)?;
+                }
+                Ok(Request::PortStats { name: name.clone() })
+            }
+        }
+    }
+}
+
+impl PortAddArgs {
+    /// The port these arguments describe.
+    pub fn to_spec(&self) -> Result<PortSpec, ArgError> {
+        check_name("port", &self.name)?;
+        let kind = match (self.tap, self.trunk, &self.iface) {
+            (true, true, _) => {
+                return Err(ArgError::PortKind(
+                    "--tap and --trunk are different port kinds: a TAP joins one network, \
+                     a trunk carries several over an existing interface (--trunk --iface DEV)",
+                ))
+            }
+            (true, false, Some(_)) => {
+                return Err(ArgError::PortKind(
+                    "--tap and --iface are different port kinds: --tap creates a new TAP \
+                     device, --iface DEV attaches an interface that already exists",
+                ))
+            }
+            (true, false, None) => self.tap_kind()?,
+            (false, true, Some(iface)) => self.trunk_kind(iface)?,
+            (false, true, None) => {
+                return Err(ArgError::Missing {
+                    kind: "trunk",
+                    option: "--iface DEV (the interface carrying the VLANs)",
+                })
+            }
+            (false, false, Some(iface)) => self.iface_kind(iface)?,
+            (false, false, None) => {
+                return Err(ArgError::PortKind(
+                    "say how to attach the port: --tap (a new TAP device), --iface DEV \
+                     (an existing interface) or --trunk --iface DEV (a VLAN trunk)",
+                ))
+            }
+        };
+        Ok(PortSpec {
+            name: self.name.clone(),
+            kind,
+        })
+    }
+
+    fn tap_kind(&self) -> Result<PortKind, ArgError> {
+        if !self.nets.is_empty() {
+            return Err(ArgError::NotForKind {
+                option: "--nets",
+                kind: "tap",
+                hint: "a TAP joins one network: use --net NET (--nets is for --trunk ports)",
+            });
+        }
+        let net = self.required_net("tap")?;
+        let ifname = self.ifname.clone().unwrap_or_else(|| "eth0".to_string());
+        check_ifname("--ifname", &ifname)?;
+        if let Some(mac) = self.mac {
+            check_unicast(mac, "a port's MAC")?;
+        }
+        if let Some(mtu) = self.mtu {
+            check_mtu(mtu)?;
+        }
+        Ok(PortKind::Tap {
+            net,
+            netns: self.netns.clone(),
+            ifname,
+            ip: self.ip,
+            mac: self.mac,
+            mtu: self.mtu,
+        })
+    }
+
+    fn iface_kind(&self, iface: &str) -> Result<PortKind, ArgError> {
+        if !self.nets.is_empty() {
+            return Err(ArgError::NotForKind {
+                option: "--nets",
+                kind: "iface",
+                hint: "an --iface port joins one network (--net NET); \
+                       add --trunk to carry several networks as VLANs",
+            });
+        }
+        self.reject_tap_options("iface")?;
+        let net = self.required_net("iface")?;
+        check_ifname("--iface", iface)?;
+        Ok(PortKind::Iface {
+            net,
+            iface: iface.to_string(),
+        })
+    }
+
+    fn trunk_kind(&self, iface: &str) -> Result<PortKind, ArgError> {
+        if self.net.is_some() {
+            return Err(ArgError::NotForKind {
+                option: "--net",
+                kind: "trunk",
+                hint: "a trunk carries several networks: list them with --nets NET1,NET2",
+            });
+        }
+        self.reject_tap_options("trunk")?;
+        check_ifname("--iface", iface)?;
+        if self.nets.is_empty() {
+            return Err(ArgError::Missing {
+                kind: "trunk",
+                option: "--nets NET1,NET2 (the networks it carries, each with a VLAN id)",
+            });
+        }
+        let mut nets: Vec<String> = Vec::with_capacity(self.nets.len());
+        for net in &self.nets {
+            check_name("network", net)?;
+            if nets.contains(net) {
+                return Err(ArgError::DuplicateNet(net.clone()));
+            }
+            nets.push(net.clone());
+        }
+        Ok(PortKind::Trunk {
+            iface: iface.to_string(),
+            nets,
+        })
+    }
+
+    fn required_net(&self, kind: &'static str) -> Result<String, ArgError> {
+        let net = self.net.clone().ok_or(ArgError::Missing {
+            kind,
+            option: "--net NET (the network the port joins)",
+        })?;
+        check_name("network", &net)?;
+        Ok(net)
+    }
+
+    /// Options that configure the TAP yardd creates make no sense for an
+    /// interface that already exists.
+    fn reject_tap_options(&self, kind: &'static str) -> Result<(), ArgError> {
+        const HINT: &str = "it configures the TAP yardd creates; an existing interface \
+                            keeps its own namespace, name, address, MAC and MTU";
+        let given = [
+            ("--netns", self.netns.is_some()),
+            ("--ifname", self.ifname.is_some()),
+            ("--ip", self.ip.is_some()),
+            ("--mac", self.mac.is_some()),
+            ("--mtu", self.mtu.is_some()),
+        ];
+        match given.iter().find(|(_, present)| *present) {
+            Some((option, _)) => Err(ArgError::NotForKind {
+                option,
+                kind,
+                hint: HINT,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FdbCommand {
+    fn to_request(&self) -> Result<Request, ArgError> {
+        match self {
+            FdbCommand::Show { net } => {
+                if let Some(net) = net {
+                    check_name("network", net)?;
+                }
+                Ok(Request::FdbShow { net: net.clone() })
+            }
+            FdbCommand::Add { net, mac, port } => {
+                check_name("network", net)?;
+                check_name("port", port)?;
+                check_unicast(*mac, "a static entry's MAC")?;
+                Ok(Request::FdbAdd {
+                    net: net.clone(),
+                    mac: *mac,
+                    port: port.clone(),
+                })
+            }
+            FdbCommand::Del { net, mac } => {
+                check_name("network", net)?;
+                Ok(Request::FdbDel {
+                    net: net.clone(),
+                    mac: *mac,
+                })
+            }
+            FdbCommand::Flush { net } => {
+                if let Some(net) = net {
+                    check_name("network", net)?;
+                }
+                Ok(Request::FdbFlush { net: net.clone() })
+            }
+        }
+    }
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), ArgError> {
+    if name.is_empty() {
+        return Err(ArgError::EmptyName { what });
+    }
+    Ok(())
+}
+
+fn check_mtu(mtu: u32) -> Result<(), ArgError> {
+    if !(68..=api::MAX_MTU).contains(&mtu) {
+        return Err(ArgError::OutOfRange {
+            option: "--mtu",
+            value: mtu.into(),
+            expected: format!("an MTU runs from 68 (the IPv4 minimum) to {}", api::MAX_MTU),
+        });
+    }
+    Ok(())
+}
+
+fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Cidr) -> Result<(), ArgError> {
+    let outside = |why: String| ArgError::GatewayOutsideSubnet {
+        gateway,
+        subnet,
+        why,
+    };
+    if !subnet.contains(gateway) {
+        return Err(outside(format!(
+            "it lies outside; the default would be {}",
+            subnet.first_host()
+        )));
+    }
+    // /31 and /32 have no network or broadcast address to avoid (RFC 3021).
+    if subnet.prefix <= 30 {
+        if gateway == subnet.network().addr {
+            return Err(outside(format!(
+                "it is the network address; the default would be {}",
+                subnet.first_host()
+            )));
+        }
+        if gateway == subnet.broadcast() {
+            return Err(outside(format!(
+                "it is the broadcast address; the default would be {}",
+                subnet.first_host()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_ifname(option: &'static str, name: &str) -> Result<(), ArgError> {
+    let bad = |why| {
+        Err(ArgError::BadIfname {
+            option,
+            name: name.to_string(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return bad("Linux allows at most 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are reserved");
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return bad("it may not contain '/', ':' or whitespace");
+    }
+    Ok(())
+}
+
+fn check_unicast(mac: MacAddr, context: &'static str) -> Result<(), ArgError> {
+    let what = if mac.is_broadcast() {
+        "broadcast"
+    } else if mac.is_multicast() {
+        "multicast"
+    } else if mac.0 == [0; 6] {
+        "all-zero"
+    } else {
+        return Ok(());
+    };
+    Err(ArgError::NotUnicast { mac, what, context })
+}
+
+#[cfg(test)]
+mod tests;

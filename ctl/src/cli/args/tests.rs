@@ -1,0 +1,356 @@
+//! Command line → request mapping: what each command sends, and that invalid
+//! combinations are refused before anything is sent.
+
+use super::*;
+use clap::error::ErrorKind;
+
+fn parse(line: &str) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("yardctl").chain(line.split_whitespace()))
+}
+
+fn request(line: &str) -> Result<Request, ArgError> {
+    parse(line)
+        .unwrap_or_else(|e| panic!("`{line}` did not parse: {e}"))
+        .command
+        .to_request()
+}
+
+fn ok(line: &str) -> Request {
+    request(line).unwrap_or_else(|e| panic!("`{line}` was refused: {e}"))
+}
+
+fn refused(line: &str) -> String {
+    match request(line) {
+        Ok(req) => panic!("`{line}` was accepted as {req:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn cidr(s: &str) -> Ipv4Cidr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn tap_port_in_a_namespace() {
+    assert_eq!(
+        ok("port add c1 --net yard0 --tap --netns c1 --ip 172.30.0.2/16"),
+        Request::PortAdd(PortSpec {
+            name: "c1".into(),
+            kind: PortKind::Tap {
+                net: "yard0".into(),
+                netns: Some("c1".into()),
+                ifname: "eth0".into(),
+                ip: Some(cidr("172.30.0.2/16")),
+                mac: None,
+                mtu: None,
+            },
+        })
+    );
+}
+
+#[test]
+fn tap_port_with_every_option() {
+    assert_eq!(
+        ok(
+            "port add vm1 --tap --net lab --netns /proc/77/ns/net --ifname ens3 \
+            --ip 10.0.0.5/24 --mac 02:00:00:00:00:05 --mtu 9000"
+        ),
+        Request::PortAdd(PortSpec {
+            name: "vm1".into(),
+            kind: PortKind::Tap {
+                net: "lab".into(),
+                netns: Some("/proc/77/ns/net".into()),
+                ifname: "ens3".into(),
+                ip: Some(cidr("10.0.0.5/24")),
+                mac: Some("02:00:00:00:00:05".parse().unwrap()),
+                mtu: Some(9000),
+            },
+        })
+    );
+}
+
+#[test]
+fn iface_and_trunk_ports() {
+    assert_eq!(
+        ok("port add up0 --net yard0 --iface veth-up0"),
+        Request::PortAdd(PortSpec {
+            name: "up0".into(),
+            kind: PortKind::Iface {
+                net: "yard0".into(),
+                iface: "veth-up0".into(),
+            },
+        })
+    );
+    let trunk = PortSpec {
+        name: "t0".into(),
+        kind: PortKind::Trunk {
+            iface: "eth1".into(),
+            nets: vec!["red".into(), "blue".into()],
+        },
+    };
+    assert_eq!(
+        ok("port add t0 --trunk --iface eth1 --nets red,blue"),
+        Request::PortAdd(trunk.clone())
+    );
+    assert_eq!(
+        ok("port add t0 --trunk --iface eth1 --nets red --nets blue"),
+        Request::PortAdd(trunk)
+    );
+}
+
+#[test]
+fn invalid_port_combinations_are_refused() {
+    for (line, expect) in [
+        ("port add p --net n", "say how to attach the port"),
+        (
+            "port add p --net n --tap --iface e0",
+            "--tap and --iface are different",
+        ),
+        (
+            "port add p --tap --trunk --iface e0 --nets a",
+            "--tap and --trunk",
+        ),
+        ("port add p --trunk --nets a,b", "trunk ports need --iface"),
+        ("port add p --tap", "tap ports need --net"),
+        ("port add p --iface e0", "iface ports need --net"),
+        (
+            "port add p --net n --iface e0 --nets a,b",
+            "--nets does not apply to iface",
+        ),
+        (
+            "port add p --net n --tap --nets a,b",
+            "--nets does not apply to tap",
+        ),
+        (
+            "port add p --net n --iface e0 --netns x",
+            "--netns does not apply to iface",
+        ),
+        (
+            "port add p --net n --iface e0 --mtu 1400",
+            "--mtu does not apply to iface",
+        ),
+        (
+            "port add p --trunk --iface e0 --nets a --ip 1.2.3.4/8",
+            "--ip does not apply to trunk",
+        ),
+        (
+            "port add p --trunk --iface e0 --net a",
+            "--net does not apply to trunk",
+        ),
+        ("port add p --trunk --iface e0", "trunk ports need --nets"),
+        (
+            "port add p --trunk --iface e0 --nets a,b,a",
+            "lists network a twice",
+        ),
+        (
+            "port add p --trunk --iface e0 --nets a,,b",
+            "network name must not be empty",
+        ),
+        (
+            "port add p --net n --tap --mtu 67",
+            "--mtu 67 is out of range",
+        ),
+        (
+            "port add p --net n --tap --mtu 65001",
+            "--mtu 65001 is out of range",
+        ),
+        (
+            "port add p --net n --tap --ifname averyveryverylongname",
+            "at most 15 bytes",
+        ),
+        (
+            "port add p --net n --tap --ifname a/b",
+            "may not contain '/'",
+        ),
+        ("port add p --net n --iface ..", "reserved"),
+        (
+            "port add p --net n --tap --mac 01:00:5e:00:00:01",
+            "multicast address",
+        ),
+        (
+            "port add p --net n --tap --mac 00:00:00:00:00:00",
+            "all-zero address",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expect), "`{line}`: {message}");
+    }
+}
+
+#[test]
+fn net_create_defaults_and_options() {
+    assert_eq!(
+        ok("net create web"),
+        Request::NetCreate(NetworkSpec::new("web"))
+    );
+    let mut spec = NetworkSpec::new("lab");
+    spec.subnet = Some(cidr("10.10.0.0/24"));
+    spec.gateway = Some(Ipv4Addr::new(10, 10, 0, 254));
+    spec.icc = false;
+    spec.vlan = Some(100);
+    spec.aging_secs = 60;
+    spec.mtu = 9000;
+    assert_eq!(
+        ok(
+            "net create lab --subnet 10.10.0.0/24 --gateway 10.10.0.254 --no-icc \
+            --vlan 100 --aging 60 --mtu 9000"
+        ),
+        Request::NetCreate(spec)
+    );
+}
+
+#[test]
+fn invalid_networks_are_refused() {
+    for (line, expect) in [
+        ("net create n --vlan 0", "--vlan 0 is out of range"),
+        ("net create n --vlan 4095", "--vlan 4095 is out of range"),
+        ("net create n --mtu 67", "--mtu 67 is out of range"),
+        ("net create n --mtu 65001", "--mtu 65001"),
+        (
+            "net create n --gateway 10.0.0.1",
+            "--gateway needs --subnet",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --gateway 10.0.1.1",
+            "gateway 10.0.1.1 is not a host address in subnet 10.0.0.0/24: it lies outside; \
+             the default would be 10.0.0.1",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --gateway 10.0.0.0",
+            "network address",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --gateway 10.0.0.255",
+            "broadcast address",
+        ),
+        (
+            "net create n --subnet 10.0.0.5/24",
+            "did you mean 10.0.0.0/24?",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expect), "`{line}`: {message}");
+    }
+    // A /31 has no network or broadcast address to avoid.
+    ok("net create p2p --subnet 10.0.0.0/31 --gateway 10.0.0.0");
+}
+
+#[test]
+fn simple_commands_map_one_to_one() {
+    let mac: MacAddr = "02:42:ac:11:00:02".parse().unwrap();
+    for (line, want) in [
+        ("status", Request::Status),
+        ("net ls", Request::NetLs),
+        (
+            "net inspect web",
+            Request::NetInspect { name: "web".into() },
+        ),
+        ("net rm web", Request::NetRm { name: "web".into() }),
+        ("port ls", Request::PortLs),
+        ("port rm c1", Request::PortRm { name: "c1".into() }),
+        ("port stats", Request::PortStats { name: None }),
+        (
+            "port stats c1",
+            Request::PortStats {
+                name: Some("c1".into()),
+            },
+        ),
+        ("fdb show", Request::FdbShow { net: None }),
+        (
+            "fdb show --net web",
+            Request::FdbShow {
+                net: Some("web".into()),
+            },
+        ),
+        (
+            "fdb add web 02:42:ac:11:00:02 c1",
+            Request::FdbAdd {
+                net: "web".into(),
+                mac,
+                port: "c1".into(),
+            },
+        ),
+        (
+            "fdb del web 02:42:AC:11:00:02",
+            Request::FdbDel {
+                net: "web".into(),
+                mac,
+            },
+        ),
+        ("fdb flush", Request::FdbFlush { net: None }),
+        (
+            "fdb flush --net web",
+            Request::FdbFlush {
+                net: Some("web".into()),
+            },
+        ),
+        (
+            "capture c1",
+            Request::Capture {
+                port: "c1".into(),
+                count: None,
+            },
+        ),
+        (
+            "capture c1 -w /tmp/c1.pcap -c 10",
+            Request::Capture {
+                port: "c1".into(),
+                count: Some(10),
+            },
+        ),
+    ] {
+        assert_eq!(ok(line), want, "`{line}`");
+    }
+    assert!(refused("fdb add web ff:ff:ff:ff:ff:ff c1").contains("broadcast address"));
+    assert!(refused("capture c1 -c 0").contains("at least 1 frame"));
+}
+
+#[test]
+fn global_flags_go_before_or_after_the_command() {
+    let cli = parse("--json --socket /tmp/y.sock net ls").unwrap();
+    assert!(cli.json);
+    assert_eq!(cli.socket, PathBuf::from("/tmp/y.sock"));
+    let cli = parse("net ls --json --socket /tmp/z.sock").unwrap();
+    assert!(cli.json);
+    assert_eq!(cli.socket, PathBuf::from("/tmp/z.sock"));
+    assert!(!parse("status").unwrap().json);
+}
+
+#[test]
+fn capture_output_dash_means_stdout() {
+    let output = |line: &str| match parse(line).unwrap().command {
+        Command::Capture(args) => args.output_file().map(|p| p.to_path_buf()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(output("capture c1"), None);
+    assert_eq!(output("capture c1 -w -"), None);
+    assert_eq!(
+        output("capture c1 -w x.pcap"),
+        Some(PathBuf::from("x.pcap"))
+    );
+}
+
+#[test]
+fn malformed_values_are_clap_usage_errors() {
+    for line in [
+        "net create n --subnet 10.0.0.0",
+        "net create n --gateway nope",
+        "net create n --vlan 70000",
+        "port add p --net n --tap --mac 02:00",
+        "port add p --net n --tap --ip 10.0.0.1/33",
+        "fdb add web not-a-mac c1",
+        "net",
+        "bogus",
+        "capture",
+    ] {
+        let err = parse(line).expect_err(line);
+        assert_ne!(err.kind(), ErrorKind::DisplayHelp, "`{line}`");
+        assert_eq!(err.exit_code(), 2, "`{line}`: {err}");
+    }
+}
+
+#[test]
+fn the_clap_definition_is_consistent() {
+    use clap::CommandFactory;
+    Cli::command().debug_assert();
+}

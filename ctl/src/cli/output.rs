@@ -1,0 +1,321 @@
+//! What `yardctl` prints for a successful reply: tables and `key: value`
+//! blocks for people, pretty JSON for scripts — the same data in both.
+//!
+//! Contract: pure functions of the request and the reply payload. A mutation
+//! prints one short confirmation line built from the request (and the
+//! created object, where the reply carries one); a query prints its payload.
+//! With `--json` the payload's data is printed as is, and `Payload::Done` prints
+//! `{"ok": true}`.
+
+use std::io::{self, Write};
+
+use serde_json::{json, Value};
+
+use super::table::{render_fields, Table};
+use crate::api::{
+    FdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState, PortStats, Request, StatusInfo,
+};
+
+/// Placeholder for an empty cell.
+const NONE: &str = "-";
+
+/// The JSON document `--json` prints for a reply payload.
+pub fn render_json(payload: &Payload) -> Value {
+    let value = match payload {
+        Payload::Done => Ok(json!({ "ok": true })),
+        Payload::Status(status) => serde_json::to_value(status),
+        Payload::Network(net) => serde_json::to_value(net),
+        Payload::Networks(nets) => serde_json::to_value(nets),
+        Payload::Port(port) => serde_json::to_value(port),
+        Payload::Ports(ports) => serde_json::to_value(ports),
+        Payload::PortStats(stats) => serde_json::to_value(stats),
+        Payload::Fdb(entries) => serde_json::to_value(entries),
+        Payload::CaptureStarted { port } => Ok(json!({ "port": port })),
+    };
+    // These types hold only strings, numbers and string-keyed maps, which
+    // always convert; keep a message rather than panicking if that changes.
+    value.unwrap_or_else(|e| json!({ "error": format!("cannot encode the reply: {e}") }))
+}
+
+/// Writes the human-readable output for `payload`, the reply to `request`.
+pub fn render_human(request: &Request, payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
+    match (request, payload) {
+        (Request::NetCreate(spec), Payload::Network(info)) => {
+            writeln!(
+                out,
+                "network {} created ({})",
+                spec.name,
+                network_summary(info)
+            )
+        }
+        (Request::NetCreate(spec), _) => writeln!(out, "network {} created", spec.name),
+        (Request::NetRm { name }, _) => writeln!(out, "network {name} removed"),
+        (Request::PortAdd(_), Payload::Port(info)) => match &info.state {
+            PortState::Up => writeln!(
+                out,
+                "port {} added ({})",
+                info.spec.name,
+                port_summary(info)
+            ),
+            PortState::Down(reason) => writeln!(
+                out,
+                "port {} added ({}), but it is down: {reason}",
+                info.spec.name,
+                port_summary(info)
+            ),
+        },
+        (Request::PortAdd(spec), _) => writeln!(out, "port {} added", spec.name),
+        (Request::PortRm { name }, _) => writeln!(out, "port {name} removed"),
+        (Request::FdbAdd { net, mac, port }, _) => {
+            writeln!(
+                out,
+                "static entry {mac} -> port {port} added to network {net}"
+            )
+        }
+        (Request::FdbDel { net, mac }, _) => {
+            writeln!(out, "entry {mac} removed from network {net}")
+        }
+        (Request::FdbFlush { net: Some(net) }, _) => {
+            writeln!(out, "learned entries flushed from network {net}")
+        }
+        (Request::FdbFlush { net: None }, _) => {
+            writeln!(out, "learned entries flushed from every network")
+        }
+        (_, payload) => render_payload(payload, out),
+    }
+}
+
+/// Writes a payload on its own, whatever asked for it.
+fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
+    match payload {
+        Payload::Done => writeln!(out, "ok"),
+        Payload::Status(status) => render_fields(&status_fields(status), out),
+        Payload::Network(net) => render_fields(&network_fields(net), out),
+        Payload::Networks(nets) => networks_table(nets).render(out),
+        Payload::Port(port) => ports_table(std::slice::from_ref(port)).render(out),
+        Payload::Ports(ports) => ports_table(ports).render(out),
+        Payload::PortStats(stats) => stats_table(stats).render(out),
+        Payload::Fdb(entries) => fdb_table(entries).render(out),
+        Payload::CaptureStarted { port } => writeln!(out, "capturing on port {port}"),
+    }
+}
+
+fn or_none<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| NONE.to_string(), |v| v.to_string())
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        NONE.to_string()
+    } else {
+        items.join(",")
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// `1d 02h03m04s`-style uptime, shortest form that shows every nonzero unit.
+pub fn format_duration(secs: u64) -> String {
+    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if days > 0 {
+        format!("{days}d {hours:02}h{mins:02}m{s:02}s")
+    } else if hours > 0 {
+        format!("{hours}h{mins:02}m{s:02}s")
+    } else if mins > 0 {
+        format!("{mins}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The `status` block.
+pub fn status_fields(s: &StatusInfo) -> Vec<(&'static str, String)> {
+    vec![
+        ("version", s.version.clone()),
+        ("api version", s.api_version.to_string()),
+        ("pid", s.pid.to_string()),
+        ("uptime", format_duration(s.uptime_secs)),
+        ("socket", s.socket.clone()),
+        ("state dir", s.state_dir.clone()),
+        ("networks", s.networks.to_string()),
+        ("ports", s.ports.to_string()),
+    ]
+}
+
+/// The `net inspect` block.
+pub fn network_fields(n: &NetworkInfo) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", n.spec.name.clone()),
+        ("subnet", or_none(n.spec.subnet)),
+        ("gateway", or_none(n.spec.gateway)),
+        ("vlan", or_none(n.spec.vlan)),
+        ("icc", on_off(n.spec.icc).to_string()),
+        ("aging", format!("{}s", n.spec.aging_secs)),
+        ("mtu", n.spec.mtu.to_string()),
+        ("ports", list_or_none(&n.ports)),
+        ("fdb entries", n.fdb_entries.to_string()),
+        ("mac moves", n.mac_moves.to_string()),
+    ]
+}
+
+fn network_summary(n: &NetworkInfo) -> String {
+    let l3 = match (n.spec.subnet, n.spec.gateway) {
+        (Some(subnet), Some(gw)) => format!("subnet {subnet}, gateway {gw}"),
+        (Some(subnet), None) => format!("subnet {subnet}"),
+        _ => "L2 only".to_string(),
+    };
+    let vlan = n
+        .spec
+        .vlan
+        .map(|v| format!(", vlan {v}"))
+        .unwrap_or_default();
+    format!("{l3}{vlan}, mtu {}", n.spec.mtu)
+}
+
+fn port_summary(p: &PortInfo) -> String {
+    let mut parts = vec![port_kind_name(&p.spec.kind).to_string()];
+    if let PortKind::Tap {
+        netns, ifname, ip, ..
+    } = &p.spec.kind
+    {
+        let place = netns
+            .as_deref()
+            .map_or(String::new(), |ns| format!(" in netns {ns}"));
+        parts.push(format!("{ifname}{place}"));
+        if let Some(ip) = ip {
+            parts.push(ip.to_string());
+        }
+    }
+    if let Some(mac) = port_mac(p) {
+        parts.push(format!("mac {mac}"));
+    }
+    parts.push(format!("mtu {}", p.mtu));
+    parts.join(", ")
+}
+
+/// The `net ls` table.
+pub fn networks_table(nets: &[NetworkInfo]) -> Table {
+    let mut t = Table::new(&["NAME", "SUBNET", "GATEWAY", "VLAN", "ICC", "MTU", "PORTS"]);
+    for n in nets {
+        t.row(vec![
+            n.spec.name.clone(),
+            or_none(n.spec.subnet),
+            or_none(n.spec.gateway),
+            or_none(n.spec.vlan),
+            on_off(n.spec.icc).to_string(),
+            n.spec.mtu.to_string(),
+            n.ports.len().to_string(),
+        ]);
+    }
+    t
+}
+
+fn port_kind_name(kind: &PortKind) -> &'static str {
+    match kind {
+        PortKind::Tap { .. } => "tap",
+        PortKind::Iface { .. } => "iface",
+        PortKind::Trunk { .. } => "trunk",
+    }
+}
+
+/// The MAC yardd reports, else the one configured.
+fn port_mac(p: &PortInfo) -> Option<crate::types::MacAddr> {
+    p.mac.or(match &p.spec.kind {
+        PortKind::Tap { mac, .. } => *mac,
+        _ => None,
+    })
+}
+
+fn state_text(state: &PortState) -> String {
+    match state {
+        PortState::Up => "up".to_string(),
+        PortState::Down(reason) => format!("down: {reason}"),
+    }
+}
+
+/// The `port ls` table.
+pub fn ports_table(ports: &[PortInfo]) -> Table {
+    let mut t = Table::new(&[
+        "NAME",
+        "KIND",
+        "NETWORK(S)",
+        "NETNS",
+        "IFNAME",
+        "IP",
+        "MAC",
+        "MTU",
+        "STATE",
+    ]);
+    for p in ports {
+        let (netns, ifname, ip) = match &p.spec.kind {
+            PortKind::Tap {
+                netns, ifname, ip, ..
+            } => (netns.clone(), ifname.clone(), ip.map(|ip| ip.to_string())),
+            PortKind::Iface { iface, .. } | PortKind::Trunk { iface, .. } => {
+                (None, iface.clone(), None)
+            }
+        };
+        let nets: Vec<String> = p.spec.nets().into_iter().map(str::to_string).collect();
+        t.row(vec![
+            p.spec.name.clone(),
+            port_kind_name(&p.spec.kind).to_string(),
+            list_or_none(&nets),
+            or_none(netns),
+            ifname,
+            or_none(ip),
+            or_none(port_mac(p)),
+            p.mtu.to_string(),
+            state_text(&p.state),
+        ]);
+    }
+    t
+}
+
+/// The `port stats` table; DROPS lists `reason=count` pairs.
+pub fn stats_table(stats: &[PortStats]) -> Table {
+    let mut t = Table::new(&[
+        "NAME", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS",
+    ]);
+    for s in stats {
+        let drops: Vec<String> = s
+            .drops
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(reason, count)| format!("{reason}={count}"))
+            .collect();
+        t.row(vec![
+            s.name.clone(),
+            s.rx_packets.to_string(),
+            s.rx_bytes.to_string(),
+            s.tx_packets.to_string(),
+            s.tx_bytes.to_string(),
+            list_or_none(&drops),
+        ]);
+    }
+    t
+}
+
+/// The `fdb show` table; AGE is seconds since last seen, `-` for static entries.
+pub fn fdb_table(entries: &[FdbEntry]) -> Table {
+    let mut t = Table::new(&["NETWORK", "MAC", "PORT", "TYPE", "AGE"]);
+    for e in entries {
+        t.row(vec![
+            e.net.clone(),
+            e.mac.to_string(),
+            e.port.clone(),
+            if e.is_static { "static" } else { "learned" }.to_string(),
+            e.age_secs
+                .map_or_else(|| NONE.to_string(), |s| format!("{s}s")),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests;

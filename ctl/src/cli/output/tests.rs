@@ -1,0 +1,287 @@
+//! Rendering of every payload, for people and for `--json`.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::{NetworkSpec, PortSpec};
+
+fn human(request: &Request, payload: &Payload) -> String {
+    let mut out = Vec::new();
+    render_human(request, payload, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn web() -> NetworkInfo {
+    let mut spec = NetworkSpec::new("web");
+    spec.subnet = Some("10.1.0.0/24".parse().unwrap());
+    spec.gateway = Some("10.1.0.1".parse().unwrap());
+    NetworkInfo {
+        spec,
+        ports: vec!["c1".into(), "c2".into()],
+        fdb_entries: 3,
+        mac_moves: 0,
+    }
+}
+
+fn l2() -> NetworkInfo {
+    let mut spec = NetworkSpec::new("lab");
+    spec.icc = false;
+    spec.vlan = Some(100);
+    spec.mtu = 9000;
+    NetworkInfo {
+        spec,
+        ports: vec![],
+        fdb_entries: 0,
+        mac_moves: 2,
+    }
+}
+
+fn tap_port() -> PortInfo {
+    PortInfo {
+        spec: PortSpec {
+            name: "c1".into(),
+            kind: PortKind::Tap {
+                net: "web".into(),
+                netns: Some("c1".into()),
+                ifname: "eth0".into(),
+                ip: Some("10.1.0.2/24".parse().unwrap()),
+                mac: None,
+                mtu: None,
+            },
+        },
+        mac: Some("02:00:00:00:00:02".parse().unwrap()),
+        mtu: 1500,
+        state: PortState::Up,
+    }
+}
+
+fn trunk_port() -> PortInfo {
+    PortInfo {
+        spec: PortSpec {
+            name: "t0".into(),
+            kind: PortKind::Trunk {
+                iface: "eth1".into(),
+                nets: vec!["red".into(), "blue".into()],
+            },
+        },
+        mac: None,
+        mtu: 1500,
+        state: PortState::Down("eth1 not found — create it or `yardctl port rm t0`".into()),
+    }
+}
+
+#[test]
+fn net_ls_table() {
+    let text = human(&Request::NetLs, &Payload::Networks(vec![web(), l2()]));
+    assert_eq!(
+        text,
+        "NAME   SUBNET        GATEWAY    VLAN   ICC   MTU    PORTS\n\
+         web    10.1.0.0/24   10.1.0.1   -      on    1500   2\n\
+         lab    -             -          100    off   9000   0\n"
+    );
+}
+
+#[test]
+fn port_ls_table() {
+    let text = human(
+        &Request::PortLs,
+        &Payload::Ports(vec![tap_port(), trunk_port()]),
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "KIND",
+            "NETWORK(S)",
+            "NETNS",
+            "IFNAME",
+            "IP",
+            "MAC",
+            "MTU",
+            "STATE"
+        ]
+    );
+    let tap: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        tap,
+        [
+            "c1",
+            "tap",
+            "web",
+            "c1",
+            "eth0",
+            "10.1.0.2/24",
+            "02:00:00:00:00:02",
+            "1500",
+            "up"
+        ]
+    );
+    assert!(lines[2].starts_with("t0 "));
+    assert!(lines[2].contains(" trunk "));
+    assert!(lines[2].contains(" red,blue "));
+    assert!(lines[2].ends_with("down: eth1 not found — create it or `yardctl port rm t0`"));
+    // Every column starts where its header does.
+    let col = |name: &str| lines[0].find(name).unwrap();
+    assert_eq!(lines[1].find("10.1.0.2/24"), Some(col("IP")));
+    assert_eq!(lines[2].find("down:"), Some(col("STATE")));
+}
+
+#[test]
+fn port_stats_table_lists_drop_reasons() {
+    let mut drops = BTreeMap::new();
+    drops.insert("no-route".to_string(), 4);
+    drops.insert("icc-denied".to_string(), 1);
+    drops.insert("zero".to_string(), 0);
+    let stats = vec![
+        PortStats {
+            name: "c1".into(),
+            rx_packets: 10,
+            rx_bytes: 1200,
+            tx_packets: 8,
+            tx_bytes: 900,
+            drops,
+        },
+        PortStats {
+            name: "c2".into(),
+            ..PortStats::default()
+        },
+    ];
+    let text = human(
+        &Request::PortStats { name: None },
+        &Payload::PortStats(stats),
+    );
+    assert_eq!(
+        text,
+        "NAME   RX-PKTS   RX-BYTES   TX-PKTS   TX-BYTES   DROPS\n\
+         c1     10        1200       8         900        icc-denied=1,no-route=4\n\
+         c2     0         0          0         0          -\n"
+    );
+}
+
+#[test]
+fn fdb_table() {
+    let entries = vec![
+        FdbEntry {
+            net: "web".into(),
+            mac: "02:00:00:00:00:02".parse().unwrap(),
+            port: "c1".into(),
+            is_static: false,
+            age_secs: Some(12),
+        },
+        FdbEntry {
+            net: "web".into(),
+            mac: "02:00:00:00:00:09".parse().unwrap(),
+            port: "up0".into(),
+            is_static: true,
+            age_secs: None,
+        },
+    ];
+    let text = human(&Request::FdbShow { net: None }, &Payload::Fdb(entries));
+    assert_eq!(
+        text,
+        "NETWORK   MAC                 PORT   TYPE      AGE\n\
+         web       02:00:00:00:00:02   c1     learned   12s\n\
+         web       02:00:00:00:00:09   up0    static    -\n"
+    );
+}
+
+#[test]
+fn inspect_and_status_are_key_value_lines() {
+    let text = human(
+        &Request::NetInspect { name: "web".into() },
+        &Payload::Network(web()),
+    );
+    assert!(
+        text.starts_with("name:        web\nsubnet:      10.1.0.0/24\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nports:       c1,c2\n"), "{text}");
+    assert!(text.ends_with("mac moves:   0\n"), "{text}");
+
+    let status = StatusInfo {
+        version: "0.1.0".into(),
+        api_version: 1,
+        pid: 4242,
+        uptime_secs: 3723,
+        socket: "/run/switchyard/yardd.sock".into(),
+        state_dir: "/var/lib/switchyard".into(),
+        networks: 1,
+        ports: 0,
+    };
+    let text = human(&Request::Status, &Payload::Status(status));
+    assert!(text.contains("uptime:      1h02m03s\n"), "{text}");
+    assert!(
+        text.contains("socket:      /run/switchyard/yardd.sock\n"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 8);
+}
+
+#[test]
+fn mutations_print_one_short_line() {
+    let created = human(&Request::NetCreate(web().spec), &Payload::Network(web()));
+    assert_eq!(
+        created,
+        "network web created (subnet 10.1.0.0/24, gateway 10.1.0.1, mtu 1500)\n"
+    );
+    assert_eq!(
+        human(&Request::NetCreate(l2().spec), &Payload::Network(l2())),
+        "network lab created (L2 only, vlan 100, mtu 9000)\n"
+    );
+    assert_eq!(
+        human(&Request::NetRm { name: "web".into() }, &Payload::Done),
+        "network web removed\n"
+    );
+    assert_eq!(
+        human(
+            &Request::PortAdd(tap_port().spec),
+            &Payload::Port(tap_port())
+        ),
+        "port c1 added (tap, eth0 in netns c1, 10.1.0.2/24, mac 02:00:00:00:00:02, mtu 1500)\n"
+    );
+    let down = human(
+        &Request::PortAdd(trunk_port().spec),
+        &Payload::Port(trunk_port()),
+    );
+    assert!(
+        down.starts_with("port t0 added (trunk, mtu 1500), but it is down: eth1"),
+        "{down}"
+    );
+    assert_eq!(
+        human(&Request::PortRm { name: "c1".into() }, &Payload::Done),
+        "port c1 removed\n"
+    );
+    assert_eq!(
+        human(&Request::FdbFlush { net: None }, &Payload::Done),
+        "learned entries flushed from every network\n"
+    );
+}
+
+#[test]
+fn json_is_the_payload_data() {
+    assert_eq!(render_json(&Payload::Done), json!({ "ok": true }));
+    let ports = render_json(&Payload::Ports(vec![tap_port()]));
+    assert_eq!(ports[0]["name"], "c1");
+    assert_eq!(ports[0]["kind"], "tap");
+    assert_eq!(ports[0]["netns"], "c1");
+    assert_eq!(ports[0]["state"], json!({ "state": "up" }));
+    let back: Vec<PortInfo> = serde_json::from_value(ports).unwrap();
+    assert_eq!(back, vec![tap_port()]);
+    let net = render_json(&Payload::Network(web()));
+    assert_eq!(net["subnet"], "10.1.0.0/24");
+    assert_eq!(net["ports"], json!(["c1", "c2"]));
+    let nets = render_json(&Payload::Networks(vec![]));
+    assert_eq!(nets, json!([]));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(format_duration(0), "0s");
+    assert_eq!(format_duration(59), "59s");
+    assert_eq!(format_duration(61), "1m01s");
+    assert_eq!(format_duration(3600), "1h00m00s");
+    assert_eq!(format_duration(90_061), "1d 01h01m01s");
+}

@@ -1,0 +1,280 @@
+//! `run` end to end against an in-test server thread that answers with canned
+//! bytes: what is sent, what is printed where, and the exit status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use clap::Parser;
+
+use super::*;
+use crate::api::{ApiError, NetworkInfo, NetworkSpec};
+
+fn temp_path(tag: &str, ext: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "yardctl-run-{tag}-{}-{n}.{ext}",
+        std::process::id()
+    ))
+}
+
+/// A one-connection fake yardd: reads the request line, writes `reply`, closes.
+struct FakeYardd {
+    path: PathBuf,
+    thread: Option<JoinHandle<String>>,
+}
+
+impl FakeYardd {
+    fn start(tag: &str, reply: Vec<u8>) -> Self {
+        let path = temp_path(tag, "sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            // The client may legitimately hang up first (e.g. a refused -w file).
+            let _ = (&stream).write_all(&reply);
+            request
+        });
+        FakeYardd {
+            path,
+            thread: Some(thread),
+        }
+    }
+
+    fn replying(tag: &str, reply: &Reply) -> Self {
+        let mut line = serde_json::to_vec(reply).unwrap();
+        line.push(b'\n');
+        Self::start(tag, line)
+    }
+
+    /// The request line the server received.
+    fn request(mut self) -> String {
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for FakeYardd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Outcome {
+    code: u8,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn run_line(socket: &Path, line: &str, stdout_is_terminal: bool) -> Outcome {
+    let args = ["yardctl", "--socket", socket.to_str().unwrap()]
+        .into_iter()
+        .chain(line.split_whitespace());
+    let cli = Cli::try_parse_from(args).unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let code = run(
+        &cli,
+        &mut Io {
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+            stdout_is_terminal,
+        },
+    );
+    Outcome {
+        code,
+        stdout,
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+fn web() -> NetworkInfo {
+    NetworkInfo {
+        spec: NetworkSpec::new("web"),
+        ports: vec![],
+        fdb_entries: 0,
+        mac_moves: 0,
+    }
+}
+
+#[test]
+fn a_query_prints_a_table_or_json() {
+    let reply = Reply::Ok(Payload::Networks(vec![web()]));
+    let yardd = FakeYardd::replying("ls", &reply);
+    let out = run_line(&yardd.path, "net ls", false);
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    assert_eq!(
+        text(&out.stdout),
+        "NAME   SUBNET   GATEWAY   VLAN   ICC   MTU    PORTS\n\
+         web    -        -         -      on    1500   0\n"
+    );
+    assert_eq!(
+        yardd.request(),
+        "{\"api_version\":1,\"request\":{\"cmd\":\"net-ls\"}}\n"
+    );
+
+    let yardd = FakeYardd::replying("ls-json", &reply);
+    let out = run_line(&yardd.path, "net ls --json", false);
+    assert_eq!(out.code, EXIT_OK);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value[0]["name"], "web");
+    assert_eq!(value[0]["mtu"], 1500);
+}
+
+#[test]
+fn done_prints_a_confirmation_or_ok_true() {
+    let yardd = FakeYardd::replying("rm", &Reply::Ok(Payload::Done));
+    let out = run_line(&yardd.path, "port rm c1", false);
+    assert_eq!(
+        (out.code, text(&out.stdout)),
+        (EXIT_OK, "port c1 removed\n")
+    );
+    assert!(yardd
+        .request()
+        .contains("\"cmd\":\"port-rm\",\"name\":\"c1\""));
+
+    let yardd = FakeYardd::replying("rm-json", &Reply::Ok(Payload::Done));
+    let out = run_line(&yardd.path, "--json port rm c1", false);
+    assert_eq!(
+        (out.code, text(&out.stdout)),
+        (EXIT_OK, "{\n  \"ok\": true\n}\n")
+    );
+}
+
+#[test]
+fn a_daemon_error_goes_to_stderr_and_exits_1() {
+    let reply = Reply::Error(ApiError {
+        message: "network web not found — list networks with `yardctl net ls`".into(),
+    });
+    let yardd = FakeYardd::replying("err", &reply);
+    let out = run_line(&yardd.path, "net inspect web", false);
+    assert_eq!(out.code, EXIT_FAILURE);
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.stderr,
+        "yardctl: network web not found — list networks with `yardctl net ls`\n"
+    );
+
+    let yardd = FakeYardd::replying("err-json", &reply);
+    let out = run_line(&yardd.path, "net inspect web --json", false);
+    assert_eq!(out.code, EXIT_FAILURE);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({ "error": "network web not found — list networks with `yardctl net ls`" })
+    );
+}
+
+#[test]
+fn an_unreachable_daemon_exits_1_with_the_way_out() {
+    let missing = temp_path("missing", "sock");
+    let out = run_line(&missing, "--json status", false);
+    assert_eq!(out.code, EXIT_FAILURE);
+    assert!(out.stderr.contains("is yardd running?"), "{}", out.stderr);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(value["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("cannot reach yardd at "));
+}
+
+#[test]
+fn a_refused_command_line_exits_2_without_connecting() {
+    let missing = temp_path("never", "sock");
+    let out = run_line(
+        &missing,
+        "port add c1 --net yard0 --iface e0 --netns c1",
+        false,
+    );
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(out.stdout.is_empty());
+    assert!(out
+        .stderr
+        .starts_with("yardctl: --netns does not apply to iface ports"));
+    assert!(
+        out.stderr.contains("`yardctl port add --help`"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn capture_bytes() -> (Vec<u8>, Vec<u8>) {
+    let mut wire =
+        serde_json::to_vec(&Reply::Ok(Payload::CaptureStarted { port: "c1".into() })).unwrap();
+    wire.push(b'\n');
+    let mut pcap = crate::pcap::file_header().to_vec();
+    for (i, len) in [42usize, 60, 1514, 65_000, 1].into_iter().enumerate() {
+        pcap.extend(crate::pcap::record_header(std::time::UNIX_EPOCH, len));
+        pcap.extend((0..len).map(|b| (b * 7 + i) as u8));
+    }
+    wire.extend(&pcap);
+    (wire, pcap)
+}
+
+#[test]
+fn capture_writes_the_pcap_stream_verbatim_to_a_file() {
+    let (wire, pcap) = capture_bytes();
+    let yardd = FakeYardd::start("cap-file", wire);
+    let file = temp_path("cap", "pcap");
+    let out = run_line(
+        &yardd.path,
+        &format!("capture c1 -c 5 -w {}", file.display()),
+        true,
+    );
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    let written = std::fs::read(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(written, pcap);
+    assert!(
+        out.stderr.contains("capturing on port c1 for 5 frames"),
+        "{}",
+        out.stderr
+    );
+    assert!(out
+        .stderr
+        .contains(&format!("{} bytes written", pcap.len())));
+    assert!(yardd
+        .request()
+        .contains("{\"cmd\":\"capture\",\"port\":\"c1\",\"count\":5}"));
+}
+
+#[test]
+fn capture_writes_to_stdout_but_never_to_a_terminal() {
+    let (wire, pcap) = capture_bytes();
+    let yardd = FakeYardd::start("cap-stdout", wire);
+    let out = run_line(&yardd.path, "capture c1 -w -", false);
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    assert_eq!(out.stdout, pcap);
+
+    let never = temp_path("tty", "sock");
+    let out = run_line(&never, "capture c1", true);
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(out.stdout.is_empty());
+    assert!(out
+        .stderr
+        .contains("refusing to write a binary pcap stream to a terminal"));
+}
+
+#[test]
+fn capture_refused_by_the_daemon_reports_the_reason() {
+    let reply = Reply::Error(ApiError {
+        message: "port c9 not found".into(),
+    });
+    let yardd = FakeYardd::replying("cap-err", &reply);
+    let file = temp_path("cap-err", "pcap");
+    let out = run_line(
+        &yardd.path,
+        &format!("capture c9 -w {}", file.display()),
+        false,
+    );
+    assert_eq!(out.code, EXIT_FAILURE);
+    assert_eq!(out.stderr, "yardctl: port c9 not found\n");
+    assert!(!file.exists(), "no file is created for a refused capture");
+}

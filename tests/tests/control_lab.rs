@@ -1,0 +1,310 @@
+//! Control-plane labs (issue 2): the control socket's mode and access check,
+//! error replies to bad request lines, `YARD_SOCKET`, the static FDB commands,
+//! and error messages that name what is missing.
+//!
+//! Needs root; without it each test prints why and returns.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use yard_ctl::MacAddr;
+use yard_tests::cmd::{describe, output, run, stdout, timed};
+use yard_tests::{require, Lab};
+
+/// Sends one raw line and returns the reply line, parsed.
+fn raw_request(lab: &Lab, line: &[u8]) -> serde_json::Value {
+    let mut stream = UnixStream::connect(lab.socket()).expect("connect to yardd");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // yardd may stop reading an oversized line early; what counts is its reply.
+    let _ = stream.write_all(line);
+    let _ = stream.write_all(b"\n");
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .unwrap_or_else(|e| panic!("no reply line from yardd: {e}\n{}", lab.log_tail()));
+    serde_json::from_str(&reply).unwrap_or_else(|e| {
+        panic!(
+            "yardd's reply is not a JSON line ({e}): {reply:?}\n{}",
+            lab.log_tail()
+        )
+    })
+}
+
+fn assert_error_reply(lab: &Lab, what: &str, reply: &serde_json::Value) {
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{what}: expected {{\"error\":{{\"message\":...}}}}, got {reply}\n{}",
+        lab.log_tail()
+    );
+}
+
+#[test]
+fn control_socket_is_0660_and_survives_bad_requests() {
+    if !require(&[]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let mode = std::fs::metadata(lab.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o660, "control socket mode is {mode:o}");
+
+    let good = br#"{"api_version":1,"request":{"cmd":"status"}}"#;
+    let reply = raw_request(&lab, good);
+    assert_eq!(reply["ok"]["type"], "status", "status reply: {reply}");
+
+    let mut oversized = br#"{"api_version":1,"request":{"cmd":"status","pad":""#.to_vec();
+    oversized.resize(70 * 1024, b'a');
+    oversized.extend_from_slice(br#""}}"#);
+    let bad: [(&str, &[u8]); 4] = [
+        ("malformed line", b"{this is not json"),
+        (
+            "unknown cmd",
+            br#"{"api_version":1,"request":{"cmd":"frobnicate"}}"#,
+        ),
+        (
+            "other API version",
+            br#"{"api_version":999,"request":{"cmd":"status"}}"#,
+        ),
+        ("line over 64 KiB", &oversized),
+    ];
+    for (what, line) in bad {
+        let reply = raw_request(&lab, line);
+        assert_error_reply(&lab, what, &reply);
+        assert!(
+            lab.is_running(),
+            "yardd died after a {what}\n{}",
+            lab.log_tail()
+        );
+        let reply = raw_request(&lab, good);
+        assert_eq!(
+            reply["ok"]["type"], "status",
+            "status after a {what}: {reply}"
+        );
+    }
+
+    // yardctl honours YARD_SOCKET when --socket is not given.
+    let out = output(
+        timed(30, &yard_tests::bins::bins().yardctl)
+            .args(["--json", "status"])
+            .env("YARD_SOCKET", lab.socket()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("YARD_SOCKET=... yardctl --json status", &out)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(
+        status["pid"],
+        lab.pid().unwrap(),
+        "status via YARD_SOCKET: {status}"
+    );
+    assert_eq!(status["socket"], lab.socket().to_string_lossy().as_ref());
+}
+
+/// Runs `socat` as a client of the control socket, as `uid`, sending a status
+/// request; returns (exit success, stdout).
+fn socat_client(lab: &Lab, uid: Option<u32>) -> (bool, String) {
+    let target = format!("UNIX-CONNECT:{}", lab.socket().display());
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = timed(20, "setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg("socat");
+            c
+        }
+        None => timed(20, "socat"),
+    };
+    cmd.args(["-t", "3", "-", &target])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn socat");
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"{\"api_version\":1,\"request\":{\"cmd\":\"status\"}}\n");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for socat");
+    (out.status.success(), stdout(&out))
+}
+
+#[test]
+fn client_of_another_uid_gets_no_service() {
+    if !require(&["socat", "setpriv"]) {
+        return;
+    }
+    let lab = Lab::new();
+    // Let anyone reach the socket's directory; the socket itself decides.
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // The client works at all: root is served.
+    let (ok, reply) = socat_client(&lab, None);
+    assert!(
+        ok && reply.contains("\"ok\""),
+        "root was not served: {reply}"
+    );
+
+    let nobody = 65534;
+    let (_, reply) = socat_client(&lab, Some(nobody));
+    assert!(
+        !reply.contains("\"ok\"") && !reply.contains("\"pid\""),
+        "uid {nobody} was served through a 0660 socket: {reply}"
+    );
+
+    // Even if the file mode lets it connect, yardd checks the peer's
+    // credentials and refuses.
+    std::fs::set_permissions(lab.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_, reply) = socat_client(&lab, Some(nobody));
+    assert!(
+        !reply.contains("\"ok\"") && !reply.contains("\"pid\""),
+        "uid {nobody} was served once it could connect (no SO_PEERCRED check?): {reply}"
+    );
+    lab.ctl_ok(&["status"]);
+}
+
+#[test]
+fn static_fdb_entry_survives_flush_and_is_deleted_by_fdb_del() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let c1 = lab.tap("c1", "yard0", "172.30.5.1/16", &[]);
+    let c2 = lab.tap("c2", "yard0", "172.30.5.2/16", &[]);
+    lab.ping_ok(&c1, c2.ip);
+    let static_mac: MacAddr = "02:aa:bb:cc:dd:01".parse().unwrap();
+    lab.ctl_ok(&["fdb", "add", "yard0", "02:aa:bb:cc:dd:01", "c1"]);
+
+    let fdb = lab.fdb(None);
+    let entry = fdb
+        .iter()
+        .find(|e| e.mac == static_mac)
+        .unwrap_or_else(|| panic!("static entry missing: {fdb:#?}"));
+    assert!(
+        entry.is_static && entry.port == "c1" && entry.net == "yard0",
+        "{entry:?}"
+    );
+    assert_eq!(entry.age_secs, None, "a static entry has no age: {entry:?}");
+    let (c1_mac, c2_mac) = (c1.mac(), c2.mac());
+    assert!(
+        fdb.iter().any(|e| e.mac == c1_mac && !e.is_static),
+        "c1 not learned before the flush: {fdb:#?}"
+    );
+
+    lab.ctl_ok(&["fdb", "flush"]);
+    let fdb = lab.fdb(None);
+    assert!(
+        fdb.iter()
+            .any(|e| e.mac == static_mac && e.is_static && e.port == "c1"),
+        "the static entry did not survive fdb flush: {fdb:#?}"
+    );
+    assert!(
+        fdb.iter().all(|e| e.mac != c1_mac && e.mac != c2_mac),
+        "learned entries survived fdb flush: {fdb:#?}"
+    );
+
+    // Traffic still flows (relearned) and the static entry stays put.
+    lab.ping_ok(&c2, c1.ip);
+    lab.ctl_ok(&["fdb", "del", "yard0", "02:aa:bb:cc:dd:01"]);
+    let fdb = lab.fdb(None);
+    assert!(
+        fdb.iter().all(|e| e.mac != static_mac),
+        "fdb del left it: {fdb:#?}"
+    );
+    assert!(
+        fdb.iter().any(|e| e.mac == c1_mac && e.port == "c1"),
+        "c1 not relearned after the flush: {fdb:#?}"
+    );
+}
+
+#[test]
+fn errors_name_the_missing_thing_and_change_nothing() {
+    if !require(&[]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let missing_ns = format!("yt-nosuch-{}", std::process::id());
+    let err = lab.ctl_err(&[
+        "port",
+        "add",
+        "p1",
+        "--net",
+        "yard0",
+        "--tap",
+        "--netns",
+        &missing_ns,
+    ]);
+    assert!(
+        err.contains(&missing_ns) && err.contains("ip netns add"),
+        "the error should name netns {missing_ns} and say `ip netns add`: {err}"
+    );
+
+    let ns = lab.netns();
+    let err = lab.ctl_err(&[
+        "port",
+        "add",
+        "p2",
+        "--net",
+        "nosuchnet",
+        "--tap",
+        "--netns",
+        &ns,
+    ]);
+    assert!(err.contains("nosuchnet"), "should name the network: {err}");
+
+    for args in [
+        &["net", "inspect", "nosuchnet"][..],
+        &["net", "rm", "nosuchnet"],
+        &["fdb", "show", "--net", "nosuchnet"],
+        &["fdb", "flush", "--net", "nosuchnet"],
+    ] {
+        let err = lab.ctl_err(args);
+        assert!(
+            err.contains("nosuchnet"),
+            "`{}` should name the network: {err}",
+            args.join(" ")
+        );
+    }
+    for args in [
+        &["port", "rm", "nosuchport"][..],
+        &["port", "stats", "nosuchport"],
+        &["fdb", "add", "yard0", "02:00:00:00:00:99", "nosuchport"],
+        &["capture", "nosuchport", "-c", "1"],
+    ] {
+        let err = lab.ctl_err(args);
+        assert!(
+            err.contains("nosuchport"),
+            "`{}` should name the port: {err}",
+            args.join(" ")
+        );
+    }
+
+    // Nothing was half-created: no port, no TAP left in the namespace.
+    let ports = lab.ctl_json(&["port", "ls"]);
+    assert_eq!(
+        ports,
+        serde_json::json!([]),
+        "failed adds left ports behind"
+    );
+    let links = run(&["ip", "-n", &ns, "-o", "link", "show"]);
+    let links = stdout(&links);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "a failed port add left an interface in {ns}:\n{links}"
+    );
+    assert_eq!(lab.fdb(None).len(), 0, "failed fdb add left an entry");
+}

@@ -149,6 +149,8 @@ impl Daemon {
             .arg("--log")
             .arg(level)
             .env_remove("YARD_SOCKET")
+            // The log is a file: no terminal colour codes in it.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

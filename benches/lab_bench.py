@@ -207,7 +207,7 @@ class Yardd:
         self.proc = RES.add_proc(
             "yardd",
             subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL),
+                             stdin=subprocess.DEVNULL, env=dict(os.environ, NO_COLOR="1")),
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -290,6 +290,10 @@ class Path:
     def switch_pid(self):
         return None
 
+    def switch_stats(self):
+        """Counters worth keeping in the JSON after the runs (or None)."""
+        return None
+
     def teardown(self):
         self.stop_switch()
         for name in reversed(self.my_netns):
@@ -348,6 +352,15 @@ class YarddPath(Path):
 
     def switch_pid(self):
         return self.yardd.pid()
+
+    def switch_stats(self):
+        cp = run(self.yardd.ctl_cmd(["--json", "port", "stats"]), check=False, timeout=30)
+        if cp is None or cp.returncode != 0:
+            return None
+        try:
+            return json.loads(cp.stdout)
+        except ValueError:
+            return cp.stdout
 
     def stop_switch(self):
         y = getattr(self, "yardd", None)
@@ -535,7 +548,8 @@ def median(xs):
 def measure(path, opts):
     """Run every workload through an already set-up path; returns a dict."""
     T, R = opts.time, opts.repeats
-    res = {"path": path.name, "description": path.description, "errors": []}
+    res = {"path": path.name, "description": path.description, "errors": [],
+           "loadavg_before": loadavg()}
     cns, sns = path.client_ns, path.server_ns
     # lifetime bound for the iperf3 server: all iperf3 runs plus slack
     server = IperfServer(sns, lifetime=3 * R * (T + SLACK) + 60)
@@ -618,6 +632,14 @@ def measure(path, opts):
 # --------------------------------------------------------------------------
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return None
+
+
 def machine_info():
     model = "?"
     try:
@@ -633,6 +655,7 @@ def machine_info():
         "cpu_model": model,
         "kernel": platform.release(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_at_start": loadavg(),
     }
 
 
@@ -651,7 +674,8 @@ def fmt(x, spec):
 def print_report(results, machine, opts, notes):
     m = machine
     print()
-    print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['date']}")
+    print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['date']}, "
+          f"load average at start {m['loadavg_at_start']}")
     print(f"method: iperf3 -t {opts.time} s, sockperf ping-pong -t {opts.time} s, "
           f"median of {opts.repeats}; receiver side; client, server and switch share the CPUs")
     print()
@@ -659,7 +683,8 @@ def print_report(results, machine, opts, notes):
     print(hdr)
     for r in results:
         if r.get("failed"):
-            print(f"{r['path']:<13}  FAILED: {r['failed']}")
+            msg = r["failed"] if len(r["failed"]) <= 300 else r["failed"][:300] + "..."
+            print(f"{r['path']:<13}  FAILED: {msg}")
             continue
         rtt = "n/a" if r["rtt_p50_us"] is None else f"{r['rtt_p50_us']:.1f}/{r['rtt_p99_us']:.1f}"
         cpu = r.get("switch_cpu_pct")
@@ -770,6 +795,7 @@ def main(argv):
                 path.setup()
                 r = measure(path, opts)
                 r["kernel"] = not cls.needs_yardd
+                r["switch_stats"] = path.switch_stats()
                 results.append(r)
             except BenchError as e:
                 log(f"{path.name}: FAILED: {e}")

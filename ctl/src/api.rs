@@ -172,9 +172,14 @@ pub enum PortKind {
         ifname: String,
         /// Address to configure, with its prefix length.
         ip: Option<Ipv4Cidr>,
-        /// MAC address; `None` derives a stable local one from the port name.
+        /// MAC address; `None` derives one (Docker's 02:42 + IPv4 address, or
+        /// a stable local one from the port name). Omitted in [`PortInfo`],
+        /// whose own `mac` is the address in force.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<MacAddr>,
-        /// MTU; `None` takes the network's.
+        /// MTU; `None` takes the network's. Omitted in [`PortInfo`], whose own
+        /// `mtu` is the MTU in force.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
     },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
@@ -295,7 +300,9 @@ pub struct NetworkInfo {
 /// A port as configured and as it is now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PortInfo {
-    /// The configuration.
+    /// The configuration. A TAP's requested `mac` and `mtu` are left out
+    /// (`None`): the fields below carry the values in force, under the same
+    /// names, so each key appears once.
     #[serde(flatten)]
     pub spec: PortSpec,
     /// The MAC address of the container-side interface, where yardd knows it.
@@ -382,6 +389,30 @@ mod tests {
         assert_eq!(value["kind"], "iface");
         assert_eq!(value["iface"], "veth-c1");
         assert_eq!(serde_json::from_value::<PortSpec>(value).unwrap(), spec);
+    }
+
+    #[test]
+    fn port_info_names_each_key_once() {
+        let info = PortInfo {
+            spec: PortSpec {
+                name: "c1".into(),
+                kind: PortKind::Tap {
+                    net: "yard0".into(),
+                    netns: Some("c1".into()),
+                    ifname: "eth0".into(),
+                    ip: None,
+                    mac: None,
+                    mtu: None,
+                },
+            },
+            mac: Some(MacAddr([2, 0x42, 0xac, 0x1e, 0, 2])),
+            mtu: 1500,
+            state: PortState::Up,
+        };
+        let line = serde_json::to_string(&info).unwrap();
+        assert_eq!(line.matches("\"mac\"").count(), 1, "{line}");
+        assert_eq!(line.matches("\"mtu\"").count(), 1, "{line}");
+        assert_eq!(serde_json::from_str::<PortInfo>(&line).unwrap(), info);
     }
 
     #[test]

@@ -6,12 +6,17 @@
 //! datapath commands. Everything that touches the kernel with `unsafe` lives in
 //! [`sys`].
 
+pub mod attach;
 pub mod bridge;
 pub mod capture;
+pub mod config;
+pub mod control;
+pub mod datapath;
 pub mod fdb;
 pub mod frame;
 pub mod netconf;
 pub mod netns;
 pub mod port;
+pub mod state;
 pub mod sys;
 pub mod verdict;

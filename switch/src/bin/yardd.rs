@@ -1,1 +1,136 @@
-fn main() {}
+//! `yardd`: the Switchyard daemon.
+//!
+//! Starts the datapath thread, restores the persisted configuration (or creates
+//! the default network `yard0` on a first start), and serves the control
+//! socket until SIGTERM or SIGINT, when it removes the socket and exits; the
+//! configuration stays in the state directory for the next start.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
+use yard_ctl::paths;
+use yard_switch::config::Config;
+use yard_switch::control::{self, Control, ControlOptions};
+use yard_switch::datapath::Datapath;
+use yard_switch::state;
+
+/// Switchyard's userspace switch daemon.
+#[derive(Parser, Debug)]
+#[command(name = "yardd", version, about)]
+struct Args {
+    /// Control socket [default: /run/switchyard/yardd.sock as root,
+    /// $XDG_RUNTIME_DIR/switchyard/yardd.sock otherwise]
+    #[arg(long, env = paths::SOCKET_ENV)]
+    socket: Option<PathBuf>,
+    /// State directory [default: /var/lib/switchyard as root,
+    /// $XDG_STATE_HOME/switchyard otherwise]
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter)
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// Also serve members of this group (name or gid) on the control socket
+    #[arg(long)]
+    group: Option<String>,
+}
+
+fn resolve_group(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => bail!("group {group} not found: give an existing group name or a numeric gid"),
+        Err(e) => bail!("cannot look up group {group}: {e}"),
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("yardd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).map_err(|e| {
+        anyhow!(
+            "--log {}: {e}: use error, warn, info, debug or trace",
+            args.log
+        )
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let socket = args.socket.unwrap_or_else(paths::default_socket);
+    let state_dir = args.state_dir.unwrap_or_else(paths::default_state_dir);
+    let group = args.group.as_deref().map(resolve_group).transpose()?;
+
+    // Block the stop signals before any thread starts, so every thread inherits
+    // the mask and only the signal thread below receives them.
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.add(Signal::SIGINT);
+    stop_signals
+        .thread_block()
+        .context("cannot block SIGTERM/SIGINT")?;
+
+    let (config, first_start) = match state::load(&state_dir)? {
+        Some(config) => (config, false),
+        None => (Config::initial(), true),
+    };
+    let listener = control::bind_socket(&socket, group).map_err(|e| anyhow!(e))?;
+
+    let (datapath, handle) =
+        Datapath::new(DEFAULT_PORT_MAC_LIMIT).context("cannot start the datapath")?;
+    let datapath_thread = std::thread::Builder::new()
+        .name("yardd-datapath".into())
+        .spawn(move || datapath.run())
+        .context("cannot start the datapath thread")?;
+
+    let options = ControlOptions {
+        socket: socket.clone(),
+        state_dir: state_dir.clone(),
+        group,
+    };
+    let control = Control::restore(config, handle, options).map_err(|e| anyhow!(e))?;
+    if first_start {
+        control
+            .persist()
+            .map_err(|e| anyhow!(e))
+            .context("cannot write the initial state: check that the state directory is writable or pass --state-dir")?;
+    }
+    let control = Arc::new(Mutex::new(control));
+    tracing::info!(socket = %socket.display(), state_dir = %state_dir.display(), "yardd ready");
+
+    let socket_for_signal = socket.clone();
+    std::thread::Builder::new()
+        .name("yardd-signals".into())
+        .spawn(move || {
+            let signal = stop_signals.wait();
+            tracing::info!(?signal, "stopping");
+            let _ = std::fs::remove_file(&socket_for_signal);
+            // Ports close with the process; their TAP devices go with them and
+            // the configuration in the state directory restores them next start.
+            std::process::exit(0);
+        })
+        .context("cannot start the signal thread")?;
+
+    std::thread::Builder::new()
+        .name("yardd-control".into())
+        .spawn(move || control::serve(listener, control, group))
+        .context("cannot start the control thread")?;
+
+    match datapath_thread.join() {
+        Ok(Ok(())) => bail!("the datapath stopped"),
+        Ok(Err(e)) => bail!("the datapath failed: {e}"),
+        Err(_) => bail!("the datapath thread panicked"),
+    }
+}

@@ -1,0 +1,107 @@
+//! The per-frame L2 path: a frame through ingress, learning, lookup and
+//! egress of the real [`Bridge`], into ports that only count. Prints the
+//! allocations per frame beside criterion's nanoseconds.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use yard_benches::{allocations_per_call, CountingAlloc};
+use yard_ctl::api::NetworkSpec;
+use yard_ctl::MacAddr;
+use yard_switch::bridge::Bridge;
+use yard_switch::fdb::Millis;
+use yard_switch::frame::{Frame, VnetHeader};
+use yard_switch::port::memory::MemoryPort;
+use yard_switch::port::PortId;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Frame {
+    let mut bytes = vec![0u8; len];
+    bytes[..6].copy_from_slice(&dst.0);
+    bytes[6..12].copy_from_slice(&src.0);
+    bytes[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let mut f = Frame::new();
+    f.fill(VnetHeader::default(), &bytes);
+    f
+}
+
+/// A network with `ports` access ports (plus a trunk when `trunk`), each
+/// port's MAC already learned, and 1000 other learned addresses.
+fn bridge(ports: u8, trunk: bool) -> (Bridge, Vec<PortId>) {
+    let mut bridge = Bridge::new(4096);
+    let mut spec = NetworkSpec::new("n");
+    spec.vlan = Some(10);
+    bridge.add_network(&spec).unwrap();
+    let mut ids = Vec::new();
+    for p in 0..ports {
+        let attachment = if trunk && p == ports - 1 {
+            bridge.trunk(&["n"]).unwrap()
+        } else {
+            bridge.access("n").unwrap()
+        };
+        let id = bridge
+            .add_port(
+                &format!("p{p}"),
+                Box::new(MemoryPort::discarding()),
+                attachment,
+                1500,
+            )
+            .unwrap();
+        ids.push(id);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let mut f = frame(MacAddr::BROADCAST, mac(i as u8 + 1), 64);
+        if trunk && i == ids.len() - 1 {
+            f.push_vlan(10);
+        }
+        bridge.process(*id, &mut f, Millis(0));
+    }
+    for n in 0..1000u32 {
+        let b = n.to_be_bytes();
+        let mut f = frame(
+            MacAddr::BROADCAST,
+            MacAddr([0x02, 0x10, b[0], b[1], b[2], b[3]]),
+            64,
+        );
+        bridge.process(ids[0], &mut f, Millis(0));
+    }
+    (bridge, ids)
+}
+
+fn bench_l2(c: &mut Criterion) {
+    let mut group = c.benchmark_group("l2");
+    for len in [64usize, 1500] {
+        group.throughput(Throughput::Elements(1));
+        let (mut br, ids) = bridge(4, false);
+        let mut f = frame(mac(2), mac(1), len);
+        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        println!("l2/unicast/{len}: {per_frame} allocations per frame");
+        group.bench_function(BenchmarkId::new("unicast", len), |b| {
+            b.iter(|| br.process(ids[0], &mut f, Millis(1)))
+        });
+
+        let (mut br, ids) = bridge(4, true);
+        let mut f = frame(mac(4), mac(1), len);
+        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        println!("l2/unicast-to-trunk/{len}: {per_frame} allocations per frame");
+        group.bench_function(BenchmarkId::new("unicast-to-trunk", len), |b| {
+            b.iter(|| br.process(ids[0], &mut f, Millis(1)))
+        });
+
+        let (mut br, ids) = bridge(4, false);
+        let mut f = frame(MacAddr::BROADCAST, mac(1), len);
+        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        println!("l2/flood-to-3/{len}: {per_frame} allocations per frame");
+        group.bench_function(BenchmarkId::new("flood-to-3", len), |b| {
+            b.iter(|| br.process(ids[0], &mut f, Millis(1)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_l2);
+criterion_main!(benches);

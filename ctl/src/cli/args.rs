@@ -158,7 +158,7 @@ pub struct PortAddArgs {
     /// Address to configure on the TAP, with its prefix, e.g. 172.30.0.2/16.
     #[arg(long, value_name = "CIDR")]
     pub ip: Option<Ipv4Cidr>,
-    /// MAC address of the TAP (default: a stable local one from the port name).
+    /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without --ip, a stable one from the port name).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<MacAddr>,
     /// MTU of the TAP (default: the network's).

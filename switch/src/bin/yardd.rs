@@ -5,6 +5,7 @@
 //! socket until SIGTERM or SIGINT, when it removes the socket and exits; the
 //! configuration stays in the state directory for the next start.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

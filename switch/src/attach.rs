@@ -89,7 +89,7 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
         PortKind::Iface { net, iface } => {
             let (fd, mtu) = open_iface(name, iface)?;
             Ok(Attached {
-                port: Box::new(FdPort::new(fd)),
+                port: Box::new(FdPort::packet(fd)),
                 membership: Membership::Access(net.clone()),
                 mtu,
                 mac: None,
@@ -98,7 +98,7 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
         PortKind::Trunk { iface, nets } => {
             let (fd, mtu) = open_iface(name, iface)?;
             Ok(Attached {
-                port: Box::new(FdPort::new(fd)),
+                port: Box::new(FdPort::packet(fd)),
                 membership: Membership::Trunk(nets.clone()),
                 mtu,
                 mac: None,

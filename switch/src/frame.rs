@@ -198,6 +198,27 @@ impl Frame {
         self.vnet.shift(VLAN_TAG_LEN as i32);
     }
 
+    /// Pushes a tag with protocol identifier `tpid` (0x8100 or 0x88a8) and the
+    /// whole `tci` (priority, drop-eligible bit and VLAN id) after the MAC
+    /// addresses, using headroom: the frame as it was on the wire before a
+    /// receiving kernel took the tag out. Returns false, leaving the frame as
+    /// it is, when the frame is shorter than two MAC addresses or no headroom
+    /// is left.
+    pub fn push_vlan_tci(&mut self, tpid: u16, tci: u16) -> bool {
+        if self.len < 12 || self.start < VNET_HDR_LEN + VLAN_TAG_LEN {
+            return false;
+        }
+        let new_start = self.start - VLAN_TAG_LEN;
+        self.buf.copy_within(self.start..self.start + 12, new_start);
+        let tag = new_start + 12;
+        self.buf[tag..tag + 2].copy_from_slice(&tpid.to_be_bytes());
+        self.buf[tag + 2..tag + 4].copy_from_slice(&tci.to_be_bytes());
+        self.start = new_start;
+        self.len += VLAN_TAG_LEN;
+        self.vnet.shift(VLAN_TAG_LEN as i32);
+        true
+    }
+
     /// Pops the outer 802.1Q tag and returns its VLAN id; `None` (and the frame
     /// unchanged) when the frame is not tagged or too short.
     pub fn pop_vlan(&mut self) -> Option<u16> {
@@ -240,6 +261,38 @@ mod tests {
         assert_eq!(f.data(), &original[..]);
         assert_eq!(f.vnet.csum_start, 34);
         assert_eq!(f.pop_vlan(), None, "untagged frame stays as it is");
+    }
+
+    #[test]
+    fn push_vlan_tci_keeps_priority_and_tpid_and_shifts_offsets() {
+        let original: Vec<u8> = (0..64u8).collect();
+        let mut f = frame_with(&original);
+        f.vnet = VnetHeader {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: 1,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        assert!(f.push_vlan_tci(ETHERTYPE_VLAN, (5 << 13) | (1 << 12) | 10));
+        assert_eq!(f.len(), 68);
+        assert_eq!(&f.data()[..12], &original[..12]);
+        assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0xb0, 10]);
+        assert_eq!(&f.data()[16..], &original[12..]);
+        assert_eq!((f.vnet.csum_start, f.vnet.hdr_len), (38, 58));
+        // The bridge reads the VID only, and pops back to the original frame.
+        assert_eq!(f.pop_vlan(), Some(10));
+        assert_eq!(f.data(), &original[..]);
+
+        assert!(f.push_vlan_tci(0x88a8, 20));
+        assert_eq!(f.outer_ethertype(), Some(0x88a8));
+        assert_eq!(&f.data()[14..16], &[0, 20]);
+        assert_eq!(f.pop_vlan(), None, "802.1ad is not popped as 802.1Q");
+
+        let mut short = frame_with(&[0xff; 11]);
+        assert!(!short.push_vlan_tci(ETHERTYPE_VLAN, 10));
+        assert_eq!(short.data(), &[0xff; 11]);
     }
 
     #[test]

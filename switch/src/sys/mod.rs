@@ -22,7 +22,7 @@ pub(crate) mod testutil;
 
 pub use fd::{peer_credentials, read_fd, write_fd};
 pub use iface::{interface_mac, interface_mtu};
-pub use packet::open_packet_socket;
+pub use packet::{open_packet_socket, recv_packet, AuxBuffer, VlanTag};
 pub use tap::open_tap;
 
 /// Length of the virtio-net header both TAP (`IFF_VNET_HDR`) and AF_PACKET

@@ -7,9 +7,18 @@
 //! frames it sent itself (`PACKET_IGNORE_OUTGOING`), holds the interface
 //! promiscuous for its lifetime, and transmits without the qdisc
 //! (`PACKET_QDISC_BYPASS`). Every error names the interface.
+//!
+//! VLAN tags: the kernel takes the outer 802.1Q/802.1ad tag out of every
+//! received frame before a packet socket sees it (`skb_vlan_untag` in the
+//! receive path, and veth may carry the tag beside the data from the start), so
+//! the socket also asks for `PACKET_AUXDATA` and [`recv_packet`] returns the tag
+//! that was removed. Whoever reads must put it back (see
+//! [`crate::frame::Frame::push_vlan_tci`]) or tagged frames look untagged. On
+//! transmit, a tag in the data goes out as it is.
 
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::fd::{set_int_sockopt, set_sockopt};
 use super::iface::interface_index;
@@ -21,6 +30,7 @@ const SOCKET_BUFFER_BYTES: libc::c_int = 4 << 20;
 
 /// Opens a non-blocking, close-on-exec AF_PACKET `SOCK_RAW` socket bound to
 /// interface `ifname` (all protocols), with `PACKET_VNET_HDR`,
+/// `PACKET_AUXDATA` (read frames with [`recv_packet`] to get their VLAN tag),
 /// `PACKET_IGNORE_OUTGOING`, promiscuous membership, `PACKET_QDISC_BYPASS` and a
 /// few MB of receive and send buffer (forced past the sysctl limits when root).
 pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
@@ -53,6 +63,7 @@ pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
         1,
         "PACKET_VNET_HDR",
     )?;
+    opt(libc::SOL_PACKET, libc::PACKET_AUXDATA, 1, "PACKET_AUXDATA")?;
     opt(
         libc::SOL_PACKET,
         libc::PACKET_IGNORE_OUTGOING,
@@ -108,6 +119,145 @@ pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
     set_sockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
         .map_err(|e| context(e, format!("{what}: PACKET_ADD_MEMBERSHIP promiscuous")))?;
     Ok(sock)
+}
+
+/// A VLAN tag the kernel removed from a received frame, as `PACKET_AUXDATA`
+/// reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanTag {
+    /// Tag protocol identifier: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub tpid: u16,
+    /// Tag control information: priority (3 bits), drop eligible (1 bit) and
+    /// VLAN id (12 bits), as on the wire.
+    pub tci: u16,
+}
+
+/// Bytes of control buffer one `struct tpacket_auxdata` message needs.
+// SAFETY: `CMSG_SPACE` only does arithmetic on its argument.
+const AUX_CMSG_SPACE: usize =
+    unsafe { libc::CMSG_SPACE(size_of::<libc::tpacket_auxdata>() as libc::c_uint) } as usize;
+
+/// Bytes a complete `PACKET_AUXDATA` message occupies (header and payload).
+// SAFETY: `CMSG_LEN` only does arithmetic on its argument.
+const AUX_CMSG_LEN: usize =
+    unsafe { libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as libc::c_uint) } as usize;
+
+// The buffer below is aligned for a `cmsghdr`, as the CMSG macros require, and
+// holds a whole message.
+const _: () = assert!(std::mem::align_of::<libc::cmsghdr>() <= 8);
+const _: () = assert!(AUX_CMSG_SPACE >= AUX_CMSG_LEN);
+
+/// The control-message buffer [`recv_packet`] hands to `recvmsg(2)`: room for
+/// exactly one `PACKET_AUXDATA` message. A port keeps one for its lifetime, so
+/// reading a frame allocates nothing.
+#[repr(C, align(8))]
+pub struct AuxBuffer {
+    bytes: [u8; AUX_CMSG_SPACE],
+}
+
+impl AuxBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        AuxBuffer {
+            bytes: [0; AUX_CMSG_SPACE],
+        }
+    }
+}
+
+impl Default for AuxBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads one frame (vnet header included) from a packet socket made by
+/// [`open_packet_socket`] into `buf` with `recvmsg(2)`, and returns its length
+/// and the VLAN tag the kernel removed from it, if it had one.
+///
+/// Returns [`io::ErrorKind::WouldBlock`] when nothing is queued; retries on
+/// `EINTR`. Allocates nothing: the control message lands in `aux`.
+pub fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    aux: &mut AuxBuffer,
+) -> io::Result<(usize, Option<VlanTag>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    loop {
+        // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths); the
+        // fields that matter are set right below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = aux.bytes.as_mut_ptr().cast();
+        msg.msg_controllen = AUX_CMSG_SPACE as _;
+        // SAFETY: `msg` points to one iovec covering `buf` (valid and writable for
+        // `buf.len()` bytes) and to `aux.bytes` (writable for `msg_controllen`
+        // bytes, aligned for `cmsghdr`); all of them outlive the call, and `fd` is
+        // a live descriptor borrowed for the call.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+        if n >= 0 {
+            return Ok((n as usize, stripped_tag(&msg)));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The VLAN tag in the `PACKET_AUXDATA` message of a `msghdr` that
+/// `recvmsg(2)` has just filled, if the frame had one.
+// The length fields are `size_t` with glibc but `socklen_t` with musl.
+#[allow(clippy::unnecessary_cast)]
+fn stripped_tag(msg: &libc::msghdr) -> Option<VlanTag> {
+    let control = msg.msg_control as usize;
+    let filled = msg.msg_controllen as usize;
+    // SAFETY: `msg` is the header `recvmsg` filled: `msg_control` points to a
+    // live buffer of at least `msg_controllen` bytes, which is all the macro
+    // looks at.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return a header that lies
+        // inside the control buffer; the buffer is aligned for `cmsghdr`.
+        let hdr = unsafe { &*cmsg };
+        let len = hdr.cmsg_len as usize;
+        let fits = cmsg as usize + len <= control + filled;
+        if hdr.cmsg_level == libc::SOL_PACKET
+            && hdr.cmsg_type == libc::PACKET_AUXDATA
+            && len >= AUX_CMSG_LEN
+            && fits
+        {
+            // SAFETY: the message is a whole `tpacket_auxdata` (length checked
+            // above, within the filled part of the buffer) that the kernel wrote
+            // right after the header; it is read unaligned, by value.
+            let data = unsafe {
+                libc::CMSG_DATA(cmsg)
+                    .cast::<libc::tpacket_auxdata>()
+                    .read_unaligned()
+            };
+            return tag_from_aux(data.tp_status, data.tp_vlan_tci, data.tp_vlan_tpid);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; `cmsg` is a header of this buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    None
+}
+
+/// Decodes the VLAN fields of a `tpacket_auxdata`. Kernels that predate
+/// `TP_STATUS_VLAN_TPID_VALID` only strip 802.1Q tags, hence the default.
+fn tag_from_aux(status: u32, tci: u16, tpid: u16) -> Option<VlanTag> {
+    if status & libc::TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+        tpid
+    } else {
+        libc::ETH_P_8021Q as u16
+    };
+    Some(VlanTag { tpid, tci })
 }
 
 #[cfg(test)]
@@ -206,6 +356,158 @@ mod tests {
             .is_none(),
             "the socket on the sending end saw an outgoing frame"
         );
+    }
+
+    /// `frame` (vnet header first) with a `tpid`/`tci` tag inserted after the
+    /// MAC addresses.
+    fn tagged(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+        let eth = VNET_HDR_LEN;
+        let mut out = frame[..eth + 12].to_vec();
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&tci.to_be_bytes());
+        out.extend_from_slice(&frame[eth + 12..]);
+        out
+    }
+
+    /// Reads with [`recv_packet`] until a frame carrying `marker` arrives.
+    fn recv_tagged(
+        fd: BorrowedFd<'_>,
+        marker: &[u8],
+        aux: &mut AuxBuffer,
+    ) -> Option<(Vec<u8>, Option<VlanTag>)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut buf = vec![0u8; 65536 + 64];
+        while std::time::Instant::now() < deadline {
+            match recv_packet(fd, &mut buf, aux) {
+                Ok((n, tag)) if buf[..n].windows(marker.len()).any(|w| w == marker) => {
+                    return Some((buf[..n].to_vec(), tag));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("recv_packet: {e}"),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn aux_status_decodes_to_the_stripped_tag() {
+        use libc::{TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
+        assert_eq!(tag_from_aux(TP_STATUS_USER, 0, 0), None);
+        assert_eq!(
+            tag_from_aux(TP_STATUS_USER, 0xa00a, 0x8100),
+            None,
+            "fields without VLAN_VALID are ignored"
+        );
+        let all = TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+        assert_eq!(
+            tag_from_aux(all, 0x6014, 0x88a8),
+            Some(VlanTag {
+                tpid: 0x88a8,
+                tci: 0x6014
+            })
+        );
+        // A priority tag (VID 0) is still a tag.
+        assert_eq!(
+            tag_from_aux(all, 0, 0x8100),
+            Some(VlanTag {
+                tpid: 0x8100,
+                tci: 0
+            })
+        );
+        // No TPID reported: the kernel only stripped 802.1Q then.
+        assert_eq!(
+            tag_from_aux(TP_STATUS_VLAN_VALID, 10, 0),
+            Some(VlanTag {
+                tpid: 0x8100,
+                tci: 10
+            })
+        );
+    }
+
+    #[test]
+    fn stripped_vlan_tags_are_reported_and_tags_are_sent_as_written() {
+        // Privileged: a veth pair with one end in a fresh netns; frames of a
+        // local-experimental EtherType on that veth only.
+        if !is_root() {
+            eprintln!(
+                "skipping stripped_vlan_tags_are_reported_and_tags_are_sent_as_written: needs root"
+            );
+            return;
+        }
+        let ns = Netns::new();
+        let veth = Veth::new();
+        ip(&["link", "set", &veth.peer, "netns", ns.name()]);
+        ip(&["link", "set", &veth.host, "up"]);
+        ip(&["-n", ns.name(), "link", "set", &veth.peer, "up"]);
+        let host = open_packet_socket(&veth.host).unwrap();
+        let peer_name = veth.peer.clone();
+        let inside = run_in_netns(&ns.netns_ref(), move || open_packet_socket(&peer_name))
+            .unwrap()
+            .unwrap();
+        let mut aux = AuxBuffer::new();
+
+        // 802.1Q with priority 5 and VID 10, written into the netns end: the host
+        // end reads the frame without its tag, and the tag (PCP included) beside it.
+        let marker: &[u8] = b"switchyard dot1q";
+        let plain = test_frame_with_vnet_hdr([0x02, 0, 0, 0, 0, 3], marker);
+        let wire = tagged(&plain, 0x8100, (5 << 13) | 10);
+        assert_eq!(write_fd(inside.as_fd(), &wire).unwrap(), wire.len());
+        let (got, tag) = recv_tagged(host.as_fd(), marker, &mut aux)
+            .expect("tagged frame did not reach the host end");
+        assert_eq!(
+            tag,
+            Some(VlanTag {
+                tpid: 0x8100,
+                tci: (5 << 13) | 10
+            })
+        );
+        assert_eq!(got[VNET_HDR_LEN..], plain[VNET_HDR_LEN..]);
+
+        // 802.1ad outer tag over an 802.1Q inner one: only the outer is stripped.
+        let marker: &[u8] = b"switchyard qinq";
+        let plain = test_frame_with_vnet_hdr([0x02, 0, 0, 0, 0, 3], marker);
+        let inner = tagged(&plain, 0x8100, 30);
+        let wire = tagged(&inner, 0x88a8, (3 << 13) | 20);
+        assert_eq!(write_fd(inside.as_fd(), &wire).unwrap(), wire.len());
+        let (got, tag) = recv_tagged(host.as_fd(), marker, &mut aux)
+            .expect("802.1ad frame did not reach the host end");
+        assert_eq!(
+            tag,
+            Some(VlanTag {
+                tpid: 0x88a8,
+                tci: (3 << 13) | 20
+            })
+        );
+        assert_eq!(got[VNET_HDR_LEN..], inner[VNET_HDR_LEN..]);
+
+        // Untagged: no tag reported, with the same buffer reused.
+        let marker: &[u8] = b"switchyard plain";
+        let plain = test_frame_with_vnet_hdr([0x02, 0, 0, 0, 0, 3], marker);
+        assert_eq!(write_fd(inside.as_fd(), &plain).unwrap(), plain.len());
+        let (got, tag) = recv_tagged(host.as_fd(), marker, &mut aux)
+            .expect("untagged frame did not reach the host end");
+        assert_eq!(tag, None);
+        assert_eq!(got, plain);
+
+        // Transmit: a tag written in the data leaves tagged (the far end's kernel
+        // strips it and reports it, which it only does for a frame that had one).
+        let marker: &[u8] = b"switchyard tx tag";
+        let plain = test_frame_with_vnet_hdr([0x02, 0, 0, 0, 0, 4], marker);
+        let wire = tagged(&plain, 0x8100, 20);
+        assert_eq!(write_fd(host.as_fd(), &wire).unwrap(), wire.len());
+        let (got, tag) = recv_tagged(inside.as_fd(), marker, &mut aux)
+            .expect("tagged frame sent on the host end did not arrive in the netns");
+        assert_eq!(
+            tag,
+            Some(VlanTag {
+                tpid: 0x8100,
+                tci: 20
+            })
+        );
+        assert_eq!(got[VNET_HDR_LEN..], plain[VNET_HDR_LEN..]);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! egress of the real [`Bridge`], into ports that only count. Prints the
 //! allocations per frame beside criterion's nanoseconds.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use yard_benches::{allocations_per_call, CountingAlloc};
 use yard_ctl::api::NetworkSpec;

@@ -27,6 +27,9 @@ pub const VLAN_TAG_LEN: usize = 4;
 /// EtherType of an 802.1Q tag.
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 
+/// EtherType of an 802.1ad (QinQ) service tag.
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+
 /// virtio-net header flag: the checksum from `csum_start` on is partial.
 pub const VNET_F_NEEDS_CSUM: u8 = 1;
 
@@ -217,6 +220,14 @@ impl Frame {
         self.len += VLAN_TAG_LEN;
         self.vnet.shift(VLAN_TAG_LEN as i32);
         true
+    }
+
+    /// True when the outer EtherType is an 802.1Q or 802.1ad tag.
+    pub fn is_tagged(&self) -> bool {
+        matches!(
+            self.outer_ethertype(),
+            Some(ETHERTYPE_VLAN | ETHERTYPE_QINQ)
+        )
     }
 
     /// Pops the outer 802.1Q tag and returns its VLAN id; `None` (and the frame

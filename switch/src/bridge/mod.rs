@@ -24,7 +24,7 @@ use yard_ctl::MacAddr;
 
 use crate::capture::{self, CaptureTap};
 use crate::fdb::{Fdb, Millis};
-use crate::frame::{Frame, ETHERTYPE_VLAN, ETH_HEADER_LEN};
+use crate::frame::{Frame, ETHERTYPE_QINQ, ETH_HEADER_LEN};
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::{DropReason, Verdict};
 
@@ -440,12 +440,16 @@ impl Bridge {
         let in_mtu = slot.mtu;
         let net_id = match &slot.attachment {
             Attachment::Access(net) => {
-                if frame.outer_ethertype() == Some(ETHERTYPE_VLAN) {
+                if frame.is_tagged() {
                     return Err(DropReason::TaggedOnAccess);
                 }
                 *net
             }
             Attachment::Trunk(members) => {
+                // Trunks speak 802.1Q; a service tag (802.1ad) is not ours.
+                if frame.outer_ethertype() == Some(ETHERTYPE_QINQ) {
+                    return Err(DropReason::VlanNotAllowed);
+                }
                 let vid = frame.pop_vlan().ok_or(DropReason::UntaggedOnTrunk)?;
                 members
                     .iter()

@@ -225,9 +225,17 @@ fn trunk_tags_and_untags_by_network() {
     lab.send(t, &tagged(99, &eth(MacAddr::BROADCAST, mac(8), 28)), T0);
     lab.send(t, &eth(MacAddr::BROADCAST, mac(8), 28), T0);
     lab.send(a10, &tagged(20, &eth(MacAddr::BROADCAST, mac(1), 28)), T0);
-    assert_eq!(lab.drops(t, DropReason::VlanNotAllowed), 1);
+    let mut qinq = tagged(10, &eth(MacAddr::BROADCAST, mac(1), 28));
+    qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
+    lab.send(a10, &qinq, T0);
+    lab.send(t, &qinq, T0);
+    assert_eq!(lab.drops(t, DropReason::VlanNotAllowed), 2);
     assert_eq!(lab.drops(t, DropReason::UntaggedOnTrunk), 1);
-    assert_eq!(lab.drops(a10, DropReason::TaggedOnAccess), 1);
+    assert_eq!(
+        lab.drops(a10, DropReason::TaggedOnAccess),
+        2,
+        "802.1Q and 802.1ad"
+    );
     assert!(lab.out(a20).is_empty() && lab.out(t).is_empty());
 }
 

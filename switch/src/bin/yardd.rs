@@ -65,9 +65,11 @@ fn run() -> Result<()> {
             args.log
         )
     })?;
+    // Colour only on a terminal: logs redirected to a file stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let socket = args.socket.unwrap_or_else(paths::default_socket);

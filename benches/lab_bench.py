@@ -772,6 +772,13 @@ def main(argv):
 
     results = []
     machine = machine_info()
+    try:
+        load1 = float((machine["loadavg_at_start"] or "0").split()[0])
+    except ValueError:
+        load1 = 0.0
+    if load1 > 0.5 * (machine["nproc"] or 1):
+        notes.append(f"load average {load1:.2f} at start on {machine['nproc']} CPUs: other work "
+                     f"competes with the benchmark; figures are lower and noisier than on an idle machine")
     prefix = f"lb{os.getpid()}"
     try:
         yardd_error = None

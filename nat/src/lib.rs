@@ -13,7 +13,10 @@
 //! - [`conntrack`]: the connection table, TCP state machine and timeouts.
 //! - [`mapping`]: SNAT port allocation (RFC 4787, 5382, 5508).
 
+pub mod checksum;
 pub mod conntrack;
 pub mod flow;
 pub mod frag;
 pub mod mapping;
+pub mod rewrite;
+pub mod wire;

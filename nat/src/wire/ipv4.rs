@@ -1,0 +1,454 @@
+//! IPv4 header view (RFC 791).
+//!
+//! [`Ipv4Packet::new_checked`] validates version, IHL, total length and that
+//! the header fits; after it no accessor panics. The buffer may be longer
+//! than the packet (Ethernet padding): [`Ipv4Packet::payload`] stops at the
+//! total length. [`Ipv4Packet::new_quoted`] accepts the truncated copy of a
+//! packet that an ICMP error carries.
+//!
+//! Setters that change a header field come in two kinds: `set_src`,
+//! `set_dst` and `set_ttl` keep the header checksum right incrementally
+//! (RFC 1624); the other setters write the field only, and the caller ends
+//! with [`Ipv4Packet::fill_checksum`].
+
+use std::net::Ipv4Addr;
+
+use super::WireError;
+use crate::checksum;
+
+/// Field offsets.
+mod field {
+    use std::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const TOTAL_LEN: Range<usize> = 2..4;
+    pub const IDENT: Range<usize> = 4..6;
+    pub const FLAGS_FRAG: Range<usize> = 6..8;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: Range<usize> = 10..12;
+    pub const SRC: Range<usize> = 12..16;
+    pub const DST: Range<usize> = 16..20;
+}
+
+/// Length of a header without options.
+pub const HEADER_LEN: usize = 20;
+
+/// "Don't fragment" flag bit in the flags/fragment-offset word.
+const FLAG_DF: u16 = 0x4000;
+/// "More fragments" flag bit.
+const FLAG_MF: u16 = 0x2000;
+/// Fragment offset mask (in 8-byte units).
+const FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+/// A view of an IPv4 packet in a byte buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wraps `buffer` without checks. Accessors may panic on a short buffer;
+    /// use [`Ipv4Packet::new_checked`] for untrusted input.
+    pub fn new_unchecked(buffer: T) -> Self {
+        Ipv4Packet { buffer }
+    }
+
+    /// Wraps `buffer` after checking: version 4, IHL ≥ 5, the header fits in
+    /// the buffer, and header length ≤ total length ≤ buffer length.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let p = Self::new_quoted(buffer)?;
+        let len = p.buffer.as_ref().len();
+        let total = usize::from(p.total_len());
+        if total < p.header_len() || total > len {
+            return Err(WireError::BadTotalLen {
+                total_len: p.total_len(),
+                header_len: p.header_len(),
+                buffer: len,
+            });
+        }
+        Ok(p)
+    }
+
+    /// Wraps the quoted packet of an ICMP error: version 4, IHL ≥ 5 and the
+    /// header fits, but the total length may exceed the buffer (the quote is
+    /// truncated). No accessor panics after it either; [`Ipv4Packet::payload`]
+    /// returns what is present.
+    pub fn new_quoted(buffer: T) -> Result<Self, WireError> {
+        let len = buffer.as_ref().len();
+        if len < HEADER_LEN {
+            return Err(WireError::Truncated {
+                what: "IPv4 header",
+                need: HEADER_LEN,
+                have: len,
+            });
+        }
+        let p = Ipv4Packet { buffer };
+        if p.version() != 4 {
+            return Err(WireError::BadVersion(p.version()));
+        }
+        if p.ihl() < 5 {
+            return Err(WireError::BadHeaderLen(p.ihl()));
+        }
+        if p.header_len() > len {
+            return Err(WireError::Truncated {
+                what: "IPv4 header with options",
+                need: p.header_len(),
+                have: len,
+            });
+        }
+        Ok(p)
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[r.start], b[r.start + 1]])
+    }
+
+    /// IP version (4).
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+
+    /// Internet header length in 32-bit words.
+    pub fn ihl(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] & 0x0f
+    }
+
+    /// Header length in bytes (IHL × 4).
+    pub fn header_len(&self) -> usize {
+        usize::from(self.ihl()) * 4
+    }
+
+    /// Type of service / DSCP + ECN byte.
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[field::TOS]
+    }
+
+    /// Total length of the packet (header + payload), from the header.
+    pub fn total_len(&self) -> u16 {
+        self.u16_at(field::TOTAL_LEN)
+    }
+
+    /// Identification (groups the fragments of one datagram).
+    pub fn ident(&self) -> u16 {
+        self.u16_at(field::IDENT)
+    }
+
+    /// The "don't fragment" flag.
+    pub fn dont_frag(&self) -> bool {
+        self.u16_at(field::FLAGS_FRAG) & FLAG_DF != 0
+    }
+
+    /// The "more fragments" flag.
+    pub fn more_frags(&self) -> bool {
+        self.u16_at(field::FLAGS_FRAG) & FLAG_MF != 0
+    }
+
+    /// Fragment offset in bytes (the field counts 8-byte units).
+    pub fn frag_offset(&self) -> u16 {
+        (self.u16_at(field::FLAGS_FRAG) & FRAG_OFFSET_MASK) << 3
+    }
+
+    /// True for any fragment: MF set or a non-zero offset.
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags() || self.frag_offset() != 0
+    }
+
+    /// True for a fragment other than the first: it carries no L4 header.
+    pub fn is_later_fragment(&self) -> bool {
+        self.frag_offset() != 0
+    }
+
+    /// Time to live.
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[field::TTL]
+    }
+
+    /// Protocol of the payload (1 ICMP, 6 TCP, 17 UDP, …).
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+
+    /// Header checksum field.
+    pub fn checksum(&self) -> u16 {
+        self.u16_at(field::CHECKSUM)
+    }
+
+    /// Source address.
+    pub fn src(&self) -> Ipv4Addr {
+        let b = &self.buffer.as_ref()[field::SRC];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> Ipv4Addr {
+        let b = &self.buffer.as_ref()[field::DST];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// The header, options included.
+    pub fn header(&self) -> &[u8] {
+        let b = self.buffer.as_ref();
+        &b[..self.header_len().min(b.len())]
+    }
+
+    /// The payload: from the end of the header to the total length, or to the
+    /// end of the buffer if that comes first (a quoted packet). Empty when the
+    /// total length is shorter than the header.
+    pub fn payload(&self) -> &[u8] {
+        let b = self.buffer.as_ref();
+        let (start, end) = self.payload_range();
+        &b[start..end]
+    }
+
+    fn payload_range(&self) -> (usize, usize) {
+        let len = self.buffer.as_ref().len();
+        let start = self.header_len().min(len);
+        let end = usize::from(self.total_len()).min(len).max(start);
+        (start, end)
+    }
+
+    /// True when the header checksum is correct.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::checksum(self.header()) == 0
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Mutable underlying bytes.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+
+    /// Sets version 4 and the IHL (header words). Checksum not updated.
+    pub fn set_version_ihl(&mut self, ihl: u8) {
+        self.buffer.as_mut()[field::VER_IHL] = 0x40 | (ihl & 0x0f);
+    }
+
+    /// Sets the TOS byte. Checksum not updated.
+    pub fn set_tos(&mut self, tos: u8) {
+        self.buffer.as_mut()[field::TOS] = tos;
+    }
+
+    /// Sets the total length. Checksum not updated.
+    pub fn set_total_len(&mut self, len: u16) {
+        self.set_u16_at(field::TOTAL_LEN, len);
+    }
+
+    /// Sets the identification. Checksum not updated.
+    pub fn set_ident(&mut self, ident: u16) {
+        self.set_u16_at(field::IDENT, ident);
+    }
+
+    /// Sets the flags and fragment offset (offset in bytes, a multiple of 8).
+    /// Checksum not updated.
+    pub fn set_flags_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
+        let mut w = (offset >> 3) & FRAG_OFFSET_MASK;
+        if dont_frag {
+            w |= FLAG_DF;
+        }
+        if more_frags {
+            w |= FLAG_MF;
+        }
+        self.set_u16_at(field::FLAGS_FRAG, w);
+    }
+
+    /// Sets the protocol. Checksum not updated.
+    pub fn set_protocol(&mut self, protocol: u8) {
+        self.buffer.as_mut()[field::PROTOCOL] = protocol;
+    }
+
+    /// Writes the checksum field as given.
+    pub fn set_checksum(&mut self, check: u16) {
+        self.set_u16_at(field::CHECKSUM, check);
+    }
+
+    /// Sets the TTL, updating the header checksum incrementally.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        let b = self.buffer.as_ref();
+        let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
+        let new = u16::from_be_bytes([ttl, b[field::PROTOCOL]]);
+        let c = checksum::update16(self.checksum(), old, new);
+        self.buffer.as_mut()[field::TTL] = ttl;
+        self.set_checksum(c);
+    }
+
+    /// Sets the source address, updating the header checksum incrementally.
+    /// (An L4 checksum over the pseudo-header is the caller's business.)
+    pub fn set_src(&mut self, addr: Ipv4Addr) {
+        let old = u32::from(self.src());
+        let c = checksum::update32(self.checksum(), old, u32::from(addr));
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&addr.octets());
+        self.set_checksum(c);
+    }
+
+    /// Sets the destination address, updating the header checksum
+    /// incrementally.
+    pub fn set_dst(&mut self, addr: Ipv4Addr) {
+        let old = u32::from(self.dst());
+        let c = checksum::update32(self.checksum(), old, u32::from(addr));
+        self.buffer.as_mut()[field::DST].copy_from_slice(&addr.octets());
+        self.set_checksum(c);
+    }
+
+    /// Sets the source address without touching the checksum.
+    pub fn set_src_raw(&mut self, addr: Ipv4Addr) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&addr.octets());
+    }
+
+    /// Sets the destination address without touching the checksum.
+    pub fn set_dst_raw(&mut self, addr: Ipv4Addr) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&addr.octets());
+    }
+
+    /// Recomputes the header checksum from scratch.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let c = checksum::checksum(self.header());
+        self.set_checksum(c);
+    }
+
+    /// The payload, mutable (same bounds as [`Ipv4Packet::payload`]).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (start, end) = self.payload_range();
+        &mut self.buffer.as_mut()[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Vec<u8> {
+        let b =
+            etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [192, 168, 1, 2], 64).udp(1000, 2000);
+        let mut v = Vec::new();
+        b.write(&mut v, &[1, 2, 3, 4]).unwrap();
+        v
+    }
+
+    #[test]
+    fn reads_fields() {
+        let v = sample();
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        assert_eq!(p.version(), 4);
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.total_len(), 32);
+        assert_eq!(p.ttl(), 64);
+        assert_eq!(p.protocol(), 17);
+        assert_eq!(p.src(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(p.dst(), Ipv4Addr::new(192, 168, 1, 2));
+        assert!(p.dont_frag());
+        assert!(!p.is_fragment());
+        assert!(p.verify_checksum());
+        assert_eq!(p.payload().len(), 12);
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let mut v = sample();
+        assert!(matches!(
+            Ipv4Packet::new_checked(&v[..10]),
+            Err(WireError::Truncated { .. })
+        ));
+        v[0] = 0x65;
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..]),
+            Err(WireError::BadVersion(6))
+        );
+        v[0] = 0x44;
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..]),
+            Err(WireError::BadHeaderLen(4))
+        );
+        v[0] = 0x45;
+        v[3] = 200;
+        assert!(matches!(
+            Ipv4Packet::new_checked(&v[..]),
+            Err(WireError::BadTotalLen { .. })
+        ));
+        assert!(Ipv4Packet::new_quoted(&v[..]).is_ok());
+    }
+
+    #[test]
+    fn padding_is_not_payload() {
+        let mut v = sample();
+        v.extend_from_slice(&[0xee; 10]);
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        assert_eq!(p.payload().len(), 12);
+    }
+
+    #[test]
+    fn incremental_setters_keep_checksum() {
+        let mut v = sample();
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        p.set_src(Ipv4Addr::new(198, 51, 100, 7));
+        p.set_dst(Ipv4Addr::new(203, 0, 113, 9));
+        p.set_ttl(3);
+        assert!(p.verify_checksum());
+        let c = p.checksum();
+        p.fill_checksum();
+        assert_eq!(p.checksum(), c);
+    }
+
+    #[test]
+    fn fragment_fields() {
+        let mut v = sample();
+        let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+        p.set_flags_frag(false, true, 1480);
+        assert!(p.more_frags());
+        assert!(!p.dont_frag());
+        assert_eq!(p.frag_offset(), 1480);
+        assert!(p.is_later_fragment());
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..80)) {
+            for p in [Ipv4Packet::new_checked(&data[..]), Ipv4Packet::new_quoted(&data[..])]
+                .into_iter()
+                .flatten()
+            {
+                let _ = (p.version(), p.ihl(), p.tos(), p.total_len(), p.ident());
+                let _ = (p.dont_frag(), p.more_frags(), p.frag_offset(), p.ttl());
+                let _ = (p.protocol(), p.checksum(), p.src(), p.dst(), p.header_len());
+                let _ = (p.payload(), p.header(), p.verify_checksum(), p.is_fragment());
+            }
+        }
+
+        #[test]
+        fn header_checksum_incremental_equals_full(
+            src in any::<u32>(), dst in any::<u32>(), ttl in any::<u8>(),
+            new_src in any::<u32>(), new_dst in any::<u32>(), new_ttl in any::<u8>(),
+        ) {
+            let b = etherparse::PacketBuilder::ipv4(
+                Ipv4Addr::from(src).octets(), Ipv4Addr::from(dst).octets(), ttl,
+            ).udp(1, 2);
+            let mut v = Vec::new();
+            b.write(&mut v, &[]).unwrap();
+            let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
+            p.set_src(Ipv4Addr::from(new_src));
+            p.set_dst(Ipv4Addr::from(new_dst));
+            p.set_ttl(new_ttl);
+            let inc = p.checksum();
+            p.fill_checksum();
+            prop_assert_eq!(inc, p.checksum());
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod checksum;
 pub mod conntrack;
 pub mod flow;
 pub mod frag;
+pub mod gateway;
 pub mod mapping;
 pub mod rewrite;
 pub mod wire;

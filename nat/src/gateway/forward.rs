@@ -1,0 +1,570 @@
+//! The datapath: [`Gateway::handle`] and what it calls — ARP, ICMP echo,
+//! tracked packets, ICMP errors in transit, fragments, and output through
+//! the neighbour cache.
+//!
+//! Contract: `handle` rewrites the frame in place and returns an
+//! [`Action`]; frames it makes besides go to the outbox. Fast path (a
+//! tracked connection to a resolved neighbour): one conntrack lookup-and-
+//! touch, an in-place rewrite with incremental checksums, a TTL decrement,
+//! a neighbour lookup and an Ethernet header rewrite — no allocation. Every
+//! other path (new connections, ARP, held frames, generated ICMP errors,
+//! fragments) is slow path and may allocate. Nothing here panics on any
+//! input: every view is checked before use.
+
+use std::net::Ipv4Addr;
+
+use super::neighbour::Hold;
+use super::{Action, Gateway, GatewayDrop, Side};
+use crate::checksum::L4Checksum;
+use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
+use crate::flow::{FlowKey, Proto};
+use crate::frag::{FragKey, Later};
+use crate::rewrite::{self, RewriteError};
+use crate::wire::{
+    self, arp, build_arp_reply, build_arp_request, build_icmp_error, echo_reply_in_place, ethernet,
+    flow_of, icmp, ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow,
+    TcpPacket, WireError,
+};
+
+/// Ethernet header length: where the IP packet starts in a frame.
+pub(super) const ETH: usize = ethernet::HEADER_LEN;
+/// TTL of packets the gateway originates.
+const OWN_TTL: u8 = icmp::DEFAULT_TTL;
+
+/// The translation of one packet: its new source and destination endpoint
+/// (address, port or echo identifier), derived from a conntrack entry and
+/// the packet's direction. Also the plan recorded for a fragmented datagram
+/// (later fragments take only the addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Xlate {
+    src: Option<(Ipv4Addr, u16)>,
+    dst: Option<(Ipv4Addr, u16)>,
+}
+
+impl Xlate {
+    /// What a packet of `e` in direction `dir` becomes.
+    pub(super) fn of(e: &Entry, dir: Dir) -> Xlate {
+        match dir {
+            Dir::Original => Xlate {
+                src: e.nat.snat,
+                dst: e.nat.dnat,
+            },
+            Dir::Reply => Xlate {
+                src: e.nat.dnat.map(|_| (e.original.dst, e.original.dport)),
+                dst: e.nat.snat.map(|_| (e.original.src, e.original.sport)),
+            },
+        }
+    }
+
+    /// Rewrites the IPv4 packet `ip` in place. The destination first: for
+    /// ICMP echo both endpoints write the identifier, and the source's
+    /// (masquerade) value must win in the original direction.
+    fn apply(&self, ip: &mut [u8], mode: L4Checksum) -> Result<(), RewriteError> {
+        if let Some((a, p)) = self.dst {
+            rewrite::rewrite_dst(ip, a, p, mode)?;
+        }
+        if let Some((a, p)) = self.src {
+            rewrite::rewrite_src(ip, a, p, mode)?;
+        }
+        Ok(())
+    }
+}
+
+impl Gateway {
+    /// Handles one Ethernet frame that arrived on `side` (see the module
+    /// documentation of [`crate::gateway`] for what the switch hands over),
+    /// rewriting it in place. `partial_csum`: the frame's L4 checksum is a
+    /// partial one (virtio-net `NEEDS_CSUM`); rewrites keep it partial.
+    pub fn handle(
+        &mut self,
+        side: Side,
+        frame: &mut [u8],
+        partial_csum: bool,
+        now_ms: u64,
+    ) -> Action {
+        let mode = if partial_csum {
+            L4Checksum::Partial
+        } else {
+            L4Checksum::Full
+        };
+        let action = self.dispatch(side, frame, mode, now_ms);
+        if let Action::Drop(reason) = action {
+            self.counters.drops[reason.index()] += 1;
+        }
+        action
+    }
+
+    fn dispatch(&mut self, side: Side, frame: &mut [u8], mode: L4Checksum, now: u64) -> Action {
+        let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
+            return Action::Drop(GatewayDrop::Malformed);
+        };
+        let Some((_, mac, _)) = self.side_addr(side) else {
+            return Action::Drop(GatewayDrop::NotForGateway);
+        };
+        let (dst_mac, ethertype) = (eth.dst(), eth.ethertype());
+        let to_us = dst_mac == mac;
+        match ethertype {
+            ethernet::ETHERTYPE_ARP if to_us || dst_mac == ethernet::BROADCAST => {
+                self.handle_arp(side, frame, now)
+            }
+            ethernet::ETHERTYPE_IPV4 if to_us => self.handle_ipv4(side, frame, mode, now),
+            _ if !to_us && dst_mac != ethernet::BROADCAST => {
+                Action::Drop(GatewayDrop::NotForGateway)
+            }
+            ethernet::ETHERTYPE_IPV4 => Action::Drop(GatewayDrop::NotForGateway),
+            _ => Action::Drop(GatewayDrop::UnsupportedEthertype),
+        }
+    }
+
+    /// (address, MAC, subnet) of the gateway on `side`.
+    pub(super) fn side_addr(&self, side: Side) -> Option<(Ipv4Addr, [u8; 6], (Ipv4Addr, u8))> {
+        match side {
+            Side::Net(id) => self
+                .nets
+                .iter()
+                .find(|n| n.id == id)
+                .map(|n| (n.gateway, n.mac, n.subnet)),
+            Side::Uplink => self.uplink.as_ref().map(|u| (u.addr.0, u.mac, u.addr)),
+        }
+    }
+
+    fn handle_arp(&mut self, side: Side, frame: &mut [u8], now: u64) -> Action {
+        let Some((our_ip, our_mac, subnet)) = self.side_addr(side) else {
+            return Action::Drop(GatewayDrop::NotForGateway);
+        };
+        let Some(bytes) = frame.get(ETH..ETH + arp::PACKET_LEN) else {
+            return Action::Drop(GatewayDrop::Malformed);
+        };
+        // A copy on the stack, so the reply can be written over the frame.
+        let mut copy = [0u8; arp::PACKET_LEN];
+        copy.copy_from_slice(bytes);
+        let Ok(req) = ArpPacket::new_checked(&copy[..]) else {
+            return Action::Drop(GatewayDrop::Malformed);
+        };
+        let (sender_ip, sender_mac) = (req.sender_proto(), req.sender_hw());
+        let learnable = sender_ip != our_ip
+            && super::in_subnet(sender_ip, subnet)
+            && sender_mac[0] & 1 == 0
+            && sender_mac != [0; 6];
+        match req.op() {
+            ArpOp::Request if req.target_proto() == our_ip => {
+                if learnable {
+                    self.learn(side, sender_ip, sender_mac, now);
+                }
+                match build_arp_reply(frame, &req, our_mac) {
+                    Ok(len) => {
+                        self.counters.arp_replies_sent += 1;
+                        Action::Send { side, len }
+                    }
+                    Err(_) => Action::Drop(GatewayDrop::Malformed),
+                }
+            }
+            ArpOp::Reply => {
+                if learnable {
+                    self.learn(side, sender_ip, sender_mac, now);
+                }
+                Action::Consumed
+            }
+            _ => {
+                // RFC 826: update an entry we have, add none.
+                if learnable && self.neighbours.is_known(side, sender_ip) {
+                    self.learn(side, sender_ip, sender_mac, now);
+                }
+                Action::Drop(GatewayDrop::NotForGateway)
+            }
+        }
+    }
+
+    /// Records a neighbour and sends the frames that waited for it.
+    fn learn(&mut self, side: Side, ip: Ipv4Addr, mac: [u8; 6], now: u64) {
+        for mut f in self.neighbours.learn(side, ip, mac, now) {
+            f[0..6].copy_from_slice(&mac);
+            self.counters.forwarded += 1;
+            self.outbox.push((side, f));
+        }
+    }
+
+    fn handle_ipv4(&mut self, side: Side, frame: &mut [u8], mode: L4Checksum, now: u64) -> Action {
+        let end = match Ipv4Packet::new_checked(&frame[ETH..]) {
+            Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
+            _ => return Action::Drop(GatewayDrop::Malformed),
+        };
+        let (dst, ttl) = {
+            let ip = Ipv4Packet::new_unchecked(&frame[ETH..end]);
+            (ip.dst(), ip.ttl())
+        };
+        if self.is_broadcast(dst) {
+            return Action::Drop(GatewayDrop::NotForGateway);
+        }
+        let flow = match flow_of(&frame[ETH..end]) {
+            Ok(f) => f,
+            Err(WireError::UnsupportedProtocol(_)) if !self.is_our_addr(dst) => {
+                return Action::Drop(GatewayDrop::UnsupportedProtocol)
+            }
+            Err(WireError::UnsupportedProtocol(_) | WireError::UntrackedIcmp { .. }) => {
+                return Action::Drop(if self.is_our_addr(dst) {
+                    GatewayDrop::NotForGateway
+                } else {
+                    GatewayDrop::UnsupportedProtocol
+                })
+            }
+            Err(_) => return Action::Drop(GatewayDrop::Malformed),
+        };
+        match flow {
+            PacketFlow::Transport { key, fragment, .. } => {
+                if key.proto == Proto::Icmp
+                    && self.is_local(side, dst)
+                    && is_echo_request(frame, end)
+                {
+                    return self.echo_reply(side, frame, end);
+                }
+                if ttl <= 1 {
+                    self.send_icmp_error(
+                        IcmpErrorKind::TimeExceeded(0),
+                        &frame[ETH..end],
+                        false,
+                        now,
+                    );
+                    return Action::Consumed;
+                }
+                self.transport(side, frame, end, key, fragment, mode, now)
+            }
+            PacketFlow::IcmpError { quoted, .. } => {
+                if ttl <= 1 {
+                    // No error about an error.
+                    return Action::Consumed;
+                }
+                self.icmp_error(frame, end, quoted, mode, now)
+            }
+            PacketFlow::LaterFragment(fi) => self.later_fragment(frame, end, fi, mode, now),
+        }
+    }
+
+    fn echo_reply(&mut self, side: Side, frame: &mut [u8], end: usize) -> Action {
+        let Some((_, mac, _)) = self.side_addr(side) else {
+            return Action::Drop(GatewayDrop::NotForGateway);
+        };
+        if echo_reply_in_place(&mut frame[ETH..end], OWN_TTL).is_err() {
+            return Action::Drop(GatewayDrop::Malformed);
+        }
+        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        let peer = eth.src();
+        eth.set_dst(peer);
+        eth.set_src(mac);
+        self.counters.echo_replies += 1;
+        Action::Send {
+            side,
+            len: frame.len(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transport(
+        &mut self,
+        side: Side,
+        frame: &mut [u8],
+        end: usize,
+        key: FlowKey,
+        fragment: Option<FragmentInfo>,
+        mode: L4Checksum,
+        now: u64,
+    ) -> Action {
+        let pkt = summary(&frame[ETH..end], key.proto);
+        let xlate = match self.ct.lookup_touch(0, &key, &pkt, now) {
+            Some((h, touch)) => {
+                if touch.invalid.is_some() {
+                    return Action::Drop(GatewayDrop::InvalidTcp);
+                }
+                match self.ct.get(h) {
+                    Some(e) => Xlate::of(e, touch.dir),
+                    None => return Action::Drop(GatewayDrop::ConntrackFull),
+                }
+            }
+            None => match self.new_connection(side, &frame[ETH..end], key, &pkt, now) {
+                Ok(x) => x,
+                Err(reason) => return Action::Drop(reason),
+            },
+        };
+        if let Some(fi) = fragment {
+            for held in self.frags.first(frag_key(&fi), xlate, now) {
+                self.forward_owned(held, xlate, now);
+            }
+        }
+        self.forward(frame, end, xlate, mode, now)
+    }
+
+    /// Translates, routes and outputs the frame (TTL already checked).
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        end: usize,
+        x: Xlate,
+        mode: L4Checksum,
+        now: u64,
+    ) -> Action {
+        if x.apply(&mut frame[ETH..end], mode).is_err() {
+            return Action::Drop(GatewayDrop::Malformed);
+        }
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..end]);
+        let Some((out, next_hop)) = self.route(ip.dst()) else {
+            return Action::Drop(GatewayDrop::NoRoute);
+        };
+        let ttl = ip.ttl();
+        ip.set_ttl(ttl.saturating_sub(1));
+        self.output(out, next_hop, frame, now)
+    }
+
+    /// [`Gateway::forward`] for a frame released from the fragment cache:
+    /// sent through the outbox, dropped silently when it cannot go.
+    fn forward_owned(&mut self, mut frame: Vec<u8>, x: Xlate, now: u64) {
+        let ttl_ok = Ipv4Packet::new_checked(&frame[ETH..]).is_ok_and(|ip| ip.ttl() > 1);
+        if !ttl_ok {
+            return;
+        }
+        let end = frame.len();
+        if let Action::Send { side, len } = self.forward(&mut frame, end, x, L4Checksum::Full, now)
+        {
+            frame.truncate(len);
+            self.outbox.push((side, frame));
+        }
+    }
+
+    /// Sends the frame to `next_hop` on `side`: at once if its MAC is
+    /// known, else holds a copy and resolves it.
+    fn output(&mut self, side: Side, next_hop: Ipv4Addr, frame: &mut [u8], now: u64) -> Action {
+        let Some((our_ip, mac, _)) = self.side_addr(side) else {
+            return Action::Drop(GatewayDrop::NoRoute);
+        };
+        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_src(mac);
+        if let Some(dst_mac) = self.neighbours.lookup(side, next_hop, now) {
+            eth.set_dst(dst_mac);
+            self.counters.forwarded += 1;
+            return Action::Send {
+                side,
+                len: frame.len(),
+            };
+        }
+        match self.neighbours.hold(side, next_hop, frame, now) {
+            Hold::Full => Action::Drop(GatewayDrop::ArpQueueFull),
+            Hold::Queued { new_hop } => {
+                self.counters.held_for_arp += 1;
+                if new_hop {
+                    self.send_arp_request(side, mac, our_ip, next_hop);
+                }
+                Action::Consumed
+            }
+        }
+    }
+
+    /// Outputs a frame the gateway owns (an ICMP error) through the outbox.
+    fn output_owned(&mut self, side: Side, next_hop: Ipv4Addr, mut frame: Vec<u8>, now: u64) {
+        if let Action::Send { side, len } = self.output(side, next_hop, &mut frame, now) {
+            frame.truncate(len);
+            self.outbox.push((side, frame));
+        }
+    }
+
+    fn send_arp_request(&mut self, side: Side, mac: [u8; 6], our_ip: Ipv4Addr, target: Ipv4Addr) {
+        let mut f = vec![0u8; arp::FRAME_LEN];
+        if build_arp_request(&mut f, mac, our_ip, target).is_ok() {
+            self.counters.arp_requests_sent += 1;
+            self.outbox.push((side, f));
+        }
+    }
+
+    /// ARP retries and timeouts (from [`Gateway::tick`]).
+    pub(super) fn arp_tick(&mut self, now: u64) {
+        let due = self.neighbours.due(now);
+        for (side, target) in due.retry {
+            if let Some((our_ip, mac, _)) = self.side_addr(side) {
+                self.send_arp_request(side, mac, our_ip, target);
+            }
+        }
+        for (_, _, frames) in due.failed {
+            self.counters.arp_timeouts += frames.len() as u64;
+            if let Some(first) = frames.first() {
+                if let Some(ip) = first.get(ETH..) {
+                    let kind = IcmpErrorKind::DestUnreachable(1);
+                    self.send_icmp_error(kind, ip, true, now);
+                }
+            }
+        }
+    }
+
+    /// Sends an ICMP error about `original` (an IPv4 packet) to its sender,
+    /// from the gateway's address on the side toward the sender.
+    /// `translated`: `original` was already translated (it waited for ARP
+    /// on its way out), so the quote is translated back through conntrack
+    /// as an error arriving from its destination would be.
+    pub(super) fn send_icmp_error(
+        &mut self,
+        kind: IcmpErrorKind,
+        original: &[u8],
+        translated: bool,
+        now: u64,
+    ) {
+        let mut buf = vec![0u8; ETH + icmp::MAX_ERROR_LEN];
+        self.icmp_ident = self.icmp_ident.wrapping_add(1);
+        let ident = self.icmp_ident;
+        let Ok(n) = build_icmp_error(
+            &mut buf[ETH..],
+            Ipv4Addr::UNSPECIFIED,
+            ident,
+            kind,
+            original,
+        ) else {
+            return;
+        };
+        buf.truncate(ETH + n);
+        buf[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        if translated {
+            if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
+                if let Some(target) = self.untranslated_quote(&quoted, now) {
+                    let m = L4Checksum::Full;
+                    if rewrite::rewrite_icmp_error_for_inside(&mut buf[ETH..], &target, m).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH..]);
+        let Some((side, next_hop)) = self.route(ip.dst()) else {
+            return;
+        };
+        let Some((our_ip, _, _)) = self.side_addr(side) else {
+            return;
+        };
+        ip.set_src(our_ip);
+        self.counters.icmp_errors_sent += 1;
+        self.output_owned(side, next_hop, buf, now);
+    }
+
+    /// The key a quoted packet must carry after translation: the quote is a
+    /// packet of direction `d` as it left the gateway (its reverse is what
+    /// conntrack knows), so it becomes `d`'s key as it arrived.
+    fn untranslated_quote(&self, quoted: &FlowKey, now: u64) -> Option<FlowKey> {
+        let (h, d) = self.ct.lookup(0, &quoted.reversed(), now)?;
+        let e = self.ct.get(h)?;
+        Some(match d {
+            Dir::Reply => e.original,
+            Dir::Original => e.reply,
+        })
+    }
+
+    /// An ICMP error in transit (RFC 5508): translated like the packet it
+    /// quotes, never creating or refreshing a connection.
+    fn icmp_error(
+        &mut self,
+        frame: &mut [u8],
+        end: usize,
+        quoted: FlowKey,
+        mode: L4Checksum,
+        now: u64,
+    ) -> Action {
+        let Some(target) = self.untranslated_quote(&quoted, now) else {
+            return Action::Drop(GatewayDrop::UntrackedIcmpError);
+        };
+        let Some((out, next_hop)) = self.route(target.src) else {
+            return Action::Drop(GatewayDrop::NoRoute);
+        };
+        let ip = &mut frame[ETH..end];
+        let r = match out {
+            Side::Net(_) => rewrite::rewrite_icmp_error_for_inside(ip, &target, mode),
+            Side::Uplink => rewrite::rewrite_icmp_error_for_outside(ip, &target, mode),
+        };
+        if r.is_err() {
+            return Action::Drop(GatewayDrop::Malformed);
+        }
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..end]);
+        let ttl = ip.ttl();
+        ip.set_ttl(ttl - 1);
+        self.output(out, next_hop, frame, now)
+    }
+
+    fn later_fragment(
+        &mut self,
+        frame: &mut [u8],
+        end: usize,
+        fi: FragmentInfo,
+        mode: L4Checksum,
+        now: u64,
+    ) -> Action {
+        match self.frags.later(frag_key(&fi), &frame[..end], now) {
+            Later::Translate(x) => {
+                let ttl = Ipv4Packet::new_unchecked(&frame[ETH..end]).ttl();
+                if ttl <= 1 {
+                    // No ICMP error about a non-first fragment.
+                    return Action::Consumed;
+                }
+                self.forward(frame, end, x, mode, now)
+            }
+            Later::Held => Action::Consumed,
+            Later::Dropped(_) => Action::Drop(GatewayDrop::FragmentDropped),
+        }
+    }
+}
+
+fn frag_key(fi: &FragmentInfo) -> FragKey {
+    FragKey {
+        src: fi.src,
+        dst: fi.dst,
+        proto: fi.protocol,
+        id: fi.ident,
+    }
+}
+
+fn is_echo_request(frame: &[u8], end: usize) -> bool {
+    let ip = Ipv4Packet::new_unchecked(&frame[ETH..end]);
+    ip.payload().first() == Some(&icmp::ECHO_REQUEST)
+}
+
+/// What conntrack needs to know about a packet: its length and, for TCP,
+/// the segment summary (window scale only on SYNs, as RFC 7323 allows).
+fn summary(ip: &[u8], proto: Proto) -> Packet {
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let bytes = u32::from(ip.total_len());
+    if proto != Proto::Tcp {
+        return Packet::other(bytes);
+    }
+    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        return Packet::other(bytes);
+    };
+    let flags = tcp.flags();
+    let seg = TcpSegment {
+        flags: CtFlags(flags.0),
+        seq: tcp.seq(),
+        ack: tcp.ack(),
+        window: tcp.window(),
+        payload_len: tcp.payload().len() as u32,
+        wscale: if flags.syn() {
+            window_scale(tcp.options())
+        } else {
+            None
+        },
+    };
+    Packet::tcp(bytes, seg)
+}
+
+/// The window scale option (kind 3, length 3) among TCP options.
+fn window_scale(opts: &[u8]) -> Option<u8> {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*opts.get(i + 1)?);
+                if len < 2 || i + len > opts.len() {
+                    return None;
+                }
+                if kind == 3 && len == 3 {
+                    return Some(opts[i + 2]);
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,385 @@
+//! The L3 gateway: what sits behind each network's gateway address and the
+//! uplink's address — ARP, ICMP echo, routing between networks and the
+//! uplink, connection tracking, SNAT (masquerade) and DNAT (published ports).
+//!
+//! Pure, like the rest of the crate: the switch hands it an Ethernet frame
+//! that arrived on a [`Side`] (a network, for frames to the gateway MAC and
+//! broadcast ARP; or the uplink) and the time; the gateway rewrites the frame
+//! in place and says where it goes ([`Action`]). Frames it makes besides
+//! (ARP requests, ICMP errors, packets released after ARP resolution) wait in
+//! an outbox the switch drains with [`Gateway::drain_outbox`].
+//!
+//! Fast path and slow path: a packet of a tracked connection to a resolved
+//! neighbour is one conntrack lookup, an in-place rewrite with incremental
+//! checksums, a TTL decrement and an Ethernet header rewrite — no allocation.
+//! New connections (rule walk, port allocation, insert), ARP resolution, ICMP
+//! errors and fragments before their first fragment take the slow path and
+//! may allocate.
+
+//!
+//! Terms: *side* is where a frame comes from or goes to (a network or the
+//! uplink); *next hop* is the address whose MAC a frame is sent to (the
+//! destination itself, or the uplink's gateway); *hairpin* is a container
+//! reaching a published port through the host address. All connections live
+//! in conntrack zone 0: network subnets and the uplink subnet do not
+//! overlap, and a connection's two directions arrive on different sides.
+
+mod config;
+mod forward;
+mod neighbour;
+mod policy;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use crate::conntrack::{self, Conntrack, RuleId};
+use crate::flow::Proto;
+use crate::frag::{FragCache, FragConfig};
+use crate::mapping::MappingError;
+
+use forward::Xlate;
+use neighbour::Neighbours;
+
+/// Where a frame comes from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// A network, by the switch's network index.
+    Net(u16),
+    /// The uplink.
+    Uplink,
+}
+
+/// A network the gateway serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The switch's index of the network.
+    pub id: u16,
+    /// Subnet address and prefix length.
+    pub subnet: (Ipv4Addr, u8),
+    /// The gateway's address in the subnet.
+    pub gateway: Ipv4Addr,
+    /// The gateway's MAC address in this network.
+    pub mac: [u8; 6],
+    /// Masquerade traffic leaving through the uplink.
+    pub masquerade: bool,
+    /// Never route to or from the uplink (`--internal`).
+    pub internal: bool,
+}
+
+/// The uplink: the outside-facing interface with its own address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkConfig {
+    /// Address and prefix length.
+    pub addr: (Ipv4Addr, u8),
+    /// The uplink's MAC address.
+    pub mac: [u8; 6],
+    /// Next hop for destinations outside the uplink's subnet.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// A published port range (`publish add`): connections to the host address
+/// and a port in `host_ports` go to `target` at the same offset in
+/// `target_ports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishRule {
+    /// The rule's id; conntrack entries it created carry it.
+    pub id: RuleId,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The host address it listens on; `None` for the uplink address.
+    pub host_addr: Option<Ipv4Addr>,
+    /// First and last host port.
+    pub host_ports: (u16, u16),
+    /// The container's address.
+    pub target: Ipv4Addr,
+    /// First and last container port (same length as `host_ports`).
+    pub target_ports: (u16, u16),
+}
+
+/// What to do with the frame after [`Gateway::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the (rewritten) frame, now `len` bytes long, to `side`.
+    Send {
+        /// Where.
+        side: Side,
+        /// The frame's length now (an ARP reply is shorter than a padded
+        /// request, for example).
+        len: usize,
+    },
+    /// The gateway kept or answered the frame through the outbox (held for
+    /// ARP resolution, an ICMP error was sent instead, an ARP reply learned).
+    Consumed,
+    /// Dropped; count it.
+    Drop(GatewayDrop),
+}
+
+/// Why the gateway dropped a frame. `as_str` names are what `port stats`
+/// and `conntrack stats` show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GatewayDrop {
+    /// Not a well-formed Ethernet/ARP/IPv4 packet, or a bad IP header checksum.
+    Malformed,
+    /// Neither ARP nor IPv4.
+    UnsupportedEthertype,
+    /// An IP protocol the gateway does not route (only TCP, UDP, ICMP).
+    UnsupportedProtocol,
+    /// Addressed to the gateway but not something it answers.
+    NotForGateway,
+    /// No route to the destination (an ICMP unreachable was sent when allowed).
+    NoRoute,
+    /// An `--internal` network may not reach the uplink.
+    Internal,
+    /// Routing between these two networks is not allowed (`net connect`).
+    NetworksNotConnected,
+    /// From the uplink, matching no connection and no published port.
+    NotPublished,
+    /// The connection table refused a new entry (full of assured entries).
+    ConntrackFull,
+    /// SNAT ports exhausted.
+    NoSnatPort,
+    /// A TCP segment that does not fit the connection's state (e.g. not a
+    /// SYN for a new connection, or an out-of-window RST).
+    InvalidTcp,
+    /// An ICMP error matching no connection.
+    UntrackedIcmpError,
+    /// A later fragment dropped by the fragment cache's bounds.
+    FragmentDropped,
+    /// Too many packets already waiting for ARP resolution.
+    ArpQueueFull,
+}
+
+impl GatewayDrop {
+    /// The counter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayDrop::Malformed => "gw-malformed",
+            GatewayDrop::UnsupportedEthertype => "gw-unsupported-ethertype",
+            GatewayDrop::UnsupportedProtocol => "gw-unsupported-protocol",
+            GatewayDrop::NotForGateway => "gw-not-for-gateway",
+            GatewayDrop::NoRoute => "gw-no-route",
+            GatewayDrop::Internal => "gw-internal-network",
+            GatewayDrop::NetworksNotConnected => "gw-networks-not-connected",
+            GatewayDrop::NotPublished => "gw-not-published",
+            GatewayDrop::ConntrackFull => "gw-conntrack-full",
+            GatewayDrop::NoSnatPort => "gw-no-snat-port",
+            GatewayDrop::InvalidTcp => "gw-invalid-tcp",
+            GatewayDrop::UntrackedIcmpError => "gw-untracked-icmp-error",
+            GatewayDrop::FragmentDropped => "gw-fragment-dropped",
+            GatewayDrop::ArpQueueFull => "gw-arp-queue-full",
+        }
+    }
+}
+
+impl GatewayDrop {
+    /// Every reason, in counter order.
+    pub const ALL: [GatewayDrop; 14] = [
+        GatewayDrop::Malformed,
+        GatewayDrop::UnsupportedEthertype,
+        GatewayDrop::UnsupportedProtocol,
+        GatewayDrop::NotForGateway,
+        GatewayDrop::NoRoute,
+        GatewayDrop::Internal,
+        GatewayDrop::NetworksNotConnected,
+        GatewayDrop::NotPublished,
+        GatewayDrop::ConntrackFull,
+        GatewayDrop::NoSnatPort,
+        GatewayDrop::InvalidTcp,
+        GatewayDrop::UntrackedIcmpError,
+        GatewayDrop::FragmentDropped,
+        GatewayDrop::ArpQueueFull,
+    ];
+
+    /// Number of reasons (length of [`GatewayCounters::drops`]).
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Index into [`GatewayCounters::drops`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a configuration change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    /// A rule with this id exists already.
+    #[error("publish rule {0}: a rule with this id exists — remove it first or pick another id")]
+    RuleExists(u32),
+    /// The rule itself is inconsistent.
+    #[error("publish rule {id}: {reason}")]
+    InvalidRule {
+        /// The rule's id.
+        id: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Another rule already publishes one of the host ports.
+    #[error(
+        "publish rule {id}: {proto} port {port} on {addr} is already published by rule {by} — \
+         remove that rule or pick another host port"
+    )]
+    AlreadyPublished {
+        /// The refused rule's id.
+        id: u32,
+        /// Protocol name.
+        proto: &'static str,
+        /// Host address.
+        addr: Ipv4Addr,
+        /// The first conflicting host port.
+        port: u16,
+        /// The rule that holds it.
+        by: u32,
+    },
+    /// A host port could not be reserved (masquerade holds it).
+    #[error("publish rule {id}: {source}")]
+    PortTaken {
+        /// The refused rule's id.
+        id: u32,
+        /// Why the mapping refused the reservation.
+        source: MappingError,
+    },
+}
+
+/// The gateway's counters (besides conntrack's own, see [`Conntrack::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayCounters {
+    /// Dropped frames by reason, indexed by [`GatewayDrop::index`].
+    pub drops: [u64; GatewayDrop::COUNT],
+    /// ARP requests sent (first tries and retries).
+    pub arp_requests_sent: u64,
+    /// ARP replies sent for the gateway's addresses.
+    pub arp_replies_sent: u64,
+    /// ICMP echo replies sent.
+    pub echo_replies: u64,
+    /// ICMP errors the gateway generated (time exceeded, unreachable).
+    pub icmp_errors_sent: u64,
+    /// Frames held waiting for ARP resolution.
+    pub held_for_arp: u64,
+    /// Held frames discarded because their next hop never answered ARP.
+    pub arp_timeouts: u64,
+    /// Frames routed onward (directly or released from the ARP queue).
+    pub forwarded: u64,
+}
+
+impl Default for GatewayCounters {
+    fn default() -> Self {
+        GatewayCounters {
+            drops: [0; GatewayDrop::COUNT],
+            arp_requests_sent: 0,
+            arp_replies_sent: 0,
+            echo_replies: 0,
+            icmp_errors_sent: 0,
+            held_for_arp: 0,
+            arp_timeouts: 0,
+            forwarded: 0,
+        }
+    }
+}
+
+impl GatewayCounters {
+    /// Drop counters with their names ([`GatewayDrop::as_str`]).
+    pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        GatewayDrop::ALL
+            .iter()
+            .map(|d| (d.as_str(), self.drops[d.index()]))
+    }
+
+    /// The drop counter of one reason.
+    pub fn drop_count(&self, reason: GatewayDrop) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
+/// The L3 gateway. See the module documentation.
+#[derive(Debug)]
+pub struct Gateway {
+    ct: Conntrack,
+    nets: Vec<NetConfig>,
+    uplink: Option<UplinkConfig>,
+    /// Pairs of connected networks, smaller id first.
+    connected: BTreeSet<(u16, u16)>,
+    rules: Vec<PublishRule>,
+    neighbours: Neighbours,
+    /// Translation of a fragmented datagram, keyed by its first fragment.
+    frags: FragCache<Xlate>,
+    outbox: Vec<(Side, Vec<u8>)>,
+    counters: GatewayCounters,
+    /// IP identification of the next ICMP error.
+    icmp_ident: u16,
+}
+
+impl Gateway {
+    /// A gateway with no network, no uplink and an empty connection table.
+    pub fn new(conntrack: conntrack::Config) -> Gateway {
+        Gateway {
+            ct: Conntrack::new(conntrack),
+            nets: Vec::new(),
+            uplink: None,
+            connected: BTreeSet::new(),
+            rules: Vec::new(),
+            neighbours: Neighbours::new(),
+            frags: FragCache::new(FragConfig::default()),
+            outbox: Vec::with_capacity(64),
+            counters: GatewayCounters::default(),
+            icmp_ident: 0,
+        }
+    }
+
+    /// Frames the gateway made or released (ARP requests, ICMP errors,
+    /// packets held for ARP, fragments held for their first): whole Ethernet
+    /// frames with the side to send them to.
+    pub fn drain_outbox(&mut self) -> std::vec::Drain<'_, (Side, Vec<u8>)> {
+        self.outbox.drain(..)
+    }
+
+    /// The connection table.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.ct
+    }
+
+    /// The connection table, for flushes and limits.
+    pub fn conntrack_mut(&mut self) -> &mut Conntrack {
+        &mut self.ct
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &GatewayCounters {
+        &self.counters
+    }
+
+    /// The uplink's address, if there is an uplink.
+    pub fn uplink_addr(&self) -> Option<Ipv4Addr> {
+        self.uplink.as_ref().map(|u| u.addr.0)
+    }
+
+    /// Periodic work, about once a second: conntrack and fragment expiry,
+    /// neighbour expiry, ARP retries and timeouts (held frames of a next hop
+    /// that never answered are discarded and the sender of the first gets
+    /// an ICMP host unreachable).
+    pub fn tick(&mut self, now_ms: u64) {
+        self.ct.expire(now_ms);
+        self.frags.expire(now_ms);
+        self.arp_tick(now_ms);
+    }
+}
+
+/// Whether `addr` is inside `subnet` (address, prefix length).
+fn in_subnet(addr: Ipv4Addr, subnet: (Ipv4Addr, u8)) -> bool {
+    let mask = mask(subnet.1);
+    u32::from(addr) & mask == u32::from(subnet.0) & mask
+}
+
+fn mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - u32::from(p.min(32))),
+    }
+}
+
+/// The directed broadcast address of `subnet`.
+fn subnet_broadcast(subnet: (Ipv4Addr, u8)) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.0) | !mask(subnet.1))
+}

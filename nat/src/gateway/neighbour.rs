@@ -1,0 +1,185 @@
+//! The gateway's neighbour (ARP) cache and the packets waiting for a
+//! neighbour to be resolved, per [`Side`].
+//!
+//! Contract: owns (side, IPv4) → MAC entries with an expiry, and per next
+//! hop a bounded queue of whole Ethernet frames waiting for its MAC. It never
+//! builds or sends frames itself: the gateway asks it what to (re)send and
+//! what to release. Keys are attacker-chosen (any host can send ARP), so the
+//! maps use std's keyed `RandomState`, and both the cache and the queues are
+//! bounded.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::Side;
+
+/// An entry not refreshed by ARP for this long is forgotten.
+pub(super) const NEIGHBOUR_TTL_MS: u64 = 60_000;
+/// Most frames held per unresolved next hop.
+pub(super) const MAX_HELD_PER_HOP: usize = 8;
+/// Most next hops being resolved at once.
+pub(super) const MAX_PENDING_HOPS: usize = 256;
+/// Interval between ARP requests for one next hop.
+pub(super) const ARP_RETRY_MS: u64 = 1_000;
+/// ARP requests sent after the first before giving up.
+pub(super) const ARP_RETRIES: u8 = 3;
+/// Most cached neighbours (all sides); learning beyond it is refused.
+const MAX_NEIGHBOURS: usize = 65_536;
+
+#[derive(Debug, Clone, Copy)]
+struct Neighbour {
+    mac: [u8; 6],
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Whole Ethernet frames, source MAC already set.
+    frames: Vec<Vec<u8>>,
+    /// ARP requests sent so far.
+    requests: u8,
+    last_request: u64,
+}
+
+/// Result of [`Neighbours::hold`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Queued; `new_hop` when this next hop was not being resolved yet (the
+    /// caller sends the first ARP request).
+    Queued {
+        /// First frame for this next hop.
+        new_hop: bool,
+    },
+    /// Over a bound; the frame was not kept.
+    Full,
+}
+
+/// What [`Neighbours::due`] found.
+#[derive(Debug, Default)]
+pub(super) struct Due {
+    /// Next hops to send another ARP request to.
+    pub(super) retry: Vec<(Side, Ipv4Addr)>,
+    /// Next hops given up on, with the frames that waited for them.
+    pub(super) failed: Vec<(Side, Ipv4Addr, Vec<Vec<u8>>)>,
+}
+
+/// Neighbour cache and resolution queues.
+#[derive(Debug)]
+pub(super) struct Neighbours {
+    cache: HashMap<(Side, Ipv4Addr), Neighbour, RandomState>,
+    pending: HashMap<(Side, Ipv4Addr), Pending, RandomState>,
+}
+
+impl Neighbours {
+    pub(super) fn new() -> Neighbours {
+        Neighbours {
+            cache: HashMap::with_capacity_and_hasher(256, RandomState::new()),
+            pending: HashMap::with_capacity_and_hasher(16, RandomState::new()),
+        }
+    }
+
+    /// The MAC of `ip` on `side`, if known and fresh.
+    pub(super) fn lookup(&self, side: Side, ip: Ipv4Addr, now: u64) -> Option<[u8; 6]> {
+        self.cache
+            .get(&(side, ip))
+            .filter(|n| n.expires_at > now)
+            .map(|n| n.mac)
+    }
+
+    /// Whether `ip` on `side` has a cache entry (fresh or not).
+    pub(super) fn is_known(&self, side: Side, ip: Ipv4Addr) -> bool {
+        self.cache.contains_key(&(side, ip))
+    }
+
+    /// Records `ip` at `mac` on `side`; returns the frames that were waiting
+    /// for it (their destination MAC still to be filled in).
+    pub(super) fn learn(
+        &mut self,
+        side: Side,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        now: u64,
+    ) -> Vec<Vec<u8>> {
+        let expires_at = now + NEIGHBOUR_TTL_MS;
+        if self.cache.len() < MAX_NEIGHBOURS || self.cache.contains_key(&(side, ip)) {
+            self.cache.insert((side, ip), Neighbour { mac, expires_at });
+        }
+        self.pending
+            .remove(&(side, ip))
+            .map(|p| p.frames)
+            .unwrap_or_default()
+    }
+
+    /// Queues a copy of `frame` for next hop `ip` on `side`.
+    pub(super) fn hold(&mut self, side: Side, ip: Ipv4Addr, frame: &[u8], now: u64) -> Hold {
+        if let Some(p) = self.pending.get_mut(&(side, ip)) {
+            if p.frames.len() >= MAX_HELD_PER_HOP {
+                return Hold::Full;
+            }
+            p.frames.push(frame.to_vec());
+            return Hold::Queued { new_hop: false };
+        }
+        if self.pending.len() >= MAX_PENDING_HOPS {
+            return Hold::Full;
+        }
+        self.pending.insert(
+            (side, ip),
+            Pending {
+                frames: vec![frame.to_vec()],
+                requests: 1,
+                last_request: now,
+            },
+        );
+        Hold::Queued { new_hop: true }
+    }
+
+    /// Next hops due for another ARP request and those given up on, sorted
+    /// (so the outbox order does not depend on hashing). Forgets stale cache
+    /// entries on the way.
+    pub(super) fn due(&mut self, now: u64) -> Due {
+        self.cache.retain(|_, n| n.expires_at > now);
+        let mut due = Due::default();
+        let mut failed = Vec::new();
+        for (&hop, p) in self.pending.iter_mut() {
+            if now < p.last_request + ARP_RETRY_MS {
+                continue;
+            }
+            if p.requests <= ARP_RETRIES {
+                p.requests += 1;
+                p.last_request = now;
+                due.retry.push(hop);
+            } else {
+                failed.push(hop);
+            }
+        }
+        failed.sort();
+        for hop in failed {
+            if let Some(p) = self.pending.remove(&hop) {
+                due.failed.push((hop.0, hop.1, p.frames));
+            }
+        }
+        due.retry.sort();
+        due
+    }
+
+    /// Forgets everything about `side`.
+    pub(super) fn forget_side(&mut self, side: Side) {
+        self.cache.retain(|k, _| k.0 != side);
+        self.pending.retain(|k, _| k.0 != side);
+    }
+
+    /// Forgets `ip` on every side; returns whether anything was known.
+    pub(super) fn forget_addr(&mut self, ip: Ipv4Addr) -> bool {
+        let before = self.cache.len() + self.pending.len();
+        self.cache.retain(|k, _| k.1 != ip);
+        self.pending.retain(|k, _| k.1 != ip);
+        before != self.cache.len() + self.pending.len()
+    }
+
+    /// Number of next hops being resolved.
+    #[cfg(test)]
+    pub(super) fn pending_hops(&self) -> usize {
+        self.pending.len()
+    }
+}

@@ -1,0 +1,145 @@
+//! Routing and the policy for new connections: which published port a
+//! packet hits (DNAT), where its destination routes, whether that pair of
+//! sides may talk, and whether the source is masqueraded (SNAT).
+//!
+//! Contract: decides from configuration only; the one state change is the
+//! conntrack insert of an allowed connection. Slow path (once per
+//! connection): may walk every rule. Routing ([`Gateway::route`]) is also on
+//! the fast path and does not allocate.
+
+use std::net::Ipv4Addr;
+
+use super::forward::Xlate;
+use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
+use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
+use crate::flow::FlowKey;
+use crate::mapping::MappingError;
+use crate::wire::IcmpErrorKind;
+
+impl Gateway {
+    /// Where `dst` goes: (side, next hop). A network's subnet first, then
+    /// the uplink's subnet, then the uplink's gateway.
+    pub(super) fn route(&self, dst: Ipv4Addr) -> Option<(Side, Ipv4Addr)> {
+        if let Some(n) = self.nets.iter().find(|n| in_subnet(dst, n.subnet)) {
+            return Some((Side::Net(n.id), dst));
+        }
+        let u = self.uplink.as_ref()?;
+        if in_subnet(dst, u.addr) {
+            Some((Side::Uplink, dst))
+        } else {
+            u.gateway.map(|g| (Side::Uplink, g))
+        }
+    }
+
+    /// Whether `addr` is one of the gateway's addresses.
+    pub(super) fn is_our_addr(&self, addr: Ipv4Addr) -> bool {
+        self.uplink_addr() == Some(addr) || self.nets.iter().any(|n| n.gateway == addr)
+    }
+
+    /// Whether the gateway answers for `addr` on `side`: from a network, any
+    /// of its addresses; from the uplink, the uplink address.
+    pub(super) fn is_local(&self, side: Side, addr: Ipv4Addr) -> bool {
+        match side {
+            Side::Net(_) => self.is_our_addr(addr),
+            Side::Uplink => self.uplink_addr() == Some(addr),
+        }
+    }
+
+    /// Limited, multicast or a served subnet's directed broadcast.
+    pub(super) fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
+        addr.is_broadcast()
+            || addr.is_multicast()
+            || self
+                .nets
+                .iter()
+                .any(|n| n.subnet.1 < 31 && addr == subnet_broadcast(n.subnet))
+    }
+
+    /// The published port `key` hits: (rule, DNAT target endpoint).
+    fn published(&self, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
+        self.rules.iter().find_map(|r| {
+            let (lo, hi) = r.host_ports;
+            let hit = r.proto == key.proto
+                && self.host_addr_of(r) == Some(key.dst)
+                && (lo..=hi).contains(&key.dport);
+            hit.then(|| (r.id, (r.target, r.target_ports.0 + (key.dport - lo))))
+        })
+    }
+
+    fn net_flags(&self, id: u16) -> (bool, bool) {
+        self.nets
+            .iter()
+            .find(|n| n.id == id)
+            .map_or((false, false), |n| (n.internal, n.masquerade))
+    }
+
+    /// Decides a new connection from its first packet `ip` (pre-translation
+    /// key `key`) that arrived on `side`, and tracks it when allowed.
+    /// Returns the translation of this first packet.
+    pub(super) fn new_connection(
+        &mut self,
+        side: Side,
+        ip: &[u8],
+        key: FlowKey,
+        pkt: &Packet,
+        now: u64,
+    ) -> Result<Xlate, GatewayDrop> {
+        let rule = self.published(&key);
+        if rule.is_none() && self.is_our_addr(key.dst) {
+            return Err(GatewayDrop::NotForGateway);
+        }
+        let dst = rule.map_or(key.dst, |(_, (a, _))| a);
+        let Some((out, _)) = self.route(dst) else {
+            if let Side::Net(_) = side {
+                self.send_icmp_error(IcmpErrorKind::DestUnreachable(0), ip, false, now);
+            }
+            return Err(GatewayDrop::NoRoute);
+        };
+        let snat = match (side, out) {
+            (Side::Uplink, Side::Uplink) => return Err(GatewayDrop::NoRoute),
+            (Side::Uplink, Side::Net(m)) => {
+                if rule.is_none() {
+                    return Err(GatewayDrop::NotPublished);
+                }
+                if self.net_flags(m).0 {
+                    return Err(GatewayDrop::Internal);
+                }
+                None
+            }
+            (Side::Net(n), Side::Uplink) => {
+                let (internal, masquerade) = self.net_flags(n);
+                if internal {
+                    return Err(GatewayDrop::Internal);
+                }
+                masquerade.then(|| self.uplink_addr()).flatten()
+            }
+            (Side::Net(n), Side::Net(m)) => {
+                if rule.is_some() {
+                    // Hairpin: masquerade so the reply comes back through
+                    // the gateway to be un-DNATed.
+                    self.uplink_addr()
+                        .or_else(|| self.side_addr(Side::Net(m)).map(|s| s.0))
+                } else if n == m || self.connected.contains(&(n.min(m), n.max(m))) {
+                    None
+                } else {
+                    return Err(GatewayDrop::NetworksNotConnected);
+                }
+            }
+        };
+        let conn = NewConn {
+            zone: 0,
+            original: key,
+            snat,
+            dnat: rule.map(|(_, t)| t),
+            rule: rule.map(|(id, _)| id),
+            port: None,
+        };
+        let h = self.ct.insert(conn, pkt, now).map_err(|e| match e {
+            ConntrackError::NotSyn { .. } => GatewayDrop::InvalidTcp,
+            ConntrackError::Mapping(MappingError::Exhausted { .. }) => GatewayDrop::NoSnatPort,
+            _ => GatewayDrop::ConntrackFull,
+        })?;
+        let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackFull)?;
+        Ok(Xlate::of(e, Dir::Original))
+    }
+}

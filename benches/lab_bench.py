@@ -541,6 +541,31 @@ def sockperf_once(client_ns, server_ns, duration):
         RES.release_proc(srv)
 
 
+def link_counters(ns, ifname="eth0"):
+    """Kernel counters of a container interface (drops before the switch
+    show up here, e.g. a full TAP queue as tx_dropped)."""
+    cp = run(["ip", "-n", ns, "-s", "-j", "link", "show", ifname], check=False, timeout=10)
+    if cp is None or cp.returncode != 0:
+        return None
+    try:
+        return json.loads(cp.stdout)[0].get("stats64")
+    except (ValueError, IndexError, AttributeError):
+        return None
+
+
+def udp_snmp(ns):
+    """The Udp counters of a namespace (/proc/net/snmp): InErrors and
+    RcvbufErrors count datagrams that reached the receiver's host but not
+    its socket."""
+    cp = run(nsexec(ns, ["cat", "/proc/net/snmp"]), check=False, timeout=10)
+    if cp is None or cp.returncode != 0:
+        return None
+    rows = [line.split()[1:] for line in cp.stdout.splitlines() if line.startswith("Udp:")]
+    if len(rows) < 2:
+        return None
+    return dict(zip(rows[0], (int(v) for v in rows[1])))
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -624,6 +649,8 @@ def measure(path, opts):
                     log(f"{path.name}: RTT run {i + 1}: {e}")
         res["rtt_p50_us"] = median(res["rtt_p50_us_runs"])
         res["rtt_p99_us"] = median(res["rtt_p99_us_runs"])
+    res["link_counters"] = {"client_eth0": link_counters(cns), "server_eth0": link_counters(sns)}
+    res["server_udp_snmp"] = udp_snmp(sns)
     return res
 
 

@@ -1,0 +1,433 @@
+//! SNAT, DNAT, hairpin, network policy and partial-checksum tests.
+
+use super::*;
+use crate::conntrack::tcp::TcpState;
+use crate::conntrack::Dir;
+
+#[test]
+fn snat_tcp_handshake_and_data_with_port_preservation() {
+    let mut gw = lab();
+    let c = (C1, 40000);
+    let s = (S, 80);
+    let f = tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Syn, (100, 0), b"");
+    let (a, out) = run(&mut gw, NET1, f, 0);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: Side::Uplink,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Syn, (100, 0), b"")
+    );
+    assert_checksums(&out);
+
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        s,
+        (U, 40000),
+        60,
+        Tcp::SynAck,
+        (900, 101),
+        b"",
+    );
+    let (a, out) = run(&mut gw, Side::Uplink, f, 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET1,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        tcp(GW1_MAC, C1_MAC, s, c, 59, Tcp::SynAck, (900, 101), b"")
+    );
+
+    let f = tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (101, 901), b"");
+    let (_, out) = run(&mut gw, NET1, f, 2);
+    assert_eq!(
+        out,
+        tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (101, 901), b"")
+    );
+    let data = b"GET / HTTP/1.0\r\n\r\n";
+    let f = tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (101, 901), data);
+    let (_, out) = run(&mut gw, NET1, f, 3);
+    assert_eq!(
+        out,
+        tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (101, 901), data)
+    );
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        s,
+        (U, 40000),
+        60,
+        Tcp::Ack,
+        (901, 119),
+        b"200 OK",
+    );
+    let (_, out) = run(&mut gw, Side::Uplink, f, 4);
+    assert_eq!(
+        out,
+        tcp(GW1_MAC, C1_MAC, s, c, 59, Tcp::Ack, (901, 119), b"200 OK")
+    );
+
+    let ct = gw.conntrack();
+    assert_eq!(ct.len(), 1);
+    let (h, dir) = ct.lookup(0, &flow(Proto::Tcp, c, s), 5).unwrap();
+    assert_eq!(dir, Dir::Original);
+    let e = ct.get(h).unwrap();
+    assert_eq!(e.nat.snat, Some((U, 40000)));
+    assert_eq!(e.nat.dnat, None);
+    assert_eq!(e.reply, flow(Proto::Tcp, s, (U, 40000)));
+    assert_eq!(e.tcp_state(), Some(TcpState::Established));
+    assert_eq!((e.counters[0].packets, e.counters[1].packets), (3, 2));
+    assert_eq!(gw.counters().forwarded, 5);
+}
+
+#[test]
+fn tcp_must_start_with_syn() {
+    let mut gw = lab();
+    let f = tcp(
+        C1_MAC,
+        GW1_MAC,
+        (C1, 40000),
+        (S, 80),
+        64,
+        Tcp::Ack,
+        (1, 1),
+        b"",
+    );
+    assert_eq!(
+        run(&mut gw, NET1, f, 0).0,
+        Action::Drop(GatewayDrop::InvalidTcp)
+    );
+    assert!(gw.conntrack().is_empty());
+    assert_eq!(gw.counters().drop_count(GatewayDrop::InvalidTcp), 1);
+}
+
+#[test]
+fn snat_udp_both_ways() {
+    let mut gw = lab();
+    let f = udp(C1_MAC, GW1_MAC, (C1, 5353), (S, 53), 64, b"query");
+    let (_, out) = run(&mut gw, NET1, f, 0);
+    assert_eq!(out, udp(U_MAC, R_MAC, (U, 5353), (S, 53), 63, b"query"));
+    let f = udp(R_MAC, U_MAC, (S, 53), (U, 5353), 64, b"answer");
+    let (a, out) = run(&mut gw, Side::Uplink, f, 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET1,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        udp(GW1_MAC, C1_MAC, (S, 53), (C1, 5353), 63, b"answer")
+    );
+    let e = gw.conntrack().iter(2).next().unwrap().1;
+    assert!(e.seen_reply && e.assured);
+    assert_eq!(e.state_name(), "REPLIED");
+}
+
+#[test]
+fn icmp_echo_through_snat_maps_the_identifier() {
+    let mut gw = lab();
+    let f = echo(C2_MAC, GW2_MAC, C2, S, 64, true, 0x1234, b"ping");
+    let (_, out) = run(&mut gw, NET2, f, 0);
+    let e = gw.conntrack().iter(0).next().unwrap().1.clone();
+    let (addr, id) = e.nat.snat.unwrap();
+    assert_eq!(addr, U);
+    assert_eq!(out, echo(U_MAC, R_MAC, U, S, 63, true, id, b"ping"));
+    let f = echo(R_MAC, U_MAC, S, U, 64, false, id, b"ping");
+    let (a, out) = run(&mut gw, Side::Uplink, f, 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET2,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        echo(GW2_MAC, C2_MAC, S, C2, 63, false, 0x1234, b"ping")
+    );
+}
+
+#[test]
+fn dnat_from_uplink_keeps_the_client_address() {
+    let mut gw = lab();
+    gw.add_publish(rule(7, Proto::Tcp, 8080, C1, 80)).unwrap();
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        (S, 51000),
+        (U, 8080),
+        60,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    let (a, out) = run(&mut gw, Side::Uplink, f, 0);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET1,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        tcp(
+            GW1_MAC,
+            C1_MAC,
+            (S, 51000),
+            (C1, 80),
+            59,
+            Tcp::Syn,
+            (5, 0),
+            b""
+        )
+    );
+    let f = tcp(
+        C1_MAC,
+        GW1_MAC,
+        (C1, 80),
+        (S, 51000),
+        64,
+        Tcp::SynAck,
+        (70, 6),
+        b"",
+    );
+    let (a, out) = run(&mut gw, NET1, f, 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: Side::Uplink,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        tcp(
+            U_MAC,
+            R_MAC,
+            (U, 8080),
+            (S, 51000),
+            63,
+            Tcp::SynAck,
+            (70, 6),
+            b""
+        )
+    );
+    let e = gw.conntrack().iter(1).next().unwrap().1;
+    assert_eq!(e.rule, Some(RuleId(7)));
+    assert_eq!(e.nat.dnat, Some((C1, 80)));
+    assert_eq!(e.nat.snat, None);
+    assert_eq!(e.inside, C1);
+
+    // Without a published port the uplink reaches nothing inside.
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        (S, 51000),
+        (U, 9090),
+        60,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    assert_eq!(
+        run(&mut gw, Side::Uplink, f, 2).0,
+        Action::Drop(GatewayDrop::NotForGateway)
+    );
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        (S, 51000),
+        (C1, 80),
+        60,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    assert_eq!(
+        run(&mut gw, Side::Uplink, f, 2).0,
+        Action::Drop(GatewayDrop::NotPublished)
+    );
+    // Uplink to uplink is not routed.
+    let f = tcp(
+        R_MAC,
+        U_MAC,
+        (S, 51000),
+        (Ipv4Addr::new(203, 0, 113, 1), 80),
+        60,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    assert_eq!(
+        run(&mut gw, Side::Uplink, f, 2).0,
+        Action::Drop(GatewayDrop::NoRoute)
+    );
+}
+
+#[test]
+fn hairpin_snats_and_dnats() {
+    let mut gw = lab();
+    gw.add_publish(rule(7, Proto::Tcp, 8080, C1, 80)).unwrap();
+    let f = tcp(
+        C2_MAC,
+        GW2_MAC,
+        (C2, 45000),
+        (U, 8080),
+        64,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    let (a, out) = run(&mut gw, NET2, f, 0);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET1,
+            len: out.len()
+        }
+    );
+    let e = gw.conntrack().iter(0).next().unwrap().1.clone();
+    let (snat_addr, p) = e.nat.snat.unwrap();
+    assert_eq!(snat_addr, U);
+    assert_eq!(e.nat.dnat, Some((C1, 80)));
+    assert_eq!(
+        out,
+        tcp(GW1_MAC, C1_MAC, (U, p), (C1, 80), 63, Tcp::Syn, (5, 0), b"")
+    );
+    let f = tcp(
+        C1_MAC,
+        GW1_MAC,
+        (C1, 80),
+        (U, p),
+        64,
+        Tcp::SynAck,
+        (70, 6),
+        b"",
+    );
+    let (a, out) = run(&mut gw, NET1, f, 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET2,
+            len: out.len()
+        }
+    );
+    assert_eq!(
+        out,
+        tcp(
+            GW2_MAC,
+            C2_MAC,
+            (U, 8080),
+            (C2, 45000),
+            63,
+            Tcp::SynAck,
+            (70, 6),
+            b""
+        )
+    );
+    // Published ports are reachable from internal networks too.
+    let f = tcp(
+        C3_MAC,
+        GW3_MAC,
+        (C3, 45000),
+        (U, 8080),
+        64,
+        Tcp::Syn,
+        (5, 0),
+        b"",
+    );
+    assert!(matches!(
+        run(&mut gw, NET3, f, 2).0,
+        Action::Send { side: NET1, .. }
+    ));
+}
+
+#[test]
+fn internal_network_may_not_reach_the_uplink() {
+    let mut gw = lab();
+    let f = udp(C3_MAC, GW3_MAC, (C3, 5000), (S, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET3, f, 0).0,
+        Action::Drop(GatewayDrop::Internal)
+    );
+    assert_eq!(gw.counters().drop_count(GatewayDrop::Internal), 1);
+    assert!(gw.conntrack().is_empty());
+}
+
+#[test]
+fn networks_route_only_when_connected_and_without_nat() {
+    let mut gw = lab();
+    let f = || udp(C1_MAC, GW1_MAC, (C1, 5000), (C2, 7000), 64, b"hi");
+    assert_eq!(
+        run(&mut gw, NET1, f(), 0).0,
+        Action::Drop(GatewayDrop::NetworksNotConnected)
+    );
+    gw.connect(2, 1);
+    let (a, out) = run(&mut gw, NET1, f(), 1);
+    assert_eq!(
+        a,
+        Action::Send {
+            side: NET2,
+            len: out.len()
+        }
+    );
+    assert_eq!(out, udp(GW2_MAC, C2_MAC, (C1, 5000), (C2, 7000), 63, b"hi"));
+    let back = udp(C2_MAC, GW2_MAC, (C2, 7000), (C1, 5000), 64, b"ho");
+    let (_, out) = run(&mut gw, NET2, back, 2);
+    assert_eq!(out, udp(GW1_MAC, C1_MAC, (C2, 7000), (C1, 5000), 63, b"ho"));
+    let e = gw.conntrack().iter(2).next().unwrap().1;
+    assert_eq!(e.nat, crate::conntrack::Nat::default());
+    gw.disconnect(1, 2);
+    assert!(gw.conntrack().is_empty());
+    assert_eq!(
+        run(&mut gw, NET1, f(), 3).0,
+        Action::Drop(GatewayDrop::NetworksNotConnected)
+    );
+}
+
+#[test]
+fn partial_checksum_stays_partial() {
+    let mut gw = lab();
+    let c = (C1, 40000);
+    let s = (S, 80);
+    run(
+        &mut gw,
+        NET1,
+        tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Syn, (1, 0), b""),
+        0,
+    );
+    run(
+        &mut gw,
+        Side::Uplink,
+        tcp(R_MAC, U_MAC, s, (U, 40000), 64, Tcp::SynAck, (9, 2), b""),
+        0,
+    );
+    let data = [0xabu8; 1000];
+    // The NEEDS_CSUM form: the field holds the pseudo-header sum.
+    let partial = |mut f: Vec<u8>| {
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let sum =
+            crate::checksum::pseudo_header_sum(ip.src(), ip.dst(), 6, ip.payload().len() as u16);
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
+        f
+    };
+    let mut f = partial(tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (2, 10), &data));
+    let (_, out) = run_mode(&mut gw, NET1, &mut f, true, 1);
+    let want = tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (2, 10), &data);
+    assert_eq!(out, partial(want.clone()));
+    // What the device computes from it is the full checksum.
+    let device = crate::checksum::checksum(&out[14 + 20..]);
+    assert_eq!(device, u16::from_be_bytes([want[50], want[51]]));
+}

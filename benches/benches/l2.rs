@@ -81,7 +81,9 @@ fn bench_l2(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         let (mut br, ids) = bridge(4, false);
         let mut f = frame(mac(2), mac(1), len);
-        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        let per_frame = allocations_per_call(100_000, || {
+            br.process(ids[0], &mut f, Millis(1));
+        });
         println!("l2/unicast/{len}: {per_frame} allocations per frame");
         group.bench_function(BenchmarkId::new("unicast", len), |b| {
             b.iter(|| br.process(ids[0], &mut f, Millis(1)))
@@ -89,7 +91,9 @@ fn bench_l2(c: &mut Criterion) {
 
         let (mut br, ids) = bridge(4, true);
         let mut f = frame(mac(4), mac(1), len);
-        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        let per_frame = allocations_per_call(100_000, || {
+            br.process(ids[0], &mut f, Millis(1));
+        });
         println!("l2/unicast-to-trunk/{len}: {per_frame} allocations per frame");
         group.bench_function(BenchmarkId::new("unicast-to-trunk", len), |b| {
             b.iter(|| br.process(ids[0], &mut f, Millis(1)))
@@ -97,7 +101,9 @@ fn bench_l2(c: &mut Criterion) {
 
         let (mut br, ids) = bridge(4, false);
         let mut f = frame(MacAddr::BROADCAST, mac(1), len);
-        let per_frame = allocations_per_call(100_000, || br.process(ids[0], &mut f, Millis(1)));
+        let per_frame = allocations_per_call(100_000, || {
+            br.process(ids[0], &mut f, Millis(1));
+        });
         println!("l2/flood-to-3/{len}: {per_frame} allocations per frame");
         group.bench_function(BenchmarkId::new("flood-to-3", len), |b| {
             b.iter(|| br.process(ids[0], &mut f, Millis(1)))

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -111,6 +111,44 @@ pub enum Request {
         /// Only this network.
         net: Option<String>,
     },
+    /// Allow routing between two networks (they are isolated by default).
+    NetConnect {
+        /// One network.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Isolate two connected networks again.
+    NetDisconnect {
+        /// One network.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Add the uplink: the outside-facing interface with its own address.
+    UplinkAdd(UplinkSpec),
+    /// List uplinks.
+    UplinkLs,
+    /// Remove the uplink (connections through it are forgotten).
+    UplinkRm {
+        /// Uplink name.
+        name: String,
+    },
+    /// Publish a port range (`docker run -p`).
+    PublishAdd(PublishSpec),
+    /// List published ports.
+    PublishLs,
+    /// Unpublish: the rule whose host address, first host port and protocol
+    /// match `spec`'s; its connections are forgotten.
+    PublishRm(PublishSpec),
+    /// Connection tracking entries.
+    ConntrackLs(ConntrackFilter),
+    /// Remove matching connection tracking entries.
+    ConntrackFlush(ConntrackFilter),
+    /// Connection tracking and gateway counters.
+    ConntrackStats,
+    /// Change the table limit and timeouts; replies with the settings in force.
+    ConntrackSet(ConntrackSettings),
     /// Stream the frames in and out of a port as pcap.
     Capture {
         /// Port name.
@@ -139,6 +177,17 @@ pub struct NetworkSpec {
     pub aging_secs: u64,
     /// Default MTU of ports created on this network.
     pub mtu: u32,
+    /// Never routed to or from the uplink (Docker's `--internal`).
+    #[serde(default)]
+    pub internal: bool,
+    /// Traffic leaving through the uplink takes the uplink's address (SNAT);
+    /// on by default for networks with a subnet.
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetworkSpec {
@@ -152,6 +201,8 @@ impl NetworkSpec {
             vlan: None,
             aging_secs: DEFAULT_AGING_SECS,
             mtu: DEFAULT_MTU,
+            internal: false,
+            masquerade: true,
         }
     }
 }
@@ -255,6 +306,25 @@ pub enum Payload {
     PortStats(Vec<PortStats>),
     /// Reply to `fdb show`.
     Fdb(Vec<FdbEntry>),
+    /// Reply to `uplink add`.
+    Uplink(UplinkInfo),
+    /// Reply to `uplink ls`.
+    Uplinks(Vec<UplinkInfo>),
+    /// Reply to `publish add`.
+    Publish(PublishInfo),
+    /// Reply to `publish ls`.
+    Publishes(Vec<PublishInfo>),
+    /// Reply to `conntrack ls`.
+    Conntrack(Vec<ConntrackEntry>),
+    /// Reply to `conntrack flush`: how many entries were removed.
+    Flushed {
+        /// Entries removed.
+        removed: u64,
+    },
+    /// Reply to `conntrack stats`.
+    ConntrackStats(ConntrackStats),
+    /// Reply to `conntrack set`.
+    ConntrackSettings(ConntrackSettings),
     /// Reply to `capture`: a pcap stream follows on this connection.
     CaptureStarted {
         /// Port name.
@@ -295,6 +365,9 @@ pub struct NetworkInfo {
     pub fdb_entries: usize,
     /// Times a learned MAC moved to another port.
     pub mac_moves: u64,
+    /// Networks this one may route to (`net connect`).
+    #[serde(default)]
+    pub connected: Vec<String>,
 }
 
 /// A port as configured and as it is now.
@@ -356,9 +429,299 @@ pub struct FdbEntry {
     pub age_secs: Option<u64>,
 }
 
+/// How an uplink is attached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum UplinkKind {
+    /// An existing interface in yardd's namespace (e.g. a veth end), through
+    /// AF_PACKET. yardd answers ARP for the uplink address with the
+    /// interface's MAC; the kernel must not use the interface itself.
+    Iface {
+        /// Interface name.
+        iface: String,
+    },
+    /// A TAP yardd creates (optionally inside a namespace) and brings up;
+    /// the far side's address is configured by the user.
+    Tap {
+        /// Namespace, as for ports.
+        netns: Option<String>,
+        /// Interface name.
+        ifname: String,
+    },
+}
+
+/// The outside-facing interface.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UplinkSpec {
+    /// Unique name.
+    pub name: String,
+    /// How it is attached.
+    #[serde(flatten)]
+    pub kind: UplinkKind,
+    /// The uplink's own address, with its prefix length.
+    pub ip: Ipv4Cidr,
+    /// Next hop for destinations outside `ip`'s subnet.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// An uplink as configured and as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UplinkInfo {
+    /// The configuration.
+    #[serde(flatten)]
+    pub spec: UplinkSpec,
+    /// The MAC yardd uses on it.
+    pub mac: Option<MacAddr>,
+    /// The MTU in force.
+    pub mtu: u32,
+    /// Whether it is attached.
+    pub state: PortState,
+}
+
+/// TCP or UDP.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A published port range: `[HOSTIP:]HOSTPORT[-END]:TARGET:PORT[-END][/tcp|/udp]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishSpec {
+    /// The host address it listens on; `None` for the uplink's address.
+    pub host_ip: Option<Ipv4Addr>,
+    /// First and last host port.
+    pub host_ports: (u16, u16),
+    /// A port name (its `--ip`) or an IPv4 address.
+    pub target: String,
+    /// First and last target port.
+    pub target_ports: (u16, u16),
+    /// Protocol (default TCP).
+    pub proto: Transport,
+}
+
+impl std::fmt::Display for PublishSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let range = |(a, b): (u16, u16)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        };
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        let proto = match self.proto {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        };
+        write!(
+            f,
+            "{}:{}:{}/{proto}",
+            range(self.host_ports),
+            self.target,
+            range(self.target_ports)
+        )
+    }
+}
+
+/// Why a publish specification does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{spec}' is not a published port: {reason}; expected [HOSTIP:]HOSTPORT[-END]:TARGET:PORT[-END][/tcp|/udp], e.g. 8080:c1:80/tcp")]
+pub struct PublishParseError {
+    /// The text given.
+    pub spec: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::str::FromStr for PublishSpec {
+    type Err = PublishParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| PublishParseError {
+            spec: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let (body, proto) = match s.rsplit_once('/') {
+            Some((body, "tcp")) => (body, Transport::Tcp),
+            Some((body, "udp")) => (body, Transport::Udp),
+            Some(_) => return Err(err("the protocol must be tcp or udp")),
+            None => (s, Transport::Tcp),
+        };
+        let parts: Vec<&str> = body.split(':').collect();
+        let (host_ip, host, target, port) = match parts.as_slice() {
+            [host, target, port] => (None, *host, *target, *port),
+            [ip, host, target, port] => {
+                let ip: Ipv4Addr = ip
+                    .parse()
+                    .map_err(|_| err("the host address is not IPv4"))?;
+                (Some(ip), *host, *target, *port)
+            }
+            _ => return Err(err("wrong number of ':'-separated parts")),
+        };
+        let range = |text: &str| -> Result<(u16, u16), PublishParseError> {
+            let (a, b) = text.split_once('-').unwrap_or((text, text));
+            let a: u16 = a
+                .parse()
+                .map_err(|_| err("a port is not a number from 1 to 65535"))?;
+            let b: u16 = b
+                .parse()
+                .map_err(|_| err("a port is not a number from 1 to 65535"))?;
+            if a == 0 || b < a {
+                return Err(err("a port range must be 1-65535 and ascending"));
+            }
+            Ok((a, b))
+        };
+        let host_ports = range(host)?;
+        let target_ports = range(port)?;
+        if host_ports.1 - host_ports.0 != target_ports.1 - target_ports.0 {
+            return Err(err("the host and target ranges differ in length"));
+        }
+        if target.is_empty() {
+            return Err(err("the target is empty"));
+        }
+        Ok(PublishSpec {
+            host_ip,
+            host_ports,
+            target: target.to_string(),
+            target_ports,
+            proto,
+        })
+    }
+}
+
+/// A published port with what it resolves to now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublishInfo {
+    /// The configuration.
+    #[serde(flatten)]
+    pub spec: PublishSpec,
+    /// The rule in its canonical text form.
+    pub rule: String,
+    /// The target's address now, if it resolves.
+    pub target_ip: Option<Ipv4Addr>,
+    /// `up`, or why connections cannot reach the target.
+    pub state: PortState,
+}
+
+/// Which conntrack entries a command applies to; empty fields match all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConntrackFilter {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: Option<String>,
+    /// Any address of the entry's tuples.
+    pub addr: Option<Ipv4Addr>,
+    /// Any port of the entry's tuples.
+    pub port: Option<u16>,
+}
+
+/// One direction of a connection.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tuple {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Source port (ICMP: echo identifier).
+    pub sport: u16,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Destination port (ICMP: echo identifier).
+    pub dport: u16,
+}
+
+/// A tracked connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConntrackEntry {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// The first packet's direction, as it arrived.
+    pub original: Tuple,
+    /// The reply direction, as it arrives.
+    pub reply: Tuple,
+    /// Protocol state (TCP state name; `unreplied`/`replied` otherwise).
+    pub state: String,
+    /// Source translation: `address:port` the original source became.
+    pub snat: Option<String>,
+    /// Destination translation: `address:port` the original destination became.
+    pub dnat: Option<String>,
+    /// Seconds until the entry expires without traffic.
+    pub timeout_secs: u64,
+    /// A reply was seen (or the handshake completed).
+    pub assured: bool,
+    /// Original-direction packets.
+    pub packets_original: u64,
+    /// Original-direction bytes.
+    pub bytes_original: u64,
+    /// Reply-direction packets.
+    pub packets_reply: u64,
+    /// Reply-direction bytes.
+    pub bytes_reply: u64,
+}
+
+/// Connection tracking and gateway counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConntrackStats {
+    /// Live entries.
+    pub entries: u64,
+    /// The table limit.
+    pub max_entries: u64,
+    /// Counters by name (inserted, expired, evicted-unreplied, …, and the
+    /// gateway's drops by reason).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Table limit and timeouts (seconds), by name: `tcp-syn-sent`,
+/// `tcp-established`, …, `udp-unreplied`, `udp-replied`, `icmp`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConntrackSettings {
+    /// Table limit; `None` leaves it.
+    pub max_entries: Option<u64>,
+    /// Timeouts to change; in a reply, all of them.
+    pub timeouts: BTreeMap<String, u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_specs_parse_like_docker() {
+        let p: PublishSpec = "8080:c1:80".parse().unwrap();
+        assert_eq!(
+            (
+                p.host_ip,
+                p.host_ports,
+                p.target.as_str(),
+                p.target_ports,
+                p.proto
+            ),
+            (None, (8080, 8080), "c1", (80, 80), Transport::Tcp)
+        );
+        let p: PublishSpec = "10.1.0.2:5000-5002:172.31.0.2:6000-6002/udp"
+            .parse()
+            .unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::new(10, 1, 0, 2)));
+        assert_eq!(
+            (p.host_ports, p.target_ports, p.proto),
+            ((5000, 5002), (6000, 6002), Transport::Udp)
+        );
+        assert_eq!(p.to_string(), "10.1.0.2:5000-5002:172.31.0.2:6000-6002/udp");
+        for bad in [
+            "80",
+            "8080:c1:80/sctp",
+            "0:c1:80",
+            "8080-8081:c1:80",
+            "x:c1:80",
+            "1.2.3:8080:c1:80",
+            "8080::80",
+        ] {
+            assert!(bad.parse::<PublishSpec>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn request_wire_form_is_stable() {

@@ -6,7 +6,7 @@
 //! address, link and `lo` up, default route via the network's gateway. An
 //! existing interface is opened through AF_PACKET. Nothing here runs per frame.
 
-use yard_ctl::api::{NetworkSpec, PortKind, PortSpec};
+use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
 use yard_ctl::MacAddr;
 
 use crate::config::{default_mac, Config};
@@ -118,4 +118,61 @@ fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), St
     let mtu = sys::interface_mtu(iface).map_err(hint)?;
     let fd = sys::open_packet_socket(iface).map_err(hint)?;
     Ok((fd, mtu))
+}
+
+/// An uplink ready to hand to the datapath.
+pub struct AttachedUplink {
+    /// The device.
+    pub port: Box<dyn Port>,
+    /// The MAC yardd answers ARP with on it.
+    pub mac: MacAddr,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
+/// Opens the uplink's device: an existing interface through AF_PACKET (yardd
+/// uses the interface's own MAC), or a TAP yardd creates and brings up
+/// (optionally in a namespace; yardd's side gets a stable MAC from the
+/// uplink's name, the far side is the user's to address).
+pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, String> {
+    let name = &spec.name;
+    match &spec.kind {
+        UplinkKind::Iface { iface } => {
+            let (fd, mtu) = open_iface(name, iface)?;
+            let mac = sys::interface_mac(iface)
+                .map_err(|e| format!("uplink {name}: cannot read the MAC of {iface}: {e}"))?;
+            Ok(AttachedUplink {
+                port: Box::new(FdPort::packet(fd)),
+                mac: MacAddr(mac),
+                mtu,
+            })
+        }
+        UplinkKind::Tap { netns, ifname } => {
+            let ifname_owned = ifname.clone();
+            let create = move || -> Result<std::os::fd::OwnedFd, String> {
+                let fd = sys::open_tap(&ifname_owned)
+                    .map_err(|e| format!("cannot create TAP {ifname_owned}: {e}"))?;
+                configure_link(&LinkConfig {
+                    ifname: &ifname_owned,
+                    mac: None,
+                    mtu: None,
+                    addr: None,
+                    default_gateway: None,
+                })
+                .map_err(|e| format!("cannot configure {e}"))?;
+                Ok(fd)
+            };
+            let fd = match netns {
+                Some(ns) => run_in_netns(&NetnsRef::parse(ns), create)
+                    .map_err(|e| format!("uplink {name}: {e}"))?,
+                None => create(),
+            }
+            .map_err(|e| format!("uplink {name}: {e}"))?;
+            Ok(AttachedUplink {
+                port: Box::new(FdPort::new(fd)),
+                mac: MacAddr::local_from_seed(format!("uplink/{name}").as_bytes()),
+                mtu: yard_ctl::api::DEFAULT_MTU,
+            })
+        }
+    }
 }

@@ -20,11 +20,19 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats};
 use yard_ctl::MacAddr;
 
-use crate::bridge::{Bridge, BridgeError};
+use std::net::Ipv4Addr;
+
+use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
+use yard_nat::conntrack::RuleId;
+use yard_nat::gateway::{Action, Gateway, PublishRule, Side, UplinkConfig};
+
+use crate::bridge::{Bridge, BridgeError, NetId};
 use crate::capture::CaptureTap;
 use crate::fdb::Millis;
-use crate::frame::Frame;
-use crate::port::{Port, PortId};
+use crate::frame::{Frame, VnetHeader, VNET_F_NEEDS_CSUM};
+use crate::l3;
+use crate::port::{Port, PortCounters, PortId};
+use crate::verdict::DropReason;
 
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
@@ -33,6 +41,7 @@ pub const BATCH: usize = 32;
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 const WAKER: Token = Token(usize::MAX);
+const UPLINK: Token = Token(usize::MAX - 1);
 
 /// How a port joins networks, by name.
 #[derive(Debug, Clone)]
@@ -104,6 +113,37 @@ pub enum Op {
     Fdb(Option<String>),
     /// Read per-network figures.
     NetFigures,
+    /// Attach the uplink.
+    SetUplink {
+        /// Uplink name.
+        name: String,
+        /// The device.
+        port: Box<dyn Port>,
+        /// Its address, MAC and next hop.
+        config: UplinkConfig,
+    },
+    /// Detach the uplink.
+    RemoveUplink,
+    /// Allow routing between two networks.
+    Connect(String, String),
+    /// Forbid it again.
+    Disconnect(String, String),
+    /// Add a published port rule.
+    PublishAdd(PublishRule),
+    /// Remove a published port rule and its connections.
+    PublishRemove(RuleId),
+    /// A container address went away: forget its connections.
+    ForgetAddress(Ipv4Addr),
+    /// List connections.
+    ConntrackLs(ConntrackFilter),
+    /// Remove connections.
+    ConntrackFlush(ConntrackFilter),
+    /// Conntrack and gateway counters.
+    ConntrackStats,
+    /// Change the conntrack limit and timeouts.
+    ConntrackSet(ConntrackSettings),
+    /// Uplink counters.
+    UplinkStats,
     /// Stop the loop.
     Shutdown,
 }
@@ -121,6 +161,16 @@ pub enum Answer {
     Fdb(Vec<FdbEntry>),
     /// Network figures.
     NetFigures(Vec<NetFigures>),
+    /// Connections.
+    Conntrack(Vec<ConntrackEntry>),
+    /// How many entries were removed.
+    Removed(u64),
+    /// Counters.
+    ConntrackStats(ConntrackStats),
+    /// Settings in force.
+    ConntrackSettings(ConntrackSettings),
+    /// Uplink counters, if there is an uplink.
+    UplinkStats(Option<yard_ctl::api::PortStats>),
 }
 
 /// A command with its reply channel.
@@ -128,7 +178,7 @@ pub struct Command {
     /// What to do.
     pub op: Op,
     /// Where the result goes.
-    pub reply: Sender<Result<Answer, BridgeError>>,
+    pub reply: Sender<Result<Answer, DatapathError>>,
 }
 
 /// The control thread's handle on the datapath.
@@ -147,7 +197,7 @@ impl DatapathHandle {
             .map_err(|_| DatapathError::Gone)?;
         self.waker.wake().map_err(DatapathError::Wake)?;
         match answer.recv_timeout(Duration::from_secs(10)) {
-            Ok(result) => result.map_err(DatapathError::Refused),
+            Ok(result) => result,
             Err(_) => Err(DatapathError::Gone),
         }
     }
@@ -159,6 +209,9 @@ pub enum DatapathError {
     /// The bridge refused it.
     #[error(transparent)]
     Refused(#[from] BridgeError),
+    /// The gateway refused it.
+    #[error("{0}")]
+    Gateway(String),
     /// The datapath thread is not running.
     #[error("the datapath thread is not answering (see yardd's log)")]
     Gone,
@@ -167,10 +220,23 @@ pub enum DatapathError {
     Wake(io::Error),
 }
 
-/// The datapath: poll loop, bridge and frame pool.
+/// The uplink port: outside the bridge, talking only to the gateway.
+struct Uplink {
+    name: String,
+    port: Box<dyn Port>,
+    counters: PortCounters,
+}
+
+/// The datapath: poll loop, bridge, gateway and frame pool.
 pub struct Datapath {
     poll: Poll,
     bridge: Bridge,
+    gateway: Gateway,
+    uplink: Option<Uplink>,
+    /// The uplink had a full batch: serve it again before sleeping.
+    uplink_again: bool,
+    /// Builds frames the gateway makes (ARP requests, ICMP errors).
+    scratch: Frame,
     commands: Receiver<Command>,
     pool: Vec<Frame>,
     pending: Vec<PortId>,
@@ -186,6 +252,10 @@ impl Datapath {
         let datapath = Datapath {
             poll,
             bridge: Bridge::new(port_mac_limit),
+            gateway: Gateway::new(yard_nat::conntrack::Config::default()),
+            uplink: None,
+            uplink_again: false,
+            scratch: Frame::new(),
             commands: rx,
             pool: (0..BATCH).map(|_| Frame::new()).collect(),
             pending: Vec::with_capacity(64),
@@ -210,7 +280,7 @@ impl Datapath {
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
         loop {
-            let timeout = if self.pending.is_empty() {
+            let timeout = if self.pending.is_empty() && !self.uplink_again {
                 next_expiry.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
@@ -226,6 +296,10 @@ impl Datapath {
                 if event.token() == WAKER {
                     continue;
                 }
+                if event.token() == UPLINK {
+                    self.serve_uplink();
+                    continue;
+                }
                 let id = PortId(event.token().0 as u32);
                 if !ready.contains(&id) {
                     ready.push(id);
@@ -234,12 +308,17 @@ impl Datapath {
             for &id in &ready {
                 self.serve_port(id);
             }
+            if std::mem::take(&mut self.uplink_again) {
+                self.serve_uplink();
+            }
             if !self.apply_commands() {
                 return Ok(());
             }
             if Instant::now() >= next_expiry {
                 let now = self.now();
                 self.bridge.expire(now);
+                self.gateway.tick(now.0);
+                self.flush_outbox(now);
                 next_expiry = Instant::now() + EXPIRE_EVERY;
             }
         }
@@ -249,8 +328,21 @@ impl Datapath {
     fn serve_port(&mut self, id: PortId) {
         let now = self.now();
         let (n, result) = self.bridge.receive(id, &mut self.pool);
-        for frame in &mut self.pool[..n] {
-            self.bridge.process(id, frame, now);
+        for i in 0..n {
+            let frame = &mut self.pool[i];
+            if let Some(net) = self.bridge.process(id, frame, now) {
+                Self::to_gateway(
+                    &mut self.gateway,
+                    &mut self.bridge,
+                    &mut self.uplink,
+                    Side::Net(net.0),
+                    frame,
+                    now,
+                );
+            }
+        }
+        if n > 0 {
+            self.flush_outbox(now);
         }
         match result {
             Ok(()) if n == BATCH => self.pending.push(id),
@@ -269,6 +361,113 @@ impl Datapath {
                     let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                 }
             }
+        }
+    }
+
+    /// Reads one batch from the uplink and hands it to the gateway.
+    fn serve_uplink(&mut self) {
+        let now = self.now();
+        let Some(uplink) = self.uplink.as_mut() else {
+            return;
+        };
+        let mut n = 0;
+        let mut failed = None;
+        while n < self.pool.len() {
+            match uplink.port.recv(&mut self.pool[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for i in 0..n {
+            let frame = &mut self.pool[i];
+            if let Some(uplink) = self.uplink.as_mut() {
+                uplink.counters.rx_packets += 1;
+                uplink.counters.rx_bytes += frame.len() as u64;
+            }
+            Self::to_gateway(
+                &mut self.gateway,
+                &mut self.bridge,
+                &mut self.uplink,
+                Side::Uplink,
+                frame,
+                now,
+            );
+        }
+        self.flush_outbox(now);
+        // More may be waiting: edge-triggered polling will not say so again.
+        self.uplink_again = n == BATCH;
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "uplink read failed; the uplink stops forwarding");
+            if let Some(fd) = self.uplink.as_ref().and_then(|u| u.port.raw_fd()) {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+    }
+
+    /// Hands a frame to the gateway and sends what it decides.
+    fn to_gateway(
+        gateway: &mut Gateway,
+        bridge: &mut Bridge,
+        uplink: &mut Option<Uplink>,
+        side: Side,
+        frame: &mut Frame,
+        now: Millis,
+    ) {
+        let partial = frame.vnet.flags & VNET_F_NEEDS_CSUM != 0;
+        match gateway.handle(side, frame.data_mut(), partial, now.0) {
+            Action::Send { side, len } => {
+                frame.truncate(len);
+                Self::send_to(bridge, uplink, side, frame, now);
+            }
+            Action::Consumed | Action::Drop(_) => {}
+        }
+    }
+
+    /// Sends a frame from the gateway to a network or the uplink.
+    fn send_to(
+        bridge: &mut Bridge,
+        uplink: &mut Option<Uplink>,
+        side: Side,
+        frame: &mut Frame,
+        now: Millis,
+    ) {
+        match side {
+            Side::Net(net) => bridge.inject(NetId(net), frame, now),
+            Side::Uplink => {
+                let Some(uplink) = uplink.as_mut() else {
+                    return;
+                };
+                match uplink.port.send(frame) {
+                    Ok(()) => {
+                        uplink.counters.tx_packets += 1;
+                        uplink.counters.tx_bytes += frame.len() as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        uplink.counters.drop_frame(DropReason::TxQueueFull)
+                    }
+                    Err(_) => uplink.counters.drop_frame(DropReason::TxError),
+                }
+            }
+        }
+    }
+
+    /// Sends the frames the gateway made (slow path: ARP, ICMP errors,
+    /// packets released after ARP resolution).
+    fn flush_outbox(&mut self, now: Millis) {
+        let Datapath {
+            gateway,
+            bridge,
+            uplink,
+            scratch,
+            ..
+        } = self;
+        for (side, bytes) in gateway.drain_outbox() {
+            scratch.fill(VnetHeader::default(), &bytes);
+            Self::send_to(bridge, uplink, side, scratch, now);
         }
     }
 
@@ -292,11 +491,24 @@ impl Datapath {
         }
     }
 
-    fn apply(&mut self, op: Op) -> Result<Answer, BridgeError> {
+    fn apply(&mut self, op: Op) -> Result<Answer, DatapathError> {
         let now = self.now();
         match op {
-            Op::AddNetwork(spec) => self.bridge.add_network(&spec).map(|_| Answer::Done),
-            Op::RemoveNetwork(name) => self.bridge.remove_network(&name).map(|_| Answer::Done),
+            Op::AddNetwork(spec) => {
+                let id = self.bridge.add_network(&spec)?;
+                if let Some(config) = l3::net_config(id.0, &spec) {
+                    self.bridge
+                        .set_gateway_mac(id, Some(yard_ctl::MacAddr(config.mac)));
+                    self.gateway.set_network(config);
+                }
+                Ok(Answer::Done)
+            }
+            Op::RemoveNetwork(name) => {
+                let id = self.bridge.net_id(&name)?;
+                self.bridge.remove_network(&name)?;
+                self.gateway.remove_network(id.0);
+                Ok(Answer::Done)
+            }
             Op::AddPort {
                 name,
                 port,
@@ -313,7 +525,9 @@ impl Datapath {
                     if let Err(e) = self.register(fd, id) {
                         let _ = self.bridge.remove_port(&name);
                         tracing::error!(port = %name, error = %e, "cannot poll port");
-                        return Err(BridgeError::NoPort(name));
+                        return Err(DatapathError::Gateway(format!(
+                            "cannot poll port {name}: {e}"
+                        )));
                     }
                     // Frames may already be queued: edge-triggered polling would
                     // not report them, so serve the port once now.
@@ -331,25 +545,125 @@ impl Datapath {
                 Ok(Answer::Done)
             }
             Op::FdbAdd { net, mac, port } => {
-                self.bridge.fdb_add(&net, mac, &port).map(|_| Answer::Done)
+                self.bridge.fdb_add(&net, mac, &port)?;
+                Ok(Answer::Done)
             }
-            Op::FdbDel { net, mac } => self.bridge.fdb_del(&net, &mac).map(|found| {
-                if found {
+            Op::FdbDel { net, mac } => {
+                let found = self.bridge.fdb_del(&net, &mac)?;
+                Ok(if found {
                     Answer::Done
                 } else {
                     Answer::NotFound
+                })
+            }
+            Op::FdbFlush(net) => {
+                self.bridge.fdb_flush(net.as_deref())?;
+                Ok(Answer::Done)
+            }
+            Op::Capture { port, tap } => {
+                self.bridge.add_capture(&port, tap)?;
+                Ok(Answer::Done)
+            }
+            Op::PortStats(name) => Ok(Answer::PortStats(self.bridge.port_stats(name.as_deref())?)),
+            Op::Fdb(net) => Ok(Answer::Fdb(self.bridge.fdb_entries(net.as_deref(), now)?)),
+            Op::SetUplink { name, port, config } => {
+                if let Some(fd) = port.raw_fd() {
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), UPLINK, Interest::READABLE)
+                        .map_err(|e| {
+                            DatapathError::Gateway(format!("cannot poll uplink {name}: {e}"))
+                        })?;
                 }
-            }),
-            Op::FdbFlush(net) => self.bridge.fdb_flush(net.as_deref()).map(|_| Answer::Done),
-            Op::Capture { port, tap } => self.bridge.add_capture(&port, tap).map(|_| Answer::Done),
-            Op::PortStats(name) => self
-                .bridge
-                .port_stats(name.as_deref())
-                .map(Answer::PortStats),
-            Op::Fdb(net) => self
-                .bridge
-                .fdb_entries(net.as_deref(), now)
-                .map(Answer::Fdb),
+                self.gateway.set_uplink(Some(config));
+                self.uplink = Some(Uplink {
+                    name,
+                    port,
+                    counters: PortCounters::default(),
+                });
+                self.uplink_again = true;
+                Ok(Answer::Done)
+            }
+            Op::RemoveUplink => {
+                if let Some(uplink) = self.uplink.take() {
+                    if let Some(fd) = uplink.port.raw_fd() {
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    }
+                }
+                self.gateway.set_uplink(None);
+                Ok(Answer::Done)
+            }
+            Op::Connect(a, b) => {
+                let (a, b) = (self.bridge.net_id(&a)?, self.bridge.net_id(&b)?);
+                self.gateway.connect(a.0, b.0);
+                Ok(Answer::Done)
+            }
+            Op::Disconnect(a, b) => {
+                let (a, b) = (self.bridge.net_id(&a)?, self.bridge.net_id(&b)?);
+                self.gateway.disconnect(a.0, b.0);
+                Ok(Answer::Done)
+            }
+            Op::PublishAdd(rule) => {
+                self.gateway
+                    .add_publish(rule)
+                    .map_err(|e| DatapathError::Gateway(e.to_string()))?;
+                Ok(Answer::Done)
+            }
+            Op::PublishRemove(id) => Ok(Answer::Removed(self.gateway.remove_publish(id) as u64)),
+            Op::ForgetAddress(addr) => {
+                Ok(Answer::Removed(self.gateway.forget_address(addr) as u64))
+            }
+            Op::ConntrackLs(filter) => {
+                let filter = l3::filter_of(&filter).map_err(DatapathError::Gateway)?;
+                let entries = self
+                    .gateway
+                    .conntrack()
+                    .iter(now.0)
+                    .filter(|(_, e)| filter.matches(e))
+                    .map(|(_, e)| l3::entry_info(e, now.0))
+                    .collect();
+                Ok(Answer::Conntrack(entries))
+            }
+            Op::ConntrackFlush(filter) => {
+                let filter = l3::filter_of(&filter).map_err(DatapathError::Gateway)?;
+                Ok(Answer::Removed(
+                    self.gateway.conntrack_mut().flush(&filter) as u64
+                ))
+            }
+            Op::ConntrackStats => Ok(Answer::ConntrackStats(l3::stats(&self.gateway))),
+            Op::ConntrackSet(settings) => {
+                let ct = self.gateway.conntrack_mut();
+                let mut timeouts = ct.config().timeouts;
+                l3::apply_timeouts(&mut timeouts, &settings.timeouts)
+                    .map_err(DatapathError::Gateway)?;
+                if let Some(max) = settings.max_entries {
+                    if max == 0 || max > 16 * 1024 * 1024 {
+                        return Err(DatapathError::Gateway(format!(
+                            "conntrack limit {max} is out of range: use 1 to 16777216"
+                        )));
+                    }
+                    ct.set_max_entries(max as usize);
+                }
+                ct.set_timeouts(timeouts);
+                Ok(Answer::ConntrackSettings(l3::settings(
+                    ct.config().max_entries,
+                    &ct.config().timeouts,
+                )))
+            }
+            Op::UplinkStats => Ok(Answer::UplinkStats(self.uplink.as_ref().map(|u| {
+                yard_ctl::api::PortStats {
+                    name: u.name.clone(),
+                    rx_packets: u.counters.rx_packets,
+                    rx_bytes: u.counters.rx_bytes,
+                    tx_packets: u.counters.tx_packets,
+                    tx_bytes: u.counters.tx_bytes,
+                    drops: u
+                        .counters
+                        .drops_by_name()
+                        .map(|(r, n)| (r.to_string(), n))
+                        .collect(),
+                }
+            }))),
             Op::NetFigures => Ok(Answer::NetFigures(
                 self.bridge
                     .networks()

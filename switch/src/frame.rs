@@ -27,6 +27,9 @@ pub const VLAN_TAG_LEN: usize = 4;
 /// EtherType of an 802.1Q tag.
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 
+/// EtherType of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+
 /// EtherType of an 802.1ad (QinQ) service tag.
 pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
@@ -141,6 +144,11 @@ impl Frame {
     /// True when the frame holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Shortens the frame to `len` bytes (no-op when it is not longer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// The buffer a port reads into: virtio-net header, then the frame.

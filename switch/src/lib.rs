@@ -14,6 +14,7 @@ pub mod control;
 pub mod datapath;
 pub mod fdb;
 pub mod frame;
+pub mod l3;
 pub mod netconf;
 pub mod netns;
 pub mod port;

@@ -83,6 +83,8 @@ pub enum Verdict {
     /// Send to every port of the frame's network but the in-port (and, on a
     /// `--no-icc` network, only to ports the in-port may reach).
     Flood,
+    /// Hand to the network's gateway (the frame is addressed to its MAC).
+    Gateway,
     /// Drop, counted on the in-port.
     Drop(DropReason),
 }

@@ -61,19 +61,21 @@ fn control_socket_is_0660_and_survives_bad_requests() {
         & 0o7777;
     assert_eq!(mode, 0o660, "control socket mode is {mode:o}");
 
-    let good = br#"{"api_version":1,"request":{"cmd":"status"}}"#;
-    let reply = raw_request(&lab, good);
+    let good = request_line(r#"{"cmd":"status"}"#);
+    let reply = raw_request(&lab, &good);
     assert_eq!(reply["ok"]["type"], "status", "status reply: {reply}");
 
-    let mut oversized = br#"{"api_version":1,"request":{"cmd":"status","pad":""#.to_vec();
+    let mut oversized = format!(
+        r#"{{"api_version":{},"request":{{"cmd":"status","pad":""#,
+        yard_ctl::API_VERSION
+    )
+    .into_bytes();
     oversized.resize(70 * 1024, b'a');
     oversized.extend_from_slice(br#""}}"#);
+    let unknown = request_line(r#"{"cmd":"frobnicate"}"#);
     let bad: [(&str, &[u8]); 4] = [
         ("malformed line", b"{this is not json"),
-        (
-            "unknown cmd",
-            br#"{"api_version":1,"request":{"cmd":"frobnicate"}}"#,
-        ),
+        ("unknown cmd", &unknown),
         (
             "other API version",
             br#"{"api_version":999,"request":{"cmd":"status"}}"#,
@@ -88,7 +90,7 @@ fn control_socket_is_0660_and_survives_bad_requests() {
             "yardd died after a {what}\n{}",
             lab.log_tail()
         );
-        let reply = raw_request(&lab, good);
+        let reply = raw_request(&lab, &good);
         assert_eq!(
             reply["ok"]["type"], "status",
             "status after a {what}: {reply}"
@@ -136,7 +138,9 @@ fn socat_client(lab: &Lab, uid: Option<u32>) -> (bool, String) {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn socat");
     let mut stdin = child.stdin.take().unwrap();
-    let _ = stdin.write_all(b"{\"api_version\":1,\"request\":{\"cmd\":\"status\"}}\n");
+    let mut line = request_line(r#"{"cmd":"status"}"#);
+    line.push(b'\n');
+    let _ = stdin.write_all(&line);
     drop(stdin);
     let out = child.wait_with_output().expect("wait for socat");
     (out.status.success(), stdout(&out))
@@ -307,4 +311,13 @@ fn errors_name_the_missing_thing_and_change_nothing() {
         "a failed port add left an interface in {ns}:\n{links}"
     );
     assert_eq!(lab.fdb(None).len(), 0, "failed fdb add left an entry");
+}
+
+/// A request line for this build's API version.
+fn request_line(request: &str) -> Vec<u8> {
+    format!(
+        r#"{{"api_version":{},"request":{request}}}"#,
+        yard_ctl::API_VERSION
+    )
+    .into_bytes()
 }

@@ -24,7 +24,7 @@ use yard_ctl::MacAddr;
 
 use crate::capture::{self, CaptureTap};
 use crate::fdb::{Fdb, Millis};
-use crate::frame::{Frame, ETHERTYPE_QINQ, ETH_HEADER_LEN};
+use crate::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN};
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::{DropReason, Verdict};
 
@@ -42,6 +42,9 @@ pub struct Network {
     pub vlan: Option<u16>,
     /// The MAC table.
     pub fdb: Fdb,
+    /// The gateway's MAC in this network, when it has a gateway: frames to
+    /// it, and broadcast ARP, go to the L3 gateway too.
+    pub gateway_mac: Option<MacAddr>,
     members: Vec<PortId>,
 }
 
@@ -127,6 +130,7 @@ impl Bridge {
             icc: spec.icc,
             vlan: spec.vlan,
             fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
+            gateway_mac: None,
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -150,6 +154,13 @@ impl Bridge {
         }
         *slot = None;
         Ok(())
+    }
+
+    /// Sets (or clears) the gateway MAC of a network.
+    pub fn set_gateway_mac(&mut self, id: NetId, mac: Option<MacAddr>) {
+        if let Some(network) = self.network_mut(id) {
+            network.gateway_mac = mac;
+        }
     }
 
     /// The id of the network called `name`.
@@ -409,19 +420,61 @@ impl Bridge {
         (n, Ok(()))
     }
 
-    /// Runs one received frame through the pipeline and sends it on.
-    pub fn process(&mut self, in_port: PortId, frame: &mut Frame, now: Millis) {
-        let Some(slot) = self.port_mut(in_port) else {
-            return;
-        };
+    /// Runs one received frame through the pipeline and sends it on. Returns
+    /// the frame's network when the gateway must see it too: it is addressed
+    /// to the gateway's MAC, or it is a broadcast ARP in a network with a
+    /// gateway (flooded as well). The frame is then as it was received, less
+    /// a trunk's VLAN tag.
+    pub fn process(&mut self, in_port: PortId, frame: &mut Frame, now: Millis) -> Option<NetId> {
+        let slot = self.port_mut(in_port)?;
         slot.counters.rx_packets += 1;
         slot.counters.rx_bytes += frame.len() as u64;
         if !slot.captures.is_empty() {
             capture::offer_all(&mut slot.captures, frame.data());
         }
         match self.decide(in_port, frame, now) {
-            Ok((net, verdict)) => self.deliver(in_port, net, verdict, frame),
-            Err(reason) => self.count_drop(in_port, reason),
+            Ok((net, Verdict::Gateway)) => Some(net),
+            Ok((net, verdict)) => {
+                self.deliver(in_port, net, verdict, frame);
+                let arp_broadcast = verdict == Verdict::Flood
+                    && frame.data()[..6] == MacAddr::BROADCAST.0
+                    && frame.outer_ethertype() == Some(ETHERTYPE_ARP);
+                let has_gateway = self.network(net).is_some_and(|n| n.gateway_mac.is_some());
+                (arp_broadcast && has_gateway).then_some(net)
+            }
+            Err(reason) => {
+                self.count_drop(in_port, reason);
+                None
+            }
+        }
+    }
+
+    /// Sends a frame from the gateway into network `net`: to the port its
+    /// destination MAC was learned on, else to every port of the network.
+    pub fn inject(&mut self, net: NetId, frame: &mut Frame, now: Millis) {
+        if frame.len() < ETH_HEADER_LEN {
+            return;
+        }
+        let data = frame.data();
+        let dst = MacAddr([data[0], data[1], data[2], data[3], data[4], data[5]]);
+        let known = if dst.is_multicast() {
+            None
+        } else {
+            self.network(net).and_then(|n| n.fdb.lookup(&dst, now))
+        };
+        match known {
+            Some(out) => self.transmit(out, net, frame),
+            None => {
+                let mut targets = std::mem::take(&mut self.flood_scratch);
+                targets.clear();
+                if let Some(network) = self.network(net) {
+                    targets.extend_from_slice(&network.members);
+                }
+                for &out in &targets {
+                    self.transmit(out, net, frame);
+                }
+                self.flood_scratch = targets;
+            }
         }
     }
 
@@ -473,6 +526,9 @@ impl Bridge {
         if dst.is_multicast() {
             return Ok((net_id, Verdict::Flood));
         }
+        if network.gateway_mac == Some(dst) {
+            return Ok((net_id, Verdict::Gateway));
+        }
         let verdict = match network.fdb.lookup(&dst, now) {
             None => Verdict::Flood,
             Some(out) if out == in_port => Verdict::Drop(DropReason::DestinationIsSource),
@@ -498,6 +554,8 @@ impl Bridge {
         match verdict {
             Verdict::Forward(out) => self.transmit(out, net, frame),
             Verdict::Drop(reason) => self.count_drop(in_port, reason),
+            // The caller hands these to the gateway.
+            Verdict::Gateway => {}
             Verdict::Flood => {
                 let mut targets = std::mem::take(&mut self.flood_scratch);
                 targets.clear();

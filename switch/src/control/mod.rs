@@ -27,6 +27,10 @@ use yard_ctl::api::{
 };
 use yard_ctl::{pcap, MacAddr};
 
+mod l3;
+
+use yard_nat::conntrack::RuleId;
+
 use crate::attach::attach;
 use crate::capture::{CaptureTap, CAPTURE_QUEUE};
 use crate::config::{Config, StaticFdb};
@@ -57,6 +61,10 @@ struct LivePort {
 pub struct Control {
     config: Config,
     live: HashMap<String, LivePort>,
+    uplink: Option<LivePort>,
+    /// The gateway's id of each published port, in `config.publish` order.
+    rule_ids: Vec<RuleId>,
+    next_rule: u32,
     datapath: DatapathHandle,
     options: ControlOptions,
     started: Instant,
@@ -77,9 +85,15 @@ impl Control {
             config: Config {
                 ports: Vec::new(),
                 static_fdb: Vec::new(),
+                uplink: None,
+                publish: Vec::new(),
+                connections: Vec::new(),
                 ..config.clone()
             },
             live: HashMap::new(),
+            uplink: None,
+            rule_ids: Vec::new(),
+            next_rule: 1,
             datapath,
             options,
             started: Instant::now(),
@@ -89,7 +103,7 @@ impl Control {
                 .call(Op::AddNetwork(net.clone()))
                 .map_err(|e| format!("network {}: {e}", net.name))?;
         }
-        for spec in config.ports {
+        for spec in config.ports.clone() {
             let state = control.start_port(&spec);
             if let PortState::Down(reason) = &state.state {
                 tracing::warn!(port = %spec.name, %reason, "port could not be re-attached");
@@ -97,7 +111,7 @@ impl Control {
             control.live.insert(spec.name.clone(), state);
             control.config.ports.push(spec);
         }
-        for entry in config.static_fdb {
+        for entry in config.static_fdb.clone() {
             let op = Op::FdbAdd {
                 net: entry.net.clone(),
                 mac: entry.mac,
@@ -110,6 +124,7 @@ impl Control {
                 }
             }
         }
+        control.restore_l3(config)?;
         Ok(control)
     }
 
@@ -186,6 +201,16 @@ impl Control {
             }
             Request::NetRm { name } => {
                 self.config.check_remove_network(&name).map_err(|e| e.0)?;
+                if let Some((a, b)) = self
+                    .config
+                    .connections
+                    .iter()
+                    .find(|(a, b)| *a == name || *b == name)
+                {
+                    return Err(format!(
+                        "network {name} is connected ({a} <-> {b}): `yardctl net disconnect {a} {b}` first"
+                    ));
+                }
                 let spec = self.config.network(&name).cloned();
                 self.call(Op::RemoveNetwork(name.clone()))?;
                 let before = self.config.clone();
@@ -287,6 +312,27 @@ impl Control {
                 self.call(Op::FdbFlush(net))?;
                 Ok(Payload::Done)
             }
+            Request::NetConnect { a, b } => self.net_connect(&a, &b),
+            Request::NetDisconnect { a, b } => self.net_disconnect(&a, &b),
+            Request::UplinkAdd(spec) => self.uplink_add(spec),
+            Request::UplinkLs => Ok(Payload::Uplinks(self.uplink_infos())),
+            Request::UplinkRm { name } => self.uplink_rm(&name),
+            Request::PublishAdd(spec) => self.publish_add(spec),
+            Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
+            Request::PublishRm(spec) => self.publish_rm(&spec),
+            Request::ConntrackLs(filter) => match self.call(Op::ConntrackLs(filter))? {
+                Answer::Conntrack(entries) => Ok(Payload::Conntrack(entries)),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackFlush(filter) => match self.call(Op::ConntrackFlush(filter))? {
+                Answer::Removed(removed) => Ok(Payload::Flushed { removed }),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackStats => match self.call(Op::ConntrackStats)? {
+                Answer::ConntrackStats(stats) => Ok(Payload::ConntrackStats(stats)),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackSet(settings) => self.conntrack_set(settings),
             Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
         }
     }
@@ -356,6 +402,7 @@ impl Control {
         let name = spec.name.clone();
         self.commit(before, || Op::RemovePort(name))?;
         self.live.insert(spec.name.clone(), live);
+        self.retarget_publishes(&spec.name);
         Ok(Payload::Port(self.port_info(&spec)))
     }
 
@@ -365,9 +412,19 @@ impl Control {
         if was_up {
             self.call(Op::RemovePort(name.to_string()))?;
         }
+        let address = match self.config.port(name).map(|p| &p.kind) {
+            Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
+            _ => None,
+        };
         self.config.ports.retain(|p| p.name != name);
         self.config.static_fdb.retain(|e| e.port != name);
         self.live.remove(name);
+        if let Some(addr) = address {
+            // Connections to or from the container's address die with it, so
+            // a container recreated behind the same published port (UDP
+            // included) is never black-holed by a stale entry.
+            self.call(Op::ForgetAddress(addr))?;
+        }
         // The device is gone; a failed save cannot bring it back, so report it.
         self.save()
             .map_err(|e| format!("port {name} was removed, but {e}"))?;
@@ -415,6 +472,20 @@ impl Control {
                         .collect(),
                     fdb_entries: fig.map(|f| f.fdb_entries).unwrap_or(0),
                     mac_moves: fig.map(|f| f.mac_moves).unwrap_or(0),
+                    connected: self
+                        .config
+                        .connections
+                        .iter()
+                        .filter_map(|(a, b)| {
+                            if *a == n.name {
+                                Some(b.clone())
+                            } else if *b == n.name {
+                                Some(a.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
                 }
             })
             .collect())

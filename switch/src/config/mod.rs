@@ -7,6 +7,9 @@
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+mod l3;
+
+use yard_ctl::api::{ConntrackSettings, PublishSpec, UplinkSpec};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};
 use yard_ctl::{Ipv4Cidr, MacAddr};
 
@@ -34,6 +37,18 @@ pub struct Config {
     /// Static FDB entries (`fdb add`), restored after the ports.
     #[serde(default)]
     pub static_fdb: Vec<StaticFdb>,
+    /// The uplink, if any.
+    #[serde(default)]
+    pub uplink: Option<UplinkSpec>,
+    /// Published ports.
+    #[serde(default)]
+    pub publish: Vec<PublishSpec>,
+    /// Pairs of networks allowed to route to each other.
+    #[serde(default)]
+    pub connections: Vec<(String, String)>,
+    /// Conntrack limit and timeouts the user changed.
+    #[serde(default)]
+    pub conntrack: ConntrackSettings,
 }
 
 /// A static FDB entry as persisted.
@@ -52,7 +67,7 @@ pub struct StaticFdb {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn refuse<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+pub(crate) fn refuse<T>(message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(message.into()))
 }
 
@@ -84,6 +99,10 @@ impl Default for Config {
             networks: Vec::new(),
             ports: Vec::new(),
             static_fdb: Vec::new(),
+            uplink: None,
+            publish: Vec::new(),
+            connections: Vec::new(),
+            conntrack: ConntrackSettings::default(),
         }
     }
 }
@@ -334,11 +353,23 @@ impl Config {
             rebuilt.check_new_port(port)?;
             rebuilt.ports.push(port.clone());
         }
+        if let Some(uplink) = &self.uplink {
+            rebuilt.check_new_uplink(uplink)?;
+            rebuilt.uplink = Some(uplink.clone());
+        }
+        for (a, b) in &self.connections {
+            rebuilt.check_connect(a, b)?;
+            rebuilt.connections.push((a.clone(), b.clone()));
+        }
+        for rule in &self.publish {
+            rebuilt.check_new_publish(rule)?;
+            rebuilt.publish.push(rule.clone());
+        }
         Ok(())
     }
 }
 
-fn check_ifname(port: &str, ifname: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_ifname(port: &str, ifname: &str) -> Result<(), ConfigError> {
     let ok = !ifname.is_empty()
         && ifname.len() <= MAX_IFNAME_LEN
         && ifname
@@ -352,7 +383,7 @@ fn check_ifname(port: &str, ifname: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn is_host_of(subnet: &Ipv4Cidr, ip: Ipv4Addr) -> bool {
+pub(crate) fn is_host_of(subnet: &Ipv4Cidr, ip: Ipv4Addr) -> bool {
     subnet.contains(ip) && ip != subnet.network().addr && ip != subnet.broadcast()
 }
 

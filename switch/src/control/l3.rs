@@ -1,0 +1,261 @@
+//! The L3 requests of the control server: routing between networks, the
+//! uplink, published ports and conntrack settings — validated by
+//! [`Config`], applied to the datapath's gateway, then persisted, as every
+//! other change.
+
+use yard_ctl::api::{
+    ConntrackSettings, Payload, PortState, PublishInfo, PublishSpec, UplinkInfo, UplinkSpec,
+};
+use yard_nat::conntrack::RuleId;
+use yard_nat::gateway::{PublishRule, UplinkConfig};
+
+use super::{Control, LivePort, Outcome};
+use crate::attach::attach_uplink;
+use crate::config::Config;
+use crate::datapath::{Answer, Op};
+use crate::l3::proto_of;
+
+impl Control {
+    /// Restores the L3 configuration after networks and ports: connections,
+    /// the uplink (reported down when it cannot be attached), published
+    /// ports, conntrack settings.
+    pub(super) fn restore_l3(&mut self, saved: Config) -> Result<(), String> {
+        for (a, b) in saved.connections {
+            self.call(Op::Connect(a.clone(), b.clone()))?;
+            self.config.connections.push((a, b));
+        }
+        if let Some(spec) = saved.uplink {
+            let live = self.start_uplink(&spec);
+            if let PortState::Down(reason) = &live.state {
+                tracing::warn!(uplink = %spec.name, %reason, "uplink could not be re-attached");
+            }
+            self.uplink = Some(live);
+            self.config.uplink = Some(spec);
+        }
+        for spec in saved.publish {
+            let id = self.next_rule_id();
+            if let Err(e) = self.install_publish(&spec, id) {
+                tracing::warn!(rule = %spec, error = %e, "published port not restored");
+            }
+            self.config.publish.push(spec);
+            self.rule_ids.push(id);
+        }
+        if saved.conntrack != ConntrackSettings::default() {
+            self.call(Op::ConntrackSet(saved.conntrack.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn next_rule_id(&mut self) -> RuleId {
+        let id = RuleId(self.next_rule);
+        self.next_rule += 1;
+        id
+    }
+
+    fn start_uplink(&self, spec: &UplinkSpec) -> LivePort {
+        match attach_uplink(spec) {
+            Ok(attached) => {
+                let config = UplinkConfig {
+                    addr: (spec.ip.addr, spec.ip.prefix),
+                    mac: attached.mac.0,
+                    gateway: spec.gateway,
+                };
+                let live = LivePort {
+                    mac: Some(attached.mac),
+                    mtu: attached.mtu,
+                    state: PortState::Up,
+                };
+                match self.call(Op::SetUplink {
+                    name: spec.name.clone(),
+                    port: attached.port,
+                    config,
+                }) {
+                    Ok(_) => live,
+                    Err(e) => LivePort {
+                        state: PortState::Down(e),
+                        ..live
+                    },
+                }
+            }
+            Err(reason) => LivePort {
+                mac: None,
+                mtu: 0,
+                state: PortState::Down(format!(
+                    "{reason} — fix it, then `yardctl uplink rm {0}` and add it again",
+                    spec.name
+                )),
+            },
+        }
+    }
+
+    pub(super) fn net_connect(&mut self, a: &str, b: &str) -> Outcome {
+        self.config.check_connect(a, b).map_err(|e| e.0)?;
+        self.call(Op::Connect(a.to_string(), b.to_string()))?;
+        let before = self.config.clone();
+        self.config.connections.push((a.to_string(), b.to_string()));
+        let (x, y) = (a.to_string(), b.to_string());
+        self.commit(before, move || Op::Disconnect(x, y))?;
+        Ok(Payload::Done)
+    }
+
+    pub(super) fn net_disconnect(&mut self, a: &str, b: &str) -> Outcome {
+        if !self.config.is_connected(a, b) {
+            return Err(format!("networks {a} and {b} are not connected: `yardctl net inspect {a}` shows its connections"));
+        }
+        self.call(Op::Disconnect(a.to_string(), b.to_string()))?;
+        let before = self.config.clone();
+        self.config
+            .connections
+            .retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
+        let (x, y) = (a.to_string(), b.to_string());
+        self.commit(before, move || Op::Connect(x, y))?;
+        Ok(Payload::Done)
+    }
+
+    pub(super) fn uplink_add(&mut self, spec: UplinkSpec) -> Outcome {
+        self.config.check_new_uplink(&spec).map_err(|e| e.0)?;
+        let live = self.start_uplink(&spec);
+        if let PortState::Down(reason) = &live.state {
+            return Err(reason.clone());
+        }
+        let before = self.config.clone();
+        self.config.uplink = Some(spec.clone());
+        self.commit(before, || Op::RemoveUplink)?;
+        self.uplink = Some(live);
+        // Published ports on the uplink address now have somewhere to listen.
+        for (index, rule) in self.config.publish.clone().iter().enumerate() {
+            let _ = self.install_publish(rule, self.rule_ids[index]);
+        }
+        Ok(Payload::Uplink(self.uplink_info(&spec)))
+    }
+
+    pub(super) fn uplink_rm(&mut self, name: &str) -> Outcome {
+        match &self.config.uplink {
+            Some(spec) if spec.name == name => {}
+            _ => {
+                return Err(format!(
+                    "uplink {name} not found: `yardctl uplink ls` lists it"
+                ))
+            }
+        }
+        if matches!(self.uplink.as_ref().map(|l| &l.state), Some(PortState::Up)) {
+            self.call(Op::RemoveUplink)?;
+        }
+        self.config.uplink = None;
+        self.uplink = None;
+        self.save()
+            .map_err(|e| format!("uplink {name} was removed, but {e}"))?;
+        Ok(Payload::Done)
+    }
+
+    fn uplink_info(&self, spec: &UplinkSpec) -> UplinkInfo {
+        let live = self.uplink.as_ref();
+        UplinkInfo {
+            spec: spec.clone(),
+            mac: live.and_then(|l| l.mac),
+            mtu: live.map(|l| l.mtu).unwrap_or(0),
+            state: live
+                .map(|l| l.state.clone())
+                .unwrap_or(PortState::Down("not attached".into())),
+        }
+    }
+
+    pub(super) fn uplink_infos(&self) -> Vec<UplinkInfo> {
+        self.config
+            .uplink
+            .iter()
+            .map(|spec| self.uplink_info(spec))
+            .collect()
+    }
+
+    /// Resolves a published port's target and hands the rule to the gateway.
+    fn install_publish(&self, spec: &PublishSpec, id: RuleId) -> Result<(), String> {
+        let target = self.config.resolve_target(&spec.target).map_err(|e| e.0)?;
+        let rule = PublishRule {
+            id,
+            proto: proto_of(spec.proto),
+            host_addr: spec.host_ip,
+            host_ports: spec.host_ports,
+            target,
+            target_ports: spec.target_ports,
+        };
+        // Replacing: drop the old rule (and its connections) first.
+        self.call(Op::PublishRemove(id))?;
+        self.call(Op::PublishAdd(rule))?;
+        Ok(())
+    }
+
+    pub(super) fn publish_add(&mut self, spec: PublishSpec) -> Outcome {
+        self.config.check_new_publish(&spec).map_err(|e| e.0)?;
+        let id = self.next_rule_id();
+        self.install_publish(&spec, id)?;
+        let before = self.config.clone();
+        self.config.publish.push(spec.clone());
+        self.commit(before, move || Op::PublishRemove(id))?;
+        self.rule_ids.push(id);
+        let info = self.publish_info(self.config.publish.len() - 1);
+        Ok(Payload::Publish(info))
+    }
+
+    pub(super) fn publish_rm(&mut self, spec: &PublishSpec) -> Outcome {
+        let index = self.config.find_publish(spec).map_err(|e| e.0)?;
+        let id = self.rule_ids[index];
+        self.call(Op::PublishRemove(id))?;
+        self.config.publish.remove(index);
+        self.rule_ids.remove(index);
+        self.save()
+            .map_err(|e| format!("the published port was removed, but {e}"))?;
+        Ok(Payload::Done)
+    }
+
+    fn publish_info(&self, index: usize) -> PublishInfo {
+        let spec = self.config.publish[index].clone();
+        let target = self.config.resolve_target(&spec.target);
+        let state = match (&target, &self.config.uplink, spec.host_ip) {
+            (Err(e), _, _) => PortState::Down(e.0.clone()),
+            (Ok(_), None, None) => {
+                PortState::Down("no uplink: add one with `yardctl uplink add`".into())
+            }
+            _ => PortState::Up,
+        };
+        PublishInfo {
+            rule: spec.to_string(),
+            target_ip: target.ok(),
+            state,
+            spec,
+        }
+    }
+
+    pub(super) fn publish_infos(&self) -> Vec<PublishInfo> {
+        (0..self.config.publish.len())
+            .map(|i| self.publish_info(i))
+            .collect()
+    }
+
+    /// A port came (back): rules that name it as their target follow its
+    /// address.
+    pub(super) fn retarget_publishes(&self, port: &str) {
+        for (index, spec) in self.config.publish.iter().enumerate() {
+            if spec.target == port {
+                if let Err(e) = self.install_publish(spec, self.rule_ids[index]) {
+                    tracing::warn!(rule = %spec, error = %e, "published port not re-targeted");
+                }
+            }
+        }
+    }
+
+    pub(super) fn conntrack_set(&mut self, settings: ConntrackSettings) -> Outcome {
+        let applied = match self.call(Op::ConntrackSet(settings.clone()))? {
+            Answer::ConntrackSettings(s) => s,
+            other => return Err(format!("unexpected datapath answer {other:?}")),
+        };
+        let mut saved = self.config.conntrack.clone();
+        if settings.max_entries.is_some() {
+            saved.max_entries = settings.max_entries;
+        }
+        saved.timeouts.extend(settings.timeouts);
+        self.config.conntrack = saved;
+        self.save()?;
+        Ok(Payload::ConntrackSettings(applied))
+    }
+}

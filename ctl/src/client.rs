@@ -287,7 +287,7 @@ mod tests {
         let request = server.join().unwrap();
         assert_eq!(
             request,
-            "{\"api_version\":1,\"request\":{\"cmd\":\"status\"}}\n"
+            "{\"api_version\":2,\"request\":{\"cmd\":\"status\"}}\n"
         );
         let _ = std::fs::remove_file(&path);
     }

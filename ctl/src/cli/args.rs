@@ -7,11 +7,24 @@
 //! daemon (VLAN ids, MTUs, which options go with which port kind, that a
 //! gateway lies in its subnet); yardd validates everything again, so these
 //! checks only make mistakes cheaper, they are not what keeps yardd safe.
+//!
+//! The L2 commands (networks, ports, FDB, capture) live here; the L3 gateway's
+//! (uplinks, published ports, conntrack) in [`nat`]; [`ArgError`] in its own
+//! module.
+
+mod error;
+pub mod nat;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use error::ArgError;
+pub use nat::{
+    ConntrackCommand, ConntrackFilterArgs, ConntrackSetArgs, PublishCommand, UplinkAddArgs,
+    UplinkCommand,
+};
 
 use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
 use crate::paths;
@@ -25,7 +38,8 @@ const MAX_IFNAME_LEN: usize = 15;
 #[command(
     name = "yardctl",
     version,
-    about = "Configure Switchyard's yardd: networks, ports, forwarding database, capture",
+    about = "Configure Switchyard's yardd: networks, ports, forwarding database, uplinks, \
+             published ports, connection tracking, capture",
     after_help = "The socket defaults to $YARD_SOCKET, else /run/switchyard/yardd.sock \
                   for root and $XDG_RUNTIME_DIR/switchyard/yardd.sock for others."
 )]
@@ -61,6 +75,15 @@ pub enum Command {
     /// Inspect and edit the forwarding database (MAC table).
     #[command(subcommand)]
     Fdb(FdbCommand),
+    /// Manage the uplink: the outside-facing interface the gateway routes through.
+    #[command(subcommand)]
+    Uplink(UplinkCommand),
+    /// Publish ports: forward a host port range to a port's address (`docker run -p`).
+    #[command(subcommand)]
+    Publish(PublishCommand),
+    /// Inspect and tune connection tracking (like `conntrack -L`, `-F`, `-S`).
+    #[command(subcommand)]
+    Conntrack(ConntrackCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
 }
@@ -81,6 +104,20 @@ pub enum NetCommand {
     Rm {
         /// Network name.
         name: String,
+    },
+    /// Allow routing between two networks (networks are isolated by default).
+    Connect {
+        /// One network.
+        net1: String,
+        /// The other network.
+        net2: String,
+    },
+    /// Isolate two connected networks again.
+    Disconnect {
+        /// One network.
+        net1: String,
+        /// The other network.
+        net2: String,
     },
 }
 
@@ -107,6 +144,12 @@ pub struct NetCreateArgs {
     /// Default MTU of the ports created on this network.
     #[arg(long, value_name = "N", default_value_t = api::DEFAULT_MTU)]
     pub mtu: u32,
+    /// Never route to or from the uplink (Docker's --internal); needs --subnet.
+    #[arg(long)]
+    pub internal: bool,
+    /// Route to the uplink without taking its address (no SNAT); needs --subnet.
+    #[arg(long)]
+    pub no_masquerade: bool,
 }
 
 /// `yardctl port …`.
@@ -219,109 +262,6 @@ impl CaptureArgs {
     }
 }
 
-/// A command line that parsed but asks for something impossible.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ArgError {
-    /// A name argument is empty.
-    #[error("{what} name must not be empty")]
-    EmptyName {
-        /// What the name names ("network", "port", …).
-        what: &'static str,
-    },
-    /// A value is out of its allowed range.
-    #[error("{option} {value} is out of range: {expected}")]
-    OutOfRange {
-        /// The option, e.g. `--vlan`.
-        option: &'static str,
-        /// The value given.
-        value: u64,
-        /// The allowed range, in words.
-        expected: String,
-    },
-    /// `--gateway` without `--subnet`.
-    #[error("--gateway needs --subnet: a gateway address only exists inside a subnet")]
-    GatewayWithoutSubnet,
-    /// The gateway is not a host address of the subnet.
-    #[error("gateway {gateway} is not a host address in subnet {subnet}: {why}")]
-    GatewayOutsideSubnet {
-        /// The gateway given.
-        gateway: Ipv4Addr,
-        /// The subnet given.
-        subnet: Ipv4Cidr,
-        /// Why not, and what would do.
-        why: String,
-    },
-    /// The subnet has host bits set.
-    #[error("subnet {given} has host bits set: did you mean {network}?")]
-    SubnetHostBits {
-        /// The prefix given.
-        given: Ipv4Cidr,
-        /// The same prefix with the host bits cleared.
-        network: Ipv4Cidr,
-    },
-    /// No port kind, or two at once.
-    #[error("{0}")]
-    PortKind(&'static str),
-    /// An option that does not belong to the chosen port kind.
-    #[error("{option} does not apply to {kind} ports: {hint}")]
-    NotForKind {
-        /// The option given.
-        option: &'static str,
-        /// The port kind chosen.
-        kind: &'static str,
-        /// What to do instead.
-        hint: &'static str,
-    },
-    /// A required option is missing for the chosen port kind.
-    #[error("{kind} ports need {option}")]
-    Missing {
-        /// The port kind chosen.
-        kind: &'static str,
-        /// The option missing, with its value placeholder.
-        option: &'static str,
-    },
-    /// A network is listed twice in `--nets`.
-    #[error("--nets lists network {0} twice")]
-    DuplicateNet(String),
-    /// Not a usable Linux interface name.
-    #[error("{option} '{name}' is not an interface name: {why}")]
-    BadIfname {
-        /// The option given.
-        option: &'static str,
-        /// The name given.
-        name: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// A MAC that cannot belong to a port or an FDB entry.
-    #[error(
-        "{mac} is a {what} address: {context} must be a unicast address such as 02:42:ac:11:00:02"
-    )]
-    NotUnicast {
-        /// The address given.
-        mac: MacAddr,
-        /// "multicast", "broadcast" or "all-zero".
-        what: &'static str,
-        /// Where it was given.
-        context: &'static str,
-    },
-}
-
-impl ArgError {
-    /// The subcommand whose `--help` explains the mistake, e.g. `port add`.
-    pub fn help_topic(&self, command: &Command) -> &'static str {
-        match command {
-            Command::Status => "",
-            Command::Net(NetCommand::Create(_)) => "net create",
-            Command::Net(_) => "net",
-            Command::Port(PortCommand::Add(_)) => "port add",
-            Command::Port(_) => "port",
-            Command::Fdb(_) => "fdb",
-            Command::Capture(_) => "capture",
-        }
-    }
-}
-
 impl Command {
     /// The request this command line asks of yardd.
     pub fn to_request(&self) -> Result<Request, ArgError> {
@@ -330,6 +270,9 @@ impl Command {
             Command::Net(net) => net.to_request(),
             Command::Port(port) => port.to_request(),
             Command::Fdb(fdb) => fdb.to_request(),
+            Command::Uplink(uplink) => uplink.to_request(),
+            Command::Publish(publish) => publish.to_request(),
+            Command::Conntrack(conntrack) => conntrack.to_request(),
             Command::Capture(args) => {
                 check_name("port", &args.port)?;
                 if args.count == Some(0) {
@@ -363,6 +306,14 @@ impl NetCommand {
                 check_name("network", name)?;
                 Ok(Request::NetRm { name: name.clone() })
             }
+            NetCommand::Connect { net1, net2 } => {
+                let (a, b) = network_pair(net1, net2)?;
+                Ok(Request::NetConnect { a, b })
+            }
+            NetCommand::Disconnect { net1, net2 } => {
+                let (a, b) = network_pair(net1, net2)?;
+                Ok(Request::NetDisconnect { a, b })
+            }
         }
     }
 }
@@ -393,6 +344,7 @@ impl NetCreateArgs {
             let subnet = self.subnet.ok_or(ArgError::GatewayWithoutSubnet)?;
             check_gateway(gateway, subnet)?;
         }
+        self.check_routing()?;
         let mut spec = NetworkSpec::new(self.name.clone());
         spec.subnet = self.subnet;
         spec.gateway = self.gateway;
@@ -400,8 +352,50 @@ impl NetCreateArgs {
         spec.vlan = self.vlan;
         spec.aging_secs = self.aging;
         spec.mtu = self.mtu;
+        spec.internal = self.internal;
+        spec.masquerade = !self.no_masquerade;
         Ok(spec)
     }
+
+    /// `--internal` and `--no-masquerade` decide how the gateway routes, and
+    /// only a network with a subnet is routed at all.
+    fn check_routing(&self) -> Result<(), ArgError> {
+        if self.internal && self.no_masquerade {
+            return Err(ArgError::Conflict {
+                option: "--internal",
+                other: "--no-masquerade",
+                why: "an internal network never reaches the uplink, so nothing of it is \
+                      masqueraded; drop --no-masquerade",
+            });
+        }
+        if self.subnet.is_none() {
+            if self.internal {
+                return Err(ArgError::NeedsSubnet {
+                    option: "--internal",
+                    why: "only a network with a subnet is routed; without one it is L2 only \
+                          and never reaches the uplink anyway",
+                });
+            }
+            if self.no_masquerade {
+                return Err(ArgError::NeedsSubnet {
+                    option: "--no-masquerade",
+                    why: "masquerading applies to routed traffic, and only a network with \
+                          a subnet is routed",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The two distinct networks of `net connect` and `net disconnect`.
+fn network_pair(net1: &str, net2: &str) -> Result<(String, String), ArgError> {
+    check_name("network", net1)?;
+    check_name("network", net2)?;
+    if net1 == net2 {
+        return Err(ArgError::SameNetwork(net1.to_string()));
+    }
+    Ok((net1.to_string(), net2.to_string()))
 }
 
 impl PortCommand {

@@ -141,6 +141,14 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Ports(_) => "a port list",
         Payload::PortStats(_) => "port counters",
         Payload::Fdb(_) => "FDB entries",
+        Payload::Uplink(_) => "an uplink",
+        Payload::Uplinks(_) => "an uplink list",
+        Payload::Publish(_) => "a published port",
+        Payload::Publishes(_) => "a published port list",
+        Payload::Conntrack(_) => "conntrack entries",
+        Payload::Flushed { .. } => "a flush count",
+        Payload::ConntrackStats(_) => "conntrack counters",
+        Payload::ConntrackSettings(_) => "conntrack settings",
         Payload::CaptureStarted { .. } => "capture-started",
     }
 }

@@ -6,6 +6,11 @@
 //! created object, where the reply carries one); a query prints its payload.
 //! With `--json` the payload's data is printed as is, and `Payload::Done` prints
 //! `{"ok": true}`.
+//!
+//! The L3 gateway's replies (uplinks, published ports, conntrack) are laid
+//! out in [`nat`].
+
+pub mod nat;
 
 use std::io::{self, Write};
 
@@ -30,6 +35,14 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Ports(ports) => serde_json::to_value(ports),
         Payload::PortStats(stats) => serde_json::to_value(stats),
         Payload::Fdb(entries) => serde_json::to_value(entries),
+        Payload::Uplink(uplink) => serde_json::to_value(uplink),
+        Payload::Uplinks(uplinks) => serde_json::to_value(uplinks),
+        Payload::Publish(rule) => serde_json::to_value(rule),
+        Payload::Publishes(rules) => serde_json::to_value(rules),
+        Payload::Conntrack(entries) => serde_json::to_value(entries),
+        Payload::Flushed { removed } => Ok(json!({ "removed": removed })),
+        Payload::ConntrackStats(stats) => serde_json::to_value(stats),
+        Payload::ConntrackSettings(settings) => serde_json::to_value(settings),
         Payload::CaptureStarted { port } => Ok(json!({ "port": port })),
     };
     // These types hold only strings, numbers and string-keyed maps, which
@@ -81,6 +94,20 @@ pub fn render_human(request: &Request, payload: &Payload, out: &mut dyn Write) -
         (Request::FdbFlush { net: None }, _) => {
             writeln!(out, "learned entries flushed from every network")
         }
+        (Request::NetConnect { a, b }, _) => writeln!(out, "networks {a} and {b} connected"),
+        (Request::NetDisconnect { a, b }, _) => {
+            writeln!(out, "networks {a} and {b} disconnected")
+        }
+        (Request::UplinkAdd(_), Payload::Uplink(info)) => {
+            writeln!(out, "{}", nat::uplink_added(info))
+        }
+        (Request::UplinkAdd(spec), _) => writeln!(out, "uplink {} added", spec.name),
+        (Request::UplinkRm { name }, _) => writeln!(out, "uplink {name} removed"),
+        (Request::PublishAdd(_), Payload::Publish(info)) => {
+            writeln!(out, "{}", nat::published(info))
+        }
+        (Request::PublishAdd(spec), _) => writeln!(out, "published {spec}"),
+        (Request::PublishRm(spec), _) => writeln!(out, "{}", nat::unpublished(spec)),
         (_, payload) => render_payload(payload, out),
     }
 }
@@ -96,8 +123,29 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::Ports(ports) => ports_table(ports).render(out),
         Payload::PortStats(stats) => stats_table(stats).render(out),
         Payload::Fdb(entries) => fdb_table(entries).render(out),
+        Payload::Uplink(uplink) => nat::uplinks_table(std::slice::from_ref(uplink)).render(out),
+        Payload::Uplinks(uplinks) => nat::uplinks_table(uplinks).render(out),
+        Payload::Publish(rule) => nat::publishes_table(std::slice::from_ref(rule)).render(out),
+        Payload::Publishes(rules) => nat::publishes_table(rules).render(out),
+        Payload::Conntrack(entries) => nat::conntrack_table(entries).render(out),
+        Payload::Flushed { removed } => writeln!(out, "{}", nat::flushed(*removed)),
+        Payload::ConntrackStats(stats) => {
+            render_owned_fields(&nat::conntrack_stats_fields(stats), out)
+        }
+        Payload::ConntrackSettings(settings) => {
+            render_owned_fields(&nat::conntrack_settings_fields(settings), out)
+        }
         Payload::CaptureStarted { port } => writeln!(out, "capturing on port {port}"),
     }
+}
+
+/// [`render_fields`] for keys that are data (counter and timeout names).
+fn render_owned_fields(fields: &[(String, String)], out: &mut dyn Write) -> io::Result<()> {
+    let borrowed: Vec<(&str, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    render_fields(&borrowed, out)
 }
 
 fn or_none<T: ToString>(value: Option<T>) -> String {
@@ -156,12 +204,41 @@ pub fn network_fields(n: &NetworkInfo) -> Vec<(&'static str, String)> {
         ("gateway", or_none(n.spec.gateway)),
         ("vlan", or_none(n.spec.vlan)),
         ("icc", on_off(n.spec.icc).to_string()),
+        ("internal", yes_no(n.spec.internal).to_string()),
+        ("masquerade", masquerade_text(n).to_string()),
+        ("connected", list_or_none(&n.connected)),
         ("aging", format!("{}s", n.spec.aging_secs)),
         ("mtu", n.spec.mtu.to_string()),
         ("ports", list_or_none(&n.ports)),
         ("fdb entries", n.fdb_entries.to_string()),
         ("mac moves", n.mac_moves.to_string()),
     ]
+}
+
+fn yes_no(yes: bool) -> &'static str {
+    if yes {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `on`/`off`, or `-` for an L2-only network, which is never routed.
+fn masquerade_text(n: &NetworkInfo) -> &'static str {
+    match n.spec.subnet {
+        Some(_) => on_off(n.spec.masquerade),
+        None => NONE,
+    }
+}
+
+/// The NAT column of `net ls`: `on`/`off` (masquerade to the uplink),
+/// `internal` (never routed to the uplink), `-` (L2 only).
+fn nat_column(n: &NetworkInfo) -> &'static str {
+    if n.spec.subnet.is_some() && n.spec.internal {
+        "internal"
+    } else {
+        masquerade_text(n)
+    }
 }
 
 fn network_summary(n: &NetworkInfo) -> String {
@@ -175,7 +252,12 @@ fn network_summary(n: &NetworkInfo) -> String {
         .vlan
         .map(|v| format!(", vlan {v}"))
         .unwrap_or_default();
-    format!("{l3}{vlan}, mtu {}", n.spec.mtu)
+    let routing = match (n.spec.subnet, n.spec.internal, n.spec.masquerade) {
+        (Some(_), true, _) => ", internal",
+        (Some(_), false, false) => ", no masquerade",
+        _ => "",
+    };
+    format!("{l3}{vlan}{routing}, mtu {}", n.spec.mtu)
 }
 
 fn port_summary(p: &PortInfo) -> String {
@@ -199,14 +281,18 @@ fn port_summary(p: &PortInfo) -> String {
     parts.join(", ")
 }
 
-/// The `net ls` table.
+/// The `net ls` table; NAT is `on`/`off` (masquerade to the uplink),
+/// `internal` (never routed to the uplink) or `-` (L2 only).
 pub fn networks_table(nets: &[NetworkInfo]) -> Table {
-    let mut t = Table::new(&["NAME", "SUBNET", "GATEWAY", "VLAN", "ICC", "MTU", "PORTS"]);
+    let mut t = Table::new(&[
+        "NAME", "SUBNET", "GATEWAY", "NAT", "VLAN", "ICC", "MTU", "PORTS",
+    ]);
     for n in nets {
         t.row(vec![
             n.spec.name.clone(),
             or_none(n.spec.subnet),
             or_none(n.spec.gateway),
+            nat_column(n).to_string(),
             or_none(n.spec.vlan),
             on_off(n.spec.icc).to_string(),
             n.spec.mtu.to_string(),

@@ -100,6 +100,7 @@ fn web() -> NetworkInfo {
         ports: vec![],
         fdb_entries: 0,
         mac_moves: 0,
+        connected: vec![],
     }
 }
 
@@ -111,12 +112,12 @@ fn a_query_prints_a_table_or_json() {
     assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
     assert_eq!(
         text(&out.stdout),
-        "NAME   SUBNET   GATEWAY   VLAN   ICC   MTU    PORTS\n\
-         web    -        -         -      on    1500   0\n"
+        "NAME   SUBNET   GATEWAY   NAT   VLAN   ICC   MTU    PORTS\n\
+         web    -        -         -     -      on    1500   0\n"
     );
     assert_eq!(
         yardd.request(),
-        "{\"api_version\":1,\"request\":{\"cmd\":\"net-ls\"}}\n"
+        "{\"api_version\":2,\"request\":{\"cmd\":\"net-ls\"}}\n"
     );
 
     let yardd = FakeYardd::replying("ls-json", &reply);
@@ -144,6 +145,43 @@ fn done_prints_a_confirmation_or_ok_true() {
     assert_eq!(
         (out.code, text(&out.stdout)),
         (EXIT_OK, "{\n  \"ok\": true\n}\n")
+    );
+}
+
+#[test]
+fn conntrack_flush_sends_its_filter_and_prints_the_count() {
+    let reply = Reply::Ok(Payload::Flushed { removed: 3 });
+    let yardd = FakeYardd::replying("flush", &reply);
+    let out = run_line(&yardd.path, "conntrack flush --proto udp --port 53", false);
+    assert_eq!(
+        (out.code, text(&out.stdout)),
+        (EXIT_OK, "3 entries removed\n")
+    );
+    assert_eq!(
+        yardd.request(),
+        "{\"api_version\":2,\"request\":{\"cmd\":\"conntrack-flush\",\
+         \"proto\":\"udp\",\"addr\":null,\"port\":53}}\n"
+    );
+
+    let yardd = FakeYardd::replying("flush-json", &reply);
+    let out = run_line(&yardd.path, "--json conntrack flush", false);
+    assert_eq!(
+        (out.code, text(&out.stdout)),
+        (EXIT_OK, "{\n  \"removed\": 3\n}\n")
+    );
+}
+
+#[test]
+fn a_bad_publish_spec_exits_2_and_points_at_its_help() {
+    let missing = temp_path("never-publish", "sock");
+    let out = run_line(&missing, "publish add 8080:c1", false);
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.stderr,
+        "yardctl: '8080:c1' is not a published port: wrong number of ':'-separated parts; \
+         expected [HOSTIP:]HOSTPORT[-END]:TARGET:PORT[-END][/tcp|/udp], e.g. 8080:c1:80/tcp\n\
+         See `yardctl publish add --help` for usage.\n"
     );
 }
 

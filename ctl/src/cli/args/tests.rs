@@ -4,29 +4,29 @@
 use super::*;
 use clap::error::ErrorKind;
 
-fn parse(line: &str) -> Result<Cli, clap::Error> {
+pub(super) fn parse(line: &str) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("yardctl").chain(line.split_whitespace()))
 }
 
-fn request(line: &str) -> Result<Request, ArgError> {
+pub(super) fn request(line: &str) -> Result<Request, ArgError> {
     parse(line)
         .unwrap_or_else(|e| panic!("`{line}` did not parse: {e}"))
         .command
         .to_request()
 }
 
-fn ok(line: &str) -> Request {
+pub(super) fn ok(line: &str) -> Request {
     request(line).unwrap_or_else(|e| panic!("`{line}` was refused: {e}"))
 }
 
-fn refused(line: &str) -> String {
+pub(super) fn refused(line: &str) -> String {
     match request(line) {
         Ok(req) => panic!("`{line}` was accepted as {req:?}"),
         Err(e) => e.to_string(),
     }
 }
 
-fn cidr(s: &str) -> Ipv4Cidr {
+pub(super) fn cidr(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
@@ -236,6 +236,67 @@ fn invalid_networks_are_refused() {
 }
 
 #[test]
+fn net_create_routing_options() {
+    let plain = NetworkSpec::new("web");
+    assert!(plain.masquerade && !plain.internal);
+    let mut spec = NetworkSpec::new("db");
+    spec.subnet = Some(cidr("10.2.0.0/24"));
+    spec.internal = true;
+    assert_eq!(
+        ok("net create db --subnet 10.2.0.0/24 --internal"),
+        Request::NetCreate(spec)
+    );
+    let mut spec = NetworkSpec::new("routed");
+    spec.subnet = Some(cidr("10.3.0.0/24"));
+    spec.masquerade = false;
+    assert_eq!(
+        ok("net create routed --no-masquerade --subnet 10.3.0.0/24"),
+        Request::NetCreate(spec)
+    );
+    for (line, expect) in [
+        (
+            "net create n --internal",
+            "--internal needs --subnet: only a network with a subnet is routed",
+        ),
+        (
+            "net create n --no-masquerade",
+            "--no-masquerade needs --subnet",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --internal --no-masquerade",
+            "--internal and --no-masquerade do not go together",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expect), "`{line}`: {message}");
+    }
+}
+
+#[test]
+fn net_connect_and_disconnect() {
+    assert_eq!(
+        ok("net connect web db"),
+        Request::NetConnect {
+            a: "web".into(),
+            b: "db".into(),
+        }
+    );
+    assert_eq!(
+        ok("net disconnect web db"),
+        Request::NetDisconnect {
+            a: "web".into(),
+            b: "db".into(),
+        }
+    );
+    assert_eq!(
+        refused("net connect web web"),
+        "network web is named twice: give two different networks"
+    );
+    assert!(refused("net disconnect db db").contains("named twice"));
+    assert!(parse("net connect web").is_err());
+}
+
+#[test]
 fn simple_commands_map_one_to_one() {
     let mac: MacAddr = "02:42:ac:11:00:02".parse().unwrap();
     for (line, want) in [
@@ -339,6 +400,13 @@ fn malformed_values_are_clap_usage_errors() {
         "port add p --net n --tap --mac 02:00",
         "port add p --net n --tap --ip 10.0.0.1/33",
         "fdb add web not-a-mac c1",
+        "uplink add up0 --iface eth1",
+        "uplink add up0 --iface eth1 --ip 10.0.0.2",
+        "conntrack ls --proto sctp",
+        "conntrack flush --port 70000",
+        "conntrack ls --addr 10.0.0",
+        "conntrack set --max-entries -1",
+        "publish add",
         "net",
         "bogus",
         "capture",

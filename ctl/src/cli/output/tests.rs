@@ -20,6 +20,7 @@ fn web() -> NetworkInfo {
         ports: vec!["c1".into(), "c2".into()],
         fdb_entries: 3,
         mac_moves: 0,
+        connected: vec![],
     }
 }
 
@@ -33,6 +34,7 @@ fn l2() -> NetworkInfo {
         ports: vec![],
         fdb_entries: 0,
         mac_moves: 2,
+        connected: vec![],
     }
 }
 
@@ -75,9 +77,9 @@ fn net_ls_table() {
     let text = human(&Request::NetLs, &Payload::Networks(vec![web(), l2()]));
     assert_eq!(
         text,
-        "NAME   SUBNET        GATEWAY    VLAN   ICC   MTU    PORTS\n\
-         web    10.1.0.0/24   10.1.0.1   -      on    1500   2\n\
-         lab    -             -          100    off   9000   0\n"
+        "NAME   SUBNET        GATEWAY    NAT   VLAN   ICC   MTU    PORTS\n\
+         web    10.1.0.0/24   10.1.0.1   on    -      on    1500   2\n\
+         lab    -             -          -     100    off   9000   0\n"
     );
 }
 

@@ -1,0 +1,198 @@
+//! [`ArgError`]: why a command line that clap accepted cannot be sent, in words
+//! that name the offending option and what to write instead.
+//!
+//! Contract: only data and messages; deciding what is wrong is the business of
+//! [`super::Command::to_request`].
+
+use std::net::Ipv4Addr;
+
+use super::{Command, ConntrackCommand, NetCommand, PortCommand, PublishCommand, UplinkCommand};
+use crate::api::PublishParseError;
+use crate::types::{Ipv4Cidr, MacAddr};
+
+/// A command line that parsed but asks for something impossible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// A name argument is empty.
+    #[error("{what} name must not be empty")]
+    EmptyName {
+        /// What the name names ("network", "port", …).
+        what: &'static str,
+    },
+    /// A value is out of its allowed range.
+    #[error("{option} {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The option, e.g. `--vlan`.
+        option: &'static str,
+        /// The value given.
+        value: u64,
+        /// The allowed range, in words.
+        expected: String,
+    },
+    /// `--gateway` without `--subnet`.
+    #[error("--gateway needs --subnet: a gateway address only exists inside a subnet")]
+    GatewayWithoutSubnet,
+    /// The gateway is not a host address of the subnet.
+    #[error("gateway {gateway} is not a host address in subnet {subnet}: {why}")]
+    GatewayOutsideSubnet {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The subnet given.
+        subnet: Ipv4Cidr,
+        /// Why not, and what would do.
+        why: String,
+    },
+    /// The subnet has host bits set.
+    #[error("subnet {given} has host bits set: did you mean {network}?")]
+    SubnetHostBits {
+        /// The prefix given.
+        given: Ipv4Cidr,
+        /// The same prefix with the host bits cleared.
+        network: Ipv4Cidr,
+    },
+    /// No port kind, or two at once.
+    #[error("{0}")]
+    PortKind(&'static str),
+    /// An option that does not belong to the chosen port kind.
+    #[error("{option} does not apply to {kind} ports: {hint}")]
+    NotForKind {
+        /// The option given.
+        option: &'static str,
+        /// The port kind chosen.
+        kind: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// A required option is missing for the chosen port kind.
+    #[error("{kind} ports need {option}")]
+    Missing {
+        /// The port kind chosen.
+        kind: &'static str,
+        /// The option missing, with its value placeholder.
+        option: &'static str,
+    },
+    /// A network is listed twice in `--nets`.
+    #[error("--nets lists network {0} twice")]
+    DuplicateNet(String),
+    /// Not a usable Linux interface name.
+    #[error("{option} '{name}' is not an interface name: {why}")]
+    BadIfname {
+        /// The option given.
+        option: &'static str,
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A MAC that cannot belong to a port or an FDB entry.
+    #[error(
+        "{mac} is a {what} address: {context} must be a unicast address such as 02:42:ac:11:00:02"
+    )]
+    NotUnicast {
+        /// The address given.
+        mac: MacAddr,
+        /// "multicast", "broadcast" or "all-zero".
+        what: &'static str,
+        /// Where it was given.
+        context: &'static str,
+    },
+    /// An option that only means something on a network with a subnet.
+    #[error("{option} needs --subnet: {why}")]
+    NeedsSubnet {
+        /// The option given.
+        option: &'static str,
+        /// Why it needs one.
+        why: &'static str,
+    },
+    /// Two options that contradict each other or make one of them moot.
+    #[error("{option} and {other} do not go together: {why}")]
+    Conflict {
+        /// The first option.
+        option: &'static str,
+        /// The second option.
+        other: &'static str,
+        /// Why, and what to drop.
+        why: &'static str,
+    },
+    /// `net connect` or `net disconnect` names one network twice.
+    #[error("network {0} is named twice: give two different networks")]
+    SameNetwork(String),
+    /// No uplink kind, or two at once.
+    #[error("{0}")]
+    UplinkKind(&'static str),
+    /// An option that does not belong to the chosen uplink kind.
+    #[error("{option} does not apply to {kind} uplinks: {hint}")]
+    NotForUplink {
+        /// The option given.
+        option: &'static str,
+        /// The uplink kind chosen.
+        kind: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The uplink's `--ip` is not a usable host address.
+    #[error("--ip {ip} is not a host address: {why}")]
+    UplinkAddress {
+        /// The address given.
+        ip: Ipv4Cidr,
+        /// Why not, and what would do.
+        why: String,
+    },
+    /// The uplink's `--gateway` cannot be reached directly from its `--ip`.
+    #[error("--gateway {gateway} is not a neighbour of --ip {ip}: {why}")]
+    UplinkGateway {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The uplink address given.
+        ip: Ipv4Cidr,
+        /// Why not, and what would do.
+        why: String,
+    },
+    /// A `publish add` specification that does not parse.
+    #[error(transparent)]
+    Publish(#[from] PublishParseError),
+    /// A `publish rm` argument that is neither a rule nor a host part.
+    #[error(
+        "'{spec}' names no published port: {reason}; give the rule as `yardctl publish ls` \
+         shows it, or its host part [HOSTIP:]HOSTPORT[/tcp|/udp], e.g. 8080/tcp"
+    )]
+    PublishHost {
+        /// The text given.
+        spec: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A `--timeout` that is not `NAME=SECONDS`.
+    #[error("--timeout '{given}' {why}: write NAME=SECONDS, e.g. tcp-established=3600")]
+    BadTimeout {
+        /// The text given.
+        given: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The same timeout is set twice.
+    #[error("--timeout sets {0} twice: give each timeout once")]
+    DuplicateTimeout(String),
+}
+
+impl ArgError {
+    /// The subcommand whose `--help` explains the mistake, e.g. `port add`.
+    pub fn help_topic(&self, command: &Command) -> &'static str {
+        match command {
+            Command::Status => "",
+            Command::Net(NetCommand::Create(_)) => "net create",
+            Command::Net(_) => "net",
+            Command::Port(PortCommand::Add(_)) => "port add",
+            Command::Port(_) => "port",
+            Command::Fdb(_) => "fdb",
+            Command::Uplink(UplinkCommand::Add(_)) => "uplink add",
+            Command::Uplink(_) => "uplink",
+            Command::Publish(PublishCommand::Add { .. }) => "publish add",
+            Command::Publish(PublishCommand::Rm { .. }) => "publish rm",
+            Command::Publish(_) => "publish",
+            Command::Conntrack(ConntrackCommand::Set(_)) => "conntrack set",
+            Command::Conntrack(_) => "conntrack",
+            Command::Capture(_) => "capture",
+        }
+    }
+}

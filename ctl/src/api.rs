@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":1,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":2,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -732,10 +732,10 @@ mod tests {
             },
         };
         let line = serde_json::to_string(&env).unwrap();
-        assert_eq!(
-            line,
-            r#"{"api_version":1,"request":{"cmd":"net-inspect","name":"yard0"}}"#
+        let expected = format!(
+            r#"{{"api_version":{API_VERSION},"request":{{"cmd":"net-inspect","name":"yard0"}}}}"#
         );
+        assert_eq!(line, expected);
         assert_eq!(serde_json::from_str::<Envelope>(&line).unwrap(), env);
     }
 

@@ -8,12 +8,14 @@
 //! gateway lies in its subnet); yardd validates everything again, so these
 //! checks only make mistakes cheaper, they are not what keeps yardd safe.
 //!
-//! The L2 commands (networks, ports, FDB, capture) live here; the L3 gateway's
+//! The L2 commands (networks, ports, FDB, capture) live here, with the
+//! tunnel ports' options checked and mapped in [`tunnel`]; the L3 gateway's
 //! (uplinks, published ports, conntrack) in [`nat`]; [`ArgError`] in its own
 //! module.
 
 mod error;
 pub mod nat;
+pub mod tunnel;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ pub use nat::{
     ConntrackCommand, ConntrackFilterArgs, ConntrackSetArgs, PublishCommand, UplinkAddArgs,
     UplinkCommand,
 };
+pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
 use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
 use crate::paths;
@@ -32,6 +35,10 @@ use crate::types::{Ipv4Cidr, MacAddr};
 
 /// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
 const MAX_IFNAME_LEN: usize = 15;
+
+/// Why an `--iface` or `--trunk` port may not have the options that configure a TAP.
+const EXISTING_IFACE_HINT: &str = "it configures the TAP yardd creates; an existing interface \
+                                   keeps its own namespace, name, address, MAC and MTU";
 
 /// `yardctl [--socket PATH] [--json] COMMAND`.
 #[derive(Debug, Parser)]
@@ -69,7 +76,7 @@ pub enum Command {
     /// Manage networks (L2 domains, optionally with a subnet and gateway).
     #[command(subcommand)]
     Net(NetCommand),
-    /// Manage ports (TAPs, existing interfaces, VLAN trunks).
+    /// Manage ports (TAPs, existing interfaces, VLAN trunks, GRE tunnels).
     #[command(subcommand)]
     Port(PortCommand),
     /// Inspect and edit the forwarding database (MAC table).
@@ -155,7 +162,8 @@ pub struct NetCreateArgs {
 /// `yardctl port …`.
 #[derive(Debug, Subcommand)]
 pub enum PortCommand {
-    /// Create a TAP port, or attach an existing interface or VLAN trunk.
+    /// Create a TAP port, attach an existing interface or VLAN trunk, or open a
+    /// GRE tunnel to another host.
     Add(PortAddArgs),
     /// List ports.
     Ls,
@@ -171,13 +179,13 @@ pub enum PortCommand {
     },
 }
 
-/// `yardctl port add NAME …`: exactly one of `--tap`, `--iface DEV`, or
-/// `--trunk --iface DEV`.
+/// `yardctl port add NAME …`: exactly one of `--tap`, `--iface DEV`,
+/// `--trunk --iface DEV`, `--gre --remote IP` or `--gre-udp --remote IP[:PORT]`.
 #[derive(Debug, Args)]
 pub struct PortAddArgs {
     /// Port name.
     pub name: String,
-    /// The network the port joins (for --tap and --iface).
+    /// The network the port joins (for --tap, --iface, --gre and --gre-udp).
     #[arg(long, value_name = "NET")]
     pub net: Option<String>,
     /// Create a TAP device (optionally inside --netns) as the container's interface.
@@ -207,6 +215,27 @@ pub struct PortAddArgs {
     /// MTU of the TAP (default: the network's).
     #[arg(long, value_name = "N")]
     pub mtu: Option<u32>,
+    /// A tunnel to --remote carrying Ethernet over GRE in raw IPv4 (protocol 47; yardd needs CAP_NET_RAW), like Linux gretap.
+    #[arg(long)]
+    pub gre: bool,
+    /// A tunnel to --remote carrying GRE in UDP (RFC 8086): no privilege needed, crosses NAT.
+    #[arg(long)]
+    pub gre_udp: bool,
+    /// The tunnel's other end: IP for --gre, IP[:PORT] for --gre-udp [default port: 4754].
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub remote: Option<Endpoint>,
+    /// This host's tunnel address: IP for --gre [default: the kernel chooses], IP[:PORT] for --gre-udp [default: 0.0.0.0:4754].
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub local: Option<Endpoint>,
+    /// GRE key; tunnels between the same two hosts are told apart by it.
+    #[arg(long, value_name = "N")]
+    pub key: Option<u32>,
+    /// Send GRE checksums.
+    #[arg(long)]
+    pub csum: bool,
+    /// Send GRE sequence numbers.
+    #[arg(long)]
+    pub seq: bool,
 }
 
 /// `yardctl fdb …`.
@@ -421,6 +450,12 @@ impl PortAddArgs {
     /// The port these arguments describe.
     pub fn to_spec(&self) -> Result<PortSpec, ArgError> {
         check_name("port", &self.name)?;
+        if let Some(kind) = self.tunnel()? {
+            return Ok(PortSpec {
+                name: self.name.clone(),
+                kind,
+            });
+        }
         let kind = match (self.tap, self.trunk, &self.iface) {
             (true, true, _) => {
                 return Err(ArgError::PortKind(
@@ -444,10 +479,14 @@ impl PortAddArgs {
             }
             (false, false, Some(iface)) => self.iface_kind(iface)?,
             (false, false, None) => {
+                if let Some(option) = self.first_tunnel_option() {
+                    return Err(ArgError::TunnelOnly { option });
+                }
                 return Err(ArgError::PortKind(
                     "say how to attach the port: --tap (a new TAP device), --iface DEV \
-                     (an existing interface) or --trunk --iface DEV (a VLAN trunk)",
-                ))
+                     (an existing interface), --trunk --iface DEV (a VLAN trunk), or \
+                     --gre / --gre-udp --remote IP (a tunnel to another host)",
+                ));
             }
         };
         Ok(PortSpec {
@@ -456,7 +495,51 @@ impl PortAddArgs {
         })
     }
 
+    /// The tunnel port asked for with `--gre` or `--gre-udp`, `None` if
+    /// neither was given; a tunnel is refused with any other port kind.
+    fn tunnel(&self) -> Result<Option<PortKind>, ArgError> {
+        let option = match (self.gre, self.gre_udp) {
+            (false, false) => return Ok(None),
+            (true, true) => {
+                return Err(ArgError::TwoKinds {
+                    option: "--gre",
+                    other: "--gre-udp",
+                    why: "--gre carries GRE in raw IPv4 (protocol 47, needs CAP_NET_RAW), \
+                          --gre-udp wraps it in UDP (no privilege, crosses NAT); pick one",
+                })
+            }
+            (true, false) => "--gre",
+            (false, true) => "--gre-udp",
+        };
+        let other = if self.tap {
+            Some((
+                "--tap",
+                "--tap creates a local TAP device, a tunnel carries --net NET to another \
+                 host; add them as two ports",
+            ))
+        } else if self.trunk {
+            Some((
+                "--trunk",
+                "a trunk carries several networks over a local interface, a tunnel carries \
+                 one network (--net NET) to another host",
+            ))
+        } else if self.iface.is_some() {
+            Some((
+                "--iface",
+                "--iface DEV attaches a local interface, a tunnel has none: yardd sends to \
+                 --remote through the host's own routing",
+            ))
+        } else {
+            None
+        };
+        if let Some((other, why)) = other {
+            return Err(ArgError::TwoKinds { option, other, why });
+        }
+        self.tunnel_kind(self.gre_udp).map(Some)
+    }
+
     fn tap_kind(&self) -> Result<PortKind, ArgError> {
+        self.reject_tunnel_options("tap")?;
         if !self.nets.is_empty() {
             return Err(ArgError::NotForKind {
                 option: "--nets",
@@ -492,7 +575,8 @@ impl PortAddArgs {
                        add --trunk to carry several networks as VLANs",
             });
         }
-        self.reject_tap_options("iface")?;
+        self.reject_tunnel_options("iface")?;
+        self.reject_tap_options("iface", EXISTING_IFACE_HINT)?;
         let net = self.required_net("iface")?;
         check_ifname("--iface", iface)?;
         Ok(PortKind::Iface {
@@ -509,7 +593,8 @@ impl PortAddArgs {
                 hint: "a trunk carries several networks: list them with --nets NET1,NET2",
             });
         }
-        self.reject_tap_options("trunk")?;
+        self.reject_tunnel_options("trunk")?;
+        self.reject_tap_options("trunk", EXISTING_IFACE_HINT)?;
         check_ifname("--iface", iface)?;
         if self.nets.is_empty() {
             return Err(ArgError::Missing {
@@ -541,10 +626,8 @@ impl PortAddArgs {
     }
 
     /// Options that configure the TAP yardd creates make no sense for an
-    /// interface that already exists.
-    fn reject_tap_options(&self, kind: &'static str) -> Result<(), ArgError> {
-        const HINT: &str = "it configures the TAP yardd creates; an existing interface \
-                            keeps its own namespace, name, address, MAC and MTU";
+    /// interface that already exists, nor for a tunnel; `hint` says why.
+    fn reject_tap_options(&self, kind: &'static str, hint: &'static str) -> Result<(), ArgError> {
         let given = [
             ("--netns", self.netns.is_some()),
             ("--ifname", self.ifname.is_some()),
@@ -553,11 +636,7 @@ impl PortAddArgs {
             ("--mtu", self.mtu.is_some()),
         ];
         match given.iter().find(|(_, present)| *present) {
-            Some((option, _)) => Err(ArgError::NotForKind {
-                option,
-                kind,
-                hint: HINT,
-            }),
+            Some((option, _)) => Err(ArgError::NotForKind { option, kind, hint }),
             None => Ok(()),
         }
     }

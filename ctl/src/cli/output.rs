@@ -7,6 +7,11 @@
 //! With `--json` the payload's data is printed as is, and `Payload::Done` prints
 //! `{"ok": true}`.
 //!
+//! Tunnel ports (`gre`, `gre-udp`) have no namespace, interface name or
+//! address of their own: `port ls` shows `-` there and adds a TUNNEL column,
+//! in `ip link`'s words (`remote 192.168.50.2 key 42 csum`), whenever a listed
+//! port is a tunnel. Their MTU is the one in force (the overlay MTU).
+//!
 //! The L3 gateway's replies (uplinks, published ports, conntrack) are laid
 //! out in [`nat`].
 
@@ -209,6 +214,7 @@ pub fn network_fields(n: &NetworkInfo) -> Vec<(&'static str, String)> {
         ("connected", list_or_none(&n.connected)),
         ("aging", format!("{}s", n.spec.aging_secs)),
         ("mtu", n.spec.mtu.to_string()),
+        ("overlay mtu", or_none(n.overlay_mtu)),
         ("ports", list_or_none(&n.ports)),
         ("fdb entries", n.fdb_entries.to_string()),
         ("mac moves", n.mac_moves.to_string()),
@@ -260,7 +266,11 @@ fn network_summary(n: &NetworkInfo) -> String {
     format!("{l3}{vlan}{routing}, mtu {}", n.spec.mtu)
 }
 
+/// The parenthesised part of `port add`'s confirmation.
 fn port_summary(p: &PortInfo) -> String {
+    if let Some(tunnel) = tunnel_summary(&p.spec.kind) {
+        return format!("{tunnel}, overlay mtu {}", p.mtu);
+    }
     let mut parts = vec![port_kind_name(&p.spec.kind).to_string()];
     if let PortKind::Tap {
         netns, ifname, ip, ..
@@ -307,7 +317,92 @@ fn port_kind_name(kind: &PortKind) -> &'static str {
         PortKind::Tap { .. } => "tap",
         PortKind::Iface { .. } => "iface",
         PortKind::Trunk { .. } => "trunk",
+        PortKind::Gre { .. } => "gre",
+        PortKind::GreUdp { .. } => "gre-udp",
     }
+}
+
+/// A tunnel's configuration, whatever its encapsulation: endpoints as text
+/// (with the port for GRE-in-UDP), key and flags.
+struct Tunnel {
+    remote: String,
+    local: Option<String>,
+    key: Option<u32>,
+    csum: bool,
+    seq: bool,
+}
+
+fn tunnel(kind: &PortKind) -> Option<Tunnel> {
+    match kind {
+        PortKind::Gre {
+            remote,
+            local,
+            key,
+            csum,
+            seq,
+            ..
+        } => Some(Tunnel {
+            remote: remote.to_string(),
+            local: local.map(|l| l.to_string()),
+            key: *key,
+            csum: *csum,
+            seq: *seq,
+        }),
+        PortKind::GreUdp {
+            remote,
+            local,
+            key,
+            csum,
+            seq,
+            ..
+        } => Some(Tunnel {
+            remote: remote.to_string(),
+            local: local.map(|l| l.to_string()),
+            key: *key,
+            csum: *csum,
+            seq: *seq,
+        }),
+        PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => None,
+    }
+}
+
+/// `gre to 192.168.50.2, from 192.168.50.1, key 42, csum, seq` for `port add`.
+fn tunnel_summary(kind: &PortKind) -> Option<String> {
+    let t = tunnel(kind)?;
+    let mut parts = vec![format!("{} to {}", port_kind_name(kind), t.remote)];
+    if let Some(local) = t.local {
+        parts.push(format!("from {local}"));
+    }
+    if let Some(key) = t.key {
+        parts.push(format!("key {key}"));
+    }
+    if t.csum {
+        parts.push("csum".to_string());
+    }
+    if t.seq {
+        parts.push("seq".to_string());
+    }
+    Some(parts.join(", "))
+}
+
+/// The TUNNEL cell of `port ls`, as `ip link` words it:
+/// `remote 192.168.50.2 local 192.168.50.1 key 42 csum seq`.
+fn tunnel_cell(kind: &PortKind) -> Option<String> {
+    let t = tunnel(kind)?;
+    let mut text = format!("remote {}", t.remote);
+    if let Some(local) = t.local {
+        text.push_str(&format!(" local {local}"));
+    }
+    if let Some(key) = t.key {
+        text.push_str(&format!(" key {key}"));
+    }
+    if t.csum {
+        text.push_str(" csum");
+    }
+    if t.seq {
+        text.push_str(" seq");
+    }
+    Some(text)
 }
 
 /// The MAC yardd reports, else the one configured.
@@ -325,9 +420,11 @@ fn state_text(state: &PortState) -> String {
     }
 }
 
-/// The `port ls` table.
+/// The `port ls` table; a TUNNEL column (before STATE, which may be long)
+/// appears when any of `ports` is a tunnel.
 pub fn ports_table(ports: &[PortInfo]) -> Table {
-    let mut t = Table::new(&[
+    let tunnels = ports.iter().any(|p| tunnel(&p.spec.kind).is_some());
+    let mut headers = vec![
         "NAME",
         "KIND",
         "NETWORK(S)",
@@ -336,8 +433,12 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
         "IP",
         "MAC",
         "MTU",
-        "STATE",
-    ]);
+    ];
+    if tunnels {
+        headers.push("TUNNEL");
+    }
+    headers.push("STATE");
+    let mut t = Table::new(&headers);
     for p in ports {
         let (netns, ifname, ip) = match &p.spec.kind {
             PortKind::Tap {
@@ -346,9 +447,10 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
             PortKind::Iface { iface, .. } | PortKind::Trunk { iface, .. } => {
                 (None, iface.clone(), None)
             }
+            PortKind::Gre { .. } | PortKind::GreUdp { .. } => (None, NONE.to_string(), None),
         };
         let nets: Vec<String> = p.spec.nets().into_iter().map(str::to_string).collect();
-        t.row(vec![
+        let mut row = vec![
             p.spec.name.clone(),
             port_kind_name(&p.spec.kind).to_string(),
             list_or_none(&nets),
@@ -357,8 +459,12 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
             or_none(ip),
             or_none(port_mac(p)),
             p.mtu.to_string(),
-            state_text(&p.state),
-        ]);
+        ];
+        if tunnels {
+            row.push(or_none(tunnel_cell(&p.spec.kind)));
+        }
+        row.push(state_text(&p.state));
+        t.row(row);
     }
     t
 }

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use clap::Parser;
 
 use super::*;
-use crate::api::{ApiError, NetworkInfo, NetworkSpec};
+use crate::api::{ApiError, NetworkInfo, NetworkSpec, API_VERSION};
 
 fn temp_path(tag: &str, ext: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -101,6 +101,7 @@ fn web() -> NetworkInfo {
         fdb_entries: 0,
         mac_moves: 0,
         connected: vec![],
+        overlay_mtu: None,
     }
 }
 
@@ -117,7 +118,7 @@ fn a_query_prints_a_table_or_json() {
     );
     assert_eq!(
         yardd.request(),
-        "{\"api_version\":2,\"request\":{\"cmd\":\"net-ls\"}}\n"
+        format!("{{\"api_version\":{API_VERSION},\"request\":{{\"cmd\":\"net-ls\"}}}}\n")
     );
 
     let yardd = FakeYardd::replying("ls-json", &reply);
@@ -159,8 +160,10 @@ fn conntrack_flush_sends_its_filter_and_prints_the_count() {
     );
     assert_eq!(
         yardd.request(),
-        "{\"api_version\":2,\"request\":{\"cmd\":\"conntrack-flush\",\
-         \"proto\":\"udp\",\"addr\":null,\"port\":53}}\n"
+        format!(
+            "{{\"api_version\":{API_VERSION},\"request\":{{\"cmd\":\"conntrack-flush\",\
+             \"proto\":\"udp\",\"addr\":null,\"port\":53}}}}\n"
+        )
     );
 
     let yardd = FakeYardd::replying("flush-json", &reply);

@@ -53,6 +53,35 @@ pub enum ArgError {
     /// No port kind, or two at once.
     #[error("{0}")]
     PortKind(&'static str),
+    /// Two port kinds at once, at least one of them a tunnel.
+    #[error("{option} and {other} are different port kinds: {why}")]
+    TwoKinds {
+        /// The first kind's option.
+        option: &'static str,
+        /// The second kind's option.
+        other: &'static str,
+        /// How they differ, and what to do.
+        why: &'static str,
+    },
+    /// A tunnel option without `--gre` or `--gre-udp`.
+    #[error(
+        "{option} only applies to tunnel ports: add --gre (GRE in IPv4) or --gre-udp \
+         (GRE in UDP), with --net NET and --remote IP"
+    )]
+    TunnelOnly {
+        /// The option given.
+        option: &'static str,
+    },
+    /// A tunnel endpoint that cannot be used.
+    #[error("{option} {given} is not a usable tunnel endpoint: {why}")]
+    BadEndpoint {
+        /// `--remote` or `--local`.
+        option: &'static str,
+        /// The endpoint given.
+        given: String,
+        /// Why not, and what would do.
+        why: String,
+    },
     /// An option that does not belong to the chosen port kind.
     #[error("{option} does not apply to {kind} ports: {hint}")]
     NotForKind {

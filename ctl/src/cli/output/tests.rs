@@ -21,6 +21,7 @@ fn web() -> NetworkInfo {
         fdb_entries: 3,
         mac_moves: 0,
         connected: vec![],
+        overlay_mtu: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn l2() -> NetworkInfo {
         fdb_entries: 0,
         mac_moves: 2,
         connected: vec![],
+        overlay_mtu: None,
     }
 }
 
@@ -69,6 +71,44 @@ fn trunk_port() -> PortInfo {
         mac: None,
         mtu: 1500,
         state: PortState::Down("eth1 not found — create it or `yardctl port rm t0`".into()),
+    }
+}
+
+fn gre_port() -> PortInfo {
+    PortInfo {
+        spec: PortSpec {
+            name: "tB".into(),
+            kind: PortKind::Gre {
+                net: "web".into(),
+                remote: "192.168.50.2".parse().unwrap(),
+                local: None,
+                key: Some(42),
+                csum: false,
+                seq: false,
+            },
+        },
+        mac: None,
+        mtu: 1458,
+        state: PortState::Up,
+    }
+}
+
+fn gre_udp_port() -> PortInfo {
+    PortInfo {
+        spec: PortSpec {
+            name: "tU".into(),
+            kind: PortKind::GreUdp {
+                net: "lab".into(),
+                remote: "198.51.100.7:4754".parse().unwrap(),
+                local: Some("10.0.0.1:4800".parse().unwrap()),
+                key: None,
+                csum: true,
+                seq: true,
+            },
+        },
+        mac: None,
+        mtu: 1430,
+        state: PortState::Down("cannot bind 10.0.0.1:4800: address in use".into()),
     }
 }
 
@@ -286,4 +326,82 @@ fn durations() {
     assert_eq!(format_duration(61), "1m01s");
     assert_eq!(format_duration(3600), "1h00m00s");
     assert_eq!(format_duration(90_061), "1d 01h01m01s");
+}
+
+#[test]
+fn port_ls_shows_tunnels_in_their_own_column() {
+    let text = human(
+        &Request::PortLs,
+        &Payload::Ports(vec![tap_port(), gre_port(), gre_udp_port()]),
+    );
+    assert_eq!(
+        text,
+        "NAME   KIND      NETWORK(S)   NETNS   IFNAME   IP            MAC                 MTU    \
+         TUNNEL                                                  STATE\n\
+         c1     tap       web          c1      eth0     10.1.0.2/24   02:00:00:00:00:02   1500   \
+         -                                                       up\n\
+         tB     gre       web          -       -        -             -                   1458   \
+         remote 192.168.50.2 key 42                              up\n\
+         tU     gre-udp   lab          -       -        -             -                   1430   \
+         remote 198.51.100.7:4754 local 10.0.0.1:4800 csum seq   \
+         down: cannot bind 10.0.0.1:4800: address in use\n"
+    );
+    // Without tunnels, the table keeps its usual columns.
+    let plain = human(&Request::PortLs, &Payload::Ports(vec![tap_port()]));
+    assert!(!plain.contains("TUNNEL"), "{plain}");
+}
+
+#[test]
+fn adding_a_tunnel_names_its_far_end_and_overlay_mtu() {
+    assert_eq!(
+        human(
+            &Request::PortAdd(gre_port().spec),
+            &Payload::Port(gre_port())
+        ),
+        "port tB added (gre to 192.168.50.2, key 42, overlay mtu 1458)\n"
+    );
+    assert_eq!(
+        human(
+            &Request::PortAdd(gre_udp_port().spec),
+            &Payload::Port(gre_udp_port())
+        ),
+        "port tU added (gre-udp to 198.51.100.7:4754, from 10.0.0.1:4800, csum, seq, \
+         overlay mtu 1430), but it is down: cannot bind 10.0.0.1:4800: address in use\n"
+    );
+}
+
+#[test]
+fn net_inspect_shows_the_overlay_mtu() {
+    let text = human(
+        &Request::NetInspect { name: "web".into() },
+        &Payload::Network(web()),
+    );
+    assert!(
+        text.contains("\nmtu:         1500\noverlay mtu: -\n"),
+        "{text}"
+    );
+    let mut tunnelled = web();
+    tunnelled.overlay_mtu = Some(1458);
+    let text = human(
+        &Request::NetInspect { name: "web".into() },
+        &Payload::Network(tunnelled.clone()),
+    );
+    assert!(text.contains("\noverlay mtu: 1458\n"), "{text}");
+    assert_eq!(
+        render_json(&Payload::Network(tunnelled))["overlay_mtu"],
+        1458
+    );
+}
+
+#[test]
+fn tunnel_json_is_the_api_form() {
+    let ports = render_json(&Payload::Ports(vec![gre_port(), gre_udp_port()]));
+    assert_eq!(ports[0]["kind"], "gre");
+    assert_eq!(ports[0]["remote"], "192.168.50.2");
+    assert_eq!(ports[0]["key"], 42);
+    assert_eq!(ports[1]["kind"], "gre-udp");
+    assert_eq!(ports[1]["remote"], "198.51.100.7:4754");
+    assert_eq!(ports[1]["local"], "10.0.0.1:4800");
+    let back: Vec<PortInfo> = serde_json::from_value(ports).unwrap();
+    assert_eq!(back, vec![gre_port(), gre_udp_port()]);
 }

@@ -344,6 +344,7 @@ fn routed(name: &str) -> NetworkInfo {
         fdb_entries: 0,
         mac_moves: 0,
         connected: vec!["web".into(), "db".into()],
+        overlay_mtu: None,
     }
 }
 

@@ -12,14 +12,14 @@
 //! message saying which binaries to match.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 2;
+pub const API_VERSION: u32 = 3;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -240,6 +240,42 @@ pub enum PortKind {
         /// Interface name in yardd's namespace.
         iface: String,
     },
+    /// Ethernet over GRE to another host (RFC 2784/2890), carried in raw
+    /// IPv4 (protocol 47; needs CAP_NET_RAW), as Linux `gretap` and Open
+    /// vSwitch `gre` ports do.
+    Gre {
+        /// Network name.
+        net: String,
+        /// The other host's underlay address.
+        remote: Ipv4Addr,
+        /// This host's underlay address; `None` lets the kernel choose.
+        local: Option<Ipv4Addr>,
+        /// GRE key; tunnels between the same hosts are told apart by it.
+        key: Option<u32>,
+        /// Send the GRE checksum.
+        #[serde(default)]
+        csum: bool,
+        /// Send sequence numbers.
+        #[serde(default)]
+        seq: bool,
+    },
+    /// GRE-in-UDP (RFC 8086): needs no privilege and crosses NAT.
+    GreUdp {
+        /// Network name.
+        net: String,
+        /// The other host's address and port (default 4754).
+        remote: SocketAddrV4,
+        /// The local address and port to listen on (default 0.0.0.0:4754).
+        local: Option<SocketAddrV4>,
+        /// GRE key.
+        key: Option<u32>,
+        /// Send the GRE checksum.
+        #[serde(default)]
+        csum: bool,
+        /// Send sequence numbers.
+        #[serde(default)]
+        seq: bool,
+    },
     /// An existing interface carrying several networks as 802.1Q VLANs.
     Trunk {
         /// Interface name in yardd's namespace.
@@ -263,7 +299,10 @@ impl PortSpec {
     /// The networks this port belongs to.
     pub fn nets(&self) -> Vec<&str> {
         match &self.kind {
-            PortKind::Tap { net, .. } | PortKind::Iface { net, .. } => vec![net.as_str()],
+            PortKind::Tap { net, .. }
+            | PortKind::Iface { net, .. }
+            | PortKind::Gre { net, .. }
+            | PortKind::GreUdp { net, .. } => vec![net.as_str()],
             PortKind::Trunk { nets, .. } => nets.iter().map(String::as_str).collect(),
         }
     }
@@ -368,6 +407,10 @@ pub struct NetworkInfo {
     /// Networks this one may route to (`net connect`).
     #[serde(default)]
     pub connected: Vec<String>,
+    /// The largest MTU a frame may have to cross every tunnel of the
+    /// network; `None` when it has no tunnel ports.
+    #[serde(default)]
+    pub overlay_mtu: Option<u32>,
 }
 
 /// A port as configured and as it is now.

@@ -287,7 +287,7 @@ mod tests {
         let request = server.join().unwrap();
         assert_eq!(
             request,
-            "{\"api_version\":2,\"request\":{\"cmd\":\"status\"}}\n"
+            format!("{{\"api_version\":{API_VERSION},\"request\":{{\"cmd\":\"status\"}}}}\n")
         );
         let _ = std::fs::remove_file(&path);
     }

@@ -10,10 +10,17 @@ use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
 use yard_ctl::MacAddr;
 
 use crate::config::{default_mac, Config};
-use crate::datapath::Membership;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Weak};
+
+use yard_tunnel::{overlay_mtu, Carrier, GreOptions, GRE_IN_UDP_PORT};
+
+use crate::datapath::{Membership, TunnelBinding};
 use crate::netconf::{configure_link, LinkConfig};
 use crate::netns::{run_in_netns, NetnsRef};
 use crate::port::fd::FdPort;
+use crate::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::port::Port;
 use crate::sys;
 
@@ -27,12 +34,135 @@ pub struct Attached {
     pub mtu: u32,
     /// The container-side MAC, when yardd set it.
     pub mac: Option<MacAddr>,
+    /// For a tunnel: how the datapath finds it for received packets.
+    pub tunnel: Option<TunnelBinding>,
+}
+
+/// Which local endpoint a tunnel's socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum EndpointKey {
+    Gre(Option<Ipv4Addr>),
+    Udp(SocketAddrV4),
+}
+
+/// The tunnel sockets in use, so tunnels with the same local endpoint share
+/// one (a second bind to 0.0.0.0:4754 would fail, and one raw GRE socket
+/// already sees every GRE packet).
+#[derive(Default)]
+pub struct TunnelSockets {
+    sockets: HashMap<EndpointKey, Weak<TunnelSocket>>,
+}
+
+impl TunnelSockets {
+    fn get(&mut self, key: EndpointKey) -> std::io::Result<Arc<TunnelSocket>> {
+        if let Some(socket) = self.sockets.get(&key).and_then(Weak::upgrade) {
+            return Ok(socket);
+        }
+        let socket = Arc::new(match key {
+            EndpointKey::Gre(local) => TunnelSocket::Gre(sys::open_gre_socket(local)?),
+            EndpointKey::Udp(local) => TunnelSocket::Udp(sys::open_udp_tunnel_socket(local)?),
+        });
+        self.sockets.retain(|_, weak| weak.strong_count() > 0);
+        self.sockets.insert(key, Arc::downgrade(&socket));
+        Ok(socket)
+    }
+}
+
+/// The overlay MTU of a tunnel to `remote`: the path MTU toward it (1500
+/// when the route cannot be asked) less the encapsulation.
+pub fn tunnel_overlay_mtu(remote: Ipv4Addr, carrier: Carrier, options: &GreOptions) -> u32 {
+    let underlay = sys::path_mtu(remote).unwrap_or(yard_ctl::api::DEFAULT_MTU);
+    overlay_mtu(underlay, carrier, options)
+}
+
+/// The carrier, endpoint, remote and options of a tunnel port spec.
+fn tunnel_shape(kind: &PortKind) -> Option<(Carrier, EndpointKey, SocketAddrV4, GreOptions, bool)> {
+    match kind {
+        PortKind::Gre {
+            remote,
+            local,
+            key,
+            csum,
+            seq,
+            ..
+        } => Some((
+            Carrier::Ipv4,
+            EndpointKey::Gre(*local),
+            SocketAddrV4::new(*remote, 0),
+            GreOptions {
+                key: *key,
+                checksum: *csum,
+                sequence: seq.then_some(0),
+            },
+            *seq,
+        )),
+        PortKind::GreUdp {
+            remote,
+            local,
+            key,
+            csum,
+            seq,
+            ..
+        } => Some((
+            Carrier::UdpIpv4,
+            EndpointKey::Udp(
+                local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GRE_IN_UDP_PORT)),
+            ),
+            *remote,
+            GreOptions {
+                key: *key,
+                checksum: *csum,
+                sequence: seq.then_some(0),
+            },
+            *seq,
+        )),
+        _ => None,
+    }
+}
+
+/// The overlay MTU a tunnel port spec will have (for `net inspect` and the
+/// default MTU of TAPs on its network).
+pub fn spec_overlay_mtu(kind: &PortKind) -> Option<u32> {
+    let (carrier, _, remote, options, _) = tunnel_shape(kind)?;
+    Some(tunnel_overlay_mtu(*remote.ip(), carrier, &options))
 }
 
 /// Creates or opens the device of `spec`. The caller has validated `spec`
-/// against `config`.
-pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
+/// against `config`. A TAP without `--mtu` on a network that spans tunnels
+/// gets `overlay_mtu` when that is below the network's MTU.
+pub fn attach(
+    spec: &PortSpec,
+    config: &Config,
+    tunnels: &mut TunnelSockets,
+    overlay_mtu: Option<u32>,
+) -> Result<Attached, String> {
     let name = &spec.name;
+    if let Some((carrier, endpoint, remote, options, seq)) = tunnel_shape(&spec.kind) {
+        let socket = tunnels
+            .get(endpoint)
+            .map_err(|e| format!("port {name}: cannot open the tunnel socket: {e}"))?;
+        let mtu = tunnel_overlay_mtu(*remote.ip(), carrier, &options);
+        let net = spec.nets()[0].to_string();
+        let params = TunnelParams {
+            remote,
+            key: options.key,
+            csum: options.checksum,
+            seq,
+            overlay_mtu: mtu,
+        };
+        return Ok(Attached {
+            port: Box::new(TunnelPort::new(socket.clone(), params)),
+            membership: Membership::Access(net),
+            mtu,
+            mac: None,
+            tunnel: Some(TunnelBinding {
+                socket,
+                remote: *remote.ip(),
+                key: options.key,
+                overlay_mtu: mtu,
+            }),
+        });
+    }
     match &spec.kind {
         PortKind::Tap {
             net,
@@ -46,7 +176,8 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
                 .network(net)
                 .ok_or_else(|| format!("port {name}: network {net} not found"))?;
             let mac = mac.unwrap_or_else(|| default_mac(name, ip.as_ref()));
-            let mtu = mtu.unwrap_or(network.mtu);
+            let mtu =
+                mtu.unwrap_or_else(|| overlay_mtu.map_or(network.mtu, |o| o.min(network.mtu)));
             // A default route only makes sense when the container has an address
             // in the network's subnet.
             let gateway = ip.and(network.gateway);
@@ -84,6 +215,7 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
                 membership: Membership::Access(net.clone()),
                 mtu,
                 mac: Some(mac),
+                tunnel: None,
             })
         }
         PortKind::Iface { net, iface } => {
@@ -93,7 +225,11 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
                 membership: Membership::Access(net.clone()),
                 mtu,
                 mac: None,
+                tunnel: None,
             })
+        }
+        PortKind::Gre { .. } | PortKind::GreUdp { .. } => {
+            Err(format!("port {name}: tunnel ports are attached above"))
         }
         PortKind::Trunk { iface, nets } => {
             let (fd, mtu) = open_iface(name, iface)?;
@@ -102,6 +238,7 @@ pub fn attach(spec: &PortSpec, config: &Config) -> Result<Attached, String> {
                 membership: Membership::Trunk(nets.clone()),
                 mtu,
                 mac: None,
+                tunnel: None,
             })
         }
     }

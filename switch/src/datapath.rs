@@ -14,6 +14,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -31,6 +33,8 @@ use crate::capture::CaptureTap;
 use crate::fdb::Millis;
 use crate::frame::{Frame, VnetHeader, VNET_F_NEEDS_CSUM};
 use crate::l3;
+use crate::overlay::Overlay;
+use crate::port::tunnel::TunnelSocket;
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::DropReason;
 
@@ -42,6 +46,8 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 const WAKER: Token = Token(usize::MAX);
 const UPLINK: Token = Token(usize::MAX - 1);
+/// Tunnel endpoint `i` polls as `Token(TUNNEL_BASE - i)`.
+const TUNNEL_BASE: usize = usize::MAX - 2;
 
 /// How a port joins networks, by name.
 #[derive(Debug, Clone)]
@@ -50,6 +56,18 @@ pub enum Membership {
     Access(String),
     /// Several networks, each tagged with its VLAN id.
     Trunk(Vec<String>),
+}
+
+/// What the datapath needs to deliver a tunnel's received packets to it.
+pub struct TunnelBinding {
+    /// The socket it shares with other tunnels of the same local endpoint.
+    pub socket: Arc<TunnelSocket>,
+    /// The remote host.
+    pub remote: Ipv4Addr,
+    /// The GRE key.
+    pub key: Option<u32>,
+    /// Its overlay MTU.
+    pub overlay_mtu: u32,
 }
 
 /// Per-network figures for `net ls` and `net inspect`.
@@ -79,6 +97,8 @@ pub enum Op {
         membership: Membership,
         /// Its MTU.
         mtu: u32,
+        /// For a tunnel port: how its received packets find it.
+        tunnel: Option<TunnelBinding>,
     },
     /// Stop forwarding and close a port.
     RemovePort(String),
@@ -233,6 +253,9 @@ pub struct Datapath {
     bridge: Bridge,
     gateway: Gateway,
     uplink: Option<Uplink>,
+    overlay: Overlay,
+    /// Tunnel endpoints that had a full batch: serve them again.
+    tunnels_again: Vec<usize>,
     /// The uplink had a full batch: serve it again before sleeping.
     uplink_again: bool,
     /// Builds frames the gateway makes (ARP requests, ICMP errors).
@@ -254,6 +277,8 @@ impl Datapath {
             bridge: Bridge::new(port_mac_limit),
             gateway: Gateway::new(yard_nat::conntrack::Config::default()),
             uplink: None,
+            overlay: Overlay::default(),
+            tunnels_again: Vec::new(),
             uplink_again: false,
             scratch: Frame::new(),
             commands: rx,
@@ -280,11 +305,12 @@ impl Datapath {
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
         loop {
-            let timeout = if self.pending.is_empty() && !self.uplink_again {
-                next_expiry.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            let timeout =
+                if self.pending.is_empty() && !self.uplink_again && self.tunnels_again.is_empty() {
+                    next_expiry.saturating_duration_since(Instant::now())
+                } else {
+                    Duration::ZERO
+                };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -300,6 +326,10 @@ impl Datapath {
                     self.serve_uplink();
                     continue;
                 }
+                if event.token().0 > TUNNEL_BASE - 4096 {
+                    self.serve_tunnel_endpoint(TUNNEL_BASE - event.token().0);
+                    continue;
+                }
                 let id = PortId(event.token().0 as u32);
                 if !ready.contains(&id) {
                     ready.push(id);
@@ -310,6 +340,9 @@ impl Datapath {
             }
             if std::mem::take(&mut self.uplink_again) {
                 self.serve_uplink();
+            }
+            for index in std::mem::take(&mut self.tunnels_again) {
+                self.serve_tunnel_endpoint(index);
             }
             if !self.apply_commands() {
                 return Ok(());
@@ -405,6 +438,41 @@ impl Datapath {
             if let Some(fd) = self.uplink.as_ref().and_then(|u| u.port.raw_fd()) {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
+        }
+    }
+
+    /// Reads one batch from a tunnel endpoint and forwards each inner frame
+    /// from the tunnel port it belongs to.
+    fn serve_tunnel_endpoint(&mut self, index: usize) {
+        let now = self.now();
+        let mut read = 0;
+        while read < BATCH {
+            let frame = &mut self.pool[0];
+            match self.overlay.receive(index, frame) {
+                Ok(None) => break,
+                Ok(Some(None)) => read += 1,
+                Ok(Some(Some(port))) => {
+                    read += 1;
+                    if let Some(net) = self.bridge.process(port, frame, now) {
+                        Self::to_gateway(
+                            &mut self.gateway,
+                            &mut self.bridge,
+                            &mut self.uplink,
+                            Side::Net(net.0),
+                            frame,
+                            now,
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tunnel socket read failed");
+                    break;
+                }
+            }
+        }
+        self.flush_outbox(now);
+        if read == BATCH {
+            self.tunnels_again.push(index);
         }
     }
 
@@ -514,6 +582,7 @@ impl Datapath {
                 port,
                 membership,
                 mtu,
+                tunnel,
             } => {
                 let attachment = match &membership {
                     Membership::Access(net) => self.bridge.access(net)?,
@@ -533,6 +602,28 @@ impl Datapath {
                     // not report them, so serve the port once now.
                     self.pending.push(id);
                 }
+                if let Some(binding) = tunnel {
+                    self.bridge.set_tunnel(id, binding.overlay_mtu);
+                    let fd = binding.socket.raw_fd();
+                    if let Some(index) =
+                        self.overlay
+                            .add(binding.socket, binding.remote, binding.key, id)
+                    {
+                        let token = Token(TUNNEL_BASE - index);
+                        if let Err(e) = self.poll.registry().register(
+                            &mut SourceFd(&fd),
+                            token,
+                            Interest::READABLE,
+                        ) {
+                            let _ = self.bridge.remove_port(&name);
+                            self.overlay.remove_port(id);
+                            return Err(DatapathError::Gateway(format!(
+                                "cannot poll tunnel {name}: {e}"
+                            )));
+                        }
+                        self.tunnels_again.push(index);
+                    }
+                }
                 Ok(Answer::Done)
             }
             Op::RemovePort(name) => {
@@ -541,6 +632,9 @@ impl Datapath {
                     let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                 }
                 self.pending.retain(|p| *p != id);
+                if let Some(fd) = self.overlay.remove_port(id) {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                }
                 drop(slot);
                 Ok(Answer::Done)
             }

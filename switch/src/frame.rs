@@ -146,6 +146,30 @@ impl Frame {
         self.len == 0
     }
 
+    /// The whole buffer, headroom included (tunnel ports read outer packets
+    /// into it and write outer headers in front of the frame).
+    pub fn raw_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Where the frame starts in [`raw_mut`](Self::raw_mut)'s buffer.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Makes `raw[start..start + len]` the frame, with no offloads. `false`
+    /// (frame unchanged) when the range leaves no room for a virtio-net
+    /// header and a VLAN tag in front or runs past the buffer.
+    pub fn set_range(&mut self, start: usize, len: usize) -> bool {
+        if start < VNET_HDR_LEN + VLAN_TAG_LEN || start + len > self.buf.len() {
+            return false;
+        }
+        self.start = start;
+        self.len = len;
+        self.vnet = VnetHeader::default();
+        true
+    }
+
     /// Shortens the frame to `len` bytes (no-op when it is not longer).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

@@ -31,11 +31,14 @@ pub enum DropReason {
     TxError,
     /// The frame was discarded because the port is detached.
     PortDown,
+    /// A GSO frame for a port that cannot take one (a tunnel), until
+    /// software segmentation exists.
+    NeedsSegmentation,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -47,6 +50,7 @@ impl DropReason {
         DropReason::TxQueueFull,
         DropReason::TxError,
         DropReason::PortDown,
+        DropReason::NeedsSegmentation,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -71,6 +75,7 @@ impl DropReason {
             DropReason::TxQueueFull => "tx-queue-full",
             DropReason::TxError => "tx-error",
             DropReason::PortDown => "port-down",
+            DropReason::NeedsSegmentation => "needs-segmentation",
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct PortSlot {
     pub counters: PortCounters,
     /// Attached captures.
     pub captures: Vec<CaptureTap>,
+    /// For a tunnel port, its overlay MTU: larger DF packets get ICMP
+    /// fragmentation-needed back, larger non-DF ones are carried (the host
+    /// stack fragments the outer packet). Tunnel ports also keep split
+    /// horizon: what arrives on one tunnel is never flooded to another.
+    pub tunnel_mtu: Option<u32>,
 }
 
 /// Why a bridge operation was refused.
@@ -107,6 +112,9 @@ pub struct Bridge {
     ports: Vec<Option<PortSlot>>,
     port_mac_limit: u32,
     flood_scratch: Vec<PortId>,
+    /// Frames the bridge made (ICMP fragmentation-needed for packets too big
+    /// for a tunnel), each to send out of a port of a network.
+    replies: Vec<(PortId, NetId, Vec<u8>)>,
 }
 
 impl Bridge {
@@ -118,6 +126,7 @@ impl Bridge {
             ports: Vec::new(),
             port_mac_limit,
             flood_scratch: Vec::new(),
+            replies: Vec::new(),
         }
     }
 
@@ -238,6 +247,7 @@ impl Bridge {
             mtu,
             counters: PortCounters::default(),
             captures: Vec::new(),
+            tunnel_mtu: None,
         });
         Ok(id)
     }
@@ -256,6 +266,28 @@ impl Bridge {
             }
         }
         Ok((id, slot))
+    }
+
+    /// Marks a port as a tunnel with this overlay MTU.
+    pub fn set_tunnel(&mut self, id: PortId, overlay_mtu: u32) {
+        if let Some(slot) = self.port_mut(id) {
+            slot.tunnel_mtu = Some(overlay_mtu);
+        }
+    }
+
+    /// Takes the frames the bridge made since the last call.
+    pub fn take_replies(&mut self) -> Vec<(PortId, NetId, Vec<u8>)> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// True when there are frames for [`take_replies`](Self::take_replies).
+    pub fn has_replies(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    /// Sends a frame the bridge or gateway made out of one port.
+    pub fn send_to_port(&mut self, out: PortId, net: NetId, frame: &mut Frame) {
+        self.transmit(out, net, frame, None);
     }
 
     /// The id of the port called `name`.
@@ -463,7 +495,7 @@ impl Bridge {
             self.network(net).and_then(|n| n.fdb.lookup(&dst, now))
         };
         match known {
-            Some(out) => self.transmit(out, net, frame),
+            Some(out) => self.transmit(out, net, frame, None),
             None => {
                 let mut targets = std::mem::take(&mut self.flood_scratch);
                 targets.clear();
@@ -471,7 +503,7 @@ impl Bridge {
                     targets.extend_from_slice(&network.members);
                 }
                 for &out in &targets {
-                    self.transmit(out, net, frame);
+                    self.transmit(out, net, frame, None);
                 }
                 self.flood_scratch = targets;
             }
@@ -552,7 +584,7 @@ impl Bridge {
 
     fn deliver(&mut self, in_port: PortId, net: NetId, verdict: Verdict, frame: &mut Frame) {
         match verdict {
-            Verdict::Forward(out) => self.transmit(out, net, frame),
+            Verdict::Forward(out) => self.transmit(out, net, frame, Some(in_port)),
             Verdict::Drop(reason) => self.count_drop(in_port, reason),
             // The caller hands these to the gateway.
             Verdict::Gateway => {}
@@ -560,10 +592,15 @@ impl Bridge {
                 let mut targets = std::mem::take(&mut self.flood_scratch);
                 targets.clear();
                 let in_isolated = self.is_isolated(in_port, net);
+                let in_tunnel = self.port(in_port).is_some_and(|p| p.tunnel_mtu.is_some());
                 let mut blocked = false;
                 if let Some(network) = self.network(net) {
                     for &member in &network.members {
                         if member == in_port {
+                            continue;
+                        }
+                        // Split horizon: a full mesh of tunnels has no loops.
+                        if in_tunnel && self.port(member).is_some_and(|p| p.tunnel_mtu.is_some()) {
                             continue;
                         }
                         if in_isolated && self.is_isolated(member, net) {
@@ -577,21 +614,38 @@ impl Bridge {
                     self.count_drop(in_port, DropReason::IccDisabled);
                 }
                 for &out in &targets {
-                    self.transmit(out, net, frame);
+                    self.transmit(out, net, frame, Some(in_port));
                 }
                 self.flood_scratch = targets;
             }
         }
     }
 
-    fn transmit(&mut self, out: PortId, net: NetId, frame: &mut Frame) {
+    fn transmit(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
         let vlan = self.network(net).and_then(|n| n.vlan);
         let Some(slot) = self.port_mut(out) else {
             return;
         };
-        if !frame.vnet.is_gso() && frame.len() > slot.mtu as usize + ETH_HEADER_LEN {
-            slot.counters.drop_frame(DropReason::TooBig);
-            return;
+        let gso = frame.vnet.is_gso();
+        match slot.tunnel_mtu {
+            Some(overlay_mtu) => {
+                if !gso
+                    && frame.len() > overlay_mtu as usize + ETH_HEADER_LEN
+                    && dont_fragment(frame)
+                {
+                    slot.counters.drop_frame(DropReason::TooBig);
+                    if let (Some(from), Some(reply)) = (from, frag_needed(frame, overlay_mtu)) {
+                        self.replies.push((from, net, reply));
+                    }
+                    return;
+                }
+            }
+            None => {
+                if !gso && frame.len() > slot.mtu as usize + ETH_HEADER_LEN {
+                    slot.counters.drop_frame(DropReason::TooBig);
+                    return;
+                }
+            }
         }
         let tagged = matches!(slot.attachment, Attachment::Trunk(_));
         if tagged {
@@ -608,6 +662,9 @@ impl Bridge {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 slot.counters.drop_frame(DropReason::TxQueueFull)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                slot.counters.drop_frame(DropReason::NeedsSegmentation)
+            }
             Err(_) => slot.counters.drop_frame(DropReason::TxError),
         }
         if tagged {
@@ -620,6 +677,34 @@ impl Bridge {
             slot.counters.drop_frame(reason);
         }
     }
+}
+
+/// True for an IPv4 packet with the don't-fragment bit.
+fn dont_fragment(frame: &Frame) -> bool {
+    let d = frame.data();
+    d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00] && d[ETH_HEADER_LEN + 6] & 0x40 != 0
+}
+
+/// An ICMP fragmentation-needed frame (RFC 1191) answering `frame`, as if
+/// from its destination: back to its sender's MAC, quoting it, with the
+/// tunnel's overlay MTU as the next-hop MTU. `None` when ICMP may not answer
+/// it (RFC 1812: not about errors, fragments, broadcasts…).
+fn frag_needed(frame: &Frame, overlay_mtu: u32) -> Option<Vec<u8>> {
+    let d = frame.data();
+    let ip = &d[ETH_HEADER_LEN..];
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let mut out = vec![0u8; ETH_HEADER_LEN + yard_nat::wire::icmp::MAX_ERROR_LEN];
+    let kind = yard_nat::wire::IcmpErrorKind::FragmentationNeeded {
+        next_hop_mtu: overlay_mtu.min(65_535) as u16,
+    };
+    let ident = u16::from_be_bytes([ip[4], ip[5]]);
+    let n =
+        yard_nat::wire::build_icmp_error(&mut out[ETH_HEADER_LEN..], dst, ident, kind, ip).ok()?;
+    out[..6].copy_from_slice(&d[6..12]);
+    out[6..12].copy_from_slice(&d[..6]);
+    out[12..14].copy_from_slice(&[0x08, 0x00]);
+    out.truncate(ETH_HEADER_LEN + n);
+    Some(out)
 }
 
 fn attached_nets(attachment: &Attachment) -> impl Iterator<Item = NetId> + '_ {

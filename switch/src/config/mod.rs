@@ -281,6 +281,31 @@ impl Config {
                 check_ifname(name, iface)?;
                 self.check_iface_free(name, iface)?;
             }
+            PortKind::Gre {
+                remote, local, key, ..
+            } => {
+                self.check_tunnel(
+                    name,
+                    *remote,
+                    key,
+                    |k| matches!(k, PortKind::Gre { local: l, .. } if l == local),
+                )?;
+            }
+            PortKind::GreUdp {
+                remote, local, key, ..
+            } => {
+                if remote.port() == 0 {
+                    return refuse(format!(
+                        "port {name}: remote port 0 is not valid: omit it for 4754"
+                    ));
+                }
+                self.check_tunnel(
+                    name,
+                    *remote.ip(),
+                    key,
+                    |k| matches!(k, PortKind::GreUdp { local: l, .. } if l == local),
+                )?;
+            }
             PortKind::Trunk { iface, nets } => {
                 check_ifname(name, iface)?;
                 self.check_iface_free(name, iface)?;
@@ -324,6 +349,43 @@ impl Config {
             return refuse(format!(
                 "port {name}: address {} is already used by port {} on network {net}",
                 ip.addr, other.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// A tunnel's remote must be a unicast address, and its (remote, key)
+    /// unique among tunnels sharing its local endpoint, so received packets
+    /// have exactly one home.
+    fn check_tunnel(
+        &self,
+        name: &str,
+        remote: Ipv4Addr,
+        key: &Option<u32>,
+        same_endpoint: impl Fn(&PortKind) -> bool,
+    ) -> Result<(), ConfigError> {
+        if remote.is_unspecified() || remote.is_multicast() || remote.is_broadcast() {
+            return refuse(format!(
+                "port {name}: remote {remote} is not a unicast address"
+            ));
+        }
+        let clash = self.ports.iter().find(|p| {
+            same_endpoint(&p.kind)
+                && match &p.kind {
+                    PortKind::Gre {
+                        remote: r, key: k, ..
+                    } => *r == remote && k == key,
+                    PortKind::GreUdp {
+                        remote: r, key: k, ..
+                    } => *r.ip() == remote && k == key,
+                    _ => false,
+                }
+        });
+        if let Some(other) = clash {
+            return refuse(format!(
+                "port {name}: tunnel port {} already reaches {remote} with {}: give this one another --key",
+                other.name,
+                key.map(|k| format!("key {k}")).unwrap_or_else(|| "no key".into())
             ));
         }
         Ok(())

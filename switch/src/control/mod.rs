@@ -31,7 +31,7 @@ mod l3;
 
 use yard_nat::conntrack::RuleId;
 
-use crate::attach::attach;
+use crate::attach::{attach, TunnelSockets};
 use crate::capture::{CaptureTap, CAPTURE_QUEUE};
 use crate::config::{Config, StaticFdb};
 use crate::datapath::{Answer, DatapathHandle, Op};
@@ -62,6 +62,8 @@ pub struct Control {
     config: Config,
     live: HashMap<String, LivePort>,
     uplink: Option<LivePort>,
+    /// Sockets shared by tunnel ports.
+    tunnels: TunnelSockets,
     /// The gateway's id of each published port, in `config.publish` order.
     rule_ids: Vec<RuleId>,
     next_rule: u32,
@@ -91,6 +93,7 @@ impl Control {
                 ..config.clone()
             },
             live: HashMap::new(),
+            tunnels: TunnelSockets::default(),
             uplink: None,
             rule_ids: Vec::new(),
             next_rule: 1,
@@ -129,8 +132,9 @@ impl Control {
     }
 
     /// Attaches a configured port and hands it to the datapath.
-    fn start_port(&self, spec: &PortSpec) -> LivePort {
-        match attach(spec, &self.config) {
+    fn start_port(&mut self, spec: &PortSpec) -> LivePort {
+        let overlay = self.overlay_mtu(spec.nets()[0]);
+        match attach(spec, &self.config, &mut self.tunnels, overlay) {
             Ok(attached) => {
                 let live = LivePort {
                     mac: attached.mac,
@@ -142,6 +146,7 @@ impl Control {
                     port: attached.port,
                     membership: attached.membership,
                     mtu: attached.mtu,
+                    tunnel: attached.tunnel,
                 };
                 match self.call(op) {
                     Ok(_) => live,
@@ -380,7 +385,8 @@ impl Control {
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
         self.config.check_new_port(&spec).map_err(|e| e.0)?;
-        let live = match attach(&spec, &self.config) {
+        let overlay = self.overlay_mtu(spec.nets()[0]);
+        let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
             Ok(attached) => {
                 let live = LivePort {
                     mac: attached.mac,
@@ -392,6 +398,7 @@ impl Control {
                     port: attached.port,
                     membership: attached.membership,
                     mtu: attached.mtu,
+                    tunnel: attached.tunnel,
                 })?;
                 live
             }
@@ -449,6 +456,19 @@ impl Control {
         }
     }
 
+    /// The smallest MTU of the live tunnel ports on network `net`, if any.
+    fn overlay_mtu(&self, net: &str) -> Option<u32> {
+        self.config
+            .ports
+            .iter()
+            .filter(|p| matches!(p.kind, PortKind::Gre { .. } | PortKind::GreUdp { .. }))
+            .filter(|p| p.nets().contains(&net))
+            .filter_map(|p| self.live.get(&p.name))
+            .filter(|l| l.state == PortState::Up)
+            .map(|l| l.mtu)
+            .min()
+    }
+
     fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, String> {
         let figures = match self.call(Op::NetFigures)? {
             Answer::NetFigures(f) => f,
@@ -472,6 +492,7 @@ impl Control {
                         .collect(),
                     fdb_entries: fig.map(|f| f.fdb_entries).unwrap_or(0),
                     mac_moves: fig.map(|f| f.mac_moves).unwrap_or(0),
+                    overlay_mtu: self.overlay_mtu(&n.name),
                     connected: self
                         .config
                         .connections

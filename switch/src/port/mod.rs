@@ -9,6 +9,7 @@
 
 pub mod fd;
 pub mod memory;
+pub mod tunnel;
 
 use std::io;
 use std::os::fd::RawFd;

@@ -192,6 +192,18 @@ impl Config {
                         other.name
                     ));
                 }
+                if let Some(uplink) = self
+                    .uplink
+                    .as_ref()
+                    .filter(|u| u.ip.network().overlaps(&subnet))
+                {
+                    return refuse(format!(
+                        "network {}: subnet {subnet} overlaps the uplink {}'s {}: the inside and the outside must not share addresses",
+                        spec.name,
+                        uplink.name,
+                        uplink.ip.network()
+                    ));
+                }
                 let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());
                 if !is_host_of(&subnet, gateway) {
                     return refuse(format!(

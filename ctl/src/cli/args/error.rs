@@ -192,7 +192,7 @@ pub enum ArgError {
         reason: &'static str,
     },
     /// A `--timeout` that is not `NAME=SECONDS`.
-    #[error("--timeout '{given}' {why}: write NAME=SECONDS, e.g. tcp-established=3600")]
+    #[error("--timeout '{given}' {why}: write NAME=SECONDS, e.g. tcp-established=86400")]
     BadTimeout {
         /// The text given.
         given: String,

@@ -17,6 +17,7 @@ pub mod frame;
 pub mod l3;
 pub mod netconf;
 pub mod netns;
+pub mod offload;
 pub mod overlay;
 pub mod port;
 pub mod state;

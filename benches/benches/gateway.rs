@@ -51,8 +51,10 @@ fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, syn: bool, payload: usize
 /// A gateway with one masquerading network, an uplink whose router is
 /// resolved, and `flows` SNAT'd connections already in the table.
 fn gateway_with(flows: u32) -> Gateway {
-    let mut config = Config::default();
-    config.max_entries = (flows as usize + 16).max(1024);
+    let config = Config {
+        max_entries: (flows as usize + 16).max(1024),
+        ..Config::default()
+    };
     let mut gw = Gateway::new(config);
     gw.set_network(NetConfig {
         id: 1,

@@ -31,9 +31,11 @@ pub enum DropReason {
     TxError,
     /// The frame was discarded because the port is detached.
     PortDown,
-    /// A GSO frame for a port that cannot take one (a tunnel), until
-    /// software segmentation exists.
-    NeedsSegmentation,
+    /// A GSO frame or partial checksum for a port that cannot take it (a
+    /// tunnel), which software could not segment or complete either: its
+    /// virtio-net header does not match its headers, or it is not TCP/UDP
+    /// over IP ([`crate::offload::OffloadError`]).
+    BadOffload,
 }
 
 impl DropReason {
@@ -50,7 +52,7 @@ impl DropReason {
         DropReason::TxQueueFull,
         DropReason::TxError,
         DropReason::PortDown,
-        DropReason::NeedsSegmentation,
+        DropReason::BadOffload,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -75,7 +77,7 @@ impl DropReason {
             DropReason::TxQueueFull => "tx-queue-full",
             DropReason::TxError => "tx-error",
             DropReason::PortDown => "port-down",
-            DropReason::NeedsSegmentation => "needs-segmentation",
+            DropReason::BadOffload => "bad-offload",
         }
     }
 }

@@ -24,7 +24,8 @@ use yard_ctl::MacAddr;
 
 use crate::capture::{self, CaptureTap};
 use crate::fdb::{Fdb, Millis};
-use crate::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN};
+use crate::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::offload;
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::{DropReason, Verdict};
 
@@ -115,6 +116,10 @@ pub struct Bridge {
     /// Frames the bridge made (ICMP fragmentation-needed for packets too big
     /// for a tunnel), each to send out of a port of a network.
     replies: Vec<(PortId, NetId, Vec<u8>)>,
+    /// Where GSO frames are cut into segments for ports that take no
+    /// offloads: allocated once, with the bridge; out of its slot while in
+    /// use.
+    offload_scratch: Option<Frame>,
 }
 
 impl Bridge {
@@ -127,6 +132,7 @@ impl Bridge {
             port_mac_limit,
             flood_scratch: Vec::new(),
             replies: Vec::new(),
+            offload_scratch: Some(Frame::new()),
         }
     }
 
@@ -621,7 +627,41 @@ impl Bridge {
         }
     }
 
+    /// Sends a frame out of one port, first doing in software the offloads
+    /// the port cannot take (issue 5): a GSO frame is cut into segments, each
+    /// sent on its own; a partial checksum is completed. A frame software
+    /// cannot handle either is dropped as [`DropReason::BadOffload`].
     fn transmit(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
+        let Some(port) = self.port(out).map(|slot| &slot.port) else {
+            return;
+        };
+        let (takes_gso, takes_partial) = (port.accepts_gso(), port.accepts_partial_csum());
+        let partial = frame.vnet.flags & VNET_F_NEEDS_CSUM != 0;
+        if frame.vnet.is_gso() && !(takes_gso && takes_partial) {
+            let Some(mut scratch) = self.offload_scratch.take() else {
+                self.count_drop(out, DropReason::BadOffload);
+                return;
+            };
+            let cut = offload::segment(frame, &mut scratch, |segment| {
+                self.transmit_plain(out, net, segment, from)
+            });
+            self.offload_scratch = Some(scratch);
+            if cut.is_err() {
+                self.count_drop(out, DropReason::BadOffload);
+            }
+            return;
+        }
+        if partial && !takes_partial && offload::complete_checksum(frame).is_err() {
+            self.count_drop(out, DropReason::BadOffload);
+            return;
+        }
+        self.transmit_plain(out, net, frame, from);
+    }
+
+    /// Sends a frame whose offloads the port takes: MTU check (with ICMP
+    /// fragmentation-needed for a tunnel), the trunk's VLAN tag, counters and
+    /// captures.
+    fn transmit_plain(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
         let vlan = self.network(net).and_then(|n| n.vlan);
         let Some(slot) = self.port_mut(out) else {
             return;
@@ -661,9 +701,6 @@ impl Bridge {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 slot.counters.drop_frame(DropReason::TxQueueFull)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                slot.counters.drop_frame(DropReason::NeedsSegmentation)
             }
             Err(_) => slot.counters.drop_frame(DropReason::TxError),
         }

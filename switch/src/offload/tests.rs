@@ -716,3 +716,178 @@ proptest! {
         let _ = complete_checksum(&mut f);
     }
 }
+
+/// Through the bridge: a port that takes no offloads gets segments with
+/// full checksums (tagged on a trunk); a port that takes them gets the GSO
+/// frame as it came; a frame software cannot segment is counted.
+mod through_the_bridge {
+    use std::sync::{Arc, Mutex};
+
+    use yard_ctl::api::NetworkSpec;
+
+    use super::*;
+    use crate::bridge::Bridge;
+    use crate::fdb::Millis;
+    use crate::port::memory::{MemoryPort, MemoryQueues};
+    use crate::port::{Port, PortId};
+    use crate::verdict::DropReason;
+
+    /// A memory port that, like a tunnel, takes no offloads.
+    struct Plain(MemoryPort);
+
+    impl Port for Plain {
+        fn recv(&mut self, frame: &mut Frame) -> std::io::Result<bool> {
+            self.0.recv(frame)
+        }
+        fn send(&mut self, frame: &mut Frame) -> std::io::Result<()> {
+            assert!(!frame.vnet.is_gso(), "a GSO frame reached a plain port");
+            assert_eq!(frame.vnet.flags & VNET_F_NEEDS_CSUM, 0);
+            self.0.send(frame)
+        }
+        fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+            None
+        }
+        fn accepts_gso(&self) -> bool {
+            false
+        }
+        fn accepts_partial_csum(&self) -> bool {
+            false
+        }
+    }
+
+    type Queues = Arc<Mutex<MemoryQueues>>;
+
+    struct Lab {
+        bridge: Bridge,
+        from: PortId,
+        plain: (PortId, Queues),
+        trunk: (PortId, Queues),
+        offloading: (PortId, Queues),
+    }
+
+    fn lab() -> Lab {
+        let mut bridge = Bridge::new(100);
+        let mut spec = NetworkSpec::new("n");
+        spec.vlan = Some(10);
+        bridge.add_network(&spec).unwrap();
+        let mut add = |name: &str, port: Box<dyn Port>, trunk: bool| {
+            let attachment = if trunk {
+                bridge.trunk(&["n"]).unwrap()
+            } else {
+                bridge.access("n").unwrap()
+            };
+            bridge.add_port(name, port, attachment, 1500).unwrap()
+        };
+        let (from, _) = MemoryPort::new();
+        let from = add("from", Box::new(from), false);
+        let (p, plain_q) = MemoryPort::new();
+        let plain = add("plain", Box::new(Plain(p)), false);
+        let (p, trunk_q) = MemoryPort::new();
+        let trunk = add("trunk", Box::new(Plain(p)), true);
+        let (p, off_q) = MemoryPort::new();
+        let offloading = add("offloading", Box::new(p), false);
+        Lab {
+            bridge,
+            from,
+            plain: (plain, plain_q),
+            trunk: (trunk, trunk_q),
+            offloading: (offloading, off_q),
+        }
+    }
+
+    fn sent(q: &Queues) -> Vec<(VnetHeader, Vec<u8>)> {
+        std::mem::take(&mut q.lock().unwrap().outbound)
+    }
+
+    #[test]
+    fn gso_frames_are_segmented_only_for_ports_without_offloads() {
+        let mut lab = lab();
+        let shape = Shape {
+            family: Family::V4,
+            vlan: None,
+            id: 9,
+        };
+        let payload = payload_of(10_000);
+        let mut frame = offloaded(
+            tcp(shape, SEQ, Flags::default(), &payload),
+            shape,
+            PROTO_TCP,
+            GSO_TCPV4,
+            1448,
+        );
+        let original = (frame.vnet, frame.data().to_vec());
+        // Unknown destination: flooded to all three.
+        lab.bridge.process(lab.from, &mut frame, Millis(1));
+        assert_eq!((frame.vnet, frame.data().to_vec()), original, "input kept");
+
+        let plain = sent(&lab.plain.1);
+        assert_eq!(plain.len(), 7);
+        let mut joined = Vec::new();
+        for (vnet, s) in &plain {
+            assert_eq!(*vnet, VnetHeader::default());
+            assert!(s.len() <= 1514);
+            assert_l4_checksum_ok(s, shape, PROTO_TCP);
+            joined.extend_from_slice(&s[66..]);
+        }
+        assert_eq!(joined, payload);
+
+        let tagged = Shape {
+            vlan: Some(10),
+            ..shape
+        };
+        let trunk = sent(&lab.trunk.1);
+        assert_eq!(trunk.len(), 7);
+        for ((_, t), (_, p)) in trunk.iter().zip(&plain) {
+            assert_eq!(&t[12..16], &[0x81, 0, 0, 10]);
+            assert_eq!(t[16..], p[12..]);
+            assert_l4_checksum_ok(t, tagged, PROTO_TCP);
+        }
+
+        assert_eq!(sent(&lab.offloading.1), vec![original]);
+
+        let stats = |id: PortId| lab.bridge.port(id).unwrap().counters.clone();
+        assert_eq!(stats(lab.plain.0).tx_packets, 7);
+        assert_eq!(stats(lab.trunk.0).tx_packets, 7);
+        assert_eq!(stats(lab.offloading.0).tx_packets, 1);
+    }
+
+    #[test]
+    fn partial_checksums_are_completed_only_for_ports_without_offloads() {
+        let mut lab = lab();
+        let shape = Shape {
+            family: Family::V6,
+            vlan: None,
+            id: 0,
+        };
+        let want = udp(shape, &payload_of(300));
+        let mut frame = offloaded(want.clone(), shape, PROTO_UDP, 0, 0);
+        let partial = (frame.vnet, frame.data().to_vec());
+        // The offloading port comes last in the flood, after the checksum was
+        // completed in place for the plain ones: it gets a correct frame.
+        lab.bridge.process(lab.from, &mut frame, Millis(1));
+        let plain = sent(&lab.plain.1);
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].1, want);
+        assert_eq!(plain[0].0.flags & VNET_F_NEEDS_CSUM, 0);
+        let off = sent(&lab.offloading.1);
+        assert_eq!(off.len(), 1);
+        assert_l4_checksum_ok(&off[0].1, shape, PROTO_UDP);
+        assert_ne!(partial.1, want, "the input really was partial");
+    }
+
+    #[test]
+    fn a_malformed_gso_frame_is_counted_as_bad_offload() {
+        let mut lab = lab();
+        let mut frame = tcp4_frame(3000);
+        frame.vnet.hdr_len = 20;
+        lab.bridge.process(lab.from, &mut frame, Millis(1));
+        assert!(sent(&lab.plain.1).is_empty());
+        let drops = |id: PortId| {
+            lab.bridge.port(id).unwrap().counters.drops[DropReason::BadOffload.index()]
+        };
+        assert_eq!(drops(lab.plain.0), 1);
+        assert_eq!(drops(lab.trunk.0), 1);
+        assert_eq!(drops(lab.offloading.0), 0);
+        assert_eq!(sent(&lab.offloading.1).len(), 1, "passed on as it is");
+    }
+}

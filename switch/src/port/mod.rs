@@ -38,6 +38,20 @@ pub trait Port: Send {
 
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
+
+    /// True when the device takes GSO frames (virtio-net `gso_type` set) and
+    /// segments them itself. When false the bridge hands it only segments cut
+    /// in software ([`crate::offload::segment`]).
+    fn accepts_gso(&self) -> bool {
+        true
+    }
+
+    /// True when the device takes frames with a partial checksum (virtio-net
+    /// `NEEDS_CSUM`) and completes it. When false the bridge completes it
+    /// first ([`crate::offload::complete_checksum`]).
+    fn accepts_partial_csum(&self) -> bool {
+        true
+    }
 }
 
 /// Traffic counters of one port.

@@ -8,21 +8,24 @@
 //! [`Port::recv`] of a tunnel port never yields a frame.
 //!
 //! On the way in, a tunnel clamps the MSS of TCP SYNs to what fits its
-//! overlay MTU, and completes a partial (offloaded) checksum, since the far
-//! side receives plain packets. A GSO frame cannot be segmented here yet: it
-//! is refused with `ErrorKind::Unsupported` and counted.
+//! overlay MTU. The far side receives plain packets, so a tunnel takes no
+//! offloads ([`Port::accepts_gso`] and [`Port::accepts_partial_csum`] are
+//! false): the bridge segments GSO frames and completes partial checksums in
+//! software ([`crate::offload`]) before they get here. A partial checksum
+//! that arrives anyway is completed here too.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use yard_nat::checksum::{self, L4Checksum};
+use yard_nat::checksum::L4Checksum;
 use yard_nat::wire::{Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 
 use super::Port;
-use crate::frame::{Frame, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::frame::{Frame, ETH_HEADER_LEN};
+use crate::offload;
 use crate::sys;
 
 /// A socket tunnels share.
@@ -76,25 +79,6 @@ impl TunnelPort {
     }
 }
 
-/// Completes a partial L4 checksum: sums from `csum_start` to the end and
-/// stores the result at `csum_start + csum_offset`.
-fn complete_checksum(frame: &mut Frame) -> io::Result<()> {
-    let start = usize::from(frame.vnet.csum_start);
-    let field = start + usize::from(frame.vnet.csum_offset);
-    let data = frame.data_mut();
-    if field + 2 > data.len() || start > data.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "partial checksum outside the frame",
-        ));
-    }
-    let sum = checksum::ones_sum(&data[start..]);
-    let folded = !sum;
-    data[field..field + 2].copy_from_slice(&folded.to_be_bytes());
-    frame.vnet.flags &= !VNET_F_NEEDS_CSUM;
-    Ok(())
-}
-
 /// Clamps the MSS option of an IPv4 TCP SYN to `max`.
 fn clamp_syn_mss(frame: &mut Frame, max: u16) {
     let data = frame.data_mut();
@@ -120,15 +104,8 @@ impl Port for TunnelPort {
     }
 
     fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
-        if frame.vnet.is_gso() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "GSO frame into a tunnel",
-            ));
-        }
-        if frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
-            complete_checksum(frame)?;
-        }
+        offload::complete_checksum(frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         // IPv4 (20) + TCP (20) headers come off the overlay MTU.
         clamp_syn_mss(
             frame,
@@ -157,49 +134,17 @@ impl Port for TunnelPort {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+
+    fn accepts_gso(&self) -> bool {
+        false
+    }
+
+    fn accepts_partial_csum(&self) -> bool {
+        false
+    }
 }
 
 /// The remote of a GRE tunnel as a socket address (raw GRE has no port).
 pub fn gre_remote(ip: Ipv4Addr) -> SocketAddrV4 {
     SocketAddrV4::new(ip, 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::frame::VnetHeader;
-
-    #[test]
-    fn partial_checksums_are_completed() {
-        // An IPv4/UDP frame whose UDP checksum field holds the pseudo-header
-        // sum, as a veth with tx offload hands it over.
-        let payload = [1u8, 2, 3, 4, 5];
-        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(1000, 2000);
-        let mut bytes = Vec::new();
-        builder.write(&mut bytes, &payload).unwrap();
-        let correct = u16::from_be_bytes([bytes[40], bytes[41]]);
-        let pseudo = checksum::pseudo_header_sum(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            17,
-            (8 + payload.len()) as u16,
-        );
-        bytes[40..42].copy_from_slice(&pseudo.to_be_bytes());
-        let mut frame = Frame::new();
-        let vnet = VnetHeader {
-            flags: VNET_F_NEEDS_CSUM,
-            csum_start: 34,
-            csum_offset: 6,
-            ..VnetHeader::default()
-        };
-        frame.fill(vnet, &bytes);
-        complete_checksum(&mut frame).unwrap();
-        assert_eq!(
-            u16::from_be_bytes([frame.data()[40], frame.data()[41]]),
-            correct
-        );
-        assert_eq!(frame.vnet.flags & VNET_F_NEEDS_CSUM, 0);
-    }
 }

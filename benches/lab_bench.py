@@ -42,8 +42,24 @@ CLIENT_IP = "10.88.0.1"
 SERVER_IP = "10.88.0.2"
 PREFIX_LEN = 24
 IPERF_PORT = 5201
+CPS_PORT = 5202
 SOCKPERF_PORT = 11111
 UDP_LEN = 64
+# NAT paths: the container network behind the NAT and the "outside" link.
+NAT_SUBNET = "172.31.0.0/16"
+NAT_GW = "172.31.0.1"
+NAT_CONT_IP = "172.31.0.2"
+NAT_CONT_PREFIX = 16
+OUT_IP = "10.1.0.1"  # the outside namespace (the NAT's next hop)
+WAN_IP = "10.1.0.2"  # the NAT's own address on the outside link
+WAN_PREFIX = 24
+# GRE paths: the underlay between the two "hosts".
+UNDERLAY_A = "192.168.50.1"
+UNDERLAY_B = "192.168.50.2"
+UNDERLAY_PREFIX = 24
+GRE_KEY = 42
+# Connections/s: upper bound on connections per run (the run also stops at T s).
+CPS_MAX_CONNS = 1_000_000
 # Extra seconds every bounded command gets on top of its test duration.
 SLACK = 20
 
@@ -249,18 +265,29 @@ class Yardd:
 
 
 class Path:
-    """A way of joining the client namespace c1 to the server namespace c2.
+    """A way of joining a client namespace to a server namespace.
 
     Subclasses implement build(); they create namespaces with self.netns()
     so teardown removes them. After setup(), self.client_ns and
-    self.server_ns hold the namespace names and the server listens on
-    SERVER_IP; switch_pid() names the switch process for CPU sampling
-    (None for kernel paths).
+    self.server_ns hold the namespace names, the server listens on
+    self.bind_ip and the client connects to self.connect_ip; switch_pids()
+    names the switch processes for CPU sampling (empty for kernel paths).
+
+    kind is "l2", "nat" or "gre"; metrics lists what is measured;
+    reference names the path this row's ratios are taken against (None: the
+    row is itself a reference); tools lists the commands the path needs (the
+    path is skipped with a note when one is missing).
     """
 
     name = "?"
     needs_yardd = False
+    kernel = False
     description = ""
+    kind = "l2"
+    metrics = ("tcp1", "tcp4", "udp64", "rtt")
+    reference = "yardd-tap"
+    tools = ()
+    install_hint = ""
 
     def __init__(self, opts, prefix, tag):
         self.opts = opts
@@ -268,7 +295,18 @@ class Path:
         self.tag = tag  # per-path letter, keeps names unique within a run
         self.client_ns = None
         self.server_ns = None
+        self.connect_ip = SERVER_IP
+        self.bind_ip = SERVER_IP
         self.my_netns = []
+
+    @classmethod
+    def missing_tools(cls):
+        """A note naming the missing commands/files, or None."""
+        missing = [t for t in cls.tools if (shutil.which(t) is None and not os.path.exists(t))]
+        if not missing:
+            return None
+        hint = f"; install: {cls.install_hint}" if cls.install_hint else ""
+        return f"skipped: {', '.join(missing)} not installed{hint}"
 
     def ns_name(self, role):
         return f"{self.prefix}{self.tag}{role}"
@@ -287,38 +325,41 @@ class Path:
     def build(self):
         raise NotImplementedError
 
-    def switch_pid(self):
-        return None
+    def switch_pids(self):
+        return []
 
     def switch_stats(self):
         """Counters worth keeping in the JSON after the runs (or None)."""
         return None
 
     def teardown(self):
-        self.stop_switch()
-        for name in reversed(self.my_netns):
-            RES.release_netns(name)
-        self.my_netns = []
+        try:
+            self.stop_switch()
+        finally:
+            for name in reversed(self.my_netns):
+                RES.release_netns(name)
+            self.my_netns = []
 
     def stop_switch(self):
         pass
 
     # helpers -----------------------------------------------------------
     @staticmethod
-    def config_container_if(ns, ifname, ip):
-        run(["ip", "-n", ns, "addr", "add", f"{ip}/{PREFIX_LEN}", "dev", ifname])
+    def config_container_if(ns, ifname, ip, prefix_len=PREFIX_LEN):
+        run(["ip", "-n", ns, "addr", "add", f"{ip}/{prefix_len}", "dev", ifname])
         run(["ip", "-n", ns, "link", "set", ifname, "up"])
 
-    def veth_into(self, host_ns, host_if, container_ns, ip):
+    def veth_into(self, host_ns, host_if, container_ns, ip, prefix_len=PREFIX_LEN):
         """veth pair: host_if in host_ns (up, no address), eth0 in container_ns."""
         run(["ip", "-n", host_ns, "link", "add", host_if, "type", "veth",
              "peer", "name", "eth0", "netns", container_ns])
         run(["ip", "-n", host_ns, "link", "set", host_if, "up"])
-        self.config_container_if(container_ns, "eth0", ip)
+        self.config_container_if(container_ns, "eth0", ip, prefix_len)
 
 
 class BridgeVeth(Path):
     name = "bridge-veth"
+    kernel = True
     description = "Linux bridge in its own namespace, two veth pairs"
 
     def build(self):
@@ -350,28 +391,37 @@ class YarddPath(Path):
     def attach(self):
         raise NotImplementedError
 
-    def switch_pid(self):
-        return self.yardd.pid()
+    def switch_pids(self):
+        y = getattr(self, "yardd", None)
+        return [y.pid()] if y is not None and y.pid() else []
 
     def switch_stats(self):
-        cp = run(self.yardd.ctl_cmd(["--json", "port", "stats"]), check=False, timeout=30)
-        if cp is None or cp.returncode != 0:
-            return None
-        try:
-            return json.loads(cp.stdout)
-        except ValueError:
-            return cp.stdout
+        return yardd_port_stats(self.yardd)
 
     def stop_switch(self):
-        y = getattr(self, "yardd", None)
-        if y is not None:
-            if y.proc is not None and y.proc.poll() is not None:
-                log(f"{self.name}: yardd had exited with {y.proc.returncode}: {y.log_tail()}")
-            y.stop()
+        stop_yardd(self.name, getattr(self, "yardd", None))
+
+
+def yardd_port_stats(yardd):
+    cp = run(yardd.ctl_cmd(["--json", "port", "stats"]), check=False, timeout=30)
+    if cp is None or cp.returncode != 0:
+        return None
+    try:
+        return json.loads(cp.stdout)
+    except ValueError:
+        return cp.stdout
+
+
+def stop_yardd(path_name, y):
+    if y is not None:
+        if y.proc is not None and y.proc.poll() is not None:
+            log(f"{path_name}: yardd had exited with {y.proc.returncode}: {y.log_tail()}")
+        y.stop()
 
 
 class YarddTap(YarddPath):
     name = "yardd-tap"
+    reference = None
     description = "yardd, TAP ports created by yardd inside c1/c2"
 
     def attach(self):
@@ -392,9 +442,427 @@ class YarddVeth(YarddPath):
             self.yardd.ctl("port", "add", f"v{i}", "--net", self.net, "--iface", host_if)
 
 
-# Order matters: the first is the baseline the ratios are taken against.
-PATHS = [BridgeVeth, YarddTap, YarddVeth]
-BASELINE = "bridge-veth"
+# --------------------------------------------------------------------------
+# Open vSwitch (userspace datapath) and VDE
+# --------------------------------------------------------------------------
+
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_TOOLS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", OVS_SCHEMA)
+OVS_HINT = "apt-get install -y --no-install-recommends openvswitch-switch"
+
+
+class Ovs:
+    """One ovsdb-server + ovs-vswitchd pair with their own run dir; never
+    the system service. Both run in the foreground as children of this
+    script (ovs-vswitchd inside `ns` through `ip netns exec`, which execs
+    it), so they are stopped by their own PIDs."""
+
+    def __init__(self, ns, tso):
+        self.ns = ns
+        self.tso = tso
+        self.dir = tempfile.mkdtemp(prefix="lab_bench_ovs.")
+        RES.dirs.append(self.dir)
+        self.db_sock = os.path.join(self.dir, "db.sock")
+        self.vs_ctl = os.path.join(self.dir, "ovs-vswitchd.ctl")
+        self.env = dict(os.environ, OVS_RUNDIR=self.dir, OVS_LOGDIR=self.dir,
+                        OVS_DBDIR=self.dir, OVS_SYSCONFDIR=self.dir)
+        self.db_proc = None
+        self.vs_proc = None
+
+    def _wait_path(self, path, proc, what):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(f"{what} exited with {proc.returncode}: {self.log_tail(what)}")
+            if os.path.exists(path):
+                return
+            time.sleep(0.1)
+        raise BenchError(f"{what} did not create {path} within 15 s")
+
+    def log_tail(self, what, n=8):
+        try:
+            with open(os.path.join(self.dir, f"{what}.log"), errors="replace") as f:
+                return " | ".join(f.read().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def start(self):
+        d = self.dir
+        run(["ovsdb-tool", "create", os.path.join(d, "conf.db"), OVS_SCHEMA])
+        self.db_proc = RES.add_proc("ovsdb-server", subprocess.Popen(
+            ["ovsdb-server", os.path.join(d, "conf.db"), f"--remote=punix:{self.db_sock}",
+             f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={d}/ovsdb-server.ctl",
+             f"--log-file={d}/ovsdb-server.log"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=self.env))
+        self._wait_path(self.db_sock, self.db_proc, "ovsdb-server")
+        self.vsctl("--no-wait", "init")
+        if self.tso:
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                       "other_config:userspace-tso-enable=true")
+        self.vs_proc = RES.add_proc("ovs-vswitchd", subprocess.Popen(
+            nsexec(self.ns, ["ovs-vswitchd", f"unix:{self.db_sock}",
+                             f"--pidfile={d}/ovs-vswitchd.pid", f"--unixctl={self.vs_ctl}",
+                             f"--log-file={d}/ovs-vswitchd.log"]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=self.env))
+        self._wait_path(self.vs_ctl, self.vs_proc, "ovs-vswitchd")
+
+    def vsctl(self, *args):
+        return run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=30", *args],
+                   timeout=40)
+
+    def appctl(self, *args):
+        return run(["ovs-appctl", "-t", self.vs_ctl, *args], check=False, timeout=20)
+
+    def pids(self):
+        return [p.pid for p in (self.vs_proc,) if p is not None and p.poll() is None]
+
+    def stop(self):
+        for p in (self.vs_proc, self.db_proc):
+            if p is not None:
+                if p.poll() is not None:
+                    log(f"ovs: pid {p.pid} had exited with {p.returncode}")
+                RES.release_proc(p)
+        self.vs_proc = self.db_proc = None
+
+
+class OvsPath(Path):
+    tools = OVS_TOOLS
+    install_hint = OVS_HINT
+    tso = False
+
+    def build(self):
+        self.ons = self.netns("o")
+        self.ovs = Ovs(self.ons, self.tso)
+        self.ovs.start()
+        self.ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        self.attach()
+
+    def switch_pids(self):
+        o = getattr(self, "ovs", None)
+        return o.pids() if o else []
+
+    def switch_stats(self):
+        cp = self.ovs.appctl("dpctl/show", "-s")
+        return cp.stdout if cp is not None and cp.returncode == 0 else None
+
+    def stop_switch(self):
+        o = getattr(self, "ovs", None)
+        if o is not None:
+            o.stop()
+
+
+class OvsTapTso(OvsPath):
+    name = "ovs-tap-tso"
+    tso = True
+    description = "OVS 3.x userspace datapath, tap ports moved into c1/c2, userspace-tso-enable=true"
+
+    def attach(self):
+        for i, (ns, ip) in enumerate([(self.client_ns, CLIENT_IP), (self.server_ns, SERVER_IP)], 1):
+            tap = f"t{i}"
+            self.ovs.vsctl("add-port", "br0", tap, "--", "set", "Interface", tap, "type=tap")
+            run(["ip", "-n", self.ons, "link", "set", tap, "netns", ns])
+            run(["ip", "-n", ns, "link", "set", tap, "name", "eth0"])
+            self.config_container_if(ns, "eth0", ip)
+
+
+class OvsVeth(OvsPath):
+    name = "ovs-veth"
+    tools = OVS_TOOLS + ("ethtool",)
+    description = ("OVS userspace datapath, veth host ends via AF_PACKET, no TSO; "
+                   "`ethtool -K eth0 tx off` in c1/c2")
+
+    def attach(self):
+        for i, (ns, ip) in enumerate([(self.client_ns, CLIENT_IP), (self.server_ns, SERVER_IP)], 1):
+            host_if = f"{self.prefix}v{i}"
+            self.veth_into(self.ons, host_if, ns, ip)
+            run(nsexec(ns, ["ethtool", "-K", "eth0", "tx", "off"]))
+            self.ovs.vsctl("add-port", "br0", host_if)
+
+
+class Vde(Path):
+    name = "vde"
+    tools = ("vde_switch", "vde_plug2tap")
+    install_hint = "apt-get install -y --no-install-recommends vde2"
+    description = "vde_switch + vde_plug2tap (a TAP eth0 in each of c1/c2)"
+
+    def build(self):
+        self.dir = tempfile.mkdtemp(prefix="lab_bench_vde.")
+        RES.dirs.append(self.dir)
+        ctl = os.path.join(self.dir, "sw.ctl")
+        # In the foreground vde_switch reads management commands from stdin
+        # and quits on EOF: give it a pipe this script never writes to.
+        self.procs = [RES.add_proc("vde_switch", subprocess.Popen(
+            ["vde_switch", "-s", ctl, "-M", os.path.join(self.dir, "sw.mgmt")],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))]
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(ctl, "ctl")) and time.monotonic() < deadline:
+            if self.procs[0].poll() is not None:
+                raise BenchError(f"vde_switch exited with {self.procs[0].returncode}")
+            time.sleep(0.1)
+        for ns, ip in [(self.client_ns, CLIENT_IP), (self.server_ns, SERVER_IP)]:
+            p = RES.add_proc("vde_plug2tap", subprocess.Popen(
+                nsexec(ns, ["vde_plug2tap", "-s", ctl, "eth0"]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(p)
+            for _ in range(100):
+                if p.poll() is not None:
+                    raise BenchError(f"vde_plug2tap exited with {p.returncode}")
+                cp = run(["ip", "-n", ns, "link", "show", "eth0"], check=False, timeout=10)
+                if cp is not None and cp.returncode == 0:
+                    break
+                time.sleep(0.1)
+            self.config_container_if(ns, "eth0", ip)
+
+    def switch_pids(self):
+        return [p.pid for p in getattr(self, "procs", []) if p.poll() is None]
+
+    def stop_switch(self):
+        for p in reversed(getattr(self, "procs", [])):
+            RES.release_proc(p)
+        self.procs = []
+
+
+# --------------------------------------------------------------------------
+# NAT: a container behind the NAT (c1, 172.31.0.2/16) and an "outside"
+# namespace (out, 10.1.0.1/24); the NAT owns 10.1.0.2/24 on the outside link.
+# snat: client in c1 -> server in out.  dnat: client in out -> the NAT's
+# published port 10.1.0.2:5201 (and :5202 for connections/s) -> server in c1.
+# --------------------------------------------------------------------------
+
+
+class NatPath(Path):
+    kind = "nat"
+    metrics = ("tcp1", "tcp4", "cps")
+    direction = "snat"
+
+    def setup(self):
+        self.cont_ns = self.netns("c1")
+        self.out_ns = self.netns("out")
+        self.build()
+        if self.direction == "snat":
+            self.client_ns, self.server_ns = self.cont_ns, self.out_ns
+            self.connect_ip = self.bind_ip = OUT_IP
+            wait_reachable(self.cont_ns, OUT_IP)
+        else:
+            self.client_ns, self.server_ns = self.out_ns, self.cont_ns
+            self.connect_ip, self.bind_ip = WAN_IP, NAT_CONT_IP
+            wait_reachable(self.out_ns, WAN_IP)
+            wait_reachable(self.cont_ns, OUT_IP)
+
+
+class YarddNat(NatPath):
+    needs_yardd = True
+    net = "web"
+
+    def build(self):
+        self.yns = self.netns("y")
+        wan_if = f"{self.prefix}w"
+        run(["ip", "-n", self.yns, "link", "add", wan_if, "type", "veth",
+             "peer", "name", "eth0", "netns", self.out_ns])
+        run(["ip", "-n", self.yns, "link", "set", wan_if, "up"])
+        self.config_container_if(self.out_ns, "eth0", OUT_IP, WAN_PREFIX)
+        self.yardd = Yardd(self.opts, self.yns)
+        self.yardd.start()
+        self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
+        self.yardd.ctl("uplink", "add", "up0", "--iface", wan_if,
+                       "--ip", f"{WAN_IP}/{WAN_PREFIX}", "--gateway", OUT_IP)
+        self.yardd.ctl("port", "add", "c1", "--net", self.net, "--tap", "--netns", self.cont_ns,
+                       "--ifname", "eth0", "--ip", f"{NAT_CONT_IP}/{NAT_CONT_PREFIX}")
+        if self.direction == "dnat":
+            for port in (IPERF_PORT, CPS_PORT):
+                self.yardd.ctl("publish", "add", f"{port}:c1:{port}/tcp")
+
+    def switch_pids(self):
+        y = getattr(self, "yardd", None)
+        return [y.pid()] if y is not None and y.pid() else []
+
+    def switch_stats(self):
+        return yardd_port_stats(self.yardd)
+
+    def stop_switch(self):
+        stop_yardd(self.name, getattr(self, "yardd", None))
+
+
+class YarddSnat(YarddNat):
+    name = "yardd-snat"
+    reference = "kernel-snat"
+    description = "yardd SNAT: client in a TAP container (172.31.0.2) -> uplink 10.1.0.2 -> server outside"
+
+
+class YarddDnat(YarddNat):
+    name = "yardd-dnat"
+    direction = "dnat"
+    reference = "kernel-dnat"
+    description = "yardd DNAT: outside client -> publish 10.1.0.2:5201 -> server in a TAP container"
+
+
+class KernelNat(NatPath):
+    kernel = True
+    reference = None
+    tools = ("iptables",)
+    install_hint = "apt-get install -y --no-install-recommends iptables"
+
+    def build(self):
+        r = self.netns("r")
+        self.router_ns = r
+        # toward the container: a Linux bridge with the gateway address
+        run(["ip", "-n", r, "link", "add", "br0", "type", "bridge",
+             "stp_state", "0", "forward_delay", "0"])
+        run(["ip", "-n", r, "addr", "add", f"{NAT_GW}/{NAT_CONT_PREFIX}", "dev", "br0"])
+        run(["ip", "-n", r, "link", "set", "br0", "up"])
+        port = f"{self.prefix}c"
+        self.veth_into(r, port, self.cont_ns, NAT_CONT_IP, NAT_CONT_PREFIX)
+        run(["ip", "-n", r, "link", "set", port, "master", "br0"])
+        run(["ip", "-n", self.cont_ns, "route", "add", "default", "via", NAT_GW])
+        # toward the outside
+        wan = f"{self.prefix}w"
+        run(["ip", "-n", r, "link", "add", wan, "type", "veth", "peer", "name", "eth0",
+             "netns", self.out_ns])
+        run(["ip", "-n", r, "addr", "add", f"{WAN_IP}/{WAN_PREFIX}", "dev", wan])
+        run(["ip", "-n", r, "link", "set", wan, "up"])
+        self.config_container_if(self.out_ns, "eth0", OUT_IP, WAN_PREFIX)
+        run(["ip", "-n", r, "route", "add", "default", "via", OUT_IP])
+        # everything below is inside the router namespace, never the host's
+        run(nsexec(r, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+        run(nsexec(r, ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", NAT_SUBNET,
+                       "-o", wan, "-j", "MASQUERADE"]))
+        for p in (IPERF_PORT, CPS_PORT):
+            run(nsexec(r, ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", wan, "-d", WAN_IP,
+                           "-p", "tcp", "--dport", str(p), "-j", "DNAT",
+                           "--to-destination", f"{NAT_CONT_IP}:{p}"]))
+
+    def switch_stats(self):
+        cp = run(nsexec(self.router_ns, ["iptables", "-t", "nat", "-L", "-n", "-v", "-x"]),
+                 check=False, timeout=20)
+        return cp.stdout if cp is not None and cp.returncode == 0 else None
+
+
+class KernelSnat(KernelNat):
+    name = "kernel-snat"
+    description = ("Linux reference: router namespace, bridge toward the container, "
+                   "iptables MASQUERADE; client in the container -> server outside")
+
+
+class KernelDnat(KernelNat):
+    name = "kernel-dnat"
+    direction = "dnat"
+    description = ("Linux reference: router namespace, iptables DNAT 10.1.0.2:5201 -> "
+                   "container; outside client -> server in the container")
+
+
+# --------------------------------------------------------------------------
+# GRE across two "hosts" hA and hB (namespaces joined by a veth underlay
+# 192.168.50.1/24 <-> .2/24), a container on each: c1 (10.88.0.1) on hA,
+# c2 (10.88.0.2) on hB, the same L2 network over a GRE tunnel (key 42).
+# --------------------------------------------------------------------------
+
+
+class GrePath(Path):
+    kind = "gre"
+    metrics = ("tcp1",)
+    reference = "yardd-gre"
+    underlay_ip_on_veth = True
+
+    def setup(self):
+        self.ha = self.netns("hA")
+        self.hb = self.netns("hB")
+        self.client_ns = self.netns("c1")
+        self.server_ns = self.netns("c2")
+        run(["ip", "-n", self.ha, "link", "add", "ua", "type", "veth",
+             "peer", "name", "ub", "netns", self.hb])
+        for ns, dev, ip in [(self.ha, "ua", UNDERLAY_A), (self.hb, "ub", UNDERLAY_B)]:
+            if self.underlay_ip_on_veth:
+                run(["ip", "-n", ns, "addr", "add", f"{ip}/{UNDERLAY_PREFIX}", "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        self.build()
+        wait_reachable(self.client_ns, SERVER_IP, tries=40)
+
+
+class YarddGre(GrePath):
+    name = "yardd-gre"
+    needs_yardd = True
+    reference = None
+    net = "ov"
+    description = ("yardd on each of two hosts (namespaces, veth underlay), "
+                   "GRE port key 42, a TAP container on each")
+
+    def build(self):
+        self.yardds = []
+        sides = [(self.ha, "tB", UNDERLAY_B, "c1", self.client_ns, CLIENT_IP),
+                 (self.hb, "tA", UNDERLAY_A, "c2", self.server_ns, SERVER_IP)]
+        for host, tun, remote, port, cns, ip in sides:
+            y = Yardd(self.opts, host)
+            self.yardds.append(y)
+            y.start()
+            y.ctl("net", "create", self.net)
+            # the tunnel first: the TAP then takes the overlay MTU
+            y.ctl("port", "add", tun, "--net", self.net, "--gre", "--remote", remote,
+                  "--key", str(GRE_KEY))
+            y.ctl("port", "add", port, "--net", self.net, "--tap", "--netns", cns,
+                  "--ifname", "eth0", "--ip", f"{ip}/{PREFIX_LEN}")
+
+    def switch_pids(self):
+        return [y.pid() for y in getattr(self, "yardds", []) if y.pid()]
+
+    def switch_stats(self):
+        return [yardd_port_stats(y) for y in self.yardds]
+
+    def stop_switch(self):
+        for y in getattr(self, "yardds", []):
+            stop_yardd(self.name, y)
+
+
+class OvsGre(GrePath):
+    name = "ovs-gre"
+    tools = OVS_TOOLS + ("ethtool", "ovs-appctl")
+    install_hint = OVS_HINT
+    underlay_ip_on_veth = False  # OVS owns the underlay veth; the IP sits on br-phy
+    description = ("OVS userspace on each of two hosts: br-phy (underlay veth, host IP) + "
+                   "br-int (gre key 42, container veth; tx off, MTU 1400)")
+
+    def build(self):
+        self.ovss = []
+        sides = [(self.ha, "ua", UNDERLAY_A, UNDERLAY_B, self.client_ns, CLIENT_IP),
+                 (self.hb, "ub", UNDERLAY_B, UNDERLAY_A, self.server_ns, SERVER_IP)]
+        for host, uif, local, remote, cns, ip in sides:
+            o = Ovs(host, tso=False)
+            self.ovss.append(o)
+            o.start()
+            o.vsctl("add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev")
+            o.vsctl("add-port", "br-phy", uif)
+            run(["ip", "-n", host, "addr", "add", f"{local}/{UNDERLAY_PREFIX}", "dev", "br-phy"])
+            run(["ip", "-n", host, "link", "set", "br-phy", "up"])
+            o.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+            o.vsctl("add-port", "br-int", "gre0", "--", "set", "interface", "gre0", "type=gre",
+                    f"options:remote_ip={remote}", f"options:key={GRE_KEY}")
+            self.veth_into(host, "cv", cns, ip)
+            run(nsexec(cns, ["ethtool", "-K", "eth0", "tx", "off"]))
+            run(["ip", "-n", cns, "link", "set", "eth0", "mtu", "1400"])
+            o.vsctl("add-port", "br-int", "cv")
+
+    def switch_pids(self):
+        return [p for o in getattr(self, "ovss", []) for p in o.pids()]
+
+    def switch_stats(self):
+        out = {}
+        for side, o in zip(("hA", "hB"), self.ovss):
+            out[side] = {}
+            for cmd in (("ovs/route/show",), ("tnl/arp/show",), ("dpctl/show", "-s")):
+                cp = o.appctl(*cmd)
+                out[side][cmd[0]] = cp.stdout if cp is not None else None
+        return out
+
+    def stop_switch(self):
+        for o in reversed(getattr(self, "ovss", [])):
+            o.stop()
+
+
+# Order is the table's order. Ratios: every L2 row against yardd-tap, NAT rows
+# against the kernel NAT of the same direction, ovs-gre against yardd-gre.
+PATHS = [BridgeVeth, YarddTap, YarddVeth, OvsTapTso, OvsVeth, Vde,
+         KernelSnat, YarddSnat, KernelDnat, YarddDnat, YarddGre, OvsGre]
 
 
 def wait_reachable(ns, ip, tries=20):
@@ -424,11 +892,11 @@ def cpu_ticks(pid):
 
 
 class IperfServer:
-    def __init__(self, ns, lifetime):
+    def __init__(self, ns, lifetime, bind_ip=SERVER_IP):
         self.proc = RES.add_proc(
             "iperf3-server",
             subprocess.Popen(
-                bounded(lifetime, nsexec(ns, ["iperf3", "-s", "-B", SERVER_IP,
+                bounded(lifetime, nsexec(ns, ["iperf3", "-s", "-B", bind_ip,
                                               "-p", str(IPERF_PORT)])),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL),
@@ -449,9 +917,9 @@ class IperfServer:
         RES.release_proc(self.proc)
 
 
-def iperf_client(ns, args, duration):
+def iperf_client(ns, args, duration, ip=SERVER_IP):
     cmd = bounded(duration + SLACK,
-                  nsexec(ns, ["iperf3", "-c", SERVER_IP, "-p", str(IPERF_PORT), "-J",
+                  nsexec(ns, ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-J",
                               "-t", str(duration), *args]))
     cp = run(cmd, check=False, timeout=duration + SLACK + 10)
     if cp is None:
@@ -470,6 +938,10 @@ def iperf_client(ns, args, duration):
 def tcp_gbps(data):
     s = data["end"]["sum_received"]
     return s["bits_per_second"] / 1e9
+
+
+def tcp_retransmits(data):
+    return data["end"].get("sum_sent", {}).get("retransmits")
 
 
 def udp_rx_pps(data):
@@ -570,72 +1042,173 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+# Connections per second: a tiny bounded client/server pair run with
+# `python3 -c` inside the namespaces. Each connection: connect, send 1 byte,
+# the server reads it and closes, the client reads the EOF and closes (so
+# TIME_WAIT stays on the server and the client's ports are reusable at once).
+CPS_SERVER = r"""
+import socket, sys, time
+bind, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((bind, port))
+s.listen(1024)
+s.settimeout(0.5)
+print("listening", flush=True)
+end = time.monotonic() + life
+while time.monotonic() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    try:
+        c.settimeout(2.0)
+        c.recv(1)
+    except OSError:
+        pass
+    c.close()
+"""
+
+CPS_CLIENT = r"""
+import json, socket, sys, time
+ip, port, dur, maxn = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+ok = err = 0
+last = None
+t0 = time.monotonic()
+end = t0 + dur
+while ok < maxn and err < 1000 and time.monotonic() < end:
+    s = socket.socket()
+    s.settimeout(2.0)
+    try:
+        s.connect((ip, port))
+        s.sendall(b"x")
+        s.recv(1)
+        ok += 1
+    except OSError as e:
+        err += 1
+        last = repr(e)
+    finally:
+        s.close()
+el = time.monotonic() - t0
+print(json.dumps({"connections": ok, "errors": err, "seconds": el, "last_error": last}))
+"""
+
+
+def cps_once(client_ns, server_ns, connect_ip, bind_ip, duration):
+    """Connections/s of one bounded run (at most CPS_MAX_CONNS connections,
+    at most `duration` s, stops after 1000 failed connections)."""
+    srv = RES.add_proc("cps-server", subprocess.Popen(
+        bounded(duration + 2 * SLACK,
+                nsexec(server_ns, [sys.executable, "-c", CPS_SERVER, bind_ip, str(CPS_PORT),
+                                   str(duration + SLACK)])),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True))
+    try:
+        line = srv.stdout.readline()  # "listening", or EOF if it died
+        if "listening" not in line:
+            srv.wait(timeout=10)
+            raise BenchError(f"connections/s server did not start (rc {srv.returncode})")
+        cmd = bounded(duration + SLACK,
+                      nsexec(client_ns, [sys.executable, "-c", CPS_CLIENT, connect_ip,
+                                         str(CPS_PORT), str(duration), str(CPS_MAX_CONNS)]))
+        cp = run(cmd, check=False, timeout=duration + SLACK + 10)
+        if cp is None:
+            raise BenchError("connections/s client timed out")
+        try:
+            data = json.loads(cp.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BenchError(f"connections/s client gave no result (rc {cp.returncode}): "
+                             f"{cp.stderr.strip()[-300:]}")
+        if data["connections"] == 0:
+            raise BenchError(f"no connection succeeded ({data['errors']} errors, "
+                             f"last {data['last_error']})")
+        data["cps"] = data["connections"] / data["seconds"]
+        return data
+    finally:
+        RES.release_proc(srv)
+
+
+def cpu_ticks_all(pids):
+    return sum(cpu_ticks(p) for p in pids)
+
+
 def measure(path, opts):
-    """Run every workload through an already set-up path; returns a dict."""
+    """Run the path's workloads through an already set-up path; returns a dict."""
     T, R = opts.time, opts.repeats
-    res = {"path": path.name, "description": path.description, "errors": [],
-           "loadavg_before": loadavg()}
-    cns, sns = path.client_ns, path.server_ns
+    metrics = path.metrics
+    res = {"path": path.name, "kind": path.kind, "description": path.description,
+           "reference": path.reference, "metrics": list(metrics), "errors": [],
+           "loadavg_before": loadavg(), "kernel": path.kernel,
+           "client_ns": path.client_ns, "server_ns": path.server_ns,
+           "connect_ip": path.connect_ip, "bind_ip": path.bind_ip}
+    cns, sns, ip = path.client_ns, path.server_ns, path.connect_ip
+    for key in ("tcp1_gbps", "tcp4_gbps", "udp64_kpps", "rtt_p50_us", "rtt_p99_us", "cps",
+                "switch_cpu_pct"):
+        res[key] = None
+    n_iperf = sum(1 for m in ("tcp1", "tcp4", "udp64") if m in metrics)
     # lifetime bound for the iperf3 server: all iperf3 runs plus slack
-    server = IperfServer(sns, lifetime=3 * R * (T + SLACK) + 60)
+    server = IperfServer(sns, lifetime=n_iperf * R * (T + SLACK) + 60, bind_ip=path.bind_ip)
     try:
         # TCP, 1 stream, with switch CPU sampling
-        pid = path.switch_pid()
-        runs, cpu_ticks_total, wall_total = [], 0, 0.0
+        pids = path.switch_pids()
+        res["switch_pids"] = pids
+        runs, retrans, cpu_ticks_total, wall_total = [], [], 0, 0.0
         for i in range(R):
             try:
                 t0 = time.monotonic()
-                c0 = cpu_ticks(pid) if pid else None
-                data = iperf_client(cns, [], T)
-                c1 = cpu_ticks(pid) if pid else None
+                c0 = cpu_ticks_all(pids) if pids else None
+                data = iperf_client(cns, [], T, ip)
+                c1 = cpu_ticks_all(pids) if pids else None
                 t1 = time.monotonic()
                 runs.append(tcp_gbps(data))
-                if pid:
+                retrans.append(tcp_retransmits(data))
+                if pids:
                     cpu_ticks_total += c1 - c0
                     wall_total += t1 - t0
-                log(f"{path.name}: TCP1 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s")
+                log(f"{path.name}: TCP1 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s "
+                    f"({retrans[-1]} retransmits)")
             except (BenchError, OSError) as e:
                 res["errors"].append(f"tcp1: {e}")
                 log(f"{path.name}: TCP1 run {i + 1}: {e}")
         res["tcp1_gbps_runs"] = runs
+        res["tcp1_retransmits_runs"] = retrans
         res["tcp1_gbps"] = median(runs)
-        if pid and wall_total > 0:
+        if pids and wall_total > 0:
             res["switch_cpu_pct"] = 100.0 * cpu_ticks_total / CLK_TCK / wall_total
             res["switch_cpu_wall_s"] = wall_total
-        else:
-            res["switch_cpu_pct"] = None
 
-        runs = []
-        for i in range(R):
-            try:
-                runs.append(tcp_gbps(iperf_client(cns, ["-P", "4"], T)))
-                log(f"{path.name}: TCP4 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s")
-            except BenchError as e:
-                res["errors"].append(f"tcp4: {e}")
-                log(f"{path.name}: TCP4 run {i + 1}: {e}")
-        res["tcp4_gbps_runs"] = runs
-        res["tcp4_gbps"] = median(runs)
+        if "tcp4" in metrics:
+            runs = []
+            for i in range(R):
+                try:
+                    runs.append(tcp_gbps(iperf_client(cns, ["-P", "4"], T, ip)))
+                    log(f"{path.name}: TCP4 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s")
+                except BenchError as e:
+                    res["errors"].append(f"tcp4: {e}")
+                    log(f"{path.name}: TCP4 run {i + 1}: {e}")
+            res["tcp4_gbps_runs"] = runs
+            res["tcp4_gbps"] = median(runs)
 
-        runs, raw = [], []
-        for i in range(R):
-            try:
-                pps, detail = udp_rx_pps(iperf_client(cns, ["-u", "-l", str(UDP_LEN), "-b", "0"], T))
-                runs.append(pps / 1e3)
-                raw.append(detail)
-                log(f"{path.name}: UDP64 run {i + 1}/{R}: {runs[-1]:.0f} kpps "
-                    f"(lost {detail['lost_packets']} of {detail['packets']})")
-            except BenchError as e:
-                res["errors"].append(f"udp64: {e}")
-                log(f"{path.name}: UDP64 run {i + 1}: {e}")
-        res["udp64_kpps_runs"] = runs
-        res["udp64_raw"] = raw
-        res["udp64_kpps"] = median(runs)
+        if "udp64" in metrics:
+            runs, raw = [], []
+            for i in range(R):
+                try:
+                    pps, detail = udp_rx_pps(iperf_client(
+                        cns, ["-u", "-l", str(UDP_LEN), "-b", "0"], T, ip))
+                    runs.append(pps / 1e3)
+                    raw.append(detail)
+                    log(f"{path.name}: UDP64 run {i + 1}/{R}: {runs[-1]:.0f} kpps "
+                        f"(lost {detail['lost_packets']} of {detail['packets']})")
+                except BenchError as e:
+                    res["errors"].append(f"udp64: {e}")
+                    log(f"{path.name}: UDP64 run {i + 1}: {e}")
+            res["udp64_kpps_runs"] = runs
+            res["udp64_raw"] = raw
+            res["udp64_kpps"] = median(runs)
     finally:
         server.stop()
 
-    res["rtt_p50_us"] = res["rtt_p99_us"] = None
-    res["rtt_p50_us_runs"], res["rtt_p99_us_runs"] = [], []
-    if opts.sockperf:
+    if "rtt" in metrics and opts.sockperf:
+        res["rtt_p50_us_runs"], res["rtt_p99_us_runs"] = [], []
         with DmaLatency() as dma:
             res["dma_latency_held"] = dma.held
             for i in range(R):
@@ -649,8 +1222,30 @@ def measure(path, opts):
                     log(f"{path.name}: RTT run {i + 1}: {e}")
         res["rtt_p50_us"] = median(res["rtt_p50_us_runs"])
         res["rtt_p99_us"] = median(res["rtt_p99_us_runs"])
+
+    if "cps" in metrics:
+        runs, raw = [], []
+        # one connection at a time: a latency-bound loop, so the vCPUs are
+        # kept from halting as for the RTT runs
+        with DmaLatency() as dma:
+            res["cps_dma_latency_held"] = dma.held
+            for i in range(R):
+                try:
+                    d = cps_once(cns, sns, ip, path.bind_ip, T)
+                    runs.append(d["cps"])
+                    raw.append(d)
+                    log(f"{path.name}: conn/s run {i + 1}/{R}: {d['cps']:.0f} "
+                        f"({d['connections']} connections, {d['errors']} errors)")
+                except BenchError as e:
+                    res["errors"].append(f"cps: {e}")
+                    log(f"{path.name}: conn/s run {i + 1}: {e}")
+        res["cps_runs"] = runs
+        res["cps_raw"] = raw
+        res["cps"] = median(runs)
+
     res["link_counters"] = {"client_eth0": link_counters(cns), "server_eth0": link_counters(sns)}
-    res["server_udp_snmp"] = udp_snmp(sns)
+    if "udp64" in metrics:
+        res["server_udp_snmp"] = udp_snmp(sns)
     return res
 
 
@@ -699,38 +1294,52 @@ def fmt(x, spec):
 
 
 def print_report(results, machine, opts, notes):
+    """One markdown table: every figure with its ratio to the row's
+    reference (L2 rows: yardd-tap; NAT rows: the kernel NAT of the same
+    direction; ovs-gre: yardd-gre)."""
     m = machine
     print()
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['date']}, "
-          f"load average at start {m['loadavg_at_start']}")
-    print(f"method: iperf3 -t {opts.time} s, sockperf ping-pong -t {opts.time} s, "
-          f"median of {opts.repeats}; receiver side; client, server and switch share the CPUs")
+          f"load average at start {m['loadavg_at_start']}, at end {loadavg()}")
+    print(f"method: iperf3 -t {opts.time} s, sockperf ping-pong -t {opts.time} s, connections/s "
+          f"loop {opts.time} s; median of {opts.repeats}; receiver side; client, server and "
+          f"switch share the CPUs. (x.xx) = ratio to the row's reference (`vs` column); for RTT "
+          f"below 1 is better, elsewhere above 1 is better")
     print()
-    hdr = f"{'path':<13}{'TCP1 Gbit/s':>12}{'TCP4 Gbit/s':>13}{'UDP64 kpps':>12}{'RTT p50/p99 us':>17}{'yardd CPU%':>12}"
-    print(hdr)
+    by_name = {r["path"]: r for r in results if not r.get("failed") and not r.get("skipped")}
+    cols = [("TCP1 Gbit/s", "tcp1_gbps", ".2f"), ("TCP4 Gbit/s", "tcp4_gbps", ".2f"),
+            ("UDP64 kpps", "udp64_kpps", ".0f"), ("RTT p50/p99 us", "rtt_p50_us", ".1f"),
+            ("conn/s", "cps", ".0f")]
+    print("| path | " + " | ".join(c[0] for c in cols) + " | switch CPU% | vs |")
+    print("|---" * (len(cols) + 3) + "|")
     for r in results:
-        if r.get("failed"):
-            msg = r["failed"] if len(r["failed"]) <= 300 else r["failed"][:300] + "..."
-            print(f"{r['path']:<13}  FAILED: {msg}")
+        if r.get("failed") or r.get("skipped"):
+            msg = r.get("failed") or r.get("skipped")
+            msg = msg if len(msg) <= 300 else msg[:300] + "..."
+            label = "FAILED: " if r.get("failed") else ""
+            print(f"| {r['path']} | {label}{msg} |" + " |" * (len(cols) + 1))
             continue
-        rtt = "n/a" if r["rtt_p50_us"] is None else f"{r['rtt_p50_us']:.1f}/{r['rtt_p99_us']:.1f}"
-        cpu = r.get("switch_cpu_pct")
-        cpu_s = "kernel" if r.get("kernel") else fmt(cpu, ".0f")
-        print(f"{r['path']:<13}{fmt(r['tcp1_gbps'], '.2f'):>12}{fmt(r['tcp4_gbps'], '.2f'):>13}"
-              f"{fmt(r['udp64_kpps'], '.0f'):>12}{rtt:>17}{cpu_s:>12}")
-    base = next((r for r in results if r["path"] == BASELINE and not r.get("failed")), None)
-    if base is not None:
-        for r in results:
-            if r is base or r.get("failed"):
+        ref = by_name.get(r.get("reference")) if r.get("reference") else None
+        cells = []
+        for _title, key, spec in cols:
+            v = r.get(key)
+            if v is None:
+                cells.append("–")
                 continue
-
-            def ratio(key):
-                a, b = r.get(key), base.get(key)
-                return "n/a" if a is None or not b else f"{a / b:.2f}x"
-
-            print(f"ratio {r['path']}/{BASELINE}: TCP1 {ratio('tcp1_gbps')}  TCP4 {ratio('tcp4_gbps')}  "
-                  f"UDP64 {ratio('udp64_kpps')}  RTT p50 {ratio('rtt_p50_us')}  "
-                  f"RTT p99 {ratio('rtt_p99_us')}")
+            text = format(v, spec)
+            if key == "rtt_p50_us":
+                text += "/" + fmt(r.get("rtt_p99_us"), spec)
+            if ref is not None and ref.get(key):
+                text += f" ({v / ref[key]:.2f})"
+            cells.append(text)
+        cpu = "kernel" if r.get("kernel") else fmt(r.get("switch_cpu_pct"), ".0f")
+        if r.get("reference") is None:
+            vs = "reference"
+        elif ref is None:
+            vs = f"{r['reference']} (not run)"
+        else:
+            vs = r["reference"]
+        print(f"| {r['path']} | " + " | ".join(cells) + f" | {cpu} | {vs} |")
     for r in results:
         for e in r.get("errors", []):
             notes.append(f"{r['path']}: {e}")
@@ -823,13 +1432,20 @@ def main(argv):
             if cls.needs_yardd and yardd_error:
                 results.append({"path": cls.name, "failed": yardd_error})
                 continue
+            skip = cls.missing_tools()
+            if skip:
+                log(f"{cls.name}: {skip}")
+                results.append({"path": cls.name, "skipped": skip})
+                continue
             path = cls(opts, prefix, chr(ord("a") + idx))
             log(f"{path.name}: setting up ({path.description})")
             try:
                 path.setup()
                 r = measure(path, opts)
-                r["kernel"] = not cls.needs_yardd
-                r["switch_stats"] = path.switch_stats()
+                try:
+                    r["switch_stats"] = path.switch_stats()
+                except (BenchError, OSError) as e:
+                    r["switch_stats"] = f"unavailable: {e}"
                 results.append(r)
             except BenchError as e:
                 log(f"{path.name}: FAILED: {e}")
@@ -853,9 +1469,18 @@ def main(argv):
             "tools": {
                 "iperf3": tool_version(["iperf3", "--version"]),
                 "sockperf": tool_version(["sockperf", "--version"]) if opts.sockperf else None,
+                "ovs-vswitchd": tool_version(["ovs-vswitchd", "--version"])
+                if shutil.which("ovs-vswitchd") else None,
+                "vde_switch": tool_version(["vde_switch", "--version"])
+                if shutil.which("vde_switch") else None,
+                "iptables": tool_version(["iptables", "--version"])
+                if shutil.which("iptables") else None,
+                "python": platform.python_version(),
             },
             "method": {"time_s": opts.time, "repeats": opts.repeats, "udp_len": UDP_LEN,
-                       "baseline": BASELINE},
+                       "cps_port": CPS_PORT, "cps_max_conns": CPS_MAX_CONNS,
+                       "references": {c.name: c.reference for c in PATHS}},
+            "loadavg_at_end": loadavg(),
             "results": results,
         }
         with open(opts.json, "w") as f:
@@ -866,3 +1491,4 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+

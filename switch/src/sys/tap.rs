@@ -4,9 +4,14 @@
 //! Contract: the TAP is always *new* (`IFF_TUN_EXCL`; an existing device of the
 //! same name, TAP or not, is an [`std::io::ErrorKind::AlreadyExists`] error), it
 //! carries a 10-byte vnet header before every frame in both directions
-//! (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`), and offloads are off (`TUNSETOFFLOAD 0`),
-//! so the kernel never hands us a GSO frame or a partial checksum from it. The
-//! device lives as long as the returned fd (it is not made persistent).
+//! (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`), and offloads are on (`TUNSETOFFLOAD`
+//! with checksum, TSO4/6 with ECN and, when the kernel has them (6.2+), USO4/6):
+//! what the container sends may come out of the fd as one GSO frame of up to
+//! 64 KB with a partial checksum, which the switch passes on with its
+//! virtio-net header or segments in software ([`crate::offload`]) for a port
+//! that cannot take it. Frames written to the fd may be GSO frames whatever
+//! the offloads. The device lives as long as the returned fd (it is not made
+//! persistent).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -16,9 +21,26 @@ use std::os::unix::fs::OpenOptionsExt;
 use super::iface::ifreq_for;
 use super::{context, last_error, VNET_HDR_LEN};
 
+// `TUN_F_*` from <linux/if_tun.h>; the libc crate does not carry them.
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
+const TUN_F_USO4: libc::c_ulong = 0x20;
+const TUN_F_USO6: libc::c_ulong = 0x40;
+
+/// Offloads every TAP gets: partial checksums and TCP segmentation (with
+/// ECN's CWR on the first segment, which [`crate::offload::segment`] keeps).
+pub const TAP_OFFLOADS: libc::c_ulong = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+
+/// UDP segmentation, added when the kernel knows it (Linux 6.2 and later;
+/// older kernels refuse the whole request with `EINVAL`).
+pub const TAP_OFFLOADS_USO: libc::c_ulong = TUN_F_USO4 | TUN_F_USO6;
+
 /// Opens `/dev/net/tun` and creates TAP `name` in the current thread's network
 /// namespace, non-blocking and close-on-exec, with `IFF_TAP | IFF_NO_PI |
-/// IFF_VNET_HDR`, a 10-byte vnet header and no offloads.
+/// IFF_VNET_HDR`, a 10-byte vnet header and offloads on ([`TAP_OFFLOADS`],
+/// plus [`TAP_OFFLOADS_USO`] when the kernel accepts them).
 ///
 /// Fails with [`io::ErrorKind::AlreadyExists`] if an interface called `name`
 /// exists already: a TAP must never silently attach to an existing device.
@@ -75,18 +97,36 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
         )));
     }
 
-    // SAFETY: TUNSETOFFLOAD takes its flags by value as the ioctl argument (no
-    // pointer); `fd` is an attached TAP fd.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, 0 as libc::c_ulong) };
-    if rc < 0 {
-        return Err(last_error(format!("{what}: TUNSETOFFLOAD 0")));
+    let set_offload = |flags: libc::c_ulong| {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value as the ioctl argument
+        // (no pointer); `fd` is an attached TAP fd.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    match set_offload(TAP_OFFLOADS | TAP_OFFLOADS_USO) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => set_offload(TAP_OFFLOADS)
+            .map_err(|e| context(e, format!("{what}: TUNSETOFFLOAD {TAP_OFFLOADS:#x}")))?,
+        Err(e) => {
+            return Err(context(
+                e,
+                format!(
+                    "{what}: TUNSETOFFLOAD {:#x}",
+                    TAP_OFFLOADS | TAP_OFFLOADS_USO
+                ),
+            ))
+        }
     }
     Ok(fd)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, AsRawFd};
     use std::process::Command;
     use std::time::Duration;
 
@@ -189,5 +229,84 @@ mod tests {
         assert_eq!(arp_body[8..14], tap_mac, "sender MAC");
         assert_eq!(arp_body[14..18], [10, 78, 0, 2], "sender IP");
         assert_eq!(arp_body[24..28], [10, 78, 0, 1], "target IP");
+    }
+
+    #[test]
+    fn tap_hands_over_partial_checksums_and_udp_gso_frames() {
+        // Privileged: creates a network namespace, a TAP in it, and sends UDP
+        // from inside it.
+        if !is_root() {
+            eprintln!("skipping tap_hands_over_partial_checksums_and_udp_gso_frames: needs root");
+            return;
+        }
+        let ns = Netns::new();
+        let tap = run_in_netns(&ns.netns_ref(), || {
+            let tap = open_tap("ystap1").unwrap();
+            configure_link(&LinkConfig {
+                ifname: "ystap1",
+                mac: None,
+                mtu: None,
+                addr: Some(("10.78.1.2".parse().unwrap(), 24)),
+                default_gateway: None,
+            })
+            .unwrap();
+            tap
+        })
+        .unwrap();
+        crate::sys::testutil::ip(&[
+            "-n",
+            ns.name(),
+            "neigh",
+            "add",
+            "10.78.1.1",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "ystap1",
+        ]);
+        run_in_netns(&ns.netns_ref(), || {
+            let socket = std::net::UdpSocket::bind("10.78.1.2:0").unwrap();
+            socket.send_to(&[7u8; 100], "10.78.1.1:9").unwrap();
+            let segment: libc::c_int = 1000;
+            // SAFETY: UDP_SEGMENT reads one `int` through the pointer, which
+            // points to a live local of the length passed; the fd is an open
+            // UDP socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_UDP,
+                    libc::UDP_SEGMENT,
+                    &segment as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "UDP_SEGMENT: {}", io::Error::last_os_error());
+            socket.send_to(&[8u8; 3000], "10.78.1.1:10").unwrap();
+        })
+        .unwrap();
+        let udp_to = |port: u8| {
+            move |f: &[u8]| {
+                let eth = &f[VNET_HDR_LEN..];
+                eth.len() >= 42
+                    && eth[12..14] == [8, 0]
+                    && eth[23] == 17
+                    && eth[36..38] == [0, port]
+            }
+        };
+        let small = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(9))
+            .expect("no UDP datagram read from the TAP fd");
+        let vnet = crate::frame::VnetHeader::read(small[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(vnet.flags, crate::frame::VNET_F_NEEDS_CSUM, "{vnet:?}");
+        assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 6), "{vnet:?}");
+        let big = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(10))
+            .expect("no UDP GSO datagram read from the TAP fd");
+        let vnet = crate::frame::VnetHeader::read(big[..VNET_HDR_LEN].try_into().unwrap());
+        if vnet.gso_type == 0 {
+            eprintln!("kernel without TAP USO: UDP GSO came out segmented ({vnet:?})");
+        } else {
+            assert_eq!(vnet.gso_type, crate::offload::GSO_UDP_L4, "{vnet:?}");
+            assert_eq!(vnet.gso_size, 1000, "{vnet:?}");
+            assert_eq!(big.len(), VNET_HDR_LEN + 42 + 3000);
+        }
     }
 }

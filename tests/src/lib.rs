@@ -21,6 +21,7 @@
 pub mod bins;
 pub mod cmd;
 pub mod daemon;
+pub mod hosts;
 pub mod lab;
 pub mod nat;
 pub mod netns;

@@ -311,7 +311,7 @@ impl Gateway {
         };
         let ttl = ip.ttl();
         ip.set_ttl(ttl.saturating_sub(1));
-        self.output(out, next_hop, frame, now)
+        self.output(out, next_hop, frame, mode, now)
     }
 
     /// [`Gateway::forward`] for a frame released from the fragment cache:
@@ -330,8 +330,17 @@ impl Gateway {
     }
 
     /// Sends the frame to `next_hop` on `side`: at once if its MAC is
-    /// known, else holds a copy and resolves it.
-    fn output(&mut self, side: Side, next_hop: Ipv4Addr, frame: &mut [u8], now: u64) -> Action {
+    /// known, else holds a copy and resolves it. A held copy leaves through
+    /// the outbox without its virtio-net header, so a partial (offloaded) L4
+    /// checksum is finished before it is held (`mode`).
+    fn output(
+        &mut self,
+        side: Side,
+        next_hop: Ipv4Addr,
+        frame: &mut [u8],
+        mode: L4Checksum,
+        now: u64,
+    ) -> Action {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
             return Action::Drop(GatewayDrop::NoRoute);
         };
@@ -344,6 +353,9 @@ impl Gateway {
                 side,
                 len: frame.len(),
             };
+        }
+        if mode == L4Checksum::Partial {
+            finish_partial_checksum(&mut frame[ETH..]);
         }
         match self.neighbours.hold(side, next_hop, frame, now) {
             Hold::Full => Action::Drop(GatewayDrop::ArpQueueFull),
@@ -359,7 +371,9 @@ impl Gateway {
 
     /// Outputs a frame the gateway owns (an ICMP error) through the outbox.
     fn output_owned(&mut self, side: Side, next_hop: Ipv4Addr, mut frame: Vec<u8>, now: u64) {
-        if let Action::Send { side, len } = self.output(side, next_hop, &mut frame, now) {
+        if let Action::Send { side, len } =
+            self.output(side, next_hop, &mut frame, L4Checksum::Full, now)
+        {
             frame.truncate(len);
             self.outbox.push((side, frame));
         }
@@ -480,7 +494,7 @@ impl Gateway {
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..end]);
         let ttl = ip.ttl();
         ip.set_ttl(ttl - 1);
-        self.output(out, next_hop, frame, now)
+        self.output(out, next_hop, frame, mode, now)
     }
 
     fn later_fragment(
@@ -567,4 +581,35 @@ fn window_scale(opts: &[u8]) -> Option<u8> {
         }
     }
     None
+}
+
+/// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or
+/// UDP packet with the full one. Slow path: only frames held for ARP need it.
+/// A GSO super-packet would need segmenting instead; the first packets of a
+/// flow, the ones that wait for ARP, are never that large.
+fn finish_partial_checksum(ip: &mut [u8]) {
+    let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
+        return;
+    };
+    if packet.is_fragment() {
+        return;
+    }
+    let (src, dst, proto) = (packet.src(), packet.dst(), packet.protocol());
+    let (start, end) = (packet.header_len(), usize::from(packet.total_len()));
+    let field = match proto {
+        6 => start + 16,
+        17 => start + 6,
+        _ => return,
+    };
+    if field + 2 > end {
+        return;
+    }
+    ip[field..field + 2].copy_from_slice(&[0, 0]);
+    let l4 = &ip[start..end];
+    let sum = if proto == 17 {
+        crate::checksum::l4_checksum_udp(src, dst, l4)
+    } else {
+        crate::checksum::l4_checksum(src, dst, proto, l4)
+    };
+    ip[field..field + 2].copy_from_slice(&sum.to_be_bytes());
 }

@@ -431,3 +431,29 @@ fn partial_checksum_stays_partial() {
     let device = crate::checksum::checksum(&out[14 + 20..]);
     assert_eq!(device, u16::from_be_bytes([want[50], want[51]]));
 }
+
+#[test]
+fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
+    // The held copy leaves through the outbox, which carries no virtio-net
+    // header: nothing downstream would finish the checksum.
+    let mut gw = bare_lab();
+    let payload = [7u8; 100];
+    let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload);
+    let pseudo = crate::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
+    f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&pseudo.to_be_bytes());
+    let (action, _) = run_mode(&mut gw, NET1, &mut f, true, 0);
+    assert_eq!(action, Action::Consumed);
+    outbox(&mut gw); // the ARP request for R
+    let reply = arp(ArpFrame {
+        op: ArpOp::Reply,
+        eth_dst: U_MAC,
+        sender_hw: R_MAC,
+        sender_proto: R,
+        target_hw: U_MAC,
+        target_proto: U,
+    });
+    run(&mut gw, Side::Uplink, reply, 1);
+    let released = outbox(&mut gw);
+    let want = udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, &payload);
+    assert_eq!(released, vec![(Side::Uplink, want)]);
+}

@@ -12,6 +12,7 @@ use yard_ctl::MacAddr;
 use crate::config::{default_mac, Config};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Weak};
 
 use yard_tunnel::{overlay_mtu, Carrier, GreOptions, GRE_IN_UDP_PORT};
@@ -182,34 +183,13 @@ pub fn attach(
             // in the network's subnet.
             let gateway = ip.and(network.gateway);
             let addr = ip.map(|c| (c.addr, c.prefix));
-            let ifname_owned = ifname.clone();
-            let create = move || -> Result<std::os::fd::OwnedFd, String> {
-                let fd = sys::open_tap(&ifname_owned)
-                    .map_err(|e| format!("cannot create TAP {ifname_owned}: {e}"))?;
-                configure_link(&LinkConfig {
-                    ifname: &ifname_owned,
-                    mac: Some(mac.0),
-                    mtu: Some(mtu),
-                    addr,
-                    default_gateway: gateway,
-                })
-                .map_err(|e| format!("cannot configure {e}"))?;
-                Ok(fd)
+            let setup = TapSetup {
+                mac: Some(mac.0),
+                mtu: Some(mtu),
+                addr,
+                gateway,
             };
-            let fd = match netns {
-                Some(ns) => {
-                    let ns = NetnsRef::parse(ns);
-                    run_in_netns(&ns, create).map_err(|e| format!("port {name}: {e}"))?
-                }
-                None => create(),
-            }
-            .map_err(|e| {
-                let place = netns
-                    .as_deref()
-                    .map(|ns| format!(" in netns {ns}"))
-                    .unwrap_or_default();
-                format!("port {name}{place}: {e}")
-            })?;
+            let fd = create_tap(&format!("port {name}"), netns.as_deref(), ifname, setup)?;
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
@@ -219,29 +199,69 @@ pub fn attach(
             })
         }
         PortKind::Iface { net, iface } => {
-            let (fd, mtu) = open_iface(name, iface)?;
-            Ok(Attached {
-                port: Box::new(FdPort::packet(fd)),
-                membership: Membership::Access(net.clone()),
-                mtu,
-                mac: None,
-                tunnel: None,
-            })
+            attach_iface(name, iface, Membership::Access(net.clone()))
         }
         PortKind::Gre { .. } | PortKind::GreUdp { .. } => {
             Err(format!("port {name}: tunnel ports are attached above"))
         }
         PortKind::Trunk { iface, nets } => {
-            let (fd, mtu) = open_iface(name, iface)?;
-            Ok(Attached {
-                port: Box::new(FdPort::packet(fd)),
-                membership: Membership::Trunk(nets.clone()),
-                mtu,
-                mac: None,
-                tunnel: None,
-            })
+            attach_iface(name, iface, Membership::Trunk(nets.clone()))
         }
     }
+}
+
+/// An existing interface, read through AF_PACKET.
+fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attached, String> {
+    let (fd, mtu) = open_iface(name, iface)?;
+    Ok(Attached {
+        port: Box::new(FdPort::packet(fd)),
+        membership,
+        mtu,
+        mac: None,
+        tunnel: None,
+    })
+}
+
+/// How yardd configures a TAP it creates (what `None` leaves alone).
+struct TapSetup {
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+    addr: Option<(Ipv4Addr, u8)>,
+    gateway: Option<Ipv4Addr>,
+}
+
+/// Creates TAP `ifname` in `netns` (or yardd's own namespace), configures
+/// it and brings it and `lo` up. `what` names the object in errors.
+fn create_tap(
+    what: &str,
+    netns: Option<&str>,
+    ifname: &str,
+    setup: TapSetup,
+) -> Result<OwnedFd, String> {
+    let ifname_owned = ifname.to_string();
+    let create = move || -> Result<OwnedFd, String> {
+        let fd = sys::open_tap(&ifname_owned)
+            .map_err(|e| format!("cannot create TAP {ifname_owned}: {e}"))?;
+        configure_link(&LinkConfig {
+            ifname: &ifname_owned,
+            mac: setup.mac,
+            mtu: setup.mtu,
+            addr: setup.addr,
+            default_gateway: setup.gateway,
+        })
+        .map_err(|e| format!("cannot configure {e}"))?;
+        Ok(fd)
+    };
+    let place = netns
+        .map(|ns| format!(" in netns {ns}"))
+        .unwrap_or_default();
+    match netns {
+        Some(ns) => {
+            run_in_netns(&NetnsRef::parse(ns), create).map_err(|e| format!("{what}: {e}"))?
+        }
+        None => create(),
+    }
+    .map_err(|e| format!("{what}{place}: {e}"))
 }
 
 fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), String> {
@@ -285,26 +305,13 @@ pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, String> {
             })
         }
         UplinkKind::Tap { netns, ifname } => {
-            let ifname_owned = ifname.clone();
-            let create = move || -> Result<std::os::fd::OwnedFd, String> {
-                let fd = sys::open_tap(&ifname_owned)
-                    .map_err(|e| format!("cannot create TAP {ifname_owned}: {e}"))?;
-                configure_link(&LinkConfig {
-                    ifname: &ifname_owned,
-                    mac: None,
-                    mtu: None,
-                    addr: None,
-                    default_gateway: None,
-                })
-                .map_err(|e| format!("cannot configure {e}"))?;
-                Ok(fd)
+            let setup = TapSetup {
+                mac: None,
+                mtu: None,
+                addr: None,
+                gateway: None,
             };
-            let fd = match netns {
-                Some(ns) => run_in_netns(&NetnsRef::parse(ns), create)
-                    .map_err(|e| format!("uplink {name}: {e}"))?,
-                None => create(),
-            }
-            .map_err(|e| format!("uplink {name}: {e}"))?;
+            let fd = create_tap(&format!("uplink {name}"), netns.as_deref(), ifname, setup)?;
             Ok(AttachedUplink {
                 port: Box::new(FdPort::new(fd)),
                 mac: MacAddr::local_from_seed(format!("uplink/{name}").as_bytes()),

@@ -523,8 +523,8 @@ impl Datapath {
         }
     }
 
-    /// Sends the frames the gateway made (slow path: ARP, ICMP errors,
-    /// packets released after ARP resolution).
+    /// Sends the frames the gateway and the bridge made (slow path: ARP,
+    /// ICMP errors, packets released after ARP resolution).
     fn flush_outbox(&mut self, now: Millis) {
         let Datapath {
             gateway,
@@ -536,6 +536,12 @@ impl Datapath {
         for (side, bytes) in gateway.drain_outbox() {
             scratch.fill(VnetHeader::default(), &bytes);
             Self::send_to(bridge, uplink, side, scratch, now);
+        }
+        if bridge.has_replies() {
+            for (port, net, bytes) in bridge.take_replies() {
+                scratch.fill(VnetHeader::default(), &bytes);
+                bridge.send_to_port(port, net, scratch);
+            }
         }
     }
 

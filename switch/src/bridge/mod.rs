@@ -19,7 +19,7 @@
 #[cfg(test)]
 mod tests;
 
-use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats};
+use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats, MAX_MTU};
 use yard_ctl::MacAddr;
 
 use crate::capture::{self, CaptureTap};
@@ -528,7 +528,13 @@ impl Bridge {
             return Err(DropReason::Malformed);
         }
         let slot = self.port(in_port).ok_or(DropReason::PortDown)?;
-        let in_mtu = slot.mtu;
+        // A tunnel delivers whatever its far side sent, reassembled from outer
+        // fragments: its overlay MTU limits what it sends, not what it takes.
+        let in_mtu = if slot.tunnel_mtu.is_some() {
+            MAX_MTU
+        } else {
+            slot.mtu
+        };
         let net_id = match &slot.attachment {
             Attachment::Access(net) => {
                 if frame.is_tagged() {

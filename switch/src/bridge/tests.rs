@@ -365,3 +365,75 @@ fn vnet_header_travels_with_the_frame() {
     assert_eq!(sent.0.csum_start, 38, "offsets follow the pushed tag");
     assert_eq!(sent.0.hdr_len, 70);
 }
+
+/// An IPv4/ICMP echo frame of `ip_len` bytes of IP packet, DF as given.
+fn ipv4_echo(dst: MacAddr, src: MacAddr, ip_len: usize, dont_fragment: bool) -> Vec<u8> {
+    let payload = vec![0x5a; ip_len - 20 - 8];
+    let builder = etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4([172, 32, 0, 2], [172, 32, 0, 3], 64)
+        .icmpv4_echo_request(1, 1);
+    let mut bytes = Vec::new();
+    builder.write(&mut bytes, &payload).unwrap();
+    if !dont_fragment {
+        bytes[20] &= !0x40;
+        let sum = yard_nat::checksum::checksum(&{
+            let mut h = bytes[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        bytes[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
+    let mut lab = Lab::new(4096);
+    lab.net("ov", true, None, 300);
+    let c1 = lab.access("c1", "ov", 1500);
+    let t = lab.access("t", "ov", 1458);
+    lab.bridge.set_tunnel(t, 1458);
+    // Learn the far MAC behind the tunnel.
+    lab.send(t, &eth(MacAddr::BROADCAST, mac(3), 28), T0);
+    lab.out(c1);
+
+    let big_df = ipv4_echo(mac(3), mac(2), 1500, true);
+    lab.send(c1, &big_df, T0);
+    assert!(
+        lab.out(t).is_empty(),
+        "a DF packet over the overlay MTU does not enter the tunnel"
+    );
+    assert_eq!(lab.drops(t, DropReason::TooBig), 1);
+    let replies = lab.bridge.take_replies();
+    assert_eq!(replies.len(), 1, "fragmentation-needed goes back");
+    let (port, _, reply) = &replies[0];
+    assert_eq!(*port, c1);
+    assert_eq!(&reply[..6], &mac(2).0, "to the sender's MAC");
+    let ip = &reply[14..];
+    assert_eq!(
+        (ip[20], ip[21]),
+        (3, 4),
+        "ICMP destination unreachable, fragmentation needed"
+    );
+    assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1458, "next-hop MTU");
+    assert_eq!(
+        &ip[12..16],
+        &[172, 32, 0, 3],
+        "from the packet's destination"
+    );
+
+    let big = ipv4_echo(mac(3), mac(2), 1500, false);
+    lab.send(c1, &big, T0);
+    assert_eq!(lab.out(t).len(), 1, "a non-DF packet is carried");
+    let jumbo_in = ipv4_echo(mac(2), mac(3), 3000, false);
+    lab.send(t, &jumbo_in, T0);
+    assert!(lab.out(c1).is_empty(), "over c1's MTU: dropped at egress");
+    let fits = ipv4_echo(mac(2), mac(3), 1500, false);
+    lab.send(t, &fits, T0);
+    assert_eq!(
+        lab.out(c1).len(),
+        1,
+        "a tunnel takes frames over its overlay MTU"
+    );
+}

@@ -37,14 +37,19 @@ const BIG_MIB: u32 = 200;
 /// tunnel of `kind` (`--gre` or `--gre-udp`) and key [`KEY`] toward the other,
 /// and a container on each: c1 (172.32.0.2, host 1) and c2 (172.32.0.3, host 2).
 fn two_hosts(kind: &str) -> (Vec<Host>, Container, Container) {
+    two_hosts_with(kind, &[])
+}
+
+/// [`two_hosts`] with extra `port add` arguments for both containers.
+fn two_hosts_with(kind: &str, tap_extra: &[&str]) -> (Vec<Host>, Container, Container) {
     let mut hosts = mesh(2);
     for host in &hosts {
         host.ctl_ok(&["net", "create", NET, "--subnet", SUBNET]);
     }
     hosts[0].tunnel("t2", NET, kind, &hosts[1], &["--key", KEY]);
     hosts[1].tunnel("t1", NET, kind, &hosts[0], &["--key", KEY]);
-    let c1 = hosts[0].tap("c1", NET, "172.32.0.2/16", &[]);
-    let c2 = hosts[1].tap("c2", NET, "172.32.0.3/16", &[]);
+    let c1 = hosts[0].tap("c1", NET, "172.32.0.2/16", tap_extra);
+    let c2 = hosts[1].tap("c2", NET, "172.32.0.3/16", tap_extra);
     (hosts, c1, c2)
 }
 
@@ -289,13 +294,17 @@ fn overlay_mtu_follows_the_gre_options_and_df_pings_fit_at_the_limit() {
     ping_ok(&all, &c2, c1.ip, &["-M", "do", "-s", "1430"]);
 }
 
-/// Raises both containers' MTU to 1500, above the overlay's 1458, the way a
-/// container may do on its own.
-fn raise_container_mtus(containers: &[&Container]) {
-    for c in containers {
-        in_ns_ok(&c.ns, &["ip", "link", "set", "eth0", "mtu", "1500"]);
+/// Two hosts whose containers' ports were created with `--mtu 1500`, above
+/// the overlay's 1458 (a user's explicit choice; by default a TAP on a
+/// tunnel network gets the overlay MTU). A container raising its own MTU
+/// past its port's is not this: the port drops what exceeds its MTU, as a
+/// veth would.
+fn two_hosts_at_mtu_1500(kind: &str) -> (Vec<Host>, Container, Container) {
+    let (hosts, c1, c2) = two_hosts_with(kind, &["--mtu", "1500"]);
+    for c in [&c1, &c2] {
         assert_eq!(c.mtu(), 1500);
     }
+    (hosts, c1, c2)
 }
 
 #[test]
@@ -303,10 +312,9 @@ fn df_packet_over_the_overlay_mtu_gets_frag_needed_not_a_black_hole() {
     if !require(&["ping"]) {
         return;
     }
-    let (hosts, c1, c2) = two_hosts("--gre");
+    let (hosts, c1, c2) = two_hosts_at_mtu_1500("--gre");
     let all = refs(&hosts);
     ping_ok(&all, &c1, c2.ip, &[]);
-    raise_container_mtus(&[&c1, &c2]);
 
     // DF and too big for the tunnel: the sender hears ICMP
     // fragmentation-needed with the overlay MTU instead of losing the packet
@@ -340,11 +348,10 @@ fn non_df_packet_over_the_overlay_mtu_is_carried_in_outer_fragments() {
     if !require(&["ping", "tcpdump", "tshark"]) {
         return;
     }
-    let (hosts, c1, c2) = two_hosts("--gre");
+    let (hosts, c1, c2) = two_hosts_at_mtu_1500("--gre");
     let all = refs(&hosts);
     let dir = tempfile::tempdir().expect("temp dir");
     ping_ok(&all, &c1, c2.ip, &[]);
-    raise_container_mtus(&[&c1, &c2]);
 
     // 3000 bytes without DF: c1 sends 1500-byte IP fragments, each too big
     // for the tunnel, so the underlay must carry them as outer fragments.
@@ -386,10 +393,9 @@ fn tcp_from_containers_at_mtu_1500_gets_its_mss_clamped_and_arrives() {
     if !require(&["socat", "sha256sum", "ss", "dd", "tcpdump", "tshark"]) {
         return;
     }
-    let (hosts, c1, c2) = two_hosts("--gre");
+    let (hosts, c1, c2) = two_hosts_at_mtu_1500("--gre");
     let all = refs(&hosts);
     let dir = tempfile::tempdir().expect("temp dir");
-    raise_container_mtus(&[&c1, &c2]);
 
     // c2 connects to c1 with MSS 1460 (its MTU 1500); the SYN that reaches
     // c1 must carry at most 1458 - 40 = 1418.

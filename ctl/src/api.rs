@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 3;
+pub const API_VERSION: u32 = 4;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -390,6 +390,11 @@ pub struct StatusInfo {
     pub networks: usize,
     /// Number of ports.
     pub ports: usize,
+    /// Tunnel packets dropped before reaching a tunnel port, by reason
+    /// (`bad-checksum`, `bad-version`, `unknown-flags`, `truncated`,
+    /// `not-ethernet`, `unknown-tunnel`, …).
+    #[serde(default)]
+    pub tunnel_drops: BTreeMap<String, u64>,
 }
 
 /// A network with its live figures.

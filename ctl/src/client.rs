@@ -272,6 +272,7 @@ mod tests {
             state_dir: "/tmp/state".into(),
             networks: 1,
             ports: 2,
+            tunnel_drops: Default::default(),
         }
     }
 

@@ -164,6 +164,8 @@ pub enum Op {
     ConntrackSet(ConntrackSettings),
     /// Uplink counters.
     UplinkStats,
+    /// Tunnel packets dropped before demultiplexing, by reason.
+    TunnelDrops,
     /// Stop the loop.
     Shutdown,
 }
@@ -191,6 +193,8 @@ pub enum Answer {
     ConntrackSettings(ConntrackSettings),
     /// Uplink counters, if there is an uplink.
     UplinkStats(Option<yard_ctl::api::PortStats>),
+    /// Tunnel drops by reason.
+    TunnelDrops(std::collections::BTreeMap<String, u64>),
 }
 
 /// A command with its reply channel.
@@ -750,6 +754,13 @@ impl Datapath {
                     &ct.config().timeouts,
                 )))
             }
+            Op::TunnelDrops => Ok(Answer::TunnelDrops(
+                self.overlay
+                    .drops
+                    .iter()
+                    .map(|(r, n)| (r.to_string(), *n))
+                    .collect(),
+            )),
             Op::UplinkStats => Ok(Answer::UplinkStats(self.uplink.as_ref().map(|u| {
                 yard_ctl::api::PortStats {
                     name: u.name.clone(),

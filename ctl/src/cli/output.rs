@@ -198,6 +198,18 @@ pub fn status_fields(s: &StatusInfo) -> Vec<(&'static str, String)> {
         ("state dir", s.state_dir.clone()),
         ("networks", s.networks.to_string()),
         ("ports", s.ports.to_string()),
+        (
+            "tunnel drops",
+            if s.tunnel_drops.is_empty() {
+                "-".to_string()
+            } else {
+                s.tunnel_drops
+                    .iter()
+                    .map(|(reason, n)| format!("{reason}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ),
     ]
 }
 

@@ -192,6 +192,10 @@ impl Control {
                 state_dir: self.options.state_dir.display().to_string(),
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
+                tunnel_drops: match self.call(Op::TunnelDrops)? {
+                    Answer::TunnelDrops(drops) => drops,
+                    _ => Default::default(),
+                },
             })),
             Request::NetCreate(spec) => self.net_create(spec),
             Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),

@@ -252,14 +252,21 @@ fn inspect_and_status_are_key_value_lines() {
         state_dir: "/var/lib/switchyard".into(),
         networks: 1,
         ports: 0,
+        tunnel_drops: [("bad-checksum".to_string(), 3), ("unknown-tunnel".to_string(), 1)]
+            .into_iter()
+            .collect(),
     };
     let text = human(&Request::Status, &Payload::Status(status));
-    assert!(text.contains("uptime:      1h02m03s\n"), "{text}");
     assert!(
-        text.contains("socket:      /run/switchyard/yardd.sock\n"),
+        text.contains("tunnel drops: bad-checksum=3 unknown-tunnel=1\n"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 8);
+    assert!(text.contains("uptime:       1h02m03s\n"), "{text}");
+    assert!(
+        text.contains("socket:       /run/switchyard/yardd.sock\n"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 9);
 }
 
 #[test]

@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""Switchyard lab benchmark: yardd against the Linux kernel bridge, in one run.
+"""Switchyard lab benchmark: yardd against its peers, in one run.
 
-For every selected *path* the script builds the same topology -- two network
-namespaces c1 (client, 10.88.0.1/24) and c2 (server, 10.88.0.2/24) joined by
-the switch under test -- and runs through it:
+For every selected *path* the script builds a topology in namespaces of its
+own -- L2: two namespaces c1 (client, 10.88.0.1/24) and c2 (server,
+10.88.0.2/24) joined by the switch under test (Linux bridge, yardd with TAP or
+veth ports, Open vSwitch userspace, VDE); NAT: a container behind yardd's or
+the kernel's SNAT/DNAT and an "outside" namespace; GRE: two "hosts" joined by
+a veth underlay, each with its switch (yardd or OVS) and a container -- and
+runs through it what the path's `metrics` name:
 
   * iperf3 TCP, 1 stream and 4 streams (receiver goodput, Gbit/s)
   * iperf3 UDP, 64-byte payloads, unlimited rate (receiver packets/s)
   * sockperf UDP ping-pong (round trip p50 / p99, microseconds), with
     /dev/cpu_dma_latency held at 0 for the duration
-  * the CPU use of yardd during the TCP 1-stream runs (percent of one core)
+  * TCP connections per second (a bounded Python client/server pair)
+  * the CPU use of the switch processes during the TCP 1-stream runs
 
-and prints one table with the ratios yardd/bridge. See benches/README.md.
+and prints one table, every figure with its ratio to the row's reference
+(yardd-tap for L2 peers, the kernel NAT for yardd's NAT rows, yardd-gre for
+ovs-gre). See benches/README.md.
 
 Paths are small classes with setup()/teardown(); adding a peer (OVS, VDE,
 NAT, ...) means adding one class to PATHS. Everything is created in

@@ -23,10 +23,10 @@
 //! stats), the receiving TAP must have been sent GSO frames instead; across
 //! GRE, the tunnel must have sent MTU-sized segments.
 //!
-//! The source file is made once per test process (`head -c` from
-//! `/dev/urandom` into a private temp directory, in a `OnceLock`) and removed
-//! when the process exits (`atexit`). Every received file is checked and
-//! deleted at once. Each transfer prints its time (see `--nocapture`).
+//! The source file is made once and shared by the tests running at the same
+//! time (`head -c` from `/dev/urandom` into a private temp directory): each
+//! test holds it while it runs, and the last one to finish — or fail —
+//! removes it. Every received file is checked and deleted at once. Each transfer prints its time (see `--nocapture`).
 //!
 //! Hashes come from python's `hashlib` (OpenSSL, with the CPU's SHA
 //! extensions) rather than `yard_tests::lab::sha256` (coreutils `sha256sum`,
@@ -44,7 +44,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -67,28 +67,26 @@ const GSO_EVIDENCE_BYTES: u64 = 4 * 1514;
 /// The random file every transfer sends.
 #[derive(Debug)]
 struct Source {
-    dir: TempDir,
+    /// Owns the file: dropping it removes the directory.
+    _dir: TempDir,
     path: PathBuf,
     sha256: String,
 }
 
-static SOURCE: OnceLock<Source> = OnceLock::new();
+/// The source file while some test holds it; its `TempDir` removes it when
+/// the last holder lets go (on a panic too).
+static SOURCE: Mutex<Weak<Source>> = Mutex::new(Weak::new());
 
-extern "C" {
-    /// libc's `atexit(3)`.
-    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
-}
-
-/// Removes the source file's directory when the test process exits.
-extern "C" fn remove_source() {
-    if let Some(source) = SOURCE.get() {
-        let _ = std::fs::remove_dir_all(source.dir.path());
+/// The source file: [`SIZE_MIB`] MiB of random bytes, made when no running
+/// test holds one. Hold the result for the whole test.
+fn source() -> Arc<Source> {
+    let mut slot = SOURCE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(source) = slot.upgrade() {
+        return source;
     }
-}
-
-/// The source file: [`SIZE_MIB`] MiB of random bytes, made on first use.
-fn source() -> &'static Source {
-    SOURCE.get_or_init(|| {
+    let source = Arc::new({
         let dir = tempfile::Builder::new()
             .prefix("yard-offload-")
             .tempdir()
@@ -107,21 +105,18 @@ fn source() -> &'static Source {
         );
         assert_eq!(len_of(&path), SIZE_MIB << 20, "{} is short", path.display());
         let sha256 = sha256(&path);
-        // SAFETY: `remove_source` is a plain `extern "C" fn` that never
-        // unwinds (it ignores every error), as atexit(3) requires.
-        let registered = unsafe { atexit(remove_source) };
-        if registered != 0 {
-            eprintln!(
-                "atexit failed: {} will be left behind",
-                dir.path().display()
-            );
-        }
         println!(
             "offload_lab: source {SIZE_MIB} MiB made and hashed in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        Source { dir, path, sha256 }
-    })
+        Source {
+            _dir: dir,
+            path,
+            sha256,
+        }
+    });
+    *slot = Arc::downgrade(&source);
+    source
 }
 
 /// Prints the sha256 of the file named by `argv[1]`, read 1 MiB at a time.
@@ -278,7 +273,7 @@ fn tap_to_tap_moves_1gib_intact() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
         return;
     }
-    source();
+    let _source = source();
     let mut lab = Lab::new();
     let t1 = lab.tap("t1", "yard0", "172.30.7.1/16", &[]);
     let t2 = lab.tap("t2", "yard0", "172.30.7.2/16", &[]);
@@ -291,7 +286,7 @@ fn tap_to_veth_and_veth_to_tap_move_1gib_intact_with_the_veth_offloads_on() {
     if !require(&["socat", "python3", "cmp", "ss", "head", "ethtool"]) {
         return;
     }
-    source();
+    let _source = source();
     let mut lab = Lab::new();
     let tap = lab.tap("t1", "yard0", "172.30.8.1/16", &[]);
     let veth = lab.veth("v1", "yard0", "172.30.8.2/16");
@@ -326,7 +321,7 @@ fn snat_from_a_tap_container_to_the_outside_moves_1gib_intact() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
         return;
     }
-    source();
+    let _source = source();
     let mut lab = NatLab::new();
     let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
     let out = outside(&lab);
@@ -340,7 +335,7 @@ fn dnat_from_the_outside_to_a_published_tap_container_moves_1gib_intact() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
         return;
     }
-    source();
+    let _source = source();
     let mut lab = NatLab::new();
     let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
     lab.ctl_ok(&["publish", "add", "6005:c1:6005/tcp"]);
@@ -379,7 +374,7 @@ fn gre_from_a_tap_to_a_tap_on_another_host_moves_1gib_intact() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
         return;
     }
-    source();
+    let _source = source();
     let mut hosts = mesh(2);
     for host in &hosts {
         host.ctl_ok(&["net", "create", "ov", "--subnet", "172.32.0.0/16"]);

@@ -246,6 +246,7 @@ fn create_tap(
             ifname: &ifname_owned,
             mac: setup.mac,
             mtu: setup.mtu,
+            txqlen: Some(crate::netconf::TAP_TXQLEN),
             addr: setup.addr,
             default_gateway: setup.gateway,
         })

@@ -38,6 +38,9 @@ pub struct LinkConfig<'a> {
     pub mac: Option<[u8; 6]>,
     /// MTU to set.
     pub mtu: Option<u32>,
+    /// Transmit queue length (`IFLA_TXQLEN`) to set. On a TAP this is the
+    /// queue of frames the container sent that yardd has not read yet.
+    pub txqlen: Option<u32>,
     /// IPv4 address and prefix length to add (replacing an identical one).
     pub addr: Option<(Ipv4Addr, u8)>,
     /// Gateway of the default route to add through this interface (replacing an
@@ -125,6 +128,12 @@ pub fn configure_link(cfg: &LinkConfig<'_>) -> Result<(), NetconfError> {
         msg.attr(libc::IFLA_MTU, &mtu.to_ne_bytes());
         nl.request(msg, ifname, &format!("RTM_NEWLINK mtu {mtu}"))?;
     }
+    if let Some(txqlen) = cfg.txqlen {
+        let mut msg = Message::new(libc::RTM_NEWLINK, 0);
+        msg.push(&ifinfomsg(index, 0, 0));
+        msg.attr(IFLA_TXQLEN, &txqlen.to_ne_bytes());
+        nl.request(msg, ifname, &format!("RTM_NEWLINK txqlen {txqlen}"))?;
+    }
     nl.set_up(index, ifname)?;
     let lo = nl.get_link("lo")?.index;
     nl.set_up(lo, "lo")?;
@@ -151,6 +160,14 @@ pub fn configure_link(cfg: &LinkConfig<'_>) -> Result<(), NetconfError> {
     }
     Ok(())
 }
+
+/// The transmit queue length of the TAPs yardd creates: room for bursts
+/// from the container while the datapath is busy (the kernel's default is
+/// 1000 frames).
+pub const TAP_TXQLEN: u32 = 4096;
+
+/// `IFLA_TXQLEN` from `linux/if_link.h`.
+const IFLA_TXQLEN: u16 = 13;
 
 /// The current MAC address of `ifname` in the current thread's network namespace.
 pub fn link_mac(ifname: &str) -> Result<[u8; 6], NetconfError> {
@@ -512,6 +529,7 @@ mod tests {
                 ifname: "yst0",
                 mac: Some(mac),
                 mtu: Some(9000),
+                txqlen: Some(TAP_TXQLEN),
                 addr: Some(("10.77.0.2".parse().unwrap(), 24)),
                 default_gateway: Some("10.77.0.1".parse().unwrap()),
             };
@@ -527,6 +545,12 @@ mod tests {
         .unwrap();
         assert_eq!(mtu, 9000);
         assert_eq!(reported_mac, mac);
+        let shown = std::process::Command::new("ip")
+            .args(["-n", ns.name(), "link", "show", "yst0"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains(&format!("qlen {TAP_TXQLEN}")), "{shown}");
 
         let links = ip_json(ns.name(), &["link", "show"]);
         let link = |name: &str| {
@@ -587,6 +611,7 @@ mod tests {
                 ifname: "yst1",
                 mac: None,
                 mtu: None,
+                txqlen: None,
                 addr: Some(("10.79.0.2".parse().unwrap(), 24)),
                 default_gateway: Some("192.0.2.1".parse().unwrap()),
             })

@@ -177,6 +177,7 @@ mod tests {
                 ifname: "ystap0",
                 mac: None,
                 mtu: None,
+                txqlen: None,
                 addr: Some(("10.78.0.2".parse().unwrap(), 24)),
                 default_gateway: None,
             })
@@ -246,6 +247,7 @@ mod tests {
                 ifname: "ystap1",
                 mac: None,
                 mtu: None,
+                txqlen: None,
                 addr: Some(("10.78.1.2".parse().unwrap(), 24)),
                 default_gateway: None,
             })

@@ -407,8 +407,18 @@ impl Datapath {
         let Some(uplink) = self.uplink.as_mut() else {
             return;
         };
-        let (n, result) = uplink.port.recv_batch(&mut self.pool);
-        let failed = result.err();
+        let mut n = 0;
+        let mut failed = None;
+        while n < self.pool.len() {
+            match uplink.port.recv(&mut self.pool[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
         for i in 0..n {
             let frame = &mut self.pool[i];
             if let Some(uplink) = self.uplink.as_mut() {
@@ -518,8 +528,7 @@ impl Datapath {
     }
 
     /// Sends the frames the gateway and the bridge made (slow path: ARP,
-    /// ICMP errors, packets released after ARP resolution), then flushes
-    /// every port's queued frames: called at the end of every batch.
+    /// ICMP errors, packets released after ARP resolution).
     fn flush_outbox(&mut self, now: Millis) {
         let Datapath {
             gateway,
@@ -537,12 +546,6 @@ impl Datapath {
                 scratch.fill(VnetHeader::default(), &bytes);
                 bridge.send_to_port(port, net, scratch);
             }
-        }
-        // Every batch ends here: hand queued frames to the devices.
-        bridge.flush();
-        if let Some(uplink) = uplink.as_mut() {
-            let unsent = uplink.port.flush();
-            uplink.counters.unsent(unsent);
         }
     }
 

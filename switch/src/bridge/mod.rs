@@ -120,9 +120,6 @@ pub struct Bridge {
     /// offloads: allocated once, with the bridge; out of its slot while in
     /// use.
     offload_scratch: Option<Frame>,
-    /// Ports sent to since the last [`flush`](Self::flush): their queued
-    /// frames still have to be handed to the device.
-    dirty: Vec<PortId>,
 }
 
 impl Bridge {
@@ -136,7 +133,6 @@ impl Bridge {
             flood_scratch: Vec::new(),
             replies: Vec::new(),
             offload_scratch: Some(Frame::new()),
-            dirty: Vec::with_capacity(64),
         }
     }
 
@@ -451,7 +447,15 @@ impl Bridge {
         let Some(slot) = self.port_mut(id) else {
             return (0, Ok(()));
         };
-        slot.port.recv_batch(frames)
+        let mut n = 0;
+        while n < frames.len() {
+            match slot.port.recv(&mut frames[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => return (n, Err(e)),
+            }
+        }
+        (n, Ok(()))
     }
 
     /// Runs one received frame through the pipeline and sends it on. Returns
@@ -665,8 +669,7 @@ impl Bridge {
     /// captures.
     fn transmit_plain(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
         let vlan = self.network(net).and_then(|n| n.vlan);
-        // The field, not `port_mut`: `dirty` is borrowed beside the slot.
-        let Some(slot) = self.ports.get_mut(out.index()).and_then(Option::as_mut) else {
+        let Some(slot) = self.port_mut(out) else {
             return;
         };
         let gso = frame.vnet.is_gso();
@@ -696,9 +699,6 @@ impl Bridge {
         }
         match slot.port.send(frame) {
             Ok(()) => {
-                if !self.dirty.contains(&out) {
-                    self.dirty.push(out);
-                }
                 slot.counters.tx_packets += 1;
                 slot.counters.tx_bytes += frame.len() as u64;
                 if !slot.captures.is_empty() {
@@ -713,23 +713,6 @@ impl Bridge {
         if tagged {
             frame.pop_vlan();
         }
-    }
-
-    /// Hands the frames queued on every port sent to since the last flush to
-    /// their devices (one system call per port); what could not be sent
-    /// moves from the port's sent counters to its drops. The datapath calls
-    /// this after each batch.
-    pub fn flush(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &id in &dirty {
-            let Some(slot) = self.port_mut(id) else {
-                continue;
-            };
-            let unsent = slot.port.flush();
-            slot.counters.unsent(unsent);
-        }
-        dirty.clear();
-        self.dirty = dirty;
     }
 
     fn count_drop(&mut self, port: PortId, reason: DropReason) {

@@ -15,7 +15,6 @@ use std::io;
 use std::os::fd::RawFd;
 
 use crate::frame::Frame;
-pub use crate::sys::Unsent;
 use crate::verdict::DropReason;
 
 /// Index of a port in the switch's port table; also its `mio::Token`.
@@ -34,34 +33,8 @@ pub trait Port: Send {
     /// Reads one frame into `frame`. `Ok(false)` when none is waiting.
     fn recv(&mut self, frame: &mut Frame) -> io::Result<bool>;
 
-    /// Reads up to `frames.len()` frames into `frames`; returns how many. A
-    /// read error other than "nothing waiting" is returned after the frames
-    /// already read. Ports over sockets read a whole batch with one system
-    /// call; the default reads frame by frame with [`recv`](Self::recv).
-    fn recv_batch(&mut self, frames: &mut [Frame]) -> (usize, io::Result<()>) {
-        let mut n = 0;
-        while n < frames.len() {
-            match self.recv(&mut frames[n]) {
-                Ok(true) => n += 1,
-                Ok(false) => break,
-                Err(e) => return (n, Err(e)),
-            }
-        }
-        (n, Ok(()))
-    }
-
-    /// Sends one frame, or queues a copy of it until [`flush`](Self::flush)
-    /// (the frame itself is free again when this returns). `Err(WouldBlock)`
-    /// when the device queue is full.
+    /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
-
-    /// Hands every queued frame to the device. Returns what could not be
-    /// sent: those frames were counted as sent by [`send`](Self::send)'s
-    /// caller, who now counts them as dropped. Ports that send at once have
-    /// nothing to flush.
-    fn flush(&mut self) -> Unsent {
-        Unsent::default()
-    }
 
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
@@ -100,16 +73,6 @@ impl PortCounters {
     /// Counts one drop.
     pub fn drop_frame(&mut self, reason: DropReason) {
         self.drops[reason.index()] += 1;
-    }
-
-    /// Moves frames a [`Port::flush`] could not send from the sent counters
-    /// to the drops.
-    pub fn unsent(&mut self, unsent: Unsent) {
-        let frames = (unsent.queue_full + unsent.errors) as u64;
-        self.tx_packets = self.tx_packets.saturating_sub(frames);
-        self.tx_bytes = self.tx_bytes.saturating_sub(unsent.bytes);
-        self.drops[DropReason::TxQueueFull.index()] += unsent.queue_full as u64;
-        self.drops[DropReason::TxError.index()] += unsent.errors as u64;
     }
 
     /// The drops as `(reason, count)` pairs, zeroes left out.

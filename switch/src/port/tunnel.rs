@@ -2,10 +2,7 @@
 //! host, over a socket shared by every tunnel with the same local endpoint.
 //!
 //! Sending happens here: the GRE header is written into the frame's headroom
-//! and the result queued: copied into the port's [`sys::SendQueue`] and sent
-//! with one `sendmmsg(2)` per [`Port::flush`] (segments are small, so the
-//! copy costs less than the system calls it saves; a packet too large for a
-//! queue slot is sent on its own, after what is queued). Receiving does not: the
+//! and the result handed to the socket (no copy). Receiving does not: the
 //! shared socket is read by the datapath's [`crate::overlay`], which
 //! demultiplexes by remote address and key to the right tunnel port — so
 //! [`Port::recv`] of a tunnel port never yields a frame.
@@ -19,14 +16,14 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use yard_nat::checksum::L4Checksum;
 use yard_nat::wire::{Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 
-use super::{Port, Unsent};
+use super::Port;
 use crate::frame::{Frame, ETH_HEADER_LEN};
 use crate::offload;
 use crate::sys;
@@ -69,11 +66,6 @@ pub struct TunnelPort {
     socket: Arc<TunnelSocket>,
     params: TunnelParams,
     next_seq: u32,
-    /// Packets waiting for [`Port::flush`], addressed to the remote.
-    queue: sys::SendQueue,
-    /// What flushes made to free room could not send, reported at the next
-    /// [`Port::flush`].
-    unsent: Unsent,
 }
 
 impl TunnelPort {
@@ -81,28 +73,8 @@ impl TunnelPort {
     pub fn new(socket: Arc<TunnelSocket>, params: TunnelParams) -> Self {
         TunnelPort {
             socket,
-            queue: sys::SendQueue::new(Some(params.remote)),
             params,
             next_seq: 0,
-            unsent: Unsent::default(),
-        }
-    }
-
-    /// Sends what is queued, keeping count of what could not go.
-    fn flush_queue(&mut self) -> Unsent {
-        let unsent = self.queue.flush(self.socket.as_fd());
-        self.unsent.queue_full += unsent.queue_full;
-        self.unsent.errors += unsent.errors;
-        self.unsent.bytes += unsent.bytes;
-        std::mem::take(&mut self.unsent)
-    }
-}
-
-impl TunnelSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            TunnelSocket::Gre(fd) => fd.as_fd(),
-            TunnelSocket::Udp(s) => s.as_fd(),
         }
     }
 }
@@ -152,27 +124,11 @@ impl Port for TunnelPort {
         let outer_start = encap_gre(frame.raw_mut(), start, len, options)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let packet = &frame.raw_mut()[outer_start..start + len];
-        if packet.len() <= sys::SEND_QUEUE_SLOT {
-            if self.queue.is_full() {
-                let unsent = self.flush_queue();
-                self.unsent = unsent;
-            }
-            if self.queue.push(&[packet]) {
-                return Ok(());
-            }
-        }
-        // Too large to copy: what was queued before it leaves first.
-        let unsent = self.flush_queue();
-        self.unsent = unsent;
         match &*self.socket {
             TunnelSocket::Gre(fd) => sys::send_gre(fd.as_fd(), packet, *self.params.remote.ip())?,
             TunnelSocket::Udp(socket) => socket.send_to(packet, self.params.remote)?,
         };
         Ok(())
-    }
-
-    fn flush(&mut self) -> Unsent {
-        self.flush_queue()
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -252,9 +252,12 @@ fn inspect_and_status_are_key_value_lines() {
         state_dir: "/var/lib/switchyard".into(),
         networks: 1,
         ports: 0,
-        tunnel_drops: [("bad-checksum".to_string(), 3), ("unknown-tunnel".to_string(), 1)]
-            .into_iter()
-            .collect(),
+        tunnel_drops: [
+            ("bad-checksum".to_string(), 3),
+            ("unknown-tunnel".to_string(), 1),
+        ]
+        .into_iter()
+        .collect(),
     };
     let text = human(&Request::Status, &Payload::Status(status));
     assert!(

@@ -185,6 +185,18 @@ fn outbound_tcp_udp_and_icmp_leave_with_the_uplink_address() {
         "conntrack ls --proto udp: {}",
         entries_text(&only_udp)
     );
+    // The uplink's counters are listed with the ports, and on their own.
+    let all = lab.ctl_json(&["port", "stats"]);
+    let up0 = all
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["name"] == "up0"))
+        .unwrap_or_else(|| panic!("port stats does not list the uplink: {all:#}"));
+    assert!(
+        up0["tx_packets"].as_u64() >= Some(3) && up0["rx_packets"].as_u64() >= Some(3),
+        "the uplink did not count the traffic that crossed it: {up0:#}"
+    );
+    let only = lab.ctl_json(&["port", "stats", "up0"]);
+    assert_eq!(only.as_array().map(Vec::len), Some(1), "{only:#}");
 }
 
 /// Publishes 8080/tcp and 5353/udp to c1's 80 and 53 with peer-reporting

@@ -19,8 +19,8 @@
 //! `bad-offload` drop, and the sending port (TAP or veth) must really have
 //! handed yardd GSO frames (yardd's average received frame on it is far above
 //! the MTU), so the test cannot pass with offloads silently off. Where the
-//! sender is the outside (DNAT; the uplink's counters are not among the port
-//! stats), the receiving TAP must have been sent GSO frames instead; across
+//! sender is the outside (DNAT), the receiving TAP must have been sent GSO
+//! frames instead; across
 //! GRE, the tunnel must have sent MTU-sized segments.
 //!
 //! The source file is made once and shared by the tests running at the same

@@ -239,11 +239,21 @@ impl Control {
             )),
             Request::PortRm { name } => self.port_rm(&name),
             Request::PortStats { name } => {
+                // The uplink is listed with the ports, under its own name.
+                let uplink_name = self.config.uplink.as_ref().map(|u| u.name.clone());
                 if let Some(name) = &name {
+                    if uplink_name.as_ref() == Some(name) {
+                        return Ok(Payload::PortStats(
+                            self.uplink_stats()?.into_iter().collect(),
+                        ));
+                    }
                     self.known_port(name)?;
                 }
                 match self.call(Op::PortStats(name.clone()))? {
                     Answer::PortStats(mut stats) => {
+                        if name.is_none() {
+                            stats.extend(self.uplink_stats()?);
+                        }
                         // Ports that are down are not in the datapath: show zeroes.
                         for spec in &self.config.ports {
                             let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
@@ -457,6 +467,14 @@ impl Control {
             state: live
                 .map(|l| l.state.clone())
                 .unwrap_or(PortState::Down("not attached".into())),
+        }
+    }
+
+    /// The uplink's counters, when it is attached.
+    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
+        match self.call(Op::UplinkStats)? {
+            Answer::UplinkStats(stats) => Ok(stats),
+            other => Err(format!("unexpected datapath answer {other:?}")),
         }
     }
 

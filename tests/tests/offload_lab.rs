@@ -20,8 +20,7 @@
 //! handed yardd GSO frames (yardd's average received frame on it is far above
 //! the MTU), so the test cannot pass with offloads silently off. Where the
 //! sender is the outside (DNAT), the receiving TAP must have been sent GSO
-//! frames instead; across
-//! GRE, the tunnel must have sent MTU-sized segments.
+//! frames instead; across GRE, the tunnel must have sent MTU-sized segments.
 //!
 //! The source file is made once and shared by the tests running at the same
 //! time (`head -c` from `/dev/urandom` into a private temp directory): each

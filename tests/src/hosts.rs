@@ -39,7 +39,7 @@ use nix::unistd::Pid;
 use crate::bins::bins;
 use crate::cmd::{describe, in_ns, output, run_ok, stdout, timed};
 use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
-use crate::lab::{addr_of, wait_listening, Container};
+use crate::lab::{add_tap, wait_listening, Container};
 use crate::netns::{Netns, Veth};
 
 /// The first three octets of every underlay address.
@@ -226,22 +226,7 @@ impl Host {
     /// port add PORT --net NET --tap --netns <new ns> --ip CIDR [extra...]`.
     pub fn tap(&mut self, port: &str, net: &str, cidr: &str, extra: &[&str]) -> Container {
         let ns = self.netns();
-        let mut args = vec![
-            "port", "add", port, "--net", net, "--tap", "--netns", &ns, "--ip", cidr,
-        ];
-        args.extend_from_slice(extra);
-        self.ctl_ok(&args);
-        let ifname = extra
-            .iter()
-            .position(|a| *a == "--ifname")
-            .map(|i| extra[i + 1].to_string())
-            .unwrap_or_else(|| "eth0".into());
-        Container {
-            port: port.into(),
-            ns,
-            ifname,
-            ip: addr_of(cidr),
-        }
+        add_tap(&self.daemon, ns, port, net, cidr, extra)
     }
 
     /// A tunnel port toward `peer`: `yardctl port add PORT --net NET <kind>

@@ -51,6 +51,34 @@ pub fn require(tools: &[&str]) -> bool {
     false
 }
 
+/// Adds a TAP port in namespace `ns` to `daemon`'s switch: `yardctl port add
+/// PORT --net NET --tap --netns NS --ip CIDR [extra...]`.
+pub fn add_tap(
+    daemon: &Daemon,
+    ns: String,
+    port: &str,
+    net: &str,
+    cidr: &str,
+    extra: &[&str],
+) -> Container {
+    let mut args = vec![
+        "port", "add", port, "--net", net, "--tap", "--netns", &ns, "--ip", cidr,
+    ];
+    args.extend_from_slice(extra);
+    daemon.ctl_ok(&args);
+    let ifname = extra
+        .iter()
+        .position(|a| *a == "--ifname")
+        .map(|i| extra[i + 1].to_string())
+        .unwrap_or_else(|| "eth0".into());
+    Container {
+        port: port.into(),
+        ns,
+        ifname,
+        ip: addr_of(cidr),
+    }
+}
+
 /// A namespace attached to the switch, as a test sees it.
 #[derive(Debug, Clone)]
 pub struct Container {
@@ -150,22 +178,7 @@ impl Lab {
     /// --tap --netns <new ns> --ip CIDR [extra...]`.
     pub fn tap(&mut self, port: &str, net: &str, cidr: &str, extra: &[&str]) -> Container {
         let ns = self.netns();
-        let mut args = vec![
-            "port", "add", port, "--net", net, "--tap", "--netns", &ns, "--ip", cidr,
-        ];
-        args.extend_from_slice(extra);
-        self.ctl_ok(&args);
-        let ifname = extra
-            .iter()
-            .position(|a| *a == "--ifname")
-            .map(|i| extra[i + 1].to_string())
-            .unwrap_or_else(|| "eth0".into());
-        Container {
-            port: port.into(),
-            ns,
-            ifname,
-            ip: addr_of(cidr),
-        }
+        add_tap(&self.daemon, ns, port, net, cidr, extra)
     }
 
     /// A container attached through a veth pair: the peer end is moved into a

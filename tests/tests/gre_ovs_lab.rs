@@ -356,10 +356,15 @@ fn build() -> (Host, Container, OvsHost) {
 /// way), at most 15 s.
 fn wait_reachable(h1: &Host, side: &OvsHost, from: &Container, to: &Container) {
     let target = to.ip.to_string();
-    let out = in_ns(
-        &from.ns,
-        &["ping", "-n", "-c", "1", "-W", "1", "-w", "15", &target],
-    );
+    // One ping at a time until the deadline: a failed ARP ends a ping run
+    // early ("Destination Host Unreachable" counts against -c), while OVS may
+    // still be resolving its own route and tunnel neighbour.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut out = in_ns(&from.ns, &["ping", "-n", "-c", "1", "-W", "1", &target]);
+    while !out.status.success() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        out = in_ns(&from.ns, &["ping", "-n", "-c", "1", "-W", "1", &target]);
+    }
     if !out.status.success() {
         panic!(
             "{} -> {} never answered within 15 s:\n{}\n{}\n{}\n--- ovs-vsctl show ---\n{}\n\

@@ -395,6 +395,13 @@ pub struct StatusInfo {
     /// `not-ethernet`, `unknown-tunnel`, …).
     #[serde(default)]
     pub tunnel_drops: BTreeMap<String, u64>,
+    /// Datapath threads (`yardd --threads`).
+    #[serde(default = "one")]
+    pub datapath_threads: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A network with its live figures.

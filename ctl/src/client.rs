@@ -273,6 +273,7 @@ mod tests {
             networks: 1,
             ports: 2,
             tunnel_drops: Default::default(),
+            datapath_threads: 1,
         }
     }
 

@@ -27,6 +27,14 @@ pub struct CaptureTap {
     pub skipped: u64,
 }
 
+/// Another tap into the same capture (for another datapath thread), with
+/// its own skip count.
+impl Clone for CaptureTap {
+    fn clone(&self) -> Self {
+        CaptureTap::new(self.sender.clone())
+    }
+}
+
 impl CaptureTap {
     /// A tap that sends into `sender` (create it bounded, [`CAPTURE_QUEUE`]).
     pub fn new(sender: Sender<CapturedFrame>) -> Self {

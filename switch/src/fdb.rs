@@ -6,6 +6,13 @@
 //! port may own at most [`Fdb::port_limit`] learned entries, so one port cannot
 //! fill the table. Keys are attacker-chosen source addresses, so the map uses
 //! std's keyed SipHash. Time is passed in as [`Millis`], so tests drive the clock.
+//!
+//! With several datapath threads (`yardd --threads`) each thread keeps its
+//! own table. A thread learns from the frames it receives and tells the others
+//! ([`Learned::is_news`]); they record the address with
+//! [`Fdb::learn_from_peer`]. While the address keeps sending, its thread tells
+//! them again every third of the aging time, so their copies age out only
+//! when the address goes quiet.
 
 use std::collections::HashMap;
 
@@ -33,6 +40,11 @@ pub struct FdbSlot {
     pub last_seen: Millis,
     /// Added by the user; never aged or moved.
     pub is_static: bool,
+    /// Learned by another datapath thread, which receives the address's
+    /// frames and reports it in `fdb show`.
+    pub from_peer: bool,
+    /// When the other datapath threads were last told of this entry.
+    pub announced: Millis,
 }
 
 /// What learning a source address did.
@@ -42,6 +54,9 @@ pub enum Learned {
     New,
     /// The entry was already there; its age was reset.
     Refreshed,
+    /// As `Refreshed`, and a third of the aging time has passed since the
+    /// other datapath threads last heard of it: tell them again.
+    Reconfirmed,
     /// The address moved here from another port.
     Moved {
         /// The port it lived behind before.
@@ -51,6 +66,16 @@ pub enum Learned {
     LimitReached,
     /// Not learned: a static entry pins the address to another port.
     PinnedElsewhere,
+}
+
+impl Learned {
+    /// True when the other datapath threads should hear of the entry.
+    pub fn is_news(self) -> bool {
+        matches!(
+            self,
+            Learned::New | Learned::Moved { .. } | Learned::Reconfirmed
+        )
+    }
 }
 
 /// The MAC table of one network.
@@ -110,6 +135,11 @@ impl Fdb {
             }
             if slot.port == port {
                 slot.last_seen = now;
+                slot.from_peer = false;
+                if now.since(slot.announced) >= self.aging_ms / 3 {
+                    slot.announced = now;
+                    return Learned::Reconfirmed;
+                }
                 return Learned::Refreshed;
             }
         }
@@ -125,6 +155,8 @@ impl Fdb {
                 port,
                 last_seen: now,
                 is_static: false,
+                from_peer: false,
+                announced: now,
             },
         );
         match previous {
@@ -135,6 +167,29 @@ impl Fdb {
             }
             None => Learned::New,
         }
+    }
+
+    /// Records what another datapath thread learned: `mac` lives behind
+    /// `port`. The peer enforced the port's limit and counted any move; a
+    /// static entry here wins.
+    pub fn learn_from_peer(&mut self, mac: MacAddr, port: PortId, now: Millis) {
+        let previous = self.entries.get(&mac).copied();
+        match previous {
+            Some(slot) if slot.is_static => return,
+            Some(slot) => *self.learned_count(slot.port) -= 1,
+            None => {}
+        }
+        *self.learned_count(port) += 1;
+        self.entries.insert(
+            mac,
+            FdbSlot {
+                port,
+                last_seen: now,
+                is_static: false,
+                from_peer: true,
+                announced: now,
+            },
+        );
     }
 
     /// The port `mac` lives behind, if known and not aged out.
@@ -154,6 +209,8 @@ impl Fdb {
                 port,
                 last_seen: Millis(0),
                 is_static: true,
+                from_peer: false,
+                announced: Millis(0),
             },
         );
     }
@@ -210,6 +267,17 @@ impl Fdb {
         self.entries(now).count()
     }
 
+    /// Live entries this thread reports: those it learned itself, and the
+    /// static ones when `with_static` (every thread holds those).
+    pub fn own_entries(
+        &self,
+        now: Millis,
+        with_static: bool,
+    ) -> impl Iterator<Item = (&MacAddr, &FdbSlot)> + '_ {
+        self.entries(now)
+            .filter(move |(_, slot)| !slot.from_peer && (with_static || !slot.is_static))
+    }
+
     /// Learned entries owned by `port`.
     pub fn learned_on(&self, port: PortId) -> u32 {
         self.learned_per_port.get(&port).copied().unwrap_or(0)
@@ -231,7 +299,7 @@ mod tests {
         let mut fdb = Fdb::new(300, 4096);
         assert_eq!(fdb.learn(mac(1), P1, Millis(0)), Learned::New);
         assert_eq!(fdb.lookup(&mac(1), Millis(299_999)), Some(P1));
-        assert_eq!(fdb.learn(mac(1), P1, Millis(200_000)), Learned::Refreshed);
+        assert_eq!(fdb.learn(mac(1), P1, Millis(200_000)), Learned::Reconfirmed);
         assert_eq!(fdb.lookup(&mac(1), Millis(499_999)), Some(P1));
         assert_eq!(fdb.lookup(&mac(1), Millis(500_000)), None, "aged out");
         assert_eq!(fdb.expire(Millis(500_000)), 1);
@@ -289,6 +357,46 @@ mod tests {
         );
         assert!(fdb.remove(&mac(9)));
         assert_eq!(fdb.lookup(&mac(9), Millis(0)), None);
+    }
+
+    #[test]
+    fn peers_hear_of_news_and_again_while_the_address_is_live() {
+        let mut fdb = Fdb::new(300, 4096);
+        assert!(fdb.learn(mac(1), P1, Millis(0)).is_news(), "new");
+        assert_eq!(fdb.learn(mac(1), P1, Millis(99_999)), Learned::Refreshed);
+        assert!(!Learned::Refreshed.is_news());
+        assert_eq!(
+            fdb.learn(mac(1), P1, Millis(100_000)),
+            Learned::Reconfirmed,
+            "a third of the aging time after the last announcement"
+        );
+        assert_eq!(fdb.learn(mac(1), P1, Millis(100_001)), Learned::Refreshed);
+        assert!(fdb.learn(mac(1), P2, Millis(100_002)).is_news(), "moved");
+    }
+
+    #[test]
+    fn entries_from_peers_forward_age_and_are_not_reported() {
+        let mut fdb = Fdb::new(300, 1);
+        fdb.learn(mac(1), P1, Millis(0));
+        fdb.learn_from_peer(mac(2), P1, Millis(0));
+        assert_eq!(fdb.lookup(&mac(2), Millis(1)), Some(P1), "beyond the limit");
+        assert_eq!(fdb.mac_moves, 0);
+        fdb.learn_from_peer(mac(1), P2, Millis(10));
+        assert_eq!(
+            fdb.lookup(&mac(1), Millis(11)),
+            Some(P2),
+            "moved by the peer"
+        );
+        assert_eq!(fdb.mac_moves, 0, "the peer counted the move");
+        fdb.add_static(mac(9), P1);
+        fdb.learn_from_peer(mac(9), P2, Millis(12));
+        assert_eq!(fdb.lookup(&mac(9), Millis(13)), Some(P1), "static wins");
+        let own: Vec<_> = fdb.own_entries(Millis(13), false).collect();
+        assert!(own.is_empty(), "learned by peers or static: {own:?}");
+        assert_eq!(fdb.own_entries(Millis(13), true).count(), 1);
+        assert_eq!(fdb.expire(Millis(300_011)), 2, "peer entries age too");
+        assert_eq!(fdb.learned_on(P1), 0);
+        assert_eq!(fdb.learned_on(P2), 0);
     }
 
     #[test]

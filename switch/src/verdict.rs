@@ -36,11 +36,14 @@ pub enum DropReason {
     /// virtio-net header does not match its headers, or it is not TCP/UDP
     /// over IP ([`crate::offload::OffloadError`]).
     BadOffload,
+    /// A frame for the gateway found the gateway's datapath thread too far
+    /// behind to take it (`yardd --threads` above 1).
+    GatewayBusy,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -53,6 +56,7 @@ impl DropReason {
         DropReason::TxError,
         DropReason::PortDown,
         DropReason::BadOffload,
+        DropReason::GatewayBusy,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -78,6 +82,7 @@ impl DropReason {
             DropReason::TxError => "tx-error",
             DropReason::PortDown => "port-down",
             DropReason::BadOffload => "bad-offload",
+            DropReason::GatewayBusy => "gateway-busy",
         }
     }
 }

@@ -198,6 +198,7 @@ pub fn status_fields(s: &StatusInfo) -> Vec<(&'static str, String)> {
         ("state dir", s.state_dir.clone()),
         ("networks", s.networks.to_string()),
         ("ports", s.ports.to_string()),
+        ("threads", s.datapath_threads.to_string()),
         (
             "tunnel drops",
             if s.tunnel_drops.is_empty() {

@@ -37,6 +37,11 @@ struct Args {
     /// Also serve members of this group (name or gid) on the control socket
     #[arg(long)]
     group: Option<String>,
+    /// Datapath threads, 1 to 64: each reads its share of the ports, and
+    /// the first also serves the gateway, uplink and tunnels (see the
+    /// README's "Threads" section for when more than one helps)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
 }
 
 fn resolve_group(group: &str) -> Result<u32> {
@@ -91,12 +96,21 @@ fn run() -> Result<()> {
     };
     let listener = control::bind_socket(&socket, group).map_err(|e| anyhow!(e))?;
 
-    let (datapath, handle) =
-        Datapath::new(DEFAULT_PORT_MAC_LIMIT).context("cannot start the datapath")?;
-    let datapath_thread = std::thread::Builder::new()
-        .name("yardd-datapath".into())
-        .spawn(move || datapath.run())
-        .context("cannot start the datapath thread")?;
+    let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
+        .context("cannot start the datapath")?;
+    // Whichever datapath thread ends first ends the daemon.
+    let (ended_tx, ended) = crossbeam_channel::bounded(datapaths.len());
+    for (i, datapath) in datapaths.into_iter().enumerate() {
+        let ended_tx = ended_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("yardd-datapath-{i}"))
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| datapath.run()));
+                let _ = ended_tx.send((i, result));
+            })
+            .context("cannot start a datapath thread")?;
+    }
 
     let options = ControlOptions {
         socket: socket.clone(),
@@ -131,9 +145,10 @@ fn run() -> Result<()> {
         .spawn(move || control::serve(listener, control, group))
         .context("cannot start the control thread")?;
 
-    match datapath_thread.join() {
-        Ok(Ok(())) => bail!("the datapath stopped"),
-        Ok(Err(e)) => bail!("the datapath failed: {e}"),
-        Err(_) => bail!("the datapath thread panicked"),
+    match ended.recv() {
+        Ok((i, Ok(Ok(())))) => bail!("datapath thread {i} stopped"),
+        Ok((i, Ok(Err(e)))) => bail!("datapath thread {i} failed: {e}"),
+        Ok((i, Err(_))) => bail!("datapath thread {i} panicked"),
+        Err(_) => bail!("the datapath threads are gone"),
     }
 }

@@ -15,6 +15,11 @@
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
 //! the daemon and with [`crate::port::memory::MemoryPort`]s in tests.
+//!
+//! With several datapath threads each has its own bridge: the same networks
+//! and ports (every thread can send out of every port), its own FDBs. What
+//! one thread learns it lists as [`Announcement`]s for the others
+//! ([`Bridge::share_learning`]).
 
 #[cfg(test)]
 mod tests;
@@ -77,6 +82,24 @@ pub struct PortSlot {
     /// stack fragments the outer packet). Tunnel ports also keep split
     /// horizon: what arrives on one tunnel is never flooded to another.
     pub tunnel_mtu: Option<u32>,
+    /// Which port of this name this is: every bridge of a daemon numbers
+    /// ports in the same order, so an [`Announcement`] about a port that has
+    /// since been removed cannot land on a new port with its id.
+    pub generation: u64,
+}
+
+/// What one datapath thread learned, for the others: `mac` lives behind
+/// `port` in network `net`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement {
+    /// The network.
+    pub net: NetId,
+    /// The address.
+    pub mac: MacAddr,
+    /// The port.
+    pub port: PortId,
+    /// The port's [`PortSlot::generation`].
+    pub generation: u64,
 }
 
 /// Why a bridge operation was refused.
@@ -120,6 +143,13 @@ pub struct Bridge {
     /// offloads: allocated once, with the bridge; out of its slot while in
     /// use.
     offload_scratch: Option<Frame>,
+    /// Ports added so far: the next port's generation.
+    ports_added: u64,
+    /// Whether learning is listed in `announcements` for other threads.
+    announcing: bool,
+    announcements: Vec<Announcement>,
+    /// Whether `fdb show` answers include static entries (one thread's do).
+    reports_static: bool,
 }
 
 impl Bridge {
@@ -133,6 +163,35 @@ impl Bridge {
             flood_scratch: Vec::new(),
             replies: Vec::new(),
             offload_scratch: Some(Frame::new()),
+            ports_added: 0,
+            announcing: false,
+            announcements: Vec::with_capacity(256),
+            reports_static: true,
+        }
+    }
+
+    /// Makes this bridge one of several datapath threads' bridges: what it
+    /// learns is listed for [`drain_announcements`](Self::drain_announcements),
+    /// and its `fdb show` answer has only the entries it learned itself, plus
+    /// the static ones when `reports_static` (one thread reports them).
+    pub fn share_learning(&mut self, reports_static: bool) {
+        self.announcing = true;
+        self.reports_static = reports_static;
+    }
+
+    /// Takes what was learned since the last call.
+    pub fn drain_announcements(&mut self) -> std::vec::Drain<'_, Announcement> {
+        self.announcements.drain(..)
+    }
+
+    /// Records what another thread learned, unless its port has gone (or is
+    /// not in the network) since.
+    pub fn learn_from_peer(&mut self, news: Announcement, now: Millis) {
+        let current = self.port(news.port).is_some_and(|p| {
+            p.generation == news.generation && attached_nets(&p.attachment).any(|n| n == news.net)
+        });
+        if let (true, Some(network)) = (current, self.network_mut(news.net)) {
+            network.fdb.learn_from_peer(news.mac, news.port, now);
         }
     }
 
@@ -205,6 +264,12 @@ impl Bridge {
         self.networks.iter().flatten()
     }
 
+    /// Live FDB entries of `network` this bridge reports (see
+    /// [`share_learning`](Self::share_learning)).
+    pub fn reported_fdb_len(&self, network: &Network, now: Millis) -> usize {
+        network.fdb.own_entries(now, self.reports_static).count()
+    }
+
     /// Builds an access attachment to network `net`.
     pub fn access(&self, net: &str) -> Result<Attachment, BridgeError> {
         Ok(Attachment::Access(self.net_id(net)?))
@@ -254,7 +319,9 @@ impl Bridge {
             counters: PortCounters::default(),
             captures: Vec::new(),
             tunnel_mtu: None,
+            generation: self.ports_added,
         });
+        self.ports_added += 1;
         Ok(id)
     }
 
@@ -389,7 +456,7 @@ impl Bridge {
             .networks()
             .filter(|n| net.is_none_or(|name| n.name == name))
         {
-            for (mac, slot) in network.fdb.entries(now) {
+            for (mac, slot) in network.fdb.own_entries(now, self.reports_static) {
                 out.push(FdbEntry {
                     net: network.name.clone(),
                     mac: *mac,
@@ -566,7 +633,17 @@ impl Bridge {
         }
         let in_isolated = self.is_isolated(in_port, net_id);
         let network = self.network_mut(net_id).ok_or(DropReason::PortDown)?;
-        network.fdb.learn(src, in_port, now);
+        let learned = network.fdb.learn(src, in_port, now);
+        if self.announcing && learned.is_news() {
+            let generation = self.port(in_port).map_or(0, |p| p.generation);
+            self.announcements.push(Announcement {
+                net: net_id,
+                mac: src,
+                port: in_port,
+                generation,
+            });
+        }
+        let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if dst.is_multicast() {
             return Ok((net_id, Verdict::Flood));
         }
@@ -715,7 +792,8 @@ impl Bridge {
         }
     }
 
-    fn count_drop(&mut self, port: PortId, reason: DropReason) {
+    /// Counts a drop on `port`.
+    pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
         if let Some(slot) = self.port_mut(port) {
             slot.counters.drop_frame(reason);
         }

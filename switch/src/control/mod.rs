@@ -146,6 +146,7 @@ impl Control {
                     port: attached.port,
                     membership: attached.membership,
                     mtu: attached.mtu,
+                    reads: true,
                     tunnel: attached.tunnel,
                 };
                 match self.call(op) {
@@ -196,6 +197,7 @@ impl Control {
                     Answer::TunnelDrops(drops) => drops,
                     _ => Default::default(),
                 },
+                datapath_threads: self.datapath.threads() as u32,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
             Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),
@@ -412,6 +414,7 @@ impl Control {
                     port: attached.port,
                     membership: attached.membership,
                     mtu: attached.mtu,
+                    reads: true,
                     tunnel: attached.tunnel,
                 })?;
                 live

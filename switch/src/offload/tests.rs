@@ -747,6 +747,9 @@ mod through_the_bridge {
         fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
             None
         }
+        fn share(&self) -> std::io::Result<Box<dyn Port>> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
         fn accepts_gso(&self) -> bool {
             false
         }

@@ -96,4 +96,14 @@ impl Port for FdPort {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+
+    /// A duplicate descriptor: one `write` or `sendto` moves one whole frame,
+    /// so threads sending through their own duplicates never interleave.
+    fn share(&self) -> io::Result<Box<dyn Port>> {
+        let fd = self.fd.try_clone()?;
+        Ok(Box::new(match self.flavour {
+            Flavour::Tap => FdPort::new(fd),
+            Flavour::Packet(_) => FdPort::packet(fd),
+        }))
+    }
 }

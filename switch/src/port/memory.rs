@@ -83,4 +83,12 @@ impl Port for MemoryPort {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+
+    fn share(&self) -> io::Result<Box<dyn Port>> {
+        Ok(Box::new(MemoryPort {
+            queues: self.queues.clone(),
+            keep_sent: self.keep_sent,
+            sent: 0,
+        }))
+    }
 }

@@ -39,6 +39,10 @@ pub trait Port: Send {
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
 
+    /// Another handle on the same device, for a second datapath thread to
+    /// send through (`yardd --threads`). Only the port's own thread reads.
+    fn share(&self) -> io::Result<Box<dyn Port>>;
+
     /// True when the device takes GSO frames (virtio-net `gso_type` set) and
     /// segments them itself. When false the bridge hands it only segments cut
     /// in software ([`crate::offload::segment`]).

@@ -17,6 +17,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use yard_nat::checksum::L4Checksum;
@@ -65,7 +66,9 @@ pub struct TunnelParams {
 pub struct TunnelPort {
     socket: Arc<TunnelSocket>,
     params: TunnelParams,
-    next_seq: u32,
+    /// The last GRE sequence number sent, shared by every handle on the
+    /// tunnel so threads sending through it never repeat one.
+    last_seq: Arc<AtomicU32>,
 }
 
 impl TunnelPort {
@@ -74,7 +77,7 @@ impl TunnelPort {
         TunnelPort {
             socket,
             params,
-            next_seq: 0,
+            last_seq: Arc::new(AtomicU32::new(0)),
         }
     }
 }
@@ -112,8 +115,9 @@ impl Port for TunnelPort {
             self.params.overlay_mtu.saturating_sub(40).min(65_535) as u16,
         );
         let sequence = self.params.seq.then(|| {
-            self.next_seq = self.next_seq.wrapping_add(1);
-            self.next_seq
+            self.last_seq
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
         });
         let options = GreOptions {
             key: self.params.key,
@@ -133,6 +137,14 @@ impl Port for TunnelPort {
 
     fn raw_fd(&self) -> Option<RawFd> {
         None
+    }
+
+    fn share(&self) -> io::Result<Box<dyn Port>> {
+        Ok(Box::new(TunnelPort {
+            socket: self.socket.clone(),
+            params: self.params,
+            last_seq: self.last_seq.clone(),
+        }))
     }
 
     fn accepts_gso(&self) -> bool {

@@ -258,8 +258,10 @@ fn inspect_and_status_are_key_value_lines() {
         ]
         .into_iter()
         .collect(),
+        datapath_threads: 2,
     };
     let text = human(&Request::Status, &Payload::Status(status));
+    assert!(text.contains("threads:      2\n"), "{text}");
     assert!(
         text.contains("tunnel drops: bad-checksum=3 unknown-tunnel=1\n"),
         "{text}"
@@ -269,7 +271,7 @@ fn inspect_and_status_are_key_value_lines() {
         text.contains("socket:       /run/switchyard/yardd.sock\n"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 9);
+    assert_eq!(text.lines().count(), 10);
 }
 
 #[test]

@@ -1,14 +1,28 @@
-//! The datapath thread: a `mio` poll loop over every port's fd that drains each
-//! ready port in batches through the [`Bridge`], and applies the control
-//! thread's [`Command`]s between batches.
+//! The datapath threads: each a `mio` poll loop over the fds of the ports it
+//! reads, draining each ready port in batches through its [`Bridge`], and
+//! applying the control thread's [`Command`]s between batches.
 //!
-//! The datapath owns the bridge — ports, networks, FDBs — so the per-frame path
-//! takes no lock. Control talks to it only through a channel plus a
-//! [`mio::Waker`]; every command carries a reply channel so the control thread
-//! knows when it took effect. Readiness is edge-triggered: a port is read until
-//! it has nothing more, at most [`BATCH`] frames at a time; a port that still
-//! had frames after a batch is served again in the next round before the loop
-//! sleeps, so one busy port cannot starve the others.
+//! Each thread owns its bridge — ports, networks, FDBs — so the per-frame path
+//! takes no lock. Control talks to the threads only through channels plus a
+//! [`mio::Waker`] each ([`DatapathHandle`]); every command carries a reply
+//! channel so the control thread knows when it took effect. Readiness is
+//! edge-triggered: a port is read until it has nothing more, at most [`BATCH`]
+//! frames at a time; a port that still had frames after a batch is served
+//! again in the next round before the loop sleeps, so one busy port cannot
+//! starve the others.
+//!
+//! With `yardd --threads N` there are N such threads. Each reads its share of
+//! the ports and sends to any port through its own handle on it; thread
+//! [`mesh::HOME`] also owns the gateway, the uplink and the tunnel sockets.
+//! Threads tell each other what they learn, and hand frames for the gateway
+//! to the home thread, through the lock-free queues of [`mesh`].
+
+mod handle;
+mod mesh;
+#[cfg(test)]
+mod tests;
+
+pub use handle::{DatapathError, DatapathHandle};
 
 use std::io;
 use std::os::fd::RawFd;
@@ -28,7 +42,7 @@ use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, Conntrac
 use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{Action, Gateway, PublishRule, Side, UplinkConfig};
 
-use crate::bridge::{Bridge, BridgeError, NetId};
+use crate::bridge::{Bridge, NetId};
 use crate::capture::CaptureTap;
 use crate::fdb::Millis;
 use crate::frame::{Frame, VnetHeader, VNET_F_NEEDS_CSUM};
@@ -37,6 +51,7 @@ use crate::overlay::Overlay;
 use crate::port::tunnel::TunnelSocket;
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::DropReason;
+use mesh::Mesh;
 
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
@@ -97,6 +112,9 @@ pub enum Op {
         membership: Membership,
         /// Its MTU.
         mtu: u32,
+        /// This thread reads the port (polls its fd); other threads only
+        /// send through their handles on it.
+        reads: bool,
         /// For a tunnel port: how its received packets find it.
         tunnel: Option<TunnelBinding>,
     },
@@ -205,45 +223,6 @@ pub struct Command {
     pub reply: Sender<Result<Answer, DatapathError>>,
 }
 
-/// The control thread's handle on the datapath.
-#[derive(Clone)]
-pub struct DatapathHandle {
-    commands: Sender<Command>,
-    waker: std::sync::Arc<Waker>,
-}
-
-impl DatapathHandle {
-    /// Sends `op` and waits for the datapath's answer.
-    pub fn call(&self, op: Op) -> Result<Answer, DatapathError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.commands
-            .send(Command { op, reply })
-            .map_err(|_| DatapathError::Gone)?;
-        self.waker.wake().map_err(DatapathError::Wake)?;
-        match answer.recv_timeout(Duration::from_secs(10)) {
-            Ok(result) => result,
-            Err(_) => Err(DatapathError::Gone),
-        }
-    }
-}
-
-/// Why a command did not take effect.
-#[derive(Debug, thiserror::Error)]
-pub enum DatapathError {
-    /// The bridge refused it.
-    #[error(transparent)]
-    Refused(#[from] BridgeError),
-    /// The gateway refused it.
-    #[error("{0}")]
-    Gateway(String),
-    /// The datapath thread is not running.
-    #[error("the datapath thread is not answering (see yardd's log)")]
-    Gone,
-    /// The waker failed.
-    #[error("cannot wake the datapath thread: {0}")]
-    Wake(io::Error),
-}
-
 /// The uplink port: outside the bridge, talking only to the gateway.
 struct Uplink {
     name: String,
@@ -251,8 +230,15 @@ struct Uplink {
     counters: PortCounters,
 }
 
-/// The datapath: poll loop, bridge, gateway and frame pool.
+/// One datapath thread: poll loop, bridge, gateway and frame pool.
 pub struct Datapath {
+    /// This thread's index; [`mesh::HOME`] serves the gateway.
+    thread: usize,
+    mesh: Arc<Mesh>,
+    /// Frames were handed to the home thread in this round: wake it.
+    wake_home: bool,
+    /// The home thread left handed-over frames waiting: serve them again.
+    handoffs_again: bool,
     poll: Poll,
     bridge: Bridge,
     gateway: Gateway,
@@ -271,32 +257,52 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Creates the datapath and the handle the control thread uses.
-    pub fn new(port_mac_limit: u32) -> io::Result<(Datapath, DatapathHandle)> {
-        let poll = Poll::new()?;
-        let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let datapath = Datapath {
-            poll,
-            bridge: Bridge::new(port_mac_limit),
-            gateway: Gateway::new(yard_nat::conntrack::Config::default()),
-            uplink: None,
-            overlay: Overlay::default(),
-            tunnels_again: Vec::new(),
-            uplink_again: false,
-            scratch: Frame::new(),
-            commands: rx,
-            pool: (0..BATCH).map(|_| Frame::new()).collect(),
-            pending: Vec::with_capacity(64),
-            epoch: Instant::now(),
-        };
-        Ok((
-            datapath,
-            DatapathHandle {
+    /// Creates `threads` datapath threads (at least one) and the handle the
+    /// control thread uses; run each with [`run`](Self::run) on a thread of
+    /// its own.
+    pub fn new(port_mac_limit: u32, threads: usize) -> io::Result<(Vec<Datapath>, DatapathHandle)> {
+        let threads = threads.max(1);
+        let mut polls = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = Poll::new()?;
+            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
+        let mesh = Arc::new(Mesh::new(wakers.clone()));
+        let epoch = Instant::now();
+        let mut datapaths = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for (thread, (poll, waker)) in polls.into_iter().zip(wakers).enumerate() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let mut bridge = Bridge::new(port_mac_limit);
+            if threads > 1 {
+                bridge.share_learning(thread == mesh::HOME);
+            }
+            datapaths.push(Datapath {
+                thread,
+                mesh: mesh.clone(),
+                wake_home: false,
+                handoffs_again: false,
+                poll,
+                bridge,
+                gateway: Gateway::new(yard_nat::conntrack::Config::default()),
+                uplink: None,
+                overlay: Overlay::default(),
+                tunnels_again: Vec::new(),
+                uplink_again: false,
+                scratch: Frame::new(),
+                commands: rx,
+                pool: (0..BATCH).map(|_| Frame::new()).collect(),
+                pending: Vec::with_capacity(64),
+                epoch,
+            });
+            handles.push(handle::ThreadHandle {
                 commands: tx,
                 waker,
-            },
-        ))
+            });
+        }
+        Ok((datapaths, DatapathHandle::new(handles)))
     }
 
     fn now(&self) -> Millis {
@@ -309,16 +315,26 @@ impl Datapath {
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
         loop {
-            let timeout =
-                if self.pending.is_empty() && !self.uplink_again && self.tunnels_again.is_empty() {
-                    next_expiry.saturating_duration_since(Instant::now())
-                } else {
-                    Duration::ZERO
-                };
+            let idle = self.pending.is_empty()
+                && !self.uplink_again
+                && self.tunnels_again.is_empty()
+                && !self.handoffs_again;
+            let timeout = if idle {
+                next_expiry.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+            let shared = self.mesh.threads() > 1;
+            if shared {
+                self.hear_peers();
+                if self.thread == mesh::HOME {
+                    self.serve_handoffs();
+                }
             }
             ready.clear();
             ready.append(&mut self.pending);
@@ -348,13 +364,18 @@ impl Datapath {
             for index in std::mem::take(&mut self.tunnels_again) {
                 self.serve_tunnel_endpoint(index);
             }
+            if shared {
+                self.tell_peers();
+            }
             if !self.apply_commands() {
                 return Ok(());
             }
             if Instant::now() >= next_expiry {
                 let now = self.now();
                 self.bridge.expire(now);
-                self.gateway.tick(now.0);
+                if self.thread == mesh::HOME {
+                    self.gateway.tick(now.0);
+                }
                 self.flush_outbox(now);
                 next_expiry = Instant::now() + EXPIRE_EVERY;
             }
@@ -367,7 +388,10 @@ impl Datapath {
         let (n, result) = self.bridge.receive(id, &mut self.pool);
         for i in 0..n {
             let frame = &mut self.pool[i];
-            if let Some(net) = self.bridge.process(id, frame, now) {
+            let Some(net) = self.bridge.process(id, frame, now) else {
+                continue;
+            };
+            if self.thread == mesh::HOME {
                 Self::to_gateway(
                     &mut self.gateway,
                     &mut self.bridge,
@@ -376,6 +400,10 @@ impl Datapath {
                     frame,
                     now,
                 );
+            } else if self.mesh.hand_over(self.thread, net, frame) {
+                self.wake_home = true;
+            } else {
+                self.bridge.count_drop(id, DropReason::GatewayBusy);
             }
         }
         if n > 0 {
@@ -399,6 +427,52 @@ impl Datapath {
                 }
             }
         }
+    }
+
+    /// Applies what the other threads learned.
+    fn hear_peers(&mut self) {
+        let now = self.now();
+        for news in self.mesh.heard(self.thread) {
+            self.bridge.learn_from_peer(news, now);
+        }
+    }
+
+    /// Tells the other threads what this one learned, and wakes the home
+    /// thread if frames were handed to it.
+    fn tell_peers(&mut self) {
+        for news in self.bridge.drain_announcements() {
+            self.mesh.announce(self.thread, news);
+        }
+        if std::mem::take(&mut self.wake_home) {
+            self.mesh.wake(mesh::HOME);
+        }
+    }
+
+    /// On the home thread: runs frames other threads handed over through the
+    /// gateway, a few batches at a time.
+    fn serve_handoffs(&mut self) {
+        const MOST: usize = 4 * BATCH;
+        let now = self.now();
+        let mut served = 0;
+        while served < MOST {
+            let Some(mut handoff) = self.mesh.next_handoff() else {
+                break;
+            };
+            Self::to_gateway(
+                &mut self.gateway,
+                &mut self.bridge,
+                &mut self.uplink,
+                Side::Net(handoff.net.0),
+                &mut handoff.frame,
+                now,
+            );
+            self.mesh.give_back(handoff);
+            served += 1;
+        }
+        if served > 0 {
+            self.flush_outbox(now);
+        }
+        self.handoffs_again = served == MOST;
     }
 
     /// Reads one batch from the uplink and hands it to the gateway.
@@ -592,13 +666,14 @@ impl Datapath {
                 port,
                 membership,
                 mtu,
+                reads,
                 tunnel,
             } => {
                 let attachment = match &membership {
                     Membership::Access(net) => self.bridge.access(net)?,
                     Membership::Trunk(nets) => self.bridge.trunk(nets)?,
                 };
-                let fd = port.raw_fd();
+                let fd = port.raw_fd().filter(|_| reads);
                 let id = self.bridge.add_port(&name, port, attachment, mtu)?;
                 if let Some(fd) = fd {
                     if let Err(e) = self.register(fd, id) {
@@ -780,7 +855,7 @@ impl Datapath {
                     .networks()
                     .map(|n| NetFigures {
                         name: n.name.clone(),
-                        fdb_entries: n.fdb.len(now),
+                        fdb_entries: self.bridge.reported_fdb_len(n, now),
                         mac_moves: n.fdb.mac_moves,
                     })
                     .collect(),

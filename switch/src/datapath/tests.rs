@@ -1,0 +1,232 @@
+//! The datapath threads end to end, without privileges: ports are datagram
+//! socket pairs framed like a TAP (virtio-net header, then the frame), the
+//! threads run for real, and the test talks to them through the same
+//! [`DatapathHandle`] the control thread uses.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use yard_ctl::api::NetworkSpec;
+use yard_ctl::MacAddr;
+use yard_nat::wire::ArpFrame;
+
+use super::*;
+use crate::port::fd::FdPort;
+use crate::sys::VNET_HDR_LEN;
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn eth(dst: MacAddr, src: MacAddr, tag: u8) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&0x88b5u16.to_be_bytes()); // local experimental
+    f.extend(std::iter::repeat_n(tag, 46));
+    f
+}
+
+/// A switch with `threads` datapath threads, stopped and joined on drop.
+struct Switch {
+    handle: DatapathHandle,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Switch {
+    fn new(threads: usize) -> Switch {
+        let (datapaths, handle) = Datapath::new(4096, threads).unwrap();
+        let threads = datapaths
+            .into_iter()
+            .map(|d| std::thread::spawn(move || d.run()))
+            .collect();
+        Switch { handle, threads }
+    }
+
+    fn network(&self, name: &str, subnet: Option<&str>) {
+        let mut spec = NetworkSpec::new(name);
+        spec.subnet = subnet.map(|s| s.parse().unwrap());
+        self.handle.call(Op::AddNetwork(spec)).unwrap();
+    }
+
+    /// Adds a port; returns the container's end of it.
+    fn port(&self, name: &str, net: &str) -> UnixDatagram {
+        let (ours, theirs) = UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        self.handle
+            .call(Op::AddPort {
+                name: name.into(),
+                port: Box::new(FdPort::new(OwnedFd::from(ours))),
+                membership: Membership::Access(net.into()),
+                mtu: 1500,
+                reads: true,
+                tunnel: None,
+            })
+            .unwrap();
+        theirs
+    }
+
+    fn fdb(&self) -> Vec<(MacAddr, String)> {
+        match self.handle.call(Op::Fdb(None)).unwrap() {
+            Answer::Fdb(entries) => entries.into_iter().map(|e| (e.mac, e.port)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn stats(&self, port: &str) -> yard_ctl::api::PortStats {
+        match self.handle.call(Op::PortStats(Some(port.into()))).unwrap() {
+            Answer::PortStats(mut s) => s.remove(0),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.handle.call(Op::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn send(end: &UnixDatagram, frame: &[u8]) {
+    let mut wire = vec![0u8; VNET_HDR_LEN];
+    wire.extend_from_slice(frame);
+    end.send(&wire).unwrap();
+}
+
+/// Frames that reach `end` within `wait`.
+fn received(end: &UnixDatagram, wait: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    while Instant::now() < deadline {
+        if let Ok(n) = end.recv(&mut buf) {
+            out.push(buf[VNET_HDR_LEN..n].to_vec());
+        }
+    }
+    out
+}
+
+/// Waits until `end` receives a frame `wanted` accepts; panics after 2 s.
+fn expect(end: &UnixDatagram, what: &str, wanted: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 70_000];
+    while Instant::now() < deadline {
+        if let Ok(n) = end.recv(&mut buf) {
+            let frame = &buf[VNET_HDR_LEN..n];
+            if wanted(frame) {
+                return frame.to_vec();
+            }
+        }
+    }
+    panic!("no {what} arrived within 2 s");
+}
+
+#[test]
+fn ports_spread_over_threads_and_learning_crosses_them() {
+    let switch = Switch::new(2);
+    switch.network("n", None);
+    let a = switch.port("a", "n");
+    let b = switch.port("b", "n");
+    let c = switch.port("c", "n");
+    let readers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|p| switch.handle.reader_of(p).unwrap())
+        .collect();
+    assert_eq!(
+        readers,
+        vec![1, 0, 1],
+        "least loaded; home counts its gateway"
+    );
+
+    // a (thread 1) floods; b (thread 0) answers, unicast to a.
+    let hello = eth(MacAddr::BROADCAST, mac(1), 1);
+    send(&a, &hello);
+    expect(&b, "flood at b", |f| f == hello);
+    expect(&c, "flood at c", |f| f == hello);
+    // Thread 0 hears of mac 1 soon; until then b's frames to it flood.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let reply = eth(mac(1), mac(2), 2);
+        send(&b, &reply);
+        expect(&a, "b's frame at a", |f| f == reply);
+        if received(&c, Duration::from_millis(50)).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "thread 0 never learned mac 1");
+    }
+    // And thread 1 heard of mac 2 from thread 0: a to b is unicast too.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let frame = eth(mac(2), mac(1), 3);
+        send(&a, &frame);
+        expect(&b, "a's frame at b", |f| f == frame);
+        if received(&c, Duration::from_millis(50)).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "thread 1 never learned mac 2");
+    }
+
+    assert_eq!(
+        switch.fdb(),
+        vec![(mac(1), "a".to_string()), (mac(2), "b".to_string())],
+        "each address once, on its port"
+    );
+    // Thread 1 reads a and sends to b; thread 0 the other way round: each
+    // port's counters are the two threads' sums.
+    let (sa, sb) = (switch.stats("a"), switch.stats("b"));
+    assert!(sa.rx_packets >= 2 && sa.tx_packets >= 1, "{sa:?}");
+    assert!(sb.rx_packets >= 1 && sb.tx_packets >= 2, "{sb:?}");
+
+    switch.handle.call(Op::RemovePort("a".into())).unwrap();
+    assert_eq!(switch.fdb(), vec![(mac(2), "b".to_string())]);
+    let a2 = switch.port("a2", "n");
+    assert_eq!(switch.handle.reader_of("a2"), Some(1));
+    let frame = eth(mac(2), mac(7), 4);
+    send(&a2, &frame);
+    expect(&b, "a2's frame at b", |f| f == frame);
+}
+
+#[test]
+fn frames_for_the_gateway_reach_it_from_every_thread() {
+    let switch = Switch::new(2);
+    switch.network("n", Some("10.77.0.0/24"));
+    let gateway = "10.77.0.1".parse().unwrap();
+    let ends = [switch.port("a", "n"), switch.port("b", "n")];
+    for (i, end) in ends.iter().enumerate() {
+        let me = mac(10 + i as u8);
+        let ip = std::net::Ipv4Addr::new(10, 77, 0, 10 + i as u8);
+        let mut request = vec![0u8; 60];
+        ArpFrame::request(me.0, ip, gateway)
+            .emit(&mut request)
+            .unwrap();
+        send(end, &request);
+        let reply = expect(end, "ARP reply from the gateway", |f| {
+            f.len() >= 42 && f[..6] == me.0 && f[12..14] == [0x08, 0x06] && f[21] == 2
+        });
+        assert_eq!(&reply[28..32], &[10, 77, 0, 1], "sender is the gateway");
+    }
+    assert!(switch.stats("a").drops.is_empty());
+    assert!(switch.stats("b").drops.is_empty());
+}
+
+#[test]
+fn one_thread_is_the_default_switch() {
+    let switch = Switch::new(1);
+    switch.network("n", None);
+    let a = switch.port("a", "n");
+    let b = switch.port("b", "n");
+    assert_eq!(switch.handle.threads(), 1);
+    assert_eq!(switch.handle.reader_of("b"), Some(0));
+    let frame = eth(MacAddr::BROADCAST, mac(1), 9);
+    send(&a, &frame);
+    expect(&b, "flood at b", |f| f == frame);
+    assert_eq!(switch.fdb(), vec![(mac(1), "a".to_string())]);
+}

@@ -4,10 +4,13 @@
 //! --state-dir <tmp>/state`, appends its stdout and stderr to `<tmp>/yardd.log`,
 //! and waits (at most [`READY_TIMEOUT`]) until `yardctl status` answers.
 //! [`Daemon::stop`] and [`Daemon::start`] restart it on the same state directory.
+//! [`Daemon::start_new_with`] adds command-line arguments (e.g. `--threads 2`)
+//! that every start of that daemon passes again.
 //! `Drop` stops the process it spawned, by pid (SIGTERM, then SIGKILL), and
 //! prints the log when the test is failing.
 
 use std::cell::Cell;
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,8 @@ const LOG_TAIL_LINES: usize = 150;
 pub struct Daemon {
     child: Option<Child>,
     starts: u32,
+    /// Extra yardd arguments, passed on every start.
+    args: Vec<OsString>,
     /// Set once a failure message has included the log, so `Drop` does not
     /// print it a second time.
     log_shown: Cell<bool>,
@@ -52,7 +57,13 @@ pub struct Daemon {
 impl Daemon {
     /// Creates the private directory and starts yardd in it.
     pub fn start_new() -> Daemon {
-        let mut daemon = Daemon::unstarted();
+        Daemon::start_new_with(&[])
+    }
+
+    /// Like [`Daemon::start_new`], with `args` appended to yardd's command
+    /// line on this and every later start.
+    pub fn start_new_with(args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::unstarted_with(args);
         daemon.start();
         daemon
     }
@@ -60,6 +71,11 @@ impl Daemon {
     /// Creates the private directory (socket, state, log) without starting
     /// yardd, e.g. to seed a state file first.
     pub fn unstarted() -> Daemon {
+        Daemon::unstarted_with(&[])
+    }
+
+    /// Like [`Daemon::unstarted`], with `args` for every start.
+    pub fn unstarted_with(args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("yard-lab-")
             .tempdir()
@@ -69,6 +85,7 @@ impl Daemon {
         Daemon {
             child: None,
             starts: 0,
+            args: args.iter().map(OsString::from).collect(),
             log_shown: Cell::new(false),
             socket: dir.path().join("yardd.sock"),
             state_dir,
@@ -148,6 +165,7 @@ impl Daemon {
             .arg(&self.state_dir)
             .arg("--log")
             .arg(level)
+            .args(&self.args)
             .env_remove("YARD_SOCKET")
             // The log is a file: no terminal colour codes in it.
             .env("NO_COLOR", "1")

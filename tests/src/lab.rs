@@ -150,8 +150,14 @@ pub fn addr_of(cidr: &str) -> Ipv4Addr {
 impl Lab {
     /// Starts a daemon on a fresh state directory.
     pub fn new() -> Lab {
+        Lab::with_args(&[])
+    }
+
+    /// Like [`Lab::new`], with extra yardd arguments (see
+    /// [`Daemon::start_new_with`]).
+    pub fn with_args(args: &[&str]) -> Lab {
         Lab {
-            daemon: Daemon::start_new(),
+            daemon: Daemon::start_new_with(args),
             namespaces: Vec::new(),
             veths: Vec::new(),
         }

@@ -77,7 +77,13 @@ impl NatLab {
     /// Starts yardd, makes the outside namespace and its veth, adds the uplink
     /// `up0` on the veth's host end and creates the network `web`.
     pub fn new() -> NatLab {
-        let mut lab = Lab::new();
+        NatLab::with_args(&[])
+    }
+
+    /// Like [`NatLab::new`], with extra yardd arguments (see
+    /// [`Daemon::start_new_with`](crate::Daemon::start_new_with)).
+    pub fn with_args(args: &[&str]) -> NatLab {
+        let mut lab = Lab::with_args(args);
         let outside = lab.netns();
         let veth = Veth::new();
         let (host, peer) = (veth.host().to_string(), veth.peer().to_string());

@@ -4,10 +4,11 @@
 For every selected *path* the script builds a topology in namespaces of its
 own -- L2: two namespaces c1 (client, 10.88.0.1/24) and c2 (server,
 10.88.0.2/24) joined by the switch under test (Linux bridge, yardd with TAP or
-veth ports, Open vSwitch userspace, VDE); NAT: a container behind yardd's or
-the kernel's SNAT/DNAT and an "outside" namespace; GRE: two "hosts" joined by
-a veth underlay, each with its switch (yardd or OVS) and a container -- and
-runs through it what the path's `metrics` name:
+veth ports and 1 or 2 datapath threads, Open vSwitch userspace, VDE); NAT: a
+container behind yardd's (1 or 2 threads) or the kernel's SNAT/DNAT and an
+"outside" namespace; GRE: two "hosts" joined by a veth underlay, each with its
+switch (yardd or OVS) and a container -- and runs through it what the path's
+`metrics` name:
 
   * iperf3 TCP, 1 stream and 4 streams (receiver goodput, Gbit/s)
   * iperf3 UDP, 64-byte payloads, unlimited rate (receiver packets/s)
@@ -198,11 +199,14 @@ def bounded(seconds, cmd):
 
 
 class Yardd:
-    """One yardd process in its own namespace, with its own socket/state dir."""
+    """One yardd process in its own namespace, with its own socket/state dir,
+    running `threads` datapath threads (`--threads N`, passed only when N > 1
+    so the 1-thread rows run yardd exactly as before)."""
 
-    def __init__(self, opts, ns):
+    def __init__(self, opts, ns, threads=1):
         self.opts = opts
         self.ns = ns
+        self.threads = threads
         self.dir = tempfile.mkdtemp(prefix="lab_bench_yardd.")
         RES.dirs.append(self.dir)
         self.socket = os.path.join(self.dir, "yardd.sock")
@@ -225,6 +229,7 @@ class Yardd:
                 self.state,
                 "--log",
                 self.opts.yardd_log,
+                *(["--threads", str(self.threads)] if self.threads > 1 else []),
             ],
         )
         self.proc = RES.add_proc(
@@ -387,10 +392,11 @@ class YarddPath(Path):
 
     needs_yardd = True
     net = "lbnet"
+    threads = 1  # yardd --threads
 
     def build(self):
         self.yns = self.netns("y")
-        self.yardd = Yardd(self.opts, self.yns)
+        self.yardd = Yardd(self.opts, self.yns, self.threads)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net)
         self.attach()
@@ -447,6 +453,24 @@ class YarddVeth(YarddPath):
             host_if = f"{self.prefix}v{i}"
             self.veth_into(self.yns, host_if, ns, ip)
             self.yardd.ctl("port", "add", f"v{i}", "--net", self.net, "--iface", host_if)
+
+
+# The same topologies with two datapath threads, over which yardd spreads
+# the two ports (c1/c2; for NAT the uplink and c1): each row shows what a
+# second thread buys against the 1-thread row above it.
+
+
+class YarddTap2t(YarddTap):
+    name = "yardd-tap-2t"
+    reference = "yardd-tap"
+    threads = 2
+    description = "yardd --threads 2, TAP ports created by yardd inside c1/c2"
+
+
+class YarddVeth2t(YarddVeth):
+    name = "yardd-veth-2t"
+    threads = 2
+    description = "yardd --threads 2, veth host ends in yardd's namespace via AF_PACKET"
 
 
 # --------------------------------------------------------------------------
@@ -662,6 +686,7 @@ class NatPath(Path):
 class YarddNat(NatPath):
     needs_yardd = True
     net = "web"
+    threads = 1  # yardd --threads
 
     def build(self):
         self.yns = self.netns("y")
@@ -670,7 +695,7 @@ class YarddNat(NatPath):
              "peer", "name", "eth0", "netns", self.out_ns])
         run(["ip", "-n", self.yns, "link", "set", wan_if, "up"])
         self.config_container_if(self.out_ns, "eth0", OUT_IP, WAN_PREFIX)
-        self.yardd = Yardd(self.opts, self.yns)
+        self.yardd = Yardd(self.opts, self.yns, self.threads)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
         self.yardd.ctl("uplink", "add", "up0", "--iface", wan_if,
@@ -696,6 +721,13 @@ class YarddSnat(YarddNat):
     name = "yardd-snat"
     reference = "kernel-snat"
     description = "yardd SNAT: client in a TAP container (172.31.0.2) -> uplink 10.1.0.2 -> server outside"
+
+
+class YarddSnat2t(YarddSnat):
+    name = "yardd-snat-2t"
+    threads = 2
+    description = ("yardd --threads 2 SNAT: client in a TAP container (172.31.0.2) -> "
+                   "uplink 10.1.0.2 -> server outside")
 
 
 class YarddDnat(YarddNat):
@@ -792,6 +824,7 @@ class YarddGre(GrePath):
     needs_yardd = True
     reference = None
     net = "ov"
+    threads = 1  # yardd --threads, on each host
     description = ("yardd on each of two hosts (namespaces, veth underlay), "
                    "GRE port key 42, a TAP container on each")
 
@@ -800,7 +833,7 @@ class YarddGre(GrePath):
         sides = [(self.ha, "tB", UNDERLAY_B, "c1", self.client_ns, CLIENT_IP),
                  (self.hb, "tA", UNDERLAY_A, "c2", self.server_ns, SERVER_IP)]
         for host, tun, remote, port, cns, ip in sides:
-            y = Yardd(self.opts, host)
+            y = Yardd(self.opts, host, self.threads)
             self.yardds.append(y)
             y.start()
             y.ctl("net", "create", self.net)
@@ -866,10 +899,11 @@ class OvsGre(GrePath):
             o.stop()
 
 
-# Order is the table's order. Ratios: every L2 row against yardd-tap, NAT rows
-# against the kernel NAT of the same direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddVeth, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, KernelDnat, YarddDnat, YarddGre, OvsGre]
+# Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
+# yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
+# direction, ovs-gre against yardd-gre.
+PATHS = [BridgeVeth, YarddTap, YarddTap2t, YarddVeth, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre]
 
 
 def wait_reachable(ns, ip, tries=20):
@@ -1146,7 +1180,8 @@ def measure(path, opts):
            "reference": path.reference, "metrics": list(metrics), "errors": [],
            "loadavg_before": loadavg(), "kernel": path.kernel,
            "client_ns": path.client_ns, "server_ns": path.server_ns,
-           "connect_ip": path.connect_ip, "bind_ip": path.bind_ip}
+           "connect_ip": path.connect_ip, "bind_ip": path.bind_ip,
+           "yardd_threads": getattr(path, "threads", None)}
     cns, sns, ip = path.client_ns, path.server_ns, path.connect_ip
     for key in ("tcp1_gbps", "tcp4_gbps", "udp64_kpps", "rtt_p50_us", "rtt_p99_us", "cps",
                 "switch_cpu_pct"):

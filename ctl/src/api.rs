@@ -439,6 +439,10 @@ pub struct PortInfo {
     pub mtu: u32,
     /// `up`, or why the port is not attached (e.g. its namespace is gone).
     pub state: PortState,
+    /// The datapath thread that reads the port, when yardd runs more than
+    /// one (`yardd --threads`); `null` otherwise.
+    #[serde(default)]
+    pub thread: Option<u32>,
 }
 
 /// Whether a port is passing frames.
@@ -826,6 +830,7 @@ mod tests {
             mac: Some(MacAddr([2, 0x42, 0xac, 0x1e, 0, 2])),
             mtu: 1500,
             state: PortState::Up,
+            thread: None,
         };
         let line = serde_json::to_string(&info).unwrap();
         assert_eq!(line.matches("\"mac\"").count(), 1, "{line}");

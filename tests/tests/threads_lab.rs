@@ -55,6 +55,20 @@ fn assert_two_threads(daemon: &Daemon) {
         datapath, 2,
         "yardd --threads 2 runs {datapath} datapath threads: {names:?}"
     );
+    // `port ls` says which thread reads each port; with two or more ports
+    // both threads read some.
+    let ports = daemon.ctl_json(&["port", "ls"]);
+    let mut readers: Vec<u64> = ports
+        .as_array()
+        .expect("port ls --json is a list")
+        .iter()
+        .map(|p| p["thread"].as_u64().expect("every port names its thread"))
+        .collect();
+    readers.sort();
+    readers.dedup();
+    if ports.as_array().is_some_and(|p| p.len() >= 2) {
+        assert_eq!(readers, vec![0, 1], "ports are not spread: {ports:#}");
+    }
 }
 
 /// Asserts every container gets echo replies from every other.

@@ -450,6 +450,11 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
     if tunnels {
         headers.push("TUNNEL");
     }
+    // Which datapath thread reads each port, when yardd runs several.
+    let threads = ports.iter().any(|p| p.thread.is_some());
+    if threads {
+        headers.push("THREAD");
+    }
     headers.push("STATE");
     let mut t = Table::new(&headers);
     for p in ports {
@@ -475,6 +480,9 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
         ];
         if tunnels {
             row.push(or_none(tunnel_cell(&p.spec.kind)));
+        }
+        if threads {
+            row.push(or_none(p.thread.map(|t| t.to_string())));
         }
         row.push(state_text(&p.state));
         t.row(row);

@@ -457,6 +457,11 @@ impl Control {
 
     fn port_info(&self, spec: &PortSpec) -> PortInfo {
         let live = self.live.get(&spec.name);
+        let thread = if self.datapath.threads() > 1 {
+            self.datapath.reader_of(&spec.name).map(|t| t as u32)
+        } else {
+            None
+        };
         let mut spec = spec.clone();
         if let PortKind::Tap { mac, mtu, .. } = &mut spec.kind {
             // The values in force are reported below, under the same names.
@@ -470,6 +475,7 @@ impl Control {
             state: live
                 .map(|l| l.state.clone())
                 .unwrap_or(PortState::Down("not attached".into())),
+            thread,
         }
     }
 

@@ -56,6 +56,7 @@ fn tap_port() -> PortInfo {
         mac: Some("02:00:00:00:00:02".parse().unwrap()),
         mtu: 1500,
         state: PortState::Up,
+        thread: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn trunk_port() -> PortInfo {
         mac: None,
         mtu: 1500,
         state: PortState::Down("eth1 not found — create it or `yardctl port rm t0`".into()),
+        thread: None,
     }
 }
 
@@ -90,6 +92,7 @@ fn gre_port() -> PortInfo {
         mac: None,
         mtu: 1458,
         state: PortState::Up,
+        thread: None,
     }
 }
 
@@ -109,6 +112,7 @@ fn gre_udp_port() -> PortInfo {
         mac: None,
         mtu: 1430,
         state: PortState::Down("cannot bind 10.0.0.1:4800: address in use".into()),
+        thread: None,
     }
 }
 
@@ -361,6 +365,24 @@ fn port_ls_shows_tunnels_in_their_own_column() {
     // Without tunnels, the table keeps its usual columns.
     let plain = human(&Request::PortLs, &Payload::Ports(vec![tap_port()]));
     assert!(!plain.contains("TUNNEL"), "{plain}");
+}
+
+#[test]
+fn port_ls_shows_the_reading_thread_when_yardd_runs_several() {
+    let mut c1 = tap_port();
+    c1.thread = Some(1);
+    let mut t0 = trunk_port();
+    t0.thread = None;
+    let text = human(&Request::PortLs, &Payload::Ports(vec![c1, t0]));
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0][8..], ["THREAD", "STATE"], "{text}");
+    assert_eq!(lines[1][8..], ["1", "up"], "{text}");
+    assert_eq!(lines[2][8], "-", "a port no thread reads: {text}");
+    let json = render_json(&Payload::Ports(vec![tap_port()]));
+    assert_eq!(json[0]["thread"], json!(null));
 }
 
 #[test]

@@ -514,15 +514,7 @@ impl Bridge {
         let Some(slot) = self.port_mut(id) else {
             return (0, Ok(()));
         };
-        let mut n = 0;
-        while n < frames.len() {
-            match slot.port.recv(&mut frames[n]) {
-                Ok(true) => n += 1,
-                Ok(false) => break,
-                Err(e) => return (n, Err(e)),
-            }
-        }
-        (n, Ok(()))
+        slot.port.recv_batch(frames)
     }
 
     /// Runs one received frame through the pipeline and sends it on. Returns

@@ -481,18 +481,8 @@ impl Datapath {
         let Some(uplink) = self.uplink.as_mut() else {
             return;
         };
-        let mut n = 0;
-        let mut failed = None;
-        while n < self.pool.len() {
-            match uplink.port.recv(&mut self.pool[n]) {
-                Ok(true) => n += 1,
-                Ok(false) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        let (n, result) = uplink.port.recv_batch(&mut self.pool);
+        let failed = result.err();
         for i in 0..n {
             let frame = &mut self.pool[i];
             if let Some(uplink) = self.uplink.as_mut() {

@@ -33,6 +33,16 @@ pub trait Port: Send {
     /// Reads one frame into `frame`. `Ok(false)` when none is waiting.
     fn recv(&mut self, frame: &mut Frame) -> io::Result<bool>;
 
+    /// Reads up to `frames.len()` frames into `frames[..n]` and returns `n`,
+    /// stopping early when none is waiting. An error other than "nothing
+    /// waiting" comes back beside the frames read before it, which are kept.
+    ///
+    /// The default calls [`recv`](Self::recv) once per frame; a port whose
+    /// device can hand over a batch in one system call overrides it.
+    fn recv_batch(&mut self, frames: &mut [Frame]) -> (usize, io::Result<()>) {
+        recv_each(self, frames)
+    }
+
     /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
 
@@ -56,6 +66,20 @@ pub trait Port: Send {
     fn accepts_partial_csum(&self) -> bool {
         true
     }
+}
+
+/// [`Port::recv_batch`] done with one [`Port::recv`] per frame: the default,
+/// and what an overriding port falls back to for devices it cannot batch.
+pub fn recv_each<P: Port + ?Sized>(port: &mut P, frames: &mut [Frame]) -> (usize, io::Result<()>) {
+    let mut n = 0;
+    while n < frames.len() {
+        match port.recv(&mut frames[n]) {
+            Ok(true) => n += 1,
+            Ok(false) => break,
+            Err(e) => return (n, Err(e)),
+        }
+    }
+    (n, Ok(()))
 }
 
 /// Traffic counters of one port.

@@ -11,8 +11,8 @@
 //! VLAN tags: the kernel takes the outer 802.1Q/802.1ad tag out of every
 //! received frame before a packet socket sees it (`skb_vlan_untag` in the
 //! receive path, and veth may carry the tag beside the data from the start), so
-//! the socket also asks for `PACKET_AUXDATA` and [`recv_packet`] returns the tag
-//! that was removed. Whoever reads must put it back (see
+//! the socket also asks for `PACKET_AUXDATA` and [`recv_packet`] (one frame) or
+//! [`RecvBatch`] (a batch, one `recvmmsg(2)`) returns the tag that was removed. Whoever reads must put it back (see
 //! [`crate::frame::Frame::push_vlan_tci`]) or tagged frames look untagged. On
 //! transmit, a tag in the data goes out as it is.
 
@@ -258,6 +258,133 @@ fn tag_from_aux(status: u32, tci: u16, tpid: u16) -> Option<VlanTag> {
         libc::ETH_P_8021Q as u16
     };
     Some(VlanTag { tpid, tci })
+}
+
+/// The message headers, iovecs and control buffers of one `recvmmsg(2)` call
+/// on a packet socket, allocated once (a port keeps one for its lifetime) so
+/// that reading a batch allocates nothing. [`RecvBatch::recv`] reads up to
+/// [`RecvBatch::capacity`] frames into the caller's buffers;
+/// [`RecvBatch::received`] then tells each one's length and stripped VLAN tag.
+pub struct RecvBatch {
+    msgs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    aux: Box<[AuxBuffer]>,
+    /// How many headers the last successful [`RecvBatch::recv`] filled.
+    filled: usize,
+}
+
+// SAFETY: the raw pointers in `msgs` and `iovs` are set at the start of every
+// `recv` (which takes `&mut self`) and point either into buffers borrowed only
+// for that call, never touched again, or into `self.iovs` and `self.aux`, heap
+// slices this struct owns and that move with it. Nothing is shared with
+// another value, so moving the struct to another thread is sound.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    /// Room for `capacity` messages per call (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let msgs = (0..capacity)
+            .map(|_| {
+                // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero
+                // lengths); `recv` sets the fields that matter before every call.
+                unsafe { std::mem::zeroed::<libc::mmsghdr>() }
+            })
+            .collect();
+        RecvBatch {
+            msgs,
+            iovs: (0..capacity)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            aux: (0..capacity).map(|_| AuxBuffer::new()).collect(),
+            filled: 0,
+        }
+    }
+
+    /// The most frames one [`recv`](Self::recv) reads.
+    pub fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// Reads up to [`capacity`](Self::capacity) frames (vnet header included)
+    /// from a packet socket made by [`open_packet_socket`] with one
+    /// `recvmmsg(2)` (`MSG_DONTWAIT`): frame `i` lands in the `i`th buffer of
+    /// `bufs`. Returns how many were read; see [`received`](Self::received)
+    /// for each one's length and tag.
+    ///
+    /// Returns [`io::ErrorKind::WouldBlock`] when nothing is queued; retries on
+    /// `EINTR`. An error met after some frames were read is left for the next
+    /// call, as `recvmmsg` does.
+    pub fn recv<'a>(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        bufs: impl IntoIterator<Item = &'a mut [u8]>,
+    ) -> io::Result<usize> {
+        self.filled = 0;
+        let mut count = 0;
+        for (iov, buf) in self.iovs.iter_mut().zip(bufs) {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = buf.len();
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        loop {
+            for ((msg, iov), aux) in self
+                .msgs
+                .iter_mut()
+                .zip(self.iovs.iter_mut())
+                .zip(self.aux.iter_mut())
+                .take(count)
+            {
+                msg.msg_hdr.msg_iov = iov;
+                msg.msg_hdr.msg_iovlen = 1;
+                msg.msg_hdr.msg_control = aux.bytes.as_mut_ptr().cast();
+                // The kernel shrinks this to what it wrote: reset every call.
+                msg.msg_hdr.msg_controllen = AUX_CMSG_SPACE as _;
+                msg.msg_hdr.msg_flags = 0;
+                msg.msg_len = 0;
+            }
+            // SAFETY: the first `count` headers each point to one iovec of
+            // `self.iovs` covering a distinct buffer borrowed mutably from
+            // `bufs` (writable for its length; the borrows are `'a`, which
+            // outlives this call) and to a distinct `AuxBuffer` of `self.aux`
+            // (writable for `msg_controllen` bytes, aligned for `cmsghdr`);
+            // `count` does not exceed the length of `self.msgs`; `fd` is a live
+            // descriptor borrowed for the call; a null timeout is allowed.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd.as_raw_fd(),
+                    self.msgs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                self.filled = n as usize;
+                return Ok(self.filled);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Length (vnet header included) and stripped VLAN tag of frame `i` of the
+    /// last [`recv`](Self::recv); `None` past the frames it read.
+    pub fn received(&self, i: usize) -> Option<(usize, Option<VlanTag>)> {
+        // `stripped_tag` reads only `msg_control`, which still points into
+        // `self.aux` (a heap slice: moving `self` does not move it), not the
+        // iovecs, whose buffers were borrowed for the `recv` call alone.
+        let msg = self.msgs[..self.filled].get(i)?;
+        Some((msg.msg_len as usize, stripped_tag(&msg.msg_hdr)))
+    }
 }
 
 #[cfg(test)]

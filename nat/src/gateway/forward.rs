@@ -346,9 +346,12 @@ impl Gateway {
         };
         let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
         eth.set_src(mac);
-        if let Some(dst_mac) = self.neighbours.lookup(side, next_hop, now) {
+        if let Some((dst_mac, refresh)) = self.neighbours.lookup_in_use(side, next_hop, now) {
             eth.set_dst(dst_mac);
             self.counters.forwarded += 1;
+            if refresh {
+                self.send_arp_request(side, mac, our_ip, next_hop);
+            }
             return Action::Send {
                 side,
                 len: frame.len(),

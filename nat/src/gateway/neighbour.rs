@@ -4,7 +4,9 @@
 //! Contract: owns (side, IPv4) → MAC entries with an expiry, and per next
 //! hop a bounded queue of whole Ethernet frames waiting for its MAC. It never
 //! builds or sends frames itself: the gateway asks it what to (re)send and
-//! what to release. Keys are attacker-chosen (any host can send ARP), so the
+//! what to release. An entry in use is refreshed before it expires (see
+//! [`Neighbours::lookup_in_use`]), so a long flow never stalls while its
+//! next hop is resolved again. Keys are attacker-chosen (any host can send ARP), so the
 //! maps use std's keyed `RandomState`, and both the cache and the queues are
 //! bounded.
 
@@ -16,6 +18,9 @@ use super::Side;
 
 /// An entry not refreshed by ARP for this long is forgotten.
 pub(super) const NEIGHBOUR_TTL_MS: u64 = 60_000;
+/// An entry in use this close to expiry is asked for again (an ARP
+/// request) while it keeps being used, as Linux probes a stale neighbour.
+pub(super) const NEIGHBOUR_REFRESH_MS: u64 = 15_000;
 /// Most frames held per unresolved next hop.
 pub(super) const MAX_HELD_PER_HOP: usize = 8;
 /// Most next hops being resolved at once.
@@ -31,6 +36,8 @@ const MAX_NEIGHBOURS: usize = 65_536;
 struct Neighbour {
     mac: [u8; 6],
     expires_at: u64,
+    /// When a refresh request was last sent for this entry.
+    refreshed_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -80,11 +87,35 @@ impl Neighbours {
     }
 
     /// The MAC of `ip` on `side`, if known and fresh.
+    #[cfg(test)]
     pub(super) fn lookup(&self, side: Side, ip: Ipv4Addr, now: u64) -> Option<[u8; 6]> {
         self.cache
             .get(&(side, ip))
             .filter(|n| n.expires_at > now)
             .map(|n| n.mac)
+    }
+
+    /// As [`lookup`](Self::lookup), for a packet about to be sent to `ip`;
+    /// also true when the entry nears expiry and it is time to ask for it
+    /// again (at most once per ARP retry interval). The entry stays in use
+    /// until it expires; an answer renews it.
+    pub(super) fn lookup_in_use(
+        &mut self,
+        side: Side,
+        ip: Ipv4Addr,
+        now: u64,
+    ) -> Option<([u8; 6], bool)> {
+        let n = self
+            .cache
+            .get_mut(&(side, ip))
+            .filter(|n| n.expires_at > now)?;
+        let near_expiry = n.expires_at - now <= NEIGHBOUR_REFRESH_MS;
+        let asked_lately = n.refreshed_at.is_some_and(|t| now < t + ARP_RETRY_MS);
+        let refresh = near_expiry && !asked_lately;
+        if refresh {
+            n.refreshed_at = Some(now);
+        }
+        Some((n.mac, refresh))
     }
 
     /// Whether `ip` on `side` has a cache entry (fresh or not).
@@ -103,7 +134,12 @@ impl Neighbours {
     ) -> Vec<Vec<u8>> {
         let expires_at = now + NEIGHBOUR_TTL_MS;
         if self.cache.len() < MAX_NEIGHBOURS || self.cache.contains_key(&(side, ip)) {
-            self.cache.insert((side, ip), Neighbour { mac, expires_at });
+            let entry = Neighbour {
+                mac,
+                expires_at,
+                refreshed_at: None,
+            };
+            self.cache.insert((side, ip), entry);
         }
         self.pending
             .remove(&(side, ip))

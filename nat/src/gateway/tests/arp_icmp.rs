@@ -237,6 +237,53 @@ fn arp_queue_is_bounded() {
 }
 
 #[test]
+fn a_next_hop_in_use_is_asked_for_again_before_it_expires() {
+    // R was learned at 0, so its entry expires at 60 s; packets keep going to
+    // it directly while the gateway asks again from 45 s on.
+    let mut gw = lab();
+    let request = arp(ArpFrame::request(U_MAC, U, R))[..42].to_vec();
+    let send_at = |gw: &mut Gateway, t: u64| {
+        let f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, b"q");
+        let (action, _) = run(gw, NET1, f, t);
+        assert!(
+            matches!(
+                action,
+                Action::Send {
+                    side: Side::Uplink,
+                    ..
+                }
+            ),
+            "{t}: {action:?}"
+        );
+        outbox(gw)
+    };
+    assert!(send_at(&mut gw, 44_000).is_empty(), "not yet near expiry");
+    assert_eq!(
+        send_at(&mut gw, 45_000),
+        vec![(Side::Uplink, request.clone())]
+    );
+    assert!(send_at(&mut gw, 45_500).is_empty(), "asked a moment ago");
+    assert_eq!(
+        send_at(&mut gw, 46_000),
+        vec![(Side::Uplink, request.clone())]
+    );
+    // R answers (any ARP from it renews the entry): no stall at 60 s.
+    run(
+        &mut gw,
+        Side::Uplink,
+        arp(ArpFrame::request(R_MAC, R, U)),
+        46_100,
+    );
+    outbox(&mut gw);
+    assert!(send_at(&mut gw, 90_000).is_empty());
+    assert_eq!(gw.counters().held_for_arp, 0);
+    // R stops answering: at expiry packets wait for it again.
+    let f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, b"q");
+    assert_eq!(run(&mut gw, NET1, f, 106_100).0, Action::Consumed);
+    assert_eq!(gw.counters().held_for_arp, 1);
+}
+
+#[test]
 fn arp_timeout_discards_and_sends_host_unreachable() {
     let mut gw = bare_lab();
     run(&mut gw, NET1, arp(ArpFrame::request(C1_MAC, C1, GW1)), 0);

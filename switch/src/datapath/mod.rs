@@ -386,24 +386,9 @@ impl Datapath {
     fn serve_port(&mut self, id: PortId) {
         let now = self.now();
         let (n, result) = self.bridge.receive(id, &mut self.pool);
-        for i in 0..n {
-            let frame = &mut self.pool[i];
-            let Some(net) = self.bridge.process(id, frame, now) else {
-                continue;
-            };
-            if self.thread == mesh::HOME {
-                Self::to_gateway(
-                    &mut self.gateway,
-                    &mut self.bridge,
-                    &mut self.uplink,
-                    Side::Net(net.0),
-                    frame,
-                    now,
-                );
-            } else if self.mesh.hand_over(self.thread, net, frame) {
-                self.wake_home = true;
-            } else {
-                self.bridge.count_drop(id, DropReason::GatewayBusy);
+        for slot in 0..n {
+            if let Some(net) = self.bridge.process(id, &mut self.pool[slot], now) {
+                self.pool_to_gateway(id, net, slot, now);
             }
         }
         if n > 0 {
@@ -426,6 +411,26 @@ impl Datapath {
                     let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                 }
             }
+        }
+    }
+
+    /// Gives `self.pool[slot]`, which arrived on `in_port` in network `net`,
+    /// to the gateway: at once on the home thread, else handed over to it.
+    fn pool_to_gateway(&mut self, in_port: PortId, net: NetId, slot: usize, now: Millis) {
+        let frame = &mut self.pool[slot];
+        if self.thread == mesh::HOME {
+            Self::to_gateway(
+                &mut self.gateway,
+                &mut self.bridge,
+                &mut self.uplink,
+                Side::Net(net.0),
+                frame,
+                now,
+            );
+        } else if self.mesh.hand_over(self.thread, net, frame) {
+            self.wake_home = true;
+        } else {
+            self.bridge.count_drop(in_port, DropReason::GatewayBusy);
         }
     }
 
@@ -522,14 +527,7 @@ impl Datapath {
                 Ok(Some(Some(port))) => {
                     read += 1;
                     if let Some(net) = self.bridge.process(port, frame, now) {
-                        Self::to_gateway(
-                            &mut self.gateway,
-                            &mut self.bridge,
-                            &mut self.uplink,
-                            Side::Net(net.0),
-                            frame,
-                            now,
-                        );
+                        self.pool_to_gateway(port, net, 0, now);
                     }
                 }
                 Err(e) => {

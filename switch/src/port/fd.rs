@@ -173,7 +173,7 @@ mod tests {
     use super::*;
     use crate::frame::{VnetHeader, VNET_F_NEEDS_CSUM};
     use crate::netns::run_in_netns;
-    use crate::sys::testutil::{ip, is_root, Netns, Veth};
+    use crate::sys::testutil::{is_root, Netns, Veth};
     use crate::sys::{write_fd, VNET_HDR_LEN};
 
     /// A broadcast UDP/IPv4 frame from `src` carrying `marker`, vnet header
@@ -212,10 +212,7 @@ mod tests {
             return;
         }
         let ns = Netns::new();
-        let veth = Veth::new();
-        ip(&["link", "set", &veth.peer, "netns", ns.name()]);
-        ip(&["link", "set", &veth.host, "up"]);
-        ip(&["-n", ns.name(), "link", "set", &veth.peer, "up"]);
+        let veth = Veth::into_netns(&ns);
         let mut port = FdPort::packet(sys::open_packet_socket(&veth.host).unwrap());
         let peer_name = veth.peer.clone();
         let inside = run_in_netns(&ns.netns_ref(), move || sys::open_packet_socket(&peer_name))

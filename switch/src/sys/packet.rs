@@ -409,10 +409,7 @@ mod tests {
             return;
         }
         let ns = Netns::new();
-        let veth = Veth::new();
-        ip(&["link", "set", &veth.peer, "netns", ns.name()]);
-        ip(&["link", "set", &veth.host, "up"]);
-        ip(&["-n", ns.name(), "link", "set", &veth.peer, "up"]);
+        let veth = Veth::into_netns(&ns);
 
         let host = open_packet_socket(&veth.host).unwrap();
         let peer_name = veth.peer.clone();
@@ -565,10 +562,7 @@ mod tests {
             return;
         }
         let ns = Netns::new();
-        let veth = Veth::new();
-        ip(&["link", "set", &veth.peer, "netns", ns.name()]);
-        ip(&["link", "set", &veth.host, "up"]);
-        ip(&["-n", ns.name(), "link", "set", &veth.peer, "up"]);
+        let veth = Veth::into_netns(&ns);
         let host = open_packet_socket(&veth.host).unwrap();
         let peer_name = veth.peer.clone();
         let inside = run_in_netns(&ns.netns_ref(), move || open_packet_socket(&peer_name))

@@ -97,6 +97,15 @@ impl Veth {
         ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]);
         Veth { host, peer }
     }
+
+    /// Creates a pair, moves its peer end into `ns` and sets both ends up.
+    pub(crate) fn into_netns(ns: &Netns) -> Veth {
+        let veth = Veth::new();
+        ip(&["link", "set", &veth.peer, "netns", ns.name()]);
+        ip(&["link", "set", &veth.host, "up"]);
+        ip(&["-n", ns.name(), "link", "set", &veth.peer, "up"]);
+        veth
+    }
 }
 
 impl Drop for Veth {

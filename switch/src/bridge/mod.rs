@@ -734,8 +734,10 @@ impl Bridge {
     }
 
     /// Sends a frame whose offloads the port takes: MTU check (with ICMP
-    /// fragmentation-needed for a tunnel), the trunk's VLAN tag, counters and
-    /// captures.
+    /// fragmentation-needed for a tunnel), the trunk's VLAN tag, the port's
+    /// own changes ([`Port::prepare`]), captures and counters. A capture sees
+    /// every frame handed to the device, also one it then refuses (as
+    /// tcpdump on Linux does).
     fn transmit_plain(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
         let vlan = self.network(net).and_then(|n| n.vlan);
         let Some(slot) = self.port_mut(out) else {
@@ -766,13 +768,18 @@ impl Bridge {
         if tagged {
             frame.push_vlan(vlan.unwrap_or(0));
         }
-        match slot.port.send(frame) {
+        // Captured before the send, as the frame leaves: once sent, its
+        // answer may already be captured by another datapath thread.
+        let sent = slot.port.prepare(frame).and_then(|()| {
+            if !slot.captures.is_empty() {
+                capture::offer_all(&mut slot.captures, frame.data());
+            }
+            slot.port.send(frame)
+        });
+        match sent {
             Ok(()) => {
                 slot.counters.tx_packets += 1;
                 slot.counters.tx_bytes += frame.len() as u64;
-                if !slot.captures.is_empty() {
-                    capture::offer_all(&mut slot.captures, frame.data());
-                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 slot.counters.drop_frame(DropReason::TxQueueFull)

@@ -230,3 +230,49 @@ fn one_thread_is_the_default_switch() {
     expect(&b, "flood at b", |f| f == frame);
     assert_eq!(switch.fdb(), vec![(mac(1), "a".to_string())]);
 }
+
+#[test]
+fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
+    let switch = Switch::new(2);
+    switch.network("n", None);
+    let a = switch.port("a", "n");
+    let b = switch.port("b", "n");
+    assert_ne!(switch.handle.reader_of("a"), switch.handle.reader_of("b"));
+    let (copies, captured) = crossbeam_channel::bounded(crate::capture::CAPTURE_QUEUE);
+    switch
+        .handle
+        .call(Op::Capture {
+            port: "b".into(),
+            tap: crate::capture::CaptureTap::new(copies),
+        })
+        .unwrap();
+    // a's thread sends each request out of b; b answers at once, and b's own
+    // thread receives the answer. The capture of b must list each request
+    // before its answer (the next request may come between them).
+    for round in 0..100u8 {
+        let request = eth(mac(2), mac(1), round);
+        send(&a, &request);
+        expect(&b, "the request at b", |f| f == request);
+        send(&b, &eth(mac(1), mac(2), round));
+    }
+    let mut order = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while order.len() < 200 && Instant::now() < deadline {
+        if let Ok(copy) = captured.recv_timeout(Duration::from_millis(50)) {
+            order.push((copy.bytes[6..12].to_vec(), copy.bytes[20]));
+        }
+    }
+    assert_eq!(order.len(), 200, "every request and answer captured");
+    for round in 0..100u8 {
+        let at = |who: u8| {
+            order
+                .iter()
+                .position(|c| *c == (mac(who).0.to_vec(), round))
+        };
+        let (request, answer) = (at(1), at(2));
+        assert!(
+            request.is_some() && answer.is_some() && request < answer,
+            "round {round}: request at {request:?}, its answer at {answer:?}"
+        );
+    }
+}

@@ -43,6 +43,14 @@ pub trait Port: Send {
         recv_each(self, frames)
     }
 
+    /// Makes the changes the port applies to every frame it sends (a
+    /// tunnel completes checksums and clamps the TCP MSS), so that captures,
+    /// taken just before [`send`](Self::send), show the frame as it leaves.
+    /// The bridge calls it before each send; an error drops the frame.
+    fn prepare(&self, _frame: &mut Frame) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
 

@@ -106,7 +106,7 @@ impl Port for TunnelPort {
         Ok(false)
     }
 
-    fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
+    fn prepare(&self, frame: &mut Frame) -> io::Result<()> {
         offload::complete_checksum(frame)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         // IPv4 (20) + TCP (20) headers come off the overlay MTU.
@@ -114,6 +114,10 @@ impl Port for TunnelPort {
             frame,
             self.params.overlay_mtu.saturating_sub(40).min(65_535) as u16,
         );
+        Ok(())
+    }
+
+    fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
         let sequence = self.params.seq.then(|| {
             self.last_seq
                 .fetch_add(1, Ordering::Relaxed)

@@ -94,6 +94,11 @@ impl Daemon {
         }
     }
 
+    /// The extra arguments yardd gets on every start.
+    pub fn args(&self) -> &[OsString] {
+        &self.args
+    }
+
     /// The private directory holding socket, state and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -39,7 +39,7 @@ use nix::unistd::Pid;
 use crate::bins::bins;
 use crate::cmd::{describe, in_ns, output, run_ok, stdout, timed};
 use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
-use crate::lab::{add_tap, wait_listening, Container};
+use crate::lab::{add_tap, sha256, wait_listening, Container};
 use crate::netns::{Netns, Veth};
 
 /// The first three octets of every underlay address.
@@ -82,6 +82,11 @@ impl Host {
     /// Creates host number `index` (1..=254): a fresh namespace (IPv6 off,
     /// `lo` up) with yardd running inside it, ready to answer `status`.
     pub fn new(index: u8) -> Host {
+        Host::new_with(index, &[])
+    }
+
+    /// Like [`Host::new`], with `args` appended to yardd's command line.
+    pub fn new_with(index: u8, args: &[&str]) -> Host {
         assert!(
             (1..=254).contains(&index),
             "host index {index} out of range"
@@ -91,7 +96,7 @@ impl Host {
         let mut host = Host {
             index,
             child: None,
-            daemon: Daemon::unstarted(),
+            daemon: Daemon::unstarted_with(args),
             containers: Vec::new(),
             links: Vec::new(),
             ns,
@@ -151,6 +156,7 @@ impl Host {
             .arg(self.daemon.state_dir())
             .arg("--log")
             .arg(level)
+            .args(self.daemon.args())
             .env_remove("YARD_SOCKET")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -319,7 +325,12 @@ pub fn connect(a: &mut Host, b: &Host) {
 
 /// Creates hosts `1..=n` and joins every pair (a full mesh underlay).
 pub fn mesh(n: u8) -> Vec<Host> {
-    let mut hosts: Vec<Host> = (1..=n).map(Host::new).collect();
+    mesh_with(n, &[])
+}
+
+/// Like [`mesh`], each yardd started with `args`.
+pub fn mesh_with(n: u8, args: &[&str]) -> Vec<Host> {
+    let mut hosts: Vec<Host> = (1..=n).map(|i| Host::new_with(i, args)).collect();
     for i in 0..hosts.len() {
         for j in i + 1..hosts.len() {
             let (left, right) = hosts.split_at_mut(j);
@@ -433,6 +444,41 @@ pub fn tcp_transfer(
             context(hosts)
         );
     }
+}
+
+/// Sends a `mib` MiB random file from `from` to `to` and asserts it arrived
+/// whole (length and sha256).
+pub fn transfer_checked(
+    hosts: &[&Host],
+    from: &Container,
+    to: &Container,
+    dir: &Path,
+    mib: u32,
+    port: u16,
+) {
+    let source = dir.join(format!("source-{port}.bin"));
+    let received = dir.join(format!("received-{port}.bin"));
+    random_file(&source, mib);
+    let want = sha256(&source);
+    tcp_transfer(hosts, from, to, &source, &received, port, 300);
+    let len = std::fs::metadata(&received).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        len,
+        u64::from(mib) * 1024 * 1024,
+        "{} -> {}: received {len} bytes\n{}",
+        from.port,
+        to.port,
+        context(hosts)
+    );
+    assert_eq!(
+        sha256(&received),
+        want,
+        "{} -> {}: the data arrived altered",
+        from.port,
+        to.port
+    );
+    let _ = std::fs::remove_file(&source);
+    let _ = std::fs::remove_file(&received);
 }
 
 /// A bounded `tcpdump -w` running in a namespace, stopped by its pid on

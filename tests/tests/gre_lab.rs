@@ -12,16 +12,14 @@
 //!
 //! Needs root; without it each test prints why and returns.
 
-use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
 use yard_tests::cmd::{describe, in_ns_ok, stdout};
 use yard_tests::hosts::{
-    context, mesh, ping, ping_fails, ping_ok, random_file, tcp_transfer, tshark_fields,
-    underlay_ifname, Host, Tcpdump,
+    context, mesh, ping, ping_fails, ping_ok, transfer_checked, tshark_fields, underlay_ifname,
+    Host, Tcpdump,
 };
-use yard_tests::lab::sha256;
 use yard_tests::{require, Container};
 
 /// The overlay network's name on every host.
@@ -55,41 +53,6 @@ fn two_hosts_with(kind: &str, tap_extra: &[&str]) -> (Vec<Host>, Container, Cont
 
 fn refs(hosts: &[Host]) -> Vec<&Host> {
     hosts.iter().collect()
-}
-
-/// Sends a `mib` MiB random file from `from` to `to` and asserts it arrived
-/// whole (length and sha256).
-fn transfer_checked(
-    hosts: &[&Host],
-    from: &Container,
-    to: &Container,
-    dir: &Path,
-    mib: u32,
-    port: u16,
-) {
-    let source = dir.join(format!("source-{port}.bin"));
-    let received = dir.join(format!("received-{port}.bin"));
-    random_file(&source, mib);
-    let want = sha256(&source);
-    tcp_transfer(hosts, from, to, &source, &received, port, 300);
-    let len = std::fs::metadata(&received).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(
-        len,
-        u64::from(mib) * 1024 * 1024,
-        "{} -> {}: received {len} bytes\n{}",
-        from.port,
-        to.port,
-        context(hosts)
-    );
-    assert_eq!(
-        sha256(&received),
-        want,
-        "{} -> {}: the data arrived altered",
-        from.port,
-        to.port
-    );
-    let _ = std::fs::remove_file(&source);
-    let _ = std::fs::remove_file(&received);
 }
 
 /// A GRE key as tshark prints it (`0x0000002a`) or in decimal.

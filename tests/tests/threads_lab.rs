@@ -7,11 +7,12 @@
 //! both threads; ports removed and added again keep forwarding, also after a
 //! restart; and `--threads 0` or a non-number is a usage error.
 //!
-//! Placement is not shown by the API, but it is determined: the least loaded
-//! thread reads a new port, and thread 0 starts one ahead for the gateway, so
-//! a test's first port lands on thread 1, its second on thread 0, its third on
+//! Placement is determined (and `port ls` shows it): the least loaded thread
+//! reads a new port, and thread 0 starts one ahead for the gateway, so a
+//! test's first port lands on thread 1, its second on thread 0, its third on
 //! thread 1, and so on: the first two ports of each test are read by
-//! different threads.
+//! different threads. Tunnels are always read by thread 0, which owns their
+//! sockets.
 //!
 //! Needs root; without it each test prints why and returns.
 
@@ -24,7 +25,9 @@ use nix::sys::signal::Signal;
 use yard_ctl::api::PortStats;
 use yard_ctl::MacAddr;
 use yard_tests::cmd::{describe, stdout};
-use yard_tests::hosts::{random_file, tshark_fields, Tcpdump};
+use yard_tests::hosts::{
+    mesh_with, ping_ok, random_file, transfer_checked, tshark_fields, Host, Tcpdump,
+};
 use yard_tests::lab::sha256;
 use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP, WEB_GATEWAY};
 use yard_tests::{require, Container, Daemon, Lab};
@@ -484,6 +487,54 @@ fn ports_removed_and_added_again_keep_forwarding_and_survive_a_restart() {
 /// `--threads` takes a positive number; anything else is a usage error (exit
 /// 2) naming the option, not an unknown-argument error. `--threads 1` starts
 /// and says so, so the refusals are about the value, not the option.
+#[test]
+fn gre_between_two_hosts_carries_frames_sent_and_received_by_other_threads() {
+    if !require(&["ping", "socat", "sha256sum", "ss", "dd"]) {
+        return;
+    }
+    // Per host: the tunnel (read by thread 0), then two containers, read by
+    // thread 1: they send into the tunnel from thread 1, and what the tunnel
+    // brings them thread 0 writes into their TAPs.
+    let mut hosts = mesh_with(2, TWO_THREADS);
+    for (i, host) in hosts.iter().enumerate() {
+        host.ctl_ok(&["net", "create", "ov", "--subnet", "172.33.0.0/16"]);
+        let peer = &hosts[1 - i];
+        host.tunnel(
+            &format!("t{}", peer.index()),
+            "ov",
+            "--gre",
+            peer,
+            &["--key", "7"],
+        );
+    }
+    let mut containers = Vec::new();
+    for host in hosts.iter_mut() {
+        for n in 0..2 {
+            let name = format!("h{}c{n}", host.index());
+            let cidr = format!("172.33.{}.{}/16", host.index(), 10 + n);
+            containers.push(host.tap(&name, "ov", &cidr, &[]));
+        }
+    }
+    for host in &hosts {
+        let ports = host.ctl_json(&["port", "ls"]);
+        for port in ports.as_array().expect("port ls --json is a list") {
+            let want = if port["kind"] == "gre" { 0 } else { 1 };
+            assert_eq!(port["thread"], want, "{ports:#}");
+        }
+    }
+    let all: Vec<&Host> = hosts.iter().collect();
+    for from in &containers {
+        for to in &containers {
+            if from.port != to.port {
+                ping_ok(&all, from, to.ip, &[]);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    transfer_checked(&all, &containers[0], &containers[3], dir.path(), 50, 5301);
+    transfer_checked(&all, &containers[2], &containers[1], dir.path(), 50, 5302);
+}
+
 #[test]
 fn threads_zero_or_not_a_number_is_a_usage_error() {
     if !require(&[]) {

@@ -148,17 +148,7 @@ impl Fdb {
             self.limit_hits += 1;
             return Learned::LimitReached;
         }
-        *self.learned_count(port) += 1;
-        self.entries.insert(
-            mac,
-            FdbSlot {
-                port,
-                last_seen: now,
-                is_static: false,
-                from_peer: false,
-                announced: now,
-            },
-        );
+        self.insert_learned(mac, port, now, false);
         match previous {
             Some(from) => {
                 *self.learned_count(from) -= 1;
@@ -179,17 +169,21 @@ impl Fdb {
             Some(slot) => *self.learned_count(slot.port) -= 1,
             None => {}
         }
+        self.insert_learned(mac, port, now, true);
+    }
+
+    /// Inserts (or replaces) a learned entry and counts it for its port; the
+    /// caller uncounts a replaced one.
+    fn insert_learned(&mut self, mac: MacAddr, port: PortId, now: Millis, from_peer: bool) {
         *self.learned_count(port) += 1;
-        self.entries.insert(
-            mac,
-            FdbSlot {
-                port,
-                last_seen: now,
-                is_static: false,
-                from_peer: true,
-                announced: now,
-            },
-        );
+        let slot = FdbSlot {
+            port,
+            last_seen: now,
+            is_static: false,
+            from_peer,
+            announced: now,
+        };
+        self.entries.insert(mac, slot);
     }
 
     /// The port `mac` lives behind, if known and not aged out.

@@ -125,6 +125,47 @@ pub enum OffloadError {
     },
 }
 
+/// Makes a plain TCP frame whose IP packet is larger than `mtu` a GSO frame
+/// again, as a TAP with TSO would have handed it over: TSO4 or TSO6 (with the
+/// ECN flag when CWR is set), `gso_size` the payload that fits in `mtu`
+/// beside the frame's own headers, and a partial checksum. For frames that
+/// lost their virtio-net header on the way (the gateway keeps frames waiting
+/// for ARP as bare bytes); ports then cut them into segments that fit. False,
+/// and the frame left as it is, for a frame within `mtu`, one that is GSO
+/// already, or one that is not an unfragmented TCP packet.
+pub fn restore_tso(frame: &mut Frame, mtu: u32) -> bool {
+    if frame.vnet.is_gso() {
+        return false;
+    }
+    let d = frame.data();
+    let Ok(layout) = parse(d) else {
+        return false;
+    };
+    let mtu = mtu as usize;
+    let headers = layout.payload - layout.l3;
+    if layout.protocol != PROTO_TCP || layout.end - layout.l3 <= mtu || headers >= mtu {
+        return false;
+    }
+    let mut gso_type = if layout.ipv6 { GSO_TCPV6 } else { GSO_TCPV4 };
+    if d[layout.l4 + 13] & TCP_CWR != 0 {
+        gso_type |= GSO_ECN;
+    }
+    // The field holds the pseudo-header sum over the whole TCP length; each
+    // segment's checksum is finished from it (Linux's CHECKSUM_PARTIAL).
+    let partial = add(pseudo_base(d, &layout), (layout.end - layout.l4) as u16);
+    let (l4, payload) = (layout.l4, layout.payload);
+    put16(frame.data_mut(), l4 + usize::from(TCP_CSUM_OFFSET), partial);
+    frame.vnet = VnetHeader {
+        flags: VNET_F_NEEDS_CSUM,
+        gso_type,
+        hdr_len: payload as u16,
+        gso_size: (mtu - headers) as u16,
+        csum_start: l4 as u16,
+        csum_offset: TCP_CSUM_OFFSET,
+    };
+    true
+}
+
 /// Completes a partial L4 checksum (`NEEDS_CSUM`) and clears the flag: sums
 /// the frame from `csum_start` to its end (the field holds the pseudo-header
 /// sum already) and stores the complement at `csum_start + csum_offset`. A

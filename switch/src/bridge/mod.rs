@@ -51,6 +51,8 @@ pub struct Network {
     /// The gateway's MAC in this network, when it has a gateway: frames to
     /// it, and broadcast ARP, go to the L3 gateway too.
     pub gateway_mac: Option<MacAddr>,
+    /// The network's MTU (its ports may be created with other MTUs).
+    pub mtu: u32,
     members: Vec<PortId>,
 }
 
@@ -205,6 +207,7 @@ impl Bridge {
             vlan: spec.vlan,
             fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
             gateway_mac: None,
+            mtu: spec.mtu,
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {

@@ -69,6 +69,7 @@ impl Control {
                     name: spec.name.clone(),
                     port: attached.port,
                     config,
+                    mtu: attached.mtu,
                 }) {
                     Ok(_) => live,
                     Err(e) => LivePort {

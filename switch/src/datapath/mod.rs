@@ -47,6 +47,7 @@ use crate::capture::CaptureTap;
 use crate::fdb::Millis;
 use crate::frame::{Frame, VnetHeader, VNET_F_NEEDS_CSUM};
 use crate::l3;
+use crate::offload;
 use crate::overlay::Overlay;
 use crate::port::tunnel::TunnelSocket;
 use crate::port::{Port, PortCounters, PortId};
@@ -159,6 +160,8 @@ pub enum Op {
         port: Box<dyn Port>,
         /// Its address, MAC and next hop.
         config: UplinkConfig,
+        /// The interface's MTU.
+        mtu: u32,
     },
     /// Detach the uplink.
     RemoveUplink,
@@ -227,6 +230,7 @@ pub struct Command {
 struct Uplink {
     name: String,
     port: Box<dyn Port>,
+    mtu: u32,
     counters: PortCounters,
 }
 
@@ -601,6 +605,15 @@ impl Datapath {
         } = self;
         for (side, bytes) in gateway.drain_outbox() {
             scratch.fill(VnetHeader::default(), &bytes);
+            // A TCP frame that waited for ARP comes back without its
+            // virtio-net header; larger than its way out, it was a GSO frame.
+            let mtu = match side {
+                Side::Net(net) => bridge.network(NetId(net)).map(|n| n.mtu),
+                Side::Uplink => uplink.as_ref().map(|u| u.mtu),
+            };
+            if let Some(mtu) = mtu {
+                offload::restore_tso(scratch, mtu);
+            }
             Self::send_to(bridge, uplink, side, scratch, now);
         }
         if bridge.has_replies() {
@@ -733,7 +746,12 @@ impl Datapath {
             }
             Op::PortStats(name) => Ok(Answer::PortStats(self.bridge.port_stats(name.as_deref())?)),
             Op::Fdb(net) => Ok(Answer::Fdb(self.bridge.fdb_entries(net.as_deref(), now)?)),
-            Op::SetUplink { name, port, config } => {
+            Op::SetUplink {
+                name,
+                port,
+                config,
+                mtu,
+            } => {
                 if let Some(fd) = port.raw_fd() {
                     self.poll
                         .registry()
@@ -746,6 +764,7 @@ impl Datapath {
                 self.uplink = Some(Uplink {
                     name,
                     port,
+                    mtu,
                     counters: PortCounters::default(),
                 });
                 self.uplink_again = true;

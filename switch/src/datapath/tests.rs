@@ -276,3 +276,95 @@ fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
         );
     }
 }
+
+/// Sends `frame` with virtio-net header `vnet`.
+fn send_with(end: &UnixDatagram, vnet: VnetHeader, frame: &[u8]) {
+    let mut wire = vec![0u8; VNET_HDR_LEN];
+    vnet.write((&mut wire[..VNET_HDR_LEN]).try_into().unwrap());
+    wire.extend_from_slice(frame);
+    end.send(&wire).unwrap();
+}
+
+#[test]
+fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
+    use yard_nat::checksum::{add, ones_sum};
+    let switch = Switch::new(1);
+    switch.network("n1", Some("10.77.0.0/24"));
+    switch.network("n2", Some("10.78.0.0/24"));
+    switch
+        .handle
+        .call(Op::Connect("n1".into(), "n2".into()))
+        .unwrap();
+    let a = switch.port("a", "n1");
+    let b = switch.port("b", "n2");
+    let (a_ip, b_ip) = ([10, 77, 0, 10], [10, 78, 0, 20]);
+    let gw1 = "10.77.0.1".parse().unwrap();
+    let mut request = vec![0u8; 60];
+    ArpFrame::request(mac(1).0, a_ip.into(), gw1)
+        .emit(&mut request)
+        .unwrap();
+    send(&a, &request);
+    expect(&a, "the gateway's ARP reply", |f| f[12..14] == [0x08, 0x06]);
+
+    // A 20000-byte TCP payload as a TAP with TSO hands it over: one frame,
+    // GSO TCPv4 with 1448-byte segments, partial checksum. Conntrack admits
+    // a new connection only on a SYN, so this is the SYN, carrying data as
+    // TCP Fast Open does.
+    let payload: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+        .ipv4(a_ip, b_ip, 64)
+        .tcp(40_000, 80, 1, 64_000)
+        .syn()
+        .write(&mut packet, &payload)
+        .unwrap();
+    let tcp_len = (packet.len() - 34) as u16;
+    let pseudo = add(add(ones_sum(&packet[26..34]), 6), tcp_len);
+    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    let tso = VnetHeader {
+        flags: crate::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    send_with(&a, tso, &packet);
+
+    // b is unknown: the gateway holds the frame and asks for b.
+    let asked = expect(&b, "the gateway's ARP request for b", |f| {
+        f[12..14] == [0x08, 0x06] && f[38..42] == b_ip
+    });
+    let mut reply = vec![0u8; 60];
+    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
+    ArpFrame::reply_to(&question, mac(2).0)
+        .emit(&mut reply)
+        .unwrap();
+    send(&b, &reply);
+
+    // Released, it reaches b whole, as TSO again, cut for b's 1500-byte MTU.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 70_000];
+    loop {
+        assert!(Instant::now() < deadline, "the held frame never reached b");
+        let Ok(n) = b.recv(&mut buf) else { continue };
+        let frame = &buf[VNET_HDR_LEN..n];
+        if frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
+        assert_eq!(frame[22], 63, "TTL decremented by the gateway");
+        assert_eq!(&frame[54..], &payload[..]);
+        assert_eq!(vnet.gso_type, crate::offload::GSO_TCPV4);
+        assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
+        assert_eq!(vnet.flags, crate::frame::VNET_F_NEEDS_CSUM);
+        assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
+        break;
+    }
+    assert!(
+        switch.stats("b").drops.is_empty(),
+        "{:?}",
+        switch.stats("b")
+    );
+}

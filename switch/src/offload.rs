@@ -125,6 +125,27 @@ pub enum OffloadError {
     },
 }
 
+/// Lowers the segment size of a TCP GSO frame whose segments would be
+/// larger than `mtu` (their IP packets, headers included), so each fits; a
+/// smaller segment is always allowed for TCP. True when it changed. UDP GSO
+/// frames are left as they are: their segment size is the datagram size.
+pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
+    let gso_type = frame.vnet.gso_type & !GSO_ECN;
+    if gso_type != GSO_TCPV4 && gso_type != GSO_TCPV6 {
+        return false;
+    }
+    let Ok(layout) = parse(frame.data()) else {
+        return false;
+    };
+    let headers = layout.payload - layout.l3;
+    let fits = (mtu as usize).saturating_sub(headers);
+    if fits == 0 || usize::from(frame.vnet.gso_size) <= fits {
+        return false;
+    }
+    frame.vnet.gso_size = fits.min(usize::from(u16::MAX)) as u16;
+    true
+}
+
 /// Makes a plain TCP frame whose IP packet is larger than `mtu` a GSO frame
 /// again, as a TAP with TSO would have handed it over: TSO4 or TSO6 (with the
 /// ECN flag when CWR is set), `gso_size` the payload that fits in `mtu`

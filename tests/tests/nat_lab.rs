@@ -684,3 +684,68 @@ fn conntrack_flush_and_publish_rm_remove_exactly_their_entries() {
         lab.context()
     );
 }
+
+#[test]
+fn an_uplink_with_a_smaller_mtu_sends_frag_needed_and_tcp_adapts() {
+    if !require(&["ping", "socat", "sha256sum", "ss", "dd"]) {
+        return;
+    }
+    // The uplink (and the outside) at 1400, the network at 1500, as on a
+    // cloud VM whose interface has a smaller MTU than Docker's bridge.
+    let mut lab = NatLab::new();
+    let iface = lab.uplink_iface.clone();
+    yard_tests::cmd::run_ok(&["ip", "link", "set", &iface, "mtu", "1400"]);
+    in_ns_ok(&lab.outside, &["ip", "link", "set", "eth0", "mtu", "1400"]);
+    lab.ctl_ok(&["uplink", "rm", "up0"]);
+    lab.ctl_ok(&[
+        "uplink",
+        "add",
+        "up0",
+        "--iface",
+        &iface,
+        "--ip",
+        &format!("{UPLINK_IP}/24"),
+        "--gateway",
+        &OUTSIDE_IP.to_string(),
+    ]);
+    let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
+    lab.ping_ok(&c1, OUTSIDE_IP);
+
+    // A DF packet too big for the uplink: c1 hears fragmentation-needed with
+    // the uplink's MTU (RFC 1191, RFC 4787 REQ-13), not silence.
+    let out = ping(&c1.ns, OUTSIDE_IP, 2, 6, &["-M", "do", "-s", "1472"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("mtu = 1400"),
+        "a 1500-byte DF ping through a 1400-byte uplink got no \
+         fragmentation-needed with mtu 1400:\n{text}\n{}",
+        lab.context()
+    );
+
+    // Bulk TCP from c1 (offloads on: 64 KB frames) arrives intact: the
+    // gateway cuts its segments for the uplink.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (sent, got) = (dir.path().join("sent"), dir.path().join("got"));
+    yard_tests::hosts::random_file(&sent, 20);
+    let sink = format!("OPEN:{},creat,trunc", got.display());
+    let mut receiver = Background::spawn(
+        &lab.outside,
+        60,
+        &["socat", "-u", "TCP-LISTEN:7001,reuseaddr", &sink],
+    );
+    yard_tests::lab::wait_listening(&lab.outside, 7001);
+    let source = format!("FILE:{}", sent.display());
+    let target = format!("TCP:{OUTSIDE_IP}:7001");
+    in_ns_ok(&c1.ns, &["timeout", "60", "socat", "-u", &source, &target]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        yard_tests::lab::sha256(&got),
+        yard_tests::lab::sha256(&sent),
+        "20 MiB from c1 through a 1400-byte uplink did not arrive intact:\n{}\n{}",
+        receiver.describe(),
+        lab.context()
+    );
+}

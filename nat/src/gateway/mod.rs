@@ -39,6 +39,7 @@ use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
+use crate::wire::IcmpErrorKind;
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -353,6 +354,18 @@ impl Gateway {
     /// The uplink's address, if there is an uplink.
     pub fn uplink_addr(&self) -> Option<Ipv4Addr> {
         self.uplink.as_ref().map(|u| u.addr.0)
+    }
+
+    /// The switch cannot send `ip`, an IPv4 packet the gateway forwarded
+    /// (as it left the gateway), because it is larger than the MTU of the
+    /// side it goes out of and may not be fragmented: its sender gets ICMP
+    /// fragmentation-needed with `mtu` as the next-hop MTU (RFC 1191), from
+    /// the gateway's address toward it, through the outbox.
+    pub fn refuse_too_big(&mut self, ip: &[u8], mtu: u32, now_ms: u64) {
+        let kind = IcmpErrorKind::FragmentationNeeded {
+            next_hop_mtu: mtu.min(65_535) as u16,
+        };
+        self.send_icmp_error(kind, ip, true, now_ms);
     }
 
     /// Periodic work, about once a second: conntrack and fragment expiry,

@@ -45,7 +45,7 @@ use yard_nat::gateway::{Action, Gateway, PublishRule, Side, UplinkConfig};
 use crate::bridge::{Bridge, NetId};
 use crate::capture::CaptureTap;
 use crate::fdb::Millis;
-use crate::frame::{Frame, VnetHeader, VNET_F_NEEDS_CSUM};
+use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
 use crate::l3;
 use crate::offload;
 use crate::overlay::Overlay;
@@ -559,10 +559,57 @@ impl Datapath {
         match gateway.handle(side, frame.data_mut(), partial, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
-                Self::send_to(bridge, uplink, side, frame, now);
+                if Self::fits_way_out(gateway, bridge, uplink, side, frame, now) {
+                    Self::send_to(bridge, uplink, side, frame, now);
+                }
             }
             Action::Consumed | Action::Drop(_) => {}
         }
+    }
+
+    /// The MTU of the way out to `side`: the network's, or the uplink
+    /// interface's.
+    fn mtu_of(bridge: &Bridge, uplink: &Option<Uplink>, side: Side) -> Option<u32> {
+        match side {
+            Side::Net(net) => bridge.network(NetId(net)).map(|n| n.mtu),
+            Side::Uplink => uplink.as_ref().map(|u| u.mtu),
+        }
+    }
+
+    /// Makes a routed frame fit the MTU of the side it leaves by, as a
+    /// router would (RFC 1191, RFC 4787 REQ-13): a TCP GSO frame is cut into
+    /// smaller segments; a plain IPv4 packet over the MTU with don't-fragment
+    /// set is refused with ICMP fragmentation-needed to its sender. False
+    /// when the frame must not be sent. Larger packets without DF go on and
+    /// are dropped as `too-big` by the port (no fragmentation on output).
+    fn fits_way_out(
+        gateway: &mut Gateway,
+        bridge: &mut Bridge,
+        uplink: &mut Option<Uplink>,
+        side: Side,
+        frame: &mut Frame,
+        now: Millis,
+    ) -> bool {
+        let Some(mtu) = Self::mtu_of(bridge, uplink, side) else {
+            return true;
+        };
+        if frame.vnet.is_gso() {
+            offload::fit_gso(frame, mtu);
+            return true;
+        }
+        let d = frame.data();
+        let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
+        let df = d.len() >= ETH_HEADER_LEN + 20
+            && d[12..14] == [0x08, 0x00]
+            && d[ETH_HEADER_LEN + 6] & 0x40 != 0;
+        if !(too_big && df) {
+            return true;
+        }
+        gateway.refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
+        if let (Side::Uplink, Some(uplink)) = (side, uplink.as_mut()) {
+            uplink.counters.drop_frame(DropReason::TooBig);
+        }
+        false
     }
 
     /// Sends a frame from the gateway to a network or the uplink.
@@ -607,11 +654,7 @@ impl Datapath {
             scratch.fill(VnetHeader::default(), &bytes);
             // A TCP frame that waited for ARP comes back without its
             // virtio-net header; larger than its way out, it was a GSO frame.
-            let mtu = match side {
-                Side::Net(net) => bridge.network(NetId(net)).map(|n| n.mtu),
-                Side::Uplink => uplink.as_ref().map(|u| u.mtu),
-            };
-            if let Some(mtu) = mtu {
+            if let Some(mtu) = Self::mtu_of(bridge, uplink, side) {
                 offload::restore_tso(scratch, mtu);
             }
             Self::send_to(bridge, uplink, side, scratch, now);

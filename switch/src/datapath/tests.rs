@@ -46,13 +46,22 @@ impl Switch {
     }
 
     fn network(&self, name: &str, subnet: Option<&str>) {
+        self.network_mtu(name, subnet, 1500);
+    }
+
+    fn network_mtu(&self, name: &str, subnet: Option<&str>, mtu: u32) {
         let mut spec = NetworkSpec::new(name);
         spec.subnet = subnet.map(|s| s.parse().unwrap());
+        spec.mtu = mtu;
         self.handle.call(Op::AddNetwork(spec)).unwrap();
     }
 
     /// Adds a port; returns the container's end of it.
     fn port(&self, name: &str, net: &str) -> UnixDatagram {
+        self.port_mtu(name, net, 1500)
+    }
+
+    fn port_mtu(&self, name: &str, net: &str, mtu: u32) -> UnixDatagram {
         let (ours, theirs) = UnixDatagram::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         theirs
@@ -63,7 +72,7 @@ impl Switch {
                 name: name.into(),
                 port: Box::new(FdPort::new(OwnedFd::from(ours))),
                 membership: Membership::Access(net.into()),
-                mtu: 1500,
+                mtu,
                 reads: true,
                 tunnel: None,
             })
@@ -367,4 +376,104 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
         "{:?}",
         switch.stats("b")
     );
+}
+
+/// Asks the gateway `gateway` for its MAC from `end` (`mac`, `ip`), so it
+/// learns the sender; waits for the answer.
+fn arp_gateway(end: &UnixDatagram, me: MacAddr, ip: [u8; 4], gateway: &str) {
+    let mut request = vec![0u8; 60];
+    ArpFrame::request(me.0, ip.into(), gateway.parse().unwrap())
+        .emit(&mut request)
+        .unwrap();
+    send(end, &request);
+    expect(end, "the gateway's ARP reply", |f| {
+        f[12..14] == [0x08, 0x06]
+    });
+}
+
+/// An IPv4 TCP SYN from 10.77.0.10 to 10.78.0.20 carrying `len` bytes (as
+/// TCP Fast Open may), DF set, addressed to network n1's gateway.
+fn big_syn(port: u16, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+        .ipv4([10, 77, 0, 10], [10, 78, 0, 20], 64)
+        .tcp(port, 80, 1, 64_000)
+        .syn()
+        .write(&mut packet, &payload)
+        .unwrap();
+    packet[20] |= 0x40; // DF
+    let check = !yard_nat::checksum::ones_sum(&{
+        let mut h = packet[14..34].to_vec();
+        h[10..12].copy_from_slice(&[0, 0]);
+        h
+    });
+    packet[24..26].copy_from_slice(&check.to_be_bytes());
+    packet
+}
+
+#[test]
+fn routed_packets_fit_the_mtu_of_their_way_out() {
+    use yard_nat::checksum::{add, ones_sum};
+    // n1 with jumbo frames, connected to n2 at 1500.
+    let switch = Switch::new(1);
+    switch.network_mtu("n1", Some("10.77.0.0/24"), 9000);
+    switch.network("n2", Some("10.78.0.0/24"));
+    switch
+        .handle
+        .call(Op::Connect("n1".into(), "n2".into()))
+        .unwrap();
+    let a = switch.port_mtu("a", "n1", 9000);
+    let b = switch.port("b", "n2");
+    arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
+    arp_gateway(&b, mac(2), [10, 78, 0, 20], "10.78.0.1");
+
+    // A 4000-byte DF packet does not fit n2: a hears fragmentation-needed
+    // with n2's MTU from its gateway, b gets nothing.
+    send(&a, &big_syn(40_000, 3960));
+    let error = expect(&a, "ICMP fragmentation-needed", |f| {
+        f.len() > 38 && f[12..14] == [0x08, 0x00] && f[23] == 1 && f[34] == 3 && f[35] == 4
+    });
+    assert_eq!(&error[26..30], &[10, 77, 0, 1], "from a's gateway");
+    assert_eq!(
+        u16::from_be_bytes([error[40], error[41]]),
+        1500,
+        "next-hop MTU"
+    );
+    assert!(
+        received(&b, Duration::from_millis(100))
+            .iter()
+            .all(|f| f[12..14] != [0x08, 0x00]),
+        "the big packet went on to b"
+    );
+
+    // A TSO frame cut for n1's MTU is cut for n2's instead.
+    let mut packet = big_syn(40_001, 30_000);
+    let pseudo = add(
+        add(ones_sum(&packet[26..34]), 6),
+        (packet.len() - 34) as u16,
+    );
+    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    let tso = VnetHeader {
+        flags: crate::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 8960,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    send_with(&a, tso, &packet);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 70_000];
+    loop {
+        assert!(Instant::now() < deadline, "the TSO frame never reached b");
+        let Ok(n) = b.recv(&mut buf) else { continue };
+        if buf[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14] != [0x08, 0x00] {
+            continue;
+        }
+        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(n - VNET_HDR_LEN, packet.len(), "the frame arrived whole");
+        assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
+        break;
+    }
 }

@@ -432,6 +432,36 @@ fn an_oversize_tcp_frame_gets_its_tso_header_back() {
 }
 
 #[test]
+fn fit_gso_lowers_tcp_segments_and_leaves_udp_datagrams() {
+    let shape = Shape {
+        family: Family::V4,
+        vlan: None,
+        id: IP_ID,
+    };
+    let packet = tcp(shape, SEQ, Flags::default(), &payload_of(20_000));
+    let mut frame = offloaded(packet, shape, PROTO_TCP, GSO_TCPV4, 8948);
+    assert!(fit_gso(&mut frame, 1500));
+    assert_eq!(frame.vnet.gso_size, 1448, "1500 - 20 (IPv4) - 32 (TCP)");
+    assert!(!fit_gso(&mut frame, 1500), "fits already");
+    for (_, seg) in collect(&frame).unwrap() {
+        assert!(seg.len() - 14 <= 1500);
+    }
+    let udp_frame = offloaded(
+        udp(shape, &payload_of(20_000)),
+        shape,
+        PROTO_UDP,
+        GSO_UDP_L4,
+        8000,
+    );
+    let mut udp_frame = udp_frame;
+    assert!(
+        !fit_gso(&mut udp_frame, 1500),
+        "a UDP segment is a datagram"
+    );
+    assert_eq!(udp_frame.vnet.gso_size, 8000);
+}
+
+#[test]
 fn restore_tso_leaves_other_frames_alone() {
     let shape = Shape {
         family: Family::V4,

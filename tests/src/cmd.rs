@@ -5,7 +5,12 @@
 //! the command line, its exit status, stdout and stderr.
 
 use std::ffi::OsStr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// The default bound on a single command, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 60;
@@ -95,4 +100,18 @@ pub fn stdout(output: &Output) -> String {
 /// The stderr of a command as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Ends a process this harness started, by its pid: SIGTERM, up to `grace`
+/// to exit, then SIGKILL; reaps it either way.
+pub fn end_child(mut child: Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

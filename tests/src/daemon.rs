@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::bins::bins;
-use crate::cmd::{command_line, describe, output, timed};
+use crate::cmd::{command_line, describe, end_child, output, timed};
 
 /// How long yardd may take to answer `status` after it is spawned.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -345,16 +345,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(5));
         }
         if std::thread::panicking() && !self.log_shown.get() {
             eprintln!("{}", self.log_tail());

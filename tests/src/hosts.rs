@@ -33,13 +33,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use crate::bins::bins;
-use crate::cmd::{describe, in_ns, output, run_ok, stdout, timed};
+use crate::cmd::{describe, end_child, in_ns, run_ok, stdout, timed};
 use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
-use crate::lab::{add_tap, sha256, wait_listening, Container};
+use crate::lab::{add_tap, sha256, socat_transfer, Container};
 use crate::netns::{Netns, Veth};
 
 /// The first three octets of every underlay address.
@@ -205,18 +202,9 @@ impl Host {
 
     /// Stops yardd by its pid: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(child) = self.child.take() {
+            end_child(child, STOP_TIMEOUT);
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Creates a namespace owned by this host (IPv6 off) for a container.
@@ -419,30 +407,8 @@ pub fn tcp_transfer(
     port: u16,
     secs: u32,
 ) {
-    let listen = format!("TCP-LISTEN:{port},reuseaddr");
-    let sink = format!("OPEN:{},creat,trunc", out.display());
-    let receiver = timed(secs, "ip")
-        .args(["netns", "exec", &to.ns, "socat", "-u", &listen, &sink])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the socat receiver");
-    wait_listening(&to.ns, port);
-    let source = format!("FILE:{}", file.display());
-    let target = format!("TCP:{}:{port}", to.ip);
-    let sent = output(
-        timed(secs, "ip").args(["netns", "exec", &from.ns, "socat", "-u", &source, &target]),
-    );
-    let received = receiver.wait_with_output().expect("wait for the receiver");
-    if !sent.status.success() || !received.status.success() {
-        panic!(
-            "TCP transfer {} -> {} failed:\n{}\n{}\n{}",
-            from.port,
-            to.port,
-            describe("socat sender", &sent),
-            describe("socat receiver", &received),
-            context(hosts)
-        );
+    if let Err(failure) = socat_transfer(from, to, file, out, port, secs) {
+        panic!("{failure}\n{}", context(hosts));
     }
 }
 
@@ -570,17 +536,9 @@ impl Tcpdump {
     }
 
     fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // `timeout` passes the signal on to tcpdump.
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            // `timeout` passes the SIGTERM on to tcpdump.
+            end_child(child, Duration::from_secs(5));
         }
     }
 }

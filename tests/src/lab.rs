@@ -307,31 +307,8 @@ impl Lab {
         port: u16,
         secs: u32,
     ) {
-        let listen = format!("TCP-LISTEN:{port},reuseaddr");
-        let sink = format!("OPEN:{},creat,trunc", out.display());
-        let mut receiver_cmd = timed(secs, "ip");
-        receiver_cmd
-            .args(["netns", "exec", &to.ns, "socat", "-u", &listen, &sink])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let receiver = receiver_cmd.spawn().expect("spawn the socat receiver");
-        wait_listening(&to.ns, port);
-        let source = format!("FILE:{}", file.display());
-        let target = format!("TCP:{}:{port}", to.ip);
-        let sent = output(
-            timed(secs, "ip").args(["netns", "exec", &from.ns, "socat", "-u", &source, &target]),
-        );
-        let received = receiver.wait_with_output().expect("wait for the receiver");
-        if !sent.status.success() || !received.status.success() {
-            panic!(
-                "TCP transfer {} -> {} failed:\n{}\n{}\n{}\n{}",
-                from.port,
-                to.port,
-                describe("socat sender", &sent),
-                describe("socat receiver", &received),
-                self.stats_text(),
-                self.log_tail()
-            );
+        if let Err(failure) = socat_transfer(from, to, file, out, port, secs) {
+            panic!("{failure}\n{}\n{}", self.stats_text(), self.log_tail());
         }
     }
 
@@ -384,6 +361,44 @@ pub fn wait_listening(ns: &str, port: u16) {
         );
         sleep(Duration::from_millis(50));
     }
+}
+
+/// Sends `file` from `from` to `to` over TCP with socat (both ends bounded
+/// by `secs`) and waits until the receiver has written all of it to `out`.
+/// On failure, what both sides printed.
+pub fn socat_transfer(
+    from: &Container,
+    to: &Container,
+    file: &Path,
+    out: &Path,
+    port: u16,
+    secs: u32,
+) -> Result<(), String> {
+    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let sink = format!("OPEN:{},creat,trunc", out.display());
+    let receiver = timed(secs, "ip")
+        .args(["netns", "exec", &to.ns, "socat", "-u", &listen, &sink])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the socat receiver");
+    wait_listening(&to.ns, port);
+    let source = format!("FILE:{}", file.display());
+    let target = format!("TCP:{}:{port}", to.ip);
+    let sent = output(
+        timed(secs, "ip").args(["netns", "exec", &from.ns, "socat", "-u", &source, &target]),
+    );
+    let received = receiver.wait_with_output().expect("wait for the receiver");
+    if sent.status.success() && received.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "TCP transfer {} -> {} failed:\n{}\n{}",
+        from.port,
+        to.port,
+        describe("socat sender", &sent),
+        describe("socat receiver", &received),
+    ))
 }
 
 /// The sha256 of a file, via `sha256sum`.

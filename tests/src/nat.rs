@@ -24,13 +24,11 @@ use std::process::{Child, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tempfile::TempDir;
 use yard_ctl::api::ConntrackEntry;
 
-use crate::cmd::{describe, in_ns, output, run_ok, stdout, timed};
-use crate::lab::Lab;
+use crate::cmd::{describe, end_child, in_ns, output, run_ok, stdout, timed};
+use crate::lab::{Container, Lab};
 use crate::netns::Veth;
 
 /// The outside host's address (the far end of the uplink veth).
@@ -124,6 +122,17 @@ impl NatLab {
             outside,
             uplink_iface: host,
             _uplink: veth,
+        }
+    }
+
+    /// The outside namespace seen as a container (its `eth0` has
+    /// [`OUTSIDE_IP`]), for the transfer helpers.
+    pub fn outside_container(&self) -> Container {
+        Container {
+            port: "outside".into(),
+            ns: self.outside.clone(),
+            ifname: "eth0".into(),
+            ip: OUTSIDE_IP,
         }
     }
 
@@ -356,18 +365,9 @@ impl Background {
 
     /// Stops it now (see the type's docs).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(5));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

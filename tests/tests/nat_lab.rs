@@ -727,25 +727,11 @@ fn an_uplink_with_a_smaller_mtu_sends_frag_needed_and_tcp_adapts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (sent, got) = (dir.path().join("sent"), dir.path().join("got"));
     yard_tests::hosts::random_file(&sent, 20);
-    let sink = format!("OPEN:{},creat,trunc", got.display());
-    let mut receiver = Background::spawn(
-        &lab.outside,
-        60,
-        &["socat", "-u", "TCP-LISTEN:7001,reuseaddr", &sink],
-    );
-    yard_tests::lab::wait_listening(&lab.outside, 7001);
-    let source = format!("FILE:{}", sent.display());
-    let target = format!("TCP:{OUTSIDE_IP}:7001");
-    in_ns_ok(&c1.ns, &["timeout", "60", "socat", "-u", &source, &target]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while receiver.running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.tcp_transfer(&c1, &lab.outside_container(), &sent, &got, 7001, 60);
     assert_eq!(
         yard_tests::lab::sha256(&got),
         yard_tests::lab::sha256(&sent),
-        "20 MiB from c1 through a 1400-byte uplink did not arrive intact:\n{}\n{}",
-        receiver.describe(),
+        "20 MiB from c1 through a 1400-byte uplink did not arrive intact:\n{}",
         lab.context()
     );
 }

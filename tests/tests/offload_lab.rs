@@ -304,17 +304,6 @@ fn tap_to_veth_and_veth_to_tap_move_1gib_intact_with_the_veth_offloads_on() {
     checked_transfer(&lab, &veth, &tap, 6003, true, &|| lab_context(&lab));
 }
 
-/// The outside namespace of a [`NatLab`] seen as a container (its `eth0` has
-/// [`OUTSIDE_IP`]), for the transfer helper.
-fn outside(lab: &NatLab) -> Container {
-    Container {
-        port: "outside".into(),
-        ns: lab.outside.clone(),
-        ifname: "eth0".into(),
-        ip: OUTSIDE_IP,
-    }
-}
-
 #[test]
 fn snat_from_a_tap_container_to_the_outside_moves_1gib_intact() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
@@ -323,7 +312,7 @@ fn snat_from_a_tap_container_to_the_outside_moves_1gib_intact() {
     let _source = source();
     let mut lab = NatLab::new();
     let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
-    let out = outside(&lab);
+    let out = lab.outside_container();
     // The outside has no route to 172.31.0.0/16: only SNAT lets this work.
     lab.ping_ok(&c1, OUTSIDE_IP);
     checked_transfer(&lab, &c1, &out, 6004, true, &|| lab.context());
@@ -338,7 +327,7 @@ fn dnat_from_the_outside_to_a_published_tap_container_moves_1gib_intact() {
     let mut lab = NatLab::new();
     let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
     lab.ctl_ok(&["publish", "add", "6005:c1:6005/tcp"]);
-    let out = outside(&lab);
+    let out = lab.outside_container();
     // The receiver listens in c1's namespace; the sender connects to the
     // uplink address, where 6005 is published to c1's 6005.
     let published = Container {

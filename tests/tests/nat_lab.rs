@@ -526,14 +526,18 @@ fn udp_to_a_closed_outside_port_gets_port_unreachable_back() {
             &out,
         );
     }
-    let seen = capture.wait_stdout(Duration::from_secs(5), |s| s.contains("unreachable"));
-    let text = capture.stdout();
     // "IP ... 10.1.0.1 > 172.31.0.2: ICMP 10.1.0.1 udp port 9999 unreachable,
     //  ... IP ... 172.31.0.2.44000 > 10.1.0.1.9999: UDP"
-    assert!(
-        seen && text.contains(&format!("{OUTSIDE_IP} > {C1_IP}: ICMP"))
+    // tcpdump -v prints the quoted datagram on lines of its own, which may
+    // arrive after the first: wait for the whole report, not its first line.
+    let addressed_and_quoted = |text: &str| {
+        text.contains(&format!("{OUTSIDE_IP} > {C1_IP}: ICMP"))
             && text.contains("udp port 9999 unreachable")
-            && text.contains(&format!("{C1_IP}.44000 > {OUTSIDE_IP}.9999")),
+            && text.contains(&format!("{C1_IP}.44000 > {OUTSIDE_IP}.9999"))
+    };
+    let seen = capture.wait_stdout(Duration::from_secs(5), addressed_and_quoted);
+    assert!(
+        seen,
         "the ICMP error reaching c1 is not addressed to it or does not quote its \
          own datagram:\n{}\n{}",
         capture.describe(),

@@ -104,7 +104,14 @@ pub fn stderr(output: &Output) -> String {
 
 /// Ends a process this harness started, by its pid: SIGTERM, up to `grace`
 /// to exit, then SIGKILL; reaps it either way.
+///
+/// The pid is signalled only while the child is unreaped (running, or a
+/// zombie that still holds its pid): once reaped, by an earlier `try_wait`
+/// of the caller's, its pid may already belong to another process.
 pub fn end_child(mut child: Child, grace: Duration) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }

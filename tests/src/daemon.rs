@@ -240,6 +240,10 @@ impl Daemon {
     /// sends SIGKILL if it has not exited after [`STOP_TIMEOUT`].
     pub fn stop(&mut self, signal: Signal) -> ExitStatus {
         let mut child = self.child.take().expect("yardd is not running");
+        // Reaped already (it exited): its pid may be another process's now.
+        if let Some(status) = child.try_wait().expect("wait for yardd") {
+            return status;
+        }
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
         let _ = kill(pid, signal);
         let deadline = Instant::now() + STOP_TIMEOUT;

@@ -119,6 +119,7 @@ pub fn stats(gw: &Gateway) -> ConntrackStats {
         ("gw-echo-replies", g.echo_replies),
         ("gw-icmp-errors-sent", g.icmp_errors_sent),
         ("gw-held-for-arp", g.held_for_arp),
+        ("gw-fragmented", g.fragmented),
         ("gw-arp-timeouts", g.arp_timeouts),
     ] {
         counters.insert(name.to_string(), value);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod fdb;
+pub mod fragment;
 pub mod frame;
 pub mod l3;
 pub mod netconf;

@@ -180,7 +180,7 @@ impl Gateway {
         for mut f in self.neighbours.learn(side, ip, mac, now) {
             f[0..6].copy_from_slice(&mac);
             self.counters.forwarded += 1;
-            self.outbox.push((side, f));
+            self.outbox.push_back((side, f));
         }
     }
 
@@ -325,7 +325,7 @@ impl Gateway {
         if let Action::Send { side, len } = self.forward(&mut frame, end, x, L4Checksum::Full, now)
         {
             frame.truncate(len);
-            self.outbox.push((side, frame));
+            self.outbox.push_back((side, frame));
         }
     }
 
@@ -378,7 +378,7 @@ impl Gateway {
             self.output(side, next_hop, &mut frame, L4Checksum::Full, now)
         {
             frame.truncate(len);
-            self.outbox.push((side, frame));
+            self.outbox.push_back((side, frame));
         }
     }
 
@@ -386,7 +386,7 @@ impl Gateway {
         let mut f = vec![0u8; arp::FRAME_LEN];
         if build_arp_request(&mut f, mac, our_ip, target).is_ok() {
             self.counters.arp_requests_sent += 1;
-            self.outbox.push((side, f));
+            self.outbox.push_back((side, f));
         }
     }
 

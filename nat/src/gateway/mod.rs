@@ -7,7 +7,7 @@
 //! broadcast ARP; or the uplink) and the time; the gateway rewrites the frame
 //! in place and says where it goes ([`Action`]). Frames it makes besides
 //! (ARP requests, ICMP errors, packets released after ARP resolution) wait in
-//! an outbox the switch drains with [`Gateway::drain_outbox`].
+//! an outbox the switch drains with [`Gateway::next_outbox`].
 //!
 //! Fast path and slow path: a packet of a tracked connection to a resolved
 //! neighbour is one conntrack lookup, an in-place rewrite with incremental
@@ -32,7 +32,7 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 
 use crate::conntrack::{self, Conntrack, RuleId};
@@ -263,6 +263,9 @@ pub struct GatewayCounters {
     pub arp_timeouts: u64,
     /// Frames routed onward (directly or released from the ARP queue).
     pub forwarded: u64,
+    /// Packets without don't-fragment cut into IP fragments to fit the MTU
+    /// of their way out.
+    pub fragmented: u64,
 }
 
 impl Default for GatewayCounters {
@@ -276,6 +279,7 @@ impl Default for GatewayCounters {
             held_for_arp: 0,
             arp_timeouts: 0,
             forwarded: 0,
+            fragmented: 0,
         }
     }
 }
@@ -306,7 +310,7 @@ pub struct Gateway {
     neighbours: Neighbours,
     /// Translation of a fragmented datagram, keyed by its first fragment.
     frags: FragCache<Xlate>,
-    outbox: Vec<(Side, Vec<u8>)>,
+    outbox: VecDeque<(Side, Vec<u8>)>,
     counters: GatewayCounters,
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
@@ -323,17 +327,25 @@ impl Gateway {
             rules: Vec::new(),
             neighbours: Neighbours::new(),
             frags: FragCache::new(FragConfig::default()),
-            outbox: Vec::with_capacity(64),
+            outbox: VecDeque::with_capacity(64),
             counters: GatewayCounters::default(),
             icmp_ident: 0,
         }
     }
 
-    /// Frames the gateway made or released (ARP requests, ICMP errors,
-    /// packets held for ARP, fragments held for their first): whole Ethernet
-    /// frames with the side to send them to.
-    pub fn drain_outbox(&mut self) -> std::vec::Drain<'_, (Side, Vec<u8>)> {
-        self.outbox.drain(..)
+    /// The oldest frame the gateway made or released (ARP requests, ICMP
+    /// errors, packets held for ARP, fragments held for their first): a
+    /// whole Ethernet frame with the side to send it to. Frames the caller
+    /// causes while sending these (such as [`Gateway::refuse_too_big`]) join
+    /// the end of the same queue.
+    pub fn next_outbox(&mut self) -> Option<(Side, Vec<u8>)> {
+        self.outbox.pop_front()
+    }
+
+    /// Counts a packet the switch cut into IP fragments to fit its way out
+    /// (RFC 4787 REQ-13a).
+    pub fn count_fragmented(&mut self) {
+        self.counters.fragmented += 1;
     }
 
     /// The connection table.

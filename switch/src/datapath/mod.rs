@@ -45,6 +45,7 @@ use yard_nat::gateway::{Action, Gateway, PublishRule, Side, UplinkConfig};
 use crate::bridge::{Bridge, NetId};
 use crate::capture::CaptureTap;
 use crate::fdb::Millis;
+use crate::fragment;
 use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
 use crate::l3;
 use crate::offload;
@@ -254,6 +255,8 @@ pub struct Datapath {
     uplink_again: bool,
     /// Builds frames the gateway makes (ARP requests, ICMP errors).
     scratch: Frame,
+    /// Builds the IP fragments of a routed packet too big for its way out.
+    pieces: Frame,
     commands: Receiver<Command>,
     pool: Vec<Frame>,
     pending: Vec<PortId>,
@@ -296,6 +299,7 @@ impl Datapath {
                 tunnels_again: Vec::new(),
                 uplink_again: false,
                 scratch: Frame::new(),
+                pieces: Frame::new(),
                 commands: rx,
                 pool: (0..BATCH).map(|_| Frame::new()).collect(),
                 pending: Vec::with_capacity(64),
@@ -427,6 +431,7 @@ impl Datapath {
                 &mut self.gateway,
                 &mut self.bridge,
                 &mut self.uplink,
+                &mut self.pieces,
                 Side::Net(net.0),
                 frame,
                 now,
@@ -471,6 +476,7 @@ impl Datapath {
                 &mut self.gateway,
                 &mut self.bridge,
                 &mut self.uplink,
+                &mut self.pieces,
                 Side::Net(handoff.net.0),
                 &mut handoff.frame,
                 now,
@@ -502,6 +508,7 @@ impl Datapath {
                 &mut self.gateway,
                 &mut self.bridge,
                 &mut self.uplink,
+                &mut self.pieces,
                 Side::Uplink,
                 frame,
                 now,
@@ -551,6 +558,7 @@ impl Datapath {
         gateway: &mut Gateway,
         bridge: &mut Bridge,
         uplink: &mut Option<Uplink>,
+        pieces: &mut Frame,
         side: Side,
         frame: &mut Frame,
         now: Millis,
@@ -559,9 +567,7 @@ impl Datapath {
         match gateway.handle(side, frame.data_mut(), partial, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
-                if Self::fits_way_out(gateway, bridge, uplink, side, frame, now) {
-                    Self::send_to(bridge, uplink, side, frame, now);
-                }
+                Self::send_routed(gateway, bridge, uplink, pieces, side, frame, now);
             }
             Action::Consumed | Action::Drop(_) => {}
         }
@@ -576,40 +582,54 @@ impl Datapath {
         }
     }
 
-    /// Makes a routed frame fit the MTU of the side it leaves by, as a
-    /// router would (RFC 1191, RFC 4787 REQ-13): a TCP GSO frame is cut into
-    /// smaller segments; a plain IPv4 packet over the MTU with don't-fragment
-    /// set is refused with ICMP fragmentation-needed to its sender. False
-    /// when the frame must not be sent. Larger packets without DF go on and
-    /// are dropped as `too-big` by the port (no fragmentation on output).
-    fn fits_way_out(
+    /// Sends a frame the gateway routed out of `side`, made to fit the MTU
+    /// of that way out as a router would (RFC 1191, RFC 1812 §4.2.2.7,
+    /// RFC 4787 REQ-13 and REQ-13a): a TCP GSO frame gets a smaller segment
+    /// size; a plain IPv4 packet over the MTU is refused with ICMP
+    /// fragmentation-needed to its sender when don't-fragment is set, and
+    /// is otherwise cut into IP fragments, built one by one in `pieces`.
+    fn send_routed(
         gateway: &mut Gateway,
         bridge: &mut Bridge,
         uplink: &mut Option<Uplink>,
+        pieces: &mut Frame,
         side: Side,
         frame: &mut Frame,
         now: Millis,
-    ) -> bool {
+    ) {
         let Some(mtu) = Self::mtu_of(bridge, uplink, side) else {
-            return true;
+            return Self::send_to(bridge, uplink, side, frame, now);
         };
         if frame.vnet.is_gso() {
             offload::fit_gso(frame, mtu);
-            return true;
+            return Self::send_to(bridge, uplink, side, frame, now);
         }
         let d = frame.data();
         let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
-        let df = d.len() >= ETH_HEADER_LEN + 20
-            && d[12..14] == [0x08, 0x00]
-            && d[ETH_HEADER_LEN + 6] & 0x40 != 0;
-        if !(too_big && df) {
-            return true;
+        let ipv4 = d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00];
+        if !(too_big && ipv4) {
+            return Self::send_to(bridge, uplink, side, frame, now);
         }
-        gateway.refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
-        if let (Side::Uplink, Some(uplink)) = (side, uplink.as_mut()) {
-            uplink.counters.drop_frame(DropReason::TooBig);
+        if d[ETH_HEADER_LEN + 6] & 0x40 != 0 {
+            gateway.refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
+            if let (Side::Uplink, Some(uplink)) = (side, uplink.as_mut()) {
+                uplink.counters.drop_frame(DropReason::TooBig);
+            }
+            return;
         }
-        false
+        // The transport checksum covers the whole datagram: finish it
+        // before the datagram is cut.
+        let cut = offload::complete_checksum(frame).is_ok()
+            && fragment::fragment_ipv4(frame, mtu, pieces, |piece| {
+                Self::send_to(bridge, uplink, side, piece, now)
+            })
+            .is_ok();
+        if cut {
+            gateway.count_fragmented();
+        } else {
+            // Malformed: the port refuses it as too big, and counts it.
+            Self::send_to(bridge, uplink, side, frame, now);
+        }
     }
 
     /// Sends a frame from the gateway to a network or the uplink.
@@ -648,16 +668,17 @@ impl Datapath {
             bridge,
             uplink,
             scratch,
+            pieces,
             ..
         } = self;
-        for (side, bytes) in gateway.drain_outbox() {
+        while let Some((side, bytes)) = gateway.next_outbox() {
             scratch.fill(VnetHeader::default(), &bytes);
             // A TCP frame that waited for ARP comes back without its
             // virtio-net header; larger than its way out, it was a GSO frame.
             if let Some(mtu) = Self::mtu_of(bridge, uplink, side) {
                 offload::restore_tso(scratch, mtu);
             }
-            Self::send_to(bridge, uplink, side, scratch, now);
+            Self::send_routed(gateway, bridge, uplink, pieces, side, scratch, now);
         }
         if bridge.has_replies() {
             for (port, net, bytes) in bridge.take_replies() {

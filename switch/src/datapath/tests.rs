@@ -477,3 +477,118 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
         break;
     }
 }
+
+/// A UDP datagram of `len` bytes from 10.77.0.10 to 10.78.0.20, without
+/// DF, addressed to network n1's gateway.
+fn big_udp(port: u16, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+    let mut packet = Vec::new();
+    let mut ip = etherparse::Ipv4Header::new(
+        0,
+        64,
+        etherparse::IpNumber::UDP,
+        [10, 77, 0, 10],
+        [10, 78, 0, 20],
+    )
+    .unwrap();
+    ip.dont_fragment = false;
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(port, 9999)
+        .write(&mut packet, &payload)
+        .unwrap();
+    packet
+}
+
+/// Waits for the IPv4 fragments of one datagram at `end` and puts their
+/// data back together, checking each fits `mtu` and has a good header
+/// checksum.
+fn reassembled(end: &UnixDatagram, mtu: usize) -> (Vec<u8>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 70_000];
+    let mut data = Vec::new();
+    let mut count = 0;
+    loop {
+        assert!(Instant::now() < deadline, "not every fragment reached b");
+        let Ok(n) = end.recv(&mut buf) else { continue };
+        let frame = &buf[VNET_HDR_LEN..n];
+        if frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        assert!(frame.len() - 14 <= mtu, "a {}-byte frame", frame.len());
+        let (ip, body) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert_eq!(ip.time_to_live, 63, "TTL decremented by the gateway");
+        assert_eq!(usize::from(ip.fragment_offset.value()) * 8, data.len());
+        data.extend_from_slice(body);
+        count += 1;
+        if !ip.more_fragments {
+            return (data, count);
+        }
+    }
+}
+
+#[test]
+fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
+    use yard_nat::checksum::{add, ones_sum};
+    // n1 with jumbo frames, connected to n2 at 1500.
+    let switch = Switch::new(1);
+    switch.network_mtu("n1", Some("10.77.0.0/24"), 9000);
+    switch.network("n2", Some("10.78.0.0/24"));
+    switch
+        .handle
+        .call(Op::Connect("n1".into(), "n2".into()))
+        .unwrap();
+    let a = switch.port_mtu("a", "n1", 9000);
+    let b = switch.port("b", "n2");
+    arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
+
+    // b is unknown: the gateway holds the datagram, asks for b and, told,
+    // sends it on in fragments.
+    let first = big_udp(50_000, 4000);
+    send(&a, &first);
+    let asked = expect(&b, "the gateway's ARP request for b", |f| {
+        f[12..14] == [0x08, 0x06] && f[38..42] == [10, 78, 0, 20]
+    });
+    let mut reply = vec![0u8; 60];
+    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
+    ArpFrame::reply_to(&question, mac(2).0)
+        .emit(&mut reply)
+        .unwrap();
+    send(&b, &reply);
+    let (data, count) = reassembled(&b, 1500);
+    assert_eq!(count, 3, "4008 bytes in 1480-byte pieces");
+    assert_eq!(data, first[34..], "the datagram, checksum included");
+
+    // b known: a datagram with a partial checksum (as a TAP hands it over)
+    // is finished before it is cut.
+    let mut second = big_udp(50_001, 6000);
+    let whole_checksum = second[40..42].to_vec();
+    let pseudo = add(
+        add(ones_sum(&second[26..34]), 17),
+        (second.len() - 34) as u16,
+    );
+    second[40..42].copy_from_slice(&pseudo.to_be_bytes());
+    let partial = VnetHeader {
+        flags: crate::frame::VNET_F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHeader::default()
+    };
+    send_with(&a, partial, &second);
+    let (data, count) = reassembled(&b, 1500);
+    assert_eq!(count, 5);
+    assert_eq!(data[6..8], whole_checksum[..], "the UDP checksum, finished");
+    assert_eq!(data[8..], second[42..]);
+
+    let stats = switch.handle.call(Op::ConntrackStats).unwrap();
+    let Answer::ConntrackStats(stats) = stats else {
+        panic!("{stats:?}")
+    };
+    assert_eq!(stats.counters["gw-fragmented"], 2);
+    assert!(
+        switch.stats("b").drops.is_empty(),
+        "{:?}",
+        switch.stats("b")
+    );
+}

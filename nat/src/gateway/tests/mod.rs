@@ -90,7 +90,7 @@ fn lab() -> Gateway {
             Action::Send { .. }
         ));
     }
-    gw.drain_outbox().for_each(drop);
+    while gw.next_outbox().is_some() {}
     gw.counters = GatewayCounters::default();
     gw
 }
@@ -122,7 +122,7 @@ fn run_mode(
 }
 
 fn outbox(gw: &mut Gateway) -> Vec<(Side, Vec<u8>)> {
-    gw.drain_outbox().collect()
+    std::iter::from_fn(|| gw.next_outbox()).collect()
 }
 
 /// Ethernet + IPv4 builder step.

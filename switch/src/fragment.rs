@@ -1,0 +1,367 @@
+//! IPv4 fragmentation on output, for packets the gateway routes toward a
+//! smaller MTU without don't-fragment set (RFC 791 §3.2, RFC 1812 §4.2.2.7,
+//! RFC 4787 REQ-13a).
+//!
+//! [`fragment_ipv4`] cuts one untagged Ethernet frame carrying IPv4 into
+//! frames whose IP packets fit an MTU, in order, each built in a
+//! caller-provided scratch frame:
+//!
+//! - every fragment keeps the Ethernet header and the IP header's
+//!   identification, TOS, TTL, protocol and addresses;
+//! - the data of every fragment but the last is a multiple of 8 bytes;
+//! - fragment offset and more-fragments continue those of the input, which
+//!   may be a fragment itself;
+//! - the first fragment keeps every IP option, later ones only the options
+//!   marked "copied" (padded to a 4-byte boundary);
+//! - each header checksum is recomputed; total length is per fragment.
+//!
+//! The transport checksum is not touched: it covers the whole datagram, so
+//! it must be complete before fragmenting (no partial checksum, no GSO).
+//! Bytes after the IP packet (Ethernet padding) are not carried.
+//!
+//! Contract: a pure function over [`Frame`]s — no I/O, no allocation, no
+//! panic on any input. A frame that cannot be fragmented is a
+//! [`FragmentError`], found before the first fragment is handed out.
+
+use yard_nat::checksum::ones_sum;
+
+use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
+
+/// IPv4 flags/offset word: don't fragment.
+const DF: u16 = 0x4000;
+/// IPv4 flags/offset word: more fragments.
+const MF: u16 = 0x2000;
+/// IPv4 flags/offset word: the offset, in 8-byte units.
+const OFFSET_MASK: u16 = 0x1fff;
+/// IP option type bit: copy the option into every fragment.
+const OPTION_COPIED: u8 = 0x80;
+/// IP option: end of the option list.
+const OPTION_END: u8 = 0;
+/// IP option: no operation (one byte).
+const OPTION_NOP: u8 = 1;
+/// The longest IPv4 header.
+const MAX_IPV4_HEADER: usize = 60;
+
+/// Why a frame could not be fragmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FragmentError {
+    /// Not an untagged Ethernet frame with a well-formed IPv4 packet.
+    #[error("not a well-formed IPv4 packet in an untagged Ethernet frame")]
+    NotIpv4,
+    /// The packet has don't-fragment set: refuse it (ICMP
+    /// fragmentation-needed) instead.
+    #[error("the packet has don't-fragment set")]
+    DontFragment,
+    /// The frame is GSO or its checksum is partial: finish it first.
+    #[error("a GSO frame or a partial checksum cannot be fragmented")]
+    Offloaded,
+    /// The MTU leaves no room for 8 bytes of data beside the IP header.
+    #[error("an MTU of {0} leaves no room for data beside the IP header")]
+    MtuTooSmall(u32),
+}
+
+fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+fn put16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// The header later fragments carry: the fixed 20 bytes and the options
+/// marked "copied", padded with end-of-list bytes to a 4-byte boundary.
+/// `None` when the options are malformed.
+fn later_header(header: &[u8]) -> Option<([u8; MAX_IPV4_HEADER], usize)> {
+    let mut out = [0u8; MAX_IPV4_HEADER];
+    out[..20].copy_from_slice(&header[..20]);
+    let mut len = 20;
+    let options = &header[20..];
+    let mut i = 0;
+    while i < options.len() {
+        match options[i] {
+            OPTION_END => break,
+            OPTION_NOP => i += 1,
+            kind => {
+                let size = usize::from(*options.get(i + 1)?);
+                if size < 2 || i + size > options.len() {
+                    return None;
+                }
+                if kind & OPTION_COPIED != 0 {
+                    out[len..len + size].copy_from_slice(&options[i..i + size]);
+                    len += size;
+                }
+                i += size;
+            }
+        }
+    }
+    // The padding is already zero (end of list).
+    let len = len.next_multiple_of(4);
+    out[0] = 0x40 | (len / 4) as u8;
+    Some((out, len))
+}
+
+/// Cuts the IPv4 packet in `frame` into fragments that fit `mtu` (IP
+/// header included), building each in `scratch` and handing it to `out` in
+/// order; returns how many there were. A packet that fits already is handed
+/// out once, unchanged. `frame` is not changed; fragments carry no offloads.
+pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
+    frame: &Frame,
+    mtu: u32,
+    scratch: &mut Frame,
+    mut out: F,
+) -> Result<usize, FragmentError> {
+    if frame.vnet.is_gso() || frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+        return Err(FragmentError::Offloaded);
+    }
+    let d = frame.data();
+    let l3 = ETH_HEADER_LEN;
+    if d.len() < l3 + 20 || d[12..14] != [0x08, 0x00] || d[l3] >> 4 != 4 {
+        return Err(FragmentError::NotIpv4);
+    }
+    let ihl = usize::from(d[l3] & 0x0f) * 4;
+    let total = usize::from(be16(d, l3 + 2));
+    if ihl < 20 || total < ihl || l3 + total > d.len() {
+        return Err(FragmentError::NotIpv4);
+    }
+    let flags = be16(d, l3 + 6);
+    if flags & DF != 0 {
+        return Err(FragmentError::DontFragment);
+    }
+    let base_offset = usize::from(flags & OFFSET_MASK) * 8;
+    let data = &d[l3 + ihl..l3 + total];
+    if base_offset + data.len() > usize::from(u16::MAX) {
+        return Err(FragmentError::NotIpv4);
+    }
+    let first_header = &d[l3..l3 + ihl];
+    let Some((later, later_len)) = later_header(first_header) else {
+        return Err(FragmentError::NotIpv4);
+    };
+    let mtu_bytes = mtu as usize;
+    if total <= mtu_bytes {
+        return Ok(emit(scratch, &d[..l3], first_header, data, flags, &mut out));
+    }
+    let room = |header: usize| mtu_bytes.saturating_sub(header) & !7;
+    let (first_room, later_room) = (room(ihl), room(later_len));
+    if first_room == 0 || later_room == 0 {
+        return Err(FragmentError::MtuTooSmall(mtu));
+    }
+    let more_after = flags & MF;
+    let mut count = 0;
+    let mut at = 0;
+    while at < data.len() {
+        let (header, room) = if at == 0 {
+            (first_header, first_room)
+        } else {
+            (&later[..later_len], later_room)
+        };
+        let end = (at + room).min(data.len());
+        let more = if end < data.len() { MF } else { more_after };
+        // Offsets fit: base_offset + data.len() was checked above.
+        let word = more | ((base_offset + at) / 8) as u16;
+        count += emit(scratch, &d[..l3], header, &data[at..end], word, &mut out);
+        at = end;
+    }
+    Ok(count)
+}
+
+/// Builds `ethernet`, `header` and `data` in `scratch`, with the total
+/// length, flags/offset word `flags` and header checksum set, and hands it
+/// out. Returns 1.
+fn emit<F: FnMut(&mut Frame)>(
+    scratch: &mut Frame,
+    ethernet: &[u8],
+    header: &[u8],
+    data: &[u8],
+    flags: u16,
+    out: &mut F,
+) -> usize {
+    let l3 = ethernet.len();
+    let len = l3 + header.len() + data.len();
+    // A fragment is never longer than the frame it comes from.
+    if !scratch.set_range(HEADROOM, len) {
+        return 0;
+    }
+    scratch.vnet = VnetHeader::default();
+    let s = scratch.data_mut();
+    s[..l3].copy_from_slice(ethernet);
+    s[l3..l3 + header.len()].copy_from_slice(header);
+    s[l3 + header.len()..].copy_from_slice(data);
+    put16(s, l3 + 2, (header.len() + data.len()) as u16);
+    put16(s, l3 + 6, flags);
+    put16(s, l3 + 10, 0);
+    let check = !ones_sum(&s[l3..l3 + header.len()]);
+    put16(s, l3 + 10, check);
+    out(scratch);
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{IpNumber, Ipv4Header, Ipv4Options, PacketBuilder};
+
+    use super::*;
+
+    const SRC: [u8; 4] = [172, 31, 0, 2];
+    const DST: [u8; 4] = [10, 1, 0, 1];
+
+    /// An Ethernet frame with a UDP datagram of `payload` bytes in IPv4,
+    /// built by etherparse.
+    fn udp_frame(payload: usize, options: &[u8], flags_offset: (bool, bool, u16)) -> Frame {
+        let mut ip = Ipv4Header::new(0, 63, IpNumber::UDP, SRC, DST).unwrap();
+        ip.identification = 0x1234;
+        ip.options = Ipv4Options::try_from(options).unwrap();
+        ip.dont_fragment = flags_offset.0;
+        ip.more_fragments = flags_offset.1;
+        ip.fragment_offset = flags_offset.2.try_into().unwrap();
+        let body: Vec<u8> = (0..payload).map(|i| (i * 7 + 3) as u8).collect();
+        let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .udp(44000, 9999);
+        let mut bytes = Vec::with_capacity(builder.size(body.len()));
+        builder.write(&mut bytes, &body).unwrap();
+        let mut frame = Frame::new();
+        frame.fill(VnetHeader::default(), &bytes);
+        frame
+    }
+
+    fn fragments(frame: &Frame, mtu: u32) -> Result<Vec<Vec<u8>>, FragmentError> {
+        let mut scratch = Frame::new();
+        let mut got = Vec::new();
+        let n = fragment_ipv4(frame, mtu, &mut scratch, |f| got.push(f.data().to_vec()))?;
+        assert_eq!(n, got.len(), "the count returned is the count handed out");
+        Ok(got)
+    }
+
+    /// Parses a fragment's IP header with etherparse (which checks its
+    /// length fields) and verifies its checksum.
+    fn header_of(fragment: &[u8]) -> (Ipv4Header, &[u8]) {
+        let (ip, rest) = Ipv4Header::from_slice(&fragment[ETH_HEADER_LEN..]).unwrap();
+        assert_eq!(
+            ip.header_checksum,
+            ip.calc_header_checksum(),
+            "header checksum"
+        );
+        assert_eq!(usize::from(ip.total_len), fragment.len() - ETH_HEADER_LEN);
+        (ip, rest)
+    }
+
+    /// Puts the fragments' data back together by offset.
+    fn reassemble(fragments: &[Vec<u8>]) -> Vec<u8> {
+        let mut whole = Vec::new();
+        for f in fragments {
+            let (ip, data) = header_of(f);
+            let at = usize::from(ip.fragment_offset.value()) * 8;
+            assert_eq!(at, whole.len(), "fragments are in order, without gaps");
+            whole.extend_from_slice(data);
+        }
+        whole
+    }
+
+    #[test]
+    fn a_large_datagram_is_cut_in_order_to_fit_and_reassembles_exactly() {
+        let frame = udp_frame(3000, &[], (false, false, 0));
+        let got = fragments(&frame, 1400).unwrap();
+        assert_eq!(got.len(), 3);
+        let original = &frame.data()[ETH_HEADER_LEN + 20..];
+        assert_eq!(reassemble(&got), original);
+        for (i, f) in got.iter().enumerate() {
+            assert_eq!(f[..ETH_HEADER_LEN], frame.data()[..ETH_HEADER_LEN]);
+            let (ip, data) = header_of(f);
+            assert!(usize::from(ip.total_len) <= 1400);
+            assert_eq!(ip.identification, 0x1234);
+            assert_eq!((ip.time_to_live, ip.source, ip.destination), (63, SRC, DST));
+            assert_eq!(ip.protocol, IpNumber::UDP);
+            assert!(!ip.dont_fragment);
+            let last = i + 1 == got.len();
+            assert_eq!(ip.more_fragments, !last, "MF on all but the last");
+            if !last {
+                assert_eq!(data.len(), 1376, "(1400 - 20) rounded down to 8");
+            }
+        }
+        // The UDP checksum is the sender's, over the whole datagram.
+        let (udp, _) = etherparse::UdpHeader::from_slice(&reassemble(&got)).unwrap();
+        let body = &original[8..];
+        let want = udp.calc_checksum_ipv4_raw(SRC, DST, body).unwrap();
+        assert_eq!(udp.checksum, want);
+    }
+
+    #[test]
+    fn a_fragment_is_cut_further_and_keeps_its_offset_and_more_fragments() {
+        // The middle piece of some datagram: offset 1480, more to come.
+        let frame = udp_frame(2000, &[], (false, true, 185));
+        let got = fragments(&frame, 1000).unwrap();
+        assert_eq!(got.len(), 3);
+        let mut at = 1480;
+        for f in &got {
+            let (ip, data) = header_of(f);
+            assert_eq!(usize::from(ip.fragment_offset.value()) * 8, at);
+            assert!(ip.more_fragments, "the input had more after it");
+            at += data.len();
+        }
+        assert_eq!(at, 1480 + 2008, "every byte, the UDP header included");
+    }
+
+    #[test]
+    fn later_fragments_carry_only_the_copied_options() {
+        // Record route (7, not copied), NOP, loose source route (0x83,
+        // copied), end of list.
+        let options = [
+            7, 7, 4, 0, 0, 0, 0, // record route, one empty slot
+            1, // NOP
+            0x83, 7, 8, 10, 0, 0, 9, // LSRR with one address
+            0, 0, 0, 0, 0, // end of list, padding to 20 bytes of options
+        ];
+        let frame = udp_frame(1500, &options, (false, false, 0));
+        let got = fragments(&frame, 800).unwrap();
+        let (first, _) = header_of(&got[0]);
+        assert_eq!(first.options.as_slice(), &options[..]);
+        for f in &got[1..] {
+            let (ip, _) = header_of(f);
+            assert_eq!(ip.options.as_slice(), &[0x83, 7, 8, 10, 0, 0, 9, 0]);
+        }
+        let original = &frame.data()[ETH_HEADER_LEN + 40..];
+        assert_eq!(reassemble(&got), original);
+    }
+
+    #[test]
+    fn a_packet_that_fits_is_handed_out_unchanged() {
+        let frame = udp_frame(1000, &[], (false, false, 0));
+        assert_eq!(
+            fragments(&frame, 1500).unwrap(),
+            vec![frame.data().to_vec()]
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let df = udp_frame(3000, &[], (true, false, 0));
+        assert_eq!(fragments(&df, 1400), Err(FragmentError::DontFragment));
+
+        let mut partial = udp_frame(3000, &[], (false, false, 0));
+        partial.vnet.flags = VNET_F_NEEDS_CSUM;
+        assert_eq!(fragments(&partial, 1400), Err(FragmentError::Offloaded));
+
+        let plain = udp_frame(3000, &[], (false, false, 0));
+        assert_eq!(fragments(&plain, 27), Err(FragmentError::MtuTooSmall(27)));
+        assert_eq!(fragments(&plain, 28).unwrap().len(), 376, "8 bytes each");
+    }
+
+    #[test]
+    fn no_panic_on_cut_short_or_corrupt_frames() {
+        let frame = udp_frame(600, &[0x83, 7, 8, 10, 0, 0, 9, 0], (false, false, 0));
+        let whole = frame.data().to_vec();
+        let mut cut = Frame::new();
+        for len in 0..whole.len() {
+            cut.fill(VnetHeader::default(), &whole[..len]);
+            let _ = fragments(&cut, 100);
+        }
+        for at in ETH_HEADER_LEN..ETH_HEADER_LEN + 28 {
+            for value in [0u8, 1, 2, 0x45, 0x4f, 0x83, 0xff] {
+                let mut bent = whole.clone();
+                bent[at] = value;
+                cut.fill(VnetHeader::default(), &bent);
+                let _ = fragments(&cut, 100);
+            }
+        }
+    }
+}

@@ -19,8 +19,9 @@ use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::ops::{Deref, DerefMut};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -458,22 +459,57 @@ pub fn tcp_ask(ns: &str, ip: Ipv4Addr, port: u16, sport: Option<u16>) -> Output 
     output(timed(15, "ip").args(["netns", "exec", ns, "socat", "-t", "5", "-", &target]))
 }
 
+/// How long [`udp_ask`] waits for an answer, in seconds. The answer may
+/// wait for ARP on both sides of the gateway and for the server's turn on a
+/// loaded machine; the wait ends as soon as it is in.
+pub const UDP_ANSWER_SECS: u32 = 10;
+
 /// Sends one datagram from `ns` to `ip:port` (from source port `sport` if
-/// given) and returns what came back within 2 s.
+/// given) and returns what came back: the first answer line as soon as it is
+/// complete, or what socat reported if it ended first (e.g. "Connection
+/// refused" for a port unreachable), within [`UDP_ANSWER_SECS`].
+///
+/// socat would sit out its whole `-t` wait after an answer (UDP has no end)
+/// and then exit 0; it is stopped once the answer's line is in, and the
+/// output then carries that exit status 0.
 pub fn udp_ask(ns: &str, ip: Ipv4Addr, port: u16, sport: Option<u16>) -> Output {
     let sport = sport
         .map(|p| format!(",sourceport={p}"))
         .unwrap_or_default();
     let target = format!("UDP:{ip}:{port}{sport}");
-    let mut cmd = timed(15, "ip");
-    cmd.args(["netns", "exec", ns, "socat", "-t", "2", "-", &target])
+    let dir = tempfile::Builder::new()
+        .prefix("yard-nat-ask-")
+        .tempdir()
+        .expect("temp dir for a UDP client");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let wait = UDP_ANSWER_SECS.to_string();
+    let mut cmd = timed(UDP_ANSWER_SECS + 5, "ip");
+    cmd.args(["netns", "exec", ns, "socat", "-t", &wait, "-", &target])
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::from(File::create(&out).expect("stdout file")))
+        .stderr(Stdio::from(File::create(&err).expect("stderr file")));
     let mut child = cmd.spawn().expect("spawn socat");
     {
         let mut stdin = child.stdin.take().expect("piped stdin");
         let _ = stdin.write_all(b"hello\n");
     }
-    child.wait_with_output().expect("wait for socat")
+    let read = |path: &PathBuf| std::fs::read(path).unwrap_or_default();
+    // Bounded: timeout(1) ends socat after UDP_ANSWER_SECS + 5 s at most.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => panic!("cannot wait for socat in {ns}: {e}"),
+        }
+        if read(&out).contains(&b'\n') {
+            end_child(child, Duration::from_secs(5));
+            break ExitStatus::from_raw(0);
+        }
+        sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: read(&out),
+        stderr: read(&err),
+    }
 }

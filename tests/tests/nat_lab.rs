@@ -333,7 +333,9 @@ fn ttl_exceeded_comes_from_the_gateway_and_traceroute_shows_both_hops() {
     }
 
     // UDP probes: TTL 1 dies at the gateway, TTL 2 reaches the outside host,
-    // whose port unreachable must be translated back to c1.
+    // whose port unreachable must be translated back to c1. One probe per
+    // hop, so each may wait 5 s for its answer: the TTL 2 probe is the first
+    // packet toward the outside, held in the gateway until ARP resolves.
     let out = in_ns(
         &c1.ns,
         &[
@@ -342,7 +344,7 @@ fn ttl_exceeded_comes_from_the_gateway_and_traceroute_shows_both_hops() {
             "-q",
             "1",
             "-w",
-            "2",
+            "5",
             "-m",
             "4",
             &OUTSIDE_IP.to_string(),
@@ -378,19 +380,21 @@ fn stale_udp_entry_follows_a_recreated_container() {
     lab.ctl_ok(&["publish", "add", "7000:c1:7000/udp"]);
     let mut old = udp_sink(&c1.ns, 7000);
 
-    // One datagram every 100 ms for at most 20 s, always from the same source
-    // port, so every datagram belongs to the same conntrack entry. UDP-SENDTO
-    // is unconnected: an ICMP error while c1 is away does not stop it.
-    let loop_script = "for i in $(seq 1 200); do echo dgram-$i; sleep 0.1; done";
+    // One datagram every 100 ms for at least 60 s (stopped when the test
+    // ends), always from the same source port, so every datagram belongs to
+    // the same conntrack entry. UDP-SENDTO is unconnected: an ICMP error
+    // while c1 is away does not stop it. The stream outlasts both waits
+    // below, however slowly the machine gets through the steps between.
+    let loop_script = "for i in $(seq 1 600); do echo dgram-$i; sleep 0.1; done";
     let target = format!("UDP-SENDTO:{UPLINK_IP}:7000,sourceport=42000");
     let sender = Background::spawn(
         &lab.outside,
-        40,
+        SERVER_SECS,
         &["sh", "-c", &format!("{loop_script} | socat -u - {target}")],
     );
-    if !old.wait_stdout(Duration::from_secs(5), |s| s.contains("dgram-")) {
+    if !old.wait_stdout(Duration::from_secs(15), |s| s.contains("dgram-")) {
         panic!(
-            "the first c1 got no datagram through 7000/udp within 5 s\n{}\n{}\n{}",
+            "the first c1 got no datagram through 7000/udp within 15 s\n{}\n{}\n{}",
             old.describe(),
             sender.describe(),
             lab.context()
@@ -408,12 +412,12 @@ fn stale_udp_entry_follows_a_recreated_container() {
     old.stop();
     let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
     let new = udp_sink(&c1.ns, 7000);
-    let arrived = new.wait_stdout(Duration::from_secs(5), |s| s.contains("dgram-"));
+    let arrived = new.wait_stdout(Duration::from_secs(15), |s| s.contains("dgram-"));
     let mut sender = sender;
     let still_sending = sender.running();
     if !arrived {
         panic!(
-            "the recreated c1 got no datagram within 5 s (sender still running: \
+            "the recreated c1 got no datagram within 15 s (sender still running: \
              {still_sending}); a stale entry keeps the stream away from it\n{}\n{}\n{}",
             new.describe(),
             sender.describe(),

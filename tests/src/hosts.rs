@@ -527,8 +527,37 @@ impl Tcpdump {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits (at most `within`) until the pcap holds at least `at_least`
+    /// frames matching `display_filter` (all frames if `None`), as tshark
+    /// reads it; returns whether it did. Ends early when tcpdump has exited
+    /// (its count reached, or its time bound): the file is then complete.
+    /// Sending is not capturing: a frame that has crossed the interface may
+    /// still be on its way into the file, so wait for it before stopping.
+    pub fn wait_frames(
+        &mut self,
+        within: Duration,
+        display_filter: Option<&str>,
+        at_least: usize,
+    ) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            if pcap_count(&self.file, display_filter) >= at_least {
+                return true;
+            }
+            if exited || Instant::now() >= deadline {
+                return false;
+            }
+            sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Stops tcpdump (SIGTERM by pid, after a short grace for the last
-    /// packets; it flushes the file) and returns its stderr.
+    /// packets; it flushes the file) and returns its stderr. Not a wait for
+    /// frames still on their way: see [`Tcpdump::wait_frames`].
     pub fn stop(mut self) -> String {
         sleep(Duration::from_millis(300));
         self.terminate();
@@ -547,6 +576,23 @@ impl Drop for Tcpdump {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// How many frames of a pcap that may still be being written match
+/// `display_filter` (all frames if `None`); 0 while tshark cannot read it.
+/// A record cut short at the end of the file is not counted.
+pub fn pcap_count(file: &Path, display_filter: Option<&str>) -> usize {
+    let file = file.to_string_lossy();
+    let mut args = vec!["tshark", "-n", "-r", &file];
+    if let Some(filter) = display_filter {
+        args.extend(["-Y", filter]);
+    }
+    args.extend(["-T", "fields", "-e", "frame.number"]);
+    let out = crate::cmd::run(&args);
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 /// `tshark -r FILE [-Y FILTER] -T fields -E separator=; -e F...`: one line

@@ -318,7 +318,7 @@ fn non_df_packet_over_the_overlay_mtu_is_carried_in_outer_fragments() {
 
     // 3000 bytes without DF: c1 sends 1500-byte IP fragments, each too big
     // for the tunnel, so the underlay must carry them as outer fragments.
-    let frags = Tcpdump::start(
+    let mut frags = Tcpdump::start(
         hosts[0].ns(),
         &underlay_ifname(2),
         "ip proto 47 and (ip[6:2] & 0x3fff != 0)",
@@ -328,6 +328,9 @@ fn non_df_packet_over_the_overlay_mtu_is_carried_in_outer_fragments() {
         "outer-frags",
     );
     let out = ping(&c1, c2.ip, 3, 10, &["-M", "dont", "-s", "3000"]);
+    // The replies came back through the tunnel, but tcpdump may not have
+    // written their fragments yet: wait for them (bounded), then stop.
+    frags.wait_frames(Duration::from_secs(10), None, 4);
     let dump_err = frags.stop();
     let outer = tshark_fields(
         &dir.path().join("outer-frags.pcap"),
@@ -362,7 +365,7 @@ fn tcp_from_containers_at_mtu_1500_gets_its_mss_clamped_and_arrives() {
 
     // c2 connects to c1 with MSS 1460 (its MTU 1500); the SYN that reaches
     // c1 must carry at most 1458 - 40 = 1418.
-    let syns = Tcpdump::start(
+    let mut syns = Tcpdump::start(
         &c1.ns,
         "eth0",
         "tcp port 5002 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn",
@@ -372,6 +375,7 @@ fn tcp_from_containers_at_mtu_1500_gets_its_mss_clamped_and_arrives() {
         "syn",
     );
     transfer_checked(&all, &c2, &c1, dir.path(), 50, 5002);
+    syns.wait_frames(Duration::from_secs(10), None, 1);
     let dump_err = syns.stop();
     let mss = tshark_fields(&dir.path().join("syn.pcap"), None, &["tcp.options.mss_val"]);
     let mss: Vec<u32> = mss.iter().filter_map(|m| m.trim().parse().ok()).collect();
@@ -429,7 +433,7 @@ fn full_mesh_of_three_hosts_pings_everywhere_and_floods_each_broadcast_once() {
     // Broadcasts from c1: three ARP requests (arping -b keeps broadcasting)
     // and three broadcast echo requests. Each must reach c2 and c3 once.
     let dir = tempfile::tempdir().expect("temp dir");
-    let dumps: Vec<Tcpdump> = containers[1..]
+    let mut dumps: Vec<Tcpdump> = containers[1..]
         .iter()
         .map(|c| {
             Tcpdump::start(
@@ -458,6 +462,16 @@ fn full_mesh_of_three_hosts_pings_everywhere_and_floods_each_broadcast_once() {
         "1",
         "172.32.255.255",
     ]);
+    // Each copy must reach c2 and c3 through the tunnels and be written by
+    // their tcpdump: wait (bounded) until both captures hold the three ARP
+    // requests and the three echo requests, then give any extra copy (a
+    // loop) a second to show up before stopping.
+    let arp_filter = format!("arp.opcode == 1 && arp.dst.proto_ipv4 == {target}");
+    let echo_filter = "icmp.type == 8 && ip.dst == 172.32.255.255";
+    for dump in &mut dumps {
+        dump.wait_frames(Duration::from_secs(15), Some(&arp_filter), 3);
+        dump.wait_frames(Duration::from_secs(15), Some(echo_filter), 3);
+    }
     sleep(Duration::from_secs(1));
     for dump in dumps {
         dump.stop();
@@ -469,13 +483,7 @@ fn full_mesh_of_three_hosts_pings_everywhere_and_floods_each_broadcast_once() {
     );
     for c in &containers[1..] {
         let file = dir.path().join(format!("{}.pcap", c.port));
-        let arps = tshark_fields(
-            &file,
-            Some(&format!(
-                "arp.opcode == 1 && arp.dst.proto_ipv4 == {target}"
-            )),
-            &["arp.src.proto_ipv4"],
-        );
+        let arps = tshark_fields(&file, Some(&arp_filter), &["arp.src.proto_ipv4"]);
         assert_eq!(
             arps.len(),
             3,
@@ -484,11 +492,7 @@ fn full_mesh_of_three_hosts_pings_everywhere_and_floods_each_broadcast_once() {
             arps.len(),
             context(&all)
         );
-        let echoes = tshark_fields(
-            &file,
-            Some("icmp.type == 8 && ip.dst == 172.32.255.255"),
-            &["icmp.seq"],
-        );
+        let echoes = tshark_fields(&file, Some(echo_filter), &["icmp.seq"]);
         let mut seqs = echoes.clone();
         seqs.sort();
         seqs.dedup();
@@ -545,7 +549,7 @@ fn gre_in_udp_carries_ping_and_a_checked_transfer() {
     assert_eq!(c1.mtu(), 1450);
     assert_eq!(c2.mtu(), 1450);
 
-    let udp = Tcpdump::start(
+    let mut udp = Tcpdump::start(
         hosts[0].ns(),
         &underlay_ifname(2),
         "udp port 4754",
@@ -555,6 +559,8 @@ fn gre_in_udp_carries_ping_and_a_checked_transfer() {
         "udp",
     );
     ping_ok(&all, &c1, c2.ip, &[]);
+    // Until tcpdump has written its 4 frames (it then exits), bounded.
+    udp.wait_frames(Duration::from_secs(10), None, 4);
     let dump_err = udp.stop();
     let frames = tshark_fields(
         &dir.path().join("udp.pcap"),
@@ -587,7 +593,7 @@ fn the_underlay_decodes_in_tshark_as_gre_key_42_carrying_ethernet() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Settle ARP first, so the capture holds the echoes.
     ping_ok(&all, &c1, c2.ip, &[]);
-    let dump = Tcpdump::start(
+    let mut dump = Tcpdump::start(
         hosts[0].ns(),
         &underlay_ifname(2),
         "ip proto 47",
@@ -597,6 +603,9 @@ fn the_underlay_decodes_in_tshark_as_gre_key_42_carrying_ethernet() {
         "gre",
     );
     ping_ok(&all, &c1, c2.ip, &[]);
+    // The echoes crossed the underlay before ping returned, but may not be
+    // in the file yet: wait (bounded) for the ones checked below.
+    dump.wait_frames(Duration::from_secs(10), Some("icmp"), 4);
     let dump_err = dump.stop();
     let lines = tshark_fields(
         &dir.path().join("gre.pcap"),

@@ -441,9 +441,15 @@ fn yardd_and_open_vswitch_containers_ping_and_transfer_over_gre_key_42() {
         stats[0].rx_bytes >= 50 * 1024 * 1024 && stats[0].tx_bytes >= 50 * 1024 * 1024,
         "yardd's tunnel port did not carry both transfers: {stats:?}"
     );
-    let gre = stdout(&side.ovs.vsctl(&["get", "interface", "gre0", "statistics"]));
-    assert!(
-        gre.contains("rx_packets=") && !gre.contains("rx_packets=0,"),
-        "OVS's gre0 received nothing: {gre}"
-    );
+    // ovs-vswitchd copies interface counters into its database only every
+    // few seconds (other_config:stats-update-interval, 5 s by default), so
+    // poll the column (bounded) instead of reading it once.
+    let received = |gre: &str| gre.contains("rx_packets=") && !gre.contains("rx_packets=0,");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut gre = stdout(&side.ovs.vsctl(&["get", "interface", "gre0", "statistics"]));
+    while !received(&gre) && Instant::now() < deadline {
+        sleep(Duration::from_millis(500));
+        gre = stdout(&side.ovs.vsctl(&["get", "interface", "gre0", "statistics"]));
+    }
+    assert!(received(&gre), "OVS's gre0 received nothing: {gre}");
 }

@@ -194,11 +194,12 @@ fn l2_pings_transfers_fdb_and_counters_are_right_across_two_threads() {
     let tv = lab.veth("tv", "yard0", "172.30.4.4/16");
     let all = [&t1, &t2, &t3, &tv];
 
-    ping_all_pairs(&lab, &all);
-    assert_learned_once(&lab, "yard0", &all);
-
     // Counters: 20 echo requests t1 -> t2, and their replies, are counted on
-    // both ports in both directions.
+    // both ports in both directions. Measured before the other pairs talk:
+    // about 5 s after a first exchange, a container's kernel re-checks the
+    // neighbour it answered with a unicast ARP probe (DELAY, then PROBE), and
+    // such a probe between t1 or t2 and t3 or tv inside the window would
+    // count on t1 or t2 without reaching the other.
     let before = lab.all_stats();
     ping_all_answered(&lab, &t1, &t2, 20, "0.05");
     let after = lab.all_stats();
@@ -229,6 +230,9 @@ fn l2_pings_transfers_fdb_and_counters_are_right_across_two_threads() {
         "t1 rx {t1_rx} tx {t1_tx}, t2 rx {t2_rx} tx {t2_tx}: frames were lost between \
          the threads\nbefore: {before:#?}\nafter: {after:#?}"
     );
+
+    ping_all_pairs(&lab, &all);
+    assert_learned_once(&lab, "yard0", &all);
 
     // Bulk TCP, TAP -> TAP and veth -> TAP, with the kernel's offloads on.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -269,14 +273,20 @@ fn learned_unicast_between_two_ports_is_not_flooded_to_a_third() {
     let (m1, m2, m3) = (c1.mac(), c2.mac(), c3.mac());
 
     // Learn c1 and c2 (each on the thread that owns it, announced to the
-    // other), then give the announcements a moment.
+    // other), then make sure the other thread has taken the announcements
+    // in: a thread queues what it learned at the end of the loop turn that
+    // learned it, and takes in its peers' news at the start of every turn,
+    // before the commands it answers at the end of that turn. Both MACs were
+    // announced before `wait_learned` listed them, so a further command
+    // that every thread answers (one more `fdb show`) is answered only after
+    // each thread has heard them. (A fixed pause here raced a loaded CPU.)
     lab.ping_ok(&c1, c2.ip);
     lab.ping_ok(&c2, c1.ip);
     wait_learned(&lab, "yard0", &[&c1, &c2]);
-    sleep(Duration::from_millis(200));
+    lab.fdb(Some("yard0"));
 
     // Everything yardd delivers to c3 from now on (c3 itself stays silent).
-    let dump = Tcpdump::start(
+    let mut dump = Tcpdump::start(
         &c3.ns,
         "eth0",
         &format!("not ether src {m3}"),
@@ -294,6 +304,14 @@ fn learned_unicast_between_two_ports_is_not_flooded_to_a_third() {
     transfer_intact(&lab, &c1, &c2, &source, 5201);
     transfer_intact(&lab, &c2, &c1, &source, 5202);
     let after = lab.stats("c3");
+    // What yardd counted as sent to c3 may still be on its way into the
+    // capture: wait (bounded) until it holds that many frames, then stop.
+    let tx = after.tx_packets - before.tx_packets;
+    dump.wait_frames(
+        Duration::from_secs(10),
+        None,
+        usize::try_from(tx).unwrap_or(usize::MAX),
+    );
     let dump_err = dump.stop();
     let file = lab.dir().join("c3.pcap");
 
@@ -330,7 +348,6 @@ fn learned_unicast_between_two_ports_is_not_flooded_to_a_third() {
         "c3 received unicast frames for other ports: {not_broadcast:?}; pcap {}",
         file.display()
     );
-    let tx = after.tx_packets - before.tx_packets;
     assert!(
         tx <= frames.len() as u64,
         "yardd counted {tx} frames sent to c3 but c3 saw only {} (all broadcast): \

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use yard_ctl::MacAddr;
-use yard_tests::cmd::{describe, output, run, stdout, timed};
+use yard_tests::cmd::{describe, in_ns_ok, output, run, stdout, timed};
 use yard_tests::{require, Lab};
 
 /// Sends one raw line and returns the reply line, parsed.
@@ -188,6 +188,28 @@ fn static_fdb_entry_survives_flush_and_is_deleted_by_fdb_del() {
     let mut lab = Lab::new();
     let c1 = lab.tap("c1", "yard0", "172.30.5.1/16", &[]);
     let c2 = lab.tap("c2", "yard0", "172.30.5.2/16", &[]);
+    // Each container knows the other's MAC for good: no ARP at all, so no
+    // neighbour re-check (a unicast ARP probe about 5 s after the ping)
+    // can relearn an address between the flush and the listing below. The
+    // ping's own frames still teach the switch both MACs.
+    for (from, to) in [(&c1, &c2), (&c2, &c1)] {
+        let (ip, mac) = (to.ip.to_string(), to.mac().to_string());
+        in_ns_ok(
+            &from.ns,
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                &ip,
+                "lladdr",
+                &mac,
+                "dev",
+                &from.ifname,
+                "nud",
+                "permanent",
+            ],
+        );
+    }
     lab.ping_ok(&c1, c2.ip);
     let static_mac: MacAddr = "02:aa:bb:cc:dd:01".parse().unwrap();
     lab.ctl_ok(&["fdb", "add", "yard0", "02:aa:bb:cc:dd:01", "c1"]);

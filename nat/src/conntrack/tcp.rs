@@ -26,6 +26,15 @@
 //!   to a SYN) must carry an ACK of the SYN instead.
 //! - A new original-direction SYN in `TimeWait` or `Close` reopens the entry
 //!   (port reuse) in `SynSent`.
+//! - A new original-direction SYN while the connection looks open
+//!   (`Established` to `LastAck`: the inside host restarted and reused the
+//!   port, say) passes without changing the state, and is remembered. If
+//!   the peer answers it — a SYN/ACK or a RST acknowledging it — the peer
+//!   has no connection left, and the entry starts over from that SYN (or
+//!   closes, and the SYN's retransmission reopens it). If the peer still
+//!   has the old connection, its challenge ACK (RFC 5961) draws a RST from
+//!   the new host that closes the entry the usual way. Linux's tracker
+//!   lets such a SYN through ("ignore") in the same way.
 //!
 //! Packets the model rejects leave the state untouched and are reported as
 //! [`Invalid`]; the caller decides whether to forward them (Linux forwards
@@ -172,6 +181,9 @@ struct Side {
 pub struct TcpTracker {
     state: TcpState,
     sides: [Side; 2],
+    /// The last bare SYN the originator sent while the connection looked
+    /// open: the entry starts over from it if the peer answers it.
+    new_syn: Option<TcpSegment>,
 }
 
 /// Smallest window assumed when judging a RST, so a peer that advertised a
@@ -202,6 +214,7 @@ impl TcpTracker {
         let mut t = TcpTracker {
             state: TcpState::SynSent,
             sides: [Side::default(); 2],
+            new_syn: None,
         };
         t.record(Dir::Original, seg);
         Ok(t)
@@ -255,6 +268,13 @@ impl TcpTracker {
         dist.unsigned_abs() <= win
     }
 
+    /// `seg` (from the reply side) acknowledges the new SYN the originator
+    /// sent while the connection looked open.
+    fn answers_new_syn(&self, seg: &TcpSegment) -> bool {
+        self.new_syn
+            .is_some_and(|syn| seg.flags.contains(TcpFlags::ACK) && seg.ack == syn.end())
+    }
+
     /// The peer of `dir` acknowledged `dir`'s FIN with this segment from the peer.
     fn acks_fin_of(&self, fin_side: Dir, seg: &TcpSegment) -> bool {
         let s = &self.sides[fin_side.index()];
@@ -270,6 +290,12 @@ impl TcpTracker {
         let fin = f.contains(TcpFlags::FIN);
 
         if f.contains(TcpFlags::RST) {
+            if dir == Dir::Reply && self.answers_new_syn(seg) {
+                // The peer refused the new connection: the old one is gone.
+                self.new_syn = None;
+                self.state = TcpState::Close;
+                return Ok(self.state);
+            }
             if !self.rst_in_window(dir, seg) {
                 return Err(Invalid::RstOutOfWindow);
             }
@@ -292,6 +318,19 @@ impl TcpTracker {
             (SynRecv, _, false, true) if fin => FinWait,
             (SynRecv, _, false, true) => Established,
             (SynRecv, _, false, false) => return Err(Invalid::UnexpectedInState),
+            // A new connection on a 4-tuple that looks open: pass, remember.
+            (Established | FinWait | CloseWait | LastAck, Dir::Original, true, false) => {
+                self.new_syn = Some(*seg);
+                return Ok(self.state);
+            }
+            // The peer accepted it: start over from that SYN.
+            (Established | FinWait | CloseWait | LastAck, Dir::Reply, true, true)
+                if self.answers_new_syn(seg) =>
+            {
+                let syn = self.new_syn.take().unwrap_or_default();
+                *self = TcpTracker::open(&syn)?;
+                return self.update(dir, seg);
+            }
             (_, _, true, _) => return Err(Invalid::UnexpectedInState),
             (Established, _, false, _) if fin => FinWait,
             (Established, _, false, _) => Established,

@@ -779,3 +779,75 @@ proptest! {
         }
     }
 }
+
+/// A restarted inside host reuses the 4-tuple of an ESTABLISHED entry
+/// (client ISN 1000, server ISN 5000 before): its new SYN (ISN 777000)
+/// passes and leaves the state alone.
+fn new_syn_on_established(t: &mut Conntrack) -> Handle {
+    let h = established(t, 0);
+    let r = t
+        .touch(h, Dir::Original, &seg(SYN, 777_000, 0, 0), SEC)
+        .unwrap();
+    assert_eq!(r.invalid, None, "the new SYN is forwarded");
+    assert_eq!(state(t, h), TcpState::Established);
+    h
+}
+
+#[test]
+fn a_new_syn_on_an_open_tuple_starts_over_when_the_peer_accepts_it() {
+    let mut t = ct();
+    let h = new_syn_on_established(&mut t);
+    // A SYN/ACK that does not answer it is still invalid.
+    let r = t
+        .touch(h, Dir::Reply, &seg(SYN | ACK, 9000, 1001, 0), SEC)
+        .unwrap();
+    assert_eq!(r.invalid, Some(Invalid::UnexpectedInState));
+    // The peer had forgotten the old connection and accepts the new one.
+    t.touch(h, Dir::Reply, &seg(SYN | ACK, 9000, 777_001, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::SynRecv);
+    t.touch(h, Dir::Original, &seg(ACK, 777_001, 9001, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::Established);
+    // The new connection's numbers are the ones tracked now: its FIN and
+    // the peer's ACK of it move on as usual.
+    t.touch(h, Dir::Original, &seg(FIN | ACK, 777_001, 9001, 0), SEC)
+        .unwrap();
+    t.touch(h, Dir::Reply, &seg(ACK, 9001, 777_002, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::CloseWait);
+}
+
+#[test]
+fn a_new_syn_on_an_open_tuple_refused_by_the_peer_closes_and_reopens() {
+    let mut t = ct();
+    let h = new_syn_on_established(&mut t);
+    // Port closed at the peer: RST/ACK acknowledging the SYN, sequence 0
+    // (far from the old connection's numbers).
+    t.touch(h, Dir::Reply, &seg(RST | ACK, 0, 777_001, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::Close);
+    t.touch(h, Dir::Original, &seg(SYN, 777_000, 0, 0), 2 * SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::SynSent);
+}
+
+#[test]
+fn a_new_syn_on_an_open_tuple_meets_a_challenge_ack_then_reopens() {
+    let mut t = ct();
+    let h = new_syn_on_established(&mut t);
+    // The peer still has the old connection: a challenge ACK (RFC 5961)
+    // with its own numbers, which passes as part of the old connection.
+    let r = t
+        .touch(h, Dir::Reply, &seg(ACK, 5001, 1001, 0), SEC)
+        .unwrap();
+    assert_eq!(r.invalid, None);
+    // The new host knows no such connection and resets it with the
+    // challenge's ACK number as sequence: in window, the entry closes.
+    t.touch(h, Dir::Original, &seg(RST, 1001, 0, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::Close);
+    t.touch(h, Dir::Original, &seg(SYN, 777_000, 0, 0), 2 * SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::SynSent);
+}

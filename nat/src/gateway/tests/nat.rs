@@ -457,3 +457,81 @@ fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
     let want = udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, &payload);
     assert_eq!(released, vec![(Side::Uplink, want)]);
 }
+
+#[test]
+fn a_restarted_container_reusing_an_established_tuple_gets_through() {
+    // c1:40000 -> s:80 is ESTABLISHED (ISNs 100 and 900) when c1 restarts
+    // and, by chance, opens a new connection from the same port.
+    let mut gw = lab();
+    let (c, s) = ((C1, 40000), (S, 80));
+    run(
+        &mut gw,
+        NET1,
+        tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Syn, (100, 0), b""),
+        0,
+    );
+    let synack = tcp(
+        R_MAC,
+        U_MAC,
+        s,
+        (U, 40000),
+        60,
+        Tcp::SynAck,
+        (900, 101),
+        b"",
+    );
+    run(&mut gw, Side::Uplink, synack, 1);
+    run(
+        &mut gw,
+        NET1,
+        tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (101, 901), b""),
+        2,
+    );
+
+    // The new SYN leaves through the same mapping (it was dropped as
+    // invalid, for as long as the old entry lived: up to 5 days).
+    let syn = tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Syn, (7_000, 0), b"");
+    let (a, out) = run(&mut gw, NET1, syn, 10);
+    assert!(
+        matches!(
+            a,
+            Action::Send {
+                side: Side::Uplink,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    assert_eq!(
+        out,
+        tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Syn, (7_000, 0), b"")
+    );
+    // The server had closed its side: it accepts, and the entry starts over.
+    let synack = tcp(
+        R_MAC,
+        U_MAC,
+        s,
+        (U, 40000),
+        60,
+        Tcp::SynAck,
+        (3_000, 7_001),
+        b"",
+    );
+    let (a, _) = run(&mut gw, Side::Uplink, synack, 11);
+    assert!(matches!(a, Action::Send { side: NET1, .. }), "{a:?}");
+    run(
+        &mut gw,
+        NET1,
+        tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (7_001, 3_001), b""),
+        12,
+    );
+    let (h, _) = gw
+        .conntrack()
+        .lookup(0, &flow(Proto::Tcp, c, s), 12)
+        .unwrap();
+    assert_eq!(
+        gw.conntrack().get(h).unwrap().tcp_state(),
+        Some(TcpState::Established)
+    );
+    assert_eq!(gw.counters().drop_count(GatewayDrop::InvalidTcp), 0);
+}

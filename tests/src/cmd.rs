@@ -102,6 +102,23 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Checks `ok` every `every` until it holds or `within` has passed (a last
+/// check at the deadline included); returns whether it held. The bounded
+/// wait for a condition, in place of a fixed pause: it costs nothing when
+/// the condition already holds.
+pub fn poll(within: Duration, every: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(every);
+    }
+}
+
 /// Ends a process this harness started, by its pid: SIGTERM, up to `grace`
 /// to exit, then SIGKILL; reaps it either way.
 ///

@@ -34,7 +34,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::bins::bins;
-use crate::cmd::{describe, end_child, in_ns, run_ok, stdout, timed};
+use crate::cmd::{describe, end_child, in_ns, poll, run, run_ok, stdout, timed};
 use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::lab::{add_tap, sha256, socat_transfer, Container};
 use crate::netns::{Netns, Veth};
@@ -539,20 +539,16 @@ impl Tcpdump {
         display_filter: Option<&str>,
         at_least: usize,
     ) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
+        let mut enough = false;
+        poll(within, Duration::from_millis(200), || {
             let exited = self
                 .child
                 .as_mut()
                 .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
-            if pcap_count(&self.file, display_filter) >= at_least {
-                return true;
-            }
-            if exited || Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(200));
-        }
+            enough = pcap_count(&self.file, display_filter) >= at_least;
+            enough || exited
+        });
+        enough
     }
 
     /// Stops tcpdump (SIGTERM by pid, after a short grace for the last
@@ -588,7 +584,7 @@ pub fn pcap_count(file: &Path, display_filter: Option<&str>) -> usize {
         args.extend(["-Y", filter]);
     }
     args.extend(["-T", "fields", "-e", "frame.number"]);
-    let out = crate::cmd::run(&args);
+    let out = run(&args);
     stdout(&out)
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use yard_ctl::api::ConntrackEntry;
 
-use crate::cmd::{describe, end_child, in_ns, output, run_ok, stdout, timed};
+use crate::cmd::{describe, end_child, in_ns, output, poll, run_ok, stdout, timed};
 use crate::lab::{Container, Lab};
 use crate::netns::Veth;
 
@@ -338,30 +338,12 @@ impl Background {
     /// Polls (every 100 ms, at most `within`) until `ok(stdout)` holds;
     /// returns whether it did.
     pub fn wait_stdout(&self, within: Duration, ok: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if ok(&self.stdout()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(100));
-        }
+        poll(within, Duration::from_millis(100), || ok(&self.stdout()))
     }
 
     /// Like [`Background::wait_stdout`] for stderr.
     pub fn wait_stderr(&self, within: Duration, ok: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if ok(&self.stderr()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(100));
-        }
+        poll(within, Duration::from_millis(100), || ok(&self.stderr()))
     }
 
     /// Stops it now (see the type's docs).

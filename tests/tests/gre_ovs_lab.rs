@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
-use yard_tests::cmd::{describe, in_ns, in_ns_ok, output, run_ok, stdout, timed};
+use yard_tests::cmd::{describe, in_ns, in_ns_ok, output, poll, run_ok, stdout, timed};
 use yard_tests::hosts::{context, ping_ok, random_file, tcp_transfer, Host};
 use yard_tests::lab::sha256;
 use yard_tests::{require, Container, Netns, Veth};
@@ -444,12 +444,10 @@ fn yardd_and_open_vswitch_containers_ping_and_transfer_over_gre_key_42() {
     // ovs-vswitchd copies interface counters into its database only every
     // few seconds (other_config:stats-update-interval, 5 s by default), so
     // poll the column (bounded) instead of reading it once.
-    let received = |gre: &str| gre.contains("rx_packets=") && !gre.contains("rx_packets=0,");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut gre = stdout(&side.ovs.vsctl(&["get", "interface", "gre0", "statistics"]));
-    while !received(&gre) && Instant::now() < deadline {
-        sleep(Duration::from_millis(500));
+    let mut gre = String::new();
+    let received = poll(Duration::from_secs(30), Duration::from_millis(500), || {
         gre = stdout(&side.ovs.vsctl(&["get", "interface", "gre0", "statistics"]));
-    }
-    assert!(received(&gre), "OVS's gre0 received nothing: {gre}");
+        gre.contains("rx_packets=") && !gre.contains("rx_packets=0,")
+    });
+    assert!(received, "OVS's gre0 received nothing: {gre}");
 }

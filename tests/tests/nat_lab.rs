@@ -694,7 +694,7 @@ fn conntrack_flush_and_publish_rm_remove_exactly_their_entries() {
 }
 
 #[test]
-fn an_uplink_with_a_smaller_mtu_sends_frag_needed_and_tcp_adapts() {
+fn an_uplink_with_a_smaller_mtu_sends_frag_needed_fragments_and_tcp_adapts() {
     if !require(&["ping", "socat", "sha256sum", "ss", "dd"]) {
         return;
     }
@@ -718,6 +718,32 @@ fn an_uplink_with_a_smaller_mtu_sends_frag_needed_and_tcp_adapts() {
     ]);
     let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
     lab.ping_ok(&c1, OUTSIDE_IP);
+
+    // First (before c1 learns the path MTU from the check below): packets
+    // without DF too big for the uplink are cut into IP fragments
+    // (RFC 4787 REQ-13a), not dropped: a 1478-byte ping (fits c1's 1500,
+    // not the uplink's 1400), and a 3028-byte one that c1 itself sends in
+    // fragments of up to 1500 bytes, which the gateway cuts again.
+    for size in ["1450", "3000"] {
+        let out = ping(&c1.ns, OUTSIDE_IP, 2, 10, &["-M", "dont", "-s", size]);
+        if !out.status.success() {
+            lab.fail(
+                &format!("a {size}-byte ping without DF did not cross the 1400-byte uplink"),
+                &format!(
+                    "ip netns exec {} ping -M dont -s {size} {OUTSIDE_IP}",
+                    c1.ns
+                ),
+                &out,
+            );
+        }
+    }
+    let stats: yard_ctl::api::ConntrackStats = lab.ctl_parse(&["conntrack", "stats"]);
+    let fragmented = stats.counters.get("gw-fragmented").copied().unwrap_or(0);
+    assert!(
+        fragmented >= 6,
+        "2 x 1 + 2 x 2 packets should have been cut for the uplink, {fragmented} were:\n{}",
+        lab.context()
+    );
 
     // A DF packet too big for the uplink: c1 hears fragmentation-needed with
     // the uplink's MTU (RFC 1191, RFC 4787 REQ-13), not silence.

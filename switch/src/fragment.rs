@@ -23,9 +23,8 @@
 //! panic on any input. A frame that cannot be fragmented is a
 //! [`FragmentError`], found before the first fragment is handed out.
 
-use yard_nat::checksum::ones_sum;
-
 use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
+use crate::offload::{be16, fix_ipv4_checksum, put16};
 
 /// IPv4 flags/offset word: don't fragment.
 const DF: u16 = 0x4000;
@@ -58,14 +57,6 @@ pub enum FragmentError {
     /// The MTU leaves no room for 8 bytes of data beside the IP header.
     #[error("an MTU of {0} leaves no room for data beside the IP header")]
     MtuTooSmall(u32),
-}
-
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
-}
-
-fn put16(d: &mut [u8], at: usize, v: u16) {
-    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// The header later fragments carry: the fixed 20 bytes and the options
@@ -188,9 +179,7 @@ fn emit<F: FnMut(&mut Frame)>(
     s[l3 + header.len()..].copy_from_slice(data);
     put16(s, l3 + 2, (header.len() + data.len()) as u16);
     put16(s, l3 + 6, flags);
-    put16(s, l3 + 10, 0);
-    let check = !ones_sum(&s[l3..l3 + header.len()]);
-    put16(s, l3 + 10, check);
+    fix_ipv4_checksum(s, l3);
     out(scratch);
     1
 }

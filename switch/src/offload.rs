@@ -234,11 +234,13 @@ struct Layout {
     protocol: u8,
 }
 
-fn be16(d: &[u8], at: usize) -> u16 {
+/// The big-endian 16-bit field at `at`.
+pub(crate) fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 
-fn put16(d: &mut [u8], at: usize, v: u16) {
+/// Stores `v` big-endian at `at`.
+pub(crate) fn put16(d: &mut [u8], at: usize, v: u16) {
     d[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -334,8 +336,8 @@ fn pseudo_base(d: &[u8], layout: &Layout) -> u16 {
     add(ones_sum(addrs), u16::from(layout.protocol))
 }
 
-/// Recomputes an IPv4 header checksum in place.
-fn fix_ipv4_checksum(d: &mut [u8], l3: usize) {
+/// Recomputes the checksum of the IPv4 header at `l3` in place.
+pub(crate) fn fix_ipv4_checksum(d: &mut [u8], l3: usize) {
     let ihl = usize::from(d[l3] & 0x0f) * 4;
     put16(d, l3 + 10, 0);
     let check = !ones_sum(&d[l3..l3 + ihl]);

@@ -300,26 +300,42 @@ fn send_with(end: &UnixDatagram, vnet: VnetHeader, frame: &[u8]) {
     end.send(&wire).unwrap();
 }
 
-#[test]
-fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
-    use yard_nat::checksum::{add, ones_sum};
+/// One thread; network n1 (10.77.0.0/24, MTU `n1_mtu`) connected to n2
+/// (10.78.0.0/24, 1500); port a in n1 at n1's MTU, port b in n2; a (mac 1,
+/// 10.77.0.10) has asked its gateway for its MAC, so the gateway knows a.
+fn routed_pair(n1_mtu: u32) -> (Switch, UnixDatagram, UnixDatagram) {
     let switch = Switch::new(1);
-    switch.network("n1", Some("10.77.0.0/24"));
+    switch.network_mtu("n1", Some("10.77.0.0/24"), n1_mtu);
     switch.network("n2", Some("10.78.0.0/24"));
     switch
         .handle
         .call(Op::Connect("n1".into(), "n2".into()))
         .unwrap();
-    let a = switch.port("a", "n1");
+    let a = switch.port_mtu("a", "n1", n1_mtu);
     let b = switch.port("b", "n2");
-    let (a_ip, b_ip) = ([10, 77, 0, 10], [10, 78, 0, 20]);
-    let gw1 = "10.77.0.1".parse().unwrap();
-    let mut request = vec![0u8; 60];
-    ArpFrame::request(mac(1).0, a_ip.into(), gw1)
-        .emit(&mut request)
+    arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
+    (switch, a, b)
+}
+
+/// Waits for the gateway's ARP request for 10.78.0.20 at b and answers it
+/// from b (mac 2).
+fn answer_arp_for_b(b: &UnixDatagram) {
+    let asked = expect(b, "the gateway's ARP request for b", |f| {
+        f[12..14] == [0x08, 0x06] && f[38..42] == [10, 78, 0, 20]
+    });
+    let mut reply = vec![0u8; 60];
+    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
+    ArpFrame::reply_to(&question, mac(2).0)
+        .emit(&mut reply)
         .unwrap();
-    send(&a, &request);
-    expect(&a, "the gateway's ARP reply", |f| f[12..14] == [0x08, 0x06]);
+    send(b, &reply);
+}
+
+#[test]
+fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
+    use yard_nat::checksum::{add, ones_sum};
+    let (switch, a, b) = routed_pair(1500);
+    let (a_ip, b_ip) = ([10, 77, 0, 10], [10, 78, 0, 20]);
 
     // A 20000-byte TCP payload as a TAP with TSO hands it over: one frame,
     // GSO TCPv4 with 1448-byte segments, partial checksum. Conntrack admits
@@ -347,15 +363,7 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     send_with(&a, tso, &packet);
 
     // b is unknown: the gateway holds the frame and asks for b.
-    let asked = expect(&b, "the gateway's ARP request for b", |f| {
-        f[12..14] == [0x08, 0x06] && f[38..42] == b_ip
-    });
-    let mut reply = vec![0u8; 60];
-    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
-    ArpFrame::reply_to(&question, mac(2).0)
-        .emit(&mut reply)
-        .unwrap();
-    send(&b, &reply);
+    answer_arp_for_b(&b);
 
     // Released, it reaches b whole, as TSO again, cut for b's 1500-byte MTU.
     let deadline = Instant::now() + PATIENCE;
@@ -422,16 +430,7 @@ fn big_syn(port: u16, len: usize) -> Vec<u8> {
 fn routed_packets_fit_the_mtu_of_their_way_out() {
     use yard_nat::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
-    let switch = Switch::new(1);
-    switch.network_mtu("n1", Some("10.77.0.0/24"), 9000);
-    switch.network("n2", Some("10.78.0.0/24"));
-    switch
-        .handle
-        .call(Op::Connect("n1".into(), "n2".into()))
-        .unwrap();
-    let a = switch.port_mtu("a", "n1", 9000);
-    let b = switch.port("b", "n2");
-    arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
+    let (_switch, a, b) = routed_pair(9000);
     arp_gateway(&b, mac(2), [10, 78, 0, 20], "10.78.0.1");
 
     // A 4000-byte DF packet does not fit n2: a hears fragmentation-needed
@@ -538,30 +537,13 @@ fn reassembled(end: &UnixDatagram, mtu: usize) -> (Vec<u8>, usize) {
 fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     use yard_nat::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
-    let switch = Switch::new(1);
-    switch.network_mtu("n1", Some("10.77.0.0/24"), 9000);
-    switch.network("n2", Some("10.78.0.0/24"));
-    switch
-        .handle
-        .call(Op::Connect("n1".into(), "n2".into()))
-        .unwrap();
-    let a = switch.port_mtu("a", "n1", 9000);
-    let b = switch.port("b", "n2");
-    arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
+    let (switch, a, b) = routed_pair(9000);
 
     // b is unknown: the gateway holds the datagram, asks for b and, told,
     // sends it on in fragments.
     let first = big_udp(50_000, 4000);
     send(&a, &first);
-    let asked = expect(&b, "the gateway's ARP request for b", |f| {
-        f[12..14] == [0x08, 0x06] && f[38..42] == [10, 78, 0, 20]
-    });
-    let mut reply = vec![0u8; 60];
-    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
-    ArpFrame::reply_to(&question, mac(2).0)
-        .emit(&mut reply)
-        .unwrap();
-    send(&b, &reply);
+    answer_arp_for_b(&b);
     let (data, count) = reassembled(&b, 1500);
     assert_eq!(count, 3, "4008 bytes in 1480-byte pieces");
     assert_eq!(data, first[34..], "the datagram, checksum included");

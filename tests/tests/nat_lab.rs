@@ -769,3 +769,74 @@ fn an_uplink_with_a_smaller_mtu_sends_frag_needed_fragments_and_tcp_adapts() {
         lab.context()
     );
 }
+
+#[test]
+fn a_recreated_container_reusing_a_source_port_connects_again() {
+    if !require(&["socat", "sh", "sleep"]) {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
+    // A server that names the peer, then keeps the connection open for as
+    // long as the client does.
+    let _server = Background::spawn(
+        &lab.outside,
+        SERVER_SECS,
+        &[
+            "socat",
+            "-t",
+            "5",
+            &format!("TCP-LISTEN:8006,bind={OUTSIDE_IP},reuseaddr,fork"),
+            "SYSTEM:echo \"$SOCAT_PEERADDR:$SOCAT_PEERPORT\"; exec cat",
+        ],
+    );
+    yard_tests::lab::wait_listening(&lab.outside, 8006);
+
+    // c1 holds a connection from port 45000 open...
+    let target = format!("TCP:{OUTSIDE_IP}:8006,sourceport=45000");
+    let mut old = Background::spawn(
+        &c1.ns,
+        60,
+        &["sh", "-c", &format!("sleep 45 | socat -t 5 - {target}")],
+    );
+    let connected = old.wait_stdout(Duration::from_secs(10), |s| s.contains(":45000"));
+    assert!(
+        connected,
+        "the first connection did not open:\n{}\n{}",
+        old.describe(),
+        lab.context()
+    );
+    let ct = lab.conntrack(&["--proto", "tcp", "--port", "8006"]);
+    assert!(
+        ct.len() == 1 && ct[0].state == "ESTABLISHED",
+        "one ESTABLISHED entry for it: {}",
+        entries_text(&ct)
+    );
+
+    // ...when it goes away without a word (its port removed first, so no
+    // FIN or RST leaves) and a new c1 comes with the same address. The
+    // gateway forgets the old container's connections when it sees the new
+    // MAC; the server still holds the old connection.
+    lab.ctl_ok(&["port", "rm", "c1"]);
+    old.stop();
+    let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
+
+    // A new connection from the same port gets through: the server answers
+    // its SYN with a challenge ACK (RFC 5961), c1 resets the old connection
+    // with a RST, and the SYN's retransmission opens the new one. Before,
+    // the gateway dropped the challenge ACK as invalid in SYN_SENT, and the
+    // port stayed unusable for as long as the server kept the connection.
+    let peer = lab.tcp_ask_ok(&c1.ns, OUTSIDE_IP, 8006, Some(45000));
+    assert_eq!(
+        peer.to_string(),
+        format!("{UPLINK_IP}:45000"),
+        "same mapping"
+    );
+    let gw = lab.ctl_parse::<yard_ctl::api::ConntrackStats>(&["conntrack", "stats"]);
+    assert_eq!(
+        gw.counters.get("gw-invalid-tcp").copied(),
+        Some(0),
+        "no segment of the exchange was dropped as invalid:\n{}",
+        lab.context()
+    );
+}

@@ -35,6 +35,14 @@
 //!   has the old connection, its challenge ACK (RFC 5961) draws a RST from
 //!   the new host that closes the entry the usual way. Linux's tracker
 //!   lets such a SYN through ("ignore") in the same way.
+//! - In `SynSent`, a bare ACK from the reply side is the peer's challenge ACK
+//!   (RFC 5961 §4): it still holds an older connection on this 4-tuple,
+//!   which the tracker no longer knows (its entry was removed with the
+//!   container that had it). It passes, and its acknowledgment number is
+//!   remembered: the originator's RST with that sequence number, which ends
+//!   the peer's old connection, passes too and closes the entry; the SYN's
+//!   retransmission then reopens it. Linux ignores such an ACK and accepts
+//!   that RST in the same way.
 //!
 //! Packets the model rejects leave the state untouched and are reported as
 //! [`Invalid`]; the caller decides whether to forward them (Linux forwards
@@ -184,6 +192,9 @@ pub struct TcpTracker {
     /// The last bare SYN the originator sent while the connection looked
     /// open: the entry starts over from it if the peer answers it.
     new_syn: Option<TcpSegment>,
+    /// The acknowledgment number of the peer's challenge ACK in `SynSent`:
+    /// the sequence number of the originator's RST that answers it.
+    challenge_ack: Option<u32>,
 }
 
 /// Smallest window assumed when judging a RST, so a peer that advertised a
@@ -215,6 +226,7 @@ impl TcpTracker {
             state: TcpState::SynSent,
             sides: [Side::default(); 2],
             new_syn: None,
+            challenge_ack: None,
         };
         t.record(Dir::Original, seg);
         Ok(t)
@@ -290,9 +302,13 @@ impl TcpTracker {
         let fin = f.contains(TcpFlags::FIN);
 
         if f.contains(TcpFlags::RST) {
-            if dir == Dir::Reply && self.answers_new_syn(seg) {
-                // The peer refused the new connection: the old one is gone.
+            let answers_challenge = dir == Dir::Original && self.challenge_ack == Some(seg.seq);
+            if answers_challenge || (dir == Dir::Reply && self.answers_new_syn(seg)) {
+                // The old connection ends at the peer (the originator reset
+                // it), or the peer refused the new one: either way the
+                // entry starts again with the next SYN.
                 self.new_syn = None;
+                self.challenge_ack = None;
                 self.state = TcpState::Close;
                 return Ok(self.state);
             }
@@ -313,6 +329,11 @@ impl TcpTracker {
             }
             (SynSent, Dir::Original, true, false) => SynSent, // retransmission
             (SynSent, Dir::Reply, true, _) => SynRecv,        // SYN/ACK, or simultaneous open
+            (SynSent, Dir::Reply, false, true) if !fin => {
+                // A challenge ACK: pass it, without taking its numbers.
+                self.challenge_ack = Some(seg.ack);
+                return Ok(SynSent);
+            }
             (SynSent, _, _, _) => return Err(Invalid::UnexpectedInState),
             (SynRecv, _, true, _) => SynRecv, // retransmissions, simultaneous SYN/ACKs
             (SynRecv, _, false, true) if fin => FinWait,

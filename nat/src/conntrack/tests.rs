@@ -851,3 +851,43 @@ fn a_new_syn_on_an_open_tuple_meets_a_challenge_ack_then_reopens() {
         .unwrap();
     assert_eq!(state(&t, h), TcpState::SynSent);
 }
+
+#[test]
+fn a_challenge_ack_in_syn_sent_passes_and_the_rst_answering_it_closes() {
+    // The container that had the old connection on this 4-tuple is gone,
+    // and its entries with it; the peer still holds that connection.
+    let mut t = ct();
+    let h = t
+        .insert(
+            NewConn::new(key(Proto::Tcp, 45000, 80)),
+            &seg(SYN, 777_000, 0, 0),
+            0,
+        )
+        .unwrap();
+    // The peer's challenge ACK carries the old connection's numbers.
+    let r = t
+        .touch(h, Dir::Reply, &seg(ACK, 5_001, 1_001, 0), 1)
+        .unwrap();
+    assert_eq!(r.invalid, None, "the challenge ACK reaches the new host");
+    assert_eq!(state(&t, h), TcpState::SynSent);
+    // A RST with any other sequence number is still out of window.
+    let r = t
+        .touch(h, Dir::Original, &seg(RST, 1_000, 0, 0), 1)
+        .unwrap();
+    assert_eq!(r.invalid, Some(Invalid::RstOutOfWindow));
+    // The new host's RST, with the challenge's ACK number, ends the peer's
+    // old connection and the entry.
+    let r = t
+        .touch(h, Dir::Original, &seg(RST, 1_001, 0, 0), 1)
+        .unwrap();
+    assert_eq!(r.invalid, None);
+    assert_eq!(state(&t, h), TcpState::Close);
+    // The SYN's retransmission opens the connection.
+    t.touch(h, Dir::Original, &seg(SYN, 777_000, 0, 0), 1000)
+        .unwrap();
+    t.touch(h, Dir::Reply, &seg(SYN | ACK, 9_000, 777_001, 0), 1001)
+        .unwrap();
+    t.touch(h, Dir::Original, &seg(ACK, 777_001, 9_001, 0), 1002)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::Established);
+}

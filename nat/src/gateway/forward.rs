@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use super::neighbour::Hold;
 use super::{Action, Gateway, GatewayDrop, Side};
-use crate::checksum::L4Checksum;
+use crate::checksum::{checksum, L4Checksum};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
@@ -229,10 +229,20 @@ impl Gateway {
                 }
                 self.transport(side, frame, end, key, fragment, mode, now)
             }
-            PacketFlow::IcmpError { quoted, .. } => {
+            PacketFlow::IcmpError {
+                quoted, fragment, ..
+            } => {
                 if ttl <= 1 {
                     // No error about an error.
                     return Action::Consumed;
+                }
+                // RFC 5508 REQ-3, REQ-3a. A fragment of an error cannot be
+                // summed whole; a partial checksum is the device's to finish.
+                if fragment.is_none()
+                    && mode == L4Checksum::Full
+                    && !icmp_error_checksums_hold(&frame[ETH..end])
+                {
+                    return Action::Drop(GatewayDrop::Malformed);
                 }
                 self.icmp_error(frame, end, quoted, mode, now)
             }
@@ -584,6 +594,18 @@ fn window_scale(opts: &[u8]) -> Option<u8> {
         }
     }
     None
+}
+
+/// Whether the ICMP error in IPv4 packet `ip` (checked by the classifier:
+/// a complete header, an ICMP header and a quoted IP header with 8 bytes
+/// after it) has a correct ICMP checksum, and the IP header it quotes a
+/// correct header checksum (RFC 5508 REQ-3 and REQ-3a: drop it otherwise).
+fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let icmp = &ip[ihl..];
+    let quote = &icmp[8..];
+    let quoted_ihl = usize::from(quote[0] & 0x0f) * 4;
+    checksum(icmp) == 0 && quote.len() >= quoted_ihl && checksum(&quote[..quoted_ihl]) == 0
 }
 
 /// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or

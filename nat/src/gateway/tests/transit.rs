@@ -89,6 +89,49 @@ fn untracked_icmp_error_is_dropped() {
     assert!(gw.conntrack().is_empty());
 }
 
+#[test]
+fn icmp_errors_with_a_bad_checksum_are_dropped() {
+    // RFC 5508 REQ-3 (the error's own checksum) and REQ-3a (the checksum of
+    // the IP header it quotes).
+    let mut gw = lab();
+    let sent = tcp(
+        C1_MAC,
+        GW1_MAC,
+        (C1, 40000),
+        (S, 80),
+        64,
+        Tcp::Syn,
+        (100, 0),
+        b"",
+    );
+    let (_, out) = run(&mut gw, NET1, sent, 0);
+    let router = Ipv4Addr::new(203, 0, 113, 254);
+    let kind = IcmpErrorKind::FragmentationNeeded { next_hop_mtu: 1400 };
+    let good = icmp_error(R_MAC, U_MAC, router, 0x5151, 62, kind, &out);
+    // The ICMP checksum field, right after the 20-byte outer IP header.
+    let mut bad_icmp = good.clone();
+    bad_icmp[14 + 20 + 2] ^= 0x01;
+    // The quoted header's TTL, changed without its checksum (the ICMP
+    // checksum made right again, so only the quote's is wrong).
+    let mut bad_quote = good.clone();
+    let quote_ttl = 14 + 20 + 8 + 8;
+    bad_quote[quote_ttl] ^= 0x01;
+    let icmp = 14 + 20;
+    bad_quote[icmp + 2..icmp + 4].copy_from_slice(&[0, 0]);
+    let sum = crate::checksum::checksum(&bad_quote[icmp..]);
+    bad_quote[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
+    for (what, err) in [("ICMP", bad_icmp), ("quoted IP header", bad_quote)] {
+        assert_eq!(
+            run(&mut gw, Side::Uplink, err, 1).0,
+            Action::Drop(GatewayDrop::Malformed),
+            "an error with a bad {what} checksum went on"
+        );
+    }
+    assert_eq!(gw.counters().drop_count(GatewayDrop::Malformed), 2);
+    let (a, _) = run(&mut gw, Side::Uplink, good, 1);
+    assert!(matches!(a, Action::Send { side: NET1, .. }), "{a:?}");
+}
+
 /// Splits a UDP frame into two fragments: `first` L4 bytes (a multiple of
 /// 8) and the rest, with IP id `id`.
 fn split(f: &[u8], first: usize, id: u16) -> (Vec<u8>, Vec<u8>) {

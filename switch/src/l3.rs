@@ -118,6 +118,7 @@ pub fn stats(gw: &Gateway) -> ConntrackStats {
         ("gw-arp-replies-sent", g.arp_replies_sent),
         ("gw-echo-replies", g.echo_replies),
         ("gw-icmp-errors-sent", g.icmp_errors_sent),
+        ("gw-icmp-errors-limited", g.icmp_errors_limited),
         ("gw-held-for-arp", g.held_for_arp),
         ("gw-fragmented", g.fragmented),
         ("gw-arp-timeouts", g.arp_timeouts),

@@ -449,14 +449,24 @@ fn internal_networks_stay_inside_and_networks_route_only_when_connected() {
     let v1 = lab.tap("v1", "vault", "172.29.0.2/16", &[]);
     let d1 = lab.tap("d1", "db", "172.28.0.2/16", &[]);
 
-    // Internal: its own gateway answers, the outside does not.
+    // Internal: its own gateway answers, the outside does not, and the
+    // gateway says so (ICMP administratively prohibited, RFC 5508 REQ-8):
+    // ping reports the packet filtered, and a TCP connect fails at once
+    // with "No route to host" instead of timing out.
     lab.ping_ok(&v1, Ipv4Addr::new(172, 29, 0, 1));
     lab.ping_fails(&v1, OUTSIDE_IP, &[]);
+    let out = ping(&v1.ns, OUTSIDE_IP, 1, 3, &[]);
+    assert!(
+        stdout(&out).contains("From 172.29.0.1 icmp_seq=1 Packet filtered"),
+        "the internal network's gateway did not answer 'administratively prohibited':\n{}\n{}",
+        describe("ping -c 1 10.1.0.1", &out),
+        lab.context()
+    );
     let _tcp = tcp_peer_server(&lab.outside, Some(OUTSIDE_IP), 8001);
     let out = tcp_ask(&v1.ns, OUTSIDE_IP, 8001, None);
     assert!(
-        Peer::parse(&stdout(&out)).is_none(),
-        "the internal network reached the outside over TCP:\n{}",
+        Peer::parse(&stdout(&out)).is_none() && stderr(&out).contains("No route to host"),
+        "the internal network reached the outside over TCP, or was not told it may not:\n{}",
         describe("socat - TCP:10.1.0.1:8001", &out)
     );
     // ... while web, masquerading, does.

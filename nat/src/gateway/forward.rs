@@ -292,7 +292,25 @@ impl Gateway {
             }
             None => match self.new_connection(side, &frame[ETH..end], key, &pkt, now) {
                 Ok(x) => x,
-                Err(reason) => return Action::Drop(reason),
+                Err(reason) => {
+                    // RFC 5508 REQ-8: an inside host whose connection is
+                    // refused by policy or for want of resources hears so
+                    // (destination unreachable, communication
+                    // administratively prohibited) instead of timing out.
+                    // Unsolicited packets from outside stay unanswered.
+                    let refused = matches!(
+                        reason,
+                        GatewayDrop::Internal
+                            | GatewayDrop::NetworksNotConnected
+                            | GatewayDrop::NoSnatPort
+                            | GatewayDrop::ConntrackFull
+                    );
+                    if refused && matches!(side, Side::Net(_)) {
+                        let kind = IcmpErrorKind::DestUnreachable(13);
+                        self.send_icmp_error(kind, &frame[ETH..end], false, now);
+                    }
+                    return Action::Drop(reason);
+                }
             },
         };
         if let Some(fi) = fragment {
@@ -431,6 +449,10 @@ impl Gateway {
         translated: bool,
         now: u64,
     ) {
+        if !self.icmp_budget.take(now) {
+            self.counters.icmp_errors_limited += 1;
+            return;
+        }
         let mut buf = vec![0u8; ETH + icmp::MAX_ERROR_LEN];
         self.icmp_ident = self.icmp_ident.wrapping_add(1);
         let ident = self.icmp_ident;

@@ -257,6 +257,9 @@ pub struct GatewayCounters {
     pub echo_replies: u64,
     /// ICMP errors the gateway generated (time exceeded, unreachable).
     pub icmp_errors_sent: u64,
+    /// ICMP errors not generated because more were due than the rate limit
+    /// allows (see [`IcmpBudget`]).
+    pub icmp_errors_limited: u64,
     /// Frames held waiting for ARP resolution.
     pub held_for_arp: u64,
     /// Held frames discarded because their next hop never answered ARP.
@@ -276,6 +279,7 @@ impl Default for GatewayCounters {
             arp_replies_sent: 0,
             echo_replies: 0,
             icmp_errors_sent: 0,
+            icmp_errors_limited: 0,
             held_for_arp: 0,
             arp_timeouts: 0,
             forwarded: 0,
@@ -314,6 +318,45 @@ pub struct Gateway {
     counters: GatewayCounters,
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
+    icmp_budget: IcmpBudget,
+}
+
+/// A token bucket for the ICMP errors the gateway generates (RFC 1812
+/// §4.3.2.8: rate-limit them), as Linux's `icmp_msgs_per_sec` and
+/// `icmp_msgs_burst` defaults: 1000 per second, bursts of 50. A flood of
+/// packets that each earn an error (to an internal network, past a full
+/// table) cannot make the gateway send as many packets back.
+#[derive(Debug, Clone, Copy)]
+struct IcmpBudget {
+    tokens: u64,
+    refilled_at: u64,
+}
+
+impl IcmpBudget {
+    const BURST: u64 = 50;
+    /// One token per millisecond: 1000 per second.
+    const MS_PER_TOKEN: u64 = 1;
+
+    fn new() -> IcmpBudget {
+        IcmpBudget {
+            tokens: Self::BURST,
+            refilled_at: 0,
+        }
+    }
+
+    /// Takes a token at `now_ms`; false when none is left.
+    fn take(&mut self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.refilled_at) / Self::MS_PER_TOKEN;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(Self::BURST);
+            self.refilled_at = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 impl Gateway {
@@ -330,6 +373,7 @@ impl Gateway {
             outbox: VecDeque::with_capacity(64),
             counters: GatewayCounters::default(),
             icmp_ident: 0,
+            icmp_budget: IcmpBudget::new(),
         }
     }
 

@@ -332,3 +332,54 @@ fn arp_timeout_discards_and_sends_host_unreachable() {
     gw.tick(5000);
     assert!(outbox(&mut gw).is_empty());
 }
+
+#[test]
+fn refused_inside_connections_hear_administratively_prohibited() {
+    // RFC 5508 REQ-8: the internal network's container toward the uplink,
+    // and a container toward a network not connected to its own.
+    let mut gw = lab();
+    let kind = IcmpErrorKind::DestUnreachable(13);
+    let to_uplink = udp(C3_MAC, GW3_MAC, (C3, 5000), (S, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET3, to_uplink.clone(), 0).0,
+        Action::Drop(GatewayDrop::Internal)
+    );
+    let out = outbox(&mut gw);
+    let want = icmp_error(GW3_MAC, C3_MAC, GW3, ident(&out[0].1), 64, kind, &to_uplink);
+    assert_eq!(out, vec![(NET3, want)]);
+
+    let across = udp(C1_MAC, GW1_MAC, (C1, 5000), (C2, 7000), 64, b"hi");
+    assert_eq!(
+        run(&mut gw, NET1, across.clone(), 1).0,
+        Action::Drop(GatewayDrop::NetworksNotConnected)
+    );
+    let out = outbox(&mut gw);
+    let want = icmp_error(GW1_MAC, C1_MAC, GW1, ident(&out[0].1), 64, kind, &across);
+    assert_eq!(out, vec![(NET1, want)]);
+    assert_eq!(gw.counters().icmp_errors_sent, 2);
+
+    // Unsolicited packets from outside get no answer.
+    let unsolicited = udp(R_MAC, U_MAC, (S, 5000), (U, 6000), 64, b"knock");
+    assert_eq!(
+        run(&mut gw, Side::Uplink, unsolicited, 2).0,
+        Action::Drop(GatewayDrop::NotForGateway)
+    );
+    assert!(outbox(&mut gw).is_empty());
+}
+
+#[test]
+fn generated_icmp_errors_are_rate_limited() {
+    // A burst of 50, then one per millisecond (Linux's defaults).
+    let mut gw = lab();
+    let refused = |port: u16| udp(C3_MAC, GW3_MAC, (C3, port), (S, 53), 64, b"q");
+    for port in 0..60 {
+        run(&mut gw, NET3, refused(5000 + port), 0);
+    }
+    assert_eq!(outbox(&mut gw).len(), 50);
+    assert_eq!(gw.counters().icmp_errors_limited, 10);
+    for port in 0..20 {
+        run(&mut gw, NET3, refused(6000 + port), 10);
+    }
+    assert_eq!(outbox(&mut gw).len(), 10, "10 ms earned 10 more");
+    assert_eq!(gw.counters().drop_count(GatewayDrop::Internal), 80);
+}

@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use super::neighbour::Hold;
-use super::{Action, Gateway, GatewayDrop, Side};
+use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
 use crate::checksum::{checksum, L4Checksum};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
@@ -73,21 +73,22 @@ impl Xlate {
 impl Gateway {
     /// Handles one Ethernet frame that arrived on `side` (see the module
     /// documentation of [`crate::gateway`] for what the switch hands over),
-    /// rewriting it in place. `partial_csum`: the frame's L4 checksum is a
-    /// partial one (virtio-net `NEEDS_CSUM`); rewrites keep it partial.
+    /// rewriting it in place. `offload` says what the frame's virtio-net
+    /// header said about it.
     pub fn handle(
         &mut self,
         side: Side,
         frame: &mut [u8],
-        partial_csum: bool,
+        offload: FrameOffload,
         now_ms: u64,
     ) -> Action {
-        let mode = if partial_csum {
-            L4Checksum::Partial
-        } else {
-            L4Checksum::Full
+        let mode = match offload {
+            FrameOffload::None => L4Checksum::Full,
+            FrameOffload::PartialChecksum | FrameOffload::UdpSegments => L4Checksum::Partial,
         };
+        self.holdable = offload != FrameOffload::UdpSegments;
         let action = self.dispatch(side, frame, mode, now_ms);
+        self.holdable = true;
         if let Action::Drop(reason) = action {
             self.counters.drops[reason.index()] += 1;
         }
@@ -384,6 +385,12 @@ impl Gateway {
                 side,
                 len: frame.len(),
             };
+        }
+        if !self.holdable {
+            if self.neighbours.want(side, next_hop, now) {
+                self.send_arp_request(side, mac, our_ip, next_hop);
+            }
+            return Action::Drop(GatewayDrop::UnresolvedGso);
         }
         if mode == L4Checksum::Partial {
             finish_partial_checksum(&mut frame[ETH..]);

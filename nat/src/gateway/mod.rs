@@ -151,6 +151,10 @@ pub enum GatewayDrop {
     FragmentDropped,
     /// Too many packets already waiting for ARP resolution.
     ArpQueueFull,
+    /// A UDP GSO frame (many datagrams in one) whose next hop is not
+    /// resolved yet: it has no bare form to wait in, so it is dropped (the
+    /// ARP request goes out all the same, and the next frames pass).
+    UnresolvedGso,
 }
 
 impl GatewayDrop {
@@ -171,13 +175,14 @@ impl GatewayDrop {
             GatewayDrop::UntrackedIcmpError => "gw-untracked-icmp-error",
             GatewayDrop::FragmentDropped => "gw-fragment-dropped",
             GatewayDrop::ArpQueueFull => "gw-arp-queue-full",
+            GatewayDrop::UnresolvedGso => "gw-gso-unresolved",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 14] = [
+    pub const ALL: [GatewayDrop; 15] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -192,6 +197,7 @@ impl GatewayDrop {
         GatewayDrop::UntrackedIcmpError,
         GatewayDrop::FragmentDropped,
         GatewayDrop::ArpQueueFull,
+        GatewayDrop::UnresolvedGso,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).
@@ -201,6 +207,22 @@ impl GatewayDrop {
     pub fn index(self) -> usize {
         self as usize
     }
+}
+
+/// What the switch knows of a frame's offloads that matters to the gateway
+/// (from the virtio-net header the frame arrived with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameOffload {
+    /// A plain packet with complete checksums.
+    #[default]
+    None,
+    /// The L4 checksum is partial (virtio-net `NEEDS_CSUM`): rewrites keep
+    /// it partial.
+    PartialChecksum,
+    /// Many UDP datagrams in one frame (virtio-net `GSO_UDP_L4`), with a
+    /// partial checksum. As bare bytes it would read as one huge datagram,
+    /// so it never waits for ARP: see [`GatewayDrop::UnresolvedGso`].
+    UdpSegments,
 }
 
 /// Why a configuration change was refused.
@@ -319,6 +341,9 @@ pub struct Gateway {
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
     icmp_budget: IcmpBudget,
+    /// Whether the frame being handled may wait for ARP as bare bytes
+    /// (set by [`Gateway::handle`] for each frame).
+    holdable: bool,
 }
 
 /// A token bucket for the ICMP errors the gateway generates (RFC 1812
@@ -374,6 +399,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             icmp_ident: 0,
             icmp_budget: IcmpBudget::new(),
+            holdable: true,
         }
     }
 

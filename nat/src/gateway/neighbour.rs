@@ -147,6 +147,22 @@ impl Neighbours {
             .unwrap_or_default()
     }
 
+    /// Marks next hop `ip` on `side` as being resolved, without a frame to
+    /// hold (one that cannot wait): retries and the timeout run as for held
+    /// frames. True when it was not being resolved yet (send the request).
+    pub(super) fn want(&mut self, side: Side, ip: Ipv4Addr, now: u64) -> bool {
+        if self.pending.contains_key(&(side, ip)) || self.pending.len() >= MAX_PENDING_HOPS {
+            return false;
+        }
+        let p = Pending {
+            frames: Vec::new(),
+            requests: 1,
+            last_request: now,
+        };
+        self.pending.insert((side, ip), p);
+        true
+    }
+
     /// Queues a copy of `frame` for next hop `ip` on `side`.
     pub(super) fn hold(&mut self, side: Side, ip: Ipv4Addr, frame: &[u8], now: u64) -> Hold {
         if let Some(p) = self.pending.get_mut(&(side, ip)) {

@@ -40,7 +40,7 @@ use std::net::Ipv4Addr;
 
 use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
 use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{Action, Gateway, PublishRule, Side, UplinkConfig};
+use yard_nat::gateway::{Action, FrameOffload, Gateway, PublishRule, Side, UplinkConfig};
 
 use crate::bridge::{Bridge, NetId};
 use crate::capture::CaptureTap;
@@ -563,8 +563,16 @@ impl Datapath {
         frame: &mut Frame,
         now: Millis,
     ) {
-        let partial = frame.vnet.flags & VNET_F_NEEDS_CSUM != 0;
-        match gateway.handle(side, frame.data_mut(), partial, now.0) {
+        let offload = if frame.vnet.is_gso()
+            && frame.vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4
+        {
+            FrameOffload::UdpSegments
+        } else if frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+            FrameOffload::PartialChecksum
+        } else {
+            FrameOffload::None
+        };
+        match gateway.handle(side, frame.data_mut(), offload, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
                 Self::send_routed(gateway, bridge, uplink, pieces, side, frame, now);

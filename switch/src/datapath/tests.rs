@@ -580,3 +580,39 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
         switch.stats("b")
     );
 }
+
+#[test]
+fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
+    use yard_nat::checksum::{add, ones_sum};
+    let (switch, a, b) = routed_pair(1500);
+    // 3 datagrams of 1000 bytes in one frame, as a TAP with USO hands over.
+    let mut packet = big_udp(50_002, 3000);
+    let pseudo = add(
+        add(ones_sum(&packet[26..34]), 17),
+        (packet.len() - 34) as u16,
+    );
+    packet[40..42].copy_from_slice(&pseudo.to_be_bytes());
+    let uso = VnetHeader {
+        flags: crate::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::offload::GSO_UDP_L4,
+        hdr_len: 42,
+        gso_size: 1000,
+        csum_start: 34,
+        csum_offset: 6,
+    };
+    send_with(&a, uso, &packet);
+    // b is unknown: asked for, and nothing else reaches it (before, the
+    // frame waited as bare bytes and left as one 3008-byte datagram).
+    answer_arp_for_b(&b);
+    assert!(
+        received(&b, Duration::from_millis(300))
+            .iter()
+            .all(|f| f[12..14] != [0x08, 0x00]),
+        "an IP packet reached b"
+    );
+    let Answer::ConntrackStats(stats) = switch.handle.call(Op::ConntrackStats).unwrap() else {
+        panic!("no stats")
+    };
+    assert_eq!(stats.counters["gw-gso-unresolved"], 1);
+    assert_eq!(stats.counters["gw-held-for-arp"], 0);
+}

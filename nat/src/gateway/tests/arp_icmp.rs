@@ -383,3 +383,50 @@ fn generated_icmp_errors_are_rate_limited() {
     assert_eq!(outbox(&mut gw).len(), 10, "10 ms earned 10 more");
     assert_eq!(gw.counters().drop_count(GatewayDrop::Internal), 80);
 }
+
+#[test]
+fn a_udp_gso_frame_never_waits_for_arp() {
+    // Bare, a UDP GSO frame would read as one huge datagram: dropped while
+    // the next hop is unresolved, which is asked for once all the same.
+    let mut gw = bare_lab();
+    run(&mut gw, NET1, arp(ArpFrame::request(C1_MAC, C1, GW1)), 0);
+    let gso = || udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 64, &[7; 3000]);
+    for now in [0, 1] {
+        let mut f = gso();
+        let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, now);
+        assert_eq!(a, Action::Drop(GatewayDrop::UnresolvedGso));
+    }
+    assert_eq!(
+        outbox(&mut gw),
+        vec![(
+            Side::Uplink,
+            arp(ArpFrame::request(U_MAC, U, R))[..42].to_vec()
+        )],
+        "one ARP request for both"
+    );
+    assert_eq!(gw.counters().held_for_arp, 0);
+    assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 2);
+
+    let reply = arp(ArpFrame {
+        op: ArpOp::Reply,
+        eth_dst: U_MAC,
+        sender_hw: R_MAC,
+        sender_proto: R,
+        target_hw: U_MAC,
+        target_proto: U,
+    });
+    run(&mut gw, Side::Uplink, reply, 10);
+    assert!(outbox(&mut gw).is_empty(), "nothing was held");
+    let mut f = gso();
+    let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 11);
+    assert!(
+        matches!(
+            a,
+            Action::Send {
+                side: Side::Uplink,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+}

@@ -86,7 +86,7 @@ fn lab() -> Gateway {
     ] {
         let mut f = arp(ArpFrame::request(mac, ip, target));
         assert!(matches!(
-            gw.handle(side, &mut f, false, 0),
+            gw.handle(side, &mut f, FrameOffload::None, 0),
             Action::Send { .. }
         ));
     }
@@ -114,7 +114,12 @@ fn run_mode(
     partial: bool,
     now: u64,
 ) -> (Action, Vec<u8>) {
-    let a = gw.handle(side, frame, partial, now);
+    let offload = if partial {
+        FrameOffload::PartialChecksum
+    } else {
+        FrameOffload::None
+    };
+    let a = gw.handle(side, frame, offload, now);
     if let Action::Send { len, .. } = a {
         frame.truncate(len);
     }

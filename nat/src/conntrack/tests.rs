@@ -48,15 +48,20 @@ const ACK: TcpFlags = TcpFlags::ACK;
 const FIN: TcpFlags = TcpFlags::FIN;
 const RST: TcpFlags = TcpFlags::RST;
 
+/// A new entry for a SYN from the inside port `sport` to port 80 with
+/// sequence number `isn`, at `now`.
+fn syn_sent(t: &mut Conntrack, sport: u16, isn: u32, now: u64) -> Handle {
+    t.insert(
+        NewConn::new(key(Proto::Tcp, sport, 80)),
+        &seg(SYN, isn, 0, 0),
+        now,
+    )
+    .unwrap()
+}
+
 /// Client ISN 1000, server ISN 5000; returns the handle after the handshake.
 fn established(t: &mut Conntrack, now: u64) -> Handle {
-    let h = t
-        .insert(
-            NewConn::new(key(Proto::Tcp, 40000, 80)),
-            &seg(SYN, 1000, 0, 0),
-            now,
-        )
-        .unwrap();
+    let h = syn_sent(t, 40000, 1000, now);
     assert_eq!(t.get(h).unwrap().tcp_state(), Some(TcpState::SynSent));
     let r = t
         .touch(h, Dir::Reply, &seg(SYN | ACK, 5000, 1001, 0), now)
@@ -145,13 +150,7 @@ fn simultaneous_close() {
 #[test]
 fn simultaneous_open() {
     let mut t = ct();
-    let h = t
-        .insert(
-            NewConn::new(key(Proto::Tcp, 40000, 80)),
-            &seg(SYN, 1000, 0, 0),
-            0,
-        )
-        .unwrap();
+    let h = syn_sent(&mut t, 40000, 1000, 0);
     // The peer's own SYN crosses ours.
     let r = t.touch(h, Dir::Reply, &seg(SYN, 5000, 0, 0), 1).unwrap();
     assert_eq!(r.tcp_state, Some(TcpState::SynRecv));
@@ -212,13 +211,7 @@ fn rst_far_out_of_window_is_ignored() {
 #[test]
 fn rst_answering_a_syn_must_ack_it() {
     let mut t = ct();
-    let h = t
-        .insert(
-            NewConn::new(key(Proto::Tcp, 40000, 80)),
-            &seg(SYN, 1000, 0, 0),
-            0,
-        )
-        .unwrap();
+    let h = syn_sent(&mut t, 40000, 1000, 0);
     let r = t
         .touch(h, Dir::Reply, &seg(RST | ACK, 0, 77, 0), 1)
         .unwrap();
@@ -232,13 +225,7 @@ fn rst_answering_a_syn_must_ack_it() {
 #[test]
 fn invalid_segments_leave_state_alone() {
     let mut t = ct();
-    let h = t
-        .insert(
-            NewConn::new(key(Proto::Tcp, 40000, 80)),
-            &seg(SYN, 1000, 0, 0),
-            0,
-        )
-        .unwrap();
+    let h = syn_sent(&mut t, 40000, 1000, 0);
     let r = t
         .touch(h, Dir::Original, &seg(ACK, 1001, 0, 0), 5 * SEC)
         .unwrap();
@@ -857,13 +844,7 @@ fn a_challenge_ack_in_syn_sent_passes_and_the_rst_answering_it_closes() {
     // The container that had the old connection on this 4-tuple is gone,
     // and its entries with it; the peer still holds that connection.
     let mut t = ct();
-    let h = t
-        .insert(
-            NewConn::new(key(Proto::Tcp, 45000, 80)),
-            &seg(SYN, 777_000, 0, 0),
-            0,
-        )
-        .unwrap();
+    let h = syn_sent(&mut t, 45000, 777_000, 0);
     // The peer's challenge ACK carries the old connection's numbers.
     let r = t
         .touch(h, Dir::Reply, &seg(ACK, 5_001, 1_001, 0), 1)

@@ -189,14 +189,7 @@ fn unresolved_next_hop_is_held_until_the_arp_reply() {
     assert!(outbox(&mut gw).is_empty());
     assert_eq!(gw.neighbours.pending_hops(), 1);
 
-    let reply = arp(ArpFrame {
-        op: ArpOp::Reply,
-        eth_dst: U_MAC,
-        sender_hw: R_MAC,
-        sender_proto: R,
-        target_hw: U_MAC,
-        target_proto: U,
-    });
+    let reply = arp_reply_from_r();
     assert_eq!(run(&mut gw, Side::Uplink, reply, 10).0, Action::Consumed);
     let want = |p: &[u8]| udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, p);
     assert_eq!(
@@ -407,14 +400,7 @@ fn a_udp_gso_frame_never_waits_for_arp() {
     assert_eq!(gw.counters().held_for_arp, 0);
     assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 2);
 
-    let reply = arp(ArpFrame {
-        op: ArpOp::Reply,
-        eth_dst: U_MAC,
-        sender_hw: R_MAC,
-        sender_proto: R,
-        target_hw: U_MAC,
-        target_proto: U,
-    });
+    let reply = arp_reply_from_r();
     run(&mut gw, Side::Uplink, reply, 10);
     assert!(outbox(&mut gw).is_empty(), "nothing was held");
     let mut f = gso();

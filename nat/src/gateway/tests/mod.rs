@@ -95,6 +95,18 @@ fn lab() -> Gateway {
     gw
 }
 
+/// R's ARP reply to the gateway's uplink address.
+fn arp_reply_from_r() -> Vec<u8> {
+    arp(ArpFrame {
+        op: ArpOp::Reply,
+        eth_dst: U_MAC,
+        sender_hw: R_MAC,
+        sender_proto: R,
+        target_hw: U_MAC,
+        target_proto: U,
+    })
+}
+
 fn arp(a: ArpFrame) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     a.emit(&mut f).unwrap();

@@ -444,14 +444,7 @@ fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
     let (action, _) = run_mode(&mut gw, NET1, &mut f, true, 0);
     assert_eq!(action, Action::Consumed);
     outbox(&mut gw); // the ARP request for R
-    let reply = arp(ArpFrame {
-        op: ArpOp::Reply,
-        eth_dst: U_MAC,
-        sender_hw: R_MAC,
-        sender_proto: R,
-        target_hw: U_MAC,
-        target_proto: U,
-    });
+    let reply = arp_reply_from_r();
     run(&mut gw, Side::Uplink, reply, 1);
     let released = outbox(&mut gw);
     let want = udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, &payload);

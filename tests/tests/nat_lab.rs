@@ -850,3 +850,64 @@ fn a_recreated_container_reusing_a_source_port_connects_again() {
         lab.context()
     );
 }
+
+#[test]
+fn an_open_connection_through_snat_goes_on_after_a_restart() {
+    if !require(&["socat", "sh", "sleep"]) {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
+    // An echo server outside.
+    let _server = Background::spawn(
+        &lab.outside,
+        SERVER_SECS,
+        &[
+            "socat",
+            &format!("TCP-LISTEN:8007,bind={OUTSIDE_IP},reuseaddr,fork"),
+            "EXEC:cat",
+        ],
+    );
+    yard_tests::lab::wait_listening(&lab.outside, 8007);
+
+    // c1 sends one line, then a second once the flag file exists.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flag = dir.path().join("go");
+    let script = format!(
+        "(echo before; while [ ! -e {} ]; do sleep 0.1; done; echo after; sleep 5) \
+         | socat -t 5 - TCP:{OUTSIDE_IP}:8007",
+        flag.display()
+    );
+    let client = Background::spawn(&c1.ns, 60, &["sh", "-c", &script]);
+    let echoed = client.wait_stdout(Duration::from_secs(10), |s| s.contains("before"));
+    assert!(
+        echoed,
+        "the connection did not open:\n{}\n{}",
+        client.describe(),
+        lab.context()
+    );
+
+    // yardd restarts: its TAPs and its connection table go and come back
+    // empty; the connection in c1 and at the server stays open.
+    let status = lab.daemon.stop(Signal::SIGTERM);
+    assert!(status.success(), "yardd exited with {status} on SIGTERM");
+    lab.daemon.start();
+    lab.wait_ports_up(Duration::from_secs(10));
+    std::fs::write(&flag, b"").expect("write the flag file");
+
+    // c1's next segment picks the connection up again (mid-stream, through
+    // the same mapping), and the server's echo comes back through it.
+    let echoed = client.wait_stdout(Duration::from_secs(30), |s| s.contains("after"));
+    assert!(
+        echoed,
+        "the connection did not survive the restart:\n{}\n{}",
+        client.describe(),
+        lab.context()
+    );
+    let ct = lab.conntrack(&["--proto", "tcp", "--port", "8007"]);
+    assert!(
+        ct.len() == 1 && ct[0].state == "ESTABLISHED" && ct[0].assured,
+        "one assured ESTABLISHED entry, picked up: {}",
+        entries_text(&ct)
+    );
+}

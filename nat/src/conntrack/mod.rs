@@ -269,6 +269,11 @@ impl Entry {
 
     fn timeout(&self, t: &Timeouts) -> u64 {
         match self.state {
+            // Picked up mid-stream and not answered yet: it may be a stray
+            // ACK of a connection long gone, so it gets SYN_SENT's time.
+            ProtoState::Tcp(tr) if tr.state() == TcpState::Established && !self.seen_reply => {
+                t.tcp_syn_sent
+            }
             ProtoState::Tcp(tr) => t.tcp(tr.state()),
             ProtoState::Udp if self.seen_reply => t.udp_replied,
             ProtoState::Udp => t.udp_unreplied,
@@ -389,8 +394,9 @@ pub enum ConntrackError {
         /// The clashing reply key.
         reply: FlowKey,
     },
-    /// A TCP flow must start with a SYN (and a TCP packet must carry its segment).
-    #[error("{key}: TCP connection does not start with a SYN; not tracked")]
+    /// A TCP flow must start with a SYN, or a bare ACK that picks it up
+    /// mid-stream (and a TCP packet must carry its segment).
+    #[error("{key}: TCP connection does not start with a SYN (or a bare ACK); not tracked")]
     NotSyn {
         /// The key.
         key: FlowKey,

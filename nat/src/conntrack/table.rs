@@ -252,10 +252,13 @@ impl Conntrack {
             if dir == Dir::Reply {
                 e.seen_reply = true;
             }
-            e.assured |= match e.state {
-                ProtoState::Tcp(t) => t.state() == super::tcp::TcpState::Established,
-                _ => e.seen_reply,
-            };
+            // Established by a handshake means replied; a connection picked
+            // up mid-stream is assured only once its other side is heard.
+            e.assured |= e.seen_reply
+                && match e.state {
+                    ProtoState::Tcp(t) => t.state() == super::tcp::TcpState::Established,
+                    _ => true,
+                };
             e.expires_at = now + e.timeout(&timeouts);
         } else {
             tcp_state = e.tcp_state();
@@ -320,7 +323,7 @@ impl Conntrack {
             Proto::Tcp => {
                 let seg = pkt_tcp(first).ok_or(ConntrackError::NotSyn { key: orig })?;
                 ProtoState::Tcp(
-                    TcpTracker::open(&seg).map_err(|_| ConntrackError::NotSyn { key: orig })?,
+                    TcpTracker::first(&seg).map_err(|_| ConntrackError::NotSyn { key: orig })?,
                 )
             }
             Proto::Udp => ProtoState::Udp,

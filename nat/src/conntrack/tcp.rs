@@ -44,6 +44,13 @@
 //!   retransmission then reopens it. Linux ignores such an ACK and accepts
 //!   that RST in the same way.
 //!
+//! - Mid-stream pickup: a bare ACK (no SYN, FIN or RST) with no entry opens
+//!   one in `Established` ([`TcpTracker::first`]), as Linux's default
+//!   `nf_conntrack_tcp_loose` does, so connections that were open when the
+//!   table was lost (yardd restarted) go on once their inside end sends. Until
+//!   the other side is heard from, any RST from it is accepted (its numbers
+//!   are unknown).
+//!
 //! Packets the model rejects leave the state untouched and are reported as
 //! [`Invalid`]; the caller decides whether to forward them (Linux forwards
 //! INVALID unless a rule drops it). Such packets must not refresh the timer.
@@ -162,7 +169,8 @@ pub enum Invalid {
     /// A segment that makes no sense in this state (e.g. an ACK before the
     /// SYN/ACK, a FIN in `SynSent`, a SYN/ACK from the originator first).
     UnexpectedInState,
-    /// The first packet of a TCP flow is not a bare SYN.
+    /// The first packet of a TCP flow is neither a bare SYN nor a bare ACK
+    /// (mid-stream pickup).
     NotSyn,
 }
 
@@ -195,6 +203,8 @@ pub struct TcpTracker {
     /// The acknowledgment number of the peer's challenge ACK in `SynSent`:
     /// the sequence number of the originator's RST that answers it.
     challenge_ack: Option<u32>,
+    /// Opened mid-stream by an ACK: the reply side's numbers are unknown.
+    picked_up: bool,
 }
 
 /// Smallest window assumed when judging a RST, so a peer that advertised a
@@ -213,8 +223,26 @@ fn seq_at_or_after(a: u32, b: u32) -> bool {
 
 impl TcpTracker {
     /// A tracker for a flow whose first (original-direction) segment is
-    /// `seg`. Only a bare SYN opens a flow; anything else is `NotSyn`, and
-    /// the caller must not create an entry for it.
+    /// `seg`: a bare SYN opens it in `SynSent`, a bare ACK picks it up in
+    /// the middle, in `Established` (see the module documentation); anything
+    /// else is `NotSyn`, and the caller must not create an entry for it.
+    pub fn first(seg: &TcpSegment) -> Result<TcpTracker, Invalid> {
+        let f = seg.flags;
+        let bare_ack = f.contains(TcpFlags::ACK)
+            && !f.contains(TcpFlags::SYN)
+            && !f.contains(TcpFlags::FIN)
+            && !f.contains(TcpFlags::RST);
+        if !bare_ack {
+            return TcpTracker::open(seg);
+        }
+        let mut t = TcpTracker::blank(TcpState::Established);
+        t.picked_up = true;
+        t.record(Dir::Original, seg);
+        Ok(t)
+    }
+
+    /// A tracker for a flow that starts with `seg`, which must be a bare
+    /// SYN; anything else is `NotSyn`.
     pub fn open(seg: &TcpSegment) -> Result<TcpTracker, Invalid> {
         if !seg.flags.contains(TcpFlags::SYN)
             || seg.flags.contains(TcpFlags::ACK)
@@ -222,14 +250,19 @@ impl TcpTracker {
         {
             return Err(Invalid::NotSyn);
         }
-        let mut t = TcpTracker {
-            state: TcpState::SynSent,
+        let mut t = TcpTracker::blank(TcpState::SynSent);
+        t.record(Dir::Original, seg);
+        Ok(t)
+    }
+
+    fn blank(state: TcpState) -> TcpTracker {
+        TcpTracker {
+            state,
             sides: [Side::default(); 2],
             new_syn: None,
             challenge_ack: None,
-        };
-        t.record(Dir::Original, seg);
-        Ok(t)
+            picked_up: false,
+        }
     }
 
     /// The current state.
@@ -272,8 +305,10 @@ impl TcpTracker {
         let me = &self.sides[dir.index()];
         let peer = &self.sides[dir.other().index()];
         if !me.seen {
-            // The answer to a SYN: acceptable only if it acknowledges it.
-            return seg.flags.contains(TcpFlags::ACK) && peer.seen && seg.ack == peer.end;
+            // Picked up mid-stream: this side's numbers are unknown. Else
+            // the answer to a SYN: acceptable only if it acknowledges it.
+            return self.picked_up
+                || (seg.flags.contains(TcpFlags::ACK) && peer.seen && seg.ack == peer.end);
         }
         let win = peer.max_win.max(MIN_RST_WINDOW);
         let dist = seg.seq.wrapping_sub(me.end) as i32;

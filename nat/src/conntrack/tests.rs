@@ -249,18 +249,64 @@ fn invalid_segments_leave_state_alone() {
 }
 
 #[test]
-fn tcp_needs_a_syn_to_start() {
+fn tcp_starts_with_a_syn_or_is_picked_up_by_a_bare_ack() {
     let mut t = ct();
-    let err = t
-        .insert(NewConn::new(key(Proto::Tcp, 1, 80)), &seg(ACK, 1, 1, 0), 0)
-        .unwrap_err();
-    assert!(matches!(err, ConntrackError::NotSyn { .. }));
-    let err = t
-        .insert(NewConn::new(key(Proto::Tcp, 1, 80)), &Packet::other(60), 0)
-        .unwrap_err();
-    assert!(matches!(err, ConntrackError::NotSyn { .. }));
-    assert_eq!(t.stats().refused, 2);
+    for first in [
+        seg(FIN | ACK, 1, 1, 0),
+        seg(RST, 1, 0, 0),
+        seg(SYN | ACK, 1, 1, 0),
+        Packet::other(60),
+    ] {
+        let err = t
+            .insert(NewConn::new(key(Proto::Tcp, 1, 80)), &first, 0)
+            .unwrap_err();
+        assert!(matches!(err, ConntrackError::NotSyn { .. }), "{first:?}");
+    }
+    assert_eq!(t.stats().refused, 4);
     assert!(t.is_empty());
+
+    // A bare ACK (with data) picks a connection up mid-stream, as after a
+    // restart: ESTABLISHED, but not assured and on SYN_SENT's short timer
+    // until the other side answers.
+    let h = t
+        .insert(
+            NewConn::new(key(Proto::Tcp, 1, 80)),
+            &seg(ACK, 1_000, 9_000, 100),
+            0,
+        )
+        .unwrap();
+    let e = t.get(h).unwrap();
+    assert_eq!(e.tcp_state(), Some(TcpState::Established));
+    assert!(!e.assured);
+    assert_eq!(e.expires_at, Timeouts::default().tcp_syn_sent);
+    t.touch(h, Dir::Reply, &seg(ACK, 9_000, 1_100, 0), SEC)
+        .unwrap();
+    let e = t.get(h).unwrap();
+    assert!(e.assured);
+    assert_eq!(e.expires_at, SEC + Timeouts::default().tcp_established);
+    // Its close is tracked as usual.
+    t.touch(h, Dir::Original, &seg(FIN | ACK, 1_100, 9_000, 0), SEC)
+        .unwrap();
+    t.touch(h, Dir::Reply, &seg(ACK, 9_000, 1_101, 0), SEC)
+        .unwrap();
+    assert_eq!(state(&t, h), TcpState::CloseWait);
+}
+
+#[test]
+fn a_picked_up_connection_accepts_a_rst_from_the_side_not_heard_yet() {
+    // The server no longer knows the connection: its RST, with numbers
+    // the tracker never saw, ends the entry.
+    let mut t = ct();
+    let h = t
+        .insert(
+            NewConn::new(key(Proto::Tcp, 1, 80)),
+            &seg(ACK, 1_000, 9_000, 0),
+            0,
+        )
+        .unwrap();
+    let r = t.touch(h, Dir::Reply, &seg(RST, 9_000, 0, 0), 1).unwrap();
+    assert_eq!(r.invalid, None);
+    assert_eq!(state(&t, h), TcpState::Close);
 }
 
 #[test]

@@ -90,24 +90,55 @@ fn snat_tcp_handshake_and_data_with_port_preservation() {
 }
 
 #[test]
-fn tcp_must_start_with_syn() {
+fn a_bare_ack_is_picked_up_mid_stream() {
+    // After a restart the table is empty; the inside end's next ACK picks
+    // its connection up, through the same mapping (port kept).
     let mut gw = lab();
-    let f = tcp(
-        C1_MAC,
-        GW1_MAC,
-        (C1, 40000),
-        (S, 80),
-        64,
-        Tcp::Ack,
-        (1, 1),
-        b"",
+    let (c, s) = ((C1, 40000), (S, 80));
+    let f = tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (1_000, 9_000), b"more");
+    let (a, out) = run(&mut gw, NET1, f, 0);
+    assert!(
+        matches!(
+            a,
+            Action::Send {
+                side: Side::Uplink,
+                ..
+            }
+        ),
+        "{a:?}"
     );
     assert_eq!(
-        run(&mut gw, NET1, f, 0).0,
-        Action::Drop(GatewayDrop::InvalidTcp)
+        out,
+        tcp(
+            U_MAC,
+            R_MAC,
+            (U, 40000),
+            s,
+            63,
+            Tcp::Ack,
+            (1_000, 9_000),
+            b"more"
+        )
     );
-    assert!(gw.conntrack().is_empty());
-    assert_eq!(gw.counters().drop_count(GatewayDrop::InvalidTcp), 1);
+    let back = tcp(
+        R_MAC,
+        U_MAC,
+        s,
+        (U, 40000),
+        60,
+        Tcp::Ack,
+        (9_000, 1_004),
+        b"",
+    );
+    let (a, out) = run(&mut gw, Side::Uplink, back, 1);
+    assert!(matches!(a, Action::Send { side: NET1, .. }), "{a:?}");
+    assert_eq!(
+        out,
+        tcp(GW1_MAC, C1_MAC, s, c, 59, Tcp::Ack, (9_000, 1_004), b"")
+    );
+    let e = gw.conntrack().iter(2).next().unwrap().1;
+    assert_eq!(e.tcp_state(), Some(TcpState::Established));
+    assert!(e.assured);
 }
 
 #[test]

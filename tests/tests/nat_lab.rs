@@ -852,62 +852,76 @@ fn a_recreated_container_reusing_a_source_port_connects_again() {
 }
 
 #[test]
-fn an_open_connection_through_snat_goes_on_after_a_restart() {
+fn open_connections_through_snat_and_dnat_go_on_after_a_restart() {
     if !require(&["socat", "sh", "sleep"]) {
         return;
     }
     let mut lab = NatLab::new();
     let c1 = lab.tap("c1", "web", C1_CIDR, &[]);
-    // An echo server outside.
-    let _server = Background::spawn(
+    lab.ctl_ok(&["publish", "add", "8008:c1:8008/tcp"]);
+    // Echo servers: outside for SNAT, in c1 for DNAT.
+    let echo = |ns: &str, listen: String| {
+        Background::spawn(ns, SERVER_SECS, &["socat", &listen, "EXEC:cat"])
+    };
+    let _outside = echo(
         &lab.outside,
-        SERVER_SECS,
-        &[
-            "socat",
-            &format!("TCP-LISTEN:8007,bind={OUTSIDE_IP},reuseaddr,fork"),
-            "EXEC:cat",
-        ],
+        format!("TCP-LISTEN:8007,bind={OUTSIDE_IP},reuseaddr,fork"),
     );
+    let _inside = echo(&c1.ns, "TCP-LISTEN:8008,reuseaddr,fork".to_string());
     yard_tests::lab::wait_listening(&lab.outside, 8007);
+    yard_tests::lab::wait_listening(&c1.ns, 8008);
 
-    // c1 sends one line, then a second once the flag file exists.
+    // Each client sends one line, then a second once the flag file exists.
     let dir = tempfile::tempdir().expect("temp dir");
     let flag = dir.path().join("go");
-    let script = format!(
-        "(echo before; while [ ! -e {} ]; do sleep 0.1; done; echo after; sleep 5) \
-         | socat -t 5 - TCP:{OUTSIDE_IP}:8007",
-        flag.display()
-    );
-    let client = Background::spawn(&c1.ns, 60, &["sh", "-c", &script]);
-    let echoed = client.wait_stdout(Duration::from_secs(10), |s| s.contains("before"));
-    assert!(
-        echoed,
-        "the connection did not open:\n{}\n{}",
-        client.describe(),
-        lab.context()
-    );
+    let client = |ns: &str, target: String| {
+        let script = format!(
+            "(echo before; while [ ! -e {} ]; do sleep 0.1; done; echo after; sleep 5) \
+             | socat -t 5 - {target}",
+            flag.display()
+        );
+        Background::spawn(ns, 60, &["sh", "-c", &script])
+    };
+    let clients = [
+        ("SNAT", client(&c1.ns, format!("TCP:{OUTSIDE_IP}:8007"))),
+        (
+            "DNAT",
+            client(&lab.outside, format!("TCP:{UPLINK_IP}:8008")),
+        ),
+    ];
+    for (what, c) in &clients {
+        let echoed = c.wait_stdout(Duration::from_secs(10), |s| s.contains("before"));
+        assert!(
+            echoed,
+            "the {what} connection did not open:\n{}\n{}",
+            c.describe(),
+            lab.context()
+        );
+    }
 
     // yardd restarts: its TAPs and its connection table go and come back
-    // empty; the connection in c1 and at the server stays open.
+    // empty; the connections stay open at both ends.
     let status = lab.daemon.stop(Signal::SIGTERM);
     assert!(status.success(), "yardd exited with {status} on SIGTERM");
     lab.daemon.start();
     lab.wait_ports_up(Duration::from_secs(10));
     std::fs::write(&flag, b"").expect("write the flag file");
 
-    // c1's next segment picks the connection up again (mid-stream, through
-    // the same mapping), and the server's echo comes back through it.
-    let echoed = client.wait_stdout(Duration::from_secs(30), |s| s.contains("after"));
+    // Each client's next segment picks its connection up again (mid-stream,
+    // through the same mapping or published port), and the echo comes back.
+    for (what, c) in &clients {
+        let echoed = c.wait_stdout(Duration::from_secs(30), |s| s.contains("after"));
+        assert!(
+            echoed,
+            "the {what} connection did not survive the restart:\n{}\n{}",
+            c.describe(),
+            lab.context()
+        );
+    }
+    let ct = lab.conntrack(&["--proto", "tcp"]);
     assert!(
-        echoed,
-        "the connection did not survive the restart:\n{}\n{}",
-        client.describe(),
-        lab.context()
-    );
-    let ct = lab.conntrack(&["--proto", "tcp", "--port", "8007"]);
-    assert!(
-        ct.len() == 1 && ct[0].state == "ESTABLISHED" && ct[0].assured,
-        "one assured ESTABLISHED entry, picked up: {}",
+        ct.len() == 2 && ct.iter().all(|e| e.state == "ESTABLISHED" && e.assured),
+        "two assured ESTABLISHED entries, picked up: {}",
         entries_text(&ct)
     );
 }

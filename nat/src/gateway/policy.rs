@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 
 use super::forward::Xlate;
 use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
+use crate::conntrack::tcp::TcpFlags as CtFlags;
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
 use crate::mapping::MappingError;
@@ -66,6 +67,16 @@ impl Gateway {
         })
     }
 
+    /// Whether `key` comes from a published port's target: a packet of the
+    /// reply side of a published connection.
+    fn sent_by_published_target(&self, key: &FlowKey) -> bool {
+        self.rules.iter().any(|r| {
+            r.proto == key.proto
+                && r.target == key.src
+                && (r.target_ports.0..=r.target_ports.1).contains(&key.sport)
+        })
+    }
+
     fn net_flags(&self, id: u16) -> (bool, bool) {
         self.nets
             .iter()
@@ -87,6 +98,15 @@ impl Gateway {
         let rule = self.published(&key);
         if rule.is_none() && self.is_our_addr(key.dst) {
             return Err(GatewayDrop::NotForGateway);
+        }
+        // A TCP connection picked up mid-stream (no SYN: the table was lost)
+        // from a published port's target is the reply side of a published
+        // connection: masqueraded as a new outgoing one it would leave from
+        // the wrong port and draw a RST. Its client's next segment picks it
+        // up the right way round.
+        let picks_up = pkt.tcp.is_some_and(|t| !t.flags.contains(CtFlags::SYN));
+        if picks_up && matches!(side, Side::Net(_)) && self.sent_by_published_target(&key) {
+            return Err(GatewayDrop::InvalidTcp);
         }
         let dst = rule.map_or(key.dst, |(_, (a, _))| a);
         let Some((out, _)) = self.route(dst) else {

@@ -559,3 +559,89 @@ fn a_restarted_container_reusing_an_established_tuple_gets_through() {
     );
     assert_eq!(gw.counters().drop_count(GatewayDrop::InvalidTcp), 0);
 }
+
+#[test]
+fn a_published_connection_is_picked_up_from_its_client_side_only() {
+    // After a restart: the published server's segment first would be
+    // masqueraded as a new connection from port 80 and draw a RST from the
+    // client; it is dropped, and the client's next segment picks the
+    // connection up the right way round.
+    let mut gw = lab();
+    gw.add_publish(rule(1, Proto::Tcp, 8080, C1, 80)).unwrap();
+    let (client, server) = ((S, 5000), (C1, 80));
+    let early = tcp(
+        C1_MAC,
+        GW1_MAC,
+        server,
+        client,
+        64,
+        Tcp::Ack,
+        (7_000, 3_000),
+        b"data",
+    );
+    assert_eq!(
+        run(&mut gw, NET1, early, 0).0,
+        Action::Drop(GatewayDrop::InvalidTcp)
+    );
+    assert!(gw.conntrack().is_empty());
+
+    let from_client = tcp(
+        R_MAC,
+        U_MAC,
+        client,
+        (U, 8080),
+        60,
+        Tcp::Ack,
+        (3_000, 7_000),
+        b"",
+    );
+    let (a, out) = run(&mut gw, Side::Uplink, from_client, 1);
+    assert!(matches!(a, Action::Send { side: NET1, .. }), "{a:?}");
+    assert_eq!(
+        out,
+        tcp(
+            GW1_MAC,
+            C1_MAC,
+            client,
+            server,
+            59,
+            Tcp::Ack,
+            (3_000, 7_000),
+            b""
+        )
+    );
+    let again = tcp(
+        C1_MAC,
+        GW1_MAC,
+        server,
+        client,
+        64,
+        Tcp::Ack,
+        (7_000, 3_000),
+        b"data",
+    );
+    let (a, out) = run(&mut gw, NET1, again, 2);
+    assert!(
+        matches!(
+            a,
+            Action::Send {
+                side: Side::Uplink,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    assert_eq!(
+        out,
+        tcp(
+            U_MAC,
+            R_MAC,
+            (U, 8080),
+            client,
+            63,
+            Tcp::Ack,
+            (7_000, 3_000),
+            b"data"
+        )
+    );
+}

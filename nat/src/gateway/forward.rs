@@ -639,8 +639,9 @@ fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
 
 /// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or
 /// UDP packet with the full one. Slow path: only frames held for ARP need it.
-/// A GSO super-packet would need segmenting instead; the first packets of a
-/// flow, the ones that wait for ARP, are never that large.
+/// A TCP GSO frame comes out as one large segment with a full checksum (the
+/// switch makes it a GSO frame again on release); a UDP GSO frame never
+/// waits (see [`FrameOffload::UdpSegments`]).
 fn finish_partial_checksum(ip: &mut [u8]) {
     let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
         return;

@@ -4,7 +4,7 @@
 //! Contract: the table works on [`FlowKey`]s and small per-packet summaries
 //! ([`Packet`]), never on packet bytes; time is a monotonic millisecond
 //! counter the caller passes in; nothing here does I/O, reads a clock or
-//! spawns a thread. It owns the SNAT [`Mapping`] so that every entry that
+//! spawns a thread. It owns the SNAT [`Mapping`](crate::mapping::Mapping) so that every entry that
 //! dies — expired, evicted, removed or flushed — releases its mapping
 //! reference, and a mapping can never outlive or leak from its entries.
 //!

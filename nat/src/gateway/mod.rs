@@ -280,7 +280,7 @@ pub struct GatewayCounters {
     /// ICMP errors the gateway generated (time exceeded, unreachable).
     pub icmp_errors_sent: u64,
     /// ICMP errors not generated because more were due than the rate limit
-    /// allows (see [`IcmpBudget`]).
+    /// allows (1000 per second in bursts of 50, as Linux).
     pub icmp_errors_limited: u64,
     /// Frames held waiting for ARP resolution.
     pub held_for_arp: u64,

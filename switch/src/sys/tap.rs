@@ -39,8 +39,8 @@ pub const TAP_OFFLOADS_USO: libc::c_ulong = TUN_F_USO4 | TUN_F_USO6;
 
 /// Opens `/dev/net/tun` and creates TAP `name` in the current thread's network
 /// namespace, non-blocking and close-on-exec, with `IFF_TAP | IFF_NO_PI |
-/// IFF_VNET_HDR`, a 10-byte vnet header and offloads on ([`TAP_OFFLOADS`],
-/// plus [`TAP_OFFLOADS_USO`] when the kernel accepts them).
+/// IFF_VNET_HDR`, a 10-byte vnet header and offloads on (`TAP_OFFLOADS`,
+/// plus `TAP_OFFLOADS_USO` when the kernel accepts them).
 ///
 /// Fails with [`io::ErrorKind::AlreadyExists`] if an interface called `name`
 /// exists already: a TAP must never silently attach to an existing device.

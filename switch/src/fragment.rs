@@ -47,9 +47,9 @@ pub enum FragmentError {
     /// Not an untagged Ethernet frame with a well-formed IPv4 packet.
     #[error("not a well-formed IPv4 packet in an untagged Ethernet frame")]
     NotIpv4,
-    /// The packet has don't-fragment set: refuse it (ICMP
+    /// The packet does not fit and has don't-fragment set: refuse it (ICMP
     /// fragmentation-needed) instead.
-    #[error("the packet has don't-fragment set")]
+    #[error("the packet does not fit and has don't-fragment set")]
     DontFragment,
     /// The frame is GSO or its checksum is partial: finish it first.
     #[error("a GSO frame or a partial checksum cannot be fragmented")]
@@ -115,9 +115,6 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
         return Err(FragmentError::NotIpv4);
     }
     let flags = be16(d, l3 + 6);
-    if flags & DF != 0 {
-        return Err(FragmentError::DontFragment);
-    }
     let base_offset = usize::from(flags & OFFSET_MASK) * 8;
     let data = &d[l3 + ihl..l3 + total];
     if base_offset + data.len() > usize::from(u16::MAX) {
@@ -130,6 +127,9 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
     let mtu_bytes = mtu as usize;
     if total <= mtu_bytes {
         return Ok(emit(scratch, &d[..l3], first_header, data, flags, &mut out));
+    }
+    if flags & DF != 0 {
+        return Err(FragmentError::DontFragment);
     }
     let room = |header: usize| mtu_bytes.saturating_sub(header) & !7;
     let (first_room, later_room) = (room(ihl), room(later_len));
@@ -314,11 +314,13 @@ mod tests {
 
     #[test]
     fn a_packet_that_fits_is_handed_out_unchanged() {
-        let frame = udp_frame(1000, &[], (false, false, 0));
-        assert_eq!(
-            fragments(&frame, 1500).unwrap(),
-            vec![frame.data().to_vec()]
-        );
+        for df in [false, true] {
+            let frame = udp_frame(1000, &[], (df, false, 0));
+            assert_eq!(
+                fragments(&frame, 1500).unwrap(),
+                vec![frame.data().to_vec()]
+            );
+        }
     }
 
     #[test]

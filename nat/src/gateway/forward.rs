@@ -386,7 +386,10 @@ impl Gateway {
                 len: frame.len(),
             };
         }
-        if !self.holdable {
+        // Only the frame being handled can be a UDP GSO frame (a partial
+        // checksum); frames the gateway owns (its ICMP errors, released
+        // fragments) are complete and may always wait.
+        if !self.holdable && mode == L4Checksum::Partial {
             if self.neighbours.want(side, next_hop, now) {
                 self.send_arp_request(side, mac, our_ip, next_hop);
             }

@@ -416,3 +416,17 @@ fn a_udp_gso_frame_never_waits_for_arp() {
         "{a:?}"
     );
 }
+
+#[test]
+fn an_icmp_error_about_a_udp_gso_frame_may_wait_for_arp() {
+    // TTL 1: the gateway answers time exceeded to C1, whose MAC it does not
+    // know yet; its own error waits for ARP like any packet.
+    let mut gw = bare_lab();
+    let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 1, &[7; 3000]);
+    assert_eq!(
+        gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 0),
+        Action::Consumed
+    );
+    assert_eq!(gw.counters().held_for_arp, 1);
+    assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 0);
+}

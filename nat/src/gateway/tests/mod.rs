@@ -138,6 +138,15 @@ fn run_mode(
     (a, frame.clone())
 }
 
+/// Asserts that the gateway sent the frame on, out of `side`.
+#[track_caller]
+fn assert_sent(a: Action, side: Side) {
+    assert!(
+        matches!(a, Action::Send { side: s, .. } if s == side),
+        "expected a send to {side:?}, got {a:?}"
+    );
+}
+
 fn outbox(gw: &mut Gateway) -> Vec<(Side, Vec<u8>)> {
     std::iter::from_fn(|| gw.next_outbox()).collect()
 }

@@ -129,7 +129,7 @@ fn icmp_errors_with_a_bad_checksum_are_dropped() {
     }
     assert_eq!(gw.counters().drop_count(GatewayDrop::Malformed), 2);
     let (a, _) = run(&mut gw, Side::Uplink, good, 1);
-    assert!(matches!(a, Action::Send { side: NET1, .. }), "{a:?}");
+    assert_sent(a, NET1);
 }
 
 /// Splits a UDP frame into two fragments: `first` L4 bytes (a multiple of

@@ -563,21 +563,24 @@ impl Datapath {
         frame: &mut Frame,
         now: Millis,
     ) {
-        let offload = if frame.vnet.is_gso()
-            && frame.vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4
-        {
-            FrameOffload::UdpSegments
-        } else if frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
-            FrameOffload::PartialChecksum
-        } else {
-            FrameOffload::None
-        };
+        let offload = Self::offload_of(&frame.vnet);
         match gateway.handle(side, frame.data_mut(), offload, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
                 Self::send_routed(gateway, bridge, uplink, pieces, side, frame, now);
             }
             Action::Consumed | Action::Drop(_) => {}
+        }
+    }
+
+    /// What the gateway needs to know of a frame's virtio-net header.
+    fn offload_of(vnet: &VnetHeader) -> FrameOffload {
+        if vnet.is_gso() && vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4 {
+            FrameOffload::UdpSegments
+        } else if vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+            FrameOffload::PartialChecksum
+        } else {
+            FrameOffload::None
         }
     }
 

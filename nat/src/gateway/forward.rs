@@ -82,20 +82,20 @@ impl Gateway {
         offload: FrameOffload,
         now_ms: u64,
     ) -> Action {
-        let mode = match offload {
-            FrameOffload::None => L4Checksum::Full,
-            FrameOffload::PartialChecksum | FrameOffload::UdpSegments => L4Checksum::Partial,
-        };
-        self.holdable = offload != FrameOffload::UdpSegments;
-        let action = self.dispatch(side, frame, mode, now_ms);
-        self.holdable = true;
+        let action = self.dispatch(side, frame, offload, now_ms);
         if let Action::Drop(reason) = action {
             self.counters.drops[reason.index()] += 1;
         }
         action
     }
 
-    fn dispatch(&mut self, side: Side, frame: &mut [u8], mode: L4Checksum, now: u64) -> Action {
+    fn dispatch(
+        &mut self,
+        side: Side,
+        frame: &mut [u8],
+        offload: FrameOffload,
+        now: u64,
+    ) -> Action {
         let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
             return Action::Drop(GatewayDrop::Malformed);
         };
@@ -108,7 +108,7 @@ impl Gateway {
             ethernet::ETHERTYPE_ARP if to_us || dst_mac == ethernet::BROADCAST => {
                 self.handle_arp(side, frame, now)
             }
-            ethernet::ETHERTYPE_IPV4 if to_us => self.handle_ipv4(side, frame, mode, now),
+            ethernet::ETHERTYPE_IPV4 if to_us => self.handle_ipv4(side, frame, offload, now),
             _ if !to_us && dst_mac != ethernet::BROADCAST => {
                 Action::Drop(GatewayDrop::NotForGateway)
             }
@@ -185,7 +185,13 @@ impl Gateway {
         }
     }
 
-    fn handle_ipv4(&mut self, side: Side, frame: &mut [u8], mode: L4Checksum, now: u64) -> Action {
+    fn handle_ipv4(
+        &mut self,
+        side: Side,
+        frame: &mut [u8],
+        offload: FrameOffload,
+        now: u64,
+    ) -> Action {
         let end = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
             _ => return Action::Drop(GatewayDrop::Malformed),
@@ -228,7 +234,7 @@ impl Gateway {
                     );
                     return Action::Consumed;
                 }
-                self.transport(side, frame, end, key, fragment, mode, now)
+                self.transport(side, frame, end, key, fragment, offload, now)
             }
             PacketFlow::IcmpError {
                 quoted, fragment, ..
@@ -240,14 +246,14 @@ impl Gateway {
                 // RFC 5508 REQ-3, REQ-3a. A fragment of an error cannot be
                 // summed whole; a partial checksum is the device's to finish.
                 if fragment.is_none()
-                    && mode == L4Checksum::Full
+                    && offload == FrameOffload::None
                     && !icmp_error_checksums_hold(&frame[ETH..end])
                 {
                     return Action::Drop(GatewayDrop::Malformed);
                 }
-                self.icmp_error(frame, end, quoted, mode, now)
+                self.icmp_error(frame, end, quoted, offload, now)
             }
-            PacketFlow::LaterFragment(fi) => self.later_fragment(frame, end, fi, mode, now),
+            PacketFlow::LaterFragment(fi) => self.later_fragment(frame, end, fi, offload, now),
         }
     }
 
@@ -277,7 +283,7 @@ impl Gateway {
         end: usize,
         key: FlowKey,
         fragment: Option<FragmentInfo>,
-        mode: L4Checksum,
+        offload: FrameOffload,
         now: u64,
     ) -> Action {
         let pkt = summary(&frame[ETH..end], key.proto);
@@ -319,7 +325,7 @@ impl Gateway {
                 self.forward_owned(held, xlate, now);
             }
         }
-        self.forward(frame, end, xlate, mode, now)
+        self.forward(frame, end, xlate, offload, now)
     }
 
     /// Translates, routes and outputs the frame (TTL already checked).
@@ -328,10 +334,12 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         x: Xlate,
-        mode: L4Checksum,
+        offload: FrameOffload,
         now: u64,
     ) -> Action {
-        if x.apply(&mut frame[ETH..end], mode).is_err() {
+        if x.apply(&mut frame[ETH..end], offload.l4_checksum())
+            .is_err()
+        {
             return Action::Drop(GatewayDrop::Malformed);
         }
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..end]);
@@ -340,7 +348,7 @@ impl Gateway {
         };
         let ttl = ip.ttl();
         ip.set_ttl(ttl.saturating_sub(1));
-        self.output(out, next_hop, frame, mode, now)
+        self.output(out, next_hop, frame, offload, now)
     }
 
     /// [`Gateway::forward`] for a frame released from the fragment cache:
@@ -351,7 +359,8 @@ impl Gateway {
             return;
         }
         let end = frame.len();
-        if let Action::Send { side, len } = self.forward(&mut frame, end, x, L4Checksum::Full, now)
+        if let Action::Send { side, len } =
+            self.forward(&mut frame, end, x, FrameOffload::None, now)
         {
             frame.truncate(len);
             self.outbox.push_back((side, frame));
@@ -361,13 +370,14 @@ impl Gateway {
     /// Sends the frame to `next_hop` on `side`: at once if its MAC is
     /// known, else holds a copy and resolves it. A held copy leaves through
     /// the outbox without its virtio-net header, so a partial (offloaded) L4
-    /// checksum is finished before it is held (`mode`).
+    /// checksum is finished before it is held, and a UDP GSO frame, which has
+    /// no bare form, is dropped instead (see [`FrameOffload::UdpSegments`]).
     fn output(
         &mut self,
         side: Side,
         next_hop: Ipv4Addr,
         frame: &mut [u8],
-        mode: L4Checksum,
+        offload: FrameOffload,
         now: u64,
     ) -> Action {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
@@ -386,16 +396,13 @@ impl Gateway {
                 len: frame.len(),
             };
         }
-        // Only the frame being handled can be a UDP GSO frame (a partial
-        // checksum); frames the gateway owns (its ICMP errors, released
-        // fragments) are complete and may always wait.
-        if !self.holdable && mode == L4Checksum::Partial {
+        if offload == FrameOffload::UdpSegments {
             if self.neighbours.want(side, next_hop, now) {
                 self.send_arp_request(side, mac, our_ip, next_hop);
             }
             return Action::Drop(GatewayDrop::UnresolvedGso);
         }
-        if mode == L4Checksum::Partial {
+        if offload == FrameOffload::PartialChecksum {
             finish_partial_checksum(&mut frame[ETH..]);
         }
         match self.neighbours.hold(side, next_hop, frame, now) {
@@ -413,7 +420,7 @@ impl Gateway {
     /// Outputs a frame the gateway owns (an ICMP error) through the outbox.
     fn output_owned(&mut self, side: Side, next_hop: Ipv4Addr, mut frame: Vec<u8>, now: u64) {
         if let Action::Send { side, len } =
-            self.output(side, next_hop, &mut frame, L4Checksum::Full, now)
+            self.output(side, next_hop, &mut frame, FrameOffload::None, now)
         {
             frame.truncate(len);
             self.outbox.push_back((side, frame));
@@ -519,7 +526,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         quoted: FlowKey,
-        mode: L4Checksum,
+        offload: FrameOffload,
         now: u64,
     ) -> Action {
         let Some(target) = self.untranslated_quote(&quoted, now) else {
@@ -530,8 +537,12 @@ impl Gateway {
         };
         let ip = &mut frame[ETH..end];
         let r = match out {
-            Side::Net(_) => rewrite::rewrite_icmp_error_for_inside(ip, &target, mode),
-            Side::Uplink => rewrite::rewrite_icmp_error_for_outside(ip, &target, mode),
+            Side::Net(_) => {
+                rewrite::rewrite_icmp_error_for_inside(ip, &target, offload.l4_checksum())
+            }
+            Side::Uplink => {
+                rewrite::rewrite_icmp_error_for_outside(ip, &target, offload.l4_checksum())
+            }
         };
         if r.is_err() {
             return Action::Drop(GatewayDrop::Malformed);
@@ -539,7 +550,7 @@ impl Gateway {
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..end]);
         let ttl = ip.ttl();
         ip.set_ttl(ttl - 1);
-        self.output(out, next_hop, frame, mode, now)
+        self.output(out, next_hop, frame, offload, now)
     }
 
     fn later_fragment(
@@ -547,7 +558,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         fi: FragmentInfo,
-        mode: L4Checksum,
+        offload: FrameOffload,
         now: u64,
     ) -> Action {
         match self.frags.later(frag_key(&fi), &frame[..end], now) {
@@ -557,7 +568,7 @@ impl Gateway {
                     // No ICMP error about a non-first fragment.
                     return Action::Consumed;
                 }
-                self.forward(frame, end, x, mode, now)
+                self.forward(frame, end, x, offload, now)
             }
             Later::Held => Action::Consumed,
             Later::Dropped(_) => Action::Drop(GatewayDrop::FragmentDropped),

@@ -35,6 +35,7 @@ mod tests;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 
+use crate::checksum::L4Checksum;
 use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
@@ -225,6 +226,16 @@ pub enum FrameOffload {
     UdpSegments,
 }
 
+impl FrameOffload {
+    /// How rewrites treat the L4 checksum field.
+    pub(crate) fn l4_checksum(self) -> L4Checksum {
+        match self {
+            FrameOffload::None => L4Checksum::Full,
+            FrameOffload::PartialChecksum | FrameOffload::UdpSegments => L4Checksum::Partial,
+        }
+    }
+}
+
 /// Why a configuration change was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GatewayError {
@@ -341,9 +352,6 @@ pub struct Gateway {
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
     icmp_budget: IcmpBudget,
-    /// Whether the frame being handled may wait for ARP as bare bytes
-    /// (set by [`Gateway::handle`] for each frame).
-    holdable: bool,
 }
 
 /// A token bucket for the ICMP errors the gateway generates (RFC 1812
@@ -399,7 +407,6 @@ impl Gateway {
             counters: GatewayCounters::default(),
             icmp_ident: 0,
             icmp_budget: IcmpBudget::new(),
-            holdable: true,
         }
     }
 

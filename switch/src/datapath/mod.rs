@@ -19,6 +19,7 @@
 
 mod handle;
 mod mesh;
+mod router;
 #[cfg(test)]
 mod tests;
 
@@ -40,13 +41,12 @@ use std::net::Ipv4Addr;
 
 use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
 use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{Action, FrameOffload, Gateway, PublishRule, Side, UplinkConfig};
+use yard_nat::gateway::{Gateway, PublishRule, Side, UplinkConfig};
 
 use crate::bridge::{Bridge, NetId};
 use crate::capture::CaptureTap;
 use crate::fdb::Millis;
-use crate::fragment;
-use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::frame::{Frame, VnetHeader};
 use crate::l3;
 use crate::offload;
 use crate::overlay::Overlay;
@@ -54,6 +54,7 @@ use crate::port::tunnel::TunnelSocket;
 use crate::port::{Port, PortCounters, PortId};
 use crate::verdict::DropReason;
 use mesh::Mesh;
+use router::Router;
 
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
@@ -427,15 +428,13 @@ impl Datapath {
     fn pool_to_gateway(&mut self, in_port: PortId, net: NetId, slot: usize, now: Millis) {
         let frame = &mut self.pool[slot];
         if self.thread == mesh::HOME {
-            Self::to_gateway(
-                &mut self.gateway,
-                &mut self.bridge,
-                &mut self.uplink,
-                &mut self.pieces,
-                Side::Net(net.0),
-                frame,
-                now,
-            );
+            let mut router = Router {
+                gateway: &mut self.gateway,
+                bridge: &mut self.bridge,
+                uplink: &mut self.uplink,
+                pieces: &mut self.pieces,
+            };
+            router.route(Side::Net(net.0), frame, now);
         } else if self.mesh.hand_over(self.thread, net, frame) {
             self.wake_home = true;
         } else {
@@ -472,15 +471,13 @@ impl Datapath {
             let Some(mut handoff) = self.mesh.next_handoff() else {
                 break;
             };
-            Self::to_gateway(
-                &mut self.gateway,
-                &mut self.bridge,
-                &mut self.uplink,
-                &mut self.pieces,
-                Side::Net(handoff.net.0),
-                &mut handoff.frame,
-                now,
-            );
+            let mut router = Router {
+                gateway: &mut self.gateway,
+                bridge: &mut self.bridge,
+                uplink: &mut self.uplink,
+                pieces: &mut self.pieces,
+            };
+            router.route(Side::Net(handoff.net.0), &mut handoff.frame, now);
             self.mesh.give_back(handoff);
             served += 1;
         }
@@ -504,15 +501,13 @@ impl Datapath {
                 uplink.counters.rx_packets += 1;
                 uplink.counters.rx_bytes += frame.len() as u64;
             }
-            Self::to_gateway(
-                &mut self.gateway,
-                &mut self.bridge,
-                &mut self.uplink,
-                &mut self.pieces,
-                Side::Uplink,
-                frame,
-                now,
-            );
+            let mut router = Router {
+                gateway: &mut self.gateway,
+                bridge: &mut self.bridge,
+                uplink: &mut self.uplink,
+                pieces: &mut self.pieces,
+            };
+            router.route(Side::Uplink, frame, now);
         }
         self.flush_outbox(now);
         // More may be waiting: edge-triggered polling will not say so again.
@@ -553,124 +548,6 @@ impl Datapath {
         }
     }
 
-    /// Hands a frame to the gateway and sends what it decides.
-    fn to_gateway(
-        gateway: &mut Gateway,
-        bridge: &mut Bridge,
-        uplink: &mut Option<Uplink>,
-        pieces: &mut Frame,
-        side: Side,
-        frame: &mut Frame,
-        now: Millis,
-    ) {
-        let offload = Self::offload_of(&frame.vnet);
-        match gateway.handle(side, frame.data_mut(), offload, now.0) {
-            Action::Send { side, len } => {
-                frame.truncate(len);
-                Self::send_routed(gateway, bridge, uplink, pieces, side, frame, now);
-            }
-            Action::Consumed | Action::Drop(_) => {}
-        }
-    }
-
-    /// What the gateway needs to know of a frame's virtio-net header.
-    fn offload_of(vnet: &VnetHeader) -> FrameOffload {
-        if vnet.is_gso() && vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4 {
-            FrameOffload::UdpSegments
-        } else if vnet.flags & VNET_F_NEEDS_CSUM != 0 {
-            FrameOffload::PartialChecksum
-        } else {
-            FrameOffload::None
-        }
-    }
-
-    /// The MTU of the way out to `side`: the network's, or the uplink
-    /// interface's.
-    fn mtu_of(bridge: &Bridge, uplink: &Option<Uplink>, side: Side) -> Option<u32> {
-        match side {
-            Side::Net(net) => bridge.network(NetId(net)).map(|n| n.mtu),
-            Side::Uplink => uplink.as_ref().map(|u| u.mtu),
-        }
-    }
-
-    /// Sends a frame the gateway routed out of `side`, made to fit the MTU
-    /// of that way out as a router would (RFC 1191, RFC 1812 §4.2.2.7,
-    /// RFC 4787 REQ-13 and REQ-13a): a TCP GSO frame gets a smaller segment
-    /// size; a plain IPv4 packet over the MTU is refused with ICMP
-    /// fragmentation-needed to its sender when don't-fragment is set, and
-    /// is otherwise cut into IP fragments, built one by one in `pieces`.
-    fn send_routed(
-        gateway: &mut Gateway,
-        bridge: &mut Bridge,
-        uplink: &mut Option<Uplink>,
-        pieces: &mut Frame,
-        side: Side,
-        frame: &mut Frame,
-        now: Millis,
-    ) {
-        let Some(mtu) = Self::mtu_of(bridge, uplink, side) else {
-            return Self::send_to(bridge, uplink, side, frame, now);
-        };
-        if frame.vnet.is_gso() {
-            offload::fit_gso(frame, mtu);
-            return Self::send_to(bridge, uplink, side, frame, now);
-        }
-        let d = frame.data();
-        let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
-        let ipv4 = d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00];
-        if !(too_big && ipv4) {
-            return Self::send_to(bridge, uplink, side, frame, now);
-        }
-        if d[ETH_HEADER_LEN + 6] & 0x40 != 0 {
-            gateway.refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
-            if let (Side::Uplink, Some(uplink)) = (side, uplink.as_mut()) {
-                uplink.counters.drop_frame(DropReason::TooBig);
-            }
-            return;
-        }
-        // The transport checksum covers the whole datagram: finish it
-        // before the datagram is cut.
-        let cut = offload::complete_checksum(frame).is_ok()
-            && fragment::fragment_ipv4(frame, mtu, pieces, |piece| {
-                Self::send_to(bridge, uplink, side, piece, now)
-            })
-            .is_ok();
-        if cut {
-            gateway.count_fragmented();
-        } else {
-            // Malformed: the port refuses it as too big, and counts it.
-            Self::send_to(bridge, uplink, side, frame, now);
-        }
-    }
-
-    /// Sends a frame from the gateway to a network or the uplink.
-    fn send_to(
-        bridge: &mut Bridge,
-        uplink: &mut Option<Uplink>,
-        side: Side,
-        frame: &mut Frame,
-        now: Millis,
-    ) {
-        match side {
-            Side::Net(net) => bridge.inject(NetId(net), frame, now),
-            Side::Uplink => {
-                let Some(uplink) = uplink.as_mut() else {
-                    return;
-                };
-                match uplink.port.send(frame) {
-                    Ok(()) => {
-                        uplink.counters.tx_packets += 1;
-                        uplink.counters.tx_bytes += frame.len() as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        uplink.counters.drop_frame(DropReason::TxQueueFull)
-                    }
-                    Err(_) => uplink.counters.drop_frame(DropReason::TxError),
-                }
-            }
-        }
-    }
-
     /// Sends the frames the gateway and the bridge made (slow path: ARP,
     /// ICMP errors, packets released after ARP resolution).
     fn flush_outbox(&mut self, now: Millis) {
@@ -682,15 +559,22 @@ impl Datapath {
             pieces,
             ..
         } = self;
-        while let Some((side, bytes)) = gateway.next_outbox() {
+        let mut router = Router {
+            gateway,
+            bridge,
+            uplink,
+            pieces,
+        };
+        while let Some((side, bytes)) = router.gateway.next_outbox() {
             scratch.fill(VnetHeader::default(), &bytes);
             // A TCP frame that waited for ARP comes back without its
             // virtio-net header; larger than its way out, it was a GSO frame.
-            if let Some(mtu) = Self::mtu_of(bridge, uplink, side) {
+            if let Some(mtu) = router.mtu_of(side) {
                 offload::restore_tso(scratch, mtu);
             }
-            Self::send_routed(gateway, bridge, uplink, pieces, side, scratch, now);
+            router.send(side, scratch, now);
         }
+        let bridge = router.bridge;
         if bridge.has_replies() {
             for (port, net, bytes) in bridge.take_replies() {
                 scratch.fill(VnetHeader::default(), &bytes);

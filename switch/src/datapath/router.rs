@@ -1,0 +1,142 @@
+//! The way through the gateway on the home thread: a frame for the gateway
+//! goes in ([`Router::route`]), and what the gateway routes goes out to a
+//! network or the uplink, made to fit the MTU of that way out
+//! ([`Router::send`]).
+//!
+//! Contract: a [`Router`] borrows the gateway, the bridge, the uplink and a
+//! scratch frame from the datapath field by field, apart from its frame
+//! pool, so a pool frame can be routed in place. Nothing here allocates per
+//! frame: IP fragments are built one at a time in the scratch frame.
+
+use std::io;
+
+use yard_nat::gateway::{Action, FrameOffload, Gateway, Side};
+
+use super::Uplink;
+use crate::bridge::{Bridge, NetId};
+use crate::fdb::Millis;
+use crate::fragment;
+use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::offload;
+use crate::verdict::DropReason;
+
+/// The gateway and the ways out of it, borrowed from a datapath thread.
+pub(super) struct Router<'a> {
+    pub(super) gateway: &'a mut Gateway,
+    pub(super) bridge: &'a mut Bridge,
+    pub(super) uplink: &'a mut Option<Uplink>,
+    /// Builds the IP fragments of a packet too big for its way out.
+    pub(super) pieces: &'a mut Frame,
+}
+
+impl Router<'_> {
+    /// Hands a frame that arrived on `side` to the gateway and sends what
+    /// it decides.
+    pub(super) fn route(&mut self, side: Side, frame: &mut Frame, now: Millis) {
+        let offload = offload_of(&frame.vnet);
+        match self.gateway.handle(side, frame.data_mut(), offload, now.0) {
+            Action::Send { side, len } => {
+                frame.truncate(len);
+                self.send(side, frame, now);
+            }
+            Action::Consumed | Action::Drop(_) => {}
+        }
+    }
+
+    /// The MTU of the way out to `side`: the network's, or the uplink
+    /// interface's.
+    pub(super) fn mtu_of(&self, side: Side) -> Option<u32> {
+        match side {
+            Side::Net(net) => self.bridge.network(NetId(net)).map(|n| n.mtu),
+            Side::Uplink => self.uplink.as_ref().map(|u| u.mtu),
+        }
+    }
+
+    /// Sends a frame the gateway routed out of `side`, made to fit the MTU
+    /// of that way out as a router would (RFC 1191, RFC 1812 §4.2.2.7,
+    /// RFC 4787 REQ-13 and REQ-13a): a TCP GSO frame gets a smaller segment
+    /// size; a plain IPv4 packet over the MTU is refused with ICMP
+    /// fragmentation-needed to its sender when don't-fragment is set, and
+    /// is otherwise cut into IP fragments.
+    pub(super) fn send(&mut self, side: Side, frame: &mut Frame, now: Millis) {
+        let Some(mtu) = self.mtu_of(side) else {
+            return send_to(self.bridge, self.uplink, side, frame, now);
+        };
+        if frame.vnet.is_gso() {
+            offload::fit_gso(frame, mtu);
+            return send_to(self.bridge, self.uplink, side, frame, now);
+        }
+        let d = frame.data();
+        let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
+        let ipv4 = d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00];
+        if !(too_big && ipv4) {
+            return send_to(self.bridge, self.uplink, side, frame, now);
+        }
+        if d[ETH_HEADER_LEN + 6] & 0x40 != 0 {
+            self.gateway
+                .refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
+            if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
+                uplink.counters.drop_frame(DropReason::TooBig);
+            }
+            return;
+        }
+        // The transport checksum covers the whole datagram: finish it
+        // before the datagram is cut.
+        let Router {
+            gateway,
+            bridge,
+            uplink,
+            pieces,
+        } = self;
+        let cut = offload::complete_checksum(frame).is_ok()
+            && fragment::fragment_ipv4(frame, mtu, pieces, |piece| {
+                send_to(bridge, uplink, side, piece, now)
+            })
+            .is_ok();
+        if cut {
+            gateway.count_fragmented();
+        } else {
+            // Malformed: the port refuses it as too big, and counts it.
+            send_to(bridge, uplink, side, frame, now);
+        }
+    }
+}
+
+/// What the gateway needs to know of a frame's virtio-net header.
+fn offload_of(vnet: &VnetHeader) -> FrameOffload {
+    if vnet.is_gso() && vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4 {
+        FrameOffload::UdpSegments
+    } else if vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+        FrameOffload::PartialChecksum
+    } else {
+        FrameOffload::None
+    }
+}
+
+/// Sends a frame from the gateway to a network or the uplink.
+fn send_to(
+    bridge: &mut Bridge,
+    uplink: &mut Option<Uplink>,
+    side: Side,
+    frame: &mut Frame,
+    now: Millis,
+) {
+    match side {
+        Side::Net(net) => bridge.inject(NetId(net), frame, now),
+        Side::Uplink => {
+            let Some(uplink) = uplink.as_mut() else {
+                return;
+            };
+            match uplink.port.send(frame) {
+                Ok(()) => {
+                    uplink.counters.tx_packets += 1;
+                    uplink.counters.tx_bytes += frame.len() as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    uplink.counters.drop_frame(DropReason::TxQueueFull)
+                }
+                Err(_) => uplink.counters.drop_frame(DropReason::TxError),
+            }
+        }
+    }
+}

@@ -9,11 +9,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use yard_benches::{allocations_per_call, CountingAlloc};
 use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_switch::bridge::Bridge;
-use yard_switch::fdb::Millis;
-use yard_switch::frame::{Frame, VnetHeader};
-use yard_switch::port::memory::MemoryPort;
-use yard_switch::port::PortId;
+use yard_switch::dataplane::bridge::Bridge;
+use yard_switch::dataplane::clock::Millis;
+use yard_switch::dataplane::frame::{Frame, VnetHeader};
+use yard_switch::dataplane::port::memory::MemoryPort;
+use yard_switch::dataplane::port::PortId;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

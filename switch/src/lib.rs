@@ -1,26 +1,18 @@
 //! `yard-switch`: the Switchyard daemon, `yardd`, as a library.
 //!
-//! The datapath ([`datapath`]) owns the ports, the networks and their forwarding
-//! databases and runs the per-frame [`bridge`] pipeline; the control server
-//! ([`control`]) owns the configuration, persists it ([`state`]) and sends the
-//! datapath commands. Everything that touches the kernel with `unsafe` lives in
-//! [`sys`].
+//! Three parts, one folder each (see `docs/ARCHITECTURE.md`):
+//!
+//! - [`dataplane`]: everything that touches frames — the frame buffer, the
+//!   L2 bridge and its forwarding databases, ports, tunnels, software
+//!   offloads and the datapath threads that run them. It takes commands and
+//!   answers queries; it never reads configuration files or sockets of its own.
+//! - [`control`]: the control server on yardd's Unix socket, the
+//!   configuration and its validation, the state file, and attaching ports
+//!   (turning a port spec into a live device). It drives the data plane only
+//!   through [`dataplane::threads::DatapathHandle`].
+//! - [`sys`]: the OS layer — TAP devices, AF_PACKET and raw sockets, netlink,
+//!   network namespaces. The only module with `unsafe`.
 
-pub mod attach;
-pub mod bridge;
-pub mod capture;
-pub mod config;
 pub mod control;
-pub mod datapath;
-pub mod fdb;
-pub mod fragment;
-pub mod frame;
-pub mod l3;
-pub mod netconf;
-pub mod netns;
-pub mod offload;
-pub mod overlay;
-pub mod port;
-pub mod state;
+pub mod dataplane;
 pub mod sys;
-pub mod verdict;

@@ -5,7 +5,7 @@
 //! a TAP container hands yardd 64 KB GSO frames with partial checksums; veth
 //! ports pass such frames through AF_PACKET with `PACKET_VNET_HDR`; the NAT
 //! gateway rewrites their headers in place; a port that cannot take them (a
-//! GRE tunnel) gets them segmented in software (`switch/src/offload.rs`). Each
+//! GRE tunnel) gets them segmented in software (`switch/src/dataplane/offload.rs`). Each
 //! test sends the same 1 GiB random file with socat and compares the sha256
 //! of what arrived with the source's:
 //!

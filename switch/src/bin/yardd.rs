@@ -14,10 +14,10 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
-use yard_switch::config::Config;
+use yard_switch::control::config::Config;
+use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
-use yard_switch::datapath::Datapath;
-use yard_switch::state;
+use yard_switch::dataplane::threads::Datapath;
 
 /// Switchyard's userspace switch daemon.
 #[derive(Parser, Debug)]

@@ -1,11 +1,14 @@
-//! Every `unsafe` call of the daemon: TAP devices, AF_PACKET sockets, interface
-//! ioctls and raw fd I/O, behind safe functions.
+//! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
+//! sockets, interface ioctls and raw fd I/O — behind safe functions, plus
+//! network namespaces ([`netns`]) and interface configuration over
+//! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
+//! kernel's side of yardd.
 //!
 //! Contract: each function here returns an owned, non-blocking, close-on-exec fd
 //! (or a plain value) and an [`std::io::Error`] that names the interface it was
 //! about. Nothing here enters a namespace: every function works in the *current
 //! thread's* network namespace, so callers that need another namespace wrap the
-//! call in [`crate::netns::run_in_netns`]. No other module of this crate may
+//! call in [`crate::sys::netns::run_in_netns`]. No other module of this crate may
 //! contain `unsafe`; every block here carries a `// SAFETY:` comment.
 //!
 //! Abbreviations: *vnet header* is the 10-byte `struct virtio_net_hdr` (flags,
@@ -15,6 +18,8 @@
 
 mod fd;
 mod iface;
+pub mod netconf;
+pub mod netns;
 mod packet;
 mod tap;
 #[cfg(test)]

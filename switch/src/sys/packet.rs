@@ -13,7 +13,7 @@
 //! receive path, and veth may carry the tag beside the data from the start), so
 //! the socket also asks for `PACKET_AUXDATA` and [`recv_packet`] (one frame) or
 //! [`RecvBatch`] (a batch, one `recvmmsg(2)`) returns the tag that was removed. Whoever reads must put it back (see
-//! [`crate::frame::Frame::push_vlan_tci`]) or tagged frames look untagged. On
+//! [`crate::dataplane::frame::Frame::push_vlan_tci`]) or tagged frames look untagged. On
 //! transmit, a tag in the data goes out as it is.
 
 use std::io;
@@ -392,7 +392,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::netns::run_in_netns;
+    use crate::sys::netns::run_in_netns;
     use crate::sys::testutil::{ip, is_root, read_until, test_frame_with_vnet_hdr, Netns, Veth};
     use crate::sys::{write_fd, VNET_HDR_LEN};
 

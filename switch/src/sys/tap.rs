@@ -8,7 +8,7 @@
 //! with checksum, TSO4/6 with ECN and, when the kernel has them (6.2+), USO4/6):
 //! what the container sends may come out of the fd as one GSO frame of up to
 //! 64 KB with a partial checksum, which the switch passes on with its
-//! virtio-net header or segments in software ([`crate::offload`]) for a port
+//! virtio-net header or segments in software ([`crate::dataplane::offload`]) for a port
 //! that cannot take it. Frames written to the fd may be GSO frames whatever
 //! the offloads. The device lives as long as the returned fd (it is not made
 //! persistent).
@@ -30,7 +30,7 @@ const TUN_F_USO4: libc::c_ulong = 0x20;
 const TUN_F_USO6: libc::c_ulong = 0x40;
 
 /// Offloads every TAP gets: partial checksums and TCP segmentation (with
-/// ECN's CWR on the first segment, which [`crate::offload::segment`] keeps).
+/// ECN's CWR on the first segment, which [`crate::dataplane::offload::segment`] keeps).
 pub const TAP_OFFLOADS: libc::c_ulong = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
 
 /// UDP segmentation, added when the kernel knows it (Linux 6.2 and later;
@@ -131,8 +131,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::netconf::{configure_link, link_mac, LinkConfig};
-    use crate::netns::run_in_netns;
+    use crate::sys::netconf::{configure_link, link_mac, LinkConfig};
+    use crate::sys::netns::run_in_netns;
     use crate::sys::open_packet_socket;
     use crate::sys::testutil::{is_root, read_until, test_frame_with_vnet_hdr, Netns};
     use crate::sys::write_fd;
@@ -297,16 +297,26 @@ mod tests {
         };
         let small = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(9))
             .expect("no UDP datagram read from the TAP fd");
-        let vnet = crate::frame::VnetHeader::read(small[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!(vnet.flags, crate::frame::VNET_F_NEEDS_CSUM, "{vnet:?}");
+        let vnet =
+            crate::dataplane::frame::VnetHeader::read(small[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(
+            vnet.flags,
+            crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+            "{vnet:?}"
+        );
         assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 6), "{vnet:?}");
         let big = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(10))
             .expect("no UDP GSO datagram read from the TAP fd");
-        let vnet = crate::frame::VnetHeader::read(big[..VNET_HDR_LEN].try_into().unwrap());
+        let vnet =
+            crate::dataplane::frame::VnetHeader::read(big[..VNET_HDR_LEN].try_into().unwrap());
         if vnet.gso_type == 0 {
             eprintln!("kernel without TAP USO: UDP GSO came out segmented ({vnet:?})");
         } else {
-            assert_eq!(vnet.gso_type, crate::offload::GSO_UDP_L4, "{vnet:?}");
+            assert_eq!(
+                vnet.gso_type,
+                crate::dataplane::offload::GSO_UDP_L4,
+                "{vnet:?}"
+            );
             assert_eq!(vnet.gso_size, 1000, "{vnet:?}");
             assert_eq!(big.len(), VNET_HDR_LEN + 42 + 3000);
         }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::netns::NetnsRef;
+use crate::sys::netns::NetnsRef;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, STATE_FORMAT};
+use crate::control::config::{Config, STATE_FORMAT};
 
 /// The file name inside the state directory.
 pub const STATE_FILE: &str = "state.json";

@@ -12,7 +12,7 @@
 //!   nothing is copied or allocated per frame.
 //!
 //! A full queue drops. A lost announcement is repeated while its address is
-//! live (see [`crate::fdb`]); meanwhile the address's frames are flooded,
+//! live (see [`crate::dataplane::fdb`]); meanwhile the address's frames are flooded,
 //! which is correct. A lost handoff counts as `gateway-busy` on the port it
 //! came from, like a full transmit queue.
 
@@ -21,8 +21,8 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
-use crate::bridge::{Announcement, NetId};
-use crate::frame::Frame;
+use crate::dataplane::bridge::{Announcement, NetId};
+use crate::dataplane::frame::Frame;
 
 /// The thread that owns the gateway, the uplink and the tunnel sockets.
 pub const HOME: usize = 0;
@@ -162,8 +162,8 @@ mod tests {
     use mio::{Poll, Token};
     use yard_ctl::MacAddr;
 
-    use crate::frame::VnetHeader;
-    use crate::port::PortId;
+    use crate::dataplane::frame::VnetHeader;
+    use crate::dataplane::port::PortId;
 
     fn mesh(threads: usize) -> (Vec<Poll>, Mesh) {
         let polls: Vec<Poll> = (0..threads).map(|_| Poll::new().unwrap()).collect();

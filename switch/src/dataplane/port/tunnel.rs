@@ -3,7 +3,7 @@
 //!
 //! Sending happens here: the GRE header is written into the frame's headroom
 //! and the result handed to the socket (no copy). Receiving does not: the
-//! shared socket is read by the datapath's [`crate::overlay`], which
+//! shared socket is read by the datapath's [`crate::dataplane::overlay`], which
 //! demultiplexes by remote address and key to the right tunnel port — so
 //! [`Port::recv`] of a tunnel port never yields a frame.
 //!
@@ -11,7 +11,7 @@
 //! overlay MTU. The far side receives plain packets, so a tunnel takes no
 //! offloads ([`Port::accepts_gso`] and [`Port::accepts_partial_csum`] are
 //! false): the bridge segments GSO frames and completes partial checksums in
-//! software ([`crate::offload`]) before they get here. A partial checksum
+//! software ([`crate::dataplane::offload`]) before they get here. A partial checksum
 //! that arrives anyway is completed here too.
 
 use std::io;
@@ -25,8 +25,8 @@ use yard_nat::wire::{Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 
 use super::Port;
-use crate::frame::{Frame, ETH_HEADER_LEN};
-use crate::offload;
+use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
+use crate::dataplane::offload;
 use crate::sys;
 
 /// A socket tunnels share.

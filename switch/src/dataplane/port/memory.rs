@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use super::Port;
-use crate::frame::{Frame, VnetHeader};
+use crate::dataplane::frame::{Frame, VnetHeader};
 
 /// Frames waiting to be received and frames the switch sent.
 #[derive(Default)]

@@ -17,8 +17,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::Port;
-use crate::datapath::BATCH;
-use crate::frame::Frame;
+use crate::dataplane::frame::Frame;
+use crate::dataplane::threads::BATCH;
 use crate::sys;
 
 /// How frames are read from the descriptor.
@@ -171,8 +171,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::frame::{VnetHeader, VNET_F_NEEDS_CSUM};
-    use crate::netns::run_in_netns;
+    use crate::dataplane::frame::{VnetHeader, VNET_F_NEEDS_CSUM};
+    use crate::sys::netns::run_in_netns;
     use crate::sys::testutil::{is_root, Netns, Veth};
     use crate::sys::{write_fd, VNET_HDR_LEN};
 

@@ -23,8 +23,8 @@
 //! panic on any input. A frame that cannot be fragmented is a
 //! [`FragmentError`], found before the first fragment is handed out.
 
-use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
-use crate::offload::{be16, fix_ipv4_checksum, put16};
+use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
+use crate::dataplane::offload::{be16, fix_ipv4_checksum, put16};
 
 /// IPv4 flags/offset word: don't fragment.
 const DF: u16 = 0x4000;

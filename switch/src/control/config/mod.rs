@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
-mod l3;
+mod gateway;
 
 use yard_ctl::api::{ConntrackSettings, PublishSpec, UplinkSpec};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};

@@ -7,8 +7,8 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 
 use super::*;
-use crate::frame::VnetHeader;
-use crate::port::memory::{MemoryPort, MemoryQueues};
+use crate::dataplane::frame::VnetHeader;
+use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
 
 const T0: Millis = Millis(1_000);
 

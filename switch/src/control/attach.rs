@@ -9,7 +9,7 @@
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
 use yard_ctl::MacAddr;
 
-use crate::config::{default_mac, Config};
+use crate::control::config::{default_mac, Config};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
@@ -17,13 +17,13 @@ use std::sync::{Arc, Weak};
 
 use yard_tunnel::{overlay_mtu, Carrier, GreOptions, GRE_IN_UDP_PORT};
 
-use crate::datapath::{Membership, TunnelBinding};
-use crate::netconf::{configure_link, LinkConfig};
-use crate::netns::{run_in_netns, NetnsRef};
-use crate::port::fd::FdPort;
-use crate::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
-use crate::port::Port;
+use crate::dataplane::port::fd::FdPort;
+use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
+use crate::dataplane::port::Port;
+use crate::dataplane::threads::{Membership, TunnelBinding};
 use crate::sys;
+use crate::sys::netconf::{configure_link, LinkConfig};
+use crate::sys::netns::{run_in_netns, NetnsRef};
 
 /// A port ready to hand to the datapath.
 pub struct Attached {
@@ -246,7 +246,7 @@ fn create_tap(
             ifname: &ifname_owned,
             mac: setup.mac,
             mtu: setup.mtu,
-            txqlen: Some(crate::netconf::TAP_TXQLEN),
+            txqlen: Some(crate::sys::netconf::TAP_TXQLEN),
             addr: setup.addr,
             default_gateway: setup.gateway,
         })

@@ -13,12 +13,12 @@ use std::io;
 use yard_nat::gateway::{Action, FrameOffload, Gateway, Side};
 
 use super::Uplink;
-use crate::bridge::{Bridge, NetId};
-use crate::fdb::Millis;
-use crate::fragment;
-use crate::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
-use crate::offload;
-use crate::verdict::DropReason;
+use crate::dataplane::bridge::{Bridge, NetId};
+use crate::dataplane::clock::Millis;
+use crate::dataplane::fragment;
+use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::dataplane::offload;
+use crate::dataplane::verdict::DropReason;
 
 /// The gateway and the ways out of it, borrowed from a datapath thread.
 pub(super) struct Router<'a> {

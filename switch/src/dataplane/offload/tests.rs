@@ -9,7 +9,7 @@ use etherparse::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::frame::VnetHeader;
+use crate::dataplane::frame::VnetHeader;
 
 const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -822,11 +822,11 @@ mod through_the_bridge {
     use yard_ctl::api::NetworkSpec;
 
     use super::*;
-    use crate::bridge::Bridge;
-    use crate::fdb::Millis;
-    use crate::port::memory::{MemoryPort, MemoryQueues};
-    use crate::port::{Port, PortId};
-    use crate::verdict::DropReason;
+    use crate::dataplane::bridge::Bridge;
+    use crate::dataplane::clock::Millis;
+    use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
+    use crate::dataplane::port::{Port, PortId};
+    use crate::dataplane::verdict::DropReason;
 
     /// A memory port that, like a tunnel, takes no offloads.
     struct Plain(MemoryPort);

@@ -13,7 +13,7 @@ use yard_ctl::MacAddr;
 use yard_nat::wire::ArpFrame;
 
 use super::*;
-use crate::port::fd::FdPort;
+use crate::dataplane::port::fd::FdPort;
 use crate::sys::VNET_HDR_LEN;
 
 fn mac(n: u8) -> MacAddr {
@@ -253,12 +253,12 @@ fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
     let a = switch.port("a", "n");
     let b = switch.port("b", "n");
     assert_ne!(switch.handle.reader_of("a"), switch.handle.reader_of("b"));
-    let (copies, captured) = crossbeam_channel::bounded(crate::capture::CAPTURE_QUEUE);
+    let (copies, captured) = crossbeam_channel::bounded(crate::dataplane::capture::CAPTURE_QUEUE);
     switch
         .handle
         .call(Op::Capture {
             port: "b".into(),
-            tap: crate::capture::CaptureTap::new(copies),
+            tap: crate::dataplane::capture::CaptureTap::new(copies),
         })
         .unwrap();
     // a's thread sends each request out of b; b answers at once, and b's own
@@ -343,7 +343,7 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     // TCP Fast Open does.
     let payload: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
     let mut packet = Vec::new();
-    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::control::nat_api::gateway_mac("n1").0)
         .ipv4(a_ip, b_ip, 64)
         .tcp(40_000, 80, 1, 64_000)
         .syn()
@@ -353,8 +353,8 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     let pseudo = add(add(ones_sum(&packet[26..34]), 6), tcp_len);
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
     let tso = VnetHeader {
-        flags: crate::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::offload::GSO_TCPV4,
+        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::dataplane::offload::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 1448,
         csum_start: 34,
@@ -379,9 +379,9 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
         assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
         assert_eq!(frame[22], 63, "TTL decremented by the gateway");
         assert_eq!(&frame[54..], &payload[..]);
-        assert_eq!(vnet.gso_type, crate::offload::GSO_TCPV4);
+        assert_eq!(vnet.gso_type, crate::dataplane::offload::GSO_TCPV4);
         assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
-        assert_eq!(vnet.flags, crate::frame::VNET_F_NEEDS_CSUM);
+        assert_eq!(vnet.flags, crate::dataplane::frame::VNET_F_NEEDS_CSUM);
         assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
         break;
     }
@@ -410,7 +410,7 @@ fn arp_gateway(end: &UnixDatagram, me: MacAddr, ip: [u8; 4], gateway: &str) {
 fn big_syn(port: u16, len: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
     let mut packet = Vec::new();
-    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::control::nat_api::gateway_mac("n1").0)
         .ipv4([10, 77, 0, 10], [10, 78, 0, 20], 64)
         .tcp(port, 80, 1, 64_000)
         .syn()
@@ -460,8 +460,8 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
     );
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
     let tso = VnetHeader {
-        flags: crate::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::offload::GSO_TCPV4,
+        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::dataplane::offload::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 8960,
         csum_start: 34,
@@ -497,7 +497,7 @@ fn big_udp(port: u16, len: usize) -> Vec<u8> {
     )
     .unwrap();
     ip.dont_fragment = false;
-    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::l3::gateway_mac("n1").0)
+    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::control::nat_api::gateway_mac("n1").0)
         .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
         .udp(port, 9999)
         .write(&mut packet, &payload)
@@ -558,7 +558,7 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     );
     second[40..42].copy_from_slice(&pseudo.to_be_bytes());
     let partial = VnetHeader {
-        flags: crate::frame::VNET_F_NEEDS_CSUM,
+        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
         csum_start: 34,
         csum_offset: 6,
         ..VnetHeader::default()
@@ -593,8 +593,8 @@ fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
     );
     packet[40..42].copy_from_slice(&pseudo.to_be_bytes());
     let uso = VnetHeader {
-        flags: crate::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::offload::GSO_UDP_L4,
+        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+        gso_type: crate::dataplane::offload::GSO_UDP_L4,
         hdr_len: 42,
         gso_size: 1000,
         csum_start: 34,

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use yard_tunnel::{decap_gre, decap_ipv4, DecapError, MAX_IPV4_ENCAP_HEADROOM};
 
-use crate::frame::{Frame, HEADROOM};
-use crate::port::tunnel::TunnelSocket;
-use crate::port::PortId;
+use crate::dataplane::frame::{Frame, HEADROOM};
+use crate::dataplane::port::tunnel::TunnelSocket;
+use crate::dataplane::port::PortId;
 use crate::sys;
 
 /// Where outer packets are read into the frame buffer: the largest outer

@@ -10,10 +10,10 @@ use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{PublishRule, UplinkConfig};
 
 use super::{Control, LivePort, Outcome};
-use crate::attach::attach_uplink;
-use crate::config::Config;
-use crate::datapath::{Answer, Op};
-use crate::l3::proto_of;
+use crate::control::attach::attach_uplink;
+use crate::control::config::Config;
+use crate::control::nat_api::proto_of;
+use crate::dataplane::threads::{Answer, Op};
 
 impl Control {
     /// Restores the L3 configuration after networks and ports: connections,

@@ -6,7 +6,7 @@
 //!   the same order (one call at a time), so every thread's bridge numbers
 //!   networks and ports alike;
 //! - a new port is read by one thread, the least loaded; every other thread
-//!   gets a handle it only sends through ([`crate::port::Port::share`]);
+//!   gets a handle it only sends through ([`crate::dataplane::port::Port::share`]);
 //! - the gateway, uplink, conntrack and tunnel drops live on thread
 //!   [`HOME`] alone;
 //! - counters are summed and FDB listings joined: each thread reports the
@@ -22,7 +22,7 @@ use yard_ctl::api::{FdbEntry, PortStats};
 
 use super::mesh::HOME;
 use super::{Answer, Command, NetFigures, Op};
-use crate::bridge::BridgeError;
+use crate::dataplane::bridge::BridgeError;
 
 /// One datapath thread's command queue.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 //! `yardctl trace`, and runs in tests. Drops are results, not errors: each one
 //! bumps a per-port, per-reason counter and is never logged per frame.
 
-use crate::port::PortId;
+use crate::dataplane::port::PortId;
 
 /// Why a frame was dropped. The names are what `port stats` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +34,7 @@ pub enum DropReason {
     /// A GSO frame or partial checksum for a port that cannot take it (a
     /// tunnel), which software could not segment or complete either: its
     /// virtio-net header does not match its headers, or it is not TCP/UDP
-    /// over IP ([`crate::offload::OffloadError`]).
+    /// over IP ([`crate::dataplane::offload::OffloadError`]).
     BadOffload,
     /// A frame for the gateway found the gateway's datapath thread too far
     /// behind to take it (`yardd --threads` above 1).

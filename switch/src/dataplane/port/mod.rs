@@ -2,7 +2,7 @@
 //!
 //! A [`Port`] moves whole frames, each with its virtio-net header, between a
 //! device and a [`Frame`]. It knows nothing of networks or MAC tables; the
-//! [`crate::bridge`] decides where frames go. Kinds: [`fd::FdPort`] (a TAP yardd
+//! [`crate::dataplane::bridge`] decides where frames go. Kinds: [`fd::FdPort`] (a TAP yardd
 //! created, or an existing interface through AF_PACKET — both carry a
 //! virtio-net header before each frame) and [`memory::MemoryPort`] (in-process
 //! queues, for tests and benchmarks).
@@ -14,8 +14,8 @@ pub mod tunnel;
 use std::io;
 use std::os::fd::RawFd;
 
-use crate::frame::Frame;
-use crate::verdict::DropReason;
+use crate::dataplane::frame::Frame;
+use crate::dataplane::verdict::DropReason;
 
 /// Index of a port in the switch's port table; also its `mio::Token`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,14 +63,14 @@ pub trait Port: Send {
 
     /// True when the device takes GSO frames (virtio-net `gso_type` set) and
     /// segments them itself. When false the bridge hands it only segments cut
-    /// in software ([`crate::offload::segment`]).
+    /// in software ([`crate::dataplane::offload::segment`]).
     fn accepts_gso(&self) -> bool {
         true
     }
 
     /// True when the device takes frames with a partial checksum (virtio-net
     /// `NEEDS_CSUM`) and completes it. When false the bridge completes it
-    /// first ([`crate::offload::complete_checksum`]).
+    /// first ([`crate::dataplane::offload::complete_checksum`]).
     fn accepts_partial_csum(&self) -> bool {
         true
     }

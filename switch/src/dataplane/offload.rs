@@ -44,7 +44,7 @@ mod tests;
 
 use yard_nat::checksum::{add, ones_sum};
 
-use crate::frame::{
+use crate::dataplane::frame::{
     Frame, VnetHeader, ETHERTYPE_QINQ, ETHERTYPE_VLAN, HEADROOM, VNET_F_NEEDS_CSUM,
 };
 

@@ -43,16 +43,16 @@ use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, Conntrac
 use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{Gateway, PublishRule, Side, UplinkConfig};
 
-use crate::bridge::{Bridge, NetId};
-use crate::capture::CaptureTap;
-use crate::fdb::Millis;
-use crate::frame::{Frame, VnetHeader};
-use crate::l3;
-use crate::offload;
-use crate::overlay::Overlay;
-use crate::port::tunnel::TunnelSocket;
-use crate::port::{Port, PortCounters, PortId};
-use crate::verdict::DropReason;
+use crate::control::nat_api;
+use crate::dataplane::bridge::{Bridge, NetId};
+use crate::dataplane::capture::CaptureTap;
+use crate::dataplane::clock::Millis;
+use crate::dataplane::frame::{Frame, VnetHeader};
+use crate::dataplane::offload;
+use crate::dataplane::overlay::Overlay;
+use crate::dataplane::port::tunnel::TunnelSocket;
+use crate::dataplane::port::{Port, PortCounters, PortId};
+use crate::dataplane::verdict::DropReason;
 use mesh::Mesh;
 use router::Router;
 
@@ -608,7 +608,7 @@ impl Datapath {
         match op {
             Op::AddNetwork(spec) => {
                 let id = self.bridge.add_network(&spec)?;
-                if let Some(config) = l3::net_config(id.0, &spec) {
+                if let Some(config) = nat_api::net_config(id.0, &spec) {
                     self.bridge
                         .set_gateway_mac(id, Some(yard_ctl::MacAddr(config.mac)));
                     self.gateway.set_network(config);
@@ -759,27 +759,27 @@ impl Datapath {
                 Ok(Answer::Removed(self.gateway.forget_address(addr) as u64))
             }
             Op::ConntrackLs(filter) => {
-                let filter = l3::filter_of(&filter).map_err(DatapathError::Gateway)?;
+                let filter = nat_api::filter_of(&filter).map_err(DatapathError::Gateway)?;
                 let entries = self
                     .gateway
                     .conntrack()
                     .iter(now.0)
                     .filter(|(_, e)| filter.matches(e))
-                    .map(|(_, e)| l3::entry_info(e, now.0))
+                    .map(|(_, e)| nat_api::entry_info(e, now.0))
                     .collect();
                 Ok(Answer::Conntrack(entries))
             }
             Op::ConntrackFlush(filter) => {
-                let filter = l3::filter_of(&filter).map_err(DatapathError::Gateway)?;
+                let filter = nat_api::filter_of(&filter).map_err(DatapathError::Gateway)?;
                 Ok(Answer::Removed(
                     self.gateway.conntrack_mut().flush(&filter) as u64
                 ))
             }
-            Op::ConntrackStats => Ok(Answer::ConntrackStats(l3::stats(&self.gateway))),
+            Op::ConntrackStats => Ok(Answer::ConntrackStats(nat_api::stats(&self.gateway))),
             Op::ConntrackSet(settings) => {
                 let ct = self.gateway.conntrack_mut();
                 let mut timeouts = ct.config().timeouts;
-                l3::apply_timeouts(&mut timeouts, &settings.timeouts)
+                nat_api::apply_timeouts(&mut timeouts, &settings.timeouts)
                     .map_err(DatapathError::Gateway)?;
                 if let Some(max) = settings.max_entries {
                     if max == 0 || max > 16 * 1024 * 1024 {
@@ -790,7 +790,7 @@ impl Datapath {
                     ct.set_max_entries(max as usize);
                 }
                 ct.set_timeouts(timeouts);
-                Ok(Answer::ConntrackSettings(l3::settings(
+                Ok(Answer::ConntrackSettings(nat_api::settings(
                     ct.config().max_entries,
                     &ct.config().timeouts,
                 )))

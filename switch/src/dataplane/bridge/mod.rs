@@ -14,7 +14,7 @@
 //! port they are charged to, by [`DropReason`].
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
-//! the daemon and with [`crate::port::memory::MemoryPort`]s in tests.
+//! the daemon and with [`crate::dataplane::port::memory::MemoryPort`]s in tests.
 //!
 //! With several datapath threads each has its own bridge: the same networks
 //! and ports (every thread can send out of every port), its own FDBs. What
@@ -27,12 +27,15 @@ mod tests;
 use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats, MAX_MTU};
 use yard_ctl::MacAddr;
 
-use crate::capture::{self, CaptureTap};
-use crate::fdb::{Fdb, Millis};
-use crate::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
-use crate::offload;
-use crate::port::{Port, PortCounters, PortId};
-use crate::verdict::{DropReason, Verdict};
+use crate::dataplane::capture::{self, CaptureTap};
+use crate::dataplane::clock::Millis;
+use crate::dataplane::fdb::Fdb;
+use crate::dataplane::frame::{
+    Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM,
+};
+use crate::dataplane::offload;
+use crate::dataplane::port::{Port, PortCounters, PortId};
+use crate::dataplane::verdict::{DropReason, Verdict};
 
 /// Index of a network in the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,7 +4,7 @@
 //!
 //! Contract: every function opens its own `NETLINK_ROUTE` socket on the calling
 //! thread, so it configures *that thread's* namespace; to configure a container,
-//! call it inside [`crate::netns::run_in_netns`]. Every request asks for an
+//! call it inside [`crate::sys::netns::run_in_netns`]. Every request asks for an
 //! acknowledgement and the kernel's error comes back as a [`NetconfError`] that
 //! names the interface and the request ("eth0: netlink RTM_NEWADDR
 //! 172.30.0.2/16: File exists"). Configuration is idempotent: addresses and the
@@ -466,7 +466,7 @@ impl RtNetlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netns::run_in_netns;
+    use crate::sys::netns::run_in_netns;
     use crate::sys::testutil::{ip_json, is_root, Netns};
     use crate::sys::{interface_mtu, open_tap};
 

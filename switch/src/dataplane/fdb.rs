@@ -18,18 +18,8 @@ use std::collections::HashMap;
 
 use yard_ctl::MacAddr;
 
-use crate::port::PortId;
-
-/// Milliseconds on the datapath's monotonic clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Millis(pub u64);
-
-impl Millis {
-    /// Milliseconds elapsed from `earlier` to `self` (0 if `earlier` is later).
-    pub fn since(self, earlier: Millis) -> u64 {
-        self.0.saturating_sub(earlier.0)
-    }
-}
+use crate::dataplane::clock::Millis;
+use crate::dataplane::port::PortId;
 
 /// One entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

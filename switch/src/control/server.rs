@@ -1,0 +1,765 @@
+//! The control server: yardd's Unix socket, who may use it, and what each
+//! request does.
+//!
+//! One thread per connection reads request lines (at most
+//! [`MAX_REQUEST_BYTES`] each), answers each with one reply line, and keeps the
+//! connection open for more. Only root, yardd's own uid and the configured
+//! group are served (`SO_PEERCRED`); the socket itself is created 0660. A
+//! malformed, oversized or unknown request gets an error reply; nothing a client
+//! sends stops the daemon.
+//!
+//! [`Control`] owns the configuration. A change is validated first, then
+//! applied to the datapath, then persisted; if a later step fails the earlier
+//! ones are undone, so a refused request changes nothing.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use yard_ctl::api::{
+    ApiError, Envelope, NetworkInfo, NetworkSpec, Payload, PortInfo, PortKind, PortSpec, PortState,
+    Reply, Request, StatusInfo, API_VERSION, MAX_REQUEST_BYTES,
+};
+use yard_ctl::{pcap, MacAddr};
+
+mod gateway;
+
+use yard_nat::conntrack::RuleId;
+
+use crate::control::attach::{attach, TunnelSockets};
+use crate::control::config::{Config, StaticFdb};
+use crate::control::state;
+use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
+use crate::dataplane::threads::{Answer, DatapathHandle, Op};
+use crate::sys;
+
+/// Where yardd listens and keeps its state, and who may talk to it.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    /// The control socket.
+    pub socket: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// A group whose members may use the socket, besides root and yardd's uid.
+    pub group: Option<u32>,
+}
+
+/// What yardd knows of a port beyond its configuration.
+#[derive(Debug, Clone)]
+struct LivePort {
+    mac: Option<MacAddr>,
+    mtu: u32,
+    state: PortState,
+}
+
+/// The configuration and the datapath handle, shared by connection threads.
+pub struct Control {
+    config: Config,
+    live: HashMap<String, LivePort>,
+    uplink: Option<LivePort>,
+    /// Sockets shared by tunnel ports.
+    tunnels: TunnelSockets,
+    /// The gateway's id of each published port, in `config.publish` order.
+    rule_ids: Vec<RuleId>,
+    next_rule: u32,
+    datapath: DatapathHandle,
+    options: ControlOptions,
+    started: Instant,
+}
+
+type Outcome = Result<Payload, String>;
+
+impl Control {
+    /// Restores `config` into the datapath: networks, then ports (a port that
+    /// cannot be attached stays configured and is reported down), then static
+    /// FDB entries.
+    pub fn restore(
+        config: Config,
+        datapath: DatapathHandle,
+        options: ControlOptions,
+    ) -> Result<Self, String> {
+        let mut control = Control {
+            config: Config {
+                ports: Vec::new(),
+                static_fdb: Vec::new(),
+                uplink: None,
+                publish: Vec::new(),
+                connections: Vec::new(),
+                ..config.clone()
+            },
+            live: HashMap::new(),
+            tunnels: TunnelSockets::default(),
+            uplink: None,
+            rule_ids: Vec::new(),
+            next_rule: 1,
+            datapath,
+            options,
+            started: Instant::now(),
+        };
+        for net in &config.networks {
+            control
+                .call(Op::AddNetwork(net.clone()))
+                .map_err(|e| format!("network {}: {e}", net.name))?;
+        }
+        for spec in config.ports.clone() {
+            let state = control.start_port(&spec);
+            if let PortState::Down(reason) = &state.state {
+                tracing::warn!(port = %spec.name, %reason, "port could not be re-attached");
+            }
+            control.live.insert(spec.name.clone(), state);
+            control.config.ports.push(spec);
+        }
+        for entry in config.static_fdb.clone() {
+            let op = Op::FdbAdd {
+                net: entry.net.clone(),
+                mac: entry.mac,
+                port: entry.port.clone(),
+            };
+            match control.call(op) {
+                Ok(_) => control.config.static_fdb.push(entry),
+                Err(e) => {
+                    tracing::warn!(mac = %entry.mac, error = %e, "static FDB entry not restored")
+                }
+            }
+        }
+        control.restore_l3(config)?;
+        Ok(control)
+    }
+
+    /// Attaches a configured port and hands it to the datapath.
+    fn start_port(&mut self, spec: &PortSpec) -> LivePort {
+        let overlay = self.overlay_mtu(spec.nets()[0]);
+        match attach(spec, &self.config, &mut self.tunnels, overlay) {
+            Ok(attached) => {
+                let live = LivePort {
+                    mac: attached.mac,
+                    mtu: attached.mtu,
+                    state: PortState::Up,
+                };
+                let op = Op::AddPort {
+                    name: spec.name.clone(),
+                    port: attached.port,
+                    membership: attached.membership,
+                    mtu: attached.mtu,
+                    reads: true,
+                    tunnel: attached.tunnel,
+                };
+                match self.call(op) {
+                    Ok(_) => live,
+                    Err(e) => LivePort {
+                        state: PortState::Down(e),
+                        ..live
+                    },
+                }
+            }
+            Err(reason) => LivePort {
+                mac: None,
+                mtu: 0,
+                state: PortState::Down(format!(
+                    "{reason} — fix it, then `yardctl port rm {0}` and add it again",
+                    spec.name
+                )),
+            },
+        }
+    }
+
+    fn call(&self, op: Op) -> Result<Answer, String> {
+        self.datapath.call(op).map_err(|e| e.to_string())
+    }
+
+    fn save(&self) -> Result<(), String> {
+        state::save(&self.options.state_dir, &self.config).map_err(|e| e.to_string())
+    }
+
+    /// Persists the configuration as it is now.
+    pub fn persist(&self) -> Result<(), String> {
+        self.save()
+    }
+
+    /// Answers one request (all but `capture`).
+    pub fn handle(&mut self, request: Request) -> Outcome {
+        match request {
+            Request::Status => Ok(Payload::Status(StatusInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                api_version: API_VERSION,
+                pid: std::process::id(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                socket: self.options.socket.display().to_string(),
+                state_dir: self.options.state_dir.display().to_string(),
+                networks: self.config.networks.len(),
+                ports: self.config.ports.len(),
+                tunnel_drops: match self.call(Op::TunnelDrops)? {
+                    Answer::TunnelDrops(drops) => drops,
+                    _ => Default::default(),
+                },
+                datapath_threads: self.datapath.threads() as u32,
+            })),
+            Request::NetCreate(spec) => self.net_create(spec),
+            Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),
+            Request::NetInspect { name } => {
+                if self.config.network(&name).is_none() {
+                    return Err(format!(
+                        "network {name} not found: `yardctl net ls` lists the networks"
+                    ));
+                }
+                let mut infos = self.network_infos(Some(&name))?;
+                Ok(Payload::Network(infos.remove(0)))
+            }
+            Request::NetRm { name } => {
+                self.config.check_remove_network(&name).map_err(|e| e.0)?;
+                if let Some((a, b)) = self
+                    .config
+                    .connections
+                    .iter()
+                    .find(|(a, b)| *a == name || *b == name)
+                {
+                    return Err(format!(
+                        "network {name} is connected ({a} <-> {b}): `yardctl net disconnect {a} {b}` first"
+                    ));
+                }
+                let spec = self.config.network(&name).cloned();
+                self.call(Op::RemoveNetwork(name.clone()))?;
+                let before = self.config.clone();
+                self.config.networks.retain(|n| n.name != name);
+                self.commit(before, move || {
+                    Op::AddNetwork(spec.unwrap_or_else(|| NetworkSpec::new(name)))
+                })?;
+                Ok(Payload::Done)
+            }
+            Request::PortAdd(spec) => self.port_add(spec),
+            Request::PortLs => Ok(Payload::Ports(
+                self.config
+                    .ports
+                    .iter()
+                    .map(|p| self.port_info(p))
+                    .collect(),
+            )),
+            Request::PortRm { name } => self.port_rm(&name),
+            Request::PortStats { name } => {
+                // The uplink is listed with the ports, under its own name.
+                let uplink_name = self.config.uplink.as_ref().map(|u| u.name.clone());
+                if let Some(name) = &name {
+                    if uplink_name.as_ref() == Some(name) {
+                        return Ok(Payload::PortStats(
+                            self.uplink_stats()?.into_iter().collect(),
+                        ));
+                    }
+                    self.known_port(name)?;
+                }
+                match self.call(Op::PortStats(name.clone()))? {
+                    Answer::PortStats(mut stats) => {
+                        if name.is_none() {
+                            stats.extend(self.uplink_stats()?);
+                        }
+                        // Ports that are down are not in the datapath: show zeroes.
+                        for spec in &self.config.ports {
+                            let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
+                            if wanted && !stats.iter().any(|s| s.name == spec.name) {
+                                stats.push(yard_ctl::api::PortStats {
+                                    name: spec.name.clone(),
+                                    ..Default::default()
+                                });
+                            }
+                        }
+                        Ok(Payload::PortStats(stats))
+                    }
+                    other => Err(format!("unexpected datapath answer {other:?}")),
+                }
+            }
+            Request::FdbShow { net } => {
+                if let Some(net) = &net {
+                    self.known_network(net)?;
+                }
+                match self.call(Op::Fdb(net))? {
+                    Answer::Fdb(entries) => Ok(Payload::Fdb(entries)),
+                    other => Err(format!("unexpected datapath answer {other:?}")),
+                }
+            }
+            Request::FdbAdd { net, mac, port } => {
+                self.known_network(&net)?;
+                self.known_port(&port)?;
+                if !mac.is_valid_source() {
+                    return Err(format!("MAC {mac} is a group or zero address: a static entry needs a unicast address"));
+                }
+                if !self
+                    .config
+                    .port(&port)
+                    .is_some_and(|p| p.nets().contains(&net.as_str()))
+                {
+                    return Err(format!("port {port} is not on network {net}: `yardctl port ls` shows each port's networks"));
+                }
+                if !matches!(self.live.get(&port).map(|l| &l.state), Some(PortState::Up)) {
+                    return Err(format!("port {port} is down: see `yardctl port ls`"));
+                }
+                self.call(Op::FdbAdd {
+                    net: net.clone(),
+                    mac,
+                    port: port.clone(),
+                })?;
+                let before = self.config.clone();
+                self.config
+                    .static_fdb
+                    .retain(|e| !(e.net == net && e.mac == mac));
+                self.config.static_fdb.push(StaticFdb {
+                    net: net.clone(),
+                    mac,
+                    port,
+                });
+                self.commit(before, || Op::FdbDel { net, mac })?;
+                Ok(Payload::Done)
+            }
+            Request::FdbDel { net, mac } => {
+                self.known_network(&net)?;
+                match self.call(Op::FdbDel { net: net.clone(), mac })? {
+                    Answer::NotFound => Err(format!("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them")),
+                    _ => {
+                        if self.config.static_fdb.iter().any(|e| e.net == net && e.mac == mac) {
+                            self.config.static_fdb.retain(|e| !(e.net == net && e.mac == mac));
+                            self.save()?;
+                        }
+                        Ok(Payload::Done)
+                    }
+                }
+            }
+            Request::FdbFlush { net } => {
+                if let Some(net) = &net {
+                    self.known_network(net)?;
+                }
+                self.call(Op::FdbFlush(net))?;
+                Ok(Payload::Done)
+            }
+            Request::NetConnect { a, b } => self.net_connect(&a, &b),
+            Request::NetDisconnect { a, b } => self.net_disconnect(&a, &b),
+            Request::UplinkAdd(spec) => self.uplink_add(spec),
+            Request::UplinkLs => Ok(Payload::Uplinks(self.uplink_infos())),
+            Request::UplinkRm { name } => self.uplink_rm(&name),
+            Request::PublishAdd(spec) => self.publish_add(spec),
+            Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
+            Request::PublishRm(spec) => self.publish_rm(&spec),
+            Request::ConntrackLs(filter) => match self.call(Op::ConntrackLs(filter))? {
+                Answer::Conntrack(entries) => Ok(Payload::Conntrack(entries)),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackFlush(filter) => match self.call(Op::ConntrackFlush(filter))? {
+                Answer::Removed(removed) => Ok(Payload::Flushed { removed }),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackStats => match self.call(Op::ConntrackStats)? {
+                Answer::ConntrackStats(stats) => Ok(Payload::ConntrackStats(stats)),
+                other => Err(format!("unexpected datapath answer {other:?}")),
+            },
+            Request::ConntrackSet(settings) => self.conntrack_set(settings),
+            Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
+        }
+    }
+
+    /// Persists the configuration; if that fails, restores `before` and undoes
+    /// the datapath change with the op `undo` builds.
+    fn commit(&mut self, before: Config, undo: impl FnOnce() -> Op) -> Result<(), String> {
+        if let Err(e) = self.save() {
+            let op = undo();
+            self.config = before;
+            let _ = self.call(op);
+            return Err(format!("{e} — nothing was changed"));
+        }
+        Ok(())
+    }
+
+    fn known_network(&self, name: &str) -> Result<(), String> {
+        match self.config.network(name) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "network {name} not found: `yardctl net ls` lists the networks"
+            )),
+        }
+    }
+
+    fn known_port(&self, name: &str) -> Result<(), String> {
+        match self.config.port(name) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "port {name} not found: `yardctl port ls` lists the ports"
+            )),
+        }
+    }
+
+    fn net_create(&mut self, spec: NetworkSpec) -> Outcome {
+        let spec = self.config.check_new_network(&spec).map_err(|e| e.0)?;
+        self.call(Op::AddNetwork(spec.clone()))?;
+        let before = self.config.clone();
+        self.config.networks.push(spec.clone());
+        let name = spec.name.clone();
+        self.commit(before, || Op::RemoveNetwork(name))?;
+        let mut infos = self.network_infos(Some(&spec.name))?;
+        Ok(Payload::Network(infos.remove(0)))
+    }
+
+    fn port_add(&mut self, spec: PortSpec) -> Outcome {
+        self.config.check_new_port(&spec).map_err(|e| e.0)?;
+        let overlay = self.overlay_mtu(spec.nets()[0]);
+        let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
+            Ok(attached) => {
+                let live = LivePort {
+                    mac: attached.mac,
+                    mtu: attached.mtu,
+                    state: PortState::Up,
+                };
+                self.call(Op::AddPort {
+                    name: spec.name.clone(),
+                    port: attached.port,
+                    membership: attached.membership,
+                    mtu: attached.mtu,
+                    reads: true,
+                    tunnel: attached.tunnel,
+                })?;
+                live
+            }
+            Err(reason) => return Err(reason),
+        };
+        let before = self.config.clone();
+        self.config.ports.push(spec.clone());
+        let name = spec.name.clone();
+        self.commit(before, || Op::RemovePort(name))?;
+        self.live.insert(spec.name.clone(), live);
+        self.retarget_publishes(&spec.name);
+        Ok(Payload::Port(self.port_info(&spec)))
+    }
+
+    fn port_rm(&mut self, name: &str) -> Outcome {
+        self.known_port(name)?;
+        let was_up = matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
+        if was_up {
+            self.call(Op::RemovePort(name.to_string()))?;
+        }
+        let address = match self.config.port(name).map(|p| &p.kind) {
+            Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
+            _ => None,
+        };
+        self.config.ports.retain(|p| p.name != name);
+        self.config.static_fdb.retain(|e| e.port != name);
+        self.live.remove(name);
+        if let Some(addr) = address {
+            // Connections to or from the container's address die with it, so
+            // a container recreated behind the same published port (UDP
+            // included) is never black-holed by a stale entry.
+            self.call(Op::ForgetAddress(addr))?;
+        }
+        // The device is gone; a failed save cannot bring it back, so report it.
+        self.save()
+            .map_err(|e| format!("port {name} was removed, but {e}"))?;
+        Ok(Payload::Done)
+    }
+
+    fn port_info(&self, spec: &PortSpec) -> PortInfo {
+        let live = self.live.get(&spec.name);
+        let thread = if self.datapath.threads() > 1 {
+            self.datapath.reader_of(&spec.name).map(|t| t as u32)
+        } else {
+            None
+        };
+        let mut spec = spec.clone();
+        if let PortKind::Tap { mac, mtu, .. } = &mut spec.kind {
+            // The values in force are reported below, under the same names.
+            *mac = None;
+            *mtu = None;
+        }
+        PortInfo {
+            spec,
+            mac: live.and_then(|l| l.mac),
+            mtu: live.map(|l| l.mtu).unwrap_or(0),
+            state: live
+                .map(|l| l.state.clone())
+                .unwrap_or(PortState::Down("not attached".into())),
+            thread,
+        }
+    }
+
+    /// The uplink's counters, when it is attached.
+    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
+        match self.call(Op::UplinkStats)? {
+            Answer::UplinkStats(stats) => Ok(stats),
+            other => Err(format!("unexpected datapath answer {other:?}")),
+        }
+    }
+
+    /// The smallest MTU of the live tunnel ports on network `net`, if any.
+    fn overlay_mtu(&self, net: &str) -> Option<u32> {
+        self.config
+            .ports
+            .iter()
+            .filter(|p| matches!(p.kind, PortKind::Gre { .. } | PortKind::GreUdp { .. }))
+            .filter(|p| p.nets().contains(&net))
+            .filter_map(|p| self.live.get(&p.name))
+            .filter(|l| l.state == PortState::Up)
+            .map(|l| l.mtu)
+            .min()
+    }
+
+    fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, String> {
+        let figures = match self.call(Op::NetFigures)? {
+            Answer::NetFigures(f) => f,
+            other => return Err(format!("unexpected datapath answer {other:?}")),
+        };
+        Ok(self
+            .config
+            .networks
+            .iter()
+            .filter(|n| only.is_none_or(|name| n.name == name))
+            .map(|n| {
+                let fig = figures.iter().find(|f| f.name == n.name);
+                NetworkInfo {
+                    spec: n.clone(),
+                    ports: self
+                        .config
+                        .ports
+                        .iter()
+                        .filter(|p| p.nets().contains(&n.name.as_str()))
+                        .map(|p| p.name.clone())
+                        .collect(),
+                    fdb_entries: fig.map(|f| f.fdb_entries).unwrap_or(0),
+                    mac_moves: fig.map(|f| f.mac_moves).unwrap_or(0),
+                    overlay_mtu: self.overlay_mtu(&n.name),
+                    connected: self
+                        .config
+                        .connections
+                        .iter()
+                        .filter_map(|(a, b)| {
+                            if *a == n.name {
+                                Some(b.clone())
+                            } else if *b == n.name {
+                                Some(a.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Creates the control socket: refuses to take over one a running yardd
+/// answers on, removes a stale one, and sets mode 0660 (and the group).
+pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create socket directory {}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another yardd is already listening on {} — stop it first, or start this one with --socket OTHER",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Serves connections forever, one thread each.
+pub fn serve(listener: UnixListener, control: Arc<Mutex<Control>>, group: Option<u32>) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let control = control.clone();
+        let spawned = std::thread::Builder::new()
+            .name("yardd-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve_connection(stream, &control, own_uid, group) {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a connection thread");
+        }
+    }
+}
+
+fn lock(control: &Mutex<Control>) -> MutexGuard<'_, Control> {
+    control
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write_reply(stream: &mut UnixStream, reply: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)
+}
+
+fn error_reply(message: impl Into<String>) -> Reply {
+    Reply::Error(ApiError {
+        message: message.into(),
+    })
+}
+
+/// Whether the peer may use the socket.
+fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), String> {
+    let (pid, uid, gid) =
+        sys::peer_credentials(stream.as_fd()).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    if uid == 0 || uid == own_uid || group.is_some_and(|g| g == gid) {
+        return Ok(());
+    }
+    Err(format!(
+        "permission denied: process {pid} (uid {uid}) is not root, yardd's uid {own_uid}{} — run yardctl as one of those",
+        group.map(|g| format!(" or in group {g}")).unwrap_or_default()
+    ))
+}
+
+/// Reads one line of at most `MAX_REQUEST_BYTES`. `Ok(None)` at end of stream;
+/// `Err(true)` when the line was too long.
+fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Result<Option<()>, bool> {
+    line.clear();
+    let limit = MAX_REQUEST_BYTES as u64 + 1;
+    match reader.by_ref().take(limit).read_until(b'\n', line) {
+        Ok(0) => Ok(None),
+        Ok(_) if line.last() == Some(&b'\n') => Ok(Some(())),
+        Ok(_) if line.len() as u64 >= limit => Err(true),
+        Ok(_) => Ok(Some(())), // last line without newline
+        Err(_) => Err(false),
+    }
+}
+
+fn serve_connection(
+    stream: UnixStream,
+    control: &Mutex<Control>,
+    own_uid: u32,
+    group: Option<u32>,
+) -> io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    if let Err(message) = authorized(&stream, own_uid, group) {
+        tracing::warn!(%message, "refused a control connection");
+        return write_reply(&mut writer, &error_reply(message));
+    }
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        match read_line(&mut reader, &mut line) {
+            Ok(None) => return Ok(()),
+            Ok(Some(())) => {}
+            Err(true) => {
+                let message = format!("request longer than {MAX_REQUEST_BYTES} bytes: refused");
+                return write_reply(&mut writer, &error_reply(message));
+            }
+            Err(false) => return Ok(()),
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let envelope: Envelope = match serde_json::from_slice(&line) {
+            Ok(env) => env,
+            Err(e) => {
+                write_reply(&mut writer, &error_reply(format!("malformed request: {e}")))?;
+                continue;
+            }
+        };
+        if envelope.api_version != API_VERSION {
+            let message = format!(
+                "this yardd speaks API version {API_VERSION}, the client {}: use yardctl and yardd from the same build",
+                envelope.api_version
+            );
+            write_reply(&mut writer, &error_reply(message))?;
+            continue;
+        }
+        if let Request::Capture { port, count } = envelope.request {
+            return stream_capture(&mut reader, writer, control, port, count);
+        }
+        let reply = match lock(control).handle(envelope.request) {
+            Ok(payload) => Reply::Ok(payload),
+            Err(message) => error_reply(message),
+        };
+        write_reply(&mut writer, &reply)?;
+    }
+}
+
+/// Streams pcap to the client until `count` frames have gone or it hangs up.
+fn stream_capture(
+    reader: &mut BufReader<UnixStream>,
+    mut writer: UnixStream,
+    control: &Mutex<Control>,
+    port: String,
+    count: Option<u64>,
+) -> io::Result<()> {
+    let (tx, rx) = crossbeam_channel::bounded(CAPTURE_QUEUE);
+    let started = {
+        let control = lock(control);
+        match control.known_port(&port) {
+            Err(e) => Err(e),
+            Ok(())
+                if !matches!(
+                    control.live.get(&port).map(|l| &l.state),
+                    Some(PortState::Up)
+                ) =>
+            {
+                Err(format!("port {port} is down: see `yardctl port ls`"))
+            }
+            Ok(()) => control.call(Op::Capture {
+                port: port.clone(),
+                tap: CaptureTap::new(tx),
+            }),
+        }
+    };
+    if let Err(message) = started {
+        return write_reply(&mut writer, &error_reply(message));
+    }
+    write_reply(&mut writer, &Reply::Ok(Payload::CaptureStarted { port }))?;
+    writer.write_all(&pcap::file_header())?;
+    let mut sent = 0u64;
+    while count.is_none_or(|c| sent < c) {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(frame) => {
+                writer.write_all(&pcap::record_header(frame.when, frame.bytes.len()))?;
+                writer.write_all(&frame.bytes)?;
+                sent += 1;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if client_gone(reader)? {
+                    break;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Dropping the receiver tells the datapath to remove the tap.
+    Ok(())
+}
+
+/// True when the client closed its end.
+fn client_gone(reader: &mut BufReader<UnixStream>) -> io::Result<bool> {
+    let stream = reader.get_ref();
+    stream.set_nonblocking(true)?;
+    let mut byte = [0u8; 1];
+    // The client sends nothing after a capture request, so a read either
+    // reports end of stream (it hung up) or would block.
+    let gone = match (&mut &*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    };
+    stream.set_nonblocking(false)?;
+    Ok(gone)
+}

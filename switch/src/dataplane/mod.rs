@@ -1,0 +1,30 @@
+//! The data plane: where frames are received, decided on and sent.
+//!
+//! Contract: nothing here blocks on, or reads, anything but its ports and its
+//! command queue; nothing on the per-frame path allocates, locks or logs.
+//! The control plane reaches it only through
+//! [`threads::DatapathHandle`].
+//!
+//! - [`frame`]: the pooled frame buffer and its virtio-net metadata;
+//! - [`bridge`], [`fdb`], [`verdict`]: the L2 pipeline — learning,
+//!   forwarding, flooding, VLANs, isolation — and why frames are dropped;
+//! - [`port`]: where frames enter and leave (TAP and AF_PACKET fds, tunnels,
+//!   in-memory ports for tests); [`overlay`]: the shared tunnel sockets;
+//! - [`offload`], [`fragment`]: finishing checksums, cutting GSO frames and
+//!   IP fragments for a way out that needs them;
+//! - [`capture`]: copies of a port's frames for `yardctl capture`;
+//! - [`threads`]: the datapath threads' poll loop, the gateway's router and
+//!   the handle the control plane drives them with;
+//! - [`clock`]: the datapath's millisecond clock.
+
+pub mod bridge;
+pub mod capture;
+pub mod clock;
+pub mod fdb;
+pub mod fragment;
+pub mod frame;
+pub mod offload;
+pub mod overlay;
+pub mod port;
+pub mod threads;
+pub mod verdict;

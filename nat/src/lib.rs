@@ -5,15 +5,12 @@
 //! without a daemon, a socket or root.
 //!
 //! - [`flow`]: the 5-tuple ([`flow::FlowKey`]) that identifies a connection.
-//! - [`checksum`]: Internet checksums, full and incremental (RFC 1624),
-//!   including partial (offloaded) checksums.
 //! - [`wire`]: typed views over IPv4, TCP, UDP, ICMP and ARP with in-place setters.
 //! - [`rewrite`]: applying a translation to a packet, ICMP errors included
 //!   (RFC 5508).
 //! - [`conntrack`]: the connection table, TCP state machine and timeouts.
 //! - [`mapping`]: SNAT port allocation (RFC 4787, 5382, 5508).
 
-pub mod checksum;
 pub mod conntrack;
 pub mod flow;
 pub mod frag;

@@ -15,7 +15,6 @@ use std::net::Ipv4Addr;
 
 use super::neighbour::Hold;
 use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
-use crate::checksum::{checksum, L4Checksum};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
@@ -25,6 +24,7 @@ use crate::wire::{
     flow_of, icmp, ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow,
     TcpPacket, WireError,
 };
+use yard_wire::checksum::{checksum, L4Checksum};
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -676,9 +676,9 @@ fn finish_partial_checksum(ip: &mut [u8]) {
     ip[field..field + 2].copy_from_slice(&[0, 0]);
     let l4 = &ip[start..end];
     let sum = if proto == 17 {
-        crate::checksum::l4_checksum_udp(src, dst, l4)
+        yard_wire::checksum::l4_checksum_udp(src, dst, l4)
     } else {
-        crate::checksum::l4_checksum(src, dst, proto, l4)
+        yard_wire::checksum::l4_checksum(src, dst, proto, l4)
     };
     ip[field..field + 2].copy_from_slice(&sum.to_be_bytes());
 }

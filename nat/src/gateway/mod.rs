@@ -35,12 +35,12 @@ mod tests;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 
-use crate::checksum::L4Checksum;
 use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
+use yard_wire::checksum::L4Checksum;
 
 use forward::Xlate;
 use neighbour::Neighbours;

@@ -49,12 +49,12 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
-use crate::checksum::{self, L4Checksum};
 use crate::flow::{FlowKey, Proto};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::quoted_flow;
 use crate::wire::{tcp, udp, WireError};
+use yard_wire::checksum::{self, L4Checksum};
 
 /// Why a packet could not be translated. The packet is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

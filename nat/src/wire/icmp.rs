@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use super::ipv4::{self, Ipv4Packet};
 use super::WireError;
-use crate::checksum;
+use yard_wire::checksum;
 
 mod field {
     use std::ops::Range;

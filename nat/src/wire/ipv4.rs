@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use super::WireError;
-use crate::checksum;
+use yard_wire::checksum;
 
 /// Field offsets.
 mod field {

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use super::WireError;
-use crate::checksum::{self, L4Checksum};
+use yard_wire::checksum::{self, L4Checksum};
 
 mod field {
     use std::ops::Range;

@@ -5,12 +5,12 @@
 //! the first fragment of a larger datagram or an ICMP error's truncated
 //! quote; [`UdpPacket::payload`] is bounded by both the length field and the
 //! buffer. A checksum field of 0 means "no checksum" (see
-//! [`crate::checksum`]).
+//! [`yard_wire::checksum`]).
 
 use std::net::Ipv4Addr;
 
 use super::WireError;
-use crate::checksum;
+use yard_wire::checksum;
 
 mod field {
     use std::ops::Range;

@@ -42,7 +42,7 @@
 #[cfg(test)]
 mod tests;
 
-use yard_nat::checksum::{add, ones_sum};
+use yard_wire::checksum::{add, ones_sum};
 
 use crate::dataplane::frame::{
     Frame, VnetHeader, ETHERTYPE_QINQ, ETHERTYPE_VLAN, HEADROOM, VNET_F_NEEDS_CSUM,

@@ -440,8 +440,12 @@ fn partial_checksum_stays_partial() {
     // The NEEDS_CSUM form: the field holds the pseudo-header sum.
     let partial = |mut f: Vec<u8>| {
         let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
-        let sum =
-            crate::checksum::pseudo_header_sum(ip.src(), ip.dst(), 6, ip.payload().len() as u16);
+        let sum = yard_wire::checksum::pseudo_header_sum(
+            ip.src(),
+            ip.dst(),
+            6,
+            ip.payload().len() as u16,
+        );
         f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
         f
     };
@@ -450,7 +454,7 @@ fn partial_checksum_stays_partial() {
     let want = tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (2, 10), &data);
     assert_eq!(out, partial(want.clone()));
     // What the device computes from it is the full checksum.
-    let device = crate::checksum::checksum(&out[14 + 20..]);
+    let device = yard_wire::checksum::checksum(&out[14 + 20..]);
     assert_eq!(device, u16::from_be_bytes([want[50], want[51]]));
 }
 
@@ -461,7 +465,7 @@ fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
     let mut gw = bare_lab();
     let payload = [7u8; 100];
     let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload);
-    let pseudo = crate::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
+    let pseudo = yard_wire::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
     f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&pseudo.to_be_bytes());
     let (action, _) = run_mode(&mut gw, NET1, &mut f, true, 0);
     assert_eq!(action, Action::Consumed);

@@ -118,7 +118,7 @@ fn icmp_errors_with_a_bad_checksum_are_dropped() {
     bad_quote[quote_ttl] ^= 0x01;
     let icmp = 14 + 20;
     bad_quote[icmp + 2..icmp + 4].copy_from_slice(&[0, 0]);
-    let sum = crate::checksum::checksum(&bad_quote[icmp..]);
+    let sum = yard_wire::checksum::checksum(&bad_quote[icmp..]);
     bad_quote[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
     for (what, err) in [("ICMP", bad_icmp), ("quoted IP header", bad_quote)] {
         assert_eq!(

@@ -376,7 +376,7 @@ fn ipv4_echo(dst: MacAddr, src: MacAddr, ip_len: usize, dont_fragment: bool) -> 
     builder.write(&mut bytes, &payload).unwrap();
     if !dont_fragment {
         bytes[20] &= !0x40;
-        let sum = yard_nat::checksum::checksum(&{
+        let sum = yard_wire::checksum::checksum(&{
             let mut h = bytes[14..34].to_vec();
             h[10] = 0;
             h[11] = 0;

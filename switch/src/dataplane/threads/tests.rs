@@ -333,7 +333,7 @@ fn answer_arp_for_b(b: &UnixDatagram) {
 
 #[test]
 fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
-    use yard_nat::checksum::{add, ones_sum};
+    use yard_wire::checksum::{add, ones_sum};
     let (switch, a, b) = routed_pair(1500);
     let (a_ip, b_ip) = ([10, 77, 0, 10], [10, 78, 0, 20]);
 
@@ -417,7 +417,7 @@ fn big_syn(port: u16, len: usize) -> Vec<u8> {
         .write(&mut packet, &payload)
         .unwrap();
     packet[20] |= 0x40; // DF
-    let check = !yard_nat::checksum::ones_sum(&{
+    let check = !yard_wire::checksum::ones_sum(&{
         let mut h = packet[14..34].to_vec();
         h[10..12].copy_from_slice(&[0, 0]);
         h
@@ -428,7 +428,7 @@ fn big_syn(port: u16, len: usize) -> Vec<u8> {
 
 #[test]
 fn routed_packets_fit_the_mtu_of_their_way_out() {
-    use yard_nat::checksum::{add, ones_sum};
+    use yard_wire::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
     let (_switch, a, b) = routed_pair(9000);
     arp_gateway(&b, mac(2), [10, 78, 0, 20], "10.78.0.1");
@@ -535,7 +535,7 @@ fn reassembled(end: &UnixDatagram, mtu: usize) -> (Vec<u8>, usize) {
 
 #[test]
 fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
-    use yard_nat::checksum::{add, ones_sum};
+    use yard_wire::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
     let (switch, a, b) = routed_pair(9000);
 
@@ -583,7 +583,7 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
 
 #[test]
 fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
-    use yard_nat::checksum::{add, ones_sum};
+    use yard_wire::checksum::{add, ones_sum};
     let (switch, a, b) = routed_pair(1500);
     // 3 datagrams of 1000 bytes in one frame, as a TAP with USO hands over.
     let mut packet = big_udp(50_002, 3000);

@@ -46,7 +46,7 @@
 //! over such data therefore updates to exactly the bytes a full recompute
 //! gives (the property tests check this).
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 /// Whether a packet's L4 checksum field holds a full checksum or a partial
 /// (offloaded, virtio-net `NEEDS_CSUM`) pseudo-header sum. See the module

@@ -1,0 +1,15 @@
+//! `yard-wire`: Switchyard's one packet library.
+//!
+//! Contract: pure functions and typed views over caller-owned bytes — no I/O,
+//! no allocation, no clocks, no `unsafe`, and no dependency on the other
+//! Switchyard crates, so `yard-nat`, `yard-tunnel` and the daemon all read
+//! and write packets through the same code, and every part here can be
+//! fuzzed and benchmarked on its own.
+//!
+//! - [`checksum`]: the Internet checksum — full (RFC 1071), incremental
+//!   (RFC 1624) and the partial (virtio `NEEDS_CSUM`) case.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod checksum;

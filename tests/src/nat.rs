@@ -1,4 +1,4 @@
-//! Helpers for the L3 gateway labs (issue 3): an "outside" namespace behind
+//! Helpers for the L3 gateway labs: an "outside" namespace behind
 //! yardd's uplink, background servers that report who connected to them, and
 //! bounded socat/ping clients.
 //!

@@ -1,4 +1,4 @@
-//! Control-plane labs (issue 2): the control socket's mode and access check,
+//! Control-plane labs: the control socket's mode and access check,
 //! error replies to bad request lines, `YARD_SOCKET`, the static FDB commands,
 //! and error messages that name what is missing.
 //!

@@ -1,4 +1,4 @@
-//! GRE tunnel labs (issue 4): several "hosts" (namespaces, each with its own
+//! GRE tunnel labs: several "hosts" (namespaces, each with its own
 //! yardd) joined by a veth underlay, containers behind each, Ethernet carried
 //! between the hosts over GRE (raw IPv4 protocol 47) or GRE-in-UDP (RFC 8086).
 //!

@@ -1,4 +1,4 @@
-//! GRE interop lab (issue 4): yardd's GRE tunnel against Open vSwitch's
+//! GRE interop lab: yardd's GRE tunnel against Open vSwitch's
 //! userspace datapath as the peer host.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Isolation labs (issue 2): `--no-icc` networks keep their containers apart,
+//! Isolation labs: `--no-icc` networks keep their containers apart,
 //! separate networks (with subnets, and plain L2 ones sharing an address range)
 //! do not leak into each other, a network in use cannot be removed, and
 //! overlapping subnets are refused.

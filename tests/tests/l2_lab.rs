@@ -1,4 +1,4 @@
-//! L2 switching labs (issue 2): containers on TAP and veth ports reach each
+//! L2 switching labs: containers on TAP and veth ports reach each
 //! other, MACs are learned on the right ports, TCP bulk transfers arrive intact
 //! with the kernel's offloads on, jumbo frames pass and oversized ones do not,
 //! capture writes pcap, and no kernel bridge is involved anywhere.
@@ -13,7 +13,7 @@ use yard_tests::cmd::{describe, in_ns_ok, output, run_ok, stdout};
 use yard_tests::lab::sha256;
 use yard_tests::{require, Container, Lab};
 
-/// The four-container lab of issue 2: three TAP containers and one veth
+/// The four-container lab: three TAP containers and one veth
 /// container on the default network yard0.
 fn four_containers(lab: &mut Lab) -> Vec<Container> {
     vec![

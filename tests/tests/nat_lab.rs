@@ -1,4 +1,4 @@
-//! L3 gateway labs (issue 3) against the real yardd: the gateway address
+//! L3 gateway labs against the real yardd: the gateway address
 //! answers ping and routes; traffic to the outside leaves with the uplink's
 //! address (SNAT) and its replies come back; published ports reach their
 //! container with the client's real address (DNAT), also from a container on

@@ -1,4 +1,4 @@
-//! Correctness under speed (issue 5, item 7): a 1 GiB TCP transfer on every
+//! Correctness under speed: a 1 GiB TCP transfer on every
 //! path through yardd with the kernel's offloads on, checked end to end.
 //!
 //! TAPs run with `TUNSETOFFLOAD` (checksum, TSO4/TSO6, USO), so a TCP sender in

@@ -1,4 +1,4 @@
-//! Restart labs (issue 2): yardd restores networks and ports from its state
+//! Restart labs: yardd restores networks and ports from its state
 //! file after SIGTERM and after SIGKILL, and the containers talk again without
 //! anything being re-added; a corrupt state file stops yardd with a message
 //! naming it, and is left in place.

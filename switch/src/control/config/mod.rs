@@ -11,6 +11,7 @@ mod gateway;
 
 use yard_ctl::api::{ConntrackSettings, PublishSpec, UplinkSpec};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};
+use yard_ctl::ifname::MAX_IFNAME_LEN;
 use yard_ctl::{Ipv4Cidr, MacAddr};
 
 /// Version of the state file format.
@@ -21,9 +22,6 @@ pub const MIN_MTU: u32 = 68;
 
 /// Longest name of a network or port.
 pub const MAX_NAME_LEN: usize = 64;
-
-/// Longest Linux interface name.
-pub const MAX_IFNAME_LEN: usize = 15;
 
 /// Networks and ports, in the order they were created.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -443,13 +441,10 @@ impl Config {
     }
 }
 
+/// Checks the interface name `ifname` of port (or uplink) `port` by
+/// [`yard_ctl::ifname::check_ifname`].
 pub(crate) fn check_ifname(port: &str, ifname: &str) -> Result<(), ConfigError> {
-    let ok = !ifname.is_empty()
-        && ifname.len() <= MAX_IFNAME_LEN
-        && ifname
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
-    if !ok {
+    if yard_ctl::ifname::check_ifname(ifname).is_err() {
         return refuse(format!(
             "port {port}: interface name '{ifname}' is not valid: use 1 to {MAX_IFNAME_LEN} characters without '/', ':' or spaces"
         ));

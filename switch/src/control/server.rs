@@ -35,7 +35,7 @@ use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::state;
 use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
-use crate::dataplane::threads::{Answer, DatapathHandle, Op};
+use crate::dataplane::threads::{DatapathError, DatapathHandle};
 use crate::sys;
 
 /// Where yardd listens and keeps its state, and who may talk to it.
@@ -74,6 +74,11 @@ pub struct Control {
 
 type Outcome = Result<Payload, String>;
 
+/// A datapath error as the reply's message.
+fn refused(e: DatapathError) -> String {
+    e.to_string()
+}
+
 impl Control {
     /// Restores `config` into the datapath: networks, then ports (a port that
     /// cannot be attached stays configured and is reported down), then static
@@ -103,7 +108,8 @@ impl Control {
         };
         for net in &config.networks {
             control
-                .call(Op::AddNetwork(net.clone()))
+                .datapath
+                .add_network(net.clone())
                 .map_err(|e| format!("network {}: {e}", net.name))?;
         }
         for spec in config.ports.clone() {
@@ -115,13 +121,8 @@ impl Control {
             control.config.ports.push(spec);
         }
         for entry in config.static_fdb.clone() {
-            let op = Op::FdbAdd {
-                net: entry.net.clone(),
-                mac: entry.mac,
-                port: entry.port.clone(),
-            };
-            match control.call(op) {
-                Ok(_) => control.config.static_fdb.push(entry),
+            match control.datapath.fdb_add(&entry.net, entry.mac, &entry.port) {
+                Ok(()) => control.config.static_fdb.push(entry),
                 Err(e) => {
                     tracing::warn!(mac = %entry.mac, error = %e, "static FDB entry not restored")
                 }
@@ -141,18 +142,17 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                let op = Op::AddPort {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    membership: attached.membership,
-                    mtu: attached.mtu,
-                    reads: true,
-                    tunnel: attached.tunnel,
-                };
-                match self.call(op) {
-                    Ok(_) => live,
+                let added = self.datapath.add_port(
+                    &spec.name,
+                    attached.port,
+                    attached.membership,
+                    attached.mtu,
+                    attached.tunnel,
+                );
+                match added {
+                    Ok(()) => live,
                     Err(e) => LivePort {
-                        state: PortState::Down(e),
+                        state: PortState::Down(e.to_string()),
                         ..live
                     },
                 }
@@ -166,10 +166,6 @@ impl Control {
                 )),
             },
         }
-    }
-
-    fn call(&self, op: Op) -> Result<Answer, String> {
-        self.datapath.call(op).map_err(|e| e.to_string())
     }
 
     fn save(&self) -> Result<(), String> {
@@ -193,10 +189,7 @@ impl Control {
                 state_dir: self.options.state_dir.display().to_string(),
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
-                tunnel_drops: match self.call(Op::TunnelDrops)? {
-                    Answer::TunnelDrops(drops) => drops,
-                    _ => Default::default(),
-                },
+                tunnel_drops: self.datapath.tunnel_drops().map_err(refused)?,
                 datapath_threads: self.datapath.threads() as u32,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
@@ -223,11 +216,11 @@ impl Control {
                     ));
                 }
                 let spec = self.config.network(&name).cloned();
-                self.call(Op::RemoveNetwork(name.clone()))?;
+                self.datapath.remove_network(&name).map_err(refused)?;
                 let before = self.config.clone();
                 self.config.networks.retain(|n| n.name != name);
-                self.commit(before, move || {
-                    Op::AddNetwork(spec.unwrap_or_else(|| NetworkSpec::new(name)))
+                self.commit(before, move |dp| {
+                    dp.add_network(spec.unwrap_or_else(|| NetworkSpec::new(name)))
                 })?;
                 Ok(Payload::Done)
             }
@@ -251,34 +244,28 @@ impl Control {
                     }
                     self.known_port(name)?;
                 }
-                match self.call(Op::PortStats(name.clone()))? {
-                    Answer::PortStats(mut stats) => {
-                        if name.is_none() {
-                            stats.extend(self.uplink_stats()?);
-                        }
-                        // Ports that are down are not in the datapath: show zeroes.
-                        for spec in &self.config.ports {
-                            let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
-                            if wanted && !stats.iter().any(|s| s.name == spec.name) {
-                                stats.push(yard_ctl::api::PortStats {
-                                    name: spec.name.clone(),
-                                    ..Default::default()
-                                });
-                            }
-                        }
-                        Ok(Payload::PortStats(stats))
-                    }
-                    other => Err(format!("unexpected datapath answer {other:?}")),
+                let mut stats = self.datapath.port_stats(name.as_deref()).map_err(refused)?;
+                if name.is_none() {
+                    stats.extend(self.uplink_stats()?);
                 }
+                // Ports that are down are not in the datapath: show zeroes.
+                for spec in &self.config.ports {
+                    let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
+                    if wanted && !stats.iter().any(|s| s.name == spec.name) {
+                        stats.push(yard_ctl::api::PortStats {
+                            name: spec.name.clone(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Ok(Payload::PortStats(stats))
             }
             Request::FdbShow { net } => {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                match self.call(Op::Fdb(net))? {
-                    Answer::Fdb(entries) => Ok(Payload::Fdb(entries)),
-                    other => Err(format!("unexpected datapath answer {other:?}")),
-                }
+                let entries = self.datapath.fdb(net.as_deref()).map_err(refused)?;
+                Ok(Payload::Fdb(entries))
             }
             Request::FdbAdd { net, mac, port } => {
                 self.known_network(&net)?;
@@ -296,11 +283,7 @@ impl Control {
                 if !matches!(self.live.get(&port).map(|l| &l.state), Some(PortState::Up)) {
                     return Err(format!("port {port} is down: see `yardctl port ls`"));
                 }
-                self.call(Op::FdbAdd {
-                    net: net.clone(),
-                    mac,
-                    port: port.clone(),
-                })?;
+                self.datapath.fdb_add(&net, mac, &port).map_err(refused)?;
                 let before = self.config.clone();
                 self.config
                     .static_fdb
@@ -310,27 +293,32 @@ impl Control {
                     mac,
                     port,
                 });
-                self.commit(before, || Op::FdbDel { net, mac })?;
+                self.commit(before, move |dp| dp.fdb_del(&net, mac).map(drop))?;
                 Ok(Payload::Done)
             }
             Request::FdbDel { net, mac } => {
                 self.known_network(&net)?;
-                match self.call(Op::FdbDel { net: net.clone(), mac })? {
-                    Answer::NotFound => Err(format!("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them")),
-                    _ => {
-                        if self.config.static_fdb.iter().any(|e| e.net == net && e.mac == mac) {
-                            self.config.static_fdb.retain(|e| !(e.net == net && e.mac == mac));
-                            self.save()?;
-                        }
-                        Ok(Payload::Done)
-                    }
+                if !self.datapath.fdb_del(&net, mac).map_err(refused)? {
+                    return Err(format!("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them"));
                 }
+                if self
+                    .config
+                    .static_fdb
+                    .iter()
+                    .any(|e| e.net == net && e.mac == mac)
+                {
+                    self.config
+                        .static_fdb
+                        .retain(|e| !(e.net == net && e.mac == mac));
+                    self.save()?;
+                }
+                Ok(Payload::Done)
             }
             Request::FdbFlush { net } => {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                self.call(Op::FdbFlush(net))?;
+                self.datapath.fdb_flush(net.as_deref()).map_err(refused)?;
                 Ok(Payload::Done)
             }
             Request::NetConnect { a, b } => self.net_connect(&a, &b),
@@ -341,30 +329,30 @@ impl Control {
             Request::PublishAdd(spec) => self.publish_add(spec),
             Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
             Request::PublishRm(spec) => self.publish_rm(&spec),
-            Request::ConntrackLs(filter) => match self.call(Op::ConntrackLs(filter))? {
-                Answer::Conntrack(entries) => Ok(Payload::Conntrack(entries)),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
-            Request::ConntrackFlush(filter) => match self.call(Op::ConntrackFlush(filter))? {
-                Answer::Removed(removed) => Ok(Payload::Flushed { removed }),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
-            Request::ConntrackStats => match self.call(Op::ConntrackStats)? {
-                Answer::ConntrackStats(stats) => Ok(Payload::ConntrackStats(stats)),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
+            Request::ConntrackLs(filter) => Ok(Payload::Conntrack(
+                self.datapath.conntrack(filter).map_err(refused)?,
+            )),
+            Request::ConntrackFlush(filter) => Ok(Payload::Flushed {
+                removed: self.datapath.conntrack_flush(filter).map_err(refused)?,
+            }),
+            Request::ConntrackStats => Ok(Payload::ConntrackStats(
+                self.datapath.conntrack_stats().map_err(refused)?,
+            )),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
             Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
         }
     }
 
     /// Persists the configuration; if that fails, restores `before` and undoes
-    /// the datapath change with the op `undo` builds.
-    fn commit(&mut self, before: Config, undo: impl FnOnce() -> Op) -> Result<(), String> {
+    /// the datapath change with `undo`.
+    fn commit(
+        &mut self,
+        before: Config,
+        undo: impl FnOnce(&DatapathHandle) -> Result<(), DatapathError>,
+    ) -> Result<(), String> {
         if let Err(e) = self.save() {
-            let op = undo();
             self.config = before;
-            let _ = self.call(op);
+            let _ = undo(&self.datapath);
             return Err(format!("{e} — nothing was changed"));
         }
         Ok(())
@@ -390,11 +378,11 @@ impl Control {
 
     fn net_create(&mut self, spec: NetworkSpec) -> Outcome {
         let spec = self.config.check_new_network(&spec).map_err(|e| e.0)?;
-        self.call(Op::AddNetwork(spec.clone()))?;
+        self.datapath.add_network(spec.clone()).map_err(refused)?;
         let before = self.config.clone();
         self.config.networks.push(spec.clone());
         let name = spec.name.clone();
-        self.commit(before, || Op::RemoveNetwork(name))?;
+        self.commit(before, move |dp| dp.remove_network(&name))?;
         let mut infos = self.network_infos(Some(&spec.name))?;
         Ok(Payload::Network(infos.remove(0)))
     }
@@ -409,14 +397,15 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                self.call(Op::AddPort {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    membership: attached.membership,
-                    mtu: attached.mtu,
-                    reads: true,
-                    tunnel: attached.tunnel,
-                })?;
+                self.datapath
+                    .add_port(
+                        &spec.name,
+                        attached.port,
+                        attached.membership,
+                        attached.mtu,
+                        attached.tunnel,
+                    )
+                    .map_err(refused)?;
                 live
             }
             Err(reason) => return Err(reason),
@@ -424,7 +413,7 @@ impl Control {
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
         let name = spec.name.clone();
-        self.commit(before, || Op::RemovePort(name))?;
+        self.commit(before, move |dp| dp.remove_port(&name))?;
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
         Ok(Payload::Port(self.port_info(&spec)))
@@ -434,7 +423,7 @@ impl Control {
         self.known_port(name)?;
         let was_up = matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
         if was_up {
-            self.call(Op::RemovePort(name.to_string()))?;
+            self.datapath.remove_port(name).map_err(refused)?;
         }
         let address = match self.config.port(name).map(|p| &p.kind) {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
@@ -447,7 +436,7 @@ impl Control {
             // Connections to or from the container's address die with it, so
             // a container recreated behind the same published port (UDP
             // included) is never black-holed by a stale entry.
-            self.call(Op::ForgetAddress(addr))?;
+            self.datapath.forget_address(addr).map_err(refused)?;
         }
         // The device is gone; a failed save cannot bring it back, so report it.
         self.save()
@@ -481,10 +470,7 @@ impl Control {
 
     /// The uplink's counters, when it is attached.
     fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
-        match self.call(Op::UplinkStats)? {
-            Answer::UplinkStats(stats) => Ok(stats),
-            other => Err(format!("unexpected datapath answer {other:?}")),
-        }
+        self.datapath.uplink_stats().map_err(refused)
     }
 
     /// The smallest MTU of the live tunnel ports on network `net`, if any.
@@ -501,10 +487,7 @@ impl Control {
     }
 
     fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, String> {
-        let figures = match self.call(Op::NetFigures)? {
-            Answer::NetFigures(f) => f,
-            other => return Err(format!("unexpected datapath answer {other:?}")),
-        };
+        let figures = self.datapath.net_figures().map_err(refused)?;
         Ok(self
             .config
             .networks
@@ -716,10 +699,10 @@ fn stream_capture(
             {
                 Err(format!("port {port} is down: see `yardctl port ls`"))
             }
-            Ok(()) => control.call(Op::Capture {
-                port: port.clone(),
-                tap: CaptureTap::new(tx),
-            }),
+            Ok(()) => control
+                .datapath
+                .capture(&port, CaptureTap::new(tx))
+                .map_err(refused),
         }
     };
     if let Err(message) = started {

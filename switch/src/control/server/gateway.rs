@@ -9,11 +9,11 @@ use yard_ctl::api::{
 use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{PublishRule, UplinkConfig};
 
+use super::refused;
 use super::{Control, LivePort, Outcome};
 use crate::control::attach::attach_uplink;
 use crate::control::config::Config;
 use crate::control::nat_api::proto_of;
-use crate::dataplane::threads::{Answer, Op};
 
 impl Control {
     /// Restores the L3 configuration after networks and ports: connections,
@@ -21,7 +21,7 @@ impl Control {
     /// ports, conntrack settings.
     pub(super) fn restore_l3(&mut self, saved: Config) -> Result<(), String> {
         for (a, b) in saved.connections {
-            self.call(Op::Connect(a.clone(), b.clone()))?;
+            self.datapath.connect(&a, &b).map_err(refused)?;
             self.config.connections.push((a, b));
         }
         if let Some(spec) = saved.uplink {
@@ -41,7 +41,9 @@ impl Control {
             self.rule_ids.push(id);
         }
         if saved.conntrack != ConntrackSettings::default() {
-            self.call(Op::ConntrackSet(saved.conntrack.clone()))?;
+            self.datapath
+                .set_conntrack(saved.conntrack.clone())
+                .map_err(refused)?;
         }
         Ok(())
     }
@@ -65,15 +67,13 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                match self.call(Op::SetUplink {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    config,
-                    mtu: attached.mtu,
-                }) {
-                    Ok(_) => live,
+                let set = self
+                    .datapath
+                    .set_uplink(&spec.name, attached.port, config, attached.mtu);
+                match set {
+                    Ok(()) => live,
                     Err(e) => LivePort {
-                        state: PortState::Down(e),
+                        state: PortState::Down(e.to_string()),
                         ..live
                     },
                 }
@@ -91,11 +91,11 @@ impl Control {
 
     pub(super) fn net_connect(&mut self, a: &str, b: &str) -> Outcome {
         self.config.check_connect(a, b).map_err(|e| e.0)?;
-        self.call(Op::Connect(a.to_string(), b.to_string()))?;
+        self.datapath.connect(a, b).map_err(refused)?;
         let before = self.config.clone();
         self.config.connections.push((a.to_string(), b.to_string()));
         let (x, y) = (a.to_string(), b.to_string());
-        self.commit(before, move || Op::Disconnect(x, y))?;
+        self.commit(before, move |dp| dp.disconnect(&x, &y))?;
         Ok(Payload::Done)
     }
 
@@ -103,13 +103,13 @@ impl Control {
         if !self.config.is_connected(a, b) {
             return Err(format!("networks {a} and {b} are not connected: `yardctl net inspect {a}` shows its connections"));
         }
-        self.call(Op::Disconnect(a.to_string(), b.to_string()))?;
+        self.datapath.disconnect(a, b).map_err(refused)?;
         let before = self.config.clone();
         self.config
             .connections
             .retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
         let (x, y) = (a.to_string(), b.to_string());
-        self.commit(before, move || Op::Connect(x, y))?;
+        self.commit(before, move |dp| dp.connect(&x, &y))?;
         Ok(Payload::Done)
     }
 
@@ -121,7 +121,7 @@ impl Control {
         }
         let before = self.config.clone();
         self.config.uplink = Some(spec.clone());
-        self.commit(before, || Op::RemoveUplink)?;
+        self.commit(before, |dp| dp.remove_uplink())?;
         self.uplink = Some(live);
         // Published ports on the uplink address now have somewhere to listen.
         for (index, rule) in self.config.publish.clone().iter().enumerate() {
@@ -140,7 +140,7 @@ impl Control {
             }
         }
         if matches!(self.uplink.as_ref().map(|l| &l.state), Some(PortState::Up)) {
-            self.call(Op::RemoveUplink)?;
+            self.datapath.remove_uplink().map_err(refused)?;
         }
         self.config.uplink = None;
         self.uplink = None;
@@ -181,8 +181,8 @@ impl Control {
             target_ports: spec.target_ports,
         };
         // Replacing: drop the old rule (and its connections) first.
-        self.call(Op::PublishRemove(id))?;
-        self.call(Op::PublishAdd(rule))?;
+        self.datapath.remove_publish(id).map_err(refused)?;
+        self.datapath.add_publish(rule).map_err(refused)?;
         Ok(())
     }
 
@@ -192,7 +192,7 @@ impl Control {
         self.install_publish(&spec, id)?;
         let before = self.config.clone();
         self.config.publish.push(spec.clone());
-        self.commit(before, move || Op::PublishRemove(id))?;
+        self.commit(before, move |dp| dp.remove_publish(id).map(drop))?;
         self.rule_ids.push(id);
         let info = self.publish_info(self.config.publish.len() - 1);
         Ok(Payload::Publish(info))
@@ -201,7 +201,7 @@ impl Control {
     pub(super) fn publish_rm(&mut self, spec: &PublishSpec) -> Outcome {
         let index = self.config.find_publish(spec).map_err(|e| e.0)?;
         let id = self.rule_ids[index];
-        self.call(Op::PublishRemove(id))?;
+        self.datapath.remove_publish(id).map_err(refused)?;
         self.config.publish.remove(index);
         self.rule_ids.remove(index);
         self.save()
@@ -246,10 +246,10 @@ impl Control {
     }
 
     pub(super) fn conntrack_set(&mut self, settings: ConntrackSettings) -> Outcome {
-        let applied = match self.call(Op::ConntrackSet(settings.clone()))? {
-            Answer::ConntrackSettings(s) => s,
-            other => return Err(format!("unexpected datapath answer {other:?}")),
-        };
+        let applied = self
+            .datapath
+            .set_conntrack(settings.clone())
+            .map_err(refused)?;
         let mut saved = self.config.conntrack.clone();
         if settings.max_entries.is_some() {
             saved.max_entries = settings.max_entries;

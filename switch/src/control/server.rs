@@ -34,6 +34,7 @@ use yard_nat::conntrack::RuleId;
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::state;
+use crate::control::{bridge_api, nat_api};
 use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
 use crate::dataplane::threads::{DatapathError, DatapathHandle};
 use crate::sys;
@@ -74,6 +75,13 @@ pub struct Control {
 
 type Outcome = Result<Payload, String>;
 
+/// Adds network `spec` to the datapath, with its gateway side when it has
+/// a subnet.
+fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), DatapathError> {
+    let gateway = nat_api::net_config(&spec);
+    datapath.add_network(spec, gateway)
+}
+
 /// A datapath error as the reply's message.
 fn refused(e: DatapathError) -> String {
     e.to_string()
@@ -107,9 +115,7 @@ impl Control {
             started: Instant::now(),
         };
         for net in &config.networks {
-            control
-                .datapath
-                .add_network(net.clone())
+            add_network(&control.datapath, net.clone())
                 .map_err(|e| format!("network {}: {e}", net.name))?;
         }
         for spec in config.ports.clone() {
@@ -189,7 +195,7 @@ impl Control {
                 state_dir: self.options.state_dir.display().to_string(),
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
-                tunnel_drops: self.datapath.tunnel_drops().map_err(refused)?,
+                tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops().map_err(refused)?),
                 datapath_threads: self.datapath.threads() as u32,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
@@ -220,7 +226,7 @@ impl Control {
                 let before = self.config.clone();
                 self.config.networks.retain(|n| n.name != name);
                 self.commit(before, move |dp| {
-                    dp.add_network(spec.unwrap_or_else(|| NetworkSpec::new(name)))
+                    add_network(dp, spec.unwrap_or_else(|| NetworkSpec::new(name)))
                 })?;
                 Ok(Payload::Done)
             }
@@ -244,7 +250,8 @@ impl Control {
                     }
                     self.known_port(name)?;
                 }
-                let mut stats = self.datapath.port_stats(name.as_deref()).map_err(refused)?;
+                let reports = self.datapath.port_stats(name.as_deref()).map_err(refused)?;
+                let mut stats: Vec<_> = reports.iter().map(bridge_api::port_stats).collect();
                 if name.is_none() {
                     stats.extend(self.uplink_stats()?);
                 }
@@ -264,8 +271,10 @@ impl Control {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                let entries = self.datapath.fdb(net.as_deref()).map_err(refused)?;
-                Ok(Payload::Fdb(entries))
+                let records = self.datapath.fdb(net.as_deref()).map_err(refused)?;
+                Ok(Payload::Fdb(
+                    records.into_iter().map(bridge_api::fdb_entry).collect(),
+                ))
             }
             Request::FdbAdd { net, mac, port } => {
                 self.known_network(&net)?;
@@ -329,15 +338,21 @@ impl Control {
             Request::PublishAdd(spec) => self.publish_add(spec),
             Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
             Request::PublishRm(spec) => self.publish_rm(&spec),
-            Request::ConntrackLs(filter) => Ok(Payload::Conntrack(
-                self.datapath.conntrack(filter).map_err(refused)?,
-            )),
-            Request::ConntrackFlush(filter) => Ok(Payload::Flushed {
-                removed: self.datapath.conntrack_flush(filter).map_err(refused)?,
-            }),
-            Request::ConntrackStats => Ok(Payload::ConntrackStats(
-                self.datapath.conntrack_stats().map_err(refused)?,
-            )),
+            Request::ConntrackLs(filter) => {
+                let filter = nat_api::filter_of(&filter).map_err(|e| e.to_string())?;
+                let snapshot = self.datapath.conntrack(filter).map_err(refused)?;
+                Ok(Payload::Conntrack(nat_api::entry_infos(&snapshot)))
+            }
+            Request::ConntrackFlush(filter) => {
+                let filter = nat_api::filter_of(&filter).map_err(|e| e.to_string())?;
+                let removed = self.datapath.conntrack_flush(filter).map_err(refused)?;
+                Ok(Payload::Flushed {
+                    removed: removed as u64,
+                })
+            }
+            Request::ConntrackStats => Ok(Payload::ConntrackStats(nat_api::stats(
+                &self.datapath.conntrack_stats().map_err(refused)?,
+            ))),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
             Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
         }
@@ -378,7 +393,7 @@ impl Control {
 
     fn net_create(&mut self, spec: NetworkSpec) -> Outcome {
         let spec = self.config.check_new_network(&spec).map_err(|e| e.0)?;
-        self.datapath.add_network(spec.clone()).map_err(refused)?;
+        add_network(&self.datapath, spec.clone()).map_err(refused)?;
         let before = self.config.clone();
         self.config.networks.push(spec.clone());
         let name = spec.name.clone();
@@ -470,7 +485,8 @@ impl Control {
 
     /// The uplink's counters, when it is attached.
     fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
-        self.datapath.uplink_stats().map_err(refused)
+        let report = self.datapath.uplink_stats().map_err(refused)?;
+        Ok(report.as_ref().map(bridge_api::port_stats))
     }
 
     /// The smallest MTU of the live tunnel ports on network `net`, if any.

@@ -13,7 +13,7 @@ use super::refused;
 use super::{Control, LivePort, Outcome};
 use crate::control::attach::attach_uplink;
 use crate::control::config::Config;
-use crate::control::nat_api::proto_of;
+use crate::control::nat_api::{self, proto_of, ConntrackChange};
 
 impl Control {
     /// Restores the L3 configuration after networks and ports: connections,
@@ -41,8 +41,9 @@ impl Control {
             self.rule_ids.push(id);
         }
         if saved.conntrack != ConntrackSettings::default() {
+            let change = ConntrackChange::parse(&saved.conntrack).map_err(|e| e.to_string())?;
             self.datapath
-                .set_conntrack(saved.conntrack.clone())
+                .set_conntrack(move |config| change.apply(config))
                 .map_err(refused)?;
         }
         Ok(())
@@ -246,9 +247,10 @@ impl Control {
     }
 
     pub(super) fn conntrack_set(&mut self, settings: ConntrackSettings) -> Outcome {
+        let change = ConntrackChange::parse(&settings).map_err(|e| e.to_string())?;
         let applied = self
             .datapath
-            .set_conntrack(settings.clone())
+            .set_conntrack(move |config| change.apply(config))
             .map_err(refused)?;
         let mut saved = self.config.conntrack.clone();
         if settings.max_entries.is_some() {
@@ -257,6 +259,6 @@ impl Control {
         saved.timeouts.extend(settings.timeouts);
         self.config.conntrack = saved;
         self.save()?;
-        Ok(Payload::ConntrackSettings(applied))
+        Ok(Payload::ConntrackSettings(nat_api::settings(&applied)))
     }
 }

@@ -3,33 +3,77 @@
 //! (slow path), returning the command's own answer. The
 //! [`DatapathHandle`](super::DatapathHandle) method of the same name sends
 //! it to the threads it concerns and merges their answers.
+//!
+//! Answers are the data plane's own types — [`PortReport`]s, [`FdbRecord`]s,
+//! [`NetFigures`], [`GatewayFigures`], a [`ConntrackSnapshot`] — never the
+//! control API's: `crate::control` builds its replies from them, so the API
+//! can change without touching the datapath.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
-use yard_ctl::api::{
-    ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats, FdbEntry, NetworkSpec,
-    PortStats,
-};
+use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{PublishRule, UplinkConfig};
+use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, RuleId, Stats};
+use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
 
-use super::{
-    Datapath, DatapathError, Membership, NetFigures, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK,
-};
-use crate::control::nat_api;
+use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
+use crate::dataplane::bridge::FdbRecord;
 use crate::dataplane::capture::CaptureTap;
-use crate::dataplane::port::{Port, PortCounters};
+use crate::dataplane::port::{Port, PortCounters, PortReport};
+
+/// Per-network figures for `net ls` and `net inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetFigures {
+    /// The network's name.
+    pub name: String,
+    /// Live FDB entries this thread reports.
+    pub fdb_entries: usize,
+    /// Times an address moved to another port so far.
+    pub mac_moves: u64,
+}
+
+/// The gateway's and its connection table's figures, from the home thread.
+#[derive(Debug, Clone)]
+pub struct GatewayFigures {
+    /// The connection table's counters.
+    pub conntrack: Stats,
+    /// The table's limit in force.
+    pub max_entries: usize,
+    /// Live SNAT port mappings.
+    pub snat_mappings: usize,
+    /// Heap the table uses.
+    pub table_bytes: usize,
+    /// The gateway's own counters.
+    pub gateway: GatewayCounters,
+}
+
+/// The connections a filter selected, as they were at `now_ms`.
+#[derive(Debug, Clone)]
+pub struct ConntrackSnapshot {
+    /// The datapath clock when the copy was taken: entries' timers count
+    /// from it.
+    pub now_ms: u64,
+    /// The connections, in table order.
+    pub entries: Vec<Entry>,
+}
 
 impl Datapath {
     // ---- L2: every thread ----------------------------------------------
 
-    pub(super) fn add_network(&mut self, spec: &NetworkSpec) -> Result<(), DatapathError> {
+    /// Adds network `spec` to the bridge and, when it has a subnet, its
+    /// side of the gateway (`gateway`, whose `id` is set here to the
+    /// bridge's).
+    pub(super) fn add_network(
+        &mut self,
+        spec: &NetworkSpec,
+        gateway: Option<NetConfig>,
+    ) -> Result<(), DatapathError> {
         let id = self.bridge.add_network(spec)?;
-        if let Some(config) = nat_api::net_config(id.0, spec) {
+        if let Some(mut config) = gateway {
+            config.id = id.0;
             self.bridge.set_gateway_mac(id, Some(MacAddr(config.mac)));
             self.gateway.set_network(config);
         }
@@ -64,9 +108,11 @@ impl Datapath {
             if let Err(e) = self.register(fd, id) {
                 let _ = self.bridge.remove_port(&name);
                 tracing::error!(port = %name, error = %e, "cannot poll port");
-                return Err(DatapathError::Gateway(format!(
-                    "cannot poll port {name}: {e}"
-                )));
+                return Err(DatapathError::Poll {
+                    what: "port",
+                    name,
+                    error: e,
+                });
             }
             // Frames may already be queued: edge-triggered polling would
             // not report them, so serve the port once now.
@@ -87,9 +133,11 @@ impl Datapath {
                 {
                     let _ = self.bridge.remove_port(&name);
                     self.overlay.remove_port(id);
-                    return Err(DatapathError::Gateway(format!(
-                        "cannot poll tunnel {name}: {e}"
-                    )));
+                    return Err(DatapathError::Poll {
+                        what: "tunnel",
+                        name,
+                        error: e,
+                    });
                 }
                 self.tunnels_again.push(index);
             }
@@ -138,13 +186,13 @@ impl Datapath {
     pub(super) fn port_stats(
         &mut self,
         name: Option<&str>,
-    ) -> Result<Vec<PortStats>, DatapathError> {
-        Ok(self.bridge.port_stats(name)?)
+    ) -> Result<Vec<PortReport>, DatapathError> {
+        Ok(self.bridge.port_reports(name)?)
     }
 
     /// The entries this thread reports (see
     /// [`Bridge::share_learning`](crate::dataplane::bridge::Bridge::share_learning)).
-    pub(super) fn fdb(&mut self, net: Option<&str>) -> Result<Vec<FdbEntry>, DatapathError> {
+    pub(super) fn fdb(&mut self, net: Option<&str>) -> Result<Vec<FdbRecord>, DatapathError> {
         let now = self.now();
         Ok(self.bridge.fdb_entries(net, now)?)
     }
@@ -178,10 +226,17 @@ impl Datapath {
         mtu: u32,
     ) -> Result<(), DatapathError> {
         if let Some(fd) = port.raw_fd() {
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), UPLINK, Interest::READABLE)
-                .map_err(|e| DatapathError::Gateway(format!("cannot poll uplink {name}: {e}")))?;
+            let registered =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), UPLINK, Interest::READABLE);
+            if let Err(error) = registered {
+                return Err(DatapathError::Poll {
+                    what: "uplink",
+                    name,
+                    error,
+                });
+            }
         }
         self.gateway.set_uplink(Some(config));
         self.uplink = Some(Uplink {
@@ -217,9 +272,7 @@ impl Datapath {
     }
 
     pub(super) fn add_publish(&mut self, rule: PublishRule) -> Result<(), DatapathError> {
-        self.gateway
-            .add_publish(rule)
-            .map_err(|e| DatapathError::Gateway(e.to_string()))
+        Ok(self.gateway.add_publish(rule)?)
     }
 
     pub(super) fn remove_publish(&mut self, id: RuleId) -> Result<usize, DatapathError> {
@@ -230,77 +283,59 @@ impl Datapath {
         Ok(self.gateway.forget_address(addr))
     }
 
-    pub(super) fn conntrack(
-        &mut self,
-        filter: &ConntrackFilter,
-    ) -> Result<Vec<ConntrackEntry>, DatapathError> {
+    pub(super) fn conntrack(&mut self, filter: Filter) -> Result<ConntrackSnapshot, DatapathError> {
         let now = self.now();
-        let filter = nat_api::filter_of(filter).map_err(DatapathError::Gateway)?;
-        Ok(self
+        let entries = self
             .gateway
             .conntrack()
             .iter(now.0)
             .filter(|(_, e)| filter.matches(e))
-            .map(|(_, e)| nat_api::entry_info(e, now.0))
-            .collect())
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok(ConntrackSnapshot {
+            now_ms: now.0,
+            entries,
+        })
     }
 
-    pub(super) fn conntrack_flush(
-        &mut self,
-        filter: &ConntrackFilter,
-    ) -> Result<u64, DatapathError> {
-        let filter = nat_api::filter_of(filter).map_err(DatapathError::Gateway)?;
-        Ok(self.gateway.conntrack_mut().flush(&filter) as u64)
+    pub(super) fn conntrack_flush(&mut self, filter: Filter) -> Result<usize, DatapathError> {
+        Ok(self.gateway.conntrack_mut().flush(&filter))
     }
 
-    pub(super) fn conntrack_stats(&mut self) -> Result<ConntrackStats, DatapathError> {
-        Ok(nat_api::stats(&self.gateway))
+    pub(super) fn conntrack_stats(&mut self) -> Result<GatewayFigures, DatapathError> {
+        let ct = self.gateway.conntrack();
+        Ok(GatewayFigures {
+            conntrack: ct.stats(),
+            max_entries: ct.config().max_entries,
+            snat_mappings: ct.mapping().len(),
+            table_bytes: ct.heap_bytes(),
+            gateway: self.gateway.counters().clone(),
+        })
     }
 
+    /// Applies `edit`'s limit and timeouts to the connection table (a lower
+    /// limit evicts at once); the configuration now in force.
     pub(super) fn set_conntrack(
         &mut self,
-        settings: &ConntrackSettings,
-    ) -> Result<ConntrackSettings, DatapathError> {
+        edit: impl FnOnce(&mut ConntrackConfig),
+    ) -> Result<ConntrackConfig, DatapathError> {
         let ct = self.gateway.conntrack_mut();
-        let mut timeouts = ct.config().timeouts;
-        nat_api::apply_timeouts(&mut timeouts, &settings.timeouts)
-            .map_err(DatapathError::Gateway)?;
-        if let Some(max) = settings.max_entries {
-            if max == 0 || max > 16 * 1024 * 1024 {
-                return Err(DatapathError::Gateway(format!(
-                    "conntrack limit {max} is out of range: use 1 to 16777216"
-                )));
-            }
-            ct.set_max_entries(max as usize);
-        }
-        ct.set_timeouts(timeouts);
-        Ok(nat_api::settings(
-            ct.config().max_entries,
-            &ct.config().timeouts,
-        ))
+        let mut config = *ct.config();
+        edit(&mut config);
+        ct.set_max_entries(config.max_entries);
+        ct.set_timeouts(config.timeouts);
+        Ok(*ct.config())
     }
 
-    pub(super) fn uplink_stats(&mut self) -> Result<Option<PortStats>, DatapathError> {
-        Ok(self.uplink.as_ref().map(|u| PortStats {
+    pub(super) fn uplink_stats(&mut self) -> Result<Option<PortReport>, DatapathError> {
+        Ok(self.uplink.as_ref().map(|u| PortReport {
             name: u.name.clone(),
-            rx_packets: u.counters.rx_packets,
-            rx_bytes: u.counters.rx_bytes,
-            tx_packets: u.counters.tx_packets,
-            tx_bytes: u.counters.tx_bytes,
-            drops: u
-                .counters
-                .drops_by_name()
-                .map(|(r, n)| (r.to_string(), n))
-                .collect(),
+            counters: u.counters.clone(),
         }))
     }
 
-    pub(super) fn tunnel_drops(&mut self) -> Result<BTreeMap<String, u64>, DatapathError> {
-        Ok(self
-            .overlay
-            .drops
-            .iter()
-            .map(|(r, n)| (r.to_string(), *n))
-            .collect())
+    /// Tunnel packets dropped before they reached a tunnel port, by reason.
+    pub(super) fn tunnel_drops(&mut self) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
+        Ok(self.overlay.drops.clone())
     }
 }

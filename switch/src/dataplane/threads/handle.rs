@@ -25,19 +25,16 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use mio::Waker;
-use yard_ctl::api::{
-    ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats, FdbEntry, NetworkSpec,
-    PortStats,
-};
+use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{PublishRule, UplinkConfig};
+use yard_nat::conntrack::{Config as ConntrackConfig, Filter, RuleId};
+use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
 
 use super::mesh::HOME;
-use super::{Datapath, Membership, NetFigures, TunnelBinding};
-use crate::dataplane::bridge::BridgeError;
+use super::{ConntrackSnapshot, Datapath, GatewayFigures, Membership, NetFigures, TunnelBinding};
+use crate::dataplane::bridge::{BridgeError, FdbRecord};
 use crate::dataplane::capture::CaptureTap;
-use crate::dataplane::port::Port;
+use crate::dataplane::port::{Port, PortReport};
 
 /// A command as it travels to a datapath thread: run between two batches on
 /// the thread's [`Datapath`]; it sends its own answer.
@@ -104,9 +101,20 @@ pub enum DatapathError {
     /// The bridge refused it.
     #[error(transparent)]
     Refused(#[from] BridgeError),
-    /// The gateway refused it.
-    #[error("{0}")]
-    Gateway(String),
+    /// The gateway refused a published port rule.
+    #[error(transparent)]
+    Publish(#[from] GatewayError),
+    /// A port's (or the uplink's, or a tunnel's) fd could not be added to
+    /// the thread's poll set.
+    #[error("cannot poll {what} {name}: {error}")]
+    Poll {
+        /// `port`, `tunnel` or `uplink`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// What failed.
+        error: std::io::Error,
+    },
     /// A port could not be given to every datapath thread.
     #[error(
         "cannot share port {port} between the datapath threads: {error} (start yardd with --threads 1 to avoid sharing)"
@@ -194,10 +202,15 @@ impl DatapathHandle {
 
     // ---- L2: networks, ports, FDB, captures ---------------------------
 
-    /// Adds a network (and its gateway side, when it has a subnet).
-    pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
+    /// Adds a network and, when it has a subnet, its side of the gateway
+    /// (`gateway`; its `id` is filled in with the bridge's).
+    pub fn add_network(
+        &self,
+        spec: NetworkSpec,
+        gateway: Option<NetConfig>,
+    ) -> Result<(), DatapathError> {
         let order = self.placement();
-        self.all(&order, move |dp| dp.add_network(&spec))
+        self.all(&order, move |dp| dp.add_network(&spec, gateway.clone()))
     }
 
     /// Removes a network that has no ports.
@@ -300,7 +313,7 @@ impl DatapathHandle {
     }
 
     /// The counters of port `name`, or of every port: each thread's summed.
-    pub fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortStats>, DatapathError> {
+    pub fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortReport>, DatapathError> {
         let order = self.placement();
         let name = name.map(str::to_string);
         let answers = self.each(&order, move |dp| dp.port_stats(name.as_deref()))?;
@@ -308,7 +321,7 @@ impl DatapathHandle {
     }
 
     /// The FDB of network `net`, or of every network: each thread's joined.
-    pub fn fdb(&self, net: Option<&str>) -> Result<Vec<FdbEntry>, DatapathError> {
+    pub fn fdb(&self, net: Option<&str>) -> Result<Vec<FdbRecord>, DatapathError> {
         let order = self.placement();
         let net = net.map(str::to_string);
         let answers = self.each(&order, move |dp| dp.fdb(net.as_deref()))?;
@@ -382,61 +395,55 @@ impl DatapathHandle {
         self.home(&order, move |dp| dp.forget_address(addr))
     }
 
-    /// The connections `filter` matches.
-    pub fn conntrack(&self, filter: ConntrackFilter) -> Result<Vec<ConntrackEntry>, DatapathError> {
+    /// A copy of the connections `filter` selects.
+    pub fn conntrack(&self, filter: Filter) -> Result<ConntrackSnapshot, DatapathError> {
         let order = self.placement();
-        self.home(&order, move |dp| dp.conntrack(&filter))
+        self.home(&order, move |dp| dp.conntrack(filter))
     }
 
-    /// Removes the connections `filter` matches; how many.
-    pub fn conntrack_flush(&self, filter: ConntrackFilter) -> Result<u64, DatapathError> {
+    /// Removes the connections `filter` selects; how many.
+    pub fn conntrack_flush(&self, filter: Filter) -> Result<usize, DatapathError> {
         let order = self.placement();
-        self.home(&order, move |dp| dp.conntrack_flush(&filter))
+        self.home(&order, move |dp| dp.conntrack_flush(filter))
     }
 
     /// Conntrack and gateway counters.
-    pub fn conntrack_stats(&self) -> Result<ConntrackStats, DatapathError> {
+    pub fn conntrack_stats(&self) -> Result<GatewayFigures, DatapathError> {
         let order = self.placement();
         self.home(&order, |dp| dp.conntrack_stats())
     }
 
-    /// Changes the conntrack limit and timeouts; the settings now in force.
+    /// Changes the conntrack limit and timeouts: `edit` gets the
+    /// configuration in force and changes it (a lower limit evicts at
+    /// once). The configuration now in force.
     pub fn set_conntrack(
         &self,
-        settings: ConntrackSettings,
-    ) -> Result<ConntrackSettings, DatapathError> {
+        edit: impl FnOnce(&mut ConntrackConfig) + Send + 'static,
+    ) -> Result<ConntrackConfig, DatapathError> {
         let order = self.placement();
-        self.home(&order, move |dp| dp.set_conntrack(&settings))
+        self.home(&order, move |dp| dp.set_conntrack(edit))
     }
 
     /// The uplink's counters, when there is an uplink.
-    pub fn uplink_stats(&self) -> Result<Option<PortStats>, DatapathError> {
+    pub fn uplink_stats(&self) -> Result<Option<PortReport>, DatapathError> {
         let order = self.placement();
         self.home(&order, |dp| dp.uplink_stats())
     }
 
     /// Tunnel packets dropped before they reached a tunnel port, by reason.
-    pub fn tunnel_drops(&self) -> Result<BTreeMap<String, u64>, DatapathError> {
+    pub fn tunnel_drops(&self) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
         let order = self.placement();
         self.home(&order, |dp| dp.tunnel_drops())
     }
 }
 
 /// Each thread's counters of the same ports, added up.
-fn sum_port_stats(answers: Vec<Vec<PortStats>>) -> Vec<PortStats> {
-    let mut total: Vec<PortStats> = Vec::new();
-    for stat in answers.into_iter().flatten() {
-        match total.iter_mut().find(|t| t.name == stat.name) {
-            Some(t) => {
-                t.rx_packets += stat.rx_packets;
-                t.rx_bytes += stat.rx_bytes;
-                t.tx_packets += stat.tx_packets;
-                t.tx_bytes += stat.tx_bytes;
-                for (reason, n) in stat.drops {
-                    *t.drops.entry(reason).or_insert(0) += n;
-                }
-            }
-            None => total.push(stat),
+fn sum_port_stats(answers: Vec<Vec<PortReport>>) -> Vec<PortReport> {
+    let mut total: Vec<PortReport> = Vec::new();
+    for report in answers.into_iter().flatten() {
+        match total.iter_mut().find(|t| t.name == report.name) {
+            Some(t) => t.counters.add(&report.counters),
+            None => total.push(report),
         }
     }
     total
@@ -444,8 +451,8 @@ fn sum_port_stats(answers: Vec<Vec<PortStats>>) -> Vec<PortStats> {
 
 /// The threads' FDB listings as one: an address two threads report (it
 /// moved between them a moment ago) appears once, as last seen.
-fn join_fdb(answers: Vec<Vec<FdbEntry>>) -> Vec<FdbEntry> {
-    let mut all: Vec<FdbEntry> = answers.into_iter().flatten().collect();
+fn join_fdb(answers: Vec<Vec<FdbRecord>>) -> Vec<FdbRecord> {
+    let mut all: Vec<FdbRecord> = answers.into_iter().flatten().collect();
     all.sort_by(|a, b| (&a.net, a.mac, a.age_secs).cmp(&(&b.net, b.mac, b.age_secs)));
     all.dedup_by(|later, kept| later.net == kept.net && later.mac == kept.mac);
     all.sort_by(|a, b| (&a.net, &a.port, a.mac).cmp(&(&b.net, &b.port, b.mac)));
@@ -470,10 +477,11 @@ fn sum_figures(answers: Vec<Vec<NetFigures>>) -> Vec<NetFigures> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use yard_ctl::MacAddr;
+    use crate::dataplane::port::PortCounters;
+    use crate::dataplane::verdict::DropReason;
 
-    fn entry(mac: u8, port: &str, age: u64) -> FdbEntry {
-        FdbEntry {
+    fn entry(mac: u8, port: &str, age: u64) -> FdbRecord {
+        FdbRecord {
             net: "n".into(),
             mac: MacAddr([2, 0, 0, 0, 0, mac]),
             port: port.into(),
@@ -496,27 +504,43 @@ mod tests {
 
     #[test]
     fn counters_of_one_port_add_up() {
-        let stats = |rx, drops: &[(&str, u64)]| PortStats {
-            name: "p".into(),
-            rx_packets: rx,
-            rx_bytes: rx * 100,
-            tx_packets: 1,
-            tx_bytes: 100,
-            drops: drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        let stats = |rx, drops: &[(DropReason, u64)]| {
+            let mut counters = PortCounters {
+                rx_packets: rx,
+                rx_bytes: rx * 100,
+                tx_packets: 1,
+                tx_bytes: 100,
+                ..PortCounters::default()
+            };
+            for &(reason, n) in drops {
+                counters.drops[reason.index()] = n;
+            }
+            PortReport {
+                name: "p".into(),
+                counters,
+            }
         };
         let total = sum_port_stats(vec![
-            vec![stats(3, &[("too-big", 1)])],
-            vec![stats(0, &[("too-big", 2), ("tx-error", 1)])],
+            vec![stats(3, &[(DropReason::TooBig, 1)])],
+            vec![stats(
+                0,
+                &[(DropReason::TooBig, 2), (DropReason::TxError, 1)],
+            )],
         ]);
+        let mut expected = PortCounters {
+            rx_packets: 3,
+            rx_bytes: 300,
+            tx_packets: 2,
+            tx_bytes: 200,
+            ..PortCounters::default()
+        };
+        expected.drops[DropReason::TooBig.index()] = 3;
+        expected.drops[DropReason::TxError.index()] = 1;
         assert_eq!(
             total,
-            vec![PortStats {
+            vec![PortReport {
                 name: "p".into(),
-                rx_packets: 3,
-                rx_bytes: 300,
-                tx_packets: 2,
-                tx_bytes: 200,
-                drops: [("too-big".to_string(), 3), ("tx-error".to_string(), 1)].into(),
+                counters: expected,
             }]
         );
     }

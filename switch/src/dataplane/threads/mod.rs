@@ -33,6 +33,7 @@ mod router;
 #[cfg(test)]
 mod tests;
 
+pub use commands::{ConntrackSnapshot, GatewayFigures, NetFigures};
 pub use handle::{DatapathError, DatapathHandle};
 
 use std::io;
@@ -91,17 +92,6 @@ pub struct TunnelBinding {
     pub key: Option<u32>,
     /// Its overlay MTU.
     pub overlay_mtu: u32,
-}
-
-/// Per-network figures for `net ls` and `net inspect`.
-#[derive(Debug, Clone)]
-pub struct NetFigures {
-    /// Network name.
-    pub name: String,
-    /// Live FDB entries.
-    pub fdb_entries: usize,
-    /// MAC moves so far.
-    pub mac_moves: u64,
 }
 
 /// The uplink port: outside the bridge, talking only to the gateway.

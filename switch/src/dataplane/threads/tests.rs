@@ -53,7 +53,8 @@ impl Switch {
         let mut spec = NetworkSpec::new(name);
         spec.subnet = subnet.map(|s| s.parse().unwrap());
         spec.mtu = mtu;
-        self.handle.add_network(spec).unwrap();
+        let gateway = crate::control::nat_api::net_config(&spec);
+        self.handle.add_network(spec, gateway).unwrap();
     }
 
     /// Adds a port; returns the container's end of it.
@@ -85,7 +86,7 @@ impl Switch {
     }
 
     fn stats(&self, port: &str) -> yard_ctl::api::PortStats {
-        self.handle.port_stats(Some(port)).unwrap().remove(0)
+        crate::control::bridge_api::port_stats(&self.handle.port_stats(Some(port)).unwrap()[0])
     }
 }
 
@@ -557,7 +558,7 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     assert_eq!(data[6..8], whole_checksum[..], "the UDP checksum, finished");
     assert_eq!(data[8..], second[42..]);
 
-    let stats = switch.handle.conntrack_stats().unwrap();
+    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
     assert_eq!(stats.counters["gw-fragmented"], 2);
     assert!(
         switch.stats("b").drops.is_empty(),
@@ -595,7 +596,7 @@ fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
             .all(|f| f[12..14] != [0x08, 0x00]),
         "an IP packet reached b"
     );
-    let stats = switch.handle.conntrack_stats().unwrap();
+    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
     assert_eq!(stats.counters["gw-gso-unresolved"], 1);
     assert_eq!(stats.counters["gw-held-for-arp"], 0);
 }

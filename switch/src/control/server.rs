@@ -10,7 +10,8 @@
 //!
 //! [`Control`] owns the configuration. A change is validated first, then
 //! applied to the datapath, then persisted; if a later step fails the earlier
-//! ones are undone, so a refused request changes nothing.
+//! ones are undone, so a refused request changes nothing. A refusal is a
+//! [`ControlError`], whose message is the error reply.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -34,7 +35,10 @@ use yard_nat::conntrack::RuleId;
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::state;
-use crate::control::{bridge_api, nat_api};
+use crate::control::state::StateError;
+use crate::control::{
+    bridge_api, nat_api, AccessError, ControlError, Object, Removed, SocketError,
+};
 use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
 use crate::dataplane::threads::{DatapathError, DatapathHandle};
 use crate::sys;
@@ -73,18 +77,13 @@ pub struct Control {
     started: Instant,
 }
 
-type Outcome = Result<Payload, String>;
+type Outcome = Result<Payload, ControlError>;
 
 /// Adds network `spec` to the datapath, with its gateway side when it has
 /// a subnet.
 fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), DatapathError> {
     let gateway = nat_api::net_config(&spec);
     datapath.add_network(spec, gateway)
-}
-
-/// A datapath error as the reply's message.
-fn refused(e: DatapathError) -> String {
-    e.to_string()
 }
 
 impl Control {
@@ -95,7 +94,7 @@ impl Control {
         config: Config,
         datapath: DatapathHandle,
         options: ControlOptions,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ControlError> {
         let mut control = Control {
             config: Config {
                 ports: Vec::new(),
@@ -115,8 +114,12 @@ impl Control {
             started: Instant::now(),
         };
         for net in &config.networks {
-            add_network(&control.datapath, net.clone())
-                .map_err(|e| format!("network {}: {e}", net.name))?;
+            add_network(&control.datapath, net.clone()).map_err(|error| {
+                ControlError::RestoreNetwork {
+                    net: net.name.clone(),
+                    error,
+                }
+            })?;
         }
         for spec in config.ports.clone() {
             let state = control.start_port(&spec);
@@ -163,23 +166,26 @@ impl Control {
                     },
                 }
             }
-            Err(reason) => LivePort {
+            Err(error) => LivePort {
                 mac: None,
                 mtu: 0,
-                state: PortState::Down(format!(
-                    "{reason} — fix it, then `yardctl port rm {0}` and add it again",
-                    spec.name
-                )),
+                state: PortState::Down(
+                    ControlError::NotAttached {
+                        object: Object::Port(spec.name.clone()),
+                        error: Box::new(error),
+                    }
+                    .to_string(),
+                ),
             },
         }
     }
 
-    fn save(&self) -> Result<(), String> {
-        state::save(&self.options.state_dir, &self.config).map_err(|e| e.to_string())
+    fn save(&self) -> Result<(), StateError> {
+        state::save(&self.options.state_dir, &self.config)
     }
 
     /// Persists the configuration as it is now.
-    pub fn persist(&self) -> Result<(), String> {
+    pub fn persist(&self) -> Result<(), StateError> {
         self.save()
     }
 
@@ -195,34 +201,32 @@ impl Control {
                 state_dir: self.options.state_dir.display().to_string(),
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
-                tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops().map_err(refused)?),
+                tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops()?),
                 datapath_threads: self.datapath.threads() as u32,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
             Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),
             Request::NetInspect { name } => {
-                if self.config.network(&name).is_none() {
-                    return Err(format!(
-                        "network {name} not found: `yardctl net ls` lists the networks"
-                    ));
-                }
+                self.known_network(&name)?;
                 let mut infos = self.network_infos(Some(&name))?;
                 Ok(Payload::Network(infos.remove(0)))
             }
             Request::NetRm { name } => {
-                self.config.check_remove_network(&name).map_err(|e| e.0)?;
+                self.config.check_remove_network(&name)?;
                 if let Some((a, b)) = self
                     .config
                     .connections
                     .iter()
                     .find(|(a, b)| *a == name || *b == name)
                 {
-                    return Err(format!(
-                        "network {name} is connected ({a} <-> {b}): `yardctl net disconnect {a} {b}` first"
-                    ));
+                    return Err(ControlError::NetworkConnected {
+                        net: name.clone(),
+                        a: a.clone(),
+                        b: b.clone(),
+                    });
                 }
                 let spec = self.config.network(&name).cloned();
-                self.datapath.remove_network(&name).map_err(refused)?;
+                self.datapath.remove_network(&name)?;
                 let before = self.config.clone();
                 self.config.networks.retain(|n| n.name != name);
                 self.commit(before, move |dp| {
@@ -250,7 +254,7 @@ impl Control {
                     }
                     self.known_port(name)?;
                 }
-                let reports = self.datapath.port_stats(name.as_deref()).map_err(refused)?;
+                let reports = self.datapath.port_stats(name.as_deref())?;
                 let mut stats: Vec<_> = reports.iter().map(bridge_api::port_stats).collect();
                 if name.is_none() {
                     stats.extend(self.uplink_stats()?);
@@ -271,7 +275,7 @@ impl Control {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                let records = self.datapath.fdb(net.as_deref()).map_err(refused)?;
+                let records = self.datapath.fdb(net.as_deref())?;
                 Ok(Payload::Fdb(
                     records.into_iter().map(bridge_api::fdb_entry).collect(),
                 ))
@@ -280,19 +284,19 @@ impl Control {
                 self.known_network(&net)?;
                 self.known_port(&port)?;
                 if !mac.is_valid_source() {
-                    return Err(format!("MAC {mac} is a group or zero address: a static entry needs a unicast address"));
+                    return Err(ControlError::GroupMac(mac));
                 }
                 if !self
                     .config
                     .port(&port)
                     .is_some_and(|p| p.nets().contains(&net.as_str()))
                 {
-                    return Err(format!("port {port} is not on network {net}: `yardctl port ls` shows each port's networks"));
+                    return Err(ControlError::NotOnNetwork { port, net });
                 }
                 if !matches!(self.live.get(&port).map(|l| &l.state), Some(PortState::Up)) {
-                    return Err(format!("port {port} is down: see `yardctl port ls`"));
+                    return Err(ControlError::PortDown(port));
                 }
-                self.datapath.fdb_add(&net, mac, &port).map_err(refused)?;
+                self.datapath.fdb_add(&net, mac, &port)?;
                 let before = self.config.clone();
                 self.config
                     .static_fdb
@@ -307,8 +311,8 @@ impl Control {
             }
             Request::FdbDel { net, mac } => {
                 self.known_network(&net)?;
-                if !self.datapath.fdb_del(&net, mac).map_err(refused)? {
-                    return Err(format!("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them"));
+                if !self.datapath.fdb_del(&net, mac)? {
+                    return Err(ControlError::NoFdbEntry { net, mac });
                 }
                 if self
                     .config
@@ -327,7 +331,7 @@ impl Control {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                self.datapath.fdb_flush(net.as_deref()).map_err(refused)?;
+                self.datapath.fdb_flush(net.as_deref())?;
                 Ok(Payload::Done)
             }
             Request::NetConnect { a, b } => self.net_connect(&a, &b),
@@ -339,22 +343,22 @@ impl Control {
             Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
             Request::PublishRm(spec) => self.publish_rm(&spec),
             Request::ConntrackLs(filter) => {
-                let filter = nat_api::filter_of(&filter).map_err(|e| e.to_string())?;
-                let snapshot = self.datapath.conntrack(filter).map_err(refused)?;
+                let filter = nat_api::filter_of(&filter)?;
+                let snapshot = self.datapath.conntrack(filter)?;
                 Ok(Payload::Conntrack(nat_api::entry_infos(&snapshot)))
             }
             Request::ConntrackFlush(filter) => {
-                let filter = nat_api::filter_of(&filter).map_err(|e| e.to_string())?;
-                let removed = self.datapath.conntrack_flush(filter).map_err(refused)?;
+                let filter = nat_api::filter_of(&filter)?;
+                let removed = self.datapath.conntrack_flush(filter)?;
                 Ok(Payload::Flushed {
                     removed: removed as u64,
                 })
             }
             Request::ConntrackStats => Ok(Payload::ConntrackStats(nat_api::stats(
-                &self.datapath.conntrack_stats().map_err(refused)?,
+                &self.datapath.conntrack_stats()?,
             ))),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
-            Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
+            Request::Capture { .. } => Err(ControlError::CaptureNotHere),
         }
     }
 
@@ -364,36 +368,30 @@ impl Control {
         &mut self,
         before: Config,
         undo: impl FnOnce(&DatapathHandle) -> Result<(), DatapathError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ControlError> {
         if let Err(e) = self.save() {
             self.config = before;
             let _ = undo(&self.datapath);
-            return Err(format!("{e} — nothing was changed"));
+            return Err(ControlError::NotSaved(e));
         }
         Ok(())
     }
 
-    fn known_network(&self, name: &str) -> Result<(), String> {
-        match self.config.network(name) {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "network {name} not found: `yardctl net ls` lists the networks"
-            )),
-        }
+    fn known_network(&self, name: &str) -> Result<(), ControlError> {
+        self.config.existing_network(name)?;
+        Ok(())
     }
 
-    fn known_port(&self, name: &str) -> Result<(), String> {
+    fn known_port(&self, name: &str) -> Result<(), ControlError> {
         match self.config.port(name) {
             Some(_) => Ok(()),
-            None => Err(format!(
-                "port {name} not found: `yardctl port ls` lists the ports"
-            )),
+            None => Err(ControlError::NoPort(name.to_string())),
         }
     }
 
     fn net_create(&mut self, spec: NetworkSpec) -> Outcome {
-        let spec = self.config.check_new_network(&spec).map_err(|e| e.0)?;
-        add_network(&self.datapath, spec.clone()).map_err(refused)?;
+        let spec = self.config.check_new_network(&spec)?;
+        add_network(&self.datapath, spec.clone())?;
         let before = self.config.clone();
         self.config.networks.push(spec.clone());
         let name = spec.name.clone();
@@ -403,7 +401,7 @@ impl Control {
     }
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
-        self.config.check_new_port(&spec).map_err(|e| e.0)?;
+        self.config.check_new_port(&spec)?;
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
             Ok(attached) => {
@@ -412,18 +410,16 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                self.datapath
-                    .add_port(
-                        &spec.name,
-                        attached.port,
-                        attached.membership,
-                        attached.mtu,
-                        attached.tunnel,
-                    )
-                    .map_err(refused)?;
+                self.datapath.add_port(
+                    &spec.name,
+                    attached.port,
+                    attached.membership,
+                    attached.mtu,
+                    attached.tunnel,
+                )?;
                 live
             }
-            Err(reason) => return Err(reason),
+            Err(reason) => return Err(reason.into()),
         };
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
@@ -438,7 +434,7 @@ impl Control {
         self.known_port(name)?;
         let was_up = matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
         if was_up {
-            self.datapath.remove_port(name).map_err(refused)?;
+            self.datapath.remove_port(name)?;
         }
         let address = match self.config.port(name).map(|p| &p.kind) {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
@@ -451,11 +447,13 @@ impl Control {
             // Connections to or from the container's address die with it, so
             // a container recreated behind the same published port (UDP
             // included) is never black-holed by a stale entry.
-            self.datapath.forget_address(addr).map_err(refused)?;
+            self.datapath.forget_address(addr)?;
         }
         // The device is gone; a failed save cannot bring it back, so report it.
-        self.save()
-            .map_err(|e| format!("port {name} was removed, but {e}"))?;
+        self.save().map_err(|error| ControlError::RemovedNotSaved {
+            removed: Removed::Port(name.to_string()),
+            error,
+        })?;
         Ok(Payload::Done)
     }
 
@@ -484,8 +482,8 @@ impl Control {
     }
 
     /// The uplink's counters, when it is attached.
-    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
-        let report = self.datapath.uplink_stats().map_err(refused)?;
+    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, ControlError> {
+        let report = self.datapath.uplink_stats()?;
         Ok(report.as_ref().map(bridge_api::port_stats))
     }
 
@@ -502,8 +500,8 @@ impl Control {
             .min()
     }
 
-    fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, String> {
-        let figures = self.datapath.net_figures().map_err(refused)?;
+    fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, ControlError> {
+        let figures = self.datapath.net_figures()?;
         Ok(self
             .config
             .networks
@@ -545,28 +543,38 @@ impl Control {
 
 /// Creates the control socket: refuses to take over one a running yardd
 /// answers on, removes a stale one, and sets mode 0660 (and the group).
-pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
+pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create socket directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|error| SocketError::CreateDir {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another yardd is already listening on {} — stop it first, or start this one with --socket OTHER",
-                path.display()
-            ));
+            return Err(SocketError::InUse(path.to_path_buf()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|error| SocketError::RemoveStale {
+            path: path.to_path_buf(),
+            error,
+        })?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|error| SocketError::Listen {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|error| {
+        SocketError::Mode {
+            path: path.to_path_buf(),
+            error,
+        }
+    })?;
     if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|error| SocketError::Group {
+            path: path.to_path_buf(),
+            gid,
+            error,
+        })?;
     }
     Ok(listener)
 }
@@ -616,16 +624,18 @@ fn error_reply(message: impl Into<String>) -> Reply {
 }
 
 /// Whether the peer may use the socket.
-fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), String> {
+fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), AccessError> {
     let (pid, uid, gid) =
-        sys::peer_credentials(stream.as_fd()).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+        sys::peer_credentials(stream.as_fd()).map_err(AccessError::PeerCredentials)?;
     if uid == 0 || uid == own_uid || group.is_some_and(|g| g == gid) {
         return Ok(());
     }
-    Err(format!(
-        "permission denied: process {pid} (uid {uid}) is not root, yardd's uid {own_uid}{} — run yardctl as one of those",
-        group.map(|g| format!(" or in group {g}")).unwrap_or_default()
-    ))
+    Err(AccessError::Denied {
+        pid,
+        uid,
+        own_uid,
+        group,
+    })
 }
 
 /// Reads one line of at most `MAX_REQUEST_BYTES`. `Ok(None)` at end of stream;
@@ -649,7 +659,8 @@ fn serve_connection(
     group: Option<u32>,
 ) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    if let Err(message) = authorized(&stream, own_uid, group) {
+    if let Err(refusal) = authorized(&stream, own_uid, group) {
+        let message = refusal.to_string();
         tracing::warn!(%message, "refused a control connection");
         return write_reply(&mut writer, &error_reply(message));
     }
@@ -688,7 +699,7 @@ fn serve_connection(
         }
         let reply = match lock(control).handle(envelope.request) {
             Ok(payload) => Reply::Ok(payload),
-            Err(message) => error_reply(message),
+            Err(refusal) => error_reply(refusal.to_string()),
         };
         write_reply(&mut writer, &reply)?;
     }
@@ -713,16 +724,16 @@ fn stream_capture(
                     Some(PortState::Up)
                 ) =>
             {
-                Err(format!("port {port} is down: see `yardctl port ls`"))
+                Err(ControlError::PortDown(port.clone()))
             }
             Ok(()) => control
                 .datapath
                 .capture(&port, CaptureTap::new(tx))
-                .map_err(refused),
+                .map_err(ControlError::from),
         }
     };
-    if let Err(message) = started {
-        return write_reply(&mut writer, &error_reply(message));
+    if let Err(refusal) = started {
+        return write_reply(&mut writer, &error_reply(refusal.to_string()));
     }
     write_reply(&mut writer, &Reply::Ok(Payload::CaptureStarted { port }))?;
     writer.write_all(&pcap::file_header())?;

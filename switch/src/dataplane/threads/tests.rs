@@ -600,3 +600,61 @@ fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
     assert_eq!(stats.counters["gw-gso-unresolved"], 1);
     assert_eq!(stats.counters["gw-held-for-arp"], 0);
 }
+
+#[test]
+fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
+    use crate::control::nat_api::{self, ConntrackChange};
+    use yard_ctl::api::{ConntrackFilter, ConntrackSettings};
+    let (switch, a, b) = routed_pair(1500);
+    send(&a, &big_syn(40_001, 100));
+    answer_arp_for_b(&b);
+    expect(&b, "the SYN at b", |f| f[12..14] == [0x08, 0x00]);
+
+    let all = nat_api::filter_of(&ConntrackFilter::default()).unwrap();
+    let listed = nat_api::entry_infos(&switch.handle.conntrack(all).unwrap());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let entry = &listed[0];
+    assert_eq!(entry.proto, "tcp");
+    assert_eq!(
+        (
+            entry.original.src,
+            entry.original.sport,
+            entry.original.dport
+        ),
+        ("10.77.0.10".parse().unwrap(), 40_001, 80)
+    );
+    assert_eq!(entry.packets_original, 1);
+    assert!(
+        entry.timeout_secs > 0 && entry.timeout_secs <= 240,
+        "{entry:?}"
+    );
+
+    let settings = ConntrackSettings {
+        max_entries: Some(1000),
+        timeouts: [("udp-replied".to_string(), 600)].into(),
+    };
+    let change = ConntrackChange::parse(&settings).unwrap();
+    let applied = switch
+        .handle
+        .set_conntrack(move |config| change.apply(config))
+        .unwrap();
+    let shown = nat_api::settings(&applied);
+    assert_eq!(shown.max_entries, Some(1000));
+    assert_eq!(shown.timeouts["udp-replied"], 600);
+    assert_eq!(
+        shown.timeouts["tcp-established"],
+        5 * 24 * 3600,
+        "unchanged"
+    );
+    let stats = nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    assert_eq!((stats.entries, stats.max_entries), (1, 1000));
+
+    let udp = ConntrackFilter {
+        proto: Some("udp".into()),
+        ..ConntrackFilter::default()
+    };
+    let udp = nat_api::filter_of(&udp).unwrap();
+    assert_eq!(switch.handle.conntrack_flush(udp).unwrap(), 0);
+    assert_eq!(switch.handle.conntrack_flush(all).unwrap(), 1);
+    assert!(switch.handle.conntrack(all).unwrap().entries.is_empty());
+}

@@ -2,13 +2,15 @@
 //!
 //! This crate owns the contract between `yardd` and its clients: the versioned
 //! request and reply types ([`api`]), the small value types they carry
-//! ([`types`]), where the control socket and state live by default ([`paths`]),
-//! and a blocking client ([`client`]). It depends on no other Switchyard crate and
+//! ([`types`]), the rule for interface names both sides check ([`ifname`]),
+//! where the control socket and state live by default ([`paths`]), and a
+//! blocking client ([`client`]). It depends on no other Switchyard crate and
 //! performs no I/O except in [`client`].
 
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod ifname;
 pub mod paths;
 pub mod pcap;
 pub mod types;

@@ -33,9 +33,6 @@ use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
 use crate::paths;
 use crate::types::{Ipv4Cidr, MacAddr};
 
-/// Longest interface name Linux accepts (IFNAMSIZ minus the NUL).
-const MAX_IFNAME_LEN: usize = 15;
-
 /// Why an `--iface` or `--trunk` port may not have the options that configure a TAP.
 const EXISTING_IFACE_HINT: &str = "it configures the TAP yardd creates; an existing interface \
                                    keeps its own namespace, name, address, MAC and MTU";
@@ -726,30 +723,13 @@ fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Cidr) -> Result<(), ArgError> {
     Ok(())
 }
 
+/// [`crate::ifname::check_ifname`], naming the option the name came from.
 fn check_ifname(option: &'static str, name: &str) -> Result<(), ArgError> {
-    let bad = |why| {
-        Err(ArgError::BadIfname {
-            option,
-            name: name.to_string(),
-            why,
-        })
-    };
-    if name.is_empty() {
-        return bad("it is empty");
-    }
-    if name.len() > MAX_IFNAME_LEN {
-        return bad("Linux allows at most 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are reserved");
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return bad("it may not contain '/', ':' or whitespace");
-    }
-    Ok(())
+    crate::ifname::check_ifname(name).map_err(|why| ArgError::BadIfname {
+        option,
+        name: name.to_string(),
+        why,
+    })
 }
 
 fn check_unicast(mac: MacAddr, context: &'static str) -> Result<(), ArgError> {

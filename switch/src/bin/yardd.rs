@@ -94,7 +94,7 @@ fn run() -> Result<()> {
         Some(config) => (config, false),
         None => (Config::initial(), true),
     };
-    let listener = control::bind_socket(&socket, group).map_err(|e| anyhow!(e))?;
+    let listener = control::bind_socket(&socket, group)?;
 
     let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
@@ -117,11 +117,13 @@ fn run() -> Result<()> {
         state_dir: state_dir.clone(),
         group,
     };
-    let control = Control::restore(config, handle, options).map_err(|e| anyhow!(e))?;
+    // These messages already name their causes: keep them as one line
+    // rather than let `{:#}` repeat the causes after them.
+    let control = Control::restore(config, handle, options).map_err(|e| anyhow!("{e}"))?;
     if first_start {
         control
             .persist()
-            .map_err(|e| anyhow!(e))
+            .map_err(|e| anyhow!("{e}"))
             .context("cannot write the initial state: check that the state directory is writable or pass --state-dir")?;
     }
     let control = Arc::new(Mutex::new(control));

@@ -5,11 +5,14 @@
 //! it, then configured there over netlink as a Docker endpoint is: MAC, MTU,
 //! address, link and `lo` up, default route via the network's gateway. An
 //! existing interface is opened through AF_PACKET. Nothing here runs per frame.
+//! What fails is an [`AttachError`] naming the port (or uplink) and the
+//! device.
 
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
 use yard_ctl::MacAddr;
 
 use crate::control::config::{default_mac, Config};
+use crate::control::Object;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
@@ -22,8 +25,101 @@ use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::dataplane::port::Port;
 use crate::dataplane::threads::{Membership, TunnelBinding};
 use crate::sys;
-use crate::sys::netconf::{configure_link, LinkConfig};
-use crate::sys::netns::{run_in_netns, NetnsRef};
+use crate::sys::netconf::{configure_link, LinkConfig, NetconfError};
+use crate::sys::netns::{run_in_netns, NetnsError, NetnsRef};
+
+/// Why a port's or the uplink's device could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The socket a tunnel sends and receives through could not be opened.
+    #[error("port {port}: cannot open the tunnel socket: {error}")]
+    TunnelSocket {
+        /// The tunnel port.
+        port: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// The port's network is not configured (the caller validates first, so
+    /// this is a bug).
+    #[error("port {port}: network {net} not found")]
+    NoNetwork {
+        /// The port.
+        port: String,
+        /// Its network.
+        net: String,
+    },
+    /// A tunnel spec reached the device code (a bug).
+    #[error("port {0}: tunnel ports are attached above")]
+    Tunnel(String),
+    /// The TAP could not be created.
+    #[error("{owner}{}: cannot create TAP {ifname}: {error}", in_netns(.netns))]
+    CreateTap {
+        /// The port or uplink.
+        owner: Object,
+        /// The namespace it was created in; `None` for yardd's own.
+        netns: Option<String>,
+        /// The interface name.
+        ifname: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// The new TAP could not be configured over netlink.
+    #[error("{owner}{}: cannot configure {error}", in_netns(.netns))]
+    ConfigureTap {
+        /// The port or uplink.
+        owner: Object,
+        /// The namespace; `None` for yardd's own.
+        netns: Option<String>,
+        /// What failed (it names the interface).
+        error: NetconfError,
+    },
+    /// The namespace could not be entered.
+    #[error("{owner}: {error}")]
+    Netns {
+        /// The port or uplink.
+        owner: Object,
+        /// What failed (it names the namespace).
+        error: NetnsError,
+    },
+    /// The interface does not exist in yardd's namespace.
+    #[error(
+        "port {port}: interface {iface} not found in yardd's network namespace: check `ip link show {iface}`"
+    )]
+    NoInterface {
+        /// The port (or uplink).
+        port: String,
+        /// The interface.
+        iface: String,
+    },
+    /// The interface could not be opened or asked for its MTU.
+    #[error("port {port}: cannot attach interface {iface}: {error}")]
+    Interface {
+        /// The port (or uplink).
+        port: String,
+        /// The interface.
+        iface: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// The uplink interface's MAC could not be read.
+    #[error("uplink {uplink}: cannot read the MAC of {iface}: {error}")]
+    UplinkMac {
+        /// The uplink.
+        uplink: String,
+        /// Its interface.
+        iface: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+}
+
+/// " in netns NS", or nothing for yardd's own namespace.
+fn in_netns(netns: &Option<String>) -> String {
+    netns
+        .as_deref()
+        .map(|ns| format!(" in netns {ns}"))
+        .unwrap_or_default()
+}
 
 /// A port ready to hand to the datapath.
 pub struct Attached {
@@ -136,12 +232,15 @@ pub fn attach(
     config: &Config,
     tunnels: &mut TunnelSockets,
     overlay_mtu: Option<u32>,
-) -> Result<Attached, String> {
+) -> Result<Attached, AttachError> {
     let name = &spec.name;
     if let Some((carrier, endpoint, remote, options, seq)) = tunnel_shape(&spec.kind) {
         let socket = tunnels
             .get(endpoint)
-            .map_err(|e| format!("port {name}: cannot open the tunnel socket: {e}"))?;
+            .map_err(|error| AttachError::TunnelSocket {
+                port: name.clone(),
+                error,
+            })?;
         let mtu = tunnel_overlay_mtu(*remote.ip(), carrier, &options);
         let net = spec.nets()[0].to_string();
         let params = TunnelParams {
@@ -173,9 +272,11 @@ pub fn attach(
             mac,
             mtu,
         } => {
-            let network: &NetworkSpec = config
-                .network(net)
-                .ok_or_else(|| format!("port {name}: network {net} not found"))?;
+            let network: &NetworkSpec =
+                config.network(net).ok_or_else(|| AttachError::NoNetwork {
+                    port: name.clone(),
+                    net: net.clone(),
+                })?;
             let mac = mac.unwrap_or_else(|| default_mac(name, ip.as_ref()));
             let mtu =
                 mtu.unwrap_or_else(|| overlay_mtu.map_or(network.mtu, |o| o.min(network.mtu)));
@@ -189,7 +290,7 @@ pub fn attach(
                 addr,
                 gateway,
             };
-            let fd = create_tap(&format!("port {name}"), netns.as_deref(), ifname, setup)?;
+            let fd = create_tap(Object::Port(name.clone()), netns.as_deref(), ifname, setup)?;
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
@@ -201,9 +302,7 @@ pub fn attach(
         PortKind::Iface { net, iface } => {
             attach_iface(name, iface, Membership::Access(net.clone()))
         }
-        PortKind::Gre { .. } | PortKind::GreUdp { .. } => {
-            Err(format!("port {name}: tunnel ports are attached above"))
-        }
+        PortKind::Gre { .. } | PortKind::GreUdp { .. } => Err(AttachError::Tunnel(name.clone())),
         PortKind::Trunk { iface, nets } => {
             attach_iface(name, iface, Membership::Trunk(nets.clone()))
         }
@@ -211,7 +310,7 @@ pub fn attach(
 }
 
 /// An existing interface, read through AF_PACKET.
-fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attached, String> {
+fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attached, AttachError> {
     let (fd, mtu) = open_iface(name, iface)?;
     Ok(Attached {
         port: Box::new(FdPort::packet(fd)),
@@ -230,18 +329,23 @@ struct TapSetup {
     gateway: Option<Ipv4Addr>,
 }
 
+/// What failed inside the namespace while creating a TAP.
+enum TapFailure {
+    Create(std::io::Error),
+    Configure(NetconfError),
+}
+
 /// Creates TAP `ifname` in `netns` (or yardd's own namespace), configures
-/// it and brings it and `lo` up. `what` names the object in errors.
+/// it and brings it and `lo` up. `owner` is the port or uplink it is for.
 fn create_tap(
-    what: &str,
+    owner: Object,
     netns: Option<&str>,
     ifname: &str,
     setup: TapSetup,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, AttachError> {
     let ifname_owned = ifname.to_string();
-    let create = move || -> Result<OwnedFd, String> {
-        let fd = sys::open_tap(&ifname_owned)
-            .map_err(|e| format!("cannot create TAP {ifname_owned}: {e}"))?;
+    let create = move || -> Result<OwnedFd, TapFailure> {
+        let fd = sys::open_tap(&ifname_owned).map_err(TapFailure::Create)?;
         configure_link(&LinkConfig {
             ifname: &ifname_owned,
             mac: setup.mac,
@@ -250,27 +354,47 @@ fn create_tap(
             addr: setup.addr,
             default_gateway: setup.gateway,
         })
-        .map_err(|e| format!("cannot configure {e}"))?;
+        .map_err(TapFailure::Configure)?;
         Ok(fd)
     };
-    let place = netns
-        .map(|ns| format!(" in netns {ns}"))
-        .unwrap_or_default();
-    match netns {
-        Some(ns) => {
-            run_in_netns(&NetnsRef::parse(ns), create).map_err(|e| format!("{what}: {e}"))?
-        }
+    let created = match netns {
+        Some(ns) => match run_in_netns(&NetnsRef::parse(ns), create) {
+            Ok(created) => created,
+            Err(error) => return Err(AttachError::Netns { owner, error }),
+        },
         None => create(),
-    }
-    .map_err(|e| format!("{what}{place}: {e}"))
+    };
+    let netns = netns.map(str::to_string);
+    created.map_err(|failure| match failure {
+        TapFailure::Create(error) => AttachError::CreateTap {
+            owner,
+            netns,
+            ifname: ifname.to_string(),
+            error,
+        },
+        TapFailure::Configure(error) => AttachError::ConfigureTap {
+            owner,
+            netns,
+            error,
+        },
+    })
 }
 
-fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), String> {
-    let hint = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) {
-            format!("port {name}: interface {iface} not found in yardd's network namespace: check `ip link show {iface}`")
+fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), AttachError> {
+    let hint = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::NotFound
+            || error.raw_os_error() == Some(libc::ENODEV)
+        {
+            AttachError::NoInterface {
+                port: name.to_string(),
+                iface: iface.to_string(),
+            }
         } else {
-            format!("port {name}: cannot attach interface {iface}: {e}")
+            AttachError::Interface {
+                port: name.to_string(),
+                iface: iface.to_string(),
+                error,
+            }
         }
     };
     let mtu = sys::interface_mtu(iface).map_err(hint)?;
@@ -292,13 +416,16 @@ pub struct AttachedUplink {
 /// uses the interface's own MAC), or a TAP yardd creates and brings up
 /// (optionally in a namespace; yardd's side gets a stable MAC from the
 /// uplink's name, the far side is the user's to address).
-pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, String> {
+pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, AttachError> {
     let name = &spec.name;
     match &spec.kind {
         UplinkKind::Iface { iface } => {
             let (fd, mtu) = open_iface(name, iface)?;
-            let mac = sys::interface_mac(iface)
-                .map_err(|e| format!("uplink {name}: cannot read the MAC of {iface}: {e}"))?;
+            let mac = sys::interface_mac(iface).map_err(|error| AttachError::UplinkMac {
+                uplink: name.clone(),
+                iface: iface.clone(),
+                error,
+            })?;
             Ok(AttachedUplink {
                 port: Box::new(FdPort::packet(fd)),
                 mac: MacAddr(mac),
@@ -312,7 +439,12 @@ pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, String> {
                 addr: None,
                 gateway: None,
             };
-            let fd = create_tap(&format!("uplink {name}"), netns.as_deref(), ifname, setup)?;
+            let fd = create_tap(
+                Object::Uplink(name.clone()),
+                netns.as_deref(),
+                ifname,
+                setup,
+            )?;
             Ok(AttachedUplink {
                 port: Box::new(FdPort::new(fd)),
                 mac: MacAddr::local_from_seed(format!("uplink/{name}").as_bytes()),

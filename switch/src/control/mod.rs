@@ -11,12 +11,21 @@
 //! - [`state`]: the state file, written atomically after every change;
 //! - [`attach`]: turning a port spec into a live device (slow path);
 //! - [`nat_api`]: translating between the control API's types and
-//!   `yard-nat`'s.
+//!   `yard-nat`'s, and building the L3 replies from what the datapath
+//!   reports;
+//! - [`bridge_api`]: building the L2 replies from what the datapath reports;
+//! - [`ControlError`], [`SocketError`], [`AccessError`]: what can go wrong,
+//!   each naming the [`Object`] concerned and the way out.
+//!
+//! The datapath answers in its own types; every API reply is built here.
 
 pub mod attach;
+pub mod bridge_api;
 pub mod config;
+mod error;
 pub mod nat_api;
 pub mod server;
 pub mod state;
 
+pub use error::{AccessError, ControlError, Object, Removed, SocketError};
 pub use server::{bind_socket, serve, Control, ControlOptions};

@@ -1,7 +1,11 @@
 //! The switch's side of the L3 gateway: translating between the control
-//! API's types and `yard-nat`'s (network and uplink configuration, publish
-//! rules, conntrack listings, filters, statistics and timeouts). Slow path
-//! only; nothing here runs per frame.
+//! API's types and `yard-nat`'s — network and uplink configuration, publish
+//! rules, conntrack filters, limits and timeouts on the way in; conntrack
+//! listings, statistics and settings on the way out. Every request is
+//! checked here, on the control thread, before the datapath sees it, and
+//! every reply is built here from what the datapath reports
+//! ([`GatewayFigures`], [`ConntrackSnapshot`], the conntrack [`Config`]).
+//! Slow path only; nothing here runs per frame.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,9 +15,43 @@ use yard_ctl::api::{
     Tuple,
 };
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::{Entry, Filter, Timeouts};
+use yard_nat::conntrack::{Config, Entry, Filter, Timeouts};
 use yard_nat::flow::{FlowKey, Proto};
-use yard_nat::gateway::{Gateway, NetConfig};
+use yard_nat::gateway::NetConfig;
+
+use crate::dataplane::threads::{ConntrackSnapshot, GatewayFigures};
+
+/// The largest conntrack limit `conntrack set --max` takes.
+const MAX_CONNTRACK_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Why a conntrack request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConntrackRequestError {
+    /// A filter names a protocol conntrack does not track.
+    #[error("protocol {0} is not tracked: use tcp, udp or icmp")]
+    UnknownProtocol(String),
+    /// `--timeout NAME=…` names no timeout.
+    #[error("unknown timeout {name}: use one of {known}")]
+    UnknownTimeout {
+        /// The name given.
+        name: String,
+        /// The names there are, comma-separated.
+        known: String,
+    },
+    /// A timeout below what the RFCs require of a NAT.
+    #[error("timeout {name}={secs} s is below the RFC minimum of {minimum} s")]
+    BelowMinimum {
+        /// The timeout.
+        name: String,
+        /// The value given.
+        secs: u64,
+        /// The smallest value allowed.
+        minimum: u64,
+    },
+    /// `--max` outside 1 to 16777216.
+    #[error("conntrack limit {0} is out of range: use 1 to 16777216")]
+    LimitOutOfRange(u64),
+}
 
 /// The gateway's MAC address in network `name`: stable across restarts, so
 /// containers' ARP caches stay right.
@@ -22,10 +60,11 @@ pub fn gateway_mac(name: &str) -> MacAddr {
 }
 
 /// The gateway configuration of a network; `None` for a plain L2 network.
-pub fn net_config(id: u16, spec: &NetworkSpec) -> Option<NetConfig> {
+/// Its `id` is 0: the datapath sets it to the bridge's id of the network.
+pub fn net_config(spec: &NetworkSpec) -> Option<NetConfig> {
     let subnet = spec.subnet?;
     Some(NetConfig {
-        id,
+        id: 0,
         subnet: (subnet.addr, subnet.prefix),
         gateway: spec.gateway.unwrap_or_else(|| subnet.first_host()),
         mac: gateway_mac(&spec.name).0,
@@ -42,18 +81,14 @@ pub fn proto_of(t: Transport) -> Proto {
     }
 }
 
-/// Parses a filter's protocol name.
-pub fn filter_of(f: &ConntrackFilter) -> Result<Filter, String> {
+/// The conntrack filter an API filter stands for.
+pub fn filter_of(f: &ConntrackFilter) -> Result<Filter, ConntrackRequestError> {
     let proto = match f.proto.as_deref() {
         None => None,
         Some("tcp") => Some(Proto::Tcp),
         Some("udp") => Some(Proto::Udp),
         Some("icmp") => Some(Proto::Icmp),
-        Some(other) => {
-            return Err(format!(
-                "protocol {other} is not tracked: use tcp, udp or icmp"
-            ))
-        }
+        Some(other) => return Err(ConntrackRequestError::UnknownProtocol(other.to_string())),
     };
     Ok(Filter {
         zone: None,
@@ -94,10 +129,18 @@ pub fn entry_info(e: &Entry, now_ms: u64) -> ConntrackEntry {
     }
 }
 
+/// The listing `conntrack ls` shows of a snapshot.
+pub fn entry_infos(snapshot: &ConntrackSnapshot) -> Vec<ConntrackEntry> {
+    snapshot
+        .entries
+        .iter()
+        .map(|e| entry_info(e, snapshot.now_ms))
+        .collect()
+}
+
 /// Conntrack and gateway counters.
-pub fn stats(gw: &Gateway) -> ConntrackStats {
-    let ct = gw.conntrack();
-    let s = ct.stats();
+pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
+    let s = &figures.conntrack;
     let mut counters = BTreeMap::new();
     for (name, value) in [
         ("inserted", s.inserted),
@@ -106,12 +149,12 @@ pub fn stats(gw: &Gateway) -> ConntrackStats {
         ("expired", s.expired),
         ("removed", s.removed),
         ("refused", s.refused),
-        ("snat-mappings", ct.mapping().len() as u64),
-        ("table-bytes", ct.heap_bytes() as u64),
+        ("snat-mappings", figures.snat_mappings as u64),
+        ("table-bytes", figures.table_bytes as u64),
     ] {
         counters.insert(name.to_string(), value);
     }
-    let g = gw.counters();
+    let g = &figures.gateway;
     for (name, value) in [
         ("gw-forwarded", g.forwarded),
         ("gw-arp-requests-sent", g.arp_requests_sent),
@@ -130,7 +173,7 @@ pub fn stats(gw: &Gateway) -> ConntrackStats {
     }
     ConntrackStats {
         entries: s.entries as u64,
-        max_entries: ct.config().max_entries as u64,
+        max_entries: figures.max_entries as u64,
         counters,
     }
 }
@@ -155,47 +198,76 @@ fn timeout_fields(t: &mut Timeouts) -> [(&'static str, &mut u64); 11] {
     ]
 }
 
-/// Applies `changes` to `timeouts`, refusing unknown names and values below
-/// the RFC minimums (RFC 5382: established ≥ 7440 s, transitory ≥ 240 s;
-/// RFC 4787: UDP ≥ 120 s; RFC 5508: ICMP ≥ 60 s).
-pub fn apply_timeouts(
-    timeouts: &mut Timeouts,
-    changes: &BTreeMap<String, u64>,
-) -> Result<(), String> {
-    for (name, secs) in changes {
-        let minimum = match name.as_str() {
-            "tcp-established" => 7440,
-            "tcp-close" => 1,
-            n if n.starts_with("tcp-") => 240,
-            n if n.starts_with("udp-") => 120,
-            _ => 60,
-        };
-        let mut fields = timeout_fields(timeouts);
-        let Some((_, field)) = fields.iter_mut().find(|(n, _)| n == name) else {
-            let names: Vec<&str> = timeout_fields(&mut Timeouts::default())
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
-            return Err(format!(
-                "unknown timeout {name}: use one of {}",
-                names.join(", ")
-            ));
-        };
-        if *secs < minimum {
-            return Err(format!(
-                "timeout {name}={secs} s is below the RFC minimum of {minimum} s"
-            ));
+/// A checked `conntrack set`: the limit and the timeouts to change, applied
+/// to the gateway's conntrack configuration with [`apply`](Self::apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackChange {
+    max_entries: Option<usize>,
+    /// `(index into timeout_fields, milliseconds)`.
+    timeouts: Vec<(usize, u64)>,
+}
+
+impl ConntrackChange {
+    /// Checks `settings`: known timeout names, values not below the RFC
+    /// minimums (RFC 5382: established ≥ 7440 s, transitory ≥ 240 s;
+    /// RFC 4787: UDP ≥ 120 s; RFC 5508: ICMP ≥ 60 s), a limit of 1 to
+    /// 16777216.
+    pub fn parse(settings: &ConntrackSettings) -> Result<Self, ConntrackRequestError> {
+        let names = timeout_fields(&mut Timeouts::default()).map(|(n, _)| n);
+        let mut timeouts = Vec::with_capacity(settings.timeouts.len());
+        for (name, secs) in &settings.timeouts {
+            let minimum = match name.as_str() {
+                "tcp-established" => 7440,
+                "tcp-close" => 1,
+                n if n.starts_with("tcp-") => 240,
+                n if n.starts_with("udp-") => 120,
+                _ => 60,
+            };
+            let Some(index) = names.iter().position(|n| n == name) else {
+                return Err(ConntrackRequestError::UnknownTimeout {
+                    name: name.clone(),
+                    known: names.join(", "),
+                });
+            };
+            if *secs < minimum {
+                return Err(ConntrackRequestError::BelowMinimum {
+                    name: name.clone(),
+                    secs: *secs,
+                    minimum,
+                });
+            }
+            timeouts.push((index, secs * SEC));
         }
-        **field = secs * SEC;
+        let max_entries = match settings.max_entries {
+            Some(max) if max == 0 || max > MAX_CONNTRACK_LIMIT => {
+                return Err(ConntrackRequestError::LimitOutOfRange(max))
+            }
+            Some(max) => Some(max as usize),
+            None => None,
+        };
+        Ok(ConntrackChange {
+            max_entries,
+            timeouts,
+        })
     }
-    Ok(())
+
+    /// Makes the change to `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(max) = self.max_entries {
+            config.max_entries = max;
+        }
+        let fields = timeout_fields(&mut config.timeouts);
+        for &(index, ms) in &self.timeouts {
+            *fields[index].1 = ms;
+        }
+    }
 }
 
 /// The settings in force, for a reply.
-pub fn settings(max_entries: usize, timeouts: &Timeouts) -> ConntrackSettings {
-    let mut t = *timeouts;
+pub fn settings(config: &Config) -> ConntrackSettings {
+    let mut t = config.timeouts;
     ConntrackSettings {
-        max_entries: Some(max_entries as u64),
+        max_entries: Some(config.max_entries as u64),
         timeouts: timeout_fields(&mut t)
             .iter()
             .map(|(n, v)| (n.to_string(), **v / SEC))
@@ -209,23 +281,50 @@ mod tests {
 
     #[test]
     fn timeouts_respect_rfc_minimums() {
-        let mut t = Timeouts::default();
         let mut changes = BTreeMap::new();
         changes.insert("udp-replied".to_string(), 600);
-        apply_timeouts(&mut t, &changes).unwrap();
-        assert_eq!(t.udp_replied, 600_000);
+        let set = |timeouts: &BTreeMap<String, u64>| {
+            ConntrackChange::parse(&ConntrackSettings {
+                max_entries: None,
+                timeouts: timeouts.clone(),
+            })
+        };
+        let mut config = Config::default();
+        set(&changes).unwrap().apply(&mut config);
+        assert_eq!(config.timeouts.udp_replied, 600_000);
         changes.insert("tcp-established".to_string(), 60);
-        assert!(apply_timeouts(&mut t, &changes)
+        assert!(set(&changes)
             .unwrap_err()
+            .to_string()
             .contains("RFC minimum of 7440"));
         let mut bad = BTreeMap::new();
         bad.insert("tcp-nope".to_string(), 600);
-        assert!(apply_timeouts(&mut t, &bad)
+        assert!(set(&bad)
             .unwrap_err()
+            .to_string()
             .contains("unknown timeout"));
-        let s = settings(1000, &Timeouts::default());
+        let s = settings(&Config {
+            max_entries: 1000,
+            ..Config::default()
+        });
         assert_eq!(s.timeouts["tcp-established"], 5 * 24 * 3600);
         assert_eq!(s.timeouts["udp-unreplied"], 120);
+    }
+
+    #[test]
+    fn conntrack_limits_are_checked() {
+        let limit = |max| {
+            ConntrackChange::parse(&ConntrackSettings {
+                max_entries: Some(max),
+                timeouts: BTreeMap::new(),
+            })
+        };
+        assert_eq!(limit(0), Err(ConntrackRequestError::LimitOutOfRange(0)));
+        assert!(limit(MAX_CONNTRACK_LIMIT + 1).is_err());
+        let mut config = Config::default();
+        limit(MAX_CONNTRACK_LIMIT).unwrap().apply(&mut config);
+        assert_eq!(config.max_entries, 16 * 1024 * 1024);
+        assert_eq!(config.timeouts, Timeouts::default(), "timeouts untouched");
     }
 
     #[test]

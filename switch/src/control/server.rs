@@ -10,7 +10,8 @@
 //!
 //! [`Control`] owns the configuration. A change is validated first, then
 //! applied to the datapath, then persisted; if a later step fails the earlier
-//! ones are undone, so a refused request changes nothing.
+//! ones are undone, so a refused request changes nothing. A refusal is a
+//! [`ControlError`], whose message is the error reply.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -34,8 +35,12 @@ use yard_nat::conntrack::RuleId;
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::state;
+use crate::control::state::StateError;
+use crate::control::{
+    bridge_api, nat_api, AccessError, ControlError, Object, Removed, SocketError,
+};
 use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
-use crate::dataplane::threads::{Answer, DatapathHandle, Op};
+use crate::dataplane::threads::{DatapathError, DatapathHandle};
 use crate::sys;
 
 /// Where yardd listens and keeps its state, and who may talk to it.
@@ -72,7 +77,14 @@ pub struct Control {
     started: Instant,
 }
 
-type Outcome = Result<Payload, String>;
+type Outcome = Result<Payload, ControlError>;
+
+/// Adds network `spec` to the datapath, with its gateway side when it has
+/// a subnet.
+fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), DatapathError> {
+    let gateway = nat_api::net_config(&spec);
+    datapath.add_network(spec, gateway)
+}
 
 impl Control {
     /// Restores `config` into the datapath: networks, then ports (a port that
@@ -82,7 +94,7 @@ impl Control {
         config: Config,
         datapath: DatapathHandle,
         options: ControlOptions,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ControlError> {
         let mut control = Control {
             config: Config {
                 ports: Vec::new(),
@@ -102,9 +114,12 @@ impl Control {
             started: Instant::now(),
         };
         for net in &config.networks {
-            control
-                .call(Op::AddNetwork(net.clone()))
-                .map_err(|e| format!("network {}: {e}", net.name))?;
+            add_network(&control.datapath, net.clone()).map_err(|error| {
+                ControlError::RestoreNetwork {
+                    net: net.name.clone(),
+                    error,
+                }
+            })?;
         }
         for spec in config.ports.clone() {
             let state = control.start_port(&spec);
@@ -115,13 +130,8 @@ impl Control {
             control.config.ports.push(spec);
         }
         for entry in config.static_fdb.clone() {
-            let op = Op::FdbAdd {
-                net: entry.net.clone(),
-                mac: entry.mac,
-                port: entry.port.clone(),
-            };
-            match control.call(op) {
-                Ok(_) => control.config.static_fdb.push(entry),
+            match control.datapath.fdb_add(&entry.net, entry.mac, &entry.port) {
+                Ok(()) => control.config.static_fdb.push(entry),
                 Err(e) => {
                     tracing::warn!(mac = %entry.mac, error = %e, "static FDB entry not restored")
                 }
@@ -141,43 +151,41 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                let op = Op::AddPort {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    membership: attached.membership,
-                    mtu: attached.mtu,
-                    reads: true,
-                    tunnel: attached.tunnel,
-                };
-                match self.call(op) {
-                    Ok(_) => live,
+                let added = self.datapath.add_port(
+                    &spec.name,
+                    attached.port,
+                    attached.membership,
+                    attached.mtu,
+                    attached.tunnel,
+                );
+                match added {
+                    Ok(()) => live,
                     Err(e) => LivePort {
-                        state: PortState::Down(e),
+                        state: PortState::Down(e.to_string()),
                         ..live
                     },
                 }
             }
-            Err(reason) => LivePort {
+            Err(error) => LivePort {
                 mac: None,
                 mtu: 0,
-                state: PortState::Down(format!(
-                    "{reason} — fix it, then `yardctl port rm {0}` and add it again",
-                    spec.name
-                )),
+                state: PortState::Down(
+                    ControlError::NotAttached {
+                        object: Object::Port(spec.name.clone()),
+                        error: Box::new(error),
+                    }
+                    .to_string(),
+                ),
             },
         }
     }
 
-    fn call(&self, op: Op) -> Result<Answer, String> {
-        self.datapath.call(op).map_err(|e| e.to_string())
-    }
-
-    fn save(&self) -> Result<(), String> {
-        state::save(&self.options.state_dir, &self.config).map_err(|e| e.to_string())
+    fn save(&self) -> Result<(), StateError> {
+        state::save(&self.options.state_dir, &self.config)
     }
 
     /// Persists the configuration as it is now.
-    pub fn persist(&self) -> Result<(), String> {
+    pub fn persist(&self) -> Result<(), StateError> {
         self.save()
     }
 
@@ -193,41 +201,36 @@ impl Control {
                 state_dir: self.options.state_dir.display().to_string(),
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
-                tunnel_drops: match self.call(Op::TunnelDrops)? {
-                    Answer::TunnelDrops(drops) => drops,
-                    _ => Default::default(),
-                },
+                tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops()?),
                 datapath_threads: self.datapath.threads() as u32,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
             Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),
             Request::NetInspect { name } => {
-                if self.config.network(&name).is_none() {
-                    return Err(format!(
-                        "network {name} not found: `yardctl net ls` lists the networks"
-                    ));
-                }
+                self.known_network(&name)?;
                 let mut infos = self.network_infos(Some(&name))?;
                 Ok(Payload::Network(infos.remove(0)))
             }
             Request::NetRm { name } => {
-                self.config.check_remove_network(&name).map_err(|e| e.0)?;
+                self.config.check_remove_network(&name)?;
                 if let Some((a, b)) = self
                     .config
                     .connections
                     .iter()
                     .find(|(a, b)| *a == name || *b == name)
                 {
-                    return Err(format!(
-                        "network {name} is connected ({a} <-> {b}): `yardctl net disconnect {a} {b}` first"
-                    ));
+                    return Err(ControlError::NetworkConnected {
+                        net: name.clone(),
+                        a: a.clone(),
+                        b: b.clone(),
+                    });
                 }
                 let spec = self.config.network(&name).cloned();
-                self.call(Op::RemoveNetwork(name.clone()))?;
+                self.datapath.remove_network(&name)?;
                 let before = self.config.clone();
                 self.config.networks.retain(|n| n.name != name);
-                self.commit(before, move || {
-                    Op::AddNetwork(spec.unwrap_or_else(|| NetworkSpec::new(name)))
+                self.commit(before, move |dp| {
+                    add_network(dp, spec.unwrap_or_else(|| NetworkSpec::new(name)))
                 })?;
                 Ok(Payload::Done)
             }
@@ -251,56 +254,49 @@ impl Control {
                     }
                     self.known_port(name)?;
                 }
-                match self.call(Op::PortStats(name.clone()))? {
-                    Answer::PortStats(mut stats) => {
-                        if name.is_none() {
-                            stats.extend(self.uplink_stats()?);
-                        }
-                        // Ports that are down are not in the datapath: show zeroes.
-                        for spec in &self.config.ports {
-                            let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
-                            if wanted && !stats.iter().any(|s| s.name == spec.name) {
-                                stats.push(yard_ctl::api::PortStats {
-                                    name: spec.name.clone(),
-                                    ..Default::default()
-                                });
-                            }
-                        }
-                        Ok(Payload::PortStats(stats))
-                    }
-                    other => Err(format!("unexpected datapath answer {other:?}")),
+                let reports = self.datapath.port_stats(name.as_deref())?;
+                let mut stats: Vec<_> = reports.iter().map(bridge_api::port_stats).collect();
+                if name.is_none() {
+                    stats.extend(self.uplink_stats()?);
                 }
+                // Ports that are down are not in the datapath: show zeroes.
+                for spec in &self.config.ports {
+                    let wanted = name.as_ref().is_none_or(|n| *n == spec.name);
+                    if wanted && !stats.iter().any(|s| s.name == spec.name) {
+                        stats.push(yard_ctl::api::PortStats {
+                            name: spec.name.clone(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Ok(Payload::PortStats(stats))
             }
             Request::FdbShow { net } => {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                match self.call(Op::Fdb(net))? {
-                    Answer::Fdb(entries) => Ok(Payload::Fdb(entries)),
-                    other => Err(format!("unexpected datapath answer {other:?}")),
-                }
+                let records = self.datapath.fdb(net.as_deref())?;
+                Ok(Payload::Fdb(
+                    records.into_iter().map(bridge_api::fdb_entry).collect(),
+                ))
             }
             Request::FdbAdd { net, mac, port } => {
                 self.known_network(&net)?;
                 self.known_port(&port)?;
                 if !mac.is_valid_source() {
-                    return Err(format!("MAC {mac} is a group or zero address: a static entry needs a unicast address"));
+                    return Err(ControlError::GroupMac(mac));
                 }
                 if !self
                     .config
                     .port(&port)
                     .is_some_and(|p| p.nets().contains(&net.as_str()))
                 {
-                    return Err(format!("port {port} is not on network {net}: `yardctl port ls` shows each port's networks"));
+                    return Err(ControlError::NotOnNetwork { port, net });
                 }
                 if !matches!(self.live.get(&port).map(|l| &l.state), Some(PortState::Up)) {
-                    return Err(format!("port {port} is down: see `yardctl port ls`"));
+                    return Err(ControlError::PortDown(port));
                 }
-                self.call(Op::FdbAdd {
-                    net: net.clone(),
-                    mac,
-                    port: port.clone(),
-                })?;
+                self.datapath.fdb_add(&net, mac, &port)?;
                 let before = self.config.clone();
                 self.config
                     .static_fdb
@@ -310,27 +306,32 @@ impl Control {
                     mac,
                     port,
                 });
-                self.commit(before, || Op::FdbDel { net, mac })?;
+                self.commit(before, move |dp| dp.fdb_del(&net, mac).map(drop))?;
                 Ok(Payload::Done)
             }
             Request::FdbDel { net, mac } => {
                 self.known_network(&net)?;
-                match self.call(Op::FdbDel { net: net.clone(), mac })? {
-                    Answer::NotFound => Err(format!("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them")),
-                    _ => {
-                        if self.config.static_fdb.iter().any(|e| e.net == net && e.mac == mac) {
-                            self.config.static_fdb.retain(|e| !(e.net == net && e.mac == mac));
-                            self.save()?;
-                        }
-                        Ok(Payload::Done)
-                    }
+                if !self.datapath.fdb_del(&net, mac)? {
+                    return Err(ControlError::NoFdbEntry { net, mac });
                 }
+                if self
+                    .config
+                    .static_fdb
+                    .iter()
+                    .any(|e| e.net == net && e.mac == mac)
+                {
+                    self.config
+                        .static_fdb
+                        .retain(|e| !(e.net == net && e.mac == mac));
+                    self.save()?;
+                }
+                Ok(Payload::Done)
             }
             Request::FdbFlush { net } => {
                 if let Some(net) = &net {
                     self.known_network(net)?;
                 }
-                self.call(Op::FdbFlush(net))?;
+                self.datapath.fdb_flush(net.as_deref())?;
                 Ok(Payload::Done)
             }
             Request::NetConnect { a, b } => self.net_connect(&a, &b),
@@ -341,66 +342,66 @@ impl Control {
             Request::PublishAdd(spec) => self.publish_add(spec),
             Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
             Request::PublishRm(spec) => self.publish_rm(&spec),
-            Request::ConntrackLs(filter) => match self.call(Op::ConntrackLs(filter))? {
-                Answer::Conntrack(entries) => Ok(Payload::Conntrack(entries)),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
-            Request::ConntrackFlush(filter) => match self.call(Op::ConntrackFlush(filter))? {
-                Answer::Removed(removed) => Ok(Payload::Flushed { removed }),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
-            Request::ConntrackStats => match self.call(Op::ConntrackStats)? {
-                Answer::ConntrackStats(stats) => Ok(Payload::ConntrackStats(stats)),
-                other => Err(format!("unexpected datapath answer {other:?}")),
-            },
+            Request::ConntrackLs(filter) => {
+                let filter = nat_api::filter_of(&filter)?;
+                let snapshot = self.datapath.conntrack(filter)?;
+                Ok(Payload::Conntrack(nat_api::entry_infos(&snapshot)))
+            }
+            Request::ConntrackFlush(filter) => {
+                let filter = nat_api::filter_of(&filter)?;
+                let removed = self.datapath.conntrack_flush(filter)?;
+                Ok(Payload::Flushed {
+                    removed: removed as u64,
+                })
+            }
+            Request::ConntrackStats => Ok(Payload::ConntrackStats(nat_api::stats(
+                &self.datapath.conntrack_stats()?,
+            ))),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
-            Request::Capture { .. } => Err("capture is served by the connection, not here".into()),
+            Request::Capture { .. } => Err(ControlError::CaptureNotHere),
         }
     }
 
     /// Persists the configuration; if that fails, restores `before` and undoes
-    /// the datapath change with the op `undo` builds.
-    fn commit(&mut self, before: Config, undo: impl FnOnce() -> Op) -> Result<(), String> {
+    /// the datapath change with `undo`.
+    fn commit(
+        &mut self,
+        before: Config,
+        undo: impl FnOnce(&DatapathHandle) -> Result<(), DatapathError>,
+    ) -> Result<(), ControlError> {
         if let Err(e) = self.save() {
-            let op = undo();
             self.config = before;
-            let _ = self.call(op);
-            return Err(format!("{e} — nothing was changed"));
+            let _ = undo(&self.datapath);
+            return Err(ControlError::NotSaved(e));
         }
         Ok(())
     }
 
-    fn known_network(&self, name: &str) -> Result<(), String> {
-        match self.config.network(name) {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "network {name} not found: `yardctl net ls` lists the networks"
-            )),
-        }
+    fn known_network(&self, name: &str) -> Result<(), ControlError> {
+        self.config.existing_network(name)?;
+        Ok(())
     }
 
-    fn known_port(&self, name: &str) -> Result<(), String> {
+    fn known_port(&self, name: &str) -> Result<(), ControlError> {
         match self.config.port(name) {
             Some(_) => Ok(()),
-            None => Err(format!(
-                "port {name} not found: `yardctl port ls` lists the ports"
-            )),
+            None => Err(ControlError::NoPort(name.to_string())),
         }
     }
 
     fn net_create(&mut self, spec: NetworkSpec) -> Outcome {
-        let spec = self.config.check_new_network(&spec).map_err(|e| e.0)?;
-        self.call(Op::AddNetwork(spec.clone()))?;
+        let spec = self.config.check_new_network(&spec)?;
+        add_network(&self.datapath, spec.clone())?;
         let before = self.config.clone();
         self.config.networks.push(spec.clone());
         let name = spec.name.clone();
-        self.commit(before, || Op::RemoveNetwork(name))?;
+        self.commit(before, move |dp| dp.remove_network(&name))?;
         let mut infos = self.network_infos(Some(&spec.name))?;
         Ok(Payload::Network(infos.remove(0)))
     }
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
-        self.config.check_new_port(&spec).map_err(|e| e.0)?;
+        self.config.check_new_port(&spec)?;
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
             Ok(attached) => {
@@ -409,22 +410,21 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                self.call(Op::AddPort {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    membership: attached.membership,
-                    mtu: attached.mtu,
-                    reads: true,
-                    tunnel: attached.tunnel,
-                })?;
+                self.datapath.add_port(
+                    &spec.name,
+                    attached.port,
+                    attached.membership,
+                    attached.mtu,
+                    attached.tunnel,
+                )?;
                 live
             }
-            Err(reason) => return Err(reason),
+            Err(reason) => return Err(reason.into()),
         };
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
         let name = spec.name.clone();
-        self.commit(before, || Op::RemovePort(name))?;
+        self.commit(before, move |dp| dp.remove_port(&name))?;
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
         Ok(Payload::Port(self.port_info(&spec)))
@@ -434,7 +434,7 @@ impl Control {
         self.known_port(name)?;
         let was_up = matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
         if was_up {
-            self.call(Op::RemovePort(name.to_string()))?;
+            self.datapath.remove_port(name)?;
         }
         let address = match self.config.port(name).map(|p| &p.kind) {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
@@ -447,11 +447,13 @@ impl Control {
             // Connections to or from the container's address die with it, so
             // a container recreated behind the same published port (UDP
             // included) is never black-holed by a stale entry.
-            self.call(Op::ForgetAddress(addr))?;
+            self.datapath.forget_address(addr)?;
         }
         // The device is gone; a failed save cannot bring it back, so report it.
-        self.save()
-            .map_err(|e| format!("port {name} was removed, but {e}"))?;
+        self.save().map_err(|error| ControlError::RemovedNotSaved {
+            removed: Removed::Port(name.to_string()),
+            error,
+        })?;
         Ok(Payload::Done)
     }
 
@@ -480,11 +482,9 @@ impl Control {
     }
 
     /// The uplink's counters, when it is attached.
-    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, String> {
-        match self.call(Op::UplinkStats)? {
-            Answer::UplinkStats(stats) => Ok(stats),
-            other => Err(format!("unexpected datapath answer {other:?}")),
-        }
+    fn uplink_stats(&self) -> Result<Option<yard_ctl::api::PortStats>, ControlError> {
+        let report = self.datapath.uplink_stats()?;
+        Ok(report.as_ref().map(bridge_api::port_stats))
     }
 
     /// The smallest MTU of the live tunnel ports on network `net`, if any.
@@ -500,11 +500,8 @@ impl Control {
             .min()
     }
 
-    fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, String> {
-        let figures = match self.call(Op::NetFigures)? {
-            Answer::NetFigures(f) => f,
-            other => return Err(format!("unexpected datapath answer {other:?}")),
-        };
+    fn network_infos(&self, only: Option<&str>) -> Result<Vec<NetworkInfo>, ControlError> {
+        let figures = self.datapath.net_figures()?;
         Ok(self
             .config
             .networks
@@ -546,28 +543,38 @@ impl Control {
 
 /// Creates the control socket: refuses to take over one a running yardd
 /// answers on, removes a stale one, and sets mode 0660 (and the group).
-pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
+pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create socket directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|error| SocketError::CreateDir {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another yardd is already listening on {} — stop it first, or start this one with --socket OTHER",
-                path.display()
-            ));
+            return Err(SocketError::InUse(path.to_path_buf()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|error| SocketError::RemoveStale {
+            path: path.to_path_buf(),
+            error,
+        })?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|error| SocketError::Listen {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|error| {
+        SocketError::Mode {
+            path: path.to_path_buf(),
+            error,
+        }
+    })?;
     if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|error| SocketError::Group {
+            path: path.to_path_buf(),
+            gid,
+            error,
+        })?;
     }
     Ok(listener)
 }
@@ -617,16 +624,18 @@ fn error_reply(message: impl Into<String>) -> Reply {
 }
 
 /// Whether the peer may use the socket.
-fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), String> {
+fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), AccessError> {
     let (pid, uid, gid) =
-        sys::peer_credentials(stream.as_fd()).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+        sys::peer_credentials(stream.as_fd()).map_err(AccessError::PeerCredentials)?;
     if uid == 0 || uid == own_uid || group.is_some_and(|g| g == gid) {
         return Ok(());
     }
-    Err(format!(
-        "permission denied: process {pid} (uid {uid}) is not root, yardd's uid {own_uid}{} — run yardctl as one of those",
-        group.map(|g| format!(" or in group {g}")).unwrap_or_default()
-    ))
+    Err(AccessError::Denied {
+        pid,
+        uid,
+        own_uid,
+        group,
+    })
 }
 
 /// Reads one line of at most `MAX_REQUEST_BYTES`. `Ok(None)` at end of stream;
@@ -650,7 +659,8 @@ fn serve_connection(
     group: Option<u32>,
 ) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    if let Err(message) = authorized(&stream, own_uid, group) {
+    if let Err(refusal) = authorized(&stream, own_uid, group) {
+        let message = refusal.to_string();
         tracing::warn!(%message, "refused a control connection");
         return write_reply(&mut writer, &error_reply(message));
     }
@@ -689,7 +699,7 @@ fn serve_connection(
         }
         let reply = match lock(control).handle(envelope.request) {
             Ok(payload) => Reply::Ok(payload),
-            Err(message) => error_reply(message),
+            Err(refusal) => error_reply(refusal.to_string()),
         };
         write_reply(&mut writer, &reply)?;
     }
@@ -714,16 +724,16 @@ fn stream_capture(
                     Some(PortState::Up)
                 ) =>
             {
-                Err(format!("port {port} is down: see `yardctl port ls`"))
+                Err(ControlError::PortDown(port.clone()))
             }
-            Ok(()) => control.call(Op::Capture {
-                port: port.clone(),
-                tap: CaptureTap::new(tx),
-            }),
+            Ok(()) => control
+                .datapath
+                .capture(&port, CaptureTap::new(tx))
+                .map_err(ControlError::from),
         }
     };
-    if let Err(message) = started {
-        return write_reply(&mut writer, &error_reply(message));
+    if let Err(refusal) = started {
+        return write_reply(&mut writer, &error_reply(refusal.to_string()));
     }
     write_reply(&mut writer, &Reply::Ok(Payload::CaptureStarted { port }))?;
     writer.write_all(&pcap::file_header())?;

@@ -59,7 +59,7 @@ pub fn load(dir: &Path) -> Result<Option<Config>, StateError> {
             config.format
         )));
     }
-    config.check_all().map_err(|e| corrupt(e.0))?;
+    config.check_all().map_err(|e| corrupt(e.to_string()))?;
     Ok(Some(config))
 }
 

@@ -3,7 +3,9 @@
 //! Contract: nothing here blocks on, or reads, anything but its ports and its
 //! command queue; nothing on the per-frame path allocates, locks or logs.
 //! The control plane reaches it only through
-//! [`threads::DatapathHandle`].
+//! [`threads::DatapathHandle`], whose answers are the data plane's own types
+//! (counters, FDB records, conntrack entries): it builds no control API
+//! reply and depends on nothing in `crate::control`.
 //!
 //! - [`frame`]: the pooled frame buffer and its virtio-net metadata;
 //! - [`bridge`], [`fdb`], [`verdict`]: the L2 pipeline — learning,

@@ -38,31 +38,29 @@ pub const VNET_HDR_LEN: usize = 10;
 
 use std::io;
 
-/// Copies `name` into a NUL-terminated `IFNAMSIZ` buffer, rejecting names the
-/// kernel would refuse or truncate (empty, too long, containing NUL, `/`,
-/// `:` or whitespace).
+/// Copies `name` into a NUL-terminated `IFNAMSIZ` buffer, rejecting names
+/// [`yard_ctl::ifname::check_ifname`] refuses (the kernel would refuse or
+/// truncate most of them).
 fn ifname_buf(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
+    use yard_ctl::ifname::IfNameError;
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    match yard_ctl::ifname::check_ifname(name) {
+        Ok(()) => {}
+        Err(IfNameError::Empty | IfNameError::TooLong) => {
+            return Err(invalid(format!(
                 "interface name {name:?} must be 1 to {} bytes long",
                 libc::IFNAMSIZ - 1
-            ),
-        ));
-    }
-    if bytes
-        .iter()
-        .any(|&b| b == 0 || b == b'/' || b == b':' || b.is_ascii_whitespace())
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} contains NUL, '/', ':' or whitespace"),
-        ));
+            )))
+        }
+        Err(IfNameError::Separator(_)) => {
+            return Err(invalid(format!(
+                "interface name {name:?} contains NUL, '/', ':' or whitespace"
+            )))
+        }
+        Err(e) => return Err(invalid(format!("interface name {name:?}: {e}"))),
     }
     let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
-    for (dst, &src) in buf.iter_mut().zip(bytes) {
+    for (dst, &src) in buf.iter_mut().zip(name.as_bytes()) {
         *dst = src as libc::c_char;
     }
     Ok(buf)

@@ -28,6 +28,7 @@ use nix::sys::socket::{
     bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
     SockType,
 };
+use yard_ctl::ifname::IfNameError;
 
 /// What to configure on one interface. `None` fields are left as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,13 +408,17 @@ impl RtNetlink {
 
     /// Looks `ifname` up by name.
     fn get_link(&mut self, ifname: &str) -> Result<LinkInfo, NetconfError> {
-        if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
-            return Err(NetconfError::Invalid {
-                ifname: ifname.to_owned(),
-                detail: format!(
+        if let Err(e) = yard_ctl::ifname::check_ifname(ifname) {
+            let detail = match e {
+                IfNameError::Empty | IfNameError::TooLong => format!(
                     "not a valid interface name (1 to {} bytes)",
                     libc::IFNAMSIZ - 1
                 ),
+                other => format!("not a valid interface name: {other}"),
+            };
+            return Err(NetconfError::Invalid {
+                ifname: ifname.to_owned(),
+                detail,
             });
         }
         let mut msg = Message::new(libc::RTM_GETLINK, 0);

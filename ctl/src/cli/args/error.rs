@@ -111,7 +111,7 @@ pub enum ArgError {
         /// The name given.
         name: String,
         /// What is wrong with it.
-        why: &'static str,
+        why: crate::ifname::IfNameError,
     },
     /// A MAC that cannot belong to a port or an FDB entry.
     #[error(

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use yard_ctl::api::{PortKind, PublishSpec, UplinkKind, UplinkSpec};
 
-use super::{check_ifname, is_host_of, refuse, Config, ConfigError};
+use super::{check_ifname, is_host_of, Config, ConfigError};
 
 impl Config {
     /// Checks a new uplink: one at a time, an address of its own that no
@@ -16,36 +16,39 @@ impl Config {
     pub fn check_new_uplink(&self, spec: &UplinkSpec) -> Result<(), ConfigError> {
         let name = &spec.name;
         if let Some(existing) = &self.uplink {
-            return refuse(format!(
-                "uplink {}: yardd has one uplink, {} — remove it first with `yardctl uplink rm {}`",
-                name, existing.name, existing.name
-            ));
+            return Err(ConfigError::OneUplink {
+                uplink: name.clone(),
+                existing: existing.name.clone(),
+            });
         }
         if self.port(name).is_some() {
-            return refuse(format!("uplink {name}: a port already has that name"));
+            return Err(ConfigError::UplinkNameTaken(name.clone()));
         }
         let subnet = spec.ip.network();
         if spec.ip.prefix > 30 || !is_host_of(&subnet, spec.ip.addr) {
-            return refuse(format!(
-                "uplink {name}: {} is not a host address with room for a gateway: use e.g. 10.1.0.2/24",
-                spec.ip
-            ));
+            return Err(ConfigError::UplinkAddress {
+                uplink: name.clone(),
+                ip: spec.ip,
+            });
         }
         if let Some(net) = self
             .networks
             .iter()
             .find(|n| n.subnet.is_some_and(|s| s.overlaps(&subnet)))
         {
-            return refuse(format!(
-                "uplink {name}: {subnet} overlaps network {}'s subnet: the outside must be a different subnet",
-                net.name
-            ));
+            return Err(ConfigError::UplinkOverlaps {
+                uplink: name.clone(),
+                subnet,
+                net: net.name.clone(),
+            });
         }
-        if let Some(gw) = spec.gateway {
-            if !is_host_of(&subnet, gw) || gw == spec.ip.addr {
-                return refuse(format!(
-                    "uplink {name}: gateway {gw} must be another host address of {subnet}"
-                ));
+        if let Some(gateway) = spec.gateway {
+            if !is_host_of(&subnet, gateway) || gateway == spec.ip.addr {
+                return Err(ConfigError::UplinkGateway {
+                    uplink: name.clone(),
+                    gateway,
+                    subnet,
+                });
             }
         }
         match &spec.kind {
@@ -55,10 +58,11 @@ impl Config {
                     matches!(&p.kind, PortKind::Iface { iface: i, .. } | PortKind::Trunk { iface: i, .. } if i == iface)
                 });
                 if let Some(port) = taken {
-                    return refuse(format!(
-                        "uplink {name}: interface {iface} is already port {}",
-                        port.name
-                    ));
+                    return Err(ConfigError::UplinkIfaceTaken {
+                        uplink: name.clone(),
+                        iface: iface.clone(),
+                        by: port.name.clone(),
+                    });
                 }
             }
             UplinkKind::Tap { ifname, .. } => check_ifname(name, ifname)?,
@@ -69,25 +73,18 @@ impl Config {
     /// Checks that networks `a` and `b` may be connected.
     pub fn check_connect(&self, a: &str, b: &str) -> Result<(), ConfigError> {
         for net in [a, b] {
-            match self.network(net) {
-                None => {
-                    return refuse(format!(
-                        "network {net} not found: `yardctl net ls` lists the networks"
-                    ))
-                }
-                Some(n) if n.subnet.is_none() => {
-                    return refuse(format!(
-                    "network {net} has no subnet, so nothing routes to it: create it with --subnet"
-                ))
-                }
-                Some(_) => {}
+            if self.existing_network(net)?.subnet.is_none() {
+                return Err(ConfigError::NoSubnet(net.to_string()));
             }
         }
         if a == b {
-            return refuse(format!("network {a} cannot be connected to itself"));
+            return Err(ConfigError::SelfConnect(a.to_string()));
         }
         if self.is_connected(a, b) {
-            return refuse(format!("networks {a} and {b} are already connected"));
+            return Err(ConfigError::AlreadyConnected {
+                a: a.to_string(),
+                b: b.to_string(),
+            });
         }
         Ok(())
     }
@@ -106,16 +103,8 @@ impl Config {
             Ok(addr) => addr,
             Err(_) => match self.port(target).map(|p| &p.kind) {
                 Some(PortKind::Tap { ip: Some(ip), .. }) => ip.addr,
-                Some(_) => {
-                    return refuse(format!(
-                        "port {target} has no address yardd knows: publish to its IP address instead"
-                    ))
-                }
-                None => {
-                    return refuse(format!(
-                        "publish target {target} is neither a port nor an IPv4 address: `yardctl port ls` lists the ports"
-                    ))
-                }
+                Some(_) => return Err(ConfigError::TargetWithoutAddress(target.to_string())),
+                None => return Err(ConfigError::UnknownTarget(target.to_string())),
             },
         };
         if !self
@@ -123,9 +112,7 @@ impl Config {
             .iter()
             .any(|n| n.subnet.is_some_and(|s| is_host_of(&s, addr)))
         {
-            return refuse(format!(
-                "publish target {addr} is in no network's subnet: publish to a container address"
-            ));
+            return Err(ConfigError::TargetOutside(addr));
         }
         Ok(addr)
     }
@@ -142,17 +129,19 @@ impl Config {
                 && spec.host_ports.0 <= other.host_ports.1
         };
         if let Some(other) = self.publish.iter().find(|p| overlaps(p)) {
-            return refuse(format!(
-                "publish {spec}: its host ports overlap {other}: remove that with `yardctl publish rm {other}` or pick other ports"
-            ));
+            return Err(ConfigError::PublishOverlaps {
+                rule: spec.clone(),
+                other: other.clone(),
+            });
         }
         if let Some(host) = spec.host_ip {
             let ours = self.uplink.as_ref().is_some_and(|u| u.ip.addr == host)
                 || self.networks.iter().any(|n| n.gateway == Some(host));
             if !ours {
-                return refuse(format!(
-                    "publish {spec}: {host} is not an address of yardd (the uplink's or a gateway's)"
-                ));
+                return Err(ConfigError::NotOurAddress {
+                    rule: spec.clone(),
+                    host,
+                });
             }
         }
         self.resolve_target(&spec.target)?;
@@ -169,16 +158,10 @@ impl Config {
                     && p.host_ports.0 == spec.host_ports.0
                     && p.proto == spec.proto
             })
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "no published port {}{}/{}: `yardctl publish ls` lists them",
-                    spec.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default(),
-                    spec.host_ports.0,
-                    match spec.proto {
-                        yard_ctl::api::Transport::Tcp => "tcp",
-                        yard_ctl::api::Transport::Udp => "udp",
-                    }
-                ))
+            .ok_or(ConfigError::NoPublish {
+                host: spec.host_ip,
+                port: spec.host_ports.0,
+                proto: spec.proto,
             })
     }
 }
@@ -229,18 +212,18 @@ mod tests {
         let err = config
             .check_new_uplink(&uplink("172.31.5.2/24", None))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.contains("overlaps network web"), "{err}");
         let err = config
             .check_new_uplink(&uplink("10.1.0.2/24", Some("10.2.0.1")))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.contains("another host address"), "{err}");
         config.uplink = Some(uplink("10.1.0.2/24", Some("10.1.0.1")));
         let err = config
             .check_new_uplink(&uplink("10.9.0.2/24", None))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.contains("one uplink"), "{err}");
     }
 
@@ -258,7 +241,7 @@ mod tests {
         assert!(config
             .check_new_publish(&clash)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("overlap"));
         let udp: PublishSpec = "8080:c1:80/udp".parse().unwrap();
         config.check_new_publish(&udp).unwrap();
@@ -266,13 +249,13 @@ mod tests {
         assert!(config
             .check_new_publish(&nowhere)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("no network"));
         let missing: PublishSpec = "9001:ghost:80".parse().unwrap();
         assert!(config
             .check_new_publish(&missing)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("neither a port"));
         let by_host = PublishSpec {
             host_ip: None,
@@ -293,7 +276,7 @@ mod tests {
         assert!(config
             .check_connect("yard0", "web")
             .unwrap_err()
-            .0
+            .to_string()
             .contains("already"));
         assert!(config.check_connect("web", "nope").is_err());
     }

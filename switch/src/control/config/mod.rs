@@ -2,16 +2,22 @@
 //! asked for them, and the rules a change must pass before it is applied.
 //!
 //! Validation happens here, before anything is created, so a refused request
-//! changes nothing. Every error names the object and the way out.
+//! changes nothing. Every error is a [`ConfigError`] that carries the names
+//! of the objects involved; its message names them and the way out.
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+mod error;
 mod gateway;
+
+pub use error::ConfigError;
 
 use yard_ctl::api::{ConntrackSettings, PublishSpec, UplinkSpec};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};
 use yard_ctl::{Ipv4Cidr, MacAddr};
+
+use crate::control::Object;
 
 /// Version of the state file format.
 pub const STATE_FORMAT: u32 = 1;
@@ -21,9 +27,6 @@ pub const MIN_MTU: u32 = 68;
 
 /// Longest name of a network or port.
 pub const MAX_NAME_LEN: usize = 64;
-
-/// Longest Linux interface name.
-pub const MAX_IFNAME_LEN: usize = 15;
 
 /// Networks and ports, in the order they were created.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,32 +65,24 @@ pub struct StaticFdb {
     pub port: String,
 }
 
-/// Why a change was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-pub(crate) fn refuse<T>(message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(message.into()))
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), ConfigError> {
+/// Checks the name of a new network or port.
+fn check_name(object: Object) -> Result<(), ConfigError> {
+    let name = object.name();
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars || name.starts_with(['-', '.']) {
-        return refuse(format!(
-            "{what} name '{name}' is not valid: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '-' or '.'"
-        ));
+        return Err(ConfigError::BadName(object));
     }
     Ok(())
 }
 
-fn check_mtu(what: &str, mtu: u32) -> Result<(), ConfigError> {
+fn check_mtu(object: impl FnOnce() -> Object, mtu: u32) -> Result<(), ConfigError> {
     if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
-        return refuse(format!(
-            "{what}: MTU {mtu} is out of range: use {MIN_MTU} to {MAX_MTU}"
-        ));
+        return Err(ConfigError::BadMtu {
+            object: object(),
+            mtu,
+        });
     }
     Ok(())
 }
@@ -131,85 +126,83 @@ impl Config {
         self.ports.iter().find(|p| p.name == name)
     }
 
+    /// The network called `name`, or the error that says it does not exist.
+    pub fn existing_network(&self, name: &str) -> Result<&NetworkSpec, ConfigError> {
+        self.network(name)
+            .ok_or_else(|| ConfigError::NoNetwork(name.to_string()))
+    }
+
     /// Checks a new network and returns it completed: subnet normalized to its
     /// network address, gateway defaulted to the first host address.
     pub fn check_new_network(&self, spec: &NetworkSpec) -> Result<NetworkSpec, ConfigError> {
         let mut spec = spec.clone();
-        check_name("network", &spec.name)?;
+        let net = || spec.name.clone();
+        check_name(Object::Network(net()))?;
         if self.network(&spec.name).is_some() {
-            return refuse(format!(
-                "network {} already exists: choose another name or remove it with `yardctl net rm {}`",
-                spec.name, spec.name
-            ));
+            return Err(ConfigError::NetworkExists(net()));
         }
-        check_mtu(&format!("network {}", spec.name), spec.mtu)?;
+        check_mtu(|| Object::Network(net()), spec.mtu)?;
         if spec.aging_secs == 0 || spec.aging_secs > 1_000_000 {
-            return refuse(format!(
-                "network {}: aging time {} s is out of range: use 1 to 1000000 seconds",
-                spec.name, spec.aging_secs
-            ));
+            return Err(ConfigError::BadAging {
+                net: net(),
+                secs: spec.aging_secs,
+            });
         }
         if let Some(vlan) = spec.vlan {
             if !(1..=4094).contains(&vlan) {
-                return refuse(format!(
-                    "network {}: VLAN id {vlan} is out of range: use 1 to 4094",
-                    spec.name
-                ));
+                return Err(ConfigError::BadVlan { net: net(), vlan });
             }
             if let Some(other) = self.networks.iter().find(|n| n.vlan == Some(vlan)) {
-                return refuse(format!(
-                    "network {}: VLAN id {vlan} is already used by network {}: choose another --vlan",
-                    spec.name, other.name
-                ));
+                return Err(ConfigError::VlanTaken {
+                    net: net(),
+                    vlan,
+                    by: other.name.clone(),
+                });
             }
         }
         match spec.subnet {
             None => {
                 if spec.gateway.is_some() {
-                    return refuse(format!(
-                        "network {}: --gateway needs --subnet (a network without a subnet is plain L2)",
-                        spec.name
-                    ));
+                    return Err(ConfigError::GatewayWithoutSubnet(net()));
                 }
             }
             Some(subnet) => {
                 if subnet.prefix > 30 {
-                    return refuse(format!(
-                        "network {}: subnet {subnet} is too small: use a prefix of /30 or shorter",
-                        spec.name
-                    ));
+                    return Err(ConfigError::SubnetTooSmall { net: net(), subnet });
                 }
                 let subnet = subnet.network();
-                if let Some(other) = self
-                    .networks
-                    .iter()
-                    .find(|n| n.subnet.is_some_and(|s| s.overlaps(&subnet)))
-                {
-                    return refuse(format!(
-                        "network {}: subnet {subnet} overlaps {} of network {}: choose a --subnet that does not overlap",
-                        spec.name,
-                        other.subnet.map(|s| s.to_string()).unwrap_or_default(),
-                        other.name
-                    ));
+                let overlapping = self.networks.iter().find_map(|n| {
+                    n.subnet
+                        .filter(|s| s.overlaps(&subnet))
+                        .map(|s| (n.name.clone(), s))
+                });
+                if let Some((other, other_subnet)) = overlapping {
+                    return Err(ConfigError::SubnetOverlaps {
+                        net: net(),
+                        subnet,
+                        other,
+                        other_subnet,
+                    });
                 }
                 if let Some(uplink) = self
                     .uplink
                     .as_ref()
                     .filter(|u| u.ip.network().overlaps(&subnet))
                 {
-                    return refuse(format!(
-                        "network {}: subnet {subnet} overlaps the uplink {}'s {}: the inside and the outside must not share addresses",
-                        spec.name,
-                        uplink.name,
-                        uplink.ip.network()
-                    ));
+                    return Err(ConfigError::SubnetOverlapsUplink {
+                        net: net(),
+                        subnet,
+                        uplink: uplink.name.clone(),
+                        uplink_subnet: uplink.ip.network(),
+                    });
                 }
                 let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());
                 if !is_host_of(&subnet, gateway) {
-                    return refuse(format!(
-                        "network {}: gateway {gateway} is not a host address of {subnet}",
-                        spec.name
-                    ));
+                    return Err(ConfigError::GatewayOutsideSubnet {
+                        net: net(),
+                        gateway,
+                        subnet,
+                    });
                 }
                 spec.subnet = Some(subnet);
                 spec.gateway = Some(gateway);
@@ -220,40 +213,35 @@ impl Config {
 
     /// Checks that network `name` may be removed.
     pub fn check_remove_network(&self, name: &str) -> Result<(), ConfigError> {
-        if self.network(name).is_none() {
-            return refuse(format!(
-                "network {name} not found: `yardctl net ls` lists the networks"
-            ));
-        }
-        let users: Vec<&str> = self
+        self.existing_network(name)?;
+        let users: Vec<String> = self
             .ports
             .iter()
             .filter(|p| p.nets().contains(&name))
-            .map(|p| p.name.as_str())
+            .map(|p| p.name.clone())
             .collect();
         if !users.is_empty() {
-            return refuse(format!(
-                "network {name} is in use by port(s) {}: remove them first with `yardctl port rm NAME`",
-                users.join(", ")
-            ));
+            return Err(ConfigError::NetworkInUse {
+                net: name.to_string(),
+                ports: users,
+            });
         }
         Ok(())
     }
 
     /// Checks a new port against the configuration.
     pub fn check_new_port(&self, spec: &PortSpec) -> Result<(), ConfigError> {
-        check_name("port", &spec.name)?;
+        check_name(Object::Port(spec.name.clone()))?;
         let name = &spec.name;
         if self.port(name).is_some() {
-            return refuse(format!(
-                "port {name} already exists: choose another name or remove it with `yardctl port rm {name}`"
-            ));
+            return Err(ConfigError::PortExists(name.clone()));
         }
         for net in spec.nets() {
             if self.network(net).is_none() {
-                return refuse(format!(
-                    "port {name}: network {net} not found: create it with `yardctl net create {net}` or see `yardctl net ls`"
-                ));
+                return Err(ConfigError::PortNetworkMissing {
+                    port: name.clone(),
+                    net: net.to_string(),
+                });
             }
         }
         match &spec.kind {
@@ -267,23 +255,25 @@ impl Config {
             } => {
                 check_ifname(name, ifname)?;
                 if let Some(mtu) = mtu {
-                    check_mtu(&format!("port {name}"), *mtu)?;
+                    check_mtu(|| Object::Port(name.clone()), *mtu)?;
                 }
                 if let Some(mac) = mac {
                     if !mac.is_valid_source() {
-                        return refuse(format!(
-                            "port {name}: MAC {mac} is a group or zero address: use a unicast address"
-                        ));
+                        return Err(ConfigError::GroupMac {
+                            port: name.clone(),
+                            mac: *mac,
+                        });
                     }
                 }
                 if let Some(other) = self.ports.iter().find(|p| {
                     matches!(&p.kind, PortKind::Tap { netns: n, ifname: i, .. } if n == netns && i == ifname)
                 }) {
-                    return refuse(format!(
-                        "port {name}: interface {ifname} in netns {} is already port {}",
-                        netns.as_deref().unwrap_or("(yardd's own)"),
-                        other.name
-                    ));
+                    return Err(ConfigError::TapTaken {
+                        port: name.clone(),
+                        ifname: ifname.clone(),
+                        netns: netns.clone(),
+                        by: other.name.clone(),
+                    });
                 }
                 if let Some(ip) = ip {
                     self.check_port_ip(name, net, ip)?;
@@ -307,9 +297,7 @@ impl Config {
                 remote, local, key, ..
             } => {
                 if remote.port() == 0 {
-                    return refuse(format!(
-                        "port {name}: remote port 0 is not valid: omit it for 4754"
-                    ));
+                    return Err(ConfigError::RemotePortZero(name.clone()));
                 }
                 self.check_tunnel(
                     name,
@@ -322,13 +310,14 @@ impl Config {
                 check_ifname(name, iface)?;
                 self.check_iface_free(name, iface)?;
                 if nets.is_empty() {
-                    return refuse(format!("port {name}: a trunk needs --nets NET1,NET2"));
+                    return Err(ConfigError::TrunkWithoutNets(name.clone()));
                 }
                 for net in nets {
                     if self.network(net).is_some_and(|n| n.vlan.is_none()) {
-                        return refuse(format!(
-                            "port {name}: network {net} has no VLAN id, so a trunk cannot carry it: create it with `--vlan ID`"
-                        ));
+                        return Err(ConfigError::TrunkNetWithoutVlan {
+                            port: name.clone(),
+                            net: net.clone(),
+                        });
                     }
                 }
             }
@@ -342,26 +331,31 @@ impl Config {
         };
         if let Some(subnet) = network.subnet {
             if !is_host_of(&subnet, ip.addr) || ip.prefix != subnet.prefix {
-                return refuse(format!(
-                    "port {name}: address {ip} is not a host address of network {net} ({subnet}): use an address inside it with /{}",
-                    subnet.prefix
-                ));
+                return Err(ConfigError::AddressOutside {
+                    port: name.to_string(),
+                    ip: *ip,
+                    net: net.to_string(),
+                    subnet,
+                });
             }
             if network.gateway == Some(ip.addr) {
-                return refuse(format!(
-                    "port {name}: {} is the gateway of network {net}",
-                    ip.addr
-                ));
+                return Err(ConfigError::AddressIsGateway {
+                    port: name.to_string(),
+                    addr: ip.addr,
+                    net: net.to_string(),
+                });
             }
         }
         let taken = self.ports.iter().find(|p| {
             matches!(&p.kind, PortKind::Tap { net: n, ip: Some(other), .. } if n == net && other.addr == ip.addr)
         });
         if let Some(other) = taken {
-            return refuse(format!(
-                "port {name}: address {} is already used by port {} on network {net}",
-                ip.addr, other.name
-            ));
+            return Err(ConfigError::AddressTaken {
+                port: name.to_string(),
+                addr: ip.addr,
+                by: other.name.clone(),
+                net: net.to_string(),
+            });
         }
         Ok(())
     }
@@ -377,9 +371,10 @@ impl Config {
         same_endpoint: impl Fn(&PortKind) -> bool,
     ) -> Result<(), ConfigError> {
         if remote.is_unspecified() || remote.is_multicast() || remote.is_broadcast() {
-            return refuse(format!(
-                "port {name}: remote {remote} is not a unicast address"
-            ));
+            return Err(ConfigError::RemoteNotUnicast {
+                port: name.to_string(),
+                remote,
+            });
         }
         let clash = self.ports.iter().find(|p| {
             same_endpoint(&p.kind)
@@ -394,11 +389,12 @@ impl Config {
                 }
         });
         if let Some(other) = clash {
-            return refuse(format!(
-                "port {name}: tunnel port {} already reaches {remote} with {}: give this one another --key",
-                other.name,
-                key.map(|k| format!("key {k}")).unwrap_or_else(|| "no key".into())
-            ));
+            return Err(ConfigError::TunnelTaken {
+                port: name.to_string(),
+                by: other.name.clone(),
+                remote,
+                key: *key,
+            });
         }
         Ok(())
     }
@@ -408,10 +404,11 @@ impl Config {
             matches!(&p.kind, PortKind::Iface { iface: i, .. } | PortKind::Trunk { iface: i, .. } if i == iface)
         });
         if let Some(other) = taken {
-            return refuse(format!(
-                "port {name}: interface {iface} is already attached as port {}",
-                other.name
-            ));
+            return Err(ConfigError::IfaceTaken {
+                port: name.to_string(),
+                iface: iface.to_string(),
+                by: other.name.clone(),
+            });
         }
         Ok(())
     }
@@ -443,18 +440,14 @@ impl Config {
     }
 }
 
+/// Checks the interface name `ifname` of port (or uplink) `port` by
+/// [`yard_ctl::ifname::check_ifname`].
 pub(crate) fn check_ifname(port: &str, ifname: &str) -> Result<(), ConfigError> {
-    let ok = !ifname.is_empty()
-        && ifname.len() <= MAX_IFNAME_LEN
-        && ifname
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
-    if !ok {
-        return refuse(format!(
-            "port {port}: interface name '{ifname}' is not valid: use 1 to {MAX_IFNAME_LEN} characters without '/', ':' or spaces"
-        ));
-    }
-    Ok(())
+    yard_ctl::ifname::check_ifname(ifname).map_err(|error| ConfigError::BadIfname {
+        port: port.to_string(),
+        ifname: ifname.to_string(),
+        error,
+    })
 }
 
 pub(crate) fn is_host_of(subnet: &Ipv4Cidr, ip: Ipv4Addr) -> bool {
@@ -517,7 +510,7 @@ mod tests {
         assert_eq!(web.gateway.unwrap(), Ipv4Addr::new(10, 61, 0, 1));
         let mut clash = NetworkSpec::new("clash");
         clash.subnet = Some("172.30.128.0/17".parse().unwrap());
-        let err = config.check_new_network(&clash).unwrap_err().0;
+        let err = config.check_new_network(&clash).unwrap_err().to_string();
         assert!(
             err.contains("overlaps 172.30.0.0/16 of network yard0"),
             "{err}"
@@ -527,18 +520,18 @@ mod tests {
         assert!(config
             .check_new_network(&gw)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("needs --subnet"));
         gw.subnet = Some("10.70.0.0/24".parse().unwrap());
         assert!(config
             .check_new_network(&gw)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("not a host address"));
         assert!(config
             .check_new_network(&NetworkSpec::new("web"))
             .unwrap_err()
-            .0
+            .to_string()
             .contains("already exists"));
         assert!(config
             .check_new_network(&NetworkSpec::new("bad name"))
@@ -558,12 +551,12 @@ mod tests {
         let dup = config
             .check_new_port(&tap("c2", "web", Some("10.61.0.2/24")))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(dup.contains("already used by port c1"), "{dup}");
         let outside = config
             .check_new_port(&tap("c3", "web", Some("10.62.0.2/24")))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             outside.contains("not a host address of network web"),
             "{outside}"
@@ -571,17 +564,17 @@ mod tests {
         let gateway = config
             .check_new_port(&tap("c4", "web", Some("10.61.0.1/24")))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(gateway.contains("gateway"), "{gateway}");
         let missing = config
             .check_new_port(&tap("c5", "nope", None))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(missing.contains("network nope not found"), "{missing}");
         assert!(config
             .check_remove_network("web")
             .unwrap_err()
-            .0
+            .to_string()
             .contains("in use by port(s) c1"));
         config.check_remove_network("yard0").unwrap();
     }
@@ -599,7 +592,7 @@ mod tests {
         assert!(config
             .check_new_port(&trunk)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("has no VLAN id"));
     }
 

@@ -12,20 +12,20 @@ use yard_nat::gateway::{PublishRule, UplinkConfig};
 use super::{Control, LivePort, Outcome};
 use crate::control::attach::attach_uplink;
 use crate::control::config::Config;
-use crate::control::nat_api::proto_of;
-use crate::dataplane::threads::{Answer, Op};
+use crate::control::nat_api::{self, proto_of, ConntrackChange};
+use crate::control::{ControlError, Object, Removed};
 
 impl Control {
     /// Restores the L3 configuration after networks and ports: connections,
     /// the uplink (reported down when it cannot be attached), published
     /// ports, conntrack settings.
-    pub(super) fn restore_l3(&mut self, saved: Config) -> Result<(), String> {
+    pub(super) fn restore_l3(&mut self, saved: Config) -> Result<(), ControlError> {
         for (a, b) in saved.connections {
-            self.call(Op::Connect(a.clone(), b.clone()))?;
+            self.datapath.connect(&a, &b)?;
             self.config.connections.push((a, b));
         }
         if let Some(spec) = saved.uplink {
-            let live = self.start_uplink(&spec);
+            let (live, _) = self.start_uplink(&spec);
             if let PortState::Down(reason) = &live.state {
                 tracing::warn!(uplink = %spec.name, %reason, "uplink could not be re-attached");
             }
@@ -41,7 +41,9 @@ impl Control {
             self.rule_ids.push(id);
         }
         if saved.conntrack != ConntrackSettings::default() {
-            self.call(Op::ConntrackSet(saved.conntrack.clone()))?;
+            let change = ConntrackChange::parse(&saved.conntrack)?;
+            self.datapath
+                .set_conntrack(move |config| change.apply(config))?;
         }
         Ok(())
     }
@@ -52,7 +54,10 @@ impl Control {
         id
     }
 
-    fn start_uplink(&self, spec: &UplinkSpec) -> LivePort {
+    /// Attaches the uplink and hands it to the datapath: what is known of
+    /// it, and when that failed, why (also in its state, as the reason it
+    /// is down).
+    fn start_uplink(&self, spec: &UplinkSpec) -> (LivePort, Option<ControlError>) {
         match attach_uplink(spec) {
             Ok(attached) => {
                 let config = UplinkConfig {
@@ -65,63 +70,71 @@ impl Control {
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                match self.call(Op::SetUplink {
-                    name: spec.name.clone(),
-                    port: attached.port,
-                    config,
-                    mtu: attached.mtu,
-                }) {
-                    Ok(_) => live,
-                    Err(e) => LivePort {
-                        state: PortState::Down(e),
-                        ..live
-                    },
+                let set = self
+                    .datapath
+                    .set_uplink(&spec.name, attached.port, config, attached.mtu);
+                match set {
+                    Ok(()) => (live, None),
+                    Err(e) => (
+                        LivePort {
+                            state: PortState::Down(e.to_string()),
+                            ..live
+                        },
+                        Some(e.into()),
+                    ),
                 }
             }
-            Err(reason) => LivePort {
-                mac: None,
-                mtu: 0,
-                state: PortState::Down(format!(
-                    "{reason} — fix it, then `yardctl uplink rm {0}` and add it again",
-                    spec.name
-                )),
-            },
+            Err(error) => {
+                let failed = ControlError::NotAttached {
+                    object: Object::Uplink(spec.name.clone()),
+                    error: Box::new(error),
+                };
+                let live = LivePort {
+                    mac: None,
+                    mtu: 0,
+                    state: PortState::Down(failed.to_string()),
+                };
+                (live, Some(failed))
+            }
         }
     }
 
     pub(super) fn net_connect(&mut self, a: &str, b: &str) -> Outcome {
-        self.config.check_connect(a, b).map_err(|e| e.0)?;
-        self.call(Op::Connect(a.to_string(), b.to_string()))?;
+        self.config.check_connect(a, b)?;
+        self.datapath.connect(a, b)?;
         let before = self.config.clone();
         self.config.connections.push((a.to_string(), b.to_string()));
         let (x, y) = (a.to_string(), b.to_string());
-        self.commit(before, move || Op::Disconnect(x, y))?;
+        self.commit(before, move |dp| dp.disconnect(&x, &y))?;
         Ok(Payload::Done)
     }
 
     pub(super) fn net_disconnect(&mut self, a: &str, b: &str) -> Outcome {
         if !self.config.is_connected(a, b) {
-            return Err(format!("networks {a} and {b} are not connected: `yardctl net inspect {a}` shows its connections"));
+            return Err(ControlError::NotConnected {
+                a: a.to_string(),
+                b: b.to_string(),
+            });
         }
-        self.call(Op::Disconnect(a.to_string(), b.to_string()))?;
+        self.datapath.disconnect(a, b)?;
         let before = self.config.clone();
         self.config
             .connections
             .retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
         let (x, y) = (a.to_string(), b.to_string());
-        self.commit(before, move || Op::Connect(x, y))?;
+        self.commit(before, move |dp| dp.connect(&x, &y))?;
         Ok(Payload::Done)
     }
 
     pub(super) fn uplink_add(&mut self, spec: UplinkSpec) -> Outcome {
-        self.config.check_new_uplink(&spec).map_err(|e| e.0)?;
-        let live = self.start_uplink(&spec);
-        if let PortState::Down(reason) = &live.state {
-            return Err(reason.clone());
+        self.config.check_new_uplink(&spec)?;
+        let (live, failed) = self.start_uplink(&spec);
+        if let Some(e) = failed {
+            return Err(e);
         }
         let before = self.config.clone();
         self.config.uplink = Some(spec.clone());
-        self.commit(before, || Op::RemoveUplink)?;
+        self.commit(before, |dp| dp.remove_uplink())?;
         self.uplink = Some(live);
         // Published ports on the uplink address now have somewhere to listen.
         for (index, rule) in self.config.publish.clone().iter().enumerate() {
@@ -133,19 +146,17 @@ impl Control {
     pub(super) fn uplink_rm(&mut self, name: &str) -> Outcome {
         match &self.config.uplink {
             Some(spec) if spec.name == name => {}
-            _ => {
-                return Err(format!(
-                    "uplink {name} not found: `yardctl uplink ls` lists it"
-                ))
-            }
+            _ => return Err(ControlError::NoUplink(name.to_string())),
         }
         if matches!(self.uplink.as_ref().map(|l| &l.state), Some(PortState::Up)) {
-            self.call(Op::RemoveUplink)?;
+            self.datapath.remove_uplink()?;
         }
         self.config.uplink = None;
         self.uplink = None;
-        self.save()
-            .map_err(|e| format!("uplink {name} was removed, but {e}"))?;
+        self.save().map_err(|error| ControlError::RemovedNotSaved {
+            removed: Removed::Uplink(name.to_string()),
+            error,
+        })?;
         Ok(Payload::Done)
     }
 
@@ -170,8 +181,8 @@ impl Control {
     }
 
     /// Resolves a published port's target and hands the rule to the gateway.
-    fn install_publish(&self, spec: &PublishSpec, id: RuleId) -> Result<(), String> {
-        let target = self.config.resolve_target(&spec.target).map_err(|e| e.0)?;
+    fn install_publish(&self, spec: &PublishSpec, id: RuleId) -> Result<(), ControlError> {
+        let target = self.config.resolve_target(&spec.target)?;
         let rule = PublishRule {
             id,
             proto: proto_of(spec.proto),
@@ -181,31 +192,33 @@ impl Control {
             target_ports: spec.target_ports,
         };
         // Replacing: drop the old rule (and its connections) first.
-        self.call(Op::PublishRemove(id))?;
-        self.call(Op::PublishAdd(rule))?;
+        self.datapath.remove_publish(id)?;
+        self.datapath.add_publish(rule)?;
         Ok(())
     }
 
     pub(super) fn publish_add(&mut self, spec: PublishSpec) -> Outcome {
-        self.config.check_new_publish(&spec).map_err(|e| e.0)?;
+        self.config.check_new_publish(&spec)?;
         let id = self.next_rule_id();
         self.install_publish(&spec, id)?;
         let before = self.config.clone();
         self.config.publish.push(spec.clone());
-        self.commit(before, move || Op::PublishRemove(id))?;
+        self.commit(before, move |dp| dp.remove_publish(id).map(drop))?;
         self.rule_ids.push(id);
         let info = self.publish_info(self.config.publish.len() - 1);
         Ok(Payload::Publish(info))
     }
 
     pub(super) fn publish_rm(&mut self, spec: &PublishSpec) -> Outcome {
-        let index = self.config.find_publish(spec).map_err(|e| e.0)?;
+        let index = self.config.find_publish(spec)?;
         let id = self.rule_ids[index];
-        self.call(Op::PublishRemove(id))?;
+        self.datapath.remove_publish(id)?;
         self.config.publish.remove(index);
         self.rule_ids.remove(index);
-        self.save()
-            .map_err(|e| format!("the published port was removed, but {e}"))?;
+        self.save().map_err(|error| ControlError::RemovedNotSaved {
+            removed: Removed::Publish,
+            error,
+        })?;
         Ok(Payload::Done)
     }
 
@@ -213,7 +226,7 @@ impl Control {
         let spec = self.config.publish[index].clone();
         let target = self.config.resolve_target(&spec.target);
         let state = match (&target, &self.config.uplink, spec.host_ip) {
-            (Err(e), _, _) => PortState::Down(e.0.clone()),
+            (Err(e), _, _) => PortState::Down(e.to_string()),
             (Ok(_), None, None) => {
                 PortState::Down("no uplink: add one with `yardctl uplink add`".into())
             }
@@ -246,10 +259,10 @@ impl Control {
     }
 
     pub(super) fn conntrack_set(&mut self, settings: ConntrackSettings) -> Outcome {
-        let applied = match self.call(Op::ConntrackSet(settings.clone()))? {
-            Answer::ConntrackSettings(s) => s,
-            other => return Err(format!("unexpected datapath answer {other:?}")),
-        };
+        let change = ConntrackChange::parse(&settings)?;
+        let applied = self
+            .datapath
+            .set_conntrack(move |config| change.apply(config))?;
         let mut saved = self.config.conntrack.clone();
         if settings.max_entries.is_some() {
             saved.max_entries = settings.max_entries;
@@ -257,6 +270,6 @@ impl Control {
         saved.timeouts.extend(settings.timeouts);
         self.config.conntrack = saved;
         self.save()?;
-        Ok(Payload::ConntrackSettings(applied))
+        Ok(Payload::ConntrackSettings(nat_api::settings(&applied)))
     }
 }

@@ -24,7 +24,7 @@
 #[cfg(test)]
 mod tests;
 
-use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats, MAX_MTU};
+use yard_ctl::api::{NetworkSpec, MAX_MTU};
 use yard_ctl::MacAddr;
 
 use crate::dataplane::capture::{self, CaptureTap};
@@ -34,7 +34,7 @@ use crate::dataplane::frame::{
     Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM,
 };
 use crate::dataplane::offload;
-use crate::dataplane::port::{Port, PortCounters, PortId};
+use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
 
 /// Index of a network in the bridge.
@@ -105,6 +105,21 @@ pub struct Announcement {
     pub port: PortId,
     /// The port's [`PortSlot::generation`].
     pub generation: u64,
+}
+
+/// One FDB entry as the bridge lists it, with its network and port named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbRecord {
+    /// The network's name.
+    pub net: String,
+    /// The address.
+    pub mac: MacAddr,
+    /// The name of the port it lives behind.
+    pub port: String,
+    /// Added by `fdb add`, not learned: never ages out or moves.
+    pub is_static: bool,
+    /// Seconds since a learned entry was last seen; `None` for a static one.
+    pub age_secs: Option<u64>,
 }
 
 /// Why a bridge operation was refused.
@@ -448,12 +463,14 @@ impl Bridge {
             .sum()
     }
 
-    /// The FDB as the API shows it.
+    /// The FDB entries this bridge reports (see
+    /// [`share_learning`](Self::share_learning)) of network `net`, or of
+    /// every network, by network, port and address.
     pub fn fdb_entries(
         &self,
         net: Option<&str>,
         now: Millis,
-    ) -> Result<Vec<FdbEntry>, BridgeError> {
+    ) -> Result<Vec<FdbRecord>, BridgeError> {
         if let Some(name) = net {
             self.net_id(name)?;
         }
@@ -463,7 +480,7 @@ impl Bridge {
             .filter(|n| net.is_none_or(|name| n.name == name))
         {
             for (mac, slot) in network.fdb.own_entries(now, self.reports_static) {
-                out.push(FdbEntry {
+                out.push(FdbRecord {
                     net: network.name.clone(),
                     mac: *mac,
                     port: self
@@ -479,25 +496,17 @@ impl Bridge {
         Ok(out)
     }
 
-    /// Counters as the API shows them.
-    pub fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortStats>, BridgeError> {
+    /// The counters of port `name`, or of every port in table order.
+    pub fn port_reports(&self, name: Option<&str>) -> Result<Vec<PortReport>, BridgeError> {
         if let Some(name) = name {
             self.port_id(name)?;
         }
         Ok(self
             .ports()
             .filter(|(_, p)| name.is_none_or(|n| p.name == n))
-            .map(|(_, p)| PortStats {
+            .map(|(_, p)| PortReport {
                 name: p.name.clone(),
-                rx_packets: p.counters.rx_packets,
-                rx_bytes: p.counters.rx_bytes,
-                tx_packets: p.counters.tx_packets,
-                tx_bytes: p.counters.tx_bytes,
-                drops: p
-                    .counters
-                    .drops_by_name()
-                    .map(|(r, n)| (r.to_string(), n))
-                    .collect(),
+                counters: p.counters.clone(),
             })
             .collect())
     }

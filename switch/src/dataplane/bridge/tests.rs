@@ -121,8 +121,8 @@ fn unknown_unicast_floods_then_learning_makes_it_unicast() {
     let entries = lab.bridge.fdb_entries(None, T0).unwrap();
     let pairs: Vec<_> = entries.iter().map(|e| (e.mac, e.port.as_str())).collect();
     assert_eq!(pairs, vec![(mac(1), "a"), (mac(2), "b")]);
-    let stats = lab.bridge.port_stats(Some("a")).unwrap();
-    assert_eq!((stats[0].rx_packets, stats[0].tx_packets), (1, 1));
+    let stats = &lab.bridge.port_reports(Some("a")).unwrap()[0].counters;
+    assert_eq!((stats.rx_packets, stats.tx_packets), (1, 1));
 }
 
 #[test]

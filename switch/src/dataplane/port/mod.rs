@@ -91,7 +91,7 @@ pub fn recv_each<P: Port + ?Sized>(port: &mut P, frames: &mut [Frame]) -> (usize
 }
 
 /// Traffic counters of one port.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortCounters {
     /// Frames received.
     pub rx_packets: u64,
@@ -118,4 +118,26 @@ impl PortCounters {
             .map(|r| (r.as_str(), self.drops[r.index()]))
             .filter(|(_, n)| *n > 0)
     }
+
+    /// Adds `other`'s counts to these (another datapath thread's counters of
+    /// the same port).
+    pub fn add(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        for (total, n) in self.drops.iter_mut().zip(other.drops) {
+            *total += n;
+        }
+    }
+}
+
+/// A port's counters under its name, as the datapath reports them to the
+/// control plane (which turns them into the API's `PortStats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortReport {
+    /// The port's name.
+    pub name: String,
+    /// Its counters.
+    pub counters: PortCounters,
 }

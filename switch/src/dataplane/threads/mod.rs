@@ -1,28 +1,39 @@
 //! The datapath threads: each a `mio` poll loop over the fds of the ports it
 //! reads, draining each ready port in batches through its [`Bridge`], and
-//! applying the control thread's [`Command`]s between batches.
+//! running the control thread's commands between batches.
 //!
 //! Each thread owns its bridge — ports, networks, FDBs — so the per-frame path
 //! takes no lock. Control talks to the threads only through channels plus a
-//! [`mio::Waker`] each ([`DatapathHandle`]); every command carries a reply
-//! channel so the control thread knows when it took effect. Readiness is
-//! edge-triggered: a port is read until it has nothing more, at most [`BATCH`]
-//! frames at a time; a port that still had frames after a batch is served
-//! again in the next round before the loop sleeps, so one busy port cannot
-//! starve the others.
+//! [`mio::Waker`] each, by calling the methods of [`DatapathHandle`]: one per
+//! command, whose return type is the command's answer. The control thread
+//! waits for that answer, so it knows when the command took effect. Readiness
+//! is edge-triggered: a port is read until it has nothing more, at most
+//! [`BATCH`] frames at a time; a port that still had frames after a batch is
+//! served again in the next round before the loop sleeps, so one busy port
+//! cannot starve the others.
 //!
 //! With `yardd --threads N` there are N such threads. Each reads its share of
 //! the ports and sends to any port through its own handle on it; thread
 //! `mesh::HOME` also owns the gateway, the uplink and the tunnel sockets.
 //! Threads tell each other what they learn, and hand frames for the gateway
 //! to the home thread, through the lock-free queues of `mesh`.
+//!
+//! Adding a command takes two functions: the thread side, a method of
+//! [`Datapath`] in `commands.rs` that does the work on one thread and returns
+//! `Result<Answer, DatapathError>`; and the control side, a method of
+//! [`DatapathHandle`] in `handle.rs` that runs it where it belongs — on every
+//! thread (`all`, or `each` and a merge of the answers) or on the home thread
+//! alone (`home`). Commands travel as closures that send their own typed
+//! answer, so there is no request or reply enum to extend.
 
+mod commands;
 mod handle;
 mod mesh;
 mod router;
 #[cfg(test)]
 mod tests;
 
+pub use commands::{ConntrackSnapshot, GatewayFigures, NetFigures};
 pub use handle::{DatapathError, DatapathHandle};
 
 use std::io;
@@ -31,21 +42,15 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use yard_ctl::api::{FdbEntry, NetworkSpec, PortStats};
-use yard_ctl::MacAddr;
 
 use std::net::Ipv4Addr;
 
-use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
-use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{Gateway, PublishRule, Side, UplinkConfig};
+use yard_nat::gateway::{Gateway, Side};
 
-use crate::control::nat_api;
 use crate::dataplane::bridge::{Bridge, NetId};
-use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::{Frame, VnetHeader};
 use crate::dataplane::offload;
@@ -53,6 +58,7 @@ use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
 use crate::dataplane::verdict::DropReason;
+use handle::Command;
 use mesh::Mesh;
 use router::Router;
 
@@ -88,146 +94,6 @@ pub struct TunnelBinding {
     pub overlay_mtu: u32,
 }
 
-/// Per-network figures for `net ls` and `net inspect`.
-#[derive(Debug, Clone)]
-pub struct NetFigures {
-    /// Network name.
-    pub name: String,
-    /// Live FDB entries.
-    pub fdb_entries: usize,
-    /// MAC moves so far.
-    pub mac_moves: u64,
-}
-
-/// What the control thread asks of the datapath.
-pub enum Op {
-    /// Add a network.
-    AddNetwork(NetworkSpec),
-    /// Remove a network without ports.
-    RemoveNetwork(String),
-    /// Start forwarding a port's frames.
-    AddPort {
-        /// Port name.
-        name: String,
-        /// The device.
-        port: Box<dyn Port>,
-        /// Its networks.
-        membership: Membership,
-        /// Its MTU.
-        mtu: u32,
-        /// This thread reads the port (polls its fd); other threads only
-        /// send through their handles on it.
-        reads: bool,
-        /// For a tunnel port: how its received packets find it.
-        tunnel: Option<TunnelBinding>,
-    },
-    /// Stop forwarding and close a port.
-    RemovePort(String),
-    /// Add a static FDB entry.
-    FdbAdd {
-        /// Network.
-        net: String,
-        /// Address.
-        mac: MacAddr,
-        /// Port.
-        port: String,
-    },
-    /// Delete an FDB entry.
-    FdbDel {
-        /// Network.
-        net: String,
-        /// Address.
-        mac: MacAddr,
-    },
-    /// Delete learned entries.
-    FdbFlush(Option<String>),
-    /// Attach a capture to a port.
-    Capture {
-        /// Port.
-        port: String,
-        /// Where copies go.
-        tap: CaptureTap,
-    },
-    /// Read counters.
-    PortStats(Option<String>),
-    /// Read the FDB.
-    Fdb(Option<String>),
-    /// Read per-network figures.
-    NetFigures,
-    /// Attach the uplink.
-    SetUplink {
-        /// Uplink name.
-        name: String,
-        /// The device.
-        port: Box<dyn Port>,
-        /// Its address, MAC and next hop.
-        config: UplinkConfig,
-        /// The interface's MTU.
-        mtu: u32,
-    },
-    /// Detach the uplink.
-    RemoveUplink,
-    /// Allow routing between two networks.
-    Connect(String, String),
-    /// Forbid it again.
-    Disconnect(String, String),
-    /// Add a published port rule.
-    PublishAdd(PublishRule),
-    /// Remove a published port rule and its connections.
-    PublishRemove(RuleId),
-    /// A container address went away: forget its connections.
-    ForgetAddress(Ipv4Addr),
-    /// List connections.
-    ConntrackLs(ConntrackFilter),
-    /// Remove connections.
-    ConntrackFlush(ConntrackFilter),
-    /// Conntrack and gateway counters.
-    ConntrackStats,
-    /// Change the conntrack limit and timeouts.
-    ConntrackSet(ConntrackSettings),
-    /// Uplink counters.
-    UplinkStats,
-    /// Tunnel packets dropped before demultiplexing, by reason.
-    TunnelDrops,
-    /// Stop the loop.
-    Shutdown,
-}
-
-/// What the datapath answers.
-#[derive(Debug)]
-pub enum Answer {
-    /// Done.
-    Done,
-    /// `fdb del` found nothing to delete.
-    NotFound,
-    /// Counters.
-    PortStats(Vec<PortStats>),
-    /// FDB entries.
-    Fdb(Vec<FdbEntry>),
-    /// Network figures.
-    NetFigures(Vec<NetFigures>),
-    /// Connections.
-    Conntrack(Vec<ConntrackEntry>),
-    /// How many entries were removed.
-    Removed(u64),
-    /// Counters.
-    ConntrackStats(ConntrackStats),
-    /// Settings in force.
-    ConntrackSettings(ConntrackSettings),
-    /// Uplink counters, if there is an uplink.
-    UplinkStats(Option<yard_ctl::api::PortStats>),
-    /// Tunnel drops by reason.
-    TunnelDrops(std::collections::BTreeMap<String, u64>),
-}
-
-/// A command with its reply channel.
-pub struct Command {
-    /// What to do.
-    pub op: Op,
-    /// Where the result goes.
-    pub reply: Sender<Result<Answer, DatapathError>>,
-}
-
 /// The uplink port: outside the bridge, talking only to the gateway.
 struct Uplink {
     name: String,
@@ -259,6 +125,8 @@ pub struct Datapath {
     /// Builds the IP fragments of a routed packet too big for its way out.
     pieces: Frame,
     commands: Receiver<Command>,
+    /// A shutdown command ran: the loop ends.
+    stopping: bool,
     pool: Vec<Frame>,
     pending: Vec<PortId>,
     epoch: Instant,
@@ -302,6 +170,7 @@ impl Datapath {
                 scratch: Frame::new(),
                 pieces: Frame::new(),
                 commands: rx,
+                stopping: false,
                 pool: (0..BATCH).map(|_| Frame::new()).collect(),
                 pending: Vec::with_capacity(64),
                 epoch,
@@ -318,7 +187,8 @@ impl Datapath {
         Millis(self.epoch.elapsed().as_millis() as u64)
     }
 
-    /// Runs until [`Op::Shutdown`] or until every handle is dropped.
+    /// Runs until [`DatapathHandle::shutdown`] or until every handle is
+    /// dropped.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
@@ -583,250 +453,19 @@ impl Datapath {
         }
     }
 
-    /// Applies queued commands; false when told to shut down.
+    /// Runs queued commands; false when told to shut down.
     fn apply_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(Command {
-                    op: Op::Shutdown,
-                    reply,
-                }) => {
-                    let _ = reply.send(Ok(Answer::Done));
-                    return false;
-                }
-                Ok(Command { op, reply }) => {
-                    let _ = reply.send(self.apply(op));
+                Ok(command) => {
+                    command(self);
+                    if self.stopping {
+                        return false;
+                    }
                 }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
-        }
-    }
-
-    fn apply(&mut self, op: Op) -> Result<Answer, DatapathError> {
-        let now = self.now();
-        match op {
-            Op::AddNetwork(spec) => {
-                let id = self.bridge.add_network(&spec)?;
-                if let Some(config) = nat_api::net_config(id.0, &spec) {
-                    self.bridge
-                        .set_gateway_mac(id, Some(yard_ctl::MacAddr(config.mac)));
-                    self.gateway.set_network(config);
-                }
-                Ok(Answer::Done)
-            }
-            Op::RemoveNetwork(name) => {
-                let id = self.bridge.net_id(&name)?;
-                self.bridge.remove_network(&name)?;
-                self.gateway.remove_network(id.0);
-                Ok(Answer::Done)
-            }
-            Op::AddPort {
-                name,
-                port,
-                membership,
-                mtu,
-                reads,
-                tunnel,
-            } => {
-                let attachment = match &membership {
-                    Membership::Access(net) => self.bridge.access(net)?,
-                    Membership::Trunk(nets) => self.bridge.trunk(nets)?,
-                };
-                let fd = port.raw_fd().filter(|_| reads);
-                let id = self.bridge.add_port(&name, port, attachment, mtu)?;
-                if let Some(fd) = fd {
-                    if let Err(e) = self.register(fd, id) {
-                        let _ = self.bridge.remove_port(&name);
-                        tracing::error!(port = %name, error = %e, "cannot poll port");
-                        return Err(DatapathError::Gateway(format!(
-                            "cannot poll port {name}: {e}"
-                        )));
-                    }
-                    // Frames may already be queued: edge-triggered polling would
-                    // not report them, so serve the port once now.
-                    self.pending.push(id);
-                }
-                if let Some(binding) = tunnel {
-                    self.bridge.set_tunnel(id, binding.overlay_mtu);
-                    let fd = binding.socket.raw_fd();
-                    if let Some(index) =
-                        self.overlay
-                            .add(binding.socket, binding.remote, binding.key, id)
-                    {
-                        let token = Token(TUNNEL_BASE - index);
-                        if let Err(e) = self.poll.registry().register(
-                            &mut SourceFd(&fd),
-                            token,
-                            Interest::READABLE,
-                        ) {
-                            let _ = self.bridge.remove_port(&name);
-                            self.overlay.remove_port(id);
-                            return Err(DatapathError::Gateway(format!(
-                                "cannot poll tunnel {name}: {e}"
-                            )));
-                        }
-                        self.tunnels_again.push(index);
-                    }
-                }
-                Ok(Answer::Done)
-            }
-            Op::RemovePort(name) => {
-                let (id, slot) = self.bridge.remove_port(&name)?;
-                if let Some(fd) = slot.port.raw_fd() {
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                }
-                self.pending.retain(|p| *p != id);
-                if let Some(fd) = self.overlay.remove_port(id) {
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                }
-                drop(slot);
-                Ok(Answer::Done)
-            }
-            Op::FdbAdd { net, mac, port } => {
-                self.bridge.fdb_add(&net, mac, &port)?;
-                Ok(Answer::Done)
-            }
-            Op::FdbDel { net, mac } => {
-                let found = self.bridge.fdb_del(&net, &mac)?;
-                Ok(if found {
-                    Answer::Done
-                } else {
-                    Answer::NotFound
-                })
-            }
-            Op::FdbFlush(net) => {
-                self.bridge.fdb_flush(net.as_deref())?;
-                Ok(Answer::Done)
-            }
-            Op::Capture { port, tap } => {
-                self.bridge.add_capture(&port, tap)?;
-                Ok(Answer::Done)
-            }
-            Op::PortStats(name) => Ok(Answer::PortStats(self.bridge.port_stats(name.as_deref())?)),
-            Op::Fdb(net) => Ok(Answer::Fdb(self.bridge.fdb_entries(net.as_deref(), now)?)),
-            Op::SetUplink {
-                name,
-                port,
-                config,
-                mtu,
-            } => {
-                if let Some(fd) = port.raw_fd() {
-                    self.poll
-                        .registry()
-                        .register(&mut SourceFd(&fd), UPLINK, Interest::READABLE)
-                        .map_err(|e| {
-                            DatapathError::Gateway(format!("cannot poll uplink {name}: {e}"))
-                        })?;
-                }
-                self.gateway.set_uplink(Some(config));
-                self.uplink = Some(Uplink {
-                    name,
-                    port,
-                    mtu,
-                    counters: PortCounters::default(),
-                });
-                self.uplink_again = true;
-                Ok(Answer::Done)
-            }
-            Op::RemoveUplink => {
-                if let Some(uplink) = self.uplink.take() {
-                    if let Some(fd) = uplink.port.raw_fd() {
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                    }
-                }
-                self.gateway.set_uplink(None);
-                Ok(Answer::Done)
-            }
-            Op::Connect(a, b) => {
-                let (a, b) = (self.bridge.net_id(&a)?, self.bridge.net_id(&b)?);
-                self.gateway.connect(a.0, b.0);
-                Ok(Answer::Done)
-            }
-            Op::Disconnect(a, b) => {
-                let (a, b) = (self.bridge.net_id(&a)?, self.bridge.net_id(&b)?);
-                self.gateway.disconnect(a.0, b.0);
-                Ok(Answer::Done)
-            }
-            Op::PublishAdd(rule) => {
-                self.gateway
-                    .add_publish(rule)
-                    .map_err(|e| DatapathError::Gateway(e.to_string()))?;
-                Ok(Answer::Done)
-            }
-            Op::PublishRemove(id) => Ok(Answer::Removed(self.gateway.remove_publish(id) as u64)),
-            Op::ForgetAddress(addr) => {
-                Ok(Answer::Removed(self.gateway.forget_address(addr) as u64))
-            }
-            Op::ConntrackLs(filter) => {
-                let filter = nat_api::filter_of(&filter).map_err(DatapathError::Gateway)?;
-                let entries = self
-                    .gateway
-                    .conntrack()
-                    .iter(now.0)
-                    .filter(|(_, e)| filter.matches(e))
-                    .map(|(_, e)| nat_api::entry_info(e, now.0))
-                    .collect();
-                Ok(Answer::Conntrack(entries))
-            }
-            Op::ConntrackFlush(filter) => {
-                let filter = nat_api::filter_of(&filter).map_err(DatapathError::Gateway)?;
-                Ok(Answer::Removed(
-                    self.gateway.conntrack_mut().flush(&filter) as u64
-                ))
-            }
-            Op::ConntrackStats => Ok(Answer::ConntrackStats(nat_api::stats(&self.gateway))),
-            Op::ConntrackSet(settings) => {
-                let ct = self.gateway.conntrack_mut();
-                let mut timeouts = ct.config().timeouts;
-                nat_api::apply_timeouts(&mut timeouts, &settings.timeouts)
-                    .map_err(DatapathError::Gateway)?;
-                if let Some(max) = settings.max_entries {
-                    if max == 0 || max > 16 * 1024 * 1024 {
-                        return Err(DatapathError::Gateway(format!(
-                            "conntrack limit {max} is out of range: use 1 to 16777216"
-                        )));
-                    }
-                    ct.set_max_entries(max as usize);
-                }
-                ct.set_timeouts(timeouts);
-                Ok(Answer::ConntrackSettings(nat_api::settings(
-                    ct.config().max_entries,
-                    &ct.config().timeouts,
-                )))
-            }
-            Op::TunnelDrops => Ok(Answer::TunnelDrops(
-                self.overlay
-                    .drops
-                    .iter()
-                    .map(|(r, n)| (r.to_string(), *n))
-                    .collect(),
-            )),
-            Op::UplinkStats => Ok(Answer::UplinkStats(self.uplink.as_ref().map(|u| {
-                yard_ctl::api::PortStats {
-                    name: u.name.clone(),
-                    rx_packets: u.counters.rx_packets,
-                    rx_bytes: u.counters.rx_bytes,
-                    tx_packets: u.counters.tx_packets,
-                    tx_bytes: u.counters.tx_bytes,
-                    drops: u
-                        .counters
-                        .drops_by_name()
-                        .map(|(r, n)| (r.to_string(), n))
-                        .collect(),
-                }
-            }))),
-            Op::NetFigures => Ok(Answer::NetFigures(
-                self.bridge
-                    .networks()
-                    .map(|n| NetFigures {
-                        name: n.name.clone(),
-                        fdb_entries: self.bridge.reported_fdb_len(n, now),
-                        mac_moves: n.fdb.mac_moves,
-                    })
-                    .collect(),
-            )),
-            Op::Shutdown => Ok(Answer::Done),
         }
     }
 

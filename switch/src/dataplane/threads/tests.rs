@@ -53,7 +53,8 @@ impl Switch {
         let mut spec = NetworkSpec::new(name);
         spec.subnet = subnet.map(|s| s.parse().unwrap());
         spec.mtu = mtu;
-        self.handle.call(Op::AddNetwork(spec)).unwrap();
+        let gateway = crate::control::nat_api::net_config(&spec);
+        self.handle.add_network(spec, gateway).unwrap();
     }
 
     /// Adds a port; returns the container's end of it.
@@ -68,36 +69,30 @@ impl Switch {
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         self.handle
-            .call(Op::AddPort {
-                name: name.into(),
-                port: Box::new(FdPort::new(OwnedFd::from(ours))),
-                membership: Membership::Access(net.into()),
+            .add_port(
+                name,
+                Box::new(FdPort::new(OwnedFd::from(ours))),
+                Membership::Access(net.into()),
                 mtu,
-                reads: true,
-                tunnel: None,
-            })
+                None,
+            )
             .unwrap();
         theirs
     }
 
     fn fdb(&self) -> Vec<(MacAddr, String)> {
-        match self.handle.call(Op::Fdb(None)).unwrap() {
-            Answer::Fdb(entries) => entries.into_iter().map(|e| (e.mac, e.port)).collect(),
-            other => panic!("{other:?}"),
-        }
+        let entries = self.handle.fdb(None).unwrap();
+        entries.into_iter().map(|e| (e.mac, e.port)).collect()
     }
 
     fn stats(&self, port: &str) -> yard_ctl::api::PortStats {
-        match self.handle.call(Op::PortStats(Some(port.into()))).unwrap() {
-            Answer::PortStats(mut s) => s.remove(0),
-            other => panic!("{other:?}"),
-        }
+        crate::control::bridge_api::port_stats(&self.handle.port_stats(Some(port)).unwrap()[0])
     }
 }
 
 impl Drop for Switch {
     fn drop(&mut self) {
-        let _ = self.handle.call(Op::Shutdown);
+        let _ = self.handle.shutdown();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -200,7 +195,7 @@ fn ports_spread_over_threads_and_learning_crosses_them() {
     assert!(sa.rx_packets >= 2 && sa.tx_packets >= 1, "{sa:?}");
     assert!(sb.rx_packets >= 1 && sb.tx_packets >= 2, "{sb:?}");
 
-    switch.handle.call(Op::RemovePort("a".into())).unwrap();
+    switch.handle.remove_port("a").unwrap();
     assert_eq!(switch.fdb(), vec![(mac(2), "b".to_string())]);
     let a2 = switch.port("a2", "n");
     assert_eq!(switch.handle.reader_of("a2"), Some(1));
@@ -256,10 +251,7 @@ fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
     let (copies, captured) = crossbeam_channel::bounded(crate::dataplane::capture::CAPTURE_QUEUE);
     switch
         .handle
-        .call(Op::Capture {
-            port: "b".into(),
-            tap: crate::dataplane::capture::CaptureTap::new(copies),
-        })
+        .capture("b", crate::dataplane::capture::CaptureTap::new(copies))
         .unwrap();
     // a's thread sends each request out of b; b answers at once, and b's own
     // thread receives the answer. The capture of b must list each request
@@ -307,10 +299,7 @@ fn routed_pair(n1_mtu: u32) -> (Switch, UnixDatagram, UnixDatagram) {
     let switch = Switch::new(1);
     switch.network_mtu("n1", Some("10.77.0.0/24"), n1_mtu);
     switch.network("n2", Some("10.78.0.0/24"));
-    switch
-        .handle
-        .call(Op::Connect("n1".into(), "n2".into()))
-        .unwrap();
+    switch.handle.connect("n1", "n2").unwrap();
     let a = switch.port_mtu("a", "n1", n1_mtu);
     let b = switch.port("b", "n2");
     arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
@@ -569,10 +558,7 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     assert_eq!(data[6..8], whole_checksum[..], "the UDP checksum, finished");
     assert_eq!(data[8..], second[42..]);
 
-    let stats = switch.handle.call(Op::ConntrackStats).unwrap();
-    let Answer::ConntrackStats(stats) = stats else {
-        panic!("{stats:?}")
-    };
+    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
     assert_eq!(stats.counters["gw-fragmented"], 2);
     assert!(
         switch.stats("b").drops.is_empty(),
@@ -610,9 +596,65 @@ fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
             .all(|f| f[12..14] != [0x08, 0x00]),
         "an IP packet reached b"
     );
-    let Answer::ConntrackStats(stats) = switch.handle.call(Op::ConntrackStats).unwrap() else {
-        panic!("no stats")
-    };
+    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
     assert_eq!(stats.counters["gw-gso-unresolved"], 1);
     assert_eq!(stats.counters["gw-held-for-arp"], 0);
+}
+
+#[test]
+fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
+    use crate::control::nat_api::{self, ConntrackChange};
+    use yard_ctl::api::{ConntrackFilter, ConntrackSettings};
+    let (switch, a, b) = routed_pair(1500);
+    send(&a, &big_syn(40_001, 100));
+    answer_arp_for_b(&b);
+    expect(&b, "the SYN at b", |f| f[12..14] == [0x08, 0x00]);
+
+    let all = nat_api::filter_of(&ConntrackFilter::default()).unwrap();
+    let listed = nat_api::entry_infos(&switch.handle.conntrack(all).unwrap());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let entry = &listed[0];
+    assert_eq!(entry.proto, "tcp");
+    assert_eq!(
+        (
+            entry.original.src,
+            entry.original.sport,
+            entry.original.dport
+        ),
+        ("10.77.0.10".parse().unwrap(), 40_001, 80)
+    );
+    assert_eq!(entry.packets_original, 1);
+    assert!(
+        entry.timeout_secs > 0 && entry.timeout_secs <= 240,
+        "{entry:?}"
+    );
+
+    let settings = ConntrackSettings {
+        max_entries: Some(1000),
+        timeouts: [("udp-replied".to_string(), 600)].into(),
+    };
+    let change = ConntrackChange::parse(&settings).unwrap();
+    let applied = switch
+        .handle
+        .set_conntrack(move |config| change.apply(config))
+        .unwrap();
+    let shown = nat_api::settings(&applied);
+    assert_eq!(shown.max_entries, Some(1000));
+    assert_eq!(shown.timeouts["udp-replied"], 600);
+    assert_eq!(
+        shown.timeouts["tcp-established"],
+        5 * 24 * 3600,
+        "unchanged"
+    );
+    let stats = nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    assert_eq!((stats.entries, stats.max_entries), (1, 1000));
+
+    let udp = ConntrackFilter {
+        proto: Some("udp".into()),
+        ..ConntrackFilter::default()
+    };
+    let udp = nat_api::filter_of(&udp).unwrap();
+    assert_eq!(switch.handle.conntrack_flush(udp).unwrap(), 0);
+    assert_eq!(switch.handle.conntrack_flush(all).unwrap(), 1);
+    assert!(switch.handle.conntrack(all).unwrap().entries.is_empty());
 }

@@ -1,0 +1,513 @@
+//! [`ConfigError`]: why the configuration refused a change. Every variant
+//! carries the names of the objects involved, and every message names them
+//! and says what to do instead; the messages are what `yardctl` prints.
+
+use std::net::Ipv4Addr;
+
+use yard_ctl::api::{PublishSpec, Transport, MAX_MTU};
+use yard_ctl::ifname::{IfNameError, MAX_IFNAME_LEN};
+use yard_ctl::{Ipv4Cidr, MacAddr};
+
+use super::{MAX_NAME_LEN, MIN_MTU};
+use crate::control::Object;
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    // ---- names ----------------------------------------------------------
+    /// A network or port name with characters or a length yardd refuses.
+    #[error(
+        "{} name '{}' is not valid: use 1 to {} letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+        .0.kind(), .0.name(), MAX_NAME_LEN
+    )]
+    BadName(Object),
+    /// An interface name the kernel would refuse (see
+    /// [`yard_ctl::ifname`]); `port` is the port's (or uplink's) name.
+    #[error(
+        "port {port}: interface name '{ifname}' is not valid: use 1 to {} characters without '/', ':' or spaces",
+        MAX_IFNAME_LEN
+    )]
+    BadIfname {
+        /// The port or uplink.
+        port: String,
+        /// The name given.
+        ifname: String,
+        /// What is wrong with it.
+        error: IfNameError,
+    },
+    /// An MTU outside [`MIN_MTU`] to [`MAX_MTU`].
+    #[error("{object}: MTU {mtu} is out of range: use {} to {}", MIN_MTU, MAX_MTU)]
+    BadMtu {
+        /// The network or port.
+        object: Object,
+        /// The MTU given.
+        mtu: u32,
+    },
+
+    // ---- networks -------------------------------------------------------
+    /// No network of that name.
+    #[error("network {0} not found: `yardctl net ls` lists the networks")]
+    NoNetwork(String),
+    /// A network of that name exists.
+    #[error(
+        "network {0} already exists: choose another name or remove it with `yardctl net rm {0}`"
+    )]
+    NetworkExists(String),
+    /// An aging time outside 1 to 1000000 s.
+    #[error("network {net}: aging time {secs} s is out of range: use 1 to 1000000 seconds")]
+    BadAging {
+        /// The network.
+        net: String,
+        /// The aging time given.
+        secs: u64,
+    },
+    /// A VLAN id outside 1 to 4094.
+    #[error("network {net}: VLAN id {vlan} is out of range: use 1 to 4094")]
+    BadVlan {
+        /// The network.
+        net: String,
+        /// The id given.
+        vlan: u16,
+    },
+    /// Another network has the VLAN id.
+    #[error(
+        "network {net}: VLAN id {vlan} is already used by network {by}: choose another --vlan"
+    )]
+    VlanTaken {
+        /// The network.
+        net: String,
+        /// The id given.
+        vlan: u16,
+        /// The network that has it.
+        by: String,
+    },
+    /// `--gateway` on a network without a subnet.
+    #[error("network {0}: --gateway needs --subnet (a network without a subnet is plain L2)")]
+    GatewayWithoutSubnet(String),
+    /// A subnet with too few host addresses.
+    #[error("network {net}: subnet {subnet} is too small: use a prefix of /30 or shorter")]
+    SubnetTooSmall {
+        /// The network.
+        net: String,
+        /// The subnet given.
+        subnet: Ipv4Cidr,
+    },
+    /// The subnet overlaps another network's.
+    #[error(
+        "network {net}: subnet {subnet} overlaps {other_subnet} of network {other}: choose a --subnet that does not overlap"
+    )]
+    SubnetOverlaps {
+        /// The network.
+        net: String,
+        /// Its subnet.
+        subnet: Ipv4Cidr,
+        /// The network it overlaps.
+        other: String,
+        /// That network's subnet.
+        other_subnet: Ipv4Cidr,
+    },
+    /// The subnet overlaps the uplink's.
+    #[error(
+        "network {net}: subnet {subnet} overlaps the uplink {uplink}'s {uplink_subnet}: the inside and the outside must not share addresses"
+    )]
+    SubnetOverlapsUplink {
+        /// The network.
+        net: String,
+        /// Its subnet.
+        subnet: Ipv4Cidr,
+        /// The uplink.
+        uplink: String,
+        /// The uplink's subnet.
+        uplink_subnet: Ipv4Cidr,
+    },
+    /// The gateway address is not a host of the subnet.
+    #[error("network {net}: gateway {gateway} is not a host address of {subnet}")]
+    GatewayOutsideSubnet {
+        /// The network.
+        net: String,
+        /// The gateway address given.
+        gateway: Ipv4Addr,
+        /// The network's subnet.
+        subnet: Ipv4Cidr,
+    },
+    /// Ports still use the network.
+    #[error(
+        "network {net} is in use by port(s) {}: remove them first with `yardctl port rm NAME`",
+        .ports.join(", ")
+    )]
+    NetworkInUse {
+        /// The network.
+        net: String,
+        /// The ports on it.
+        ports: Vec<String>,
+    },
+    /// The network cannot route: it has no subnet.
+    #[error("network {0} has no subnet, so nothing routes to it: create it with --subnet")]
+    NoSubnet(String),
+    /// `net connect A A`.
+    #[error("network {0} cannot be connected to itself")]
+    SelfConnect(String),
+    /// The two networks are connected already.
+    #[error("networks {a} and {b} are already connected")]
+    AlreadyConnected {
+        /// One network.
+        a: String,
+        /// The other.
+        b: String,
+    },
+
+    // ---- ports ----------------------------------------------------------
+    /// A port of that name exists.
+    #[error(
+        "port {0} already exists: choose another name or remove it with `yardctl port rm {0}`"
+    )]
+    PortExists(String),
+    /// The port names a network that does not exist.
+    #[error(
+        "port {port}: network {net} not found: create it with `yardctl net create {net}` or see `yardctl net ls`"
+    )]
+    PortNetworkMissing {
+        /// The port.
+        port: String,
+        /// The network it names.
+        net: String,
+    },
+    /// A group or all-zero MAC for a port.
+    #[error("port {port}: MAC {mac} is a group or zero address: use a unicast address")]
+    GroupMac {
+        /// The port.
+        port: String,
+        /// The MAC given.
+        mac: MacAddr,
+    },
+    /// Another TAP port has the same interface in the same namespace.
+    #[error(
+        "port {port}: interface {ifname} in netns {} is already port {by}",
+        .netns.as_deref().unwrap_or("(yardd's own)")
+    )]
+    TapTaken {
+        /// The port.
+        port: String,
+        /// The interface name.
+        ifname: String,
+        /// The namespace; `None` for yardd's own.
+        netns: Option<String>,
+        /// The port that has it.
+        by: String,
+    },
+    /// The address is not a host of the network's subnet (or has another
+    /// prefix length).
+    #[error(
+        "port {port}: address {ip} is not a host address of network {net} ({subnet}): use an address inside it with /{}",
+        .subnet.prefix
+    )]
+    AddressOutside {
+        /// The port.
+        port: String,
+        /// The address given.
+        ip: Ipv4Cidr,
+        /// The network.
+        net: String,
+        /// Its subnet.
+        subnet: Ipv4Cidr,
+    },
+    /// The address is the network's gateway.
+    #[error("port {port}: {addr} is the gateway of network {net}")]
+    AddressIsGateway {
+        /// The port.
+        port: String,
+        /// The address given.
+        addr: Ipv4Addr,
+        /// The network.
+        net: String,
+    },
+    /// Another port on the network has the address.
+    #[error("port {port}: address {addr} is already used by port {by} on network {net}")]
+    AddressTaken {
+        /// The port.
+        port: String,
+        /// The address given.
+        addr: Ipv4Addr,
+        /// The port that has it.
+        by: String,
+        /// The network.
+        net: String,
+    },
+    /// A GRE-in-UDP remote with port 0.
+    #[error("port {0}: remote port 0 is not valid: omit it for 4754")]
+    RemotePortZero(String),
+    /// A tunnel remote that is not a unicast address.
+    #[error("port {port}: remote {remote} is not a unicast address")]
+    RemoteNotUnicast {
+        /// The port.
+        port: String,
+        /// The remote given.
+        remote: Ipv4Addr,
+    },
+    /// Another tunnel of the same local endpoint has the same remote and
+    /// key: received packets would have two homes.
+    #[error(
+        "port {port}: tunnel port {by} already reaches {remote} with {}: give this one another --key",
+        key_name(.key)
+    )]
+    TunnelTaken {
+        /// The port.
+        port: String,
+        /// The tunnel that has the remote and key.
+        by: String,
+        /// The remote.
+        remote: Ipv4Addr,
+        /// The key.
+        key: Option<u32>,
+    },
+    /// Another port has the interface.
+    #[error("port {port}: interface {iface} is already attached as port {by}")]
+    IfaceTaken {
+        /// The port.
+        port: String,
+        /// The interface.
+        iface: String,
+        /// The port that has it.
+        by: String,
+    },
+    /// A trunk without `--nets`.
+    #[error("port {0}: a trunk needs --nets NET1,NET2")]
+    TrunkWithoutNets(String),
+    /// A trunk member network without a VLAN id.
+    #[error(
+        "port {port}: network {net} has no VLAN id, so a trunk cannot carry it: create it with `--vlan ID`"
+    )]
+    TrunkNetWithoutVlan {
+        /// The trunk port.
+        port: String,
+        /// The network.
+        net: String,
+    },
+
+    // ---- the uplink -----------------------------------------------------
+    /// There is an uplink already.
+    #[error(
+        "uplink {uplink}: yardd has one uplink, {existing} — remove it first with `yardctl uplink rm {existing}`"
+    )]
+    OneUplink {
+        /// The new uplink.
+        uplink: String,
+        /// The one there is.
+        existing: String,
+    },
+    /// A port has the uplink's name.
+    #[error("uplink {0}: a port already has that name")]
+    UplinkNameTaken(String),
+    /// The uplink's address leaves no room for a gateway.
+    #[error(
+        "uplink {uplink}: {ip} is not a host address with room for a gateway: use e.g. 10.1.0.2/24"
+    )]
+    UplinkAddress {
+        /// The uplink.
+        uplink: String,
+        /// The address given.
+        ip: Ipv4Cidr,
+    },
+    /// The uplink's subnet overlaps a network's.
+    #[error(
+        "uplink {uplink}: {subnet} overlaps network {net}'s subnet: the outside must be a different subnet"
+    )]
+    UplinkOverlaps {
+        /// The uplink.
+        uplink: String,
+        /// Its subnet.
+        subnet: Ipv4Cidr,
+        /// The network.
+        net: String,
+    },
+    /// The uplink's gateway is not another host of its subnet.
+    #[error("uplink {uplink}: gateway {gateway} must be another host address of {subnet}")]
+    UplinkGateway {
+        /// The uplink.
+        uplink: String,
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The uplink's subnet.
+        subnet: Ipv4Cidr,
+    },
+    /// A port has the uplink's interface.
+    #[error("uplink {uplink}: interface {iface} is already port {by}")]
+    UplinkIfaceTaken {
+        /// The uplink.
+        uplink: String,
+        /// The interface.
+        iface: String,
+        /// The port that has it.
+        by: String,
+    },
+
+    // ---- published ports ------------------------------------------------
+    /// The target port has no address yardd configured.
+    #[error("port {0} has no address yardd knows: publish to its IP address instead")]
+    TargetWithoutAddress(String),
+    /// The target is neither a port nor an address.
+    #[error(
+        "publish target {0} is neither a port nor an IPv4 address: `yardctl port ls` lists the ports"
+    )]
+    UnknownTarget(String),
+    /// The target address is in no network.
+    #[error("publish target {0} is in no network's subnet: publish to a container address")]
+    TargetOutside(Ipv4Addr),
+    /// The host ports overlap another rule's.
+    #[error(
+        "publish {rule}: its host ports overlap {other}: remove that with `yardctl publish rm {other}` or pick other ports"
+    )]
+    PublishOverlaps {
+        /// The new rule.
+        rule: PublishSpec,
+        /// The rule it overlaps.
+        other: PublishSpec,
+    },
+    /// The host address is not one of yardd's.
+    #[error("publish {rule}: {host} is not an address of yardd (the uplink's or a gateway's)")]
+    NotOurAddress {
+        /// The new rule.
+        rule: PublishSpec,
+        /// The host address given.
+        host: Ipv4Addr,
+    },
+    /// `publish rm` names no rule.
+    #[error(
+        "no published port {}{port}/{}: `yardctl publish ls` lists them",
+        .host.map(|ip| format!("{ip}:")).unwrap_or_default(),
+        transport_name(*.proto)
+    )]
+    NoPublish {
+        /// The host address, if the rule has one.
+        host: Option<Ipv4Addr>,
+        /// The first host port.
+        port: u16,
+        /// The protocol.
+        proto: Transport,
+    },
+}
+
+fn key_name(key: &Option<u32>) -> String {
+    key.map(|k| format!("key {k}"))
+        .unwrap_or_else(|| "no key".into())
+}
+
+fn transport_name(proto: Transport) -> &'static str {
+    match proto {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages users see, word for word.
+    #[test]
+    fn messages_name_the_objects_and_the_way_out() {
+        let cases: Vec<(ConfigError, &str)> = vec![
+            (
+                ConfigError::BadName(Object::Port("a b".into())),
+                "port name 'a b' is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+            ),
+            (
+                ConfigError::BadMtu {
+                    object: Object::Network("web".into()),
+                    mtu: 9,
+                },
+                "network web: MTU 9 is out of range: use 68 to 65000",
+            ),
+            (
+                ConfigError::BadIfname {
+                    port: "c1".into(),
+                    ifname: "a/b".into(),
+                    error: IfNameError::Separator('/'),
+                },
+                "port c1: interface name 'a/b' is not valid: use 1 to 15 characters without '/', ':' or spaces",
+            ),
+            (
+                ConfigError::NetworkExists("web".into()),
+                "network web already exists: choose another name or remove it with `yardctl net rm web`",
+            ),
+            (
+                ConfigError::SubnetOverlaps {
+                    net: "clash".into(),
+                    subnet: "172.30.128.0/17".parse().unwrap(),
+                    other: "yard0".into(),
+                    other_subnet: "172.30.0.0/16".parse().unwrap(),
+                },
+                "network clash: subnet 172.30.128.0/17 overlaps 172.30.0.0/16 of network yard0: choose a --subnet that does not overlap",
+            ),
+            (
+                ConfigError::NetworkInUse {
+                    net: "web".into(),
+                    ports: vec!["c1".into(), "c2".into()],
+                },
+                "network web is in use by port(s) c1, c2: remove them first with `yardctl port rm NAME`",
+            ),
+            (
+                ConfigError::TapTaken {
+                    port: "c2".into(),
+                    ifname: "eth0".into(),
+                    netns: None,
+                    by: "c1".into(),
+                },
+                "port c2: interface eth0 in netns (yardd's own) is already port c1",
+            ),
+            (
+                ConfigError::AddressOutside {
+                    port: "c3".into(),
+                    ip: "10.62.0.2/24".parse().unwrap(),
+                    net: "web".into(),
+                    subnet: "10.61.0.0/24".parse().unwrap(),
+                },
+                "port c3: address 10.62.0.2/24 is not a host address of network web (10.61.0.0/24): use an address inside it with /24",
+            ),
+            (
+                ConfigError::TunnelTaken {
+                    port: "t2".into(),
+                    by: "t1".into(),
+                    remote: Ipv4Addr::new(192, 0, 2, 1),
+                    key: None,
+                },
+                "port t2: tunnel port t1 already reaches 192.0.2.1 with no key: give this one another --key",
+            ),
+            (
+                ConfigError::TunnelTaken {
+                    port: "t2".into(),
+                    by: "t1".into(),
+                    remote: Ipv4Addr::new(192, 0, 2, 1),
+                    key: Some(7),
+                },
+                "port t2: tunnel port t1 already reaches 192.0.2.1 with key 7: give this one another --key",
+            ),
+            (
+                ConfigError::OneUplink {
+                    uplink: "up1".into(),
+                    existing: "up0".into(),
+                },
+                "uplink up1: yardd has one uplink, up0 — remove it first with `yardctl uplink rm up0`",
+            ),
+            (
+                ConfigError::NoPublish {
+                    host: Some(Ipv4Addr::new(10, 1, 0, 2)),
+                    port: 8080,
+                    proto: Transport::Udp,
+                },
+                "no published port 10.1.0.2:8080/udp: `yardctl publish ls` lists them",
+            ),
+            (
+                ConfigError::NoPublish {
+                    host: None,
+                    port: 8080,
+                    proto: Transport::Tcp,
+                },
+                "no published port 8080/tcp: `yardctl publish ls` lists them",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
+    }
+}

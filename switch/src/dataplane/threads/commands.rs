@@ -1,0 +1,341 @@
+//! The thread side of the control thread's commands: one method of
+//! [`Datapath`] per command, run on the datapath thread between two batches
+//! (slow path), returning the command's own answer. The
+//! [`DatapathHandle`](super::DatapathHandle) method of the same name sends
+//! it to the threads it concerns and merges their answers.
+//!
+//! Answers are the data plane's own types — [`PortReport`]s, [`FdbRecord`]s,
+//! [`NetFigures`], [`GatewayFigures`], a [`ConntrackSnapshot`] — never the
+//! control API's: `crate::control` builds its replies from them, so the API
+//! can change without touching the datapath.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use yard_ctl::api::NetworkSpec;
+use yard_ctl::MacAddr;
+use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, RuleId, Stats};
+use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
+
+use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
+use crate::dataplane::bridge::FdbRecord;
+use crate::dataplane::capture::CaptureTap;
+use crate::dataplane::port::{Port, PortCounters, PortReport};
+
+/// Per-network figures for `net ls` and `net inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetFigures {
+    /// The network's name.
+    pub name: String,
+    /// Live FDB entries this thread reports.
+    pub fdb_entries: usize,
+    /// Times an address moved to another port so far.
+    pub mac_moves: u64,
+}
+
+/// The gateway's and its connection table's figures, from the home thread.
+#[derive(Debug, Clone)]
+pub struct GatewayFigures {
+    /// The connection table's counters.
+    pub conntrack: Stats,
+    /// The table's limit in force.
+    pub max_entries: usize,
+    /// Live SNAT port mappings.
+    pub snat_mappings: usize,
+    /// Heap the table uses.
+    pub table_bytes: usize,
+    /// The gateway's own counters.
+    pub gateway: GatewayCounters,
+}
+
+/// The connections a filter selected, as they were at `now_ms`.
+#[derive(Debug, Clone)]
+pub struct ConntrackSnapshot {
+    /// The datapath clock when the copy was taken: entries' timers count
+    /// from it.
+    pub now_ms: u64,
+    /// The connections, in table order.
+    pub entries: Vec<Entry>,
+}
+
+impl Datapath {
+    // ---- L2: every thread ----------------------------------------------
+
+    /// Adds network `spec` to the bridge and, when it has a subnet, its
+    /// side of the gateway (`gateway`, whose `id` is set here to the
+    /// bridge's).
+    pub(super) fn add_network(
+        &mut self,
+        spec: &NetworkSpec,
+        gateway: Option<NetConfig>,
+    ) -> Result<(), DatapathError> {
+        let id = self.bridge.add_network(spec)?;
+        if let Some(mut config) = gateway {
+            config.id = id.0;
+            self.bridge.set_gateway_mac(id, Some(MacAddr(config.mac)));
+            self.gateway.set_network(config);
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_network(&mut self, name: &str) -> Result<(), DatapathError> {
+        let id = self.bridge.net_id(name)?;
+        self.bridge.remove_network(name)?;
+        self.gateway.remove_network(id.0);
+        Ok(())
+    }
+
+    /// Adds a port to this thread's bridge; `reads` when this thread polls
+    /// its fd (the others only send through their handles on it).
+    pub(super) fn add_port(
+        &mut self,
+        name: String,
+        port: Box<dyn Port>,
+        membership: Membership,
+        mtu: u32,
+        reads: bool,
+        tunnel: Option<TunnelBinding>,
+    ) -> Result<(), DatapathError> {
+        let attachment = match &membership {
+            Membership::Access(net) => self.bridge.access(net)?,
+            Membership::Trunk(nets) => self.bridge.trunk(nets)?,
+        };
+        let fd = port.raw_fd().filter(|_| reads);
+        let id = self.bridge.add_port(&name, port, attachment, mtu)?;
+        if let Some(fd) = fd {
+            if let Err(e) = self.register(fd, id) {
+                let _ = self.bridge.remove_port(&name);
+                tracing::error!(port = %name, error = %e, "cannot poll port");
+                return Err(DatapathError::Poll {
+                    what: "port",
+                    name,
+                    error: e,
+                });
+            }
+            // Frames may already be queued: edge-triggered polling would
+            // not report them, so serve the port once now.
+            self.pending.push(id);
+        }
+        if let Some(binding) = tunnel {
+            self.bridge.set_tunnel(id, binding.overlay_mtu);
+            let fd = binding.socket.raw_fd();
+            if let Some(index) = self
+                .overlay
+                .add(binding.socket, binding.remote, binding.key, id)
+            {
+                let token = Token(TUNNEL_BASE - index);
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                {
+                    let _ = self.bridge.remove_port(&name);
+                    self.overlay.remove_port(id);
+                    return Err(DatapathError::Poll {
+                        what: "tunnel",
+                        name,
+                        error: e,
+                    });
+                }
+                self.tunnels_again.push(index);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_port(&mut self, name: &str) -> Result<(), DatapathError> {
+        let (id, slot) = self.bridge.remove_port(name)?;
+        if let Some(fd) = slot.port.raw_fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        self.pending.retain(|p| *p != id);
+        if let Some(fd) = self.overlay.remove_port(id) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        drop(slot);
+        Ok(())
+    }
+
+    pub(super) fn fdb_add(
+        &mut self,
+        net: &str,
+        mac: MacAddr,
+        port: &str,
+    ) -> Result<(), DatapathError> {
+        self.bridge.fdb_add(net, mac, port)?;
+        Ok(())
+    }
+
+    /// False when this thread's FDB had no such entry.
+    pub(super) fn fdb_del(&mut self, net: &str, mac: MacAddr) -> Result<bool, DatapathError> {
+        Ok(self.bridge.fdb_del(net, &mac)?)
+    }
+
+    pub(super) fn fdb_flush(&mut self, net: Option<&str>) -> Result<(), DatapathError> {
+        self.bridge.fdb_flush(net)?;
+        Ok(())
+    }
+
+    pub(super) fn add_capture(&mut self, port: &str, tap: CaptureTap) -> Result<(), DatapathError> {
+        self.bridge.add_capture(port, tap)?;
+        Ok(())
+    }
+
+    pub(super) fn port_stats(
+        &mut self,
+        name: Option<&str>,
+    ) -> Result<Vec<PortReport>, DatapathError> {
+        Ok(self.bridge.port_reports(name)?)
+    }
+
+    /// The entries this thread reports (see
+    /// [`Bridge::share_learning`](crate::dataplane::bridge::Bridge::share_learning)).
+    pub(super) fn fdb(&mut self, net: Option<&str>) -> Result<Vec<FdbRecord>, DatapathError> {
+        let now = self.now();
+        Ok(self.bridge.fdb_entries(net, now)?)
+    }
+
+    pub(super) fn net_figures(&mut self) -> Result<Vec<NetFigures>, DatapathError> {
+        let now = self.now();
+        Ok(self
+            .bridge
+            .networks()
+            .map(|n| NetFigures {
+                name: n.name.clone(),
+                fdb_entries: self.bridge.reported_fdb_len(n, now),
+                mac_moves: n.fdb.mac_moves,
+            })
+            .collect())
+    }
+
+    /// Ends the loop once this command has answered.
+    pub(super) fn shutdown(&mut self) -> Result<(), DatapathError> {
+        self.stopping = true;
+        Ok(())
+    }
+
+    // ---- L3: the home thread -------------------------------------------
+
+    pub(super) fn set_uplink(
+        &mut self,
+        name: String,
+        port: Box<dyn Port>,
+        config: UplinkConfig,
+        mtu: u32,
+    ) -> Result<(), DatapathError> {
+        if let Some(fd) = port.raw_fd() {
+            let registered =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), UPLINK, Interest::READABLE);
+            if let Err(error) = registered {
+                return Err(DatapathError::Poll {
+                    what: "uplink",
+                    name,
+                    error,
+                });
+            }
+        }
+        self.gateway.set_uplink(Some(config));
+        self.uplink = Some(Uplink {
+            name,
+            port,
+            mtu,
+            counters: PortCounters::default(),
+        });
+        self.uplink_again = true;
+        Ok(())
+    }
+
+    pub(super) fn remove_uplink(&mut self) -> Result<(), DatapathError> {
+        if let Some(uplink) = self.uplink.take() {
+            if let Some(fd) = uplink.port.raw_fd() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+        self.gateway.set_uplink(None);
+        Ok(())
+    }
+
+    pub(super) fn connect(&mut self, a: &str, b: &str) -> Result<(), DatapathError> {
+        let (a, b) = (self.bridge.net_id(a)?, self.bridge.net_id(b)?);
+        self.gateway.connect(a.0, b.0);
+        Ok(())
+    }
+
+    pub(super) fn disconnect(&mut self, a: &str, b: &str) -> Result<(), DatapathError> {
+        let (a, b) = (self.bridge.net_id(a)?, self.bridge.net_id(b)?);
+        self.gateway.disconnect(a.0, b.0);
+        Ok(())
+    }
+
+    pub(super) fn add_publish(&mut self, rule: PublishRule) -> Result<(), DatapathError> {
+        Ok(self.gateway.add_publish(rule)?)
+    }
+
+    pub(super) fn remove_publish(&mut self, id: RuleId) -> Result<usize, DatapathError> {
+        Ok(self.gateway.remove_publish(id))
+    }
+
+    pub(super) fn forget_address(&mut self, addr: Ipv4Addr) -> Result<usize, DatapathError> {
+        Ok(self.gateway.forget_address(addr))
+    }
+
+    pub(super) fn conntrack(&mut self, filter: Filter) -> Result<ConntrackSnapshot, DatapathError> {
+        let now = self.now();
+        let entries = self
+            .gateway
+            .conntrack()
+            .iter(now.0)
+            .filter(|(_, e)| filter.matches(e))
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok(ConntrackSnapshot {
+            now_ms: now.0,
+            entries,
+        })
+    }
+
+    pub(super) fn conntrack_flush(&mut self, filter: Filter) -> Result<usize, DatapathError> {
+        Ok(self.gateway.conntrack_mut().flush(&filter))
+    }
+
+    pub(super) fn conntrack_stats(&mut self) -> Result<GatewayFigures, DatapathError> {
+        let ct = self.gateway.conntrack();
+        Ok(GatewayFigures {
+            conntrack: ct.stats(),
+            max_entries: ct.config().max_entries,
+            snat_mappings: ct.mapping().len(),
+            table_bytes: ct.heap_bytes(),
+            gateway: self.gateway.counters().clone(),
+        })
+    }
+
+    /// Applies `edit`'s limit and timeouts to the connection table (a lower
+    /// limit evicts at once); the configuration now in force.
+    pub(super) fn set_conntrack(
+        &mut self,
+        edit: impl FnOnce(&mut ConntrackConfig),
+    ) -> Result<ConntrackConfig, DatapathError> {
+        let ct = self.gateway.conntrack_mut();
+        let mut config = *ct.config();
+        edit(&mut config);
+        ct.set_max_entries(config.max_entries);
+        ct.set_timeouts(config.timeouts);
+        Ok(*ct.config())
+    }
+
+    pub(super) fn uplink_stats(&mut self) -> Result<Option<PortReport>, DatapathError> {
+        Ok(self.uplink.as_ref().map(|u| PortReport {
+            name: u.name.clone(),
+            counters: u.counters.clone(),
+        }))
+    }
+
+    /// Tunnel packets dropped before they reached a tunnel port, by reason.
+    pub(super) fn tunnel_drops(&mut self) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
+        Ok(self.overlay.drops.clone())
+    }
+}

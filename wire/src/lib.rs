@@ -8,8 +8,13 @@
 //!
 //! - [`checksum`]: the Internet checksum — full (RFC 1071), incremental
 //!   (RFC 1624) and the partial (virtio `NEEDS_CSUM`) case.
+//! - [`vnet`]: the virtio-net header TAP and AF_PACKET put before a frame.
+//! - [`offload`]: a frame's offload state ([`offload::Offload`]), which
+//!   travels with its bytes.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod offload;
+pub mod vnet;

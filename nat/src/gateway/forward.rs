@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use super::neighbour::Hold;
-use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
+use super::{Action, Gateway, GatewayDrop, Side};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
@@ -25,6 +25,8 @@ use crate::wire::{
     TcpPacket, WireError,
 };
 use yard_wire::checksum::{checksum, L4Checksum};
+use yard_wire::offload::Offload;
+use yard_wire::vnet::GSO_UDP_L4;
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -73,13 +75,13 @@ impl Xlate {
 impl Gateway {
     /// Handles one Ethernet frame that arrived on `side` (see the module
     /// documentation of [`crate::gateway`] for what the switch hands over),
-    /// rewriting it in place. `offload` says what the frame's virtio-net
-    /// header said about it.
+    /// rewriting it in place. `offload` is the frame's offload state (what
+    /// its virtio-net header said).
     pub fn handle(
         &mut self,
         side: Side,
         frame: &mut [u8],
-        offload: FrameOffload,
+        offload: Offload,
         now_ms: u64,
     ) -> Action {
         let action = self.dispatch(side, frame, offload, now_ms);
@@ -89,13 +91,7 @@ impl Gateway {
         action
     }
 
-    fn dispatch(
-        &mut self,
-        side: Side,
-        frame: &mut [u8],
-        offload: FrameOffload,
-        now: u64,
-    ) -> Action {
+    fn dispatch(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
         let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
             return Action::Drop(GatewayDrop::Malformed);
         };
@@ -185,13 +181,7 @@ impl Gateway {
         }
     }
 
-    fn handle_ipv4(
-        &mut self,
-        side: Side,
-        frame: &mut [u8],
-        offload: FrameOffload,
-        now: u64,
-    ) -> Action {
+    fn handle_ipv4(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
         let end = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
             _ => return Action::Drop(GatewayDrop::Malformed),
@@ -246,7 +236,7 @@ impl Gateway {
                 // RFC 5508 REQ-3, REQ-3a. A fragment of an error cannot be
                 // summed whole; a partial checksum is the device's to finish.
                 if fragment.is_none()
-                    && offload == FrameOffload::None
+                    && offload.l4_checksum() == L4Checksum::Full
                     && !icmp_error_checksums_hold(&frame[ETH..end])
                 {
                     return Action::Drop(GatewayDrop::Malformed);
@@ -283,7 +273,7 @@ impl Gateway {
         end: usize,
         key: FlowKey,
         fragment: Option<FragmentInfo>,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let pkt = summary(&frame[ETH..end], key.proto);
@@ -334,7 +324,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         x: Xlate,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         if x.apply(&mut frame[ETH..end], offload.l4_checksum())
@@ -359,9 +349,7 @@ impl Gateway {
             return;
         }
         let end = frame.len();
-        if let Action::Send { side, len } =
-            self.forward(&mut frame, end, x, FrameOffload::None, now)
-        {
+        if let Action::Send { side, len } = self.forward(&mut frame, end, x, Offload::NONE, now) {
             frame.truncate(len);
             self.outbox.push_back((side, frame));
         }
@@ -371,13 +359,13 @@ impl Gateway {
     /// known, else holds a copy and resolves it. A held copy leaves through
     /// the outbox without its virtio-net header, so a partial (offloaded) L4
     /// checksum is finished before it is held, and a UDP GSO frame, which has
-    /// no bare form, is dropped instead (see [`FrameOffload::UdpSegments`]).
+    /// no bare form, is dropped instead ([`GatewayDrop::UnresolvedGso`]).
     fn output(
         &mut self,
         side: Side,
         next_hop: Ipv4Addr,
         frame: &mut [u8],
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
@@ -396,13 +384,13 @@ impl Gateway {
                 len: frame.len(),
             };
         }
-        if offload == FrameOffload::UdpSegments {
+        if offload.is_gso() && offload.gso_kind() == GSO_UDP_L4 {
             if self.neighbours.want(side, next_hop, now) {
                 self.send_arp_request(side, mac, our_ip, next_hop);
             }
             return Action::Drop(GatewayDrop::UnresolvedGso);
         }
-        if offload == FrameOffload::PartialChecksum {
+        if offload.needs_csum() {
             finish_partial_checksum(&mut frame[ETH..]);
         }
         match self.neighbours.hold(side, next_hop, frame, now) {
@@ -420,7 +408,7 @@ impl Gateway {
     /// Outputs a frame the gateway owns (an ICMP error) through the outbox.
     fn output_owned(&mut self, side: Side, next_hop: Ipv4Addr, mut frame: Vec<u8>, now: u64) {
         if let Action::Send { side, len } =
-            self.output(side, next_hop, &mut frame, FrameOffload::None, now)
+            self.output(side, next_hop, &mut frame, Offload::NONE, now)
         {
             frame.truncate(len);
             self.outbox.push_back((side, frame));
@@ -526,7 +514,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         quoted: FlowKey,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let Some(target) = self.untranslated_quote(&quoted, now) else {
@@ -558,7 +546,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         fi: FragmentInfo,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         match self.frags.later(frag_key(&fi), &frame[..end], now) {
@@ -655,7 +643,7 @@ fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
 /// UDP packet with the full one. Slow path: only frames held for ARP need it.
 /// A TCP GSO frame comes out as one large segment with a full checksum (the
 /// switch makes it a GSO frame again on release); a UDP GSO frame never
-/// waits (see [`FrameOffload::UdpSegments`]).
+/// waits ([`GatewayDrop::UnresolvedGso`]).
 fn finish_partial_checksum(ip: &mut [u8]) {
     let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
         return;

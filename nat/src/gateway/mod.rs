@@ -40,7 +40,6 @@ use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
-use yard_wire::checksum::L4Checksum;
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -154,7 +153,8 @@ pub enum GatewayDrop {
     ArpQueueFull,
     /// A UDP GSO frame (many datagrams in one) whose next hop is not
     /// resolved yet: it has no bare form to wait in, so it is dropped (the
-    /// ARP request goes out all the same, and the next frames pass).
+    /// ARP request goes out all the same, and the next frames pass). See
+    /// [`Offload::l4_checksum`](yard_wire::offload::Offload::l4_checksum).
     UnresolvedGso,
 }
 
@@ -207,32 +207,6 @@ impl GatewayDrop {
     /// Index into [`GatewayCounters::drops`].
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-/// What the switch knows of a frame's offloads that matters to the gateway
-/// (from the virtio-net header the frame arrived with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FrameOffload {
-    /// A plain packet with complete checksums.
-    #[default]
-    None,
-    /// The L4 checksum is partial (virtio-net `NEEDS_CSUM`): rewrites keep
-    /// it partial.
-    PartialChecksum,
-    /// Many UDP datagrams in one frame (virtio-net `GSO_UDP_L4`), with a
-    /// partial checksum. As bare bytes it would read as one huge datagram,
-    /// so it never waits for ARP: see [`GatewayDrop::UnresolvedGso`].
-    UdpSegments,
-}
-
-impl FrameOffload {
-    /// How rewrites treat the L4 checksum field.
-    pub(crate) fn l4_checksum(self) -> L4Checksum {
-        match self {
-            FrameOffload::None => L4Checksum::Full,
-            FrameOffload::PartialChecksum | FrameOffload::UdpSegments => L4Checksum::Partial,
-        }
     }
 }
 

@@ -23,7 +23,9 @@
 //! panic on any input. A frame that cannot be fragmented is a
 //! [`FragmentError`], found before the first fragment is handed out.
 
-use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
+use yard_wire::offload::Offload;
+
+use crate::dataplane::frame::{Frame, ETH_HEADER_LEN, HEADROOM};
 use crate::dataplane::offload::{be16, fix_ipv4_checksum, put16};
 
 /// IPv4 flags/offset word: don't fragment.
@@ -101,7 +103,7 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
     scratch: &mut Frame,
     mut out: F,
 ) -> Result<usize, FragmentError> {
-    if frame.vnet.is_gso() || frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+    if frame.offload.is_gso() || frame.offload.needs_csum() {
         return Err(FragmentError::Offloaded);
     }
     let d = frame.data();
@@ -172,7 +174,7 @@ fn emit<F: FnMut(&mut Frame)>(
     if !scratch.set_range(HEADROOM, len) {
         return 0;
     }
-    scratch.vnet = VnetHeader::default();
+    scratch.offload = Offload::NONE;
     let s = scratch.data_mut();
     s[..l3].copy_from_slice(ethernet);
     s[l3..l3 + header.len()].copy_from_slice(header);
@@ -187,6 +189,8 @@ fn emit<F: FnMut(&mut Frame)>(
 #[cfg(test)]
 mod tests {
     use etherparse::{IpNumber, Ipv4Header, Ipv4Options, PacketBuilder};
+
+    use yard_wire::vnet::F_NEEDS_CSUM;
 
     use super::*;
 
@@ -209,7 +213,7 @@ mod tests {
         let mut bytes = Vec::with_capacity(builder.size(body.len()));
         builder.write(&mut bytes, &body).unwrap();
         let mut frame = Frame::new();
-        frame.fill(VnetHeader::default(), &bytes);
+        frame.fill(Offload::NONE, &bytes);
         frame
     }
 
@@ -329,7 +333,7 @@ mod tests {
         assert_eq!(fragments(&df, 1400), Err(FragmentError::DontFragment));
 
         let mut partial = udp_frame(3000, &[], (false, false, 0));
-        partial.vnet.flags = VNET_F_NEEDS_CSUM;
+        partial.offload.flags = F_NEEDS_CSUM;
         assert_eq!(fragments(&partial, 1400), Err(FragmentError::Offloaded));
 
         let plain = udp_frame(3000, &[], (false, false, 0));
@@ -343,14 +347,14 @@ mod tests {
         let whole = frame.data().to_vec();
         let mut cut = Frame::new();
         for len in 0..whole.len() {
-            cut.fill(VnetHeader::default(), &whole[..len]);
+            cut.fill(Offload::NONE, &whole[..len]);
             let _ = fragments(&cut, 100);
         }
         for at in ETH_HEADER_LEN..ETH_HEADER_LEN + 28 {
             for value in [0u8, 1, 2, 0x45, 0x4f, 0x83, 0xff] {
                 let mut bent = whole.clone();
                 bent[at] = value;
-                cut.fill(VnetHeader::default(), &bent);
+                cut.fill(Offload::NONE, &bent);
                 let _ = fragments(&cut, 100);
             }
         }

@@ -44,20 +44,10 @@ mod tests;
 
 use yard_wire::checksum::{add, ones_sum};
 
-use crate::dataplane::frame::{
-    Frame, VnetHeader, ETHERTYPE_QINQ, ETHERTYPE_VLAN, HEADROOM, VNET_F_NEEDS_CSUM,
-};
+use yard_wire::offload::Offload;
+use yard_wire::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4};
 
-/// virtio-net GSO type: TCP over IPv4 (TSO4).
-pub const GSO_TCPV4: u8 = 1;
-/// virtio-net GSO type: UDP over IPv4, cut into IP fragments (legacy UFO).
-pub const GSO_UDP: u8 = 3;
-/// virtio-net GSO type: TCP over IPv6 (TSO6).
-pub const GSO_TCPV6: u8 = 4;
-/// virtio-net GSO type: UDP segmentation (USO), one datagram per segment.
-pub const GSO_UDP_L4: u8 = 5;
-/// virtio-net GSO flag: the TCP sender uses ECN (CWR on the first segment).
-pub const GSO_ECN: u8 = 0x80;
+use crate::dataplane::frame::{Frame, ETHERTYPE_QINQ, ETHERTYPE_VLAN, HEADROOM};
 
 /// Offset of the checksum field in a UDP header.
 const UDP_CSUM_OFFSET: u16 = 6;
@@ -130,7 +120,7 @@ pub enum OffloadError {
 /// smaller segment is always allowed for TCP. True when it changed. UDP GSO
 /// frames are left as they are: their segment size is the datagram size.
 pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
-    let gso_type = frame.vnet.gso_type & !GSO_ECN;
+    let gso_type = frame.offload.gso_type & !GSO_ECN;
     if gso_type != GSO_TCPV4 && gso_type != GSO_TCPV6 {
         return false;
     }
@@ -139,10 +129,10 @@ pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
     };
     let headers = layout.payload - layout.l3;
     let fits = (mtu as usize).saturating_sub(headers);
-    if fits == 0 || usize::from(frame.vnet.gso_size) <= fits {
+    if fits == 0 || usize::from(frame.offload.gso_size) <= fits {
         return false;
     }
-    frame.vnet.gso_size = fits.min(usize::from(u16::MAX)) as u16;
+    frame.offload.gso_size = fits.min(usize::from(u16::MAX)) as u16;
     true
 }
 
@@ -155,7 +145,7 @@ pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
 /// and the frame left as it is, for a frame within `mtu`, one that is GSO
 /// already, or one that is not an unfragmented TCP packet.
 pub fn restore_tso(frame: &mut Frame, mtu: u32) -> bool {
-    if frame.vnet.is_gso() {
+    if frame.offload.is_gso() {
         return false;
     }
     let d = frame.data();
@@ -176,8 +166,8 @@ pub fn restore_tso(frame: &mut Frame, mtu: u32) -> bool {
     let partial = add(pseudo_base(d, &layout), (layout.end - layout.l4) as u16);
     let (l4, payload) = (layout.l4, layout.payload);
     put16(frame.data_mut(), l4 + usize::from(TCP_CSUM_OFFSET), partial);
-    frame.vnet = VnetHeader {
-        flags: VNET_F_NEEDS_CSUM,
+    frame.offload = Offload {
+        flags: F_NEEDS_CSUM,
         gso_type,
         hdr_len: payload as u16,
         gso_size: (mtu - headers) as u16,
@@ -195,10 +185,10 @@ pub fn restore_tso(frame: &mut Frame, mtu: u32) -> bool {
 ///
 /// Meant for frames that are not GSO; a GSO frame goes through [`segment`].
 pub fn complete_checksum(frame: &mut Frame) -> Result<(), OffloadError> {
-    if frame.vnet.flags & VNET_F_NEEDS_CSUM == 0 {
+    if frame.offload.flags & F_NEEDS_CSUM == 0 {
         return Ok(());
     }
-    let (start, offset) = (frame.vnet.csum_start, frame.vnet.csum_offset);
+    let (start, offset) = (frame.offload.csum_start, frame.offload.csum_offset);
     let field = usize::from(start) + usize::from(offset);
     let data = frame.data_mut();
     if field + 2 > data.len() {
@@ -213,7 +203,7 @@ pub fn complete_checksum(frame: &mut Frame) -> Result<(), OffloadError> {
         check = 0xffff;
     }
     data[field..field + 2].copy_from_slice(&check.to_be_bytes());
-    frame.vnet.flags &= !VNET_F_NEEDS_CSUM;
+    frame.offload.flags &= !F_NEEDS_CSUM;
     Ok(())
 }
 
@@ -365,7 +355,7 @@ fn fill_l4_checksum(d: &mut [u8], l4: usize, protocol: u8, base: u16) {
 
 /// Checks a GSO frame's virtio-net header against its parsed headers.
 fn validate(frame: &Frame, layout: &Layout, gso_type: u8) -> Result<(), OffloadError> {
-    let vnet = frame.vnet;
+    let vnet = frame.offload;
     let want = match gso_type {
         GSO_TCPV4 | GSO_TCPV6 => PROTO_TCP,
         GSO_UDP_L4 | GSO_UDP => PROTO_UDP,
@@ -395,7 +385,7 @@ fn validate(frame: &Frame, layout: &Layout, gso_type: u8) -> Result<(), OffloadE
             actual: layout.payload,
         });
     }
-    if vnet.flags & VNET_F_NEEDS_CSUM != 0 && usize::from(vnet.csum_start) != layout.l4 {
+    if vnet.flags & F_NEEDS_CSUM != 0 && usize::from(vnet.csum_start) != layout.l4 {
         return Err(OffloadError::ChecksumStart {
             declared: vnet.csum_start,
             actual: layout.l4,
@@ -434,17 +424,17 @@ pub fn segment<F: FnMut(&mut Frame)>(
     scratch: &mut Frame,
     mut out: F,
 ) -> Result<usize, OffloadError> {
-    if !frame.vnet.is_gso() {
+    if !frame.offload.is_gso() {
         if !build_in(scratch, frame.data(), &[]) {
             return Err(OffloadError::Malformed("Ethernet"));
         }
-        scratch.vnet = frame.vnet;
+        scratch.offload = frame.offload;
         complete_checksum(scratch)?;
-        scratch.vnet = VnetHeader::default();
+        scratch.offload = Offload::NONE;
         out(scratch);
         return Ok(1);
     }
-    let gso_type = frame.vnet.gso_type & !GSO_ECN;
+    let gso_type = frame.offload.gso_type & !GSO_ECN;
     let d = frame.data();
     let layout = parse(d)?;
     validate(frame, &layout, gso_type)?;
@@ -453,7 +443,7 @@ pub fn segment<F: FnMut(&mut Frame)>(
         return Ok(fragment_udp4(frame, &layout, base, scratch, out));
     }
 
-    let mss = usize::from(frame.vnet.gso_size);
+    let mss = usize::from(frame.offload.gso_size);
     let headers = &d[..layout.payload];
     let payload = &d[layout.payload..layout.end];
     let count = payload.len().div_ceil(mss).max(1);
@@ -526,7 +516,7 @@ fn fragment_udp4<F: FnMut(&mut Frame)>(
         0 => 0xffff,
         c => c,
     };
-    let step = usize::from(frame.vnet.gso_size) & !7;
+    let step = usize::from(frame.offload.gso_size) & !7;
     let count = datagram.len().div_ceil(step);
     for (i, chunk) in datagram.chunks(step).enumerate() {
         if !build_in(scratch, &d[..layout.l4], chunk) {

@@ -386,7 +386,7 @@ fn a_udp_gso_frame_never_waits_for_arp() {
     let gso = || udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 64, &[7; 3000]);
     for now in [0, 1] {
         let mut f = gso();
-        let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, now);
+        let a = gw.handle(NET1, &mut f, uso(1000), now);
         assert_eq!(a, Action::Drop(GatewayDrop::UnresolvedGso));
     }
     assert_eq!(
@@ -404,7 +404,7 @@ fn a_udp_gso_frame_never_waits_for_arp() {
     run(&mut gw, Side::Uplink, reply, 10);
     assert!(outbox(&mut gw).is_empty(), "nothing was held");
     let mut f = gso();
-    let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 11);
+    let a = gw.handle(NET1, &mut f, uso(1000), 11);
     assert_sent(a, Side::Uplink);
 }
 
@@ -414,10 +414,7 @@ fn an_icmp_error_about_a_udp_gso_frame_may_wait_for_arp() {
     // know yet; its own error waits for ARP like any packet.
     let mut gw = bare_lab();
     let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 1, &[7; 3000]);
-    assert_eq!(
-        gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 0),
-        Action::Consumed
-    );
+    assert_eq!(gw.handle(NET1, &mut f, uso(1000), 0), Action::Consumed);
     assert_eq!(gw.counters().held_for_arp, 1);
     assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 0);
 }

@@ -20,6 +20,8 @@ use etherparse::PacketBuilder;
 use super::*;
 use crate::conntrack::Config;
 use crate::wire::{ArpFrame, ArpOp, Ipv4Packet};
+use yard_wire::offload::Offload;
+use yard_wire::vnet::{F_NEEDS_CSUM, GSO_UDP_L4};
 
 const C1: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
 const C2: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
@@ -86,7 +88,7 @@ fn lab() -> Gateway {
     ] {
         let mut f = arp(ArpFrame::request(mac, ip, target));
         assert!(matches!(
-            gw.handle(side, &mut f, FrameOffload::None, 0),
+            gw.handle(side, &mut f, Offload::NONE, 0),
             Action::Send { .. }
         ));
     }
@@ -116,21 +118,16 @@ fn arp(a: ArpFrame) -> Vec<u8> {
 /// Hands `frame` to the gateway; returns the action and, for `Send`, the
 /// frame cut to its new length.
 fn run(gw: &mut Gateway, side: Side, mut frame: Vec<u8>, now: u64) -> (Action, Vec<u8>) {
-    run_mode(gw, side, &mut frame, false, now)
+    run_mode(gw, side, &mut frame, Offload::NONE, now)
 }
 
 fn run_mode(
     gw: &mut Gateway,
     side: Side,
     frame: &mut Vec<u8>,
-    partial: bool,
+    offload: Offload,
     now: u64,
 ) -> (Action, Vec<u8>) {
-    let offload = if partial {
-        FrameOffload::PartialChecksum
-    } else {
-        FrameOffload::None
-    };
     let a = gw.handle(side, frame, offload, now);
     if let Action::Send { len, .. } = a {
         frame.truncate(len);
@@ -145,6 +142,29 @@ fn assert_sent(a: Action, side: Side) {
         matches!(a, Action::Send { side: s, .. } if s == side),
         "expected a send to {side:?}, got {a:?}"
     );
+}
+
+/// The offload state of an untagged IPv4 frame (no options) from a TAP
+/// with checksum offload: its L4 checksum, `csum_offset` into the L4
+/// header (16 for TCP, 6 for UDP), is partial.
+fn partial_csum(csum_offset: u16) -> Offload {
+    Offload {
+        flags: F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset,
+        ..Offload::NONE
+    }
+}
+
+/// The offload state of an untagged IPv4 UDP frame from a TAP with UDP
+/// segmentation offload: datagrams of `size` bytes, partial checksum.
+fn uso(size: u16) -> Offload {
+    Offload {
+        gso_type: GSO_UDP_L4,
+        hdr_len: 42,
+        gso_size: size,
+        ..partial_csum(6)
+    }
 }
 
 fn outbox(gw: &mut Gateway) -> Vec<(Side, Vec<u8>)> {

@@ -450,7 +450,7 @@ fn partial_checksum_stays_partial() {
         f
     };
     let mut f = partial(tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (2, 10), &data));
-    let (_, out) = run_mode(&mut gw, NET1, &mut f, true, 1);
+    let (_, out) = run_mode(&mut gw, NET1, &mut f, partial_csum(16), 1);
     let want = tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (2, 10), &data);
     assert_eq!(out, partial(want.clone()));
     // What the device computes from it is the full checksum.
@@ -467,7 +467,7 @@ fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
     let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload);
     let pseudo = yard_wire::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
     f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&pseudo.to_be_bytes());
-    let (action, _) = run_mode(&mut gw, NET1, &mut f, true, 0);
+    let (action, _) = run_mode(&mut gw, NET1, &mut f, partial_csum(6), 0);
     assert_eq!(action, Action::Consumed);
     outbox(&mut gw); // the ARP request for R
     let reply = arp_reply_from_r();

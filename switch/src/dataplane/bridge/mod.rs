@@ -30,9 +30,7 @@ use yard_ctl::MacAddr;
 use crate::dataplane::capture::{self, CaptureTap};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::fdb::Fdb;
-use crate::dataplane::frame::{
-    Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM,
-};
+use crate::dataplane::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN};
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId};
 use crate::dataplane::verdict::{DropReason, Verdict};
@@ -620,7 +618,7 @@ impl Bridge {
                     .ok_or(DropReason::VlanNotAllowed)?
             }
         };
-        if !frame.vnet.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
+        if !frame.offload.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
             return Err(DropReason::TooBig);
         }
         let data = frame.data();
@@ -717,8 +715,8 @@ impl Bridge {
             return;
         };
         let (takes_gso, takes_partial) = (port.accepts_gso(), port.accepts_partial_csum());
-        let partial = frame.vnet.flags & VNET_F_NEEDS_CSUM != 0;
-        if frame.vnet.is_gso() && !(takes_gso && takes_partial) {
+        let partial = frame.offload.needs_csum();
+        if frame.offload.is_gso() && !(takes_gso && takes_partial) {
             let Some(mut scratch) = self.offload_scratch.take() else {
                 self.count_drop(out, DropReason::BadOffload);
                 return;
@@ -749,7 +747,7 @@ impl Bridge {
         let Some(slot) = self.port_mut(out) else {
             return;
         };
-        let gso = frame.vnet.is_gso();
+        let gso = frame.offload.is_gso();
         match slot.tunnel_mtu {
             Some(overlay_mtu) => {
                 if !gso

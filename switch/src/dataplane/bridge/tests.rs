@@ -7,8 +7,8 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 
 use super::*;
-use crate::dataplane::frame::VnetHeader;
 use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
+use yard_wire::offload::Offload;
 
 const T0: Millis = Millis(1_000);
 
@@ -77,7 +77,7 @@ impl Lab {
     }
 
     fn send(&mut self, port: PortId, bytes: &[u8], now: Millis) {
-        self.frame.fill(VnetHeader::default(), bytes);
+        self.frame.fill(Offload::NONE, bytes);
         self.bridge.process(port, &mut self.frame, now);
     }
 
@@ -348,7 +348,7 @@ fn vnet_header_travels_with_the_frame() {
     lab.net("n", true, Some(5), 300);
     let a = lab.access("a", "n", 1500);
     let t = lab.trunk("t", &["n"]);
-    let vnet = VnetHeader {
+    let vnet = Offload {
         flags: 1,
         gso_type: 1,
         hdr_len: 66,

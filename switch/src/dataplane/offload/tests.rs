@@ -9,7 +9,7 @@ use etherparse::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::dataplane::frame::VnetHeader;
+use yard_wire::offload::Offload;
 
 const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -159,8 +159,8 @@ fn offloaded(
     packet[l4 + field..l4 + field + 2].copy_from_slice(&partial.to_be_bytes());
     let mut frame = Frame::new();
     frame.fill(
-        VnetHeader {
-            flags: VNET_F_NEEDS_CSUM,
+        Offload {
+            flags: F_NEEDS_CSUM,
             gso_type,
             hdr_len: hdr_len as u16,
             gso_size,
@@ -172,11 +172,11 @@ fn offloaded(
     frame
 }
 
-fn collect(frame: &Frame) -> Result<Vec<(VnetHeader, Vec<u8>)>, OffloadError> {
+fn collect(frame: &Frame) -> Result<Vec<(Offload, Vec<u8>)>, OffloadError> {
     let mut scratch = Frame::new();
     let mut out = Vec::new();
     let n = segment(frame, &mut scratch, |s| {
-        out.push((s.vnet, s.data().to_vec()))
+        out.push((s.offload, s.data().to_vec()))
     })?;
     assert_eq!(n, out.len(), "the count returned is the count handed out");
     Ok(out)
@@ -238,7 +238,7 @@ fn tcp_segmentation_matches_etherparse(family: Family, vlan: Option<u16>, len: u
         let seq = SEQ.wrapping_add((i * usize::from(mss)) as u32);
         let want = tcp(seg_shape, seq, flags, chunk);
         assert_eq!(got, &want, "segment {i} of {}", chunks.len());
-        assert_eq!(*vnet, VnetHeader::default(), "segments carry no offloads");
+        assert_eq!(*vnet, Offload::NONE, "segments carry no offloads");
         assert_l4_checksum_ok(got, shape, PROTO_TCP);
     }
 }
@@ -338,7 +338,7 @@ fn udp_segmentation_matches_etherparse(family: Family, len: usize, size: u16) {
             ..shape
         };
         assert_eq!(got, &udp(seg_shape, chunk), "datagram {i}");
-        assert_eq!(*vnet, VnetHeader::default());
+        assert_eq!(*vnet, Offload::NONE);
         assert_l4_checksum_ok(got, shape, PROTO_UDP);
     }
 }
@@ -404,14 +404,14 @@ fn restore_tso_matches_a_tap(family: Family, mtu: u32, mss: u16) {
     };
     let packet = tcp(shape, SEQ, cwr, &payload_of(20_000));
     let mut frame = Frame::new();
-    frame.fill(VnetHeader::default(), &packet);
+    frame.fill(Offload::NONE, &packet);
     assert!(restore_tso(&mut frame, mtu));
     let gso_type = match family {
         Family::V4 => GSO_TCPV4,
         Family::V6 => GSO_TCPV6,
     } | GSO_ECN;
     let want = offloaded(packet, shape, PROTO_TCP, gso_type, mss);
-    assert_eq!(frame.vnet, want.vnet);
+    assert_eq!(frame.offload, want.offload);
     assert_eq!(frame.data(), want.data());
     for (_, seg) in collect(&frame).unwrap() {
         assert!(
@@ -441,7 +441,7 @@ fn fit_gso_lowers_tcp_segments_and_leaves_udp_datagrams() {
     let packet = tcp(shape, SEQ, Flags::default(), &payload_of(20_000));
     let mut frame = offloaded(packet, shape, PROTO_TCP, GSO_TCPV4, 8948);
     assert!(fit_gso(&mut frame, 1500));
-    assert_eq!(frame.vnet.gso_size, 1448, "1500 - 20 (IPv4) - 32 (TCP)");
+    assert_eq!(frame.offload.gso_size, 1448, "1500 - 20 (IPv4) - 32 (TCP)");
     assert!(!fit_gso(&mut frame, 1500), "fits already");
     for (_, seg) in collect(&frame).unwrap() {
         assert!(seg.len() - 14 <= 1500);
@@ -458,7 +458,7 @@ fn fit_gso_lowers_tcp_segments_and_leaves_udp_datagrams() {
         !fit_gso(&mut udp_frame, 1500),
         "a UDP segment is a datagram"
     );
-    assert_eq!(udp_frame.vnet.gso_size, 8000);
+    assert_eq!(udp_frame.offload.gso_size, 8000);
 }
 
 #[test]
@@ -475,15 +475,15 @@ fn restore_tso_leaves_other_frames_alone() {
         ("UDP", udp_big, 1500),
     ] {
         let mut frame = Frame::new();
-        frame.fill(VnetHeader::default(), &packet);
+        frame.fill(Offload::NONE, &packet);
         assert!(!restore_tso(&mut frame, mtu), "{what}");
         assert_eq!(frame.data(), &packet[..], "{what}");
-        assert_eq!(frame.vnet, VnetHeader::default(), "{what}");
+        assert_eq!(frame.offload, Offload::NONE, "{what}");
     }
     let mut gso = tcp4_frame(20_000);
-    let before = (gso.vnet, gso.data().to_vec());
+    let before = (gso.offload, gso.data().to_vec());
     assert!(!restore_tso(&mut gso, 1500), "already GSO");
-    assert_eq!((gso.vnet, gso.data().to_vec()), before);
+    assert_eq!((gso.offload, gso.data().to_vec()), before);
 }
 
 #[test]
@@ -496,7 +496,7 @@ fn a_frame_that_is_not_gso_comes_out_once_with_its_checksum_done() {
     let want = tcp(shape, 1, Flags::default(), &payload_of(700));
     let frame = offloaded(want.clone(), shape, PROTO_TCP, 0, 0);
     let segments = collect(&frame).unwrap();
-    assert_eq!(segments, vec![(VnetHeader::default(), want)]);
+    assert_eq!(segments, vec![(Offload::NONE, want)]);
 }
 
 #[test]
@@ -514,9 +514,9 @@ fn hdr_len_longer_than_the_headers_is_a_hint_and_accepted() {
         GSO_TCPV4,
         1448,
     );
-    frame.vnet.hdr_len = 200;
+    frame.offload.hdr_len = 200;
     assert_eq!(collect(&frame).unwrap().len(), 3);
-    frame.vnet.hdr_len = 0;
+    frame.offload.hdr_len = 0;
     assert_eq!(collect(&frame).unwrap().len(), 3);
 }
 
@@ -554,7 +554,7 @@ fn tcp4_frame(len: usize) -> Frame {
 #[test]
 fn inconsistent_virtio_headers_are_errors() {
     let mut f = tcp4_frame(3000);
-    f.vnet.hdr_len = 54; // the TCP options are headers too
+    f.offload.hdr_len = 54; // the TCP options are headers too
     assert_eq!(
         collect(&f),
         Err(OffloadError::HeaderLength {
@@ -562,29 +562,29 @@ fn inconsistent_virtio_headers_are_errors() {
             actual: 66
         })
     );
-    f.vnet.hdr_len = 5000;
+    f.offload.hdr_len = 5000;
     assert!(matches!(
         collect(&f),
         Err(OffloadError::HeaderLength { .. })
     ));
 
     let mut f = tcp4_frame(3000);
-    f.vnet.gso_size = 0;
+    f.offload.gso_size = 0;
     assert_eq!(collect(&f), Err(OffloadError::GsoSizeTooSmall(0)));
 
     for gso_type in [2, 6, 0x7f] {
         let mut f = tcp4_frame(3000);
-        f.vnet.gso_type = gso_type;
+        f.offload.gso_type = gso_type;
         assert_eq!(collect(&f), Err(OffloadError::UnsupportedGsoType(gso_type)));
     }
 
     let mut f = tcp4_frame(3000);
-    f.vnet.gso_type = GSO_TCPV6;
+    f.offload.gso_type = GSO_TCPV6;
     assert!(matches!(
         collect(&f),
         Err(OffloadError::ProtocolMismatch { .. })
     ));
-    f.vnet.gso_type = GSO_UDP_L4;
+    f.offload.gso_type = GSO_UDP_L4;
     assert_eq!(
         collect(&f),
         Err(OffloadError::ProtocolMismatch {
@@ -594,7 +594,7 @@ fn inconsistent_virtio_headers_are_errors() {
     );
 
     let mut f = tcp4_frame(3000);
-    f.vnet.csum_start = 38;
+    f.offload.csum_start = 38;
     assert_eq!(
         collect(&f),
         Err(OffloadError::ChecksumStart {
@@ -630,7 +630,7 @@ fn cut_short_frames_are_errors_not_panics() {
     let whole = tcp4_frame(3000);
     for len in 0..whole.len() {
         let mut f = Frame::new();
-        f.fill(whole.vnet, &whole.data()[..len]);
+        f.fill(whole.offload, &whole.data()[..len]);
         assert!(collect(&f).is_err(), "{len}-byte frame");
     }
 }
@@ -638,7 +638,7 @@ fn cut_short_frames_are_errors_not_panics() {
 #[test]
 fn nothing_is_handed_out_before_an_error() {
     let mut f = tcp4_frame(3000);
-    f.vnet.hdr_len = 1;
+    f.offload.hdr_len = 1;
     let mut scratch = Frame::new();
     let mut calls = 0;
     assert!(segment(&f, &mut scratch, |_| calls += 1).is_err());
@@ -656,7 +656,7 @@ fn partial_checksums_are_completed() {
     let mut f = offloaded(want.clone(), shape, PROTO_UDP, 0, 0);
     complete_checksum(&mut f).unwrap();
     assert_eq!(f.data(), &want[..]);
-    assert_eq!(f.vnet.flags & VNET_F_NEEDS_CSUM, 0);
+    assert_eq!(f.offload.flags & F_NEEDS_CSUM, 0);
 
     let shape = Shape {
         family: Family::V6,
@@ -670,7 +670,7 @@ fn partial_checksums_are_completed() {
 
     // A frame without the flag is not touched.
     let mut g = Frame::new();
-    g.fill(VnetHeader::default(), &[0xab; 60]);
+    g.fill(Offload::NONE, &[0xab; 60]);
     complete_checksum(&mut g).unwrap();
     assert_eq!(g.data(), &[0xab; 60]);
 }
@@ -699,11 +699,11 @@ fn a_udp_checksum_computing_to_zero_is_sent_as_ffff() {
 fn a_checksum_field_outside_the_frame_is_an_error() {
     let mut f = Frame::new();
     f.fill(
-        VnetHeader {
-            flags: VNET_F_NEEDS_CSUM,
+        Offload {
+            flags: F_NEEDS_CSUM,
             csum_start: 50,
             csum_offset: 16,
-            ..VnetHeader::default()
+            ..Offload::NONE
         },
         &[0; 60],
     );
@@ -715,9 +715,9 @@ fn a_checksum_field_outside_the_frame_is_an_error() {
             len: 60
         })
     );
-    assert_ne!(f.vnet.flags & VNET_F_NEEDS_CSUM, 0, "flag kept on error");
-    f.vnet.csum_start = u16::MAX;
-    f.vnet.csum_offset = u16::MAX;
+    assert_ne!(f.offload.flags & F_NEEDS_CSUM, 0, "flag kept on error");
+    f.offload.csum_start = u16::MAX;
+    f.offload.csum_offset = u16::MAX;
     assert!(complete_checksum(&mut f).is_err());
 }
 
@@ -769,7 +769,7 @@ proptest! {
     ) {
         let mut f = Frame::new();
         f.fill(
-            VnetHeader { flags: VNET_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset },
+            Offload { flags: F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset },
             &bytes,
         );
         let mut scratch = Frame::new();
@@ -804,7 +804,7 @@ proptest! {
         }
         bytes.truncate(bytes.len() - cut.min(bytes.len()));
         let mut f = Frame::new();
-        f.fill(good.vnet, &bytes);
+        f.fill(good.offload, &bytes);
         let mut scratch = Frame::new();
         if let Ok(n) = segment(&f, &mut scratch, |_| {}) {
             prop_assert!(n >= 1);
@@ -836,8 +836,8 @@ mod through_the_bridge {
             self.0.recv(frame)
         }
         fn send(&mut self, frame: &mut Frame) -> std::io::Result<()> {
-            assert!(!frame.vnet.is_gso(), "a GSO frame reached a plain port");
-            assert_eq!(frame.vnet.flags & VNET_F_NEEDS_CSUM, 0);
+            assert!(!frame.offload.is_gso(), "a GSO frame reached a plain port");
+            assert_eq!(frame.offload.flags & F_NEEDS_CSUM, 0);
             self.0.send(frame)
         }
         fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -894,7 +894,7 @@ mod through_the_bridge {
         }
     }
 
-    fn sent(q: &Queues) -> Vec<(VnetHeader, Vec<u8>)> {
+    fn sent(q: &Queues) -> Vec<(Offload, Vec<u8>)> {
         std::mem::take(&mut q.lock().unwrap().outbound)
     }
 
@@ -914,16 +914,20 @@ mod through_the_bridge {
             GSO_TCPV4,
             1448,
         );
-        let original = (frame.vnet, frame.data().to_vec());
+        let original = (frame.offload, frame.data().to_vec());
         // Unknown destination: flooded to all three.
         lab.bridge.process(lab.from, &mut frame, Millis(1));
-        assert_eq!((frame.vnet, frame.data().to_vec()), original, "input kept");
+        assert_eq!(
+            (frame.offload, frame.data().to_vec()),
+            original,
+            "input kept"
+        );
 
         let plain = sent(&lab.plain.1);
         assert_eq!(plain.len(), 7);
         let mut joined = Vec::new();
         for (vnet, s) in &plain {
-            assert_eq!(*vnet, VnetHeader::default());
+            assert_eq!(*vnet, Offload::NONE);
             assert!(s.len() <= 1514);
             assert_l4_checksum_ok(s, shape, PROTO_TCP);
             joined.extend_from_slice(&s[66..]);
@@ -960,14 +964,14 @@ mod through_the_bridge {
         };
         let want = udp(shape, &payload_of(300));
         let mut frame = offloaded(want.clone(), shape, PROTO_UDP, 0, 0);
-        let partial = (frame.vnet, frame.data().to_vec());
+        let partial = (frame.offload, frame.data().to_vec());
         // The offloading port comes last in the flood, after the checksum was
         // completed in place for the plain ones: it gets a correct frame.
         lab.bridge.process(lab.from, &mut frame, Millis(1));
         let plain = sent(&lab.plain.1);
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].1, want);
-        assert_eq!(plain[0].0.flags & VNET_F_NEEDS_CSUM, 0);
+        assert_eq!(plain[0].0.flags & F_NEEDS_CSUM, 0);
         let off = sent(&lab.offloading.1);
         assert_eq!(off.len(), 1);
         assert_l4_checksum_ok(&off[0].1, shape, PROTO_UDP);
@@ -978,7 +982,7 @@ mod through_the_bridge {
     fn a_malformed_gso_frame_is_counted_as_bad_offload() {
         let mut lab = lab();
         let mut frame = tcp4_frame(3000);
-        frame.vnet.hdr_len = 20;
+        frame.offload.hdr_len = 20;
         lab.bridge.process(lab.from, &mut frame, Millis(1));
         assert!(sent(&lab.plain.1).is_empty());
         let drops = |id: PortId| {

@@ -47,7 +47,9 @@ use crate::control::nat_api;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::clock::Millis;
-use crate::dataplane::frame::{Frame, VnetHeader};
+use yard_wire::offload::Offload;
+
+use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
@@ -566,7 +568,7 @@ impl Datapath {
             pieces,
         };
         while let Some((side, bytes)) = router.gateway.next_outbox() {
-            scratch.fill(VnetHeader::default(), &bytes);
+            scratch.fill(Offload::NONE, &bytes);
             // A TCP frame that waited for ARP comes back without its
             // virtio-net header; larger than its way out, it was a GSO frame.
             if let Some(mtu) = router.mtu_of(side) {
@@ -577,7 +579,7 @@ impl Datapath {
         let bridge = router.bridge;
         if bridge.has_replies() {
             for (port, net, bytes) in bridge.take_replies() {
-                scratch.fill(VnetHeader::default(), &bytes);
+                scratch.fill(Offload::NONE, &bytes);
                 bridge.send_to_port(port, net, scratch);
             }
         }

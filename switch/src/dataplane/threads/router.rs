@@ -10,13 +10,13 @@
 
 use std::io;
 
-use yard_nat::gateway::{Action, FrameOffload, Gateway, Side};
+use yard_nat::gateway::{Action, Gateway, Side};
 
 use super::Uplink;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::fragment;
-use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
 
@@ -33,7 +33,7 @@ impl Router<'_> {
     /// Hands a frame that arrived on `side` to the gateway and sends what
     /// it decides.
     pub(super) fn route(&mut self, side: Side, frame: &mut Frame, now: Millis) {
-        let offload = offload_of(&frame.vnet);
+        let offload = frame.offload;
         match self.gateway.handle(side, frame.data_mut(), offload, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
@@ -62,7 +62,7 @@ impl Router<'_> {
         let Some(mtu) = self.mtu_of(side) else {
             return send_to(self.bridge, self.uplink, side, frame, now);
         };
-        if frame.vnet.is_gso() {
+        if frame.offload.is_gso() {
             offload::fit_gso(frame, mtu);
             return send_to(self.bridge, self.uplink, side, frame, now);
         }
@@ -99,17 +99,6 @@ impl Router<'_> {
             // Malformed: the port refuses it as too big, and counts it.
             send_to(bridge, uplink, side, frame, now);
         }
-    }
-}
-
-/// What the gateway needs to know of a frame's virtio-net header.
-fn offload_of(vnet: &VnetHeader) -> FrameOffload {
-    if vnet.is_gso() && vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4 {
-        FrameOffload::UdpSegments
-    } else if vnet.flags & VNET_F_NEEDS_CSUM != 0 {
-        FrameOffload::PartialChecksum
-    } else {
-        FrameOffload::None
     }
 }
 

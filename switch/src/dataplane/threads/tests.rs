@@ -293,9 +293,8 @@ fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
 }
 
 /// Sends `frame` with virtio-net header `vnet`.
-fn send_with(end: &UnixDatagram, vnet: VnetHeader, frame: &[u8]) {
-    let mut wire = vec![0u8; VNET_HDR_LEN];
-    vnet.write((&mut wire[..VNET_HDR_LEN]).try_into().unwrap());
+fn send_with(end: &UnixDatagram, vnet: Offload, frame: &[u8]) {
+    let mut wire = vnet.to_header().to_vec();
     wire.extend_from_slice(frame);
     end.send(&wire).unwrap();
 }
@@ -352,9 +351,9 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     let tcp_len = (packet.len() - 34) as u16;
     let pseudo = add(add(ones_sum(&packet[26..34]), 6), tcp_len);
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_TCPV4,
+    let tso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 1448,
         csum_start: 34,
@@ -375,13 +374,13 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
         if frame[12..14] != [0x08, 0x00] {
             continue;
         }
-        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
         assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
         assert_eq!(frame[22], 63, "TTL decremented by the gateway");
         assert_eq!(&frame[54..], &payload[..]);
-        assert_eq!(vnet.gso_type, crate::dataplane::offload::GSO_TCPV4);
+        assert_eq!(vnet.gso_type, yard_wire::vnet::GSO_TCPV4);
         assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
-        assert_eq!(vnet.flags, crate::dataplane::frame::VNET_F_NEEDS_CSUM);
+        assert_eq!(vnet.flags, yard_wire::vnet::F_NEEDS_CSUM);
         assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
         break;
     }
@@ -459,9 +458,9 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
         (packet.len() - 34) as u16,
     );
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_TCPV4,
+    let tso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 8960,
         csum_start: 34,
@@ -476,7 +475,7 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
         if buf[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14] != [0x08, 0x00] {
             continue;
         }
-        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
         assert_eq!(n - VNET_HDR_LEN, packet.len(), "the frame arrived whole");
         assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
         break;
@@ -557,11 +556,11 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
         (second.len() - 34) as u16,
     );
     second[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let partial = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+    let partial = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
         csum_start: 34,
         csum_offset: 6,
-        ..VnetHeader::default()
+        ..Offload::NONE
     };
     send_with(&a, partial, &second);
     let (data, count) = reassembled(&b, 1500);
@@ -592,9 +591,9 @@ fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
         (packet.len() - 34) as u16,
     );
     packet[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let uso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_UDP_L4,
+    let uso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_UDP_L4,
         hdr_len: 42,
         gso_size: 1000,
         csum_start: 34,

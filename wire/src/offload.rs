@@ -1,5 +1,5 @@
-//! A frame's offload state: the one type every part of Switchyard uses for
-//! it.
+//! A frame's offload state — the one type every part of Switchyard uses for
+//! it — and finishing a partial checksum in software.
 //!
 //! TAPs (with `TUNSETOFFLOAD`) and AF_PACKET ports (with `PACKET_VNET_HDR`)
 //! hand over frames whose checksum is left for later (`NEEDS_CSUM`: the L4
@@ -9,13 +9,14 @@
 //! bytes wherever they go — through the bridge, through the gateway, into
 //! the gateway's queue of frames waiting for ARP and out again — so nothing
 //! downstream has to guess it back from the bytes; a port whose device cannot
-//! take it gets the frame finished in software.
+//! take it gets the frame finished in software ([`complete_checksum`]).
 //!
-//! Contract: plain data — no I/O, no allocation, no panics. [`L4Checksum`] (in
+//! Contract: plain data and pure functions over caller-owned bytes — no I/O,
+//! no allocation, no panic on any input. [`L4Checksum`] (in
 //! [`crate::checksum`]) is how one L4 checksum field is held; a frame's
 //! offload state gives it with [`Offload::l4_checksum`].
 
-use crate::checksum::L4Checksum;
+use crate::checksum::{ones_sum, L4Checksum};
 use crate::vnet::{self, VnetHeader};
 
 /// A frame's offload state, field for field what its virtio-net header
@@ -132,6 +133,101 @@ impl Offload {
         }
     }
 }
+
+/// Why a frame's offloads could not be done in software. Every error is
+/// found before anything is written or handed out, so a caller never sends
+/// half a frame; the frame is dropped and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OffloadError {
+    /// `csum_start`/`csum_offset` point outside the frame.
+    #[error("partial checksum field at {start}+{offset} lies outside the {len}-byte frame: the sender's virtio-net header is wrong")]
+    ChecksumOutsideFrame {
+        /// `csum_start`.
+        start: u16,
+        /// `csum_offset`.
+        offset: u16,
+        /// Frame length.
+        len: usize,
+    },
+    /// A GSO type that is not segmented in software (or one not matching the
+    /// packet, such as UFO over IPv6).
+    #[error("GSO type {0:#x} cannot be segmented in software for this packet: turn that offload off on the sending device")]
+    UnsupportedGsoType(u8),
+    /// A GSO frame with `gso_size` 0 (or, for UFO, under 8).
+    #[error("GSO size {0} is too small to cut the frame into segments")]
+    GsoSizeTooSmall(u16),
+    /// The Ethernet, IP or L4 headers are cut short or inconsistent.
+    #[error("malformed {0} header in a GSO frame")]
+    Malformed(&'static str),
+    /// The packet is not the protocol the GSO type says.
+    #[error("GSO type {gso_type:#x} on a packet with IP protocol {protocol}")]
+    ProtocolMismatch {
+        /// The virtio-net GSO type (ECN bit cleared).
+        gso_type: u8,
+        /// The IP (next-header) protocol found.
+        protocol: u8,
+    },
+    /// `hdr_len` is shorter than the headers or longer than the frame.
+    #[error("virtio-net hdr_len {declared} does not cover the {actual} bytes of headers or runs past the frame")]
+    HeaderLength {
+        /// `hdr_len` from the virtio-net header.
+        declared: u16,
+        /// Length of the parsed headers (Ethernet to L4).
+        actual: usize,
+    },
+    /// `NEEDS_CSUM` is set but `csum_start` is not where the L4 header is.
+    #[error("csum_start {declared} is not the L4 header's offset {actual}")]
+    ChecksumStart {
+        /// `csum_start` from the virtio-net header.
+        declared: u16,
+        /// Offset of the parsed L4 header.
+        actual: usize,
+    },
+    /// The caller's buffer cannot hold a segment or fragment (a sink whose
+    /// buffer is smaller than the frame it cuts).
+    #[error("a {need}-byte segment does not fit the sink's {have}-byte buffer")]
+    SinkTooSmall {
+        /// Bytes the largest piece needs.
+        need: usize,
+        /// Bytes the sink's buffer has.
+        have: usize,
+    },
+}
+
+/// Completes a partial L4 checksum (`NEEDS_CSUM`) in `frame` (an Ethernet
+/// frame) and clears the flag: sums the frame from `csum_start` to its end
+/// (the field holds the pseudo-header sum already) and stores the complement
+/// at `csum_start + csum_offset`. A UDP checksum (`csum_offset` 6) that
+/// computes to 0 is sent as `0xffff`, since 0 means "no checksum". A frame
+/// without the flag is left as it is; on an error neither is changed.
+///
+/// Meant for frames that are not GSO: a GSO frame is cut into segments,
+/// and each segment's checksum is computed then.
+pub fn complete_checksum(frame: &mut [u8], offload: &mut Offload) -> Result<(), OffloadError> {
+    if !offload.needs_csum() {
+        return Ok(());
+    }
+    let (start, offset) = (offload.csum_start, offload.csum_offset);
+    let field = usize::from(start) + usize::from(offset);
+    if field + 2 > frame.len() {
+        return Err(OffloadError::ChecksumOutsideFrame {
+            start,
+            offset,
+            len: frame.len(),
+        });
+    }
+    let mut check = !ones_sum(&frame[usize::from(start)..]);
+    if offset == UDP_CHECKSUM_OFFSET && check == 0 {
+        check = 0xffff;
+    }
+    frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
+    offload.flags &= !vnet::F_NEEDS_CSUM;
+    Ok(())
+}
+
+/// Where the checksum is in a UDP header: a UDP checksum that computes to
+/// 0 is sent as `0xffff`.
+const UDP_CHECKSUM_OFFSET: u16 = 6;
 
 #[cfg(test)]
 mod tests {

@@ -13,8 +13,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::neighbour::Hold;
-use super::{Action, Gateway, GatewayDrop, Side};
+use super::neighbour::{Held, Hold};
+use super::{Action, Gateway, GatewayDrop, OutFrame, Side};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
@@ -25,8 +25,7 @@ use crate::wire::{
     TcpPacket, WireError,
 };
 use yard_wire::checksum::{checksum, L4Checksum};
-use yard_wire::offload::Offload;
-use yard_wire::vnet::GSO_UDP_L4;
+use yard_wire::offload::{self, Offload};
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -172,12 +171,17 @@ impl Gateway {
         }
     }
 
-    /// Records a neighbour and sends the frames that waited for it.
+    /// Records a neighbour and sends the frames that waited for it, each
+    /// with the offload state it waited with.
     fn learn(&mut self, side: Side, ip: Ipv4Addr, mac: [u8; 6], now: u64) {
-        for mut f in self.neighbours.learn(side, ip, mac, now) {
-            f[0..6].copy_from_slice(&mac);
+        for Held { mut bytes, offload } in self.neighbours.learn(side, ip, mac, now) {
+            wire::EthernetFrame::new_unchecked(&mut bytes[..]).set_dst(mac);
             self.counters.forwarded += 1;
-            self.outbox.push_back((side, f));
+            self.outbox.push_back(OutFrame {
+                side,
+                bytes,
+                offload,
+            });
         }
     }
 
@@ -351,15 +355,15 @@ impl Gateway {
         let end = frame.len();
         if let Action::Send { side, len } = self.forward(&mut frame, end, x, Offload::NONE, now) {
             frame.truncate(len);
-            self.outbox.push_back((side, frame));
+            self.outbox.push_back(OutFrame::made(side, frame));
         }
     }
 
     /// Sends the frame to `next_hop` on `side`: at once if its MAC is
-    /// known, else holds a copy and resolves it. A held copy leaves through
-    /// the outbox without its virtio-net header, so a partial (offloaded) L4
-    /// checksum is finished before it is held, and a UDP GSO frame, which has
-    /// no bare form, is dropped instead ([`GatewayDrop::UnresolvedGso`]).
+    /// known, else holds a copy with its offload state and resolves it. The
+    /// held copy leaves through the outbox as it came — a GSO frame still
+    /// one, a partial checksum still partial — for the switch to finish
+    /// like any frame with that state.
     fn output(
         &mut self,
         side: Side,
@@ -384,16 +388,7 @@ impl Gateway {
                 len: frame.len(),
             };
         }
-        if offload.is_gso() && offload.gso_kind() == GSO_UDP_L4 {
-            if self.neighbours.want(side, next_hop, now) {
-                self.send_arp_request(side, mac, our_ip, next_hop);
-            }
-            return Action::Drop(GatewayDrop::UnresolvedGso);
-        }
-        if offload.needs_csum() {
-            finish_partial_checksum(&mut frame[ETH..]);
-        }
-        match self.neighbours.hold(side, next_hop, frame, now) {
+        match self.neighbours.hold(side, next_hop, frame, offload, now) {
             Hold::Full => Action::Drop(GatewayDrop::ArpQueueFull),
             Hold::Queued { new_hop } => {
                 self.counters.held_for_arp += 1;
@@ -411,7 +406,7 @@ impl Gateway {
             self.output(side, next_hop, &mut frame, Offload::NONE, now)
         {
             frame.truncate(len);
-            self.outbox.push_back((side, frame));
+            self.outbox.push_back(OutFrame::made(side, frame));
         }
     }
 
@@ -419,7 +414,7 @@ impl Gateway {
         let mut f = vec![0u8; arp::FRAME_LEN];
         if build_arp_request(&mut f, mac, our_ip, target).is_ok() {
             self.counters.arp_requests_sent += 1;
-            self.outbox.push_back((side, f));
+            self.outbox.push_back(OutFrame::made(side, f));
         }
     }
 
@@ -433,8 +428,15 @@ impl Gateway {
         }
         for (_, _, frames) in due.failed {
             self.counters.arp_timeouts += frames.len() as u64;
-            if let Some(first) = frames.first() {
-                if let Some(ip) = first.get(ETH..) {
+            if let Some(Held {
+                mut bytes,
+                mut offload,
+            }) = frames.into_iter().next()
+            {
+                // The error quotes the packet with the transport checksum
+                // its sender's device was to finish (if it can be).
+                let _ = offload::complete_checksum(&mut bytes, &mut offload);
+                if let Some(ip) = bytes.get(ETH..) {
                     let kind = IcmpErrorKind::DestUnreachable(1);
                     self.send_icmp_error(kind, ip, true, now);
                 }
@@ -637,36 +639,4 @@ fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
     let quote = &icmp[8..];
     let quoted_ihl = usize::from(quote[0] & 0x0f) * 4;
     checksum(icmp) == 0 && quote.len() >= quoted_ihl && checksum(&quote[..quoted_ihl]) == 0
-}
-
-/// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or
-/// UDP packet with the full one. Slow path: only frames held for ARP need it.
-/// A TCP GSO frame comes out as one large segment with a full checksum (the
-/// switch makes it a GSO frame again on release); a UDP GSO frame never
-/// waits ([`GatewayDrop::UnresolvedGso`]).
-fn finish_partial_checksum(ip: &mut [u8]) {
-    let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
-        return;
-    };
-    if packet.is_fragment() {
-        return;
-    }
-    let (src, dst, proto) = (packet.src(), packet.dst(), packet.protocol());
-    let (start, end) = (packet.header_len(), usize::from(packet.total_len()));
-    let field = match proto {
-        6 => start + 16,
-        17 => start + 6,
-        _ => return,
-    };
-    if field + 2 > end {
-        return;
-    }
-    ip[field..field + 2].copy_from_slice(&[0, 0]);
-    let l4 = &ip[start..end];
-    let sum = if proto == 17 {
-        yard_wire::checksum::l4_checksum_udp(src, dst, l4)
-    } else {
-        yard_wire::checksum::l4_checksum(src, dst, proto, l4)
-    };
-    ip[field..field + 2].copy_from_slice(&sum.to_be_bytes());
 }

@@ -4,10 +4,11 @@
 //!
 //! Pure, like the rest of the crate: the switch hands it an Ethernet frame
 //! that arrived on a [`Side`] (a network, for frames to the gateway MAC and
-//! broadcast ARP; or the uplink) and the time; the gateway rewrites the frame
-//! in place and says where it goes ([`Action`]). Frames it makes besides
-//! (ARP requests, ICMP errors, packets released after ARP resolution) wait in
-//! an outbox the switch drains with [`Gateway::next_outbox`].
+//! broadcast ARP; or the uplink), its offload state and the time; the gateway
+//! rewrites the frame in place and says where it goes ([`Action`]). Frames it
+//! makes besides (ARP requests, ICMP errors, packets released after ARP
+//! resolution, these with the offload state they came with) wait in an outbox
+//! the switch drains with [`Gateway::next_outbox`].
 //!
 //! Fast path and slow path: a packet of a tracked connection to a resolved
 //! neighbour is one conntrack lookup, an in-place rewrite with incremental
@@ -40,6 +41,7 @@ use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
+use yard_wire::offload::Offload;
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -151,11 +153,6 @@ pub enum GatewayDrop {
     FragmentDropped,
     /// Too many packets already waiting for ARP resolution.
     ArpQueueFull,
-    /// A UDP GSO frame (many datagrams in one) whose next hop is not
-    /// resolved yet: it has no bare form to wait in, so it is dropped (the
-    /// ARP request goes out all the same, and the next frames pass). See
-    /// [`Offload::l4_checksum`](yard_wire::offload::Offload::l4_checksum).
-    UnresolvedGso,
 }
 
 impl GatewayDrop {
@@ -176,14 +173,13 @@ impl GatewayDrop {
             GatewayDrop::UntrackedIcmpError => "gw-untracked-icmp-error",
             GatewayDrop::FragmentDropped => "gw-fragment-dropped",
             GatewayDrop::ArpQueueFull => "gw-arp-queue-full",
-            GatewayDrop::UnresolvedGso => "gw-gso-unresolved",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 15] = [
+    pub const ALL: [GatewayDrop; 14] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -198,7 +194,6 @@ impl GatewayDrop {
         GatewayDrop::UntrackedIcmpError,
         GatewayDrop::FragmentDropped,
         GatewayDrop::ArpQueueFull,
-        GatewayDrop::UnresolvedGso,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).
@@ -207,6 +202,31 @@ impl GatewayDrop {
     /// Index into [`GatewayCounters::drops`].
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// A frame the gateway made or released, for the switch to send (see
+/// [`Gateway::next_outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    /// Where it goes.
+    pub side: Side,
+    /// The whole Ethernet frame.
+    pub bytes: Vec<u8>,
+    /// Its offload state: [`Offload::NONE`] for a frame the gateway made,
+    /// the frame's own for one released after waiting for ARP (a GSO frame
+    /// is still one, a partial checksum still partial).
+    pub offload: Offload,
+}
+
+impl OutFrame {
+    /// A frame the gateway made itself: plain, complete checksums.
+    fn made(side: Side, bytes: Vec<u8>) -> OutFrame {
+        OutFrame {
+            side,
+            bytes,
+            offload: Offload::NONE,
+        }
     }
 }
 
@@ -321,7 +341,7 @@ pub struct Gateway {
     neighbours: Neighbours,
     /// Translation of a fragmented datagram, keyed by its first fragment.
     frags: FragCache<Xlate>,
-    outbox: VecDeque<(Side, Vec<u8>)>,
+    outbox: VecDeque<OutFrame>,
     counters: GatewayCounters,
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
@@ -386,10 +406,10 @@ impl Gateway {
 
     /// The oldest frame the gateway made or released (ARP requests, ICMP
     /// errors, packets held for ARP, fragments held for their first): a
-    /// whole Ethernet frame with the side to send it to. Frames the caller
-    /// causes while sending these (such as [`Gateway::refuse_too_big`]) join
-    /// the end of the same queue.
-    pub fn next_outbox(&mut self) -> Option<(Side, Vec<u8>)> {
+    /// whole Ethernet frame with its offload state and the side to send it
+    /// to. Frames the caller causes while sending these (such as
+    /// [`Gateway::refuse_too_big`]) join the end of the same queue.
+    pub fn next_outbox(&mut self) -> Option<OutFrame> {
         self.outbox.pop_front()
     }
 

@@ -72,6 +72,15 @@ impl Frame {
         &mut self.buf[self.start..self.start + self.len]
     }
 
+    /// The Ethernet frame, writable, beside its offload state (to finish an
+    /// offload in place).
+    pub fn data_and_offload_mut(&mut self) -> (&mut [u8], &mut Offload) {
+        (
+            &mut self.buf[self.start..self.start + self.len],
+            &mut self.offload,
+        )
+    }
+
     /// Length of the Ethernet frame.
     pub fn len(&self) -> usize {
         self.len

@@ -44,7 +44,7 @@ mod tests;
 
 use yard_wire::checksum::{add, ones_sum};
 
-use yard_wire::offload::Offload;
+use yard_wire::offload::{self, Offload, OffloadError};
 use yard_wire::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4};
 
 use crate::dataplane::frame::{Frame, ETHERTYPE_QINQ, ETHERTYPE_VLAN, HEADROOM};
@@ -65,55 +65,6 @@ const TCP_CWR: u8 = 0x80;
 
 /// IPv4 "more fragments" flag, in the flags/offset word.
 const IPV4_MF: u16 = 0x2000;
-
-/// Why a frame could not be finished in software.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum OffloadError {
-    /// `csum_start`/`csum_offset` point outside the frame.
-    #[error("partial checksum field at {start}+{offset} lies outside the {len}-byte frame")]
-    ChecksumOutsideFrame {
-        /// `csum_start`.
-        start: u16,
-        /// `csum_offset`.
-        offset: u16,
-        /// Frame length.
-        len: usize,
-    },
-    /// A GSO type the switch does not segment (or one not matching the
-    /// packet, such as UFO over IPv6).
-    #[error("GSO type {0:#x} cannot be segmented in software for this packet")]
-    UnsupportedGsoType(u8),
-    /// A GSO frame with `gso_size` 0 (or, for UFO, under 8).
-    #[error("GSO size {0} is too small")]
-    GsoSizeTooSmall(u16),
-    /// The Ethernet, IP or L4 headers are cut short or inconsistent.
-    #[error("malformed {0} header in a GSO frame")]
-    Malformed(&'static str),
-    /// The packet is not the protocol the GSO type says.
-    #[error("GSO type {gso_type:#x} on a packet with IP protocol {protocol}")]
-    ProtocolMismatch {
-        /// The virtio-net GSO type (ECN bit cleared).
-        gso_type: u8,
-        /// The IP (next-header) protocol found.
-        protocol: u8,
-    },
-    /// `hdr_len` is shorter than the headers or longer than the frame.
-    #[error("virtio-net hdr_len {declared} does not cover the {actual} bytes of headers or runs past the frame")]
-    HeaderLength {
-        /// `hdr_len` from the virtio-net header.
-        declared: u16,
-        /// Length of the parsed headers (Ethernet to L4).
-        actual: usize,
-    },
-    /// `NEEDS_CSUM` is set but `csum_start` is not where the L4 header is.
-    #[error("csum_start {declared} is not the L4 header's offset {actual}")]
-    ChecksumStart {
-        /// `csum_start` from the virtio-net header.
-        declared: u16,
-        /// Offset of the parsed L4 header.
-        actual: usize,
-    },
-}
 
 /// Lowers the segment size of a TCP GSO frame whose segments would be
 /// larger than `mtu` (their IP packets, headers included), so each fits; a
@@ -136,75 +87,11 @@ pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
     true
 }
 
-/// Makes a plain TCP frame whose IP packet is larger than `mtu` a GSO frame
-/// again, as a TAP with TSO would have handed it over: TSO4 or TSO6 (with the
-/// ECN flag when CWR is set), `gso_size` the payload that fits in `mtu`
-/// beside the frame's own headers, and a partial checksum. For frames that
-/// lost their virtio-net header on the way (the gateway keeps frames waiting
-/// for ARP as bare bytes); ports then cut them into segments that fit. False,
-/// and the frame left as it is, for a frame within `mtu`, one that is GSO
-/// already, or one that is not an unfragmented TCP packet.
-pub fn restore_tso(frame: &mut Frame, mtu: u32) -> bool {
-    if frame.offload.is_gso() {
-        return false;
-    }
-    let d = frame.data();
-    let Ok(layout) = parse(d) else {
-        return false;
-    };
-    let mtu = mtu as usize;
-    let headers = layout.payload - layout.l3;
-    if layout.protocol != PROTO_TCP || layout.end - layout.l3 <= mtu || headers >= mtu {
-        return false;
-    }
-    let mut gso_type = if layout.ipv6 { GSO_TCPV6 } else { GSO_TCPV4 };
-    if d[layout.l4 + 13] & TCP_CWR != 0 {
-        gso_type |= GSO_ECN;
-    }
-    // The field holds the pseudo-header sum over the whole TCP length; each
-    // segment's checksum is finished from it (Linux's CHECKSUM_PARTIAL).
-    let partial = add(pseudo_base(d, &layout), (layout.end - layout.l4) as u16);
-    let (l4, payload) = (layout.l4, layout.payload);
-    put16(frame.data_mut(), l4 + usize::from(TCP_CSUM_OFFSET), partial);
-    frame.offload = Offload {
-        flags: F_NEEDS_CSUM,
-        gso_type,
-        hdr_len: payload as u16,
-        gso_size: (mtu - headers) as u16,
-        csum_start: l4 as u16,
-        csum_offset: TCP_CSUM_OFFSET,
-    };
-    true
-}
-
-/// Completes a partial L4 checksum (`NEEDS_CSUM`) and clears the flag: sums
-/// the frame from `csum_start` to its end (the field holds the pseudo-header
-/// sum already) and stores the complement at `csum_start + csum_offset`. A
-/// UDP checksum (`csum_offset` 6) that computes to 0 is sent as `0xffff`,
-/// since 0 means "no checksum". A frame without the flag is left as it is.
-///
-/// Meant for frames that are not GSO; a GSO frame goes through [`segment`].
+/// Completes a partial L4 checksum (`NEEDS_CSUM`) of `frame` and clears
+/// the flag ([`yard_wire::offload::complete_checksum`]).
 pub fn complete_checksum(frame: &mut Frame) -> Result<(), OffloadError> {
-    if frame.offload.flags & F_NEEDS_CSUM == 0 {
-        return Ok(());
-    }
-    let (start, offset) = (frame.offload.csum_start, frame.offload.csum_offset);
-    let field = usize::from(start) + usize::from(offset);
-    let data = frame.data_mut();
-    if field + 2 > data.len() {
-        return Err(OffloadError::ChecksumOutsideFrame {
-            start,
-            offset,
-            len: data.len(),
-        });
-    }
-    let mut check = !ones_sum(&data[usize::from(start)..]);
-    if offset == UDP_CSUM_OFFSET && check == 0 {
-        check = 0xffff;
-    }
-    data[field..field + 2].copy_from_slice(&check.to_be_bytes());
-    frame.offload.flags &= !F_NEEDS_CSUM;
-    Ok(())
+    let (data, offload) = frame.data_and_offload_mut();
+    offload::complete_checksum(data, offload)
 }
 
 /// Where a GSO frame's headers are.

@@ -167,8 +167,34 @@ fn uso(size: u16) -> Offload {
     }
 }
 
+/// What the gateway put in its outbox: (side, frame) pairs.
 fn outbox(gw: &mut Gateway) -> Vec<(Side, Vec<u8>)> {
-    std::iter::from_fn(|| gw.next_outbox()).collect()
+    outbox_with_offloads(gw)
+        .into_iter()
+        .map(|(side, bytes, _)| (side, bytes))
+        .collect()
+}
+
+/// What the gateway put in its outbox, each frame with its offload state.
+fn outbox_with_offloads(gw: &mut Gateway) -> Vec<(Side, Vec<u8>, Offload)> {
+    std::iter::from_fn(|| gw.next_outbox())
+        .map(|o| (o.side, o.bytes, o.offload))
+        .collect()
+}
+
+/// `frame` (Ethernet, untagged IPv4 without options, TCP or UDP) with its
+/// L4 checksum field holding the pseudo-header sum, as a TAP with checksum
+/// offload hands it over.
+fn with_partial_checksum(mut frame: Vec<u8>, csum_offset: usize) -> Vec<u8> {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let sum = yard_wire::checksum::pseudo_header_sum(
+        ip.src(),
+        ip.dst(),
+        ip.protocol(),
+        ip.payload().len() as u16,
+    );
+    frame[34 + csum_offset..36 + csum_offset].copy_from_slice(&sum.to_be_bytes());
+    frame
 }
 
 /// Ethernet + IPv4 builder step.

@@ -438,17 +438,7 @@ fn partial_checksum_stays_partial() {
     );
     let data = [0xabu8; 1000];
     // The NEEDS_CSUM form: the field holds the pseudo-header sum.
-    let partial = |mut f: Vec<u8>| {
-        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
-        let sum = yard_wire::checksum::pseudo_header_sum(
-            ip.src(),
-            ip.dst(),
-            6,
-            ip.payload().len() as u16,
-        );
-        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
-        f
-    };
+    let partial = |f: Vec<u8>| with_partial_checksum(f, 16);
     let mut f = partial(tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (2, 10), &data));
     let (_, out) = run_mode(&mut gw, NET1, &mut f, partial_csum(16), 1);
     let want = tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (2, 10), &data);
@@ -459,22 +449,32 @@ fn partial_checksum_stays_partial() {
 }
 
 #[test]
-fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
-    // The held copy leaves through the outbox, which carries no virtio-net
-    // header: nothing downstream would finish the checksum.
+fn a_partial_checksum_waits_for_arp_as_it_came() {
+    // The held copy leaves through the outbox with its offload state: still
+    // partial, for whoever sends it to finish, as the device would have.
     let mut gw = bare_lab();
     let payload = [7u8; 100];
-    let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload);
-    let pseudo = yard_wire::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
-    f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&pseudo.to_be_bytes());
+    let mut f = with_partial_checksum(udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload), 6);
     let (action, _) = run_mode(&mut gw, NET1, &mut f, partial_csum(6), 0);
     assert_eq!(action, Action::Consumed);
     outbox(&mut gw); // the ARP request for R
     let reply = arp_reply_from_r();
     run(&mut gw, Side::Uplink, reply, 1);
-    let released = outbox(&mut gw);
+    let released = outbox_with_offloads(&mut gw);
     let want = udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, &payload);
-    assert_eq!(released, vec![(Side::Uplink, want)]);
+    assert_eq!(
+        released,
+        vec![(
+            Side::Uplink,
+            with_partial_checksum(want.clone(), 6),
+            partial_csum(6)
+        )]
+    );
+    // Finished as a port would, it is the packet with its full checksum.
+    let (_, mut bytes, mut offload) = released.into_iter().next().unwrap();
+    yard_wire::offload::complete_checksum(&mut bytes, &mut offload).unwrap();
+    assert_eq!(bytes, want);
+    assert!(!offload.needs_csum());
 }
 
 #[test]

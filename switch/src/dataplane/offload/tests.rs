@@ -390,47 +390,6 @@ fn ufo_cuts_one_udp_datagram_into_ipv4_fragments() {
     assert_eq!(segments.len(), 4);
 }
 
-/// `restore_tso` turns a fully checksummed TCP packet over `mtu` into
-/// exactly what a TAP with TSO hands over for it.
-fn restore_tso_matches_a_tap(family: Family, mtu: u32, mss: u16) {
-    let shape = Shape {
-        family,
-        vlan: None,
-        id: IP_ID,
-    };
-    let cwr = Flags {
-        cwr: true,
-        ..Flags::default()
-    };
-    let packet = tcp(shape, SEQ, cwr, &payload_of(20_000));
-    let mut frame = Frame::new();
-    frame.fill(Offload::NONE, &packet);
-    assert!(restore_tso(&mut frame, mtu));
-    let gso_type = match family {
-        Family::V4 => GSO_TCPV4,
-        Family::V6 => GSO_TCPV6,
-    } | GSO_ECN;
-    let want = offloaded(packet, shape, PROTO_TCP, gso_type, mss);
-    assert_eq!(frame.offload, want.offload);
-    assert_eq!(frame.data(), want.data());
-    for (_, seg) in collect(&frame).unwrap() {
-        assert!(
-            seg.len() - 14 <= mtu as usize,
-            "a {}-byte segment",
-            seg.len()
-        );
-        assert_l4_checksum_ok(&seg, shape, PROTO_TCP);
-    }
-}
-
-#[test]
-fn an_oversize_tcp_frame_gets_its_tso_header_back() {
-    // 20 (IPv4) or 40 (IPv6) + 32 (TCP with timestamps) of the MTU are headers.
-    restore_tso_matches_a_tap(Family::V4, 1500, 1448);
-    restore_tso_matches_a_tap(Family::V6, 1500, 1428);
-    restore_tso_matches_a_tap(Family::V4, 9000, 8948);
-}
-
 #[test]
 fn fit_gso_lowers_tcp_segments_and_leaves_udp_datagrams() {
     let shape = Shape {
@@ -459,31 +418,6 @@ fn fit_gso_lowers_tcp_segments_and_leaves_udp_datagrams() {
         "a UDP segment is a datagram"
     );
     assert_eq!(udp_frame.offload.gso_size, 8000);
-}
-
-#[test]
-fn restore_tso_leaves_other_frames_alone() {
-    let shape = Shape {
-        family: Family::V4,
-        vlan: None,
-        id: IP_ID,
-    };
-    let fits = tcp(shape, SEQ, Flags::default(), &payload_of(1448));
-    let udp_big = udp(shape, &payload_of(20_000));
-    for (what, packet, mtu) in [
-        ("a frame within the MTU", fits, 1500),
-        ("UDP", udp_big, 1500),
-    ] {
-        let mut frame = Frame::new();
-        frame.fill(Offload::NONE, &packet);
-        assert!(!restore_tso(&mut frame, mtu), "{what}");
-        assert_eq!(frame.data(), &packet[..], "{what}");
-        assert_eq!(frame.offload, Offload::NONE, "{what}");
-    }
-    let mut gso = tcp4_frame(20_000);
-    let before = (gso.offload, gso.data().to_vec());
-    assert!(!restore_tso(&mut gso, 1500), "already GSO");
-    assert_eq!((gso.offload, gso.data().to_vec()), before);
 }
 
 #[test]

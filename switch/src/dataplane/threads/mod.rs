@@ -50,7 +50,6 @@ use crate::dataplane::clock::Millis;
 use yard_wire::offload::Offload;
 
 use crate::dataplane::frame::Frame;
-use crate::dataplane::offload;
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
@@ -567,14 +566,11 @@ impl Datapath {
             uplink,
             pieces,
         };
-        while let Some((side, bytes)) = router.gateway.next_outbox() {
-            scratch.fill(Offload::NONE, &bytes);
-            // A TCP frame that waited for ARP comes back without its
-            // virtio-net header; larger than its way out, it was a GSO frame.
-            if let Some(mtu) = router.mtu_of(side) {
-                offload::restore_tso(scratch, mtu);
-            }
-            router.send(side, scratch, now);
+        while let Some(out) = router.gateway.next_outbox() {
+            // A frame that waited for ARP comes back with its offload state:
+            // it is sent, segmented or fragmented like any routed frame.
+            scratch.fill(out.offload, &out.bytes);
+            router.send(out.side, scratch, now);
         }
         let bridge = router.bridge;
         if bridge.has_replies() {

@@ -115,6 +115,20 @@ impl Frame {
         true
     }
 
+    /// Where a frame is built in place (a segment, a fragment, an ICMP
+    /// error): the whole buffer after the headroom, [`MAX_FRAME_LEN`]
+    /// bytes. [`set_built`](Self::set_built) then makes its start the frame.
+    pub fn build_buf(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADROOM..]
+    }
+
+    /// Makes the first `len` bytes of [`build_buf`](Self::build_buf) the
+    /// frame, with no offloads. `false` (frame unchanged) when `len` is
+    /// longer than the buffer.
+    pub fn set_built(&mut self, len: usize) -> bool {
+        self.set_range(HEADROOM, len)
+    }
+
     /// Shortens the frame to `len` bytes (no-op when it is not longer).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

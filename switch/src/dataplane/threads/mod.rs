@@ -42,13 +42,12 @@ use std::net::Ipv4Addr;
 use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
 use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{Gateway, PublishRule, Side, UplinkConfig};
+use yard_wire::offload::Offload;
 
 use crate::control::nat_api;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::clock::Millis;
-use yard_wire::offload::Offload;
-
 use crate::dataplane::frame::Frame;
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;

@@ -15,7 +15,6 @@ use yard_nat::gateway::{Action, Gateway, Side};
 use super::Uplink;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
-use crate::dataplane::fragment;
 use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
@@ -89,7 +88,7 @@ impl Router<'_> {
             pieces,
         } = self;
         let cut = offload::complete_checksum(frame).is_ok()
-            && fragment::fragment_ipv4(frame, mtu, pieces, |piece| {
+            && offload::fragment_ipv4(frame, mtu, pieces, |piece| {
                 send_to(bridge, uplink, side, piece, now)
             })
             .is_ok();

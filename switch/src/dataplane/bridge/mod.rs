@@ -752,7 +752,7 @@ impl Bridge {
             Some(overlay_mtu) => {
                 if !gso
                     && frame.len() > overlay_mtu as usize + ETH_HEADER_LEN
-                    && dont_fragment(frame)
+                    && yard_wire::fragment::dont_fragment(frame.data()) == Some(true)
                 {
                     slot.counters.drop_frame(DropReason::TooBig);
                     if let (Some(from), Some(reply)) = (from, frag_needed(frame, overlay_mtu)) {
@@ -801,12 +801,6 @@ impl Bridge {
             slot.counters.drop_frame(reason);
         }
     }
-}
-
-/// True for an IPv4 packet with the don't-fragment bit.
-fn dont_fragment(frame: &Frame) -> bool {
-    let d = frame.data();
-    d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00] && d[ETH_HEADER_LEN + 6] & 0x40 != 0
 }
 
 /// An ICMP fragmentation-needed frame (RFC 1191) answering `frame`, as if

@@ -65,15 +65,15 @@ impl Router<'_> {
             offload::fit_gso(frame, mtu);
             return send_to(self.bridge, self.uplink, side, frame, now);
         }
-        let d = frame.data();
-        let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
-        let ipv4 = d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00];
-        if !(too_big && ipv4) {
+        let too_big = frame.len() > ETH_HEADER_LEN + mtu as usize;
+        let dont_fragment = yard_wire::fragment::dont_fragment(frame.data());
+        let (true, Some(dont_fragment)) = (too_big, dont_fragment) else {
+            // It fits, or it is not IPv4 (the port refuses it if too big).
             return send_to(self.bridge, self.uplink, side, frame, now);
-        }
-        if d[ETH_HEADER_LEN + 6] & 0x40 != 0 {
+        };
+        if dont_fragment {
             self.gateway
-                .refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
+                .refuse_too_big(&frame.data()[ETH_HEADER_LEN..], mtu, now.0);
             if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
                 uplink.counters.drop_frame(DropReason::TooBig);
             }

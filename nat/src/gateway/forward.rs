@@ -14,15 +14,14 @@
 use std::net::Ipv4Addr;
 
 use super::neighbour::{Held, Hold};
-use super::{Action, Gateway, GatewayDrop, OutFrame, Side};
+use super::{Action, Gateway, GatewayDrop, IcmpErrors, OutFrame, Side};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
 use crate::wire::{
-    self, arp, build_arp_reply, build_arp_request, build_icmp_error, echo_reply_in_place, ethernet,
-    flow_of, icmp, ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow,
-    TcpPacket, WireError,
+    self, arp, build_arp_reply, build_arp_request, echo_reply_in_place, ethernet, flow_of, icmp,
+    ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow, TcpPacket, WireError,
 };
 use yard_wire::checksum::{checksum, L4Checksum};
 use yard_wire::offload::{self, Offload};
@@ -456,24 +455,17 @@ impl Gateway {
         translated: bool,
         now: u64,
     ) {
-        if !self.icmp_budget.take(now) {
-            self.counters.icmp_errors_limited += 1;
+        if !self.icmp_errors.admit(now) {
             return;
         }
         let mut buf = vec![0u8; ETH + icmp::MAX_ERROR_LEN];
         self.icmp_ident = self.icmp_ident.wrapping_add(1);
         let ident = self.icmp_ident;
-        let Ok(n) = build_icmp_error(
-            &mut buf[ETH..],
-            Ipv4Addr::UNSPECIFIED,
-            ident,
-            kind,
-            original,
-        ) else {
+        let Ok(n) = IcmpErrors::write(&mut buf, Ipv4Addr::UNSPECIFIED, ident, kind, original)
+        else {
             return;
         };
-        buf.truncate(ETH + n);
-        buf[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        buf.truncate(n);
         if translated {
             if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
                 if let Some(target) = self.untranslated_quote(&quoted, now) {

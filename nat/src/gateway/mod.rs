@@ -27,6 +27,7 @@
 
 mod config;
 mod forward;
+mod icmp_errors;
 mod neighbour;
 mod policy;
 
@@ -35,6 +36,7 @@ mod tests;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
@@ -42,6 +44,8 @@ use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
 use yard_wire::offload::Offload;
+
+pub use icmp_errors::{IcmpErrors, IcmpRefused};
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -285,7 +289,8 @@ pub struct GatewayCounters {
     /// ICMP errors the gateway generated (time exceeded, unreachable).
     pub icmp_errors_sent: u64,
     /// ICMP errors not generated because more were due than the rate limit
-    /// allows (1000 per second in bursts of 50, as Linux).
+    /// allows (1000 per second in bursts of 50, as Linux): the gateway's and
+    /// those of the bridges sharing its limit ([`IcmpErrors`]).
     pub icmp_errors_limited: u64,
     /// Frames held waiting for ARP resolution.
     pub held_for_arp: u64,
@@ -345,45 +350,8 @@ pub struct Gateway {
     counters: GatewayCounters,
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
-    icmp_budget: IcmpBudget,
-}
-
-/// A token bucket for the ICMP errors the gateway generates (RFC 1812
-/// §4.3.2.8: rate-limit them), as Linux's `icmp_msgs_per_sec` and
-/// `icmp_msgs_burst` defaults: 1000 per second, bursts of 50. A flood of
-/// packets that each earn an error (to an internal network, past a full
-/// table) cannot make the gateway send as many packets back.
-#[derive(Debug, Clone, Copy)]
-struct IcmpBudget {
-    tokens: u64,
-    refilled_at: u64,
-}
-
-impl IcmpBudget {
-    const BURST: u64 = 50;
-    /// One token per millisecond: 1000 per second.
-    const MS_PER_TOKEN: u64 = 1;
-
-    fn new() -> IcmpBudget {
-        IcmpBudget {
-            tokens: Self::BURST,
-            refilled_at: 0,
-        }
-    }
-
-    /// Takes a token at `now_ms`; false when none is left.
-    fn take(&mut self, now_ms: u64) -> bool {
-        let earned = now_ms.saturating_sub(self.refilled_at) / Self::MS_PER_TOKEN;
-        if earned > 0 {
-            self.tokens = (self.tokens + earned).min(Self::BURST);
-            self.refilled_at = now_ms;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
+    /// The rate limit of ICMP errors, shared with the switch's bridges.
+    icmp_errors: Arc<IcmpErrors>,
 }
 
 impl Gateway {
@@ -400,8 +368,15 @@ impl Gateway {
             outbox: VecDeque::with_capacity(64),
             counters: GatewayCounters::default(),
             icmp_ident: 0,
-            icmp_budget: IcmpBudget::new(),
+            icmp_errors: Arc::new(IcmpErrors::new()),
         }
+    }
+
+    /// Makes the gateway's ICMP errors count against `limit`, a rate limit
+    /// shared with whatever else makes ICMP errors (the switch's bridges),
+    /// so together they send no more than one limit allows.
+    pub fn share_icmp_errors(&mut self, limit: Arc<IcmpErrors>) {
+        self.icmp_errors = limit;
     }
 
     /// The oldest frame the gateway made or released (ARP requests, ICMP
@@ -429,9 +404,14 @@ impl Gateway {
         &mut self.ct
     }
 
-    /// The counters.
-    pub fn counters(&self) -> &GatewayCounters {
-        &self.counters
+    /// The counters. `icmp_errors_limited` is that of the shared rate limit
+    /// ([`Gateway::share_icmp_errors`]): errors the bridges did not send
+    /// count too.
+    pub fn counters(&self) -> GatewayCounters {
+        GatewayCounters {
+            icmp_errors_limited: self.icmp_errors.limited(),
+            ..self.counters.clone()
+        }
     }
 
     /// The uplink's address, if there is an uplink.

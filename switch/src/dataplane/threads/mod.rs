@@ -41,8 +41,7 @@ use std::net::Ipv4Addr;
 
 use yard_ctl::api::{ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats};
 use yard_nat::conntrack::RuleId;
-use yard_nat::gateway::{Gateway, PublishRule, Side, UplinkConfig};
-use yard_wire::offload::Offload;
+use yard_nat::gateway::{Gateway, IcmpErrors, PublishRule, Side, UplinkConfig};
 
 use crate::control::nat_api;
 use crate::dataplane::bridge::{Bridge, NetId};
@@ -279,14 +278,19 @@ impl Datapath {
         }
         let mesh = Arc::new(Mesh::new(wakers.clone()));
         let epoch = Instant::now();
+        // One ICMP error rate limit for the gateway and every bridge.
+        let icmp_errors = Arc::new(IcmpErrors::new());
         let mut datapaths = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for (thread, (poll, waker)) in polls.into_iter().zip(wakers).enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             let mut bridge = Bridge::new(port_mac_limit);
+            bridge.share_icmp_errors(icmp_errors.clone());
             if threads > 1 {
                 bridge.share_learning(thread == mesh::HOME);
             }
+            let mut gateway = Gateway::new(yard_nat::conntrack::Config::default());
+            gateway.share_icmp_errors(icmp_errors.clone());
             datapaths.push(Datapath {
                 thread,
                 mesh: mesh.clone(),
@@ -294,7 +298,7 @@ impl Datapath {
                 handoffs_again: false,
                 poll,
                 bridge,
-                gateway: Gateway::new(yard_nat::conntrack::Config::default()),
+                gateway,
                 uplink: None,
                 overlay: Overlay::default(),
                 tunnels_again: Vec::new(),
@@ -548,8 +552,8 @@ impl Datapath {
         }
     }
 
-    /// Sends the frames the gateway and the bridge made (slow path: ARP,
-    /// ICMP errors, packets released after ARP resolution).
+    /// Sends the frames the gateway made (slow path: ARP, ICMP errors,
+    /// packets released after ARP resolution).
     fn flush_outbox(&mut self, now: Millis) {
         let Datapath {
             gateway,
@@ -570,13 +574,6 @@ impl Datapath {
             // it is sent, segmented or fragmented like any routed frame.
             scratch.fill(out.offload, &out.bytes);
             router.send(out.side, scratch, now);
-        }
-        let bridge = router.bridge;
-        if bridge.has_replies() {
-            for (port, net, bytes) in bridge.take_replies() {
-                scratch.fill(Offload::NONE, &bytes);
-                bridge.send_to_port(port, net, scratch);
-            }
         }
     }
 

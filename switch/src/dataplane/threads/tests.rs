@@ -15,6 +15,7 @@ use yard_nat::wire::ArpFrame;
 use super::*;
 use crate::dataplane::port::fd::FdPort;
 use crate::sys::VNET_HDR_LEN;
+use yard_wire::offload::Offload;
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, n])

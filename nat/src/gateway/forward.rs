@@ -287,7 +287,7 @@ impl Gateway {
                 }
                 match self.ct.get(h) {
                     Some(e) => Xlate::of(e, touch.dir),
-                    None => return Action::Drop(GatewayDrop::ConntrackFull),
+                    None => return Action::Drop(GatewayDrop::ConntrackStale),
                 }
             }
             None => match self.new_connection(side, &frame[ETH..end], key, &pkt, now) {
@@ -298,12 +298,17 @@ impl Gateway {
                     // (destination unreachable, communication
                     // administratively prohibited) instead of timing out.
                     // Unsolicited packets from outside stay unanswered.
+                    // The table's other refusals are answered as a full
+                    // table is: the connection cannot be made either way.
                     let refused = matches!(
                         reason,
                         GatewayDrop::Internal
                             | GatewayDrop::NetworksNotConnected
                             | GatewayDrop::NoSnatPort
                             | GatewayDrop::ConntrackFull
+                            | GatewayDrop::ConntrackExists
+                            | GatewayDrop::ConntrackClash
+                            | GatewayDrop::ConntrackStale
                     );
                     if refused && matches!(side, Side::Net(_)) {
                         let kind = IcmpErrorKind::DestUnreachable(13);

@@ -144,7 +144,8 @@ pub enum GatewayDrop {
     NetworksNotConnected,
     /// From the uplink, matching no connection and no published port.
     NotPublished,
-    /// The connection table refused a new entry (full of assured entries).
+    /// The connection table refused a new entry: its limit is 0 (a table
+    /// at its limit evicts an entry instead).
     ConntrackFull,
     /// SNAT ports exhausted.
     NoSnatPort,
@@ -157,6 +158,18 @@ pub enum GatewayDrop {
     FragmentDropped,
     /// Too many packets already waiting for ARP resolution.
     ArpQueueFull,
+    /// The connection table refused a new entry because its original tuple
+    /// is tracked already (the lookup before it found none: a table that
+    /// contradicts itself).
+    ConntrackExists,
+    /// The connection table refused a new entry because the reply tuple its
+    /// translation gives belongs to another connection (for example a
+    /// published port's target that already talks to the same peer from
+    /// the same port on a connection of its own).
+    ConntrackClash,
+    /// The connection's entry went (expired, evicted or removed) between
+    /// finding or making it and reading its translation.
+    ConntrackStale,
 }
 
 impl GatewayDrop {
@@ -177,13 +190,16 @@ impl GatewayDrop {
             GatewayDrop::UntrackedIcmpError => "gw-untracked-icmp-error",
             GatewayDrop::FragmentDropped => "gw-fragment-dropped",
             GatewayDrop::ArpQueueFull => "gw-arp-queue-full",
+            GatewayDrop::ConntrackExists => "gw-conntrack-exists",
+            GatewayDrop::ConntrackClash => "gw-conntrack-clash",
+            GatewayDrop::ConntrackStale => "gw-conntrack-stale",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 14] = [
+    pub const ALL: [GatewayDrop; 17] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -198,6 +214,9 @@ impl GatewayDrop {
         GatewayDrop::UntrackedIcmpError,
         GatewayDrop::FragmentDropped,
         GatewayDrop::ArpQueueFull,
+        GatewayDrop::ConntrackExists,
+        GatewayDrop::ConntrackClash,
+        GatewayDrop::ConntrackStale,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).

@@ -622,3 +622,97 @@ fn a_published_connection_is_picked_up_from_its_client_side_only() {
         )
     );
 }
+
+/// A UDP connection from C1 port 5000 to S port 53, as conntrack would be
+/// asked to track it (masqueraded to the uplink address).
+fn c1_to_s() -> crate::conntrack::NewConn {
+    let key = crate::flow::FlowKey {
+        proto: Proto::Udp,
+        src: C1,
+        sport: 5000,
+        dst: S,
+        dport: 53,
+    };
+    crate::conntrack::NewConn {
+        snat: Some(U),
+        ..crate::conntrack::NewConn::new(key)
+    }
+}
+
+#[test]
+fn a_reply_tuple_clash_is_dropped_as_gw_conntrack_clash() {
+    // C1 talks to S from port 80 (masqueraded, port kept); then S sends to
+    // a published port that leads to C1 port 80: the new connection's reply
+    // tuple (C1:80 -> S:1000) is the first connection's original one.
+    let mut gw = lab();
+    gw.add_publish(rule(7, Proto::Udp, 8080, C1, 80)).unwrap();
+    let out = udp(C1_MAC, GW1_MAC, (C1, 80), (S, 1000), 64, b"hello");
+    assert_sent(run(&mut gw, NET1, out, 0).0, Side::Uplink);
+    let inbound = udp(
+        R_MAC,
+        U_MAC,
+        (S, 1000),
+        (U, 8080),
+        64,
+        b"to the published port",
+    );
+    assert_eq!(
+        run(&mut gw, Side::Uplink, inbound, 1).0,
+        Action::Drop(GatewayDrop::ConntrackClash)
+    );
+    assert_eq!(gw.counters().drop_count(GatewayDrop::ConntrackClash), 1);
+    assert_eq!(gw.counters().drop_count(GatewayDrop::ConntrackFull), 0);
+    assert_eq!(GatewayDrop::ConntrackClash.as_str(), "gw-conntrack-clash");
+    assert!(outbox(&mut gw).is_empty(), "outside stays unanswered");
+}
+
+#[test]
+fn an_insert_of_a_tracked_tuple_is_its_own_drop_reason() {
+    let mut gw = lab();
+    let ct = gw.conntrack_mut();
+    ct.insert(c1_to_s(), &crate::conntrack::Packet::other(100), 0)
+        .unwrap();
+    let again = ct
+        .insert(c1_to_s(), &crate::conntrack::Packet::other(100), 1)
+        .unwrap_err();
+    assert!(matches!(
+        again,
+        crate::conntrack::ConntrackError::Exists { .. }
+    ));
+    assert_eq!(
+        super::policy::insert_refused(again),
+        GatewayDrop::ConntrackExists
+    );
+    assert_eq!(GatewayDrop::ConntrackExists.as_str(), "gw-conntrack-exists");
+}
+
+#[test]
+fn an_entry_gone_before_it_is_read_is_its_own_drop_reason() {
+    let mut gw = lab();
+    let ct = gw.conntrack_mut();
+    let packet = crate::conntrack::Packet::other(100);
+    let h = ct.insert(c1_to_s(), &packet, 0).unwrap();
+    assert!(ct.remove(h));
+    let gone = ct.touch(h, Dir::Original, &packet, 1).unwrap_err();
+    assert_eq!(gone, crate::conntrack::ConntrackError::Stale);
+    assert_eq!(
+        super::policy::insert_refused(gone),
+        GatewayDrop::ConntrackStale
+    );
+    assert_eq!(GatewayDrop::ConntrackStale.as_str(), "gw-conntrack-stale");
+}
+
+#[test]
+fn a_table_with_no_room_is_the_one_full_table_reason() {
+    let mut gw = lab();
+    gw.conntrack_mut().set_max_entries(0);
+    let f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET1, f, 0).0,
+        Action::Drop(GatewayDrop::ConntrackFull)
+    );
+    assert_eq!(
+        super::policy::insert_refused(crate::conntrack::ConntrackError::Full),
+        GatewayDrop::ConntrackFull
+    );
+}

@@ -13,7 +13,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use etherparse::PacketBuilder;
 use yard_benches::{allocations_per_call, CountingAlloc};
 use yard_nat::conntrack::Config;
-use yard_nat::gateway::{Action, FrameOffload, Gateway, NetConfig, Side, UplinkConfig};
+use yard_nat::gateway::{Action, Gateway, NetConfig, Side, UplinkConfig};
+use yard_wire::offload::Offload;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -72,7 +73,7 @@ fn gateway_with(flows: u32) -> Gateway {
     // Resolve the router: the first packet is held and an ARP request goes
     // out; the router's reply releases it.
     let mut first = tcp_frame(container(0), 1024, SERVER, true, 0);
-    gw.handle(Side::Net(1), &mut first, FrameOffload::None, 0);
+    gw.handle(Side::Net(1), &mut first, Offload::NONE, 0);
     while gw.next_outbox().is_some() {}
     // ARP reply from the router (Ethernet/IPv4, 42 bytes).
     let mut reply = Vec::with_capacity(42);
@@ -83,14 +84,14 @@ fn gateway_with(flows: u32) -> Gateway {
     reply.extend_from_slice(&ROUTER.octets());
     reply.extend_from_slice(&UP_MAC);
     reply.extend_from_slice(&[10, 1, 0, 2]);
-    gw.handle(Side::Uplink, &mut reply, FrameOffload::None, 0);
+    gw.handle(Side::Uplink, &mut reply, Offload::NONE, 0);
     while gw.next_outbox().is_some() {}
     // 1000 inside endpoints, each talking to many servers: with
     // endpoint-independent mapping they share 1000 external ports, as real
     // clients do (one address has only 64k ports to map endpoints to).
     for n in 1..flows {
         let mut syn = tcp_frame(container(n % 1000), 1024, server(n / 1000), true, 0);
-        gw.handle(Side::Net(1), &mut syn, FrameOffload::None, 0);
+        gw.handle(Side::Net(1), &mut syn, Offload::NONE, 0);
     }
     gw
 }
@@ -103,14 +104,14 @@ fn bench_gateway(c: &mut Criterion) {
         let src = Ipv4Addr::new(172, 30, 255, 200);
         let mut syn = tcp_frame(src, 50_000, SERVER, true, 0);
         assert!(matches!(
-            gw.handle(Side::Net(1), &mut syn, FrameOffload::None, 1),
+            gw.handle(Side::Net(1), &mut syn, Offload::NONE, 1),
             Action::Send { .. }
         ));
         let template = tcp_frame(src, 50_000, SERVER, false, 1400);
         let mut frame = template.clone();
         let per_packet = allocations_per_call(10_000, || {
             frame.copy_from_slice(&template);
-            gw.handle(Side::Net(1), &mut frame, FrameOffload::None, 2);
+            gw.handle(Side::Net(1), &mut frame, Offload::NONE, 2);
         });
         println!(
             "gateway/established-snat/{flows}: {per_packet} allocations per packet, {} entries",
@@ -119,7 +120,7 @@ fn bench_gateway(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("established-snat", flows), |b| {
             b.iter(|| {
                 frame[..54].copy_from_slice(&template[..54]);
-                gw.handle(Side::Net(1), &mut frame, FrameOffload::None, 2)
+                gw.handle(Side::Net(1), &mut frame, Offload::NONE, 2)
             })
         });
     }
@@ -130,7 +131,7 @@ fn bench_gateway(c: &mut Criterion) {
         b.iter(|| {
             n = n.wrapping_add(1);
             let mut syn = tcp_frame(container(n % 1000), 2000, server(n), true, 0);
-            gw.handle(Side::Net(1), &mut syn, FrameOffload::None, 3)
+            gw.handle(Side::Net(1), &mut syn, Offload::NONE, 3)
         })
     });
     group.finish();

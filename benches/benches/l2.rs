@@ -11,9 +11,10 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 use yard_switch::dataplane::bridge::Bridge;
 use yard_switch::dataplane::clock::Millis;
-use yard_switch::dataplane::frame::{Frame, VnetHeader};
+use yard_switch::dataplane::frame::Frame;
 use yard_switch::dataplane::port::memory::MemoryPort;
 use yard_switch::dataplane::port::PortId;
+use yard_wire::offload::Offload;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -28,7 +29,7 @@ fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Frame {
     bytes[6..12].copy_from_slice(&src.0);
     bytes[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let mut f = Frame::new();
-    f.fill(VnetHeader::default(), &bytes);
+    f.fill(Offload::NONE, &bytes);
     f
 }
 

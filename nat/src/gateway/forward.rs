@@ -13,18 +13,18 @@
 
 use std::net::Ipv4Addr;
 
-use super::neighbour::Hold;
-use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
+use super::neighbour::{Held, Hold};
+use super::{Action, Gateway, GatewayDrop, IcmpErrors, OutFrame, Side};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
 use crate::wire::{
-    self, arp, build_arp_reply, build_arp_request, build_icmp_error, echo_reply_in_place, ethernet,
-    flow_of, icmp, ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow,
-    TcpPacket, WireError,
+    self, arp, build_arp_reply, build_arp_request, echo_reply_in_place, ethernet, flow_of, icmp,
+    ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow, TcpPacket, WireError,
 };
 use yard_wire::checksum::{checksum, L4Checksum};
+use yard_wire::offload::{self, Offload};
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -73,13 +73,13 @@ impl Xlate {
 impl Gateway {
     /// Handles one Ethernet frame that arrived on `side` (see the module
     /// documentation of [`crate::gateway`] for what the switch hands over),
-    /// rewriting it in place. `offload` says what the frame's virtio-net
-    /// header said about it.
+    /// rewriting it in place. `offload` is the frame's offload state (what
+    /// its virtio-net header said).
     pub fn handle(
         &mut self,
         side: Side,
         frame: &mut [u8],
-        offload: FrameOffload,
+        offload: Offload,
         now_ms: u64,
     ) -> Action {
         let action = self.dispatch(side, frame, offload, now_ms);
@@ -89,13 +89,7 @@ impl Gateway {
         action
     }
 
-    fn dispatch(
-        &mut self,
-        side: Side,
-        frame: &mut [u8],
-        offload: FrameOffload,
-        now: u64,
-    ) -> Action {
+    fn dispatch(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
         let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
             return Action::Drop(GatewayDrop::Malformed);
         };
@@ -176,22 +170,21 @@ impl Gateway {
         }
     }
 
-    /// Records a neighbour and sends the frames that waited for it.
+    /// Records a neighbour and sends the frames that waited for it, each
+    /// with the offload state it waited with.
     fn learn(&mut self, side: Side, ip: Ipv4Addr, mac: [u8; 6], now: u64) {
-        for mut f in self.neighbours.learn(side, ip, mac, now) {
-            f[0..6].copy_from_slice(&mac);
+        for Held { mut bytes, offload } in self.neighbours.learn(side, ip, mac, now) {
+            wire::EthernetFrame::new_unchecked(&mut bytes[..]).set_dst(mac);
             self.counters.forwarded += 1;
-            self.outbox.push_back((side, f));
+            self.outbox.push_back(OutFrame {
+                side,
+                bytes,
+                offload,
+            });
         }
     }
 
-    fn handle_ipv4(
-        &mut self,
-        side: Side,
-        frame: &mut [u8],
-        offload: FrameOffload,
-        now: u64,
-    ) -> Action {
+    fn handle_ipv4(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
         let end = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
             _ => return Action::Drop(GatewayDrop::Malformed),
@@ -246,7 +239,7 @@ impl Gateway {
                 // RFC 5508 REQ-3, REQ-3a. A fragment of an error cannot be
                 // summed whole; a partial checksum is the device's to finish.
                 if fragment.is_none()
-                    && offload == FrameOffload::None
+                    && offload.l4_checksum() == L4Checksum::Full
                     && !icmp_error_checksums_hold(&frame[ETH..end])
                 {
                     return Action::Drop(GatewayDrop::Malformed);
@@ -283,7 +276,7 @@ impl Gateway {
         end: usize,
         key: FlowKey,
         fragment: Option<FragmentInfo>,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let pkt = summary(&frame[ETH..end], key.proto);
@@ -294,7 +287,7 @@ impl Gateway {
                 }
                 match self.ct.get(h) {
                     Some(e) => Xlate::of(e, touch.dir),
-                    None => return Action::Drop(GatewayDrop::ConntrackFull),
+                    None => return Action::Drop(GatewayDrop::ConntrackStale),
                 }
             }
             None => match self.new_connection(side, &frame[ETH..end], key, &pkt, now) {
@@ -305,12 +298,17 @@ impl Gateway {
                     // (destination unreachable, communication
                     // administratively prohibited) instead of timing out.
                     // Unsolicited packets from outside stay unanswered.
+                    // The table's other refusals are answered as a full
+                    // table is: the connection cannot be made either way.
                     let refused = matches!(
                         reason,
                         GatewayDrop::Internal
                             | GatewayDrop::NetworksNotConnected
                             | GatewayDrop::NoSnatPort
                             | GatewayDrop::ConntrackFull
+                            | GatewayDrop::ConntrackExists
+                            | GatewayDrop::ConntrackClash
+                            | GatewayDrop::ConntrackStale
                     );
                     if refused && matches!(side, Side::Net(_)) {
                         let kind = IcmpErrorKind::DestUnreachable(13);
@@ -334,7 +332,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         x: Xlate,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         if x.apply(&mut frame[ETH..end], offload.l4_checksum())
@@ -359,25 +357,23 @@ impl Gateway {
             return;
         }
         let end = frame.len();
-        if let Action::Send { side, len } =
-            self.forward(&mut frame, end, x, FrameOffload::None, now)
-        {
+        if let Action::Send { side, len } = self.forward(&mut frame, end, x, Offload::NONE, now) {
             frame.truncate(len);
-            self.outbox.push_back((side, frame));
+            self.outbox.push_back(OutFrame::made(side, frame));
         }
     }
 
     /// Sends the frame to `next_hop` on `side`: at once if its MAC is
-    /// known, else holds a copy and resolves it. A held copy leaves through
-    /// the outbox without its virtio-net header, so a partial (offloaded) L4
-    /// checksum is finished before it is held, and a UDP GSO frame, which has
-    /// no bare form, is dropped instead (see [`FrameOffload::UdpSegments`]).
+    /// known, else holds a copy with its offload state and resolves it. The
+    /// held copy leaves through the outbox as it came — a GSO frame still
+    /// one, a partial checksum still partial — for the switch to finish
+    /// like any frame with that state.
     fn output(
         &mut self,
         side: Side,
         next_hop: Ipv4Addr,
         frame: &mut [u8],
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
@@ -396,16 +392,7 @@ impl Gateway {
                 len: frame.len(),
             };
         }
-        if offload == FrameOffload::UdpSegments {
-            if self.neighbours.want(side, next_hop, now) {
-                self.send_arp_request(side, mac, our_ip, next_hop);
-            }
-            return Action::Drop(GatewayDrop::UnresolvedGso);
-        }
-        if offload == FrameOffload::PartialChecksum {
-            finish_partial_checksum(&mut frame[ETH..]);
-        }
-        match self.neighbours.hold(side, next_hop, frame, now) {
+        match self.neighbours.hold(side, next_hop, frame, offload, now) {
             Hold::Full => Action::Drop(GatewayDrop::ArpQueueFull),
             Hold::Queued { new_hop } => {
                 self.counters.held_for_arp += 1;
@@ -420,10 +407,10 @@ impl Gateway {
     /// Outputs a frame the gateway owns (an ICMP error) through the outbox.
     fn output_owned(&mut self, side: Side, next_hop: Ipv4Addr, mut frame: Vec<u8>, now: u64) {
         if let Action::Send { side, len } =
-            self.output(side, next_hop, &mut frame, FrameOffload::None, now)
+            self.output(side, next_hop, &mut frame, Offload::NONE, now)
         {
             frame.truncate(len);
-            self.outbox.push_back((side, frame));
+            self.outbox.push_back(OutFrame::made(side, frame));
         }
     }
 
@@ -431,7 +418,7 @@ impl Gateway {
         let mut f = vec![0u8; arp::FRAME_LEN];
         if build_arp_request(&mut f, mac, our_ip, target).is_ok() {
             self.counters.arp_requests_sent += 1;
-            self.outbox.push_back((side, f));
+            self.outbox.push_back(OutFrame::made(side, f));
         }
     }
 
@@ -445,8 +432,15 @@ impl Gateway {
         }
         for (_, _, frames) in due.failed {
             self.counters.arp_timeouts += frames.len() as u64;
-            if let Some(first) = frames.first() {
-                if let Some(ip) = first.get(ETH..) {
+            if let Some(Held {
+                mut bytes,
+                mut offload,
+            }) = frames.into_iter().next()
+            {
+                // The error quotes the packet with the transport checksum
+                // its sender's device was to finish (if it can be).
+                let _ = offload::complete_checksum(&mut bytes, &mut offload);
+                if let Some(ip) = bytes.get(ETH..) {
                     let kind = IcmpErrorKind::DestUnreachable(1);
                     self.send_icmp_error(kind, ip, true, now);
                 }
@@ -466,24 +460,17 @@ impl Gateway {
         translated: bool,
         now: u64,
     ) {
-        if !self.icmp_budget.take(now) {
-            self.counters.icmp_errors_limited += 1;
+        if !self.icmp_errors.admit(now) {
             return;
         }
         let mut buf = vec![0u8; ETH + icmp::MAX_ERROR_LEN];
         self.icmp_ident = self.icmp_ident.wrapping_add(1);
         let ident = self.icmp_ident;
-        let Ok(n) = build_icmp_error(
-            &mut buf[ETH..],
-            Ipv4Addr::UNSPECIFIED,
-            ident,
-            kind,
-            original,
-        ) else {
+        let Ok(n) = IcmpErrors::write(&mut buf, Ipv4Addr::UNSPECIFIED, ident, kind, original)
+        else {
             return;
         };
-        buf.truncate(ETH + n);
-        buf[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        buf.truncate(n);
         if translated {
             if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
                 if let Some(target) = self.untranslated_quote(&quoted, now) {
@@ -526,7 +513,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         quoted: FlowKey,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         let Some(target) = self.untranslated_quote(&quoted, now) else {
@@ -558,7 +545,7 @@ impl Gateway {
         frame: &mut [u8],
         end: usize,
         fi: FragmentInfo,
-        offload: FrameOffload,
+        offload: Offload,
         now: u64,
     ) -> Action {
         match self.frags.later(frag_key(&fi), &frame[..end], now) {
@@ -649,36 +636,4 @@ fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
     let quote = &icmp[8..];
     let quoted_ihl = usize::from(quote[0] & 0x0f) * 4;
     checksum(icmp) == 0 && quote.len() >= quoted_ihl && checksum(&quote[..quoted_ihl]) == 0
-}
-
-/// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or
-/// UDP packet with the full one. Slow path: only frames held for ARP need it.
-/// A TCP GSO frame comes out as one large segment with a full checksum (the
-/// switch makes it a GSO frame again on release); a UDP GSO frame never
-/// waits (see [`FrameOffload::UdpSegments`]).
-fn finish_partial_checksum(ip: &mut [u8]) {
-    let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
-        return;
-    };
-    if packet.is_fragment() {
-        return;
-    }
-    let (src, dst, proto) = (packet.src(), packet.dst(), packet.protocol());
-    let (start, end) = (packet.header_len(), usize::from(packet.total_len()));
-    let field = match proto {
-        6 => start + 16,
-        17 => start + 6,
-        _ => return,
-    };
-    if field + 2 > end {
-        return;
-    }
-    ip[field..field + 2].copy_from_slice(&[0, 0]);
-    let l4 = &ip[start..end];
-    let sum = if proto == 17 {
-        yard_wire::checksum::l4_checksum_udp(src, dst, l4)
-    } else {
-        yard_wire::checksum::l4_checksum(src, dst, proto, l4)
-    };
-    ip[field..field + 2].copy_from_slice(&sum.to_be_bytes());
 }

@@ -4,10 +4,11 @@
 //!
 //! Pure, like the rest of the crate: the switch hands it an Ethernet frame
 //! that arrived on a [`Side`] (a network, for frames to the gateway MAC and
-//! broadcast ARP; or the uplink) and the time; the gateway rewrites the frame
-//! in place and says where it goes ([`Action`]). Frames it makes besides
-//! (ARP requests, ICMP errors, packets released after ARP resolution) wait in
-//! an outbox the switch drains with [`Gateway::next_outbox`].
+//! broadcast ARP; or the uplink), its offload state and the time; the gateway
+//! rewrites the frame in place and says where it goes ([`Action`]). Frames it
+//! makes besides (ARP requests, ICMP errors, packets released after ARP
+//! resolution, these with the offload state they came with) wait in an outbox
+//! the switch drains with [`Gateway::next_outbox`].
 //!
 //! Fast path and slow path: a packet of a tracked connection to a resolved
 //! neighbour is one conntrack lookup, an in-place rewrite with incremental
@@ -26,6 +27,7 @@
 
 mod config;
 mod forward;
+mod icmp_errors;
 mod neighbour;
 mod policy;
 
@@ -34,13 +36,16 @@ mod tests;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
-use yard_wire::checksum::L4Checksum;
+use yard_wire::offload::Offload;
+
+pub use icmp_errors::{IcmpErrors, IcmpRefused};
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -139,7 +144,8 @@ pub enum GatewayDrop {
     NetworksNotConnected,
     /// From the uplink, matching no connection and no published port.
     NotPublished,
-    /// The connection table refused a new entry (full of assured entries).
+    /// The connection table refused a new entry: its limit is 0 (a table
+    /// at its limit evicts an entry instead).
     ConntrackFull,
     /// SNAT ports exhausted.
     NoSnatPort,
@@ -152,10 +158,18 @@ pub enum GatewayDrop {
     FragmentDropped,
     /// Too many packets already waiting for ARP resolution.
     ArpQueueFull,
-    /// A UDP GSO frame (many datagrams in one) whose next hop is not
-    /// resolved yet: it has no bare form to wait in, so it is dropped (the
-    /// ARP request goes out all the same, and the next frames pass).
-    UnresolvedGso,
+    /// The connection table refused a new entry because its original tuple
+    /// is tracked already (the lookup before it found none: a table that
+    /// contradicts itself).
+    ConntrackExists,
+    /// The connection table refused a new entry because the reply tuple its
+    /// translation gives belongs to another connection (for example a
+    /// published port's target that already talks to the same peer from
+    /// the same port on a connection of its own).
+    ConntrackClash,
+    /// The connection's entry went (expired, evicted or removed) between
+    /// finding or making it and reading its translation.
+    ConntrackStale,
 }
 
 impl GatewayDrop {
@@ -176,14 +190,16 @@ impl GatewayDrop {
             GatewayDrop::UntrackedIcmpError => "gw-untracked-icmp-error",
             GatewayDrop::FragmentDropped => "gw-fragment-dropped",
             GatewayDrop::ArpQueueFull => "gw-arp-queue-full",
-            GatewayDrop::UnresolvedGso => "gw-gso-unresolved",
+            GatewayDrop::ConntrackExists => "gw-conntrack-exists",
+            GatewayDrop::ConntrackClash => "gw-conntrack-clash",
+            GatewayDrop::ConntrackStale => "gw-conntrack-stale",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 15] = [
+    pub const ALL: [GatewayDrop; 17] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -198,7 +214,9 @@ impl GatewayDrop {
         GatewayDrop::UntrackedIcmpError,
         GatewayDrop::FragmentDropped,
         GatewayDrop::ArpQueueFull,
-        GatewayDrop::UnresolvedGso,
+        GatewayDrop::ConntrackExists,
+        GatewayDrop::ConntrackClash,
+        GatewayDrop::ConntrackStale,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).
@@ -210,28 +228,27 @@ impl GatewayDrop {
     }
 }
 
-/// What the switch knows of a frame's offloads that matters to the gateway
-/// (from the virtio-net header the frame arrived with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FrameOffload {
-    /// A plain packet with complete checksums.
-    #[default]
-    None,
-    /// The L4 checksum is partial (virtio-net `NEEDS_CSUM`): rewrites keep
-    /// it partial.
-    PartialChecksum,
-    /// Many UDP datagrams in one frame (virtio-net `GSO_UDP_L4`), with a
-    /// partial checksum. As bare bytes it would read as one huge datagram,
-    /// so it never waits for ARP: see [`GatewayDrop::UnresolvedGso`].
-    UdpSegments,
+/// A frame the gateway made or released, for the switch to send (see
+/// [`Gateway::next_outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    /// Where it goes.
+    pub side: Side,
+    /// The whole Ethernet frame.
+    pub bytes: Vec<u8>,
+    /// Its offload state: [`Offload::NONE`] for a frame the gateway made,
+    /// the frame's own for one released after waiting for ARP (a GSO frame
+    /// is still one, a partial checksum still partial).
+    pub offload: Offload,
 }
 
-impl FrameOffload {
-    /// How rewrites treat the L4 checksum field.
-    pub(crate) fn l4_checksum(self) -> L4Checksum {
-        match self {
-            FrameOffload::None => L4Checksum::Full,
-            FrameOffload::PartialChecksum | FrameOffload::UdpSegments => L4Checksum::Partial,
+impl OutFrame {
+    /// A frame the gateway made itself: plain, complete checksums.
+    fn made(side: Side, bytes: Vec<u8>) -> OutFrame {
+        OutFrame {
+            side,
+            bytes,
+            offload: Offload::NONE,
         }
     }
 }
@@ -291,7 +308,8 @@ pub struct GatewayCounters {
     /// ICMP errors the gateway generated (time exceeded, unreachable).
     pub icmp_errors_sent: u64,
     /// ICMP errors not generated because more were due than the rate limit
-    /// allows (1000 per second in bursts of 50, as Linux).
+    /// allows (1000 per second in bursts of 50, as Linux): the gateway's and
+    /// those of the bridges sharing its limit ([`IcmpErrors`]).
     pub icmp_errors_limited: u64,
     /// Frames held waiting for ARP resolution.
     pub held_for_arp: u64,
@@ -347,49 +365,12 @@ pub struct Gateway {
     neighbours: Neighbours,
     /// Translation of a fragmented datagram, keyed by its first fragment.
     frags: FragCache<Xlate>,
-    outbox: VecDeque<(Side, Vec<u8>)>,
+    outbox: VecDeque<OutFrame>,
     counters: GatewayCounters,
     /// IP identification of the next ICMP error.
     icmp_ident: u16,
-    icmp_budget: IcmpBudget,
-}
-
-/// A token bucket for the ICMP errors the gateway generates (RFC 1812
-/// §4.3.2.8: rate-limit them), as Linux's `icmp_msgs_per_sec` and
-/// `icmp_msgs_burst` defaults: 1000 per second, bursts of 50. A flood of
-/// packets that each earn an error (to an internal network, past a full
-/// table) cannot make the gateway send as many packets back.
-#[derive(Debug, Clone, Copy)]
-struct IcmpBudget {
-    tokens: u64,
-    refilled_at: u64,
-}
-
-impl IcmpBudget {
-    const BURST: u64 = 50;
-    /// One token per millisecond: 1000 per second.
-    const MS_PER_TOKEN: u64 = 1;
-
-    fn new() -> IcmpBudget {
-        IcmpBudget {
-            tokens: Self::BURST,
-            refilled_at: 0,
-        }
-    }
-
-    /// Takes a token at `now_ms`; false when none is left.
-    fn take(&mut self, now_ms: u64) -> bool {
-        let earned = now_ms.saturating_sub(self.refilled_at) / Self::MS_PER_TOKEN;
-        if earned > 0 {
-            self.tokens = (self.tokens + earned).min(Self::BURST);
-            self.refilled_at = now_ms;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
+    /// The rate limit of ICMP errors, shared with the switch's bridges.
+    icmp_errors: Arc<IcmpErrors>,
 }
 
 impl Gateway {
@@ -406,16 +387,23 @@ impl Gateway {
             outbox: VecDeque::with_capacity(64),
             counters: GatewayCounters::default(),
             icmp_ident: 0,
-            icmp_budget: IcmpBudget::new(),
+            icmp_errors: Arc::new(IcmpErrors::new()),
         }
+    }
+
+    /// Makes the gateway's ICMP errors count against `limit`, a rate limit
+    /// shared with whatever else makes ICMP errors (the switch's bridges),
+    /// so together they send no more than one limit allows.
+    pub fn share_icmp_errors(&mut self, limit: Arc<IcmpErrors>) {
+        self.icmp_errors = limit;
     }
 
     /// The oldest frame the gateway made or released (ARP requests, ICMP
     /// errors, packets held for ARP, fragments held for their first): a
-    /// whole Ethernet frame with the side to send it to. Frames the caller
-    /// causes while sending these (such as [`Gateway::refuse_too_big`]) join
-    /// the end of the same queue.
-    pub fn next_outbox(&mut self) -> Option<(Side, Vec<u8>)> {
+    /// whole Ethernet frame with its offload state and the side to send it
+    /// to. Frames the caller causes while sending these (such as
+    /// [`Gateway::refuse_too_big`]) join the end of the same queue.
+    pub fn next_outbox(&mut self) -> Option<OutFrame> {
         self.outbox.pop_front()
     }
 
@@ -435,9 +423,14 @@ impl Gateway {
         &mut self.ct
     }
 
-    /// The counters.
-    pub fn counters(&self) -> &GatewayCounters {
-        &self.counters
+    /// The counters. `icmp_errors_limited` is that of the shared rate limit
+    /// ([`Gateway::share_icmp_errors`]): errors the bridges did not send
+    /// count too.
+    pub fn counters(&self) -> GatewayCounters {
+        GatewayCounters {
+            icmp_errors_limited: self.icmp_errors.limited(),
+            ..self.counters.clone()
+        }
     }
 
     /// The uplink's address, if there is an uplink.

@@ -2,7 +2,9 @@
 //! neighbour to be resolved, per [`Side`].
 //!
 //! Contract: owns (side, IPv4) → MAC entries with an expiry, and per next
-//! hop a bounded queue of whole Ethernet frames waiting for its MAC. It never
+//! hop a bounded queue of whole Ethernet frames waiting for its MAC, each
+//! with its offload state ([`Held`]: a waiting GSO frame or partial checksum
+//! leaves as it came, nothing is finished or guessed back). It never
 //! builds or sends frames itself: the gateway asks it what to (re)send and
 //! what to release. An entry in use is refreshed before it expires (see
 //! [`Neighbours::lookup_in_use`]), so a long flow never stalls while its
@@ -13,6 +15,8 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+
+use yard_wire::offload::Offload;
 
 use super::Side;
 
@@ -40,10 +44,19 @@ struct Neighbour {
     refreshed_at: Option<u64>,
 }
 
+/// A frame waiting for its next hop's MAC: the whole Ethernet frame (source
+/// MAC already set) and its offload state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Held {
+    /// The frame.
+    pub(super) bytes: Vec<u8>,
+    /// What its virtio-net header said, kept for when it leaves.
+    pub(super) offload: Offload,
+}
+
 #[derive(Debug)]
 struct Pending {
-    /// Whole Ethernet frames, source MAC already set.
-    frames: Vec<Vec<u8>>,
+    frames: Vec<Held>,
     /// ARP requests sent so far.
     requests: u8,
     last_request: u64,
@@ -68,7 +81,7 @@ pub(super) struct Due {
     /// Next hops to send another ARP request to.
     pub(super) retry: Vec<(Side, Ipv4Addr)>,
     /// Next hops given up on, with the frames that waited for them.
-    pub(super) failed: Vec<(Side, Ipv4Addr, Vec<Vec<u8>>)>,
+    pub(super) failed: Vec<(Side, Ipv4Addr, Vec<Held>)>,
 }
 
 /// Neighbour cache and resolution queues.
@@ -125,13 +138,7 @@ impl Neighbours {
 
     /// Records `ip` at `mac` on `side`; returns the frames that were waiting
     /// for it (their destination MAC still to be filled in).
-    pub(super) fn learn(
-        &mut self,
-        side: Side,
-        ip: Ipv4Addr,
-        mac: [u8; 6],
-        now: u64,
-    ) -> Vec<Vec<u8>> {
+    pub(super) fn learn(&mut self, side: Side, ip: Ipv4Addr, mac: [u8; 6], now: u64) -> Vec<Held> {
         let expires_at = now + NEIGHBOUR_TTL_MS;
         if self.cache.len() < MAX_NEIGHBOURS || self.cache.contains_key(&(side, ip)) {
             let entry = Neighbour {
@@ -147,29 +154,25 @@ impl Neighbours {
             .unwrap_or_default()
     }
 
-    /// Marks next hop `ip` on `side` as being resolved, without a frame to
-    /// hold (one that cannot wait): retries and the timeout run as for held
-    /// frames. True when it was not being resolved yet (send the request).
-    pub(super) fn want(&mut self, side: Side, ip: Ipv4Addr, now: u64) -> bool {
-        if self.pending.contains_key(&(side, ip)) || self.pending.len() >= MAX_PENDING_HOPS {
-            return false;
-        }
-        let p = Pending {
-            frames: Vec::new(),
-            requests: 1,
-            last_request: now,
+    /// Queues a copy of `frame`, with its offload state, for next hop `ip`
+    /// on `side`.
+    pub(super) fn hold(
+        &mut self,
+        side: Side,
+        ip: Ipv4Addr,
+        frame: &[u8],
+        offload: Offload,
+        now: u64,
+    ) -> Hold {
+        let held = || Held {
+            bytes: frame.to_vec(),
+            offload,
         };
-        self.pending.insert((side, ip), p);
-        true
-    }
-
-    /// Queues a copy of `frame` for next hop `ip` on `side`.
-    pub(super) fn hold(&mut self, side: Side, ip: Ipv4Addr, frame: &[u8], now: u64) -> Hold {
         if let Some(p) = self.pending.get_mut(&(side, ip)) {
             if p.frames.len() >= MAX_HELD_PER_HOP {
                 return Hold::Full;
             }
-            p.frames.push(frame.to_vec());
+            p.frames.push(held());
             return Hold::Queued { new_hop: false };
         }
         if self.pending.len() >= MAX_PENDING_HOPS {
@@ -178,7 +181,7 @@ impl Neighbours {
         self.pending.insert(
             (side, ip),
             Pending {
-                frames: vec![frame.to_vec()],
+                frames: vec![held()],
                 requests: 1,
                 last_request: now,
             },

@@ -14,7 +14,6 @@ use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
 use crate::conntrack::tcp::TcpFlags as CtFlags;
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
-use crate::mapping::MappingError;
 use crate::wire::IcmpErrorKind;
 
 impl Gateway {
@@ -154,12 +153,22 @@ impl Gateway {
             rule: rule.map(|(id, _)| id),
             port: None,
         };
-        let h = self.ct.insert(conn, pkt, now).map_err(|e| match e {
-            ConntrackError::NotSyn { .. } => GatewayDrop::InvalidTcp,
-            ConntrackError::Mapping(MappingError::Exhausted { .. }) => GatewayDrop::NoSnatPort,
-            _ => GatewayDrop::ConntrackFull,
-        })?;
-        let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackFull)?;
+        let h = self.ct.insert(conn, pkt, now).map_err(insert_refused)?;
+        let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackStale)?;
         Ok(Xlate::of(e, Dir::Original))
+    }
+}
+
+/// Why a conntrack insert was refused, as a drop reason: each way it fails
+/// is counted apart.
+pub(super) fn insert_refused(e: ConntrackError) -> GatewayDrop {
+    match e {
+        ConntrackError::NotSyn { .. } => GatewayDrop::InvalidTcp,
+        // Taking an external port fails only when the range is used up.
+        ConntrackError::Mapping(_) => GatewayDrop::NoSnatPort,
+        ConntrackError::Full => GatewayDrop::ConntrackFull,
+        ConntrackError::Exists { .. } => GatewayDrop::ConntrackExists,
+        ConntrackError::Clash { .. } => GatewayDrop::ConntrackClash,
+        ConntrackError::Stale => GatewayDrop::ConntrackStale,
     }
 }

@@ -1,14 +1,16 @@
 //! Frames: one pooled buffer per frame, with headroom in front of the Ethernet
-//! header and the frame's virtio-net header beside it.
+//! header and the frame's offload state ([`Offload`]) beside it.
 //!
 //! A port reads a frame so that its virtio-net header lands just before the
-//! Ethernet header ([`Frame::recv_buf`], [`Frame::set_received`]) and writes it
-//! back the same way ([`Frame::wire`]): no copy on either side. The headroom
+//! Ethernet header ([`Frame::recv_buf`], [`Frame::set_received`], which reads
+//! the header into [`Frame::offload`]) and writes it back the same way
+//! ([`Frame::wire`]): no copy on either side. The headroom
 //! lets the egress path push a VLAN tag (and, later, outer tunnel headers) by
 //! moving the start of the frame left instead of copying it. Buffers are
 //! allocated once, when the datapath starts; nothing here allocates per frame.
 
-use crate::sys::VNET_HDR_LEN;
+use yard_wire::offload::Offload;
+use yard_wire::vnet::HEADER_LEN as VNET_HDR_LEN;
 
 /// Bytes kept free before the Ethernet header: virtio-net header, a VLAN tag and
 /// room for outer headers.
@@ -33,80 +35,14 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 /// EtherType of an 802.1ad (QinQ) service tag.
 pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
-/// virtio-net header flag: the checksum from `csum_start` on is partial.
-pub const VNET_F_NEEDS_CSUM: u8 = 1;
-
-/// virtio-net GSO type: none.
-pub const VNET_GSO_NONE: u8 = 0;
-
-/// The virtio-net header (`struct virtio_net_hdr`, little-endian as the
-/// kernel's TAP and AF_PACKET use it on this machine).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct VnetHeader {
-    /// `VIRTIO_NET_HDR_F_*` flags.
-    pub flags: u8,
-    /// `VIRTIO_NET_HDR_GSO_*` type.
-    pub gso_type: u8,
-    /// Length of the headers before the GSO payload.
-    pub hdr_len: u16,
-    /// Payload bytes per segment.
-    pub gso_size: u16,
-    /// Where the partial checksum starts, from the Ethernet header.
-    pub csum_start: u16,
-    /// Where the checksum field is, from `csum_start`.
-    pub csum_offset: u16,
-}
-
-impl VnetHeader {
-    /// Reads the header from its wire form.
-    pub fn read(bytes: &[u8; VNET_HDR_LEN]) -> Self {
-        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-        VnetHeader {
-            flags: bytes[0],
-            gso_type: bytes[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
-        }
-    }
-
-    /// Writes the header in its wire form.
-    pub fn write(&self, bytes: &mut [u8; VNET_HDR_LEN]) {
-        bytes[0] = self.flags;
-        bytes[1] = self.gso_type;
-        bytes[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        bytes[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        bytes[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        bytes[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-    }
-
-    /// True for a GSO frame: it may exceed the MTU and is segmented by the
-    /// receiver.
-    pub fn is_gso(&self) -> bool {
-        self.gso_type != VNET_GSO_NONE
-    }
-
-    /// Shifts the offsets that count from the start of the Ethernet header by
-    /// `delta` bytes (a VLAN tag pushed or popped).
-    fn shift(&mut self, delta: i32) {
-        let move_by = |v: u16| (i32::from(v) + delta).clamp(0, i32::from(u16::MAX)) as u16;
-        if self.flags & VNET_F_NEEDS_CSUM != 0 {
-            self.csum_start = move_by(self.csum_start);
-        }
-        if self.is_gso() {
-            self.hdr_len = move_by(self.hdr_len);
-        }
-    }
-}
-
 /// One frame in a pooled buffer.
 pub struct Frame {
     buf: Box<[u8]>,
     start: usize,
     len: usize,
-    /// The virtio-net header that came with the frame.
-    pub vnet: VnetHeader,
+    /// The frame's offload state: what the virtio-net header it came with
+    /// said, kept with the bytes wherever the frame goes.
+    pub offload: Offload,
 }
 
 impl Default for Frame {
@@ -122,7 +58,7 @@ impl Frame {
             buf: vec![0u8; HEADROOM + MAX_FRAME_LEN].into_boxed_slice(),
             start: HEADROOM,
             len: 0,
-            vnet: VnetHeader::default(),
+            offload: Offload::NONE,
         }
     }
 
@@ -134,6 +70,15 @@ impl Frame {
     /// The Ethernet frame, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.start + self.len]
+    }
+
+    /// The Ethernet frame, writable, beside its offload state (to finish an
+    /// offload in place).
+    pub fn data_and_offload_mut(&mut self) -> (&mut [u8], &mut Offload) {
+        (
+            &mut self.buf[self.start..self.start + self.len],
+            &mut self.offload,
+        )
     }
 
     /// Length of the Ethernet frame.
@@ -166,8 +111,22 @@ impl Frame {
         }
         self.start = start;
         self.len = len;
-        self.vnet = VnetHeader::default();
+        self.offload = Offload::NONE;
         true
+    }
+
+    /// Where a frame is built in place (a segment, a fragment, an ICMP
+    /// error): the whole buffer after the headroom, [`MAX_FRAME_LEN`]
+    /// bytes. [`set_built`](Self::set_built) then makes its start the frame.
+    pub fn build_buf(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADROOM..]
+    }
+
+    /// Makes the first `len` bytes of [`build_buf`](Self::build_buf) the
+    /// frame, with no offloads. `false` (frame unchanged) when `len` is
+    /// longer than the buffer.
+    pub fn set_built(&mut self, len: usize) -> bool {
+        self.set_range(HEADROOM, len)
     }
 
     /// Shortens the frame to `len` bytes (no-op when it is not longer).
@@ -188,29 +147,27 @@ impl Frame {
             self.len = 0;
             return false;
         }
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        hdr.copy_from_slice(&self.buf[HEADROOM - VNET_HDR_LEN..HEADROOM]);
-        self.vnet = VnetHeader::read(&hdr);
+        let mut header = [0u8; VNET_HDR_LEN];
+        header.copy_from_slice(&self.buf[HEADROOM - VNET_HDR_LEN..HEADROOM]);
+        self.offload = Offload::from_header(&header);
         self.start = HEADROOM;
         self.len = n - VNET_HDR_LEN;
         true
     }
 
     /// Fills the frame from bytes (tests, benches and in-memory ports).
-    pub fn fill(&mut self, vnet: VnetHeader, bytes: &[u8]) {
+    pub fn fill(&mut self, offload: Offload, bytes: &[u8]) {
         let len = bytes.len().min(MAX_FRAME_LEN);
         self.start = HEADROOM;
         self.len = len;
-        self.vnet = vnet;
+        self.offload = offload;
         self.buf[HEADROOM..HEADROOM + len].copy_from_slice(&bytes[..len]);
     }
 
     /// The bytes a port writes: the virtio-net header, then the frame.
     pub fn wire(&mut self) -> &[u8] {
         let hdr_start = self.start - VNET_HDR_LEN;
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        self.vnet.write(&mut hdr);
-        self.buf[hdr_start..self.start].copy_from_slice(&hdr);
+        self.buf[hdr_start..self.start].copy_from_slice(&self.offload.to_header());
         &self.buf[hdr_start..self.start + self.len]
     }
 
@@ -230,7 +187,7 @@ impl Frame {
         self.buf[tag + 2..tag + 4].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
         self.start = new_start;
         self.len += VLAN_TAG_LEN;
-        self.vnet.shift(VLAN_TAG_LEN as i32);
+        self.offload.shift(VLAN_TAG_LEN as i32);
     }
 
     /// Pushes a tag with protocol identifier `tpid` (0x8100 or 0x88a8) and the
@@ -250,7 +207,7 @@ impl Frame {
         self.buf[tag + 2..tag + 4].copy_from_slice(&tci.to_be_bytes());
         self.start = new_start;
         self.len += VLAN_TAG_LEN;
-        self.vnet.shift(VLAN_TAG_LEN as i32);
+        self.offload.shift(VLAN_TAG_LEN as i32);
         true
     }
 
@@ -273,18 +230,20 @@ impl Frame {
             .copy_within(self.start..self.start + 12, self.start + VLAN_TAG_LEN);
         self.start += VLAN_TAG_LEN;
         self.len -= VLAN_TAG_LEN;
-        self.vnet.shift(-(VLAN_TAG_LEN as i32));
+        self.offload.shift(-(VLAN_TAG_LEN as i32));
         Some(tci & 0x0fff)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use yard_wire::vnet::F_NEEDS_CSUM;
+
     use super::*;
 
     fn frame_with(bytes: &[u8]) -> Frame {
         let mut f = Frame::new();
-        f.fill(VnetHeader::default(), bytes);
+        f.fill(Offload::NONE, bytes);
         f
     }
 
@@ -292,17 +251,17 @@ mod tests {
     fn vlan_push_then_pop_restores_the_frame() {
         let original: Vec<u8> = (0..64u8).collect();
         let mut f = frame_with(&original);
-        f.vnet.flags = VNET_F_NEEDS_CSUM;
-        f.vnet.csum_start = 34;
+        f.offload.flags = F_NEEDS_CSUM;
+        f.offload.csum_start = 34;
         f.push_vlan(100);
         assert_eq!(f.len(), 68);
         assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0x00, 100]);
         assert_eq!(&f.data()[..12], &original[..12]);
         assert_eq!(&f.data()[16..], &original[12..]);
-        assert_eq!(f.vnet.csum_start, 38);
+        assert_eq!(f.offload.csum_start, 38);
         assert_eq!(f.pop_vlan(), Some(100));
         assert_eq!(f.data(), &original[..]);
-        assert_eq!(f.vnet.csum_start, 34);
+        assert_eq!(f.offload.csum_start, 34);
         assert_eq!(f.pop_vlan(), None, "untagged frame stays as it is");
     }
 
@@ -310,8 +269,8 @@ mod tests {
     fn push_vlan_tci_keeps_priority_and_tpid_and_shifts_offsets() {
         let original: Vec<u8> = (0..64u8).collect();
         let mut f = frame_with(&original);
-        f.vnet = VnetHeader {
-            flags: VNET_F_NEEDS_CSUM,
+        f.offload = Offload {
+            flags: F_NEEDS_CSUM,
             gso_type: 1,
             hdr_len: 54,
             gso_size: 1448,
@@ -323,7 +282,7 @@ mod tests {
         assert_eq!(&f.data()[..12], &original[..12]);
         assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0xb0, 10]);
         assert_eq!(&f.data()[16..], &original[12..]);
-        assert_eq!((f.vnet.csum_start, f.vnet.hdr_len), (38, 58));
+        assert_eq!((f.offload.csum_start, f.offload.hdr_len), (38, 58));
         // The bridge reads the VID only, and pops back to the original frame.
         assert_eq!(f.pop_vlan(), Some(10));
         assert_eq!(f.data(), &original[..]);
@@ -341,7 +300,7 @@ mod tests {
     #[test]
     fn wire_puts_the_vnet_header_in_front() {
         let mut f = frame_with(&[0xaa; 20]);
-        f.vnet = VnetHeader {
+        f.offload = Offload {
             flags: 1,
             gso_type: 1,
             hdr_len: 54,
@@ -354,7 +313,7 @@ mod tests {
         let mut g = Frame::new();
         g.recv_buf()[..wire.len()].copy_from_slice(&wire);
         assert!(g.set_received(wire.len()));
-        assert_eq!(g.vnet, f.vnet);
+        assert_eq!(g.offload, f.offload);
         assert_eq!(g.data(), f.data());
         assert!(!g.set_received(3));
     }

@@ -7,13 +7,14 @@
 //! (counters, FDB records, conntrack entries): it builds no control API
 //! reply and depends on nothing in `crate::control`.
 //!
-//! - [`frame`]: the pooled frame buffer and its virtio-net metadata;
+//! - [`frame`]: the pooled frame buffer and its offload state;
 //! - [`bridge`], [`fdb`], [`verdict`]: the L2 pipeline — learning,
 //!   forwarding, flooding, VLANs, isolation — and why frames are dropped;
 //! - [`port`]: where frames enter and leave (TAP and AF_PACKET fds, tunnels,
 //!   in-memory ports for tests); [`overlay`]: the shared tunnel sockets;
-//! - [`offload`], [`fragment`]: finishing checksums, cutting GSO frames and
-//!   IP fragments for a way out that needs them;
+//! - [`offload`]: finishing checksums, cutting GSO frames and IP fragments
+//!   for a way out that needs them, in scratch frames (the algorithms are
+//!   `yard-wire`'s);
 //! - [`capture`]: copies of a port's frames for `yardctl capture`;
 //! - [`threads`]: the datapath threads' poll loop, the gateway's router and
 //!   the handle the control plane drives them with;
@@ -23,7 +24,6 @@ pub mod bridge;
 pub mod capture;
 pub mod clock;
 pub mod fdb;
-pub mod fragment;
 pub mod frame;
 pub mod offload;
 pub mod overlay;

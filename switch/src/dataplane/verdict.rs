@@ -34,7 +34,7 @@ pub enum DropReason {
     /// A GSO frame or partial checksum for a port that cannot take it (a
     /// tunnel), which software could not segment or complete either: its
     /// virtio-net header does not match its headers, or it is not TCP/UDP
-    /// over IP ([`crate::dataplane::offload::OffloadError`]).
+    /// over IP ([`yard_wire::offload::OffloadError`]).
     BadOffload,
     /// A frame for the gateway found the gateway's datapath thread too far
     /// behind to take it (`yardd --threads` above 1).

@@ -34,7 +34,7 @@ pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
 
 /// Length of the virtio-net header both TAP (`IFF_VNET_HDR`) and AF_PACKET
 /// (`PACKET_VNET_HDR`) fds carry before each frame.
-pub const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = yard_wire::vnet::HEADER_LEN;
 
 use std::io;
 

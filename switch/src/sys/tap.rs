@@ -298,25 +298,17 @@ mod tests {
         let small = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(9))
             .expect("no UDP datagram read from the TAP fd");
         let vnet =
-            crate::dataplane::frame::VnetHeader::read(small[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!(
-            vnet.flags,
-            crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-            "{vnet:?}"
-        );
+            yard_wire::offload::Offload::from_header(small[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(vnet.flags, yard_wire::vnet::F_NEEDS_CSUM, "{vnet:?}");
         assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 6), "{vnet:?}");
         let big = read_until(tap.as_fd(), Duration::from_secs(3), udp_to(10))
             .expect("no UDP GSO datagram read from the TAP fd");
         let vnet =
-            crate::dataplane::frame::VnetHeader::read(big[..VNET_HDR_LEN].try_into().unwrap());
+            yard_wire::offload::Offload::from_header(big[..VNET_HDR_LEN].try_into().unwrap());
         if vnet.gso_type == 0 {
             eprintln!("kernel without TAP USO: UDP GSO came out segmented ({vnet:?})");
         } else {
-            assert_eq!(
-                vnet.gso_type,
-                crate::dataplane::offload::GSO_UDP_L4,
-                "{vnet:?}"
-            );
+            assert_eq!(vnet.gso_type, yard_wire::vnet::GSO_UDP_L4, "{vnet:?}");
             assert_eq!(vnet.gso_size, 1000, "{vnet:?}");
             assert_eq!(big.len(), VNET_HDR_LEN + 42 + 3000);
         }

@@ -378,16 +378,19 @@ fn generated_icmp_errors_are_rate_limited() {
 }
 
 #[test]
-fn a_udp_gso_frame_never_waits_for_arp() {
-    // Bare, a UDP GSO frame would read as one huge datagram: dropped while
-    // the next hop is unresolved, which is asked for once all the same.
+fn a_udp_gso_frame_waits_for_arp_with_its_offload_state() {
+    // A UDP GSO frame (3 datagrams of 1000 bytes) waits like any frame and
+    // leaves with its GSO state, so it is cut into datagrams on the way out
+    // and not read as one huge datagram.
     let mut gw = bare_lab();
     run(&mut gw, NET1, arp(ArpFrame::request(C1_MAC, C1, GW1)), 0);
-    let gso = || udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 64, &[7; 3000]);
+    outbox(&mut gw);
+    let payload = [7u8; 3000];
+    let gso = || with_partial_checksum(udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 64, &payload), 6);
     for now in [0, 1] {
         let mut f = gso();
-        let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, now);
-        assert_eq!(a, Action::Drop(GatewayDrop::UnresolvedGso));
+        let a = gw.handle(NET1, &mut f, uso(1000), now);
+        assert_eq!(a, Action::Consumed);
     }
     assert_eq!(
         outbox(&mut gw),
@@ -397,14 +400,22 @@ fn a_udp_gso_frame_never_waits_for_arp() {
         )],
         "one ARP request for both"
     );
-    assert_eq!(gw.counters().held_for_arp, 0);
-    assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 2);
+    assert_eq!(gw.counters().held_for_arp, 2);
 
     let reply = arp_reply_from_r();
     run(&mut gw, Side::Uplink, reply, 10);
-    assert!(outbox(&mut gw).is_empty(), "nothing was held");
+    let want = with_partial_checksum(udp(U_MAC, R_MAC, (U, 5000), (S, 443), 63, &payload), 6);
+    assert_eq!(
+        outbox_with_offloads(&mut gw),
+        vec![
+            (Side::Uplink, want.clone(), uso(1000)),
+            (Side::Uplink, want, uso(1000))
+        ],
+        "translated, their GSO state kept"
+    );
+    assert_eq!(gw.counters().forwarded, 2);
     let mut f = gso();
-    let a = gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 11);
+    let a = gw.handle(NET1, &mut f, uso(1000), 11);
     assert_sent(a, Side::Uplink);
 }
 
@@ -414,10 +425,6 @@ fn an_icmp_error_about_a_udp_gso_frame_may_wait_for_arp() {
     // know yet; its own error waits for ARP like any packet.
     let mut gw = bare_lab();
     let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 443), 1, &[7; 3000]);
-    assert_eq!(
-        gw.handle(NET1, &mut f, FrameOffload::UdpSegments, 0),
-        Action::Consumed
-    );
+    assert_eq!(gw.handle(NET1, &mut f, uso(1000), 0), Action::Consumed);
     assert_eq!(gw.counters().held_for_arp, 1);
-    assert_eq!(gw.counters().drop_count(GatewayDrop::UnresolvedGso), 0);
 }

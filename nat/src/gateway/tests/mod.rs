@@ -20,6 +20,8 @@ use etherparse::PacketBuilder;
 use super::*;
 use crate::conntrack::Config;
 use crate::wire::{ArpFrame, ArpOp, Ipv4Packet};
+use yard_wire::offload::Offload;
+use yard_wire::vnet::{F_NEEDS_CSUM, GSO_UDP_L4};
 
 const C1: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
 const C2: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
@@ -86,7 +88,7 @@ fn lab() -> Gateway {
     ] {
         let mut f = arp(ArpFrame::request(mac, ip, target));
         assert!(matches!(
-            gw.handle(side, &mut f, FrameOffload::None, 0),
+            gw.handle(side, &mut f, Offload::NONE, 0),
             Action::Send { .. }
         ));
     }
@@ -116,21 +118,16 @@ fn arp(a: ArpFrame) -> Vec<u8> {
 /// Hands `frame` to the gateway; returns the action and, for `Send`, the
 /// frame cut to its new length.
 fn run(gw: &mut Gateway, side: Side, mut frame: Vec<u8>, now: u64) -> (Action, Vec<u8>) {
-    run_mode(gw, side, &mut frame, false, now)
+    run_mode(gw, side, &mut frame, Offload::NONE, now)
 }
 
 fn run_mode(
     gw: &mut Gateway,
     side: Side,
     frame: &mut Vec<u8>,
-    partial: bool,
+    offload: Offload,
     now: u64,
 ) -> (Action, Vec<u8>) {
-    let offload = if partial {
-        FrameOffload::PartialChecksum
-    } else {
-        FrameOffload::None
-    };
     let a = gw.handle(side, frame, offload, now);
     if let Action::Send { len, .. } = a {
         frame.truncate(len);
@@ -147,8 +144,57 @@ fn assert_sent(a: Action, side: Side) {
     );
 }
 
+/// The offload state of an untagged IPv4 frame (no options) from a TAP
+/// with checksum offload: its L4 checksum, `csum_offset` into the L4
+/// header (16 for TCP, 6 for UDP), is partial.
+fn partial_csum(csum_offset: u16) -> Offload {
+    Offload {
+        flags: F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset,
+        ..Offload::NONE
+    }
+}
+
+/// The offload state of an untagged IPv4 UDP frame from a TAP with UDP
+/// segmentation offload: datagrams of `size` bytes, partial checksum.
+fn uso(size: u16) -> Offload {
+    Offload {
+        gso_type: GSO_UDP_L4,
+        hdr_len: 42,
+        gso_size: size,
+        ..partial_csum(6)
+    }
+}
+
+/// What the gateway put in its outbox: (side, frame) pairs.
 fn outbox(gw: &mut Gateway) -> Vec<(Side, Vec<u8>)> {
-    std::iter::from_fn(|| gw.next_outbox()).collect()
+    outbox_with_offloads(gw)
+        .into_iter()
+        .map(|(side, bytes, _)| (side, bytes))
+        .collect()
+}
+
+/// What the gateway put in its outbox, each frame with its offload state.
+fn outbox_with_offloads(gw: &mut Gateway) -> Vec<(Side, Vec<u8>, Offload)> {
+    std::iter::from_fn(|| gw.next_outbox())
+        .map(|o| (o.side, o.bytes, o.offload))
+        .collect()
+}
+
+/// `frame` (Ethernet, untagged IPv4 without options, TCP or UDP) with its
+/// L4 checksum field holding the pseudo-header sum, as a TAP with checksum
+/// offload hands it over.
+fn with_partial_checksum(mut frame: Vec<u8>, csum_offset: usize) -> Vec<u8> {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let sum = yard_wire::checksum::pseudo_header_sum(
+        ip.src(),
+        ip.dst(),
+        ip.protocol(),
+        ip.payload().len() as u16,
+    );
+    frame[34 + csum_offset..36 + csum_offset].copy_from_slice(&sum.to_be_bytes());
+    frame
 }
 
 /// Ethernet + IPv4 builder step.

@@ -438,19 +438,9 @@ fn partial_checksum_stays_partial() {
     );
     let data = [0xabu8; 1000];
     // The NEEDS_CSUM form: the field holds the pseudo-header sum.
-    let partial = |mut f: Vec<u8>| {
-        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
-        let sum = yard_wire::checksum::pseudo_header_sum(
-            ip.src(),
-            ip.dst(),
-            6,
-            ip.payload().len() as u16,
-        );
-        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
-        f
-    };
+    let partial = |f: Vec<u8>| with_partial_checksum(f, 16);
     let mut f = partial(tcp(C1_MAC, GW1_MAC, c, s, 64, Tcp::Ack, (2, 10), &data));
-    let (_, out) = run_mode(&mut gw, NET1, &mut f, true, 1);
+    let (_, out) = run_mode(&mut gw, NET1, &mut f, partial_csum(16), 1);
     let want = tcp(U_MAC, R_MAC, (U, 40000), s, 63, Tcp::Ack, (2, 10), &data);
     assert_eq!(out, partial(want.clone()));
     // What the device computes from it is the full checksum.
@@ -459,22 +449,32 @@ fn partial_checksum_stays_partial() {
 }
 
 #[test]
-fn a_partial_checksum_is_finished_when_the_frame_waits_for_arp() {
-    // The held copy leaves through the outbox, which carries no virtio-net
-    // header: nothing downstream would finish the checksum.
+fn a_partial_checksum_waits_for_arp_as_it_came() {
+    // The held copy leaves through the outbox with its offload state: still
+    // partial, for whoever sends it to finish, as the device would have.
     let mut gw = bare_lab();
     let payload = [7u8; 100];
-    let mut f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload);
-    let pseudo = yard_wire::checksum::pseudo_header_sum(C1, S, 17, (8 + payload.len()) as u16);
-    f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&pseudo.to_be_bytes());
-    let (action, _) = run_mode(&mut gw, NET1, &mut f, true, 0);
+    let mut f = with_partial_checksum(udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, &payload), 6);
+    let (action, _) = run_mode(&mut gw, NET1, &mut f, partial_csum(6), 0);
     assert_eq!(action, Action::Consumed);
     outbox(&mut gw); // the ARP request for R
     let reply = arp_reply_from_r();
     run(&mut gw, Side::Uplink, reply, 1);
-    let released = outbox(&mut gw);
+    let released = outbox_with_offloads(&mut gw);
     let want = udp(U_MAC, R_MAC, (U, 5000), (S, 53), 63, &payload);
-    assert_eq!(released, vec![(Side::Uplink, want)]);
+    assert_eq!(
+        released,
+        vec![(
+            Side::Uplink,
+            with_partial_checksum(want.clone(), 6),
+            partial_csum(6)
+        )]
+    );
+    // Finished as a port would, it is the packet with its full checksum.
+    let (_, mut bytes, mut offload) = released.into_iter().next().unwrap();
+    yard_wire::offload::complete_checksum(&mut bytes, &mut offload).unwrap();
+    assert_eq!(bytes, want);
+    assert!(!offload.needs_csum());
 }
 
 #[test]
@@ -620,5 +620,99 @@ fn a_published_connection_is_picked_up_from_its_client_side_only() {
             (7_000, 3_000),
             b"data"
         )
+    );
+}
+
+/// A UDP connection from C1 port 5000 to S port 53, as conntrack would be
+/// asked to track it (masqueraded to the uplink address).
+fn c1_to_s() -> crate::conntrack::NewConn {
+    let key = crate::flow::FlowKey {
+        proto: Proto::Udp,
+        src: C1,
+        sport: 5000,
+        dst: S,
+        dport: 53,
+    };
+    crate::conntrack::NewConn {
+        snat: Some(U),
+        ..crate::conntrack::NewConn::new(key)
+    }
+}
+
+#[test]
+fn a_reply_tuple_clash_is_dropped_as_gw_conntrack_clash() {
+    // C1 talks to S from port 80 (masqueraded, port kept); then S sends to
+    // a published port that leads to C1 port 80: the new connection's reply
+    // tuple (C1:80 -> S:1000) is the first connection's original one.
+    let mut gw = lab();
+    gw.add_publish(rule(7, Proto::Udp, 8080, C1, 80)).unwrap();
+    let out = udp(C1_MAC, GW1_MAC, (C1, 80), (S, 1000), 64, b"hello");
+    assert_sent(run(&mut gw, NET1, out, 0).0, Side::Uplink);
+    let inbound = udp(
+        R_MAC,
+        U_MAC,
+        (S, 1000),
+        (U, 8080),
+        64,
+        b"to the published port",
+    );
+    assert_eq!(
+        run(&mut gw, Side::Uplink, inbound, 1).0,
+        Action::Drop(GatewayDrop::ConntrackClash)
+    );
+    assert_eq!(gw.counters().drop_count(GatewayDrop::ConntrackClash), 1);
+    assert_eq!(gw.counters().drop_count(GatewayDrop::ConntrackFull), 0);
+    assert_eq!(GatewayDrop::ConntrackClash.as_str(), "gw-conntrack-clash");
+    assert!(outbox(&mut gw).is_empty(), "outside stays unanswered");
+}
+
+#[test]
+fn an_insert_of_a_tracked_tuple_is_its_own_drop_reason() {
+    let mut gw = lab();
+    let ct = gw.conntrack_mut();
+    ct.insert(c1_to_s(), &crate::conntrack::Packet::other(100), 0)
+        .unwrap();
+    let again = ct
+        .insert(c1_to_s(), &crate::conntrack::Packet::other(100), 1)
+        .unwrap_err();
+    assert!(matches!(
+        again,
+        crate::conntrack::ConntrackError::Exists { .. }
+    ));
+    assert_eq!(
+        super::policy::insert_refused(again),
+        GatewayDrop::ConntrackExists
+    );
+    assert_eq!(GatewayDrop::ConntrackExists.as_str(), "gw-conntrack-exists");
+}
+
+#[test]
+fn an_entry_gone_before_it_is_read_is_its_own_drop_reason() {
+    let mut gw = lab();
+    let ct = gw.conntrack_mut();
+    let packet = crate::conntrack::Packet::other(100);
+    let h = ct.insert(c1_to_s(), &packet, 0).unwrap();
+    assert!(ct.remove(h));
+    let gone = ct.touch(h, Dir::Original, &packet, 1).unwrap_err();
+    assert_eq!(gone, crate::conntrack::ConntrackError::Stale);
+    assert_eq!(
+        super::policy::insert_refused(gone),
+        GatewayDrop::ConntrackStale
+    );
+    assert_eq!(GatewayDrop::ConntrackStale.as_str(), "gw-conntrack-stale");
+}
+
+#[test]
+fn a_table_with_no_room_is_the_one_full_table_reason() {
+    let mut gw = lab();
+    gw.conntrack_mut().set_max_entries(0);
+    let f = udp(C1_MAC, GW1_MAC, (C1, 5000), (S, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET1, f, 0).0,
+        Action::Drop(GatewayDrop::ConntrackFull)
+    );
+    assert_eq!(
+        super::policy::insert_refused(crate::conntrack::ConntrackError::Full),
+        GatewayDrop::ConntrackFull
     );
 }

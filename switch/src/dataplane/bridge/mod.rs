@@ -24,15 +24,17 @@
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use yard_ctl::api::{NetworkSpec, MAX_MTU};
 use yard_ctl::MacAddr;
+use yard_nat::gateway::IcmpErrors;
+use yard_nat::wire::IcmpErrorKind;
 
 use crate::dataplane::capture::{self, CaptureTap};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::fdb::Fdb;
-use crate::dataplane::frame::{
-    Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM,
-};
+use crate::dataplane::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN};
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
@@ -156,9 +158,12 @@ pub struct Bridge {
     ports: Vec<Option<PortSlot>>,
     port_mac_limit: u32,
     flood_scratch: Vec<PortId>,
-    /// Frames the bridge made (ICMP fragmentation-needed for packets too big
-    /// for a tunnel), each to send out of a port of a network.
-    replies: Vec<(PortId, NetId, Vec<u8>)>,
+    /// Where the bridge builds the ICMP fragmentation-needed it answers a
+    /// packet too big for a tunnel with: allocated once, with the bridge;
+    /// out of its slot while in use.
+    reply_scratch: Option<Frame>,
+    /// The rate limit of ICMP errors (shared with the gateway).
+    icmp_errors: Arc<IcmpErrors>,
     /// Where GSO frames are cut into segments for ports that take no
     /// offloads: allocated once, with the bridge; out of its slot while in
     /// use.
@@ -181,7 +186,8 @@ impl Bridge {
             ports: Vec::new(),
             port_mac_limit,
             flood_scratch: Vec::new(),
-            replies: Vec::new(),
+            reply_scratch: Some(Frame::new()),
+            icmp_errors: Arc::new(IcmpErrors::new()),
             offload_scratch: Some(Frame::new()),
             ports_added: 0,
             announcing: false,
@@ -369,19 +375,11 @@ impl Bridge {
         }
     }
 
-    /// Takes the frames the bridge made since the last call.
-    pub fn take_replies(&mut self) -> Vec<(PortId, NetId, Vec<u8>)> {
-        std::mem::take(&mut self.replies)
-    }
-
-    /// True when there are frames for [`take_replies`](Self::take_replies).
-    pub fn has_replies(&self) -> bool {
-        !self.replies.is_empty()
-    }
-
-    /// Sends a frame the bridge or gateway made out of one port.
-    pub fn send_to_port(&mut self, out: PortId, net: NetId, frame: &mut Frame) {
-        self.transmit(out, net, frame, None);
+    /// Makes the bridge's ICMP errors (fragmentation-needed for a tunnel)
+    /// count against `limit`, the rate limit the gateway and the other
+    /// threads' bridges share.
+    pub fn share_icmp_errors(&mut self, limit: Arc<IcmpErrors>) {
+        self.icmp_errors = limit;
     }
 
     /// The id of the port called `name`.
@@ -547,7 +545,7 @@ impl Bridge {
         match self.decide(in_port, frame, now) {
             Ok((net, Verdict::Gateway)) => Some(net),
             Ok((net, verdict)) => {
-                self.deliver(in_port, net, verdict, frame);
+                self.deliver(in_port, net, verdict, frame, now);
                 let arp_broadcast = verdict == Verdict::Flood
                     && frame.data()[..6] == MacAddr::BROADCAST.0
                     && frame.outer_ethertype() == Some(ETHERTYPE_ARP);
@@ -575,7 +573,7 @@ impl Bridge {
             self.network(net).and_then(|n| n.fdb.lookup(&dst, now))
         };
         match known {
-            Some(out) => self.transmit(out, net, frame, None),
+            Some(out) => self.transmit(out, net, frame, None, now),
             None => {
                 let mut targets = std::mem::take(&mut self.flood_scratch);
                 targets.clear();
@@ -583,7 +581,7 @@ impl Bridge {
                     targets.extend_from_slice(&network.members);
                 }
                 for &out in &targets {
-                    self.transmit(out, net, frame, None);
+                    self.transmit(out, net, frame, None, now);
                 }
                 self.flood_scratch = targets;
             }
@@ -629,7 +627,7 @@ impl Bridge {
                     .ok_or(DropReason::VlanNotAllowed)?
             }
         };
-        if !frame.vnet.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
+        if !frame.offload.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
             return Err(DropReason::TooBig);
         }
         let data = frame.data();
@@ -678,9 +676,16 @@ impl Bridge {
         )
     }
 
-    fn deliver(&mut self, in_port: PortId, net: NetId, verdict: Verdict, frame: &mut Frame) {
+    fn deliver(
+        &mut self,
+        in_port: PortId,
+        net: NetId,
+        verdict: Verdict,
+        frame: &mut Frame,
+        now: Millis,
+    ) {
         match verdict {
-            Verdict::Forward(out) => self.transmit(out, net, frame, Some(in_port)),
+            Verdict::Forward(out) => self.transmit(out, net, frame, Some(in_port), now),
             Verdict::Drop(reason) => self.count_drop(in_port, reason),
             // The caller hands these to the gateway.
             Verdict::Gateway => {}
@@ -710,7 +715,7 @@ impl Bridge {
                     self.count_drop(in_port, DropReason::IccDisabled);
                 }
                 for &out in &targets {
-                    self.transmit(out, net, frame, Some(in_port));
+                    self.transmit(out, net, frame, Some(in_port), now);
                 }
                 self.flood_scratch = targets;
             }
@@ -721,19 +726,26 @@ impl Bridge {
     /// the port cannot take (issue 5): a GSO frame is cut into segments, each
     /// sent on its own; a partial checksum is completed. A frame software
     /// cannot handle either is dropped as [`DropReason::BadOffload`].
-    fn transmit(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
+    fn transmit(
+        &mut self,
+        out: PortId,
+        net: NetId,
+        frame: &mut Frame,
+        from: Option<PortId>,
+        now: Millis,
+    ) {
         let Some(port) = self.port(out).map(|slot| &slot.port) else {
             return;
         };
         let (takes_gso, takes_partial) = (port.accepts_gso(), port.accepts_partial_csum());
-        let partial = frame.vnet.flags & VNET_F_NEEDS_CSUM != 0;
-        if frame.vnet.is_gso() && !(takes_gso && takes_partial) {
+        let partial = frame.offload.needs_csum();
+        if frame.offload.is_gso() && !(takes_gso && takes_partial) {
             let Some(mut scratch) = self.offload_scratch.take() else {
                 self.count_drop(out, DropReason::BadOffload);
                 return;
             };
             let cut = offload::segment(frame, &mut scratch, |segment| {
-                self.transmit_plain(out, net, segment, from)
+                self.transmit_plain(out, net, segment, from, now)
             });
             self.offload_scratch = Some(scratch);
             if cut.is_err() {
@@ -745,7 +757,7 @@ impl Bridge {
             self.count_drop(out, DropReason::BadOffload);
             return;
         }
-        self.transmit_plain(out, net, frame, from);
+        self.transmit_plain(out, net, frame, from, now);
     }
 
     /// Sends a frame whose offloads the port takes: MTU check (with ICMP
@@ -753,21 +765,28 @@ impl Bridge {
     /// own changes ([`Port::prepare`]), captures and counters. A capture sees
     /// every frame handed to the device, also one it then refuses (as
     /// tcpdump on Linux does).
-    fn transmit_plain(&mut self, out: PortId, net: NetId, frame: &mut Frame, from: Option<PortId>) {
+    fn transmit_plain(
+        &mut self,
+        out: PortId,
+        net: NetId,
+        frame: &mut Frame,
+        from: Option<PortId>,
+        now: Millis,
+    ) {
         let vlan = self.network(net).and_then(|n| n.vlan);
         let Some(slot) = self.port_mut(out) else {
             return;
         };
-        let gso = frame.vnet.is_gso();
+        let gso = frame.offload.is_gso();
         match slot.tunnel_mtu {
             Some(overlay_mtu) => {
                 if !gso
                     && frame.len() > overlay_mtu as usize + ETH_HEADER_LEN
-                    && dont_fragment(frame)
+                    && yard_wire::fragment::dont_fragment(frame.data()) == Some(true)
                 {
                     slot.counters.drop_frame(DropReason::TooBig);
-                    if let (Some(from), Some(reply)) = (from, frag_needed(frame, overlay_mtu)) {
-                        self.replies.push((from, net, reply));
+                    if let Some(from) = from {
+                        self.refuse_too_big(from, net, frame, overlay_mtu, now);
                     }
                     return;
                 }
@@ -806,40 +825,36 @@ impl Bridge {
         }
     }
 
+    /// Answers `frame`, a DF packet too big for a tunnel's overlay MTU
+    /// `mtu`, with ICMP fragmentation-needed (RFC 1191) out of port `to`,
+    /// where it came from, as if from its destination — when the ICMP rate
+    /// limit shared with the gateway allows and ICMP may answer it (RFC
+    /// 1812: not about errors, fragments, broadcasts…). Built in the
+    /// bridge's reply frame: no allocation.
+    fn refuse_too_big(&mut self, to: PortId, net: NetId, frame: &Frame, mtu: u32, now: Millis) {
+        let Some(mut reply) = self.reply_scratch.take() else {
+            return;
+        };
+        let kind = IcmpErrorKind::FragmentationNeeded {
+            next_hop_mtu: mtu.min(65_535) as u16,
+        };
+        let built =
+            self.icmp_errors
+                .reply_as_destination(now.0, reply.build_buf(), frame.data(), kind);
+        if let Ok(len) = built {
+            if reply.set_built(len) {
+                self.transmit(to, net, &mut reply, None, now);
+            }
+        }
+        self.reply_scratch = Some(reply);
+    }
+
     /// Counts a drop on `port`.
     pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
         if let Some(slot) = self.port_mut(port) {
             slot.counters.drop_frame(reason);
         }
     }
-}
-
-/// True for an IPv4 packet with the don't-fragment bit.
-fn dont_fragment(frame: &Frame) -> bool {
-    let d = frame.data();
-    d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00] && d[ETH_HEADER_LEN + 6] & 0x40 != 0
-}
-
-/// An ICMP fragmentation-needed frame (RFC 1191) answering `frame`, as if
-/// from its destination: back to its sender's MAC, quoting it, with the
-/// tunnel's overlay MTU as the next-hop MTU. `None` when ICMP may not answer
-/// it (RFC 1812: not about errors, fragments, broadcasts…).
-fn frag_needed(frame: &Frame, overlay_mtu: u32) -> Option<Vec<u8>> {
-    let d = frame.data();
-    let ip = &d[ETH_HEADER_LEN..];
-    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let mut out = vec![0u8; ETH_HEADER_LEN + yard_nat::wire::icmp::MAX_ERROR_LEN];
-    let kind = yard_nat::wire::IcmpErrorKind::FragmentationNeeded {
-        next_hop_mtu: overlay_mtu.min(65_535) as u16,
-    };
-    let ident = u16::from_be_bytes([ip[4], ip[5]]);
-    let n =
-        yard_nat::wire::build_icmp_error(&mut out[ETH_HEADER_LEN..], dst, ident, kind, ip).ok()?;
-    out[..6].copy_from_slice(&d[6..12]);
-    out[6..12].copy_from_slice(&d[..6]);
-    out[12..14].copy_from_slice(&[0x08, 0x00]);
-    out.truncate(ETH_HEADER_LEN + n);
-    Some(out)
 }
 
 fn attached_nets(attachment: &Attachment) -> impl Iterator<Item = NetId> + '_ {

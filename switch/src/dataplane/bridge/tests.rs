@@ -7,8 +7,9 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 
 use super::*;
-use crate::dataplane::frame::VnetHeader;
 use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
+use yard_nat::gateway::IcmpErrors;
+use yard_wire::offload::Offload;
 
 const T0: Millis = Millis(1_000);
 
@@ -77,7 +78,7 @@ impl Lab {
     }
 
     fn send(&mut self, port: PortId, bytes: &[u8], now: Millis) {
-        self.frame.fill(VnetHeader::default(), bytes);
+        self.frame.fill(Offload::NONE, bytes);
         self.bridge.process(port, &mut self.frame, now);
     }
 
@@ -348,7 +349,7 @@ fn vnet_header_travels_with_the_frame() {
     lab.net("n", true, Some(5), 300);
     let a = lab.access("a", "n", 1500);
     let t = lab.trunk("t", &["n"]);
-    let vnet = VnetHeader {
+    let vnet = Offload {
         flags: 1,
         gso_type: 1,
         hdr_len: 66,
@@ -405,10 +406,9 @@ fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
         "a DF packet over the overlay MTU does not enter the tunnel"
     );
     assert_eq!(lab.drops(t, DropReason::TooBig), 1);
-    let replies = lab.bridge.take_replies();
-    assert_eq!(replies.len(), 1, "fragmentation-needed goes back");
-    let (port, _, reply) = &replies[0];
-    assert_eq!(*port, c1);
+    let replies = lab.out(c1);
+    assert_eq!(replies.len(), 1, "fragmentation-needed goes back, to c1");
+    let reply = &replies[0];
     assert_eq!(&reply[..6], &mac(2).0, "to the sender's MAC");
     let ip = &reply[14..];
     assert_eq!(
@@ -436,4 +436,34 @@ fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
         1,
         "a tunnel takes frames over its overlay MTU"
     );
+}
+
+#[test]
+fn fragmentation_needed_from_the_bridge_counts_against_the_shared_icmp_rate_limit() {
+    let mut lab = Lab::new(4096);
+    let limit = Arc::new(IcmpErrors::new());
+    lab.bridge.share_icmp_errors(limit.clone());
+    lab.net("ov", true, None, 300);
+    let c1 = lab.access("c1", "ov", 1500);
+    let t = lab.access("t", "ov", 1458);
+    lab.bridge.set_tunnel(t, 1458);
+    lab.send(t, &eth(MacAddr::BROADCAST, mac(3), 28), T0);
+    lab.out(c1);
+
+    // 60 DF packets too big for the tunnel at once: a burst of 50 is
+    // answered, 10 are not (gw-icmp-errors-limited), all are dropped.
+    let big_df = ipv4_echo(mac(3), mac(2), 1500, true);
+    for _ in 0..60 {
+        lab.send(c1, &big_df, T0);
+    }
+    assert_eq!(lab.drops(t, DropReason::TooBig), 60);
+    assert_eq!(lab.out(c1).len(), 50);
+    assert_eq!(limit.limited(), 10);
+    // The gateway sharing the limit has no token left either.
+    assert!(!limit.admit(T0.0));
+    // 5 ms later, 5 more answers.
+    for _ in 0..10 {
+        lab.send(c1, &big_df, Millis(T0.0 + 5));
+    }
+    assert_eq!(lab.out(c1).len(), 5);
 }

@@ -171,16 +171,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::dataplane::frame::{VnetHeader, VNET_F_NEEDS_CSUM};
     use crate::sys::netns::run_in_netns;
     use crate::sys::testutil::{is_root, Netns, Veth};
     use crate::sys::{write_fd, VNET_HDR_LEN};
+    use yard_wire::offload::Offload;
+    use yard_wire::vnet::F_NEEDS_CSUM;
 
     /// A broadcast UDP/IPv4 frame from `src` carrying `marker`, vnet header
     /// (`vnet`) in front.
-    fn udp_frame(src: [u8; 6], marker: &[u8], vnet: VnetHeader) -> Vec<u8> {
-        let mut out = vec![0u8; VNET_HDR_LEN];
-        vnet.write((&mut out[..VNET_HDR_LEN]).try_into().unwrap());
+    fn udp_frame(src: [u8; 6], marker: &[u8], vnet: Offload) -> Vec<u8> {
+        let mut out = vnet.to_header().to_vec();
         etherparse::PacketBuilder::ethernet2(src, [0xff; 6])
             .ipv4([10, 81, 0, 2], [10, 81, 0, 255], 64)
             .udp(4000, 4001)
@@ -223,14 +223,14 @@ mod tests {
         while port.recv_batch(&mut frames).0 > 0 {}
 
         let src = [0x02, 0, 0, 0, 0, 5];
-        let plain = VnetHeader::default();
+        let plain = Offload::NONE;
         // A partial checksum: the far end's vnet header says so, which shows
         // the header was read from each message and not just skipped.
-        let partial = VnetHeader {
-            flags: VNET_F_NEEDS_CSUM,
+        let partial = Offload {
+            flags: F_NEEDS_CSUM,
             csum_start: 34,
             csum_offset: 6,
-            ..VnetHeader::default()
+            ..Offload::NONE
         };
         let dot1q = (5 << 13) | 10;
         let sent: Vec<(&[u8], Vec<u8>)> = vec![
@@ -265,7 +265,7 @@ mod tests {
             for f in &frames[..n] {
                 if sent.iter().any(|(m, _)| carries(f, m)) {
                     let mut copy = Frame::new();
-                    copy.fill(f.vnet, f.data());
+                    copy.fill(f.offload, f.data());
                     ours.push(copy);
                 }
             }
@@ -288,9 +288,9 @@ mod tests {
         for (frame, (_, wire)) in ours.iter().zip(&sent) {
             assert_eq!(frame.data(), &wire[VNET_HDR_LEN..]);
         }
-        assert_eq!(ours[0].vnet, plain);
+        assert_eq!(ours[0].offload, plain);
         assert_eq!(ours[1].outer_ethertype(), Some(0x8100));
-        assert_eq!(ours[2].vnet, partial);
+        assert_eq!(ours[2].offload, partial);
         assert_eq!(ours[3].outer_ethertype(), Some(0x88a8));
         assert_eq!(port.recv_batch(&mut frames).0, 0, "nothing left behind");
     }
@@ -309,12 +309,11 @@ mod tests {
                 sender.send(&[0xee; VNET_HDR_LEN - 1]).unwrap();
                 continue;
             }
-            let vnet = VnetHeader {
+            let vnet = Offload {
                 gso_size: u16::from(k),
-                ..VnetHeader::default()
+                ..Offload::NONE
             };
-            let mut msg = vec![0u8; VNET_HDR_LEN];
-            vnet.write((&mut msg[..]).try_into().unwrap());
+            let mut msg = vnet.to_header().to_vec();
             msg.extend_from_slice(&[0xff; 12]);
             msg.extend_from_slice(&[0x88, 0xb5, k]);
             sender.send(&msg).unwrap();
@@ -332,7 +331,7 @@ mod tests {
         assert_eq!(n, BATCH);
         for frame in &frames[..n] {
             assert_eq!(frame.len(), 15);
-            assert_eq!(frame.vnet.gso_size, u16::from(frame.data()[14]));
+            assert_eq!(frame.offload.gso_size, u16::from(frame.data()[14]));
             seen.push(frame.data()[14]);
         }
         let (n, result) = port.recv_batch(&mut frames);

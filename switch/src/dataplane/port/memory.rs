@@ -7,15 +7,17 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use super::Port;
-use crate::dataplane::frame::{Frame, VnetHeader};
+use yard_wire::offload::Offload;
+
+use crate::dataplane::frame::Frame;
 
 /// Frames waiting to be received and frames the switch sent.
 #[derive(Default)]
 pub struct MemoryQueues {
     /// Frames the port will hand to the switch, oldest first.
-    pub inbound: VecDeque<(VnetHeader, Vec<u8>)>,
+    pub inbound: VecDeque<(Offload, Vec<u8>)>,
     /// Frames the switch sent out of the port, oldest first.
-    pub outbound: Vec<(VnetHeader, Vec<u8>)>,
+    pub outbound: Vec<(Offload, Vec<u8>)>,
 }
 
 /// A port backed by [`MemoryQueues`]; clone the handle to inspect it.
@@ -75,7 +77,7 @@ impl Port for MemoryPort {
         if self.keep_sent {
             lock(&self.queues)
                 .outbound
-                .push((frame.vnet, frame.data().to_vec()));
+                .push((frame.offload, frame.data().to_vec()));
         }
         Ok(())
     }

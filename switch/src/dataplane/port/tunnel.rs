@@ -20,7 +20,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use yard_nat::wire::{Ipv4Packet, TcpPacket};
+use yard_nat::flow::Proto;
+use yard_nat::wire::ethernet::ETHERTYPE_IPV4;
+use yard_nat::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 use yard_wire::checksum::L4Checksum;
 
@@ -85,13 +87,15 @@ impl TunnelPort {
 /// Clamps the MSS option of an IPv4 TCP SYN to `max`.
 fn clamp_syn_mss(frame: &mut Frame, max: u16) {
     let data = frame.data_mut();
-    if data.len() < ETH_HEADER_LEN || data[12..14] != [0x08, 0x00] {
+    let is_ipv4 =
+        EthernetFrame::new_checked(&*data).is_ok_and(|eth| eth.ethertype() == ETHERTYPE_IPV4);
+    if !is_ipv4 {
         return;
     }
     let Ok(mut ip) = Ipv4Packet::new_checked(&mut data[ETH_HEADER_LEN..]) else {
         return;
     };
-    if ip.protocol() != 6 || ip.is_later_fragment() {
+    if ip.protocol() != Proto::Tcp.ip_protocol() || ip.is_later_fragment() {
         return;
     }
     if let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) {

@@ -162,8 +162,8 @@ mod tests {
     use mio::{Poll, Token};
     use yard_ctl::MacAddr;
 
-    use crate::dataplane::frame::VnetHeader;
     use crate::dataplane::port::PortId;
+    use yard_wire::offload::Offload;
 
     fn mesh(threads: usize) -> (Vec<Poll>, Mesh) {
         let polls: Vec<Poll> = (0..threads).map(|_| Poll::new().unwrap()).collect();
@@ -194,7 +194,7 @@ mod tests {
     fn a_handoff_swaps_frames_and_its_buffer_comes_back() {
         let (_polls, mesh) = mesh(2);
         let mut frame = Frame::new();
-        frame.fill(VnetHeader::default(), &[0xab; 60]);
+        frame.fill(Offload::NONE, &[0xab; 60]);
         assert!(mesh.hand_over(1, NetId(3), &mut frame));
         assert_ne!(frame.data(), &[0xab; 60][..], "a spare took its place");
         let handoff = mesh.next_handoff().expect("the frame reached home");
@@ -209,7 +209,7 @@ mod tests {
             assert!(mesh.hand_over(1, NetId(3), &mut frame));
             held.push(mesh.next_handoff().unwrap());
         }
-        frame.fill(VnetHeader::default(), &[0xcd; 60]);
+        frame.fill(Offload::NONE, &[0xcd; 60]);
         assert!(!mesh.hand_over(1, NetId(3), &mut frame), "no spare left");
         assert_eq!(frame.data(), &[0xcd; 60][..], "the frame stays");
         held.into_iter().for_each(|h| mesh.give_back(h));

@@ -48,12 +48,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use std::net::Ipv4Addr;
 
-use yard_nat::gateway::{Gateway, Side};
+use yard_nat::gateway::{Gateway, IcmpErrors, Side};
 
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
-use crate::dataplane::frame::{Frame, VnetHeader};
-use crate::dataplane::offload;
+use crate::dataplane::frame::Frame;
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
@@ -147,14 +146,19 @@ impl Datapath {
         }
         let mesh = Arc::new(Mesh::new(wakers.clone()));
         let epoch = Instant::now();
+        // One ICMP error rate limit for the gateway and every bridge.
+        let icmp_errors = Arc::new(IcmpErrors::new());
         let mut datapaths = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for (thread, (poll, waker)) in polls.into_iter().zip(wakers).enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             let mut bridge = Bridge::new(port_mac_limit);
+            bridge.share_icmp_errors(icmp_errors.clone());
             if threads > 1 {
                 bridge.share_learning(thread == mesh::HOME);
             }
+            let mut gateway = Gateway::new(yard_nat::conntrack::Config::default());
+            gateway.share_icmp_errors(icmp_errors.clone());
             datapaths.push(Datapath {
                 thread,
                 mesh: mesh.clone(),
@@ -162,7 +166,7 @@ impl Datapath {
                 handoffs_again: false,
                 poll,
                 bridge,
-                gateway: Gateway::new(yard_nat::conntrack::Config::default()),
+                gateway,
                 uplink: None,
                 overlay: Overlay::default(),
                 tunnels_again: Vec::new(),
@@ -418,8 +422,8 @@ impl Datapath {
         }
     }
 
-    /// Sends the frames the gateway and the bridge made (slow path: ARP,
-    /// ICMP errors, packets released after ARP resolution).
+    /// Sends the frames the gateway made (slow path: ARP, ICMP errors,
+    /// packets released after ARP resolution).
     fn flush_outbox(&mut self, now: Millis) {
         let Datapath {
             gateway,
@@ -435,21 +439,11 @@ impl Datapath {
             uplink,
             pieces,
         };
-        while let Some((side, bytes)) = router.gateway.next_outbox() {
-            scratch.fill(VnetHeader::default(), &bytes);
-            // A TCP frame that waited for ARP comes back without its
-            // virtio-net header; larger than its way out, it was a GSO frame.
-            if let Some(mtu) = router.mtu_of(side) {
-                offload::restore_tso(scratch, mtu);
-            }
-            router.send(side, scratch, now);
-        }
-        let bridge = router.bridge;
-        if bridge.has_replies() {
-            for (port, net, bytes) in bridge.take_replies() {
-                scratch.fill(VnetHeader::default(), &bytes);
-                bridge.send_to_port(port, net, scratch);
-            }
+        while let Some(out) = router.gateway.next_outbox() {
+            // A frame that waited for ARP comes back with its offload state:
+            // it is sent, segmented or fragmented like any routed frame.
+            scratch.fill(out.offload, &out.bytes);
+            router.send(out.side, scratch, now);
         }
     }
 

@@ -10,13 +10,12 @@
 
 use std::io;
 
-use yard_nat::gateway::{Action, FrameOffload, Gateway, Side};
+use yard_nat::gateway::{Action, Gateway, Side};
 
 use super::Uplink;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
-use crate::dataplane::fragment;
-use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, VNET_F_NEEDS_CSUM};
+use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
 
@@ -33,7 +32,7 @@ impl Router<'_> {
     /// Hands a frame that arrived on `side` to the gateway and sends what
     /// it decides.
     pub(super) fn route(&mut self, side: Side, frame: &mut Frame, now: Millis) {
-        let offload = offload_of(&frame.vnet);
+        let offload = frame.offload;
         match self.gateway.handle(side, frame.data_mut(), offload, now.0) {
             Action::Send { side, len } => {
                 frame.truncate(len);
@@ -62,19 +61,19 @@ impl Router<'_> {
         let Some(mtu) = self.mtu_of(side) else {
             return send_to(self.bridge, self.uplink, side, frame, now);
         };
-        if frame.vnet.is_gso() {
+        if frame.offload.is_gso() {
             offload::fit_gso(frame, mtu);
             return send_to(self.bridge, self.uplink, side, frame, now);
         }
-        let d = frame.data();
-        let too_big = d.len() > ETH_HEADER_LEN + mtu as usize;
-        let ipv4 = d.len() >= ETH_HEADER_LEN + 20 && d[12..14] == [0x08, 0x00];
-        if !(too_big && ipv4) {
+        let too_big = frame.len() > ETH_HEADER_LEN + mtu as usize;
+        let dont_fragment = yard_wire::fragment::dont_fragment(frame.data());
+        let (true, Some(dont_fragment)) = (too_big, dont_fragment) else {
+            // It fits, or it is not IPv4 (the port refuses it if too big).
             return send_to(self.bridge, self.uplink, side, frame, now);
-        }
-        if d[ETH_HEADER_LEN + 6] & 0x40 != 0 {
+        };
+        if dont_fragment {
             self.gateway
-                .refuse_too_big(&d[ETH_HEADER_LEN..], mtu, now.0);
+                .refuse_too_big(&frame.data()[ETH_HEADER_LEN..], mtu, now.0);
             if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
                 uplink.counters.drop_frame(DropReason::TooBig);
             }
@@ -89,7 +88,7 @@ impl Router<'_> {
             pieces,
         } = self;
         let cut = offload::complete_checksum(frame).is_ok()
-            && fragment::fragment_ipv4(frame, mtu, pieces, |piece| {
+            && offload::fragment_ipv4(frame, mtu, pieces, |piece| {
                 send_to(bridge, uplink, side, piece, now)
             })
             .is_ok();
@@ -99,17 +98,6 @@ impl Router<'_> {
             // Malformed: the port refuses it as too big, and counts it.
             send_to(bridge, uplink, side, frame, now);
         }
-    }
-}
-
-/// What the gateway needs to know of a frame's virtio-net header.
-fn offload_of(vnet: &VnetHeader) -> FrameOffload {
-    if vnet.is_gso() && vnet.gso_type & !offload::GSO_ECN == offload::GSO_UDP_L4 {
-        FrameOffload::UdpSegments
-    } else if vnet.flags & VNET_F_NEEDS_CSUM != 0 {
-        FrameOffload::PartialChecksum
-    } else {
-        FrameOffload::None
     }
 }
 

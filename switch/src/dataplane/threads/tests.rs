@@ -15,6 +15,7 @@ use yard_nat::wire::ArpFrame;
 use super::*;
 use crate::dataplane::port::fd::FdPort;
 use crate::sys::VNET_HDR_LEN;
+use yard_wire::offload::Offload;
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, n])
@@ -63,6 +64,22 @@ impl Switch {
     }
 
     fn port_mtu(&self, name: &str, net: &str, mtu: u32) -> UnixDatagram {
+        self.port_with(name, net, mtu, |fd| Box::new(FdPort::new(fd)))
+    }
+
+    /// Adds a port that, like a tunnel, takes no offloads: the bridge
+    /// segments GSO frames and finishes checksums for it.
+    fn plain_port(&self, name: &str, net: &str) -> UnixDatagram {
+        self.port_with(name, net, 1500, |fd| Box::new(Plain(FdPort::new(fd))))
+    }
+
+    fn port_with(
+        &self,
+        name: &str,
+        net: &str,
+        mtu: u32,
+        port: impl FnOnce(OwnedFd) -> Box<dyn Port>,
+    ) -> UnixDatagram {
         let (ours, theirs) = UnixDatagram::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         theirs
@@ -71,7 +88,7 @@ impl Switch {
         self.handle
             .add_port(
                 name,
-                Box::new(FdPort::new(OwnedFd::from(ours))),
+                port(OwnedFd::from(ours)),
                 Membership::Access(net.into()),
                 mtu,
                 None,
@@ -87,6 +104,30 @@ impl Switch {
 
     fn stats(&self, port: &str) -> yard_ctl::api::PortStats {
         crate::control::bridge_api::port_stats(&self.handle.port_stats(Some(port)).unwrap()[0])
+    }
+}
+
+/// A port whose device takes neither GSO frames nor partial checksums.
+struct Plain(FdPort);
+
+impl Port for Plain {
+    fn recv(&mut self, frame: &mut Frame) -> io::Result<bool> {
+        self.0.recv(frame)
+    }
+    fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
+        self.0.send(frame)
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.0.raw_fd()
+    }
+    fn share(&self) -> io::Result<Box<dyn Port>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn accepts_gso(&self) -> bool {
+        false
+    }
+    fn accepts_partial_csum(&self) -> bool {
+        false
     }
 }
 
@@ -285,9 +326,8 @@ fn a_capture_lists_a_frame_before_the_answer_another_thread_receives() {
 }
 
 /// Sends `frame` with virtio-net header `vnet`.
-fn send_with(end: &UnixDatagram, vnet: VnetHeader, frame: &[u8]) {
-    let mut wire = vec![0u8; VNET_HDR_LEN];
-    vnet.write((&mut wire[..VNET_HDR_LEN]).try_into().unwrap());
+fn send_with(end: &UnixDatagram, vnet: Offload, frame: &[u8]) {
+    let mut wire = vnet.to_header().to_vec();
     wire.extend_from_slice(frame);
     end.send(&wire).unwrap();
 }
@@ -296,12 +336,21 @@ fn send_with(end: &UnixDatagram, vnet: VnetHeader, frame: &[u8]) {
 /// (10.78.0.0/24, 1500); port a in n1 at n1's MTU, port b in n2; a (mac 1,
 /// 10.77.0.10) has asked its gateway for its MAC, so the gateway knows a.
 fn routed_pair(n1_mtu: u32) -> (Switch, UnixDatagram, UnixDatagram) {
+    routed(n1_mtu, false)
+}
+
+/// [`routed_pair`], with b a [`Plain`] port when `plain_b`.
+fn routed(n1_mtu: u32, plain_b: bool) -> (Switch, UnixDatagram, UnixDatagram) {
     let switch = Switch::new(1);
     switch.network_mtu("n1", Some("10.77.0.0/24"), n1_mtu);
     switch.network("n2", Some("10.78.0.0/24"));
     switch.handle.connect("n1", "n2").unwrap();
     let a = switch.port_mtu("a", "n1", n1_mtu);
-    let b = switch.port("b", "n2");
+    let b = if plain_b {
+        switch.plain_port("b", "n2")
+    } else {
+        switch.port("b", "n2")
+    };
     arp_gateway(&a, mac(1), [10, 77, 0, 10], "10.77.0.1");
     (switch, a, b)
 }
@@ -341,9 +390,9 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     let tcp_len = (packet.len() - 34) as u16;
     let pseudo = add(add(ones_sum(&packet[26..34]), 6), tcp_len);
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_TCPV4,
+    let tso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 1448,
         csum_start: 34,
@@ -354,7 +403,8 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
     // b is unknown: the gateway holds the frame and asks for b.
     answer_arp_for_b(&b);
 
-    // Released, it reaches b whole, as TSO again, cut for b's 1500-byte MTU.
+    // Released, it reaches b whole, the TSO frame it was: its segment size
+    // (which fits b's 1500-byte MTU) and partial checksum kept.
     let deadline = Instant::now() + PATIENCE;
     let mut buf = vec![0u8; 70_000];
     loop {
@@ -364,13 +414,13 @@ fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
         if frame[12..14] != [0x08, 0x00] {
             continue;
         }
-        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
         assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
         assert_eq!(frame[22], 63, "TTL decremented by the gateway");
         assert_eq!(&frame[54..], &payload[..]);
-        assert_eq!(vnet.gso_type, crate::dataplane::offload::GSO_TCPV4);
-        assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
-        assert_eq!(vnet.flags, crate::dataplane::frame::VNET_F_NEEDS_CSUM);
+        assert_eq!(vnet.gso_type, yard_wire::vnet::GSO_TCPV4);
+        assert_eq!(vnet.gso_size, 1448, "the sender's, not guessed again");
+        assert_eq!(vnet.flags, yard_wire::vnet::F_NEEDS_CSUM);
         assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
         break;
     }
@@ -448,9 +498,9 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
         (packet.len() - 34) as u16,
     );
     packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_TCPV4,
+    let tso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_TCPV4,
         hdr_len: 54,
         gso_size: 8960,
         csum_start: 34,
@@ -465,7 +515,7 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
         if buf[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14] != [0x08, 0x00] {
             continue;
         }
-        let vnet = VnetHeader::read(buf[..VNET_HDR_LEN].try_into().unwrap());
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
         assert_eq!(n - VNET_HDR_LEN, packet.len(), "the frame arrived whole");
         assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
         break;
@@ -546,11 +596,11 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
         (second.len() - 34) as u16,
     );
     second[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let partial = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
+    let partial = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
         csum_start: 34,
         csum_offset: 6,
-        ..VnetHeader::default()
+        ..Offload::NONE
     };
     send_with(&a, partial, &second);
     let (data, count) = reassembled(&b, 1500);
@@ -567,38 +617,152 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     );
 }
 
-#[test]
-fn a_udp_gso_frame_is_not_held_for_arp_as_one_huge_datagram() {
+/// A UDP GSO frame from 10.77.0.10 to 10.78.0.20 as a TAP with USO hands
+/// it over: `count` datagrams of `size` bytes in one frame, partial
+/// checksum.
+fn uso_frame(port: u16, count: usize, size: u16) -> (Vec<u8>, Offload) {
     use yard_wire::checksum::{add, ones_sum};
-    let (switch, a, b) = routed_pair(1500);
-    // 3 datagrams of 1000 bytes in one frame, as a TAP with USO hands over.
-    let mut packet = big_udp(50_002, 3000);
+    let mut packet = big_udp(port, count * usize::from(size));
     let pseudo = add(
         add(ones_sum(&packet[26..34]), 17),
         (packet.len() - 34) as u16,
     );
     packet[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let uso = VnetHeader {
-        flags: crate::dataplane::frame::VNET_F_NEEDS_CSUM,
-        gso_type: crate::dataplane::offload::GSO_UDP_L4,
+    let uso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_UDP_L4,
         hdr_len: 42,
-        gso_size: 1000,
+        gso_size: size,
         csum_start: 34,
         csum_offset: 6,
     };
-    send_with(&a, uso, &packet);
-    // b is unknown: asked for, and nothing else reaches it (before, the
-    // frame waited as bare bytes and left as one 3008-byte datagram).
-    answer_arp_for_b(&b);
-    assert!(
-        received(&b, Duration::from_millis(300))
-            .iter()
-            .all(|f| f[12..14] != [0x08, 0x00]),
-        "an IP packet reached b"
+    (packet, uso)
+}
+
+/// A TCP GSO frame from 10.77.0.10 to 10.78.0.20 as a TAP with TSO hands
+/// it over: `len` payload bytes (on a SYN, which conntrack admits, as TCP
+/// Fast Open sends it) in `mss`-byte segments, partial checksum.
+fn tso_frame(port: u16, len: usize, mss: u16) -> (Vec<u8>, Offload) {
+    use yard_wire::checksum::{add, ones_sum};
+    let mut packet = big_syn(port, len);
+    let pseudo = add(
+        add(ones_sum(&packet[26..34]), 6),
+        (packet.len() - 34) as u16,
     );
+    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    let tso = Offload {
+        flags: yard_wire::vnet::F_NEEDS_CSUM,
+        gso_type: yard_wire::vnet::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    (packet, tso)
+}
+
+#[test]
+fn a_udp_gso_frame_that_waited_for_arp_leaves_as_a_udp_gso_frame() {
+    let (switch, a, b) = routed_pair(1500);
+    // 3 datagrams of 1000 bytes in one frame, as a TAP with USO hands over.
+    let (packet, uso) = uso_frame(50_002, 3, 1000);
+    send_with(&a, uso, &packet);
+    // b is unknown: the frame waits, with its GSO state, and is released
+    // as the 3 datagrams it is, not as one 3008-byte datagram.
+    answer_arp_for_b(&b);
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = vec![0u8; 70_000];
+    loop {
+        assert!(Instant::now() < deadline, "the held frame never reached b");
+        let Ok(n) = b.recv(&mut buf) else { continue };
+        let frame = &buf[VNET_HDR_LEN..n];
+        if frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
+        assert_eq!(frame[22], 63, "TTL decremented by the gateway");
+        assert_eq!(&frame[42..], &packet[42..]);
+        assert_eq!(vnet, uso, "its offload state, as it came");
+        break;
+    }
     let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
-    assert_eq!(stats.counters["gw-gso-unresolved"], 1);
-    assert_eq!(stats.counters["gw-held-for-arp"], 0);
+    assert_eq!(stats.counters["gw-held-for-arp"], 1);
+    assert!(
+        switch.stats("b").drops.is_empty(),
+        "{:?}",
+        switch.stats("b")
+    );
+}
+
+/// Whether the TCP or UDP checksum of `frame` (untagged IPv4, no options)
+/// is right.
+fn l4_checksum_holds(frame: &[u8]) -> bool {
+    use yard_wire::checksum::{add, ones_sum, pseudo_header_sum};
+    let (ip, _) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
+    let l4 = &frame[34..14 + usize::from(ip.total_len)];
+    let pseudo = pseudo_header_sum(
+        ip.source.into(),
+        ip.destination.into(),
+        ip.protocol.0,
+        l4.len() as u16,
+    );
+    add(pseudo, ones_sum(l4)) == 0xffff
+}
+
+#[test]
+fn held_gso_frames_are_segmented_after_the_arp_answer_for_a_port_without_offloads() {
+    // b takes no offloads (like a tunnel): a TCP and a UDP GSO frame that
+    // waited for b's MAC are cut into plain packets with full checksums
+    // when they are released.
+    let (switch, a, b) = routed(1500, true);
+    let (tcp, tso) = tso_frame(40_002, 20_000, 1448);
+    send_with(&a, tso, &tcp);
+    let (udp, uso) = uso_frame(50_003, 3, 1000);
+    send_with(&a, uso, &udp);
+    answer_arp_for_b(&b);
+
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = vec![0u8; 70_000];
+    let mut got = Vec::new();
+    while got.len() < 14 + 3 {
+        assert!(Instant::now() < deadline, "{} packets reached b", got.len());
+        let Ok(n) = b.recv(&mut buf) else { continue };
+        let frame = &buf[VNET_HDR_LEN..n];
+        if frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
+        assert_eq!(vnet, Offload::NONE, "plain packets only");
+        assert!(frame.len() <= 1514, "a {}-byte frame", frame.len());
+        assert_eq!(frame[22], 63, "TTL decremented by the gateway");
+        assert!(l4_checksum_holds(frame), "packet {} checksum", got.len());
+        got.push(frame.to_vec());
+    }
+    // In the order they waited: 14 TCP segments carrying the payload in
+    // order (20000 bytes in 1448-byte pieces), then the 3 datagrams.
+    let (segments, datagrams) = got.split_at(14);
+    let mut payload = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        assert_eq!(s[23], 6, "TCP");
+        let seq = u32::from_be_bytes([s[38], s[39], s[40], s[41]]);
+        assert_eq!(seq as usize, 1 + i * 1448, "segment {i}");
+        payload.extend_from_slice(&s[54..]);
+    }
+    assert_eq!(payload, tcp[54..]);
+    for (i, d) in datagrams.iter().enumerate() {
+        assert_eq!(d[23], 17, "UDP");
+        assert_eq!(d.len(), 42 + 1000);
+        assert_eq!(u16::from_be_bytes([d[38], d[39]]), 8 + 1000, "UDP length");
+        assert_eq!(d[42..], udp[42 + i * 1000..42 + (i + 1) * 1000]);
+    }
+    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    assert_eq!(stats.counters["gw-held-for-arp"], 2);
+    assert!(
+        switch.stats("b").drops.is_empty(),
+        "{:?}",
+        switch.stats("b")
+    );
 }
 
 #[test]

@@ -1,10 +1,10 @@
-//! IPv4 fragmentation on output, for packets the gateway routes toward a
-//! smaller MTU without don't-fragment set (RFC 791 §3.2, RFC 1812 §4.2.2.7,
-//! RFC 4787 REQ-13a).
+//! IPv4 fragmentation on output, for packets routed toward a smaller MTU
+//! without don't-fragment set (RFC 791 §3.2, RFC 1812 §4.2.2.7, RFC 4787
+//! REQ-13a).
 //!
 //! [`fragment_ipv4`] cuts one untagged Ethernet frame carrying IPv4 into
 //! frames whose IP packets fit an MTU, in order, each built in a
-//! caller-provided scratch frame:
+//! [`SegmentSink`]'s buffer:
 //!
 //! - every fragment keeps the Ethernet header and the IP header's
 //!   identification, TOS, TTL, protocol and addresses;
@@ -16,30 +16,26 @@
 //! - each header checksum is recomputed; total length is per fragment.
 //!
 //! The transport checksum is not touched: it covers the whole datagram, so
-//! it must be complete before fragmenting (no partial checksum, no GSO).
-//! Bytes after the IP packet (Ethernet padding) are not carried.
+//! it must be complete before fragmenting (no partial checksum, no GSO:
+//! finish those with [`crate::offload::complete_checksum`] or
+//! [`crate::gso::segment`]). Bytes after the IP packet (Ethernet padding)
+//! are not carried. [`dont_fragment`] tells a caller which way a packet that
+//! does not fit goes: refused (ICMP fragmentation-needed) or cut.
 //!
-//! Contract: a pure function over [`Frame`]s — no I/O, no allocation, no
-//! panic on any input. A frame that cannot be fragmented is a
-//! [`FragmentError`], found before the first fragment is handed out.
+//! Contract: pure functions over caller-owned bytes — no I/O, no
+//! allocation, no panic on any input. A frame that cannot be fragmented is
+//! a [`FragmentError`], found before the first fragment is handed out.
 
-use crate::dataplane::frame::{Frame, VnetHeader, ETH_HEADER_LEN, HEADROOM, VNET_F_NEEDS_CSUM};
-use crate::dataplane::offload::{be16, fix_ipv4_checksum, put16};
+use crate::gso::SegmentSink;
+use crate::offload::headers::{self as h, get16, set16};
+use crate::offload::Offload;
 
-/// IPv4 flags/offset word: don't fragment.
-const DF: u16 = 0x4000;
-/// IPv4 flags/offset word: more fragments.
-const MF: u16 = 0x2000;
-/// IPv4 flags/offset word: the offset, in 8-byte units.
-const OFFSET_MASK: u16 = 0x1fff;
 /// IP option type bit: copy the option into every fragment.
 const OPTION_COPIED: u8 = 0x80;
 /// IP option: end of the option list.
 const OPTION_END: u8 = 0;
 /// IP option: no operation (one byte).
 const OPTION_NOP: u8 = 1;
-/// The longest IPv4 header.
-const MAX_IPV4_HEADER: usize = 60;
 
 /// Why a frame could not be fragmented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -49,24 +45,45 @@ pub enum FragmentError {
     NotIpv4,
     /// The packet does not fit and has don't-fragment set: refuse it (ICMP
     /// fragmentation-needed) instead.
-    #[error("the packet does not fit and has don't-fragment set")]
+    #[error(
+        "the packet does not fit and has don't-fragment set: answer fragmentation-needed instead"
+    )]
     DontFragment,
     /// The frame is GSO or its checksum is partial: finish it first.
-    #[error("a GSO frame or a partial checksum cannot be fragmented")]
+    #[error("a GSO frame or a partial checksum cannot be fragmented: segment it or complete its checksum first")]
     Offloaded,
     /// The MTU leaves no room for 8 bytes of data beside the IP header.
     #[error("an MTU of {0} leaves no room for data beside the IP header")]
     MtuTooSmall(u32),
+    /// The sink's buffer cannot hold a fragment.
+    #[error("a {need}-byte fragment does not fit the sink's {have}-byte buffer")]
+    SinkTooSmall {
+        /// Bytes the largest fragment needs.
+        need: usize,
+        /// Bytes the sink's buffer has.
+        have: usize,
+    },
+}
+
+/// Whether the IPv4 packet in `frame`, an untagged Ethernet frame, has
+/// don't-fragment set; `None` when `frame` does not carry IPv4 (or is too
+/// short to hold its fixed header).
+pub fn dont_fragment(frame: &[u8]) -> Option<bool> {
+    let l3 = h::ETH_HEADER_LEN;
+    let is_ipv4 = frame.len() >= l3 + h::IPV4_MIN_HEADER_LEN
+        && get16(frame, h::ETH_TYPE..h::ETH_TYPE + 2) == h::ETHERTYPE_IPV4;
+    is_ipv4.then(|| get16(frame, h::at(l3, h::IPV4_FLAGS_FRAGMENT)) & h::IPV4_DF != 0)
 }
 
 /// The header later fragments carry: the fixed 20 bytes and the options
 /// marked "copied", padded with end-of-list bytes to a 4-byte boundary.
 /// `None` when the options are malformed.
-fn later_header(header: &[u8]) -> Option<([u8; MAX_IPV4_HEADER], usize)> {
-    let mut out = [0u8; MAX_IPV4_HEADER];
-    out[..20].copy_from_slice(&header[..20]);
-    let mut len = 20;
-    let options = &header[20..];
+fn later_header(header: &[u8]) -> Option<([u8; h::IPV4_MAX_HEADER_LEN], usize)> {
+    let mut out = [0u8; h::IPV4_MAX_HEADER_LEN];
+    let fixed = h::IPV4_MIN_HEADER_LEN;
+    out[..fixed].copy_from_slice(&header[..fixed]);
+    let mut len = fixed;
+    let options = &header[fixed..];
     let mut i = 0;
     while i < options.len() {
         match options[i] {
@@ -87,35 +104,36 @@ fn later_header(header: &[u8]) -> Option<([u8; MAX_IPV4_HEADER], usize)> {
     }
     // The padding is already zero (end of list).
     let len = len.next_multiple_of(4);
-    out[0] = 0x40 | (len / 4) as u8;
+    out[h::IPV4_VERSION_IHL] = 0x40 | (len / 4) as u8;
     Some((out, len))
 }
 
-/// Cuts the IPv4 packet in `frame` into fragments that fit `mtu` (IP
-/// header included), building each in `scratch` and handing it to `out` in
-/// order; returns how many there were. A packet that fits already is handed
-/// out once, unchanged. `frame` is not changed; fragments carry no offloads.
-pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
-    frame: &Frame,
+/// Cuts the IPv4 packet in `frame` (an untagged Ethernet frame with offload
+/// state `offload`) into fragments that fit `mtu` (IP header included),
+/// building each in `sink` and handing it out in order; returns how many
+/// there were. A packet that fits already is handed out once, unchanged.
+/// `frame` is not changed; fragments carry no offloads.
+pub fn fragment_ipv4<S: SegmentSink + ?Sized>(
+    frame: &[u8],
+    offload: &Offload,
     mtu: u32,
-    scratch: &mut Frame,
-    mut out: F,
+    sink: &mut S,
 ) -> Result<usize, FragmentError> {
-    if frame.vnet.is_gso() || frame.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+    if offload.is_gso() || offload.needs_csum() {
         return Err(FragmentError::Offloaded);
     }
-    let d = frame.data();
-    let l3 = ETH_HEADER_LEN;
-    if d.len() < l3 + 20 || d[12..14] != [0x08, 0x00] || d[l3] >> 4 != 4 {
+    let d = frame;
+    let l3 = h::ETH_HEADER_LEN;
+    if dont_fragment(d).is_none() || d[l3] >> 4 != 4 {
         return Err(FragmentError::NotIpv4);
     }
-    let ihl = usize::from(d[l3] & 0x0f) * 4;
-    let total = usize::from(be16(d, l3 + 2));
-    if ihl < 20 || total < ihl || l3 + total > d.len() {
+    let ihl = usize::from(d[l3 + h::IPV4_VERSION_IHL] & 0x0f) * 4;
+    let total = usize::from(get16(d, h::at(l3, h::IPV4_TOTAL_LEN)));
+    if ihl < h::IPV4_MIN_HEADER_LEN || total < ihl || l3 + total > d.len() {
         return Err(FragmentError::NotIpv4);
     }
-    let flags = be16(d, l3 + 6);
-    let base_offset = usize::from(flags & OFFSET_MASK) * 8;
+    let flags = get16(d, h::at(l3, h::IPV4_FLAGS_FRAGMENT));
+    let base_offset = usize::from(flags & h::IPV4_OFFSET_MASK) * 8;
     let data = &d[l3 + ihl..l3 + total];
     if base_offset + data.len() > usize::from(u16::MAX) {
         return Err(FragmentError::NotIpv4);
@@ -124,11 +142,19 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
     let Some((later, later_len)) = later_header(first_header) else {
         return Err(FragmentError::NotIpv4);
     };
+    let have = sink.buffer().len();
     let mtu_bytes = mtu as usize;
     if total <= mtu_bytes {
-        return Ok(emit(scratch, &d[..l3], first_header, data, flags, &mut out));
+        if l3 + total > have {
+            return Err(FragmentError::SinkTooSmall {
+                need: l3 + total,
+                have,
+            });
+        }
+        emit(sink, &d[..l3], first_header, data, flags);
+        return Ok(1);
     }
-    if flags & DF != 0 {
+    if flags & h::IPV4_DF != 0 {
         return Err(FragmentError::DontFragment);
     }
     let room = |header: usize| mtu_bytes.saturating_sub(header) & !7;
@@ -136,7 +162,12 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
     if first_room == 0 || later_room == 0 {
         return Err(FragmentError::MtuTooSmall(mtu));
     }
-    let more_after = flags & MF;
+    // The first fragment is the largest: it has the longest header and room.
+    let need = l3 + ihl + first_room.min(data.len());
+    if need > have {
+        return Err(FragmentError::SinkTooSmall { need, have });
+    }
+    let more_after = flags & h::IPV4_MF;
     let mut count = 0;
     let mut at = 0;
     while at < data.len() {
@@ -146,42 +177,42 @@ pub fn fragment_ipv4<F: FnMut(&mut Frame)>(
             (&later[..later_len], later_room)
         };
         let end = (at + room).min(data.len());
-        let more = if end < data.len() { MF } else { more_after };
+        let more = if end < data.len() {
+            h::IPV4_MF
+        } else {
+            more_after
+        };
         // Offsets fit: base_offset + data.len() was checked above.
         let word = more | ((base_offset + at) / 8) as u16;
-        count += emit(scratch, &d[..l3], header, &data[at..end], word, &mut out);
+        emit(sink, &d[..l3], header, &data[at..end], word);
+        count += 1;
         at = end;
     }
     Ok(count)
 }
 
-/// Builds `ethernet`, `header` and `data` in `scratch`, with the total
-/// length, flags/offset word `flags` and header checksum set, and hands it
-/// out. Returns 1.
-fn emit<F: FnMut(&mut Frame)>(
-    scratch: &mut Frame,
+/// Builds `ethernet`, `header` and `data` in the sink's buffer, with the
+/// total length, flags/offset word `flags` and header checksum set, and
+/// hands it out. The caller checked the room.
+fn emit<S: SegmentSink + ?Sized>(
+    sink: &mut S,
     ethernet: &[u8],
     header: &[u8],
     data: &[u8],
     flags: u16,
-    out: &mut F,
-) -> usize {
+) {
     let l3 = ethernet.len();
-    let len = l3 + header.len() + data.len();
-    // A fragment is never longer than the frame it comes from.
-    if !scratch.set_range(HEADROOM, len) {
-        return 0;
-    }
-    scratch.vnet = VnetHeader::default();
-    let s = scratch.data_mut();
+    let l4 = l3 + header.len();
+    let len = l4 + data.len();
+    let s = &mut sink.buffer()[..len];
     s[..l3].copy_from_slice(ethernet);
-    s[l3..l3 + header.len()].copy_from_slice(header);
-    s[l3 + header.len()..].copy_from_slice(data);
-    put16(s, l3 + 2, (header.len() + data.len()) as u16);
-    put16(s, l3 + 6, flags);
-    fix_ipv4_checksum(s, l3);
-    out(scratch);
-    1
+    s[l3..l4].copy_from_slice(header);
+    s[l4..].copy_from_slice(data);
+    let ip = &mut s[l3..l4];
+    set16(ip, h::IPV4_TOTAL_LEN, (header.len() + data.len()) as u16);
+    set16(ip, h::IPV4_FLAGS_FRAGMENT, flags);
+    h::fix_ipv4_checksum(ip);
+    sink.emit(len);
 }
 
 #[cfg(test)]
@@ -189,9 +220,47 @@ mod tests {
     use etherparse::{IpNumber, Ipv4Header, Ipv4Options, PacketBuilder};
 
     use super::*;
+    use crate::vnet::F_NEEDS_CSUM;
 
     const SRC: [u8; 4] = [172, 31, 0, 2];
     const DST: [u8; 4] = [10, 1, 0, 1];
+    const ETH_HEADER_LEN: usize = h::ETH_HEADER_LEN;
+
+    /// A sink that keeps every fragment, as a frame-sized buffer would.
+    struct Collect {
+        buffer: Vec<u8>,
+        got: Vec<Vec<u8>>,
+    }
+
+    impl Collect {
+        fn new() -> Collect {
+            Collect {
+                buffer: vec![0; 65_600],
+                got: Vec::new(),
+            }
+        }
+    }
+
+    impl SegmentSink for Collect {
+        fn buffer(&mut self) -> &mut [u8] {
+            &mut self.buffer
+        }
+        fn emit(&mut self, len: usize) {
+            self.got.push(self.buffer[..len].to_vec());
+        }
+    }
+
+    /// A frame and its offload state, as the daemon holds them.
+    struct Frame {
+        bytes: Vec<u8>,
+        offload: Offload,
+    }
+
+    impl Frame {
+        fn data(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
 
     /// An Ethernet frame with a UDP datagram of `payload` bytes in IPv4,
     /// built by etherparse.
@@ -208,17 +277,21 @@ mod tests {
             .udp(44000, 9999);
         let mut bytes = Vec::with_capacity(builder.size(body.len()));
         builder.write(&mut bytes, &body).unwrap();
-        let mut frame = Frame::new();
-        frame.fill(VnetHeader::default(), &bytes);
-        frame
+        Frame {
+            bytes,
+            offload: Offload::NONE,
+        }
     }
 
     fn fragments(frame: &Frame, mtu: u32) -> Result<Vec<Vec<u8>>, FragmentError> {
-        let mut scratch = Frame::new();
-        let mut got = Vec::new();
-        let n = fragment_ipv4(frame, mtu, &mut scratch, |f| got.push(f.data().to_vec()))?;
-        assert_eq!(n, got.len(), "the count returned is the count handed out");
-        Ok(got)
+        let mut sink = Collect::new();
+        let n = fragment_ipv4(&frame.bytes, &frame.offload, mtu, &mut sink)?;
+        assert_eq!(
+            n,
+            sink.got.len(),
+            "the count returned is the count handed out"
+        );
+        Ok(sink.got)
     }
 
     /// Parses a fragment's IP header with etherparse (which checks its
@@ -329,7 +402,7 @@ mod tests {
         assert_eq!(fragments(&df, 1400), Err(FragmentError::DontFragment));
 
         let mut partial = udp_frame(3000, &[], (false, false, 0));
-        partial.vnet.flags = VNET_F_NEEDS_CSUM;
+        partial.offload.flags = F_NEEDS_CSUM;
         assert_eq!(fragments(&partial, 1400), Err(FragmentError::Offloaded));
 
         let plain = udp_frame(3000, &[], (false, false, 0));
@@ -338,19 +411,56 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_too_small_for_a_fragment_is_refused_before_anything_is_handed_out() {
+        let plain = udp_frame(3000, &[], (false, false, 0));
+        let mut sink = Collect::new();
+        sink.buffer.truncate(1000);
+        let r = fragment_ipv4(&plain.bytes, &plain.offload, 1400, &mut sink);
+        assert_eq!(
+            r,
+            Err(FragmentError::SinkTooSmall {
+                need: 14 + 20 + 1376,
+                have: 1000
+            })
+        );
+        assert!(sink.got.is_empty());
+    }
+
+    #[test]
+    fn dont_fragment_reads_df_of_ipv4_only() {
+        assert_eq!(
+            dont_fragment(udp_frame(10, &[], (true, false, 0)).data()),
+            Some(true)
+        );
+        assert_eq!(
+            dont_fragment(udp_frame(10, &[], (false, false, 0)).data()),
+            Some(false)
+        );
+        let mut arp = udp_frame(10, &[], (true, false, 0)).bytes;
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(dont_fragment(&arp), None);
+        assert_eq!(dont_fragment(&arp[..20]), None);
+    }
+
+    #[test]
     fn no_panic_on_cut_short_or_corrupt_frames() {
         let frame = udp_frame(600, &[0x83, 7, 8, 10, 0, 0, 9, 0], (false, false, 0));
         let whole = frame.data().to_vec();
-        let mut cut = Frame::new();
         for len in 0..whole.len() {
-            cut.fill(VnetHeader::default(), &whole[..len]);
+            let cut = Frame {
+                bytes: whole[..len].to_vec(),
+                offload: Offload::NONE,
+            };
             let _ = fragments(&cut, 100);
         }
         for at in ETH_HEADER_LEN..ETH_HEADER_LEN + 28 {
             for value in [0u8, 1, 2, 0x45, 0x4f, 0x83, 0xff] {
                 let mut bent = whole.clone();
                 bent[at] = value;
-                cut.fill(VnetHeader::default(), &bent);
+                let cut = Frame {
+                    bytes: bent,
+                    offload: Offload::NONE,
+                };
                 let _ = fragments(&cut, 100);
             }
         }

@@ -8,8 +8,24 @@
 //!
 //! - [`checksum`]: the Internet checksum — full (RFC 1071), incremental
 //!   (RFC 1624) and the partial (virtio `NEEDS_CSUM`) case.
+//! - [`ethernet`]: Ethernet II frame view.
+//! - [`arp`]: Ethernet/IPv4 ARP view, and the request and reply frames.
+//! - [`ipv4`]: IPv4 header view.
+//! - [`icmp`]: ICMPv4 view, the echo reply made in place and ICMP errors.
+//! - [`tcp`]: TCP header view, flags and the MSS option.
+//! - [`udp`]: UDP header view.
+//! - [`WireError`]: why bytes could not be read or written.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod checksum;
+mod error;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
+
+pub use error::WireError;

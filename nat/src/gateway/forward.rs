@@ -15,16 +15,17 @@ use std::net::Ipv4Addr;
 
 use super::neighbour::Hold;
 use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
+use crate::classify::{flow_of, FlowError, FragmentInfo, PacketFlow};
 use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
-use crate::wire::{
-    self, arp, build_arp_reply, build_arp_request, build_icmp_error, echo_reply_in_place, ethernet,
-    flow_of, icmp, ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow,
-    TcpPacket, WireError,
-};
+use yard_wire::arp::{self, build_arp_reply, build_arp_request, ArpOp, ArpPacket};
 use yard_wire::checksum::{checksum, L4Checksum};
+use yard_wire::ethernet::{self, EthernetFrame};
+use yard_wire::icmp::{self, build_icmp_error, echo_reply_in_place, IcmpErrorKind};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::TcpPacket;
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -96,7 +97,7 @@ impl Gateway {
         offload: FrameOffload,
         now: u64,
     ) -> Action {
-        let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
             return Action::Drop(GatewayDrop::Malformed);
         };
         let Some((_, mac, _)) = self.side_addr(side) else {
@@ -205,10 +206,10 @@ impl Gateway {
         }
         let flow = match flow_of(&frame[ETH..end]) {
             Ok(f) => f,
-            Err(WireError::UnsupportedProtocol(_)) if !self.is_our_addr(dst) => {
+            Err(FlowError::UntrackedProtocol(_)) if !self.is_our_addr(dst) => {
                 return Action::Drop(GatewayDrop::UnsupportedProtocol)
             }
-            Err(WireError::UnsupportedProtocol(_) | WireError::UntrackedIcmp { .. }) => {
+            Err(FlowError::UntrackedProtocol(_) | FlowError::UntrackedIcmp { .. }) => {
                 return Action::Drop(if self.is_our_addr(dst) {
                     GatewayDrop::NotForGateway
                 } else {
@@ -264,7 +265,7 @@ impl Gateway {
         if echo_reply_in_place(&mut frame[ETH..end], OWN_TTL).is_err() {
             return Action::Drop(GatewayDrop::Malformed);
         }
-        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         let peer = eth.src();
         eth.set_dst(peer);
         eth.set_src(mac);
@@ -383,7 +384,7 @@ impl Gateway {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
             return Action::Drop(GatewayDrop::NoRoute);
         };
-        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_src(mac);
         if let Some((dst_mac, refresh)) = self.neighbours.lookup_in_use(side, next_hop, now) {
             eth.set_dst(dst_mac);

@@ -39,8 +39,8 @@ use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
-use crate::wire::IcmpErrorKind;
 use yard_wire::checksum::L4Checksum;
+use yard_wire::icmp::IcmpErrorKind;
 
 use forward::Xlate;
 use neighbour::Neighbours;

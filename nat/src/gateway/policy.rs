@@ -15,7 +15,7 @@ use crate::conntrack::tcp::TcpFlags as CtFlags;
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
 use crate::mapping::MappingError;
-use crate::wire::IcmpErrorKind;
+use yard_wire::icmp::IcmpErrorKind;
 
 impl Gateway {
     /// Where `dst` goes: (side, next hop). A network's subnet first, then

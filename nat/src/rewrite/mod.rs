@@ -49,20 +49,24 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
+use crate::classify::{quoted_flow, FlowError};
 use crate::flow::{FlowKey, Proto};
-use crate::wire::icmp::{self, IcmpPacket};
-use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::quoted_flow;
-use crate::wire::{tcp, udp, WireError};
 use yard_wire::checksum::{self, L4Checksum};
+use yard_wire::icmp::{self, IcmpPacket};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::{tcp, udp, WireError};
 
 /// Why a packet could not be translated. The packet is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
-    /// The packet, or the packet an ICMP error quotes, is malformed or of an
-    /// unsupported kind.
+    /// The packet, or the packet an ICMP error quotes, is malformed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The packet, or the packet an ICMP error quotes, is of a kind NAT does
+    /// not track (another protocol, an ICMP type that is neither an echo nor
+    /// a translated error, a quoted later fragment).
+    #[error(transparent)]
+    Flow(FlowError),
     /// `rewrite_src`/`rewrite_dst` got an ICMP error; translate it with
     /// `rewrite_icmp_error_for_inside`/`_for_outside`.
     #[error("packet is an ICMP error: use the ICMP error rewriters")]
@@ -79,6 +83,17 @@ pub enum RewriteError {
         /// The quoted packet's protocol.
         found: Proto,
     },
+}
+
+impl From<FlowError> for RewriteError {
+    /// A malformed packet is [`RewriteError::Wire`] whichever layer found
+    /// it; only the tracker's own refusals are [`RewriteError::Flow`].
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Wire(w) => RewriteError::Wire(w),
+            other => RewriteError::Flow(other),
+        }
+    }
 }
 
 /// What a transport rewrite changed.
@@ -229,7 +244,7 @@ fn rewrite_endpoint(
         return Ok(Rewritten::AddressOnly);
     }
     let proto = Proto::from_ip_protocol(ip.protocol())
-        .ok_or(WireError::UnsupportedProtocol(ip.protocol()))?;
+        .ok_or(FlowError::UntrackedProtocol(ip.protocol()))?;
     let layout = L4Layout::of(proto);
     let l4 = ip.payload_mut();
     if l4.len() < layout.min_len {
@@ -246,7 +261,7 @@ fn rewrite_endpoint(
             return Err(RewriteError::IsIcmpError);
         }
         if !matches!(t, icmp::ECHO_REQUEST | icmp::ECHO_REPLY) {
-            return Err(WireError::UntrackedIcmp {
+            return Err(FlowError::UntrackedIcmp {
                 icmp_type: t,
                 code: l4[1],
             }

@@ -20,9 +20,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use yard_nat::wire::{Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 use yard_wire::checksum::L4Checksum;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::TcpPacket;
 
 use super::Port;
 use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};

@@ -1,7 +1,7 @@
 //! Ethernet II frame view: destination, source, EtherType, payload. No VLAN
 //! tags — the switch strips them before a frame reaches the gateway.
 
-use super::WireError;
+use crate::WireError;
 
 /// Header length.
 pub const HEADER_LEN: usize = 14;
@@ -13,7 +13,7 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const BROADCAST: [u8; 6] = [0xff; 6];
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const DST: Range<usize> = 0..6;
     pub const SRC: Range<usize> = 6..12;
     pub const ETHERTYPE: Range<usize> = 12..14;
@@ -44,7 +44,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(EthernetFrame { buffer })
     }
 
-    fn mac_at(&self, r: std::ops::Range<usize>) -> [u8; 6] {
+    fn mac_at(&self, r: core::ops::Range<usize>) -> [u8; 6] {
         let b = &self.buffer.as_ref()[r];
         [b[0], b[1], b[2], b[3], b[4], b[5]]
     }

@@ -6,13 +6,13 @@
 //! Option parsing stops quietly at malformed options (a length that runs
 //! past the header), reporting no MSS rather than failing.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum::{self, L4Checksum};
+use crate::checksum::{self, L4Checksum};
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const SRC_PORT: Range<usize> = 0..2;
     pub const DST_PORT: Range<usize> = 2..4;
     pub const SEQ: Range<usize> = 4..8;
@@ -89,7 +89,7 @@ impl TcpFlags {
     }
 }
 
-impl std::ops::BitOr for TcpFlags {
+impl core::ops::BitOr for TcpFlags {
     type Output = TcpFlags;
     fn bitor(self, rhs: TcpFlags) -> TcpFlags {
         TcpFlags(self.0 | rhs.0)
@@ -138,12 +138,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
 
-    fn u32_at(&self, r: std::ops::Range<usize>) -> u32 {
+    fn u32_at(&self, r: core::ops::Range<usize>) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]])
     }
@@ -248,7 +248,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 

@@ -11,14 +11,14 @@
 //! (RFC 1624); the other setters write the field only, and the caller ends
 //! with [`Ipv4Packet::fill_checksum`].
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::WireError;
 
 /// Field offsets.
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;
     pub const TOTAL_LEN: Range<usize> = 2..4;
@@ -110,7 +110,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -226,7 +226,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 

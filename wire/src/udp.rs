@@ -5,15 +5,15 @@
 //! the first fragment of a larger datagram or an ICMP error's truncated
 //! quote; [`UdpPacket::payload`] is bounded by both the length field and the
 //! buffer. A checksum field of 0 means "no checksum" (see
-//! [`yard_wire::checksum`]).
+//! [`crate::checksum`]).
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const SRC_PORT: Range<usize> = 0..2;
     pub const DST_PORT: Range<usize> = 2..4;
     pub const LENGTH: Range<usize> = 4..6;
@@ -56,7 +56,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -97,7 +97,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 

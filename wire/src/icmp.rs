@@ -11,14 +11,14 @@
 //! which is never less than RFC 792's header + 8 bytes; it refuses the cases
 //! RFC 1812 section 4.3.2.7 forbids.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::ipv4::{self, Ipv4Packet};
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::ipv4::{self, Ipv4Packet};
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;
     pub const CHECKSUM: Range<usize> = 2..4;
@@ -91,7 +91,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -179,7 +179,7 @@ pub fn is_translated_error_type(t: u8) -> bool {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 

@@ -6,13 +6,13 @@
 //! buffer of at least 28 bytes; after it no accessor panics. The buffer is
 //! the Ethernet payload (it may carry padding after the 28 bytes).
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::ethernet::{self, EthernetFrame};
-use super::WireError;
+use crate::ethernet::{self, EthernetFrame};
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const HTYPE: Range<usize> = 0..2;
     pub const PTYPE: Range<usize> = 2..4;
     pub const HLEN: usize = 4;
@@ -94,17 +94,17 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(p)
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
 
-    fn mac_at(&self, r: std::ops::Range<usize>) -> [u8; 6] {
+    fn mac_at(&self, r: core::ops::Range<usize>) -> [u8; 6] {
         let b = &self.buffer.as_ref()[r];
         [b[0], b[1], b[2], b[3], b[4], b[5]]
     }
 
-    fn ip_at(&self, r: std::ops::Range<usize>) -> Ipv4Addr {
+    fn ip_at(&self, r: core::ops::Range<usize>) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[r];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use crate::flow::{FlowKey, Proto};
 use yard_wire::icmp::IcmpPacket;
+use yard_wire::ip::protocol;
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::tcp::{TcpFlags, TcpPacket};
 use yard_wire::udp::UdpPacket;
@@ -157,7 +158,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, FlowError> {
     let fragment = ip.more_frags().then(|| fragment_info(&ip));
     let (src, dst) = (ip.src(), ip.dst());
     match ip.protocol() {
-        6 => {
+        protocol::TCP => {
             let tcp = TcpPacket::new_checked(ip.payload())?;
             Ok(PacketFlow::Transport {
                 key: FlowKey {
@@ -171,7 +172,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, FlowError> {
                 fragment,
             })
         }
-        17 => {
+        protocol::UDP => {
             let udp = UdpPacket::new_checked(ip.payload())?;
             Ok(PacketFlow::Transport {
                 key: FlowKey {
@@ -185,7 +186,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, FlowError> {
                 fragment,
             })
         }
-        1 => {
+        protocol::ICMP => {
             let icmp = IcmpPacket::new_checked(ip.payload())?;
             if icmp.is_echo() {
                 let id = icmp.echo_ident();
@@ -240,15 +241,15 @@ pub(crate) fn quoted_flow(quote: &[u8]) -> Result<(FlowKey, usize), FlowError> {
     // The 8 quoted bytes hold the ports (or the echo identifier); the views
     // are unchecked because a quote may stop before the rest of the header.
     let (proto, sport, dport) = match q.protocol() {
-        6 => {
+        protocol::TCP => {
             let tcp = TcpPacket::new_unchecked(l4);
             (Proto::Tcp, tcp.src_port(), tcp.dst_port())
         }
-        17 => {
+        protocol::UDP => {
             let udp = UdpPacket::new_unchecked(l4);
             (Proto::Udp, udp.src_port(), udp.dst_port())
         }
-        1 => {
+        protocol::ICMP => {
             let echo = IcmpPacket::new_unchecked(l4);
             if !echo.is_echo() {
                 return Err(FlowError::UntrackableQuote(

@@ -8,7 +8,7 @@
 
 use core::net::Ipv4Addr;
 
-use crate::ethernet::{self, EthernetFrame};
+use crate::ethernet::{self, ethertype, EthernetFrame};
 use crate::WireError;
 
 mod field {
@@ -85,7 +85,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         let p = ArpPacket { buffer };
         let b = p.buffer.as_ref();
         if p.u16_at(field::HTYPE) != 1
-            || p.u16_at(field::PTYPE) != ethernet::ETHERTYPE_IPV4
+            || p.u16_at(field::PTYPE) != ethertype::IPV4
             || b[field::HLEN] != 6
             || b[field::PLEN] != 4
         {
@@ -140,7 +140,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     pub fn fill_fixed(&mut self) {
         let b = self.buffer.as_mut();
         b[field::HTYPE].copy_from_slice(&1u16.to_be_bytes());
-        b[field::PTYPE].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        b[field::PTYPE].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
     }
@@ -227,7 +227,7 @@ impl ArpFrame {
         let mut eth = EthernetFrame::new_unchecked(&mut out[..FRAME_LEN]);
         eth.set_dst(self.eth_dst);
         eth.set_src(self.sender_hw);
-        eth.set_ethertype(ethernet::ETHERTYPE_ARP);
+        eth.set_ethertype(ethertype::ARP);
         let mut arp = ArpPacket::new_unchecked(eth.payload_mut());
         arp.fill_fixed();
         arp.set_op(self.op);

@@ -170,7 +170,7 @@ pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8]) -> u16
 /// [`l4_checksum`] with UDP's rule applied: a computed 0 is sent as `0xffff`
 /// (0 on the wire means "no checksum").
 pub fn l4_checksum_udp(src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> u16 {
-    match l4_checksum(src, dst, 17, l4) {
+    match l4_checksum(src, dst, crate::ip::protocol::UDP, l4) {
         0 => 0xffff,
         c => c,
     }

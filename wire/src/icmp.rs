@@ -14,6 +14,7 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum;
+use crate::ip::protocol;
 use crate::ipv4::{self, Ipv4Packet};
 use crate::WireError;
 
@@ -238,7 +239,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
 /// one: echo requests are never checksum-offloaded.
 pub fn echo_reply_in_place(ip: &mut [u8], ttl: u8) -> Result<usize, WireError> {
     let mut p = Ipv4Packet::new_checked(ip)?;
-    if p.protocol() != 1 {
+    if p.protocol() != protocol::ICMP {
         return Err(WireError::UnsupportedProtocol(p.protocol()));
     }
     if p.is_fragment() {
@@ -348,7 +349,7 @@ pub fn build_icmp_error(
     ip.set_ident(ident);
     ip.set_flags_frag(false, false, 0);
     ip.as_bytes_mut()[8] = DEFAULT_TTL;
-    ip.set_protocol(1);
+    ip.set_protocol(protocol::ICMP);
     ip.set_src_raw(src);
     ip.set_dst_raw(orig.src());
     ip.fill_checksum();
@@ -369,7 +370,7 @@ fn check_error_allowed(orig: &Ipv4Packet<&[u8]>) -> Result<(), WireError> {
             "the packet is a non-first fragment",
         ));
     }
-    if orig.protocol() == 1 {
+    if orig.protocol() == protocol::ICMP {
         let payload = orig.payload();
         // An error about an error could loop; a truncated ICMP header is
         // treated as one to be safe.

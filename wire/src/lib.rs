@@ -8,8 +8,11 @@
 //!
 //! - [`checksum`]: the Internet checksum — full (RFC 1071), incremental
 //!   (RFC 1624) and the partial (virtio `NEEDS_CSUM`) case.
-//! - [`ethernet`]: Ethernet II frame view.
+//! - [`ethernet`]: Ethernet II frame view and the EtherType numbers
+//!   ([`ethernet::ethertype`]).
+//! - [`vlan`]: 802.1Q / 802.1ad tag view.
 //! - [`arp`]: Ethernet/IPv4 ARP view, and the request and reply frames.
+//! - [`ip`]: what IPv4 and IPv6 share — the protocol numbers.
 //! - [`ipv4`]: IPv4 header view.
 //! - [`icmp`]: ICMPv4 view, the echo reply made in place and ICMP errors.
 //! - [`tcp`]: TCP header view, flags and the MSS option.
@@ -24,8 +27,10 @@ pub mod checksum;
 mod error;
 pub mod ethernet;
 pub mod icmp;
+pub mod ip;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod vlan;
 
 pub use error::WireError;

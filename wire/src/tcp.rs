@@ -9,6 +9,7 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum::{self, L4Checksum};
+use crate::ip::protocol;
 use crate::WireError;
 
 mod field {
@@ -243,7 +244,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// True when the checksum is correct for a segment of this length between
     /// `src` and `dst` (the buffer must be exactly the segment).
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        checksum::l4_checksum(src, dst, 6, self.buffer.as_ref()) == 0
+        checksum::l4_checksum(src, dst, protocol::TCP, self.buffer.as_ref()) == 0
     }
 }
 
@@ -310,7 +311,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Recomputes the full checksum over the whole buffer (the segment).
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let c = checksum::l4_checksum(src, dst, 6, self.buffer.as_ref());
+        let c = checksum::l4_checksum(src, dst, protocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }

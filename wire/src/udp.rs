@@ -10,6 +10,7 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum;
+use crate::ip::protocol;
 use crate::WireError;
 
 mod field {
@@ -92,7 +93,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// True when the checksum field is 0 ("none") or correct for this
     /// buffer (which must be exactly the datagram) between `src` and `dst`.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        self.checksum() == 0 || checksum::l4_checksum(src, dst, 17, self.buffer.as_ref()) == 0
+        self.checksum() == 0
+            || checksum::l4_checksum(src, dst, protocol::UDP, self.buffer.as_ref()) == 0
     }
 }
 

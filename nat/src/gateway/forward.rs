@@ -22,7 +22,7 @@ use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
 use yard_wire::arp::{self, build_arp_reply, build_arp_request, ArpOp, ArpPacket};
 use yard_wire::checksum::{checksum, L4Checksum};
-use yard_wire::ethernet::{self, EthernetFrame};
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
 use yard_wire::icmp::{self, build_icmp_error, echo_reply_in_place, IcmpErrorKind};
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::tcp::TcpPacket;
@@ -106,14 +106,14 @@ impl Gateway {
         let (dst_mac, ethertype) = (eth.dst(), eth.ethertype());
         let to_us = dst_mac == mac;
         match ethertype {
-            ethernet::ETHERTYPE_ARP if to_us || dst_mac == ethernet::BROADCAST => {
+            ethertype::ARP if to_us || dst_mac == ethernet::BROADCAST => {
                 self.handle_arp(side, frame, now)
             }
-            ethernet::ETHERTYPE_IPV4 if to_us => self.handle_ipv4(side, frame, offload, now),
+            ethertype::IPV4 if to_us => self.handle_ipv4(side, frame, offload, now),
             _ if !to_us && dst_mac != ethernet::BROADCAST => {
                 Action::Drop(GatewayDrop::NotForGateway)
             }
-            ethernet::ETHERTYPE_IPV4 => Action::Drop(GatewayDrop::NotForGateway),
+            ethertype::IPV4 => Action::Drop(GatewayDrop::NotForGateway),
             _ => Action::Drop(GatewayDrop::UnsupportedEthertype),
         }
     }
@@ -484,7 +484,7 @@ impl Gateway {
             return;
         };
         buf.truncate(ETH + n);
-        buf[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        buf[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         if translated {
             if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
                 if let Some(target) = self.untranslated_quote(&quoted, now) {

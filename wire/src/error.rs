@@ -52,6 +52,20 @@ pub enum WireError {
     /// RFC 1812 4.3.2.7 forbids an ICMP error about this packet.
     #[error("no ICMP error may be sent: {0}")]
     ErrorNotAllowed(&'static str),
+    /// The GRE version field is not 0.
+    #[error("GRE version {0}, expected 0")]
+    GreVersion(u8),
+    /// A GRE flag other than C, K and S is set (routing, strict source
+    /// route, recursion control or a reserved bit).
+    #[error("GRE flags {0:#06x} set besides checksum, key and sequence")]
+    GreUnknownFlags(u16),
+    /// An IPv4 packet to build would exceed the 65535 bytes its total length
+    /// field can say.
+    #[error("IPv4 packet of {total_len} bytes is over the 65535-byte limit: segment or fragment it first")]
+    TooLong {
+        /// The length the packet would have.
+        total_len: usize,
+    },
     /// The output buffer is too small.
     #[error("output buffer too small: need {need} bytes, have {have}")]
     BufferTooSmall {

@@ -15,7 +15,7 @@ use core::net::Ipv4Addr;
 
 use crate::checksum;
 use crate::ip::protocol;
-use crate::ipv4::{self, Ipv4Packet};
+use crate::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use crate::WireError;
 
 mod field {
@@ -61,6 +61,10 @@ pub const MAX_ERROR_LEN: usize = 576;
 
 /// TTL of the messages we originate.
 pub const DEFAULT_TTL: u8 = 64;
+
+/// TOS of the errors we build: precedence "internetwork control", as Linux
+/// sends them.
+const ERROR_TOS: u8 = 0xc0;
 
 /// A view of an ICMPv4 message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,17 +346,17 @@ pub fn build_icmp_error(
     let total = overhead + quote_len;
     let out = &mut out[..total];
 
-    let mut ip = Ipv4Packet::new_unchecked(&mut *out);
-    ip.set_version_ihl(5);
-    ip.set_tos(0xc0);
-    ip.set_total_len(total as u16);
-    ip.set_ident(ident);
-    ip.set_flags_frag(false, false, 0);
-    ip.as_bytes_mut()[8] = DEFAULT_TTL;
-    ip.set_protocol(protocol::ICMP);
-    ip.set_src_raw(src);
-    ip.set_dst_raw(orig.src());
-    ip.fill_checksum();
+    Ipv4Repr {
+        src,
+        dst: orig.src(),
+        protocol: protocol::ICMP,
+        payload_len: total - ipv4::HEADER_LEN,
+        ttl: DEFAULT_TTL,
+        ident,
+        dont_frag: false,
+        tos: ERROR_TOS,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut *out))?;
 
     let (icmp_type, code, rest) = kind.type_code_rest();
     let mut icmp = IcmpPacket::new_unchecked(&mut out[ipv4::HEADER_LEN..]);

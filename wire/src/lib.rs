@@ -17,6 +17,8 @@
 //! - [`icmp`]: ICMPv4 view, the echo reply made in place and ICMP errors.
 //! - [`tcp`]: TCP header view, flags and the MSS option.
 //! - [`udp`]: UDP header view.
+//! - [`gre`]: GRE header view (RFC 2784, key and sequence number from
+//!   RFC 2890) and the options it carries.
 //! - [`WireError`]: why bytes could not be read or written.
 
 #![cfg_attr(not(test), no_std)]
@@ -26,6 +28,7 @@ pub mod arp;
 pub mod checksum;
 mod error;
 pub mod ethernet;
+pub mod gre;
 pub mod icmp;
 pub mod ip;
 pub mod ipv4;

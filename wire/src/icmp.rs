@@ -33,6 +33,9 @@ mod field {
 /// Header length (type, code, checksum, 4 bytes of "rest of header").
 pub const HEADER_LEN: usize = 8;
 
+/// Offset of the checksum field.
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
+
 /// Echo reply.
 pub const ECHO_REPLY: u8 = 0;
 /// Destination unreachable.

@@ -16,16 +16,18 @@ use std::net::Ipv4Addr;
 use super::neighbour::Hold;
 use super::{Action, FrameOffload, Gateway, GatewayDrop, Side};
 use crate::classify::{flow_of, FlowError, FragmentInfo, PacketFlow};
-use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
+use crate::conntrack::{tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
 use yard_wire::arp::{self, build_arp_reply, build_arp_request, ArpOp, ArpPacket};
-use yard_wire::checksum::{checksum, L4Checksum};
+use yard_wire::checksum::L4Checksum;
 use yard_wire::ethernet::{self, ethertype, EthernetFrame};
-use yard_wire::icmp::{self, build_icmp_error, echo_reply_in_place, IcmpErrorKind};
+use yard_wire::icmp::{self, build_icmp_error, echo_reply_in_place, IcmpErrorKind, IcmpPacket};
+use yard_wire::ip::protocol;
 use yard_wire::ipv4::Ipv4Packet;
-use yard_wire::tcp::TcpPacket;
+use yard_wire::tcp::{self, TcpPacket};
+use yard_wire::udp::UdpPacket;
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -484,7 +486,7 @@ impl Gateway {
             return;
         };
         buf.truncate(ETH + n);
-        buf[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+        EthernetFrame::new_unchecked(&mut buf[..]).set_ethertype(ethertype::IPV4);
         if translated {
             if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
                 if let Some(target) = self.untranslated_quote(&quoted, now) {
@@ -604,13 +606,13 @@ fn summary(ip: &[u8], proto: Proto) -> Packet {
     };
     let flags = tcp.flags();
     let seg = TcpSegment {
-        flags: CtFlags(flags.0),
+        flags,
         seq: tcp.seq(),
         ack: tcp.ack(),
         window: tcp.window(),
         payload_len: tcp.payload().len() as u32,
         wscale: if flags.syn() {
-            window_scale(tcp.options())
+            tcp.window_scale()
         } else {
             None
         },
@@ -618,38 +620,17 @@ fn summary(ip: &[u8], proto: Proto) -> Packet {
     Packet::tcp(bytes, seg)
 }
 
-/// The window scale option (kind 3, length 3) among TCP options.
-fn window_scale(opts: &[u8]) -> Option<u8> {
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = usize::from(*opts.get(i + 1)?);
-                if len < 2 || i + len > opts.len() {
-                    return None;
-                }
-                if kind == 3 && len == 3 {
-                    return Some(opts[i + 2]);
-                }
-                i += len;
-            }
-        }
-    }
-    None
-}
-
 /// Whether the ICMP error in IPv4 packet `ip` (checked by the classifier:
 /// a complete header, an ICMP header and a quoted IP header with 8 bytes
 /// after it) has a correct ICMP checksum, and the IP header it quotes a
 /// correct header checksum (RFC 5508 REQ-3 and REQ-3a: drop it otherwise).
 fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let icmp = &ip[ihl..];
-    let quote = &icmp[8..];
-    let quoted_ihl = usize::from(quote[0] & 0x0f) * 4;
-    checksum(icmp) == 0 && quote.len() >= quoted_ihl && checksum(&quote[..quoted_ihl]) == 0
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let Ok(icmp) = IcmpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    icmp.verify_checksum()
+        && Ipv4Packet::new_quoted(icmp.data()).is_ok_and(|quote| quote.verify_checksum())
 }
 
 /// Replaces the partial (pseudo-header) L4 checksum of an unfragmented TCP or
@@ -666,20 +647,16 @@ fn finish_partial_checksum(ip: &mut [u8]) {
     }
     let (src, dst, proto) = (packet.src(), packet.dst(), packet.protocol());
     let (start, end) = (packet.header_len(), usize::from(packet.total_len()));
-    let field = match proto {
-        6 => start + 16,
-        17 => start + 6,
-        _ => return,
-    };
-    if field + 2 > end {
-        return;
+    let l4 = &mut ip[start..end];
+    match proto {
+        protocol::TCP if l4.len() >= tcp::CHECKSUM_OFFSET + 2 => {
+            TcpPacket::new_unchecked(l4).fill_checksum(src, dst);
+        }
+        protocol::UDP => {
+            if let Ok(mut udp) = UdpPacket::new_checked(l4) {
+                udp.fill_checksum(src, dst);
+            }
+        }
+        _ => {}
     }
-    ip[field..field + 2].copy_from_slice(&[0, 0]);
-    let l4 = &ip[start..end];
-    let sum = if proto == 17 {
-        yard_wire::checksum::l4_checksum_udp(src, dst, l4)
-    } else {
-        yard_wire::checksum::l4_checksum(src, dst, proto, l4)
-    };
-    ip[field..field + 2].copy_from_slice(&sum.to_be_bytes());
 }

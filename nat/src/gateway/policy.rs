@@ -11,11 +11,11 @@ use std::net::Ipv4Addr;
 
 use super::forward::Xlate;
 use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
-use crate::conntrack::tcp::TcpFlags as CtFlags;
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
 use crate::mapping::MappingError;
 use yard_wire::icmp::IcmpErrorKind;
+use yard_wire::tcp::TcpFlags;
 
 impl Gateway {
     /// Where `dst` goes: (side, next hop). A network's subnet first, then
@@ -104,7 +104,7 @@ impl Gateway {
         // connection: masqueraded as a new outgoing one it would leave from
         // the wrong port and draw a RST. Its client's next segment picks it
         // up the right way round.
-        let picks_up = pkt.tcp.is_some_and(|t| !t.flags.contains(CtFlags::SYN));
+        let picks_up = pkt.tcp.is_some_and(|t| !t.flags.contains(TcpFlags::SYN));
         if picks_up && matches!(side, Side::Net(_)) && self.sent_by_published_target(&key) {
             return Err(GatewayDrop::InvalidTcp);
         }

@@ -19,6 +19,7 @@
 //! - [`udp`]: UDP header view.
 //! - [`gre`]: GRE header view (RFC 2784, key and sequence number from
 //!   RFC 2890) and the options it carries.
+//! - [`cidr`]: IPv4 prefixes and their arithmetic ([`cidr::Ipv4Cidr`]).
 //! - [`WireError`]: why bytes could not be read or written.
 
 #![cfg_attr(not(test), no_std)]
@@ -26,6 +27,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod cidr;
 mod error;
 pub mod ethernet;
 pub mod gre;

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 use super::forward::Xlate;
-use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
+use super::{cidr, in_subnet, Gateway, GatewayDrop, Side};
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
 use crate::mapping::MappingError;
@@ -53,7 +53,7 @@ impl Gateway {
             || self
                 .nets
                 .iter()
-                .any(|n| n.subnet.1 < 31 && addr == subnet_broadcast(n.subnet))
+                .any(|n| cidr(n.subnet).is_directed_broadcast(addr))
     }
 
     /// The published port `key` hits: (rule, DNAT target endpoint).

@@ -1,10 +1,12 @@
 //! ARP view (RFC 826) for Ethernet and IPv4 only, and the request and reply
-//! frames the gateway sends.
+//! frames the project sends (the gateway's, built from an [`ArpFrame`]).
 //!
-//! [`ArpPacket::new_checked`] accepts only hardware type 1 (Ethernet),
-//! protocol type 0x0800 (IPv4), hardware length 6 and protocol length 4 in a
-//! buffer of at least 28 bytes; after it no accessor panics. The buffer is
-//! the Ethernet payload (it may carry padding after the 28 bytes).
+//! Contract: [`ArpPacket::new_checked`] accepts only hardware type 1
+//! (Ethernet), protocol type 0x0800 (IPv4), hardware length 6 and protocol
+//! length 4 in a buffer of at least 28 bytes; after it no accessor panics.
+//! The buffer is the Ethernet payload (it may carry padding after the 28
+//! bytes). [`ArpFrame::emit`] writes a whole 42-byte Ethernet frame and
+//! nothing else; padding to the Ethernet minimum is the caller's.
 
 use core::net::Ipv4Addr;
 

@@ -1,7 +1,9 @@
-//! ICMPv4 view (RFC 792) and the two ICMP messages the gateway writes: an
-//! echo reply made from a request in place, and an error quoting a packet.
+//! ICMPv4 view (RFC 792) and the two ICMP messages the project writes: an
+//! echo reply made from a request in place, and an error quoting a packet
+//! (destination unreachable — fragmentation needed among them —, time
+//! exceeded, parameter problem), described by an [`IcmpErrorKind`].
 //!
-//! The buffer is the ICMP message: the IPv4 payload. [`IcmpPacket::new_checked`]
+//! Contract: the buffer is the ICMP message: the IPv4 payload. [`IcmpPacket::new_checked`]
 //! checks the 8-byte header; the checksum covers the whole message (there is
 //! no pseudo-header). For errors the data after the header is the quoted
 //! packet: its IPv4 header and at least the first 8 bytes of its payload.
@@ -295,6 +297,23 @@ pub enum IcmpErrorKind {
 }
 
 impl IcmpErrorKind {
+    /// The kind of the error `msg` is, as [`build_icmp_error`] would have
+    /// written it; `None` for anything else (an echo, a redirect, a
+    /// parameter problem with a code other than 0).
+    pub fn parse<T: AsRef<[u8]>>(msg: &IcmpPacket<T>) -> Option<IcmpErrorKind> {
+        match (msg.msg_type(), msg.code()) {
+            (DEST_UNREACHABLE, CODE_FRAG_NEEDED) => Some(IcmpErrorKind::FragmentationNeeded {
+                next_hop_mtu: msg.next_hop_mtu(),
+            }),
+            (DEST_UNREACHABLE, code) => Some(IcmpErrorKind::DestUnreachable(code)),
+            (TIME_EXCEEDED, code) => Some(IcmpErrorKind::TimeExceeded(code)),
+            (PARAMETER_PROBLEM, 0) => Some(IcmpErrorKind::ParameterProblem {
+                pointer: msg.pointer(),
+            }),
+            _ => None,
+        }
+    }
+
     fn type_code_rest(self) -> (u8, u8, u32) {
         match self {
             IcmpErrorKind::DestUnreachable(code) => (DEST_UNREACHABLE, code, 0),
@@ -521,6 +540,25 @@ mod tests {
     }
 
     #[test]
+    fn error_kind_round_trips() {
+        let orig = udp(20);
+        let mut out = [0u8; 200];
+        for kind in [
+            IcmpErrorKind::DestUnreachable(13),
+            IcmpErrorKind::FragmentationNeeded { next_hop_mtu: 1400 },
+            IcmpErrorKind::TimeExceeded(1),
+            IcmpErrorKind::ParameterProblem { pointer: 9 },
+        ] {
+            let n = build_icmp_error(&mut out, GW, 1, kind, &orig).unwrap();
+            let icmp = IcmpPacket::new_checked(&out[20..n]).unwrap();
+            assert_eq!(IcmpErrorKind::parse(&icmp), Some(kind));
+        }
+        let req = echo_request(b"");
+        let echo = IcmpPacket::new_checked(&req[20..]).unwrap();
+        assert_eq!(IcmpErrorKind::parse(&echo), None);
+    }
+
+    #[test]
     fn parameter_problem_pointer() {
         let orig = udp(0);
         let mut out = [0u8; 100];
@@ -564,6 +602,7 @@ mod tests {
                 let _ = (i.msg_type(), i.code(), i.checksum(), i.echo_ident(), i.echo_seq());
                 let _ = (i.next_hop_mtu(), i.pointer(), i.rest_of_header(), i.data());
                 let _ = (i.quoted(), i.is_echo(), i.is_error(), i.verify_checksum());
+                let _ = IcmpErrorKind::parse(&i);
                 i.fill_checksum();
             }
             let mut out = [0u8; 128];

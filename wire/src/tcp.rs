@@ -1,6 +1,7 @@
-//! TCP header view (RFC 9293), including reading and rewriting the MSS option.
+//! TCP header view (RFC 9293), its flags ([`TcpFlags`]) and options: the MSS
+//! (read, rewritten, clamped) and the window scale.
 //!
-//! The buffer is the TCP segment: the IPv4 payload, header first.
+//! Contract: the buffer is the TCP segment: the IPv4 payload, header first.
 //! [`TcpPacket::new_checked`] checks that the fixed header and the options
 //! the data offset announces are present; after it no accessor panics.
 //! Options are walked by one iterator, [`TcpOptionIter`], which stops quietly

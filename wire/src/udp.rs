@@ -1,6 +1,6 @@
 //! UDP header view (RFC 768).
 //!
-//! The buffer is the datagram: the IPv4 payload, header first. The view
+//! Contract: the buffer is the datagram: the IPv4 payload, header first. The view
 //! checks only that the 8-byte header is present, because the buffer may be
 //! the first fragment of a larger datagram or an ICMP error's truncated
 //! quote; [`UdpPacket::payload`] is bounded by both the length field and the

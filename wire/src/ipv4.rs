@@ -1,6 +1,7 @@
-//! IPv4 header view (RFC 791).
+//! IPv4 header view (RFC 791) and [`Ipv4Repr`], the header the project
+//! writes.
 //!
-//! [`Ipv4Packet::new_checked`] validates version, IHL, total length and that
+//! Contract: [`Ipv4Packet::new_checked`] validates version, IHL, total length and that
 //! the header fits; after it no accessor panics. The buffer may be longer
 //! than the packet (Ethernet padding): [`Ipv4Packet::payload`] stops at the
 //! total length. [`Ipv4Packet::new_quoted`] accepts the truncated copy of a

@@ -9,9 +9,11 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use yard_benches::{allocations_per_call, CountingAlloc};
+use yard_nat::classify::flow_of;
 use yard_nat::rewrite::rewrite_src;
-use yard_nat::wire::{flow_of, Ipv4Packet, TcpFlags, TcpPacket};
 use yard_wire::checksum::L4Checksum;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::{TcpFlags, TcpPacket};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -4,8 +4,9 @@
 //! request and reply types ([`api`]), the small value types they carry
 //! ([`types`]), the rule for interface names both sides check ([`ifname`]),
 //! where the control socket and state live by default ([`paths`]), and a
-//! blocking client ([`client`]). It depends on no other Switchyard crate and
-//! performs no I/O except in [`client`].
+//! blocking client ([`client`]). Of the other Switchyard crates it depends
+//! only on `yard-wire` (pure, for prefix arithmetic), and it performs no I/O
+//! except in [`client`].
 
 pub mod api;
 pub mod cli;

@@ -2,13 +2,15 @@
 //!
 //! Both serialize as the strings people write (`02:00:ac:1e:00:02`,
 //! `172.30.0.0/16`), so the JSON a script sees is the text a person types.
-//! Parsing is strict and every error says what was expected.
+//! Parsing is strict and every error says what was expected. Prefix
+//! arithmetic is `yard_wire::cidr`'s; [`Ipv4Cidr`] adds the text forms.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use yard_wire::cidr as wire;
 
 /// A 48-bit Ethernet MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -111,7 +113,8 @@ impl<'de> Deserialize<'de> for MacAddr {
 }
 
 /// An IPv4 address with a prefix length: an interface address (`172.30.0.2/16`)
-/// or, with the host bits zero, a subnet (`172.30.0.0/16`).
+/// or, with the host bits zero, a subnet (`172.30.0.0/16`). The text and
+/// serde form of [`yard_wire::cidr::Ipv4Cidr`], which does the arithmetic.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Ipv4Cidr {
     /// The address as written.
@@ -123,54 +126,52 @@ pub struct Ipv4Cidr {
 impl Ipv4Cidr {
     /// Builds a prefix; `None` when `prefix > 32`.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
-        (prefix <= 32).then_some(Ipv4Cidr { addr, prefix })
+        wire::Ipv4Cidr::new(addr, prefix).map(Self::from)
+    }
+
+    /// The prefix as `yard_wire` computes with it. The fields are public, so
+    /// a prefix length over 32 can be written in: it reads as 32.
+    pub fn to_wire(&self) -> wire::Ipv4Cidr {
+        wire::Ipv4Cidr::new(self.addr, self.prefix).unwrap_or(wire::Ipv4Cidr::host(self.addr))
     }
 
     /// The netmask as a number.
     pub fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        }
+        self.to_wire().mask()
     }
 
     /// The same prefix with the host bits cleared.
     pub fn network(&self) -> Ipv4Cidr {
-        Ipv4Cidr {
-            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
-            prefix: self.prefix,
-        }
+        self.to_wire().network().into()
     }
 
     /// True when `ip` lies inside this prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+        self.to_wire().contains(ip)
     }
 
     /// True when the two prefixes share any address.
     pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
-        let shorter = if self.prefix <= other.prefix {
-            self
-        } else {
-            other
-        };
-        let longer = if self.prefix <= other.prefix {
-            other
-        } else {
-            self
-        };
-        shorter.contains(longer.addr)
+        self.to_wire().overlaps(&other.to_wire())
     }
 
     /// The first usable host address (network + 1), Docker's default gateway.
     pub fn first_host(&self) -> Ipv4Addr {
-        Ipv4Addr::from((u32::from(self.addr) & self.mask()).wrapping_add(1))
+        self.to_wire().first_host()
     }
 
     /// The directed broadcast address of the prefix.
     pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+        self.to_wire().broadcast()
+    }
+}
+
+impl From<wire::Ipv4Cidr> for Ipv4Cidr {
+    fn from(c: wire::Ipv4Cidr) -> Self {
+        Ipv4Cidr {
+            addr: c.addr(),
+            prefix: c.prefix(),
+        }
     }
 }
 

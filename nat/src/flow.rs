@@ -7,6 +7,8 @@
 
 use std::net::Ipv4Addr;
 
+use yard_wire::ip::protocol;
+
 /// IP protocol numbers the gateway tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
@@ -22,9 +24,9 @@ impl Proto {
     /// From the IPv4 protocol field; `None` for protocols not tracked.
     pub fn from_ip_protocol(p: u8) -> Option<Proto> {
         match p {
-            1 => Some(Proto::Icmp),
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
+            protocol::ICMP => Some(Proto::Icmp),
+            protocol::TCP => Some(Proto::Tcp),
+            protocol::UDP => Some(Proto::Udp),
             _ => None,
         }
     }
@@ -32,9 +34,9 @@ impl Proto {
     /// The IPv4 protocol field value.
     pub fn ip_protocol(self) -> u8 {
         match self {
-            Proto::Icmp => 1,
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
+            Proto::Icmp => protocol::ICMP,
+            Proto::Tcp => protocol::TCP,
+            Proto::Udp => protocol::UDP,
         }
     }
 

@@ -5,16 +5,17 @@
 //! without a daemon, a socket or root.
 //!
 //! - [`flow`]: the 5-tuple ([`flow::FlowKey`]) that identifies a connection.
-//! - [`wire`]: typed views over IPv4, TCP, UDP, ICMP and ARP with in-place setters.
+//! - [`classify`]: which flow an IPv4 packet belongs to ([`classify::flow_of`]).
+//!   The packets themselves are read and written through `yard_wire`'s views.
 //! - [`rewrite`]: applying a translation to a packet, ICMP errors included
 //!   (RFC 5508).
 //! - [`conntrack`]: the connection table, TCP state machine and timeouts.
 //! - [`mapping`]: SNAT port allocation (RFC 4787, 5382, 5508).
 
+pub mod classify;
 pub mod conntrack;
 pub mod flow;
 pub mod frag;
 pub mod gateway;
 pub mod mapping;
 pub mod rewrite;
-pub mod wire;

@@ -22,8 +22,10 @@
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
-use crate::gre::{GreOptions, GrePacket};
-use crate::ipv4::Ipv4Packet;
+use yard_wire::gre::{GreOptions, GrePacket};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::WireError;
+
 use crate::{TunnelKey, ETHERNET_HEADER_LEN, ETHERTYPE_TEB, IP_PROTOCOL_GRE};
 
 /// Why a received tunnel packet was dropped; one counter per variant.
@@ -98,6 +100,35 @@ impl DecapError {
             Self::IpChecksum => "bad-ip-checksum",
             Self::Fragment => "fragment",
             Self::NotGre => "not-gre",
+        }
+    }
+}
+
+impl From<WireError> for DecapError {
+    /// The counted reason for what the outer IPv4 and the GRE views refuse.
+    /// A total length past the buffer is a truncated packet, one below the
+    /// header a bad total length. The views used here return no other
+    /// errors; the rest are listed so a new one must be placed here.
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated { .. } => Self::Truncated,
+            WireError::BadVersion(_) => Self::IpVersion,
+            WireError::BadHeaderLen(_) => Self::IpHeaderLength,
+            WireError::BadTotalLen {
+                total_len,
+                header_len,
+                ..
+            } if usize::from(total_len) < header_len => Self::IpTotalLength,
+            WireError::BadTotalLen { .. } => Self::Truncated,
+            WireError::GreVersion(_) => Self::Version,
+            WireError::GreUnknownFlags(_) => Self::UnknownFlags,
+            WireError::UnsupportedArp
+            | WireError::UnsupportedProtocol(_)
+            | WireError::Fragmented
+            | WireError::NotEchoRequest(_)
+            | WireError::ErrorNotAllowed(_)
+            | WireError::TooLong { .. }
+            | WireError::BufferTooSmall { .. } => Self::Truncated,
         }
     }
 }

@@ -10,10 +10,65 @@
 //!
 //! Fast path: both functions are a handful of stores, plus one pass over the
 //! frame when the GRE checksum is on (it covers the payload, RFC 2784).
+//!
+//! The outer IPv4 header is what [`Ipv4Outer`] says, emitted through
+//! `yard_wire`'s [`Ipv4Repr`]; the GRE header through its [`GreOptions`].
 
-use crate::gre::{GreOptions, GrePacket};
-use crate::ipv4::{self, Ipv4Outer, Ipv4Packet};
+use core::net::Ipv4Addr;
+
+use yard_wire::gre::{GreOptions, GrePacket};
+use yard_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use yard_wire::WireError;
+
 use crate::{ETHERTYPE_TEB, IP_PROTOCOL_GRE};
+
+/// How the outer IPv4 header of an encapsulated packet is filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Outer {
+    /// Local tunnel endpoint.
+    pub src: Ipv4Addr,
+    /// Remote tunnel endpoint.
+    pub dst: Ipv4Addr,
+    /// Identification, from the caller's per-tunnel counter. (With
+    /// `IP_HDRINCL`, Linux replaces an identification of 0 with its own.)
+    pub ident: u16,
+    /// Time to live; [`DEFAULT_TTL`](crate::DEFAULT_TTL) (64) as Linux and OVS.
+    pub ttl: u8,
+    /// Set DF, as OVS does by default (`options:df_default=true`), so an
+    /// oversized packet is refused by the underlay rather than fragmented.
+    pub dont_fragment: bool,
+}
+
+impl Ipv4Outer {
+    /// Outer header from `src` to `dst` as OVS sends it: TTL 64, DF set,
+    /// identification 0 (set [`ident`](Self::ident) from a counter).
+    #[inline]
+    pub const fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        Self {
+            src,
+            dst,
+            ident: 0,
+            ttl: crate::DEFAULT_TTL,
+            dont_fragment: true,
+        }
+    }
+
+    /// The header to emit in front of a GRE packet of `payload_len` bytes:
+    /// protocol 47, DSCP and ECN 0, no options.
+    #[inline]
+    pub const fn repr(&self, payload_len: usize) -> Ipv4Repr {
+        Ipv4Repr {
+            src: self.src,
+            dst: self.dst,
+            protocol: IP_PROTOCOL_GRE,
+            payload_len,
+            ttl: self.ttl,
+            ident: self.ident,
+            dont_frag: self.dont_fragment,
+            tos: 0,
+        }
+    }
+}
 
 /// Why a frame could not be encapsulated. These are bugs or configuration
 /// errors of the caller (too little headroom, an overlay MTU above what the
@@ -142,13 +197,22 @@ pub fn encap_ipv4(
     let gre_len = options.header_len();
     let headers_len = ipv4::HEADER_LEN + gre_len;
     let (start, end) = place(buf.len(), inner_start, inner_len, headers_len)?;
-    let total_len = end - start;
-    let total_len_field =
-        u16::try_from(total_len).map_err(|_| EncapError::TooLong { total_len })?;
     let packet = &mut buf[start..end];
     let (ip_header, gre_packet) = packet.split_at_mut(ipv4::HEADER_LEN);
+    // The IPv4 header first: it is the step that can refuse (too long), and
+    // it writes nothing when it does.
+    outer
+        .repr(gre_packet.len())
+        .emit(&mut Ipv4Packet::new_unchecked(ip_header))
+        .map_err(|e| match e {
+            WireError::TooLong { total_len } => EncapError::TooLong { total_len },
+            // `place` left exactly HEADER_LEN bytes for the header.
+            _ => EncapError::Headroom {
+                needed: headers_len,
+                available: inner_start,
+            },
+        })?;
     write_gre(gre_packet, options);
-    Ipv4Packet::new_unchecked(ip_header).emit(&outer, IP_PROTOCOL_GRE, total_len_field);
     Ok(start)
 }
 

@@ -23,6 +23,11 @@
 //! - **MTU**: [`overlay_mtu`] is the largest inner IP MTU that fits the
 //!   underlay without fragmenting the outer packet.
 //!
+//! The bytes themselves — the GRE header view and its options, the IPv4
+//! header view and the [`Ipv4Repr`](yard_wire::ipv4::Ipv4Repr) the outer
+//! header is emitted from, the Internet checksum — are `yard_wire`'s; this
+//! crate decides what to write and which drop to count.
+//!
 //! Abbreviations used throughout: GRE = Generic Routing Encapsulation,
 //! TEB = Transparent Ethernet Bridging, DF = IPv4 Don't Fragment,
 //! MF = More Fragments, IHL = IPv4 Internet Header Length (in 32-bit words),
@@ -31,27 +36,26 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod checksum;
 pub mod decap;
 pub mod encap;
-pub mod gre;
-pub mod ipv4;
 pub mod mtu;
 
 use core::net::Ipv4Addr;
 
+use yard_wire::{ethernet, gre, ip, ipv4};
+
 pub use decap::{decap_gre, decap_ipv4, DecapError, Decapped, Ipv4Decapped};
-pub use encap::{encap_gre, encap_ipv4, EncapError};
-pub use gre::{GreOptions, GrePacket};
-pub use ipv4::{Ipv4Outer, Ipv4Packet};
+pub use encap::{encap_gre, encap_ipv4, EncapError, Ipv4Outer};
 pub use mtu::{encap_overhead, overlay_mtu, Carrier};
+/// The GRE options a tunnel sends, and a decapsulated packet carried.
+pub use yard_wire::gre::GreOptions;
 
 /// IP protocol number of GRE, the outer IPv4 header's protocol field.
-pub const IP_PROTOCOL_GRE: u8 = 47;
+pub const IP_PROTOCOL_GRE: u8 = ip::protocol::GRE;
 
 /// GRE protocol type of an Ethernet frame payload (Transparent Ethernet
 /// Bridging), what `gretap` and OVS `gre` ports use.
-pub const ETHERTYPE_TEB: u16 = 0x6558;
+pub const ETHERTYPE_TEB: u16 = ethernet::ethertype::TEB;
 
 /// UDP destination port for GRE-in-UDP (RFC 8086, IANA "gre-in-udp").
 pub const GRE_IN_UDP_PORT: u16 = 4754;
@@ -61,7 +65,7 @@ pub const DEFAULT_TTL: u8 = 64;
 
 /// Length of an Ethernet header without VLAN tag; the shortest inner frame
 /// decapsulation accepts.
-pub const ETHERNET_HEADER_LEN: usize = 14;
+pub const ETHERNET_HEADER_LEN: usize = ethernet::HEADER_LEN;
 
 /// Headroom that is always enough for [`encap_ipv4`]: outer IPv4 header
 /// without options (20) + the longest GRE header (16).

@@ -15,12 +15,13 @@
 //! counted because the overlay MTU, like any interface MTU, excludes its own
 //! link header; an inner 802.1Q tag would need 4 more.
 
-use crate::gre::GreOptions;
-use crate::ipv4;
+use yard_wire::gre::GreOptions;
+use yard_wire::{ipv4, udp};
+
 use crate::ETHERNET_HEADER_LEN;
 
 /// Length of a UDP header.
-pub const UDP_HEADER_LEN: usize = 8;
+pub const UDP_HEADER_LEN: usize = udp::HEADER_LEN;
 
 /// How GRE packets travel over the underlay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

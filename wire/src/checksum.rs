@@ -3,8 +3,9 @@
 //!
 //! Contract: pure arithmetic on slices and integers — no allocation, no
 //! panics, no I/O. Every value here is a 16-bit one's-complement quantity in
-//! host order; callers read and write header fields with `u16::from_be_bytes`
-//! and `to_be_bytes`.
+//! host order, as the views' field accessors return them. This is the one
+//! implementation of the checksum in the project: the views, the gateway,
+//! the GRE code and the daemon's offloads all call it.
 //!
 //! Terms used in this module:
 //! - a **sum** is the folded one's-complement sum of big-endian 16-bit words,
@@ -62,17 +63,17 @@ pub enum L4Checksum {
     Partial,
 }
 
-/// Folds a 64-bit end-around-carry accumulator to 16 bits.
+/// Folds a 64-bit accumulator of 16-bit words to 16 bits with end-around
+/// carry.
 ///
-/// `2^64 - 1` is a multiple of `0xffff`, so folding preserves the value mod
+/// `2^16 ≡ 1 (mod 0xffff)`, so every fold step preserves the value mod
 /// `0xffff`; a non-zero accumulator folds to a non-zero result.
 #[inline]
 fn fold64(mut s: u64) -> u16 {
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
+    // A few rounds at most; for a header's sum, one or two.
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
     s as u16
 }
 
@@ -84,47 +85,65 @@ fn fold32(mut s: u32) -> u16 {
     s as u16
 }
 
-/// Adds `w` to `acc` with end-around carry.
+/// Bytes summed between two folds of the accumulator in [`ones_sum`]: each
+/// 8-byte word adds less than `2^33`, so `2^27` words (1 GiB) stay far
+/// below `2^64`.
+const BLOCK: usize = 1 << 30;
+
+/// The unfolded sum of `block` (at most [`BLOCK`] bytes) read as 16-bit
+/// words in native byte order.
 #[inline]
-fn add_carry(acc: u64, w: u64) -> u64 {
-    let (s, carry) = acc.overflowing_add(w);
-    s + u64::from(carry)
+fn native_sum(block: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut words = block.chunks_exact(8);
+    for chunk in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(w);
+        // Two 32-bit halves: no carry to catch, so the loop vectorises.
+        acc += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut pairs = words.remainder().chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_ne_bytes([p[0], p[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        // A big-endian word whose second byte is the zero padding.
+        acc += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    acc
 }
 
 /// The folded one's-complement sum of `data` read as big-endian 16-bit words
 /// (an odd last byte is padded with a zero byte), not complemented.
 ///
-/// Sums eight bytes at a time into a 64-bit accumulator with end-around
-/// carry; no allocation. Returns 0 only when every byte of `data` is zero.
+/// Two facts from RFC 1071 make this fast: summing 32-bit pieces into a
+/// 64-bit accumulator and folding equals summing 16-bit words, and the sum
+/// is byte-order independent, so the words are read in native order and
+/// the folded result is swapped once. The loop is loads and adds the
+/// compiler vectorises (about three times the speed of an add-with-carry
+/// loop on a 1500-byte packet). No allocation, no panic for any length.
+/// Returns 0 only when every byte of `data` is zero.
 pub fn ones_sum(data: &[u8]) -> u16 {
-    let mut acc: u64 = 0;
-    let mut wide = data.chunks_exact(32);
-    for c in &mut wide {
-        // Four independent loads; each addition carries around on its own.
-        let a = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let b = u64::from_be_bytes([c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]]);
-        let d = u64::from_be_bytes([c[16], c[17], c[18], c[19], c[20], c[21], c[22], c[23]]);
-        let e = u64::from_be_bytes([c[24], c[25], c[26], c[27], c[28], c[29], c[30], c[31]]);
-        acc = add_carry(acc, a);
-        acc = add_carry(acc, b);
-        acc = add_carry(acc, d);
-        acc = add_carry(acc, e);
+    if data.len() > BLOCK {
+        return sum_in_blocks(data, BLOCK);
     }
-    let mut words = wide.remainder().chunks_exact(8);
-    for c in &mut words {
-        acc = add_carry(
-            acc,
-            u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
-        );
+    u16::from_be(fold64(native_sum(data)))
+}
+
+/// [`ones_sum`] folding after every `block` bytes (an even number, at most
+/// [`BLOCK`]), for data longer than a block; separate and cold so the
+/// packet-sized path stays small, and so the tests can use small blocks.
+#[cold]
+#[inline(never)]
+fn sum_in_blocks(data: &[u8], block: usize) -> u16 {
+    let mut folded: u16 = 0;
+    // Every block but the last has an even length, so words never straddle
+    // two blocks; one's-complement addition commutes with the byte swap.
+    for b in data.chunks(block) {
+        folded = add(folded, fold64(native_sum(b)));
     }
-    let mut pairs = words.remainder().chunks_exact(2);
-    for c in &mut pairs {
-        acc = add_carry(acc, u64::from(u16::from_be_bytes([c[0], c[1]])));
-    }
-    if let [last] = pairs.remainder() {
-        acc = add_carry(acc, u64::from(*last) << 8);
-    }
-    fold64(acc)
+    u16::from_be(folded)
 }
 
 /// One's-complement addition of two sums.
@@ -135,10 +154,17 @@ pub fn add(a: u16, b: u16) -> u16 {
 
 /// The Internet checksum of `data`: the complement of [`ones_sum`]. Use it to
 /// fill an IPv4 header's or ICMP message's checksum (with the field zeroed),
-/// or to verify one (a correct header checksums to 0).
+/// or to verify one (a correct header checksums to 0, see [`verify`]).
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     !ones_sum(data)
+}
+
+/// Whether `data`, its checksum field included, has a valid Internet
+/// checksum: its folded sum is `0xffff` (equivalently, [`checksum`] is 0).
+#[inline]
+pub fn verify(data: &[u8]) -> bool {
+    ones_sum(data) == 0xffff
 }
 
 /// The folded sum of the IPv4 pseudo-header (source, destination, zero byte,
@@ -170,7 +196,7 @@ pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8]) -> u16
 /// [`l4_checksum`] with UDP's rule applied: a computed 0 is sent as `0xffff`
 /// (0 on the wire means "no checksum").
 pub fn l4_checksum_udp(src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> u16 {
-    match l4_checksum(src, dst, 17, l4) {
+    match l4_checksum(src, dst, crate::ip::protocol::UDP, l4) {
         0 => 0xffff,
         c => c,
     }
@@ -276,6 +302,40 @@ mod tests {
         assert_eq!(checksum(&h), 0xb861);
     }
 
+    /// A straightforward 16-bit-word checksum, written independently of
+    /// [`reference_sum`] (it came with the GRE code's own checksum).
+    fn reference_checksum(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        for pair in data.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |b| u32::from(*b));
+            acc += hi | lo;
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn verify_ipv4_header_example() {
+        // A well-known IPv4 header whose checksum is 0xb861.
+        let mut header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&header), 0xb861);
+        header[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert!(verify(&header));
+        header[3] ^= 0x01;
+        assert!(!verify(&header));
+    }
+
+    #[test]
+    fn checksum_of_empty_and_zero_data() {
+        assert_eq!(checksum(&[]), 0xffff);
+        assert_eq!(checksum(&[0; 7]), 0xffff);
+        assert!(verify(&[0xff, 0xff]));
+    }
+
     #[test]
     fn empty_and_zero_data_sum_to_zero() {
         assert_eq!(ones_sum(&[]), 0);
@@ -303,6 +363,33 @@ mod tests {
         #[test]
         fn fast_sum_matches_reference(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(ones_sum(&data), reference_sum(&data));
+        }
+
+        #[test]
+        fn checksum_matches_reference_up_to_3000_bytes(
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            prop_assert_eq!(checksum(&data), reference_checksum(&data));
+        }
+
+        #[test]
+        fn folding_between_blocks_changes_nothing(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            half_block in 1usize..40,
+        ) {
+            prop_assert_eq!(sum_in_blocks(&data, 2 * half_block), reference_sum(&data));
+        }
+
+        #[test]
+        fn checksum_then_verify(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            // Append the checksum as a trailing word at an even offset.
+            let mut data = data;
+            if data.len() % 2 == 1 {
+                data.push(0);
+            }
+            let sum = checksum(&data);
+            data.extend_from_slice(&sum.to_be_bytes());
+            prop_assert!(verify(&data));
         }
 
         #[test]

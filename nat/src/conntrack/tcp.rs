@@ -55,34 +55,9 @@
 //! [`Invalid`]; the caller decides whether to forward them (Linux forwards
 //! INVALID unless a rule drops it). Such packets must not refresh the timer.
 
+use yard_wire::tcp::TcpFlags;
+
 use super::Dir;
-
-/// TCP header flags the tracker looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// FIN: no more data from the sender.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// SYN: synchronise sequence numbers.
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// RST: reset the connection.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// ACK: the acknowledgment field is significant.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-
-    /// Whether every flag of `other` is set.
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
-    }
-}
 
 /// What the tracker needs from one TCP segment (the packet layer fills it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

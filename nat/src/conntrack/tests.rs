@@ -5,10 +5,11 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::tcp::{Invalid, TcpFlags, TcpSegment, TcpState};
+use super::tcp::{Invalid, TcpSegment, TcpState};
 use super::*;
 use crate::flow::{FlowKey, Proto};
 use crate::mapping::Mapping;
+use yard_wire::tcp::TcpFlags;
 
 const SEC: u64 = 1000;
 const INSIDE: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);

@@ -15,16 +15,18 @@ use std::net::Ipv4Addr;
 
 use super::neighbour::{Held, Hold};
 use super::{Action, Gateway, GatewayDrop, IcmpErrors, OutFrame, Side};
-use crate::conntrack::{tcp::TcpFlags as CtFlags, tcp::TcpSegment, Dir, Entry, Packet};
+use crate::classify::{flow_of, FlowError, FragmentInfo, PacketFlow};
+use crate::conntrack::{tcp::TcpSegment, Dir, Entry, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
-use crate::wire::{
-    self, arp, build_arp_reply, build_arp_request, echo_reply_in_place, ethernet, flow_of, icmp,
-    ArpOp, ArpPacket, FragmentInfo, IcmpErrorKind, Ipv4Packet, PacketFlow, TcpPacket, WireError,
-};
-use yard_wire::checksum::{checksum, L4Checksum};
+use yard_wire::arp::{self, build_arp_reply, build_arp_request, ArpOp, ArpPacket};
+use yard_wire::checksum::L4Checksum;
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
+use yard_wire::icmp::{self, echo_reply_in_place, IcmpErrorKind, IcmpPacket};
+use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::{self, Offload};
+use yard_wire::tcp::TcpPacket;
 
 /// Ethernet header length: where the IP packet starts in a frame.
 pub(super) const ETH: usize = ethernet::HEADER_LEN;
@@ -90,7 +92,7 @@ impl Gateway {
     }
 
     fn dispatch(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
-        let Ok(eth) = wire::EthernetFrame::new_checked(&*frame) else {
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
             return Action::Drop(GatewayDrop::Malformed);
         };
         let Some((_, mac, _)) = self.side_addr(side) else {
@@ -99,14 +101,14 @@ impl Gateway {
         let (dst_mac, ethertype) = (eth.dst(), eth.ethertype());
         let to_us = dst_mac == mac;
         match ethertype {
-            ethernet::ETHERTYPE_ARP if to_us || dst_mac == ethernet::BROADCAST => {
+            ethertype::ARP if to_us || dst_mac == ethernet::BROADCAST => {
                 self.handle_arp(side, frame, now)
             }
-            ethernet::ETHERTYPE_IPV4 if to_us => self.handle_ipv4(side, frame, offload, now),
+            ethertype::IPV4 if to_us => self.handle_ipv4(side, frame, offload, now),
             _ if !to_us && dst_mac != ethernet::BROADCAST => {
                 Action::Drop(GatewayDrop::NotForGateway)
             }
-            ethernet::ETHERTYPE_IPV4 => Action::Drop(GatewayDrop::NotForGateway),
+            ethertype::IPV4 => Action::Drop(GatewayDrop::NotForGateway),
             _ => Action::Drop(GatewayDrop::UnsupportedEthertype),
         }
     }
@@ -174,7 +176,7 @@ impl Gateway {
     /// with the offload state it waited with.
     fn learn(&mut self, side: Side, ip: Ipv4Addr, mac: [u8; 6], now: u64) {
         for Held { mut bytes, offload } in self.neighbours.learn(side, ip, mac, now) {
-            wire::EthernetFrame::new_unchecked(&mut bytes[..]).set_dst(mac);
+            EthernetFrame::new_unchecked(&mut bytes[..]).set_dst(mac);
             self.counters.forwarded += 1;
             self.outbox.push_back(OutFrame {
                 side,
@@ -198,10 +200,10 @@ impl Gateway {
         }
         let flow = match flow_of(&frame[ETH..end]) {
             Ok(f) => f,
-            Err(WireError::UnsupportedProtocol(_)) if !self.is_our_addr(dst) => {
+            Err(FlowError::UntrackedProtocol(_)) if !self.is_our_addr(dst) => {
                 return Action::Drop(GatewayDrop::UnsupportedProtocol)
             }
-            Err(WireError::UnsupportedProtocol(_) | WireError::UntrackedIcmp { .. }) => {
+            Err(FlowError::UntrackedProtocol(_) | FlowError::UntrackedIcmp { .. }) => {
                 return Action::Drop(if self.is_our_addr(dst) {
                     GatewayDrop::NotForGateway
                 } else {
@@ -257,7 +259,7 @@ impl Gateway {
         if echo_reply_in_place(&mut frame[ETH..end], OWN_TTL).is_err() {
             return Action::Drop(GatewayDrop::Malformed);
         }
-        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         let peer = eth.src();
         eth.set_dst(peer);
         eth.set_src(mac);
@@ -379,7 +381,7 @@ impl Gateway {
         let Some((our_ip, mac, _)) = self.side_addr(side) else {
             return Action::Drop(GatewayDrop::NoRoute);
         };
-        let mut eth = wire::EthernetFrame::new_unchecked(&mut *frame);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
         eth.set_src(mac);
         if let Some((dst_mac, refresh)) = self.neighbours.lookup_in_use(side, next_hop, now) {
             eth.set_dst(dst_mac);
@@ -590,13 +592,13 @@ fn summary(ip: &[u8], proto: Proto) -> Packet {
     };
     let flags = tcp.flags();
     let seg = TcpSegment {
-        flags: CtFlags(flags.0),
+        flags,
         seq: tcp.seq(),
         ack: tcp.ack(),
         window: tcp.window(),
         payload_len: tcp.payload().len() as u32,
         wscale: if flags.syn() {
-            window_scale(tcp.options())
+            tcp.window_scale()
         } else {
             None
         },
@@ -604,36 +606,15 @@ fn summary(ip: &[u8], proto: Proto) -> Packet {
     Packet::tcp(bytes, seg)
 }
 
-/// The window scale option (kind 3, length 3) among TCP options.
-fn window_scale(opts: &[u8]) -> Option<u8> {
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = usize::from(*opts.get(i + 1)?);
-                if len < 2 || i + len > opts.len() {
-                    return None;
-                }
-                if kind == 3 && len == 3 {
-                    return Some(opts[i + 2]);
-                }
-                i += len;
-            }
-        }
-    }
-    None
-}
-
 /// Whether the ICMP error in IPv4 packet `ip` (checked by the classifier:
 /// a complete header, an ICMP header and a quoted IP header with 8 bytes
 /// after it) has a correct ICMP checksum, and the IP header it quotes a
 /// correct header checksum (RFC 5508 REQ-3 and REQ-3a: drop it otherwise).
 fn icmp_error_checksums_hold(ip: &[u8]) -> bool {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let icmp = &ip[ihl..];
-    let quote = &icmp[8..];
-    let quoted_ihl = usize::from(quote[0] & 0x0f) * 4;
-    checksum(icmp) == 0 && quote.len() >= quoted_ihl && checksum(&quote[..quoted_ihl]) == 0
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let Ok(icmp) = IcmpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    icmp.verify_checksum()
+        && Ipv4Packet::new_quoted(icmp.data()).is_ok_and(|quote| quote.verify_checksum())
 }

@@ -12,12 +12,15 @@
 //! make Switchyard send as many packets back. Building an error writes an
 //! Ethernet frame into a caller's buffer (a scratch frame on the datapath):
 //! no allocation. The ICMP message itself comes from
-//! [`crate::wire::build_icmp_error`].
+//! [`yard_wire::icmp::build_icmp_error`].
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::wire::{self, build_icmp_error, ethernet, IcmpErrorKind, Ipv4Packet, WireError};
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
+use yard_wire::icmp::{build_icmp_error, IcmpErrorKind};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::WireError;
 
 /// Most errors sent back to back.
 const BURST: u64 = 50;
@@ -125,7 +128,7 @@ impl IcmpErrors {
         };
         let n = build_icmp_error(ip, src, ident, kind, original)?;
         header.fill(0);
-        header[ethernet::HEADER_LEN - 2..].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        EthernetFrame::new_unchecked(header).set_ethertype(ethertype::IPV4);
         Ok(ethernet::HEADER_LEN + n)
     }
 
@@ -142,7 +145,7 @@ impl IcmpErrors {
         frame: &[u8],
         kind: IcmpErrorKind,
     ) -> Result<usize, IcmpRefused> {
-        let eth = wire::EthernetFrame::new_checked(frame)?;
+        let eth = EthernetFrame::new_checked(frame)?;
         let (to_mac, from_mac) = (eth.src(), eth.dst());
         let original = &frame[ethernet::HEADER_LEN..];
         let ip = Ipv4Packet::new_checked(original)?;
@@ -151,7 +154,7 @@ impl IcmpErrors {
             return Err(IcmpRefused::Limited);
         }
         let n = Self::write(out, from, ident, kind, original)?;
-        let mut reply = wire::EthernetFrame::new_unchecked(&mut out[..n]);
+        let mut reply = EthernetFrame::new_unchecked(&mut out[..n]);
         reply.set_dst(to_mac);
         reply.set_src(from_mac);
         Ok(n)
@@ -163,7 +166,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::wire::icmp;
+    use yard_wire::icmp;
 
     #[test]
     fn a_burst_of_50_then_one_per_millisecond() {

@@ -42,7 +42,8 @@ use crate::conntrack::{self, Conntrack, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
-use crate::wire::IcmpErrorKind;
+use yard_wire::cidr::Ipv4Cidr;
+use yard_wire::icmp::IcmpErrorKind;
 use yard_wire::offload::Offload;
 
 pub use icmp_errors::{IcmpErrors, IcmpRefused};
@@ -461,20 +462,13 @@ impl Gateway {
     }
 }
 
+/// `subnet` (address, prefix length) as a prefix; a length over 32 is read
+/// as 32, one address, as it always has been.
+fn cidr((addr, prefix): (Ipv4Addr, u8)) -> Ipv4Cidr {
+    Ipv4Cidr::new(addr, prefix).unwrap_or(Ipv4Cidr::host(addr))
+}
+
 /// Whether `addr` is inside `subnet` (address, prefix length).
 fn in_subnet(addr: Ipv4Addr, subnet: (Ipv4Addr, u8)) -> bool {
-    let mask = mask(subnet.1);
-    u32::from(addr) & mask == u32::from(subnet.0) & mask
-}
-
-fn mask(prefix: u8) -> u32 {
-    match prefix {
-        0 => 0,
-        p => u32::MAX << (32 - u32::from(p.min(32))),
-    }
-}
-
-/// The directed broadcast address of `subnet`.
-fn subnet_broadcast(subnet: (Ipv4Addr, u8)) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.0) | !mask(subnet.1))
+    cidr(subnet).contains(addr)
 }

@@ -10,11 +10,11 @@
 use std::net::Ipv4Addr;
 
 use super::forward::Xlate;
-use super::{in_subnet, subnet_broadcast, Gateway, GatewayDrop, Side};
-use crate::conntrack::tcp::TcpFlags as CtFlags;
+use super::{cidr, in_subnet, Gateway, GatewayDrop, Side};
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
-use crate::wire::IcmpErrorKind;
+use yard_wire::icmp::IcmpErrorKind;
+use yard_wire::tcp::TcpFlags;
 
 impl Gateway {
     /// Where `dst` goes: (side, next hop). A network's subnet first, then
@@ -52,7 +52,7 @@ impl Gateway {
             || self
                 .nets
                 .iter()
-                .any(|n| n.subnet.1 < 31 && addr == subnet_broadcast(n.subnet))
+                .any(|n| cidr(n.subnet).is_directed_broadcast(addr))
     }
 
     /// The published port `key` hits: (rule, DNAT target endpoint).
@@ -103,7 +103,7 @@ impl Gateway {
         // connection: masqueraded as a new outgoing one it would leave from
         // the wrong port and draw a RST. Its client's next segment picks it
         // up the right way round.
-        let picks_up = pkt.tcp.is_some_and(|t| !t.flags.contains(CtFlags::SYN));
+        let picks_up = pkt.tcp.is_some_and(|t| !t.flags.contains(TcpFlags::SYN));
         if picks_up && matches!(side, Side::Net(_)) && self.sent_by_published_target(&key) {
             return Err(GatewayDrop::InvalidTcp);
         }

@@ -49,20 +49,26 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
+use crate::classify::{quoted_flow, FlowError};
 use crate::flow::{FlowKey, Proto};
-use crate::wire::icmp::{self, IcmpPacket};
-use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::quoted_flow;
-use crate::wire::{tcp, udp, WireError};
 use yard_wire::checksum::{self, L4Checksum};
+use yard_wire::icmp::{self, IcmpPacket};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::{self, TcpPacket};
+use yard_wire::udp::{self, UdpPacket};
+use yard_wire::WireError;
 
 /// Why a packet could not be translated. The packet is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
-    /// The packet, or the packet an ICMP error quotes, is malformed or of an
-    /// unsupported kind.
+    /// The packet, or the packet an ICMP error quotes, is malformed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The packet, or the packet an ICMP error quotes, is of a kind NAT does
+    /// not track (another protocol, an ICMP type that is neither an echo nor
+    /// a translated error, a quoted later fragment).
+    #[error(transparent)]
+    Flow(FlowError),
     /// `rewrite_src`/`rewrite_dst` got an ICMP error; translate it with
     /// `rewrite_icmp_error_for_inside`/`_for_outside`.
     #[error("packet is an ICMP error: use the ICMP error rewriters")]
@@ -81,6 +87,17 @@ pub enum RewriteError {
     },
 }
 
+impl From<FlowError> for RewriteError {
+    /// A malformed packet is [`RewriteError::Wire`] whichever layer found
+    /// it; only the tracker's own refusals are [`RewriteError::Flow`].
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Wire(w) => RewriteError::Wire(w),
+            other => RewriteError::Flow(other),
+        }
+    }
+}
+
 /// What a transport rewrite changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rewritten {
@@ -90,98 +107,107 @@ pub enum Rewritten {
     AddressOnly,
 }
 
-/// Offsets of the port (or identifier) fields and the checksum inside an L4
-/// header.
-#[derive(Clone, Copy)]
-struct L4Layout {
-    proto: Proto,
-    src_port: usize,
-    dst_port: usize,
-    checksum: usize,
-    /// Bytes of header that must be present to rewrite.
-    min_len: usize,
-}
-
-impl L4Layout {
-    fn of(proto: Proto) -> L4Layout {
-        match proto {
-            Proto::Tcp => L4Layout {
-                proto,
-                src_port: 0,
-                dst_port: 2,
-                checksum: tcp::CHECKSUM_OFFSET,
-                min_len: tcp::HEADER_LEN,
-            },
-            Proto::Udp => L4Layout {
-                proto,
-                src_port: 0,
-                dst_port: 2,
-                checksum: udp::CHECKSUM_OFFSET,
-                min_len: udp::HEADER_LEN,
-            },
-            // The echo identifier is both "ports".
-            Proto::Icmp => L4Layout {
-                proto,
-                src_port: 4,
-                dst_port: 4,
-                checksum: 2,
-                min_len: icmp::HEADER_LEN,
-            },
-        }
-    }
-}
-
-fn read16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn write16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn read32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn write32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Folds an IPv4 address change (part of the pseudo-header) into the L4
-/// checksum at `layout.checksum`.
-fn l4_address_change(l4: &mut [u8], layout: L4Layout, old: u32, new: u32, mode: L4Checksum) {
-    let at = layout.checksum;
-    let c = read16(l4, at);
-    let c = match (layout.proto, mode) {
-        (Proto::Icmp, _) => return,
-        (Proto::Tcp, L4Checksum::Full) => checksum::update32(c, old, new),
-        (Proto::Udp, L4Checksum::Full) => checksum::update32_udp(c, old, new),
-        (_, L4Checksum::Partial) => checksum::update_partial32(c, old, new),
-    };
-    write16(l4, at, c);
-}
-
-/// Writes a port (or echo identifier) at `at` and folds the change into the
-/// L4 checksum in full mode; a partial checksum is left alone because the
-/// device sums the port itself.
-fn l4_port_change(l4: &mut [u8], layout: L4Layout, at: usize, new: u16, mode: L4Checksum) {
-    let old = read16(l4, at);
-    write16(l4, at, new);
-    if mode == L4Checksum::Partial || old == new {
-        return;
-    }
-    let c = read16(l4, layout.checksum);
-    let c = match layout.proto {
-        Proto::Udp => checksum::update16_udp(c, old, new),
-        Proto::Tcp | Proto::Icmp => checksum::update16(c, old, new),
-    };
-    write16(l4, layout.checksum, c);
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
     Src,
     Dst,
+}
+
+/// The fields a translation touches in a TCP, UDP or ICMP echo header — the
+/// port of one side (the echo identifier is both "ports") and the checksum —
+/// read and written through `yard_wire`'s views. The views are unchecked:
+/// callers have checked [`L4::min_len`] bytes, or for a quote the 8 bytes
+/// that hold the ports and, before touching the checksum,
+/// [`L4::check_end`].
+#[derive(Clone, Copy)]
+struct L4 {
+    proto: Proto,
+}
+
+impl L4 {
+    /// Bytes of header that must be present to rewrite a packet.
+    fn min_len(self) -> usize {
+        match self.proto {
+            Proto::Tcp => tcp::HEADER_LEN,
+            Proto::Udp => udp::HEADER_LEN,
+            Proto::Icmp => icmp::HEADER_LEN,
+        }
+    }
+
+    /// Bytes of header that hold the checksum field.
+    fn check_end(self) -> usize {
+        match self.proto {
+            Proto::Tcp => tcp::CHECKSUM_OFFSET + 2,
+            Proto::Udp => udp::CHECKSUM_OFFSET + 2,
+            Proto::Icmp => icmp::CHECKSUM_OFFSET + 2,
+        }
+    }
+
+    fn port(self, l4: &[u8], side: Side) -> u16 {
+        match (self.proto, side) {
+            (Proto::Tcp, Side::Src) => TcpPacket::new_unchecked(l4).src_port(),
+            (Proto::Tcp, Side::Dst) => TcpPacket::new_unchecked(l4).dst_port(),
+            (Proto::Udp, Side::Src) => UdpPacket::new_unchecked(l4).src_port(),
+            (Proto::Udp, Side::Dst) => UdpPacket::new_unchecked(l4).dst_port(),
+            (Proto::Icmp, _) => IcmpPacket::new_unchecked(l4).echo_ident(),
+        }
+    }
+
+    fn set_port(self, l4: &mut [u8], side: Side, port: u16) {
+        match (self.proto, side) {
+            (Proto::Tcp, Side::Src) => TcpPacket::new_unchecked(l4).set_src_port(port),
+            (Proto::Tcp, Side::Dst) => TcpPacket::new_unchecked(l4).set_dst_port(port),
+            (Proto::Udp, Side::Src) => UdpPacket::new_unchecked(l4).set_src_port(port),
+            (Proto::Udp, Side::Dst) => UdpPacket::new_unchecked(l4).set_dst_port(port),
+            (Proto::Icmp, _) => IcmpPacket::new_unchecked(l4).set_echo_ident(port),
+        }
+    }
+
+    fn check(self, l4: &[u8]) -> u16 {
+        match self.proto {
+            Proto::Tcp => TcpPacket::new_unchecked(l4).checksum(),
+            Proto::Udp => UdpPacket::new_unchecked(l4).checksum(),
+            Proto::Icmp => IcmpPacket::new_unchecked(l4).checksum(),
+        }
+    }
+
+    fn set_check(self, l4: &mut [u8], check: u16) {
+        match self.proto {
+            Proto::Tcp => TcpPacket::new_unchecked(l4).set_checksum(check),
+            Proto::Udp => UdpPacket::new_unchecked(l4).set_checksum(check),
+            Proto::Icmp => IcmpPacket::new_unchecked(l4).set_checksum(check),
+        }
+    }
+
+    /// Folds an IPv4 address change (part of the pseudo-header) into the L4
+    /// checksum; ICMP's has no pseudo-header.
+    fn address_change(self, l4: &mut [u8], old: u32, new: u32, mode: L4Checksum) {
+        let c = self.check(l4);
+        let c = match (self.proto, mode) {
+            (Proto::Icmp, _) => return,
+            (Proto::Tcp, L4Checksum::Full) => checksum::update32(c, old, new),
+            (Proto::Udp, L4Checksum::Full) => checksum::update32_udp(c, old, new),
+            (_, L4Checksum::Partial) => checksum::update_partial32(c, old, new),
+        };
+        self.set_check(l4, c);
+    }
+
+    /// Writes the port (or echo identifier) of `side` and folds the change
+    /// into the L4 checksum in full mode; a partial checksum is left alone
+    /// because the device sums the port itself.
+    fn port_change(self, l4: &mut [u8], side: Side, new: u16, mode: L4Checksum) {
+        let old = self.port(l4, side);
+        self.set_port(l4, side, new);
+        if mode == L4Checksum::Partial || old == new {
+            return;
+        }
+        let c = self.check(l4);
+        let c = match self.proto {
+            Proto::Udp => checksum::update16_udp(c, old, new),
+            Proto::Tcp | Proto::Icmp => checksum::update16(c, old, new),
+        };
+        self.set_check(l4, c);
+    }
 }
 
 /// Rewrites the source address and port of the TCP, UDP or ICMP echo packet
@@ -229,36 +255,32 @@ fn rewrite_endpoint(
         return Ok(Rewritten::AddressOnly);
     }
     let proto = Proto::from_ip_protocol(ip.protocol())
-        .ok_or(WireError::UnsupportedProtocol(ip.protocol()))?;
-    let layout = L4Layout::of(proto);
+        .ok_or(FlowError::UntrackedProtocol(ip.protocol()))?;
+    let layout = L4 { proto };
     let l4 = ip.payload_mut();
-    if l4.len() < layout.min_len {
+    if l4.len() < layout.min_len() {
         return Err(WireError::Truncated {
             what: "L4 header",
-            need: layout.min_len,
+            need: layout.min_len(),
             have: l4.len(),
         }
         .into());
     }
     if proto == Proto::Icmp {
-        let t = l4[0];
-        if icmp::is_translated_error_type(t) {
+        let msg = IcmpPacket::new_unchecked(&*l4);
+        if icmp::is_translated_error_type(msg.msg_type()) {
             return Err(RewriteError::IsIcmpError);
         }
-        if !matches!(t, icmp::ECHO_REQUEST | icmp::ECHO_REPLY) {
-            return Err(WireError::UntrackedIcmp {
-                icmp_type: t,
-                code: l4[1],
+        if !msg.is_echo() {
+            return Err(FlowError::UntrackedIcmp {
+                icmp_type: msg.msg_type(),
+                code: msg.code(),
             }
             .into());
         }
     }
-    let port_at = match side {
-        Side::Src => layout.src_port,
-        Side::Dst => layout.dst_port,
-    };
-    l4_address_change(l4, layout, u32::from(old_addr), u32::from(new_addr), mode);
-    l4_port_change(l4, layout, port_at, new_port, mode);
+    layout.address_change(l4, u32::from(old_addr), u32::from(new_addr), mode);
+    layout.port_change(l4, side, new_port, mode);
     set_addr(&mut ip);
     Ok(Rewritten::AddressAndPort)
 }
@@ -359,53 +381,49 @@ fn rewrite_icmp_error(
 
     let q = &mut msg[icmp::HEADER_LEN..];
     // Quoted IP header: addresses and its checksum.
-    let (old_qsrc, old_qdst) = (read32(q, 12), read32(q, 16));
+    let mut qip = Ipv4Packet::new_unchecked(&mut *q);
+    let (old_qsrc, old_qdst) = (u32::from(qip.src()), u32::from(qip.dst()));
     let (new_qsrc, new_qdst) = (u32::from(quoted.src), u32::from(quoted.dst));
-    let old_qck = read16(q, 10);
+    let old_qck = qip.checksum();
     let new_qck = checksum::update32(
         checksum::update32(old_qck, old_qsrc, new_qsrc),
         old_qdst,
         new_qdst,
     );
-    write32(q, 12, new_qsrc);
-    write32(q, 16, new_qdst);
-    write16(q, 10, new_qck);
+    qip.set_src_raw(quoted.src);
+    qip.set_dst_raw(quoted.dst);
+    qip.set_checksum(new_qck);
     sum.note32(old_qsrc, new_qsrc);
     sum.note32(old_qdst, new_qdst);
     sum.note16(old_qck, new_qck);
 
     // Quoted L4 header: ports or identifier, and its checksum if quoted.
     let l4 = &mut q[qhl..];
-    let layout = L4Layout::of(quoted.proto);
-    let has_checksum = quoted_l4_len >= layout.checksum + 2;
-    let old_l4ck = if has_checksum {
-        read16(l4, layout.checksum)
-    } else {
-        0
+    let layout = L4 {
+        proto: quoted.proto,
     };
+    let has_checksum = quoted_l4_len >= layout.check_end();
+    let old_l4ck = if has_checksum { layout.check(l4) } else { 0 };
     if has_checksum {
-        l4_address_change(l4, layout, old_qsrc, new_qsrc, L4Checksum::Full);
-        l4_address_change(l4, layout, old_qdst, new_qdst, L4Checksum::Full);
+        layout.address_change(l4, old_qsrc, new_qsrc, L4Checksum::Full);
+        layout.address_change(l4, old_qdst, new_qdst, L4Checksum::Full);
     }
-    let ports: &[(usize, u16)] = if quoted.proto == Proto::Icmp {
-        &[(layout.src_port, quoted.sport)]
+    let ports: &[(Side, u16)] = if quoted.proto == Proto::Icmp {
+        &[(Side::Src, quoted.sport)]
     } else {
-        &[
-            (layout.src_port, quoted.sport),
-            (layout.dst_port, quoted.dport),
-        ]
+        &[(Side::Src, quoted.sport), (Side::Dst, quoted.dport)]
     };
-    for &(at, new_port) in ports {
-        let old_port = read16(l4, at);
+    for &(side, new_port) in ports {
+        let old_port = layout.port(l4, side);
         if has_checksum {
-            l4_port_change(l4, layout, at, new_port, L4Checksum::Full);
+            layout.port_change(l4, side, new_port, L4Checksum::Full);
         } else {
-            write16(l4, at, new_port);
+            layout.set_port(l4, side, new_port);
         }
         sum.note16(old_port, new_port);
     }
     if has_checksum {
-        sum.note16(old_l4ck, read16(l4, layout.checksum));
+        sum.note16(old_l4ck, layout.check(l4));
     }
 
     if mode == L4Checksum::Full {

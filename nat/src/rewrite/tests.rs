@@ -4,9 +4,11 @@
 //! incremental checksums equal a full recompute.
 
 use super::*;
-use crate::wire::{build_icmp_error, IcmpErrorKind, TcpPacket, UdpPacket};
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
+use yard_wire::icmp::{build_icmp_error, IcmpErrorKind};
+use yard_wire::tcp::TcpPacket;
+use yard_wire::udp::UdpPacket;
 
 const A: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2); // inside host
 const P: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1); // NAT public address
@@ -242,12 +244,12 @@ fn refusals_leave_the_packet_unchanged() {
     let mut gre = packet(&key(Proto::Udp, A, 1, B, 2), b"");
     gre[9] = 47;
     Ipv4Packet::new_unchecked(&mut gre[..]).fill_checksum();
-    check(gre, RewriteError::Wire(WireError::UnsupportedProtocol(47)));
+    check(gre, RewriteError::Flow(FlowError::UntrackedProtocol(47)));
     let mut timestamp = packet(&key(Proto::Icmp, A, 1, B, 1), b"");
     timestamp[20] = 13;
     check(
         timestamp,
-        RewriteError::Wire(WireError::UntrackedIcmp {
+        RewriteError::Flow(FlowError::UntrackedIcmp {
             icmp_type: 13,
             code: 0,
         }),
@@ -435,7 +437,7 @@ fn icmp_error_refusals_leave_the_packet_unchanged() {
     check(
         err,
         udp_key,
-        RewriteError::Wire(WireError::UntrackableQuote("a non-first fragment")),
+        RewriteError::Flow(FlowError::UntrackableQuote("a non-first fragment")),
     );
 }
 

@@ -1,7 +1,7 @@
 //! ARP, neighbour resolution, echo, TTL and no-route tests.
 
 use super::*;
-use crate::wire::IcmpErrorKind;
+use yard_wire::icmp::IcmpErrorKind;
 
 #[test]
 fn arp_reply_for_network_gateway_and_uplink() {

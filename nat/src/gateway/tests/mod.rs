@@ -19,7 +19,8 @@ use etherparse::PacketBuilder;
 
 use super::*;
 use crate::conntrack::Config;
-use crate::wire::{ArpFrame, ArpOp, Ipv4Packet};
+use yard_wire::arp::{ArpFrame, ArpOp};
+use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::Offload;
 use yard_wire::vnet::{F_NEEDS_CSUM, GSO_UDP_L4};
 
@@ -285,11 +286,12 @@ fn icmp_error(
     src: Ipv4Addr,
     ident: u16,
     ttl: u8,
-    kind: crate::wire::IcmpErrorKind,
+    kind: yard_wire::icmp::IcmpErrorKind,
     about: &[u8],
 ) -> Vec<u8> {
     let mut v = vec![0u8; 14 + 576];
-    let n = crate::wire::build_icmp_error(&mut v[14..], src, ident, kind, &about[14..]).unwrap();
+    let n =
+        yard_wire::icmp::build_icmp_error(&mut v[14..], src, ident, kind, &about[14..]).unwrap();
     v.truncate(14 + n);
     v[0..6].copy_from_slice(&dmac);
     v[6..12].copy_from_slice(&smac);
@@ -315,10 +317,10 @@ fn assert_checksums(f: &[u8]) {
     assert!(ip.verify_checksum(), "IP header checksum");
     let l4 = ip.payload();
     match ip.protocol() {
-        6 => assert!(crate::wire::TcpPacket::new_checked(l4)
+        6 => assert!(yard_wire::tcp::TcpPacket::new_checked(l4)
             .unwrap()
             .verify_checksum(ip.src(), ip.dst())),
-        17 => assert!(crate::wire::UdpPacket::new_checked(l4)
+        17 => assert!(yard_wire::udp::UdpPacket::new_checked(l4)
             .unwrap()
             .verify_checksum(ip.src(), ip.dst())),
         1 => assert_eq!(yard_wire::checksum::checksum(l4), 0, "ICMP checksum"),
@@ -361,6 +363,6 @@ fn drop_reasons_index_their_counters() {
 fn arp_op_of_builder_frames() {
     // Sanity of the fixture builder the other tests rely on.
     let f = arp(ArpFrame::request(C1_MAC, C1, GW1));
-    let p = crate::wire::ArpPacket::new_checked(&f[14..42]).unwrap();
+    let p = yard_wire::arp::ArpPacket::new_checked(&f[14..42]).unwrap();
     assert_eq!(p.op(), ArpOp::Request);
 }

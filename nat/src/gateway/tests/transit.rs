@@ -1,7 +1,7 @@
 //! ICMP errors in transit and fragments.
 
 use super::*;
-use crate::wire::IcmpErrorKind;
+use yard_wire::icmp::IcmpErrorKind;
 
 #[test]
 fn frag_needed_from_a_router_reaches_the_snat_client() {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use yard_ctl::api::{NetworkSpec, MAX_MTU};
 use yard_ctl::MacAddr;
 use yard_nat::gateway::IcmpErrors;
-use yard_nat::wire::IcmpErrorKind;
+use yard_wire::icmp::IcmpErrorKind;
 
 use crate::dataplane::capture::{self, CaptureTap};
 use crate::dataplane::clock::Millis;

@@ -21,10 +21,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use yard_nat::flow::Proto;
-use yard_nat::wire::ethernet::ETHERTYPE_IPV4;
-use yard_nat::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
 use yard_tunnel::{encap_gre, GreOptions};
 use yard_wire::checksum::L4Checksum;
+use yard_wire::ethernet::{ethertype, EthernetFrame};
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::TcpPacket;
 
 use super::Port;
 use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
@@ -88,7 +89,7 @@ impl TunnelPort {
 fn clamp_syn_mss(frame: &mut Frame, max: u16) {
     let data = frame.data_mut();
     let is_ipv4 =
-        EthernetFrame::new_checked(&*data).is_ok_and(|eth| eth.ethertype() == ETHERTYPE_IPV4);
+        EthernetFrame::new_checked(&*data).is_ok_and(|eth| eth.ethertype() == ethertype::IPV4);
     if !is_ipv4 {
         return;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_nat::wire::ArpFrame;
+use yard_wire::arp::ArpFrame;
 
 use super::*;
 use crate::dataplane::port::fd::FdPort;
@@ -362,7 +362,7 @@ fn answer_arp_for_b(b: &UnixDatagram) {
         f[12..14] == [0x08, 0x06] && f[38..42] == [10, 78, 0, 20]
     });
     let mut reply = vec![0u8; 60];
-    let question = yard_nat::wire::ArpPacket::new_checked(&asked[14..42]).unwrap();
+    let question = yard_wire::arp::ArpPacket::new_checked(&asked[14..42]).unwrap();
     ArpFrame::reply_to(&question, mac(2).0)
         .emit(&mut reply)
         .unwrap();

@@ -1,18 +1,20 @@
 //! ARP view (RFC 826) for Ethernet and IPv4 only, and the request and reply
-//! frames the gateway sends.
+//! frames the project sends (the gateway's, built from an [`ArpFrame`]).
 //!
-//! [`ArpPacket::new_checked`] accepts only hardware type 1 (Ethernet),
-//! protocol type 0x0800 (IPv4), hardware length 6 and protocol length 4 in a
-//! buffer of at least 28 bytes; after it no accessor panics. The buffer is
-//! the Ethernet payload (it may carry padding after the 28 bytes).
+//! Contract: [`ArpPacket::new_checked`] accepts only hardware type 1
+//! (Ethernet), protocol type 0x0800 (IPv4), hardware length 6 and protocol
+//! length 4 in a buffer of at least 28 bytes; after it no accessor panics.
+//! The buffer is the Ethernet payload (it may carry padding after the 28
+//! bytes). [`ArpFrame::emit`] writes a whole 42-byte Ethernet frame and
+//! nothing else; padding to the Ethernet minimum is the caller's.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::ethernet::{self, EthernetFrame};
-use super::WireError;
+use crate::ethernet::{self, ethertype, EthernetFrame};
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const HTYPE: Range<usize> = 0..2;
     pub const PTYPE: Range<usize> = 2..4;
     pub const HLEN: usize = 4;
@@ -85,7 +87,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         let p = ArpPacket { buffer };
         let b = p.buffer.as_ref();
         if p.u16_at(field::HTYPE) != 1
-            || p.u16_at(field::PTYPE) != ethernet::ETHERTYPE_IPV4
+            || p.u16_at(field::PTYPE) != ethertype::IPV4
             || b[field::HLEN] != 6
             || b[field::PLEN] != 4
         {
@@ -94,17 +96,17 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(p)
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
 
-    fn mac_at(&self, r: std::ops::Range<usize>) -> [u8; 6] {
+    fn mac_at(&self, r: core::ops::Range<usize>) -> [u8; 6] {
         let b = &self.buffer.as_ref()[r];
         [b[0], b[1], b[2], b[3], b[4], b[5]]
     }
 
-    fn ip_at(&self, r: std::ops::Range<usize>) -> Ipv4Addr {
+    fn ip_at(&self, r: core::ops::Range<usize>) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[r];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
@@ -140,7 +142,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     pub fn fill_fixed(&mut self) {
         let b = self.buffer.as_mut();
         b[field::HTYPE].copy_from_slice(&1u16.to_be_bytes());
-        b[field::PTYPE].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        b[field::PTYPE].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
     }
@@ -227,7 +229,7 @@ impl ArpFrame {
         let mut eth = EthernetFrame::new_unchecked(&mut out[..FRAME_LEN]);
         eth.set_dst(self.eth_dst);
         eth.set_src(self.sender_hw);
-        eth.set_ethertype(ethernet::ETHERTYPE_ARP);
+        eth.set_ethertype(ethertype::ARP);
         let mut arp = ArpPacket::new_unchecked(eth.payload_mut());
         arp.fill_fixed();
         arp.set_op(self.op);

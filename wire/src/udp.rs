@@ -1,19 +1,20 @@
 //! UDP header view (RFC 768).
 //!
-//! The buffer is the datagram: the IPv4 payload, header first. The view
+//! Contract: the buffer is the datagram: the IPv4 payload, header first. The view
 //! checks only that the 8-byte header is present, because the buffer may be
 //! the first fragment of a larger datagram or an ICMP error's truncated
 //! quote; [`UdpPacket::payload`] is bounded by both the length field and the
 //! buffer. A checksum field of 0 means "no checksum" (see
-//! [`yard_wire::checksum`]).
+//! [`crate::checksum`]).
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::ip::protocol;
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const SRC_PORT: Range<usize> = 0..2;
     pub const DST_PORT: Range<usize> = 2..4;
     pub const LENGTH: Range<usize> = 4..6;
@@ -56,7 +57,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -92,12 +93,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// True when the checksum field is 0 ("none") or correct for this
     /// buffer (which must be exactly the datagram) between `src` and `dst`.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        self.checksum() == 0 || checksum::l4_checksum(src, dst, 17, self.buffer.as_ref()) == 0
+        self.checksum() == 0
+            || checksum::l4_checksum(src, dst, protocol::UDP, self.buffer.as_ref()) == 0
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 

@@ -1,17 +1,45 @@
 //! Classifying an IPv4 packet for connection tracking: which flow it belongs
 //! to, whether it is a fragment, and its TCP flags.
 //!
-//! Contract: reads only, never allocates, never panics on any input (the
-//! property test feeds random bytes). See [`flow_of`].
+//! Contract: reads only, through `yard_wire`'s checked views; never
+//! allocates, never panics on any input (the property test feeds random
+//! bytes). See [`flow_of`]. Bytes that are not a packet give
+//! [`FlowError::Wire`]; a well-formed packet the tracker has no flow for
+//! (another protocol, an ICMP type it does not follow, an error quoting
+//! something untrackable) gives one of the other [`FlowError`] variants.
 
 use std::net::Ipv4Addr;
 
-use super::icmp::{self, IcmpPacket};
-use super::ipv4::Ipv4Packet;
-use super::tcp::{TcpFlags, TcpPacket};
-use super::udp::UdpPacket;
-use super::WireError;
 use crate::flow::{FlowKey, Proto};
+use yard_wire::icmp::IcmpPacket;
+use yard_wire::ip::protocol;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::tcp::{TcpFlags, TcpPacket};
+use yard_wire::udp::UdpPacket;
+use yard_wire::WireError;
+
+/// Why a packet has no flow the connection tracker can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// The bytes are not a well-formed packet (or quote).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// An IP protocol the gateway does not track or translate.
+    #[error("IP protocol {0} is not TCP, UDP or ICMP")]
+    UntrackedProtocol(u8),
+    /// An ICMP message that is neither an echo nor a translated error.
+    #[error("ICMP type {icmp_type} code {code} is not tracked")]
+    UntrackedIcmp {
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+    },
+    /// An ICMP error quotes a packet whose flow cannot be known: a non-first
+    /// fragment, or an ICMP message other than an echo.
+    #[error("ICMP error quotes {0}")]
+    UntrackableQuote(&'static str),
+}
 
 /// Fragment identity and position. Fragments of one datagram share
 /// `(src, dst, protocol, ident)` (RFC 791).
@@ -113,16 +141,16 @@ fn fragment_info<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> FragmentInfo {
 ///
 /// - TCP, UDP and ICMP echo request/reply → [`PacketFlow::Transport`]. A
 ///   first fragment must hold the whole L4 header (TCP: 20 bytes + options;
-///   UDP and ICMP: 8), else [`WireError::Truncated`].
+///   UDP and ICMP: 8), else [`FlowError::Wire`] ([`WireError::Truncated`]).
 /// - ICMP destination unreachable, time exceeded, parameter problem →
 ///   [`PacketFlow::IcmpError`] with the quoted packet's key. The quote must
 ///   hold the quoted IP header and 8 bytes of its L4 header, and be a TCP or
 ///   UDP packet or an ICMP echo; a quoted later fragment is
-///   [`WireError::UntrackableQuote`].
+///   [`FlowError::UntrackableQuote`].
 /// - A non-first fragment of any protocol → [`PacketFlow::LaterFragment`].
-/// - Other protocols → [`WireError::UnsupportedProtocol`]; other ICMP types →
-///   [`WireError::UntrackedIcmp`].
-pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, WireError> {
+/// - Other protocols → [`FlowError::UntrackedProtocol`]; other ICMP types →
+///   [`FlowError::UntrackedIcmp`].
+pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, FlowError> {
     let ip = Ipv4Packet::new_checked(ip)?;
     if ip.is_later_fragment() {
         return Ok(PacketFlow::LaterFragment(fragment_info(&ip)));
@@ -130,7 +158,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, WireError> {
     let fragment = ip.more_frags().then(|| fragment_info(&ip));
     let (src, dst) = (ip.src(), ip.dst());
     match ip.protocol() {
-        6 => {
+        protocol::TCP => {
             let tcp = TcpPacket::new_checked(ip.payload())?;
             Ok(PacketFlow::Transport {
                 key: FlowKey {
@@ -144,7 +172,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, WireError> {
                 fragment,
             })
         }
-        17 => {
+        protocol::UDP => {
             let udp = UdpPacket::new_checked(ip.payload())?;
             Ok(PacketFlow::Transport {
                 key: FlowKey {
@@ -158,7 +186,7 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, WireError> {
                 fragment,
             })
         }
-        1 => {
+        protocol::ICMP => {
             let icmp = IcmpPacket::new_checked(ip.payload())?;
             if icmp.is_echo() {
                 let id = icmp.echo_ident();
@@ -181,13 +209,13 @@ pub fn flow_of(ip: &[u8]) -> Result<PacketFlow, WireError> {
                     code: icmp.code(),
                     fragment,
                 }),
-                None => Err(WireError::UntrackedIcmp {
+                None => Err(FlowError::UntrackedIcmp {
                     icmp_type: icmp.msg_type(),
                     code: icmp.code(),
                 }),
             }
         }
-        p => Err(WireError::UnsupportedProtocol(p)),
+        p => Err(FlowError::UntrackedProtocol(p)),
     }
 }
 
@@ -196,10 +224,10 @@ pub(crate) const QUOTED_L4_LEN: usize = 8;
 
 /// The flow key of the packet an ICMP error quotes, and the quoted IP
 /// header's length. Shared with the rewriter so both accept the same quotes.
-pub(crate) fn quoted_flow(quote: &[u8]) -> Result<(FlowKey, usize), WireError> {
+pub(crate) fn quoted_flow(quote: &[u8]) -> Result<(FlowKey, usize), FlowError> {
     let q = Ipv4Packet::new_quoted(quote)?;
     if q.is_later_fragment() {
-        return Err(WireError::UntrackableQuote("a non-first fragment"));
+        return Err(FlowError::UntrackableQuote("a non-first fragment"));
     }
     let l4 = q.payload();
     if l4.len() < QUOTED_L4_LEN {
@@ -207,21 +235,30 @@ pub(crate) fn quoted_flow(quote: &[u8]) -> Result<(FlowKey, usize), WireError> {
             what: "quoted L4 header",
             need: QUOTED_L4_LEN,
             have: l4.len(),
-        });
+        }
+        .into());
     }
-    let word = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    // The 8 quoted bytes hold the ports (or the echo identifier); the views
+    // are unchecked because a quote may stop before the rest of the header.
     let (proto, sport, dport) = match q.protocol() {
-        6 => (Proto::Tcp, word(0), word(2)),
-        17 => (Proto::Udp, word(0), word(2)),
-        1 => {
-            if !matches!(l4[0], icmp::ECHO_REQUEST | icmp::ECHO_REPLY) {
-                return Err(WireError::UntrackableQuote(
+        protocol::TCP => {
+            let tcp = TcpPacket::new_unchecked(l4);
+            (Proto::Tcp, tcp.src_port(), tcp.dst_port())
+        }
+        protocol::UDP => {
+            let udp = UdpPacket::new_unchecked(l4);
+            (Proto::Udp, udp.src_port(), udp.dst_port())
+        }
+        protocol::ICMP => {
+            let echo = IcmpPacket::new_unchecked(l4);
+            if !echo.is_echo() {
+                return Err(FlowError::UntrackableQuote(
                     "an ICMP message other than an echo",
                 ));
             }
-            (Proto::Icmp, word(4), word(4))
+            (Proto::Icmp, echo.echo_ident(), echo.echo_ident())
         }
-        p => return Err(WireError::UnsupportedProtocol(p)),
+        p => return Err(FlowError::UntrackedProtocol(p)),
     };
     Ok((
         FlowKey {
@@ -238,8 +275,8 @@ pub(crate) fn quoted_flow(quote: &[u8]) -> Result<(FlowKey, usize), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::icmp::{build_icmp_error, IcmpErrorKind};
     use proptest::prelude::*;
+    use yard_wire::icmp::{build_icmp_error, IcmpErrorKind};
 
     const A: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
     const B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
@@ -358,7 +395,10 @@ mod tests {
         // Quote cut below 8 bytes of L4 header.
         let mut short = out[..20 + 8 + 20 + 4].to_vec();
         Ipv4Packet::new_unchecked(&mut short[..]).set_total_len(52);
-        assert!(matches!(flow_of(&short), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            flow_of(&short),
+            Err(FlowError::Wire(WireError::Truncated { .. }))
+        ));
     }
 
     #[test]
@@ -367,7 +407,7 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, &[]).unwrap();
         v[9] = 47;
-        assert_eq!(flow_of(&v), Err(WireError::UnsupportedProtocol(47)));
+        assert_eq!(flow_of(&v), Err(FlowError::UntrackedProtocol(47)));
     }
 
     proptest! {

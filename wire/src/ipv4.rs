@@ -1,6 +1,7 @@
-//! IPv4 header view (RFC 791).
+//! IPv4 header view (RFC 791) and [`Ipv4Repr`], the header the project
+//! writes.
 //!
-//! [`Ipv4Packet::new_checked`] validates version, IHL, total length and that
+//! Contract: [`Ipv4Packet::new_checked`] validates version, IHL, total length and that
 //! the header fits; after it no accessor panics. The buffer may be longer
 //! than the packet (Ethernet padding): [`Ipv4Packet::payload`] stops at the
 //! total length. [`Ipv4Packet::new_quoted`] accepts the truncated copy of a
@@ -10,15 +11,22 @@
 //! `set_dst` and `set_ttl` keep the header checksum right incrementally
 //! (RFC 1624); the other setters write the field only, and the caller ends
 //! with [`Ipv4Packet::fill_checksum`].
+//!
+//! Headers the project writes itself (the outer header of a GRE packet, an
+//! ICMP error's header) are built from an [`Ipv4Repr`]: its `emit` writes a
+//! complete 20-byte header, checksum included, and never options.
+//!
+//! Abbreviations: MF "more fragments", DF "don't fragment", IHL "internet
+//! header length" (in 32-bit words), TOS "type of service" (DSCP + ECN).
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::WireError;
 
 /// Field offsets.
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;
     pub const TOTAL_LEN: Range<usize> = 2..4;
@@ -110,7 +118,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -221,12 +229,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// True when the header checksum is correct.
     pub fn verify_checksum(&self) -> bool {
-        checksum::checksum(self.header()) == 0
+        checksum::verify(self.header())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 
@@ -330,6 +338,92 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// The fields of an IPv4 header without options: what [`Ipv4Repr::emit`]
+/// writes, and what [`Ipv4Repr::parse`] reads back (options skipped).
+/// Fragmentation fields are not represented: an emitted header has MF clear
+/// and offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Repr {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Protocol of the payload ([`crate::ip::protocol`]).
+    pub protocol: u8,
+    /// Bytes after the header; the total length is 20 more.
+    pub payload_len: usize,
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification.
+    pub ident: u16,
+    /// The "don't fragment" flag.
+    pub dont_frag: bool,
+    /// Type of service (DSCP and ECN).
+    pub tos: u8,
+}
+
+impl Ipv4Repr {
+    /// The header fields of `packet` (checked, or quoted: a payload length
+    /// the buffer does not hold is reported as the header says it).
+    pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> Ipv4Repr {
+        Ipv4Repr {
+            src: packet.src(),
+            dst: packet.dst(),
+            protocol: packet.protocol(),
+            payload_len: usize::from(packet.total_len()).saturating_sub(packet.header_len()),
+            ttl: packet.ttl(),
+            ident: packet.ident(),
+            dont_frag: packet.dont_frag(),
+            tos: packet.tos(),
+        }
+    }
+
+    /// Length of the header `emit` writes: always [`HEADER_LEN`].
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header and payload: what the total length field says.
+    pub const fn total_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    /// Writes the 20-byte header — version 4, IHL 5, TOS, total length,
+    /// identification, flags (DF as given, MF clear, offset 0), TTL,
+    /// protocol, addresses — and its checksum into the start of `packet`'s
+    /// buffer. Bytes after the header are not touched.
+    ///
+    /// # Errors
+    /// [`WireError::BufferTooSmall`] when the buffer is shorter than the
+    /// header, [`WireError::TooLong`] when the total length exceeds 65535;
+    /// nothing is written then.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+    ) -> Result<(), WireError> {
+        let have = packet.as_bytes().len();
+        if have < HEADER_LEN {
+            return Err(WireError::BufferTooSmall {
+                need: HEADER_LEN,
+                have,
+            });
+        }
+        let total_len = self.total_len();
+        let total = u16::try_from(total_len).map_err(|_| WireError::TooLong { total_len })?;
+        packet.set_version_ihl(5);
+        packet.set_tos(self.tos);
+        packet.set_total_len(total);
+        packet.set_ident(self.ident);
+        packet.set_flags_frag(self.dont_frag, false, 0);
+        packet.buffer.as_mut()[field::TTL] = self.ttl;
+        packet.set_protocol(self.protocol);
+        packet.set_src_raw(self.src);
+        packet.set_dst_raw(self.dst);
+        packet.fill_checksum();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +512,69 @@ mod tests {
         assert!(p.is_later_fragment());
     }
 
+    #[test]
+    fn repr_emit_matches_etherparse() {
+        let repr = Ipv4Repr {
+            src: Ipv4Addr::new(192, 168, 88, 1),
+            dst: Ipv4Addr::new(192, 168, 88, 2),
+            protocol: 47,
+            payload_len: 40,
+            ttl: 64,
+            ident: 0x1234,
+            dont_frag: true,
+            tos: 0,
+        };
+        let mut bytes = [0u8; 60];
+        repr.emit(&mut Ipv4Packet::new_unchecked(&mut bytes[..]))
+            .unwrap();
+        let slice = etherparse::Ipv4HeaderSlice::from_slice(&bytes).unwrap();
+        let header = slice.to_header();
+        assert_eq!(header.header_checksum, header.calc_header_checksum());
+        assert_eq!(header.total_len, 60);
+        assert_eq!(header.identification, 0x1234);
+        assert!(header.dont_fragment);
+        assert!(!header.more_fragments);
+        assert_eq!(header.time_to_live, 64);
+        assert_eq!(header.protocol, etherparse::IpNumber::GRE);
+        assert_eq!(slice.source_addr(), repr.src);
+        assert_eq!(slice.destination_addr(), repr.dst);
+        let packet = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        assert!(packet.verify_checksum());
+        assert!(!packet.is_fragment());
+        assert_eq!(packet.payload().len(), 40);
+        assert_eq!(Ipv4Repr::parse(&packet), repr);
+    }
+
+    #[test]
+    fn repr_emit_refuses_what_does_not_fit() {
+        let mut repr = Ipv4Repr::parse(&Ipv4Packet::new_checked(&sample()[..]).unwrap());
+        let mut short = [0u8; 19];
+        assert_eq!(
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut short[..])),
+            Err(WireError::BufferTooSmall { need: 20, have: 19 })
+        );
+        repr.payload_len = 65_516;
+        let mut bytes = [0u8; 20];
+        assert_eq!(
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut bytes[..])),
+            Err(WireError::TooLong { total_len: 65_536 })
+        );
+        assert_eq!(bytes, [0; 20], "nothing written");
+    }
+
+    #[test]
+    fn options_are_skipped() {
+        // IHL 6: one 4-byte option (NOPs), then a 4-byte payload.
+        let mut bytes = [0u8; 28];
+        bytes[0] = 0x46;
+        bytes[2..4].copy_from_slice(&28u16.to_be_bytes());
+        bytes[20..24].copy_from_slice(&[1, 1, 1, 1]);
+        bytes[24..28].copy_from_slice(b"data");
+        let packet = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(packet.header_len(), 24);
+        assert_eq!(packet.payload(), b"data");
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..80)) {
@@ -429,6 +586,7 @@ mod tests {
                 let _ = (p.dont_frag(), p.more_frags(), p.frag_offset(), p.ttl());
                 let _ = (p.protocol(), p.checksum(), p.src(), p.dst(), p.header_len());
                 let _ = (p.payload(), p.header(), p.verify_checksum(), p.is_fragment());
+                let _ = Ipv4Repr::parse(&p);
             }
         }
 

@@ -19,17 +19,24 @@
 //! flags are a subset of C, K and S and whose optional fields fit the buffer;
 //! after it no accessor panics. R (routing), s (strict source route), the
 //! recursion control and the reserved flag bits are refused
-//! ([`DecapError::UnknownFlags`]). That is stricter than RFC 2784, which asks
+//! ([`WireError::GreUnknownFlags`]). That is stricter than RFC 2784, which asks
 //! receivers to ignore bits 6–12, and than Linux, which only refuses R and a
 //! non-zero version; Linux and OVS never set these bits, so refusing them costs
 //! no interoperability and turns garbage into a counted drop. The setters
 //! write whatever they are told; they are for building headers, see
-//! [`GreOptions::emit`].
+//! [`GreOptions::emit`]. The GRE checksum (C) is the Internet checksum of
+//! [`crate::checksum`] over header and payload.
+//!
+//! Encapsulation and decapsulation — which outer headers, which drops are
+//! counted under which name — are `yard-tunnel`'s; this module is the bytes.
+//!
+//! Abbreviations: GRE "Generic Routing Encapsulation", C/K/S the checksum,
+//! key and sequence-number flags.
 
 use core::ops::Range;
 
 use crate::checksum;
-use crate::decap::DecapError;
+use crate::WireError;
 
 /// Bits of the first 16-bit word of the GRE header (flags and version).
 pub mod flags {
@@ -185,10 +192,10 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
     /// accessor panics.
     ///
     /// # Errors
-    /// [`DecapError::Truncated`], [`DecapError::Version`] or
-    /// [`DecapError::UnknownFlags`].
+    /// [`WireError::Truncated`], [`WireError::GreVersion`] or
+    /// [`WireError::GreUnknownFlags`].
     #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, DecapError> {
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check()?;
         Ok(packet)
@@ -198,20 +205,28 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
     /// drop is attributed: length of the base header, version, flags, length
     /// of the optional fields.
     #[inline]
-    pub fn check(&self) -> Result<(), DecapError> {
+    pub fn check(&self) -> Result<(), WireError> {
         let len = self.buffer.as_ref().len();
         if len < BASE_HEADER_LEN {
-            return Err(DecapError::Truncated);
+            return Err(WireError::Truncated {
+                what: "GRE header",
+                need: BASE_HEADER_LEN,
+                have: len,
+            });
         }
         let word = self.flags_version();
         if word & flags::VERSION != 0 {
-            return Err(DecapError::Version);
+            return Err(WireError::GreVersion((word & flags::VERSION) as u8));
         }
         if word & flags::UNKNOWN != 0 {
-            return Err(DecapError::UnknownFlags);
+            return Err(WireError::GreUnknownFlags(word & flags::UNKNOWN));
         }
         if len < self.header_len() {
-            return Err(DecapError::Truncated);
+            return Err(WireError::Truncated {
+                what: "GRE options",
+                need: self.header_len(),
+                have: len,
+            });
         }
         Ok(())
     }
@@ -391,7 +406,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrePacket<T> {
     pub fn fill_checksum(&mut self) {
         if self.has_checksum() {
             self.set_checksum_word(0);
-            let sum = checksum::internet_checksum(self.buffer.as_ref());
+            let sum = checksum::checksum(self.buffer.as_ref());
             self.set_checksum_word(sum);
         }
     }
@@ -453,6 +468,34 @@ mod tests {
         assert_eq!(packet.sequence(), Some(7));
         assert_eq!(packet.protocol(), 0x6558);
         assert!(packet.payload().is_empty());
+    }
+
+    #[test]
+    fn check_names_what_is_wrong() {
+        assert_eq!(
+            GrePacket::new_checked(&[0x00, 0x00, 0x65][..]),
+            Err(WireError::Truncated {
+                what: "GRE header",
+                need: 4,
+                have: 3
+            })
+        );
+        assert_eq!(
+            GrePacket::new_checked(&[0x00, 0x01, 0x65, 0x58][..]),
+            Err(WireError::GreVersion(1))
+        );
+        assert_eq!(
+            GrePacket::new_checked(&[0x40, 0x00, 0x65, 0x58][..]),
+            Err(WireError::GreUnknownFlags(flags::ROUTING))
+        );
+        assert_eq!(
+            GrePacket::new_checked(&[0x20, 0x00, 0x65, 0x58, 0, 0, 0][..]),
+            Err(WireError::Truncated {
+                what: "GRE options",
+                need: 8,
+                have: 7
+            })
+        );
     }
 
     #[test]

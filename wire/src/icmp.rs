@@ -1,7 +1,9 @@
-//! ICMPv4 view (RFC 792) and the two ICMP messages the gateway writes: an
-//! echo reply made from a request in place, and an error quoting a packet.
+//! ICMPv4 view (RFC 792) and the two ICMP messages the project writes: an
+//! echo reply made from a request in place, and an error quoting a packet
+//! (destination unreachable — fragmentation needed among them —, time
+//! exceeded, parameter problem), described by an [`IcmpErrorKind`].
 //!
-//! The buffer is the ICMP message: the IPv4 payload. [`IcmpPacket::new_checked`]
+//! Contract: the buffer is the ICMP message: the IPv4 payload. [`IcmpPacket::new_checked`]
 //! checks the 8-byte header; the checksum covers the whole message (there is
 //! no pseudo-header). For errors the data after the header is the quoted
 //! packet: its IPv4 header and at least the first 8 bytes of its payload.
@@ -11,14 +13,15 @@
 //! which is never less than RFC 792's header + 8 bytes; it refuses the cases
 //! RFC 1812 section 4.3.2.7 forbids.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::ipv4::{self, Ipv4Packet};
-use super::WireError;
-use yard_wire::checksum;
+use crate::checksum;
+use crate::ip::protocol;
+use crate::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;
     pub const CHECKSUM: Range<usize> = 2..4;
@@ -31,6 +34,9 @@ mod field {
 
 /// Header length (type, code, checksum, 4 bytes of "rest of header").
 pub const HEADER_LEN: usize = 8;
+
+/// Offset of the checksum field.
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
 /// Echo reply.
 pub const ECHO_REPLY: u8 = 0;
@@ -60,6 +66,10 @@ pub const MAX_ERROR_LEN: usize = 576;
 
 /// TTL of the messages we originate.
 pub const DEFAULT_TTL: u8 = 64;
+
+/// TOS of the errors we build: precedence "internetwork control", as Linux
+/// sends them.
+const ERROR_TOS: u8 = 0xc0;
 
 /// A view of an ICMPv4 message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +101,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
@@ -179,7 +189,7 @@ pub fn is_translated_error_type(t: u8) -> bool {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 
@@ -238,7 +248,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
 /// one: echo requests are never checksum-offloaded.
 pub fn echo_reply_in_place(ip: &mut [u8], ttl: u8) -> Result<usize, WireError> {
     let mut p = Ipv4Packet::new_checked(ip)?;
-    if p.protocol() != 1 {
+    if p.protocol() != protocol::ICMP {
         return Err(WireError::UnsupportedProtocol(p.protocol()));
     }
     if p.is_fragment() {
@@ -287,6 +297,23 @@ pub enum IcmpErrorKind {
 }
 
 impl IcmpErrorKind {
+    /// The kind of the error `msg` is, as [`build_icmp_error`] would have
+    /// written it; `None` for anything else (an echo, a redirect, a
+    /// parameter problem with a code other than 0).
+    pub fn parse<T: AsRef<[u8]>>(msg: &IcmpPacket<T>) -> Option<IcmpErrorKind> {
+        match (msg.msg_type(), msg.code()) {
+            (DEST_UNREACHABLE, CODE_FRAG_NEEDED) => Some(IcmpErrorKind::FragmentationNeeded {
+                next_hop_mtu: msg.next_hop_mtu(),
+            }),
+            (DEST_UNREACHABLE, code) => Some(IcmpErrorKind::DestUnreachable(code)),
+            (TIME_EXCEEDED, code) => Some(IcmpErrorKind::TimeExceeded(code)),
+            (PARAMETER_PROBLEM, 0) => Some(IcmpErrorKind::ParameterProblem {
+                pointer: msg.pointer(),
+            }),
+            _ => None,
+        }
+    }
+
     fn type_code_rest(self) -> (u8, u8, u32) {
         match self {
             IcmpErrorKind::DestUnreachable(code) => (DEST_UNREACHABLE, code, 0),
@@ -341,17 +368,17 @@ pub fn build_icmp_error(
     let total = overhead + quote_len;
     let out = &mut out[..total];
 
-    let mut ip = Ipv4Packet::new_unchecked(&mut *out);
-    ip.set_version_ihl(5);
-    ip.set_tos(0xc0);
-    ip.set_total_len(total as u16);
-    ip.set_ident(ident);
-    ip.set_flags_frag(false, false, 0);
-    ip.as_bytes_mut()[8] = DEFAULT_TTL;
-    ip.set_protocol(1);
-    ip.set_src_raw(src);
-    ip.set_dst_raw(orig.src());
-    ip.fill_checksum();
+    Ipv4Repr {
+        src,
+        dst: orig.src(),
+        protocol: protocol::ICMP,
+        payload_len: total - ipv4::HEADER_LEN,
+        ttl: DEFAULT_TTL,
+        ident,
+        dont_frag: false,
+        tos: ERROR_TOS,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut *out))?;
 
     let (icmp_type, code, rest) = kind.type_code_rest();
     let mut icmp = IcmpPacket::new_unchecked(&mut out[ipv4::HEADER_LEN..]);
@@ -369,7 +396,7 @@ fn check_error_allowed(orig: &Ipv4Packet<&[u8]>) -> Result<(), WireError> {
             "the packet is a non-first fragment",
         ));
     }
-    if orig.protocol() == 1 {
+    if orig.protocol() == protocol::ICMP {
         let payload = orig.payload();
         // An error about an error could loop; a truncated ICMP header is
         // treated as one to be safe.
@@ -513,6 +540,25 @@ mod tests {
     }
 
     #[test]
+    fn error_kind_round_trips() {
+        let orig = udp(20);
+        let mut out = [0u8; 200];
+        for kind in [
+            IcmpErrorKind::DestUnreachable(13),
+            IcmpErrorKind::FragmentationNeeded { next_hop_mtu: 1400 },
+            IcmpErrorKind::TimeExceeded(1),
+            IcmpErrorKind::ParameterProblem { pointer: 9 },
+        ] {
+            let n = build_icmp_error(&mut out, GW, 1, kind, &orig).unwrap();
+            let icmp = IcmpPacket::new_checked(&out[20..n]).unwrap();
+            assert_eq!(IcmpErrorKind::parse(&icmp), Some(kind));
+        }
+        let req = echo_request(b"");
+        let echo = IcmpPacket::new_checked(&req[20..]).unwrap();
+        assert_eq!(IcmpErrorKind::parse(&echo), None);
+    }
+
+    #[test]
     fn parameter_problem_pointer() {
         let orig = udp(0);
         let mut out = [0u8; 100];
@@ -556,6 +602,7 @@ mod tests {
                 let _ = (i.msg_type(), i.code(), i.checksum(), i.echo_ident(), i.echo_seq());
                 let _ = (i.next_hop_mtu(), i.pointer(), i.rest_of_header(), i.data());
                 let _ = (i.quoted(), i.is_echo(), i.is_error(), i.verify_checksum());
+                let _ = IcmpErrorKind::parse(&i);
                 i.fill_checksum();
             }
             let mut out = [0u8; 128];

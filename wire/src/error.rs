@@ -1,34 +1,11 @@
-//! Typed views over the wire formats the gateway reads and rewrites:
-//! Ethernet, ARP, IPv4, TCP, UDP and ICMP, in the style of smoltcp's `wire`.
+//! [`WireError`]: why bytes could not be read as, or written into, a wire
+//! format.
 //!
-//! Contract: every view wraps a caller's buffer (`T: AsRef<[u8]>`, setters
-//! need `T: AsMut<[u8]>`); `new_checked` validates untrusted input and after
-//! it no accessor panics. Nothing here allocates or does I/O. Setters write
-//! one field; only the ones documented as such (`Ipv4Packet::set_src`,
-//! `set_dst`, `set_ttl`, `TcpPacket::set_mss`) keep a checksum right.
-//! Builders write into caller-provided buffers and return the length written.
-//!
-//! [`flow_of`] classifies an IPv4 packet for connection tracking.
-//!
-//! Abbreviations: MF "more fragments", DF "don't fragment", IHL "internet
-//! header length", MSS "maximum segment size".
-
-pub mod arp;
-mod classify;
-pub mod ethernet;
-pub mod icmp;
-pub mod ipv4;
-pub mod tcp;
-pub mod udp;
-
-pub use arp::{build_arp_reply, build_arp_request, ArpFrame, ArpOp, ArpPacket};
-pub(crate) use classify::quoted_flow;
-pub use classify::{flow_of, FragmentInfo, PacketFlow};
-pub use ethernet::EthernetFrame;
-pub use icmp::{build_icmp_error, echo_reply_in_place, IcmpErrorKind, IcmpPacket};
-pub use ipv4::Ipv4Packet;
-pub use tcp::{TcpFlags, TcpPacket};
-pub use udp::UdpPacket;
+//! Contract: one enum for every view and builder of the crate, about bytes
+//! only — a length, a field value, a buffer size. What a caller makes of a
+//! well-formed packet (a protocol it does not track, an ICMP type it does
+//! not translate) is the caller's own error, not a variant here. `Copy`, no
+//! allocation, so a drop path can return it per frame.
 
 /// Why bytes could not be read as, or written into, a wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,21 +39,10 @@ pub enum WireError {
     /// ARP for something other than Ethernet and IPv4.
     #[error("ARP packet is not Ethernet/IPv4")]
     UnsupportedArp,
-    /// An IP protocol the gateway does not track or translate.
-    #[error("IP protocol {0} is not TCP, UDP or ICMP")]
+    /// The IPv4 packet carries another protocol than the operation handles
+    /// (an echo reply is made only from ICMP).
+    #[error("IP protocol {0} is not the one this operation handles")]
     UnsupportedProtocol(u8),
-    /// An ICMP message that is neither an echo nor a translated error.
-    #[error("ICMP type {icmp_type} code {code} is not tracked")]
-    UntrackedIcmp {
-        /// ICMP type.
-        icmp_type: u8,
-        /// ICMP code.
-        code: u8,
-    },
-    /// An ICMP error quotes a packet whose flow cannot be known: a non-first
-    /// fragment, or an ICMP message other than an echo.
-    #[error("ICMP error quotes {0}")]
-    UntrackableQuote(&'static str),
     /// A whole packet was required, not a fragment.
     #[error("packet is a fragment")]
     Fragmented,
@@ -86,6 +52,20 @@ pub enum WireError {
     /// RFC 1812 4.3.2.7 forbids an ICMP error about this packet.
     #[error("no ICMP error may be sent: {0}")]
     ErrorNotAllowed(&'static str),
+    /// The GRE version field is not 0.
+    #[error("GRE version {0}, expected 0")]
+    GreVersion(u8),
+    /// A GRE flag other than C, K and S is set (routing, strict source
+    /// route, recursion control or a reserved bit).
+    #[error("GRE flags {0:#06x} set besides checksum, key and sequence")]
+    GreUnknownFlags(u16),
+    /// An IPv4 packet to build would exceed the 65535 bytes its total length
+    /// field can say.
+    #[error("IPv4 packet of {total_len} bytes is over the 65535-byte limit: segment or fragment it first")]
+    TooLong {
+        /// The length the packet would have.
+        total_len: usize,
+    },
     /// The output buffer is too small.
     #[error("output buffer too small: need {need} bytes, have {have}")]
     BufferTooSmall {

@@ -1,19 +1,47 @@
-//! Ethernet II frame view: destination, source, EtherType, payload. No VLAN
-//! tags — the switch strips them before a frame reaches the gateway.
+//! Ethernet II frame view: destination, source, EtherType, payload; and the
+//! EtherType numbers the project reads or writes ([`ethertype`]).
+//!
+//! Contract: [`EthernetFrame::new_checked`] checks that the 14-byte header
+//! fits; after it no accessor panics. The view does not look behind the
+//! EtherType: an 802.1Q or 802.1ad tag is the payload of a frame whose
+//! EtherType is [`ethertype::VLAN`] or [`ethertype::QINQ`], read with
+//! [`crate::vlan::VlanPacket`]. (The gateway sees untagged frames only — the
+//! switch takes tags off first.)
 
-use super::WireError;
+use core::ops::Range;
 
-/// Header length.
+use crate::WireError;
+
+/// Header length (no VLAN tag).
 pub const HEADER_LEN: usize = 14;
-/// EtherType of IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// EtherType of ARP.
-pub const ETHERTYPE_ARP: u16 = 0x0806;
 /// The broadcast address.
 pub const BROADCAST: [u8; 6] = [0xff; 6];
 
+/// EtherType values (IEEE 802 numbers) as they appear in the EtherType
+/// field, host order.
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// ARP.
+    pub const ARP: u16 = 0x0806;
+    /// An 802.1Q VLAN tag (customer tag, C-TAG) follows.
+    pub const VLAN: u16 = 0x8100;
+    /// An 802.1ad service tag (S-TAG, "QinQ") follows.
+    pub const QINQ: u16 = 0x88a8;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86dd;
+    /// Transparent Ethernet Bridging: an Ethernet frame, as a GRE payload.
+    pub const TEB: u16 = 0x6558;
+
+    /// True for the two tag protocol identifiers, [`VLAN`] and [`QINQ`]:
+    /// a tag, not the payload's protocol, follows the MAC addresses.
+    pub const fn is_vlan_tag(ethertype: u16) -> bool {
+        matches!(ethertype, VLAN | QINQ)
+    }
+}
+
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const DST: Range<usize> = 0..6;
     pub const SRC: Range<usize> = 6..12;
     pub const ETHERTYPE: Range<usize> = 12..14;
@@ -44,7 +72,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(EthernetFrame { buffer })
     }
 
-    fn mac_at(&self, r: std::ops::Range<usize>) -> [u8; 6] {
+    fn mac_at(&self, r: Range<usize>) -> [u8; 6] {
         let b = &self.buffer.as_ref()[r];
         [b[0], b[1], b[2], b[3], b[4], b[5]]
     }
@@ -59,10 +87,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         self.mac_at(field::SRC)
     }
 
-    /// EtherType.
+    /// EtherType (the tag protocol identifier when the frame is tagged).
     pub fn ethertype(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[12], b[13]])
+        let b = &self.buffer.as_ref()[field::ETHERTYPE];
+        u16::from_be_bytes([b[0], b[1]])
     }
 
     /// Everything after the header.
@@ -104,7 +132,7 @@ mod tests {
         let mut f = EthernetFrame::new_checked(&mut b[..]).unwrap();
         f.set_dst(BROADCAST);
         f.set_src([2, 0, 0, 0, 0, 1]);
-        f.set_ethertype(ETHERTYPE_ARP);
+        f.set_ethertype(ethertype::ARP);
         assert_eq!(f.dst(), BROADCAST);
         assert_eq!(f.src(), [2, 0, 0, 0, 0, 1]);
         assert_eq!(f.ethertype(), 0x0806);

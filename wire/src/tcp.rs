@@ -1,18 +1,21 @@
-//! TCP header view (RFC 9293), including reading and rewriting the MSS option.
+//! TCP header view (RFC 9293), its flags ([`TcpFlags`]) and options: the MSS
+//! (read, rewritten, clamped) and the window scale.
 //!
-//! The buffer is the TCP segment: the IPv4 payload, header first.
+//! Contract: the buffer is the TCP segment: the IPv4 payload, header first.
 //! [`TcpPacket::new_checked`] checks that the fixed header and the options
 //! the data offset announces are present; after it no accessor panics.
-//! Option parsing stops quietly at malformed options (a length that runs
-//! past the header), reporting no MSS rather than failing.
+//! Options are walked by one iterator, [`TcpOptionIter`], which stops quietly
+//! at a malformed option (a length that runs past the header): the MSS and
+//! window scale accessors then report none rather than failing.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
-use super::WireError;
-use yard_wire::checksum::{self, L4Checksum};
+use crate::checksum::{self, L4Checksum};
+use crate::ip::protocol;
+use crate::WireError;
 
 mod field {
-    use std::ops::Range;
+    use core::ops::Range;
     pub const SRC_PORT: Range<usize> = 0..2;
     pub const DST_PORT: Range<usize> = 2..4;
     pub const SEQ: Range<usize> = 4..8;
@@ -31,10 +34,75 @@ pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
 
-/// Option kinds.
-const OPT_END: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_MSS: u8 = 2;
+/// TCP option kinds (IANA "TCP Option Kind Numbers").
+pub mod option_kind {
+    /// End of option list.
+    pub const END: u8 = 0;
+    /// No operation (padding between options).
+    pub const NOP: u8 = 1;
+    /// Maximum segment size (length 4).
+    pub const MSS: u8 = 2;
+    /// Window scale (length 3, RFC 7323).
+    pub const WINDOW_SCALE: u8 = 3;
+}
+
+/// One TCP option other than END and NOP, as [`TcpOptionIter`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOption<'a> {
+    /// Option kind ([`option_kind`]).
+    pub kind: u8,
+    /// Offset of the kind byte within the options (add [`HEADER_LEN`] for
+    /// the offset in the segment).
+    pub offset: usize,
+    /// The option's data: what follows its kind and length bytes.
+    pub data: &'a [u8],
+}
+
+/// The one walker over TCP options: yields each option in order, skipping
+/// NOPs, and stops at END or at the first malformed option (a missing
+/// length byte, a length below 2 or one that runs past the options) — so a
+/// caller never sees bytes that are not an option.
+#[derive(Debug, Clone)]
+pub struct TcpOptionIter<'a> {
+    options: &'a [u8],
+    at: usize,
+}
+
+impl<'a> TcpOptionIter<'a> {
+    /// Walks `options`, the bytes between the fixed header and the data.
+    pub fn new(options: &'a [u8]) -> Self {
+        TcpOptionIter { options, at: 0 }
+    }
+}
+
+impl<'a> Iterator for TcpOptionIter<'a> {
+    type Item = TcpOption<'a>;
+
+    fn next(&mut self) -> Option<TcpOption<'a>> {
+        let opts = self.options;
+        while let Some(&kind) = opts.get(self.at) {
+            match kind {
+                option_kind::END => break,
+                option_kind::NOP => self.at += 1,
+                _ => {
+                    let at = self.at;
+                    let len = opts.get(at + 1).map_or(0, |l| usize::from(*l));
+                    if len < 2 || at + len > opts.len() {
+                        break;
+                    }
+                    self.at += len;
+                    return Some(TcpOption {
+                        kind,
+                        offset: at,
+                        data: &opts[at + 2..at + len],
+                    });
+                }
+            }
+        }
+        self.at = opts.len();
+        None
+    }
+}
 
 /// The TCP flag bits of byte 13.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -89,7 +157,7 @@ impl TcpFlags {
     }
 }
 
-impl std::ops::BitOr for TcpFlags {
+impl core::ops::BitOr for TcpFlags {
     type Output = TcpFlags;
     fn bitor(self, rhs: TcpFlags) -> TcpFlags {
         TcpFlags(self.0 | rhs.0)
@@ -138,12 +206,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+    fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[r.start], b[r.start + 1]])
     }
 
-    fn u32_at(&self, r: std::ops::Range<usize>) -> u32 {
+    fn u32_at(&self, r: core::ops::Range<usize>) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]])
     }
@@ -211,27 +279,16 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         &b[self.header_len().min(b.len())..]
     }
 
-    /// Offset of the MSS option's value within the segment, if present.
+    /// The options, one by one (see [`TcpOptionIter`]).
+    pub fn option_iter(&self) -> TcpOptionIter<'_> {
+        TcpOptionIter::new(self.options())
+    }
+
+    /// Offset of the MSS option's value within the segment, if the first
+    /// MSS option is well-formed (length 4).
     fn mss_offset(&self) -> Option<usize> {
-        let opts = self.options();
-        let mut i = 0;
-        while i < opts.len() {
-            match opts[i] {
-                OPT_END => return None,
-                OPT_NOP => i += 1,
-                kind => {
-                    let len = usize::from(*opts.get(i + 1)?);
-                    if len < 2 || i + len > opts.len() {
-                        return None;
-                    }
-                    if kind == OPT_MSS {
-                        return (len == 4).then_some(HEADER_LEN + i + 2);
-                    }
-                    i += len;
-                }
-            }
-        }
-        None
+        let o = self.option_iter().find(|o| o.kind == option_kind::MSS)?;
+        (o.data.len() == 2).then_some(HEADER_LEN + o.offset + 2)
     }
 
     /// The MSS option's value, if the header carries a well-formed one.
@@ -240,15 +297,24 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Some(self.u16_at(at..at + 2))
     }
 
+    /// The window scale option's shift count (RFC 7323), from the first
+    /// window scale option of length 3; `None` without one. Meaningful on
+    /// SYN segments only.
+    pub fn window_scale(&self) -> Option<u8> {
+        self.option_iter()
+            .find(|o| o.kind == option_kind::WINDOW_SCALE && o.data.len() == 1)
+            .map(|o| o.data[0])
+    }
+
     /// True when the checksum is correct for a segment of this length between
     /// `src` and `dst` (the buffer must be exactly the segment).
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        checksum::l4_checksum(src, dst, 6, self.buffer.as_ref()) == 0
+        checksum::l4_checksum(src, dst, protocol::TCP, self.buffer.as_ref()) == 0
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    fn set_u16_at(&mut self, r: std::ops::Range<usize>, v: u16) {
+    fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
         self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
     }
 
@@ -310,7 +376,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Recomputes the full checksum over the whole buffer (the segment).
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let c = checksum::l4_checksum(src, dst, 6, self.buffer.as_ref());
+        let c = checksum::l4_checksum(src, dst, protocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }
@@ -382,6 +448,38 @@ mod tests {
     }
 
     #[test]
+    fn option_walker_yields_each_option() {
+        let v = syn();
+        let t = TcpPacket::new_checked(&v[20..]).unwrap();
+        let kinds: Vec<(u8, usize, usize)> = t
+            .option_iter()
+            .map(|o| (o.kind, o.offset, o.data.len()))
+            .collect();
+        // MSS at 0, NOP at 4, window scale at 5, SACK-permitted at 8, then
+        // etherparse's END padding.
+        assert_eq!(kinds, [(2, 0, 2), (3, 5, 1), (4, 8, 0)]);
+        assert_eq!(t.window_scale(), Some(7));
+        let bare = [0u8; 20];
+        assert_eq!(TcpPacket::new_unchecked(&bare[..]).window_scale(), None);
+    }
+
+    #[test]
+    fn option_walker_stops_at_a_malformed_option() {
+        // NOP, window scale 5, then a length-1 option: nothing after it.
+        let opts = [1, 3, 3, 5, 8, 1, 2, 4, 5, 0xb4];
+        let found: Vec<u8> = TcpOptionIter::new(&opts).map(|o| o.kind).collect();
+        assert_eq!(found, [3]);
+        // A window scale of the wrong length is passed over, not taken.
+        assert_eq!(
+            TcpOptionIter::new(&[3, 4, 1, 1, 3, 3, 9, 0])
+                .find(|o| o.kind == 3 && o.data.len() == 1)
+                .map(|o| o.data[0]),
+            Some(9)
+        );
+        assert_eq!(TcpOptionIter::new(&[2]).next(), None, "no length byte");
+    }
+
+    #[test]
     fn malformed_options_give_no_mss() {
         let mut v = syn();
         v[20 + 21] = 40; // MSS option length runs past the header
@@ -395,7 +493,8 @@ mod tests {
             if let Ok(mut t) = TcpPacket::new_checked(data) {
                 let _ = (t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags());
                 let _ = (t.window(), t.checksum(), t.urgent(), t.options(), t.payload());
-                let _ = (t.mss(), t.verify_checksum(SRC, DST));
+                let _ = (t.mss(), t.window_scale(), t.verify_checksum(SRC, DST));
+                let _ = t.option_iter().count();
                 t.clamp_mss(536, L4Checksum::Full);
                 t.fill_checksum(SRC, DST);
             }

@@ -1,0 +1,19 @@
+//! What IPv4 and IPv6 share: the protocol numbers (IPv4's protocol field,
+//! IPv6's next header) of the payloads the project reads or writes.
+//!
+//! Contract: constants only. Each IP version's header view lives in its own
+//! module ([`crate::ipv4`]; IPv6 will sit beside it), and both use these.
+
+/// IP protocol numbers (IANA "Assigned Internet Protocol Numbers").
+pub mod protocol {
+    /// ICMP for IPv4.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// GRE (RFC 2784).
+    pub const GRE: u8 = 47;
+    /// ICMP for IPv6.
+    pub const ICMPV6: u8 = 58;
+}

@@ -9,7 +9,9 @@
 //! moving the start of the frame left instead of copying it. Buffers are
 //! allocated once, when the datapath starts; nothing here allocates per frame.
 
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
 use yard_wire::offload::Offload;
+use yard_wire::vlan::{self, VlanPacket, TAG_LEN as VLAN_TAG_LEN};
 use yard_wire::vnet::HEADER_LEN as VNET_HDR_LEN;
 
 /// Bytes kept free before the Ethernet header: virtio-net header, a VLAN tag and
@@ -19,21 +21,6 @@ pub const HEADROOM: usize = 128;
 /// The largest Ethernet frame (without virtio-net header) a buffer holds: a
 /// 64 KiB GSO frame plus its headers.
 pub const MAX_FRAME_LEN: usize = 65_536 + 64;
-
-/// Length of an Ethernet header without VLAN tag.
-pub const ETH_HEADER_LEN: usize = 14;
-
-/// Length of an 802.1Q tag.
-pub const VLAN_TAG_LEN: usize = 4;
-
-/// EtherType of an 802.1Q tag.
-pub const ETHERTYPE_VLAN: u16 = 0x8100;
-
-/// EtherType of ARP.
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-
-/// EtherType of an 802.1ad (QinQ) service tag.
-pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
 /// One frame in a pooled buffer.
 pub struct Frame {
@@ -173,21 +160,15 @@ impl Frame {
 
     /// The EtherType after the MAC addresses (the TPID when tagged).
     pub fn outer_ethertype(&self) -> Option<u16> {
-        let d = self.data();
-        (d.len() >= ETH_HEADER_LEN).then(|| u16::from_be_bytes([d[12], d[13]]))
+        EthernetFrame::new_checked(self.data())
+            .ok()
+            .map(|eth| eth.ethertype())
     }
 
     /// Pushes an 802.1Q tag with `vid` after the MAC addresses, using headroom.
     pub fn push_vlan(&mut self, vid: u16) {
         debug_assert!(self.start >= VNET_HDR_LEN + VLAN_TAG_LEN);
-        let new_start = self.start - VLAN_TAG_LEN;
-        self.buf.copy_within(self.start..self.start + 12, new_start);
-        let tag = new_start + 12;
-        self.buf[tag..tag + 2].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
-        self.buf[tag + 2..tag + 4].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
-        self.start = new_start;
-        self.len += VLAN_TAG_LEN;
-        self.offload.shift(VLAN_TAG_LEN as i32);
+        self.push_tag(ethertype::VLAN, vid & vlan::MAX_VID);
     }
 
     /// Pushes a tag with protocol identifier `tpid` (0x8100 or 0x88a8) and the
@@ -200,38 +181,43 @@ impl Frame {
         if self.len < 12 || self.start < VNET_HDR_LEN + VLAN_TAG_LEN {
             return false;
         }
+        self.push_tag(tpid, tci);
+        true
+    }
+
+    /// Moves the MAC addresses `VLAN_TAG_LEN` bytes into the headroom and
+    /// writes the tag between them and the EtherType that was there.
+    fn push_tag(&mut self, tpid: u16, tci: u16) {
         let new_start = self.start - VLAN_TAG_LEN;
         self.buf.copy_within(self.start..self.start + 12, new_start);
-        let tag = new_start + 12;
-        self.buf[tag..tag + 2].copy_from_slice(&tpid.to_be_bytes());
-        self.buf[tag + 2..tag + 4].copy_from_slice(&tci.to_be_bytes());
         self.start = new_start;
         self.len += VLAN_TAG_LEN;
         self.offload.shift(VLAN_TAG_LEN as i32);
-        true
+        let data = self.data_mut();
+        EthernetFrame::new_unchecked(&mut *data).set_ethertype(tpid);
+        VlanPacket::new_unchecked(&mut data[ethernet::HEADER_LEN..]).set_tci(tci);
     }
 
     /// True when the outer EtherType is an 802.1Q or 802.1ad tag.
     pub fn is_tagged(&self) -> bool {
-        matches!(
-            self.outer_ethertype(),
-            Some(ETHERTYPE_VLAN | ETHERTYPE_QINQ)
-        )
+        self.outer_ethertype().is_some_and(ethertype::is_vlan_tag)
     }
 
     /// Pops the outer 802.1Q tag and returns its VLAN id; `None` (and the frame
     /// unchanged) when the frame is not tagged or too short.
     pub fn pop_vlan(&mut self) -> Option<u16> {
-        if self.outer_ethertype() != Some(ETHERTYPE_VLAN) || self.len < ETH_HEADER_LEN + 4 {
+        if self.outer_ethertype() != Some(ethertype::VLAN) {
             return None;
         }
-        let tci = u16::from_be_bytes([self.buf[self.start + 14], self.buf[self.start + 15]]);
+        let vid = VlanPacket::new_checked(&self.data()[ethernet::HEADER_LEN..])
+            .ok()?
+            .vid();
         self.buf
             .copy_within(self.start..self.start + 12, self.start + VLAN_TAG_LEN);
         self.start += VLAN_TAG_LEN;
         self.len -= VLAN_TAG_LEN;
         self.offload.shift(-(VLAN_TAG_LEN as i32));
-        Some(tci & 0x0fff)
+        Some(vid)
     }
 }
 
@@ -277,7 +263,7 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
         };
-        assert!(f.push_vlan_tci(ETHERTYPE_VLAN, (5 << 13) | (1 << 12) | 10));
+        assert!(f.push_vlan_tci(ethertype::VLAN, (5 << 13) | (1 << 12) | 10));
         assert_eq!(f.len(), 68);
         assert_eq!(&f.data()[..12], &original[..12]);
         assert_eq!(&f.data()[12..16], &[0x81, 0x00, 0xb0, 10]);
@@ -293,7 +279,7 @@ mod tests {
         assert_eq!(f.pop_vlan(), None, "802.1ad is not popped as 802.1Q");
 
         let mut short = frame_with(&[0xff; 11]);
-        assert!(!short.push_vlan_tci(ETHERTYPE_VLAN, 10));
+        assert!(!short.push_vlan_tci(ethertype::VLAN, 10));
         assert_eq!(short.data(), &[0xff; 11]);
     }
 

@@ -29,12 +29,13 @@ use std::sync::Arc;
 use yard_ctl::api::{NetworkSpec, MAX_MTU};
 use yard_ctl::MacAddr;
 use yard_nat::gateway::IcmpErrors;
+use yard_wire::ethernet::{self, ethertype};
 use yard_wire::icmp::IcmpErrorKind;
 
 use crate::dataplane::capture::{self, CaptureTap};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::fdb::Fdb;
-use crate::dataplane::frame::{Frame, ETHERTYPE_ARP, ETHERTYPE_QINQ, ETH_HEADER_LEN};
+use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
@@ -548,7 +549,7 @@ impl Bridge {
                 self.deliver(in_port, net, verdict, frame, now);
                 let arp_broadcast = verdict == Verdict::Flood
                     && frame.data()[..6] == MacAddr::BROADCAST.0
-                    && frame.outer_ethertype() == Some(ETHERTYPE_ARP);
+                    && frame.outer_ethertype() == Some(ethertype::ARP);
                 let has_gateway = self.network(net).is_some_and(|n| n.gateway_mac.is_some());
                 (arp_broadcast && has_gateway).then_some(net)
             }
@@ -562,7 +563,7 @@ impl Bridge {
     /// Sends a frame from the gateway into network `net`: to the port its
     /// destination MAC was learned on, else to every port of the network.
     pub fn inject(&mut self, net: NetId, frame: &mut Frame, now: Millis) {
-        if frame.len() < ETH_HEADER_LEN {
+        if frame.len() < ethernet::HEADER_LEN {
             return;
         }
         let data = frame.data();
@@ -596,7 +597,7 @@ impl Bridge {
         frame: &mut Frame,
         now: Millis,
     ) -> Result<(NetId, Verdict), DropReason> {
-        if frame.len() < ETH_HEADER_LEN {
+        if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Malformed);
         }
         let slot = self.port(in_port).ok_or(DropReason::PortDown)?;
@@ -616,7 +617,7 @@ impl Bridge {
             }
             Attachment::Trunk(members) => {
                 // Trunks speak 802.1Q; a service tag (802.1ad) is not ours.
-                if frame.outer_ethertype() == Some(ETHERTYPE_QINQ) {
+                if frame.outer_ethertype() == Some(ethertype::QINQ) {
                     return Err(DropReason::VlanNotAllowed);
                 }
                 let vid = frame.pop_vlan().ok_or(DropReason::UntaggedOnTrunk)?;
@@ -627,7 +628,7 @@ impl Bridge {
                     .ok_or(DropReason::VlanNotAllowed)?
             }
         };
-        if !frame.offload.is_gso() && frame.len() > in_mtu as usize + ETH_HEADER_LEN {
+        if !frame.offload.is_gso() && frame.len() > in_mtu as usize + ethernet::HEADER_LEN {
             return Err(DropReason::TooBig);
         }
         let data = frame.data();
@@ -781,7 +782,7 @@ impl Bridge {
         match slot.tunnel_mtu {
             Some(overlay_mtu) => {
                 if !gso
-                    && frame.len() > overlay_mtu as usize + ETH_HEADER_LEN
+                    && frame.len() > overlay_mtu as usize + ethernet::HEADER_LEN
                     && yard_wire::fragment::dont_fragment(frame.data()) == Some(true)
                 {
                     slot.counters.drop_frame(DropReason::TooBig);
@@ -792,7 +793,7 @@ impl Bridge {
                 }
             }
             None => {
-                if !gso && frame.len() > slot.mtu as usize + ETH_HEADER_LEN {
+                if !gso && frame.len() > slot.mtu as usize + ethernet::HEADER_LEN {
                     slot.counters.drop_frame(DropReason::TooBig);
                     return;
                 }

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use yard_nat::flow::Proto;
 use yard_tunnel::{encap_gre, GreOptions};
 use yard_wire::checksum::L4Checksum;
-use yard_wire::ethernet::{ethertype, EthernetFrame};
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::tcp::TcpPacket;
 
 use super::Port;
-use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
+use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::sys;
 
@@ -93,7 +93,7 @@ fn clamp_syn_mss(frame: &mut Frame, max: u16) {
     if !is_ipv4 {
         return;
     }
-    let Ok(mut ip) = Ipv4Packet::new_checked(&mut data[ETH_HEADER_LEN..]) else {
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut data[ethernet::HEADER_LEN..]) else {
         return;
     };
     if ip.protocol() != Proto::Tcp.ip_protocol() || ip.is_later_fragment() {

@@ -11,11 +11,12 @@
 use std::io;
 
 use yard_nat::gateway::{Action, Gateway, Side};
+use yard_wire::ethernet;
 
 use super::Uplink;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
-use crate::dataplane::frame::{Frame, ETH_HEADER_LEN};
+use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
 
@@ -65,7 +66,7 @@ impl Router<'_> {
             offload::fit_gso(frame, mtu);
             return send_to(self.bridge, self.uplink, side, frame, now);
         }
-        let too_big = frame.len() > ETH_HEADER_LEN + mtu as usize;
+        let too_big = frame.len() > ethernet::HEADER_LEN + mtu as usize;
         let dont_fragment = yard_wire::fragment::dont_fragment(frame.data());
         let (true, Some(dont_fragment)) = (too_big, dont_fragment) else {
             // It fits, or it is not IPv4 (the port refuses it if too big).
@@ -73,7 +74,7 @@ impl Router<'_> {
         };
         if dont_fragment {
             self.gateway
-                .refuse_too_big(&frame.data()[ETH_HEADER_LEN..], mtu, now.0);
+                .refuse_too_big(&frame.data()[ethernet::HEADER_LEN..], mtu, now.0);
             if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
                 uplink.counters.drop_frame(DropReason::TooBig);
             }

@@ -407,7 +407,7 @@ fn one() -> u32 {
 /// A network with its live figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetworkInfo {
-    /// The configuration.
+    /// The network as it was asked for (its fields inline in JSON).
     #[serde(flatten)]
     pub spec: NetworkSpec,
     /// Names of the ports on it.
@@ -526,7 +526,7 @@ pub struct UplinkSpec {
 /// An uplink as configured and as it is now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UplinkInfo {
-    /// The configuration.
+    /// The uplink as it was asked for (its fields inline in JSON).
     #[serde(flatten)]
     pub spec: UplinkSpec,
     /// The MAC yardd uses on it.
@@ -541,9 +541,9 @@ pub struct UplinkInfo {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// TCP.
+    /// TCP, shown and written as `tcp`.
     Tcp,
-    /// UDP.
+    /// UDP, shown and written as `udp`.
     Udp,
 }
 
@@ -657,7 +657,7 @@ impl std::str::FromStr for PublishSpec {
 /// A published port with what it resolves to now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PublishInfo {
-    /// The configuration.
+    /// The rule as it was asked for (its fields inline in JSON).
     #[serde(flatten)]
     pub spec: PublishSpec,
     /// The rule in its canonical text form.

@@ -53,7 +53,7 @@ impl Proto {
 /// One direction of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    /// Protocol.
+    /// TCP, UDP or ICMP (echo): what the ports mean.
     pub proto: Proto,
     /// Source address.
     pub src: Ipv4Addr,

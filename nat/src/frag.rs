@@ -79,7 +79,8 @@ pub enum Later<T> {
     Dropped(FragDrop),
 }
 
-/// Counters.
+/// What the fragment cache holds now and has done so far (`conntrack
+/// stats` shows them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FragStats {
     /// Datagrams currently tracked.
@@ -132,7 +133,7 @@ impl<T: Copy> FragCache<T> {
         }
     }
 
-    /// Counters.
+    /// What the cache holds now, and its counters so far.
     pub fn stats(&self) -> FragStats {
         FragStats {
             datagrams: self.map.len(),

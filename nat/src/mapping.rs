@@ -99,7 +99,7 @@ pub enum MappingError {
 /// the identity a mapping is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MappingKey {
-    /// Protocol.
+    /// TCP, UDP or ICMP: each has its own port space.
     pub proto: Proto,
     /// Inside address.
     pub inside_addr: Ipv4Addr,

@@ -218,11 +218,19 @@ pub struct PortAddArgs {
     /// A tunnel to --remote carrying GRE in UDP (RFC 8086): no privilege needed, crosses NAT.
     #[arg(long)]
     pub gre_udp: bool,
-    /// The tunnel's other end: IP for --gre, IP[:PORT] for --gre-udp [default port: 4754].
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// The tunnel's other end (an address, and for `--gre-udp` optionally a port).
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        help = "The tunnel's other end: IP for --gre, IP[:PORT] for --gre-udp [default port: 4754]"
+    )]
     pub remote: Option<Endpoint>,
-    /// This host's tunnel address: IP for --gre [default: the kernel chooses], IP[:PORT] for --gre-udp [default: 0.0.0.0:4754].
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// This host's tunnel address (and for `--gre-udp` optionally a port).
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        help = "This host's tunnel address: IP for --gre [default: the kernel chooses], IP[:PORT] for --gre-udp [default: 0.0.0.0:4754]"
+    )]
     pub local: Option<Endpoint>,
     /// GRE key; tunnels between the same two hosts are told apart by it.
     #[arg(long, value_name = "N")]

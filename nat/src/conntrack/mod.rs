@@ -181,7 +181,7 @@ pub enum ProtoState {
 /// Per-direction counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
-    /// Packets.
+    /// Packets seen in this direction, fragments included.
     pub packets: u64,
     /// Bytes (IP total length).
     pub bytes: u64,
@@ -201,7 +201,7 @@ pub(crate) struct Links {
 /// One tracked connection.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// Zone.
+    /// The zone the connection lives in: tuples only clash within a zone.
     pub zone: Zone,
     /// Original direction, as its sender sent it (before translation).
     pub original: FlowKey,
@@ -234,7 +234,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Protocol.
+    /// The connection's protocol (both directions share it).
     pub fn proto(&self) -> Proto {
         self.original.proto
     }
@@ -377,9 +377,9 @@ pub enum ConntrackError {
     /// The original key is already tracked (look it up instead).
     #[error("{key} is already tracked in zone {zone}")]
     Exists {
-        /// Zone.
+        /// The zone that already tracks it.
         zone: Zone,
-        /// The key.
+        /// The connection's original-direction tuple.
         key: FlowKey,
     },
     /// The reply key the translation produces belongs to another entry.
@@ -387,7 +387,7 @@ pub enum ConntrackError {
         "reply tuple {reply} of {original} clashes with an existing connection in zone {zone}"
     )]
     Clash {
-        /// Zone.
+        /// The zone the clash is in.
         zone: Zone,
         /// The new original key.
         original: FlowKey,
@@ -398,7 +398,7 @@ pub enum ConntrackError {
     /// mid-stream (and a TCP packet must carry its segment).
     #[error("{key}: TCP connection does not start with a SYN (or a bare ACK); not tracked")]
     NotSyn {
-        /// The key.
+        /// The connection's original-direction tuple.
         key: FlowKey,
     },
     /// The table limit is 0.

@@ -116,7 +116,7 @@ impl Conntrack {
         }
     }
 
-    /// The configuration.
+    /// The limit and timeouts in force.
     pub fn config(&self) -> &Config {
         &self.config
     }

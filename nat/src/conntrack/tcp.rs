@@ -116,7 +116,8 @@ pub enum TcpState {
     LastAck,
     /// Both FINs acknowledged; waiting out stray segments.
     TimeWait,
-    /// Reset.
+    /// Ended by an accepted RST: kept for a short timeout (10 s) so late
+    /// segments of the connection are recognised.
     Close,
 }
 

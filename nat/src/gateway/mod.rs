@@ -112,7 +112,7 @@ pub struct PublishRule {
 pub enum Action {
     /// Send the (rewritten) frame, now `len` bytes long, to `side`.
     Send {
-        /// Where.
+        /// The network or uplink the frame leaves on.
         side: Side,
         /// The frame's length now (an ARP reply is shorter than a padded
         /// request, for example).

@@ -4,6 +4,10 @@
 //! [`AccessError`] (a client may not use it), plus [`Object`], the named
 //! thing an error is about. Every message names the object and the way out.
 
+// Variant fields are not documented one by one: each is the object its
+// variant's `#[error]` message names, and that message is their doc.
+#![allow(missing_docs)]
+
 use std::io;
 use std::path::PathBuf;
 
@@ -95,7 +99,6 @@ pub enum ControlError {
     /// A configured network could not be restored at start.
     #[error("network {net}: {error}")]
     RestoreNetwork {
-        /// The network.
         net: String,
         /// Why the datapath refused it.
         error: DatapathError,
@@ -123,7 +126,6 @@ pub enum ControlError {
     /// The network is connected to another; `net rm` needs it disconnected.
     #[error("network {net} is connected ({a} <-> {b}): `yardctl net disconnect {a} {b}` first")]
     NetworkConnected {
-        /// The network.
         net: String,
         /// One side of the connection.
         a: String,
@@ -137,7 +139,6 @@ pub enum ControlError {
     NotConnected {
         /// One network.
         a: String,
-        /// The other.
         b: String,
     },
     /// A static FDB entry for a group or all-zero MAC.
@@ -145,20 +146,10 @@ pub enum ControlError {
     GroupMac(MacAddr),
     /// A static FDB entry on a network the port is not on.
     #[error("port {port} is not on network {net}: `yardctl port ls` shows each port's networks")]
-    NotOnNetwork {
-        /// The port.
-        port: String,
-        /// The network.
-        net: String,
-    },
+    NotOnNetwork { port: String, net: String },
     /// `fdb del` found nothing.
     #[error("no FDB entry for {mac} in network {net}: `yardctl fdb show --net {net}` lists them")]
-    NoFdbEntry {
-        /// The network.
-        net: String,
-        /// The address.
-        mac: MacAddr,
-    },
+    NoFdbEntry { net: String, mac: MacAddr },
     /// A capture request reached the request handler (it is served by the
     /// connection).
     #[error("capture is served by the connection, not here")]
@@ -171,7 +162,6 @@ pub enum SocketError {
     /// Its directory could not be created.
     #[error("cannot create socket directory {}: {error}", .dir.display())]
     CreateDir {
-        /// The directory.
         dir: PathBuf,
         /// What failed.
         error: io::Error,
@@ -185,7 +175,6 @@ pub enum SocketError {
     /// A stale socket could not be removed.
     #[error("cannot remove stale socket {}: {error}", .path.display())]
     RemoveStale {
-        /// The socket.
         path: PathBuf,
         /// What failed.
         error: io::Error,
@@ -193,7 +182,6 @@ pub enum SocketError {
     /// `bind` failed.
     #[error("cannot listen on {}: {error}", .path.display())]
     Listen {
-        /// The socket.
         path: PathBuf,
         /// What failed.
         error: io::Error,
@@ -201,7 +189,6 @@ pub enum SocketError {
     /// Its mode could not be set.
     #[error("cannot set mode 0660 on {}: {error}", .path.display())]
     Mode {
-        /// The socket.
         path: PathBuf,
         /// What failed.
         error: io::Error,
@@ -209,9 +196,7 @@ pub enum SocketError {
     /// It could not be given to the group.
     #[error("cannot give {} to group {gid}: {error}", .path.display())]
     Group {
-        /// The socket.
         path: PathBuf,
-        /// The group.
         gid: u32,
         /// What failed.
         error: io::Error,

@@ -2,6 +2,10 @@
 //! carries the names of the objects involved, and every message names them
 //! and says what to do instead; the messages are what `yardctl` prints.
 
+// Variant fields are not documented one by one: each is the object its
+// variant's `#[error]` message names, and that message is their doc.
+#![allow(missing_docs)]
+
 use std::net::Ipv4Addr;
 
 use yard_ctl::api::{PublishSpec, Transport, MAX_MTU};
@@ -56,7 +60,6 @@ pub enum ConfigError {
     /// An aging time outside 1 to 1000000 s.
     #[error("network {net}: aging time {secs} s is out of range: use 1 to 1000000 seconds")]
     BadAging {
-        /// The network.
         net: String,
         /// The aging time given.
         secs: u64,
@@ -64,7 +67,6 @@ pub enum ConfigError {
     /// A VLAN id outside 1 to 4094.
     #[error("network {net}: VLAN id {vlan} is out of range: use 1 to 4094")]
     BadVlan {
-        /// The network.
         net: String,
         /// The id given.
         vlan: u16,
@@ -74,7 +76,6 @@ pub enum ConfigError {
         "network {net}: VLAN id {vlan} is already used by network {by}: choose another --vlan"
     )]
     VlanTaken {
-        /// The network.
         net: String,
         /// The id given.
         vlan: u16,
@@ -87,7 +88,6 @@ pub enum ConfigError {
     /// A subnet with too few host addresses.
     #[error("network {net}: subnet {subnet} is too small: use a prefix of /30 or shorter")]
     SubnetTooSmall {
-        /// The network.
         net: String,
         /// The subnet given.
         subnet: Ipv4Cidr,
@@ -97,9 +97,7 @@ pub enum ConfigError {
         "network {net}: subnet {subnet} overlaps {other_subnet} of network {other}: choose a --subnet that does not overlap"
     )]
     SubnetOverlaps {
-        /// The network.
         net: String,
-        /// Its subnet.
         subnet: Ipv4Cidr,
         /// The network it overlaps.
         other: String,
@@ -111,11 +109,8 @@ pub enum ConfigError {
         "network {net}: subnet {subnet} overlaps the uplink {uplink}'s {uplink_subnet}: the inside and the outside must not share addresses"
     )]
     SubnetOverlapsUplink {
-        /// The network.
         net: String,
-        /// Its subnet.
         subnet: Ipv4Cidr,
-        /// The uplink.
         uplink: String,
         /// The uplink's subnet.
         uplink_subnet: Ipv4Cidr,
@@ -123,7 +118,6 @@ pub enum ConfigError {
     /// The gateway address is not a host of the subnet.
     #[error("network {net}: gateway {gateway} is not a host address of {subnet}")]
     GatewayOutsideSubnet {
-        /// The network.
         net: String,
         /// The gateway address given.
         gateway: Ipv4Addr,
@@ -136,7 +130,6 @@ pub enum ConfigError {
         .ports.join(", ")
     )]
     NetworkInUse {
-        /// The network.
         net: String,
         /// The ports on it.
         ports: Vec<String>,
@@ -152,7 +145,6 @@ pub enum ConfigError {
     AlreadyConnected {
         /// One network.
         a: String,
-        /// The other.
         b: String,
     },
 
@@ -167,7 +159,6 @@ pub enum ConfigError {
         "port {port}: network {net} not found: create it with `yardctl net create {net}` or see `yardctl net ls`"
     )]
     PortNetworkMissing {
-        /// The port.
         port: String,
         /// The network it names.
         net: String,
@@ -175,7 +166,6 @@ pub enum ConfigError {
     /// A group or all-zero MAC for a port.
     #[error("port {port}: MAC {mac} is a group or zero address: use a unicast address")]
     GroupMac {
-        /// The port.
         port: String,
         /// The MAC given.
         mac: MacAddr,
@@ -186,7 +176,6 @@ pub enum ConfigError {
         .netns.as_deref().unwrap_or("(yardd's own)")
     )]
     TapTaken {
-        /// The port.
         port: String,
         /// The interface name.
         ifname: String,
@@ -202,35 +191,28 @@ pub enum ConfigError {
         .subnet.prefix
     )]
     AddressOutside {
-        /// The port.
         port: String,
         /// The address given.
         ip: Ipv4Cidr,
-        /// The network.
         net: String,
-        /// Its subnet.
         subnet: Ipv4Cidr,
     },
     /// The address is the network's gateway.
     #[error("port {port}: {addr} is the gateway of network {net}")]
     AddressIsGateway {
-        /// The port.
         port: String,
         /// The address given.
         addr: Ipv4Addr,
-        /// The network.
         net: String,
     },
     /// Another port on the network has the address.
     #[error("port {port}: address {addr} is already used by port {by} on network {net}")]
     AddressTaken {
-        /// The port.
         port: String,
         /// The address given.
         addr: Ipv4Addr,
         /// The port that has it.
         by: String,
-        /// The network.
         net: String,
     },
     /// A GRE-in-UDP remote with port 0.
@@ -239,7 +221,6 @@ pub enum ConfigError {
     /// A tunnel remote that is not a unicast address.
     #[error("port {port}: remote {remote} is not a unicast address")]
     RemoteNotUnicast {
-        /// The port.
         port: String,
         /// The remote given.
         remote: Ipv4Addr,
@@ -251,21 +232,16 @@ pub enum ConfigError {
         key_name(.key)
     )]
     TunnelTaken {
-        /// The port.
         port: String,
         /// The tunnel that has the remote and key.
         by: String,
-        /// The remote.
         remote: Ipv4Addr,
-        /// The key.
         key: Option<u32>,
     },
     /// Another port has the interface.
     #[error("port {port}: interface {iface} is already attached as port {by}")]
     IfaceTaken {
-        /// The port.
         port: String,
-        /// The interface.
         iface: String,
         /// The port that has it.
         by: String,
@@ -280,7 +256,6 @@ pub enum ConfigError {
     TrunkNetWithoutVlan {
         /// The trunk port.
         port: String,
-        /// The network.
         net: String,
     },
 
@@ -303,7 +278,6 @@ pub enum ConfigError {
         "uplink {uplink}: {ip} is not a host address with room for a gateway: use e.g. 10.1.0.2/24"
     )]
     UplinkAddress {
-        /// The uplink.
         uplink: String,
         /// The address given.
         ip: Ipv4Cidr,
@@ -313,17 +287,13 @@ pub enum ConfigError {
         "uplink {uplink}: {subnet} overlaps network {net}'s subnet: the outside must be a different subnet"
     )]
     UplinkOverlaps {
-        /// The uplink.
         uplink: String,
-        /// Its subnet.
         subnet: Ipv4Cidr,
-        /// The network.
         net: String,
     },
     /// The uplink's gateway is not another host of its subnet.
     #[error("uplink {uplink}: gateway {gateway} must be another host address of {subnet}")]
     UplinkGateway {
-        /// The uplink.
         uplink: String,
         /// The gateway given.
         gateway: Ipv4Addr,
@@ -333,9 +303,7 @@ pub enum ConfigError {
     /// A port has the uplink's interface.
     #[error("uplink {uplink}: interface {iface} is already port {by}")]
     UplinkIfaceTaken {
-        /// The uplink.
         uplink: String,
-        /// The interface.
         iface: String,
         /// The port that has it.
         by: String,
@@ -382,7 +350,6 @@ pub enum ConfigError {
         host: Option<Ipv4Addr>,
         /// The first host port.
         port: u16,
-        /// The protocol.
         proto: Transport,
     },
 }

@@ -33,9 +33,9 @@ pub const MAX_NAME_LEN: usize = 64;
 pub struct Config {
     /// [`STATE_FORMAT`] of the file this came from.
     pub format: u32,
-    /// The networks.
+    /// Networks, in the order they were created (restored in that order).
     pub networks: Vec<NetworkSpec>,
-    /// The ports.
+    /// Ports, in the order they were added (re-attached in that order).
     pub ports: Vec<PortSpec>,
     /// Static FDB entries (`fdb add`), restored after the ports.
     #[serde(default)]

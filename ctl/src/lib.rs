@@ -1,5 +1,7 @@
 //! `yard-ctl`: the control API of Switchyard.
 //!
+//! Where this crate sits among the others, and why: `docs/ARCHITECTURE.md`.
+//!
 //! This crate owns the contract between `yardd` and its clients: the versioned
 //! request and reply types ([`api`]), the small value types they carry
 //! ([`types`]), the rule for interface names both sides check ([`ifname`]),

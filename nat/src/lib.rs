@@ -1,5 +1,7 @@
 //! `yard-nat`: Switchyard's L3 gateway, connection tracking and NAT.
 //!
+//! Where this crate sits among the others, and why: `docs/ARCHITECTURE.md`.
+//!
 //! Pure: byte slices in, verdicts and rewritten bytes out. No I/O, no clocks
 //! (time is passed in), no threads; so every path is testable and benchable
 //! without a daemon, a socket or root.

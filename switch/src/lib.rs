@@ -1,6 +1,7 @@
 //! `yard-switch`: the Switchyard daemon, `yardd`, as a library.
 //!
-//! Three parts, one folder each (see `docs/ARCHITECTURE.md`):
+//! Three parts, one folder each (the design of record, with the threads,
+//! the data path and the control API: `docs/ARCHITECTURE.md`):
 //!
 //! - [`dataplane`]: everything that touches frames — the frame buffer, the
 //!   L2 bridge and its forwarding databases, ports, tunnels, software

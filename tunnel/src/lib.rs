@@ -1,6 +1,8 @@
 //! Ethernet over GRE (RFC 2784, with key and sequence number from RFC 2890) and
 //! GRE-in-UDP (RFC 8086), as pure functions on byte slices.
 //!
+//! Where this crate sits among the others, and why: `docs/ARCHITECTURE.md`.
+//!
 //! This crate owns the wire formats of Switchyard's tunnel ports and nothing
 //! else: it never opens a socket, never allocates (it is `no_std` outside its
 //! own tests, with no `alloc`), never logs and contains no `unsafe`. The daemon

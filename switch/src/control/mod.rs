@@ -1,5 +1,7 @@
 //! The control plane: what yardd is asked to do, and what it remembers.
 //!
+//! How the control plane fits the rest of yardd: `docs/ARCHITECTURE.md`.
+//!
 //! Contract: every change is validated against the [`config`] first, then
 //! applied to the data plane through its handle, then persisted by
 //! [`state`]; a change refused at any step leaves all three as they were.

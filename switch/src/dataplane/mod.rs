@@ -1,5 +1,7 @@
 //! The data plane: where frames are received, decided on and sent.
 //!
+//! How the data plane fits the rest of yardd: `docs/ARCHITECTURE.md`.
+//!
 //! Contract: nothing here blocks on, or reads, anything but its ports and its
 //! command queue; nothing on the per-frame path allocates, locks or logs.
 //! The control plane reaches it only through

@@ -4,6 +4,8 @@
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
 //! kernel's side of yardd.
 //!
+//! How the OS layer fits the rest of yardd: `docs/ARCHITECTURE.md`.
+//!
 //! Contract: each function here returns an owned, non-blocking, close-on-exec fd
 //! (or a plain value) and an [`std::io::Error`] that names the interface it was
 //! about. Nothing here enters a namespace: every function works in the *current

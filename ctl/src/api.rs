@@ -285,6 +285,35 @@ pub enum PortKind {
     },
 }
 
+/// The GRE header settings of a tunnel port, which GRE and GRE-in-UDP
+/// ports share. Read from a [`PortKind`]; not itself part of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreSettings {
+    /// GRE key; `None` sends none.
+    pub key: Option<u32>,
+    /// Send the GRE checksum.
+    pub csum: bool,
+    /// Send sequence numbers.
+    pub seq: bool,
+}
+
+impl PortKind {
+    /// The GRE settings of a GRE or GRE-in-UDP port; `None` for a port
+    /// that is not a tunnel.
+    pub fn gre_settings(&self) -> Option<GreSettings> {
+        match self {
+            PortKind::Gre { key, csum, seq, .. } | PortKind::GreUdp { key, csum, seq, .. } => {
+                Some(GreSettings {
+                    key: *key,
+                    csum: *csum,
+                    seq: *seq,
+                })
+            }
+            PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => None,
+        }
+    }
+}
+
 /// A port to create.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PortSpec {

@@ -350,44 +350,65 @@ pub fn build_icmp_error(
     kind: IcmpErrorKind,
     original: &[u8],
 ) -> Result<usize, WireError> {
-    let orig = Ipv4Packet::new_checked(original)?;
-    check_error_allowed(&orig)?;
+    IcmpErrorRepr { src, ident, kind }.emit(out, original)
+}
 
-    let orig_len = usize::from(orig.total_len());
-    let must_quote = (orig.header_len() + 8).min(orig_len);
-    let overhead = ipv4::HEADER_LEN + HEADER_LEN;
-    if out.len() < overhead + must_quote {
-        return Err(WireError::BufferTooSmall {
-            need: overhead + must_quote,
-            have: out.len(),
-        });
+/// An ICMP error the project sends, apart from the packet it quotes: who
+/// sends it, the IPv4 identification it goes with, and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpErrorRepr {
+    /// The error's source address.
+    pub src: Ipv4Addr,
+    /// The identification of the error's IPv4 header.
+    pub ident: u16,
+    /// Type, code and rest of header.
+    pub kind: IcmpErrorKind,
+}
+
+impl IcmpErrorRepr {
+    /// Writes the error about `original` into `out` as [`build_icmp_error`]
+    /// describes; returns the number of bytes written.
+    pub fn emit(&self, out: &mut [u8], original: &[u8]) -> Result<usize, WireError> {
+        let Self { src, ident, kind } = *self;
+        let orig = Ipv4Packet::new_checked(original)?;
+        check_error_allowed(&orig)?;
+
+        let orig_len = usize::from(orig.total_len());
+        let must_quote = (orig.header_len() + 8).min(orig_len);
+        let overhead = ipv4::HEADER_LEN + HEADER_LEN;
+        if out.len() < overhead + must_quote {
+            return Err(WireError::BufferTooSmall {
+                need: overhead + must_quote,
+                have: out.len(),
+            });
+        }
+        let quote_len = orig_len
+            .min(MAX_ERROR_LEN - overhead)
+            .min(out.len() - overhead);
+        let total = overhead + quote_len;
+        let out = &mut out[..total];
+
+        Ipv4Repr {
+            src,
+            dst: orig.src(),
+            protocol: protocol::ICMP,
+            payload_len: total - ipv4::HEADER_LEN,
+            ttl: DEFAULT_TTL,
+            ident,
+            dont_frag: false,
+            tos: ERROR_TOS,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut *out))?;
+
+        let (icmp_type, code, rest) = kind.type_code_rest();
+        let mut icmp = IcmpPacket::new_unchecked(&mut out[ipv4::HEADER_LEN..]);
+        icmp.set_msg_type(icmp_type);
+        icmp.set_code(code);
+        icmp.set_rest_of_header(rest);
+        icmp.data_mut().copy_from_slice(&original[..quote_len]);
+        icmp.fill_checksum();
+        Ok(total)
     }
-    let quote_len = orig_len
-        .min(MAX_ERROR_LEN - overhead)
-        .min(out.len() - overhead);
-    let total = overhead + quote_len;
-    let out = &mut out[..total];
-
-    Ipv4Repr {
-        src,
-        dst: orig.src(),
-        protocol: protocol::ICMP,
-        payload_len: total - ipv4::HEADER_LEN,
-        ttl: DEFAULT_TTL,
-        ident,
-        dont_frag: false,
-        tos: ERROR_TOS,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut *out))?;
-
-    let (icmp_type, code, rest) = kind.type_code_rest();
-    let mut icmp = IcmpPacket::new_unchecked(&mut out[ipv4::HEADER_LEN..]);
-    icmp.set_msg_type(icmp_type);
-    icmp.set_code(code);
-    icmp.set_rest_of_header(rest);
-    icmp.data_mut().copy_from_slice(&original[..quote_len]);
-    icmp.fill_checksum();
-    Ok(total)
 }
 
 fn check_error_allowed(orig: &Ipv4Packet<&[u8]>) -> Result<(), WireError> {

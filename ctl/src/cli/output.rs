@@ -346,37 +346,21 @@ struct Tunnel {
 }
 
 fn tunnel(kind: &PortKind) -> Option<Tunnel> {
-    match kind {
-        PortKind::Gre {
-            remote,
-            local,
-            key,
-            csum,
-            seq,
-            ..
-        } => Some(Tunnel {
-            remote: remote.to_string(),
-            local: local.map(|l| l.to_string()),
-            key: *key,
-            csum: *csum,
-            seq: *seq,
-        }),
-        PortKind::GreUdp {
-            remote,
-            local,
-            key,
-            csum,
-            seq,
-            ..
-        } => Some(Tunnel {
-            remote: remote.to_string(),
-            local: local.map(|l| l.to_string()),
-            key: *key,
-            csum: *csum,
-            seq: *seq,
-        }),
-        PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => None,
-    }
+    let (remote, local) = match kind {
+        PortKind::Gre { remote, local, .. } => (remote.to_string(), local.map(|l| l.to_string())),
+        PortKind::GreUdp { remote, local, .. } => {
+            (remote.to_string(), local.map(|l| l.to_string()))
+        }
+        PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => return None,
+    };
+    let gre = kind.gre_settings()?;
+    Some(Tunnel {
+        remote,
+        local,
+        key: gre.key,
+        csum: gre.csum,
+        seq: gre.seq,
+    })
 }
 
 /// `gre to 192.168.50.2, from 192.168.50.1, key 42, csum, seq` for `port add`.

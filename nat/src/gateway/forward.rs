@@ -468,8 +468,12 @@ impl Gateway {
         let mut buf = vec![0u8; ETH + icmp::MAX_ERROR_LEN];
         self.icmp_ident = self.icmp_ident.wrapping_add(1);
         let ident = self.icmp_ident;
-        let Ok(n) = IcmpErrors::write(&mut buf, Ipv4Addr::UNSPECIFIED, ident, kind, original)
-        else {
+        let error = icmp::IcmpErrorRepr {
+            src: Ipv4Addr::UNSPECIFIED,
+            ident,
+            kind,
+        };
+        let Ok(n) = IcmpErrors::write(&mut buf, error, original) else {
             return;
         };
         buf.truncate(n);

@@ -14,11 +14,10 @@
 //! no allocation. The ICMP message itself comes from
 //! [`yard_wire::icmp::build_icmp_error`].
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use yard_wire::ethernet::{self, ethertype, EthernetFrame};
-use yard_wire::icmp::{build_icmp_error, IcmpErrorKind};
+use yard_wire::icmp::{IcmpErrorKind, IcmpErrorRepr};
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::WireError;
 
@@ -108,16 +107,13 @@ impl IcmpErrors {
         self.limited.load(Ordering::Relaxed)
     }
 
-    /// Writes into `out` an Ethernet frame carrying an ICMP error of `kind`
-    /// about `original` (an IPv4 packet), from `src`, to the original's
-    /// source; returns its length. The MAC addresses are left zero (the
+    /// Writes into `out` an Ethernet frame carrying `error` about `original`
+    /// (an IPv4 packet), to the original's source; returns its length. The MAC addresses are left zero (the
     /// sender fills them in when it knows the next hop); the EtherType is
     /// IPv4. Takes no token: callers [`admit`](Self::admit) first.
     pub fn write(
         out: &mut [u8],
-        src: Ipv4Addr,
-        ident: u16,
-        kind: IcmpErrorKind,
+        error: IcmpErrorRepr,
         original: &[u8],
     ) -> Result<usize, WireError> {
         let Some((header, ip)) = out.split_at_mut_checked(ethernet::HEADER_LEN) else {
@@ -126,7 +122,7 @@ impl IcmpErrors {
                 have: out.len(),
             });
         };
-        let n = build_icmp_error(ip, src, ident, kind, original)?;
+        let n = error.emit(ip, original)?;
         header.fill(0);
         EthernetFrame::new_unchecked(header).set_ethertype(ethertype::IPV4);
         Ok(ethernet::HEADER_LEN + n)
@@ -153,7 +149,12 @@ impl IcmpErrors {
         if !self.admit(now_ms) {
             return Err(IcmpRefused::Limited);
         }
-        let n = Self::write(out, from, ident, kind, original)?;
+        let error = IcmpErrorRepr {
+            src: from,
+            ident,
+            kind,
+        };
+        let n = Self::write(out, error, original)?;
         let mut reply = EthernetFrame::new_unchecked(&mut out[..n]);
         reply.set_dst(to_mac);
         reply.set_src(from_mac);
@@ -163,10 +164,11 @@ impl IcmpErrors {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
     use std::sync::Arc;
 
     use super::*;
-    use yard_wire::icmp;
+    use yard_wire::icmp::{self, build_icmp_error};
 
     #[test]
     fn a_burst_of_50_then_one_per_millisecond() {

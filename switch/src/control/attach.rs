@@ -174,47 +174,28 @@ pub fn tunnel_overlay_mtu(remote: Ipv4Addr, carrier: Carrier, options: &GreOptio
 
 /// The carrier, endpoint, remote and options of a tunnel port spec.
 fn tunnel_shape(kind: &PortKind) -> Option<(Carrier, EndpointKey, SocketAddrV4, GreOptions, bool)> {
-    match kind {
-        PortKind::Gre {
-            remote,
-            local,
-            key,
-            csum,
-            seq,
-            ..
-        } => Some((
+    let (carrier, endpoint, remote) = match kind {
+        PortKind::Gre { remote, local, .. } => (
             Carrier::Ipv4,
             EndpointKey::Gre(*local),
             SocketAddrV4::new(*remote, 0),
-            GreOptions {
-                key: *key,
-                checksum: *csum,
-                sequence: seq.then_some(0),
-            },
-            *seq,
-        )),
-        PortKind::GreUdp {
-            remote,
-            local,
-            key,
-            csum,
-            seq,
-            ..
-        } => Some((
+        ),
+        PortKind::GreUdp { remote, local, .. } => (
             Carrier::UdpIpv4,
             EndpointKey::Udp(
                 local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GRE_IN_UDP_PORT)),
             ),
             *remote,
-            GreOptions {
-                key: *key,
-                checksum: *csum,
-                sequence: seq.then_some(0),
-            },
-            *seq,
-        )),
-        _ => None,
-    }
+        ),
+        _ => return None,
+    };
+    let gre = kind.gre_settings()?;
+    let options = GreOptions {
+        key: gre.key,
+        checksum: gre.csum,
+        sequence: gre.seq.then_some(0),
+    };
+    Some((carrier, endpoint, remote, options, gre.seq))
 }
 
 /// The overlay MTU a tunnel port spec will have (for `net inspect` and the

@@ -141,8 +141,8 @@ pub fn entry_infos(snapshot: &ConntrackSnapshot) -> Vec<ConntrackEntry> {
 /// Conntrack and gateway counters.
 pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
     let s = &figures.conntrack;
-    let mut counters = BTreeMap::new();
-    for (name, value) in [
+    let g = &figures.gateway;
+    let named = [
         ("inserted", s.inserted),
         ("evicted-unreplied", s.evicted_unreplied),
         ("evicted-other", s.evicted_other),
@@ -151,11 +151,6 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         ("refused", s.refused),
         ("snat-mappings", figures.snat_mappings as u64),
         ("table-bytes", figures.table_bytes as u64),
-    ] {
-        counters.insert(name.to_string(), value);
-    }
-    let g = &figures.gateway;
-    for (name, value) in [
         ("gw-forwarded", g.forwarded),
         ("gw-arp-requests-sent", g.arp_requests_sent),
         ("gw-arp-replies-sent", g.arp_replies_sent),
@@ -165,10 +160,9 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         ("gw-held-for-arp", g.held_for_arp),
         ("gw-fragmented", g.fragmented),
         ("gw-arp-timeouts", g.arp_timeouts),
-    ] {
-        counters.insert(name.to_string(), value);
-    }
-    for (name, value) in g.drops_by_name() {
+    ];
+    let mut counters = BTreeMap::new();
+    for (name, value) in named.into_iter().chain(g.drops_by_name()) {
         counters.insert(name.to_string(), value);
     }
     ConntrackStats {

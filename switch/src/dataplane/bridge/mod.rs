@@ -267,9 +267,7 @@ impl Bridge {
 
     /// The id of the network called `name`.
     pub fn net_id(&self, name: &str) -> Result<NetId, BridgeError> {
-        self.networks
-            .iter()
-            .position(|n| n.as_ref().is_some_and(|n| n.name == name))
+        index_named(&self.networks, name, |n| &n.name)
             .map(|i| NetId(i as u16))
             .ok_or_else(|| BridgeError::NoNetwork(name.to_string()))
     }
@@ -385,9 +383,7 @@ impl Bridge {
 
     /// The id of the port called `name`.
     pub fn port_id(&self, name: &str) -> Result<PortId, BridgeError> {
-        self.ports
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+        index_named(&self.ports, name, |p| &p.name)
             .map(|i| PortId(i as u32))
             .ok_or_else(|| BridgeError::NoPort(name.to_string()))
     }
@@ -856,6 +852,15 @@ impl Bridge {
             slot.counters.drop_frame(reason);
         }
     }
+}
+
+/// The index of the entry of `table` that `name_of` calls `name`: networks
+/// and ports are found by name in their tables (slots of removed ones are
+/// `None`) the same way.
+fn index_named<T>(table: &[Option<T>], name: &str, name_of: impl Fn(&T) -> &str) -> Option<usize> {
+    table
+        .iter()
+        .position(|slot| slot.as_ref().is_some_and(|t| name_of(t) == name))
 }
 
 fn attached_nets(attachment: &Attachment) -> impl Iterator<Item = NetId> + '_ {

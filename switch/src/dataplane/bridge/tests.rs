@@ -57,6 +57,17 @@ impl Lab {
         self.bridge.add_network(&spec).unwrap();
     }
 
+    /// Network "n" (members talk to each other, untagged, entries aging
+    /// after `aging` seconds) with access ports a, b and c at MTU 1500.
+    fn three_ports(&mut self, aging: u64) -> (PortId, PortId, PortId) {
+        self.net("n", true, None, aging);
+        (
+            self.access("a", "n", 1500),
+            self.access("b", "n", 1500),
+            self.access("c", "n", 1500),
+        )
+    }
+
     fn access(&mut self, name: &str, net: &str, mtu: u32) -> PortId {
         let attachment = self.bridge.access(net).unwrap();
         self.attach(name, attachment, mtu)
@@ -101,12 +112,7 @@ impl Lab {
 #[test]
 fn unknown_unicast_floods_then_learning_makes_it_unicast() {
     let mut lab = Lab::new(4096);
-    lab.net("n", true, None, 300);
-    let (a, b, c) = (
-        lab.access("a", "n", 1500),
-        lab.access("b", "n", 1500),
-        lab.access("c", "n", 1500),
-    );
+    let (a, b, c) = lab.three_ports(300);
 
     let request = eth(mac(2), mac(1), 46);
     lab.send(a, &request, T0);
@@ -148,12 +154,7 @@ fn broadcast_stays_inside_its_network() {
 #[test]
 fn entries_age_out_on_the_injected_clock() {
     let mut lab = Lab::new(4096);
-    lab.net("n", true, None, 10);
-    let (a, b, c) = (
-        lab.access("a", "n", 1500),
-        lab.access("b", "n", 1500),
-        lab.access("c", "n", 1500),
-    );
+    let (a, b, c) = lab.three_ports(10);
     lab.send(b, &eth(MacAddr::BROADCAST, mac(2), 28), T0);
     lab.out(a);
     lab.out(c);
@@ -267,12 +268,7 @@ fn per_port_learning_limit() {
 #[test]
 fn static_entries_win_over_learning() {
     let mut lab = Lab::new(4096);
-    lab.net("n", true, None, 300);
-    let (a, b, c) = (
-        lab.access("a", "n", 1500),
-        lab.access("b", "n", 1500),
-        lab.access("c", "n", 1500),
-    );
+    let (a, b, c) = lab.three_ports(300);
     lab.bridge.fdb_add("n", mac(9), "c").unwrap();
     lab.send(b, &eth(MacAddr::BROADCAST, mac(9), 28), T0); // spoofed from b
     lab.out(a);
@@ -388,9 +384,9 @@ fn ipv4_echo(dst: MacAddr, src: MacAddr, ip_len: usize, dont_fragment: bool) -> 
     bytes
 }
 
-#[test]
-fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
-    let mut lab = Lab::new(4096);
+/// Network "ov" with access port c1 (MTU 1500) and a tunnel t (overlay
+/// MTU 1458) behind which mac 3 has been learned; returns (c1, t).
+fn overlay_with_tunnel(lab: &mut Lab) -> (PortId, PortId) {
     lab.net("ov", true, None, 300);
     let c1 = lab.access("c1", "ov", 1500);
     let t = lab.access("t", "ov", 1458);
@@ -398,6 +394,13 @@ fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
     // Learn the far MAC behind the tunnel.
     lab.send(t, &eth(MacAddr::BROADCAST, mac(3), 28), T0);
     lab.out(c1);
+    (c1, t)
+}
+
+#[test]
+fn tunnels_answer_df_packets_over_the_overlay_mtu_and_carry_the_rest() {
+    let mut lab = Lab::new(4096);
+    let (c1, t) = overlay_with_tunnel(&mut lab);
 
     let big_df = ipv4_echo(mac(3), mac(2), 1500, true);
     lab.send(c1, &big_df, T0);
@@ -443,12 +446,7 @@ fn fragmentation_needed_from_the_bridge_counts_against_the_shared_icmp_rate_limi
     let mut lab = Lab::new(4096);
     let limit = Arc::new(IcmpErrors::new());
     lab.bridge.share_icmp_errors(limit.clone());
-    lab.net("ov", true, None, 300);
-    let c1 = lab.access("c1", "ov", 1500);
-    let t = lab.access("t", "ov", 1458);
-    lab.bridge.set_tunnel(t, 1458);
-    lab.send(t, &eth(MacAddr::BROADCAST, mac(3), 28), T0);
-    lab.out(c1);
+    let (c1, t) = overlay_with_tunnel(&mut lab);
 
     // 60 DF packets too big for the tunnel at once: a burst of 50 is
     // answered, 10 are not (gw-icmp-errors-limited), all are dropped.

@@ -105,6 +105,17 @@ impl Switch {
     fn stats(&self, port: &str) -> yard_ctl::api::PortStats {
         crate::control::bridge_api::port_stats(&self.handle.port_stats(Some(port)).unwrap()[0])
     }
+
+    /// Asserts that `port` dropped nothing, showing its counters if it did.
+    fn assert_no_drops(&self, port: &str) {
+        let stats = self.stats(port);
+        assert!(stats.drops.is_empty(), "{stats:?}");
+    }
+
+    /// The conntrack counters of the home thread, as the API reports them.
+    fn conntrack_stats(&self) -> yard_ctl::api::ConntrackStats {
+        crate::control::nat_api::stats(&self.handle.conntrack_stats().unwrap())
+    }
 }
 
 /// A port whose device takes neither GSO frames nor partial checksums.
@@ -180,6 +191,27 @@ fn expect(end: &UnixDatagram, what: &str, wanted: impl Fn(&[u8]) -> bool) -> Vec
     panic!("no {what} arrived within {PATIENCE:?}");
 }
 
+/// Sends `frame` from `from` to `to` again until `bystander` no longer
+/// gets a flooded copy: the sender's thread has learned where the
+/// destination is. `what` names the frame at `to`; panics with `never` if
+/// that does not happen within [`PATIENCE`].
+fn send_until_unicast(
+    (from, to, bystander): (&UnixDatagram, &UnixDatagram, &UnixDatagram),
+    frame: &[u8],
+    what: &str,
+    never: &str,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        send(from, frame);
+        expect(to, what, |f| f == frame);
+        if received(bystander, Duration::from_millis(50)).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{never}");
+    }
+}
+
 #[test]
 fn ports_spread_over_threads_and_learning_crosses_them() {
     let switch = Switch::new(2);
@@ -203,27 +235,21 @@ fn ports_spread_over_threads_and_learning_crosses_them() {
     expect(&b, "flood at b", |f| f == hello);
     expect(&c, "flood at c", |f| f == hello);
     // Thread 0 hears of mac 1 soon; until then b's frames to it flood.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let reply = eth(mac(1), mac(2), 2);
-        send(&b, &reply);
-        expect(&a, "b's frame at a", |f| f == reply);
-        if received(&c, Duration::from_millis(50)).is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "thread 0 never learned mac 1");
-    }
+    let reply = eth(mac(1), mac(2), 2);
+    send_until_unicast(
+        (&b, &a, &c),
+        &reply,
+        "b's frame at a",
+        "thread 0 never learned mac 1",
+    );
     // And thread 1 heard of mac 2 from thread 0: a to b is unicast too.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let frame = eth(mac(2), mac(1), 3);
-        send(&a, &frame);
-        expect(&b, "a's frame at b", |f| f == frame);
-        if received(&c, Duration::from_millis(50)).is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "thread 1 never learned mac 2");
-    }
+    let frame = eth(mac(2), mac(1), 3);
+    send_until_unicast(
+        (&a, &b, &c),
+        &frame,
+        "a's frame at b",
+        "thread 1 never learned mac 2",
+    );
 
     assert_eq!(
         switch.fdb(),
@@ -371,64 +397,25 @@ fn answer_arp_for_b(b: &UnixDatagram) {
 
 #[test]
 fn a_tso_frame_that_waited_for_arp_leaves_as_a_tso_frame() {
-    use yard_wire::checksum::{add, ones_sum};
     let (switch, a, b) = routed_pair(1500);
-    let (a_ip, b_ip) = ([10, 77, 0, 10], [10, 78, 0, 20]);
 
     // A 20000-byte TCP payload as a TAP with TSO hands it over: one frame,
     // GSO TCPv4 with 1448-byte segments, partial checksum. Conntrack admits
     // a new connection only on a SYN, so this is the SYN, carrying data as
     // TCP Fast Open does.
-    let payload: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
-    let mut packet = Vec::new();
-    etherparse::PacketBuilder::ethernet2(mac(1).0, crate::control::nat_api::gateway_mac("n1").0)
-        .ipv4(a_ip, b_ip, 64)
-        .tcp(40_000, 80, 1, 64_000)
-        .syn()
-        .write(&mut packet, &payload)
-        .unwrap();
-    let tcp_len = (packet.len() - 34) as u16;
-    let pseudo = add(add(ones_sum(&packet[26..34]), 6), tcp_len);
-    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = Offload {
-        flags: yard_wire::vnet::F_NEEDS_CSUM,
-        gso_type: yard_wire::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1448,
-        csum_start: 34,
-        csum_offset: 16,
-    };
-    send_with(&a, tso, &packet);
+    let payload = pattern(20_000);
+    let (packet, tso) = gso_frame(syn(40_000, 20_000, false), 1448);
 
-    // b is unknown: the gateway holds the frame and asks for b.
-    answer_arp_for_b(&b);
-
-    // Released, it reaches b whole, the TSO frame it was: its segment size
-    // (which fits b's 1500-byte MTU) and partial checksum kept.
-    let deadline = Instant::now() + PATIENCE;
-    let mut buf = vec![0u8; 70_000];
-    loop {
-        assert!(Instant::now() < deadline, "the held frame never reached b");
-        let Ok(n) = b.recv(&mut buf) else { continue };
-        let frame = &buf[VNET_HDR_LEN..n];
-        if frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
-        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
-        assert_eq!(frame[22], 63, "TTL decremented by the gateway");
-        assert_eq!(&frame[54..], &payload[..]);
-        assert_eq!(vnet.gso_type, yard_wire::vnet::GSO_TCPV4);
-        assert_eq!(vnet.gso_size, 1448, "the sender's, not guessed again");
-        assert_eq!(vnet.flags, yard_wire::vnet::F_NEEDS_CSUM);
-        assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
-        break;
-    }
-    assert!(
-        switch.stats("b").drops.is_empty(),
-        "{:?}",
-        switch.stats("b")
-    );
+    // b is unknown: the gateway holds the frame and asks for b. Released,
+    // it reaches b whole, the TSO frame it was: its segment size (which
+    // fits b's 1500-byte MTU) and partial checksum kept.
+    let (vnet, frame) = released_after_arp(&a, &b, tso, &packet);
+    assert_eq!(&frame[54..], &payload[..]);
+    assert_eq!(vnet.gso_type, yard_wire::vnet::GSO_TCPV4);
+    assert_eq!(vnet.gso_size, 1448, "the sender's, not guessed again");
+    assert_eq!(vnet.flags, yard_wire::vnet::F_NEEDS_CSUM);
+    assert_eq!((vnet.csum_start, vnet.csum_offset), (34, 16));
+    switch.assert_no_drops("b");
 }
 
 /// Asks the gateway `gateway` for its MAC from `end` (`mac`, `ip`), so it
@@ -444,30 +431,40 @@ fn arp_gateway(end: &UnixDatagram, me: MacAddr, ip: [u8; 4], gateway: &str) {
     });
 }
 
+/// `len` payload bytes counting up from 0 (wrapping at 256).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| i as u8).collect()
+}
+
 /// An IPv4 TCP SYN from 10.77.0.10 to 10.78.0.20 carrying `len` bytes (as
 /// TCP Fast Open may), DF set, addressed to network n1's gateway.
 fn big_syn(port: u16, len: usize) -> Vec<u8> {
-    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    syn(port, len, true)
+}
+
+/// [`big_syn`], with DF set only when `df`.
+fn syn(port: u16, len: usize, df: bool) -> Vec<u8> {
     let mut packet = Vec::new();
     etherparse::PacketBuilder::ethernet2(mac(1).0, crate::control::nat_api::gateway_mac("n1").0)
         .ipv4([10, 77, 0, 10], [10, 78, 0, 20], 64)
         .tcp(port, 80, 1, 64_000)
         .syn()
-        .write(&mut packet, &payload)
+        .write(&mut packet, &pattern(len))
         .unwrap();
-    packet[20] |= 0x40; // DF
-    let check = !yard_wire::checksum::ones_sum(&{
-        let mut h = packet[14..34].to_vec();
-        h[10..12].copy_from_slice(&[0, 0]);
-        h
-    });
-    packet[24..26].copy_from_slice(&check.to_be_bytes());
+    if df {
+        packet[20] |= 0x40; // DF
+        let check = !yard_wire::checksum::ones_sum(&{
+            let mut h = packet[14..34].to_vec();
+            h[10..12].copy_from_slice(&[0, 0]);
+            h
+        });
+        packet[24..26].copy_from_slice(&check.to_be_bytes());
+    }
     packet
 }
 
 #[test]
 fn routed_packets_fit_the_mtu_of_their_way_out() {
-    use yard_wire::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
     let (_switch, a, b) = routed_pair(9000);
     arp_gateway(&b, mac(2), [10, 78, 0, 20], "10.78.0.1");
@@ -492,34 +489,12 @@ fn routed_packets_fit_the_mtu_of_their_way_out() {
     );
 
     // A TSO frame cut for n1's MTU is cut for n2's instead.
-    let mut packet = big_syn(40_001, 30_000);
-    let pseudo = add(
-        add(ones_sum(&packet[26..34]), 6),
-        (packet.len() - 34) as u16,
-    );
-    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = Offload {
-        flags: yard_wire::vnet::F_NEEDS_CSUM,
-        gso_type: yard_wire::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 8960,
-        csum_start: 34,
-        csum_offset: 16,
-    };
+    let (packet, tso) = gso_frame(big_syn(40_001, 30_000), 8960);
     send_with(&a, tso, &packet);
     let deadline = Instant::now() + PATIENCE;
-    let mut buf = vec![0u8; 70_000];
-    loop {
-        assert!(Instant::now() < deadline, "the TSO frame never reached b");
-        let Ok(n) = b.recv(&mut buf) else { continue };
-        if buf[VNET_HDR_LEN + 12..VNET_HDR_LEN + 14] != [0x08, 0x00] {
-            continue;
-        }
-        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!(n - VNET_HDR_LEN, packet.len(), "the frame arrived whole");
-        assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
-        break;
-    }
+    let (vnet, frame) = next_ipv4(&b, deadline, "the TSO frame never reached b");
+    assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
+    assert_eq!(vnet.gso_size, 1460, "1500 - 20 (IPv4) - 20 (TCP)");
 }
 
 /// A UDP datagram of `len` bytes from 10.77.0.10 to 10.78.0.20, without
@@ -549,16 +524,10 @@ fn big_udp(port: u16, len: usize) -> Vec<u8> {
 /// checksum.
 fn reassembled(end: &UnixDatagram, mtu: usize) -> (Vec<u8>, usize) {
     let deadline = Instant::now() + PATIENCE;
-    let mut buf = vec![0u8; 70_000];
     let mut data = Vec::new();
     let mut count = 0;
     loop {
-        assert!(Instant::now() < deadline, "not every fragment reached b");
-        let Ok(n) = end.recv(&mut buf) else { continue };
-        let frame = &buf[VNET_HDR_LEN..n];
-        if frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
+        let (_, frame) = next_ipv4(end, deadline, "not every fragment reached b");
         assert!(frame.len() - 14 <= mtu, "a {}-byte frame", frame.len());
         let (ip, body) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
         assert_eq!(ip.header_checksum, ip.calc_header_checksum());
@@ -574,7 +543,6 @@ fn reassembled(end: &UnixDatagram, mtu: usize) -> (Vec<u8>, usize) {
 
 #[test]
 fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
-    use yard_wire::checksum::{add, ones_sum};
     // n1 with jumbo frames, connected to n2 at 1500.
     let (switch, a, b) = routed_pair(9000);
 
@@ -591,108 +559,105 @@ fn routed_packets_without_df_are_fragmented_to_fit_their_way_out() {
     // is finished before it is cut.
     let mut second = big_udp(50_001, 6000);
     let whole_checksum = second[40..42].to_vec();
-    let pseudo = add(
-        add(ones_sum(&second[26..34]), 17),
-        (second.len() - 34) as u16,
-    );
-    second[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let partial = Offload {
-        flags: yard_wire::vnet::F_NEEDS_CSUM,
-        csum_start: 34,
-        csum_offset: 6,
-        ..Offload::NONE
-    };
+    let partial = partial_checksum(&mut second);
     send_with(&a, partial, &second);
     let (data, count) = reassembled(&b, 1500);
     assert_eq!(count, 5);
     assert_eq!(data[6..8], whole_checksum[..], "the UDP checksum, finished");
     assert_eq!(data[8..], second[42..]);
 
-    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    let stats = switch.conntrack_stats();
     assert_eq!(stats.counters["gw-fragmented"], 2);
-    assert!(
-        switch.stats("b").drops.is_empty(),
-        "{:?}",
-        switch.stats("b")
-    );
+    switch.assert_no_drops("b");
 }
 
-/// A UDP GSO frame from 10.77.0.10 to 10.78.0.20 as a TAP with USO hands
-/// it over: `count` datagrams of `size` bytes in one frame, partial
-/// checksum.
-fn uso_frame(port: u16, count: usize, size: u16) -> (Vec<u8>, Offload) {
-    use yard_wire::checksum::{add, ones_sum};
-    let mut packet = big_udp(port, count * usize::from(size));
-    let pseudo = add(
-        add(ones_sum(&packet[26..34]), 17),
-        (packet.len() - 34) as u16,
-    );
-    packet[40..42].copy_from_slice(&pseudo.to_be_bytes());
-    let uso = Offload {
-        flags: yard_wire::vnet::F_NEEDS_CSUM,
-        gso_type: yard_wire::vnet::GSO_UDP_L4,
-        hdr_len: 42,
+/// `packet`, a TCP segment (from [`syn`]) or UDP datagram (from
+/// [`big_udp`]), made the GSO frame a TAP with TSO or USO hands over: its
+/// payload in `size`-byte segments or datagrams, partial checksum.
+fn gso_frame(mut packet: Vec<u8>, size: u16) -> (Vec<u8>, Offload) {
+    let (gso_type, hdr_len) = if packet[23] == 6 {
+        (yard_wire::vnet::GSO_TCPV4, 54)
+    } else {
+        (yard_wire::vnet::GSO_UDP_L4, 42)
+    };
+    let gso = Offload {
+        gso_type,
+        hdr_len,
         gso_size: size,
-        csum_start: 34,
-        csum_offset: 6,
+        ..partial_checksum(&mut packet)
     };
-    (packet, uso)
+    (packet, gso)
 }
 
-/// A TCP GSO frame from 10.77.0.10 to 10.78.0.20 as a TAP with TSO hands
-/// it over: `len` payload bytes (on a SYN, which conntrack admits, as TCP
-/// Fast Open sends it) in `mss`-byte segments, partial checksum.
-fn tso_frame(port: u16, len: usize, mss: u16) -> (Vec<u8>, Offload) {
+/// Leaves the TCP or UDP checksum of `packet` (untagged IPv4, no options)
+/// partial, as a TAP hands it over: only the pseudo-header's sum, to be
+/// finished from byte 34 on. Returns the virtio-net header that says so.
+fn partial_checksum(packet: &mut [u8]) -> Offload {
     use yard_wire::checksum::{add, ones_sum};
-    let mut packet = big_syn(port, len);
+    let proto = packet[23];
+    let csum_offset = if proto == 6 { 16 } else { 6 };
     let pseudo = add(
-        add(ones_sum(&packet[26..34]), 6),
+        add(ones_sum(&packet[26..34]), u16::from(proto)),
         (packet.len() - 34) as u16,
     );
-    packet[50..52].copy_from_slice(&pseudo.to_be_bytes());
-    let tso = Offload {
+    let at = 34 + usize::from(csum_offset);
+    packet[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+    Offload {
         flags: yard_wire::vnet::F_NEEDS_CSUM,
-        gso_type: yard_wire::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: mss,
         csum_start: 34,
-        csum_offset: 16,
-    };
-    (packet, tso)
+        csum_offset,
+        ..Offload::NONE
+    }
+}
+
+/// Waits until `deadline` for the next IPv4 frame at `end`, passing over
+/// others (ARP); returns its virtio-net header and the frame. Panics with
+/// `what` once the deadline has passed.
+fn next_ipv4(end: &UnixDatagram, deadline: Instant, what: &str) -> (Offload, Vec<u8>) {
+    let mut buf = vec![0u8; 70_000];
+    loop {
+        assert!(Instant::now() < deadline, "{what}");
+        let Ok(n) = end.recv(&mut buf) else { continue };
+        let frame = &buf[VNET_HDR_LEN..n];
+        if frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
+        return (vnet, frame.to_vec());
+    }
+}
+
+/// Sends `packet` with `offload` from a while the gateway does not know b,
+/// answers the gateway's ARP request from b, and returns what b receives
+/// then, checked to be the whole frame with its TTL decremented.
+fn released_after_arp(
+    a: &UnixDatagram,
+    b: &UnixDatagram,
+    offload: Offload,
+    packet: &[u8],
+) -> (Offload, Vec<u8>) {
+    send_with(a, offload, packet);
+    answer_arp_for_b(b);
+    let deadline = Instant::now() + PATIENCE;
+    let (vnet, frame) = next_ipv4(b, deadline, "the held frame never reached b");
+    assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
+    assert_eq!(frame[22], 63, "TTL decremented by the gateway");
+    (vnet, frame)
 }
 
 #[test]
 fn a_udp_gso_frame_that_waited_for_arp_leaves_as_a_udp_gso_frame() {
     let (switch, a, b) = routed_pair(1500);
     // 3 datagrams of 1000 bytes in one frame, as a TAP with USO hands over.
-    let (packet, uso) = uso_frame(50_002, 3, 1000);
-    send_with(&a, uso, &packet);
+    let (packet, uso) = gso_frame(big_udp(50_002, 3 * 1000), 1000);
     // b is unknown: the frame waits, with its GSO state, and is released
     // as the 3 datagrams it is, not as one 3008-byte datagram.
-    answer_arp_for_b(&b);
-    let deadline = Instant::now() + PATIENCE;
-    let mut buf = vec![0u8; 70_000];
-    loop {
-        assert!(Instant::now() < deadline, "the held frame never reached b");
-        let Ok(n) = b.recv(&mut buf) else { continue };
-        let frame = &buf[VNET_HDR_LEN..n];
-        if frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
-        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
-        assert_eq!(frame.len(), packet.len(), "the frame arrived whole");
-        assert_eq!(frame[22], 63, "TTL decremented by the gateway");
-        assert_eq!(&frame[42..], &packet[42..]);
-        assert_eq!(vnet, uso, "its offload state, as it came");
-        break;
-    }
-    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    let (vnet, frame) = released_after_arp(&a, &b, uso, &packet);
+    assert_eq!(&frame[42..], &packet[42..]);
+    assert_eq!(vnet, uso, "its offload state, as it came");
+    let stats = switch.conntrack_stats();
     assert_eq!(stats.counters["gw-held-for-arp"], 1);
-    assert!(
-        switch.stats("b").drops.is_empty(),
-        "{:?}",
-        switch.stats("b")
-    );
+    switch.assert_no_drops("b");
 }
 
 /// Whether the TCP or UDP checksum of `frame` (untagged IPv4, no options)
@@ -716,28 +681,22 @@ fn held_gso_frames_are_segmented_after_the_arp_answer_for_a_port_without_offload
     // waited for b's MAC are cut into plain packets with full checksums
     // when they are released.
     let (switch, a, b) = routed(1500, true);
-    let (tcp, tso) = tso_frame(40_002, 20_000, 1448);
+    let (tcp, tso) = gso_frame(big_syn(40_002, 20_000), 1448);
     send_with(&a, tso, &tcp);
-    let (udp, uso) = uso_frame(50_003, 3, 1000);
+    let (udp, uso) = gso_frame(big_udp(50_003, 3 * 1000), 1000);
     send_with(&a, uso, &udp);
     answer_arp_for_b(&b);
 
     let deadline = Instant::now() + PATIENCE;
-    let mut buf = vec![0u8; 70_000];
     let mut got = Vec::new();
     while got.len() < 14 + 3 {
-        assert!(Instant::now() < deadline, "{} packets reached b", got.len());
-        let Ok(n) = b.recv(&mut buf) else { continue };
-        let frame = &buf[VNET_HDR_LEN..n];
-        if frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
-        let vnet = Offload::from_header(buf[..VNET_HDR_LEN].try_into().unwrap());
+        let what = format!("{} packets reached b", got.len());
+        let (vnet, frame) = next_ipv4(&b, deadline, &what);
         assert_eq!(vnet, Offload::NONE, "plain packets only");
         assert!(frame.len() <= 1514, "a {}-byte frame", frame.len());
         assert_eq!(frame[22], 63, "TTL decremented by the gateway");
-        assert!(l4_checksum_holds(frame), "packet {} checksum", got.len());
-        got.push(frame.to_vec());
+        assert!(l4_checksum_holds(&frame), "packet {} checksum", got.len());
+        got.push(frame);
     }
     // In the order they waited: 14 TCP segments carrying the payload in
     // order (20000 bytes in 1448-byte pieces), then the 3 datagrams.
@@ -756,13 +715,9 @@ fn held_gso_frames_are_segmented_after_the_arp_answer_for_a_port_without_offload
         assert_eq!(u16::from_be_bytes([d[38], d[39]]), 8 + 1000, "UDP length");
         assert_eq!(d[42..], udp[42 + i * 1000..42 + (i + 1) * 1000]);
     }
-    let stats = crate::control::nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    let stats = switch.conntrack_stats();
     assert_eq!(stats.counters["gw-held-for-arp"], 2);
-    assert!(
-        switch.stats("b").drops.is_empty(),
-        "{:?}",
-        switch.stats("b")
-    );
+    switch.assert_no_drops("b");
 }
 
 #[test]
@@ -810,7 +765,7 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
         5 * 24 * 3600,
         "unchanged"
     );
-    let stats = nat_api::stats(&switch.handle.conntrack_stats().unwrap());
+    let stats = switch.conntrack_stats();
     assert_eq!((stats.entries, stats.max_entries), (1, 1000));
 
     let udp = ConntrackFilter {

@@ -208,6 +208,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    /// Source and destination address bytes, back to back (8 bytes): the
+    /// part of the transport pseudo-header that comes from this header, to
+    /// sum without copying.
+    pub fn addresses(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::SRC.start..field::DST.end]
+    }
+
     /// The header, options included.
     pub fn header(&self) -> &[u8] {
         let b = self.buffer.as_ref();
@@ -563,6 +570,15 @@ mod tests {
             Err(WireError::TooLong { total_len: 65_536 })
         );
         assert_eq!(bytes, [0; 20], "nothing written");
+    }
+
+    #[test]
+    fn addresses_are_source_then_destination() {
+        let v = sample();
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        let (src, dst) = (p.src().octets(), p.dst().octets());
+        assert_eq!(p.addresses()[..4], src);
+        assert_eq!(p.addresses()[4..], dst);
     }
 
     #[test]

@@ -20,8 +20,11 @@ pub enum WireError {
         /// Bytes there are.
         have: usize,
     },
-    /// The IP version field is not 4.
-    #[error("IP version {0}, expected 4")]
+    /// The IP version field is not the view's: 4 for an IPv4 view, 6 for
+    /// an IPv6 one.
+    #[error(
+        "IP version {0} does not match the header view reading it (IPv4 reads 4, IPv6 reads 6)"
+    )]
     BadVersion(u8),
     /// A header length field (IPv4 IHL, TCP data offset) is below the minimum of 5 words.
     #[error("header length {0} words is below the minimum of 5")]

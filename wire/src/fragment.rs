@@ -25,9 +25,13 @@
 //! Contract: pure functions over caller-owned bytes — no I/O, no
 //! allocation, no panic on any input. A frame that cannot be fragmented is
 //! a [`FragmentError`], found before the first fragment is handed out.
+//! Headers are read and written through [`EthernetFrame`] and
+//! [`Ipv4Packet`]; only the walk over IP options (which options later
+//! fragments copy) reads the option bytes itself.
 
+use crate::ethernet::{self, ethertype, EthernetFrame};
 use crate::gso::SegmentSink;
-use crate::offload::headers::{self as h, get16, set16};
+use crate::ipv4::{self, Ipv4Packet};
 use crate::offload::Offload;
 
 /// IP option type bit: copy the option into every fragment.
@@ -69,18 +73,19 @@ pub enum FragmentError {
 /// don't-fragment set; `None` when `frame` does not carry IPv4 (or is too
 /// short to hold its fixed header).
 pub fn dont_fragment(frame: &[u8]) -> Option<bool> {
-    let l3 = h::ETH_HEADER_LEN;
-    let is_ipv4 = frame.len() >= l3 + h::IPV4_MIN_HEADER_LEN
-        && get16(frame, h::ETH_TYPE..h::ETH_TYPE + 2) == h::ETHERTYPE_IPV4;
-    is_ipv4.then(|| get16(frame, h::at(l3, h::IPV4_FLAGS_FRAGMENT)) & h::IPV4_DF != 0)
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    let is_ipv4 =
+        ethernet.ethertype() == ethertype::IPV4 && ethernet.payload().len() >= ipv4::HEADER_LEN;
+    // The fixed header is there, which is all `dont_frag` reads.
+    is_ipv4.then(|| Ipv4Packet::new_unchecked(ethernet.payload()).dont_frag())
 }
 
 /// The header later fragments carry: the fixed 20 bytes and the options
 /// marked "copied", padded with end-of-list bytes to a 4-byte boundary.
 /// `None` when the options are malformed.
-fn later_header(header: &[u8]) -> Option<([u8; h::IPV4_MAX_HEADER_LEN], usize)> {
-    let mut out = [0u8; h::IPV4_MAX_HEADER_LEN];
-    let fixed = h::IPV4_MIN_HEADER_LEN;
+fn later_header(header: &[u8]) -> Option<([u8; ipv4::MAX_HEADER_LEN], usize)> {
+    let mut out = [0u8; ipv4::MAX_HEADER_LEN];
+    let fixed = ipv4::HEADER_LEN;
     out[..fixed].copy_from_slice(&header[..fixed]);
     let mut len = fixed;
     let options = &header[fixed..];
@@ -104,7 +109,7 @@ fn later_header(header: &[u8]) -> Option<([u8; h::IPV4_MAX_HEADER_LEN], usize)> 
     }
     // The padding is already zero (end of list).
     let len = len.next_multiple_of(4);
-    out[h::IPV4_VERSION_IHL] = 0x40 | (len / 4) as u8;
+    Ipv4Packet::new_unchecked(&mut out[..]).set_version_ihl((len / 4) as u8);
     Some((out, len))
 }
 
@@ -122,28 +127,23 @@ pub fn fragment_ipv4<S: SegmentSink + ?Sized>(
     if offload.is_gso() || offload.needs_csum() {
         return Err(FragmentError::Offloaded);
     }
-    let d = frame;
-    let l3 = h::ETH_HEADER_LEN;
-    if dont_fragment(d).is_none() || d[l3] >> 4 != 4 {
+    let l3 = ethernet::HEADER_LEN;
+    if dont_fragment(frame).is_none() {
         return Err(FragmentError::NotIpv4);
     }
-    let ihl = usize::from(d[l3 + h::IPV4_VERSION_IHL] & 0x0f) * 4;
-    let total = usize::from(get16(d, h::at(l3, h::IPV4_TOTAL_LEN)));
-    if ihl < h::IPV4_MIN_HEADER_LEN || total < ihl || l3 + total > d.len() {
-        return Err(FragmentError::NotIpv4);
-    }
-    let flags = get16(d, h::at(l3, h::IPV4_FLAGS_FRAGMENT));
-    let base_offset = usize::from(flags & h::IPV4_OFFSET_MASK) * 8;
-    let data = &d[l3 + ihl..l3 + total];
+    let ip = Ipv4Packet::new_checked(&frame[l3..]).map_err(|_| FragmentError::NotIpv4)?;
+    let base_offset = usize::from(ip.frag_offset());
+    let data = ip.payload();
     if base_offset + data.len() > usize::from(u16::MAX) {
         return Err(FragmentError::NotIpv4);
     }
-    let first_header = &d[l3..l3 + ihl];
+    let first_header = ip.header();
     let Some((later, later_len)) = later_header(first_header) else {
         return Err(FragmentError::NotIpv4);
     };
     let have = sink.buffer().len();
     let mtu_bytes = mtu as usize;
+    let (ihl, total) = (ip.header_len(), usize::from(ip.total_len()));
     if total <= mtu_bytes {
         if l3 + total > have {
             return Err(FragmentError::SinkTooSmall {
@@ -151,10 +151,10 @@ pub fn fragment_ipv4<S: SegmentSink + ?Sized>(
                 have,
             });
         }
-        emit(sink, &d[..l3], first_header, data, flags);
+        emit(sink, &frame[..l3], first_header, data, None);
         return Ok(1);
     }
-    if flags & h::IPV4_DF != 0 {
+    if ip.dont_frag() {
         return Err(FragmentError::DontFragment);
     }
     let room = |header: usize| mtu_bytes.saturating_sub(header) & !7;
@@ -167,7 +167,7 @@ pub fn fragment_ipv4<S: SegmentSink + ?Sized>(
     if need > have {
         return Err(FragmentError::SinkTooSmall { need, have });
     }
-    let more_after = flags & h::IPV4_MF;
+    let more_after = ip.more_frags();
     let mut count = 0;
     let mut at = 0;
     while at < data.len() {
@@ -177,29 +177,37 @@ pub fn fragment_ipv4<S: SegmentSink + ?Sized>(
             (&later[..later_len], later_room)
         };
         let end = (at + room).min(data.len());
-        let more = if end < data.len() {
-            h::IPV4_MF
-        } else {
-            more_after
+        let place = Place {
+            more: end < data.len() || more_after,
+            // Fits: base_offset + data.len() was checked above.
+            offset: (base_offset + at) as u16,
         };
-        // Offsets fit: base_offset + data.len() was checked above.
-        let word = more | ((base_offset + at) / 8) as u16;
-        emit(sink, &d[..l3], header, &data[at..end], word);
+        emit(sink, &frame[..l3], header, &data[at..end], Some(place));
         count += 1;
         at = end;
     }
     Ok(count)
 }
 
+/// Where a fragment lies in its datagram: what its flags/offset word says.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// More fragments follow.
+    more: bool,
+    /// Offset of its data in the datagram, in bytes (a multiple of 8).
+    offset: u16,
+}
+
 /// Builds `ethernet`, `header` and `data` in the sink's buffer, with the
-/// total length, flags/offset word `flags` and header checksum set, and
+/// total length and header checksum set, and the flags/offset word set
+/// for `place` (DF clear) or, without one, left as `header` has it; then
 /// hands it out. The caller checked the room.
 fn emit<S: SegmentSink + ?Sized>(
     sink: &mut S,
     ethernet: &[u8],
     header: &[u8],
     data: &[u8],
-    flags: u16,
+    place: Option<Place>,
 ) {
     let l3 = ethernet.len();
     let l4 = l3 + header.len();
@@ -208,10 +216,12 @@ fn emit<S: SegmentSink + ?Sized>(
     s[..l3].copy_from_slice(ethernet);
     s[l3..l4].copy_from_slice(header);
     s[l4..].copy_from_slice(data);
-    let ip = &mut s[l3..l4];
-    set16(ip, h::IPV4_TOTAL_LEN, (header.len() + data.len()) as u16);
-    set16(ip, h::IPV4_FLAGS_FRAGMENT, flags);
-    h::fix_ipv4_checksum(ip);
+    let mut ip = Ipv4Packet::new_unchecked(&mut s[l3..l4]);
+    ip.set_total_len((header.len() + data.len()) as u16);
+    if let Some(place) = place {
+        ip.set_flags_frag(false, place.more, place.offset);
+    }
+    ip.fill_checksum();
     sink.emit(len);
 }
 
@@ -224,7 +234,7 @@ mod tests {
 
     const SRC: [u8; 4] = [172, 31, 0, 2];
     const DST: [u8; 4] = [10, 1, 0, 1];
-    const ETH_HEADER_LEN: usize = h::ETH_HEADER_LEN;
+    const ETH_HEADER_LEN: usize = ethernet::HEADER_LEN;
 
     /// A sink that keeps every fragment, as a frame-sized buffer would.
     struct Collect {
@@ -317,6 +327,31 @@ mod tests {
             whole.extend_from_slice(data);
         }
         whole
+    }
+
+    #[test]
+    fn a_packet_that_fits_keeps_its_flags_word_and_gets_a_right_checksum() {
+        // DF, MF and the reserved bit set, offset 64 units (512 bytes), a
+        // stale header checksum: the one piece handed out has the same
+        // flags word and a correct checksum.
+        let mut frame = udp_frame(100, &[], (true, true, 64));
+        frame.bytes[ETH_HEADER_LEN + 6] |= 0x80;
+        frame.bytes[ETH_HEADER_LEN + 10] ^= 0xff;
+        let got = fragments(&frame, 1500).unwrap();
+        assert_eq!(got.len(), 1);
+        // etherparse has no reserved bit, so the checksum is checked here.
+        assert!(crate::checksum::verify(
+            &got[0][ETH_HEADER_LEN..ETH_HEADER_LEN + 20]
+        ));
+        assert_eq!(got[0][ETH_HEADER_LEN + 6..ETH_HEADER_LEN + 8], [0xe0, 64]);
+        assert_eq!(
+            got[0][..ETH_HEADER_LEN + 10],
+            frame.bytes[..ETH_HEADER_LEN + 10]
+        );
+        assert_eq!(
+            got[0][ETH_HEADER_LEN + 12..],
+            frame.bytes[ETH_HEADER_LEN + 12..]
+        );
     }
 
     #[test]

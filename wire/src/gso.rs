@@ -16,7 +16,11 @@
 //! points at a scratch frame allocated once), no panic on any input. A frame
 //! that cannot be handled is an [`OffloadError`], found before the first
 //! piece is handed out, so a caller never sends half a frame. Pieces carry
-//! no offloads.
+//! no offloads. Headers are read with the crate's checked views
+//! ([`EthernetFrame`], [`VlanPacket`], [`Ipv4Packet`], [`Ipv6Packet`],
+//! [`TcpPacket`], [`UdpPacket`]) and written with their setters; only the
+//! walk over IPv6 extension headers, which no view covers yet, reads bytes
+//! itself.
 //!
 //! What a segment looks like (as Linux's `tcp_gso_segment`/`inet_gso_segment`
 //! make them): the original headers, then at most `gso_size` payload bytes;
@@ -38,9 +42,23 @@
 mod tests;
 
 use crate::checksum::{add, ones_sum};
-use crate::offload::headers::{self as h, at, get16, set16};
+use crate::ethernet::{self, ethertype, EthernetFrame};
+use crate::ip::protocol;
+use crate::ipv4::Ipv4Packet;
+use crate::ipv6::{self, Ipv6Packet};
 use crate::offload::{complete_checksum, Offload, OffloadError};
+use crate::tcp::{TcpFlags, TcpPacket};
+use crate::udp::{self, UdpPacket};
+use crate::vlan::{self, VlanPacket};
 use crate::vnet::{GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4};
+
+/// IPv6 extension headers segmentation looks through, all of one shape:
+/// next header, then the length in 8-byte units after the first 8.
+const IPV6_SKIPPED_EXTENSIONS: [u8; 3] = [
+    protocol::IPV6_HOP_BY_HOP,
+    protocol::IPV6_ROUTING,
+    protocol::IPV6_DEST_OPTS,
+];
 
 /// Where the pieces of a cut frame go, one at a time: each is built in
 /// [`buffer`](Self::buffer) and handed on with [`emit`](Self::emit). The
@@ -78,56 +96,42 @@ struct Layout {
 
 /// Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6 (with
 /// hop-by-hop, routing and destination-options extension headers) and the
-/// TCP or UDP header. Every index is checked, so no input panics.
+/// TCP or UDP header, each through its checked view, so no input panics.
 fn parse(d: &[u8]) -> Result<Layout, OffloadError> {
-    let mut l3 = h::ETH_TYPE;
-    let mut ethertype = 0;
-    for _ in 0..3 {
-        if d.len() < l3 + 2 {
-            return Err(OffloadError::Malformed("Ethernet"));
-        }
-        ethertype = get16(d, l3..l3 + 2);
-        l3 += 2;
-        if ethertype != h::ETHERTYPE_VLAN && ethertype != h::ETHERTYPE_QINQ {
+    let frame = EthernetFrame::new_checked(d).map_err(|_| OffloadError::Malformed("Ethernet"))?;
+    let mut ethertype = frame.ethertype();
+    let mut l3 = ethernet::HEADER_LEN;
+    for _ in 0..2 {
+        if !ethertype::is_vlan_tag(ethertype) {
             break;
         }
-        l3 += h::VLAN_TAG_LEN - 2;
+        let tag =
+            VlanPacket::new_checked(&d[l3..]).map_err(|_| OffloadError::Malformed("Ethernet"))?;
+        ethertype = tag.ethertype();
+        l3 += vlan::TAG_LEN;
     }
     let (ipv6, l4, end, mut protocol) = match ethertype {
-        h::ETHERTYPE_IPV4 => {
-            if d.len() < l3 + h::IPV4_MIN_HEADER_LEN || d[l3] >> 4 != 4 {
+        ethertype::IPV4 => {
+            let ip =
+                Ipv4Packet::new_checked(&d[l3..]).map_err(|_| OffloadError::Malformed("IPv4"))?;
+            if ip.is_fragment() {
                 return Err(OffloadError::Malformed("IPv4"));
             }
-            let ihl = usize::from(d[l3 + h::IPV4_VERSION_IHL] & 0x0f) * 4;
-            let total = usize::from(get16(d, at(l3, h::IPV4_TOTAL_LEN)));
-            let fragment =
-                get16(d, at(l3, h::IPV4_FLAGS_FRAGMENT)) & (h::IPV4_MF | h::IPV4_OFFSET_MASK) != 0;
-            if ihl < h::IPV4_MIN_HEADER_LEN || total < ihl || l3 + total > d.len() || fragment {
-                return Err(OffloadError::Malformed("IPv4"));
-            }
-            (false, l3 + ihl, l3 + total, d[l3 + h::IPV4_PROTOCOL])
+            let end = l3 + usize::from(ip.total_len());
+            (false, l3 + ip.header_len(), end, ip.protocol())
         }
-        h::ETHERTYPE_IPV6 => {
-            if d.len() < l3 + h::IPV6_HEADER_LEN || d[l3] >> 4 != 6 {
-                return Err(OffloadError::Malformed("IPv6"));
-            }
-            let end = l3 + h::IPV6_HEADER_LEN + usize::from(get16(d, at(l3, h::IPV6_PAYLOAD_LEN)));
-            if end > d.len() {
-                return Err(OffloadError::Malformed("IPv6"));
-            }
-            (
-                true,
-                l3 + h::IPV6_HEADER_LEN,
-                end,
-                d[l3 + h::IPV6_NEXT_HEADER],
-            )
+        ethertype::IPV6 => {
+            let ip =
+                Ipv6Packet::new_checked(&d[l3..]).map_err(|_| OffloadError::Malformed("IPv6"))?;
+            let end = l3 + ip.total_len();
+            (true, l3 + ipv6::HEADER_LEN, end, ip.next_header())
         }
         _ => return Err(OffloadError::Malformed("Ethernet")),
     };
     let mut l4 = l4;
     if ipv6 {
         // Hop-by-hop, routing, destination options: the same length rule.
-        while h::IPV6_SKIPPED_EXTENSIONS.contains(&protocol) {
+        while IPV6_SKIPPED_EXTENSIONS.contains(&protocol) {
             if l4 + 8 > end {
                 return Err(OffloadError::Malformed("IPv6 extension"));
             }
@@ -135,22 +139,17 @@ fn parse(d: &[u8]) -> Result<Layout, OffloadError> {
             l4 += (usize::from(d[l4 + 1]) + 1) * 8;
         }
     }
+    // After the extension headers `l4` may lie past `end`: no L4 header.
+    let l4_bytes = d.get(l4..end).unwrap_or(&[]);
     let payload = match protocol {
-        h::PROTO_TCP => {
-            if l4 + h::TCP_MIN_HEADER_LEN > end {
-                return Err(OffloadError::Malformed("TCP"));
-            }
-            let doff = usize::from(d[l4 + h::TCP_DATA_OFFSET] >> 4) * 4;
-            if doff < h::TCP_MIN_HEADER_LEN || l4 + doff > end {
-                return Err(OffloadError::Malformed("TCP"));
-            }
-            l4 + doff
+        protocol::TCP => {
+            let tcp =
+                TcpPacket::new_checked(l4_bytes).map_err(|_| OffloadError::Malformed("TCP"))?;
+            l4 + tcp.header_len()
         }
-        h::PROTO_UDP => {
-            if l4 + h::UDP_HEADER_LEN > end {
-                return Err(OffloadError::Malformed("UDP"));
-            }
-            l4 + h::UDP_HEADER_LEN
+        protocol::UDP => {
+            UdpPacket::new_checked(l4_bytes).map_err(|_| OffloadError::Malformed("UDP"))?;
+            l4 + udp::HEADER_LEN
         }
         _ => l4,
     };
@@ -166,31 +165,25 @@ fn parse(d: &[u8]) -> Result<Layout, OffloadError> {
 
 /// The pseudo-header sum without the length: addresses and protocol.
 fn pseudo_base(d: &[u8], layout: &Layout) -> u16 {
+    let ip = &d[layout.l3..];
     let addresses = if layout.ipv6 {
-        at(layout.l3, h::IPV6_ADDRESSES)
+        ones_sum(Ipv6Packet::new_unchecked(ip).addresses())
     } else {
-        at(layout.l3, h::IPV4_ADDRESSES)
+        ones_sum(Ipv4Packet::new_unchecked(ip).addresses())
     };
-    add(ones_sum(&d[addresses]), u16::from(layout.protocol))
+    add(addresses, u16::from(layout.protocol))
 }
 
 /// Writes the full TCP or UDP checksum of `d[l4..]`, given the pseudo-header
 /// sum without length.
 fn fill_l4_checksum(d: &mut [u8], l4: usize, protocol: u8, base: u16) {
-    let field = l4
-        + usize::from(if protocol == h::PROTO_TCP {
-            h::TCP_CHECKSUM
-        } else {
-            h::UDP_CHECKSUM
-        });
-    set16(d, field..field + 2, 0);
     // An IPv4/IPv6 packet here is under 64 KiB, so the length fits the sum.
-    let len = (d.len() - l4) as u16;
-    let mut check = !add(add(base, len), ones_sum(&d[l4..]));
-    if protocol == h::PROTO_UDP && check == 0 {
-        check = 0xffff;
+    let pseudo_header = add(base, (d.len() - l4) as u16);
+    if protocol == protocol::TCP {
+        TcpPacket::new_unchecked(&mut d[l4..]).fill_checksum_with(pseudo_header);
+    } else {
+        UdpPacket::new_unchecked(&mut d[l4..]).fill_checksum_with(pseudo_header);
     }
-    set16(d, field..field + 2, check);
 }
 
 /// Checks a GSO frame's offload state against its parsed headers.
@@ -201,8 +194,8 @@ fn validate(
     gso_type: u8,
 ) -> Result<(), OffloadError> {
     let want = match gso_type {
-        GSO_TCPV4 | GSO_TCPV6 => h::PROTO_TCP,
-        GSO_UDP_L4 | GSO_UDP => h::PROTO_UDP,
+        GSO_TCPV4 | GSO_TCPV6 => protocol::TCP,
+        GSO_UDP_L4 | GSO_UDP => protocol::UDP,
         other => return Err(OffloadError::UnsupportedGsoType(other)),
     };
     let family_ok = match gso_type {
@@ -235,9 +228,9 @@ fn validate(
             actual: layout.l4,
         });
     }
-    if gso_type == GSO_UDP
-        && usize::from(get16(d, at(layout.l4, h::UDP_LEN))) != layout.end - layout.l4
-    {
+    // The protocol is UDP, so parse found its header within the packet.
+    let udp_len = || UdpPacket::new_unchecked(&d[layout.l4..layout.end]).length();
+    if gso_type == GSO_UDP && usize::from(udp_len()) != layout.end - layout.l4 {
         return Err(OffloadError::Malformed("UDP"));
     }
     Ok(())
@@ -297,11 +290,15 @@ pub fn segment<S: SegmentSink + ?Sized>(
     let payload = &frame[layout.payload..layout.end];
     check_room(sink, headers.len() + mss.min(payload.len()))?;
     let count = payload.len().div_ceil(mss).max(1);
-    let ip_id = get16(frame, at(layout.l3, h::IPV4_IDENT));
-    let seq_at = at(layout.l4, h::TCP_SEQ);
-    let seq = if layout.protocol == h::PROTO_TCP {
-        let s = &frame[seq_at.clone()];
-        u32::from_be_bytes([s[0], s[1], s[2], s[3]])
+    let ip = &frame[layout.l3..];
+    let ip_id = if layout.ipv6 {
+        0
+    } else {
+        Ipv4Packet::new_unchecked(ip).ident()
+    };
+    let is_tcp = layout.protocol == protocol::TCP;
+    let seq = if is_tcp {
+        TcpPacket::new_unchecked(&frame[layout.l4..]).seq()
     } else {
         0
     };
@@ -314,25 +311,27 @@ pub fn segment<S: SegmentSink + ?Sized>(
         let s = &mut sink.buffer()[..len];
         let l3 = layout.l3;
         if layout.ipv6 {
-            let payload_len = (len - l3 - h::IPV6_HEADER_LEN) as u16;
-            set16(s, at(l3, h::IPV6_PAYLOAD_LEN), payload_len);
+            let payload_len = (len - l3 - ipv6::HEADER_LEN) as u16;
+            Ipv6Packet::new_unchecked(&mut s[l3..]).set_payload_len(payload_len);
         } else {
-            set16(s, at(l3, h::IPV4_TOTAL_LEN), (len - l3) as u16);
-            set16(s, at(l3, h::IPV4_IDENT), ip_id.wrapping_add(i as u16));
-            h::fix_ipv4_checksum(&mut s[l3..layout.l4]);
+            let mut ip = Ipv4Packet::new_unchecked(&mut s[l3..layout.l4]);
+            ip.set_total_len((len - l3) as u16);
+            ip.set_ident(ip_id.wrapping_add(i as u16));
+            ip.fill_checksum();
         }
-        if layout.protocol == h::PROTO_TCP {
-            let offset = (i * mss) as u32;
-            s[seq_at.clone()].copy_from_slice(&seq.wrapping_add(offset).to_be_bytes());
-            let flags = &mut s[layout.l4 + h::TCP_FLAGS];
+        if is_tcp {
+            let mut tcp = TcpPacket::new_unchecked(&mut s[layout.l4..]);
+            tcp.set_seq(seq.wrapping_add((i * mss) as u32));
+            let mut flags = tcp.flags();
             if i + 1 < count {
-                *flags &= !(h::TCP_FIN | h::TCP_PSH);
+                flags = flags.without(TcpFlags::FIN | TcpFlags::PSH);
             }
             if i > 0 {
-                *flags &= !h::TCP_CWR;
+                flags = flags.without(TcpFlags::CWR);
             }
+            tcp.set_flags(flags);
         } else {
-            set16(s, at(layout.l4, h::UDP_LEN), (len - layout.l4) as u16);
+            UdpPacket::new_unchecked(&mut s[layout.l4..]).set_length((len - layout.l4) as u16);
         }
         fill_l4_checksum(s, layout.l4, layout.protocol, base);
         sink.emit(len);
@@ -353,7 +352,7 @@ fn fragment_udp4<S: SegmentSink + ?Sized>(
     let step = usize::from(offload.gso_size) & !7;
     check_room(sink, layout.l4 + step.min(datagram.len()))?;
     // The checksum over the whole datagram, its own field counted as 0.
-    let field = usize::from(h::UDP_CHECKSUM);
+    let field = udp::CHECKSUM_OFFSET;
     let sum = add(
         add(base, datagram.len() as u16),
         add(
@@ -370,19 +369,14 @@ fn fragment_udp4<S: SegmentSink + ?Sized>(
         let len = build(sink, &frame[..layout.l4], chunk);
         let s = &mut sink.buffer()[..len];
         if i == 0 {
-            let f = layout.l4 + field;
-            set16(s, f..f + 2, check);
+            UdpPacket::new_unchecked(&mut s[layout.l4..]).set_checksum(check);
         }
-        let more = if i + 1 < count { h::IPV4_MF } else { 0 };
-        set16(
-            s,
-            at(layout.l3, h::IPV4_TOTAL_LEN),
-            (len - layout.l3) as u16,
-        );
-        // DF goes: these are fragments now.
-        let word = more | ((i * step / 8) as u16);
-        set16(s, at(layout.l3, h::IPV4_FLAGS_FRAGMENT), word);
-        h::fix_ipv4_checksum(&mut s[layout.l3..layout.l4]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut s[layout.l3..layout.l4]);
+        ip.set_total_len((len - layout.l3) as u16);
+        // DF goes: these are fragments now. The offset is under 64 KiB, as
+        // the datagram is.
+        ip.set_flags_frag(false, i + 1 < count, (i * step) as u16);
+        ip.fill_checksum();
         sink.emit(len);
     }
     Ok(count)

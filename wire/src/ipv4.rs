@@ -42,6 +42,9 @@ mod field {
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
 
+/// Length of the longest header: IHL 15, 40 bytes of options.
+pub const MAX_HEADER_LEN: usize = 60;
+
 /// "Don't fragment" flag bit in the flags/fragment-offset word.
 const FLAG_DF: u16 = 0x4000;
 /// "More fragments" flag bit.
@@ -203,6 +206,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn dst(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// Source and destination address bytes, back to back (8 bytes): the
+    /// part of the transport pseudo-header that comes from this header, to
+    /// sum without copying.
+    pub fn addresses(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::SRC.start..field::DST.end]
     }
 
     /// The header, options included.
@@ -560,6 +570,28 @@ mod tests {
             Err(WireError::TooLong { total_len: 65_536 })
         );
         assert_eq!(bytes, [0; 20], "nothing written");
+    }
+
+    #[test]
+    fn addresses_are_source_then_destination() {
+        let v = sample();
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        let (src, dst) = (p.src().octets(), p.dst().octets());
+        assert_eq!(p.addresses()[..4], src);
+        assert_eq!(p.addresses()[4..], dst);
+    }
+
+    #[test]
+    fn the_longest_header_is_fifteen_words() {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let mut p = Ipv4Packet::new_unchecked(&mut bytes[..]);
+        p.set_version_ihl(0x0f);
+        p.set_total_len(MAX_HEADER_LEN as u16);
+        let p = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(p.header_len(), MAX_HEADER_LEN);
+        assert!(p.payload().is_empty());
+        let (h, _) = etherparse::Ipv4Header::from_slice(&bytes).unwrap();
+        assert_eq!(h.header_len(), MAX_HEADER_LEN);
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! [`arp::ArpFrame`], [`icmp::IcmpErrorKind`] with [`icmp::build_icmp_error`],
 //! [`gre::GreOptions`]. Errors are [`WireError`], about bytes only; what a
 //! caller does with a well-formed packet it cannot use is its own error.
-//! Modules are named per version (`ipv4`, `icmp` for ICMPv4) so that
-//! `ipv6`, `icmpv6` and `ndp` views sit beside them; what both IP versions
+//! Modules are named per version (`ipv4`, `ipv6`, `icmp` for ICMPv4) so
+//! that `icmpv6` and `ndp` views sit beside them; what both IP versions
 //! share lives in [`ip`].
 //!
 //! # Modules and their contracts
@@ -37,10 +37,14 @@
 //!   caller's, who owns the headroom.
 //! - [`arp`]: Ethernet/IPv4 ARP view (anything else refused) and the
 //!   request and reply frames ([`arp::ArpFrame`]).
-//! - [`ip`]: what IPv4 and IPv6 share — the protocol numbers.
+//! - [`ip`]: what IPv4 and IPv6 share — the protocol numbers (IPv6
+//!   extension header types among them).
 //! - [`ipv4`]: IPv4 header view (version, IHL and total length checked;
 //!   `new_quoted` for the truncated copy inside an ICMP error) and
 //!   [`ipv4::Ipv4Repr`], which emits a complete option-less header.
+//! - [`ipv6`]: IPv6 fixed header view (version and payload length checked;
+//!   extension headers are the payload), what GSO over IPv6 reads and
+//!   writes; no `Repr` yet, as the project writes no IPv6 header itself.
 //! - [`icmp`]: ICMPv4 view, the echo reply made in place, and ICMP errors
 //!   (fragmentation needed included) built as RFC 1812 allows, at most 576
 //!   bytes.
@@ -57,8 +61,10 @@
 //! - [`offload`]: a frame's offload state ([`offload::Offload`]), which
 //!   travels with its bytes, and finishing a partial checksum in software.
 //! - [`gso`]: GSO segmentation in software, from (bytes, offload) to a
-//!   [`gso::SegmentSink`].
-//! - [`fragment`]: IPv4 fragmentation to fit an MTU, into the same sink.
+//!   [`gso::SegmentSink`], reading and writing headers through the views
+//!   above.
+//! - [`fragment`]: IPv4 fragmentation to fit an MTU, into the same sink,
+//!   through the Ethernet and IPv4 views.
 //! - [`WireError`]: why bytes could not be read or written.
 //!
 //! # Hand-written, not `smoltcp::wire`
@@ -107,6 +113,7 @@ pub mod gso;
 pub mod icmp;
 pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
 pub mod offload;
 pub mod tcp;
 pub mod udp;

@@ -18,6 +18,7 @@
 //! offload state gives it with [`Offload::l4_checksum`].
 
 use crate::checksum::{ones_sum, L4Checksum};
+use crate::udp;
 use crate::vnet::{self, VnetHeader};
 
 /// A frame's offload state, field for field what its virtio-net header
@@ -218,127 +219,14 @@ pub fn complete_checksum(frame: &mut [u8], offload: &mut Offload) -> Result<(), 
         });
     }
     let mut check = !ones_sum(&frame[usize::from(start)..]);
-    if offset == headers::UDP_CHECKSUM && check == 0 {
+    if usize::from(offset) == udp::CHECKSUM_OFFSET && check == 0 {
         check = 0xffff;
     }
+    // The field is wherever the sender's virtio-net header puts it, for
+    // any protocol: no header view applies, so it is written here.
     frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
     offload.flags &= !vnet::F_NEEDS_CSUM;
     Ok(())
-}
-
-/// Named offsets and values of the Ethernet, IPv4, IPv6, TCP and UDP header
-/// fields that segmentation and fragmentation read and write, with the two
-/// big-endian accessors they use. Crate-internal: the typed views take their
-/// place as they arrive in this crate.
-pub(crate) mod headers {
-    use core::ops::Range;
-
-    /// Ethernet header without a tag.
-    pub(crate) const ETH_HEADER_LEN: usize = 14;
-    /// Where the EtherType (or a tag's TPID) is.
-    pub(crate) const ETH_TYPE: usize = 12;
-    /// Length of an 802.1Q or 802.1ad tag.
-    pub(crate) const VLAN_TAG_LEN: usize = 4;
-    /// 802.1Q tag.
-    pub(crate) const ETHERTYPE_VLAN: u16 = 0x8100;
-    /// 802.1ad service tag.
-    pub(crate) const ETHERTYPE_QINQ: u16 = 0x88a8;
-    /// IPv4.
-    pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
-    /// IPv6.
-    pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
-
-    /// IPv4: version (high nibble) and header length in words (low nibble).
-    pub(crate) const IPV4_VERSION_IHL: usize = 0;
-    /// IPv4 total length.
-    pub(crate) const IPV4_TOTAL_LEN: Range<usize> = 2..4;
-    /// IPv4 identification.
-    pub(crate) const IPV4_IDENT: Range<usize> = 4..6;
-    /// IPv4 flags and fragment offset.
-    pub(crate) const IPV4_FLAGS_FRAGMENT: Range<usize> = 6..8;
-    /// IPv4 protocol.
-    pub(crate) const IPV4_PROTOCOL: usize = 9;
-    /// IPv4 header checksum.
-    pub(crate) const IPV4_CHECKSUM: Range<usize> = 10..12;
-    /// IPv4 source and destination addresses (the pseudo-header's part).
-    pub(crate) const IPV4_ADDRESSES: Range<usize> = 12..20;
-    /// The shortest IPv4 header.
-    pub(crate) const IPV4_MIN_HEADER_LEN: usize = 20;
-    /// The longest IPv4 header.
-    pub(crate) const IPV4_MAX_HEADER_LEN: usize = 60;
-    /// Flags/offset word: don't fragment.
-    pub(crate) const IPV4_DF: u16 = 0x4000;
-    /// Flags/offset word: more fragments.
-    pub(crate) const IPV4_MF: u16 = 0x2000;
-    /// Flags/offset word: the offset, in 8-byte units.
-    pub(crate) const IPV4_OFFSET_MASK: u16 = 0x1fff;
-
-    /// IPv6 payload length.
-    pub(crate) const IPV6_PAYLOAD_LEN: Range<usize> = 4..6;
-    /// IPv6 next header.
-    pub(crate) const IPV6_NEXT_HEADER: usize = 6;
-    /// IPv6 source and destination addresses.
-    pub(crate) const IPV6_ADDRESSES: Range<usize> = 8..40;
-    /// The fixed IPv6 header.
-    pub(crate) const IPV6_HEADER_LEN: usize = 40;
-    /// IPv6 extension headers segmentation looks through (hop-by-hop,
-    /// routing, destination options): next header, then length in 8-byte
-    /// units after the first 8.
-    pub(crate) const IPV6_SKIPPED_EXTENSIONS: [u8; 3] = [0, 43, 60];
-
-    /// IP protocol number of TCP.
-    pub(crate) const PROTO_TCP: u8 = 6;
-    /// IP protocol number of UDP.
-    pub(crate) const PROTO_UDP: u8 = 17;
-
-    /// TCP sequence number.
-    pub(crate) const TCP_SEQ: Range<usize> = 4..8;
-    /// TCP data offset (high nibble, in words).
-    pub(crate) const TCP_DATA_OFFSET: usize = 12;
-    /// TCP flags.
-    pub(crate) const TCP_FLAGS: usize = 13;
-    /// TCP checksum, from the TCP header.
-    pub(crate) const TCP_CHECKSUM: u16 = 16;
-    /// The shortest TCP header.
-    pub(crate) const TCP_MIN_HEADER_LEN: usize = 20;
-    /// TCP FIN.
-    pub(crate) const TCP_FIN: u8 = 0x01;
-    /// TCP PSH.
-    pub(crate) const TCP_PSH: u8 = 0x08;
-    /// TCP CWR.
-    pub(crate) const TCP_CWR: u8 = 0x80;
-
-    /// UDP length.
-    pub(crate) const UDP_LEN: Range<usize> = 4..6;
-    /// UDP checksum, from the UDP header.
-    pub(crate) const UDP_CHECKSUM: u16 = 6;
-    /// The UDP header.
-    pub(crate) const UDP_HEADER_LEN: usize = 8;
-
-    /// The big-endian 16-bit field at `at` of `d`, which the caller checked
-    /// is long enough.
-    pub(crate) fn get16(d: &[u8], at: Range<usize>) -> u16 {
-        let b = &d[at];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
-    /// Stores `value` big-endian in the 16-bit field at `at` of `d`.
-    pub(crate) fn set16(d: &mut [u8], at: Range<usize>, value: u16) {
-        d[at].copy_from_slice(&value.to_be_bytes());
-    }
-
-    /// `range` moved `by` bytes on (a field of a header that starts at `by`).
-    pub(crate) fn at(by: usize, range: Range<usize>) -> Range<usize> {
-        by + range.start..by + range.end
-    }
-
-    /// Recomputes the checksum of the IPv4 header `header` (exactly its
-    /// IHL bytes) in place.
-    pub(crate) fn fix_ipv4_checksum(header: &mut [u8]) {
-        set16(header, IPV4_CHECKSUM, 0);
-        let check = crate::checksum::checksum(header);
-        set16(header, IPV4_CHECKSUM, check);
-    }
 }
 
 #[cfg(test)]

@@ -136,6 +136,12 @@ impl TcpFlags {
         self.0 & other.0 == other.0
     }
 
+    /// These flags with every bit of `other` cleared (GSO takes FIN and PSH
+    /// off all segments but the last).
+    pub const fn without(self, other: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 & !other.0)
+    }
+
     /// SYN set.
     pub const fn syn(self) -> bool {
         self.contains(Self::SYN)
@@ -379,6 +385,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         let c = checksum::l4_checksum(src, dst, protocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
+
+    /// Recomputes the full checksum over the whole buffer (the segment)
+    /// from `pseudo_header`, the folded sum of the pseudo-header —
+    /// addresses, protocol and this segment's length — of either IP
+    /// version (for IPv6 the addresses come from
+    /// [`crate::ipv6::Ipv6Packet::addresses`]).
+    pub fn fill_checksum_with(&mut self, pseudo_header: u16) {
+        self.set_checksum(0);
+        let c = !checksum::add(pseudo_header, checksum::ones_sum(self.buffer.as_ref()));
+        self.set_checksum(c);
+    }
 }
 
 #[cfg(test)]
@@ -417,6 +434,27 @@ mod tests {
         assert!(t.flags().syn() && !t.flags().ack() && !t.flags().fin() && !t.flags().rst());
         assert_eq!(t.header_len(), 32); // 10 option bytes, padded
         assert_eq!(t.mss(), Some(1460));
+        assert!(t.verify_checksum(SRC, DST));
+    }
+
+    #[test]
+    fn flags_without_clears_only_the_given_bits() {
+        let f = TcpFlags::FIN | TcpFlags::PSH | TcpFlags::ACK | TcpFlags::CWR;
+        let g = f.without(TcpFlags::FIN | TcpFlags::PSH);
+        assert_eq!(g, TcpFlags::ACK | TcpFlags::CWR);
+        assert_eq!(g.without(TcpFlags::SYN), g, "a clear bit stays clear");
+        assert_eq!(g.without(TcpFlags(0xff)), TcpFlags::empty());
+    }
+
+    #[test]
+    fn fill_checksum_with_a_pseudo_header_sum_equals_the_ipv4_one() {
+        let mut v = syn();
+        let mut t = TcpPacket::new_checked(&mut v[20..]).unwrap();
+        let good = t.checksum();
+        t.set_checksum(0x1234);
+        let len = t.as_bytes().len() as u16;
+        t.fill_checksum_with(checksum::pseudo_header_sum(SRC, DST, protocol::TCP, len));
+        assert_eq!(t.checksum(), good);
         assert!(t.verify_checksum(SRC, DST));
     }
 

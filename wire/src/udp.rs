@@ -130,6 +130,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let c = checksum::l4_checksum_udp(src, dst, self.buffer.as_ref());
         self.set_checksum(c);
     }
+
+    /// Recomputes the full checksum over the whole buffer (the datagram)
+    /// from `pseudo_header`, the folded sum of the pseudo-header —
+    /// addresses, protocol and this datagram's length — of either IP
+    /// version; a computed 0 is written as `0xffff`.
+    pub fn fill_checksum_with(&mut self, pseudo_header: u16) {
+        self.set_checksum(0);
+        let c = match !checksum::add(pseudo_header, checksum::ones_sum(self.buffer.as_ref())) {
+            0 => 0xffff,
+            c => c,
+        };
+        self.set_checksum(c);
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +167,29 @@ mod tests {
         assert_eq!(u.checksum(), c);
         u.set_checksum(0);
         assert!(u.verify_checksum(SRC, DST), "0 means no checksum");
+    }
+
+    #[test]
+    fn fill_checksum_with_a_pseudo_header_sum_equals_the_ipv4_one() {
+        let b = etherparse::PacketBuilder::ipv4(SRC.octets(), DST.octets(), 64).udp(5353, 53);
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").unwrap();
+        let mut u = UdpPacket::new_checked(&mut v[20..]).unwrap();
+        let good = u.checksum();
+        u.set_checksum(0);
+        u.fill_checksum_with(checksum::pseudo_header_sum(SRC, DST, protocol::UDP, 13));
+        assert_eq!(u.checksum(), good);
+        assert!(u.verify_checksum(SRC, DST));
+    }
+
+    #[test]
+    fn fill_checksum_with_sends_a_computed_zero_as_all_ones() {
+        // Two zero ports, length 8 and no data: the data sums to 8, so a
+        // pseudo-header sum of !8 makes the total 0xffff and the checksum 0.
+        let mut d = [0, 0, 0, 0, 0, 8, 0x12, 0x34];
+        let mut u = UdpPacket::new_checked(&mut d[..]).unwrap();
+        u.fill_checksum_with(!8);
+        assert_eq!(u.checksum(), 0xffff);
     }
 
     proptest! {

@@ -13,8 +13,8 @@ use crate::checksum::{add, ones_sum};
 use crate::offload::complete_checksum;
 use crate::vnet::{F_NEEDS_CSUM, GSO_ECN};
 
-const PROTO_TCP: u8 = h::PROTO_TCP;
-const PROTO_UDP: u8 = h::PROTO_UDP;
+const PROTO_TCP: u8 = protocol::TCP;
+const PROTO_UDP: u8 = protocol::UDP;
 
 const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];

@@ -111,7 +111,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
-    /// Operation.
+    /// Whether this is a request or a reply (the OPER field).
     pub fn op(&self) -> ArpOp {
         ArpOp::from_u16(self.u16_at(field::OPER))
     }
@@ -176,7 +176,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
 /// The endpoints of an ARP message, for the frame builders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArpFrame {
-    /// Operation.
+    /// Request or reply.
     pub op: ArpOp,
     /// Ethernet destination.
     pub eth_dst: [u8; 6],

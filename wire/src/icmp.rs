@@ -44,7 +44,7 @@ pub const ECHO_REPLY: u8 = 0;
 pub const DEST_UNREACHABLE: u8 = 3;
 /// Source quench (deprecated, RFC 6633).
 pub const SOURCE_QUENCH: u8 = 4;
-/// Redirect.
+/// Redirect (RFC 792): an error type, so never answered with an error.
 pub const REDIRECT: u8 = 5;
 /// Echo request.
 pub const ECHO_REQUEST: u8 = 8;

@@ -8,9 +8,9 @@
 pub mod protocol {
     /// ICMP for IPv4.
     pub const ICMP: u8 = 1;
-    /// TCP.
+    /// TCP (RFC 9293).
     pub const TCP: u8 = 6;
-    /// UDP.
+    /// UDP (RFC 768).
     pub const UDP: u8 = 17;
     /// GRE (RFC 2784).
     pub const GRE: u8 = 47;

@@ -4,7 +4,8 @@
 //! no allocation, no clocks, no `unsafe`, and no dependency on the other
 //! Switchyard crates, so `yard-nat`, `yard-tunnel` and the daemon all read
 //! and write packets through the same code, and every part here can be
-//! fuzzed and benchmarked on its own. `no_std` outside its tests.
+//! fuzzed and benchmarked on its own. `no_std` outside its tests. Where it
+//! sits among the crates: `docs/ARCHITECTURE.md`.
 //!
 //! # Shape
 //!
@@ -17,7 +18,7 @@
 //! big-endian reads and writes happen only there. Packets the project
 //! writes itself are built from a small struct emitted into a caller's
 //! buffer — "parse with a view, build with a `Repr`": [`ipv4::Ipv4Repr`],
-//! [`arp::ArpFrame`], [`icmp::IcmpErrorKind`] with [`icmp::build_icmp_error`],
+//! [`arp::ArpFrame`], [`icmp::IcmpErrorRepr`] (with [`icmp::build_icmp_error`]),
 //! [`gre::GreOptions`]. Errors are [`WireError`], about bytes only; what a
 //! caller does with a well-formed packet it cannot use is its own error.
 //! Modules are named per version (`ipv4`, `ipv6`, `icmp` for ICMPv4) so

@@ -230,35 +230,12 @@ mod tests {
     use etherparse::{IpNumber, Ipv4Header, Ipv4Options, PacketBuilder};
 
     use super::*;
+    use crate::testutil::Collect;
     use crate::vnet::F_NEEDS_CSUM;
 
     const SRC: [u8; 4] = [172, 31, 0, 2];
     const DST: [u8; 4] = [10, 1, 0, 1];
     const ETH_HEADER_LEN: usize = ethernet::HEADER_LEN;
-
-    /// A sink that keeps every fragment, as a frame-sized buffer would.
-    struct Collect {
-        buffer: Vec<u8>,
-        got: Vec<Vec<u8>>,
-    }
-
-    impl Collect {
-        fn new() -> Collect {
-            Collect {
-                buffer: vec![0; 65_600],
-                got: Vec::new(),
-            }
-        }
-    }
-
-    impl SegmentSink for Collect {
-        fn buffer(&mut self) -> &mut [u8] {
-            &mut self.buffer
-        }
-        fn emit(&mut self, len: usize) {
-            self.got.push(self.buffer[..len].to_vec());
-        }
-    }
 
     /// A frame and its offload state, as the daemon holds them.
     struct Frame {

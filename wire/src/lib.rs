@@ -117,6 +117,8 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod offload;
 pub mod tcp;
+#[cfg(test)]
+mod testutil;
 pub mod udp;
 pub mod vlan;
 pub mod vnet;

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::checksum::{add, ones_sum};
 use crate::offload::complete_checksum;
+use crate::testutil::Collect;
 use crate::vnet::{F_NEEDS_CSUM, GSO_ECN};
 
 const PROTO_TCP: u8 = protocol::TCP;
@@ -206,30 +207,6 @@ impl Frame {
 
     fn len(&self) -> usize {
         self.bytes.len()
-    }
-}
-
-/// A sink with a frame-sized buffer that keeps every piece.
-struct Collect {
-    buffer: Vec<u8>,
-    got: Vec<Vec<u8>>,
-}
-
-impl Collect {
-    fn new() -> Collect {
-        Collect {
-            buffer: vec![0; 65_600],
-            got: Vec::new(),
-        }
-    }
-}
-
-impl SegmentSink for Collect {
-    fn buffer(&mut self) -> &mut [u8] {
-        &mut self.buffer
-    }
-    fn emit(&mut self, len: usize) {
-        self.got.push(self.buffer[..len].to_vec());
     }
 }
 

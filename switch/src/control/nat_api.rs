@@ -48,6 +48,15 @@ pub enum ConntrackRequestError {
         /// The smallest value allowed.
         minimum: u64,
     },
+    /// A timeout longer than [`MAX_TIMEOUT_SECS`]: past it the value means
+    /// nothing any more (and its milliseconds would overflow the clock).
+    #[error("timeout {name}={secs} s is above the maximum of {MAX_TIMEOUT_SECS} s (30 days)")]
+    AboveMaximum {
+        /// The timeout.
+        name: String,
+        /// The value given.
+        secs: u64,
+    },
     /// `--max` outside 1 to 16777216.
     #[error("conntrack limit {0} is out of range: use 1 to 16777216")]
     LimitOutOfRange(u64),
@@ -174,6 +183,10 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
 
 const SEC: u64 = 1000;
 
+/// The longest timeout `conntrack set` takes: 30 days, six times Linux's
+/// longest default (5 days for an established TCP connection).
+pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
 /// The timeout names `conntrack set --timeout NAME=SECONDS` takes, with
 /// accessors into [`Timeouts`] (milliseconds).
 fn timeout_fields(t: &mut Timeouts) -> [(&'static str, &mut u64); 11] {
@@ -223,6 +236,12 @@ impl ConntrackChange {
                     known: names.join(", "),
                 });
             };
+            if *secs > MAX_TIMEOUT_SECS {
+                return Err(ConntrackRequestError::AboveMaximum {
+                    name: name.clone(),
+                    secs: *secs,
+                });
+            }
             if *secs < minimum {
                 return Err(ConntrackRequestError::BelowMinimum {
                     name: name.clone(),
@@ -291,6 +310,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("RFC minimum of 7440"));
+        // The largest u64 once wrapped to an instant expiry: now refused.
+        let mut huge = BTreeMap::new();
+        huge.insert("udp-unreplied".to_string(), u64::MAX);
+        assert_eq!(
+            set(&huge).unwrap_err().to_string(),
+            "timeout udp-unreplied=18446744073709551615 s is above the maximum of 2592000 s (30 days)"
+        );
+        huge.insert("udp-unreplied".to_string(), MAX_TIMEOUT_SECS);
+        set(&huge).unwrap().apply(&mut config);
+        assert_eq!(config.timeouts.udp_unreplied, MAX_TIMEOUT_SECS * 1000);
         let mut bad = BTreeMap::new();
         bad.insert("tcp-nope".to_string(), 600);
         assert!(set(&bad)

@@ -122,7 +122,7 @@ pub struct ConntrackSetArgs {
     /// Most entries the table holds; beyond it unreplied ones are evicted first.
     #[arg(long, value_name = "N")]
     pub max_entries: Option<u64>,
-    /// A timeout in seconds, e.g. tcp-established=86400 or udp-unreplied=300 (values below the RFC minimums are refused); repeatable.
+    /// A timeout in seconds, e.g. tcp-established=86400 or udp-unreplied=300 (values below the RFC minimums or above 30 days are refused); repeatable.
     #[arg(long = "timeout", value_name = "NAME=SECONDS")]
     pub timeouts: Vec<String>,
 }

@@ -170,3 +170,43 @@ fn corrupt_state_file_stops_yardd_with_its_name_and_is_kept() {
         );
     }
 }
+
+#[test]
+fn a_second_yardd_on_the_same_state_directory_is_refused_naming_the_first() {
+    if !require(&[]) {
+        return;
+    }
+    let lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "mine", "--subnet", "10.68.0.0/24"]);
+    let first = lab.pid().expect("the first yardd runs");
+    let other_socket = lab.dir().join("second.sock");
+    let second = yard_tests::cmd::output(
+        yard_tests::cmd::timed(10, &yard_tests::bins::bins().yardd)
+            .arg("--socket")
+            .arg(&other_socket)
+            .arg("--state-dir")
+            .arg(lab.state_dir())
+            .env_remove("YARD_SOCKET")
+            .env("NO_COLOR", "1"),
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a second yardd started on {}: {stderr}",
+        lab.state_dir().display()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "state directory {} is in use by another yardd (pid {first})",
+            lab.state_dir().display()
+        )),
+        "the refusal does not name the directory and the first yardd's pid: {stderr}"
+    );
+    assert!(!other_socket.exists(), "the refused yardd bound its socket");
+    // The first one goes on, its configuration untouched.
+    let nets = lab.ctl_json(&["net", "ls"]);
+    assert!(
+        nets.as_array().unwrap().iter().any(|n| n["name"] == "mine"),
+        "{nets}"
+    );
+}

@@ -90,6 +90,9 @@ fn run() -> Result<()> {
         .thread_block()
         .context("cannot block SIGTERM/SIGINT")?;
 
+    // Before anything is read or attached: a second yardd on the same state
+    // would fight the first over its devices and its file.
+    let _state_lock = state::lock(&state_dir)?;
     let (config, first_start) = match state::load(&state_dir)? {
         Some(config) => (config, false),
         None => (Config::initial(), true),

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":4,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":5,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,10 +19,14 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 4;
+pub const API_VERSION: u32 = 5;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The most connections one `conntrack ls` reply carries (about 3 MB of
+/// JSON); yardctl asks for the next page until none is left.
+pub const MAX_CONNTRACK_PAGE: u32 = 8192;
 
 /// Default MAC aging time of a network, as the Linux bridge and Docker use.
 pub const DEFAULT_AGING_SECS: u64 = 300;
@@ -141,8 +145,8 @@ pub enum Request {
     /// Unpublish: the rule whose host address, first host port and protocol
     /// match `spec`'s; its connections are forgotten.
     PublishRm(PublishSpec),
-    /// Connection tracking entries.
-    ConntrackLs(ConntrackFilter),
+    /// Connection tracking entries, one page at a time.
+    ConntrackLs(ConntrackQuery),
     /// Remove matching connection tracking entries.
     ConntrackFlush(ConntrackFilter),
     /// Connection tracking and gateway counters.
@@ -382,8 +386,8 @@ pub enum Payload {
     Publish(PublishInfo),
     /// Reply to `publish ls`.
     Publishes(Vec<PublishInfo>),
-    /// Reply to `conntrack ls`.
-    Conntrack(Vec<ConntrackEntry>),
+    /// Reply to `conntrack ls`: one page.
+    Conntrack(ConntrackPage),
     /// Reply to `conntrack flush`: how many entries were removed.
     Flushed {
         /// Entries removed.
@@ -706,6 +710,43 @@ pub struct ConntrackFilter {
     pub addr: Option<Ipv4Addr>,
     /// Any port of the entry's tuples.
     pub port: Option<u16>,
+}
+
+/// What `conntrack ls` asks for: the entries a filter selects, a page at a
+/// time, in a stable order (network, then original tuple).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConntrackQuery {
+    /// Which entries.
+    #[serde(flatten)]
+    pub filter: ConntrackFilter,
+    /// Continue after this entry: the previous page's `next`; `None` starts
+    /// at the beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<ConntrackCursor>,
+    /// At most this many entries; `None` or more than
+    /// [`MAX_CONNTRACK_PAGE`] gets [`MAX_CONNTRACK_PAGE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A place in the `conntrack ls` order: the last entry of a page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConntrackCursor {
+    /// The entry's network (yardd's internal number for it).
+    pub zone: u16,
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// The entry's original tuple.
+    pub original: Tuple,
+}
+
+/// One page of `conntrack ls`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConntrackPage {
+    /// The entries, in listing order.
+    pub entries: Vec<ConntrackEntry>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<ConntrackCursor>,
 }
 
 /// One direction of a connection.

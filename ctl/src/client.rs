@@ -73,6 +73,15 @@ pub enum ClientError {
         /// What could not be understood.
         detail: String,
     },
+    /// The reply was longer than [`MAX_REPLY_BYTES`]: the request asked for
+    /// too much at once.
+    #[error("yardd at {} sent a reply longer than {limit} bytes: ask for less at once (a filter, or one object instead of all)", path.display())]
+    ReplyTooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// The limit that was reached.
+        limit: u64,
+    },
     /// The request could not be encoded (a bug, not a user error).
     #[error("cannot encode the request: {0}")]
     Encode(#[source] serde_json::Error),
@@ -189,9 +198,9 @@ impl Client {
         }
         if line.last() != Some(&b'\n') {
             if line.len() as u64 >= MAX_REPLY_BYTES {
-                return Err(ClientError::Protocol {
+                return Err(ClientError::ReplyTooLong {
                     path: self.path.clone(),
-                    detail: format!("a reply line longer than {MAX_REPLY_BYTES} bytes"),
+                    limit: MAX_REPLY_BYTES,
                 });
             }
             return Err(ClientError::Closed {
@@ -356,6 +365,38 @@ mod tests {
             text.ends_with("use yardctl and yardd from the same build"),
             "{text}"
         );
+        server.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_reply_too_long_says_so_not_that_the_api_differs() {
+        let path = socket_path("long");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            // The client hangs up once it has read the limit.
+            for _ in 0..=MAX_REPLY_BYTES >> 20 {
+                if (&stream).write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = Client::connect(&path)
+            .unwrap()
+            .call(&Request::NetLs)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("sent a reply longer than 67108864 bytes: ask for less at once"),
+            "{text}"
+        );
+        assert!(!text.contains("different API"), "{text}");
+        drop(err);
         server.join().unwrap();
         let _ = std::fs::remove_file(&path);
     }

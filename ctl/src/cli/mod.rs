@@ -2,7 +2,8 @@
 //! a process: [`args`] maps the command line to a request, [`output`] renders
 //! replies, [`table`] lays out columns, and [`run`] ties them to a [`Client`].
 //!
-//! Contract of [`run`]: it sends exactly one request (checked locally first),
+//! Contract of [`run`]: it sends one request (checked locally first; `conntrack
+//! ls` sends one per page, joined into one listing before anything is printed),
 //! writes results to the given stdout and messages to the given stderr, never
 //! panics on any input or reply, and returns the exit status:
 //! [`EXIT_OK`]; [`EXIT_FAILURE`] when yardd refused the request or could not be
@@ -26,7 +27,7 @@ use serde_json::{json, Value};
 
 pub use args::Cli;
 
-use crate::api::{Payload, Reply};
+use crate::api::{ConntrackPage, ConntrackQuery, Payload, Reply, Request};
 use crate::client::{CaptureStream, Client};
 
 /// Exit status: success.
@@ -77,10 +78,18 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
         Ok(client) => client,
         Err(e) => return fail(cli, io, &e.to_string()),
     };
-    let payload = match client.call(&request) {
-        Ok(Reply::Ok(payload)) => payload,
-        Ok(Reply::Error(e)) => return fail(cli, io, &e.message),
-        Err(e) => return fail(cli, io, &e.to_string()),
+    let payload = match call(&mut client, &request) {
+        Ok(payload) => payload,
+        Err(message) => return fail(cli, io, &message),
+    };
+    let payload = match (&request, payload) {
+        (Request::ConntrackLs(query), Payload::Conntrack(first)) => {
+            match rest_of_listing(&mut client, query, first) {
+                Ok(all) => Payload::Conntrack(all),
+                Err(message) => return fail(cli, io, &message),
+            }
+        }
+        (_, payload) => payload,
     };
 
     if let args::Command::Capture(capture) = &cli.command {
@@ -113,6 +122,53 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Sends `request`; its payload, or what to tell the user.
+fn call(client: &mut Client, request: &Request) -> Result<Payload, String> {
+    match client.call(request) {
+        Ok(Reply::Ok(payload)) => Ok(payload),
+        Ok(Reply::Error(e)) => Err(e.message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `conntrack ls` replies a page at a time: asks for the pages after
+/// `first` until yardd says none is left, and joins them into one.
+fn rest_of_listing(
+    client: &mut Client,
+    query: &ConntrackQuery,
+    first: ConntrackPage,
+) -> Result<ConntrackPage, String> {
+    let mut all = first;
+    while let Some(after) = all.next.take() {
+        let next = ConntrackQuery {
+            after: Some(after.clone()),
+            ..query.clone()
+        };
+        match call(client, &Request::ConntrackLs(next))? {
+            // A cursor that does not move would ask for the same page forever.
+            Payload::Conntrack(page) if page.next.as_ref() == Some(&after) => {
+                return Err(format!(
+                    "yardd answered conntrack ls with the same page twice (after {} {}:{}): \
+                     use yardctl and yardd from the same build",
+                    after.proto, after.original.src, after.original.sport
+                ))
+            }
+            Payload::Conntrack(page) => {
+                all.entries.extend(page.entries);
+                all.next = page.next;
+            }
+            other => {
+                return Err(format!(
+                    "yardd answered the next page of conntrack ls with {}: \
+                     use yardctl and yardd from the same build",
+                    payload_name(&other)
+                ))
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Reports a failure: `yardctl: message` on stderr and, with `--json`,

@@ -44,7 +44,7 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Uplinks(uplinks) => serde_json::to_value(uplinks),
         Payload::Publish(rule) => serde_json::to_value(rule),
         Payload::Publishes(rules) => serde_json::to_value(rules),
-        Payload::Conntrack(entries) => serde_json::to_value(entries),
+        Payload::Conntrack(page) => serde_json::to_value(&page.entries),
         Payload::Flushed { removed } => Ok(json!({ "removed": removed })),
         Payload::ConntrackStats(stats) => serde_json::to_value(stats),
         Payload::ConntrackSettings(settings) => serde_json::to_value(settings),
@@ -132,7 +132,7 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::Uplinks(uplinks) => nat::uplinks_table(uplinks).render(out),
         Payload::Publish(rule) => nat::publishes_table(std::slice::from_ref(rule)).render(out),
         Payload::Publishes(rules) => nat::publishes_table(rules).render(out),
-        Payload::Conntrack(entries) => nat::conntrack_table(entries).render(out),
+        Payload::Conntrack(page) => nat::conntrack_table(&page.entries).render(out),
         Payload::Flushed { removed } => writeln!(out, "{}", nat::flushed(*removed)),
         Payload::ConntrackStats(stats) => {
             render_owned_fields(&nat::conntrack_stats_fields(stats), out)

@@ -10,7 +10,10 @@ use std::thread::JoinHandle;
 use clap::Parser;
 
 use super::*;
-use crate::api::{ApiError, NetworkInfo, NetworkSpec, API_VERSION};
+use crate::api::{
+    ApiError, ConntrackCursor, ConntrackEntry, ConntrackFilter, ConntrackPage, ConntrackQuery,
+    Envelope, NetworkInfo, NetworkSpec, Tuple, API_VERSION,
+};
 
 fn temp_path(tag: &str, ext: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -318,4 +321,112 @@ fn capture_refused_by_the_daemon_reports_the_reason() {
     assert_eq!(out.code, EXIT_FAILURE);
     assert_eq!(out.stderr, "yardctl: port c9 not found\n");
     assert!(!file.exists(), "no file is created for a refused capture");
+}
+
+/// A fake yardd that answers each request line on one connection with the
+/// next of `replies`, and returns the request lines it read.
+fn serve_pages(tag: &str, replies: Vec<Reply>) -> (PathBuf, JoinHandle<Vec<String>>) {
+    let path = temp_path(tag, "sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(&stream);
+        let mut requests = Vec::new();
+        for reply in replies {
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap() == 0 {
+                break;
+            }
+            requests.push(request);
+            let mut line = serde_json::to_vec(&reply).unwrap();
+            line.push(b'\n');
+            (&stream).write_all(&line).unwrap();
+        }
+        requests
+    });
+    (path, thread)
+}
+
+fn udp_entry(sport: u16) -> ConntrackEntry {
+    let tuple = |src: [u8; 4], sport, dst: [u8; 4], dport| Tuple {
+        src: src.into(),
+        sport,
+        dst: dst.into(),
+        dport,
+    };
+    ConntrackEntry {
+        proto: "udp".into(),
+        original: tuple([10, 1, 0, 2], sport, [10, 9, 0, 1], 53),
+        reply: tuple([10, 9, 0, 1], 53, [10, 1, 0, 2], sport),
+        state: "replied".into(),
+        snat: None,
+        dnat: None,
+        timeout_secs: 100,
+        assured: true,
+        packets_original: 1,
+        bytes_original: 60,
+        packets_reply: 1,
+        bytes_reply: 60,
+    }
+}
+
+fn cursor_of(e: &ConntrackEntry) -> ConntrackCursor {
+    ConntrackCursor {
+        zone: 1,
+        proto: e.proto.clone(),
+        original: e.original,
+    }
+}
+
+#[test]
+fn conntrack_ls_asks_for_every_page_and_prints_one_listing() {
+    let (a, b, c) = (udp_entry(1000), udp_entry(1001), udp_entry(1002));
+    let pages = vec![
+        Reply::Ok(Payload::Conntrack(ConntrackPage {
+            entries: vec![a.clone(), b.clone()],
+            next: Some(cursor_of(&b)),
+        })),
+        Reply::Ok(Payload::Conntrack(ConntrackPage {
+            entries: vec![c.clone()],
+            next: None,
+        })),
+    ];
+    let (path, server) = serve_pages("ct-pages", pages);
+    let out = run_line(&path, "--json conntrack ls --proto udp", false);
+    let requests = server.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    let listed: Vec<ConntrackEntry> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed, vec![a, b.clone(), c]);
+
+    // The second request keeps the filter and continues after the first page.
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let second: Envelope = serde_json::from_str(&requests[1]).unwrap();
+    assert_eq!(
+        second.request,
+        Request::ConntrackLs(ConntrackQuery {
+            filter: ConntrackFilter {
+                proto: Some("udp".into()),
+                ..ConntrackFilter::default()
+            },
+            after: Some(cursor_of(&b)),
+            limit: None,
+        })
+    );
+}
+
+#[test]
+fn a_page_that_does_not_advance_ends_the_listing_with_an_error() {
+    let a = udp_entry(1000);
+    let stuck = Reply::Ok(Payload::Conntrack(ConntrackPage {
+        entries: vec![a.clone()],
+        next: Some(cursor_of(&a)),
+    }));
+    let (path, server) = serve_pages("ct-stuck", vec![stuck.clone(), stuck]);
+    let out = run_line(&path, "conntrack ls", false);
+    server.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.code, EXIT_FAILURE);
+    assert!(out.stdout.is_empty(), "nothing half-printed");
+    assert!(out.stderr.contains("the same page twice"), "{}", out.stderr);
 }

@@ -36,12 +36,14 @@
 //!   if none, the oldest assured one (by the time it became assured). Two
 //!   intrusive lists (unreplied, assured) make this O(1).
 //! - Removal by predicate, flush and listing walk the slab: they are control
-//!   operations, O(table).
+//!   operations, O(table). Listing goes a bounded page at a time
+//!   ([`Conntrack::page`]).
 //!
 //! ICMP errors must never create or refresh entries: use
 //! [`Conntrack::lookup`] (no side effects) for the flow an error quotes and
 //! [`Conntrack::touch`] only for packets of the flow itself.
 
+mod listing;
 mod table;
 pub mod tcp;
 mod timeouts;
@@ -52,6 +54,7 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
+pub use listing::{position, Page, Position};
 pub use table::{Conntrack, Iter};
 pub use timeouts::Timeouts;
 

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use yard_ctl::api::{
-    ConntrackEntry, ConntrackFilter, ConntrackSettings, ConntrackStats, NetworkSpec, Transport,
-    Tuple,
+    ConntrackCursor, ConntrackEntry, ConntrackFilter, ConntrackPage, ConntrackQuery,
+    ConntrackSettings, ConntrackStats, NetworkSpec, Transport, Tuple, MAX_CONNTRACK_PAGE,
 };
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::{Config, Entry, Filter, Timeouts};
+use yard_nat::conntrack::{Config, Entry, Filter, Position, Timeouts};
 use yard_nat::flow::{FlowKey, Proto};
 use yard_nat::gateway::NetConfig;
 
@@ -92,19 +92,47 @@ pub fn proto_of(t: Transport) -> Proto {
 
 /// The conntrack filter an API filter stands for.
 pub fn filter_of(f: &ConntrackFilter) -> Result<Filter, ConntrackRequestError> {
-    let proto = match f.proto.as_deref() {
-        None => None,
-        Some("tcp") => Some(Proto::Tcp),
-        Some("udp") => Some(Proto::Udp),
-        Some("icmp") => Some(Proto::Icmp),
-        Some(other) => return Err(ConntrackRequestError::UnknownProtocol(other.to_string())),
-    };
+    let proto = f.proto.as_deref().map(tracked_proto).transpose()?;
     Ok(Filter {
         zone: None,
         proto,
         addr: f.addr,
         port: f.port,
     })
+}
+
+fn tracked_proto(name: &str) -> Result<Proto, ConntrackRequestError> {
+    match name {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        "icmp" => Ok(Proto::Icmp),
+        other => Err(ConntrackRequestError::UnknownProtocol(other.to_string())),
+    }
+}
+
+/// What a `conntrack ls` page asks the datapath for: the filter, where to
+/// start, and how many (at most [`MAX_CONNTRACK_PAGE`]).
+pub fn query_of(
+    q: &ConntrackQuery,
+) -> Result<(Filter, Option<Position>, usize), ConntrackRequestError> {
+    let after = match &q.after {
+        None => None,
+        Some(c) => Some((
+            c.zone,
+            FlowKey {
+                proto: tracked_proto(&c.proto)?,
+                src: c.original.src,
+                sport: c.original.sport,
+                dst: c.original.dst,
+                dport: c.original.dport,
+            },
+        )),
+    };
+    let limit = q
+        .limit
+        .unwrap_or(MAX_CONNTRACK_PAGE)
+        .clamp(1, MAX_CONNTRACK_PAGE);
+    Ok((filter_of(&q.filter)?, after, limit as usize))
 }
 
 fn tuple(k: &FlowKey) -> Tuple {
@@ -145,6 +173,19 @@ pub fn entry_infos(snapshot: &ConntrackSnapshot) -> Vec<ConntrackEntry> {
         .iter()
         .map(|e| entry_info(e, snapshot.now_ms))
         .collect()
+}
+
+/// One `conntrack ls` page, with the cursor of its last entry when more
+/// follow.
+pub fn page_info(snapshot: &ConntrackSnapshot) -> ConntrackPage {
+    ConntrackPage {
+        entries: entry_infos(snapshot),
+        next: snapshot.next.map(|(zone, key)| ConntrackCursor {
+            zone,
+            proto: key.proto.as_str().to_string(),
+            original: tuple(&key),
+        }),
+    }
 }
 
 /// Conntrack and gateway counters.

@@ -342,10 +342,10 @@ impl Control {
             Request::PublishAdd(spec) => self.publish_add(spec),
             Request::PublishLs => Ok(Payload::Publishes(self.publish_infos())),
             Request::PublishRm(spec) => self.publish_rm(&spec),
-            Request::ConntrackLs(filter) => {
-                let filter = nat_api::filter_of(&filter)?;
-                let snapshot = self.datapath.conntrack(filter)?;
-                Ok(Payload::Conntrack(nat_api::entry_infos(&snapshot)))
+            Request::ConntrackLs(query) => {
+                let (filter, after, limit) = nat_api::query_of(&query)?;
+                let snapshot = self.datapath.conntrack(filter, after, limit)?;
+                Ok(Payload::Conntrack(nat_api::page_info(&snapshot)))
             }
             Request::ConntrackFlush(filter) => {
                 let filter = nat_api::filter_of(&filter)?;

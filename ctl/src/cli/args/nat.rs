@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 
 use super::{check_ifname, check_name, ArgError};
 use crate::api::{
-    ConntrackFilter, ConntrackSettings, PublishSpec, Request, Transport, UplinkKind, UplinkSpec,
+    ConntrackFilter, ConntrackQuery, ConntrackSettings, PublishSpec, Request, Transport,
+    UplinkKind, UplinkSpec,
 };
 use crate::types::Ipv4Cidr;
 
@@ -319,7 +320,10 @@ impl ConntrackCommand {
     /// The request this command line asks of yardd.
     pub fn to_request(&self) -> Result<Request, ArgError> {
         match self {
-            ConntrackCommand::Ls(filter) => Ok(Request::ConntrackLs(filter.to_filter())),
+            ConntrackCommand::Ls(filter) => Ok(Request::ConntrackLs(ConntrackQuery {
+                filter: filter.to_filter(),
+                ..ConntrackQuery::default()
+            })),
             ConntrackCommand::Flush(filter) => Ok(Request::ConntrackFlush(filter.to_filter())),
             ConntrackCommand::Stats => Ok(Request::ConntrackStats),
             ConntrackCommand::Set(args) => Ok(Request::ConntrackSet(args.to_settings()?)),

@@ -258,18 +258,33 @@ impl Control {
         }
     }
 
+    /// Changes the conntrack limit and timeouts. The change is saved first
+    /// and applied only once saved: a lower limit evicts at once, which no
+    /// undo could bring back, so a state directory that cannot be written
+    /// leaves the running table as it was.
     pub(super) fn conntrack_set(&mut self, settings: ConntrackSettings) -> Outcome {
         let change = ConntrackChange::parse(&settings)?;
-        let applied = self
-            .datapath
-            .set_conntrack(move |config| change.apply(config))?;
-        let mut saved = self.config.conntrack.clone();
+        let before = self.config.clone();
         if settings.max_entries.is_some() {
-            saved.max_entries = settings.max_entries;
+            self.config.conntrack.max_entries = settings.max_entries;
         }
-        saved.timeouts.extend(settings.timeouts);
-        self.config.conntrack = saved;
-        self.save()?;
-        Ok(Payload::ConntrackSettings(nat_api::settings(&applied)))
+        self.config.conntrack.timeouts.extend(settings.timeouts);
+        if let Err(e) = self.save() {
+            self.config = before;
+            return Err(ControlError::NotSaved(e));
+        }
+        match self
+            .datapath
+            .set_conntrack(move |config| change.apply(config))
+        {
+            Ok(applied) => Ok(Payload::ConntrackSettings(nat_api::settings(&applied))),
+            Err(e) => {
+                self.config = before;
+                if let Err(undo) = self.save() {
+                    tracing::warn!(error = %undo, "conntrack settings saved but not applied, and the old ones could not be saved back");
+                }
+                Err(e.into())
+            }
+        }
     }
 }

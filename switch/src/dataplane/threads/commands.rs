@@ -16,7 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, RuleId, Stats};
+use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, Position, RuleId, Stats};
 use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
 
 use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
@@ -56,8 +56,10 @@ pub struct ConntrackSnapshot {
     /// The datapath clock when the copy was taken: entries' timers count
     /// from it.
     pub now_ms: u64,
-    /// The connections, in table order.
+    /// The connections, in listing order (network, then original tuple).
     pub entries: Vec<Entry>,
+    /// Where the next page starts; `None` when this was the last.
+    pub next: Option<Position>,
 }
 
 impl Datapath {
@@ -283,18 +285,18 @@ impl Datapath {
         Ok(self.gateway.forget_address(addr))
     }
 
-    pub(super) fn conntrack(&mut self, filter: Filter) -> Result<ConntrackSnapshot, DatapathError> {
+    pub(super) fn conntrack(
+        &mut self,
+        filter: Filter,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<ConntrackSnapshot, DatapathError> {
         let now = self.now();
-        let entries = self
-            .gateway
-            .conntrack()
-            .iter(now.0)
-            .filter(|(_, e)| filter.matches(e))
-            .map(|(_, e)| e.clone())
-            .collect();
+        let page = self.gateway.conntrack().page(&filter, after, limit, now.0);
         Ok(ConntrackSnapshot {
             now_ms: now.0,
-            entries,
+            entries: page.entries,
+            next: page.next,
         })
     }
 

@@ -27,7 +27,7 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
-use yard_nat::conntrack::{Config as ConntrackConfig, Filter, RuleId};
+use yard_nat::conntrack::{Config as ConntrackConfig, Filter, Position, RuleId};
 use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
 
 use super::mesh::HOME;
@@ -395,10 +395,16 @@ impl DatapathHandle {
         self.home(&order, move |dp| dp.forget_address(addr))
     }
 
-    /// A copy of the connections `filter` selects.
-    pub fn conntrack(&self, filter: Filter) -> Result<ConntrackSnapshot, DatapathError> {
+    /// A copy of up to `limit` of the connections `filter` selects, after
+    /// `after` in listing order (see `yard_nat::conntrack::Conntrack::page`).
+    pub fn conntrack(
+        &self,
+        filter: Filter,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<ConntrackSnapshot, DatapathError> {
         let order = self.placement();
-        self.home(&order, move |dp| dp.conntrack(filter))
+        self.home(&order, move |dp| dp.conntrack(filter, after, limit))
     }
 
     /// Removes the connections `filter` selects; how many.

@@ -730,7 +730,7 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
     expect(&b, "the SYN at b", |f| f[12..14] == [0x08, 0x00]);
 
     let all = nat_api::filter_of(&ConntrackFilter::default()).unwrap();
-    let listed = nat_api::entry_infos(&switch.handle.conntrack(all).unwrap());
+    let listed = nat_api::entry_infos(&switch.handle.conntrack(all, None, usize::MAX).unwrap());
     assert_eq!(listed.len(), 1, "{listed:?}");
     let entry = &listed[0];
     assert_eq!(entry.proto, "tcp");
@@ -775,5 +775,10 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
     let udp = nat_api::filter_of(&udp).unwrap();
     assert_eq!(switch.handle.conntrack_flush(udp).unwrap(), 0);
     assert_eq!(switch.handle.conntrack_flush(all).unwrap(), 1);
-    assert!(switch.handle.conntrack(all).unwrap().entries.is_empty());
+    assert!(switch
+        .handle
+        .conntrack(all, None, usize::MAX)
+        .unwrap()
+        .entries
+        .is_empty());
 }

@@ -232,7 +232,7 @@ fn publish_rm_takes_a_rule_or_its_host_part() {
 fn conntrack_filters() {
     assert_eq!(
         ok("conntrack ls"),
-        Request::ConntrackLs(ConntrackFilter::default())
+        Request::ConntrackLs(ConntrackQuery::default())
     );
     let filter = ConntrackFilter {
         proto: Some("udp".into()),
@@ -241,7 +241,10 @@ fn conntrack_filters() {
     };
     assert_eq!(
         ok("conntrack ls --proto udp --addr 10.1.0.2 --port 53"),
-        Request::ConntrackLs(filter.clone())
+        Request::ConntrackLs(ConntrackQuery {
+            filter: filter.clone(),
+            ..ConntrackQuery::default()
+        })
     );
     assert_eq!(
         ok("conntrack flush --proto udp --addr 10.1.0.2 --port 53"),
@@ -253,9 +256,12 @@ fn conntrack_filters() {
     );
     assert_eq!(
         ok("conntrack ls --proto icmp"),
-        Request::ConntrackLs(ConntrackFilter {
-            proto: Some("icmp".into()),
-            ..ConntrackFilter::default()
+        Request::ConntrackLs(ConntrackQuery {
+            filter: ConntrackFilter {
+                proto: Some("icmp".into()),
+                ..ConntrackFilter::default()
+            },
+            ..ConntrackQuery::default()
         })
     );
     assert_eq!(ok("conntrack stats"), Request::ConntrackStats);

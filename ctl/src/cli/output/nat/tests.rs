@@ -7,7 +7,10 @@ use std::net::Ipv4Addr;
 use serde_json::json;
 
 use super::*;
-use crate::api::{ConntrackFilter, NetworkInfo, NetworkSpec, Payload, Request, UplinkSpec};
+use crate::api::{
+    ConntrackFilter, ConntrackPage, ConntrackQuery, NetworkInfo, NetworkSpec, Payload, Request,
+    UplinkSpec,
+};
 use crate::cli::output::{render_human, render_json};
 
 fn human(request: &Request, payload: &Payload) -> String {
@@ -213,8 +216,11 @@ fn publish_mutations() {
 #[test]
 fn conntrack_ls_table_like_conntrack_l() {
     let text = human(
-        &Request::ConntrackLs(ConntrackFilter::default()),
-        &Payload::Conntrack(vec![snat_entry(), icmp_entry()]),
+        &Request::ConntrackLs(ConntrackQuery::default()),
+        &Payload::Conntrack(ConntrackPage {
+            entries: vec![snat_entry(), icmp_entry()],
+            next: None,
+        }),
     );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -321,7 +327,10 @@ fn json_is_the_payload_data() {
     let back: PublishInfo = serde_json::from_value(rule).unwrap();
     assert_eq!(back, dns_rule());
 
-    let entries = render_json(&Payload::Conntrack(vec![snat_entry()]));
+    let entries = render_json(&Payload::Conntrack(ConntrackPage {
+        entries: vec![snat_entry()],
+        next: None,
+    }));
     assert_eq!(entries[0]["original"]["src"], "10.1.0.2");
     assert_eq!(entries[0]["snat"], "192.168.1.10:40000");
     assert_eq!(entries[0]["bytes_reply"], 9000);

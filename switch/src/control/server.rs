@@ -254,8 +254,14 @@ impl Control {
                     }
                     self.known_port(name)?;
                 }
-                let reports = self.datapath.port_stats(name.as_deref())?;
-                let mut stats: Vec<_> = reports.iter().map(bridge_api::port_stats).collect();
+                // Every live port's counters, then the one asked for: a port
+                // that is down is not in the datapath, which would not know it.
+                let reports = self.datapath.port_stats(None)?;
+                let mut stats: Vec<_> = reports
+                    .iter()
+                    .filter(|r| name.as_ref().is_none_or(|n| *n == r.name))
+                    .map(bridge_api::port_stats)
+                    .collect();
                 if name.is_none() {
                     stats.extend(self.uplink_stats()?);
                 }

@@ -42,7 +42,7 @@ const OWN_TTL: u8 = icmp::DEFAULT_TTL;
 /// the packet's direction, and the side it must leave to. Also the plan
 /// recorded for a fragmented datagram (later fragments take only the
 /// addresses and the way out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Xlate {
     src: Option<(Ipv4Addr, u16)>,
     dst: Option<(Ipv4Addr, u16)>,

@@ -1,7 +1,8 @@
 //! Gateway isolation labs against the real yardd: a container cannot send
 //! through the gateway with another network's source address (the gateway
 //! drops it as `gw-bad-source`, so an `--internal` container gets no way
-//! out and no reply), and two containers of a `--no-icc` network cannot
+//! out and no reply), the outside cannot pose as an inside address to a
+//! published port, and two containers of a `--no-icc` network cannot
 //! reach each other by routing through the gateway (`gw-icc`), while a
 //! network with icc on still can.
 //!
@@ -207,6 +208,53 @@ fn a_spoofed_source_cannot_exfiltrate_from_an_internal_network() {
         Some(1),
         "X reached the outside:\n{}",
         describe("ping from x", &out)
+    );
+}
+
+#[test]
+fn the_outside_cannot_pose_as_an_inside_address() {
+    if !require(&["python3", "ss"]) {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
+    lab.ctl_ok(&["publish", "add", "5353:c1:5353/udp"]);
+    let inbox = listen(&c1, 5353);
+    let uplink = yard_tests::nat::UPLINK_IP.to_string();
+    // The control: the outside's own datagram reaches the published port.
+    run_python(
+        &lab.outside,
+        SEND_UDP,
+        &[&uplink, "5353", "4000", "real", "2"],
+    );
+    let arrived = inbox.wait_stdout(Duration::from_secs(5), |out| {
+        out.contains(&format!("real-0 from {OUTSIDE_IP}:4000"))
+    });
+    assert!(
+        arrived,
+        "the outside could not reach the published port:\n{}\n{}",
+        inbox.describe(),
+        lab.context()
+    );
+    // The outside forges the source of c1's neighbour on web.
+    let before = gateway_counter(&lab, "gw-bad-source");
+    run_python(
+        &lab.outside,
+        FORGE_UDP,
+        &["172.31.0.3", "4001", &uplink, "5353", "forged", "5"],
+    );
+    let leaked = inbox.wait_stdout(Duration::from_secs(3), |out| out.contains("forged"));
+    assert!(
+        !leaked,
+        "a datagram from the uplink posing as 172.31.0.3 reached c1:\n{}\n{}",
+        inbox.describe(),
+        lab.context()
+    );
+    let dropped = gateway_counter(&lab, "gw-bad-source") - before;
+    assert!(
+        dropped >= 5,
+        "gw-bad-source counted {dropped} of the 5 forged datagrams:\n{}",
+        lab.context()
     );
 }
 

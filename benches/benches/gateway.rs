@@ -64,6 +64,7 @@ fn gateway_with(flows: u32) -> Gateway {
         mac: GW_MAC,
         masquerade: true,
         internal: false,
+        icc: true,
     });
     gw.set_uplink(Some(UplinkConfig {
         addr: (Ipv4Addr::new(10, 1, 0, 2), 24),

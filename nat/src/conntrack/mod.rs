@@ -13,7 +13,9 @@
 //! direction as the peer will send it (after translation). *Assured* means a
 //! reply was seen (UDP, ICMP) or the TCP handshake completed; entries not yet
 //! assured are "unreplied" for eviction. *Zone* separates overlapping address
-//! spaces (one per network).
+//! spaces (one per network). *Ingress* is where a direction's packets come
+//! in (a network or the uplink, as the caller numbers them): the table
+//! records it per direction, the caller checks it.
 //!
 //! Layout and cost:
 //! - Entries live in a slab (`Vec` of slots with a free list and a generation
@@ -101,6 +103,13 @@ pub struct RuleId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u32);
 
+/// Where a direction's packets enter, as the caller numbers its ways in
+/// (the gateway: a network's index, or the uplink). Conntrack only records
+/// it on the entry ([`Entry::ingress`]); the caller compares it with where a
+/// packet came from before it lets the packet ride the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Ingress(pub u32);
+
 /// The translation recorded on an entry. Original-direction packets get
 /// their source rewritten to `snat` and their destination to `dnat`; reply
 /// packets get the inverse.
@@ -130,10 +139,14 @@ pub struct NewConn {
     pub rule: Option<RuleId>,
     /// The inside switch port the connection belongs to, if known.
     pub port: Option<PortId>,
+    /// Where each direction's packets enter, indexed by [`Dir::index`]:
+    /// the first packet's way in, and the way the reply will come in.
+    pub ingress: [Ingress; 2],
 }
 
 impl NewConn {
-    /// A connection with no translation in zone 0.
+    /// A connection with no translation in zone 0, both directions entering
+    /// at `Ingress(0)`.
     pub fn new(original: FlowKey) -> NewConn {
         NewConn {
             zone: 0,
@@ -142,6 +155,7 @@ impl NewConn {
             dnat: None,
             rule: None,
             port: None,
+            ingress: [Ingress::default(); 2],
         }
     }
 }
@@ -232,6 +246,10 @@ pub struct Entry {
     /// The inside address the entry depends on: the DNAT target if any,
     /// otherwise the original source.
     pub inside: Ipv4Addr,
+    /// Where each direction's packets enter ([`NewConn::ingress`]), indexed
+    /// by [`Dir::index`]. A packet that matches a direction's tuple but
+    /// came in another way does not belong to the connection.
+    pub ingress: [Ingress; 2],
     pub(crate) snat_key: Option<MappingKey>,
     pub(crate) links: Links,
 }

@@ -397,6 +397,7 @@ impl Conntrack {
             rule: conn.rule,
             port: conn.port,
             inside,
+            ingress: conn.ingress,
             snat_key,
             links: Links {
                 prev: NIL,

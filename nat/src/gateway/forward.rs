@@ -1,12 +1,16 @@
 //! The datapath: [`Gateway::handle`] and what it calls — ARP, ICMP echo,
-//! tracked packets, ICMP errors in transit, fragments, and output through
-//! the neighbour cache.
+//! the source check, tracked packets, ICMP errors in transit, fragments,
+//! and output through the neighbour cache.
 //!
 //! Contract: `handle` rewrites the frame in place and returns an
-//! [`Action`]; frames it makes besides go to the outbox. Fast path (a
-//! tracked connection to a resolved neighbour): one conntrack lookup-and-
-//! touch, an in-place rewrite with incremental checksums, a TTL decrement,
-//! a neighbour lookup and an Ethernet header rewrite — no allocation. Every
+//! [`Action`]; frames it makes besides go to the outbox. No IPv4 packet
+//! whose source does not fit its side ([`Gateway::source_fits`]) gets
+//! further than the check, and a packet rides a conntrack entry only if it
+//! came in from the side the entry recorded for its direction and leaves to
+//! the side recorded for the other. Fast path (a tracked connection to a
+//! resolved neighbour): the source check, one conntrack lookup and touch,
+//! an in-place rewrite with incremental checksums, a TTL decrement, a
+//! neighbour lookup and an Ethernet header rewrite — no allocation. Every
 //! other path (new connections, ARP, held frames, generated ICMP errors,
 //! fragments) is slow path and may allocate. Nothing here panics on any
 //! input: every view is checked before use.
@@ -16,7 +20,7 @@ use std::net::Ipv4Addr;
 use super::neighbour::{Held, Hold};
 use super::{Action, Gateway, GatewayDrop, IcmpErrors, OutFrame, Side};
 use crate::classify::{flow_of, FlowError, FragmentInfo, PacketFlow};
-use crate::conntrack::{tcp::TcpSegment, Dir, Entry, Packet};
+use crate::conntrack::{tcp::TcpSegment, Dir, Entry, Ingress, Packet};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragKey, Later};
 use crate::rewrite::{self, RewriteError};
@@ -35,25 +39,32 @@ const OWN_TTL: u8 = icmp::DEFAULT_TTL;
 
 /// The translation of one packet: its new source and destination endpoint
 /// (address, port or echo identifier), derived from a conntrack entry and
-/// the packet's direction. Also the plan recorded for a fragmented datagram
-/// (later fragments take only the addresses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// the packet's direction, and the side it must leave to. Also the plan
+/// recorded for a fragmented datagram (later fragments take only the
+/// addresses and the way out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Xlate {
     src: Option<(Ipv4Addr, u16)>,
     dst: Option<(Ipv4Addr, u16)>,
+    /// The side the other direction of the connection comes in from, the
+    /// only one this packet may go out to.
+    out: Ingress,
 }
 
 impl Xlate {
     /// What a packet of `e` in direction `dir` becomes.
     pub(super) fn of(e: &Entry, dir: Dir) -> Xlate {
+        let out = e.ingress[dir.other().index()];
         match dir {
             Dir::Original => Xlate {
                 src: e.nat.snat,
                 dst: e.nat.dnat,
+                out,
             },
             Dir::Reply => Xlate {
                 src: e.nat.dnat.map(|_| (e.original.dst, e.original.dport)),
                 dst: e.nat.snat.map(|_| (e.original.src, e.original.sport)),
+                out,
             },
         }
     }
@@ -191,10 +202,16 @@ impl Gateway {
             Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
             _ => return Action::Drop(GatewayDrop::Malformed),
         };
-        let (dst, ttl) = {
+        let (src, dst, ttl) = {
             let ip = Ipv4Packet::new_unchecked(&frame[ETH..end]);
-            (ip.dst(), ip.ttl())
+            (ip.src(), ip.dst(), ip.ttl())
         };
+        // Before anything answers, tracks or routes it: a source that does
+        // not belong where the packet came from is a spoof, and answering
+        // it (even with an ICMP error) would reflect to someone else.
+        if !self.source_fits(side, src) {
+            return Action::Drop(GatewayDrop::BadSource);
+        }
         if self.is_broadcast(dst) {
             return Action::Drop(GatewayDrop::NotForGateway);
         }
@@ -246,7 +263,7 @@ impl Gateway {
                 {
                     return Action::Drop(GatewayDrop::Malformed);
                 }
-                self.icmp_error(frame, end, quoted, offload, now)
+                self.icmp_error(side, frame, end, quoted, offload, now)
             }
             PacketFlow::LaterFragment(fi) => self.later_fragment(frame, end, fi, offload, now),
         }
@@ -282,14 +299,23 @@ impl Gateway {
         now: u64,
     ) -> Action {
         let pkt = summary(&frame[ETH..end], key.proto);
-        let xlate = match self.ct.lookup_touch(0, &key, &pkt, now) {
-            Some((h, touch)) => {
-                if touch.invalid.is_some() {
-                    return Action::Drop(GatewayDrop::InvalidTcp);
+        let xlate = match self.ct.lookup(0, &key, now) {
+            Some((h, dir)) => {
+                let Some(e) = self.ct.get(h) else {
+                    return Action::Drop(GatewayDrop::ConntrackStale);
+                };
+                // Checked before the touch: a packet from elsewhere must
+                // not refresh, advance or close the connection either.
+                if e.ingress[dir.index()] != side.ingress() {
+                    return Action::Drop(GatewayDrop::WrongSide);
                 }
-                match self.ct.get(h) {
-                    Some(e) => Xlate::of(e, touch.dir),
-                    None => return Action::Drop(GatewayDrop::ConntrackStale),
+                let xlate = Xlate::of(e, dir);
+                match self.ct.touch(h, dir, &pkt, now) {
+                    Ok(touch) if touch.invalid.is_some() => {
+                        return Action::Drop(GatewayDrop::InvalidTcp)
+                    }
+                    Ok(_) => xlate,
+                    Err(_) => return Action::Drop(GatewayDrop::ConntrackStale),
                 }
             }
             None => match self.new_connection(side, &frame[ETH..end], key, &pkt, now) {
@@ -306,6 +332,7 @@ impl Gateway {
                         reason,
                         GatewayDrop::Internal
                             | GatewayDrop::NetworksNotConnected
+                            | GatewayDrop::Icc
                             | GatewayDrop::NoSnatPort
                             | GatewayDrop::ConntrackFull
                             | GatewayDrop::ConntrackExists
@@ -328,7 +355,8 @@ impl Gateway {
         self.forward(frame, end, xlate, offload, now)
     }
 
-    /// Translates, routes and outputs the frame (TTL already checked).
+    /// Translates, routes and outputs the frame (TTL already checked) — to
+    /// the side the translation allows only.
     fn forward(
         &mut self,
         frame: &mut [u8],
@@ -346,6 +374,9 @@ impl Gateway {
         let Some((out, next_hop)) = self.route(ip.dst()) else {
             return Action::Drop(GatewayDrop::NoRoute);
         };
+        if out.ingress() != x.out {
+            return Action::Drop(GatewayDrop::WrongSide);
+        }
         let ttl = ip.ttl();
         ip.set_ttl(ttl.saturating_sub(1));
         self.output(out, next_hop, frame, offload, now)
@@ -479,7 +510,7 @@ impl Gateway {
         buf.truncate(n);
         if translated {
             if let Ok(PacketFlow::IcmpError { quoted, .. }) = flow_of(&buf[ETH..]) {
-                if let Some(target) = self.untranslated_quote(&quoted, now) {
+                if let Some(Quote { key: target, .. }) = self.untranslated_quote(&quoted, now) {
                     let m = L4Checksum::Full;
                     if rewrite::rewrite_icmp_error_for_inside(&mut buf[ETH..], &target, m).is_err()
                     {
@@ -500,34 +531,52 @@ impl Gateway {
         self.output_owned(side, next_hop, buf, now);
     }
 
-    /// The key a quoted packet must carry after translation: the quote is a
-    /// packet of direction `d` as it left the gateway (its reverse is what
-    /// conntrack knows), so it becomes `d`'s key as it arrived.
-    fn untranslated_quote(&self, quoted: &FlowKey, now: u64) -> Option<FlowKey> {
+    /// What conntrack knows of the packet an ICMP error quotes: the quote
+    /// is a packet of direction `d` as it left the gateway (its reverse is
+    /// what conntrack knows), so it becomes `d`'s key as it arrived.
+    fn untranslated_quote(&self, quoted: &FlowKey, now: u64) -> Option<Quote> {
         let (h, d) = self.ct.lookup(0, &quoted.reversed(), now)?;
         let e = self.ct.get(h)?;
-        Some(match d {
+        let key = match d {
             Dir::Reply => e.original,
             Dir::Original => e.reply,
+        };
+        Some(Quote {
+            key,
+            from: e.ingress[d.index()],
+            to: e.ingress[d.other().index()],
         })
     }
 
     /// An ICMP error in transit (RFC 5508): translated like the packet it
-    /// quotes, never creating or refreshing a connection.
+    /// quotes, never creating or refreshing a connection; only from the
+    /// side that packet went to, and only back to the side it came from.
     fn icmp_error(
         &mut self,
+        side: Side,
         frame: &mut [u8],
         end: usize,
         quoted: FlowKey,
         offload: Offload,
         now: u64,
     ) -> Action {
-        let Some(target) = self.untranslated_quote(&quoted, now) else {
+        let Some(Quote {
+            key: target,
+            from,
+            to,
+        }) = self.untranslated_quote(&quoted, now)
+        else {
             return Action::Drop(GatewayDrop::UntrackedIcmpError);
         };
+        if from != side.ingress() {
+            return Action::Drop(GatewayDrop::WrongSide);
+        }
         let Some((out, next_hop)) = self.route(target.src) else {
             return Action::Drop(GatewayDrop::NoRoute);
         };
+        if out.ingress() != to {
+            return Action::Drop(GatewayDrop::WrongSide);
+        }
         let ip = &mut frame[ETH..end];
         let r = match out {
             Side::Net(_) => {
@@ -567,6 +616,17 @@ impl Gateway {
             Later::Dropped(_) => Action::Drop(GatewayDrop::FragmentDropped),
         }
     }
+}
+
+/// The connection an ICMP error quotes, as [`Gateway::untranslated_quote`]
+/// finds it.
+struct Quote {
+    /// The quoted packet's key as its sender sent it.
+    key: FlowKey,
+    /// The side errors about that packet come in from: where it went.
+    from: Ingress,
+    /// The side the error goes back to: where the packet came from.
+    to: Ingress,
 }
 
 fn frag_key(fi: &FragmentInfo) -> FragKey {

@@ -16,14 +16,28 @@
 //! New connections (rule walk, port allocation, insert), ARP resolution, ICMP
 //! errors and fragments before their first fragment take the slow path and
 //! may allocate.
-
+//!
+//! Isolation: every IPv4 packet's source is checked against the side it
+//! came from before anything else looks at it (unicast reverse-path
+//! filtering, uRPF): from a network it must be a host address of that
+//! network's subnet other than the gateway's; from the uplink it must not
+//! be one of the gateway's addresses or lie in a network's subnet; from
+//! anywhere it must not be 0.0.0.0/8, loopback, multicast or the limited
+//! broadcast (`gw-bad-source`). Each conntrack entry records the side each
+//! direction comes in from, and a packet rides an entry only in the
+//! direction of the side it came from and only out to the side the other
+//! direction comes from (`gw-wrong-side`). On a `--no-icc` network the
+//! gateway routes nothing from one of its hosts to another, hairpin
+//! through a published port included (`gw-icc`); a host reaching itself
+//! through its own published port is not two hosts and is let through.
 //!
 //! Terms: *side* is where a frame comes from or goes to (a network or the
 //! uplink); *next hop* is the address whose MAC a frame is sent to (the
 //! destination itself, or the uplink's gateway); *hairpin* is a container
 //! reaching a published port through the host address. All connections live
 //! in conntrack zone 0: network subnets and the uplink subnet do not
-//! overlap, and a connection's two directions arrive on different sides.
+//! overlap, and a connection's directions are told apart by their tuples
+//! and the sides recorded on the entry.
 
 mod config;
 mod forward;
@@ -38,7 +52,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::conntrack::{self, Conntrack, RuleId};
+use crate::conntrack::{self, Conntrack, Ingress, RuleId};
 use crate::flow::Proto;
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
@@ -60,6 +74,17 @@ pub enum Side {
     Uplink,
 }
 
+impl Side {
+    /// The side as conntrack records a direction's way in: a network by
+    /// its index, the uplink above every index.
+    fn ingress(self) -> Ingress {
+        match self {
+            Side::Net(id) => Ingress(u32::from(id)),
+            Side::Uplink => Ingress(u32::MAX),
+        }
+    }
+}
+
 /// A network the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
@@ -75,6 +100,10 @@ pub struct NetConfig {
     pub masquerade: bool,
     /// Never route to or from the uplink (`--internal`).
     pub internal: bool,
+    /// Whether the network's hosts may reach each other through the
+    /// gateway; false (`--no-icc`) refuses routing from one of its hosts
+    /// to another, as the bridge refuses switching between its ports.
+    pub icc: bool,
 }
 
 /// The uplink: the outside-facing interface with its own address.
@@ -171,6 +200,19 @@ pub enum GatewayDrop {
     /// The connection's entry went (expired, evicted or removed) between
     /// finding or making it and reading its translation.
     ConntrackStale,
+    /// The source address does not belong on the side the packet came
+    /// from (reverse-path check): from a network, not a host of its subnet
+    /// or the gateway's own address; from the uplink, an address of the
+    /// gateway or inside a network's subnet; from anywhere, 0.0.0.0/8,
+    /// loopback, multicast or the limited broadcast.
+    BadSource,
+    /// The packet matches a tracked connection (or is an ICMP error
+    /// quoting one) but came in from, or would leave to, a side that
+    /// connection's direction does not use: a packet of one network never
+    /// rides another network's connection.
+    WrongSide,
+    /// Routing between two hosts of one `--no-icc` network.
+    Icc,
 }
 
 impl GatewayDrop {
@@ -194,13 +236,16 @@ impl GatewayDrop {
             GatewayDrop::ConntrackExists => "gw-conntrack-exists",
             GatewayDrop::ConntrackClash => "gw-conntrack-clash",
             GatewayDrop::ConntrackStale => "gw-conntrack-stale",
+            GatewayDrop::BadSource => "gw-bad-source",
+            GatewayDrop::WrongSide => "gw-wrong-side",
+            GatewayDrop::Icc => "gw-icc",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 17] = [
+    pub const ALL: [GatewayDrop; 20] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -218,6 +263,9 @@ impl GatewayDrop {
         GatewayDrop::ConntrackExists,
         GatewayDrop::ConntrackClash,
         GatewayDrop::ConntrackStale,
+        GatewayDrop::BadSource,
+        GatewayDrop::WrongSide,
+        GatewayDrop::Icc,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).

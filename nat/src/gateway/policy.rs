@@ -1,11 +1,15 @@
-//! Routing and the policy for new connections: which published port a
-//! packet hits (DNAT), where its destination routes, whether that pair of
-//! sides may talk, and whether the source is masqueraded (SNAT).
+//! Routing and the policy for new connections: whether a source may come
+//! from the side it came from (uRPF), which published port a packet hits
+//! (DNAT), where its destination routes, whether that pair of sides may
+//! talk (`--internal`, `net connect`, `--no-icc`), and whether the source is
+//! masqueraded (SNAT).
 //!
 //! Contract: decides from configuration only; the one state change is the
-//! conntrack insert of an allowed connection. Slow path (once per
-//! connection): may walk every rule. Routing ([`Gateway::route`]) is also on
-//! the fast path and does not allocate.
+//! conntrack insert of an allowed connection, which records the side each
+//! direction comes in from. Slow path (once per connection): may walk every
+//! rule. Routing ([`Gateway::route`]) and the source check
+//! ([`Gateway::source_fits`]) are also on the fast path and do not
+//! allocate.
 
 use std::net::Ipv4Addr;
 
@@ -28,6 +32,35 @@ impl Gateway {
             Some((Side::Uplink, dst))
         } else {
             u.gateway.map(|g| (Side::Uplink, g))
+        }
+    }
+
+    /// Whether `src` may be the source of a packet that came from `side`
+    /// (unicast reverse-path filtering, RFC 3704 strict mode for the
+    /// networks). From a network: a host address of its subnet (not its
+    /// network or directed broadcast address) other than the gateway's.
+    /// From the uplink: anything but the gateway's own addresses and the
+    /// networks' subnets, which are only ever behind the networks. From
+    /// either: never a martian (0.0.0.0/8, 127.0.0.0/8, multicast, the
+    /// limited broadcast).
+    pub(super) fn source_fits(&self, side: Side, src: Ipv4Addr) -> bool {
+        let martian =
+            src.octets()[0] == 0 || src.is_loopback() || src.is_multicast() || src.is_broadcast();
+        if martian {
+            return false;
+        }
+        match side {
+            Side::Net(id) => self.nets.iter().find(|n| n.id == id).is_some_and(|n| {
+                let subnet = cidr(n.subnet);
+                let network = subnet.prefix() < 31 && src == subnet.network().addr();
+                subnet.contains(src)
+                    && src != n.gateway
+                    && !network
+                    && !subnet.is_directed_broadcast(src)
+            }),
+            Side::Uplink => {
+                !self.is_our_addr(src) && !self.nets.iter().any(|n| in_subnet(src, n.subnet))
+            }
         }
     }
 
@@ -83,6 +116,12 @@ impl Gateway {
             .map_or((false, false), |n| (n.internal, n.masquerade))
     }
 
+    /// Whether network `id`'s hosts may reach each other through the
+    /// gateway (not `--no-icc`).
+    fn icc(&self, id: u16) -> bool {
+        self.nets.iter().find(|n| n.id == id).is_none_or(|n| n.icc)
+    }
+
     /// Decides a new connection from its first packet `ip` (pre-translation
     /// key `key`) that arrived on `side`, and tracks it when allowed.
     /// Returns the translation of this first packet.
@@ -133,6 +172,12 @@ impl Gateway {
                 masquerade.then(|| self.uplink_addr()).flatten()
             }
             (Side::Net(n), Side::Net(m)) => {
+                // Two hosts of one --no-icc network: refused whether the
+                // way is a route via the gateway or a published port. A
+                // host that reaches its own published port talks to itself.
+                if n == m && !self.icc(n) && dst != key.src {
+                    return Err(GatewayDrop::Icc);
+                }
                 if rule.is_some() {
                     // Hairpin: masquerade so the reply comes back through
                     // the gateway to be un-DNATed.
@@ -152,6 +197,9 @@ impl Gateway {
             dnat: rule.map(|(_, t)| t),
             rule: rule.map(|(id, _)| id),
             port: None,
+            // The reply comes in from where the (translated) destination
+            // is: the side this packet goes out to.
+            ingress: [side.ingress(), out.ingress()],
         };
         let h = self.ct.insert(conn, pkt, now).map_err(insert_refused)?;
         let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackStale)?;

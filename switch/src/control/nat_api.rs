@@ -79,6 +79,7 @@ pub fn net_config(spec: &NetworkSpec) -> Option<NetConfig> {
         mac: gateway_mac(&spec.name).0,
         masquerade: spec.masquerade,
         internal: spec.internal,
+        icc: spec.icc,
     })
 }
 

@@ -10,6 +10,7 @@
 
 mod arp_icmp;
 mod config;
+mod isolation;
 mod nat;
 mod transit;
 
@@ -56,6 +57,7 @@ fn net(id: u16, subnet: (Ipv4Addr, u8), gateway: Ipv4Addr, mac: [u8; 6]) -> NetC
         mac,
         masquerade: true,
         internal: false,
+        icc: true,
     }
 }
 

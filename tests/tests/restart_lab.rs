@@ -432,3 +432,74 @@ fn a_port_add_that_cannot_be_saved_leaves_no_tap_behind() {
     std::fs::remove_dir(&blocker).unwrap();
     lab.ctl_ok(&args);
 }
+
+#[test]
+fn a_namespace_deleted_while_yardd_is_down_leaves_its_port_down_and_removable() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let gone = lab.tap("g1", "yard0", "172.30.9.1/16", &[]);
+    let c2 = lab.tap("c2", "yard0", "172.30.9.2/16", &[]);
+    let c3 = lab.tap("c3", "yard0", "172.30.9.3/16", &[]);
+    lab.stop(Signal::SIGKILL);
+    // The container goes away while yardd is down, its persistent TAP with it.
+    yard_tests::cmd::run_ok(&["ip", "netns", "del", &gone.ns]);
+    lab.start();
+    let state = port_state(&lab, "g1");
+    assert!(
+        state["reason"].to_string().contains(&gone.ns),
+        "the reason should name the namespace: {state:#}"
+    );
+    // The others came back, and talk.
+    lab.ping_ok(&c2, c3.ip);
+    lab.ctl_ok(&["port", "rm", "g1"]);
+    lab.ping_ok(&c3, c2.ip);
+}
+
+#[test]
+fn an_uplink_tap_survives_a_restart_and_uplink_rm_deletes_it() {
+    if !require(&[]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let ns = lab.netns();
+    lab.ctl_ok(&[
+        "uplink",
+        "add",
+        "up0",
+        "--tap",
+        "--netns",
+        &ns,
+        "--ifname",
+        "up0",
+        "--ip",
+        "192.168.77.2/24",
+    ]);
+    // The far side is the user's: an address yardd knows nothing of.
+    in_ns_ok(&ns, &["ip", "addr", "add", "192.168.77.1/24", "dev", "up0"]);
+    let outside = Container {
+        port: "up0".into(),
+        ns: ns.clone(),
+        ifname: "up0".into(),
+        ip: "192.168.77.1".parse().unwrap(),
+    };
+    let before = link_of(&outside).expect("the uplink TAP exists");
+    lab.stop(Signal::SIGTERM);
+    let down = link_of(&outside).expect("the uplink TAP is kept while yardd is down");
+    assert!(has_flag(&down, "NO-CARRIER"), "{down:#}");
+    lab.start();
+    let uplinks = lab.ctl_json(&["uplink", "ls"]);
+    assert!(
+        yard_tests::lab::port_is_up(&uplinks[0]["state"]),
+        "{uplinks:#}"
+    );
+    let after = link_of(&outside).expect("the uplink TAP after the restart");
+    assert_eq!(after["ifindex"], before["ifindex"], "{after:#}");
+    assert!(
+        addresses(&after).iter().any(|a| a == "192.168.77.1/24"),
+        "the far side's address was lost: {after:#}"
+    );
+    lab.ctl_ok(&["uplink", "rm", "up0"]);
+    assert_eq!(link_of(&outside), None, "uplink rm left the TAP behind");
+}

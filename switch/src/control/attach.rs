@@ -7,10 +7,17 @@
 //! existing interface is opened through AF_PACKET. Nothing here runs per frame.
 //! What fails is an [`AttachError`] naming the port (or uplink) and the
 //! device.
+//!
+//! TAPs are persistent and outlive yardd ([`crate::control::adopt`]): `port
+//! add` creates a new one ([`TapMode::Create`]); restoring the saved
+//! configuration re-adopts yardd's own TAP where it is still there
+//! ([`TapMode::CreateOrAdopt`]) and re-applies only what yardd owns (MAC, MTU,
+//! up, its address and default route where missing).
 
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
 use yard_ctl::MacAddr;
 
+use crate::control::adopt::{self, open_owned_tap, AdoptError, KeptTap, TapMode};
 use crate::control::config::{default_mac, Config};
 use crate::control::Object;
 use std::collections::HashMap;
@@ -25,8 +32,9 @@ use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::dataplane::port::Port;
 use crate::dataplane::threads::{Membership, TunnelBinding};
 use crate::sys;
-use crate::sys::netconf::{configure_link, LinkConfig, NetconfError};
+use crate::sys::netconf::{configure_link, configure_link_keeping, LinkConfig, NetconfError};
 use crate::sys::netns::{run_in_netns, NetnsError, NetnsRef};
+use crate::sys::TapOpened;
 
 /// Why a port's or the uplink's device could not be attached.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +80,18 @@ pub enum AttachError {
         netns: Option<String>,
         /// What failed (it names the interface).
         error: NetconfError,
+    },
+    /// An interface of the TAP's name exists and is not a TAP yardd may
+    /// re-adopt, or the new TAP could not be made persistent.
+    #[error("{owner}{}: {error}", in_netns(.netns))]
+    Adopt {
+        /// The port or uplink.
+        owner: Object,
+        /// The namespace; `None` for yardd's own.
+        netns: Option<String>,
+        /// What was found or what failed (it names the interface); boxed,
+        /// as it is large and rare.
+        error: Box<AdoptError>,
     },
     /// The namespace could not be entered.
     #[error("{owner}: {error}")]
@@ -133,6 +153,9 @@ pub struct Attached {
     pub mac: Option<MacAddr>,
     /// For a tunnel: how the datapath finds it for received packets.
     pub tunnel: Option<TunnelBinding>,
+    /// For a TAP: the control plane's fd on it, which `port rm` destroys it
+    /// through (it outlives yardd otherwise).
+    pub kept: Option<KeptTap>,
 }
 
 /// Which local endpoint a tunnel's socket serves.
@@ -207,12 +230,14 @@ pub fn spec_overlay_mtu(kind: &PortKind) -> Option<u32> {
 
 /// Creates or opens the device of `spec`. The caller has validated `spec`
 /// against `config`. A TAP without `--mtu` on a network that spans tunnels
-/// gets `overlay_mtu` when that is below the network's MTU.
+/// gets `overlay_mtu` when that is below the network's MTU; `mode` says
+/// whether yardd's TAP left from before may be re-adopted.
 pub fn attach(
     spec: &PortSpec,
     config: &Config,
     tunnels: &mut TunnelSockets,
     overlay_mtu: Option<u32>,
+    mode: TapMode,
 ) -> Result<Attached, AttachError> {
     let name = &spec.name;
     if let Some((carrier, endpoint, remote, options, seq)) = tunnel_shape(&spec.kind) {
@@ -242,6 +267,7 @@ pub fn attach(
                 key: options.key,
                 overlay_mtu: mtu,
             }),
+            kept: None,
         });
     }
     match &spec.kind {
@@ -271,13 +297,20 @@ pub fn attach(
                 addr,
                 gateway,
             };
-            let fd = create_tap(Object::Port(name.clone()), netns.as_deref(), ifname, setup)?;
+            let (fd, kept) = create_tap(
+                Object::Port(name.clone()),
+                netns.as_deref(),
+                ifname,
+                setup,
+                mode,
+            )?;
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
                 mtu,
                 mac: Some(mac),
                 tunnel: None,
+                kept: Some(kept),
             })
         }
         PortKind::Iface { net, iface } => {
@@ -299,6 +332,7 @@ fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attac
         mtu,
         mac: None,
         tunnel: None,
+        kept: None,
     })
 }
 
@@ -314,29 +348,47 @@ struct TapSetup {
 enum TapFailure {
     Create(std::io::Error),
     Configure(NetconfError),
+    Adopt(AdoptError),
 }
 
-/// Creates TAP `ifname` in `netns` (or yardd's own namespace), configures
-/// it and brings it and `lo` up. `owner` is the port or uplink it is for.
+/// Creates TAP `ifname` in `netns` (or yardd's own namespace), or with
+/// [`TapMode::CreateOrAdopt`] re-adopts yardd's TAP of that name, and
+/// configures it: a new TAP fully, then made persistent; an adopted one
+/// with what is on it kept. `owner` is the port or uplink it is for.
 fn create_tap(
     owner: Object,
     netns: Option<&str>,
     ifname: &str,
     setup: TapSetup,
-) -> Result<OwnedFd, AttachError> {
+    mode: TapMode,
+) -> Result<(OwnedFd, KeptTap), AttachError> {
     let ifname_owned = ifname.to_string();
-    let create = move || -> Result<OwnedFd, TapFailure> {
-        let fd = sys::open_tap(&ifname_owned).map_err(TapFailure::Create)?;
-        configure_link(&LinkConfig {
+    let owner_in = owner.clone();
+    let create = move || -> Result<(OwnedFd, KeptTap), TapFailure> {
+        let (fd, opened) =
+            open_owned_tap(&owner_in, &ifname_owned, mode).map_err(|error| match error {
+                AdoptError::Io(error) => TapFailure::Create(error),
+                other => TapFailure::Adopt(other),
+            })?;
+        let link = LinkConfig {
             ifname: &ifname_owned,
             mac: setup.mac,
             mtu: setup.mtu,
             txqlen: Some(crate::sys::netconf::TAP_TXQLEN),
             addr: setup.addr,
             default_gateway: setup.gateway,
-        })
-        .map_err(TapFailure::Configure)?;
-        Ok(fd)
+        };
+        let kept = match opened {
+            TapOpened::Created => {
+                configure_link(&link).map_err(TapFailure::Configure)?;
+                adopt::keep(&owner_in, &ifname_owned, &fd).map_err(TapFailure::Adopt)?
+            }
+            TapOpened::Adopted => {
+                configure_link_keeping(&link).map_err(TapFailure::Configure)?;
+                adopt::kept(&ifname_owned, &fd).map_err(TapFailure::Create)?
+            }
+        };
+        Ok((fd, kept))
     };
     let created = match netns {
         Some(ns) => match run_in_netns(&NetnsRef::parse(ns), create) {
@@ -357,6 +409,11 @@ fn create_tap(
             owner,
             netns,
             error,
+        },
+        TapFailure::Adopt(error) => AttachError::Adopt {
+            owner,
+            netns,
+            error: Box::new(error),
         },
     })
 }
@@ -391,13 +448,17 @@ pub struct AttachedUplink {
     pub mac: MacAddr,
     /// Its MTU.
     pub mtu: u32,
+    /// For a TAP: the control plane's fd on it, which `uplink rm` destroys
+    /// it through (it outlives yardd otherwise).
+    pub kept: Option<KeptTap>,
 }
 
 /// Opens the uplink's device: an existing interface through AF_PACKET (yardd
 /// uses the interface's own MAC), or a TAP yardd creates and brings up
 /// (optionally in a namespace; yardd's side gets a stable MAC from the
-/// uplink's name, the far side is the user's to address).
-pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, AttachError> {
+/// uplink's name, the far side is the user's to address). `mode` says
+/// whether yardd's TAP left from before may be re-adopted.
+pub fn attach_uplink(spec: &UplinkSpec, mode: TapMode) -> Result<AttachedUplink, AttachError> {
     let name = &spec.name;
     match &spec.kind {
         UplinkKind::Iface { iface } => {
@@ -411,6 +472,7 @@ pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, AttachError> {
                 port: Box::new(FdPort::packet(fd)),
                 mac: MacAddr(mac),
                 mtu,
+                kept: None,
             })
         }
         UplinkKind::Tap { netns, ifname } => {
@@ -420,16 +482,18 @@ pub fn attach_uplink(spec: &UplinkSpec) -> Result<AttachedUplink, AttachError> {
                 addr: None,
                 gateway: None,
             };
-            let fd = create_tap(
+            let (fd, kept) = create_tap(
                 Object::Uplink(name.clone()),
                 netns.as_deref(),
                 ifname,
                 setup,
+                mode,
             )?;
             Ok(AttachedUplink {
                 port: Box::new(FdPort::new(fd)),
                 mac: MacAddr::local_from_seed(format!("uplink/{name}").as_bytes()),
                 mtu: yard_ctl::api::DEFAULT_MTU,
+                kept: Some(kept),
             })
         }
     }

@@ -12,6 +12,8 @@
 //!   the checks a change must pass;
 //! - [`state`]: the state file, written atomically after every change;
 //! - [`attach`]: turning a port spec into a live device (slow path);
+//! - [`adopt`]: TAPs that outlive yardd: made persistent, re-adopted at
+//!   start, destroyed only with their port;
 //! - [`nat_api`]: translating between the control API's types and
 //!   `yard-nat`'s, and building the L3 replies from what the datapath
 //!   reports;
@@ -21,6 +23,7 @@
 //!
 //! The datapath answers in its own types; every API reply is built here.
 
+pub mod adopt;
 pub mod attach;
 pub mod bridge_api;
 pub mod config;

@@ -32,6 +32,7 @@ mod gateway;
 
 use yard_nat::conntrack::RuleId;
 
+use crate::control::adopt::{destroy_left_tap, KeptTap, TapMode};
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::state;
@@ -67,6 +68,11 @@ pub struct Control {
     config: Config,
     live: HashMap<String, LivePort>,
     uplink: Option<LivePort>,
+    /// The control plane's fd on each TAP port's device, by port: what
+    /// `port rm` destroys the persistent TAP through.
+    kept: HashMap<String, KeptTap>,
+    /// The same for the uplink's TAP.
+    kept_uplink: Option<KeptTap>,
     /// Sockets shared by tunnel ports.
     tunnels: TunnelSockets,
     /// The gateway's id of each published port, in `config.publish` order.
@@ -84,6 +90,14 @@ type Outcome = Result<Payload, ControlError>;
 fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), DatapathError> {
     let gateway = nat_api::net_config(&spec);
     datapath.add_network(spec, gateway)
+}
+
+/// Deletes a persistent TAP through its kept fd (it goes when the
+/// datapath's fd is closed too); `owner` names it in the log if that fails.
+fn destroy_kept(owner: &str, kept: Option<KeptTap>) {
+    if let Some(Err(error)) = kept.map(KeptTap::destroy) {
+        tracing::warn!(%owner, %error, "the TAP could not be deleted");
+    }
 }
 
 impl Control {
@@ -107,6 +121,8 @@ impl Control {
             live: HashMap::new(),
             tunnels: TunnelSockets::default(),
             uplink: None,
+            kept: HashMap::new(),
+            kept_uplink: None,
             rule_ids: Vec::new(),
             next_rule: 1,
             datapath,
@@ -141,11 +157,18 @@ impl Control {
         Ok(control)
     }
 
-    /// Attaches a configured port and hands it to the datapath.
+    /// Attaches a configured port, re-adopting its TAP when it is still
+    /// there, and hands it to the datapath.
     fn start_port(&mut self, spec: &PortSpec) -> LivePort {
         let overlay = self.overlay_mtu(spec.nets()[0]);
-        match attach(spec, &self.config, &mut self.tunnels, overlay) {
-            Ok(attached) => {
+        let mode = TapMode::CreateOrAdopt;
+        match attach(spec, &self.config, &mut self.tunnels, overlay, mode) {
+            Ok(mut attached) => {
+                // Kept even when the datapath refuses the port: the TAP stays
+                // the container's interface until `port rm`.
+                if let Some(kept) = attached.kept.take() {
+                    self.kept.insert(spec.name.clone(), kept);
+                }
                 let live = LivePort {
                     mac: attached.mac,
                     mtu: attached.mtu,
@@ -409,28 +432,39 @@ impl Control {
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
         self.config.check_new_port(&spec)?;
         let overlay = self.overlay_mtu(spec.nets()[0]);
-        let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
+        let mode = TapMode::Create;
+        let (live, kept) = match attach(&spec, &self.config, &mut self.tunnels, overlay, mode) {
             Ok(attached) => {
                 let live = LivePort {
                     mac: attached.mac,
                     mtu: attached.mtu,
                     state: PortState::Up,
                 };
-                self.datapath.add_port(
+                let added = self.datapath.add_port(
                     &spec.name,
                     attached.port,
                     attached.membership,
                     attached.mtu,
                     attached.tunnel,
-                )?;
-                live
+                );
+                if let Err(e) = added {
+                    destroy_kept(&spec.name, attached.kept);
+                    return Err(e.into());
+                }
+                (live, attached.kept)
             }
             Err(reason) => return Err(reason.into()),
         };
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
         let name = spec.name.clone();
-        self.commit(before, move |dp| dp.remove_port(&name))?;
+        if let Err(e) = self.commit(before, move |dp| dp.remove_port(&name)) {
+            destroy_kept(&spec.name, kept);
+            return Err(e);
+        }
+        if let Some(kept) = kept {
+            self.kept.insert(spec.name.clone(), kept);
+        }
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
         Ok(Payload::Port(self.port_info(&spec)))
@@ -442,6 +476,7 @@ impl Control {
         if was_up {
             self.datapath.remove_port(name)?;
         }
+        self.destroy_port_tap(name);
         let address = match self.config.port(name).map(|p| &p.kind) {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
             _ => None,
@@ -461,6 +496,22 @@ impl Control {
             error,
         })?;
         Ok(Payload::Done)
+    }
+
+    /// Deletes the persistent TAP of port `name` (after the datapath let go
+    /// of it): through the kept fd, or, for a port that is down, the TAP
+    /// yardd left in its namespace, if it is there and still yardd's.
+    fn destroy_port_tap(&mut self, name: &str) {
+        if let Some(kept) = self.kept.remove(name) {
+            destroy_kept(name, Some(kept));
+            return;
+        }
+        if let Some(PortKind::Tap { netns, ifname, .. }) = self.config.port(name).map(|p| &p.kind) {
+            let owner = Object::Port(name.to_string());
+            if let Err(error) = destroy_left_tap(&owner, netns.as_deref(), ifname) {
+                tracing::warn!(port = %name, %error, "the port's TAP could not be deleted");
+            }
+        }
     }
 
     fn port_info(&self, spec: &PortSpec) -> PortInfo {

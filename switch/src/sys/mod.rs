@@ -31,7 +31,7 @@ mod tunnel;
 pub use fd::{peer_credentials, read_fd, write_fd};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
-pub use tap::open_tap;
+pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
 
 /// Length of the virtio-net header both TAP (`IFF_VNET_HDR`) and AF_PACKET

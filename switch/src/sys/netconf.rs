@@ -1,6 +1,8 @@
 //! Interface configuration over rtnetlink in the current thread's network
-//! namespace: MAC, MTU, IPv4 address, link state, default route — what
-//! `ip link/addr/route` would do, without shelling out to `ip`.
+//! namespace: MAC, MTU, IPv4 address, link state, default route, alias —
+//! what `ip link/addr/route` would do, without shelling out to `ip` — and
+//! what an existing interface is ([`link_facts`]: its kind, alias and TUN
+//! settings).
 //!
 //! Contract: every function opens its own `NETLINK_ROUTE` socket on the calling
 //! thread, so it configures *that thread's* namespace; to configure a container,
@@ -8,7 +10,8 @@
 //! acknowledgement and the kernel's error comes back as a [`NetconfError`] that
 //! names the interface and the request ("eth0: netlink RTM_NEWADDR
 //! 172.30.0.2/16: File exists"). Configuration is idempotent: addresses and the
-//! default route are added with replace semantics, so running it twice succeeds.
+//! default route are added with replace semantics ([`configure_link`]) or only
+//! where missing ([`configure_link_keeping`]), so running it twice succeeds.
 //!
 //! Netlink approach: a small rtnetlink message builder of our own — `nlmsghdr`
 //! followed by a fixed `ifinfomsg`/`ifaddrmsg`/`rtmsg` header and aligned
@@ -101,6 +104,52 @@ pub enum NetconfError {
 /// MAC and MTU, brings it and `lo` up, adds the address (replace semantics) and
 /// the default route via the gateway (replacing an existing default route).
 pub fn configure_link(cfg: &LinkConfig<'_>) -> Result<(), NetconfError> {
+    configure(cfg, Existing::Replace)
+}
+
+/// Configures an interface that yardd takes over again with what is on it
+/// kept: MAC, MTU, transmit queue and the up state are set as
+/// [`configure_link`] sets them, but the address and the default route are
+/// added only when missing (an identical address, or any default route of
+/// the same metric, is left as it is), and nothing else on the interface —
+/// addresses, routes, IPv6 — is touched.
+pub fn configure_link_keeping(cfg: &LinkConfig<'_>) -> Result<(), NetconfError> {
+    configure(cfg, Existing::Keep)
+}
+
+/// What an address or default route that exists already means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Replace it with ours.
+    Replace,
+    /// Keep it: ours is added only when nothing is there (`NLM_F_EXCL`, and
+    /// `EEXIST` is success).
+    Keep,
+}
+
+impl Existing {
+    /// The `NLM_F_*` flags of an add request.
+    fn flags(self) -> u16 {
+        let how = match self {
+            Existing::Replace => libc::NLM_F_REPLACE,
+            Existing::Keep => libc::NLM_F_EXCL,
+        };
+        (libc::NLM_F_CREATE | how) as u16
+    }
+
+    /// Whether an add request's result is success.
+    fn accept(self, result: Result<Vec<Reply>, NetconfError>) -> Result<(), NetconfError> {
+        match result {
+            Err(NetconfError::Netlink {
+                errno: Errno::EEXIST,
+                ..
+            }) if self == Existing::Keep => Ok(()),
+            other => other.map(drop),
+        }
+    }
+}
+
+fn configure(cfg: &LinkConfig<'_>, existing: Existing) -> Result<(), NetconfError> {
     let ifname = cfg.ifname;
     if let Some((_, prefix)) = cfg.addr {
         if prefix > 32 {
@@ -140,24 +189,18 @@ pub fn configure_link(cfg: &LinkConfig<'_>) -> Result<(), NetconfError> {
     nl.set_up(lo, "lo")?;
 
     if let Some((addr, prefix)) = cfg.addr {
-        let mut msg = Message::new(
-            libc::RTM_NEWADDR,
-            (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16,
-        );
+        let mut msg = Message::new(libc::RTM_NEWADDR, existing.flags());
         msg.push(&ifaddrmsg(index, prefix));
         msg.attr(libc::IFA_LOCAL, &addr.octets());
         msg.attr(libc::IFA_ADDRESS, &addr.octets());
-        nl.request(msg, ifname, &format!("RTM_NEWADDR {addr}/{prefix}"))?;
+        existing.accept(nl.request(msg, ifname, &format!("RTM_NEWADDR {addr}/{prefix}")))?;
     }
     if let Some(gateway) = cfg.default_gateway {
-        let mut msg = Message::new(
-            libc::RTM_NEWROUTE,
-            (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16,
-        );
+        let mut msg = Message::new(libc::RTM_NEWROUTE, existing.flags());
         msg.push(&rtmsg_default_v4());
         msg.attr(libc::RTA_GATEWAY, &gateway.octets());
         msg.attr(libc::RTA_OIF, &index.to_ne_bytes());
-        nl.request(msg, ifname, &format!("RTM_NEWROUTE default via {gateway}"))?;
+        existing.accept(nl.request(msg, ifname, &format!("RTM_NEWROUTE default via {gateway}")))?;
     }
     Ok(())
 }
@@ -178,6 +221,140 @@ pub fn link_mac(ifname: &str) -> Result<[u8; 6], NetconfError> {
         .ok_or_else(|| NetconfError::NoMac {
             ifname: ifname.to_owned(),
         })
+}
+
+/// What the kernel says about an existing interface, for deciding whether
+/// yardd may take it over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkFacts {
+    /// The link kind (`IFLA_INFO_KIND`: `tun` for TUN and TAP devices,
+    /// `veth`, `dummy`...); `None` for a device without one, such as `lo`.
+    pub kind: Option<String>,
+    /// The interface alias (`IFLA_IFALIAS`, `ip link set IF alias TEXT`).
+    pub alias: Option<String>,
+    /// For a TUN/TAP device, its settings.
+    pub tun: Option<TunFacts>,
+    /// Whether the link has carrier (`IFF_LOWER_UP`): for a TAP, whether an
+    /// fd is attached.
+    pub carrier: bool,
+}
+
+/// The settings of a TUN/TAP device (`IFLA_INFO_DATA` of kind `tun`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunFacts {
+    /// A TAP (Ethernet frames), not a TUN (IP packets).
+    pub tap: bool,
+    /// Frames carry the 4-byte packet-information prefix (no `IFF_NO_PI`).
+    pub pi: bool,
+    /// Frames carry a virtio-net header (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+    /// The device outlives its fds (`TUNSETPERSIST`).
+    pub persist: bool,
+    /// Several queues (`IFF_MULTI_QUEUE`).
+    pub multi_queue: bool,
+    /// The uid allowed to attach (`TUNSETOWNER`), when one is set.
+    pub owner: Option<u32>,
+    /// The gid allowed to attach (`TUNSETGROUP`), when one is set.
+    pub group: Option<u32>,
+    /// How many fds are attached, when the kernel says.
+    pub queues: Option<u32>,
+}
+
+/// What the kernel says about `ifname` in the current thread's network
+/// namespace; `Ok(None)` when there is no such interface.
+pub fn link_facts(ifname: &str) -> Result<Option<LinkFacts>, NetconfError> {
+    match RtNetlink::open()?.get_link(ifname) {
+        Ok(info) => Ok(Some(info.facts)),
+        Err(NetconfError::NoSuchInterface { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the alias of `ifname` (`ip link set IF alias TEXT`), which yardd uses
+/// to mark the TAPs it made.
+pub fn set_alias(ifname: &str, alias: &str) -> Result<(), NetconfError> {
+    let mut nl = RtNetlink::open()?;
+    let index = nl.get_link(ifname)?.index;
+    let mut msg = Message::new(libc::RTM_NEWLINK, 0);
+    msg.push(&ifinfomsg(index, 0, 0));
+    msg.attr(IFLA_IFALIAS, alias.as_bytes());
+    nl.request(msg, ifname, &format!("RTM_NEWLINK alias {alias:?}"))
+        .map(drop)
+}
+
+/// `IFLA_IFALIAS`, `IFLA_LINKINFO` and the nested `IFLA_INFO_*` and
+/// `IFLA_TUN_*` attributes, from `linux/if_link.h` (the libc crate lacks
+/// the `IFLA_TUN_*` ones).
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_TUN_OWNER: u16 = 1;
+const IFLA_TUN_GROUP: u16 = 2;
+const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PI: u16 = 4;
+const IFLA_TUN_VNET_HDR: u16 = 5;
+const IFLA_TUN_PERSIST: u16 = 6;
+const IFLA_TUN_MULTI_QUEUE: u16 = 7;
+const IFLA_TUN_NUM_QUEUES: u16 = 8;
+/// The attribute type without the `NLA_F_NESTED`/`NLA_F_NET_BYTEORDER` bits.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// A NUL-terminated (or not) netlink string attribute.
+fn attr_string(value: &[u8]) -> String {
+    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+    String::from_utf8_lossy(&value[..end]).into_owned()
+}
+
+/// The [`LinkFacts`] in the attributes of an `RTM_NEWLINK` reply (after the
+/// `ifinfomsg`), given its `ifi_flags`.
+fn parse_link_facts(ifi_flags: u32, data: &[u8]) -> LinkFacts {
+    let mut facts = LinkFacts {
+        carrier: ifi_flags & libc::IFF_LOWER_UP as u32 != 0,
+        ..LinkFacts::default()
+    };
+    for (kind, value) in attrs(data) {
+        match kind & NLA_TYPE_MASK {
+            IFLA_IFALIAS => facts.alias = Some(attr_string(value)).filter(|a| !a.is_empty()),
+            IFLA_LINKINFO => {
+                for (kind, value) in attrs(value) {
+                    match kind & NLA_TYPE_MASK {
+                        IFLA_INFO_KIND => facts.kind = Some(attr_string(value)),
+                        IFLA_INFO_DATA => facts.tun = Some(parse_tun_facts(value)),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if facts.kind.as_deref() != Some("tun") {
+        facts.tun = None;
+    }
+    facts
+}
+
+/// The `IFLA_TUN_*` attributes of a `tun` link.
+fn parse_tun_facts(data: &[u8]) -> TunFacts {
+    let mut tun = TunFacts::default();
+    let u32_of = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_ne_bytes);
+    let flag = |v: &[u8]| v.first().is_some_and(|&b| b != 0);
+    for (kind, value) in attrs(data) {
+        match kind & NLA_TYPE_MASK {
+            IFLA_TUN_OWNER => tun.owner = u32_of(value),
+            IFLA_TUN_GROUP => tun.group = u32_of(value),
+            IFLA_TUN_TYPE => {
+                tun.tap = value.first().map(|&t| libc::c_int::from(t)) == Some(libc::IFF_TAP)
+            }
+            IFLA_TUN_PI => tun.pi = flag(value),
+            IFLA_TUN_VNET_HDR => tun.vnet_hdr = flag(value),
+            IFLA_TUN_PERSIST => tun.persist = flag(value),
+            IFLA_TUN_MULTI_QUEUE => tun.multi_queue = flag(value),
+            IFLA_TUN_NUM_QUEUES => tun.queues = u32_of(value),
+            _ => {}
+        }
+    }
+    tun
 }
 
 fn fmt_mac(mac: &[u8; 6]) -> String {
@@ -312,6 +489,7 @@ struct Reply {
 struct LinkInfo {
     index: u32,
     mac: Option<[u8; 6]>,
+    facts: LinkFacts,
 }
 
 /// A `NETLINK_ROUTE` socket in the current thread's network namespace.
@@ -453,10 +631,12 @@ impl RtNetlink {
             });
         }
         let index = u32::from_ne_bytes(reply.payload[4..8].try_into().unwrap());
+        let flags = u32::from_ne_bytes(reply.payload[8..12].try_into().unwrap());
         let mac = attrs(&reply.payload[IFINFOMSG_LEN..])
             .find(|&(kind, _)| kind == libc::IFLA_ADDRESS)
             .and_then(|(_, value)| <[u8; 6]>::try_from(value).ok());
-        Ok(LinkInfo { index, mac })
+        let facts = parse_link_facts(flags, &reply.payload[IFINFOMSG_LEN..]);
+        Ok(LinkInfo { index, mac, facts })
     }
 
     /// Brings link `index` administratively up.
@@ -469,172 +649,4 @@ impl RtNetlink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sys::netns::run_in_netns;
-    use crate::sys::testutil::{ip_json, is_root, Netns};
-    use crate::sys::{interface_mtu, open_tap};
-
-    #[test]
-    fn message_layout() {
-        let mut msg = Message::new(libc::RTM_NEWADDR, libc::NLM_F_CREATE as u16);
-        msg.push(&ifaddrmsg(7, 16));
-        msg.attr(libc::IFA_LOCAL, &[172, 30, 0, 2]);
-        msg.attr(libc::IFLA_IFNAME, b"eth0\0"); // 9 bytes: padded to 12
-        let bytes = msg.finish(42);
-        assert_eq!(bytes.len(), 16 + 8 + 8 + 12);
-        assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 44);
-        assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), libc::RTM_NEWADDR);
-        let flags = u16::from_ne_bytes([bytes[6], bytes[7]]) as libc::c_int;
-        assert_eq!(
-            flags,
-            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE
-        );
-        assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 42);
-        assert_eq!(bytes[16], libc::AF_INET as u8);
-        assert_eq!(bytes[17], 16);
-        assert_eq!(u32::from_ne_bytes(bytes[20..24].try_into().unwrap()), 7);
-        let parsed: Vec<_> = attrs(&bytes[24..]).collect();
-        assert_eq!(
-            parsed,
-            vec![
-                (libc::IFA_LOCAL, &[172u8, 30, 0, 2][..]),
-                (libc::IFLA_IFNAME, &b"eth0\0"[..])
-            ]
-        );
-        // A truncated attribute ends the iteration instead of panicking.
-        assert_eq!(attrs(&[8, 0, 1, 0, 1]).count(), 0);
-    }
-
-    #[test]
-    fn errors_name_interface_and_request() {
-        let err = NetconfError::Netlink {
-            ifname: "eth0".into(),
-            op: "RTM_NEWADDR 172.30.0.2/16".into(),
-            errno: Errno::EEXIST,
-        };
-        assert_eq!(
-            err.to_string(),
-            "eth0: netlink RTM_NEWADDR 172.30.0.2/16: File exists"
-        );
-    }
-
-    #[test]
-    fn configure_tap_in_netns() {
-        // Privileged: creates a network namespace and a TAP inside it.
-        if !is_root() {
-            eprintln!("skipping configure_tap_in_netns: needs root");
-            return;
-        }
-        let ns = Netns::new();
-        let mac = [0x02, 0x59, 0x53, 0x00, 0x00, 0x02];
-        let (tap, mtu, reported_mac) = run_in_netns(&ns.netns_ref(), move || {
-            let tap = open_tap("yst0").unwrap();
-            let cfg = LinkConfig {
-                ifname: "yst0",
-                mac: Some(mac),
-                mtu: Some(9000),
-                txqlen: Some(TAP_TXQLEN),
-                addr: Some(("10.77.0.2".parse().unwrap(), 24)),
-                default_gateway: Some("10.77.0.1".parse().unwrap()),
-            };
-            configure_link(&cfg).unwrap();
-            // Replace semantics: configuring again succeeds and changes nothing.
-            configure_link(&cfg).unwrap();
-            (
-                tap,
-                interface_mtu("yst0").unwrap(),
-                link_mac("yst0").unwrap(),
-            )
-        })
-        .unwrap();
-        assert_eq!(mtu, 9000);
-        assert_eq!(reported_mac, mac);
-        let shown = std::process::Command::new("ip")
-            .args(["-n", ns.name(), "link", "show", "yst0"])
-            .output()
-            .unwrap();
-        let shown = String::from_utf8_lossy(&shown.stdout);
-        assert!(shown.contains(&format!("qlen {TAP_TXQLEN}")), "{shown}");
-
-        let links = ip_json(ns.name(), &["link", "show"]);
-        let link = |name: &str| {
-            links
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["ifname"] == name)
-                .unwrap_or_else(|| panic!("{name} missing in {links}"))
-                .clone()
-        };
-        let yst0 = link("yst0");
-        assert_eq!(yst0["mtu"], 9000);
-        assert_eq!(yst0["address"], "02:59:53:00:00:02");
-        let has_up =
-            |l: &serde_json::Value| l["flags"].as_array().unwrap().iter().any(|f| f == "UP");
-        assert!(has_up(&yst0), "{yst0}");
-        assert!(has_up(&link("lo")), "{links}");
-
-        let addrs = ip_json(ns.name(), &["addr", "show", "dev", "yst0"]);
-        let v4: Vec<_> = addrs[0]["addr_info"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["family"] == "inet")
-            .collect();
-        assert_eq!(v4.len(), 1, "{addrs}");
-        assert_eq!(v4[0]["local"], "10.77.0.2");
-        assert_eq!(v4[0]["prefixlen"], 24);
-
-        let routes = ip_json(ns.name(), &["route", "show"]);
-        let default: Vec<_> = routes
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["dst"] == "default")
-            .collect();
-        assert_eq!(default.len(), 1, "{routes}");
-        assert_eq!(default[0]["gateway"], "10.77.0.1");
-        assert_eq!(default[0]["dev"], "yst0");
-        drop(tap);
-    }
-
-    #[test]
-    fn missing_interface_and_kernel_errors_are_named() {
-        // Privileged: creates a network namespace.
-        if !is_root() {
-            eprintln!("skipping missing_interface_and_kernel_errors_are_named: needs root");
-            return;
-        }
-        let ns = Netns::new();
-        let (missing, mac, unreachable) = run_in_netns(&ns.netns_ref(), || {
-            let missing = link_mac("nope0").unwrap_err();
-            let tap = open_tap("yst1").unwrap();
-            let mac = link_mac("yst1").unwrap();
-            // A gateway outside every connected subnet is refused by the kernel.
-            let unreachable = configure_link(&LinkConfig {
-                ifname: "yst1",
-                mac: None,
-                mtu: None,
-                txqlen: None,
-                addr: Some(("10.79.0.2".parse().unwrap(), 24)),
-                default_gateway: Some("192.0.2.1".parse().unwrap()),
-            })
-            .unwrap_err();
-            drop(tap);
-            (missing, mac, unreachable)
-        })
-        .unwrap();
-        assert_eq!(
-            missing.to_string(),
-            "nope0: no such interface in this network namespace"
-        );
-        assert_ne!(mac, [0; 6]);
-        assert!(
-            unreachable
-                .to_string()
-                .starts_with("yst1: netlink RTM_NEWROUTE default via 192.0.2.1: "),
-            "{unreachable}"
-        );
-    }
-}
+mod tests;

@@ -1,17 +1,26 @@
-//! TAP devices: create a new TAP through `/dev/net/tun` in the current thread's
-//! network namespace and hand back its fd.
+//! TAP devices: create a TAP through `/dev/net/tun` in the current thread's
+//! network namespace, or re-attach to one that exists, and hand back its fd.
 //!
-//! Contract: the TAP is always *new* (`IFF_TUN_EXCL`; an existing device of the
-//! same name, TAP or not, is an [`std::io::ErrorKind::AlreadyExists`] error), it
-//! carries a 10-byte vnet header before every frame in both directions
-//! (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`), and offloads are on (`TUNSETOFFLOAD`
-//! with checksum, TSO4/6 with ECN and, when the kernel has them (6.2+), USO4/6):
-//! what the container sends may come out of the fd as one GSO frame of up to
-//! 64 KB with a partial checksum, which the switch passes on with its
-//! virtio-net header or segments in software ([`crate::dataplane::offload`]) for a port
-//! that cannot take it. Frames written to the fd may be GSO frames whatever
-//! the offloads. The device lives as long as the returned fd (it is not made
-//! persistent).
+//! Contract: [`open_tap`] makes a *new* TAP (`IFF_TUN_EXCL`; an existing
+//! device of the same name, TAP or not, is an
+//! [`std::io::ErrorKind::AlreadyExists`] error); [`adopt_tap`] attaches to an
+//! existing one with the same flags, and says whether it did
+//! ([`TapOpened`]). Either way the fd carries a 10-byte vnet header before
+//! every frame in both directions (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`), and
+//! offloads are on (`TUNSETOFFLOAD` with checksum, TSO4/6 with ECN and, when
+//! the kernel has them (6.2+), USO4/6): what the container sends may come out
+//! of the fd as one GSO frame of up to 64 KB with a partial checksum, which
+//! the switch passes on with its virtio-net header or segments in software
+//! ([`crate::dataplane::offload`]) for a port that cannot take it. Frames
+//! written to the fd may be GSO frames whatever the offloads.
+//!
+//! Lifetime: a TAP lives as long as its fd unless it is made persistent
+//! ([`set_persist`]); a persistent TAP outlives every fd (with no fd the
+//! kernel shows it NO-CARRIER and drops what the namespace sends) until
+//! persistence is cleared and the last fd closes, or its namespace goes away.
+//! Nothing here decides whether a device may be adopted: the caller checks
+//! that first (the kernel refuses only a non-TAP, other flags, or a TAP
+//! another fd holds).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -40,11 +49,120 @@ pub const TAP_OFFLOADS_USO: libc::c_ulong = TUN_F_USO4 | TUN_F_USO6;
 /// Opens `/dev/net/tun` and creates TAP `name` in the current thread's network
 /// namespace, non-blocking and close-on-exec, with `IFF_TAP | IFF_NO_PI |
 /// IFF_VNET_HDR`, a 10-byte vnet header and offloads on (`TAP_OFFLOADS`,
-/// plus `TAP_OFFLOADS_USO` when the kernel accepts them).
+/// plus `TAP_OFFLOADS_USO` when the kernel accepts them). The TAP is not
+/// persistent: it goes away with the last fd unless [`set_persist`] says
+/// otherwise.
 ///
 /// Fails with [`io::ErrorKind::AlreadyExists`] if an interface called `name`
 /// exists already: a TAP must never silently attach to an existing device.
 pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let what = format!("tap {name}");
+    let flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_TUN_EXCL;
+    let fd = set_iff(name, flags, |err| {
+        if err.raw_os_error() == Some(libc::EBUSY) {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{what}: an interface named {name} already exists in this network namespace"
+                ),
+            )
+        } else {
+            context(err, format!("{what}: TUNSETIFF"))
+        }
+    })?;
+    set_vnet_and_offloads(&fd, &what)?;
+    Ok(fd)
+}
+
+/// How [`adopt_tap`] got its fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapOpened {
+    /// The persistent TAP existed and the fd is now attached to it: its
+    /// addresses, routes and link settings are as the namespace left them.
+    Adopted,
+    /// There was no persistent TAP of that name (it vanished since the
+    /// caller looked), so a new, non-persistent one was made.
+    Created,
+}
+
+/// Attaches to the existing TAP `name` in the current thread's network
+/// namespace with the flags [`open_tap`] uses, then sets the vnet header
+/// size and offloads again (the fd is new; the device keeps its MAC, MTU,
+/// addresses and up state). The caller must have checked that the device is
+/// one it may take: the kernel refuses only a device that is not a TAP or
+/// has other flags (`InvalidInput`), or a TAP another fd is attached to
+/// (`ResourceBusy`).
+pub fn adopt_tap(name: &str) -> io::Result<(OwnedFd, TapOpened)> {
+    let what = format!("tap {name}");
+    let flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+    let fd = set_iff(name, flags, |err| {
+        match err.raw_os_error() {
+        Some(libc::EINVAL) => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}: the interface is not a TAP with yardd's flags (the kernel refused TUNSETIFF: {err})"),
+        ),
+        Some(libc::EBUSY) => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("{what}: another process has the TAP open"),
+        ),
+        _ => context(err, format!("{what}: TUNSETIFF")),
+    }
+    })?;
+    let opened = if tap_flags(&fd, &what)? & libc::IFF_PERSIST != 0 {
+        TapOpened::Adopted
+    } else {
+        TapOpened::Created
+    };
+    set_vnet_and_offloads(&fd, &what)?;
+    Ok((fd, opened))
+}
+
+/// Makes the TAP behind `fd` persistent (it outlives every fd) or not (it
+/// goes away when the last fd closes). `name` is for the error.
+pub fn set_persist(fd: &OwnedFd, name: &str, persist: bool) -> io::Result<()> {
+    let value = libc::c_ulong::from(persist);
+    // SAFETY: TUNSETPERSIST takes its flag by value as the ioctl argument (no
+    // pointer); `fd` is an open /dev/net/tun fd (the kernel checks it is
+    // attached).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, value) };
+    if rc < 0 {
+        return Err(last_error(format!("tap {name}: TUNSETPERSIST {persist}")));
+    }
+    Ok(())
+}
+
+/// The `IFF_*` flags of the TAP behind `fd` (`TUNGETIFF`), `IFF_PERSIST`
+/// among them.
+fn tap_flags(fd: &OwnedFd, what: &str) -> io::Result<libc::c_int> {
+    // SAFETY: `ifreq` is a C struct of integers, arrays and a union of such
+    // (plus one raw pointer, for which all-zero is null); all-zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes the name and flags into the `ifreq` we pass,
+    // which is live for the whole call; `fd` is an attached TAP fd.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETIFF,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        return Err(last_error(format!("{what}: TUNGETIFF")));
+    }
+    // SAFETY: TUNGETIFF succeeded, so the kernel filled `ifru_flags`.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    // The kernel's flags are a 16-bit field; IFF_PERSIST (0x800) fits.
+    Ok(libc::c_int::from(flags as u16))
+}
+
+/// Opens `/dev/net/tun` (non-blocking, close-on-exec) and issues
+/// `TUNSETIFF` for `name` with `flags`; a refused `TUNSETIFF` is turned into
+/// the caller's error by `refused`.
+fn set_iff(
+    name: &str,
+    flags: libc::c_int,
+    refused: impl FnOnce(io::Error) -> io::Error,
+) -> io::Result<OwnedFd> {
     let what = format!("tap {name}");
     let mut ifr = ifreq_for(name).map_err(|e| context(e, &what))?;
     // std opens with O_CLOEXEC always; O_NONBLOCK is ours.
@@ -55,10 +173,7 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
         .open("/dev/net/tun")
         .map_err(|e| context(e, format!("{what}: open /dev/net/tun")))?;
     let fd = OwnedFd::from(file);
-
-    ifr.ifr_ifru.ifru_flags =
-        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_TUN_EXCL)
-            as libc::c_short;
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads (and updates the name in) the `ifreq` we pass, which
     // is live and initialized for the whole call; `fd` is an open /dev/net/tun.
     let rc = unsafe {
@@ -69,18 +184,13 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
         )
     };
     if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EBUSY) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{what}: an interface named {name} already exists in this network namespace"
-                ),
-            ));
-        }
-        return Err(context(err, format!("{what}: TUNSETIFF")));
+        return Err(refused(io::Error::last_os_error()));
     }
+    Ok(fd)
+}
 
+/// Sets the vnet header size and the offloads on a freshly attached TAP fd.
+fn set_vnet_and_offloads(fd: &OwnedFd, what: &str) -> io::Result<()> {
     let hdr_len = VNET_HDR_LEN as libc::c_int;
     // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, which points to
     // a live local; `fd` is an attached TAP fd.
@@ -121,7 +231,7 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
             ))
         }
     }
-    Ok(fd)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -159,6 +269,75 @@ mod tests {
             // Names the kernel would truncate are refused up front.
             let err = open_tap("ys-much-too-long-name").unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_persistent_tap_outlives_its_fd_and_is_adopted_again() {
+        // Privileged: creates a network namespace and TAPs inside it.
+        if !is_root() {
+            eprintln!("skipping a_persistent_tap_outlives_its_fd_and_is_adopted_again: needs root");
+            return;
+        }
+        let ns = Netns::new();
+        let link =
+            || crate::sys::testutil::ip_json(ns.name(), &["addr", "show", "ysp0"])[0].clone();
+        run_in_netns(&ns.netns_ref(), || {
+            let fd = open_tap("ysp0").unwrap();
+            configure_link(&LinkConfig {
+                ifname: "ysp0",
+                mac: None,
+                mtu: Some(1400),
+                txqlen: None,
+                addr: Some(("10.78.9.2".parse().unwrap(), 24)),
+                default_gateway: None,
+            })
+            .unwrap();
+            set_persist(&fd, "ysp0", true).unwrap();
+        })
+        .unwrap();
+        // No fd any more: the TAP is still there, without carrier, as it was.
+        let before = link();
+        assert!(
+            before["flags"].to_string().contains("NO-CARRIER"),
+            "{before}"
+        );
+        assert_eq!(before["mtu"], 1400, "{before}");
+        assert_eq!(before["addr_info"][0]["local"], "10.78.9.2", "{before}");
+
+        let (fd, opened, busy, not_tap) = run_in_netns(&ns.netns_ref(), || {
+            let (fd, opened) = adopt_tap("ysp0").unwrap();
+            // A second fd on a single-queue TAP is refused.
+            let busy = adopt_tap("ysp0").unwrap_err();
+            // `lo` is no TAP.
+            let not_tap = adopt_tap("lo").unwrap_err();
+            (fd, opened, busy, not_tap)
+        })
+        .unwrap();
+        assert_eq!(opened, TapOpened::Adopted);
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy, "{busy}");
+        assert_eq!(not_tap.kind(), io::ErrorKind::InvalidInput, "{not_tap}");
+        let after = link();
+        assert_eq!(after["ifindex"], before["ifindex"], "not the same device");
+        assert_eq!(after["address"], before["address"], "{after}");
+        assert_eq!(after["mtu"], 1400, "{after}");
+        assert_eq!(after["addr_info"], before["addr_info"], "{after}");
+        assert!(
+            !after["flags"].to_string().contains("NO-CARRIER"),
+            "{after}"
+        );
+
+        // Persistence cleared: the TAP goes with its last fd.
+        set_persist(&fd, "ysp0", false).unwrap();
+        drop(fd);
+        run_in_netns(&ns.netns_ref(), || {
+            assert!(crate::sys::interface_mtu("ysp0").is_err());
+            // Adopting a name that does not exist makes a new, non-persistent TAP.
+            let (fd, opened) = adopt_tap("ysp1").unwrap();
+            assert_eq!(opened, TapOpened::Created);
+            drop(fd);
+            assert!(crate::sys::interface_mtu("ysp1").is_err());
         })
         .unwrap();
     }

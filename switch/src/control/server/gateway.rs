@@ -4,12 +4,14 @@
 //! other change.
 
 use yard_ctl::api::{
-    ConntrackSettings, Payload, PortState, PublishInfo, PublishSpec, UplinkInfo, UplinkSpec,
+    ConntrackSettings, Payload, PortState, PublishInfo, PublishSpec, UplinkInfo, UplinkKind,
+    UplinkSpec,
 };
 use yard_nat::conntrack::RuleId;
 use yard_nat::gateway::{PublishRule, UplinkConfig};
 
-use super::{Control, LivePort, Outcome};
+use super::{destroy_kept, Control, LivePort, Outcome};
+use crate::control::adopt::{destroy_left_tap, TapMode};
 use crate::control::attach::attach_uplink;
 use crate::control::config::Config;
 use crate::control::nat_api::{self, proto_of, ConntrackChange};
@@ -25,7 +27,7 @@ impl Control {
             self.config.connections.push((a, b));
         }
         if let Some(spec) = saved.uplink {
-            let (live, _) = self.start_uplink(&spec);
+            let (live, _) = self.start_uplink(&spec, TapMode::CreateOrAdopt);
             if let PortState::Down(reason) = &live.state {
                 tracing::warn!(uplink = %spec.name, %reason, "uplink could not be re-attached");
             }
@@ -56,10 +58,16 @@ impl Control {
 
     /// Attaches the uplink and hands it to the datapath: what is known of
     /// it, and when that failed, why (also in its state, as the reason it
-    /// is down).
-    fn start_uplink(&self, spec: &UplinkSpec) -> (LivePort, Option<ControlError>) {
-        match attach_uplink(spec) {
-            Ok(attached) => {
+    /// is down). Its TAP, if it has one, is kept for `uplink rm`, even when
+    /// the datapath refuses it.
+    fn start_uplink(
+        &mut self,
+        spec: &UplinkSpec,
+        mode: TapMode,
+    ) -> (LivePort, Option<ControlError>) {
+        match attach_uplink(spec, mode) {
+            Ok(mut attached) => {
+                self.kept_uplink = attached.kept.take();
                 let config = UplinkConfig {
                     addr: (spec.ip.addr, spec.ip.prefix),
                     mac: attached.mac.0,
@@ -128,13 +136,17 @@ impl Control {
 
     pub(super) fn uplink_add(&mut self, spec: UplinkSpec) -> Outcome {
         self.config.check_new_uplink(&spec)?;
-        let (live, failed) = self.start_uplink(&spec);
+        let (live, failed) = self.start_uplink(&spec, TapMode::Create);
         if let Some(e) = failed {
+            destroy_kept(&spec.name, self.kept_uplink.take());
             return Err(e);
         }
         let before = self.config.clone();
         self.config.uplink = Some(spec.clone());
-        self.commit(before, |dp| dp.remove_uplink())?;
+        if let Err(e) = self.commit(before, |dp| dp.remove_uplink()) {
+            destroy_kept(&spec.name, self.kept_uplink.take());
+            return Err(e);
+        }
         self.uplink = Some(live);
         // Published ports on the uplink address now have somewhere to listen.
         for (index, rule) in self.config.publish.clone().iter().enumerate() {
@@ -150,6 +162,22 @@ impl Control {
         }
         if matches!(self.uplink.as_ref().map(|l| &l.state), Some(PortState::Up)) {
             self.datapath.remove_uplink()?;
+        }
+        match (self.kept_uplink.take(), &self.config.uplink) {
+            (Some(kept), _) => destroy_kept(name, Some(kept)),
+            (
+                None,
+                Some(UplinkSpec {
+                    kind: UplinkKind::Tap { netns, ifname },
+                    ..
+                }),
+            ) => {
+                let owner = Object::Uplink(name.to_string());
+                if let Err(error) = destroy_left_tap(&owner, netns.as_deref(), ifname) {
+                    tracing::warn!(uplink = %name, %error, "the uplink's TAP could not be deleted");
+                }
+            }
+            (None, _) => {}
         }
         self.config.uplink = None;
         self.uplink = None;

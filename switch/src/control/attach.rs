@@ -20,6 +20,7 @@ use std::sync::{Arc, Weak};
 
 use yard_tunnel::{overlay_mtu, Carrier, GreOptions, GRE_IN_UDP_PORT};
 
+use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::port::fd::FdPort;
 use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::dataplane::port::Port;
@@ -133,6 +134,8 @@ pub struct Attached {
     pub mac: Option<MacAddr>,
     /// For a tunnel: how the datapath finds it for received packets.
     pub tunnel: Option<TunnelBinding>,
+    /// What the port may send from, when it has port security.
+    pub security: Option<PortSecurity>,
 }
 
 /// Which local endpoint a tunnel's socket serves.
@@ -242,6 +245,7 @@ pub fn attach(
                 key: options.key,
                 overlay_mtu: mtu,
             }),
+            security: None,
         });
     }
     match &spec.kind {
@@ -252,6 +256,8 @@ pub fn attach(
             ip,
             mac,
             mtu,
+            port_security,
+            allowed_addresses,
         } => {
             let network: &NetworkSpec =
                 config.network(net).ok_or_else(|| AttachError::NoNetwork {
@@ -272,12 +278,15 @@ pub fn attach(
                 gateway,
             };
             let fd = create_tap(Object::Port(name.clone()), netns.as_deref(), ifname, setup)?;
+            let security = port_security
+                .then(|| PortSecurity::new(mac, ip.map(|c| c.addr), allowed_addresses));
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
                 mtu,
                 mac: Some(mac),
                 tunnel: None,
+                security,
             })
         }
         PortKind::Iface { net, iface } => {
@@ -299,6 +308,7 @@ fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attac
         mtu,
         mac: None,
         tunnel: None,
+        security: None,
     })
 }
 

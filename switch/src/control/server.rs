@@ -157,6 +157,7 @@ impl Control {
                     attached.membership,
                     attached.mtu,
                     attached.tunnel,
+                    attached.security,
                 );
                 match added {
                     Ok(()) => live,
@@ -416,6 +417,7 @@ impl Control {
                     attached.membership,
                     attached.mtu,
                     attached.tunnel,
+                    attached.security,
                 )?;
                 live
             }

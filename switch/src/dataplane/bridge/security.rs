@@ -109,8 +109,15 @@ impl PortSecurity {
 pub struct NetGuard {
     /// The gateway's address, when the network has a gateway.
     pub gateway_ip: Option<Ipv4Addr>,
-    /// `(MAC, owning port)`, sorted by MAC.
-    owned: Vec<(MacAddr, PortId)>,
+    /// `(MAC as a number, owning port)`, sorted: searched in `log n`
+    /// integer compares.
+    owned: Vec<(u64, PortId)>,
+}
+
+/// A MAC as a number, for the owned list's compares.
+fn mac_key(mac: [u8; 6]) -> u64 {
+    let [a, b, c, d, e, f] = mac;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
 }
 
 impl NetGuard {
@@ -118,8 +125,9 @@ impl NetGuard {
     /// MACs). Two ports allowed the same MAC both own it.
     pub fn own(&mut self, port: PortId, macs: &[MacAddr]) {
         for mac in macs {
-            let at = self.owned.partition_point(|(m, _)| m < mac);
-            self.owned.insert(at, (*mac, port));
+            let key = mac_key(mac.0);
+            let at = self.owned.partition_point(|(k, _)| *k < key);
+            self.owned.insert(at, (key, port));
         }
     }
 
@@ -130,10 +138,10 @@ impl NetGuard {
 
     /// True when `mac` is owned, but not by `port`.
     fn owned_elsewhere(&self, mac: [u8; 6], port: PortId) -> bool {
-        let mac = MacAddr(mac);
-        let first = self.owned.partition_point(|(m, _)| *m < mac);
+        let key = mac_key(mac);
+        let first = self.owned.partition_point(|(k, _)| *k < key);
         let mut owned = false;
-        for (_, owner) in self.owned[first..].iter().take_while(|(m, _)| *m == mac) {
+        for (_, owner) in self.owned[first..].iter().take_while(|(k, _)| *k == key) {
             if *owner == port {
                 return false;
             }

@@ -212,7 +212,7 @@ pub struct PortAddArgs {
     /// MTU of the TAP (default: the network's).
     #[arg(long, value_name = "N")]
     pub mtu: Option<u32>,
-    /// Another source the TAP may send from under port security: an IPv4 address or prefix (a router's subnet, a VM's second address) or a MAC. Repeatable.
+    /// Port security (on by default) lets a TAP send only from its MAC and --ip; this adds another source: an IPv4 address or prefix (a router's subnet, a VM's second address) or a MAC. Repeatable.
     #[arg(long = "allowed-address", value_name = "CIDR|MAC")]
     pub allowed_addresses: Vec<AllowedAddress>,
     /// Turn port security off for this TAP: it may then send from any MAC and IPv4 address (it still cannot claim the gateway's address).

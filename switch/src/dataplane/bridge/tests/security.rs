@@ -320,3 +320,33 @@ fn a_truncated_ipv4_header_from_a_secured_port_is_malformed() {
         "an open port's is left to its receiver"
     );
 }
+
+#[test]
+fn a_spoofed_packet_never_reaches_the_gateway() {
+    let (mut lab, a, _b, _c) = secured_lab();
+    let net = lab.bridge.net_id("n").unwrap();
+    let gateway_mac = mac(0xfe);
+    lab.bridge.set_gateway_mac(net, Some(gateway_mac));
+    let mut frame = crate::dataplane::frame::Frame::new();
+    let outside = Ipv4Addr::new(192, 0, 2, 9);
+
+    frame.fill(
+        yard_wire::offload::Offload::NONE,
+        &udp(0xfe, 1, ip(2), outside),
+    );
+    assert_eq!(
+        lab.bridge.process(a, &mut frame, T0),
+        Some(net),
+        "its own source goes to the gateway"
+    );
+    frame.fill(
+        yard_wire::offload::Offload::NONE,
+        &udp(0xfe, 1, ip(3), outside),
+    );
+    assert_eq!(
+        lab.bridge.process(a, &mut frame, T0),
+        None,
+        "a neighbour's source is dropped before the gateway sees it"
+    );
+    assert_eq!(lab.drops(a, DropReason::SpoofedIp), 1);
+}

@@ -113,10 +113,22 @@ fn learned_on(lab: &Lab, net: &str, mac: MacAddr) -> Option<String> {
 
 #[test]
 fn a_frame_with_a_neighbours_mac_does_not_divert_its_traffic() {
+    mac_theft(&[]);
+}
+
+/// With two datapath threads the victim and the attacker are read by
+/// different threads (the least loaded one takes each new port), whose
+/// bridges must both know who owns the victim's MAC.
+#[test]
+fn a_frame_with_a_neighbours_mac_does_not_divert_its_traffic_with_two_threads() {
+    mac_theft(&["--threads", "2"]);
+}
+
+fn mac_theft(yardd_args: &[&str]) {
     if !require_scapy(&["ping"]) {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_args(yardd_args);
     let victim = lab.tap("victim", NET, "172.30.0.2/16", &[]);
     let attacker = lab.tap("attacker", NET, "172.30.0.3/16", &[]);
     let sender = lab.tap("sender", NET, "172.30.0.4/16", &[]);

@@ -1,6 +1,8 @@
 //! The per-frame L2 path: a frame through ingress, learning, lookup and
 //! egress of the real [`Bridge`], into ports that only count. Prints the
-//! allocations per frame beside criterion's nanoseconds.
+//! allocations per frame beside criterion's nanoseconds. The `ipv4` cases
+//! carry a real IPv4/UDP packet from an open port and from a port with port
+//! security (MAC, source address), so the check's cost is their difference.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -9,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use yard_benches::{allocations_per_call, CountingAlloc};
 use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
+use yard_switch::dataplane::bridge::security::{self, Ingress, NetGuard, PortSecurity};
 use yard_switch::dataplane::bridge::Bridge;
 use yard_switch::dataplane::clock::Millis;
 use yard_switch::dataplane::frame::Frame;
@@ -28,6 +31,24 @@ fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Frame {
     bytes[..6].copy_from_slice(&dst.0);
     bytes[6..12].copy_from_slice(&src.0);
     bytes[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let mut f = Frame::new();
+    f.fill(Offload::NONE, &bytes);
+    f
+}
+
+/// `frame` carrying an IPv4/UDP packet from 10.0.0.1 to 10.0.0.2.
+fn ipv4_frame(dst: MacAddr, src: MacAddr, len: usize) -> Frame {
+    let mut bytes = vec![0u8; len];
+    bytes[..6].copy_from_slice(&dst.0);
+    bytes[6..12].copy_from_slice(&src.0);
+    bytes[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let total = (len - 14) as u16;
+    bytes[14] = 0x45;
+    bytes[16..18].copy_from_slice(&total.to_be_bytes());
+    bytes[22] = 64;
+    bytes[23] = 17;
+    bytes[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    bytes[30..34].copy_from_slice(&[10, 0, 0, 2]);
     let mut f = Frame::new();
     f.fill(Offload::NONE, &bytes);
     f
@@ -100,6 +121,30 @@ fn bench_l2(c: &mut Criterion) {
             b.iter(|| br.process(ids[0], &mut f, Millis(1)))
         });
 
+        for secured in [false, true] {
+            let (mut br, ids) = bridge(4, false);
+            if secured {
+                let policy = PortSecurity::new(mac(1), Some([10, 0, 0, 1].into()), &[]);
+                br.set_port_security(ids[0], Some(policy));
+            }
+            let mut f = ipv4_frame(mac(2), mac(1), len);
+            let name = if secured {
+                "unicast-ipv4-secured"
+            } else {
+                "unicast-ipv4"
+            };
+            let before = br.port(ids[1]).map_or(0, |p| p.counters.tx_packets);
+            let per_frame = allocations_per_call(100_000, || {
+                br.process(ids[0], &mut f, Millis(1));
+            });
+            let sent = br.port(ids[1]).map_or(0, |p| p.counters.tx_packets) - before;
+            assert!(sent >= 100_000, "{name}: the frames were not forwarded");
+            println!("l2/{name}/{len}: {per_frame} allocations per frame");
+            group.bench_function(BenchmarkId::new(name, len), |b| {
+                b.iter(|| br.process(ids[0], &mut f, Millis(1)))
+            });
+        }
+
         let (mut br, ids) = bridge(4, false);
         let mut f = frame(MacAddr::BROADCAST, mac(1), len);
         let per_frame = allocations_per_call(100_000, || {
@@ -113,5 +158,39 @@ fn bench_l2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_l2);
+/// Port security's check alone: a secured port's IPv4 frame, and an open
+/// port's frame looked up among 1000 MACs secured ports own.
+fn bench_port_security(c: &mut Criterion) {
+    let mut group = c.benchmark_group("port-security");
+    group.throughput(Throughput::Elements(1));
+    let policy = PortSecurity::new(mac(1), Some([10, 0, 0, 1].into()), &[]);
+    let mut guard = NetGuard::default();
+    for n in 0..1000u32 {
+        let b = n.to_be_bytes();
+        guard.own(
+            PortId(n + 10),
+            &[MacAddr([0x02, 0x20, b[0], b[1], b[2], b[3]])],
+        );
+    }
+    let f = ipv4_frame(mac(2), mac(1), 64);
+    let open = ipv4_frame(mac(2), mac(3), 64);
+    let cases = [
+        ("secured-ipv4", Ingress::Secured(&policy), &f),
+        ("open-ipv4-1000-owned", Ingress::Open, &open),
+    ];
+    for (name, ingress, frame) in cases {
+        let bytes = frame.data();
+        assert!(security::check(ingress, &guard, PortId(0), bytes).is_ok());
+        let per_call = allocations_per_call(100_000, || {
+            let _ = security::check(ingress, &guard, PortId(0), bytes);
+        });
+        println!("port-security/{name}: {per_call} allocations per frame");
+        group.bench_function(name, |b| {
+            b.iter(|| security::check(ingress, &guard, PortId(0), std::hint::black_box(bytes)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_l2, bench_port_security);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":5,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":6,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -16,10 +16,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Ipv4Cidr, MacAddr};
+use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 5;
+pub const API_VERSION: u32 = 6;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -236,6 +236,17 @@ pub enum PortKind {
         /// `mtu` is the MTU in force.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
+        /// Port security: the container may send only from its MAC, and
+        /// IPv4 and ARP only from its `ip` (plus `allowed_addresses`); no
+        /// port may claim the network's gateway address. On unless the port
+        /// was added with `--no-port-security` (also for ports of a state
+        /// file written before the field existed).
+        #[serde(default = "yes")]
+        port_security: bool,
+        /// Sources the port may use besides its own MAC and `ip`
+        /// (`--allowed-address`), checked only with `port_security`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allowed_addresses: Vec<AllowedAddress>,
     },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
     Iface {
@@ -895,6 +906,8 @@ mod tests {
                     ip: None,
                     mac: None,
                     mtu: None,
+                    port_security: true,
+                    allowed_addresses: Vec::new(),
                 },
             },
             mac: Some(MacAddr([2, 0x42, 0xac, 0x1e, 0, 2])),
@@ -919,6 +932,24 @@ mod tests {
         ] {
             let line = serde_json::to_string(&reply).unwrap();
             assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn a_tap_spec_without_port_security_fields_is_secured() {
+        // What a state file written by an older yardd holds for a TAP.
+        let old = r#"{"name":"c1","kind":"tap","net":"yard0","netns":"c1","ifname":"eth0","ip":"172.30.0.2/16"}"#;
+        let spec: PortSpec = serde_json::from_str(old).unwrap();
+        match spec.kind {
+            PortKind::Tap {
+                port_security,
+                allowed_addresses,
+                ..
+            } => {
+                assert!(port_security, "an old TAP with --ip gets port security");
+                assert!(allowed_addresses.is_empty());
+            }
+            other => panic!("not a TAP: {other:?}"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Value types carried by the control API: MAC addresses and IPv4 prefixes.
+//! Value types carried by the control API: MAC addresses, IPv4 prefixes and
+//! the extra addresses a port with port security may send from.
 //!
 //! Both serialize as the strings people write (`02:00:ac:1e:00:02`,
 //! `172.30.0.0/16`), so the JSON a script sees is the text a person types.
@@ -76,6 +77,12 @@ pub enum ParseError {
     /// Not `a.b.c.d/len` with len 0..=32.
     #[error("'{0}' is not an IPv4 prefix: expected ADDRESS/LENGTH such as 172.30.0.2/16")]
     Cidr(String),
+    /// Neither an IPv4 address or prefix nor a MAC address.
+    #[error(
+        "'{0}' is not an allowed address: expected an IPv4 address or prefix (172.30.0.9, \
+         10.8.0.0/24) or a unicast MAC address (02:42:ac:1e:00:09)"
+    )]
+    Allowed(String),
 }
 
 impl FromStr for MacAddr {
@@ -206,6 +213,59 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
     }
 }
 
+/// An address a port with port security may send from besides its own
+/// (`port add --allowed-address`): IPv4 sources inside a prefix (a router's
+/// routed subnet, a VM's second address), or one more source MAC (a VM with
+/// several interfaces on one TAP, a VRRP virtual MAC). The text form is what
+/// people type: `172.30.0.9` (a /32), `10.8.0.0/24` or `02:42:ac:1e:00:09`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum AllowedAddress {
+    /// IPv4 sources inside this prefix.
+    Ip(Ipv4Cidr),
+    /// This source MAC.
+    Mac(MacAddr),
+}
+
+impl fmt::Display for AllowedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowedAddress::Ip(cidr) => cidr.fmt(f),
+            AllowedAddress::Mac(mac) => mac.fmt(f),
+        }
+    }
+}
+
+impl FromStr for AllowedAddress {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError::Allowed(s.to_string());
+        if s.contains('/') {
+            return s.parse().map(AllowedAddress::Ip).map_err(|_| err());
+        }
+        if let Ok(addr) = s.parse::<Ipv4Addr>() {
+            return Ok(AllowedAddress::Ip(Ipv4Cidr { addr, prefix: 32 }));
+        }
+        match s.parse::<MacAddr>() {
+            Ok(mac) if mac.is_valid_source() => Ok(AllowedAddress::Mac(mac)),
+            _ => Err(err()),
+        }
+    }
+}
+
+impl Serialize for AllowedAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +323,35 @@ mod tests {
         let cidr: Ipv4Cidr = serde_json::from_str("\"10.0.0.1/8\"").unwrap();
         assert_eq!(cidr.prefix, 8);
         assert!(serde_json::from_str::<Ipv4Cidr>("\"10.0.0.1\"").is_err());
+    }
+
+    #[test]
+    fn allowed_addresses_parse_as_people_write_them() {
+        let one: AllowedAddress = "172.30.0.9".parse().unwrap();
+        assert_eq!(
+            one,
+            AllowedAddress::Ip("172.30.0.9/32".parse().unwrap()),
+            "a bare address is a /32"
+        );
+        let net: AllowedAddress = "10.8.0.0/24".parse().unwrap();
+        assert_eq!(net.to_string(), "10.8.0.0/24");
+        let mac: AllowedAddress = "02:42:AC:1E:00:09".parse().unwrap();
+        assert_eq!(mac.to_string(), "02:42:ac:1e:00:09");
+        for bad in [
+            "",
+            "10.8.0.0/40",
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "x",
+        ] {
+            let err = bad.parse::<AllowedAddress>().unwrap_err();
+            assert!(err.to_string().contains("allowed address"), "{bad}: {err}");
+        }
+        let json = serde_json::to_string(&vec![one, mac]).unwrap();
+        assert_eq!(json, r#"["172.30.0.9/32","02:42:ac:1e:00:09"]"#);
+        assert_eq!(
+            serde_json::from_str::<Vec<AllowedAddress>>(&json).unwrap(),
+            vec![one, mac]
+        );
     }
 }

@@ -31,7 +31,7 @@ pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
 use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
 use crate::paths;
-use crate::types::{Ipv4Cidr, MacAddr};
+use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// Why an `--iface` or `--trunk` port may not have the options that configure a TAP.
 const EXISTING_IFACE_HINT: &str = "it configures the TAP yardd creates; an existing interface \
@@ -212,6 +212,12 @@ pub struct PortAddArgs {
     /// MTU of the TAP (default: the network's).
     #[arg(long, value_name = "N")]
     pub mtu: Option<u32>,
+    /// Port security (on by default) lets a TAP send only from its MAC and --ip; this adds another source: an IPv4 address or prefix (a router's subnet, a VM's second address) or a MAC. Repeatable.
+    #[arg(long = "allowed-address", value_name = "CIDR|MAC")]
+    pub allowed_addresses: Vec<AllowedAddress>,
+    /// Turn port security off for this TAP: it may then send from any MAC and IPv4 address (it still cannot claim the gateway's address).
+    #[arg(long)]
+    pub no_port_security: bool,
     /// A tunnel to --remote carrying Ethernet over GRE in raw IPv4 (protocol 47; yardd needs CAP_NET_RAW), like Linux gretap.
     #[arg(long)]
     pub gre: bool,
@@ -561,6 +567,14 @@ impl PortAddArgs {
         if let Some(mtu) = self.mtu {
             check_mtu(mtu)?;
         }
+        if self.no_port_security && !self.allowed_addresses.is_empty() {
+            return Err(ArgError::Contradicts {
+                option: "--allowed-address",
+                other: "--no-port-security",
+                why: "--allowed-address widens what port security lets through and \
+                      --no-port-security turns it off; give one of them",
+            });
+        }
         Ok(PortKind::Tap {
             net,
             netns: self.netns.clone(),
@@ -568,6 +582,8 @@ impl PortAddArgs {
             ip: self.ip,
             mac: self.mac,
             mtu: self.mtu,
+            port_security: !self.no_port_security,
+            allowed_addresses: self.allowed_addresses.clone(),
         })
     }
 
@@ -639,6 +655,8 @@ impl PortAddArgs {
             ("--ip", self.ip.is_some()),
             ("--mac", self.mac.is_some()),
             ("--mtu", self.mtu.is_some()),
+            ("--allowed-address", !self.allowed_addresses.is_empty()),
+            ("--no-port-security", self.no_port_security),
         ];
         match given.iter().find(|(_, present)| *present) {
             Some((option, _)) => Err(ArgError::NotForKind { option, kind, hint }),

@@ -301,7 +301,52 @@ fn port_summary(p: &PortInfo) -> String {
         parts.push(format!("mac {mac}"));
     }
     parts.push(format!("mtu {}", p.mtu));
+    match &p.spec.kind {
+        PortKind::Tap {
+            port_security: false,
+            ..
+        } => parts.push("port security off".to_string()),
+        PortKind::Tap {
+            allowed_addresses, ..
+        } if !allowed_addresses.is_empty() => {
+            let list: Vec<String> = allowed_addresses.iter().map(|a| a.to_string()).collect();
+            parts.push(format!("also allowed {}", list.join(" ")));
+        }
+        _ => {}
+    }
     parts.join(", ")
+}
+
+/// The SECURITY cell of `port ls`: `on`, `on +ADDR,…` with the allowed
+/// addresses, `off` (`--no-port-security`), or `-` for a port that is not a
+/// TAP (port security applies to TAPs only).
+fn security_cell(kind: &PortKind) -> String {
+    match kind {
+        PortKind::Tap {
+            port_security: false,
+            ..
+        } => "off".to_string(),
+        PortKind::Tap {
+            allowed_addresses, ..
+        } if !allowed_addresses.is_empty() => {
+            let list: Vec<String> = allowed_addresses.iter().map(|a| a.to_string()).collect();
+            format!("on +{}", list.join(","))
+        }
+        PortKind::Tap { .. } => "on".to_string(),
+        _ => NONE.to_string(),
+    }
+}
+
+/// True when a port's security differs from the default (on, nothing else
+/// allowed): `port ls` then shows the SECURITY column.
+fn security_is_special(kind: &PortKind) -> bool {
+    matches!(
+        kind,
+        PortKind::Tap {
+            port_security: false,
+            ..
+        }
+    ) || matches!(kind, PortKind::Tap { allowed_addresses, .. } if !allowed_addresses.is_empty())
 }
 
 /// The `net ls` table; NAT is `on`/`off` (masquerade to the uplink),
@@ -418,7 +463,8 @@ fn state_text(state: &PortState) -> String {
 }
 
 /// The `port ls` table; a TUNNEL column (before STATE, which may be long)
-/// appears when any of `ports` is a tunnel.
+/// appears when any of `ports` is a tunnel, a SECURITY column when any TAP
+/// has port security off or extra allowed addresses.
 pub fn ports_table(ports: &[PortInfo]) -> Table {
     let tunnels = ports.iter().any(|p| tunnel(&p.spec.kind).is_some());
     let mut headers = vec![
@@ -433,6 +479,11 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
     ];
     if tunnels {
         headers.push("TUNNEL");
+    }
+    // Port security, when some TAP's differs from the default (on).
+    let security = ports.iter().any(|p| security_is_special(&p.spec.kind));
+    if security {
+        headers.push("SECURITY");
     }
     // Which datapath thread reads each port, when yardd runs several.
     let threads = ports.iter().any(|p| p.thread.is_some());
@@ -464,6 +515,9 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
         ];
         if tunnels {
             row.push(or_none(tunnel_cell(&p.spec.kind)));
+        }
+        if security {
+            row.push(security_cell(&p.spec.kind));
         }
         if threads {
             row.push(or_none(p.thread.map(|t| t.to_string())));

@@ -27,6 +27,7 @@ use std::sync::{Arc, Weak};
 
 use yard_tunnel::{overlay_mtu, Carrier, GreOptions, GRE_IN_UDP_PORT};
 
+use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::port::fd::FdPort;
 use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::dataplane::port::Port;
@@ -156,6 +157,8 @@ pub struct Attached {
     /// For a TAP: the control plane's fd on it, which `port rm` destroys it
     /// through (it outlives yardd otherwise).
     pub kept: Option<KeptTap>,
+    /// What the port may send from, when it has port security.
+    pub security: Option<PortSecurity>,
 }
 
 /// Which local endpoint a tunnel's socket serves.
@@ -268,6 +271,7 @@ pub fn attach(
                 overlay_mtu: mtu,
             }),
             kept: None,
+            security: None,
         });
     }
     match &spec.kind {
@@ -278,6 +282,8 @@ pub fn attach(
             ip,
             mac,
             mtu,
+            port_security,
+            allowed_addresses,
         } => {
             let network: &NetworkSpec =
                 config.network(net).ok_or_else(|| AttachError::NoNetwork {
@@ -304,6 +310,8 @@ pub fn attach(
                 setup,
                 mode,
             )?;
+            let security = port_security
+                .then(|| PortSecurity::new(mac, ip.map(|c| c.addr), allowed_addresses));
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
@@ -311,6 +319,7 @@ pub fn attach(
                 mac: Some(mac),
                 tunnel: None,
                 kept: Some(kept),
+                security,
             })
         }
         PortKind::Iface { net, iface } => {
@@ -333,6 +342,7 @@ fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attac
         mac: None,
         tunnel: None,
         kept: None,
+        security: None,
     })
 }
 

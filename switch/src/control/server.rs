@@ -180,6 +180,7 @@ impl Control {
                     attached.membership,
                     attached.mtu,
                     attached.tunnel,
+                    attached.security,
                 );
                 match added {
                     Ok(()) => live,
@@ -446,6 +447,7 @@ impl Control {
                     attached.membership,
                     attached.mtu,
                     attached.tunnel,
+                    attached.security,
                 );
                 if let Err(e) = added {
                     destroy_kept(&spec.name, attached.kept);

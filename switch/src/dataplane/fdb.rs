@@ -212,6 +212,17 @@ impl Fdb {
         }
     }
 
+    /// Removes the learned entry of `mac` when it points at a port other
+    /// than `port` (the address has become `port`'s own); a static entry
+    /// stays. Returns whether one was removed.
+    pub fn unlearn_elsewhere(&mut self, mac: &MacAddr, port: PortId) -> bool {
+        let elsewhere = self
+            .entries
+            .get(mac)
+            .is_some_and(|slot| !slot.is_static && slot.port != port);
+        elsewhere && self.remove(mac)
+    }
+
     /// Removes every learned entry; static ones stay.
     pub fn flush_learned(&mut self) {
         self.entries.retain(|_, slot| slot.is_static);

@@ -39,11 +39,23 @@ pub enum DropReason {
     /// A frame for the gateway found the gateway's datapath thread too far
     /// behind to take it (`yardd --threads` above 1).
     GatewayBusy,
+    /// Port security: a source MAC the port may not use (another port's,
+    /// or one a secured port does not own).
+    SpoofedMac,
+    /// Port security: an IPv4 source that is not the port's address nor
+    /// an allowed one.
+    SpoofedIp,
+    /// Port security: an ARP packet whose sender address or MAC is not the
+    /// port's (a forged reply, a gratuitous ARP for another address).
+    SpoofedArp,
+    /// The network's gateway address as an IPv4 source or ARP sender from
+    /// a port: only yardd's gateway may use it.
+    GatewayClaim,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -57,6 +69,10 @@ impl DropReason {
         DropReason::PortDown,
         DropReason::BadOffload,
         DropReason::GatewayBusy,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::GatewayClaim,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -83,6 +99,10 @@ impl DropReason {
             DropReason::PortDown => "port-down",
             DropReason::BadOffload => "bad-offload",
             DropReason::GatewayBusy => "gateway-busy",
+            DropReason::SpoofedMac => "spoofed-mac",
+            DropReason::SpoofedIp => "spoofed-ip",
+            DropReason::SpoofedArp => "spoofed-arp",
+            DropReason::GatewayClaim => "gateway-claim",
         }
     }
 }

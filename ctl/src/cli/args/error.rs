@@ -82,6 +82,16 @@ pub enum ArgError {
         /// Why not, and what would do.
         why: String,
     },
+    /// Two options that contradict each other.
+    #[error("{option} and {other} cannot be given together: {why}")]
+    Contradicts {
+        /// The first option.
+        option: &'static str,
+        /// The other option.
+        other: &'static str,
+        /// Why, and what to do.
+        why: &'static str,
+    },
     /// An option that does not belong to the chosen port kind.
     #[error("{option} does not apply to {kind} ports: {hint}")]
     NotForKind {

@@ -43,6 +43,8 @@ fn tap_port_in_a_namespace() {
                 ip: Some(cidr("172.30.0.2/16")),
                 mac: None,
                 mtu: None,
+                port_security: true,
+                allowed_addresses: Vec::new(),
             },
         })
     );
@@ -64,6 +66,8 @@ fn tap_port_with_every_option() {
                 ip: Some(cidr("10.0.0.5/24")),
                 mac: Some("02:00:00:00:00:05".parse().unwrap()),
                 mtu: Some(9000),
+                port_security: true,
+                allowed_addresses: Vec::new(),
             },
         })
     );
@@ -421,4 +425,60 @@ fn malformed_values_are_clap_usage_errors() {
 fn the_clap_definition_is_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();
+}
+
+#[test]
+fn port_security_options_of_a_tap() {
+    let Request::PortAdd(spec) = ok("port add r1 --net yard0 --tap --ip 172.30.0.2/16 \
+         --allowed-address 10.8.0.0/24 --allowed-address 172.30.0.9 \
+         --allowed-address 02:42:ac:1e:00:09")
+    else {
+        panic!("not a port add");
+    };
+    let PortKind::Tap {
+        port_security,
+        allowed_addresses,
+        ..
+    } = spec.kind
+    else {
+        panic!("not a TAP: {spec:?}");
+    };
+    assert!(port_security);
+    let text: Vec<String> = allowed_addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        text,
+        ["10.8.0.0/24", "172.30.0.9/32", "02:42:ac:1e:00:09"],
+        "in the order given, a bare address as a /32"
+    );
+
+    let Request::PortAdd(spec) = ok("port add r2 --net yard0 --tap --no-port-security") else {
+        panic!("not a port add");
+    };
+    assert!(matches!(
+        spec.kind,
+        PortKind::Tap {
+            port_security: false,
+            ..
+        }
+    ));
+
+    for (line, expected) in [
+        (
+            "port add r3 --net yard0 --tap --no-port-security --allowed-address 10.8.0.1",
+            "--allowed-address and --no-port-security cannot be given together",
+        ),
+        (
+            "port add r4 --net yard0 --iface veth0 --no-port-security",
+            "--no-port-security does not apply to iface",
+        ),
+        (
+            "port add r5 --net yard0 --gre --remote 192.168.50.2 --allowed-address 10.8.0.1",
+            "--allowed-address does not apply to gre",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expected), "`{line}`: {message}");
+    }
+    let bad = parse("port add r6 --net yard0 --tap --allowed-address 01:00:5e:00:00:01");
+    assert!(bad.is_err(), "a group MAC is not an allowed source");
 }

@@ -51,6 +51,8 @@ fn tap_port() -> PortInfo {
                 ip: Some("10.1.0.2/24".parse().unwrap()),
                 mac: None,
                 mtu: None,
+                port_security: true,
+                allowed_addresses: Vec::new(),
             },
         },
         mac: Some("02:00:00:00:00:02".parse().unwrap()),
@@ -438,4 +440,54 @@ fn tunnel_json_is_the_api_form() {
     assert_eq!(ports[1]["local"], "10.0.0.1:4800");
     let back: Vec<PortInfo> = serde_json::from_value(ports).unwrap();
     assert_eq!(back, vec![gre_port(), gre_udp_port()]);
+}
+
+#[test]
+fn port_ls_shows_port_security_when_a_tap_differs_from_the_default() {
+    let mut open = tap_port();
+    open.spec.name = "c2".into();
+    if let PortKind::Tap { port_security, .. } = &mut open.spec.kind {
+        *port_security = false;
+    }
+    let mut router = tap_port();
+    router.spec.name = "r1".into();
+    if let PortKind::Tap {
+        allowed_addresses, ..
+    } = &mut router.spec.kind
+    {
+        *allowed_addresses = vec![
+            "10.8.0.0/24".parse().unwrap(),
+            "02:42:0a:08:00:01".parse().unwrap(),
+        ];
+    }
+    let text = human(
+        &Request::PortLs,
+        &Payload::Ports(vec![tap_port(), open.clone(), router.clone(), trunk_port()]),
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let column = rows[0]
+        .iter()
+        .position(|h| *h == "SECURITY")
+        .unwrap_or_else(|| panic!("no SECURITY column: {text}"));
+    let cells: Vec<&str> = rows[1..].iter().map(|r| r[column]).collect();
+    assert_eq!(
+        cells,
+        ["on", "off", "on", "-"],
+        "the router's cell goes on with its addresses: {text}"
+    );
+    assert!(text.contains("on +10.8.0.0/24,02:42:0a:08:00:01"), "{text}");
+
+    let added = human(&Request::PortAdd(open.spec.clone()), &Payload::Port(open));
+    assert!(added.contains(", port security off)"), "{added}");
+    let added = human(
+        &Request::PortAdd(router.spec.clone()),
+        &Payload::Port(router),
+    );
+    assert!(
+        added.contains(", also allowed 10.8.0.0/24 02:42:0a:08:00:01)"),
+        "{added}"
+    );
 }

@@ -187,6 +187,8 @@ mod tests {
                 ip: Some("172.31.0.2/16".parse().unwrap()),
                 mac: None,
                 mtu: None,
+                port_security: true,
+                allowed_addresses: Vec::new(),
             },
         });
         config

@@ -252,6 +252,7 @@ impl Config {
                 ip,
                 mac,
                 mtu,
+                ..
             } => {
                 check_ifname(name, ifname)?;
                 if let Some(mtu) = mtu {
@@ -480,6 +481,8 @@ mod tests {
                 ip: ip.map(|s| s.parse().unwrap()),
                 mac: None,
                 mtu: None,
+                port_security: true,
+                allowed_addresses: Vec::new(),
             },
         }
     }

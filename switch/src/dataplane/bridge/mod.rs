@@ -21,6 +21,7 @@
 //! one thread learns it lists as [`Announcement`]s for the others
 //! ([`Bridge::share_learning`]).
 
+pub mod security;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
+use security::{Ingress, NetGuard, PortSecurity};
 
 /// Index of a network in the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +61,9 @@ pub struct Network {
     pub gateway_mac: Option<MacAddr>,
     /// The network's MTU (its ports may be created with other MTUs).
     pub mtu: u32,
+    /// Port security's view of the network: the gateway's address and the
+    /// MACs its secured ports own.
+    pub guard: NetGuard,
     members: Vec<PortId>,
 }
 
@@ -94,6 +99,8 @@ pub struct PortSlot {
     /// ports in the same order, so an [`Announcement`] about a port that has
     /// since been removed cannot land on a new port with its id.
     pub generation: u64,
+    /// What the port may send from, when it has port security.
+    pub security: Option<PortSecurity>,
 }
 
 /// What one datapath thread learned, for the others: `mac` lives behind
@@ -233,6 +240,7 @@ impl Bridge {
             fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
             gateway_mac: None,
             mtu: spec.mtu,
+            guard: NetGuard::default(),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -262,6 +270,14 @@ impl Bridge {
     pub fn set_gateway_mac(&mut self, id: NetId, mac: Option<MacAddr>) {
         if let Some(network) = self.network_mut(id) {
             network.gateway_mac = mac;
+        }
+    }
+
+    /// Sets (or clears) the gateway address of a network, which no port
+    /// may then claim (port security's `gateway-claim`).
+    pub fn set_gateway_ip(&mut self, id: NetId, ip: Option<std::net::Ipv4Addr>) {
+        if let Some(network) = self.network_mut(id) {
+            network.guard.gateway_ip = ip;
         }
     }
 
@@ -346,6 +362,7 @@ impl Bridge {
             captures: Vec::new(),
             tunnel_mtu: None,
             generation: self.ports_added,
+            security: None,
         });
         self.ports_added += 1;
         Ok(id)
@@ -362,9 +379,32 @@ impl Bridge {
             if let Some(network) = self.network_mut(net) {
                 network.members.retain(|p| *p != id);
                 network.fdb.remove_port(id);
+                network.guard.disown(id);
             }
         }
         Ok((id, slot))
+    }
+
+    /// Gives a port port security (`Some`) or takes it away (`None`). The
+    /// MACs it may use become its own in its networks: learned entries of
+    /// them on other ports are forgotten, and no other port may send from
+    /// them from now on.
+    pub fn set_port_security(&mut self, id: PortId, security: Option<PortSecurity>) {
+        let Some(slot) = self.port_mut(id) else {
+            return;
+        };
+        let macs: Vec<MacAddr> = security.as_ref().map_or(Vec::new(), |s| s.macs().to_vec());
+        slot.security = security;
+        let nets: Vec<NetId> = attached_nets(&slot.attachment).collect();
+        for net in nets {
+            if let Some(network) = self.network_mut(net) {
+                network.guard.disown(id);
+                network.guard.own(id, &macs);
+                for mac in &macs {
+                    network.fdb.unlearn_elsewhere(mac, id);
+                }
+            }
+        }
     }
 
     /// Marks a port as a tunnel with this overlay MTU.
@@ -633,6 +673,15 @@ impl Bridge {
         if !src.is_valid_source() {
             return Err(DropReason::BadSourceMac);
         }
+        let slot = self.port(in_port).ok_or(DropReason::PortDown)?;
+        let ingress = match (&slot.security, &slot.attachment) {
+            (Some(policy), _) => Ingress::Secured(policy),
+            (None, Attachment::Trunk(_)) => Ingress::Link,
+            (None, Attachment::Access(_)) if slot.tunnel_mtu.is_some() => Ingress::Link,
+            (None, Attachment::Access(_)) => Ingress::Open,
+        };
+        let guard = &self.network(net_id).ok_or(DropReason::PortDown)?.guard;
+        security::check(ingress, guard, in_port, frame.data())?;
         let in_isolated = self.is_isolated(in_port, net_id);
         let network = self.network_mut(net_id).ok_or(DropReason::PortDown)?;
         let learned = network.fdb.learn(src, in_port, now);

@@ -11,6 +11,8 @@ use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
 use yard_nat::gateway::IcmpErrors;
 use yard_wire::offload::Offload;
 
+mod security;
+
 const T0: Millis = Millis(1_000);
 
 fn mac(n: u8) -> MacAddr {

@@ -20,6 +20,7 @@ use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, Position, Ru
 use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
 
 use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
+use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::FdbRecord;
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::port::{Port, PortCounters, PortReport};
@@ -77,6 +78,7 @@ impl Datapath {
         if let Some(mut config) = gateway {
             config.id = id.0;
             self.bridge.set_gateway_mac(id, Some(MacAddr(config.mac)));
+            self.bridge.set_gateway_ip(id, Some(config.gateway));
             self.gateway.set_network(config);
         }
         Ok(())
@@ -90,7 +92,9 @@ impl Datapath {
     }
 
     /// Adds a port to this thread's bridge; `reads` when this thread polls
-    /// its fd (the others only send through their handles on it).
+    /// its fd (the others only send through their handles on it). Its port
+    /// security is in force before its first frame is read.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn add_port(
         &mut self,
         name: String,
@@ -99,6 +103,7 @@ impl Datapath {
         mtu: u32,
         reads: bool,
         tunnel: Option<TunnelBinding>,
+        security: Option<PortSecurity>,
     ) -> Result<(), DatapathError> {
         let attachment = match &membership {
             Membership::Access(net) => self.bridge.access(net)?,
@@ -106,6 +111,9 @@ impl Datapath {
         };
         let fd = port.raw_fd().filter(|_| reads);
         let id = self.bridge.add_port(&name, port, attachment, mtu)?;
+        if security.is_some() {
+            self.bridge.set_port_security(id, security);
+        }
         if let Some(fd) = fd {
             if let Err(e) = self.register(fd, id) {
                 let _ = self.bridge.remove_port(&name);

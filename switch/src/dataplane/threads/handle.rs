@@ -32,6 +32,7 @@ use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
 
 use super::mesh::HOME;
 use super::{ConntrackSnapshot, Datapath, GatewayFigures, Membership, NetFigures, TunnelBinding};
+use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::{BridgeError, FdbRecord};
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::port::{Port, PortReport};
@@ -222,7 +223,8 @@ impl DatapathHandle {
 
     /// Starts forwarding port `name`'s frames: the least loaded thread reads
     /// it (the home thread for a tunnel, whose packets arrive on sockets it
-    /// reads), every other thread gets a handle to send through.
+    /// reads), every other thread gets a handle to send through. With
+    /// `security`, its frames are checked by port security from the first.
     pub fn add_port(
         &self,
         name: &str,
@@ -230,6 +232,7 @@ impl DatapathHandle {
         membership: Membership,
         mtu: u32,
         tunnel: Option<TunnelBinding>,
+        security: Option<PortSecurity>,
     ) -> Result<(), DatapathError> {
         let mut placement = self.placement();
         let reader = if tunnel.is_some() {
@@ -256,8 +259,10 @@ impl DatapathHandle {
             let (owned, membership) = (name.to_string(), membership.clone());
             let reads = thread == reader;
             let tunnel = if thread == HOME { tunnel.take() } else { None };
-            let added = self.threads[thread]
-                .call(move |dp| dp.add_port(owned, device, membership, mtu, reads, tunnel));
+            let security = security.clone();
+            let added = self.threads[thread].call(move |dp| {
+                dp.add_port(owned, device, membership, mtu, reads, tunnel, security)
+            });
             if let Err(e) = added {
                 for earlier in &self.threads[..thread] {
                     let owned = name.to_string();

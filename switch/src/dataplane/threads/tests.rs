@@ -92,6 +92,7 @@ impl Switch {
                 Membership::Access(net.into()),
                 mtu,
                 None,
+                None,
             )
             .unwrap();
         theirs

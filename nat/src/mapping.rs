@@ -30,6 +30,17 @@
 //! case is bounded by the 1024 words of the range — never a scan of mappings.
 //! Lookups are hash-map operations (keyed SipHash; inside endpoints are
 //! attacker-influenced).
+//!
+//! Fair share: each port range of a (proto, external address) — a *pool*,
+//! named by [`PoolKey`] — gives one inside address at most
+//! [`Mapping::share_limit`] of its ports (a percentage of the range,
+//! [`DEFAULT_SNAT_SHARE_PERCENT`] unless set), so one container cannot take
+//! every port. A new mapping past the share is refused with
+//! [`MappingError::ShareExhausted`]; the caller (conntrack) may then reclaim
+//! one of that source's unanswered mappings and ask again. Counting is one
+//! hash-map entry per (pool, inside address) that holds a mapping. The share
+//! never takes a port away: lowering it only refuses new mappings until the
+//! source is back under it.
 
 use std::collections::hash_map::{Entry as MapEntry, RandomState};
 use std::collections::HashMap;
@@ -51,6 +62,26 @@ pub enum MappingError {
         proto: &'static str,
         /// External address.
         external: Ipv4Addr,
+        /// Range low end.
+        lo: u16,
+        /// Range high end.
+        hi: u16,
+    },
+    /// The inside address already holds its share of the range.
+    #[error(
+        "{proto} ports {lo}-{hi} on {external}: {inside_addr} already holds its share of {share} \
+         ports, none of them unanswered — raise `yardctl conntrack set --snat-share`, or close \
+         some of its connections"
+    )]
+    ShareExhausted {
+        /// Protocol name.
+        proto: &'static str,
+        /// External address.
+        external: Ipv4Addr,
+        /// The inside address at its share.
+        inside_addr: Ipv4Addr,
+        /// Its share: the most ports of this range one inside address holds.
+        share: u32,
         /// Range low end.
         lo: u16,
         /// Range high end.
@@ -108,6 +139,44 @@ pub struct MappingKey {
     /// The external address the endpoint is masqueraded to.
     pub external: Ipv4Addr,
 }
+
+impl MappingKey {
+    /// The pool (port range of a protocol and external address) this
+    /// endpoint's external port comes from.
+    pub fn pool(&self) -> PoolKey {
+        PoolKey {
+            proto: self.proto,
+            external: self.external,
+            lo: port_range(self.proto, self.inside_port).0,
+        }
+    }
+}
+
+/// One pool of external ports: a protocol's port range on one external
+/// address (TCP and UDP have two, 1–1023 and 1024–65535; ICMP one, 0–65535).
+/// Shares and reclaim work per pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    /// TCP, UDP or ICMP.
+    pub proto: Proto,
+    /// The external address.
+    pub external: Ipv4Addr,
+    /// The range's low end (see [`port_range`]), which names the range.
+    pub lo: u16,
+}
+
+impl PoolKey {
+    /// The range's (low, high) ports, both included.
+    pub fn range(&self) -> (u16, u16) {
+        port_range(self.proto, self.lo)
+    }
+}
+
+/// The default SNAT share: one inside address may hold a quarter of each
+/// port range (16,128 of the 64,512 high ports). Three containers flooding
+/// at once still leave a quarter of the range to everyone else, while one
+/// busy client keeps far more concurrent flows than it normally needs.
+pub const DEFAULT_SNAT_SHARE_PERCENT: u8 = 25;
 
 /// One live mapping, as listed by [`Mapping::iter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +292,9 @@ pub struct Mapping {
     by_inside: HashMap<MappingKey, (u16, u32), RandomState>,
     holders: HashMap<(Proto, Ipv4Addr, u16), Holder, RandomState>,
     pools: HashMap<(Proto, Ipv4Addr), PortPool, RandomState>,
+    /// Mappings each inside address holds per pool (no entry for zero).
+    per_source: HashMap<(PoolKey, Ipv4Addr), u32, RandomState>,
+    share_percent: u8,
     rng: u64,
 }
 
@@ -256,6 +328,8 @@ impl Mapping {
             by_inside: HashMap::default(),
             holders: HashMap::default(),
             pools: HashMap::default(),
+            per_source: HashMap::default(),
+            share_percent: DEFAULT_SNAT_SHARE_PERCENT,
             rng: seed | 1,
         }
     }
@@ -271,8 +345,36 @@ impl Mapping {
         x
     }
 
+    /// The share in force, in percent of each range (1–100).
+    pub fn share_percent(&self) -> u8 {
+        self.share_percent
+    }
+
+    /// Set the share (clamped to 1–100; 100 means no per-source limit
+    /// below the range itself). Mappings already held are kept.
+    pub fn set_share_percent(&mut self, percent: u8) {
+        self.share_percent = percent.clamp(1, 100);
+    }
+
+    /// The most ports of `pool` one inside address may hold: the share of
+    /// the range's size, at least 1.
+    pub fn share_limit(&self, pool: PoolKey) -> u32 {
+        let (lo, hi) = pool.range();
+        let size = u32::from(hi - lo) + 1;
+        (size * u32::from(self.share_percent) / 100).max(1)
+    }
+
+    /// How many ports of `pool` `inside_addr` holds.
+    pub fn source_count(&self, pool: PoolKey, inside_addr: Ipv4Addr) -> u32 {
+        self.per_source
+            .get(&(pool, inside_addr))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The external port for `key`, taking a reference. Reuses the
-    /// endpoint's existing mapping (EIM); otherwise allocates: the inside
+    /// endpoint's existing mapping (EIM); otherwise allocates, unless the
+    /// inside address already holds its share of the range: the inside
     /// port if free, else a free port of the same range and parity, else of
     /// the same range. Each successful call must be paired with one
     /// [`Mapping::release`].
@@ -282,6 +384,18 @@ impl Mapping {
             return Ok(*port);
         }
         let (lo, hi) = port_range(key.proto, key.inside_port);
+        let pool_key = key.pool();
+        let share = self.share_limit(pool_key);
+        if self.source_count(pool_key, key.inside_addr) >= share {
+            return Err(MappingError::ShareExhausted {
+                proto: key.proto.as_str(),
+                external: key.external,
+                inside_addr: key.inside_addr,
+                share,
+                lo,
+                hi,
+            });
+        }
         let start = self.next_random() as usize;
         let pool = self
             .pools
@@ -314,6 +428,10 @@ impl Mapping {
             },
         );
         self.by_inside.insert(key, (port, 1));
+        *self
+            .per_source
+            .entry((pool_key, key.inside_addr))
+            .or_insert(0) += 1;
         Ok(port)
     }
 
@@ -334,6 +452,12 @@ impl Mapping {
         self.holders.remove(&(key.proto, key.external, port));
         if let Some(pool) = self.pools.get_mut(&(key.proto, key.external)) {
             pool.clear(port);
+        }
+        if let MapEntry::Occupied(mut held) = self.per_source.entry((key.pool(), key.inside_addr)) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
         }
         true
     }
@@ -579,6 +703,49 @@ mod tests {
         assert_eq!(m.acquire(key(Proto::Tcp, 3, 8080)).unwrap(), 8080);
     }
 
+    #[test]
+    fn a_source_holds_at_most_its_share_of_each_range() {
+        let mut m = Mapping::with_seed(8);
+        m.set_share_percent(1);
+        let high = key(Proto::Udp, 2, 1024).pool();
+        let low = key(Proto::Udp, 2, 53).pool();
+        assert_eq!((m.share_limit(high), m.share_limit(low)), (645, 10));
+        assert_eq!(m.share_limit(key(Proto::Icmp, 2, 0).pool()), 655);
+        for p in 0..645u16 {
+            m.acquire(key(Proto::Udp, 2, 2000 + p)).unwrap();
+        }
+        assert_eq!(m.source_count(high, Ipv4Addr::new(172, 30, 0, 2)), 645);
+        let err = m.acquire(key(Proto::Udp, 2, 5000)).unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::ShareExhausted {
+                proto: "udp",
+                external: EXT,
+                inside_addr: Ipv4Addr::new(172, 30, 0, 2),
+                share: 645,
+                lo: 1024,
+                hi: 65535,
+            }
+        );
+        assert!(err.to_string().contains("--snat-share"), "{err}");
+        // A mapping it holds is still shared by its new flows (EIM).
+        assert_eq!(m.acquire(key(Proto::Udp, 2, 2000)).unwrap(), 2000);
+        // Its other ranges and protocols, and every other source, are not
+        // affected.
+        assert_eq!(m.acquire(key(Proto::Udp, 2, 53)).unwrap(), 53);
+        assert_eq!(m.acquire(key(Proto::Tcp, 2, 5000)).unwrap(), 5000);
+        assert_eq!(m.acquire(key(Proto::Udp, 3, 5000)).unwrap(), 5000);
+        // Freeing one of its mappings makes room for one more.
+        m.release(key(Proto::Udp, 2, 2001));
+        assert_eq!(m.acquire(key(Proto::Udp, 2, 5002)).unwrap(), 5002);
+        assert!(m.acquire(key(Proto::Udp, 2, 5004)).is_err());
+        // The whole range is allowed at 100 %.
+        m.set_share_percent(100);
+        assert_eq!(m.share_limit(high), 64_512);
+        m.set_share_percent(0);
+        assert_eq!(m.share_percent(), 1, "clamped");
+    }
+
     proptest! {
         /// No two live mappings (or reservations) share an external
         /// endpoint, EIM holds, and ranges are respected, under any mix of
@@ -611,6 +778,11 @@ mod tests {
                     prop_assert_eq!(info.refs, n);
                 }
                 prop_assert_eq!(m.len(), held.iter().collect::<std::collections::HashSet<_>>().len());
+                let mut per_source = std::collections::HashMap::new();
+                for info in m.iter() {
+                    *per_source.entry((info.key.pool(), info.key.inside_addr)).or_insert(0u32) += 1;
+                }
+                prop_assert_eq!(&per_source, &m.per_source.iter().map(|(k, v)| (*k, *v)).collect());
             }
         }
     }

@@ -34,9 +34,20 @@
 //!   per call (default 1024 entries), so no call scans the whole table;
 //!   lookups treat an expired entry as absent even before it is swept
 //!   (lazy expiry), so a late sweep never resurrects a connection.
-//! - Limit: at `max_entries` an insert evicts the oldest unreplied entry, or
-//!   if none, the oldest assured one (by the time it became assured). Two
-//!   intrusive lists (unreplied, assured) make this O(1).
+//! - Limit (early drop, as Linux's `early_drop`): at `max_entries` an insert
+//!   evicts the oldest unreplied entry rather than refusing the new one, or
+//!   if none is left, the oldest assured one (by the time it became
+//!   assured). Two intrusive lists (unreplied, assured) make this O(1).
+//! - Fair SNAT: the [`Mapping`](crate::mapping::Mapping) holds each inside
+//!   address to its share of a port pool. When a source is at its share, or
+//!   the pool is full, the insert first reclaims an unanswered mapping — the
+//!   source's oldest, or the pool's oldest — by removing the entry that
+//!   holds it, and only then refuses. Candidates are the entries with SNAT
+//!   that have seen no reply (UDP and ICMP never answered, TCP `SYN_SENT`
+//!   or picked up mid-stream) whose mapping no other entry shares: an
+//!   answered mapping is never taken. Two more intrusive lists per entry,
+//!   one per (pool, source) and one per pool, keep them in age order; a
+//!   reclaim looks at a bounded number of them (see `table/reclaim.rs`).
 //! - Removal by predicate, flush and listing walk the slab: they are control
 //!   operations, O(table). Listing goes a bounded page at a time
 //!   ([`Conntrack::page`]).
@@ -51,6 +62,8 @@ pub mod tcp;
 mod timeouts;
 mod wheel;
 
+#[cfg(test)]
+mod fairness_tests;
 #[cfg(test)]
 mod tests;
 
@@ -213,6 +226,18 @@ pub(crate) struct Links {
     pub(crate) wheel_tick: u64,
     /// Position inside its wheel bucket.
     pub(crate) wheel_pos: u32,
+    /// Neighbours in its source's and its pool's lists of reclaimable
+    /// (SNAT, unanswered) entries, indexed by the table's chain numbers.
+    pub(crate) reclaim: [Chain; 2],
+    /// Listed in the reclaim lists: has a mapping and has seen no reply.
+    pub(crate) reclaimable: bool,
+}
+
+/// Previous and next slot in one intrusive list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chain {
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
 }
 
 /// One tracked connection.
@@ -341,6 +366,17 @@ pub struct Stats {
     pub removed: u64,
     /// Inserts refused (existing key, clash, not a SYN, no port, limit 0).
     pub refused: u64,
+    /// Unanswered mappings taken back from a source at its SNAT share, for
+    /// that source's new flow.
+    pub snat_share_reclaimed: u64,
+    /// Unanswered mappings taken back because a port pool was full, for
+    /// any source's new flow.
+    pub snat_pool_reclaimed: u64,
+    /// New flows refused: the source held its share and none of it was
+    /// reclaimable.
+    pub snat_share_exhausted: u64,
+    /// New flows refused: the pool was full and none of it was reclaimable.
+    pub snat_pool_exhausted: u64,
 }
 
 /// Selects entries for [`Conntrack::flush`]; `None` fields match anything.
@@ -380,6 +416,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Most entries [`Conntrack::expire`] examines per call (default 1024).
     pub expire_budget: usize,
+    /// The SNAT share: the percentage of each port pool one inside address
+    /// may hold (1–100, default
+    /// [`DEFAULT_SNAT_SHARE_PERCENT`](crate::mapping::DEFAULT_SNAT_SHARE_PERCENT)).
+    pub snat_share_percent: u8,
 }
 
 impl Default for Config {
@@ -388,6 +428,7 @@ impl Default for Config {
             max_entries: 262_144,
             timeouts: Timeouts::default(),
             expire_budget: 1024,
+            snat_share_percent: crate::mapping::DEFAULT_SNAT_SHARE_PERCENT,
         }
     }
 }

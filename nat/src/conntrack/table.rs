@@ -1,5 +1,8 @@
 //! The connection table proper: slab, keyed index, eviction lists and the
-//! timer wheel driving expiry. See the `conntrack` module doc for the design.
+//! timer wheel driving expiry. See the `conntrack` module doc for the design;
+//! fair SNAT (shares and reclaim) lives in [`reclaim`].
+
+mod reclaim;
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -9,8 +12,8 @@ use std::net::Ipv4Addr;
 use super::tcp::TcpTracker;
 use super::wheel::{Wheel, TICK_MS};
 use super::{
-    Config, ConntrackError, Counters, Dir, Entry, Filter, Handle, Links, NewConn, Packet, PortId,
-    ProtoState, RuleId, Stats, Timeouts, Touch, Zone,
+    Chain, Config, ConntrackError, Counters, Dir, Entry, Filter, Handle, Links, NewConn, Packet,
+    PortId, ProtoState, RuleId, Stats, Timeouts, Touch, Zone,
 };
 use crate::flow::{FlowKey, Proto};
 use crate::mapping::{Mapping, MappingError, MappingKey};
@@ -72,6 +75,8 @@ enum Reason {
     EvictedUnreplied,
     EvictedOther,
     Removed,
+    ReclaimedForShare,
+    ReclaimedForPool,
 }
 
 /// The connection tracking table. See the module doc for the design.
@@ -84,6 +89,7 @@ pub struct Conntrack {
     lists: [List; 2],
     wheel: Wheel,
     mapping: Mapping,
+    reclaim: reclaim::Reclaim,
     stats: Stats,
 }
 
@@ -100,7 +106,8 @@ impl Conntrack {
     }
 
     /// An empty table using `mapping` for SNAT (e.g. a seeded one in tests).
-    pub fn with_mapping(config: Config, mapping: Mapping) -> Conntrack {
+    pub fn with_mapping(config: Config, mut mapping: Mapping) -> Conntrack {
+        mapping.set_share_percent(config.snat_share_percent);
         Conntrack {
             config,
             slots: Vec::new(),
@@ -112,6 +119,7 @@ impl Conntrack {
             }; 2],
             wheel: Wheel::new(),
             mapping,
+            reclaim: reclaim::Reclaim::default(),
             stats: Stats::default(),
         }
     }
@@ -125,6 +133,14 @@ impl Conntrack {
     /// packet of their connection.
     pub fn set_timeouts(&mut self, timeouts: Timeouts) {
         self.config.timeouts = timeouts;
+    }
+
+    /// Change the SNAT share (percent of each port pool one inside address
+    /// may hold, clamped to 1–100). Mappings already held are kept; a
+    /// source above the new share gets no new one until it is back under.
+    pub fn set_snat_share_percent(&mut self, percent: u8) {
+        self.mapping.set_share_percent(percent);
+        self.config.snat_share_percent = self.mapping.share_percent();
     }
 
     /// Change the limit; if the table is above it, evicts down to it now.
@@ -264,6 +280,10 @@ impl Conntrack {
             tcp_state = e.tcp_state();
         }
         let (assured, expires_at, filed) = (e.assured, e.expires_at, e.links.wheel_tick);
+        if e.seen_reply && e.links.reclaimable {
+            // Answered: its mapping is in use and never reclaimed.
+            self.reclaim_unlink(h.slot);
+        }
         if assured && !was_assured {
             self.unlink(h.slot, UNREPLIED);
             self.link_tail(h.slot, ASSURED);
@@ -359,7 +379,7 @@ impl Conntrack {
                 inside_port: orig.sport,
                 external,
             };
-            let port = self.mapping.acquire(key)?;
+            let port = self.acquire_fair(key, now)?;
             snat_key = Some(key);
             translated.src = external;
             translated.sport = port;
@@ -404,6 +424,11 @@ impl Conntrack {
                 next: NIL,
                 wheel_tick: UNFILED,
                 wheel_pos: 0,
+                reclaim: [Chain {
+                    prev: NIL,
+                    next: NIL,
+                }; 2],
+                reclaimable: false,
             },
         };
         entry.counters[0] = Counters {
@@ -439,6 +464,9 @@ impl Conntrack {
         }
         self.link_tail(slot, UNREPLIED);
         self.file(slot);
+        if snat_key.is_some() {
+            self.reclaim_link(slot);
+        }
         self.stats.inserted += 1;
         Ok(Handle {
             slot,
@@ -580,6 +608,7 @@ impl Conntrack {
             UNREPLIED
         };
         self.unlink(slot, list);
+        self.reclaim_unlink(slot);
         let s = &mut self.slots[slot as usize];
         let e = s.entry.take().expect("removing a live slot");
         s.gen = s.gen.wrapping_add(1);
@@ -602,6 +631,8 @@ impl Conntrack {
             Reason::EvictedUnreplied => self.stats.evicted_unreplied += 1,
             Reason::EvictedOther => self.stats.evicted_other += 1,
             Reason::Removed => self.stats.removed += 1,
+            Reason::ReclaimedForShare => self.stats.snat_share_reclaimed += 1,
+            Reason::ReclaimedForPool => self.stats.snat_pool_reclaimed += 1,
         }
     }
 
@@ -715,6 +746,7 @@ impl Conntrack {
         for (k, n) in refs {
             assert_eq!(self.mapping.get(&k).map(|m| m.1), Some(n));
         }
+        self.check_reclaim_invariants();
     }
 }
 

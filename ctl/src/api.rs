@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 6;
+pub const API_VERSION: u32 = 7;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -809,19 +809,29 @@ pub struct ConntrackStats {
     pub entries: u64,
     /// The table limit.
     pub max_entries: u64,
-    /// Counters by name (inserted, expired, evicted-unreplied, …, and the
-    /// gateway's drops by reason).
+    /// Counters by name (inserted, expired, evicted-unreplied, the fair
+    /// SNAT reclaims and refusals, …, and the gateway's drops by reason).
     pub counters: BTreeMap<String, u64>,
+    /// The SNAT share in force: the percentage of each external port range
+    /// one inside address may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat_share_percent: Option<u8>,
 }
 
-/// Table limit and timeouts (seconds), by name: `tcp-syn-sent`,
-/// `tcp-established`, …, `udp-unreplied`, `udp-replied`, `icmp`.
+/// Table limit, timeouts (seconds) by name — `tcp-syn-sent`,
+/// `tcp-established`, …, `udp-unreplied`, `udp-replied`, `icmp` — and the
+/// SNAT share.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConntrackSettings {
     /// Table limit; `None` leaves it.
     pub max_entries: Option<u64>,
     /// Timeouts to change; in a reply, all of them.
     pub timeouts: BTreeMap<String, u64>,
+    /// The SNAT share: the percentage (1–100) of each external port range
+    /// (per protocol and uplink address) one inside address may hold;
+    /// `None` leaves it. In a reply, the share in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat_share_percent: Option<u8>,
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ pub enum ConntrackRequestError {
     /// `--max` outside 1 to 16777216.
     #[error("conntrack limit {0} is out of range: use 1 to 16777216")]
     LimitOutOfRange(u64),
+    /// `--snat-share` outside 1 to 100 percent.
+    #[error("SNAT share {0}% is out of range: use 1 to 100 (percent of each port range)")]
+    ShareOutOfRange(u8),
 }
 
 /// The gateway's MAC address in network `name`: stable across restarts, so
@@ -200,6 +203,10 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         ("expired", s.expired),
         ("removed", s.removed),
         ("refused", s.refused),
+        ("snat-share-reclaimed", s.snat_share_reclaimed),
+        ("snat-pool-reclaimed", s.snat_pool_reclaimed),
+        ("snat-share-exhausted", s.snat_share_exhausted),
+        ("snat-pool-exhausted", s.snat_pool_exhausted),
         ("snat-mappings", figures.snat_mappings as u64),
         ("table-bytes", figures.table_bytes as u64),
         ("gw-forwarded", g.forwarded),
@@ -220,6 +227,7 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         entries: s.entries as u64,
         max_entries: figures.max_entries as u64,
         counters,
+        snat_share_percent: Some(figures.snat_share_percent),
     }
 }
 
@@ -247,11 +255,13 @@ fn timeout_fields(t: &mut Timeouts) -> [(&'static str, &mut u64); 11] {
     ]
 }
 
-/// A checked `conntrack set`: the limit and the timeouts to change, applied
-/// to the gateway's conntrack configuration with [`apply`](Self::apply).
+/// A checked `conntrack set`: the limit, the timeouts and the SNAT share to
+/// change, applied to the gateway's conntrack configuration with
+/// [`apply`](Self::apply).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConntrackChange {
     max_entries: Option<usize>,
+    snat_share_percent: Option<u8>,
     /// `(index into timeout_fields, milliseconds)`.
     timeouts: Vec<(usize, u64)>,
 }
@@ -260,7 +270,7 @@ impl ConntrackChange {
     /// Checks `settings`: known timeout names, values not below the RFC
     /// minimums (RFC 5382: established ≥ 7440 s, transitory ≥ 240 s;
     /// RFC 4787: UDP ≥ 120 s; RFC 5508: ICMP ≥ 60 s), a limit of 1 to
-    /// 16777216.
+    /// 16777216, a SNAT share of 1 to 100 percent.
     pub fn parse(settings: &ConntrackSettings) -> Result<Self, ConntrackRequestError> {
         let names = timeout_fields(&mut Timeouts::default()).map(|(n, _)| n);
         let mut timeouts = Vec::with_capacity(settings.timeouts.len());
@@ -300,8 +310,15 @@ impl ConntrackChange {
             Some(max) => Some(max as usize),
             None => None,
         };
+        let snat_share_percent = match settings.snat_share_percent {
+            Some(p) if !(1..=100).contains(&p) => {
+                return Err(ConntrackRequestError::ShareOutOfRange(p))
+            }
+            share => share,
+        };
         Ok(ConntrackChange {
             max_entries,
+            snat_share_percent,
             timeouts,
         })
     }
@@ -310,6 +327,9 @@ impl ConntrackChange {
     pub fn apply(&self, config: &mut Config) {
         if let Some(max) = self.max_entries {
             config.max_entries = max;
+        }
+        if let Some(share) = self.snat_share_percent {
+            config.snat_share_percent = share;
         }
         let fields = timeout_fields(&mut config.timeouts);
         for &(index, ms) in &self.timeouts {
@@ -327,6 +347,7 @@ pub fn settings(config: &Config) -> ConntrackSettings {
             .iter()
             .map(|(n, v)| (n.to_string(), **v / SEC))
             .collect(),
+        snat_share_percent: Some(config.snat_share_percent),
     }
 }
 
@@ -342,6 +363,7 @@ mod tests {
             ConntrackChange::parse(&ConntrackSettings {
                 max_entries: None,
                 timeouts: timeouts.clone(),
+                snat_share_percent: None,
             })
         };
         let mut config = Config::default();
@@ -382,6 +404,7 @@ mod tests {
             ConntrackChange::parse(&ConntrackSettings {
                 max_entries: Some(max),
                 timeouts: BTreeMap::new(),
+                snat_share_percent: None,
             })
         };
         assert_eq!(limit(0), Err(ConntrackRequestError::LimitOutOfRange(0)));
@@ -390,6 +413,34 @@ mod tests {
         limit(MAX_CONNTRACK_LIMIT).unwrap().apply(&mut config);
         assert_eq!(config.max_entries, 16 * 1024 * 1024);
         assert_eq!(config.timeouts, Timeouts::default(), "timeouts untouched");
+    }
+
+    #[test]
+    fn the_snat_share_is_a_percentage_and_is_shown() {
+        let share = |p| {
+            ConntrackChange::parse(&ConntrackSettings {
+                snat_share_percent: Some(p),
+                ..ConntrackSettings::default()
+            })
+        };
+        for bad in [0, 101, 255] {
+            assert_eq!(share(bad), Err(ConntrackRequestError::ShareOutOfRange(bad)));
+        }
+        assert_eq!(
+            share(0).unwrap_err().to_string(),
+            "SNAT share 0% is out of range: use 1 to 100 (percent of each port range)"
+        );
+        let mut config = Config::default();
+        assert_eq!(settings(&config).snat_share_percent, Some(25));
+        share(10).unwrap().apply(&mut config);
+        assert_eq!(config.snat_share_percent, 10);
+        assert_eq!(config.max_entries, Config::default().max_entries);
+        assert_eq!(settings(&config).snat_share_percent, Some(10));
+        // Not named: left as it is.
+        ConntrackChange::parse(&ConntrackSettings::default())
+            .unwrap()
+            .apply(&mut config);
+        assert_eq!(config.snat_share_percent, 10);
     }
 
     #[test]

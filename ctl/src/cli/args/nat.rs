@@ -117,7 +117,8 @@ pub struct ConntrackFilterArgs {
     pub port: Option<u16>,
 }
 
-/// `yardctl conntrack set [--max-entries N] [--timeout NAME=SECONDS]...`.
+/// `yardctl conntrack set [--max-entries N] [--timeout NAME=SECONDS]...
+/// [--snat-share PERCENT]`.
 #[derive(Debug, Args)]
 pub struct ConntrackSetArgs {
     /// Most entries the table holds; beyond it unreplied ones are evicted first.
@@ -126,6 +127,20 @@ pub struct ConntrackSetArgs {
     /// A timeout in seconds, e.g. tcp-established=86400 or udp-unreplied=300 (values below the RFC minimums or above 30 days are refused); repeatable.
     #[arg(long = "timeout", value_name = "NAME=SECONDS")]
     pub timeouts: Vec<String>,
+    /// Most of each masquerade port range one container (inside address) may hold, in percent (1-100, e.g. 25 or 25%); past it its oldest unanswered flow makes room [default: 25].
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub snat_share: Option<u8>,
+}
+
+/// `--snat-share`: a whole percentage 1–100, with or without `%`.
+fn parse_percent(given: &str) -> Result<u8, String> {
+    let digits = given.strip_suffix('%').unwrap_or(given);
+    match digits.parse::<u8>() {
+        Ok(p @ 1..=100) => Ok(p),
+        _ => Err(format!(
+            "'{given}' is not a percentage from 1 to 100 (e.g. 25 or 25%)"
+        )),
+    }
 }
 
 impl UplinkCommand {
@@ -382,6 +397,7 @@ impl ConntrackSetArgs {
         Ok(ConntrackSettings {
             max_entries: self.max_entries,
             timeouts,
+            snat_share_percent: self.snat_share,
         })
     }
 }

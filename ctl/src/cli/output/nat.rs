@@ -226,13 +226,23 @@ pub fn conntrack_stats_fields(s: &ConntrackStats) -> Vec<(String, String)> {
         ("entries".to_string(), s.entries.to_string()),
         ("max entries".to_string(), s.max_entries.to_string()),
     ];
+    if let Some(p) = s.snat_share_percent {
+        fields.push(("snat share".to_string(), share_text(p)));
+    }
     fields.extend(s.counters.iter().map(|(k, v)| (k.clone(), v.to_string())));
     fields
+}
+
+fn share_text(percent: u8) -> String {
+    format!("{percent}% of each port range per container")
 }
 
 /// The `conntrack set` block: the limit, then every timeout in seconds.
 pub fn conntrack_settings_fields(s: &ConntrackSettings) -> Vec<(String, String)> {
     let mut fields = vec![("max entries".to_string(), or_none(s.max_entries))];
+    if let Some(p) = s.snat_share_percent {
+        fields.push(("snat share".to_string(), share_text(p)));
+    }
     fields.extend(
         s.timeouts
             .iter()

@@ -286,7 +286,7 @@ impl Control {
         }
     }
 
-    /// Changes the conntrack limit and timeouts. The change is saved first
+    /// Changes the conntrack limit, timeouts and SNAT share. The change is saved first
     /// and applied only once saved: a lower limit evicts at once, which no
     /// undo could bring back, so a state directory that cannot be written
     /// leaves the running table as it was.
@@ -295,6 +295,9 @@ impl Control {
         let before = self.config.clone();
         if settings.max_entries.is_some() {
             self.config.conntrack.max_entries = settings.max_entries;
+        }
+        if settings.snat_share_percent.is_some() {
+            self.config.conntrack.snat_share_percent = settings.snat_share_percent;
         }
         self.config.conntrack.timeouts.extend(settings.timeouts);
         if let Err(e) = self.save() {

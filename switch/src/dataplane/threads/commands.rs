@@ -45,6 +45,8 @@ pub struct GatewayFigures {
     pub max_entries: usize,
     /// Live SNAT port mappings.
     pub snat_mappings: usize,
+    /// The SNAT share in force (percent of each port range per source).
+    pub snat_share_percent: u8,
     /// Heap the table uses.
     pub table_bytes: usize,
     /// The gateway's own counters.
@@ -318,13 +320,15 @@ impl Datapath {
             conntrack: ct.stats(),
             max_entries: ct.config().max_entries,
             snat_mappings: ct.mapping().len(),
+            snat_share_percent: ct.config().snat_share_percent,
             table_bytes: ct.heap_bytes(),
             gateway: self.gateway.counters().clone(),
         })
     }
 
-    /// Applies `edit`'s limit and timeouts to the connection table (a lower
-    /// limit evicts at once); the configuration now in force.
+    /// Applies `edit`'s limit, timeouts and SNAT share to the connection
+    /// table (a lower limit evicts at once; a lower share takes no mapping
+    /// away); the configuration now in force.
     pub(super) fn set_conntrack(
         &mut self,
         edit: impl FnOnce(&mut ConntrackConfig),
@@ -334,6 +338,7 @@ impl Datapath {
         edit(&mut config);
         ct.set_max_entries(config.max_entries);
         ct.set_timeouts(config.timeouts);
+        ct.set_snat_share_percent(config.snat_share_percent);
         Ok(*ct.config())
     }
 

@@ -752,6 +752,7 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
     let settings = ConntrackSettings {
         max_entries: Some(1000),
         timeouts: [("udp-replied".to_string(), 600)].into(),
+        snat_share_percent: Some(10),
     };
     let change = ConntrackChange::parse(&settings).unwrap();
     let applied = switch
@@ -766,8 +767,14 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
         5 * 24 * 3600,
         "unchanged"
     );
+    assert_eq!(shown.snat_share_percent, Some(10));
     let stats = switch.conntrack_stats();
     assert_eq!((stats.entries, stats.max_entries), (1, 1000));
+    assert_eq!(
+        stats.snat_share_percent,
+        Some(10),
+        "the datapath's table has it"
+    );
 
     let udp = ConntrackFilter {
         proto: Some("udp".into()),

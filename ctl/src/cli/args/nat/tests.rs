@@ -284,8 +284,28 @@ fn conntrack_set() {
         Request::ConntrackSet(ConntrackSettings {
             max_entries: Some(65536),
             timeouts,
+            snat_share_percent: None,
         })
     );
+    for bad in ["0", "101", "x", "25.5%"] {
+        let err = parse(&format!("conntrack set --snat-share {bad}")).unwrap_err();
+        assert!(
+            err.to_string().contains("not a percentage from 1 to 100"),
+            "{bad}: {err}"
+        );
+    }
+    for line in [
+        "conntrack set --snat-share 10",
+        "conntrack set --snat-share 10%",
+    ] {
+        assert_eq!(
+            ok(line),
+            Request::ConntrackSet(ConntrackSettings {
+                snat_share_percent: Some(10),
+                ..ConntrackSettings::default()
+            })
+        );
+    }
     refused_with(&[
         ("conntrack set --max-entries 0", "at least 1 entry"),
         (

@@ -278,6 +278,7 @@ fn conntrack_flush_stats_and_settings() {
         entries: 17,
         max_entries: 262_144,
         counters,
+        snat_share_percent: None,
     };
     assert_eq!(
         human(&Request::ConntrackStats, &Payload::ConntrackStats(stats)),
@@ -294,6 +295,7 @@ fn conntrack_flush_stats_and_settings() {
     let settings = ConntrackSettings {
         max_entries: Some(65_536),
         timeouts,
+        snat_share_percent: None,
     };
     assert_eq!(
         human(
@@ -303,6 +305,43 @@ fn conntrack_flush_stats_and_settings() {
         "max entries:     65536\n\
          icmp:            30s\n\
          tcp-established: 432000s\n"
+    );
+}
+
+#[test]
+fn the_snat_share_is_shown_with_stats_and_settings() {
+    let stats = ConntrackStats {
+        entries: 1,
+        max_entries: 10,
+        counters: BTreeMap::from([("snat-share-reclaimed".to_string(), 7)]),
+        snat_share_percent: Some(25),
+    };
+    assert_eq!(
+        human(
+            &Request::ConntrackStats,
+            &Payload::ConntrackStats(stats.clone())
+        ),
+        "entries:              1\n\
+         max entries:          10\n\
+         snat share:           25% of each port range per container\n\
+         snat-share-reclaimed: 7\n"
+    );
+    assert_eq!(
+        render_json(&Payload::ConntrackStats(stats))["snat_share_percent"],
+        json!(25)
+    );
+    let settings = ConntrackSettings {
+        max_entries: Some(10),
+        timeouts: BTreeMap::new(),
+        snat_share_percent: Some(40),
+    };
+    assert_eq!(
+        human(
+            &Request::ConntrackSet(ConntrackSettings::default()),
+            &Payload::ConntrackSettings(settings)
+        ),
+        "max entries: 10\n\
+         snat share:  40% of each port range per container\n"
     );
 }
 

@@ -578,15 +578,17 @@ impl Conntrack {
         }
     }
 
-    /// Heap bytes the table holds (slab, index, free list, wheel), excluding
-    /// the mapping table. An estimate of hashbrown's layout: one control byte
-    /// plus the bucket per capacity slot.
+    /// Heap bytes the table holds (slab, index, free list, wheel, reclaim
+    /// lists' heads), excluding the mapping table. An estimate of
+    /// hashbrown's layout: one control byte plus the bucket per capacity
+    /// slot.
     pub fn heap_bytes(&self) -> usize {
         let index_bucket = std::mem::size_of::<(IndexKey, u32)>() + 1;
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.index.capacity() * index_bucket * 8 / 7
             + self.wheel.heap_bytes()
+            + self.reclaim.heap_bytes()
     }
 
     fn evict_one(&mut self) {

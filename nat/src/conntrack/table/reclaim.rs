@@ -54,6 +54,16 @@ pub(super) struct Reclaim {
     by_pool: HashMap<PoolKey, List, RandomState>,
 }
 
+impl Reclaim {
+    /// Heap bytes of the two maps of list heads (hashbrown estimate, as
+    /// [`Conntrack::heap_bytes`]).
+    pub(super) fn heap_bytes(&self) -> usize {
+        let source = std::mem::size_of::<((PoolKey, Ipv4Addr), List)>() + 1;
+        let pool = std::mem::size_of::<(PoolKey, List)>() + 1;
+        (self.by_source.capacity() * source + self.by_pool.capacity() * pool) * 8 / 7
+    }
+}
+
 /// Which list a reclaim takes from.
 #[derive(Debug, Clone, Copy)]
 enum Scope {

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use yard_ctl::api::{ConntrackEntry, ConntrackSettings, ConntrackStats};
@@ -42,7 +42,9 @@ fn burst(lab: &NatLab, ns: &str, mode: &[&str]) {
     ];
     args.extend_from_slice(mode);
     args.push(SILENT);
+    let started = Instant::now();
     let out = in_ns(ns, &args);
+    println!("burst {mode:?}: {:?}", started.elapsed());
     // hping3 exits 1 when nothing answered, which is the point here.
     if !matches!(out.status.code(), Some(0 | 1)) {
         panic!(
@@ -90,6 +92,16 @@ fn a_flooding_container_leaves_snat_ports_for_its_neighbours() {
     burst(&lab, &flooder.ns, &["--udp"]);
     burst(&lab, &flooder.ns, &["-S"]);
     settle(&lab);
+
+    let counters = |lab: &NatLab| {
+        let stats: ConntrackStats = lab.ctl_parse(&["conntrack", "stats"]);
+        stats.counters
+    };
+    let c = counters(&lab);
+    println!(
+        "after the bursts: {} mappings, {} inserted, {} reclaimed at the share",
+        c["snat-mappings"], c["inserted"], c["snat-share-reclaimed"]
+    );
 
     // Right after the bursts, a neighbour's new flows get ports.
     lab.udp_ask_ok(&neighbour.ns, OUTSIDE_IP, 9000, None);

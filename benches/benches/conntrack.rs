@@ -1,7 +1,8 @@
 //! Conntrack hot and warm paths: an established flow's lookup + touch at
 //! 1k, 100k and 1M entries (should be flat: one keyed-hash probe), and a new
 //! flow's setup (SNAT port allocation + insert, at the table limit so each
-//! insert also evicts). Prints allocations per call beside criterion's
+//! insert also evicts), and a flooding source's new flow at its SNAT share
+//! (each reclaims the source's oldest unanswered mapping). Prints allocations per call beside criterion's
 //! nanoseconds, and the memory per entry computed from the table's own
 //! capacity accounting (size_of plus slab, index and wheel overhead).
 
@@ -123,13 +124,58 @@ fn bench_new_flow(c: &mut Criterion) {
     let allocs = allocations_per_call(100_000, || setup(&mut t));
     println!("conntrack new flow (SNAT + insert + evict): {allocs} allocations per flow");
     group.bench_function("snat_insert_at_limit", |b| b.iter(|| setup(&mut t)));
-    group.finish();
     println!(
         "mappings live: {}, entries: {}, stats: {:?}",
         t.mapping().len(),
         t.len(),
         t.stats()
     );
+
+    // One source flooding from ever-new ports, at its SNAT share: each new
+    // flow reclaims the source's oldest unanswered mapping (removing its
+    // entry) and takes a port.
+    let mut t = Conntrack::new(Config::default());
+    let flooder = Ipv4Addr::new(172, 30, 0, 2);
+    let mut port = 0u32;
+    let mut flood = |t: &mut Conntrack| {
+        let mut conn = NewConn::new(FlowKey {
+            proto: Proto::Udp,
+            src: flooder,
+            sport: 1024 + (port % 64_512) as u16,
+            dst: Ipv4Addr::new(203, 0, 113, 9),
+            dport: 53,
+        });
+        conn.snat = Some(EXT);
+        port = port.wrapping_add(1);
+        black_box(t.insert(conn, &pkt, 0).unwrap());
+    };
+    let share = t.mapping().share_limit(flow_pool(flooder));
+    for _ in 0..share {
+        flood(&mut t);
+    }
+    let allocs = allocations_per_call(100_000, || flood(&mut t));
+    println!(
+        "conntrack new flow at the SNAT share (reclaim + insert): {allocs} allocations per flow"
+    );
+    group.bench_function("snat_reclaim_at_share", |b| b.iter(|| flood(&mut t)));
+    group.finish();
+    println!(
+        "share {share}: mappings live: {}, entries: {}, stats: {:?}",
+        t.mapping().len(),
+        t.len(),
+        t.stats()
+    );
+}
+
+/// The pool a flooder's high-port UDP mappings on `EXT` come from.
+fn flow_pool(src: Ipv4Addr) -> yard_nat::mapping::PoolKey {
+    yard_nat::mapping::MappingKey {
+        proto: Proto::Udp,
+        inside_addr: src,
+        inside_port: 1024,
+        external: EXT,
+    }
+    .pool()
 }
 
 // criterion_group! defines an undocumented `pub fn benches`.

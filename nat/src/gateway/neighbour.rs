@@ -108,8 +108,8 @@ impl Neighbours {
             .map(|n| n.mac)
     }
 
-    /// As [`lookup`](Self::lookup), for a packet about to be sent to `ip`;
-    /// also true when the entry nears expiry and it is time to ask for it
+    /// The MAC of `ip` on `side` if known and fresh, for a packet about to
+    /// be sent to `ip`; with it, true when the entry nears expiry and it is time to ask for it
     /// again (at most once per ARP retry interval). The entry stays in use
     /// until it expires; an answer renews it.
     pub(super) fn lookup_in_use(

@@ -93,7 +93,8 @@ pub enum Verdict {
     /// Send to this one port.
     Forward(PortId),
     /// Send to every port of the frame's network but the in-port (and, on a
-    /// `--no-icc` network, only to ports the in-port may reach).
+    /// `--no-icc` network, only to ports the in-port may reach; a multicast
+    /// frame only to the ports multicast snooping says listen to its group).
     Flood,
     /// Hand to the network's gateway (the frame is addressed to its MAC).
     Gateway,

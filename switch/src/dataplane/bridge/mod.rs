@@ -10,7 +10,8 @@
 //! Fast path and slow path: every frame takes the same short path — one FDB
 //! lookup to learn the source, one to find the destination, a send per egress
 //! port. Nothing on it allocates, locks or logs; the flood list is a reused
-//! buffer. Only an attached capture copies frames. Drops are counted on the
+//! buffer. A multicast flood reaches only the ports [`multicast`] snooping
+//! says listen to its group. Only an attached capture copies frames. Drops are counted on the
 //! port they are charged to, by [`DropReason`].
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
@@ -21,6 +22,7 @@
 //! one thread learns it lists as [`Announcement`]s for the others
 //! ([`Bridge::share_learning`]).
 
+pub mod multicast;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +41,7 @@ use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
+use multicast::{FloodScope, PlannedQuery, Snooping};
 
 /// Index of a network in the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +62,8 @@ pub struct Network {
     pub gateway_mac: Option<MacAddr>,
     /// The network's MTU (its ports may be created with other MTUs).
     pub mtu: u32,
+    /// Which ports listen to which multicast group (IGMP/MLD snooping).
+    pub multicast: Snooping,
     members: Vec<PortId>,
 }
 
@@ -176,6 +181,13 @@ pub struct Bridge {
     announcements: Vec<Announcement>,
     /// Whether `fdb show` answers include static entries (one thread's do).
     reports_static: bool,
+    /// Whether new networks snoop IGMP and MLD (off with several threads).
+    multicast_snooping: bool,
+    /// Where [`decide`](Self::decide) leaves a multicast frame's flood
+    /// scope for [`deliver`](Self::deliver).
+    flood_scope: FloodScope,
+    /// The multicast querier's work list, reused every tick.
+    planned_queries: Vec<PlannedQuery>,
 }
 
 impl Bridge {
@@ -194,6 +206,9 @@ impl Bridge {
             announcing: false,
             announcements: Vec::with_capacity(256),
             reports_static: true,
+            multicast_snooping: true,
+            flood_scope: FloodScope::All,
+            planned_queries: Vec::new(),
         }
     }
 
@@ -201,9 +216,12 @@ impl Bridge {
     /// learns is listed for [`drain_announcements`](Self::drain_announcements),
     /// and its `fdb show` answer has only the entries it learned itself, plus
     /// the static ones when `reports_static` (one thread reports them).
+    /// Multicast snooping is off for networks added afterwards: each thread
+    /// would see only its own ports' reports.
     pub fn share_learning(&mut self, reports_static: bool) {
         self.announcing = true;
         self.reports_static = reports_static;
+        self.multicast_snooping = false;
     }
 
     /// Takes what was learned since the last call.
@@ -233,6 +251,7 @@ impl Bridge {
             fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
             gateway_mac: None,
             mtu: spec.mtu,
+            multicast: Snooping::new(self.multicast_snooping),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -333,7 +352,10 @@ impl Bridge {
         let id = PortId(u32::try_from(index).map_err(|_| BridgeError::Full("ports"))?);
         for net in attached_nets(&attachment) {
             match self.network_mut(net) {
-                Some(network) => network.members.push(id),
+                Some(network) => {
+                    network.members.push(id);
+                    network.multicast.port_added(id);
+                }
                 None => return Err(BridgeError::NoNetwork(format!("#{}", net.0))),
             }
         }
@@ -362,6 +384,7 @@ impl Bridge {
             if let Some(network) = self.network_mut(net) {
                 network.members.retain(|p| *p != id);
                 network.fdb.remove_port(id);
+                network.multicast.remove_port(id);
             }
         }
         Ok((id, slot))
@@ -449,8 +472,10 @@ impl Bridge {
         Ok(())
     }
 
-    /// Ages out learned entries in every network.
+    /// Ages out learned entries in every network, and ages the multicast
+    /// tables and sends the multicast queries due.
     pub fn expire(&mut self, now: Millis) -> usize {
+        self.multicast_tick(now);
         self.networks
             .iter_mut()
             .flatten()
@@ -593,6 +618,7 @@ impl Bridge {
         frame: &mut Frame,
         now: Millis,
     ) -> Result<(NetId, Verdict), DropReason> {
+        self.flood_scope = FloodScope::All;
         if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Malformed);
         }
@@ -645,10 +671,11 @@ impl Bridge {
                 generation,
             });
         }
-        let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if dst.is_multicast() {
+            self.flood_scope = self.snoop(in_port, net_id, frame, now);
             return Ok((net_id, Verdict::Flood));
         }
+        let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if network.gateway_mac == Some(dst) {
             return Ok((net_id, Verdict::Gateway));
         }
@@ -692,9 +719,16 @@ impl Bridge {
                 let in_isolated = self.is_isolated(in_port, net);
                 let in_tunnel = self.port(in_port).is_some_and(|p| p.tunnel_mtu.is_some());
                 let mut blocked = false;
+                let scope = std::mem::replace(&mut self.flood_scope, FloodScope::All);
                 if let Some(network) = self.network(net) {
+                    let reach = network.multicast.reach(scope, now);
                     for &member in &network.members {
                         if member == in_port {
+                            continue;
+                        }
+                        let static_router =
+                            || self.port(member).is_some_and(multicast::is_static_router);
+                        if !reach.includes(member, static_router) {
                             continue;
                         }
                         // Split horizon: a full mesh of tunnels has no loops.

@@ -1,0 +1,690 @@
+//! Multicast snooping (IGMP and MLD, RFC 4541): which ports of a network
+//! listen to which multicast group, so a multicast frame goes to the ports
+//! that joined its group and to multicast routers, not to every port.
+//!
+//! What it owns: one [`Snooping`] table per network — group → member ports,
+//! each with an expiry; ports a query came from (multicast routers); ports
+//! just added — and the querier yardd runs on networks with a gateway. It
+//! never drops a frame: it only narrows a flood, and when in doubt (a
+//! network nobody queries, a malformed packet, a full table) the frame is
+//! flooded as before.
+//!
+//! The flood decision ([`Snooping::observe`], then [`Reach::includes`] per
+//! port):
+//!
+//! - broadcast, non-IP multicast, IPv4 link-local groups (224.0.0.0/24:
+//!   mDNS, VRRP, OSPF…) and IPv6 all-nodes (ff02::1) go to every port;
+//! - IGMP and MLD queries go to every port, and make the port they came
+//!   from a router port for [`ROUTER_MS`];
+//! - IGMP and MLD reports and leaves go to router ports only (a host
+//!   never needs another's report; RFC 4541 §2.1.1), after updating the
+//!   table: a join makes the port a member for [`MEMBERSHIP_MS`]; a leave
+//!   shortens that to [`LAST_MEMBER_MS`] and, where yardd is the querier,
+//!   asks the port a group-specific query, so a listener left behind it
+//!   answers in time;
+//! - any other multicast — solicited-node groups (ff02::1:ffXX:XXXX, the
+//!   Neighbor Discovery of every IPv6 host), ff02::2, routable groups —
+//!   goes to the group's members and to router ports. A group nobody
+//!   joined reaches router ports only: MLD is mandatory for every IPv6
+//!   group but ff02::1, and IGMP for every IPv4 group outside 224.0.0.0/24,
+//!   so a listener has always said so (this differs from the Linux bridge's
+//!   `mcast_flood`, which floods such groups to every port).
+//!
+//! Router ports are trunks and tunnels (always: what lies behind them is
+//! another switch) and ports a query came from. A port just added gets
+//! every multicast frame of its network until it has been asked: at the
+//! next [`Bridge::expire`] yardd sends it a general query with a 1-second
+//! response time, and it stops being a newcomer [`NEWCOMER_MS`] later — so a
+//! port re-adopted after a restart, whose host joined its groups long ago,
+//! misses nothing.
+//!
+//! Snooping narrows floods only where memberships are kept fresh by a
+//! querier: on a network with a gateway yardd is the querier (IGMPv3
+//! queries from 0.0.0.0 as the Linux bridge sends them, MLDv2 queries from
+//! the gateway MAC's EUI-64 link-local address, every [`QUERY_INTERVAL_MS`]
+//! to every access port); on a network without one, only while a querier
+//! is heard on one of its ports. Elsewhere every multicast frame is flooded,
+//! as a Linux bridge without a querier does. With several datapath threads
+//! each bridge would see only its own ports' reports, so snooping is off
+//! there ([`Bridge::share_learning`]).
+//!
+//! Per-frame cost: one group lookup (std's keyed SipHash: group addresses
+//! are chosen by containers) and, per port, scans of short lists; no
+//! allocation. Reports and queries — the slow path — may allocate a group's
+//! member list. The table holds at most [`MAX_GROUPS`] groups per network;
+//! past that, groups it could not record are flooded until
+//! [`MEMBERSHIP_MS`] after the last refusal.
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use yard_wire::ethernet::{self, ethertype, EthernetFrame};
+use yard_wire::igmp::{self, IgmpPacket, IgmpQueryRepr};
+use yard_wire::ip::protocol;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::ipv6::Ipv6Packet;
+use yard_wire::mld::{self, MldPacket, MldQueryRepr};
+
+use super::{Attachment, Bridge, NetId, PortSlot};
+use crate::dataplane::clock::Millis;
+use crate::dataplane::frame::Frame;
+use crate::dataplane::port::PortId;
+
+/// How often the querier asks every port (RFC 3376 and RFC 3810 default).
+pub const QUERY_INTERVAL_MS: u64 = 125_000;
+/// How long hosts may take to answer a periodic general query.
+pub const QUERY_RESPONSE_MS: u64 = 10_000;
+/// The robustness variable: queries a host may miss.
+pub const ROBUSTNESS: u64 = 2;
+/// How long a membership lasts without a report: robustness × query
+/// interval + response time, 260 s (the Linux bridge's default too).
+pub const MEMBERSHIP_MS: u64 = ROBUSTNESS * QUERY_INTERVAL_MS + QUERY_RESPONSE_MS;
+/// How long a port stays a router port after its last query (RFC 3376's
+/// other-querier-present interval, 255 s).
+pub const ROUTER_MS: u64 = ROBUSTNESS * QUERY_INTERVAL_MS + QUERY_RESPONSE_MS / 2;
+/// How long hosts may take to answer the query a new port or a leave gets.
+pub const SHORT_RESPONSE_MS: u64 = 1_000;
+/// How long a membership lasts after a leave unless a listener answers the
+/// group-specific query: a tick to send it, its response time and a
+/// second to spare.
+pub const LAST_MEMBER_MS: u64 = 3_000;
+/// How long after its first query a new port still gets every multicast
+/// frame: the query's response time and a second to spare.
+pub const NEWCOMER_MS: u64 = 2_000;
+/// Groups one network's table holds.
+pub const MAX_GROUPS: usize = 4096;
+/// Group-specific queries waiting for the next tick, per network.
+const MAX_PENDING_QUERIES: usize = 256;
+
+/// A multicast group address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// An IPv4 group (224.0.0.0/4).
+    V4(Ipv4Addr),
+    /// An IPv6 group (ff00::/8).
+    V6(Ipv6Addr),
+}
+
+impl Group {
+    /// Whether snooping tracks the group: a multicast address other than
+    /// the ones every host listens to without reporting them (IPv4's
+    /// link-local 224.0.0.0/24, IPv6's all-nodes ff02::1).
+    pub fn is_snooped(self) -> bool {
+        match self {
+            Group::V4(a) => a.is_multicast() && a.octets()[..3] != [224, 0, 0],
+            Group::V6(a) => a.is_multicast() && a != ALL_NODES,
+        }
+    }
+}
+
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// Which ports a flooded frame may go to, as [`Snooping::observe`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodScope {
+    /// Every port (broadcast, unknown unicast, frames snooping does not
+    /// narrow).
+    All,
+    /// The group's members and the router ports.
+    Group(Group),
+    /// Router ports only (reports and leaves).
+    Routers,
+}
+
+/// A port's stay in a list, until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// The port.
+    pub port: PortId,
+    /// When it leaves the list unless renewed.
+    pub until: Millis,
+}
+
+fn live(list: &[Member], port: PortId, now: Millis) -> bool {
+    list.iter().any(|m| m.port == port && m.until > now)
+}
+
+/// Puts `port` in `list` until `until` (never shortening a later stay
+/// unless `shorten`).
+fn stay(list: &mut Vec<Member>, port: PortId, until: Millis, shorten: bool) {
+    match list.iter_mut().find(|m| m.port == port) {
+        Some(m) if shorten => m.until = m.until.min(until),
+        Some(m) => m.until = m.until.max(until),
+        None if !shorten => list.push(Member { port, until }),
+        None => {}
+    }
+}
+
+/// A query the tick sends out of one port: general (`None`) or about a group.
+type PendingQuery = (PortId, Option<Group>);
+
+/// The snooping table and querier state of one network.
+#[derive(Debug, Default)]
+pub struct Snooping {
+    /// False: every multicast frame is flooded (several datapath threads).
+    enabled: bool,
+    groups: HashMap<Group, Vec<Member>>,
+    routers: Vec<Member>,
+    newcomers: Vec<Member>,
+    /// Ports added since the last tick, not yet asked.
+    unasked: Vec<PortId>,
+    /// Group-specific queries for the next tick (after leaves).
+    pending: Vec<PendingQuery>,
+    /// When the next periodic general query is due (set at the first tick).
+    next_general: Option<Millis>,
+    /// Groups the full table could not record are flooded until then.
+    overflow_until: Millis,
+    /// Joins refused because the table was full.
+    pub overflows: u64,
+}
+
+impl Snooping {
+    /// An empty table; `enabled` false floods every multicast frame.
+    pub fn new(enabled: bool) -> Self {
+        Snooping {
+            enabled,
+            ..Snooping::default()
+        }
+    }
+
+    /// Whether floods are narrowed: snooping is on and somebody keeps the
+    /// memberships fresh — yardd (`querier`, a network with a gateway) or a
+    /// querier heard on a port.
+    pub fn is_active(&self, querier: bool, now: Millis) -> bool {
+        self.enabled && (querier || self.routers.iter().any(|r| r.until > now))
+    }
+
+    /// Number of groups with at least one member.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The live members of `group`, in the order they joined.
+    pub fn members(&self, group: Group, now: Millis) -> impl Iterator<Item = PortId> + '_ {
+        self.groups
+            .get(&group)
+            .into_iter()
+            .flatten()
+            .filter(move |m| m.until > now)
+            .map(|m| m.port)
+    }
+
+    /// Records that `port` listens to `group` (a report).
+    pub fn join(&mut self, port: PortId, group: Group, now: Millis) {
+        if !group.is_snooped() {
+            return;
+        }
+        let until = Millis(now.0 + MEMBERSHIP_MS);
+        if let Some(members) = self.groups.get_mut(&group) {
+            stay(members, port, until, false);
+        } else if self.groups.len() < MAX_GROUPS {
+            self.groups.insert(group, vec![Member { port, until }]);
+        } else {
+            self.overflow_until = until;
+            self.overflows += 1;
+        }
+    }
+
+    /// Records that `port` left `group` (a leave, or a v3/MLDv2 record that
+    /// includes no source): its membership ends in [`LAST_MEMBER_MS`] unless
+    /// a report renews it; with `querier`, the port is asked about the group
+    /// at the next tick.
+    pub fn leave(&mut self, port: PortId, group: Group, querier: bool, now: Millis) {
+        let Some(members) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if !members.iter().any(|m| m.port == port) {
+            return;
+        }
+        stay(members, port, Millis(now.0 + LAST_MEMBER_MS), true);
+        if querier && self.pending.len() < MAX_PENDING_QUERIES {
+            self.pending.push((port, Some(group)));
+        }
+    }
+
+    /// Records a query heard on `port`: a multicast router lives behind it.
+    pub fn heard_query(&mut self, port: PortId, now: Millis) {
+        stay(&mut self.routers, port, Millis(now.0 + ROUTER_MS), false);
+    }
+
+    /// A port joined the network: it gets every multicast frame until it has
+    /// been asked and had time to answer.
+    pub fn port_added(&mut self, port: PortId) {
+        if !self.unasked.contains(&port) {
+            self.unasked.push(port);
+        }
+    }
+
+    /// A port left the network: it leaves every list.
+    pub fn remove_port(&mut self, port: PortId) {
+        self.groups.retain(|_, members| {
+            members.retain(|m| m.port != port);
+            !members.is_empty()
+        });
+        self.routers.retain(|m| m.port != port);
+        self.newcomers.retain(|m| m.port != port);
+        self.unasked.retain(|p| *p != port);
+        self.pending.retain(|(p, _)| *p != port);
+    }
+
+    /// Reads a multicast frame from `in_port` (its VLAN tag already
+    /// removed): learns from IGMP and MLD messages, and says where the frame
+    /// may go. `querier`: yardd queries this network.
+    pub fn observe(
+        &mut self,
+        in_port: PortId,
+        frame: &[u8],
+        querier: bool,
+        now: Millis,
+    ) -> FloodScope {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return FloodScope::All;
+        };
+        let dst = eth.dst();
+        let scope = match eth.ethertype() {
+            ethertype::IPV4 if dst[..3] == [0x01, 0x00, 0x5e] => {
+                self.observe_ipv4(in_port, eth.payload(), querier, now)
+            }
+            ethertype::IPV6 if dst[..2] == [0x33, 0x33] => {
+                self.observe_ipv6(in_port, eth.payload(), querier, now)
+            }
+            _ => FloodScope::All,
+        };
+        if scope == FloodScope::All || !self.is_active(querier, now) {
+            return FloodScope::All;
+        }
+        scope
+    }
+
+    fn observe_ipv4(
+        &mut self,
+        in_port: PortId,
+        packet: &[u8],
+        querier: bool,
+        now: Millis,
+    ) -> FloodScope {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return FloodScope::All;
+        };
+        let dst = Group::V4(ip.dst());
+        if ip.protocol() == protocol::IGMP && !ip.is_fragment() {
+            if let Ok(igmp) = IgmpPacket::new_checked(ip.payload()) {
+                if let Some(scope) = self.observe_igmp(in_port, &igmp, querier, now) {
+                    return scope;
+                }
+            }
+        }
+        if dst.is_snooped() {
+            FloodScope::Group(dst)
+        } else {
+            FloodScope::All
+        }
+    }
+
+    /// Learns from an IGMP message; `None` for a type snooping does not
+    /// read (the packet is then forwarded as data to its group).
+    fn observe_igmp(
+        &mut self,
+        in_port: PortId,
+        igmp: &IgmpPacket<&[u8]>,
+        querier: bool,
+        now: Millis,
+    ) -> Option<FloodScope> {
+        let kind = igmp.msg_type();
+        if kind == igmp::msg_type::QUERY {
+            self.heard_query(in_port, now);
+            return Some(FloodScope::All);
+        }
+        let is_report = matches!(
+            kind,
+            igmp::msg_type::V1_REPORT
+                | igmp::msg_type::V2_REPORT
+                | igmp::msg_type::V2_LEAVE
+                | igmp::msg_type::V3_REPORT
+        );
+        if !is_report {
+            return None;
+        }
+        if igmp.verify_checksum() {
+            match kind {
+                igmp::msg_type::V1_REPORT | igmp::msg_type::V2_REPORT => {
+                    self.join(in_port, Group::V4(igmp.group()), now)
+                }
+                igmp::msg_type::V2_LEAVE => {
+                    self.leave(in_port, Group::V4(igmp.group()), querier, now)
+                }
+                _ => {
+                    for record in igmp.records() {
+                        let group = Group::V4(Ipv4Addr::from(record.group));
+                        match record.listens() {
+                            Some(true) => self.join(in_port, group, now),
+                            Some(false) => self.leave(in_port, group, querier, now),
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        Some(FloodScope::Routers)
+    }
+
+    fn observe_ipv6(
+        &mut self,
+        in_port: PortId,
+        packet: &[u8],
+        querier: bool,
+        now: Millis,
+    ) -> FloodScope {
+        let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+            return FloodScope::All;
+        };
+        if let Some((protocol::ICMPV6, icmp)) = mld::upper_layer(ip.next_header(), ip.payload()) {
+            if let Ok(message) = MldPacket::new_checked(icmp) {
+                let scope = self.observe_mld(in_port, &message, ip.addresses(), querier, now);
+                if let Some(scope) = scope {
+                    return scope;
+                }
+            }
+        }
+        let dst = Group::V6(ip.dst());
+        if dst.is_snooped() {
+            FloodScope::Group(dst)
+        } else {
+            FloodScope::All
+        }
+    }
+
+    /// Learns from an MLD message; `None` for any other ICMPv6 message.
+    fn observe_mld(
+        &mut self,
+        in_port: PortId,
+        message: &MldPacket<&[u8]>,
+        addresses: &[u8],
+        querier: bool,
+        now: Millis,
+    ) -> Option<FloodScope> {
+        let kind = message.msg_type();
+        if message.code() != 0 {
+            return None;
+        }
+        match kind {
+            mld::msg_type::QUERY => {
+                self.heard_query(in_port, now);
+                return Some(FloodScope::All);
+            }
+            mld::msg_type::V1_REPORT | mld::msg_type::V1_DONE | mld::msg_type::V2_REPORT => {}
+            _ => return None,
+        }
+        if message.verify_checksum(addresses) {
+            match kind {
+                mld::msg_type::V1_REPORT => self.join(in_port, Group::V6(message.group()), now),
+                mld::msg_type::V1_DONE => {
+                    self.leave(in_port, Group::V6(message.group()), querier, now)
+                }
+                _ => {
+                    for record in message.records() {
+                        let group = Group::V6(Ipv6Addr::from(record.group));
+                        match record.listens() {
+                            Some(true) => self.join(in_port, group, now),
+                            Some(false) => self.leave(in_port, group, querier, now),
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        Some(FloodScope::Routers)
+    }
+
+    /// Where a frame of `scope` may go, resolved once per frame (one group
+    /// lookup) for [`Reach::includes`] on each port.
+    pub fn reach(&self, scope: FloodScope, now: Millis) -> Reach<'_> {
+        let members = match scope {
+            FloodScope::All => return Reach::all(),
+            FloodScope::Routers => Some(&[][..]),
+            FloodScope::Group(group) => match self.groups.get(&group) {
+                Some(members) => Some(members.as_slice()),
+                // A group the full table could not record: flood it.
+                None if self.overflow_until > now => return Reach::all(),
+                None => Some(&[][..]),
+            },
+        };
+        Reach {
+            members,
+            routers: &self.routers,
+            newcomers: &self.newcomers,
+            unasked: &self.unasked,
+            now,
+        }
+    }
+
+    /// Ages the table and plans the tick's queries into `out`: general
+    /// queries (short response time) for ports added since the last tick and
+    /// group-specific ones after leaves. Plans nothing without `querier`.
+    /// True when the periodic general query to every access port is due
+    /// (then it is planned for [`QUERY_INTERVAL_MS`] later).
+    fn tick(&mut self, querier: bool, out: &mut Vec<PlannedQuery>, now: Millis) -> bool {
+        self.groups.retain(|_, members| {
+            members.retain(|m| m.until > now);
+            !members.is_empty()
+        });
+        self.routers.retain(|m| m.until > now);
+        self.newcomers.retain(|m| m.until > now);
+        let newcomer_until = Millis(now.0 + NEWCOMER_MS);
+        for port in self.unasked.drain(..) {
+            stay(&mut self.newcomers, port, newcomer_until, false);
+            if querier {
+                out.push(PlannedQuery::short(port, None));
+            }
+        }
+        for (port, group) in self.pending.drain(..) {
+            if querier {
+                out.push(PlannedQuery::short(port, group));
+            }
+        }
+        let next = *self
+            .next_general
+            .get_or_insert(Millis(now.0 + QUERY_INTERVAL_MS));
+        if querier && now >= next {
+            self.next_general = Some(Millis(now.0 + QUERY_INTERVAL_MS));
+            return true;
+        }
+        false
+    }
+}
+
+/// Where one flooded frame may go: [`Snooping::reach`] resolved its scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// The group's members (empty for reports); `None`: every port.
+    members: Option<&'a [Member]>,
+    routers: &'a [Member],
+    newcomers: &'a [Member],
+    unasked: &'a [PortId],
+    now: Millis,
+}
+
+impl Reach<'_> {
+    fn all() -> Self {
+        Reach {
+            members: None,
+            routers: &[],
+            newcomers: &[],
+            unasked: &[],
+            now: Millis(0),
+        }
+    }
+
+    /// Whether the frame goes out of `port`; `static_router` says whether
+    /// the port is a trunk or a tunnel ([`is_static_router`]), asked only
+    /// when the frame is not for every port.
+    pub fn includes(&self, port: PortId, static_router: impl FnOnce() -> bool) -> bool {
+        let Some(members) = self.members else {
+            return true;
+        };
+        live(members, port, self.now)
+            || live(self.routers, port, self.now)
+            || live(self.newcomers, port, self.now)
+            || self.unasked.contains(&port)
+            || static_router()
+    }
+}
+
+/// Whether a port always counts as a multicast router port: a trunk or a
+/// tunnel leads to another switch, whose listeners yardd does not see.
+pub fn is_static_router(slot: &PortSlot) -> bool {
+    slot.tunnel_mtu.is_some() || matches!(slot.attachment, Attachment::Trunk(_))
+}
+
+/// A query the tick sends out of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedQuery {
+    /// The port it goes out of.
+    pub port: PortId,
+    /// `None`: a general query (IGMP and MLD); else about this group.
+    pub group: Option<Group>,
+    /// The response time it gives hosts.
+    pub response_ms: u64,
+}
+
+impl PlannedQuery {
+    fn short(port: PortId, group: Option<Group>) -> Self {
+        PlannedQuery {
+            port,
+            group,
+            response_ms: SHORT_RESPONSE_MS,
+        }
+    }
+}
+
+impl Bridge {
+    /// The flood scope of a multicast frame from `in_port` in network `net`,
+    /// learning from it if it is an IGMP or MLD message.
+    pub(super) fn snoop(
+        &mut self,
+        in_port: PortId,
+        net: NetId,
+        frame: &Frame,
+        now: Millis,
+    ) -> FloodScope {
+        let Some(network) = self.network_mut(net) else {
+            return FloodScope::All;
+        };
+        let querier = network.gateway_mac.is_some();
+        network
+            .multicast
+            .observe(in_port, frame.data(), querier, now)
+    }
+
+    /// Ages every network's snooping table and sends the queries due: to
+    /// ports added since the last call, after leaves, and every
+    /// [`QUERY_INTERVAL_MS`] to every access port, on networks with a
+    /// gateway. Called once a second with the FDB's aging.
+    pub(super) fn multicast_tick(&mut self, now: Millis) {
+        let mut planned = std::mem::take(&mut self.planned_queries);
+        for index in 0..self.networks.len() {
+            let net = NetId(index as u16);
+            planned.clear();
+            let Some(network) = self.network_mut(net) else {
+                continue;
+            };
+            let gateway_mac = network.gateway_mac;
+            let general_due = network
+                .multicast
+                .tick(gateway_mac.is_some(), &mut planned, now);
+            let Some(mac) = gateway_mac else {
+                continue;
+            };
+            if general_due {
+                if let Some(network) = self.network(net) {
+                    planned.extend(network.members.iter().map(|&port| PlannedQuery {
+                        port,
+                        group: None,
+                        response_ms: QUERY_RESPONSE_MS,
+                    }));
+                }
+            }
+            self.send_queries(net, mac.0, &planned, now);
+        }
+        self.planned_queries = planned;
+    }
+
+    /// Sends `queries` into network `net` from the gateway's MAC `mac`.
+    fn send_queries(&mut self, net: NetId, mac: [u8; 6], queries: &[PlannedQuery], now: Millis) {
+        let Some(mut frame) = self.reply_scratch.take() else {
+            return;
+        };
+        for query in queries {
+            // A trunk or tunnel has another switch behind it, with its own
+            // querier; and a port that has gone is not asked.
+            if self.port(query.port).is_none_or(is_static_router) {
+                continue;
+            }
+            let (v4, v6) = match query.group {
+                None => (true, true),
+                Some(Group::V4(_)) => (true, false),
+                Some(Group::V6(_)) => (false, true),
+            };
+            if v4 && build_igmp_query(&mut frame, mac, query) {
+                self.transmit(query.port, net, &mut frame, None, now);
+            }
+            if v6 && build_mld_query(&mut frame, mac, query) {
+                self.transmit(query.port, net, &mut frame, None, now);
+            }
+        }
+        self.reply_scratch = Some(frame);
+    }
+}
+
+/// Writes the Ethernet header from `src` to `dst` with `kind` into `buf`.
+fn ethernet_header(buf: &mut [u8], dst: [u8; 6], src: [u8; 6], kind: u16) {
+    let mut eth = EthernetFrame::new_unchecked(&mut buf[..ethernet::HEADER_LEN]);
+    eth.set_dst(dst);
+    eth.set_src(src);
+    eth.set_ethertype(kind);
+}
+
+/// Builds the IGMPv3 query for `query` in `frame`; false if it cannot.
+fn build_igmp_query(frame: &mut Frame, mac: [u8; 6], query: &PlannedQuery) -> bool {
+    let group = match query.group {
+        Some(Group::V4(group)) => group,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    let repr = IgmpQueryRepr {
+        src: Ipv4Addr::UNSPECIFIED,
+        group,
+        max_resp_tenths: (query.response_ms / 100).min(127) as u8,
+        robustness: ROBUSTNESS as u8,
+        interval_secs: (QUERY_INTERVAL_MS / 1000) as u8,
+    };
+    let buf = frame.build_buf();
+    ethernet_header(buf, igmp::multicast_mac(repr.dst()), mac, ethertype::IPV4);
+    match repr.emit(&mut buf[ethernet::HEADER_LEN..]) {
+        Ok(len) => frame.set_built(ethernet::HEADER_LEN + len),
+        Err(_) => false,
+    }
+}
+
+/// Builds the MLDv2 query for `query` in `frame`; false if it cannot.
+fn build_mld_query(frame: &mut Frame, mac: [u8; 6], query: &PlannedQuery) -> bool {
+    let group = match query.group {
+        Some(Group::V6(group)) => group,
+        _ => Ipv6Addr::UNSPECIFIED,
+    };
+    let repr = MldQueryRepr {
+        src: mld::link_local_from_mac(mac),
+        group,
+        max_resp_ms: query.response_ms.min(32_767) as u16,
+        robustness: ROBUSTNESS as u8,
+        interval_secs: (QUERY_INTERVAL_MS / 1000) as u8,
+    };
+    let buf = frame.build_buf();
+    ethernet_header(buf, mld::multicast_mac(repr.dst()), mac, ethertype::IPV6);
+    match repr.emit(&mut buf[ethernet::HEADER_LEN..]) {
+        Ok(len) => frame.set_built(ethernet::HEADER_LEN + len),
+        Err(_) => false,
+    }
+}

@@ -39,11 +39,14 @@ pub enum DropReason {
     /// A frame for the gateway found the gateway's datapath thread too far
     /// behind to take it (`yardd --threads` above 1).
     GatewayBusy,
+    /// A flood from the port would have exceeded its flood limit (storm
+    /// control, [`crate::dataplane::bridge::storm`]).
+    FloodLimit,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -57,6 +60,7 @@ impl DropReason {
         DropReason::PortDown,
         DropReason::BadOffload,
         DropReason::GatewayBusy,
+        DropReason::FloodLimit,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -83,6 +87,7 @@ impl DropReason {
             DropReason::PortDown => "port-down",
             DropReason::BadOffload => "bad-offload",
             DropReason::GatewayBusy => "gateway-busy",
+            DropReason::FloodLimit => "flood-limit",
         }
     }
 }

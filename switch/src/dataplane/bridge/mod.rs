@@ -23,6 +23,7 @@
 //! ([`Bridge::share_learning`]).
 
 pub mod multicast;
+pub mod storm;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
 use multicast::{FloodScope, PlannedQuery, Snooping};
+use storm::{FloodBudget, FloodLimit};
 
 /// Index of a network in the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +101,8 @@ pub struct PortSlot {
     /// ports in the same order, so an [`Announcement`] about a port that has
     /// since been removed cannot land on a new port with its id.
     pub generation: u64,
+    /// What is left of the flooded copies its frames may cost ([`storm`]).
+    pub flood_budget: FloodBudget,
 }
 
 /// What one datapath thread learned, for the others: `mac` lives behind
@@ -188,6 +192,8 @@ pub struct Bridge {
     flood_scope: FloodScope,
     /// The multicast querier's work list, reused every tick.
     planned_queries: Vec<PlannedQuery>,
+    /// How many flooded copies a port's frames may cost; `None`: no limit.
+    flood_limit: Option<FloodLimit>,
 }
 
 impl Bridge {
@@ -209,6 +215,7 @@ impl Bridge {
             multicast_snooping: true,
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
+            flood_limit: None,
         }
     }
 
@@ -368,6 +375,7 @@ impl Bridge {
             captures: Vec::new(),
             tunnel_mtu: None,
             generation: self.ports_added,
+            flood_budget: FloodBudget::default(),
         });
         self.ports_added += 1;
         Ok(id)
@@ -744,6 +752,10 @@ impl Bridge {
                 }
                 if targets.is_empty() && blocked {
                     self.count_drop(in_port, DropReason::IccDisabled);
+                }
+                if !self.flood_allowed(in_port, targets.len(), now) {
+                    self.count_drop(in_port, DropReason::FloodLimit);
+                    targets.clear();
                 }
                 for &out in &targets {
                     self.transmit(out, net, frame, Some(in_port), now);

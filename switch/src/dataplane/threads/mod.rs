@@ -50,6 +50,7 @@ use std::net::Ipv4Addr;
 
 use yard_nat::gateway::{Gateway, IcmpErrors, Side};
 
+use crate::dataplane::bridge::storm::FloodLimit;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
@@ -154,6 +155,7 @@ impl Datapath {
             let (tx, rx) = crossbeam_channel::unbounded();
             let mut bridge = Bridge::new(port_mac_limit);
             bridge.share_icmp_errors(icmp_errors.clone());
+            bridge.limit_floods(Some(FloodLimit::DEFAULT));
             if threads > 1 {
                 bridge.share_learning(thread == mesh::HOME);
             }

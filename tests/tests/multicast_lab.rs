@@ -3,7 +3,9 @@
 //! container reaches it and not a container that did not join, and the
 //! Neighbor Discovery and MLD chatter of 200 idle IPv6 containers coming up
 //! does not reach a settled container of the same network (flood fan-out is
-//! bounded) while a network beside them keeps working.
+//! bounded) while a network beside them keeps working; and a broadcast
+//! storm from one container is held to the flood limit, counted, and leaves
+//! another network working.
 //!
 //! Unlike the other labs these containers keep IPv6 on: its DAD, MLD
 //! reports and router solicitations are what the tests are about. Needs
@@ -264,4 +266,84 @@ fn idle_ipv6_containers_coming_up_do_not_flood_every_port() {
     );
     // The network beside them works.
     lab.ping_ok(&pa, pb.ip);
+}
+
+/// Sends at most `count` broadcast frames (EtherType 0x88b5) out of eth0 as
+/// fast as it can, for at most `secs` seconds; prints how many it sent.
+const BROADCAST_STORM: &str = r#"
+import socket, sys, time
+count, secs = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+frame = b"\xff" * 6 + mac + b"\x88\xb5" + b"storm" * 10
+end = time.time() + secs
+sent = 0
+while sent < count and time.time() < end:
+    try:
+        s.send(frame)
+        sent += 1
+    except OSError:
+        time.sleep(0.001)
+print(sent)
+"#;
+
+#[test]
+fn a_broadcast_storm_is_held_to_the_flood_limit() {
+    if !require(&["python3", "ping"]) {
+        return;
+    }
+    const PORTS: usize = 50;
+    // yardd's flood limit per port: FloodLimit::DEFAULT.
+    const PER_SEC: f64 = 50_000.0;
+    const BURST: f64 = 50_000.0;
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "storm", "--subnet", "10.95.0.0/24"]);
+    lab.ctl_ok(&["net", "create", "calm", "--subnet", "10.96.0.0/24"]);
+    let pa = lab.tap("pa", "calm", "10.96.0.2/24", &[]);
+    let pb = lab.tap("pb", "calm", "10.96.0.3/24", &[]);
+    let flooder = lab.tap("fl", "storm", "10.95.0.2/24", &[]);
+    for i in 0..PORTS - 1 {
+        lab.tap(
+            &format!("s{i}"),
+            "storm",
+            &format!("10.95.0.{}/24", i + 10),
+            &[],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("storm.py");
+    std::fs::write(&script, BROADCAST_STORM).unwrap();
+    let before = lab.stats("s0").tx_packets;
+    let started = Instant::now();
+    let out = in_ns_ok(
+        &flooder.ns,
+        &["python3", &script.to_string_lossy(), "200000", "5"],
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent: u64 = stdout(&out).trim().parse().unwrap_or(0);
+    // Let yardd drain what is still queued.
+    sleep(Duration::from_millis(500));
+    let elapsed = elapsed + 0.5;
+    let got = lab.stats("s0").tx_packets - before;
+    let fl = lab.stats("fl");
+    let limited = fl.drops.get("flood-limit").copied().unwrap_or(0);
+    let bound = (BURST + PER_SEC * elapsed) / (PORTS - 1) as f64;
+    println!(
+        "storm: {sent} broadcasts sent, yardd read {}, {limited} over the limit; a bystander got {got} (limit allows {bound:.0} in {elapsed:.1} s)",
+        fl.rx_packets
+    );
+    assert!(
+        limited > 0,
+        "no flood-limit drops on the flooding port: {fl:?}"
+    );
+    assert!(
+        (got as f64) <= bound + 10.0,
+        "a bystander was sent {got} of the storm's broadcasts, more than the flood limit allows ({bound:.0})"
+    );
+    // The other network works, and so does the storm's own network once
+    // the storm is over (the bucket refills).
+    lab.ping_ok(&pa, pb.ip);
+    sleep(Duration::from_secs(1));
+    lab.ping_ok(&flooder, "10.95.0.10".parse().unwrap());
 }

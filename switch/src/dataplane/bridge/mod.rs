@@ -42,7 +42,7 @@ use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
-use multicast::{FloodScope, PlannedQuery, Snooping};
+use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
 use storm::{FloodBudget, FloodLimit};
 
 /// Index of a network in the bridge.
@@ -185,8 +185,11 @@ pub struct Bridge {
     announcements: Vec<Announcement>,
     /// Whether `fdb show` answers include static entries (one thread's do).
     reports_static: bool,
-    /// Whether new networks snoop IGMP and MLD (off with several threads).
-    multicast_snooping: bool,
+    /// What this thread's multicast snooping heard, for the other threads.
+    multicast_news: Vec<MembershipNews>,
+    /// Whether this bridge sends the multicast queries of networks with a
+    /// gateway (with several threads, only one does).
+    sends_queries: bool,
     /// Where [`decide`](Self::decide) leaves a multicast frame's flood
     /// scope for [`deliver`](Self::deliver).
     flood_scope: FloodScope,
@@ -212,7 +215,8 @@ impl Bridge {
             announcing: false,
             announcements: Vec::with_capacity(256),
             reports_static: true,
-            multicast_snooping: true,
+            multicast_news: Vec::new(),
+            sends_queries: true,
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
             flood_limit: None,
@@ -223,12 +227,14 @@ impl Bridge {
     /// learns is listed for [`drain_announcements`](Self::drain_announcements),
     /// and its `fdb show` answer has only the entries it learned itself, plus
     /// the static ones when `reports_static` (one thread reports them).
-    /// Multicast snooping is off for networks added afterwards: each thread
-    /// would see only its own ports' reports.
+    /// Likewise what its multicast snooping hears (reports, leaves,
+    /// queries) is listed for
+    /// [`drain_multicast_news`](Self::drain_multicast_news); the bridge that
+    /// reports static entries also sends the multicast queries.
     pub fn share_learning(&mut self, reports_static: bool) {
         self.announcing = true;
         self.reports_static = reports_static;
-        self.multicast_snooping = false;
+        self.sends_queries = reports_static;
     }
 
     /// Takes what was learned since the last call.
@@ -258,7 +264,7 @@ impl Bridge {
             fdb: Fdb::new(spec.aging_secs, self.port_mac_limit),
             gateway_mac: None,
             mtu: spec.mtu,
-            multicast: Snooping::new(self.multicast_snooping),
+            multicast: Snooping::new(self.announcing),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {

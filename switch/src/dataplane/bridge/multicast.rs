@@ -45,8 +45,10 @@
 //! to every access port); on a network without one, only while a querier
 //! is heard on one of its ports. Elsewhere every multicast frame is flooded,
 //! as a Linux bridge without a querier does. With several datapath threads
-//! each bridge would see only its own ports' reports, so snooping is off
-//! there ([`Bridge::share_learning`]).
+//! each bridge hears only the reports of the ports it reads, so it tells
+//! the others what it heard ([`MembershipNews`], through the threads' mesh)
+//! and applies what they heard ([`Bridge::hear_multicast`]); only the home
+//! thread's bridge sends queries ([`Bridge::share_learning`]).
 //!
 //! Per-frame cost: one group lookup (std's keyed SipHash: group addresses
 //! are chosen by containers) and, per port, scans of short lists; no
@@ -68,7 +70,7 @@ use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::ipv6::Ipv6Packet;
 use yard_wire::mld::{self, MldPacket, MldQueryRepr};
 
-use super::{Attachment, Bridge, NetId, PortSlot};
+use super::{attached_nets, Attachment, Bridge, NetId, PortSlot};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
 use crate::dataplane::port::PortId;
@@ -98,6 +100,36 @@ pub const NEWCOMER_MS: u64 = 2_000;
 pub const MAX_GROUPS: usize = 4096;
 /// Group-specific queries waiting for the next tick, per network.
 const MAX_PENDING_QUERIES: usize = 256;
+/// What one network's table keeps for the other threads between rounds.
+const MAX_JOURNAL: usize = 1024;
+/// What a bridge keeps for the other threads between rounds.
+const MAX_NEWS: usize = 4096;
+
+/// What a port said, as one datapath thread tells the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// It listens to the group (a report).
+    Joined(Group),
+    /// It left the group (a leave, or a record that includes no source).
+    Left(Group),
+    /// A query came from it: a multicast router lives behind it.
+    Query,
+}
+
+/// What one datapath thread's snooping heard on one of its ports, for the
+/// other threads (`yardd --threads`), which apply it to their own tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipNews {
+    /// The network.
+    pub net: NetId,
+    /// The port it came from.
+    pub port: PortId,
+    /// The port's [`PortSlot::generation`]: news about a port since removed
+    /// does not land on a new port with its id.
+    pub generation: u64,
+    /// What the port said.
+    pub heard: Heard,
+}
 
 /// A multicast group address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,8 +196,9 @@ type PendingQuery = (PortId, Option<Group>);
 /// The snooping table and querier state of one network.
 #[derive(Debug, Default)]
 pub struct Snooping {
-    /// False: every multicast frame is flooded (several datapath threads).
-    enabled: bool,
+    /// What the table heard from frames, kept for the other datapath
+    /// threads (`None` with one thread).
+    journal: Option<Vec<(PortId, Heard)>>,
     groups: HashMap<Group, Vec<Member>>,
     routers: Vec<Member>,
     newcomers: Vec<Member>,
@@ -182,19 +215,46 @@ pub struct Snooping {
 }
 
 impl Snooping {
-    /// An empty table; `enabled` false floods every multicast frame.
-    pub fn new(enabled: bool) -> Self {
+    /// An empty table; with `journaling`, what it hears from frames is also
+    /// kept for [`take_journal`](Self::take_journal) (several datapath
+    /// threads: each tells the others).
+    pub fn new(journaling: bool) -> Self {
         Snooping {
-            enabled,
+            journal: journaling.then(Vec::new),
             ..Snooping::default()
         }
     }
 
-    /// Whether floods are narrowed: snooping is on and somebody keeps the
-    /// memberships fresh — yardd (`querier`, a network with a gateway) or a
+    /// Applies what `port` said (a report, a leave, a query) and, when
+    /// journaling, keeps it for the other threads.
+    fn record(&mut self, port: PortId, heard: Heard, querier: bool, now: Millis) {
+        self.apply(port, heard, querier, now);
+        if let Some(journal) = self.journal.as_mut() {
+            if journal.len() < MAX_JOURNAL {
+                journal.push((port, heard));
+            }
+        }
+    }
+
+    /// Applies what `port` said, heard here or by another datapath thread.
+    pub fn apply(&mut self, port: PortId, heard: Heard, querier: bool, now: Millis) {
+        match heard {
+            Heard::Joined(group) => self.join(port, group, now),
+            Heard::Left(group) => self.leave(port, group, querier, now),
+            Heard::Query => self.heard_query(port, now),
+        }
+    }
+
+    /// What the table heard from frames since the last call, for the other
+    /// datapath threads (empty unless journaling).
+    pub fn take_journal(&mut self) -> impl Iterator<Item = (PortId, Heard)> + '_ {
+        self.journal.iter_mut().flat_map(|j| j.drain(..))
+    }
+
+    /// Whether floods are narrowed: somebody keeps the memberships fresh — yardd (`querier`, a network with a gateway) or a
     /// querier heard on a port.
     pub fn is_active(&self, querier: bool, now: Millis) -> bool {
-        self.enabled && (querier || self.routers.iter().any(|r| r.until > now))
+        querier || self.routers.iter().any(|r| r.until > now)
     }
 
     /// Number of groups with at least one member.
@@ -335,7 +395,7 @@ impl Snooping {
     ) -> Option<FloodScope> {
         let kind = igmp.msg_type();
         if kind == igmp::msg_type::QUERY {
-            self.heard_query(in_port, now);
+            self.record(in_port, Heard::Query, querier, now);
             return Some(FloodScope::All);
         }
         let is_report = matches!(
@@ -350,18 +410,21 @@ impl Snooping {
         }
         if igmp.verify_checksum() {
             match kind {
-                igmp::msg_type::V1_REPORT | igmp::msg_type::V2_REPORT => {
-                    self.join(in_port, Group::V4(igmp.group()), now)
-                }
+                igmp::msg_type::V1_REPORT | igmp::msg_type::V2_REPORT => self.record(
+                    in_port,
+                    Heard::Joined(Group::V4(igmp.group())),
+                    querier,
+                    now,
+                ),
                 igmp::msg_type::V2_LEAVE => {
-                    self.leave(in_port, Group::V4(igmp.group()), querier, now)
+                    self.record(in_port, Heard::Left(Group::V4(igmp.group())), querier, now)
                 }
                 _ => {
                     for record in igmp.records() {
                         let group = Group::V4(Ipv4Addr::from(record.group));
                         match record.listens() {
-                            Some(true) => self.join(in_port, group, now),
-                            Some(false) => self.leave(in_port, group, querier, now),
+                            Some(true) => self.record(in_port, Heard::Joined(group), querier, now),
+                            Some(false) => self.record(in_port, Heard::Left(group), querier, now),
                             None => {}
                         }
                     }
@@ -412,7 +475,7 @@ impl Snooping {
         }
         match kind {
             mld::msg_type::QUERY => {
-                self.heard_query(in_port, now);
+                self.record(in_port, Heard::Query, querier, now);
                 return Some(FloodScope::All);
             }
             mld::msg_type::V1_REPORT | mld::msg_type::V1_DONE | mld::msg_type::V2_REPORT => {}
@@ -420,16 +483,24 @@ impl Snooping {
         }
         if message.verify_checksum(addresses) {
             match kind {
-                mld::msg_type::V1_REPORT => self.join(in_port, Group::V6(message.group()), now),
-                mld::msg_type::V1_DONE => {
-                    self.leave(in_port, Group::V6(message.group()), querier, now)
-                }
+                mld::msg_type::V1_REPORT => self.record(
+                    in_port,
+                    Heard::Joined(Group::V6(message.group())),
+                    querier,
+                    now,
+                ),
+                mld::msg_type::V1_DONE => self.record(
+                    in_port,
+                    Heard::Left(Group::V6(message.group())),
+                    querier,
+                    now,
+                ),
                 _ => {
                     for record in message.records() {
                         let group = Group::V6(Ipv6Addr::from(record.group));
                         match record.listens() {
-                            Some(true) => self.join(in_port, group, now),
-                            Some(false) => self.leave(in_port, group, querier, now),
+                            Some(true) => self.record(in_port, Heard::Joined(group), querier, now),
+                            Some(false) => self.record(in_port, Heard::Left(group), querier, now),
                             None => {}
                         }
                     }
@@ -574,9 +645,46 @@ impl Bridge {
             return FloodScope::All;
         };
         let querier = network.gateway_mac.is_some();
-        network
+        let scope = network
             .multicast
-            .observe(in_port, frame.data(), querier, now)
+            .observe(in_port, frame.data(), querier, now);
+        if self.announcing {
+            let generation = self.port(in_port).map_or(0, |p| p.generation);
+            if let Some(network) = self.networks[usize::from(net.0)].as_mut() {
+                let news = network
+                    .multicast
+                    .take_journal()
+                    .map(|(port, heard)| MembershipNews {
+                        net,
+                        port,
+                        generation,
+                        heard,
+                    });
+                let room = MAX_NEWS.saturating_sub(self.multicast_news.len());
+                self.multicast_news.extend(news.take(room));
+            }
+        }
+        scope
+    }
+
+    /// Takes what this thread's snooping heard since the last call, for the
+    /// other threads.
+    pub fn drain_multicast_news(&mut self) -> std::vec::Drain<'_, MembershipNews> {
+        self.multicast_news.drain(..)
+    }
+
+    /// Applies what another thread's snooping heard, unless its port has
+    /// gone (or is not in the network) since. Only the querying thread
+    /// ([`Bridge::share_learning`]) asks a port after a leave.
+    pub fn hear_multicast(&mut self, news: MembershipNews, now: Millis) {
+        let current = self.port(news.port).is_some_and(|p| {
+            p.generation == news.generation && attached_nets(&p.attachment).any(|n| n == news.net)
+        });
+        let sends_queries = self.sends_queries;
+        if let (true, Some(network)) = (current, self.network_mut(news.net)) {
+            let querier = network.gateway_mac.is_some() && sends_queries;
+            network.multicast.apply(news.port, news.heard, querier, now);
+        }
     }
 
     /// Ages every network's snooping table and sends the queries due: to
@@ -585,13 +693,14 @@ impl Bridge {
     /// gateway. Called once a second with the FDB's aging.
     pub(super) fn multicast_tick(&mut self, now: Millis) {
         let mut planned = std::mem::take(&mut self.planned_queries);
+        let sends_queries = self.sends_queries;
         for index in 0..self.networks.len() {
             let net = NetId(index as u16);
             planned.clear();
             let Some(network) = self.network_mut(net) else {
                 continue;
             };
-            let gateway_mac = network.gateway_mac;
+            let gateway_mac = network.gateway_mac.filter(|_| sends_queries);
             let general_due = network
                 .multicast
                 .tick(gateway_mac.is_some(), &mut planned, now);

@@ -318,19 +318,27 @@ impl Datapath {
         }
     }
 
-    /// Applies what the other threads learned.
+    /// Applies what the other threads learned and their multicast snooping
+    /// heard.
     fn hear_peers(&mut self) {
         let now = self.now();
         for news in self.mesh.heard(self.thread) {
             self.bridge.learn_from_peer(news, now);
         }
+        for news in self.mesh.heard_memberships(self.thread) {
+            self.bridge.hear_multicast(news, now);
+        }
     }
 
-    /// Tells the other threads what this one learned, and wakes the home
+    /// Tells the other threads what this one learned and its multicast
+    /// snooping heard, and wakes the home
     /// thread if frames were handed to it.
     fn tell_peers(&mut self) {
         for news in self.bridge.drain_announcements() {
             self.mesh.announce(self.thread, news);
+        }
+        for news in self.bridge.drain_multicast_news() {
+            self.mesh.announce_membership(self.thread, news);
         }
         if std::mem::take(&mut self.wake_home) {
             self.mesh.wake(mesh::HOME);

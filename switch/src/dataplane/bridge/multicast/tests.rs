@@ -554,12 +554,35 @@ fn the_querier_asks_every_access_port_each_query_interval() {
 }
 
 #[test]
-fn disabled_snooping_floods_everything() {
+fn a_journaling_table_keeps_what_it_heard_for_the_other_threads() {
     let p = ports(3);
-    let mut s = Snooping::new(false);
+    let mut s = Snooping::new(true);
     let now = after(3_000);
-    let join = mld_join(mac(2), host6(2), &[solicited_node(host6(2))]);
-    assert_eq!(s.observe(p[2], &join, true, now), FloodScope::All);
-    let ns = neighbor_solicitation(mac(1), host6(1), host6(2));
-    assert_eq!(s.observe(p[1], &ns, true, now), FloodScope::All);
+    let group = solicited_node(host6(2));
+    s.observe(p[2], &mld_join(mac(2), host6(2), &[group]), true, now);
+    s.observe(p[0], &mld_query(mac(9), host6(9)), true, now);
+    let heard: Vec<_> = s.take_journal().collect();
+    assert_eq!(
+        heard,
+        vec![
+            (p[2], Heard::Joined(Group::V6(group))),
+            (p[0], Heard::Query)
+        ]
+    );
+    assert_eq!(s.take_journal().count(), 0, "taken once");
+    // Another thread's table applies it, and does not pass it on again.
+    let mut other = Snooping::new(true);
+    for (port, what) in heard {
+        other.apply(port, what, false, now);
+    }
+    assert_eq!(
+        other.members(Group::V6(group), now).collect::<Vec<_>>(),
+        vec![p[2]]
+    );
+    assert!(other.is_active(false, now), "a querier was heard");
+    assert_eq!(other.take_journal().count(), 0);
+    // One datapath thread: nothing is kept.
+    let mut single = Snooping::new(false);
+    single.observe(p[2], &mld_join(mac(2), host6(2), &[group]), true, now);
+    assert_eq!(single.take_journal().count(), 0);
 }

@@ -175,18 +175,22 @@ pub struct Member {
     pub until: Millis,
 }
 
+/// Whether `port` is in `list` (sorted by port) and its stay lasts past
+/// `now`: a binary search, so a group every port joined (mDNS on IPv6, say)
+/// costs O(log n) per port of a flood, not O(n).
 fn live(list: &[Member], port: PortId, now: Millis) -> bool {
-    list.iter().any(|m| m.port == port && m.until > now)
+    list.binary_search_by_key(&port, |m| m.port)
+        .is_ok_and(|i| list[i].until > now)
 }
 
-/// Puts `port` in `list` until `until` (never shortening a later stay
-/// unless `shorten`).
+/// Puts `port` in `list` (kept sorted by port) until `until`, never
+/// shortening a later stay unless `shorten` (which adds no one).
 fn stay(list: &mut Vec<Member>, port: PortId, until: Millis, shorten: bool) {
-    match list.iter_mut().find(|m| m.port == port) {
-        Some(m) if shorten => m.until = m.until.min(until),
-        Some(m) => m.until = m.until.max(until),
-        None if !shorten => list.push(Member { port, until }),
-        None => {}
+    match list.binary_search_by_key(&port, |m| m.port) {
+        Ok(i) if shorten => list[i].until = list[i].until.min(until),
+        Ok(i) => list[i].until = list[i].until.max(until),
+        Err(i) if !shorten => list.insert(i, Member { port, until }),
+        Err(_) => {}
     }
 }
 
@@ -262,7 +266,7 @@ impl Snooping {
         self.groups.len()
     }
 
-    /// The live members of `group`, in the order they joined.
+    /// The live members of `group`, by port id.
     pub fn members(&self, group: Group, now: Millis) -> impl Iterator<Item = PortId> + '_ {
         self.groups
             .get(&group)
@@ -296,7 +300,7 @@ impl Snooping {
         let Some(members) = self.groups.get_mut(&group) else {
             return;
         };
-        if !members.iter().any(|m| m.port == port) {
+        if members.binary_search_by_key(&port, |m| m.port).is_err() {
             return;
         }
         stay(members, port, Millis(now.0 + LAST_MEMBER_MS), true);

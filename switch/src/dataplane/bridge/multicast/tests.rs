@@ -586,3 +586,29 @@ fn a_journaling_table_keeps_what_it_heard_for_the_other_threads() {
     single.observe(p[2], &mld_join(mac(2), host6(2), &[group]), true, now);
     assert_eq!(single.take_journal().count(), 0);
 }
+
+#[test]
+fn members_stay_sorted_so_each_port_is_found_by_binary_search() {
+    let mut s = settled(&ports(4));
+    let group = Group::V4(Ipv4Addr::new(239, 5, 5, 5));
+    let now = after(3_000);
+    for port in [9, 3, 7, 1, 3, 12] {
+        s.join(PortId(port), group, now);
+    }
+    let members: Vec<_> = s.members(group, now).map(|p| p.0).collect();
+    assert_eq!(members, vec![1, 3, 7, 9, 12], "sorted, each once");
+    let reach = s.reach(FloodScope::Group(group), now);
+    for port in 0..14 {
+        let expected = members.contains(&port);
+        assert_eq!(
+            reach.includes(PortId(port), || false),
+            expected,
+            "port {port}"
+        );
+    }
+    // A leave shortens one stay and keeps the order.
+    s.leave(PortId(7), group, false, now);
+    let later = Millis(now.0 + LAST_MEMBER_MS);
+    let members: Vec<_> = s.members(group, later).map(|p| p.0).collect();
+    assert_eq!(members, vec![1, 3, 9, 12]);
+}

@@ -170,6 +170,16 @@ fn an_ipv4_group_reaches_the_container_that_joined_and_not_the_others() {
     let receiver = group_receiver(&member, "239.9.2.3", &got, 30);
     // socat joins when it starts: the IGMP report goes out at once.
     sleep(Duration::from_secs(1));
+    // The table says who listens: m, not o.
+    let mdb = lab.ctl_json(&["mdb", "show", "--net", "grp"]);
+    let listeners: Vec<&str> = mdb
+        .as_array()
+        .expect("mdb show --json prints an array")
+        .iter()
+        .filter(|e| e["group"] == "239.9.2.3")
+        .filter_map(|e| e["port"].as_str())
+        .collect();
+    assert_eq!(listeners, vec!["m"], "mdb show: {mdb:#}");
     let before = lab.stats("o").tx_packets;
     let target = "UDP4-DATAGRAM:239.9.2.3:5000,ip-multicast-ttl=1";
     let sent = 20;

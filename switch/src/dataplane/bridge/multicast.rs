@@ -266,6 +266,17 @@ impl Snooping {
         self.groups.len()
     }
 
+    /// Every group with its members (by port id; stays that ended but were
+    /// not yet aged out included), in no order.
+    pub fn groups(&self) -> impl Iterator<Item = (Group, &[Member])> + '_ {
+        self.groups.iter().map(|(g, m)| (*g, m.as_slice()))
+    }
+
+    /// The ports a query came from, with how long they stay router ports.
+    pub fn routers(&self) -> &[Member] {
+        &self.routers
+    }
+
     /// The live members of `group`, by port id.
     pub fn members(&self, group: Group, now: Millis) -> impl Iterator<Item = PortId> + '_ {
         self.groups
@@ -635,7 +646,74 @@ impl PlannedQuery {
     }
 }
 
+/// One entry of the multicast table as the bridge lists it, with its
+/// network and port named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdbRecord {
+    /// The network's name.
+    pub net: String,
+    /// The port's name.
+    pub port: String,
+    /// The group; `None` for a router port (it gets every group).
+    pub group: Option<Group>,
+    /// Seconds until it expires unless renewed; `None` for a trunk or
+    /// tunnel, a router port for as long as it exists.
+    pub expires_secs: Option<u64>,
+}
+
 impl Bridge {
+    /// The multicast table of network `net`, or of every network: the
+    /// router ports, then each group's live members, by network, group and
+    /// port.
+    pub fn mdb_entries(
+        &self,
+        net: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<MdbRecord>, super::BridgeError> {
+        if let Some(name) = net {
+            self.net_id(name)?;
+        }
+        let name_of = |port: PortId| self.port(port).map(|p| p.name.clone()).unwrap_or_default();
+        let secs = |until: Millis| Some(until.since(now).div_ceil(1000));
+        let mut out = Vec::new();
+        for network in self
+            .networks()
+            .filter(|n| net.is_none_or(|name| n.name == name))
+        {
+            let snooping = &network.multicast;
+            for (group, members) in snooping.groups() {
+                for m in members.iter().filter(|m| m.until > now) {
+                    out.push(MdbRecord {
+                        net: network.name.clone(),
+                        port: name_of(m.port),
+                        group: Some(group),
+                        expires_secs: secs(m.until),
+                    });
+                }
+            }
+            for m in snooping.routers().iter().filter(|m| m.until > now) {
+                out.push(MdbRecord {
+                    net: network.name.clone(),
+                    port: name_of(m.port),
+                    group: None,
+                    expires_secs: secs(m.until),
+                });
+            }
+            for &port in &network.members {
+                if self.port(port).is_some_and(is_static_router) {
+                    out.push(MdbRecord {
+                        net: network.name.clone(),
+                        port: name_of(port),
+                        group: None,
+                        expires_secs: None,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.net, a.group, &a.port).cmp(&(&b.net, b.group, &b.port)));
+        Ok(out)
+    }
+
     /// The flood scope of a multicast frame from `in_port` in network `net`,
     /// learning from it if it is an IGMP or MLD message.
     pub(super) fn snoop(

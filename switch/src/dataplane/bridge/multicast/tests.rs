@@ -612,3 +612,51 @@ fn members_stay_sorted_so_each_port_is_found_by_binary_search() {
     let members: Vec<_> = s.members(group, later).map(|p| p.0).collect();
     assert_eq!(members, vec![1, 3, 9, 12]);
 }
+
+#[test]
+fn the_bridge_lists_members_and_router_ports_by_name() {
+    use crate::dataplane::port::memory::MemoryPort;
+    use yard_ctl::api::NetworkSpec;
+    use yard_ctl::MacAddr;
+    use yard_wire::offload::Offload;
+
+    let mut bridge = Bridge::new(4096);
+    let mut spec = NetworkSpec::new("n");
+    spec.vlan = Some(7);
+    let net = bridge.add_network(&spec).unwrap();
+    bridge.set_gateway_mac(net, Some(MacAddr(mac(0xfe))));
+    let mut add = |name: &str, trunk: bool| {
+        let attachment = if trunk {
+            bridge.trunk(&["n"]).unwrap()
+        } else {
+            bridge.access("n").unwrap()
+        };
+        let (port, _) = MemoryPort::new();
+        bridge
+            .add_port(name, Box::new(port), attachment, 1500)
+            .unwrap()
+    };
+    let (a, b, _t) = (add("a", false), add("b", false), add("t", true));
+    let mut frame = Frame::new();
+    let group = solicited_node(host6(2));
+    frame.fill(Offload::NONE, &mld_join(mac(2), host6(2), &[group]));
+    bridge.process(b, &mut frame, T0);
+    frame.fill(Offload::NONE, &mld_query(mac(1), host6(1)));
+    bridge.process(a, &mut frame, T0);
+    let listed: Vec<_> = bridge
+        .mdb_entries(None, after(10_000))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.port, r.group, r.expires_secs))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("a".to_string(), None, Some(245)),
+            ("t".to_string(), None, None),
+            ("b".to_string(), Some(Group::V6(group)), Some(250)),
+        ]
+    );
+    assert_eq!(bridge.mdb_entries(Some("n"), T0).unwrap().len(), 3);
+    assert!(bridge.mdb_entries(Some("nope"), T0).is_err());
+}

@@ -32,11 +32,11 @@
 //!
 //! Router ports are trunks and tunnels (always: what lies behind them is
 //! another switch) and ports a query came from. A port just added gets
-//! every multicast frame of its network until it has been asked: at the
-//! next [`Bridge::expire`] yardd sends it a general query with a 1-second
-//! response time, and it stops being a newcomer [`NEWCOMER_MS`] later — so a
-//! port re-adopted after a restart, whose host joined its groups long ago,
-//! misses nothing.
+//! every multicast frame of its network (reports aside, which are for
+//! routers) until it has been asked: at the next [`Bridge::expire`] yardd
+//! sends it a general query with a 1-second response time, and it stops
+//! being a newcomer [`NEWCOMER_MS`] later — so a port re-adopted after a
+//! restart, whose host joined its groups long ago, misses nothing.
 //!
 //! Snooping narrows floods only where memberships are kept fresh by a
 //! querier: on a network with a gateway yardd is the querier (IGMPv3
@@ -538,11 +538,17 @@ impl Snooping {
                 None => Some(&[][..]),
             },
         };
+        // A report is for routers only: a new port is treated as a possible
+        // listener of every group, not as a router.
+        let (newcomers, unasked) = match scope {
+            FloodScope::Routers => (&[][..], &[][..]),
+            _ => (self.newcomers.as_slice(), self.unasked.as_slice()),
+        };
         Reach {
             members,
             routers: &self.routers,
-            newcomers: &self.newcomers,
-            unasked: &self.unasked,
+            newcomers,
+            unasked,
             now,
         }
     }

@@ -465,9 +465,14 @@ fn a_new_port_gets_every_group_until_it_was_asked_and_could_answer() {
         vec![p[2]],
         "not asked yet"
     );
+    // Others' reports are still for routers only.
+    let report = mld_join(mac(1), host6(1), &[solicited_node(host6(1))]);
+    let scope = s.observe(p[1], &report, true, now);
+    assert!(reached(&s, scope, p[1], &p, now).is_empty());
     let mut planned = Vec::new();
     s.tick(true, &mut planned, now);
     assert_eq!(planned, vec![PlannedQuery::short(p[2], None)]);
+    assert!(reached(&s, scope, p[1], &p, now).is_empty());
     let scope = s.observe(p[1], &ns, true, now);
     assert_eq!(
         reached(&s, scope, p[1], &p, now),

@@ -357,3 +357,47 @@ fn a_broadcast_storm_is_held_to_the_flood_limit() {
     sleep(Duration::from_secs(1));
     lab.ping_ok(&flooder, "10.95.0.10".parse().unwrap());
 }
+
+#[test]
+fn after_a_restart_neighbor_discovery_finds_every_container_again() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut keep = Vec::new();
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "v6r", "--subnet", "10.97.0.0/24"]);
+    let a = ipv6_tap(&lab, &mut keep, "a", "v6r", "10.97.0.2/24");
+    let b = ipv6_tap(&lab, &mut keep, "b", "v6r", "10.97.0.3/24");
+    wait_dad(&a);
+    wait_dad(&b);
+    sleep(SETTLE);
+    ping6_ok(&lab, &a, &format!("{}%{}", link_local(&b), a.ifname));
+    // A new yardd knows no memberships: it asks each port it brings back,
+    // and b's answer (or, for a TAP made again, its DAD) makes b's
+    // solicited-node group known again before a needs it.
+    lab.stop(nix::sys::signal::Signal::SIGTERM);
+    lab.start();
+    lab.wait_ports_up(Duration::from_secs(15));
+    wait_dad(&a);
+    wait_dad(&b);
+    sleep(SETTLE);
+    // a must ask for b again: nothing cached.
+    in_ns_ok(&a.ns, &["ip", "-6", "neigh", "flush", "dev", &a.ifname]);
+    ping6_ok(&lab, &a, &format!("{}%{}", link_local(&b), a.ifname));
+    let mdb = lab.ctl_json(&["mdb", "show", "--net", "v6r"]);
+    let ports: Vec<&str> = mdb
+        .as_array()
+        .expect("mdb show --json prints an array")
+        .iter()
+        .filter(|e| {
+            e["group"]
+                .as_str()
+                .is_some_and(|g| g.starts_with("ff02::1:ff"))
+        })
+        .filter_map(|e| e["port"].as_str())
+        .collect();
+    assert!(
+        ports.contains(&"a") && ports.contains(&"b"),
+        "both solicited-node groups known after the restart: {mdb:#}"
+    );
+}

@@ -97,6 +97,61 @@ fn bridge(ports: u8, trunk: bool) -> (Bridge, Vec<PortId>) {
     (bridge, ids)
 }
 
+/// An IPv4 packet of `protocol` from 10.0.0.`src` to `group`, in a frame to
+/// the group's MAC.
+fn to_group(src: u8, group: std::net::Ipv4Addr, protocol: u8, payload: &[u8]) -> Frame {
+    use yard_wire::ipv4::{Ipv4Packet, Ipv4Repr};
+    let mut bytes = yard_wire::igmp::multicast_mac(group).to_vec();
+    bytes.extend_from_slice(&mac(src).0);
+    bytes.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    let repr = Ipv4Repr {
+        src: std::net::Ipv4Addr::new(10, 0, 0, src),
+        dst: group,
+        protocol,
+        payload_len: payload.len(),
+        ttl: 1,
+        ident: 0,
+        dont_frag: false,
+        tos: 0,
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]))
+        .unwrap();
+    bytes.extend_from_slice(&ip);
+    bytes.extend_from_slice(payload);
+    let mut f = Frame::new();
+    f.fill(Offload::NONE, &bytes);
+    f
+}
+
+/// A network with a gateway (so the bridge is the querier and snooping
+/// narrows floods) and `ports` access ports, of which port 1 joined group
+/// 239.1.2.3 with an IGMPv2 report.
+fn snooping_bridge(ports: u8) -> (Bridge, Vec<PortId>) {
+    let mut bridge = Bridge::new(4096);
+    let net = bridge.add_network(&NetworkSpec::new("n")).unwrap();
+    bridge.set_gateway_mac(net, Some(mac(0xfe)));
+    let ids: Vec<PortId> = (0..ports)
+        .map(|p| {
+            let attachment = bridge.access("n").unwrap();
+            let port = Box::new(MemoryPort::discarding());
+            bridge
+                .add_port(&format!("p{p}"), port, attachment, 1500)
+                .unwrap()
+        })
+        .collect();
+    // Ports stop being newcomers once asked and given time to answer.
+    bridge.expire(Millis(0));
+    bridge.expire(Millis(10_000));
+    let group = std::net::Ipv4Addr::new(239, 1, 2, 3);
+    let mut igmp = [0x16, 0, 0, 0, 239, 1, 2, 3];
+    let check = yard_wire::checksum::checksum(&igmp);
+    igmp[2..4].copy_from_slice(&check.to_be_bytes());
+    let mut report = to_group(2, group, 2, &igmp);
+    bridge.process(ids[1], &mut report, Millis(10_000));
+    (bridge, ids)
+}
+
 fn bench_l2(c: &mut Criterion) {
     let mut group = c.benchmark_group("l2");
     for len in [64usize, 1500] {
@@ -155,6 +210,25 @@ fn bench_l2(c: &mut Criterion) {
             b.iter(|| br.process(ids[0], &mut f, Millis(1)))
         });
     }
+    group.finish();
+
+    // Multicast with snooping: a datagram to a group one port of 64 joined
+    // goes to that port alone; the decision reads the IPv4 header and looks
+    // the group up once.
+    let mut group = c.benchmark_group("l2-multicast");
+    group.throughput(Throughput::Elements(1));
+    let (mut br, ids) = snooping_bridge(64);
+    let mut f = to_group(1, std::net::Ipv4Addr::new(239, 1, 2, 3), 17, &[0; 72]);
+    let now = Millis(11_000);
+    // The first flood sizes the bridge's reused flood list.
+    br.process(ids[0], &mut f, now);
+    let per_frame = allocations_per_call(100_000, || {
+        br.process(ids[0], &mut f, now);
+    });
+    println!("l2-multicast/to-1-member-of-64: {per_frame} allocations per frame");
+    group.bench_function("to-1-member-of-64", |b| {
+        b.iter(|| br.process(ids[0], &mut f, now))
+    });
     group.finish();
 }
 

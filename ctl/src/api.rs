@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":6,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":8,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 7;
+pub const API_VERSION: u32 = 8;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -112,6 +112,12 @@ pub enum Request {
     },
     /// Delete learned entries (static ones stay).
     FdbFlush {
+        /// Only this network.
+        net: Option<String>,
+    },
+    /// The multicast snooping table: which ports listen to which group,
+    /// and the multicast router ports.
+    MdbShow {
         /// Only this network.
         net: Option<String>,
     },
@@ -389,6 +395,8 @@ pub enum Payload {
     PortStats(Vec<PortStats>),
     /// Reply to `fdb show`.
     Fdb(Vec<FdbEntry>),
+    /// Reply to `mdb show`.
+    Mdb(Vec<MdbEntry>),
     /// Reply to `uplink add`.
     Uplink(UplinkInfo),
     /// Reply to `uplink ls`.
@@ -530,6 +538,22 @@ pub struct FdbEntry {
     pub is_static: bool,
     /// Seconds since the address was last seen; `None` for static entries.
     pub age_secs: Option<u64>,
+}
+
+/// One entry of the multicast snooping table: a port listening to a group,
+/// or a multicast router port, which gets every group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MdbEntry {
+    /// Network name.
+    pub net: String,
+    /// The port.
+    pub port: String,
+    /// The group it reported (an IPv4 or IPv6 multicast address); `None`
+    /// for a router port: a query came from it, or it is a trunk or tunnel.
+    pub group: Option<std::net::IpAddr>,
+    /// Seconds until the entry expires unless renewed; `None` for a trunk
+    /// or tunnel, a router port for as long as it exists.
+    pub expires_secs: Option<u64>,
 }
 
 /// How an uplink is attached.

@@ -8,6 +8,8 @@
 pub mod protocol {
     /// ICMP for IPv4.
     pub const ICMP: u8 = 1;
+    /// IGMP (RFC 3376).
+    pub const IGMP: u8 = 2;
     /// TCP (RFC 9293).
     pub const TCP: u8 = 6;
     /// UDP (RFC 768).

@@ -49,6 +49,12 @@
 //! - [`icmp`]: ICMPv4 view, the echo reply made in place, and ICMP errors
 //!   (fragmentation needed included) built as RFC 1812 allows, at most 576
 //!   bytes.
+//! - [`igmp`]: IGMP v1–v3 view (reports, leaves, queries), the group
+//!   records IGMPv3 and MLDv2 reports share, and [`igmp::IgmpQueryRepr`],
+//!   the IGMPv3 query with Router Alert a querier sends.
+//! - [`mld`]: MLD v1–v2 view over ICMPv6, the walk past IPv6 extension
+//!   headers to it, and [`mld::MldQueryRepr`], the MLDv2 query (IPv6 and
+//!   hop-by-hop headers included) a querier sends.
 //! - [`tcp`]: TCP header view (data offset and options checked), flags, the
 //!   one option walker ([`tcp::TcpOptionIter`]), MSS and window scale, MSS
 //!   clamping that respects a partial checksum.
@@ -112,9 +118,11 @@ pub mod fragment;
 pub mod gre;
 pub mod gso;
 pub mod icmp;
+pub mod igmp;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mld;
 pub mod offload;
 pub mod tcp;
 #[cfg(test)]

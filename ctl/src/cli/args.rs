@@ -79,6 +79,9 @@ pub enum Command {
     /// Inspect and edit the forwarding database (MAC table).
     #[command(subcommand)]
     Fdb(FdbCommand),
+    /// Inspect the multicast snooping table (like `bridge mdb`).
+    #[command(subcommand)]
+    Mdb(MdbCommand),
     /// Manage the uplink: the outside-facing interface the gateway routes through.
     #[command(subcommand)]
     Uplink(UplinkCommand),
@@ -282,6 +285,18 @@ pub enum FdbCommand {
     },
 }
 
+/// `yardctl mdb …`.
+#[derive(Debug, Subcommand)]
+pub enum MdbCommand {
+    /// List which ports listen to which multicast group, and the router
+    /// ports (which get every group).
+    Show {
+        /// Only this network.
+        #[arg(long, value_name = "NET")]
+        net: Option<String>,
+    },
+}
+
 /// `yardctl capture PORT [-w FILE] [-c COUNT]`.
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -310,6 +325,12 @@ impl Command {
             Command::Net(net) => net.to_request(),
             Command::Port(port) => port.to_request(),
             Command::Fdb(fdb) => fdb.to_request(),
+            Command::Mdb(MdbCommand::Show { net }) => {
+                if let Some(net) = net {
+                    check_name("network", net)?;
+                }
+                Ok(Request::MdbShow { net: net.clone() })
+            }
             Command::Uplink(uplink) => uplink.to_request(),
             Command::Publish(publish) => publish.to_request(),
             Command::Conntrack(conntrack) => conntrack.to_request(),

@@ -197,6 +197,7 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Ports(_) => "a port list",
         Payload::PortStats(_) => "port counters",
         Payload::Fdb(_) => "FDB entries",
+        Payload::Mdb(_) => "multicast table entries",
         Payload::Uplink(_) => "an uplink",
         Payload::Uplinks(_) => "an uplink list",
         Payload::Publish(_) => "a published port",

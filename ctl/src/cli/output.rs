@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use super::table::{render_fields, Table};
 use crate::api::{
-    FdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState, PortStats, Request, StatusInfo,
+    FdbEntry, MdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState, PortStats, Request,
+    StatusInfo,
 };
 
 /// Placeholder for an empty cell.
@@ -40,6 +41,7 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Ports(ports) => serde_json::to_value(ports),
         Payload::PortStats(stats) => serde_json::to_value(stats),
         Payload::Fdb(entries) => serde_json::to_value(entries),
+        Payload::Mdb(entries) => serde_json::to_value(entries),
         Payload::Uplink(uplink) => serde_json::to_value(uplink),
         Payload::Uplinks(uplinks) => serde_json::to_value(uplinks),
         Payload::Publish(rule) => serde_json::to_value(rule),
@@ -128,6 +130,7 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::Ports(ports) => ports_table(ports).render(out),
         Payload::PortStats(stats) => stats_table(stats).render(out),
         Payload::Fdb(entries) => fdb_table(entries).render(out),
+        Payload::Mdb(entries) => mdb_table(entries).render(out),
         Payload::Uplink(uplink) => nat::uplinks_table(std::slice::from_ref(uplink)).render(out),
         Payload::Uplinks(uplinks) => nat::uplinks_table(uplinks).render(out),
         Payload::Publish(rule) => nat::publishes_table(std::slice::from_ref(rule)).render(out),
@@ -562,6 +565,22 @@ pub fn fdb_table(entries: &[FdbEntry]) -> Table {
             e.port.clone(),
             if e.is_static { "static" } else { "learned" }.to_string(),
             e.age_secs
+                .map_or_else(|| NONE.to_string(), |s| format!("{s}s")),
+        ]);
+    }
+    t
+}
+
+/// `mdb show`: one row per port and group; a router port's group is `*`.
+pub fn mdb_table(entries: &[MdbEntry]) -> Table {
+    let mut t = Table::new(&["NETWORK", "GROUP", "PORT", "EXPIRES"]);
+    for e in entries {
+        t.row(vec![
+            e.net.clone(),
+            e.group
+                .map_or_else(|| "* (router)".to_string(), |g| g.to_string()),
+            e.port.clone(),
+            e.expires_secs
                 .map_or_else(|| NONE.to_string(), |s| format!("{s}s")),
         ]);
     }

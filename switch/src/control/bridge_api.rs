@@ -1,13 +1,15 @@
 //! The switch's side of the L2 replies: building the control API's
-//! `PortStats` and `FdbEntry` (and the tunnel drop counts of `status`) from
-//! what the datapath reports ([`PortReport`], [`FdbRecord`]). The datapath
+//! `PortStats`, `FdbEntry` and `MdbEntry` (and the tunnel drop counts of
+//! `status`) from what the datapath reports ([`PortReport`], [`FdbRecord`],
+//! [`MdbRecord`]). The datapath
 //! never builds API types itself, so the API can change without touching
 //! it. Slow path only; nothing here runs per frame.
 
 use std::collections::BTreeMap;
 
-use yard_ctl::api::{FdbEntry, PortStats};
+use yard_ctl::api::{FdbEntry, MdbEntry, PortStats};
 
+use crate::dataplane::bridge::multicast::{Group, MdbRecord};
 use crate::dataplane::bridge::FdbRecord;
 use crate::dataplane::port::PortReport;
 
@@ -25,6 +27,19 @@ pub fn port_stats(report: &PortReport) -> PortStats {
             .drops_by_name()
             .map(|(reason, n)| (reason.to_string(), n))
             .collect(),
+    }
+}
+
+/// A multicast table entry as `mdb show` shows it.
+pub fn mdb_entry(record: MdbRecord) -> MdbEntry {
+    MdbEntry {
+        net: record.net,
+        port: record.port,
+        group: record.group.map(|g| match g {
+            Group::V4(a) => a.into(),
+            Group::V6(a) => a.into(),
+        }),
+        expires_secs: record.expires_secs,
     }
 }
 

@@ -310,6 +310,15 @@ impl Control {
                     records.into_iter().map(bridge_api::fdb_entry).collect(),
                 ))
             }
+            Request::MdbShow { net } => {
+                if let Some(net) = &net {
+                    self.known_network(net)?;
+                }
+                let records = self.datapath.mdb(net.as_deref())?;
+                Ok(Payload::Mdb(
+                    records.into_iter().map(bridge_api::mdb_entry).collect(),
+                ))
+            }
             Request::FdbAdd { net, mac, port } => {
                 self.known_network(&net)?;
                 self.known_port(&port)?;

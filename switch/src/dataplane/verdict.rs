@@ -51,11 +51,14 @@ pub enum DropReason {
     /// The network's gateway address as an IPv4 source or ARP sender from
     /// a port: only yardd's gateway may use it.
     GatewayClaim,
+    /// A flood from the port would have exceeded its flood limit (storm
+    /// control, [`crate::dataplane::bridge::storm`]).
+    FloodLimit,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -73,6 +76,7 @@ impl DropReason {
         DropReason::SpoofedIp,
         DropReason::SpoofedArp,
         DropReason::GatewayClaim,
+        DropReason::FloodLimit,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -103,6 +107,7 @@ impl DropReason {
             DropReason::SpoofedIp => "spoofed-ip",
             DropReason::SpoofedArp => "spoofed-arp",
             DropReason::GatewayClaim => "gateway-claim",
+            DropReason::FloodLimit => "flood-limit",
         }
     }
 }
@@ -113,7 +118,8 @@ pub enum Verdict {
     /// Send to this one port.
     Forward(PortId),
     /// Send to every port of the frame's network but the in-port (and, on a
-    /// `--no-icc` network, only to ports the in-port may reach).
+    /// `--no-icc` network, only to ports the in-port may reach; a multicast
+    /// frame only to the ports multicast snooping says listen to its group).
     Flood,
     /// Hand to the network's gateway (the frame is addressed to its MAC).
     Gateway,

@@ -224,6 +224,7 @@ impl ArgError {
             Command::Port(PortCommand::Add(_)) => "port add",
             Command::Port(_) => "port",
             Command::Fdb(_) => "fdb",
+            Command::Mdb(_) => "mdb show",
             Command::Uplink(UplinkCommand::Add(_)) => "uplink add",
             Command::Uplink(_) => "uplink",
             Command::Publish(PublishCommand::Add { .. }) => "publish add",

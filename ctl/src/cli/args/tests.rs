@@ -321,6 +321,13 @@ fn simple_commands_map_one_to_one() {
             },
         ),
         ("fdb show", Request::FdbShow { net: None }),
+        ("mdb show", Request::MdbShow { net: None }),
+        (
+            "mdb show --net web",
+            Request::MdbShow {
+                net: Some("web".into()),
+            },
+        ),
         (
             "fdb show --net web",
             Request::FdbShow {

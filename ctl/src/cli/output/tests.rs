@@ -491,3 +491,42 @@ fn port_ls_shows_port_security_when_a_tap_differs_from_the_default() {
         "{added}"
     );
 }
+
+#[test]
+fn mdb_table_lists_groups_and_router_ports() {
+    let entries = vec![
+        MdbEntry {
+            net: "web".into(),
+            port: "c1".into(),
+            group: Some("239.1.2.3".parse().unwrap()),
+            expires_secs: Some(259),
+        },
+        MdbEntry {
+            net: "web".into(),
+            port: "c2".into(),
+            group: Some("ff02::1:ff00:2".parse().unwrap()),
+            expires_secs: Some(3),
+        },
+        MdbEntry {
+            net: "web".into(),
+            port: "t0".into(),
+            group: None,
+            expires_secs: None,
+        },
+    ];
+    let text = human(
+        &Request::MdbShow { net: None },
+        &Payload::Mdb(entries.clone()),
+    );
+    assert_eq!(
+        text,
+        "NETWORK   GROUP            PORT   EXPIRES\n\
+         web       239.1.2.3        c1     259s\n\
+         web       ff02::1:ff00:2   c2     3s\n\
+         web       * (router)       t0     -\n"
+    );
+    let json = render_json(&Payload::Mdb(entries));
+    assert_eq!(json[0]["group"], "239.1.2.3");
+    assert_eq!(json[2]["group"], serde_json::Value::Null);
+    assert_eq!(json[1]["expires_secs"], 3);
+}

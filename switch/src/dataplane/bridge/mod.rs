@@ -10,7 +10,8 @@
 //! Fast path and slow path: every frame takes the same short path — one FDB
 //! lookup to learn the source, one to find the destination, a send per egress
 //! port. Nothing on it allocates, locks or logs; the flood list is a reused
-//! buffer. Only an attached capture copies frames. Drops are counted on the
+//! buffer. A multicast flood reaches only the ports [`multicast`] snooping
+//! says listen to its group. Only an attached capture copies frames. Drops are counted on the
 //! port they are charged to, by [`DropReason`].
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
@@ -21,7 +22,9 @@
 //! one thread learns it lists as [`Announcement`]s for the others
 //! ([`Bridge::share_learning`]).
 
+pub mod multicast;
 pub mod security;
+pub mod storm;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +43,9 @@ use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
+use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
 use security::{Ingress, NetGuard, PortSecurity};
+use storm::{FloodBudget, FloodLimit};
 
 /// Index of a network in the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +69,8 @@ pub struct Network {
     /// Port security's view of the network: the gateway's address and the
     /// MACs its secured ports own.
     pub guard: NetGuard,
+    /// Which ports listen to which multicast group (IGMP/MLD snooping).
+    pub multicast: Snooping,
     members: Vec<PortId>,
 }
 
@@ -101,6 +108,8 @@ pub struct PortSlot {
     pub generation: u64,
     /// What the port may send from, when it has port security.
     pub security: Option<PortSecurity>,
+    /// What is left of the flooded copies its frames may cost ([`storm`]).
+    pub flood_budget: FloodBudget,
 }
 
 /// What one datapath thread learned, for the others: `mac` lives behind
@@ -183,6 +192,18 @@ pub struct Bridge {
     announcements: Vec<Announcement>,
     /// Whether `fdb show` answers include static entries (one thread's do).
     reports_static: bool,
+    /// What this thread's multicast snooping heard, for the other threads.
+    multicast_news: Vec<MembershipNews>,
+    /// Whether this bridge sends the multicast queries of networks with a
+    /// gateway (with several threads, only one does).
+    sends_queries: bool,
+    /// Where [`decide`](Self::decide) leaves a multicast frame's flood
+    /// scope for [`deliver`](Self::deliver).
+    flood_scope: FloodScope,
+    /// The multicast querier's work list, reused every tick.
+    planned_queries: Vec<PlannedQuery>,
+    /// How many flooded copies a port's frames may cost; `None`: no limit.
+    flood_limit: Option<FloodLimit>,
 }
 
 impl Bridge {
@@ -201,6 +222,11 @@ impl Bridge {
             announcing: false,
             announcements: Vec::with_capacity(256),
             reports_static: true,
+            multicast_news: Vec::new(),
+            sends_queries: true,
+            flood_scope: FloodScope::All,
+            planned_queries: Vec::new(),
+            flood_limit: None,
         }
     }
 
@@ -208,9 +234,14 @@ impl Bridge {
     /// learns is listed for [`drain_announcements`](Self::drain_announcements),
     /// and its `fdb show` answer has only the entries it learned itself, plus
     /// the static ones when `reports_static` (one thread reports them).
+    /// Likewise what its multicast snooping hears (reports, leaves,
+    /// queries) is listed for
+    /// [`drain_multicast_news`](Self::drain_multicast_news); the bridge that
+    /// reports static entries also sends the multicast queries.
     pub fn share_learning(&mut self, reports_static: bool) {
         self.announcing = true;
         self.reports_static = reports_static;
+        self.sends_queries = reports_static;
     }
 
     /// Takes what was learned since the last call.
@@ -241,6 +272,7 @@ impl Bridge {
             gateway_mac: None,
             mtu: spec.mtu,
             guard: NetGuard::default(),
+            multicast: Snooping::new(self.announcing),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -349,7 +381,10 @@ impl Bridge {
         let id = PortId(u32::try_from(index).map_err(|_| BridgeError::Full("ports"))?);
         for net in attached_nets(&attachment) {
             match self.network_mut(net) {
-                Some(network) => network.members.push(id),
+                Some(network) => {
+                    network.members.push(id);
+                    network.multicast.port_added(id);
+                }
                 None => return Err(BridgeError::NoNetwork(format!("#{}", net.0))),
             }
         }
@@ -363,6 +398,7 @@ impl Bridge {
             tunnel_mtu: None,
             generation: self.ports_added,
             security: None,
+            flood_budget: FloodBudget::default(),
         });
         self.ports_added += 1;
         Ok(id)
@@ -380,6 +416,7 @@ impl Bridge {
                 network.members.retain(|p| *p != id);
                 network.fdb.remove_port(id);
                 network.guard.disown(id);
+                network.multicast.remove_port(id);
             }
         }
         Ok((id, slot))
@@ -489,8 +526,10 @@ impl Bridge {
         Ok(())
     }
 
-    /// Ages out learned entries in every network.
+    /// Ages out learned entries in every network, and ages the multicast
+    /// tables and sends the multicast queries due.
     pub fn expire(&mut self, now: Millis) -> usize {
+        self.multicast_tick(now);
         self.networks
             .iter_mut()
             .flatten()
@@ -633,6 +672,7 @@ impl Bridge {
         frame: &mut Frame,
         now: Millis,
     ) -> Result<(NetId, Verdict), DropReason> {
+        self.flood_scope = FloodScope::All;
         if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Malformed);
         }
@@ -694,10 +734,11 @@ impl Bridge {
                 generation,
             });
         }
-        let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if dst.is_multicast() {
+            self.flood_scope = self.snoop(in_port, net_id, frame, now);
             return Ok((net_id, Verdict::Flood));
         }
+        let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if network.gateway_mac == Some(dst) {
             return Ok((net_id, Verdict::Gateway));
         }
@@ -741,9 +782,16 @@ impl Bridge {
                 let in_isolated = self.is_isolated(in_port, net);
                 let in_tunnel = self.port(in_port).is_some_and(|p| p.tunnel_mtu.is_some());
                 let mut blocked = false;
+                let scope = std::mem::replace(&mut self.flood_scope, FloodScope::All);
                 if let Some(network) = self.network(net) {
+                    let reach = network.multicast.reach(scope, now);
                     for &member in &network.members {
                         if member == in_port {
+                            continue;
+                        }
+                        let static_router =
+                            || self.port(member).is_some_and(multicast::is_static_router);
+                        if !reach.includes(member, static_router) {
                             continue;
                         }
                         // Split horizon: a full mesh of tunnels has no loops.
@@ -759,6 +807,10 @@ impl Bridge {
                 }
                 if targets.is_empty() && blocked {
                     self.count_drop(in_port, DropReason::IccDisabled);
+                }
+                if !self.flood_allowed(in_port, targets.len(), now) {
+                    self.count_drop(in_port, DropReason::FloodLimit);
+                    targets.clear();
                 }
                 for &out in &targets {
                     self.transmit(out, net, frame, Some(in_port), now);

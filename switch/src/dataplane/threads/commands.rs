@@ -20,6 +20,7 @@ use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, Position, Ru
 use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
 
 use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
+use crate::dataplane::bridge::multicast::MdbRecord;
 use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::FdbRecord;
 use crate::dataplane::capture::CaptureTap;
@@ -207,6 +208,12 @@ impl Datapath {
     pub(super) fn fdb(&mut self, net: Option<&str>) -> Result<Vec<FdbRecord>, DatapathError> {
         let now = self.now();
         Ok(self.bridge.fdb_entries(net, now)?)
+    }
+
+    /// This thread's multicast table.
+    pub(super) fn mdb(&mut self, net: Option<&str>) -> Result<Vec<MdbRecord>, DatapathError> {
+        let now = self.now();
+        Ok(self.bridge.mdb_entries(net, now)?)
     }
 
     pub(super) fn net_figures(&mut self) -> Result<Vec<NetFigures>, DatapathError> {

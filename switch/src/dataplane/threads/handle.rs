@@ -32,6 +32,7 @@ use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
 
 use super::mesh::HOME;
 use super::{ConntrackSnapshot, Datapath, GatewayFigures, Membership, NetFigures, TunnelBinding};
+use crate::dataplane::bridge::multicast::MdbRecord;
 use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::{BridgeError, FdbRecord};
 use crate::dataplane::capture::CaptureTap;
@@ -331,6 +332,14 @@ impl DatapathHandle {
         let net = net.map(str::to_string);
         let answers = self.each(&order, move |dp| dp.fdb(net.as_deref()))?;
         Ok(join_fdb(answers))
+    }
+
+    /// The multicast table of network `net`, or of every network: the home
+    /// thread's, which hears what every thread's ports reported.
+    pub fn mdb(&self, net: Option<&str>) -> Result<Vec<MdbRecord>, DatapathError> {
+        let order = self.placement();
+        let net = net.map(str::to_string);
+        self.home(&order, move |dp| dp.mdb(net.as_deref()))
     }
 
     /// Per-network figures: each thread's summed.

@@ -4,6 +4,9 @@
 //!
 //! - announcements: what one thread's bridge learned ([`Announcement`]), to
 //!   every other thread;
+//! - membership news: what one thread's multicast snooping heard on its
+//!   ports ([`MembershipNews`]: reports, leaves, queries), to every other
+//!   thread, so each thread's table lists every port's groups;
 //! - handoffs: frames for the L3 gateway, from the thread that received them
 //!   to thread [`HOME`], which owns the gateway, the uplink and the tunnel
 //!   sockets;
@@ -13,7 +16,8 @@
 //!
 //! A full queue drops. A lost announcement is repeated while its address is
 //! live (see [`crate::dataplane::fdb`]); meanwhile the address's frames are flooded,
-//! which is correct. A lost handoff counts as `gateway-busy` on the port it
+//! which is correct. A lost membership is heard again with the port's
+//! answer to the next general query (at most 125 s). A lost handoff counts as `gateway-busy` on the port it
 //! came from, like a full transmit queue.
 
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
+use crate::dataplane::bridge::multicast::MembershipNews;
 use crate::dataplane::bridge::{Announcement, NetId};
 use crate::dataplane::frame::Frame;
 
@@ -63,6 +68,7 @@ impl<T> Queue<T> {
 pub struct Mesh {
     wakers: Vec<Arc<Waker>>,
     announcements: Vec<Queue<Announcement>>,
+    memberships: Vec<Queue<MembershipNews>>,
     handoffs: Queue<Handoff>,
     spares: Vec<Queue<Frame>>,
 }
@@ -84,6 +90,9 @@ impl Mesh {
             .collect();
         Mesh {
             announcements: (0..threads)
+                .map(|_| Queue::bounded(ANNOUNCEMENT_QUEUE))
+                .collect(),
+            memberships: (0..threads)
                 .map(|_| Queue::bounded(ANNOUNCEMENT_QUEUE))
                 .collect(),
             handoffs: Queue::bounded(if threads > 1 { HANDOFF_QUEUE } else { 1 }),
@@ -109,6 +118,24 @@ impl Mesh {
     /// What the other threads told `thread`, at most one queue's worth.
     pub fn heard(&self, thread: usize) -> impl Iterator<Item = Announcement> + '_ {
         self.announcements[thread]
+            .rx
+            .try_iter()
+            .take(ANNOUNCEMENT_QUEUE)
+    }
+
+    /// Tells every thread but `from` what `from`'s multicast snooping heard.
+    pub fn announce_membership(&self, from: usize, news: MembershipNews) {
+        for (thread, queue) in self.memberships.iter().enumerate() {
+            if thread != from {
+                let _ = queue.tx.try_send(news);
+            }
+        }
+    }
+
+    /// What the other threads' snooping told `thread`, at most one queue's
+    /// worth.
+    pub fn heard_memberships(&self, thread: usize) -> impl Iterator<Item = MembershipNews> + '_ {
+        self.memberships[thread]
             .rx
             .try_iter()
             .take(ANNOUNCEMENT_QUEUE)

@@ -50,6 +50,7 @@ use std::net::Ipv4Addr;
 
 use yard_nat::gateway::{Gateway, IcmpErrors, Side};
 
+use crate::dataplane::bridge::storm::FloodLimit;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
@@ -154,6 +155,7 @@ impl Datapath {
             let (tx, rx) = crossbeam_channel::unbounded();
             let mut bridge = Bridge::new(port_mac_limit);
             bridge.share_icmp_errors(icmp_errors.clone());
+            bridge.limit_floods(Some(FloodLimit::DEFAULT));
             if threads > 1 {
                 bridge.share_learning(thread == mesh::HOME);
             }
@@ -316,19 +318,27 @@ impl Datapath {
         }
     }
 
-    /// Applies what the other threads learned.
+    /// Applies what the other threads learned and their multicast snooping
+    /// heard.
     fn hear_peers(&mut self) {
         let now = self.now();
         for news in self.mesh.heard(self.thread) {
             self.bridge.learn_from_peer(news, now);
         }
+        for news in self.mesh.heard_memberships(self.thread) {
+            self.bridge.hear_multicast(news, now);
+        }
     }
 
-    /// Tells the other threads what this one learned, and wakes the home
+    /// Tells the other threads what this one learned and its multicast
+    /// snooping heard, and wakes the home
     /// thread if frames were handed to it.
     fn tell_peers(&mut self) {
         for news in self.bridge.drain_announcements() {
             self.mesh.announce(self.thread, news);
+        }
+        for news in self.bridge.drain_multicast_news() {
+            self.mesh.announce_membership(self.thread, news);
         }
         if std::mem::take(&mut self.wake_home) {
             self.mesh.wake(mesh::HOME);

@@ -790,3 +790,95 @@ fn conntrack_commands_list_change_and_flush_the_home_threads_table() {
         .entries
         .is_empty());
 }
+
+/// Whether `frame` is an MLD query from the gateway's link-local address
+/// (an IPv6 packet with the hop-by-hop header, then ICMPv6 type 130).
+fn is_mld_query(frame: &[u8]) -> bool {
+    frame.len() >= 14 + 40 + 8 + 28
+        && frame[12..14] == [0x86, 0xdd]
+        && frame[14 + 6] == 0
+        && frame[14 + 8..14 + 10] == [0xfe, 0x80]
+        && frame[14 + 48] == 130
+}
+
+#[test]
+fn a_solicited_node_ns_reaches_only_the_port_that_joined_its_group() {
+    solicited_node_ns_reaches_only_its_port(1);
+}
+
+#[test]
+fn with_two_threads_each_hears_the_groups_the_other_snooped() {
+    solicited_node_ns_reaches_only_its_port(2);
+}
+
+/// With `threads` datapath threads, ports a, b, c on a network with a
+/// gateway: an NS from a for b's address reaches b alone once b and c have
+/// reported their solicited-node groups (with two threads, b is read by
+/// thread 0 and a and c by thread 1: each thread forwards by what the
+/// other heard).
+fn solicited_node_ns_reaches_only_its_port(threads: usize) {
+    use crate::dataplane::bridge::multicast::tests::{
+        host6, mld_join, neighbor_solicitation, solicited_node,
+    };
+    let switch = Switch::new(threads);
+    switch.network("n", Some("10.77.0.0/24"));
+    let a = switch.port("a", "n");
+    let b = switch.port("b", "n");
+    let c = switch.port("c", "n");
+    if threads == 2 {
+        let readers: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| switch.handle.reader_of(p).unwrap())
+            .collect();
+        assert_eq!(readers, vec![1, 0, 1]);
+    }
+    // The gateway asks each new port which groups it listens to (one
+    // thread asks, so once); b and c answer with their addresses'
+    // solicited-node groups.
+    for end in [&a, &b, &c] {
+        expect(end, "the MLD query a new port gets", is_mld_query);
+    }
+    let again = received(&a, Duration::from_millis(1500));
+    assert!(!again.iter().any(|f| is_mld_query(f)), "asked twice");
+    send(
+        &b,
+        &mld_join(mac(2).0, host6(2), &[solicited_node(host6(2))]),
+    );
+    send(
+        &c,
+        &mld_join(mac(3).0, host6(3), &[solicited_node(host6(3))]),
+    );
+    // a resolves b: once b and c have had time to answer (they get every
+    // group until then), the NS reaches b and no longer c.
+    let ns = neighbor_solicitation(mac(1).0, host6(1), host6(2));
+    send_until_unicast(
+        (&a, &b, &c),
+        &ns,
+        "the NS for b's address at b",
+        "c still gets the NS for b's address",
+    );
+    for _ in 0..3 {
+        send(&a, &ns);
+        expect(&b, "the NS for b's address at b", |f| f == ns);
+    }
+    assert!(received(&c, Duration::from_millis(200)).is_empty());
+    // Duplicate address detection for an address nobody holds reaches
+    // nobody; c's own NS still reaches c.
+    let dad = neighbor_solicitation(mac(1).0, std::net::Ipv6Addr::UNSPECIFIED, host6(9));
+    send(&a, &dad);
+    let ns_c = neighbor_solicitation(mac(1).0, host6(1), host6(3));
+    send(&a, &ns_c);
+    expect(&c, "the NS for c's address at c", |f| f == ns_c);
+    assert!(received(&b, Duration::from_millis(200)).is_empty());
+    // b resolves c: b's thread forwards by what c's thread heard. (What a
+    // got while it was new — b's and c's reports — is drained first.)
+    received(&a, Duration::from_millis(50));
+    let ns_bc = neighbor_solicitation(mac(2).0, host6(2), host6(3));
+    send(&b, &ns_bc);
+    expect(&c, "b's NS for c's address at c", |f| f == ns_bc);
+    let at_a = received(&a, Duration::from_millis(200));
+    assert!(at_a.is_empty(), "{at_a:02x?}");
+    for port in ["a", "b", "c"] {
+        switch.assert_no_drops(port);
+    }
+}

@@ -15,6 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
 use yard_switch::control::config::Config;
+use yard_switch::control::server::limits::{self, ServeLimits};
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
 use yard_switch::dataplane::threads::Datapath;
@@ -42,6 +43,17 @@ struct Args {
     /// README's "Threads" section for when more than one helps)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
+    /// Control connections served at once; one more is refused with an
+    /// error line until another closes
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    control_max_connections: u16,
+    /// Seconds a control connection may take to send a complete request
+    /// (from connecting, or from its previous reply) before it is closed;
+    /// a capture stream is exempt while it streams
+    #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    control_idle_timeout: u64,
 }
 
 fn resolve_group(group: &str) -> Result<u32> {
@@ -132,6 +144,10 @@ fn run() -> Result<()> {
     let control = Arc::new(Mutex::new(control));
     tracing::info!(socket = %socket.display(), state_dir = %state_dir.display(), "yardd ready");
 
+    let serve_limits = ServeLimits {
+        max_connections: usize::from(args.control_max_connections),
+        idle_timeout: std::time::Duration::from_secs(args.control_idle_timeout),
+    };
     let socket_for_signal = socket.clone();
     std::thread::Builder::new()
         .name("yardd-signals".into())
@@ -147,7 +163,7 @@ fn run() -> Result<()> {
 
     std::thread::Builder::new()
         .name("yardd-control".into())
-        .spawn(move || control::serve(listener, control, group))
+        .spawn(move || control::serve(listener, control, group, serve_limits))
         .context("cannot start the control thread")?;
 
     match ended.recv() {

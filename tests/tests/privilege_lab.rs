@@ -5,10 +5,12 @@
 //! Needs root; without it each test prints why and returns.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use yard_tests::cmd::poll;
+use yard_tests::cmd::{command_line, describe, end_child, output, poll, run, timed};
 use yard_tests::{require, Lab};
 
 /// A connection to yardd's socket with bounded reads and writes.
@@ -159,4 +161,196 @@ fn a_connection_without_a_complete_request_is_closed_after_the_idle_timeout() {
         std::thread::sleep(Duration::from_millis(1000));
     }
     lab.ctl_ok(&["status"]);
+}
+
+/// A uid and gid that no account on this machine has: the test's client.
+/// Unused numeric ids leave nothing to clean up (no passwd or group entry).
+fn unused_id() -> u32 {
+    (0..4000)
+        .map(|k| 61000 + (std::process::id() + k) % 4000)
+        .find(|&id| {
+            let uid = nix::unistd::Uid::from_raw(id);
+            let gid = nix::unistd::Gid::from_raw(id);
+            matches!(nix::unistd::User::from_uid(uid), Ok(None))
+                && matches!(nix::unistd::Group::from_gid(gid), Ok(None))
+        })
+        .expect("a free uid/gid between 61000 and 65000")
+}
+
+/// A network namespace the client's user owns: `unshare -r -n sleep 60` run
+/// as that user. Drop ends the process (by pid), and the namespace with it.
+struct UserNetns {
+    child: Option<Child>,
+}
+
+impl UserNetns {
+    fn new(id: u32) -> UserNetns {
+        let child = Command::new("setpriv")
+            .arg(format!("--reuid={id}"))
+            .arg(format!("--regid={id}"))
+            .arg("--clear-groups")
+            .args(["unshare", "-r", "-n", "sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare -r -n as the client");
+        let ns = UserNetns { child: Some(child) };
+        let pid = ns.pid();
+        // setpriv and unshare exec in the same process: it is ready once
+        // it runs sleep, inside its own user and network namespaces.
+        let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+        assert!(ready, "unshare -r -n did not start as uid {id}");
+        ns
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.pid())
+    }
+}
+
+impl Drop for UserNetns {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(2));
+        }
+    }
+}
+
+/// Runs yardctl against `lab` as uid and gid `id`.
+fn ctl_as(lab: &Lab, id: u32, args: &[&str]) -> std::process::Output {
+    let mut cmd = timed(30, "setpriv");
+    cmd.arg(format!("--reuid={id}"))
+        .arg(format!("--regid={id}"))
+        .arg("--clear-groups")
+        .arg(&yard_tests::bins::bins().yardctl)
+        .arg("--socket")
+        .arg(lab.socket())
+        .args(args)
+        .env_remove("YARD_SOCKET");
+    let out = output(&mut cmd);
+    eprintln!("{}", describe(&command_line(&cmd), &out));
+    out
+}
+
+#[test]
+fn a_group_member_attaches_only_into_namespaces_it_owns() {
+    if !require(&["setpriv", "unshare", "nsenter"]) {
+        return;
+    }
+    let id = unused_id();
+    let mut lab = Lab::with_args(&["--group", &id.to_string()]);
+    // Let the client reach the socket's directory; the socket (0660, our
+    // group) and yardd decide.
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = ctl_as(&lab, id, &["status"]);
+    assert!(status.status.success(), "the --group member is not served");
+
+    // The host's namespace (yardd's own): named through this test's pid,
+    // through pid 1, or by leaving --netns out. A unique interface name
+    // shows whether anything was created there.
+    let ifname = format!("ypv{}", std::process::id() % 100_000);
+    let host = format!("/proc/{}/ns/net", std::process::id());
+    for (what, netns) in [
+        ("this test's namespace", Some(host.as_str())),
+        ("pid 1's namespace", Some("/proc/1/ns/net")),
+        ("no --netns", None),
+    ] {
+        let mut args = vec![
+            "port",
+            "add",
+            "h1",
+            "--net",
+            "yard0",
+            "--tap",
+            "--ifname",
+            &ifname,
+            "--ip",
+            "172.30.9.9/16",
+        ];
+        if let Some(ns) = netns {
+            args.extend(["--netns", ns]);
+        }
+        let out = ctl_as(&lab, id, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: a --group member attached a TAP into the host's namespace\n{}",
+            lab.log_tail()
+        );
+        if netns != Some("/proc/1/ns/net") {
+            // pid 1's namespace file may not even open for yardd here; it
+            // is refused either way.
+            assert!(
+                err.contains("may not attach into yardd's own network namespace"),
+                "{what}: refusal does not say why: {err}"
+            );
+        }
+        assert!(
+            !run(&["ip", "link", "show", &ifname]).status.success(),
+            "{what}: TAP {ifname} appeared in the host's namespace"
+        );
+    }
+    assert!(
+        lab.ctl_json(&["port", "ls"])
+            .as_array()
+            .is_some_and(|ports| ports.is_empty()),
+        "refused ports were configured"
+    );
+
+    // A namespace root made (`ip netns add`) belongs to root, not the client.
+    let roots = lab.netns();
+    let out = ctl_as(
+        &lab,
+        id,
+        &[
+            "port", "add", "r1", "--net", "yard0", "--tap", "--netns", &roots,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("belongs to uid 0, not to uid {id}")),
+        "a namespace root owns: {err}"
+    );
+
+    // One the client made itself is its own: the TAP is created there and
+    // configured, as for root.
+    let mine = UserNetns::new(id);
+    let out = ctl_as(
+        &lab,
+        id,
+        &[
+            "port",
+            "add",
+            "u1",
+            "--net",
+            "yard0",
+            "--tap",
+            "--netns",
+            &mine.path(),
+            "--ip",
+            "172.30.9.10/16",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the client's own namespace was refused\n{}",
+        lab.log_tail()
+    );
+    let pid = mine.pid().to_string();
+    let inside =
+        output(timed(20, "nsenter").args(["-t", &pid, "-n", "ip", "-o", "addr", "show", "eth0"]));
+    assert!(
+        String::from_utf8_lossy(&inside.stdout).contains("172.30.9.10/16"),
+        "no configured eth0 in the client's namespace: {}",
+        describe("nsenter ip addr show eth0", &inside)
+    );
+    // Root is unrestricted.
+    lab.ctl_ok(&[
+        "port", "add", "r1", "--net", "yard0", "--tap", "--netns", &roots,
+    ]);
 }

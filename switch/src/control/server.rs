@@ -33,6 +33,7 @@ use yard_ctl::{pcap, MacAddr};
 
 mod gateway;
 pub mod limits;
+pub mod netns_access;
 
 use limits::{ConnectionCount, DeadlineStream, ServeLimits};
 
@@ -712,12 +713,12 @@ fn error_reply(message: impl Into<String>) -> Reply {
     })
 }
 
-/// Whether the peer may use the socket.
-fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), AccessError> {
+/// Whether the peer may use the socket; its uid when it may.
+fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<u32, AccessError> {
     let (pid, uid, gid) =
         sys::peer_credentials(stream.as_fd()).map_err(AccessError::PeerCredentials)?;
     if uid == 0 || uid == own_uid || group.is_some_and(|g| g == gid) {
-        return Ok(());
+        return Ok(uid);
     }
     Err(AccessError::Denied {
         pid,
@@ -764,11 +765,14 @@ fn serve_connection(
     let mut writer = stream.try_clone()?;
     // A client that does not read its replies must not hold the thread.
     writer.set_write_timeout(Some(limits.idle_timeout))?;
-    if let Err(refusal) = authorized(&stream, own_uid, group) {
-        let message = refusal.to_string();
-        tracing::warn!(%message, "refused a control connection");
-        return write_reply(&mut writer, &error_reply(message));
-    }
+    let client_uid = match authorized(&stream, own_uid, group) {
+        Ok(uid) => uid,
+        Err(refusal) => {
+            let message = refusal.to_string();
+            tracing::warn!(%message, "refused a control connection");
+            return write_reply(&mut writer, &error_reply(message));
+        }
+    };
     let mut reader = BufReader::new(DeadlineStream::new(stream));
     let mut line = Vec::with_capacity(1024);
     loop {
@@ -813,6 +817,12 @@ fn serve_connection(
             reader.get_mut().clear_deadline();
             writer.set_write_timeout(None)?;
             return stream_capture(&mut reader, writer, control, port, count);
+        }
+        if let Err(refusal) = netns_access::check_attach(&envelope.request, client_uid, own_uid) {
+            let message = refusal.to_string();
+            tracing::warn!(%message, "refused an attach");
+            write_reply(&mut writer, &error_reply(message))?;
+            continue;
         }
         let reply = match lock(control).handle(envelope.request) {
             Ok(payload) => Reply::Ok(payload),

@@ -1,5 +1,6 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
-//! sockets, interface ioctls and raw fd I/O — behind safe functions, plus
+//! sockets, interface ioctls, raw fd I/O and namespace ownership
+//! ([`nsowner`]) — behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
 //! kernel's side of yardd.
@@ -22,6 +23,7 @@ mod fd;
 mod iface;
 pub mod netconf;
 pub mod netns;
+pub mod nsowner;
 mod packet;
 mod tap;
 #[cfg(test)]

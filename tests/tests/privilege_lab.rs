@@ -354,3 +354,64 @@ fn a_group_member_attaches_only_into_namespaces_it_owns() {
         "port", "add", "r1", "--net", "yard0", "--tap", "--netns", &roots,
     ]);
 }
+
+/// A capability mask from a `Cap*:` line of /proc/PID/task/TID/status.
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+#[test]
+fn every_yardd_thread_keeps_only_the_capabilities_it_uses() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::with_args(&["--threads", "2"]);
+    // The kept set is enough for what yardd does after setup: a TAP in a
+    // namespace (CAP_NET_ADMIN, CAP_SYS_ADMIN), a veth through AF_PACKET
+    // (CAP_NET_RAW), traffic between them.
+    let c1 = lab.tap("c1", "yard0", "172.30.6.1/16", &[]);
+    let c2 = lab.veth("c2", "yard0", "172.30.6.2/16");
+    lab.ping_ok(&c1, c2.ip);
+
+    // CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21.
+    let kept = format!("{:016x}", (1u64 << 12) | (1 << 13) | (1 << 19) | (1 << 21));
+    let pid = lab.pid().unwrap();
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .collect();
+    assert!(tasks.len() >= 4, "yardd has only {} threads", tasks.len());
+    for task in tasks {
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+            continue; // a short-lived thread that has gone
+        };
+        let name = status_field(&status, "Name:");
+        for (field, want) in [
+            ("CapEff:", kept.as_str()),
+            ("CapPrm:", kept.as_str()),
+            ("CapBnd:", kept.as_str()),
+            ("CapInh:", "0000000000000000"),
+            ("CapAmb:", "0000000000000000"),
+            ("NoNewPrivs:", "1"),
+        ] {
+            assert_eq!(
+                status_field(&status, field),
+                want,
+                "thread {name} ({}): {field}",
+                task.display()
+            );
+        }
+    }
+    let log = lab.log_text();
+    assert!(
+        log.contains("dropped every other capability")
+            && log
+                .contains(r#"["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN"]"#),
+        "the log does not name the kept capabilities:\n{}",
+        lab.log_tail()
+    );
+}

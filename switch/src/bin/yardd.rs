@@ -4,6 +4,9 @@
 //! the default network `yard0` on a first start), and serves the control
 //! socket until SIGTERM or SIGINT, when it removes the socket and exits; the
 //! configuration stays in the state directory for the next start.
+//!
+//! Once the socket is bound, before any other thread starts, yardd keeps
+//! only the capabilities it uses (`sys::privilege`) and sets `no_new_privs`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use yard_switch::control::server::limits::{self, ServeLimits};
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
 use yard_switch::dataplane::threads::Datapath;
+use yard_switch::sys::privilege;
 
 /// Switchyard's userspace switch daemon.
 #[derive(Parser, Debug)]
@@ -110,6 +114,18 @@ fn run() -> Result<()> {
         None => (Config::initial(), true),
     };
     let listener = control::bind_socket(&socket, group)?;
+
+    // Setup that needs more than the kept capabilities is done (the socket
+    // is bound and chowned, the state directory locked and read). No other
+    // thread exists yet, so every thread started below — datapath, control,
+    // the short-lived ones that enter namespaces — inherits the reduced sets,
+    // and restoring the state below already runs with them.
+    let kept = privilege::drop_privileges(&privilege::Capability::KEPT)?;
+    tracing::info!(
+        capabilities = ?kept.effective_names(),
+        no_new_privs = true,
+        "dropped every other capability"
+    );
 
     let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;

@@ -1,6 +1,6 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
-//! sockets, interface ioctls, raw fd I/O and namespace ownership
-//! ([`nsowner`]) — behind safe functions, plus
+//! sockets, interface ioctls, raw fd I/O, namespace ownership
+//! ([`nsowner`]) and capabilities ([`privilege`]) — behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
 //! kernel's side of yardd.
@@ -25,6 +25,7 @@ pub mod netconf;
 pub mod netns;
 pub mod nsowner;
 mod packet;
+pub mod privilege;
 mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;

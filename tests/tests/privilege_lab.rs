@@ -415,3 +415,53 @@ fn every_yardd_thread_keeps_only_the_capabilities_it_uses() {
         lab.log_tail()
     );
 }
+
+/// `Seccomp:` of every thread of `pid`, by thread name (2 is filtered).
+fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("status")).ok())
+        .map(|s| (status_field(&s, "Name:"), status_field(&s, "Seccomp:")))
+        .collect()
+}
+
+#[test]
+fn datapath_threads_run_under_the_seccomp_filter_unless_told_not_to() {
+    if !require(&["ping"]) {
+        return;
+    }
+    for (args, filtered) in [
+        (&["--threads", "2"][..], true),
+        (&["--no-seccomp"][..], false),
+    ] {
+        let mut lab = Lab::with_args(args);
+        // Traffic and commands (port add and remove reach the datapath
+        // threads) run through the filtered threads without killing yardd.
+        let c1 = lab.tap("c1", "yard0", "172.30.7.1/16", &[]);
+        let c2 = lab.veth("c2", "yard0", "172.30.7.2/16");
+        lab.ping_ok(&c1, c2.ip);
+        lab.ctl_ok(&["port", "stats"]);
+        lab.ctl_ok(&["port", "rm", "c2"]);
+        let modes = seccomp_modes(lab.pid().unwrap());
+        let datapath: Vec<_> = modes
+            .iter()
+            .filter(|(name, _)| name.starts_with("yardd-datapath"))
+            .collect();
+        assert!(!datapath.is_empty(), "no datapath thread in {modes:?}");
+        for (name, mode) in &datapath {
+            assert_eq!(
+                mode == "2",
+                filtered,
+                "{args:?}: thread {name} has Seccomp: {mode}"
+            );
+        }
+        // The control thread enters namespaces and opens files: unfiltered.
+        assert!(
+            modes
+                .iter()
+                .any(|(name, mode)| name == "yardd-control" && mode == "0"),
+            "{args:?}: {modes:?}"
+        );
+        assert!(lab.is_running(), "yardd died\n{}", lab.log_tail());
+    }
+}

@@ -6,7 +6,9 @@
 //! configuration stays in the state directory for the next start.
 //!
 //! Once the socket is bound, before any other thread starts, yardd keeps
-//! only the capabilities it uses (`sys::privilege`) and sets `no_new_privs`.
+//! only the capabilities it uses (`sys::privilege`) and sets `no_new_privs`;
+//! each datapath thread then installs its seccomp allowlist (`sys::seccomp`)
+//! before it handles a frame, unless `--no-seccomp`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use yard_switch::control::server::limits::{self, ServeLimits};
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
 use yard_switch::dataplane::threads::Datapath;
-use yard_switch::sys::privilege;
+use yard_switch::sys::{privilege, seccomp};
 
 /// Switchyard's userspace switch daemon.
 #[derive(Parser, Debug)]
@@ -58,6 +60,16 @@ struct Args {
     #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     control_idle_timeout: u64,
+    /// Run the datapath threads without their seccomp filter (by default
+    /// each allows only the system calls the datapath makes, and any other
+    /// kills yardd, logged by the kernel with the call's number)
+    #[arg(long, conflicts_with = "seccomp_log")]
+    no_seccomp: bool,
+    /// Let a datapath thread make a system call outside its seccomp filter
+    /// and have the kernel log it (dmesg: type=1326 ... syscall=N) instead
+    /// of killing yardd: for finding what a new code path needs
+    #[arg(long)]
+    seccomp_log: bool,
 }
 
 fn resolve_group(group: &str) -> Result<u32> {
@@ -129,18 +141,53 @@ fn run() -> Result<()> {
 
     let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
+    let seccomp = match (args.no_seccomp, args.seccomp_log) {
+        (true, _) => None,
+        (false, false) => Some(seccomp::Violation::Kill),
+        (false, true) => Some(seccomp::Violation::Log),
+    };
     // Whichever datapath thread ends first ends the daemon.
     let (ended_tx, ended) = crossbeam_channel::bounded(datapaths.len());
+    let (filtered_tx, filtered) = crossbeam_channel::bounded(datapaths.len());
     for (i, datapath) in datapaths.into_iter().enumerate() {
         let ended_tx = ended_tx.clone();
+        let filtered_tx = filtered_tx.clone();
         std::thread::Builder::new()
             .name(format!("yardd-datapath-{i}"))
             .spawn(move || {
+                // Before the first frame: from here on the thread only
+                // polls, reads, writes, sends and receives.
+                if let Some(on_violation) = seccomp {
+                    let installed = seccomp::install(seccomp::DATAPATH_SYSCALLS, on_violation);
+                    let failed = installed.is_err();
+                    let _ = filtered_tx.send((i, installed));
+                    if failed {
+                        return;
+                    }
+                }
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| datapath.run()));
                 let _ = ended_tx.send((i, result));
             })
             .context("cannot start a datapath thread")?;
+    }
+    if let Some(on_violation) = seccomp {
+        for _ in 0..args.threads {
+            let (i, installed) = filtered
+                .recv()
+                .context("a datapath thread ended before its seccomp filter was installed")?;
+            installed.with_context(|| {
+                format!("datapath thread {i}: cannot install its seccomp filter (start yardd with --no-seccomp to run without it)")
+            })?;
+        }
+        tracing::info!(
+            threads = args.threads,
+            syscalls = seccomp::DATAPATH_SYSCALLS.len(),
+            ?on_violation,
+            "seccomp filter on the datapath threads"
+        );
+    } else {
+        tracing::warn!("datapath threads run without a seccomp filter (--no-seccomp)");
     }
 
     let options = ControlOptions {

@@ -238,6 +238,39 @@ fn ctl_as(lab: &Lab, id: u32, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn a_capture_stream_outlives_the_idle_timeout() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::with_args(&["--control-idle-timeout", "1"]);
+    let c1 = lab.tap("c1", "yard0", "172.30.8.1/16", &[]);
+    let c2 = lab.tap("c2", "yard0", "172.30.8.2/16", &[]);
+    lab.ping_ok(&c1, c2.ip);
+    let file = lab.dir().join("c1.pcap");
+    let mut child = lab
+        .ctl_command(&["capture", "c1", "-c", "4", "-w", &file.to_string_lossy()])
+        .spawn()
+        .expect("spawn yardctl capture");
+    // Nothing crosses c1 for three idle timeouts: the stream, whose
+    // request is in, stays open.
+    std::thread::sleep(Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        let _ = lab.ping(&c1, c2.ip, 2, 3, &[]);
+    }
+    let done = child.wait_with_output().expect("wait for capture");
+    assert!(
+        done.status.success(),
+        "a capture idle for longer than the idle timeout was cut off:\n{}\n{}",
+        describe("yardctl capture c1 -c 4", &done),
+        lab.log_tail()
+    );
+    // 24-byte pcap header plus four records.
+    let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 24 + 4 * 16, "capture file holds {len} bytes");
+}
+
+#[test]
 fn a_group_member_attaches_only_into_namespaces_it_owns() {
     if !require(&["setpriv", "unshare", "nsenter"]) {
         return;

@@ -158,7 +158,11 @@ fn run() -> Result<()> {
                 // Before the first frame: from here on the thread only
                 // polls, reads, writes, sends and receives.
                 if let Some(on_violation) = seccomp {
-                    let installed = seccomp::install(seccomp::DATAPATH_SYSCALLS, on_violation);
+                    let installed = seccomp::install(
+                        seccomp::DATAPATH_SYSCALLS,
+                        seccomp::DATAPATH_REFUSED,
+                        on_violation,
+                    );
                     let failed = installed.is_err();
                     let _ = filtered_tx.send((i, installed));
                     if failed {

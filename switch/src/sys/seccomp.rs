@@ -86,6 +86,17 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_dup2,
 ];
 
+/// Calls that fail with `EACCES` on a datapath thread instead of stopping
+/// yardd: the C library probes a file on its own and copes when it cannot
+/// — glibc's malloc reads `/proc/sys/vm/overcommit_memory` the first time a
+/// thread's heap shrinks (seen with a full conntrack table) — but a thread
+/// that only moves frames has no file to open.
+pub const DATAPATH_REFUSED: &[libc::c_long] = &[
+    libc::SYS_openat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_open,
+];
+
 /// The architecture of the system calls the filter allows (`AUDIT_ARCH_*`).
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E;
@@ -118,8 +129,13 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// The filter program: check the architecture, then allow each of
-/// `allowed` in turn, else `on_violation`.
-pub fn program(allowed: &[libc::c_long], on_violation: Violation) -> Vec<libc::sock_filter> {
+/// `allowed` in turn, fail each of `refused` with `EACCES`, else
+/// `on_violation`.
+pub fn program(
+    allowed: &[libc::c_long],
+    refused: &[libc::c_long],
+    on_violation: Violation,
+) -> Vec<libc::sock_filter> {
     let deny = match on_violation {
         Violation::Kill => libc::SECCOMP_RET_TRAP,
         Violation::Log => libc::SECCOMP_RET_LOG,
@@ -142,17 +158,28 @@ pub fn program(allowed: &[libc::c_long], on_violation: Violation) -> Vec<libc::s
         prog.push(jump(jeq_k, nr as u32, 0, 1));
         prog.push(stmt(ret_k, libc::SECCOMP_RET_ALLOW));
     }
+    for &nr in refused {
+        prog.push(jump(jeq_k, nr as u32, 0, 1));
+        prog.push(stmt(
+            ret_k,
+            libc::SECCOMP_RET_ERRNO | (libc::EACCES as u32 & libc::SECCOMP_RET_DATA),
+        ));
+    }
     prog.push(stmt(ret_k, deny));
     prog
 }
 
-/// Installs the filter allowing `allowed` on the calling thread; other
-/// threads are not affected.
-pub fn install(allowed: &[libc::c_long], on_violation: Violation) -> io::Result<()> {
+/// Installs the filter allowing `allowed` and refusing `refused` on the
+/// calling thread; other threads are not affected.
+pub fn install(
+    allowed: &[libc::c_long],
+    refused: &[libc::c_long],
+    on_violation: Violation,
+) -> io::Result<()> {
     if on_violation == Violation::Kill {
         install_sigsys_handler()?;
     }
-    install_program(&program(allowed, on_violation))
+    install_program(&program(allowed, refused, on_violation))
 }
 
 /// Offset of `si_syscall` in a `SIGSYS` siginfo on 64-bit Linux: after
@@ -268,7 +295,7 @@ mod tests {
         use nix::unistd::{fork, ForkResult};
         use std::io::Read;
         // Built before the fork: the child must not allocate.
-        let prog = program(DATAPATH_SYSCALLS, on_violation);
+        let prog = program(DATAPATH_SYSCALLS, DATAPATH_REFUSED, on_violation);
         if on_violation == Violation::Kill {
             install_sigsys_handler().unwrap();
         }
@@ -310,9 +337,18 @@ mod tests {
             let _ = nix::unistd::write(std::io::stderr(), b"");
         });
         assert!(matches!(fine.0, WaitStatus::Exited(_, 0)), "{fine:?}");
-        // Opening a file is not: a line names the call, then SIGSYS.
+        // Opening a file fails with EACCES (the C library may try).
+        let (refused, _) = in_filtered_child(Violation::Kill, || {
+            let denied = std::fs::File::open("/proc/self/status")
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EACCES));
+            // SAFETY: ends the child with the test's verdict.
+            unsafe { libc::_exit(if denied { 0 } else { 5 }) }
+        });
+        assert!(matches!(refused, WaitStatus::Exited(_, 0)), "{refused:?}");
+        // Making a socket is not on either list: a line names the call,
+        // then SIGSYS.
         let (killed, said) = in_filtered_child(Violation::Kill, || {
-            let _ = std::fs::File::open("/proc/self/status");
+            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
         });
         assert!(
             matches!(killed, WaitStatus::Signaled(_, Signal::SIGSYS, _)),
@@ -321,20 +357,20 @@ mod tests {
         assert!(
             said.starts_with(&format!(
                 "yardd: a datapath thread made system call {}, which its seccomp filter does not allow: stopping.",
-                libc::SYS_openat
+                libc::SYS_socket
             )),
             "{said:?}"
         );
         // In log mode it is allowed (and logged by the kernel).
         let (logged, _) = in_filtered_child(Violation::Log, || {
-            let _ = std::fs::File::open("/proc/self/status");
+            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
         });
         assert!(matches!(logged, WaitStatus::Exited(_, 0)), "{logged:?}");
     }
 
     #[test]
     fn the_program_checks_the_architecture_first() {
-        let prog = program(&[libc::SYS_read], Violation::Kill);
+        let prog = program(&[libc::SYS_read], &[], Violation::Kill);
         assert_eq!(prog[0].k, DATA_ARCH);
         assert_eq!(prog[1].k, AUDIT_ARCH);
         assert_eq!(prog[2].k, libc::SECCOMP_RET_KILL_PROCESS);

@@ -275,4 +275,36 @@ mod tests {
         );
         assert!(check_attach(&Request::Status, 1000, 0).is_ok());
     }
+
+    #[test]
+    fn uplinks_follow_the_same_rules() {
+        use yard_ctl::api::UplinkSpec;
+        let uplink = |kind| {
+            Request::UplinkAdd(UplinkSpec {
+                name: "up0".into(),
+                kind,
+                ip: "192.0.2.2/24".parse().unwrap(),
+                gateway: None,
+            })
+        };
+        let iface = uplink(UplinkKind::Iface {
+            iface: "eth0".into(),
+        });
+        let err = check_attach(&iface, 1000, 0).unwrap_err();
+        assert!(
+            matches!(err, NetnsAccessError::HostInterface { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("uplink up0: uid 1000"), "{err}");
+        let own_tap = uplink(UplinkKind::Tap {
+            netns: None,
+            ifname: "up0".into(),
+        });
+        let err = check_attach(&own_tap, 1000, 0).unwrap_err();
+        assert!(
+            matches!(err, NetnsAccessError::OwnNamespace { .. }),
+            "{err:?}"
+        );
+        assert!(check_attach(&iface, 0, 0).is_ok());
+    }
 }

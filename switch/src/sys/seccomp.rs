@@ -348,7 +348,7 @@ mod tests {
         // Making a socket is not on either list: a line names the call,
         // then SIGSYS.
         let (killed, said) = in_filtered_child(Violation::Kill, || {
-            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
+            let _ = std::net::UdpSocket::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         });
         assert!(
             matches!(killed, WaitStatus::Signaled(_, Signal::SIGSYS, _)),
@@ -363,7 +363,7 @@ mod tests {
         );
         // In log mode it is allowed (and logged by the kernel).
         let (logged, _) = in_filtered_child(Violation::Log, || {
-            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
+            let _ = std::net::UdpSocket::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         });
         assert!(matches!(logged, WaitStatus::Exited(_, 0)), "{logged:?}");
     }

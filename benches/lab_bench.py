@@ -203,10 +203,11 @@ class Yardd:
     running `threads` datapath threads (`--threads N`, passed only when N > 1
     so the 1-thread rows run yardd exactly as before)."""
 
-    def __init__(self, opts, ns, threads=1):
+    def __init__(self, opts, ns, threads=1, extra_args=()):
         self.opts = opts
         self.ns = ns
         self.threads = threads
+        self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="lab_bench_yardd.")
         RES.dirs.append(self.dir)
         self.socket = os.path.join(self.dir, "yardd.sock")
@@ -230,6 +231,7 @@ class Yardd:
                 "--log",
                 self.opts.yardd_log,
                 *(["--threads", str(self.threads)] if self.threads > 1 else []),
+                *self.extra_args,
             ],
         )
         self.proc = RES.add_proc(
@@ -393,10 +395,11 @@ class YarddPath(Path):
     needs_yardd = True
     net = "lbnet"
     threads = 1  # yardd --threads
+    yardd_args = ()  # more yardd arguments
 
     def build(self):
         self.yns = self.netns("y")
-        self.yardd = Yardd(self.opts, self.yns, self.threads)
+        self.yardd = Yardd(self.opts, self.yns, self.threads, self.yardd_args)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net)
         self.attach()
@@ -458,6 +461,26 @@ class YarddVeth(YarddPath):
 # The same topologies with two datapath threads, over which yardd spreads
 # the two ports (c1/c2; for NAT the uplink and c1): each row shows what a
 # second thread buys against the 1-thread row above it.
+
+
+# The same topologies without the datapath threads' seccomp filter: what the
+# filter costs per packet (it is on in every other yardd row).
+
+
+class YarddTapNoSeccomp(YarddTap):
+    name = "yardd-tap-noseccomp"
+    reference = "yardd-tap"
+    metrics = ("tcp1", "udp64")
+    yardd_args = ("--no-seccomp",)
+    description = "yardd --no-seccomp, TAP ports created by yardd inside c1/c2"
+
+
+class YarddVethNoSeccomp(YarddVeth):
+    name = "yardd-veth-noseccomp"
+    reference = "yardd-veth"
+    metrics = ("tcp1", "udp64")
+    yardd_args = ("--no-seccomp",)
+    description = "yardd --no-seccomp, veth host ends in yardd's namespace via AF_PACKET"
 
 
 class YarddTap2t(YarddTap):
@@ -902,7 +925,7 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddTap2t, YarddVeth, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+PATHS = [BridgeVeth, YarddTap, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre]
 
 

@@ -4,6 +4,11 @@
 //! the default network `yard0` on a first start), and serves the control
 //! socket until SIGTERM or SIGINT, when it removes the socket and exits; the
 //! configuration stays in the state directory for the next start.
+//!
+//! Once the socket is bound, before any other thread starts, yardd keeps
+//! only the capabilities it uses (`sys::privilege`) and sets `no_new_privs`;
+//! each datapath thread then installs its seccomp allowlist (`sys::seccomp`)
+//! before it handles a frame, unless `--no-seccomp`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,9 +20,11 @@ use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
 use yard_switch::control::config::Config;
+use yard_switch::control::server::limits::{self, ServeLimits};
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
 use yard_switch::dataplane::threads::Datapath;
+use yard_switch::sys::{privilege, seccomp};
 
 /// Switchyard's userspace switch daemon.
 #[derive(Parser, Debug)]
@@ -42,6 +49,27 @@ struct Args {
     /// README's "Threads" section for when more than one helps)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
+    /// Control connections served at once; one more is refused with an
+    /// error line until another closes
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    control_max_connections: u16,
+    /// Seconds a control connection may take to send a complete request
+    /// (from connecting, or from its previous reply) before it is closed;
+    /// a capture stream is exempt while it streams
+    #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    control_idle_timeout: u64,
+    /// Run the datapath threads without their seccomp filter (by default
+    /// each allows only the system calls the datapath makes, and any other
+    /// kills yardd, logged by the kernel with the call's number)
+    #[arg(long, conflicts_with = "seccomp_log")]
+    no_seccomp: bool,
+    /// Let a datapath thread make a system call outside its seccomp filter
+    /// and have the kernel log it (dmesg: type=1326 ... syscall=N) instead
+    /// of killing yardd: for finding what a new code path needs
+    #[arg(long)]
+    seccomp_log: bool,
 }
 
 fn resolve_group(group: &str) -> Result<u32> {
@@ -99,20 +127,71 @@ fn run() -> Result<()> {
     };
     let listener = control::bind_socket(&socket, group)?;
 
+    // Setup that needs more than the kept capabilities is done (the socket
+    // is bound and chowned, the state directory locked and read). No other
+    // thread exists yet, so every thread started below — datapath, control,
+    // the short-lived ones that enter namespaces — inherits the reduced sets,
+    // and restoring the state below already runs with them.
+    let kept = privilege::drop_privileges(&privilege::Capability::KEPT)?;
+    tracing::info!(
+        capabilities = ?kept.effective_names(),
+        no_new_privs = true,
+        "dropped every other capability"
+    );
+
     let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
+    let seccomp = match (args.no_seccomp, args.seccomp_log) {
+        (true, _) => None,
+        (false, false) => Some(seccomp::Violation::Kill),
+        (false, true) => Some(seccomp::Violation::Log),
+    };
     // Whichever datapath thread ends first ends the daemon.
     let (ended_tx, ended) = crossbeam_channel::bounded(datapaths.len());
+    let (filtered_tx, filtered) = crossbeam_channel::bounded(datapaths.len());
     for (i, datapath) in datapaths.into_iter().enumerate() {
         let ended_tx = ended_tx.clone();
+        let filtered_tx = filtered_tx.clone();
         std::thread::Builder::new()
             .name(format!("yardd-datapath-{i}"))
             .spawn(move || {
+                // Before the first frame: from here on the thread only
+                // polls, reads, writes, sends and receives.
+                if let Some(on_violation) = seccomp {
+                    let installed = seccomp::install(
+                        seccomp::DATAPATH_SYSCALLS,
+                        seccomp::DATAPATH_REFUSED,
+                        on_violation,
+                    );
+                    let failed = installed.is_err();
+                    let _ = filtered_tx.send((i, installed));
+                    if failed {
+                        return;
+                    }
+                }
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| datapath.run()));
                 let _ = ended_tx.send((i, result));
             })
             .context("cannot start a datapath thread")?;
+    }
+    if let Some(on_violation) = seccomp {
+        for _ in 0..args.threads {
+            let (i, installed) = filtered
+                .recv()
+                .context("a datapath thread ended before its seccomp filter was installed")?;
+            installed.with_context(|| {
+                format!("datapath thread {i}: cannot install its seccomp filter (start yardd with --no-seccomp to run without it)")
+            })?;
+        }
+        tracing::info!(
+            threads = args.threads,
+            syscalls = seccomp::DATAPATH_SYSCALLS.len(),
+            ?on_violation,
+            "seccomp filter on the datapath threads"
+        );
+    } else {
+        tracing::warn!("datapath threads run without a seccomp filter (--no-seccomp)");
     }
 
     let options = ControlOptions {
@@ -132,6 +211,10 @@ fn run() -> Result<()> {
     let control = Arc::new(Mutex::new(control));
     tracing::info!(socket = %socket.display(), state_dir = %state_dir.display(), "yardd ready");
 
+    let serve_limits = ServeLimits {
+        max_connections: usize::from(args.control_max_connections),
+        idle_timeout: std::time::Duration::from_secs(args.control_idle_timeout),
+    };
     let socket_for_signal = socket.clone();
     std::thread::Builder::new()
         .name("yardd-signals".into())
@@ -147,7 +230,7 @@ fn run() -> Result<()> {
 
     std::thread::Builder::new()
         .name("yardd-control".into())
-        .spawn(move || control::serve(listener, control, group))
+        .spawn(move || control::serve(listener, control, group, serve_limits))
         .context("cannot start the control thread")?;
 
     match ended.recv() {

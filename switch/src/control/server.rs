@@ -3,8 +3,11 @@
 //!
 //! One thread per connection reads request lines (at most
 //! [`MAX_REQUEST_BYTES`] each), answers each with one reply line, and keeps the
-//! connection open for more. Only root, yardd's own uid and the configured
-//! group are served (`SO_PEERCRED`); the socket itself is created 0660. A
+//! connection open for more. At most [`ServeLimits::max_connections`] are
+//! served at once, and each must send a complete request within
+//! [`ServeLimits::idle_timeout`] ([`limits`]). Only root, yardd's own uid and
+//! the configured group are served (`SO_PEERCRED`); the socket itself is
+//! created 0660. A
 //! malformed, oversized or unknown request gets an error reply; nothing a client
 //! sends stops the daemon.
 //!
@@ -29,6 +32,10 @@ use yard_ctl::api::{
 use yard_ctl::{pcap, MacAddr};
 
 mod gateway;
+pub mod limits;
+pub mod netns_access;
+
+use limits::{ConnectionCount, DeadlineStream, ServeLimits};
 
 use yard_nat::conntrack::RuleId;
 
@@ -647,11 +654,18 @@ pub fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Sock
     Ok(listener)
 }
 
-/// Serves connections forever, one thread each.
-pub fn serve(listener: UnixListener, control: Arc<Mutex<Control>>, group: Option<u32>) {
+/// Serves connections forever, one thread each, at most
+/// `limits.max_connections` at once.
+pub fn serve(
+    listener: UnixListener,
+    control: Arc<Mutex<Control>>,
+    group: Option<u32>,
+    limits: ServeLimits,
+) {
     let own_uid = nix::unistd::geteuid().as_raw();
+    let served = ConnectionCount::default();
     for stream in listener.incoming() {
-        let stream = match stream {
+        let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -659,17 +673,34 @@ pub fn serve(listener: UnixListener, control: Arc<Mutex<Control>>, group: Option
                 continue;
             }
         };
+        let Some(slot) = served.try_take(limits.max_connections) else {
+            refuse_over_limit(&mut stream, limits.max_connections);
+            continue;
+        };
         let control = control.clone();
         let spawned = std::thread::Builder::new()
             .name("yardd-conn".into())
             .spawn(move || {
-                if let Err(e) = serve_connection(stream, &control, own_uid, group) {
+                let _slot = slot;
+                if let Err(e) = serve_connection(stream, &control, own_uid, group, limits) {
                     tracing::debug!(error = %e, "connection ended");
                 }
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a connection thread");
         }
+    }
+}
+
+/// Answers a connection beyond the limit with one error line, from the accept
+/// loop: it never blocks on the client and holds no thread.
+fn refuse_over_limit(stream: &mut UnixStream, max: usize) {
+    tracing::warn!(max, "refused a control connection: too many open");
+    let message = format!(
+        "yardd is serving {max} control connections already (its limit): this one is refused — close idle clients and retry"
+    );
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = write_reply(stream, &error_reply(message));
     }
 }
 
@@ -691,12 +722,12 @@ fn error_reply(message: impl Into<String>) -> Reply {
     })
 }
 
-/// Whether the peer may use the socket.
-fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(), AccessError> {
+/// Whether the peer may use the socket; its uid when it may.
+fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<u32, AccessError> {
     let (pid, uid, gid) =
         sys::peer_credentials(stream.as_fd()).map_err(AccessError::PeerCredentials)?;
     if uid == 0 || uid == own_uid || group.is_some_and(|g| g == gid) {
-        return Ok(());
+        return Ok(uid);
     }
     Err(AccessError::Denied {
         pid,
@@ -706,17 +737,30 @@ fn authorized(stream: &UnixStream, own_uid: u32, group: Option<u32>) -> Result<(
     })
 }
 
-/// Reads one line of at most `MAX_REQUEST_BYTES`. `Ok(None)` at end of stream;
-/// `Err(true)` when the line was too long.
-fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Result<Option<()>, bool> {
+/// Why a request line could not be read.
+enum LineError {
+    /// Longer than `MAX_REQUEST_BYTES`.
+    TooLong,
+    /// Not complete within the idle timeout.
+    TimedOut,
+    /// The connection failed.
+    Broken,
+}
+
+/// Reads one line of at most `MAX_REQUEST_BYTES`. `Ok(None)` at end of stream.
+fn read_line(
+    reader: &mut BufReader<DeadlineStream>,
+    line: &mut Vec<u8>,
+) -> Result<Option<()>, LineError> {
     line.clear();
     let limit = MAX_REQUEST_BYTES as u64 + 1;
     match reader.by_ref().take(limit).read_until(b'\n', line) {
         Ok(0) => Ok(None),
         Ok(_) if line.last() == Some(&b'\n') => Ok(Some(())),
-        Ok(_) if line.len() as u64 >= limit => Err(true),
+        Ok(_) if line.len() as u64 >= limit => Err(LineError::TooLong),
         Ok(_) => Ok(Some(())), // last line without newline
-        Err(_) => Err(false),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(LineError::TimedOut),
+        Err(_) => Err(LineError::Broken),
     }
 }
 
@@ -725,24 +769,38 @@ fn serve_connection(
     control: &Mutex<Control>,
     own_uid: u32,
     group: Option<u32>,
+    limits: ServeLimits,
 ) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    if let Err(refusal) = authorized(&stream, own_uid, group) {
-        let message = refusal.to_string();
-        tracing::warn!(%message, "refused a control connection");
-        return write_reply(&mut writer, &error_reply(message));
-    }
-    let mut reader = BufReader::new(stream);
+    // A client that does not read its replies must not hold the thread.
+    writer.set_write_timeout(Some(limits.idle_timeout))?;
+    let client_uid = match authorized(&stream, own_uid, group) {
+        Ok(uid) => uid,
+        Err(refusal) => {
+            let message = refusal.to_string();
+            tracing::warn!(%message, "refused a control connection");
+            return write_reply(&mut writer, &error_reply(message));
+        }
+    };
+    let mut reader = BufReader::new(DeadlineStream::new(stream));
     let mut line = Vec::with_capacity(1024);
     loop {
+        reader.get_mut().expect_request_within(limits.idle_timeout);
         match read_line(&mut reader, &mut line) {
             Ok(None) => return Ok(()),
             Ok(Some(())) => {}
-            Err(true) => {
+            Err(LineError::TooLong) => {
                 let message = format!("request longer than {MAX_REQUEST_BYTES} bytes: refused");
                 return write_reply(&mut writer, &error_reply(message));
             }
-            Err(false) => return Ok(()),
+            Err(LineError::TimedOut) => {
+                let message = format!(
+                    "no complete request within {} s: connection closed — send one request line at a time",
+                    limits.idle_timeout.as_secs_f64()
+                );
+                return write_reply(&mut writer, &error_reply(message));
+            }
+            Err(LineError::Broken) => return Ok(()),
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -763,7 +821,17 @@ fn serve_connection(
             continue;
         }
         if let Request::Capture { port, count } = envelope.request {
+            // Streaming: the request is in, so no idle deadline applies, and
+            // a slow reader only loses frames (the capture queue is bounded).
+            reader.get_mut().clear_deadline();
+            writer.set_write_timeout(None)?;
             return stream_capture(&mut reader, writer, control, port, count);
+        }
+        if let Err(refusal) = netns_access::check_attach(&envelope.request, client_uid, own_uid) {
+            let message = refusal.to_string();
+            tracing::warn!(%message, "refused an attach");
+            write_reply(&mut writer, &error_reply(message))?;
+            continue;
         }
         let reply = match lock(control).handle(envelope.request) {
             Ok(payload) => Reply::Ok(payload),
@@ -775,7 +843,7 @@ fn serve_connection(
 
 /// Streams pcap to the client until `count` frames have gone or it hangs up.
 fn stream_capture(
-    reader: &mut BufReader<UnixStream>,
+    reader: &mut BufReader<DeadlineStream>,
     mut writer: UnixStream,
     control: &Mutex<Control>,
     port: String,
@@ -826,8 +894,8 @@ fn stream_capture(
 }
 
 /// True when the client closed its end.
-fn client_gone(reader: &mut BufReader<UnixStream>) -> io::Result<bool> {
-    let stream = reader.get_ref();
+fn client_gone(reader: &mut BufReader<DeadlineStream>) -> io::Result<bool> {
+    let stream = reader.get_ref().stream();
     stream.set_nonblocking(true)?;
     let mut byte = [0u8; 1];
     // The client sends nothing after a capture request, so a read either

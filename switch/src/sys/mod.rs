@@ -1,5 +1,7 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
-//! sockets, interface ioctls and raw fd I/O — behind safe functions, plus
+//! sockets, interface ioctls, raw fd I/O, namespace ownership
+//! ([`nsowner`]), capabilities ([`privilege`]) and the datapath's seccomp
+//! filter ([`seccomp`]) — behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
 //! kernel's side of yardd.
@@ -22,7 +24,10 @@ mod fd;
 mod iface;
 pub mod netconf;
 pub mod netns;
+pub mod nsowner;
 mod packet;
+pub mod privilege;
+pub mod seccomp;
 mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -53,6 +53,29 @@ impl NetnsRef {
     pub fn name(&self) -> Option<&str> {
         (!self.written.contains('/')).then_some(self.written.as_str())
     }
+
+    /// Opens the namespace file, with errors that name the namespace (and,
+    /// for a missing named one, how to create it).
+    pub fn open(&self) -> Result<File, NetnsError> {
+        File::open(&self.path).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                NetnsError::NotFound {
+                    ns: self.to_string(),
+                    path: self.path.clone(),
+                    hint: match self.name() {
+                        Some(name) => format!(" — create it with `ip netns add {name}`"),
+                        None => String::new(),
+                    },
+                }
+            } else {
+                NetnsError::Open {
+                    ns: self.to_string(),
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })
+    }
 }
 
 impl fmt::Display for NetnsRef {
@@ -102,6 +125,17 @@ pub enum NetnsError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The namespace's owner could not be read (`NS_GET_USERNS`,
+    /// `NS_GET_OWNER_UID`).
+    #[error("netns {ns}: cannot read who owns {path}: {source}", path = .path.display())]
+    Owner {
+        /// The namespace as the user wrote it.
+        ns: String,
+        /// The file that was opened.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The helper thread could not be spawned.
     #[error("netns {ns}: cannot spawn a thread to enter it: {source}")]
     Spawn {
@@ -124,24 +158,7 @@ pub fn run_in_netns<T: Send + 'static>(
 ) -> Result<T, NetnsError> {
     // Open on the caller's thread: the path is resolved in the daemon's mount
     // namespace either way, and errors are reported before a thread exists.
-    let file = File::open(&ns.path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            NetnsError::NotFound {
-                ns: ns.to_string(),
-                path: ns.path.clone(),
-                hint: match ns.name() {
-                    Some(name) => format!(" — create it with `ip netns add {name}`"),
-                    None => String::new(),
-                },
-            }
-        } else {
-            NetnsError::Open {
-                ns: ns.to_string(),
-                path: ns.path.clone(),
-                source,
-            }
-        }
-    })?;
+    let file = ns.open()?;
 
     let ns_for_thread = ns.clone();
     let handle = std::thread::Builder::new()

@@ -1,13 +1,177 @@
-//! Port lifecycle labs against the real yardd: what a port whose namespace
-//! is gone looks like to the user.
+//! Port lifecycle labs against the real yardd: a port follows its
+//! container's namespace — when the namespace's last process exits the port
+//! turns down and nothing answers at the old address (yardd's TAP fd must
+//! not keep a ghost of the container alive); after a restart a port is
+//! re-created only in the namespace it was put in, never in another that a
+//! reused PID now names; and a port that is down still has stats.
 //!
 //! Needs root; without it each test prints why and returns.
 
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
 use nix::sys::signal::Signal;
 use yard_ctl::api::PortStats;
-use yard_tests::cmd::run_ok;
+use yard_tests::cmd::{end_child, poll, run, run_ok};
 use yard_tests::lab::add_tap;
 use yard_tests::{require, Lab, Netns};
+
+/// A process alone in a new network namespace (`unshare -n sleep`), known
+/// only by its PID: no name under /run/netns holds the namespace. Ended on
+/// drop.
+struct Sleeper(Option<Child>);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start unshare -n sleep");
+        Sleeper(Some(child))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    fn netns(&self) -> String {
+        format!("/proc/{}/ns/net", self.pid())
+    }
+
+    /// Runs `args` in the process's network namespace.
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        let pid = self.pid().to_string();
+        let mut full = vec!["nsenter", "-t", &pid, "-n"];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    fn end(&mut self) {
+        if let Some(child) = self.0.take() {
+            end_child(child, Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+fn port_state(lab: &Lab, name: &str) -> serde_json::Value {
+    let ports = lab.ctl_json(&["port", "ls"]);
+    ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("port ls lost {name}: {ports:#}"))["state"]
+        .clone()
+}
+
+#[test]
+fn a_container_that_exits_leaves_no_ghost_answering_at_its_address() {
+    if !require(&["ping", "unshare", "nsenter"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "ghost", "--subnet", "10.69.0.0/24"]);
+    let peer = lab.tap("peer", "ghost", "10.69.0.3/24", &[]);
+    let mut sleeper = Sleeper::start();
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "c1",
+        "--net",
+        "ghost",
+        "--tap",
+        "--netns",
+        &sleeper.netns(),
+        "--ip",
+        "10.69.0.2/24",
+    ]);
+    let old = "10.69.0.2".parse().unwrap();
+    lab.ping_ok(&peer, old);
+
+    // The container's last process exits: only yardd's TAP fd would still
+    // hold its namespace.
+    sleeper.end();
+    let down = poll(Duration::from_secs(5), Duration::from_millis(100), || {
+        port_state(&lab, "c1")["state"] != "up"
+    });
+    let state = port_state(&lab, "c1");
+    assert!(
+        down,
+        "the port stayed up after its namespace's last process exited: {state}"
+    );
+    assert!(
+        state.to_string().contains("namespace gone"),
+        "the reason does not say the namespace is gone: {state}"
+    );
+    // Nothing answers at the old address any more.
+    lab.ping_fails(&peer, old, &[]);
+    // And the port is still there to remove.
+    lab.ctl_ok(&["port", "rm", "c1"]);
+}
+
+#[test]
+fn after_a_restart_a_port_never_lands_in_the_namespace_of_a_reused_pid() {
+    if !require(&["unshare", "nsenter"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "reuse", "--subnet", "10.70.0.0/24"]);
+    let mut first = Sleeper::start();
+    let pid = first.pid();
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "c1",
+        "--net",
+        "reuse",
+        "--tap",
+        "--netns",
+        &first.netns(),
+        "--ip",
+        "10.70.0.2/24",
+    ]);
+    lab.stop(Signal::SIGTERM);
+    first.end();
+
+    // Another process, in another namespace, gets the same PID.
+    let mut second = None;
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write ns_last_pid");
+        let candidate = Sleeper::start();
+        if candidate.pid() == pid {
+            second = Some(candidate);
+            break;
+        }
+    }
+    let second = second.expect("no process got the reused PID in 20 tries");
+
+    lab.start();
+    let state = port_state(&lab, "c1");
+    assert_ne!(
+        state, "up",
+        "the port came up in another process's namespace"
+    );
+    assert!(
+        state.to_string().contains("namespace replaced"),
+        "the reason does not say the namespace was replaced: {state}"
+    );
+    let link = second.exec(&["ip", "link", "show", "eth0"]);
+    assert!(
+        !link.status.success(),
+        "yardd created eth0 in the namespace of the process that reused PID {pid}:\n{}",
+        String::from_utf8_lossy(&link.stdout)
+    );
+    let addrs = second.exec(&["ip", "-4", "addr"]);
+    assert!(!String::from_utf8_lossy(&addrs.stdout).contains("10.70.0.2"));
+}
 
 #[test]
 fn a_port_whose_namespace_is_gone_is_down_and_still_has_stats() {

@@ -222,11 +222,17 @@ fn run() -> Result<()> {
             let signal = stop_signals.wait();
             tracing::info!(?signal, "stopping");
             let _ = std::fs::remove_file(&socket_for_signal);
-            // Ports close with the process; their TAP devices go with them and
-            // the configuration in the state directory restores them next start.
+            // The TAPs outlive the process (carrier off); the next start
+            // re-adopts them from the configuration in the state directory.
             std::process::exit(0);
         })
         .context("cannot start the signal thread")?;
+
+    let watched = control.clone();
+    std::thread::Builder::new()
+        .name("yardd-netns".into())
+        .spawn(move || control::watch_namespaces(watched))
+        .context("cannot start the namespace watcher")?;
 
     std::thread::Builder::new()
         .name("yardd-control".into())

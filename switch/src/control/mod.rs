@@ -33,4 +33,4 @@ pub mod server;
 pub mod state;
 
 pub use error::{AccessError, ControlError, Object, Removed, SocketError};
-pub use server::{bind_socket, serve, Control, ControlOptions};
+pub use server::{bind_socket, serve, watch_namespaces, Control, ControlOptions};

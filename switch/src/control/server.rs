@@ -50,6 +50,8 @@ use crate::control::{
 use crate::dataplane::capture::{CaptureTap, CAPTURE_QUEUE};
 use crate::dataplane::threads::{DatapathError, DatapathHandle};
 use crate::sys;
+use crate::sys::netns::NetnsRef;
+use crate::sys::nsidentity::{self, NetnsIdentity, Recheck};
 
 /// Where yardd listens and keeps its state, and who may talk to it.
 #[derive(Debug, Clone)]
@@ -97,6 +99,49 @@ type Outcome = Result<Payload, ControlError>;
 fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), DatapathError> {
     let gateway = nat_api::net_config(&spec);
     datapath.add_network(spec, gateway)
+}
+
+/// The reason a port is down when its namespace went away.
+pub const NAMESPACE_GONE: &str = "namespace gone";
+
+/// The namespace a TAP port was asked into, if not yardd's own.
+fn tap_netns(spec: &PortSpec) -> Option<NetnsRef> {
+    match &spec.kind {
+        PortKind::Tap {
+            netns: Some(ns), ..
+        } => Some(NetnsRef::parse(ns)),
+        _ => None,
+    }
+}
+
+/// Why port's namespace path no longer names the namespace it was put in,
+/// or `None` when it still does.
+fn namespace_changed(ns: &NetnsRef, recorded: &NetnsIdentity) -> Option<String> {
+    match nsidentity::recheck(ns, recorded) {
+        Recheck::Same => None,
+        Recheck::Gone => Some(format!(
+            "{NAMESPACE_GONE}: {ns} no longer exists — `port rm` it, or add it again into the container's new namespace"
+        )),
+        Recheck::Replaced => Some(format!(
+            "namespace replaced: {ns} now names another namespace, which the port is never created in — `port rm` it, or add it again"
+        )),
+    }
+}
+
+/// Once a second, turns down the TAP ports whose namespace nobody but yardd
+/// holds any more ([`Control::namespace_gone`]). The checks read `/proc`
+/// without holding the lock. Runs until the process ends.
+pub fn watch_namespaces(control: Arc<Mutex<Control>>) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let watched = lock(&control).watched_namespaces();
+        for (name, ns, identity) in watched {
+            let same = nsidentity::recheck(&ns, &identity) == Recheck::Same;
+            if !same && !nsidentity::held_elsewhere(&identity) {
+                lock(&control).namespace_gone(&name, &identity);
+            }
+        }
+    }
 }
 
 /// Deletes a persistent TAP through its kept fd (it goes when the
@@ -167,6 +212,19 @@ impl Control {
     /// Attaches a configured port, re-adopting its TAP when it is still
     /// there, and hands it to the datapath.
     fn start_port(&mut self, spec: &PortSpec) -> LivePort {
+        let netns = tap_netns(spec);
+        if let (Some(ns), Some(recorded)) = (&netns, self.config.namespaces.get(&spec.name)) {
+            if let Some(reason) = namespace_changed(ns, recorded) {
+                return LivePort {
+                    mac: None,
+                    mtu: 0,
+                    state: PortState::Down(reason),
+                };
+            }
+        }
+        // A port restored from an older state file is known by its
+        // namespace from now on.
+        let identity = netns.as_ref().and_then(|ns| nsidentity::identify(ns).ok());
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let mode = TapMode::CreateOrAdopt;
         match attach(spec, &self.config, &mut self.tunnels, overlay, mode) {
@@ -189,6 +247,12 @@ impl Control {
                     attached.tunnel,
                     attached.security,
                 );
+                if let Some(identity) = identity {
+                    self.config
+                        .namespaces
+                        .entry(spec.name.clone())
+                        .or_insert(identity);
+                }
                 match added {
                     Ok(()) => live,
                     Err(e) => LivePort {
@@ -448,6 +512,9 @@ impl Control {
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
         self.config.check_new_port(&spec)?;
+        // Taken before the TAP is made, so the port is known by the
+        // namespace it went into even if the path later names another.
+        let identity = tap_netns(&spec).and_then(|ns| nsidentity::identify(&ns).ok());
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let mode = TapMode::Create;
         let (live, kept) = match attach(&spec, &self.config, &mut self.tunnels, overlay, mode) {
@@ -475,6 +542,9 @@ impl Control {
         };
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
+        if let Some(identity) = identity {
+            self.config.namespaces.insert(spec.name.clone(), identity);
+        }
         let name = spec.name.clone();
         if let Err(e) = self.commit(before, move |dp| dp.remove_port(&name)) {
             destroy_kept(&spec.name, kept);
@@ -500,6 +570,7 @@ impl Control {
             _ => None,
         };
         self.config.ports.retain(|p| p.name != name);
+        self.config.namespaces.remove(name);
         self.config.static_fdb.retain(|e| e.port != name);
         self.live.remove(name);
         if let Some(addr) = address {
@@ -514,6 +585,48 @@ impl Control {
             error,
         })?;
         Ok(Payload::Done)
+    }
+
+    /// The TAP ports that are up in another namespace, with the namespace
+    /// they were put in: what [`watch_namespaces`] checks, outside the lock.
+    pub fn watched_namespaces(&self) -> Vec<(String, NetnsRef, NetnsIdentity)> {
+        self.config
+            .ports
+            .iter()
+            .filter(|p| {
+                matches!(
+                    self.live.get(&p.name).map(|l| &l.state),
+                    Some(PortState::Up)
+                )
+            })
+            .filter_map(|p| {
+                let ns = tap_netns(p)?;
+                let identity = *self.config.namespaces.get(&p.name)?;
+                Some((p.name.clone(), ns, identity))
+            })
+            .collect()
+    }
+
+    /// Port `name`'s namespace is gone (nobody but yardd's TAP fd held it):
+    /// the port leaves the datapath and yardd lets go of the TAP, so the
+    /// namespace and the TAP in it go away and nothing answers at the
+    /// container's old address. The port stays configured, down, with the
+    /// reason. Nothing happens if the port changed meanwhile.
+    pub fn namespace_gone(&mut self, name: &str, identity: &NetnsIdentity) {
+        let still = self.config.namespaces.get(name) == Some(identity)
+            && matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
+        if !still {
+            return;
+        }
+        if let Err(error) = self.datapath.remove_port(name) {
+            tracing::warn!(port = %name, %error, "a port whose namespace is gone could not be removed from the datapath");
+        }
+        // Closing yardd's last fd on the TAP releases the namespace.
+        drop(self.kept.remove(name));
+        tracing::info!(port = %name, "namespace gone: port down");
+        if let Some(live) = self.live.get_mut(name) {
+            live.state = PortState::Down(NAMESPACE_GONE.into());
+        }
     }
 
     /// Deletes the persistent TAP of port `name` (after the datapath let go

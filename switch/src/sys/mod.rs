@@ -1,6 +1,6 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
 //! sockets, interface ioctls, raw fd I/O, namespace ownership
-//! ([`nsowner`]), capabilities ([`privilege`]) and the datapath's seccomp
+//! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]) and the datapath's seccomp
 //! filter ([`seccomp`]) — behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
@@ -24,6 +24,7 @@ mod fd;
 mod iface;
 pub mod netconf;
 pub mod netns;
+pub mod nsidentity;
 pub mod nsowner;
 mod packet;
 pub mod privilege;

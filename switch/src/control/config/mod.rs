@@ -5,6 +5,7 @@
 //! changes nothing. Every error is a [`ConfigError`] that carries the names
 //! of the objects involved; its message names them and the way out.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SU
 use yard_ctl::{Ipv4Cidr, MacAddr};
 
 use crate::control::Object;
+use crate::sys::nsidentity::NetnsIdentity;
 
 /// Version of the state file format.
 pub const STATE_FORMAT: u32 = 1;
@@ -52,6 +54,10 @@ pub struct Config {
     /// Conntrack limit and timeouts the user changed.
     #[serde(default)]
     pub conntrack: ConntrackSettings,
+    /// The namespace each TAP port with `--netns` was put in, by port name:
+    /// a port is re-created only in that same namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<String, NetnsIdentity>,
 }
 
 /// A static FDB entry as persisted.
@@ -98,6 +104,7 @@ impl Default for Config {
             publish: Vec::new(),
             connections: Vec::new(),
             conntrack: ConntrackSettings::default(),
+            namespaces: BTreeMap::new(),
         }
     }
 }

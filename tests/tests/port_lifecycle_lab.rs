@@ -110,8 +110,14 @@ fn a_container_that_exits_leaves_no_ghost_answering_at_its_address() {
         state.to_string().contains("namespace gone"),
         "the reason does not say the namespace is gone: {state}"
     );
-    // Nothing answers at the old address any more.
+    // Nothing answers at the old address any more, and the port's counters
+    // say why what was sent to it went nowhere.
     lab.ping_fails(&peer, old, &[]);
+    let stats = lab.stats("c1");
+    assert!(
+        stats.drops.get("port-down").copied().unwrap_or(0) > 0,
+        "frames to the vanished container were not counted as port-down: {stats:?}"
+    );
     // And the port is still there to remove.
     lab.ctl_ok(&["port", "rm", "c1"]);
 }

@@ -16,7 +16,7 @@
 //! ones are undone, so a refused request changes nothing. A refusal is a
 //! [`ControlError`], whose message is the error reply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -82,6 +82,10 @@ pub struct Control {
     kept: HashMap<String, KeptTap>,
     /// The same for the uplink's TAP.
     kept_uplink: Option<KeptTap>,
+    /// Ports that are down because their namespace went away, still in the
+    /// datapath with a closed device (their traffic counted as `port-down`)
+    /// until `port rm`.
+    closed: HashSet<String>,
     /// Sockets shared by tunnel ports.
     tunnels: TunnelSockets,
     /// The gateway's id of each published port, in `config.publish` order.
@@ -175,6 +179,7 @@ impl Control {
             uplink: None,
             kept: HashMap::new(),
             kept_uplink: None,
+            closed: HashSet::new(),
             rule_ids: Vec::new(),
             next_rule: 1,
             datapath,
@@ -561,7 +566,7 @@ impl Control {
     fn port_rm(&mut self, name: &str) -> Outcome {
         self.known_port(name)?;
         let was_up = matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
-        if was_up {
+        if was_up || self.closed.remove(name) {
             self.datapath.remove_port(name)?;
         }
         self.destroy_port_tap(name);
@@ -608,20 +613,27 @@ impl Control {
     }
 
     /// Port `name`'s namespace is gone (nobody but yardd's TAP fd held it):
-    /// the port leaves the datapath and yardd lets go of the TAP, so the
-    /// namespace and the TAP in it go away and nothing answers at the
-    /// container's old address. The port stays configured, down, with the
-    /// reason. Nothing happens if the port changed meanwhile.
+    /// yardd lets go of the TAP, so the namespace and the TAP in it go away
+    /// and nothing answers at the container's old address. The port stays
+    /// configured, down, with the reason, and in the datapath with a closed
+    /// device until `port rm`. Nothing happens if the port changed meanwhile.
     pub fn namespace_gone(&mut self, name: &str, identity: &NetnsIdentity) {
         let still = self.config.namespaces.get(name) == Some(identity)
             && matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
         if !still {
             return;
         }
-        if let Err(error) = self.datapath.remove_port(name) {
-            tracing::warn!(port = %name, %error, "a port whose namespace is gone could not be removed from the datapath");
+        // The port stays in the datapath with a closed device, so frames to
+        // the container are dropped as `port-down` where `port stats` shows
+        // them. Closing yardd's last fds on the TAP releases the namespace.
+        match self.datapath.close_port(name) {
+            Ok(()) => {
+                self.closed.insert(name.to_string());
+            }
+            Err(error) => {
+                tracing::warn!(port = %name, %error, "the device of a port whose namespace is gone could not be closed");
+            }
         }
-        // Closing yardd's last fd on the TAP releases the namespace.
         drop(self.kept.remove(name));
         tracing::info!(port = %name, "namespace gone: port down");
         if let Some(live) = self.live.get_mut(name) {

@@ -41,6 +41,7 @@ use crate::dataplane::clock::Millis;
 use crate::dataplane::fdb::Fdb;
 use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
+use crate::dataplane::port::closed::ClosedPort;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
 use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
@@ -420,6 +421,18 @@ impl Bridge {
             }
         }
         Ok((id, slot))
+    }
+
+    /// Closes port `name`'s device: the port stays, with its counters and
+    /// learned addresses, but a [`ClosedPort`] takes the device's place, so
+    /// what is sent to it is dropped as `port-down`. The device is returned
+    /// for the caller to deregister and drop.
+    pub fn close_port(&mut self, name: &str) -> Result<Box<dyn Port>, BridgeError> {
+        let id = self.port_id(name)?;
+        let slot = self
+            .port_mut(id)
+            .ok_or_else(|| BridgeError::NoPort(name.into()))?;
+        Ok(std::mem::replace(&mut slot.port, Box::new(ClosedPort)))
     }
 
     /// Gives a port port security (`Some`) or takes it away (`None`). The
@@ -915,6 +928,10 @@ impl Bridge {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 slot.counters.drop_frame(DropReason::TxQueueFull)
+            }
+            // A ClosedPort: the device is gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                slot.counters.drop_frame(DropReason::PortDown)
             }
             Err(_) => slot.counters.drop_frame(DropReason::TxError),
         }

@@ -322,6 +322,27 @@ fn bad_frames_are_dropped_with_reasons() {
 }
 
 #[test]
+fn a_closed_port_keeps_its_addresses_and_counts_what_is_sent_to_it() {
+    let mut lab = Lab::new(4096);
+    let (a, b, c) = lab.three_ports(300);
+    lab.send(a, &eth(MacAddr::BROADCAST, mac(1), 28), T0);
+    lab.out(b);
+    lab.out(c);
+    lab.bridge.close_port("a").unwrap();
+
+    // Frames to a's MAC still go to a — where they are dropped and
+    // counted — rather than flooding to everyone.
+    lab.send(b, &eth(mac(1), mac(2), 46), T0);
+    lab.send(b, &eth(mac(1), mac(2), 46), T0);
+    assert!(lab.out(c).is_empty(), "not flooded");
+    assert_eq!(lab.drops(a, DropReason::PortDown), 2);
+    let entries = lab.bridge.fdb_entries(None, T0).unwrap();
+    assert!(entries.iter().any(|e| e.mac == mac(1) && e.port == "a"));
+    // It can still be removed.
+    lab.bridge.remove_port("a").unwrap();
+}
+
+#[test]
 fn removing_a_port_forgets_it_and_frees_the_network() {
     let mut lab = Lab::new(4096);
     lab.net("n", true, None, 300);

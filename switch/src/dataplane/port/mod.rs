@@ -5,8 +5,10 @@
 //! [`crate::dataplane::bridge`] decides where frames go. Kinds: [`fd::FdPort`] (a TAP yardd
 //! created, or an existing interface through AF_PACKET — both carry a
 //! virtio-net header before each frame) and [`memory::MemoryPort`] (in-process
-//! queues, for tests and benchmarks).
+//! queues, for tests and benchmarks); [`closed::ClosedPort`] stands in for a
+//! device that is gone.
 
+pub mod closed;
 pub mod fd;
 pub mod memory;
 pub mod tunnel;

@@ -171,6 +171,18 @@ impl Datapath {
         Ok(())
     }
 
+    /// Replaces port `name`'s device with a closed one
+    /// ([`Bridge::close_port`](crate::dataplane::bridge::Bridge::close_port))
+    /// and lets go of the device.
+    pub(super) fn close_port(&mut self, name: &str) -> Result<(), DatapathError> {
+        let device = self.bridge.close_port(name)?;
+        if let Some(fd) = device.raw_fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        drop(device);
+        Ok(())
+    }
+
     pub(super) fn fdb_add(
         &mut self,
         net: &str,

@@ -288,6 +288,14 @@ impl DatapathHandle {
         Ok(())
     }
 
+    /// Closes port `name`'s device on every thread; the port stays, and
+    /// what is sent to it is dropped as `port-down` (its device is gone).
+    pub fn close_port(&self, name: &str) -> Result<(), DatapathError> {
+        let placement = self.placement();
+        let owned = name.to_string();
+        self.all(&placement, move |dp| dp.close_port(&owned))
+    }
+
     /// Adds a static FDB entry: `mac` lives behind `port` in network `net`.
     pub fn fdb_add(&self, net: &str, mac: MacAddr, port: &str) -> Result<(), DatapathError> {
         let order = self.placement();

@@ -18,7 +18,9 @@
 //! 200 s, the last two also running the timers); bit 5 an offload header
 //! follows. Besides "no panic": a frame sent on is no longer than the
 //! buffer, goes to a side that exists and, when IPv4, carries a valid
-//! header checksum; every frame the gateway makes is an Ethernet frame.
+//! header checksum, and a valid TCP, UDP or ICMP checksum stays valid
+//! through the rewrites (plain frames, not fragments); every frame the
+//! gateway makes is an Ethernet frame.
 
 use std::net::Ipv4Addr;
 
@@ -28,8 +30,12 @@ use yard_nat::gateway::{Action, Gateway, NetConfig, PublishRule, Side, UplinkCon
 use yard_nat::mapping::Mapping;
 use yard_wire::arp::ArpFrame;
 use yard_wire::ethernet::{self, ethertype, EthernetFrame};
+use yard_wire::icmp::IcmpPacket;
+use yard_wire::ip::protocol;
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::Offload;
+use yard_wire::tcp::TcpPacket;
+use yard_wire::udp::UdpPacket;
 use yard_wire::vnet;
 
 use crate::input::Input;
@@ -184,8 +190,17 @@ pub fn run(data: &[u8]) {
         if bits & control::FIX_UP != 0 {
             fix_up(&mut frame, mac);
         }
+        let transport_valid =
+            offload == Offload::NONE && transport_checksum_valid(&frame) == Some(true);
         let action = gw.handle(side, &mut frame, offload, now);
         if let Action::Send { side, len } = action {
+            if transport_valid {
+                assert_eq!(
+                    transport_checksum_valid(&frame[..len]),
+                    Some(true),
+                    "a valid transport checksum broke on the way through"
+                );
+            }
             assert!(
                 len <= frame.len(),
                 "Send of {len} bytes from a {}-byte buffer",
@@ -221,6 +236,29 @@ fn fix_up(frame: &mut [u8], mac: [u8; 6]) {
     }
     if let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) {
         ip.fill_checksum();
+    }
+}
+
+/// Whether the TCP, UDP (with a checksum) or ICMP checksum of an untagged,
+/// unfragmented IPv4 packet verifies; `None` for anything else.
+fn transport_checksum_valid(frame: &[u8]) -> Option<bool> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethertype::IPV4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.is_fragment() {
+        return None;
+    }
+    let (src, dst, l4) = (ip.src(), ip.dst(), ip.payload());
+    match ip.protocol() {
+        protocol::TCP => Some(TcpPacket::new_checked(l4).ok()?.verify_checksum(src, dst)),
+        protocol::UDP => {
+            let udp = UdpPacket::new_checked(l4).ok()?;
+            (udp.checksum() != 0).then(|| udp.verify_checksum(src, dst))
+        }
+        protocol::ICMP => Some(IcmpPacket::new_checked(l4).ok()?.verify_checksum()),
+        _ => None,
     }
 }
 

@@ -16,8 +16,9 @@
 //! filled; bits 3–4 how far the clock moves first (0, 10 ms, 1.5 s,
 //! 400 s, the last two also aging the FDB and running the gateway's
 //! timers); bit 5 an offload header follows. Besides "no panic": every
-//! frame that leaves a port is at least an Ethernet header long, and no
-//! frame leaves an access port with a VLAN tag.
+//! frame that leaves a port is at least an Ethernet header long, no frame
+//! leaves an access port with a VLAN tag, and nothing that came from `web`
+//! or the uplink reaches `db` (not connected, `--internal`).
 
 use std::net::Ipv4Addr;
 
@@ -30,6 +31,7 @@ use yard_switch::dataplane::threads::{Membership, MemoryPipeline};
 use yard_wire::ethernet::{ethertype, EthernetFrame};
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::Offload;
+use yard_wire::vlan::VlanPacket;
 use yard_wire::vnet;
 
 use crate::input::Input;
@@ -38,6 +40,8 @@ use crate::input::Input;
 pub const WEB_SUBNET: &str = "172.30.0.0/16";
 /// `db`'s subnet (`--internal`).
 pub const DB_SUBNET: &str = "10.2.0.0/24";
+/// `db`'s VLAN on the trunk.
+pub const DB_VLAN: u16 = 20;
 /// A container on `web`, the published port's target.
 pub const C1: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
 /// The uplink's address.
@@ -71,9 +75,10 @@ pub fn web_gateway_mac() -> [u8; 6] {
 /// The switch described in the module documentation.
 pub fn switch() -> MemoryPipeline {
     let mut pipeline = MemoryPipeline::new(4096).expect("a poll instance");
-    for (name, subnet, vlan, internal) in
-        [("web", WEB_SUBNET, 10, false), ("db", DB_SUBNET, 20, true)]
-    {
+    for (name, subnet, vlan, internal) in [
+        ("web", WEB_SUBNET, 10, false),
+        ("db", DB_SUBNET, DB_VLAN, true),
+    ] {
         let mut spec = NetworkSpec::new(name);
         spec.subnet = Some(subnet.parse().expect("the lab's subnets parse"));
         spec.vlan = Some(vlan);
@@ -145,6 +150,10 @@ pub fn run(data: &[u8]) {
             2 => pipeline.advance(1_500),
             _ => pipeline.advance(400_000),
         }
+        // What the timers released belongs to earlier frames.
+        for name in PORTS.iter().chain([&MemoryPipeline::UPLINK]) {
+            pipeline.take_sent(name);
+        }
         let port = usize::from(bits & control::PORT);
         frame.clear();
         frame.extend_from_slice(bytes);
@@ -155,19 +164,29 @@ pub fn run(data: &[u8]) {
             Some(name) => pipeline.receive(name, offload, &frame),
             None => pipeline.receive_uplink(offload, &frame),
         }
-        check_sent(&mut pipeline);
+        check_sent(&mut pipeline, port != 2);
     }
     let _ = pipeline.port_stats();
 }
 
 /// What left the ports since the last call: at least an Ethernet header
-/// each, and untagged on access ports.
-fn check_sent(pipeline: &mut MemoryPipeline) {
+/// each, and untagged on access ports; and, for a frame that did not come
+/// from the trunk (`outside_db`), nothing into `db` — `web` is not
+/// connected to it and it is `--internal`.
+fn check_sent(pipeline: &mut MemoryPipeline, outside_db: bool) {
     for name in PORTS.iter().chain([&MemoryPipeline::UPLINK]) {
         for (_, sent) in pipeline.take_sent(name) {
             let Ok(eth) = EthernetFrame::new_checked(&sent[..]) else {
                 panic!("port {name} sent a {}-byte frame", sent.len());
             };
+            if outside_db && *name == "t" && eth.ethertype() == 0x8100 {
+                let vid = VlanPacket::new_checked(eth.payload()).map(|tag| tag.vid());
+                assert_ne!(
+                    vid,
+                    Ok(DB_VLAN),
+                    "a frame from web or the uplink reached db"
+                );
+            }
             if ACCESS.contains(name) {
                 assert!(
                     !ethertype::is_vlan_tag(eth.ethertype()),

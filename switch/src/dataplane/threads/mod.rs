@@ -28,6 +28,8 @@
 
 mod commands;
 mod handle;
+#[cfg(feature = "fuzzing")]
+mod memory_pipeline;
 mod mesh;
 mod router;
 #[cfg(test)]
@@ -35,6 +37,8 @@ mod tests;
 
 pub use commands::{ConntrackSnapshot, GatewayFigures, NetFigures};
 pub use handle::{DatapathError, DatapathHandle};
+#[cfg(feature = "fuzzing")]
+pub use memory_pipeline::MemoryPipeline;
 
 use std::io;
 use std::os::fd::RawFd;

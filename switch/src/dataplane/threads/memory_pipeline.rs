@@ -97,6 +97,7 @@ impl MemoryPipeline {
             mtu,
             true,
             None,
+            None,
         )?;
         self.ports.push((name.to_string(), queues));
         Ok(())

@@ -36,9 +36,8 @@ use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::Offload;
 use yard_wire::tcp::TcpPacket;
 use yard_wire::udp::UdpPacket;
-use yard_wire::vnet;
 
-use crate::input::Input;
+use crate::input::{fix_up, Input};
 
 /// Network 1's subnet.
 pub const NET1_SUBNET: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 30, 0, 0), 16);
@@ -77,14 +76,9 @@ pub const PUBLISHED_UDP: u16 = 5353;
 
 /// The control byte's bits (see the module documentation).
 pub mod control {
+    pub use crate::input::control::*;
     /// Mask of the side.
     pub const SIDE: u8 = 0b11;
-    /// Fix up the destination MAC and the IPv4 header checksum.
-    pub const FIX_UP: u8 = 1 << 2;
-    /// Shift of the two clock bits.
-    pub const CLOCK_SHIFT: u8 = 3;
-    /// A virtio-net header follows.
-    pub const OFFLOAD: u8 = 1 << 5;
 }
 
 /// The side and gateway MAC the two side bits pick.
@@ -160,22 +154,8 @@ pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let mut now = 0u64;
     let mut frame = Vec::new();
-    while !input.is_empty() {
-        let Some(bits) = input.byte() else {
-            break;
-        };
-        let offload = if bits & control::OFFLOAD != 0 {
-            match input.array::<{ vnet::HEADER_LEN }>() {
-                Some(header) => Offload::from_header(&header),
-                None => break,
-            }
-        } else {
-            Offload::NONE
-        };
-        let Some(bytes) = input.frame() else {
-            break;
-        };
-        match (bits >> control::CLOCK_SHIFT) & 0b11 {
+    while let Some(record) = input.record() {
+        match record.clock_step() {
             0 => {}
             1 => now += 10,
             2 => {
@@ -187,10 +167,11 @@ pub fn run(data: &[u8]) {
                 gw.tick(now);
             }
         }
-        let (side, mac) = side_of(bits);
+        let (side, mac) = side_of(record.bits);
+        let offload = record.offload;
         frame.clear();
-        frame.extend_from_slice(bytes);
-        if bits & control::FIX_UP != 0 {
+        frame.extend_from_slice(record.frame);
+        if record.fix_up() {
             fix_up(&mut frame, mac);
         }
         let transport_valid =
@@ -225,21 +206,6 @@ pub fn run(data: &[u8]) {
     }
     let counters = gw.counters();
     let _ = counters.drops_by_name().count();
-}
-
-/// Points the frame at the gateway and makes a well-formed IPv4 header's
-/// checksum right.
-fn fix_up(frame: &mut [u8], mac: [u8; 6]) {
-    let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
-        return;
-    };
-    eth.set_dst(mac);
-    if eth.ethertype() != ethertype::IPV4 {
-        return;
-    }
-    if let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) {
-        ip.fill_checksum();
-    }
 }
 
 /// Whether the TCP, UDP (with a checksum) or ICMP checksum of an untagged,

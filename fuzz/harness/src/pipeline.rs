@@ -29,12 +29,9 @@ use yard_nat::gateway::{PublishRule, UplinkConfig};
 use yard_switch::control::nat_api::{gateway_mac, net_config};
 use yard_switch::dataplane::threads::{Membership, MemoryPipeline};
 use yard_wire::ethernet::{ethertype, EthernetFrame};
-use yard_wire::ipv4::Ipv4Packet;
-use yard_wire::offload::Offload;
 use yard_wire::vlan::VlanPacket;
-use yard_wire::vnet;
 
-use crate::input::Input;
+use crate::input::{fix_up, Input};
 
 /// `web`'s subnet; its gateway is the first host.
 pub const WEB_SUBNET: &str = "172.30.0.0/16";
@@ -57,14 +54,9 @@ const ACCESS: [&str; 2] = ["a", "b"];
 
 /// The control byte's bits (see the module documentation).
 pub mod control {
+    pub use crate::input::control::*;
     /// Mask of the port: `a`, `b`, `t`, then the uplink.
     pub const PORT: u8 = 0b11;
-    /// Fix up the destination MAC and the IPv4 header checksum.
-    pub const FIX_UP: u8 = 1 << 2;
-    /// Shift of the two clock bits.
-    pub const CLOCK_SHIFT: u8 = 3;
-    /// A virtio-net header follows.
-    pub const OFFLOAD: u8 = 1 << 5;
 }
 
 /// `web`'s gateway MAC, which frames for the gateway are sent to.
@@ -129,22 +121,8 @@ pub fn run(data: &[u8]) {
     let web_mac = web_gateway_mac();
     let mut input = Input::new(data);
     let mut frame = Vec::new();
-    while !input.is_empty() {
-        let Some(bits) = input.byte() else {
-            break;
-        };
-        let offload = if bits & control::OFFLOAD != 0 {
-            match input.array::<{ vnet::HEADER_LEN }>() {
-                Some(header) => Offload::from_header(&header),
-                None => break,
-            }
-        } else {
-            Offload::NONE
-        };
-        let Some(bytes) = input.frame() else {
-            break;
-        };
-        match (bits >> control::CLOCK_SHIFT) & 0b11 {
+    while let Some(record) = input.record() {
+        match record.clock_step() {
             0 => {}
             1 => pipeline.advance(10),
             2 => pipeline.advance(1_500),
@@ -154,15 +132,15 @@ pub fn run(data: &[u8]) {
         for name in PORTS.iter().chain([&MemoryPipeline::UPLINK]) {
             pipeline.take_sent(name);
         }
-        let port = usize::from(bits & control::PORT);
+        let port = usize::from(record.bits & control::PORT);
         frame.clear();
-        frame.extend_from_slice(bytes);
-        if bits & control::FIX_UP != 0 {
+        frame.extend_from_slice(record.frame);
+        if record.fix_up() {
             fix_up(&mut frame, if port == 3 { UPLINK_MAC } else { web_mac });
         }
         match PORTS.get(port) {
-            Some(name) => pipeline.receive(name, offload, &frame),
-            None => pipeline.receive_uplink(offload, &frame),
+            Some(name) => pipeline.receive(name, record.offload, &frame),
+            None => pipeline.receive_uplink(record.offload, &frame),
         }
         check_sent(&mut pipeline, port != 2);
     }
@@ -195,20 +173,5 @@ fn check_sent(pipeline: &mut MemoryPipeline, outside_db: bool) {
                 );
             }
         }
-    }
-}
-
-/// Points the frame at `mac` and makes a well-formed IPv4 header's
-/// checksum right (untagged frames only).
-fn fix_up(frame: &mut [u8], mac: [u8; 6]) {
-    let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
-        return;
-    };
-    eth.set_dst(mac);
-    if eth.ethertype() != ethertype::IPV4 {
-        return;
-    }
-    if let Ok(mut ip) = Ipv4Packet::new_checked(&mut eth.payload_mut()[..]) {
-        ip.fill_checksum();
     }
 }

@@ -21,7 +21,7 @@ use yard_wire::tcp::TcpPacket;
 use yard_wire::vnet::{F_NEEDS_CSUM, GSO_TCPV4, GSO_UDP_L4};
 
 use crate::gateway::{self as gw, control as gwc};
-use crate::input::put_frame;
+use crate::input::put_record as record;
 use crate::pipeline::{self as pl, control as plc};
 
 const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -288,15 +288,6 @@ pub fn gre() -> Vec<Vec<u8>> {
         }
     }
     seeds
-}
-
-/// One record of the gateway and pipeline inputs.
-fn record(out: &mut Vec<u8>, control: u8, offload: Option<Offload>, frame: &[u8]) {
-    out.push(control);
-    if let Some(offload) = offload {
-        out.extend_from_slice(&offload.to_header());
-    }
-    put_frame(out, frame);
 }
 
 /// Seeds of the `gateway` target: conversations through the lab.

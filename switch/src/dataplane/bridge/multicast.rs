@@ -67,7 +67,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use yard_wire::ethernet::{ethertype, EthernetFrame};
-use yard_wire::igmp::{self, IgmpPacket};
+use yard_wire::igmp::{self, GroupRecords, IgmpPacket};
 use yard_wire::ip::protocol;
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::ipv6::Ipv6Packet;
@@ -151,6 +151,16 @@ impl Group {
         match self {
             Group::V4(a) => a.is_multicast() && a.octets()[..3] != [224, 0, 0],
             Group::V6(a) => a.is_multicast() && a != ALL_NODES,
+        }
+    }
+
+    /// Where a data frame to the group goes: its members and the routers
+    /// when snooping tracks it, every port otherwise.
+    fn data_scope(self) -> FloodScope {
+        if self.is_snooped() {
+            FloodScope::Group(self)
+        } else {
+            FloodScope::All
         }
     }
 }
@@ -387,7 +397,6 @@ impl Snooping {
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             return FloodScope::All;
         };
-        let dst = Group::V4(ip.dst());
         if ip.protocol() == protocol::IGMP && !ip.is_fragment() {
             if let Ok(igmp) = IgmpPacket::new_checked(ip.payload()) {
                 if let Some(scope) = self.observe_igmp(in_port, &igmp, querier, now) {
@@ -395,11 +404,7 @@ impl Snooping {
                 }
             }
         }
-        if dst.is_snooped() {
-            FloodScope::Group(dst)
-        } else {
-            FloodScope::All
-        }
+        Group::V4(ip.dst()).data_scope()
     }
 
     /// Learns from an IGMP message; `None` for a type snooping does not
@@ -437,16 +442,13 @@ impl Snooping {
                 igmp::msg_type::V2_LEAVE => {
                     self.record(in_port, Heard::Left(Group::V4(igmp.group())), querier, now)
                 }
-                _ => {
-                    for record in igmp.records() {
-                        let group = Group::V4(Ipv4Addr::from(record.group));
-                        match record.listens() {
-                            Some(true) => self.record(in_port, Heard::Joined(group), querier, now),
-                            Some(false) => self.record(in_port, Heard::Left(group), querier, now),
-                            None => {}
-                        }
-                    }
-                }
+                _ => self.observe_records(
+                    in_port,
+                    igmp.records(),
+                    |a| Group::V4(Ipv4Addr::from(a)),
+                    querier,
+                    now,
+                ),
             }
         }
         Some(FloodScope::Routers)
@@ -470,12 +472,7 @@ impl Snooping {
                 }
             }
         }
-        let dst = Group::V6(ip.dst());
-        if dst.is_snooped() {
-            FloodScope::Group(dst)
-        } else {
-            FloodScope::All
-        }
+        Group::V6(ip.dst()).data_scope()
     }
 
     /// Learns from an MLD message; `None` for any other ICMPv6 message.
@@ -513,19 +510,37 @@ impl Snooping {
                     querier,
                     now,
                 ),
-                _ => {
-                    for record in message.records() {
-                        let group = Group::V6(Ipv6Addr::from(record.group));
-                        match record.listens() {
-                            Some(true) => self.record(in_port, Heard::Joined(group), querier, now),
-                            Some(false) => self.record(in_port, Heard::Left(group), querier, now),
-                            None => {}
-                        }
-                    }
-                }
+                _ => self.observe_records(
+                    in_port,
+                    message.records(),
+                    |a| Group::V6(Ipv6Addr::from(a)),
+                    querier,
+                    now,
+                ),
             }
         }
         Some(FloodScope::Routers)
+    }
+
+    /// Learns what each group record of an IGMPv3 or MLDv2 report says
+    /// (`group` makes a record's `A`-byte address a [`Group`]); a record
+    /// that says nothing of the group as a whole is passed over.
+    fn observe_records<const A: usize>(
+        &mut self,
+        in_port: PortId,
+        records: GroupRecords<'_, A>,
+        group: fn([u8; A]) -> Group,
+        querier: bool,
+        now: Millis,
+    ) {
+        for record in records {
+            let heard = match record.listens() {
+                Some(true) => Heard::Joined(group(record.group)),
+                Some(false) => Heard::Left(group(record.group)),
+                None => continue,
+            };
+            self.record(in_port, heard, querier, now);
+        }
     }
 
     /// Where a frame of `scope` may go, resolved once per frame (one group

@@ -145,16 +145,7 @@ fn ttl_1_gets_time_exceeded_from_the_ingress_gateway() {
 fn no_route_sends_net_unreachable() {
     let mut gw = lab();
     gw.set_uplink(None);
-    let f = tcp(
-        C1_MAC,
-        GW1_MAC,
-        (C1, 40000),
-        (S, 80),
-        64,
-        Tcp::Syn,
-        (1, 0),
-        b"",
-    );
+    let f = c1_syn(1);
     assert_eq!(
         run(&mut gw, NET1, f.clone(), 0).0,
         Action::Drop(GatewayDrop::NoRoute)
@@ -281,16 +272,7 @@ fn arp_timeout_discards_and_sends_host_unreachable() {
     let mut gw = bare_lab();
     run(&mut gw, NET1, arp(ArpFrame::request(C1_MAC, C1, GW1)), 0);
     outbox(&mut gw);
-    let f = tcp(
-        C1_MAC,
-        GW1_MAC,
-        (C1, 40000),
-        (S, 80),
-        64,
-        Tcp::Syn,
-        (1, 0),
-        b"",
-    );
+    let f = c1_syn(1);
     assert_eq!(run(&mut gw, NET1, f.clone(), 0).0, Action::Consumed);
     let request = arp(ArpFrame::request(U_MAC, U, R))[..42].to_vec();
     assert_eq!(outbox(&mut gw), vec![(Side::Uplink, request.clone())]);

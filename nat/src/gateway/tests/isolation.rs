@@ -185,16 +185,7 @@ fn an_icmp_error_counts_only_from_where_the_quoted_packet_went() {
     // unreachable about it (from its own, valid, address): an error about
     // that packet can only come from the uplink, so C1 never hears it.
     let mut gw = lab();
-    let sent = tcp(
-        C1_MAC,
-        GW1_MAC,
-        (C1, 40000),
-        (S, 80),
-        64,
-        Tcp::Syn,
-        (1, 0),
-        b"",
-    );
+    let sent = c1_syn(1);
     let (_, out) = run(&mut gw, NET1, sent, 0);
     let kind = IcmpErrorKind::DestUnreachable(3);
     let forged = icmp_error(C2_MAC, GW2_MAC, C2, 7, 64, kind, &out);

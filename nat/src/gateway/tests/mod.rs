@@ -241,6 +241,21 @@ fn tcp(
     v
 }
 
+/// C1's SYN from port 40000 to S:80 with sequence number `seq`, as it
+/// reaches network 1's gateway: the connection most tests open.
+fn c1_syn(seq: u32) -> Vec<u8> {
+    tcp(
+        C1_MAC,
+        GW1_MAC,
+        (C1, 40000),
+        (S, 80),
+        64,
+        Tcp::Syn,
+        (seq, 0),
+        b"",
+    )
+}
+
 fn udp(
     smac: [u8; 6],
     dmac: [u8; 6],

@@ -94,16 +94,7 @@ fn icmp_errors_with_a_bad_checksum_are_dropped() {
     // RFC 5508 REQ-3 (the error's own checksum) and REQ-3a (the checksum of
     // the IP header it quotes).
     let mut gw = lab();
-    let sent = tcp(
-        C1_MAC,
-        GW1_MAC,
-        (C1, 40000),
-        (S, 80),
-        64,
-        Tcp::Syn,
-        (100, 0),
-        b"",
-    );
+    let sent = c1_syn(100);
     let (_, out) = run(&mut gw, NET1, sent, 0);
     let router = Ipv4Addr::new(203, 0, 113, 254);
     let kind = IcmpErrorKind::FragmentationNeeded { next_hop_mtu: 1400 };

@@ -319,6 +319,22 @@ pub struct GreSettings {
 }
 
 impl PortKind {
+    /// A TAP named `eth0` on `net` in `netns` with address `ip`, and what
+    /// `yardctl port add` leaves unset otherwise: a derived MAC, the
+    /// network's MTU, port security on and no further allowed addresses.
+    pub fn tap(net: &str, netns: Option<&str>, ip: Option<Ipv4Cidr>) -> PortKind {
+        PortKind::Tap {
+            net: net.into(),
+            netns: netns.map(str::to_string),
+            ifname: "eth0".into(),
+            ip,
+            mac: None,
+            mtu: None,
+            port_security: true,
+            allowed_addresses: Vec::new(),
+        }
+    }
+
     /// The GRE settings of a GRE or GRE-in-UDP port; `None` for a port
     /// that is not a tunnel.
     pub fn gre_settings(&self) -> Option<GreSettings> {
@@ -933,16 +949,7 @@ mod tests {
         let info = PortInfo {
             spec: PortSpec {
                 name: "c1".into(),
-                kind: PortKind::Tap {
-                    net: "yard0".into(),
-                    netns: Some("c1".into()),
-                    ifname: "eth0".into(),
-                    ip: None,
-                    mac: None,
-                    mtu: None,
-                    port_security: true,
-                    allowed_addresses: Vec::new(),
-                },
+                kind: PortKind::tap("yard0", Some("c1"), None),
             },
             mac: Some(MacAddr([2, 0x42, 0xac, 0x1e, 0, 2])),
             mtu: 1500,

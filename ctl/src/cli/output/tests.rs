@@ -44,16 +44,7 @@ fn tap_port() -> PortInfo {
     PortInfo {
         spec: PortSpec {
             name: "c1".into(),
-            kind: PortKind::Tap {
-                net: "web".into(),
-                netns: Some("c1".into()),
-                ifname: "eth0".into(),
-                ip: Some("10.1.0.2/24".parse().unwrap()),
-                mac: None,
-                mtu: None,
-                port_security: true,
-                allowed_addresses: Vec::new(),
-            },
+            kind: PortKind::tap("web", Some("c1"), Some("10.1.0.2/24".parse().unwrap())),
         },
         mac: Some("02:00:00:00:00:02".parse().unwrap()),
         mtu: 1500,

@@ -180,16 +180,7 @@ mod tests {
         config.networks.push(web);
         config.ports.push(PortSpec {
             name: "c1".into(),
-            kind: PortKind::Tap {
-                net: "web".into(),
-                netns: Some("c1".into()),
-                ifname: "eth0".into(),
-                ip: Some("172.31.0.2/16".parse().unwrap()),
-                mac: None,
-                mtu: None,
-                port_security: true,
-                allowed_addresses: Vec::new(),
-            },
+            kind: PortKind::tap("web", Some("c1"), Some("172.31.0.2/16".parse().unwrap())),
         });
         config
     }

@@ -481,16 +481,7 @@ mod tests {
     fn tap(name: &str, net: &str, ip: Option<&str>) -> PortSpec {
         PortSpec {
             name: name.into(),
-            kind: PortKind::Tap {
-                net: net.into(),
-                netns: Some(name.into()),
-                ifname: "eth0".into(),
-                ip: ip.map(|s| s.parse().unwrap()),
-                mac: None,
-                mtu: None,
-                port_security: true,
-                allowed_addresses: Vec::new(),
-            },
+            kind: PortKind::tap(net, Some(name), ip.map(|s| s.parse().unwrap())),
         }
     }
 

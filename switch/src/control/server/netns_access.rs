@@ -181,16 +181,7 @@ mod tests {
     fn tap(netns: Option<&str>) -> Request {
         Request::PortAdd(PortSpec {
             name: "c1".into(),
-            kind: PortKind::Tap {
-                net: "yard0".into(),
-                netns: netns.map(str::to_string),
-                ifname: "eth0".into(),
-                ip: None,
-                mac: None,
-                mtu: None,
-                port_security: true,
-                allowed_addresses: Vec::new(),
-            },
+            kind: PortKind::tap("yard0", netns, None),
         })
     }
 

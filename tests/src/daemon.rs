@@ -12,7 +12,8 @@
 use std::cell::Cell;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::sleep;
@@ -107,6 +108,37 @@ impl Daemon {
     /// The control socket path.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// A raw connection to the control socket (for tests that speak the
+    /// line protocol themselves) whose reads and writes give up after
+    /// `timeout`, so a daemon that stops answering fails the test instead
+    /// of hanging it.
+    pub fn connect(&self, timeout: Duration) -> UnixStream {
+        let stream = UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect to yardd: {e}\n{}", self.log_tail()));
+        stream
+            .set_read_timeout(Some(timeout))
+            .expect("a timeout on the control connection");
+        stream
+            .set_write_timeout(Some(timeout))
+            .expect("a timeout on the control connection");
+        stream
+    }
+
+    /// Reads one reply line from `stream`, parsed as JSON; panics with the
+    /// log's tail when no line comes or it is not JSON.
+    pub fn reply_line(&self, stream: &UnixStream) -> serde_json::Value {
+        let mut reply = String::new();
+        BufReader::new(stream)
+            .read_line(&mut reply)
+            .unwrap_or_else(|e| panic!("no reply line from yardd: {e}\n{}", self.log_tail()));
+        serde_json::from_str(&reply).unwrap_or_else(|e| {
+            panic!(
+                "yardd's reply is not a JSON line ({e}): {reply:?}\n{}",
+                self.log_tail()
+            )
+        })
     }
 
     /// The state directory.

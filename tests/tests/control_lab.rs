@@ -4,9 +4,8 @@
 //!
 //! Needs root; without it each test prints why and returns.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,26 +15,11 @@ use yard_tests::{require, Lab};
 
 /// Sends one raw line and returns the reply line, parsed.
 fn raw_request(lab: &Lab, line: &[u8]) -> serde_json::Value {
-    let mut stream = UnixStream::connect(lab.socket()).expect("connect to yardd");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = lab.connect(Duration::from_secs(10));
     // yardd may stop reading an oversized line early; what counts is its reply.
     let _ = stream.write_all(line);
     let _ = stream.write_all(b"\n");
-    let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .unwrap_or_else(|e| panic!("no reply line from yardd: {e}\n{}", lab.log_tail()));
-    serde_json::from_str(&reply).unwrap_or_else(|e| {
-        panic!(
-            "yardd's reply is not a JSON line ({e}): {reply:?}\n{}",
-            lab.log_tail()
-        )
-    })
+    lab.reply_line(&stream)
 }
 
 fn assert_error_reply(lab: &Lab, what: &str, reply: &serde_json::Value) {

@@ -15,28 +15,7 @@ use yard_tests::{require, Lab};
 
 /// A connection to yardd's socket with bounded reads and writes.
 fn connect(lab: &Lab) -> UnixStream {
-    let stream = UnixStream::connect(lab.socket()).expect("connect to yardd");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream
-}
-
-/// Reads one reply line, parsed; panics with the log if none comes.
-fn reply_line(lab: &Lab, stream: &UnixStream) -> serde_json::Value {
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .unwrap_or_else(|e| panic!("no reply line from yardd: {e}\n{}", lab.log_tail()));
-    serde_json::from_str(&reply).unwrap_or_else(|e| {
-        panic!(
-            "yardd's reply is not a JSON line ({e}): {reply:?}\n{}",
-            lab.log_tail()
-        )
-    })
+    lab.connect(Duration::from_secs(15))
 }
 
 fn status_line() -> Vec<u8> {
@@ -66,7 +45,7 @@ fn connections_beyond_the_limit_are_refused_and_status_still_answers() {
     // Each is being served: a request on the last one is answered.
     let last = idle.last_mut().unwrap();
     last.write_all(&status_line()).unwrap();
-    let reply = reply_line(&lab, last);
+    let reply = lab.reply_line(last);
     assert_eq!(
         reply["ok"]["type"], "status",
         "status on a held slot: {reply}"
@@ -74,7 +53,7 @@ fn connections_beyond_the_limit_are_refused_and_status_still_answers() {
 
     // One more is refused at once, with a line that names the limit.
     let mut extra = connect(&lab);
-    let reply = reply_line(&lab, &extra);
+    let reply = lab.reply_line(&extra);
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("8 control connections") && message.contains("refused"),
@@ -102,8 +81,7 @@ fn connections_beyond_the_limit_are_refused_and_status_still_answers() {
     let all_back = poll(Duration::from_secs(10), Duration::from_millis(100), || {
         let held: Vec<UnixStream> = (0..LIMIT).map(|_| connect(&lab)).collect();
         let mut probe = held.last().unwrap().try_clone().unwrap();
-        probe.write_all(&status_line()).is_ok()
-            && reply_line(&lab, &probe)["ok"]["type"] == "status"
+        probe.write_all(&status_line()).is_ok() && lab.reply_line(&probe)["ok"]["type"] == "status"
     });
     assert!(all_back, "slots were not given back\n{}", lab.log_tail());
 }
@@ -156,7 +134,7 @@ fn a_connection_without_a_complete_request_is_closed_after_the_idle_timeout() {
     let mut busy = connect(&lab);
     for _ in 0..5 {
         busy.write_all(&status_line()).unwrap();
-        let reply = reply_line(&lab, &busy);
+        let reply = lab.reply_line(&busy);
         assert_eq!(reply["ok"]["type"], "status", "status: {reply}");
         std::thread::sleep(Duration::from_millis(1000));
     }

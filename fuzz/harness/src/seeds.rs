@@ -11,7 +11,8 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::{PacketBuilder, TcpOptionElement, VlanId};
+use etherparse::err::packet::BuildWriteError;
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpOptionElement, VlanId};
 use yard_nat::gateway::{Action, Side};
 use yard_tunnel::{encap_gre, encap_ipv4, GreOptions, Ipv4Outer};
 use yard_wire::arp::ArpFrame;
@@ -32,6 +33,25 @@ fn vlan(id: u16) -> VlanId {
     VlanId::try_new(id).expect("a valid VLAN id")
 }
 
+/// An Ethernet frame from `src_mac` to `dst_mac` with an IPv4 header (TTL
+/// 64) from `src` to `dst`: how the seed frames below start.
+fn eth_ipv4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) -> PacketBuilderStep<IpHeaders> {
+    PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), 64)
+}
+
+/// The bytes an etherparse builder writes: `size` of them (what the
+/// builder's `size` says for its payload), written by `write`.
+fn built(size: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildWriteError>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(size);
+    write(&mut v).expect("etherparse writes to a Vec");
+    v
+}
+
 fn udp(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -40,13 +60,8 @@ fn udp(
     ports: (u16, u16),
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .udp(ports.0, ports.1);
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload)
-        .expect("etherparse writes to a Vec");
-    v
+    let b = eth_ipv4(src_mac, dst_mac, src, dst).udp(ports.0, ports.1);
+    built(b.size(payload.len()), |v| b.write(v, payload))
 }
 
 fn tcp_syn(
@@ -56,8 +71,7 @@ fn tcp_syn(
     dst: Ipv4Addr,
     ports: (u16, u16),
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
+    let b = eth_ipv4(src_mac, dst_mac, src, dst)
         .tcp(ports.0, ports.1, 1000, 64240)
         .syn()
         .options(&[
@@ -66,9 +80,7 @@ fn tcp_syn(
             TcpOptionElement::WindowScale(7),
         ])
         .expect("the options fit");
-    let mut v = Vec::with_capacity(b.size(0));
-    b.write(&mut v, &[]).expect("etherparse writes to a Vec");
-    v
+    built(b.size(0), |v| b.write(v, &[]))
 }
 
 fn tcp_data(
@@ -80,15 +92,11 @@ fn tcp_data(
     syn_ack: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
+    let b = eth_ipv4(src_mac, dst_mac, src, dst)
         .tcp(ports.0, ports.1, 5000, 64240)
         .ack(1001);
     let b = if syn_ack { b.syn() } else { b };
-    let mut v = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut v, payload)
-        .expect("etherparse writes to a Vec");
-    v
+    built(b.size(payload.len()), |v| b.write(v, payload))
 }
 
 fn ping(
@@ -99,16 +107,13 @@ fn ping(
     reply: bool,
     ident: u16,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), 64);
+    let b = eth_ipv4(src_mac, dst_mac, src, dst);
     let b = if reply {
         b.icmpv4_echo_reply(ident, 1)
     } else {
         b.icmpv4_echo_request(ident, 1)
     };
-    let mut v = Vec::with_capacity(b.size(8));
-    b.write(&mut v, b"pingpong")
-        .expect("etherparse writes to a Vec");
-    v
+    built(b.size(8), |v| b.write(v, b"pingpong"))
 }
 
 fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
@@ -197,10 +202,7 @@ pub fn wire() -> Vec<Vec<u8>> {
         PacketBuilder::ethernet2(A_MAC, B_MAC).double_vlan(vlan(100), vlan(10)),
     ] {
         let b = tagged.ipv4(c1.octets(), s.octets(), 64).udp(1, 2);
-        let mut v = Vec::new();
-        b.write(&mut v, b"tagged")
-            .expect("etherparse writes to a Vec");
-        frames.push(plain(v));
+        frames.push(plain(built(b.size(6), |v| b.write(v, b"tagged"))));
     }
     let b = PacketBuilder::ethernet2(A_MAC, B_MAC)
         .ipv6(
@@ -209,9 +211,7 @@ pub fn wire() -> Vec<Vec<u8>> {
             64,
         )
         .tcp(1, 2, 3, 4);
-    let mut v = Vec::new();
-    b.write(&mut v, &[0x11; 3000])
-        .expect("etherparse writes to a Vec");
+    let v = built(b.size(3000), |v| b.write(v, &[0x11; 3000]));
     let v6 = Offload {
         flags: F_NEEDS_CSUM,
         gso_type: yard_wire::vnet::GSO_TCPV6,
@@ -501,10 +501,7 @@ pub fn pipeline() -> Vec<Vec<u8>> {
         .single_vlan(vlan(10))
         .ipv4([172, 30, 0, 4], c1.octets(), 64)
         .udp(3, 4);
-    let mut v = Vec::new();
-    b_tagged
-        .write(&mut v, b"from the trunk")
-        .expect("etherparse writes to a Vec");
+    let v = built(b_tagged.size(14), |v| b_tagged.write(v, b"from the trunk"));
     record(&mut l2, t, None, &v);
     record(
         &mut l2,

@@ -25,8 +25,6 @@ mod field {
     pub const MAX_RESP: usize = 1;
     pub const CHECKSUM: Range<usize> = 2..4;
     pub const GROUP: Range<usize> = 4..8;
-    /// Number of group records, in a v3 report (after two reserved bytes).
-    pub const NUM_RECORDS: Range<usize> = 6..8;
     /// In a v3 query: reserved bits, S flag and the robustness variable.
     pub const S_QRV: usize = 8;
     pub const QQIC: usize = 9;
@@ -126,13 +124,10 @@ impl<T: AsRef<[u8]>> IgmpPacket<T> {
 
     /// The group records of a v3 report (empty for any other type).
     pub fn records(&self) -> GroupRecords<'_, 4> {
-        let b = self.buffer.as_ref();
         if self.msg_type() != msg_type::V3_REPORT {
             return GroupRecords::new(&[], 0);
         }
-        let count =
-            u16::from_be_bytes([b[field::NUM_RECORDS.start], b[field::NUM_RECORDS.start + 1]]);
-        GroupRecords::new(&b[HEADER_LEN..], count)
+        GroupRecords::of_report(self.buffer.as_ref())
     }
 }
 
@@ -181,6 +176,20 @@ impl<'a, const A: usize> GroupRecords<'a, A> {
         GroupRecords {
             rest: bytes,
             left: count,
+        }
+    }
+
+    /// The records of a whole IGMPv3 or MLDv2 report, from its first byte:
+    /// both start with the same 8-byte header (type, a reserved byte or
+    /// code, checksum, two reserved bytes, the record count; RFC 3376
+    /// §4.2, RFC 3810 §5.2), then the records. None when the header is
+    /// not all there.
+    pub fn of_report(report: &'a [u8]) -> Self {
+        match (report.get(6..8), report.get(8..)) {
+            (Some(&[hi, lo]), Some(records)) => {
+                GroupRecords::new(records, u16::from_be_bytes([hi, lo]))
+            }
+            _ => GroupRecords::new(&[], 0),
         }
     }
 }

@@ -27,8 +27,6 @@ mod field {
     pub const CHECKSUM: Range<usize> = 2..4;
     pub const MAX_RESP: Range<usize> = 4..6;
     pub const RESERVED: Range<usize> = 6..8;
-    /// Number of group records, in a v2 report.
-    pub const NUM_RECORDS: Range<usize> = 6..8;
     pub const GROUP: Range<usize> = 8..24;
     /// In a v2 query: reserved bits, S flag and the robustness variable.
     pub const S_QRV: usize = 24;
@@ -139,13 +137,10 @@ impl<T: AsRef<[u8]>> MldPacket<T> {
 
     /// The group records of a v2 report (empty for any other type).
     pub fn records(&self) -> GroupRecords<'_, 16> {
-        let b = self.buffer.as_ref();
         if self.msg_type() != msg_type::V2_REPORT {
             return GroupRecords::new(&[], 0);
         }
-        let count =
-            u16::from_be_bytes([b[field::NUM_RECORDS.start], b[field::NUM_RECORDS.start + 1]]);
-        GroupRecords::new(&b[8..], count)
+        GroupRecords::of_report(self.buffer.as_ref())
     }
 }
 

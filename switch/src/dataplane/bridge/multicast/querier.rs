@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use yard_wire::ethernet::{self, ethertype, EthernetFrame};
 use yard_wire::igmp::{self, IgmpQueryRepr};
 use yard_wire::mld::{self, MldQueryRepr};
+use yard_wire::WireError;
 
 use super::{
     is_static_router, Group, QUERY_INTERVAL_MS, QUERY_RESPONSE_MS, ROBUSTNESS, SHORT_RESPONSE_MS,
@@ -107,12 +108,25 @@ impl Bridge {
     }
 }
 
-/// Writes the Ethernet header from `src` to `dst` with `kind` into `buf`.
-fn ethernet_header(buf: &mut [u8], dst: [u8; 6], src: [u8; 6], kind: u16) {
-    let mut eth = EthernetFrame::new_unchecked(&mut buf[..ethernet::HEADER_LEN]);
+/// Builds in `frame` an Ethernet frame from `src` to `dst` of `kind`
+/// whose payload `emit` writes (returning its length); false if it cannot.
+fn build_frame(
+    frame: &mut Frame,
+    dst: [u8; 6],
+    src: [u8; 6],
+    kind: u16,
+    emit: impl FnOnce(&mut [u8]) -> Result<usize, WireError>,
+) -> bool {
+    let buf = frame.build_buf();
+    let (header, payload) = buf.split_at_mut(ethernet::HEADER_LEN);
+    let mut eth = EthernetFrame::new_unchecked(header);
     eth.set_dst(dst);
     eth.set_src(src);
     eth.set_ethertype(kind);
+    match emit(payload) {
+        Ok(len) => frame.set_built(ethernet::HEADER_LEN + len),
+        Err(_) => false,
+    }
 }
 
 /// Builds the IGMPv3 query for `query` in `frame`; false if it cannot.
@@ -128,12 +142,8 @@ fn build_igmp_query(frame: &mut Frame, mac: [u8; 6], query: &PlannedQuery) -> bo
         robustness: ROBUSTNESS as u8,
         interval_secs: (QUERY_INTERVAL_MS / 1000) as u8,
     };
-    let buf = frame.build_buf();
-    ethernet_header(buf, igmp::multicast_mac(repr.dst()), mac, ethertype::IPV4);
-    match repr.emit(&mut buf[ethernet::HEADER_LEN..]) {
-        Ok(len) => frame.set_built(ethernet::HEADER_LEN + len),
-        Err(_) => false,
-    }
+    let dst = igmp::multicast_mac(repr.dst());
+    build_frame(frame, dst, mac, ethertype::IPV4, |buf| repr.emit(buf))
 }
 
 /// Builds the MLDv2 query for `query` in `frame`; false if it cannot.
@@ -149,10 +159,6 @@ fn build_mld_query(frame: &mut Frame, mac: [u8; 6], query: &PlannedQuery) -> boo
         robustness: ROBUSTNESS as u8,
         interval_secs: (QUERY_INTERVAL_MS / 1000) as u8,
     };
-    let buf = frame.build_buf();
-    ethernet_header(buf, mld::multicast_mac(repr.dst()), mac, ethertype::IPV6);
-    match repr.emit(&mut buf[ethernet::HEADER_LEN..]) {
-        Ok(len) => frame.set_built(ethernet::HEADER_LEN + len),
-        Err(_) => false,
-    }
+    let dst = mld::multicast_mac(repr.dst());
+    build_frame(frame, dst, mac, ethertype::IPV6, |buf| repr.emit(buf))
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 5;
+pub const API_VERSION: u32 = 6;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -188,10 +188,18 @@ pub struct NetworkSpec {
     /// on by default for networks with a subnet.
     #[serde(default = "yes")]
     pub masquerade: bool,
+    /// The part of `subnet` yardd gives addresses from to ports added
+    /// without one (Docker's `--ip-range`); `None` uses the whole subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Cidr>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl NetworkSpec {
@@ -207,6 +215,7 @@ impl NetworkSpec {
             mtu: DEFAULT_MTU,
             internal: false,
             masquerade: true,
+            ip_range: None,
         }
     }
 }
@@ -225,7 +234,9 @@ pub enum PortKind {
         netns: Option<String>,
         /// Interface name inside the namespace.
         ifname: String,
-        /// Address to configure, with its prefix length.
+        /// Address to configure, with its prefix length. `None` on a network
+        /// with a subnet asks yardd for the next free address, which is then
+        /// kept here (and in the state file) as if it had been given.
         ip: Option<Ipv4Cidr>,
         /// MAC address; `None` derives one (Docker's 02:42 + IPv4 address, or
         /// a stable local one from the port name). Omitted in [`PortInfo`],
@@ -236,6 +247,11 @@ pub enum PortKind {
         /// `mtu` is the MTU in force.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
+        /// This port carries its namespace's default route, taking it from
+        /// the port that had it. Without it only a namespace's first port
+        /// with an address gets the default route.
+        #[serde(default, skip_serializing_if = "is_false")]
+        default_route: bool,
     },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
     Iface {
@@ -895,6 +911,7 @@ mod tests {
                     ip: None,
                     mac: None,
                     mtu: None,
+                    default_route: false,
                 },
             },
             mac: Some(MacAddr([2, 0x42, 0xac, 0x1e, 0, 2])),

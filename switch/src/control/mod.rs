@@ -12,6 +12,8 @@
 //!   the checks a change must pass;
 //! - [`state`]: the state file, written atomically after every change;
 //! - [`attach`]: turning a port spec into a live device (slow path);
+//! - [`default_route`]: handing a namespace's default route to another of
+//!   its ports when the one that carried it goes;
 //! - [`nat_api`]: translating between the control API's types and
 //!   `yard-nat`'s, and building the L3 replies from what the datapath
 //!   reports;
@@ -24,6 +26,7 @@
 pub mod attach;
 pub mod bridge_api;
 pub mod config;
+pub mod default_route;
 mod error;
 pub mod nat_api;
 pub mod server;

@@ -34,6 +34,7 @@ use yard_nat::conntrack::RuleId;
 
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
+use crate::control::default_route;
 use crate::control::state;
 use crate::control::state::StateError;
 use crate::control::{
@@ -401,6 +402,7 @@ impl Control {
     }
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
+        let spec = self.config.with_address(spec)?;
         self.config.check_new_port(&spec)?;
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let live = match attach(&spec, &self.config, &mut self.tunnels, overlay) {
@@ -423,6 +425,9 @@ impl Control {
         };
         let before = self.config.clone();
         self.config.ports.push(spec.clone());
+        if self.config.takes_default_route(&spec) {
+            self.config.claim_default_route(&spec.name);
+        }
         let name = spec.name.clone();
         self.commit(before, move |dp| dp.remove_port(&name))?;
         self.live.insert(spec.name.clone(), live);
@@ -440,8 +445,20 @@ impl Control {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
             _ => None,
         };
+        let netns = match self.config.port(name).map(|p| &p.kind) {
+            Some(PortKind::Tap { netns, .. }) => Some(netns.clone()),
+            _ => None,
+        };
+        let held_route = netns.as_ref().is_some_and(|ns| {
+            self.config
+                .default_route_holder(ns)
+                .is_some_and(|(p, _)| p.name == name)
+        });
         self.config.ports.retain(|p| p.name != name);
         self.config.static_fdb.retain(|e| e.port != name);
+        if let (true, Some(netns)) = (held_route, &netns) {
+            self.hand_over_default_route(netns);
+        }
         self.live.remove(name);
         if let Some(addr) = address {
             // Connections to or from the container's address die with it, so
@@ -455,6 +472,28 @@ impl Control {
             error,
         })?;
         Ok(Payload::Done)
+    }
+
+    /// Gives namespace `netns`'s default route to the port that holds it
+    /// now that the one carrying it is gone, if that port is up.
+    fn hand_over_default_route(&self, netns: &Option<String>) {
+        let Some((spec, gateway)) = self.config.default_route_holder(netns) else {
+            return;
+        };
+        let up = matches!(
+            self.live.get(&spec.name).map(|l| &l.state),
+            Some(PortState::Up)
+        );
+        let PortKind::Tap { ifname, .. } = &spec.kind else {
+            return;
+        };
+        if up {
+            if let Err(error) =
+                default_route::install(&spec.name, netns.as_deref(), ifname, gateway)
+            {
+                tracing::warn!(%error, "default route not handed over");
+            }
+        }
     }
 
     fn port_info(&self, spec: &PortSpec) -> PortInfo {

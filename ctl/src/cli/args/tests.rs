@@ -43,6 +43,7 @@ fn tap_port_in_a_namespace() {
                 ip: Some(cidr("172.30.0.2/16")),
                 mac: None,
                 mtu: None,
+                default_route: false,
             },
         })
     );
@@ -64,6 +65,7 @@ fn tap_port_with_every_option() {
                 ip: Some(cidr("10.0.0.5/24")),
                 mac: Some("02:00:00:00:00:05".parse().unwrap()),
                 mtu: Some(9000),
+                default_route: false,
             },
         })
     );
@@ -421,4 +423,49 @@ fn malformed_values_are_clap_usage_errors() {
 fn the_clap_definition_is_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();
+}
+
+#[test]
+fn ip_range_and_default_route_options() {
+    let mut spec = NetworkSpec::new("pods");
+    spec.subnet = Some(cidr("10.88.0.0/16"));
+    spec.ip_range = Some(cidr("10.88.5.0/24"));
+    assert_eq!(
+        ok("net create pods --subnet 10.88.0.0/16 --ip-range 10.88.5.0/24"),
+        Request::NetCreate(spec)
+    );
+    for (line, expect) in [
+        (
+            "net create n --ip-range 10.0.0.0/24",
+            "--ip-range needs --subnet",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --ip-range 10.0.1.0/25",
+            "--ip-range 10.0.1.0/25 is not inside --subnet 10.0.0.0/24",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --ip-range 10.0.0.0/23",
+            "is not inside --subnet",
+        ),
+        (
+            "port add p --iface veth0 --net n --default-route",
+            "--default-route",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expect), "`{line}`: {message}");
+    }
+    match ok("port add c1b --tap --net b --netns c1 --ifname eth1 --default-route") {
+        Request::PortAdd(PortSpec {
+            kind:
+                PortKind::Tap {
+                    default_route,
+                    ip,
+                    ifname,
+                    ..
+                },
+            ..
+        }) => assert!(default_route && ip.is_none() && ifname == "eth1"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -51,6 +51,7 @@ fn tap_port() -> PortInfo {
                 ip: Some("10.1.0.2/24".parse().unwrap()),
                 mac: None,
                 mtu: None,
+                default_route: false,
             },
         },
         mac: Some("02:00:00:00:00:02".parse().unwrap()),

@@ -187,6 +187,7 @@ mod tests {
                 ip: Some("172.31.0.2/16".parse().unwrap()),
                 mac: None,
                 mtu: None,
+                default_route: false,
             },
         });
         config

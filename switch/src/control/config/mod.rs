@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 mod error;
 mod gateway;
+mod ipam;
 
 pub use error::ConfigError;
 
@@ -208,6 +209,7 @@ impl Config {
                 spec.gateway = Some(gateway);
             }
         }
+        spec.ip_range = self.check_ip_range(&spec)?;
         Ok(spec)
     }
 
@@ -252,6 +254,7 @@ impl Config {
                 ip,
                 mac,
                 mtu,
+                ..
             } => {
                 check_ifname(name, ifname)?;
                 if let Some(mtu) = mtu {
@@ -480,6 +483,7 @@ mod tests {
                 ip: ip.map(|s| s.parse().unwrap()),
                 mac: None,
                 mtu: None,
+                default_route: false,
             },
         }
     }

@@ -372,3 +372,50 @@ fn delegated_ipam_with_host_local() {
     assert!(!lease.exists(), "host-local's lease survived DEL");
     cni("DEL", "d1", &netns_path(&ns1), "eth0", &check).ok();
 }
+
+/// The plugin entry of a configuration list as a runtime hands it over:
+/// the list's `name` and `cniVersion` added.
+fn plugin_conf(list: &Value, index: usize) -> Value {
+    let mut conf = list["plugins"][index].clone();
+    conf["name"] = list["name"].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf
+}
+
+#[test]
+fn the_example_conflist_works_as_is() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let path = yard_tests::bins::workspace_root().join("cni/switchyard.conflist");
+    let text = std::fs::read_to_string(&path).expect("cni/switchyard.conflist exists");
+    let list: Value = serde_json::from_str(&text).expect("the example is JSON");
+    assert_eq!(list["plugins"][0]["type"], "yard-cni");
+    assert_eq!(list["plugins"][0]["capabilities"]["portMappings"], true);
+    // As is, except for the socket: this lab's yardd is not on the default one.
+    assert!(list["plugins"][0].get("socket").is_none());
+    let mut lab = Lab::new();
+    let mut conf = plugin_conf(&list, 0);
+    conf["socket"] = json!(lab.socket());
+    let mut published = conf.clone();
+    published["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]});
+    let (ns1, ns2) = (lab.netns(), lab.netns());
+    let r1 = cni("ADD", "ex1", &netns_path(&ns1), "eth0", &published)
+        .ok()
+        .unwrap();
+    let r2 = cni("ADD", "ex2", &netns_path(&ns2), "eth0", &conf)
+        .ok()
+        .unwrap();
+    // yardd's default network yard0, with its own addresses.
+    assert_eq!(r1["ips"][0]["address"], "172.30.0.2/16");
+    assert_eq!(r1["ips"][0]["gateway"], "172.30.0.1");
+    lab.ping_ok(&container(&ns1, &r1), container(&ns2, &r2).ip);
+    assert_eq!(
+        lab.ctl_json(&["publish", "ls"])[0]["rule"],
+        "8081:cni-ex1-eth0:80/tcp"
+    );
+    cni("DEL", "ex1", &netns_path(&ns1), "eth0", &conf).ok();
+    cni("DEL", "ex2", &netns_path(&ns2), "eth0", &conf).ok();
+    assert!(port_names(&lab).is_empty());
+}

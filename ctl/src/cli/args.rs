@@ -212,7 +212,7 @@ pub struct PortAddArgs {
     /// Give this port its namespace's default route, taking it from the port that has it (default: only the namespace's first port gets one).
     #[arg(long)]
     pub default_route: bool,
-    /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without --ip, a stable one from the port name).
+    /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without an address (an L2 network), a stable one from the port name).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<MacAddr>,
     /// MTU of the TAP (default: the network's).

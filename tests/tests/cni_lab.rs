@@ -419,3 +419,26 @@ fn the_example_conflist_works_as_is() {
     cni("DEL", "ex2", &netns_path(&ns2), "eth0", &conf).ok();
     assert!(port_names(&lab).is_empty());
 }
+
+#[test]
+fn gc_removes_only_attachments_the_runtime_forgot() {
+    if !require(&[]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, ns2) = (lab.netns(), lab.netns());
+    let conf = conf(&lab, "1.1.0", json!({}));
+    cni("ADD", "keep1", &netns_path(&ns1), "eth0", &conf).ok();
+    cni("ADD", "gone1", &netns_path(&ns2), "eth0", &conf).ok();
+    // A port of the same network not made by the plugin is never touched.
+    let ns3 = lab.netns();
+    lab.ctl_ok(&[
+        "port", "add", "manual", "--net", "cninet", "--tap", "--netns", &ns3,
+    ]);
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep1", "ifname": "eth0"}]);
+    cni_raw("GC", "", "", "", gc.to_string().as_bytes()).ok();
+    let mut ports = port_names(&lab);
+    ports.sort();
+    assert_eq!(ports, ["cni-keep1-eth0", "manual"]);
+}

@@ -195,6 +195,12 @@ fn one_namespace_on_several_networks_keeps_one_default_route() {
         &["--ifname", "eth2", "--default-route"],
     );
     assert_eq!(default_routes(&ns), ["10.75.0.1 dev eth2"]);
+    // A restart re-creates the three TAPs and leaves the route where it was.
+    lab.stop(Signal::SIGTERM);
+    lab.start();
+    lab.wait_ports_up(std::time::Duration::from_secs(15));
+    assert_eq!(default_routes(&ns), ["10.75.0.1 dev eth2"]);
+    lab.ping_ok(&back, peer_back.ip);
     // Removing its holder hands it to the first remaining port...
     lab.ctl_ok(&["port", "rm", "app-admin"]);
     assert_eq!(default_routes(&ns), ["10.73.0.1 dev eth0"]);

@@ -4,11 +4,14 @@
 //! Which port carries the route is decided by
 //! [`Config::default_route_holder`](crate::control::config::Config::default_route_holder);
 //! this module only installs it, over netlink inside the namespace, on the
-//! control thread. A failure is reported to the caller and changes nothing
-//! else: the port stays up, only without the route.
+//! control thread. A failure changes nothing else: the port stays up, only
+//! without the route, and the daemon's log says how to add it by hand.
 
 use std::net::Ipv4Addr;
 
+use yard_ctl::api::PortKind;
+
+use crate::control::config::Config;
 use crate::sys::netconf::{configure_link, LinkConfig, NetconfError};
 use crate::sys::netns::{run_in_netns, NetnsError, NetnsRef};
 
@@ -63,4 +66,33 @@ pub fn install(
         port: port.to_string(),
         error,
     })
+}
+
+/// The namespace whose default route port `name` carries, if it carries
+/// one (asked before the port is removed).
+pub fn carried_by(config: &Config, name: &str) -> Option<Option<String>> {
+    let Some(PortKind::Tap { netns, .. }) = config.port(name).map(|p| &p.kind) else {
+        return None;
+    };
+    let (holder, _) = config.default_route_holder(netns)?;
+    (holder.name == name).then(|| netns.clone())
+}
+
+/// After the port carrying `netns`'s default route was removed from
+/// `config`: installs the route on the port that holds it now, if any and
+/// if `is_up` says it is attached. A failure is logged, not returned: the
+/// removal it follows has happened either way.
+pub fn hand_over(config: &Config, netns: &Option<String>, is_up: impl Fn(&str) -> bool) {
+    let Some((spec, gateway)) = config.default_route_holder(netns) else {
+        return;
+    };
+    let PortKind::Tap { ifname, .. } = &spec.kind else {
+        return;
+    };
+    if !is_up(&spec.name) {
+        return;
+    }
+    if let Err(error) = install(&spec.name, netns.as_deref(), ifname, gateway) {
+        tracing::warn!(%error, "default route not handed over");
+    }
 }

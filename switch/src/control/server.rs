@@ -445,19 +445,13 @@ impl Control {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
             _ => None,
         };
-        let netns = match self.config.port(name).map(|p| &p.kind) {
-            Some(PortKind::Tap { netns, .. }) => Some(netns.clone()),
-            _ => None,
-        };
-        let held_route = netns.as_ref().is_some_and(|ns| {
-            self.config
-                .default_route_holder(ns)
-                .is_some_and(|(p, _)| p.name == name)
-        });
+        let route_netns = default_route::carried_by(&self.config, name);
         self.config.ports.retain(|p| p.name != name);
         self.config.static_fdb.retain(|e| e.port != name);
-        if let (true, Some(netns)) = (held_route, &netns) {
-            self.hand_over_default_route(netns);
+        if let Some(netns) = route_netns {
+            let up =
+                |port: &str| matches!(self.live.get(port), Some(l) if l.state == PortState::Up);
+            default_route::hand_over(&self.config, &netns, up);
         }
         self.live.remove(name);
         if let Some(addr) = address {
@@ -472,28 +466,6 @@ impl Control {
             error,
         })?;
         Ok(Payload::Done)
-    }
-
-    /// Gives namespace `netns`'s default route to the port that holds it
-    /// now that the one carrying it is gone, if that port is up.
-    fn hand_over_default_route(&self, netns: &Option<String>) {
-        let Some((spec, gateway)) = self.config.default_route_holder(netns) else {
-            return;
-        };
-        let up = matches!(
-            self.live.get(&spec.name).map(|l| &l.state),
-            Some(PortState::Up)
-        );
-        let PortKind::Tap { ifname, .. } = &spec.kind else {
-            return;
-        };
-        if up {
-            if let Err(error) =
-                default_route::install(&spec.name, netns.as_deref(), ifname, gateway)
-            {
-                tracing::warn!(%error, "default route not handed over");
-            }
-        }
     }
 
     fn port_info(&self, spec: &PortSpec) -> PortInfo {

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":8,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":9,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 8;
+pub const API_VERSION: u32 = 9;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -194,10 +194,18 @@ pub struct NetworkSpec {
     /// on by default for networks with a subnet.
     #[serde(default = "yes")]
     pub masquerade: bool,
+    /// The part of `subnet` yardd gives addresses from to ports added
+    /// without one (Docker's `--ip-range`); `None` uses the whole subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Cidr>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl NetworkSpec {
@@ -213,6 +221,7 @@ impl NetworkSpec {
             mtu: DEFAULT_MTU,
             internal: false,
             masquerade: true,
+            ip_range: None,
         }
     }
 }
@@ -231,7 +240,9 @@ pub enum PortKind {
         netns: Option<String>,
         /// Interface name inside the namespace.
         ifname: String,
-        /// Address to configure, with its prefix length.
+        /// Address to configure, with its prefix length. `None` on a network
+        /// with a subnet asks yardd for the next free address, which is then
+        /// kept here (and in the state file) as if it had been given.
         ip: Option<Ipv4Cidr>,
         /// MAC address; `None` derives one (Docker's 02:42 + IPv4 address, or
         /// a stable local one from the port name). Omitted in [`PortInfo`],
@@ -253,6 +264,11 @@ pub enum PortKind {
         /// (`--allowed-address`), checked only with `port_security`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         allowed_addresses: Vec<AllowedAddress>,
+        /// This port carries its namespace's default route, taking it from
+        /// the port that had it. Without it only a namespace's first port
+        /// with an address gets the default route.
+        #[serde(default, skip_serializing_if = "is_false")]
+        default_route: bool,
     },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
     Iface {
@@ -332,6 +348,7 @@ impl PortKind {
             mtu: None,
             port_security: true,
             allowed_addresses: Vec::new(),
+            default_route: false,
         }
     }
 

@@ -5,14 +5,16 @@
 //! This crate owns the contract between `yardd` and its clients: the versioned
 //! request and reply types ([`api`]), the small value types they carry
 //! ([`types`]), the rule for interface names both sides check ([`ifname`]),
-//! where the control socket and state live by default ([`paths`]), and a
-//! blocking client ([`client`]). Of the other Switchyard crates it depends
+//! where the control socket and state live by default ([`paths`]), a
+//! blocking client ([`client`]), and the CNI plugin `yard-cni` built on it
+//! ([`cni`]). Of the other Switchyard crates it depends
 //! only on `yard-wire` (pure, for prefix arithmetic), and it performs no I/O
-//! except in [`client`].
+//! except in [`client`] and [`cni`] (which also runs IPAM plugins).
 
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod cni;
 pub mod ifname;
 pub mod paths;
 pub mod pcap;

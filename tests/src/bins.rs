@@ -1,4 +1,4 @@
-//! Builds `yardd` and `yardctl` once per test process and locates them.
+//! Builds `yardd`, `yardctl` and `yard-cni` once per test process and locates them.
 //!
 //! `cargo test` does not build another package's binaries for this crate's
 //! tests, so the first caller runs `$CARGO build --bins -p yard-switch -p yard-ctl`
@@ -16,6 +16,8 @@ pub struct Bins {
     pub yardd: PathBuf,
     /// The CLI.
     pub yardctl: PathBuf,
+    /// The CNI plugin.
+    pub yard_cni: PathBuf,
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -57,8 +59,9 @@ fn build() -> Bins {
     let bins = Bins {
         yardd: debug.join("yardd"),
         yardctl: debug.join("yardctl"),
+        yard_cni: debug.join("yard-cni"),
     };
-    for path in [&bins.yardd, &bins.yardctl] {
+    for path in [&bins.yardd, &bins.yardctl, &bins.yard_cni] {
         assert!(
             path.is_file(),
             "{} was not built (is CARGO_TARGET_DIR right?)",

@@ -157,6 +157,9 @@ pub struct NetCreateArgs {
     /// Route to the uplink without taking its address (no SNAT); needs --subnet.
     #[arg(long)]
     pub no_masquerade: bool,
+    /// Give ports added without --ip addresses from this part of the subnet only (Docker's --ip-range).
+    #[arg(long, value_name = "CIDR")]
+    pub ip_range: Option<Ipv4Cidr>,
 }
 
 /// `yardctl port …`.
@@ -206,10 +209,13 @@ pub struct PortAddArgs {
     /// Interface name of the TAP inside its namespace [default: eth0].
     #[arg(long, value_name = "IF")]
     pub ifname: Option<String>,
-    /// Address to configure on the TAP, with its prefix, e.g. 172.30.0.2/16.
+    /// Address to configure on the TAP, with its prefix, e.g. 172.30.0.2/16 (default: the network's next free address).
     #[arg(long, value_name = "CIDR")]
     pub ip: Option<Ipv4Cidr>,
-    /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without --ip, a stable one from the port name).
+    /// Give this port its namespace's default route, taking it from the port that has it (default: only the namespace's first port gets one).
+    #[arg(long)]
+    pub default_route: bool,
+    /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without an address (an L2 network), a stable one from the port name).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<MacAddr>,
     /// MTU of the TAP (default: the network's).
@@ -406,6 +412,21 @@ impl NetCreateArgs {
             check_gateway(gateway, subnet)?;
         }
         self.check_routing()?;
+        if let Some(range) = self.ip_range {
+            let subnet = self.subnet.ok_or(ArgError::NeedsSubnet {
+                option: "--ip-range",
+                why: "addresses are given from the network's subnet; add --subnet CIDR",
+            })?;
+            if range.network() != range {
+                return Err(ArgError::SubnetHostBits {
+                    given: range,
+                    network: range.network(),
+                });
+            }
+            if range.prefix < subnet.prefix || !subnet.contains(range.addr) {
+                return Err(ArgError::RangeOutsideSubnet { range, subnet });
+            }
+        }
         let mut spec = NetworkSpec::new(self.name.clone());
         spec.subnet = self.subnet;
         spec.gateway = self.gateway;
@@ -415,6 +436,7 @@ impl NetCreateArgs {
         spec.mtu = self.mtu;
         spec.internal = self.internal;
         spec.masquerade = !self.no_masquerade;
+        spec.ip_range = self.ip_range;
         Ok(spec)
     }
 
@@ -605,6 +627,7 @@ impl PortAddArgs {
             mtu: self.mtu,
             port_security: !self.no_port_security,
             allowed_addresses: self.allowed_addresses.clone(),
+            default_route: self.default_route,
         })
     }
 
@@ -678,6 +701,7 @@ impl PortAddArgs {
             ("--mtu", self.mtu.is_some()),
             ("--allowed-address", !self.allowed_addresses.is_empty()),
             ("--no-port-security", self.no_port_security),
+            ("--default-route", self.default_route),
         ];
         match given.iter().find(|(_, present)| *present) {
             Some((option, _)) => Err(ArgError::NotForKind { option, kind, hint }),

@@ -284,6 +284,7 @@ pub fn attach(
             mtu,
             port_security,
             allowed_addresses,
+            ..
         } => {
             let network: &NetworkSpec =
                 config.network(net).ok_or_else(|| AttachError::NoNetwork {
@@ -295,7 +296,10 @@ pub fn attach(
                 mtu.unwrap_or_else(|| overlay_mtu.map_or(network.mtu, |o| o.min(network.mtu)));
             // A default route only makes sense when the container has an address
             // in the network's subnet.
-            let gateway = ip.and(network.gateway);
+            // Only one port of a namespace carries its default route.
+            let gateway = ip
+                .and(network.gateway)
+                .filter(|_| config.takes_default_route(spec));
             let addr = ip.map(|c| (c.addr, c.prefix));
             let setup = TapSetup {
                 mac: Some(mac.0),

@@ -14,6 +14,8 @@
 //! - [`attach`]: turning a port spec into a live device (slow path);
 //! - [`adopt`]: TAPs that outlive yardd: made persistent, re-adopted at
 //!   start, destroyed only with their port;
+//! - [`default_route`]: handing a namespace's default route to another of
+//!   its ports when the one that carried it goes;
 //! - [`nat_api`]: translating between the control API's types and
 //!   `yard-nat`'s, and building the L3 replies from what the datapath
 //!   reports;
@@ -27,6 +29,7 @@ pub mod adopt;
 pub mod attach;
 pub mod bridge_api;
 pub mod config;
+pub mod default_route;
 mod error;
 pub mod nat_api;
 pub mod server;

@@ -42,6 +42,7 @@ use yard_nat::conntrack::RuleId;
 use crate::control::adopt::{destroy_left_tap, KeptTap, TapMode};
 use crate::control::attach::{attach, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
+use crate::control::default_route;
 use crate::control::state;
 use crate::control::state::StateError;
 use crate::control::{
@@ -516,6 +517,7 @@ impl Control {
     }
 
     fn port_add(&mut self, spec: PortSpec) -> Outcome {
+        let spec = self.config.with_address(spec)?;
         self.config.check_new_port(&spec)?;
         // Taken before the TAP is made, so the port is known by the
         // namespace it went into even if the path later names another.
@@ -550,6 +552,9 @@ impl Control {
         if let Some(identity) = identity {
             self.config.namespaces.insert(spec.name.clone(), identity);
         }
+        if self.config.takes_default_route(&spec) {
+            self.config.claim_default_route(&spec.name);
+        }
         let name = spec.name.clone();
         if let Err(e) = self.commit(before, move |dp| dp.remove_port(&name)) {
             destroy_kept(&spec.name, kept);
@@ -574,9 +579,15 @@ impl Control {
             Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
             _ => None,
         };
+        let route_netns = default_route::carried_by(&self.config, name);
         self.config.ports.retain(|p| p.name != name);
         self.config.namespaces.remove(name);
         self.config.static_fdb.retain(|e| e.port != name);
+        if let Some(netns) = route_netns {
+            let up =
+                |port: &str| matches!(self.live.get(port), Some(l) if l.state == PortState::Up);
+            default_route::hand_over(&self.config, &netns, up);
+        }
         self.live.remove(name);
         if let Some(addr) = address {
             // Connections to or from the container's address die with it, so

@@ -50,6 +50,14 @@ pub enum ArgError {
         /// The same prefix with the host bits cleared.
         network: Ipv4Cidr,
     },
+    /// An `--ip-range` that is not part of the network's subnet.
+    #[error("--ip-range {range} is not inside --subnet {subnet}: give a part of the subnet, e.g. {subnet} itself or a longer prefix within it")]
+    RangeOutsideSubnet {
+        /// The range given.
+        range: Ipv4Cidr,
+        /// The network's subnet.
+        subnet: Ipv4Cidr,
+    },
     /// No port kind, or two at once.
     #[error("{0}")]
     PortKind(&'static str),

@@ -45,6 +45,7 @@ fn tap_port_in_a_namespace() {
                 mtu: None,
                 port_security: true,
                 allowed_addresses: Vec::new(),
+                default_route: false,
             },
         })
     );
@@ -68,6 +69,7 @@ fn tap_port_with_every_option() {
                 mtu: Some(9000),
                 port_security: true,
                 allowed_addresses: Vec::new(),
+                default_route: false,
             },
         })
     );
@@ -488,4 +490,49 @@ fn port_security_options_of_a_tap() {
     }
     let bad = parse("port add r6 --net yard0 --tap --allowed-address 01:00:5e:00:00:01");
     assert!(bad.is_err(), "a group MAC is not an allowed source");
+}
+
+#[test]
+fn ip_range_and_default_route_options() {
+    let mut spec = NetworkSpec::new("pods");
+    spec.subnet = Some(cidr("10.88.0.0/16"));
+    spec.ip_range = Some(cidr("10.88.5.0/24"));
+    assert_eq!(
+        ok("net create pods --subnet 10.88.0.0/16 --ip-range 10.88.5.0/24"),
+        Request::NetCreate(spec)
+    );
+    for (line, expect) in [
+        (
+            "net create n --ip-range 10.0.0.0/24",
+            "--ip-range needs --subnet",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --ip-range 10.0.1.0/25",
+            "--ip-range 10.0.1.0/25 is not inside --subnet 10.0.0.0/24",
+        ),
+        (
+            "net create n --subnet 10.0.0.0/24 --ip-range 10.0.0.0/23",
+            "is not inside --subnet",
+        ),
+        (
+            "port add p --iface veth0 --net n --default-route",
+            "--default-route",
+        ),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expect), "`{line}`: {message}");
+    }
+    match ok("port add c1b --tap --net b --netns c1 --ifname eth1 --default-route") {
+        Request::PortAdd(PortSpec {
+            kind:
+                PortKind::Tap {
+                    default_route,
+                    ip,
+                    ifname,
+                    ..
+                },
+            ..
+        }) => assert!(default_route && ip.is_none() && ifname == "eth1"),
+        other => panic!("{other:?}"),
+    }
 }

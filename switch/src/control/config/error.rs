@@ -206,7 +206,7 @@ pub enum ConfigError {
         net: String,
     },
     /// Another port on the network has the address.
-    #[error("port {port}: address {addr} is already used by port {by} on network {net}")]
+    #[error("port {port}: address {addr} is already used by port {by} on network {net}: choose another, or omit --ip to get the next free one")]
     AddressTaken {
         port: String,
         /// The address given.
@@ -214,6 +214,27 @@ pub enum ConfigError {
         /// The port that has it.
         by: String,
         net: String,
+    },
+    /// Every address the network gives out is in use.
+    #[error("port {port}: network {net} has no free address left in {range}: remove a port, or create a network with a larger --subnet or --ip-range")]
+    NoFreeAddress {
+        port: String,
+        net: String,
+        /// Where addresses are given from (the --ip-range, else the subnet).
+        range: Ipv4Cidr,
+    },
+    /// `--ip-range` on a network without a subnet.
+    #[error("network {0}: --ip-range needs a --subnet to be part of")]
+    RangeWithoutSubnet(String),
+    /// `--ip-range` not inside the subnet.
+    #[error(
+        "network {net}: --ip-range {range} is not inside its subnet {subnet}: give a part of it"
+    )]
+    RangeOutsideSubnet {
+        net: String,
+        /// The range given.
+        range: Ipv4Cidr,
+        subnet: Ipv4Cidr,
     },
     /// A GRE-in-UDP remote with port 0.
     #[error("port {0}: remote port 0 is not valid: omit it for 4754")]

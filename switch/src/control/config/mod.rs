@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 mod error;
 mod gateway;
+mod ipam;
 
 pub use error::ConfigError;
 
@@ -215,6 +216,7 @@ impl Config {
                 spec.gateway = Some(gateway);
             }
         }
+        spec.ip_range = self.check_ip_range(&spec)?;
         Ok(spec)
     }
 

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":9,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":10,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 9;
+pub const API_VERSION: u32 = 10;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -269,6 +269,11 @@ pub enum PortKind {
         /// with an address gets the default route.
         #[serde(default, skip_serializing_if = "is_false")]
         default_route: bool,
+        /// The port is removed, not turned down, when its namespace goes
+        /// away (or is gone when yardd restarts): the lifecycle of a port
+        /// a container engine manages through yard-cni (`--auto-remove`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        auto_remove: bool,
     },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
     Iface {
@@ -349,7 +354,19 @@ impl PortKind {
             port_security: true,
             allowed_addresses: Vec::new(),
             default_route: false,
+            auto_remove: false,
         }
+    }
+
+    /// Whether the port goes with its namespace instead of turning down.
+    pub fn auto_removes(&self) -> bool {
+        matches!(
+            self,
+            PortKind::Tap {
+                auto_remove: true,
+                ..
+            }
+        )
     }
 
     /// The GRE settings of a GRE or GRE-in-UDP port; `None` for a port

@@ -442,3 +442,41 @@ fn gc_removes_only_attachments_the_runtime_forgot() {
     ports.sort();
     assert_eq!(ports, ["cni-keep1-eth0", "manual"]);
 }
+
+#[test]
+fn a_port_whose_namespace_goes_before_del_is_removed_and_del_still_succeeds() {
+    if !require(&[]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let ns = lab.netns();
+    let conf = conf(&lab, "1.0.0", json!({}));
+    let result = cni("ADD", "dead0001", &netns_path(&ns), "eth0", &conf)
+        .ok()
+        .expect("ADD prints a result");
+    assert_eq!(result["ips"][0]["address"], "10.81.0.2/24");
+    assert!(port_names(&lab).iter().any(|p| p.contains("dead0001")));
+
+    // The runtime tears the sandbox down before it runs DEL (or crashed and
+    // never will): the engine's port goes with the namespace, not down.
+    run_ok(&["ip", "netns", "del", &ns]);
+    let gone = yard_tests::cmd::poll(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_millis(100),
+        || !port_names(&lab).iter().any(|p| p.contains("dead0001")),
+    );
+    assert!(
+        gone,
+        "the plugin's port outlived its namespace: {:#}",
+        lab.ctl_json(&["port", "ls"])
+    );
+    let mut del = conf.clone();
+    del["prevResult"] = result;
+    cni("DEL", "dead0001", &netns_path(&ns), "eth0", &del).ok();
+    // Its address is free again.
+    let ns2 = lab.netns();
+    let again = cni("ADD", "dead0002", &netns_path(&ns2), "eth0", &conf)
+        .ok()
+        .expect("ADD prints a result");
+    assert_eq!(again["ips"][0]["address"], "10.81.0.2/24");
+}

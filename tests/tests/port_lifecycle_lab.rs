@@ -217,3 +217,67 @@ fn a_port_whose_namespace_is_gone_is_down_and_still_has_stats() {
     let all: Vec<PortStats> = lab.ctl_parse(&["port", "stats"]);
     assert!(all.iter().any(|s| s.name == "gone1"), "{all:#?}");
 }
+
+fn port_names(lab: &Lab) -> Vec<String> {
+    lab.ctl_json(&["port", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_auto_remove_port_goes_with_its_namespace_and_frees_its_address() {
+    if !require(&["unshare", "nsenter"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "engine", "--subnet", "10.71.0.0/24"]);
+    let mut running = Sleeper::start();
+    let add = |name: &str, sleeper: &Sleeper| {
+        lab.ctl_json(&[
+            "port",
+            "add",
+            name,
+            "--net",
+            "engine",
+            "--tap",
+            "--netns",
+            &sleeper.netns(),
+            "--auto-remove",
+        ])
+    };
+    let first = add("e1", &running);
+    assert_eq!(first["ip"], "10.71.0.2/24", "{first:#}");
+
+    // The container's last process exits: the port is removed, not down,
+    // and its address is free for the next container.
+    running.end();
+    let gone = poll(Duration::from_secs(5), Duration::from_millis(100), || {
+        !port_names(&lab).contains(&"e1".to_string())
+    });
+    assert!(
+        gone,
+        "an --auto-remove port outlived its namespace: {:#}",
+        lab.ctl_json(&["port", "ls"])
+    );
+    let mut next = Sleeper::start();
+    let second = add("e2", &next);
+    assert_eq!(second["ip"], "10.71.0.2/24", "{second:#}");
+
+    // Its namespace goes while yardd is stopped: on start the port is
+    // removed from the configuration instead of coming back down.
+    lab.stop(Signal::SIGTERM);
+    next.end();
+    lab.start();
+    assert!(
+        !port_names(&lab).contains(&"e2".to_string()),
+        "an --auto-remove port whose namespace is gone came back after a restart"
+    );
+    let saved = std::fs::read_to_string(lab.state_file()).expect("read the state file");
+    assert!(
+        !saved.contains("\"e2\""),
+        "the removal was not saved:\n{saved}"
+    );
+}

@@ -215,6 +215,9 @@ pub struct PortAddArgs {
     /// Give this port its namespace's default route, taking it from the port that has it (default: only the namespace's first port gets one).
     #[arg(long)]
     pub default_route: bool,
+    /// Remove the port, instead of turning it down, when its namespace goes away (the container's last process exits) or is gone when yardd restarts: for ports an engine or script manages per container.
+    #[arg(long)]
+    pub auto_remove: bool,
     /// MAC address of the TAP (default: 02:42 and the IPv4 address, as Docker does; without an address (an L2 network), a stable one from the port name).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<MacAddr>,
@@ -628,6 +631,7 @@ impl PortAddArgs {
             port_security: !self.no_port_security,
             allowed_addresses: self.allowed_addresses.clone(),
             default_route: self.default_route,
+            auto_remove: self.auto_remove,
         })
     }
 
@@ -702,6 +706,7 @@ impl PortAddArgs {
             ("--allowed-address", !self.allowed_addresses.is_empty()),
             ("--no-port-security", self.no_port_security),
             ("--default-route", self.default_route),
+            ("--auto-remove", self.auto_remove),
         ];
         match given.iter().find(|(_, present)| *present) {
             Some((option, _)) => Err(ArgError::NotForKind { option, kind, hint }),

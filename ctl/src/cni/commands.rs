@@ -183,6 +183,9 @@ fn attach(
             port_security: true,
             allowed_addresses: Vec::new(),
             default_route: conf.is_default_gateway.unwrap_or(false),
+            // The runtime's DEL removes the port; if the container's
+            // namespace goes first (or while yardd is down), yardd does.
+            auto_remove: true,
         },
     };
     let info = match yard.call(&format!("add port {name}"), Request::PortAdd(spec))? {

@@ -195,7 +195,14 @@ impl Control {
                 }
             })?;
         }
+        let mut removed = false;
         for spec in config.ports.clone() {
+            if let Some(reason) = control.auto_removed(&spec) {
+                tracing::info!(port = %spec.name, %reason, "port removed with its namespace");
+                control.config.namespaces.remove(&spec.name);
+                removed = true;
+                continue;
+            }
             let state = control.start_port(&spec);
             if let PortState::Down(reason) = &state.state {
                 tracing::warn!(port = %spec.name, %reason, "port could not be re-attached");
@@ -212,22 +219,41 @@ impl Control {
             }
         }
         control.restore_l3(config)?;
+        if removed {
+            if let Err(error) = control.save() {
+                tracing::warn!(%error, "the removal of ports whose namespace is gone could not be saved; they are removed again at the next start");
+            }
+        }
         Ok(control)
+    }
+
+    /// Why `spec`'s namespace path no longer names the namespace the port
+    /// was put in (`None` when it does, or nothing was recorded).
+    fn namespace_moved(&self, spec: &PortSpec) -> Option<String> {
+        let ns = tap_netns(spec)?;
+        namespace_changed(&ns, self.config.namespaces.get(&spec.name)?)
+    }
+
+    /// For an `--auto-remove` port being restored: why it goes instead of
+    /// coming back (its namespace is gone or replaced).
+    fn auto_removed(&self, spec: &PortSpec) -> Option<String> {
+        spec.kind
+            .auto_removes()
+            .then(|| self.namespace_moved(spec))
+            .flatten()
     }
 
     /// Attaches a configured port, re-adopting its TAP when it is still
     /// there, and hands it to the datapath.
     fn start_port(&mut self, spec: &PortSpec) -> LivePort {
-        let netns = tap_netns(spec);
-        if let (Some(ns), Some(recorded)) = (&netns, self.config.namespaces.get(&spec.name)) {
-            if let Some(reason) = namespace_changed(ns, recorded) {
-                return LivePort {
-                    mac: None,
-                    mtu: 0,
-                    state: PortState::Down(reason),
-                };
-            }
+        if let Some(reason) = self.namespace_moved(spec) {
+            return LivePort {
+                mac: None,
+                mtu: 0,
+                state: PortState::Down(reason),
+            };
         }
+        let netns = tap_netns(spec);
         // A port restored from an older state file is known by its
         // namespace from now on.
         let identity = netns.as_ref().and_then(|ns| nsidentity::identify(ns).ok());
@@ -627,11 +653,26 @@ impl Control {
     /// yardd lets go of the TAP, so the namespace and the TAP in it go away
     /// and nothing answers at the container's old address. The port stays
     /// configured, down, with the reason, and in the datapath with a closed
-    /// device until `port rm`. Nothing happens if the port changed meanwhile.
+    /// device until `port rm` — unless it was added with `--auto-remove`
+    /// (yard-cni's ports), which is removed as by `port rm`. Nothing happens
+    /// if the port changed meanwhile.
     pub fn namespace_gone(&mut self, name: &str, identity: &NetnsIdentity) {
         let still = self.config.namespaces.get(name) == Some(identity)
             && matches!(self.live.get(name).map(|l| &l.state), Some(PortState::Up));
         if !still {
+            return;
+        }
+        if self
+            .config
+            .port(name)
+            .is_some_and(|p| p.kind.auto_removes())
+        {
+            match self.port_rm(name) {
+                Ok(_) => tracing::info!(port = %name, "namespace gone: port removed"),
+                Err(error) => {
+                    tracing::warn!(port = %name, %error, "namespace gone: the port could not be removed")
+                }
+            }
             return;
         }
         // The port stays in the datapath with a closed device, so frames to

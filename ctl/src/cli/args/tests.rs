@@ -46,6 +46,7 @@ fn tap_port_in_a_namespace() {
                 port_security: true,
                 allowed_addresses: Vec::new(),
                 default_route: false,
+                auto_remove: false,
             },
         })
     );
@@ -70,6 +71,7 @@ fn tap_port_with_every_option() {
                 port_security: true,
                 allowed_addresses: Vec::new(),
                 default_route: false,
+                auto_remove: false,
             },
         })
     );
@@ -518,6 +520,10 @@ fn ip_range_and_default_route_options() {
             "port add p --iface veth0 --net n --default-route",
             "--default-route",
         ),
+        (
+            "port add p --gre --remote 192.168.50.2 --net n --auto-remove",
+            "--auto-remove does not apply to gre",
+        ),
     ] {
         let message = refused(line);
         assert!(message.contains(expect), "`{line}`: {message}");
@@ -535,4 +541,8 @@ fn ip_range_and_default_route_options() {
         }) => assert!(default_route && ip.is_none() && ifname == "eth1"),
         other => panic!("{other:?}"),
     }
+    assert!(matches!(
+        ok("port add c1c --tap --net b --netns c1 --auto-remove"),
+        Request::PortAdd(PortSpec { kind, .. }) if kind.auto_removes()
+    ));
 }

@@ -1,7 +1,9 @@
 //! Conntrack control labs against the real yardd: `conntrack ls` on a table
 //! too large for one reply arrives whole, a page at a time, with its filters
 //! applied by yardd; `conntrack set` on a state directory that cannot be
-//! written is refused and leaves the running table as it was.
+//! written is refused and leaves the running table as it was; a timeout
+//! too large to hold (once wrapped to zero) is refused by yardctl and by
+//! yardd, and new flows are still tracked.
 //!
 //! Needs root; without it each test prints why and returns.
 
@@ -214,4 +216,60 @@ fn conntrack_set_that_cannot_be_saved_changes_nothing() {
     assert_eq!(max_entries(&daemon), 1000);
     let saved = std::fs::read_to_string(daemon.state_file()).unwrap();
     assert!(saved.contains("1000"), "state file: {saved}");
+}
+
+/// The running timeouts, as `conntrack set` with no change reports them.
+fn timeouts(daemon: &Daemon) -> serde_json::Value {
+    daemon.ctl_json(&["conntrack", "set"])["timeouts"].clone()
+}
+
+#[test]
+fn an_overflowing_timeout_is_refused_by_yardctl_and_yardd_and_changes_nothing() {
+    if !require(&["python3"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "a", "--subnet", "10.65.0.0/24"]);
+    lab.ctl_ok(&["net", "create", "b", "--subnet", "10.66.0.0/24"]);
+    lab.ctl_ok(&["net", "connect", "a", "b"]);
+    let before = timeouts(&lab);
+
+    // The value that once wrapped to zero, so every new UDP flow expired at once.
+    let huge = "udp-unreplied=18446744073709551615";
+    let message = lab.ctl_err(&["conntrack", "set", "--timeout", huge]);
+    assert!(message.contains("udp-unreplied"), "yardctl: {message}");
+    // A client that skips yardctl's checks is refused by yardd itself.
+    let stream = lab.connect(Duration::from_secs(10));
+    let request = format!(
+        "{{\"api_version\":{},\"request\":{{\"cmd\":\"conntrack-set\",\"max_entries\":null,\
+         \"timeouts\":{{\"udp-unreplied\":18446744073709551615}}}}}}\n",
+        yard_ctl::api::API_VERSION
+    );
+    std::io::Write::write_all(&mut &stream, request.as_bytes()).expect("send the request");
+    let reply = lab.reply_line(&stream);
+    let error = reply["error"].to_string();
+    assert!(
+        reply.get("error").is_some() && error.contains("udp-unreplied"),
+        "yardd accepted an overflowing timeout: {reply}"
+    );
+    assert_eq!(
+        timeouts(&lab),
+        before,
+        "a refused timeout changed the table"
+    );
+
+    // A new UDP flow is tracked, not expired at once.
+    let client = lab.tap("c1", "a", "10.65.0.2/24", &[]);
+    let server = lab.tap("s1", "b", "10.66.0.2/24", &[]);
+    lab.ping_ok(&client, server.ip);
+    let send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                s.bind(('', 4242)); s.sendto(b'x', ('10.66.0.2', 9))";
+    in_ns_ok(&client.ns, &["timeout", "10", "python3", "-c", send]);
+    std::thread::sleep(Duration::from_secs(2));
+    let flows = conntrack_ls(&lab, &["--proto", "udp", "--port", "4242"]);
+    assert_eq!(
+        flows.len(),
+        1,
+        "the new UDP flow is not tracked: {flows:#?}"
+    );
 }

@@ -366,6 +366,16 @@ impl Daemon {
         })
     }
 
+    /// The names of the configured ports, as `port ls` lists them.
+    pub fn port_names(&self) -> Vec<String> {
+        self.ctl_json(&["port", "ls"])
+            .as_array()
+            .expect("port ls --json is an array")
+            .iter()
+            .map(|p| p["name"].as_str().expect("a port has a name").to_string())
+            .collect()
+    }
+
     /// Like [`Daemon::ctl_json`], deserialised into `T` (e.g. the API types
     /// of `yard_ctl::api`).
     pub fn ctl_parse<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {

@@ -112,15 +112,6 @@ fn container(ns: &str, result: &Value) -> Container {
     }
 }
 
-fn port_names(lab: &Lab) -> Vec<String> {
-    lab.ctl_json(&["port", "ls"])
-        .as_array()
-        .expect("port ls --json is an array")
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn add_check_del_and_version_as_a_runtime_runs_them() {
     if !require(&["ping"]) {
@@ -194,7 +185,7 @@ fn add_check_del_and_version_as_a_runtime_runs_them() {
     let mut del = conf.clone();
     del["prevResult"] = r1.clone();
     cni("DEL", "c0ffee01", &netns_path(&ns1), "eth0", &del).ok();
-    assert!(!port_names(&lab).iter().any(|p| p.contains("c0ffee01")));
+    assert!(!lab.port_names().iter().any(|p| p.contains("c0ffee01")));
     let out = in_ns_ok(&ns1, &["ip", "-o", "link"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("eth0"));
     cni("DEL", "c0ffee01", &netns_path(&ns1), "eth0", &del).ok();
@@ -209,7 +200,7 @@ fn add_check_del_and_version_as_a_runtime_runs_them() {
     // DEL after the namespace is gone still succeeds and removes the port.
     run_ok(&["ip", "netns", "del", &ns2]);
     cni("DEL", "c0ffee02", &netns_path(&ns2), "eth0", &conf04).ok();
-    assert!(!port_names(&lab).iter().any(|p| p.contains("c0ffee02")));
+    assert!(!lab.port_names().iter().any(|p| p.contains("c0ffee02")));
 
     let version = cni_raw("VERSION", "", "", "", br#"{"cniVersion":"1.0.0"}"#)
         .ok()
@@ -252,7 +243,7 @@ fn failures_are_cni_error_objects_with_the_spec_codes() {
     assert_eq!(cni("ADD", "e1", &path, "eth0", &no_vlan).error().0, 7);
 
     // Nothing was created by the refused calls.
-    assert!(port_names(&lab).is_empty(), "{:?}", port_names(&lab));
+    assert!(lab.port_names().is_empty(), "{:?}", lab.port_names());
 
     // yardd not running: the message names the socket tried; DEL too fails
     // (the runtime retries), nothing is guessed.
@@ -305,11 +296,11 @@ fn port_mappings_are_published_and_removed_on_del() {
     let ns2 = lab.netns();
     let (code, msg) = cni("ADD", "web2", &netns_path(&ns2), "eth0", &conf).error();
     assert_eq!(code, 100, "{msg}");
-    assert!(!port_names(&lab).contains(&"cni-web2-eth0".to_string()));
+    assert!(!lab.port_names().contains(&"cni-web2-eth0".to_string()));
 
     cni("DEL", "web1", &netns_path(&ns), "eth0", &conf).ok();
     assert_eq!(lab.ctl_json(&["publish", "ls"]), json!([]));
-    assert!(port_names(&lab).is_empty());
+    assert!(lab.port_names().is_empty());
 }
 
 #[test]
@@ -417,7 +408,7 @@ fn the_example_conflist_works_as_is() {
     );
     cni("DEL", "ex1", &netns_path(&ns1), "eth0", &conf).ok();
     cni("DEL", "ex2", &netns_path(&ns2), "eth0", &conf).ok();
-    assert!(port_names(&lab).is_empty());
+    assert!(lab.port_names().is_empty());
 }
 
 #[test]
@@ -438,7 +429,7 @@ fn gc_removes_only_attachments_the_runtime_forgot() {
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep1", "ifname": "eth0"}]);
     cni_raw("GC", "", "", "", gc.to_string().as_bytes()).ok();
-    let mut ports = port_names(&lab);
+    let mut ports = lab.port_names();
     ports.sort();
     assert_eq!(ports, ["cni-keep1-eth0", "manual"]);
 }
@@ -455,7 +446,7 @@ fn a_port_whose_namespace_goes_before_del_is_removed_and_del_still_succeeds() {
         .ok()
         .expect("ADD prints a result");
     assert_eq!(result["ips"][0]["address"], "10.81.0.2/24");
-    assert!(port_names(&lab).iter().any(|p| p.contains("dead0001")));
+    assert!(lab.port_names().iter().any(|p| p.contains("dead0001")));
 
     // The runtime tears the sandbox down before it runs DEL (or crashed and
     // never will): the engine's port goes with the namespace, not down.
@@ -463,7 +454,7 @@ fn a_port_whose_namespace_goes_before_del_is_removed_and_del_still_succeeds() {
     let gone = yard_tests::cmd::poll(
         std::time::Duration::from_secs(5),
         std::time::Duration::from_millis(100),
-        || !port_names(&lab).iter().any(|p| p.contains("dead0001")),
+        || !lab.port_names().iter().any(|p| p.contains("dead0001")),
     );
     assert!(
         gone,

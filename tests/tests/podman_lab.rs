@@ -222,15 +222,6 @@ fn port_of(id: &str) -> String {
     format!("cni-{}-eth0", &id[..16])
 }
 
-fn port_names(lab: &NatLab) -> Vec<String> {
-    lab.ctl_json(&["port", "ls"])
-        .as_array()
-        .expect("port ls --json is an array")
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Whether `tool` is an executable file or on PATH.
 fn have(tool: &str) -> bool {
     Path::new(tool).is_file() || yard_tests::cmd::have(tool)
@@ -271,7 +262,7 @@ fn podman_containers_on_a_yardd_network() {
     let c2 = unique_name("yc");
     let id1 = podman.start(&c1, &net, &[], &["sleep", "600"]);
     let id2 = podman.start(&c2, &net, &[], &["sleep", "600"]);
-    let ports = port_names(&lab);
+    let ports = lab.port_names();
     assert!(
         ports.contains(&port_of(&id1)) && ports.contains(&port_of(&id2)),
         "{ports:?}"
@@ -337,13 +328,13 @@ fn podman_containers_on_a_yardd_network() {
 
     // podman stop: CNI DEL removes the port and the published port.
     podman.ok(&["stop", "-t", "0", &web]);
-    assert!(!port_names(&lab).contains(&port_of(&web_id)));
+    assert!(!lab.port_names().contains(&port_of(&web_id)));
     assert_eq!(lab.ctl_json(&["publish", "ls"]), json!([]));
     podman.ok(&["rm", &web]);
 
     // podman restart: a working port again.
     podman.ok(&["restart", "-t", "0", &c2]);
-    assert!(port_names(&lab).contains(&port_of(&id2)));
+    assert!(lab.port_names().contains(&port_of(&id2)));
     let ip2 = podman.address(&c2);
     podman.ping_ok(&c1, ip2);
 
@@ -356,7 +347,8 @@ fn podman_containers_on_a_yardd_network() {
 
     // podman rm removes the ports.
     podman.ok(&["rm", "-f", "-t", "0", &c1, &c2]);
-    let left: Vec<String> = port_names(&lab)
+    let left: Vec<String> = lab
+        .port_names()
         .into_iter()
         .filter(|p| p.starts_with("cni-"))
         .collect();

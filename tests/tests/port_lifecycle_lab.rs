@@ -218,15 +218,6 @@ fn a_port_whose_namespace_is_gone_is_down_and_still_has_stats() {
     assert!(all.iter().any(|s| s.name == "gone1"), "{all:#?}");
 }
 
-fn port_names(lab: &Lab) -> Vec<String> {
-    lab.ctl_json(&["port", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn an_auto_remove_port_goes_with_its_namespace_and_frees_its_address() {
     if !require(&["unshare", "nsenter"]) {
@@ -255,7 +246,7 @@ fn an_auto_remove_port_goes_with_its_namespace_and_frees_its_address() {
     // and its address is free for the next container.
     running.end();
     let gone = poll(Duration::from_secs(5), Duration::from_millis(100), || {
-        !port_names(&lab).contains(&"e1".to_string())
+        !lab.port_names().contains(&"e1".to_string())
     });
     assert!(
         gone,
@@ -272,7 +263,7 @@ fn an_auto_remove_port_goes_with_its_namespace_and_frees_its_address() {
     next.end();
     lab.start();
     assert!(
-        !port_names(&lab).contains(&"e2".to_string()),
+        !lab.port_names().contains(&"e2".to_string()),
         "an --auto-remove port whose namespace is gone came back after a restart"
     );
     let saved = std::fs::read_to_string(lab.state_file()).expect("read the state file");

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":10,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":11,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 10;
+pub const API_VERSION: u32 = 11;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -275,6 +275,37 @@ pub enum PortKind {
         #[serde(default, skip_serializing_if = "is_false")]
         auto_remove: bool,
     },
+    /// A veth pair yardd creates in its own namespace for a container
+    /// engine that moves the interface into the container itself (Docker's
+    /// network drivers hand over an interface by name): yardd reads and
+    /// writes `ifname` through AF_PACKET and gives `peer` the container's
+    /// MAC and the MTU; the engine moves, renames, addresses and brings up
+    /// `peer`. yardd configures no address; `ip` is the address the engine
+    /// gives the container, for port security, the gateway and address
+    /// conflicts. `port rm` deletes the pair; when the container's namespace
+    /// goes, the kernel deletes it and the port is down.
+    Veth {
+        /// Network name.
+        net: String,
+        /// yardd's end, in yardd's namespace.
+        ifname: String,
+        /// The end handed over, created in yardd's namespace.
+        peer: String,
+        /// The container's address, with its prefix length.
+        ip: Option<Ipv4Cidr>,
+        /// The peer's MAC; `None` derives one as for a TAP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<MacAddr>,
+        /// MTU of both ends; `None` takes the network's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+        /// Port security, as for a TAP.
+        #[serde(default = "yes")]
+        port_security: bool,
+        /// Sources allowed besides the MAC and `ip`, as for a TAP.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allowed_addresses: Vec<AllowedAddress>,
+    },
     /// An existing interface (e.g. a veth host end) read through AF_PACKET.
     Iface {
         /// Network name.
@@ -358,6 +389,32 @@ impl PortKind {
         }
     }
 
+    /// The container's address of a TAP or veth port.
+    pub fn address(&self) -> Option<Ipv4Cidr> {
+        match self {
+            PortKind::Tap { ip, .. } | PortKind::Veth { ip, .. } => *ip,
+            _ => None,
+        }
+    }
+
+    /// A TAP's or veth's port security: whether it is on, and the extra
+    /// allowed sources; `None` for kinds it does not apply to.
+    pub fn security(&self) -> Option<(bool, &[AllowedAddress])> {
+        match self {
+            PortKind::Tap {
+                port_security,
+                allowed_addresses,
+                ..
+            }
+            | PortKind::Veth {
+                port_security,
+                allowed_addresses,
+                ..
+            } => Some((*port_security, allowed_addresses)),
+            _ => None,
+        }
+    }
+
     /// Whether the port goes with its namespace instead of turning down.
     pub fn auto_removes(&self) -> bool {
         matches!(
@@ -380,7 +437,10 @@ impl PortKind {
                     seq: *seq,
                 })
             }
-            PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => None,
+            PortKind::Tap { .. }
+            | PortKind::Veth { .. }
+            | PortKind::Iface { .. }
+            | PortKind::Trunk { .. } => None,
         }
     }
 }
@@ -400,6 +460,7 @@ impl PortSpec {
     pub fn nets(&self) -> Vec<&str> {
         match &self.kind {
             PortKind::Tap { net, .. }
+            | PortKind::Veth { net, .. }
             | PortKind::Iface { net, .. }
             | PortKind::Gre { net, .. }
             | PortKind::GreUdp { net, .. } => vec![net.as_str()],

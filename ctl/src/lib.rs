@@ -15,6 +15,8 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod cni;
+pub mod docker;
+pub mod engine;
 pub mod ifname;
 pub mod paths;
 pub mod pcap;

@@ -1,4 +1,4 @@
-//! Builds `yardd`, `yardctl` and `yard-cni` once per test process and locates them.
+//! Builds `yardd`, `yardctl`, `yard-cni` and `yard-docker` once per test process and locates them.
 //!
 //! `cargo test` does not build another package's binaries for this crate's
 //! tests, so the first caller runs `$CARGO build --bins -p yard-switch -p yard-ctl`
@@ -18,6 +18,8 @@ pub struct Bins {
     pub yardctl: PathBuf,
     /// The CNI plugin.
     pub yard_cni: PathBuf,
+    /// The Docker network driver.
+    pub yard_docker: PathBuf,
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -60,8 +62,14 @@ fn build() -> Bins {
         yardd: debug.join("yardd"),
         yardctl: debug.join("yardctl"),
         yard_cni: debug.join("yard-cni"),
+        yard_docker: debug.join("yard-docker"),
     };
-    for path in [&bins.yardd, &bins.yardctl, &bins.yard_cni] {
+    for path in [
+        &bins.yardd,
+        &bins.yardctl,
+        &bins.yard_cni,
+        &bins.yard_docker,
+    ] {
         assert!(
             path.is_file(),
             "{} was not built (is CARGO_TARGET_DIR right?)",

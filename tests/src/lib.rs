@@ -22,6 +22,7 @@ pub mod bins;
 pub mod cmd;
 pub mod daemon;
 pub mod hosts;
+pub mod image;
 pub mod lab;
 pub mod nat;
 pub mod netns;

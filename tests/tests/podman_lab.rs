@@ -17,7 +17,7 @@
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -26,13 +26,11 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use yard_tests::bins::bins;
-use yard_tests::cmd::{describe, output, poll, run_ok, stdout, timed};
+use yard_tests::cmd::{describe, output, poll, stdout, timed};
+use yard_tests::image::{busybox_tar, remote_addr, BUSYBOX};
 use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP, WEB_GATEWAY};
 use yard_tests::netns::unique_name;
 use yard_tests::require;
-
-/// The busybox-static binary.
-const BUSYBOX: &str = "/bin/busybox";
 
 /// A private podman: its own configuration, storage and network directory.
 /// `Drop` removes every container it made (which runs CNI DEL), then the
@@ -108,45 +106,9 @@ impl Podman {
         stdout(&out).trim().to_string()
     }
 
-    /// A root filesystem of busybox and its applets, with a CGI script
-    /// that answers with the client's address as the server saw it.
+    /// Imports the busybox image.
     fn import_busybox(&mut self) {
-        let rootfs = self.dir.path().join("rootfs");
-        let bin = rootfs.join("bin");
-        for sub in [
-            "bin",
-            "etc",
-            "tmp",
-            "proc",
-            "sys",
-            "dev",
-            "root",
-            "www/cgi-bin",
-        ] {
-            fs::create_dir_all(rootfs.join(sub)).expect("rootfs dir");
-        }
-        fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
-        let list = run_ok(&[BUSYBOX, "--list"]);
-        for applet in stdout(&list).lines().filter(|a| *a != "busybox") {
-            let _ = symlink("busybox", bin.join(applet));
-        }
-        let cgi = rootfs.join("www/cgi-bin/peer");
-        fs::write(
-            &cgi,
-            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
-        )
-        .expect("write the CGI script");
-        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).expect("chmod");
-        fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-        let tar = self.dir.path().join("rootfs.tar");
-        run_ok(&[
-            "tar",
-            "-C",
-            &rootfs.display().to_string(),
-            "-cf",
-            &tar.display().to_string(),
-            ".",
-        ]);
+        let tar = busybox_tar(self.dir.path());
         self.ok(&["import", &tar.display().to_string(), &self.image]);
     }
 
@@ -319,12 +281,11 @@ fn podman_containers_on_a_yardd_network() {
         out.status.success() && !answer.is_empty()
     });
     assert!(answered, "no answer from {url}");
-    // busybox httpd listens on IPv6 and reports IPv4 clients as `[::ffff:A.B.C.D]`.
-    let client = answer
-        .trim_start_matches("[::ffff:")
-        .trim_end_matches(']')
-        .parse::<Ipv4Addr>();
-    assert_eq!(client, Ok(OUTSIDE_IP), "the server saw {answer}");
+    assert_eq!(
+        remote_addr(&answer),
+        Some(OUTSIDE_IP),
+        "the server saw {answer}"
+    );
 
     // podman stop: CNI DEL removes the port and the published port.
     podman.ok(&["stop", "-t", "0", &web]);

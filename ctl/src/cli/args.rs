@@ -167,7 +167,7 @@ pub struct NetCreateArgs {
 pub enum PortCommand {
     /// Create a TAP port, attach an existing interface or VLAN trunk, or open a
     /// GRE tunnel to another host.
-    Add(PortAddArgs),
+    Add(Box<PortAddArgs>),
     /// List ports.
     Ls,
     /// Detach and remove a port.
@@ -200,6 +200,12 @@ pub struct PortAddArgs {
     /// Carry several networks over --iface as 802.1Q VLANs.
     #[arg(long)]
     pub trunk: bool,
+    /// Create a veth pair in yardd's namespace, yardd's end named DEV, whose --peer end a container engine moves into the container itself (--ip is then the address the engine gives it; yardd configures none).
+    #[arg(long, value_name = "DEV", requires = "peer")]
+    pub veth: Option<String>,
+    /// The name of the --veth pair's end to hand over.
+    #[arg(long, value_name = "PEER", requires = "veth")]
+    pub peer: Option<String>,
     /// Networks a --trunk port carries, comma-separated; each needs a VLAN id.
     #[arg(long, value_name = "NET1,NET2", value_delimiter = ',')]
     pub nets: Vec<String>,
@@ -513,6 +519,12 @@ impl PortAddArgs {
                 kind,
             });
         }
+        if let Some(ifname) = &self.veth {
+            return Ok(PortSpec {
+                name: self.name.clone(),
+                kind: self.veth_kind(ifname)?,
+            });
+        }
         let kind = match (self.tap, self.trunk, &self.iface) {
             (true, true, _) => {
                 return Err(ArgError::PortKind(
@@ -632,6 +644,66 @@ impl PortAddArgs {
             allowed_addresses: self.allowed_addresses.clone(),
             default_route: self.default_route,
             auto_remove: self.auto_remove,
+        })
+    }
+
+    fn veth_kind(&self, ifname: &str) -> Result<PortKind, ArgError> {
+        let other = [
+            ("--tap", self.tap),
+            ("--trunk", self.trunk),
+            ("--iface", self.iface.is_some()),
+        ];
+        if let Some((other, _)) = other.iter().find(|(_, given)| *given) {
+            return Err(ArgError::TwoKinds {
+                option: "--veth",
+                other,
+                why: "--veth creates a veth pair whose --peer end an engine moves into a \
+                      container; add other devices as other ports",
+            });
+        }
+        self.reject_tunnel_options("veth")?;
+        let given = [
+            ("--netns", self.netns.is_some()),
+            ("--ifname", self.ifname.is_some()),
+            ("--default-route", self.default_route),
+            ("--auto-remove", self.auto_remove),
+            ("--nets", !self.nets.is_empty()),
+        ];
+        if let Some((option, _)) = given.iter().find(|(_, present)| *present) {
+            return Err(ArgError::NotForKind {
+                option,
+                kind: "veth",
+                hint: "both ends are made in yardd's namespace and the engine moves --peer \
+                       into the container, configuring it itself",
+            });
+        }
+        let net = self.required_net("veth")?;
+        check_ifname("--veth", ifname)?;
+        let peer = self.peer.clone().unwrap_or_default();
+        check_ifname("--peer", &peer)?;
+        if let Some(mac) = self.mac {
+            check_unicast(mac, "a port's MAC")?;
+        }
+        if let Some(mtu) = self.mtu {
+            check_mtu(mtu)?;
+        }
+        if self.no_port_security && !self.allowed_addresses.is_empty() {
+            return Err(ArgError::Contradicts {
+                option: "--allowed-address",
+                other: "--no-port-security",
+                why: "--allowed-address widens what port security lets through and \
+                      --no-port-security turns it off; give one of them",
+            });
+        }
+        Ok(PortKind::Veth {
+            net,
+            ifname: ifname.to_string(),
+            peer,
+            ip: self.ip,
+            mac: self.mac,
+            mtu: self.mtu,
+            port_security: !self.no_port_security,
+            allowed_addresses: self.allowed_addresses.clone(),
         })
     }
 

@@ -288,31 +288,32 @@ fn port_summary(p: &PortInfo) -> String {
         return format!("{tunnel}, overlay mtu {}", p.mtu);
     }
     let mut parts = vec![port_kind_name(&p.spec.kind).to_string()];
-    if let PortKind::Tap {
-        netns, ifname, ip, ..
-    } = &p.spec.kind
-    {
-        let place = netns
-            .as_deref()
-            .map_or(String::new(), |ns| format!(" in netns {ns}"));
-        parts.push(format!("{ifname}{place}"));
-        if let Some(ip) = ip {
-            parts.push(ip.to_string());
+    match &p.spec.kind {
+        PortKind::Tap {
+            netns, ifname, ip, ..
+        } => {
+            let place = netns
+                .as_deref()
+                .map_or(String::new(), |ns| format!(" in netns {ns}"));
+            parts.push(format!("{ifname}{place}"));
+            parts.extend(ip.map(|ip| ip.to_string()));
         }
+        PortKind::Veth {
+            ifname, peer, ip, ..
+        } => {
+            parts.push(format!("{ifname}, peer {peer} to hand over"));
+            parts.extend(ip.map(|ip| ip.to_string()));
+        }
+        _ => {}
     }
     if let Some(mac) = port_mac(p) {
         parts.push(format!("mac {mac}"));
     }
     parts.push(format!("mtu {}", p.mtu));
-    match &p.spec.kind {
-        PortKind::Tap {
-            port_security: false,
-            ..
-        } => parts.push("port security off".to_string()),
-        PortKind::Tap {
-            allowed_addresses, ..
-        } if !allowed_addresses.is_empty() => {
-            let list: Vec<String> = allowed_addresses.iter().map(|a| a.to_string()).collect();
+    match p.spec.kind.security() {
+        Some((false, _)) => parts.push("port security off".to_string()),
+        Some((true, allowed)) if !allowed.is_empty() => {
+            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
             parts.push(format!("also allowed {}", list.join(" ")));
         }
         _ => {}
@@ -324,32 +325,21 @@ fn port_summary(p: &PortInfo) -> String {
 /// addresses, `off` (`--no-port-security`), or `-` for a port that is not a
 /// TAP (port security applies to TAPs only).
 fn security_cell(kind: &PortKind) -> String {
-    match kind {
-        PortKind::Tap {
-            port_security: false,
-            ..
-        } => "off".to_string(),
-        PortKind::Tap {
-            allowed_addresses, ..
-        } if !allowed_addresses.is_empty() => {
-            let list: Vec<String> = allowed_addresses.iter().map(|a| a.to_string()).collect();
+    match kind.security() {
+        Some((false, _)) => "off".to_string(),
+        Some((true, allowed)) if !allowed.is_empty() => {
+            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
             format!("on +{}", list.join(","))
         }
-        PortKind::Tap { .. } => "on".to_string(),
-        _ => NONE.to_string(),
+        Some((true, _)) => "on".to_string(),
+        None => NONE.to_string(),
     }
 }
 
 /// True when a port's security differs from the default (on, nothing else
 /// allowed): `port ls` then shows the SECURITY column.
 fn security_is_special(kind: &PortKind) -> bool {
-    matches!(
-        kind,
-        PortKind::Tap {
-            port_security: false,
-            ..
-        }
-    ) || matches!(kind, PortKind::Tap { allowed_addresses, .. } if !allowed_addresses.is_empty())
+    matches!(kind.security(), Some((on, allowed)) if !on || !allowed.is_empty())
 }
 
 /// The `net ls` table; NAT is `on`/`off` (masquerade to the uplink),
@@ -376,6 +366,7 @@ pub fn networks_table(nets: &[NetworkInfo]) -> Table {
 fn port_kind_name(kind: &PortKind) -> &'static str {
     match kind {
         PortKind::Tap { .. } => "tap",
+        PortKind::Veth { .. } => "veth",
         PortKind::Iface { .. } => "iface",
         PortKind::Trunk { .. } => "trunk",
         PortKind::Gre { .. } => "gre",
@@ -399,7 +390,10 @@ fn tunnel(kind: &PortKind) -> Option<Tunnel> {
         PortKind::GreUdp { remote, local, .. } => {
             (remote.to_string(), local.map(|l| l.to_string()))
         }
-        PortKind::Tap { .. } | PortKind::Iface { .. } | PortKind::Trunk { .. } => return None,
+        PortKind::Tap { .. }
+        | PortKind::Veth { .. }
+        | PortKind::Iface { .. }
+        | PortKind::Trunk { .. } => return None,
     };
     let gre = kind.gre_settings()?;
     Some(Tunnel {
@@ -453,7 +447,7 @@ fn tunnel_cell(kind: &PortKind) -> Option<String> {
 /// The MAC yardd reports, else the one configured.
 fn port_mac(p: &PortInfo) -> Option<crate::types::MacAddr> {
     p.mac.or(match &p.spec.kind {
-        PortKind::Tap { mac, .. } => *mac,
+        PortKind::Tap { mac, .. } | PortKind::Veth { mac, .. } => *mac,
         _ => None,
     })
 }
@@ -500,6 +494,9 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
             PortKind::Tap {
                 netns, ifname, ip, ..
             } => (netns.clone(), ifname.clone(), ip.map(|ip| ip.to_string())),
+            PortKind::Veth { ifname, ip, .. } => {
+                (None, ifname.clone(), ip.map(|ip| ip.to_string()))
+            }
             PortKind::Iface { iface, .. } | PortKind::Trunk { iface, .. } => {
                 (None, iface.clone(), None)
             }

@@ -16,97 +16,11 @@ use super::delegate;
 use super::error::CniError;
 use super::result::CniResult;
 use crate::api::{
-    NetworkInfo, Payload, PortInfo, PortKind, PortSpec, PortState, PublishInfo, PublishSpec, Reply,
-    Request,
+    NetworkInfo, Payload, PortInfo, PortKind, PortSpec, PortState, PublishSpec, Reply, Request,
 };
 use crate::client::Client;
+use crate::engine::{unexpected, Yard};
 use crate::Ipv4Cidr;
-
-/// A connection to yardd that turns refusals into [`CniError`]s.
-struct Yard {
-    client: Client,
-}
-
-impl Yard {
-    fn connect(socket: &Path) -> Result<Yard, CniError> {
-        Client::connect(socket)
-            .map(|client| Yard { client })
-            .map_err(|e| CniError::Unreachable {
-                socket: socket.to_path_buf(),
-                detail: e.to_string(),
-            })
-    }
-
-    fn call(&mut self, action: &str, request: Request) -> Result<Payload, CniError> {
-        match self.client.call(&request) {
-            Ok(Reply::Ok(payload)) => Ok(payload),
-            Ok(Reply::Error(e)) => Err(CniError::Refused {
-                action: action.to_string(),
-                message: e.message,
-            }),
-            Err(e) => Err(CniError::Unreachable {
-                socket: self.client.path().to_path_buf(),
-                detail: e.to_string(),
-            }),
-        }
-    }
-
-    fn networks(&mut self) -> Result<Vec<NetworkInfo>, CniError> {
-        match self.call("list networks", Request::NetLs)? {
-            Payload::Networks(nets) => Ok(nets),
-            other => Err(unexpected("net ls", &other)),
-        }
-    }
-
-    fn ports(&mut self) -> Result<Vec<PortInfo>, CniError> {
-        match self.call("list ports", Request::PortLs)? {
-            Payload::Ports(ports) => Ok(ports),
-            other => Err(unexpected("port ls", &other)),
-        }
-    }
-
-    fn port(&mut self, name: &str) -> Result<Option<PortInfo>, CniError> {
-        Ok(self.ports()?.into_iter().find(|p| p.spec.name == name))
-    }
-
-    fn publishes(&mut self) -> Result<Vec<PublishInfo>, CniError> {
-        match self.call("list published ports", Request::PublishLs)? {
-            Payload::Publishes(rules) => Ok(rules),
-            other => Err(unexpected("publish ls", &other)),
-        }
-    }
-
-    /// Removes port `name` and every published port targeting it; both may
-    /// already be gone.
-    fn remove_port(&mut self, name: &str) -> Result<(), CniError> {
-        for rule in self.publishes()? {
-            if rule.spec.target == name {
-                self.call(
-                    &format!("unpublish {}", rule.rule),
-                    Request::PublishRm(rule.spec),
-                )?;
-            }
-        }
-        if self.port(name)?.is_some() {
-            self.call(
-                &format!("remove port {name}"),
-                Request::PortRm {
-                    name: name.to_string(),
-                },
-            )?;
-        }
-        Ok(())
-    }
-}
-
-fn unexpected(what: &str, payload: &Payload) -> CniError {
-    CniError::Refused {
-        action: what.to_string(),
-        message: format!(
-            "unexpected reply {payload:?}: use yard-cni and yardd from the same build"
-        ),
-    }
-}
 
 fn require_netns(env: &Env) -> Result<&str, CniError> {
     let netns = env.netns.as_deref().unwrap_or_default();
@@ -190,7 +104,7 @@ fn attach(
     };
     let info = match yard.call(&format!("add port {name}"), Request::PortAdd(spec))? {
         Payload::Port(info) => info,
-        other => return Err(unexpected("port add", &other)),
+        other => return Err(unexpected("port add", &other).into()),
     };
     if let Err(e) = publish(conf, yard, &name) {
         let _ = yard.remove_port(&name);
@@ -233,7 +147,7 @@ fn ensure_network(
             let spec = conf.network_spec(ipam);
             match yard.call(&format!("create network {name}"), Request::NetCreate(spec)) {
                 Ok(Payload::Network(net)) => return Ok(net),
-                Ok(other) => return Err(unexpected("net create", &other)),
+                Ok(other) => return Err(unexpected("net create", &other).into()),
                 // Another ADD may have created it meanwhile.
                 Err(e) => find(yard.networks()?).ok_or(e)?,
             }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine::YardError;
+
 /// The spec's error codes, and this plugin's own (100 and above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -153,4 +155,13 @@ pub struct ErrorObject {
     /// More detail; empty here, the message says it all.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub details: String,
+}
+
+impl From<YardError> for CniError {
+    fn from(error: YardError) -> CniError {
+        match error {
+            YardError::Unreachable { socket, detail } => CniError::Unreachable { socket, detail },
+            YardError::Refused { action, message } => CniError::Refused { action, message },
+        }
+    }
 }

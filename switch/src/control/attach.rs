@@ -33,7 +33,9 @@ use crate::dataplane::port::tunnel::{TunnelParams, TunnelPort, TunnelSocket};
 use crate::dataplane::port::Port;
 use crate::dataplane::threads::{Membership, TunnelBinding};
 use crate::sys;
-use crate::sys::netconf::{configure_link, configure_link_keeping, LinkConfig, NetconfError};
+use crate::sys::netconf::{
+    self, configure_link, configure_link_keeping, LinkConfig, NetconfError, VethPair,
+};
 use crate::sys::netns::{run_in_netns, NetnsError, NetnsRef};
 use crate::sys::TapOpened;
 
@@ -101,6 +103,28 @@ pub enum AttachError {
         owner: Object,
         /// What failed (it names the namespace).
         error: NetnsError,
+    },
+    /// A veth port's pair could not be created or brought up.
+    #[error("port {port}: cannot create the veth pair {ifname}/{peer}: {error}")]
+    Veth {
+        /// The port.
+        port: String,
+        /// yardd's end.
+        ifname: String,
+        /// The end to hand over.
+        peer: String,
+        /// What failed (it names the interface); boxed, as it is large
+        /// and rare.
+        error: Box<NetconfError>,
+    },
+    /// A veth port's own end is gone: its peer's namespace went away (the
+    /// kernel deletes the pair with it), or someone deleted it.
+    #[error("port {port}: veth {ifname} is gone (the container it was handed to has gone): `yardctl port rm {port}`, or add it again")]
+    VethGone {
+        /// The port.
+        port: String,
+        /// yardd's end.
+        ifname: String,
     },
     /// The interface does not exist in yardd's namespace.
     #[error(
@@ -326,6 +350,36 @@ pub fn attach(
                 security,
             })
         }
+        PortKind::Veth {
+            net,
+            ifname,
+            peer,
+            ip,
+            mac,
+            mtu,
+            port_security,
+            allowed_addresses,
+        } => {
+            let network: &NetworkSpec =
+                config.network(net).ok_or_else(|| AttachError::NoNetwork {
+                    port: name.clone(),
+                    net: net.clone(),
+                })?;
+            let mac = mac.unwrap_or_else(|| default_mac(name, ip.as_ref()));
+            let mtu = mtu.unwrap_or(network.mtu);
+            let pair = VethPair {
+                host: ifname,
+                peer,
+                peer_mac: mac.0,
+                mtu,
+            };
+            attach_veth(name, &pair, mode)?;
+            let mut attached = attach_iface(name, ifname, Membership::Access(net.clone()))?;
+            attached.mac = Some(mac);
+            attached.security = port_security
+                .then(|| PortSecurity::new(mac, ip.map(|c| c.addr), allowed_addresses));
+            Ok(attached)
+        }
         PortKind::Iface { net, iface } => {
             attach_iface(name, iface, Membership::Access(net.clone()))
         }
@@ -333,6 +387,45 @@ pub fn attach(
         PortKind::Trunk { iface, nets } => {
             attach_iface(name, iface, Membership::Trunk(nets.clone()))
         }
+    }
+}
+
+/// Creates a veth port's pair ([`TapMode::Create`]: both names must be
+/// free) and brings yardd's end up with IPv6 off on it (the host has no
+/// business on the container's segment); restoring
+/// ([`TapMode::CreateOrAdopt`]) finds yardd's end still there, or the port
+/// is down: a pair is never re-made for a container that has its peer no
+/// more.
+fn attach_veth(name: &str, pair: &VethPair<'_>, mode: TapMode) -> Result<(), AttachError> {
+    let failed = |error| AttachError::Veth {
+        port: name.to_string(),
+        ifname: pair.host.to_string(),
+        peer: pair.peer.to_string(),
+        error: Box::new(error),
+    };
+    match mode {
+        TapMode::Create => netconf::create_veth(pair).map_err(failed)?,
+        TapMode::CreateOrAdopt => match netconf::link_facts(pair.host).map_err(failed)? {
+            Some(facts) if facts.kind.as_deref() == Some("veth") => {}
+            _ => {
+                return Err(AttachError::VethGone {
+                    port: name.to_string(),
+                    ifname: pair.host.to_string(),
+                })
+            }
+        },
+    }
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", pair.host);
+    if let Err(error) = std::fs::write(&sysctl, "1") {
+        tracing::debug!(port = %name, %error, "IPv6 stays on on the veth's own end");
+    }
+    netconf::set_link_up(pair.host).map_err(failed)
+}
+
+/// Deletes a veth port's pair, if it is still there.
+pub fn destroy_veth(name: &str, ifname: &str) {
+    if let Err(error) = netconf::delete_link(ifname) {
+        tracing::warn!(port = %name, %error, "the veth pair could not be deleted");
     }
 }
 

@@ -40,7 +40,7 @@ use limits::{ConnectionCount, DeadlineStream, ServeLimits};
 use yard_nat::conntrack::RuleId;
 
 use crate::control::adopt::{destroy_left_tap, KeptTap, TapMode};
-use crate::control::attach::{attach, TunnelSockets};
+use crate::control::attach::{attach, destroy_veth, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::default_route;
 use crate::control::state;
@@ -109,6 +109,9 @@ fn add_network(datapath: &DatapathHandle, spec: NetworkSpec) -> Result<(), Datap
 /// The reason a port is down when its namespace went away.
 pub const NAMESPACE_GONE: &str = "namespace gone";
 
+/// The reason a veth port is down when its pair went away.
+pub const VETH_GONE: &str = "veth gone";
+
 /// The namespace a TAP port was asked into, if not yardd's own.
 fn tap_netns(spec: &PortSpec) -> Option<NetnsRef> {
     match &spec.kind {
@@ -134,7 +137,8 @@ fn namespace_changed(ns: &NetnsRef, recorded: &NetnsIdentity) -> Option<String> 
 }
 
 /// Once a second, turns down the TAP ports whose namespace nobody but yardd
-/// holds any more ([`Control::namespace_gone`]). The checks read `/proc`
+/// holds any more ([`Control::namespace_gone`]), and the veth ports whose
+/// pair is gone ([`Control::veth_gone`]). The checks read `/proc`
 /// without holding the lock. Runs until the process ends.
 pub fn watch_namespaces(control: Arc<Mutex<Control>>) {
     loop {
@@ -146,6 +150,22 @@ pub fn watch_namespaces(control: Arc<Mutex<Control>>) {
                 lock(&control).namespace_gone(&name, &identity);
             }
         }
+        let veths = lock(&control).watched_veths();
+        for (name, ifname) in veths {
+            let sysfs = std::path::Path::new("/sys/class/net").join(&ifname);
+            if !sysfs.exists() {
+                lock(&control).veth_gone(&name);
+            }
+        }
+    }
+}
+
+/// Takes back the device a `port add` made when the port could not be
+/// added after all: the new TAP (through its kept fd) or veth pair.
+fn undo_device(spec: &PortSpec, kept: Option<KeptTap>) {
+    destroy_kept(&spec.name, kept);
+    if let PortKind::Veth { ifname, .. } = &spec.kind {
+        destroy_veth(&spec.name, ifname);
     }
 }
 
@@ -566,7 +586,7 @@ impl Control {
                     attached.security,
                 );
                 if let Err(e) = added {
-                    destroy_kept(&spec.name, attached.kept);
+                    undo_device(&spec, attached.kept);
                     return Err(e.into());
                 }
                 (live, attached.kept)
@@ -583,7 +603,7 @@ impl Control {
         }
         let name = spec.name.clone();
         if let Err(e) = self.commit(before, move |dp| dp.remove_port(&name)) {
-            destroy_kept(&spec.name, kept);
+            undo_device(&spec, kept);
             return Err(e);
         }
         if let Some(kept) = kept {
@@ -600,11 +620,12 @@ impl Control {
         if was_up || self.closed.remove(name) {
             self.datapath.remove_port(name)?;
         }
-        self.destroy_port_tap(name);
-        let address = match self.config.port(name).map(|p| &p.kind) {
-            Some(PortKind::Tap { ip: Some(ip), .. }) => Some(ip.addr),
-            _ => None,
-        };
+        self.destroy_port_device(name);
+        let address = self
+            .config
+            .port(name)
+            .and_then(|p| p.kind.address())
+            .map(|ip| ip.addr);
         let route_netns = default_route::carried_by(&self.config, name);
         self.config.ports.retain(|p| p.name != name);
         self.config.namespaces.remove(name);
@@ -647,6 +668,40 @@ impl Control {
                 Some((p.name.clone(), ns, identity))
             })
             .collect()
+    }
+
+    /// The veth ports that are up, with yardd's end: what
+    /// [`watch_namespaces`] checks for existence, outside the lock.
+    pub fn watched_veths(&self) -> Vec<(String, String)> {
+        self.config
+            .ports
+            .iter()
+            .filter(|p| matches!(self.live.get(&p.name), Some(l) if l.state == PortState::Up))
+            .filter_map(|p| match &p.kind {
+                PortKind::Veth { ifname, .. } => Some((p.name.clone(), ifname.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Veth port `name`'s pair is gone (the container it was handed to has
+    /// gone): the port is down, with a closed device, until `port rm`.
+    pub fn veth_gone(&mut self, name: &str) {
+        if !matches!(self.live.get(name), Some(l) if l.state == PortState::Up) {
+            return;
+        }
+        match self.datapath.close_port(name) {
+            Ok(()) => {
+                self.closed.insert(name.to_string());
+            }
+            Err(error) => {
+                tracing::warn!(port = %name, %error, "the device of a port whose veth is gone could not be closed");
+            }
+        }
+        tracing::info!(port = %name, "veth gone: port down");
+        if let Some(live) = self.live.get_mut(name) {
+            live.state = PortState::Down(VETH_GONE.into());
+        }
     }
 
     /// Port `name`'s namespace is gone (nobody but yardd's TAP fd held it):
@@ -696,16 +751,20 @@ impl Control {
     /// Deletes the persistent TAP of port `name` (after the datapath let go
     /// of it): through the kept fd, or, for a port that is down, the TAP
     /// yardd left in its namespace, if it is there and still yardd's.
-    fn destroy_port_tap(&mut self, name: &str) {
+    fn destroy_port_device(&mut self, name: &str) {
         if let Some(kept) = self.kept.remove(name) {
             destroy_kept(name, Some(kept));
             return;
         }
-        if let Some(PortKind::Tap { netns, ifname, .. }) = self.config.port(name).map(|p| &p.kind) {
-            let owner = Object::Port(name.to_string());
-            if let Err(error) = destroy_left_tap(&owner, netns.as_deref(), ifname) {
-                tracing::warn!(port = %name, %error, "the port's TAP could not be deleted");
+        match self.config.port(name).map(|p| &p.kind) {
+            Some(PortKind::Tap { netns, ifname, .. }) => {
+                let owner = Object::Port(name.to_string());
+                if let Err(error) = destroy_left_tap(&owner, netns.as_deref(), ifname) {
+                    tracing::warn!(port = %name, %error, "the port's TAP could not be deleted");
+                }
             }
+            Some(PortKind::Veth { ifname, .. }) => destroy_veth(name, ifname),
+            _ => {}
         }
     }
 

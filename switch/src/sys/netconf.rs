@@ -1,8 +1,8 @@
 //! Interface configuration over rtnetlink in the current thread's network
-//! namespace: MAC, MTU, IPv4 address, link state, default route, alias —
-//! what `ip link/addr/route` would do, without shelling out to `ip` — and
-//! what an existing interface is ([`link_facts`]: its kind, alias and TUN
-//! settings).
+//! namespace: MAC, MTU, IPv4 address, link state, default route, alias,
+//! veth pairs and link deletion — what `ip link/addr/route` would do,
+//! without shelling out to `ip` — and what an existing interface is
+//! ([`link_facts`]: its kind, alias and TUN settings).
 //!
 //! Contract: every function opens its own `NETLINK_ROUTE` socket on the calling
 //! thread, so it configures *that thread's* namespace; to configure a container,
@@ -282,6 +282,94 @@ pub fn set_alias(ifname: &str, alias: &str) -> Result<(), NetconfError> {
         .map(drop)
 }
 
+/// A veth pair to create in the current thread's network namespace: yardd
+/// keeps `host`; `peer` is for a container engine to move into a
+/// container, so it gets the container's MAC. Both get `mtu`; neither is
+/// brought up here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VethPair<'a> {
+    /// The end yardd reads and writes.
+    pub host: &'a str,
+    /// The end handed over.
+    pub peer: &'a str,
+    /// The peer's MAC address.
+    pub peer_mac: [u8; 6],
+    /// MTU of both ends.
+    pub mtu: u32,
+}
+
+/// Creates `pair` (`ip link add HOST mtu M type veth peer name PEER address
+/// MAC mtu M`); fails with `EEXIST` when either name is taken.
+pub fn create_veth(pair: &VethPair<'_>) -> Result<(), NetconfError> {
+    for name in [pair.host, pair.peer] {
+        check_name(name)?;
+    }
+    let mtu = pair.mtu.to_ne_bytes();
+    // VETH_INFO_PEER carries the peer's own ifinfomsg and attributes.
+    let mut peer = Attrs::default();
+    peer.push(&ifinfomsg(0, 0, 0));
+    peer.attr(libc::IFLA_IFNAME, &nul_terminated(pair.peer));
+    peer.attr(libc::IFLA_ADDRESS, &pair.peer_mac);
+    peer.attr(libc::IFLA_MTU, &mtu);
+    let mut data = Attrs::default();
+    data.attr(VETH_INFO_PEER, &peer.0);
+    let mut info = Attrs::default();
+    info.attr(IFLA_INFO_KIND, b"veth");
+    info.attr(IFLA_INFO_DATA, &data.0);
+
+    let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let mut msg = Message::new(libc::RTM_NEWLINK, flags);
+    msg.push(&ifinfomsg(0, 0, 0));
+    msg.attr(libc::IFLA_IFNAME, &nul_terminated(pair.host));
+    msg.attr(libc::IFLA_MTU, &mtu);
+    msg.attr(IFLA_LINKINFO, &info.0);
+    RtNetlink::open()?
+        .request(
+            msg,
+            pair.host,
+            &format!("RTM_NEWLINK type veth peer {}", pair.peer),
+        )
+        .map(drop)
+}
+
+/// Brings `ifname` administratively up (and nothing else).
+pub fn set_link_up(ifname: &str) -> Result<(), NetconfError> {
+    let mut nl = RtNetlink::open()?;
+    let index = nl.get_link(ifname)?.index;
+    nl.set_up(index, ifname)
+}
+
+/// Deletes `ifname` (`ip link del`); a veth takes its peer with it.
+/// `Ok(false)` when there is no such interface.
+pub fn delete_link(ifname: &str) -> Result<bool, NetconfError> {
+    let mut nl = RtNetlink::open()?;
+    let index = match nl.get_link(ifname) {
+        Ok(info) => info.index,
+        Err(NetconfError::NoSuchInterface { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut msg = Message::new(libc::RTM_DELLINK, 0);
+    msg.push(&ifinfomsg(index, 0, 0));
+    match nl.request(msg, ifname, "RTM_DELLINK") {
+        Ok(_) => Ok(true),
+        Err(NetconfError::Netlink {
+            errno: Errno::ENODEV,
+            ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `VETH_INFO_PEER` from `linux/veth.h`.
+const VETH_INFO_PEER: u16 = 1;
+
+/// `name` with its terminating NUL, as `IFLA_IFNAME` carries it.
+fn nul_terminated(name: &str) -> Vec<u8> {
+    let mut bytes = name.as_bytes().to_vec();
+    bytes.push(0);
+    bytes
+}
+
 /// `IFLA_IFALIAS`, `IFLA_LINKINFO` and the nested `IFLA_INFO_*` and
 /// `IFLA_TUN_*` attributes, from `linux/if_link.h` (the libc crate lacks
 /// the `IFLA_TUN_*` ones).
@@ -405,11 +493,7 @@ impl Message {
 
     /// Appends one attribute, padded.
     fn attr(&mut self, kind: u16, data: &[u8]) {
-        let len = (RTATTR_HDR_LEN + data.len()) as u16;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(data);
-        self.buf.resize(align4(self.buf.len()), 0);
+        put_attr(&mut self.buf, kind, data);
     }
 
     /// The finished bytes with length and sequence number set.
@@ -419,6 +503,31 @@ impl Message {
         self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
         self.buf
     }
+}
+
+/// The payload of a nested attribute being built: a fixed header where the
+/// kernel wants one, then aligned attributes.
+#[derive(Default)]
+struct Attrs(Vec<u8>);
+
+impl Attrs {
+    fn push(&mut self, fixed: &[u8]) {
+        debug_assert_eq!(fixed.len() % 4, 0);
+        self.0.extend_from_slice(fixed);
+    }
+
+    fn attr(&mut self, kind: u16, data: &[u8]) {
+        put_attr(&mut self.0, kind, data);
+    }
+}
+
+/// Appends one `rtattr` (header, `data`, padding) to `buf`.
+fn put_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
+    let len = (RTATTR_HDR_LEN + data.len()) as u16;
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(align4(buf.len()), 0);
 }
 
 /// `struct ifinfomsg` for link `index` (0: look up by `IFLA_IFNAME`).
@@ -476,6 +585,23 @@ fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
         let payload = &data[RTATTR_HDR_LEN..len];
         data = &data[align4(len).min(data.len())..];
         Some((kind, payload))
+    })
+}
+
+/// Refuses a name the kernel would refuse, saying why.
+fn check_name(ifname: &str) -> Result<(), NetconfError> {
+    yard_ctl::ifname::check_ifname(ifname).map_err(|e| {
+        let detail = match e {
+            IfNameError::Empty | IfNameError::TooLong => format!(
+                "not a valid interface name (1 to {} bytes)",
+                libc::IFNAMSIZ - 1
+            ),
+            other => format!("not a valid interface name: {other}"),
+        };
+        NetconfError::Invalid {
+            ifname: ifname.to_owned(),
+            detail,
+        }
     })
 }
 
@@ -586,24 +712,10 @@ impl RtNetlink {
 
     /// Looks `ifname` up by name.
     fn get_link(&mut self, ifname: &str) -> Result<LinkInfo, NetconfError> {
-        if let Err(e) = yard_ctl::ifname::check_ifname(ifname) {
-            let detail = match e {
-                IfNameError::Empty | IfNameError::TooLong => format!(
-                    "not a valid interface name (1 to {} bytes)",
-                    libc::IFNAMSIZ - 1
-                ),
-                other => format!("not a valid interface name: {other}"),
-            };
-            return Err(NetconfError::Invalid {
-                ifname: ifname.to_owned(),
-                detail,
-            });
-        }
+        check_name(ifname)?;
         let mut msg = Message::new(libc::RTM_GETLINK, 0);
         msg.push(&ifinfomsg(0, 0, 0));
-        let mut name = ifname.as_bytes().to_vec();
-        name.push(0);
-        msg.attr(libc::IFLA_IFNAME, &name);
+        msg.attr(libc::IFLA_IFNAME, &nul_terminated(ifname));
         let replies = match self.request(msg, ifname, "RTM_GETLINK") {
             Err(NetconfError::Netlink {
                 errno: Errno::ENODEV,

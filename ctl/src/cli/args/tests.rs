@@ -546,3 +546,35 @@ fn ip_range_and_default_route_options() {
         Request::PortAdd(PortSpec { kind, .. }) if kind.auto_removes()
     ));
 }
+
+#[test]
+fn veth_ports_take_a_peer_and_no_namespace() {
+    let Request::PortAdd(spec) = ok("port add e1 --net n --veth yd1 --peer yc1 --ip 10.0.0.2/24")
+    else {
+        panic!("not a port add");
+    };
+    assert!(matches!(
+        &spec.kind,
+        PortKind::Veth { net, ifname, peer, port_security: true, .. }
+            if net == "n" && ifname == "yd1" && peer == "yc1"
+    ));
+    assert_eq!(spec.kind.address(), Some(cidr("10.0.0.2/24")));
+    assert!(
+        parse("port add e1 --net n --veth yd1").is_err(),
+        "--peer is needed"
+    );
+    for (line, expected) in [
+        (
+            "port add e1 --net n --veth yd1 --peer yc1 --tap",
+            "--veth and --tap",
+        ),
+        (
+            "port add e1 --net n --veth yd1 --peer yc1 --netns c1",
+            "--netns does not apply to veth",
+        ),
+        ("port add e1 --veth yd1 --peer yc1", "--net NET"),
+    ] {
+        let message = refused(line);
+        assert!(message.contains(expected), "`{line}`: {message}");
+    }
+}

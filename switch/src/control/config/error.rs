@@ -267,6 +267,11 @@ pub enum ConfigError {
         /// The port that has it.
         by: String,
     },
+    /// A veth whose two ends have one name.
+    #[error(
+        "port {port}: the veth's ends cannot both be named {ifname}: give --peer another name"
+    )]
+    VethSameNames { port: String, ifname: String },
     /// A trunk without `--nets`.
     #[error("port {0}: a trunk needs --nets NET1,NET2")]
     TrunkWithoutNets(String),

@@ -101,9 +101,9 @@ impl Config {
     pub fn resolve_target(&self, target: &str) -> Result<Ipv4Addr, ConfigError> {
         let addr = match target.parse::<Ipv4Addr>() {
             Ok(addr) => addr,
-            Err(_) => match self.port(target).map(|p| &p.kind) {
-                Some(PortKind::Tap { ip: Some(ip), .. }) => ip.addr,
-                Some(_) => return Err(ConfigError::TargetWithoutAddress(target.to_string())),
+            Err(_) => match self.port(target).map(|p| p.kind.address()) {
+                Some(Some(ip)) => ip.addr,
+                Some(None) => return Err(ConfigError::TargetWithoutAddress(target.to_string())),
                 None => return Err(ConfigError::UnknownTarget(target.to_string())),
             },
         };

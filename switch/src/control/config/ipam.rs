@@ -65,14 +65,8 @@ impl Config {
     fn addresses_in_use(&self, net: &str) -> HashSet<Ipv4Addr> {
         self.ports
             .iter()
-            .filter_map(|p| match &p.kind {
-                PortKind::Tap {
-                    net: n,
-                    ip: Some(ip),
-                    ..
-                } if n == net => Some(ip.addr),
-                _ => None,
-            })
+            .filter(|p| p.nets() == [net])
+            .filter_map(|p| p.kind.address().map(|ip| ip.addr))
             .collect()
     }
 

@@ -289,6 +289,40 @@ impl Config {
                     self.check_port_ip(name, net, ip)?;
                 }
             }
+            PortKind::Veth {
+                net,
+                ifname,
+                peer,
+                ip,
+                mac,
+                mtu,
+                ..
+            } => {
+                check_ifname(name, ifname)?;
+                check_ifname(name, peer)?;
+                if ifname == peer {
+                    return Err(ConfigError::VethSameNames {
+                        port: name.clone(),
+                        ifname: ifname.clone(),
+                    });
+                }
+                self.check_iface_free(name, ifname)?;
+                self.check_iface_free(name, peer)?;
+                if let Some(mtu) = mtu {
+                    check_mtu(|| Object::Port(name.clone()), *mtu)?;
+                }
+                if let Some(mac) = mac {
+                    if !mac.is_valid_source() {
+                        return Err(ConfigError::GroupMac {
+                            port: name.clone(),
+                            mac: *mac,
+                        });
+                    }
+                }
+                if let Some(ip) = ip {
+                    self.check_port_ip(name, net, ip)?;
+                }
+            }
             PortKind::Iface { iface, .. } => {
                 check_ifname(name, iface)?;
                 self.check_iface_free(name, iface)?;
@@ -357,7 +391,7 @@ impl Config {
             }
         }
         let taken = self.ports.iter().find(|p| {
-            matches!(&p.kind, PortKind::Tap { net: n, ip: Some(other), .. } if n == net && other.addr == ip.addr)
+            p.nets() == [net] && p.kind.address().is_some_and(|other| other.addr == ip.addr)
         });
         if let Some(other) = taken {
             return Err(ConfigError::AddressTaken {
@@ -410,8 +444,10 @@ impl Config {
     }
 
     fn check_iface_free(&self, name: &str, iface: &str) -> Result<(), ConfigError> {
-        let taken = self.ports.iter().find(|p| {
-            matches!(&p.kind, PortKind::Iface { iface: i, .. } | PortKind::Trunk { iface: i, .. } if i == iface)
+        let taken = self.ports.iter().find(|p| match &p.kind {
+            PortKind::Iface { iface: i, .. } | PortKind::Trunk { iface: i, .. } => i == iface,
+            PortKind::Veth { ifname, peer, .. } => ifname == iface || peer == iface,
+            _ => false,
         });
         if let Some(other) = taken {
             return Err(ConfigError::IfaceTaken {

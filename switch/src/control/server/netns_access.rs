@@ -97,13 +97,13 @@ pub fn check_attach(request: &Request, uid: u32, own_uid: u32) -> Result<(), Net
             let owner = Object::Port(spec.name.clone());
             match &spec.kind {
                 PortKind::Tap { netns, .. } => check_netns(owner, netns.as_deref(), uid),
-                PortKind::Iface { iface, .. } | PortKind::Trunk { iface, .. } => {
-                    Err(NetnsAccessError::HostInterface {
-                        owner,
-                        iface: iface.clone(),
-                        uid,
-                    })
-                }
+                PortKind::Iface { iface, .. }
+                | PortKind::Trunk { iface, .. }
+                | PortKind::Veth { ifname: iface, .. } => Err(NetnsAccessError::HostInterface {
+                    owner,
+                    iface: iface.clone(),
+                    uid,
+                }),
                 PortKind::Gre { .. } | PortKind::GreUdp { .. } => Ok(()),
             }
         }

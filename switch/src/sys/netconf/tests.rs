@@ -302,3 +302,59 @@ fn missing_interface_and_kernel_errors_are_named() {
         "{unreachable}"
     );
 }
+
+#[test]
+fn a_veth_pair_is_created_with_the_peers_mac_and_deleted_whole() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ns = Netns::new();
+    let pair = VethPair {
+        host: "ysvh0",
+        peer: "ysvp0",
+        peer_mac: [0x02, 0x42, 0x0a, 0x58, 0x00, 0x07],
+        mtu: 1400,
+    };
+    let (host, peer) = run_in_netns(&ns.netns_ref(), move || {
+        create_veth(&pair).unwrap();
+        // Both names are taken now: a second pair is refused.
+        let again = create_veth(&pair).unwrap_err();
+        assert!(
+            matches!(
+                again,
+                NetconfError::Netlink {
+                    errno: Errno::EEXIST,
+                    ..
+                }
+            ),
+            "{again}"
+        );
+        set_link_up("ysvh0").unwrap();
+        (
+            link_facts("ysvh0").unwrap().unwrap(),
+            link_facts("ysvp0").unwrap().unwrap(),
+        )
+    })
+    .unwrap();
+    assert_eq!(host.kind.as_deref(), Some("veth"));
+    assert_eq!(peer.kind.as_deref(), Some("veth"));
+    let links = ip_json(ns.name(), &["link", "show", "ysvp0"]);
+    assert_eq!(links[0]["address"], "02:42:0a:58:00:07");
+    assert_eq!(links[0]["mtu"], 1400);
+    assert_eq!(
+        ip_json(ns.name(), &["link", "show", "ysvh0"])[0]["mtu"],
+        1400
+    );
+
+    let (deleted, again, left) = run_in_netns(&ns.netns_ref(), || {
+        (
+            delete_link("ysvh0").unwrap(),
+            delete_link("ysvh0").unwrap(),
+            link_facts("ysvp0").unwrap(),
+        )
+    })
+    .unwrap();
+    assert!(deleted && !again, "deleted once, then not there");
+    assert_eq!(left, None, "the peer goes with its pair");
+}

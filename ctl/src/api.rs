@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":11,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":12,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -11,6 +11,9 @@
 //! of another version and yardctl refuses a reply of another version, each with a
 //! message saying which binaries to match.
 
+mod link;
+pub use link::{LinkInfo, LinkPort, LinkSpec};
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 11;
+pub const API_VERSION: u32 = 12;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -151,6 +154,17 @@ pub enum Request {
     /// Unpublish: the rule whose host address, first host port and protocol
     /// match `spec`'s; its connections are forgotten.
     PublishRm(PublishSpec),
+    /// Let two ports of a `--no-icc` network reach each other.
+    LinkAdd(LinkSpec),
+    /// Remove the link between two ports (either order).
+    LinkRm {
+        /// One port.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// List links.
+    LinkLs,
     /// Connection tracking entries, one page at a time.
     ConntrackLs(ConntrackQuery),
     /// Remove matching connection tracking entries.
@@ -516,6 +530,10 @@ pub enum Payload {
     Publish(PublishInfo),
     /// Reply to `publish ls`.
     Publishes(Vec<PublishInfo>),
+    /// Reply to `link add`.
+    Link(LinkInfo),
+    /// Reply to `link ls`.
+    Links(Vec<LinkInfo>),
     /// Reply to `conntrack ls`: one page.
     Conntrack(ConntrackPage),
     /// Reply to `conntrack flush`: how many entries were removed.

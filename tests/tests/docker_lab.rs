@@ -11,7 +11,8 @@
 //! which the server sees with its own address, and `docker stop` closes it;
 //! `docker restart`, a yardd restart under running containers, `docker rm
 //! -f` and `docker network rm` leave no ghost port or network;
-//! `enable_icc=false` keeps containers apart.
+//! `enable_icc=false` keeps containers apart, and `yardctl link add` opens
+//! one pair on one port (kept across a yardd restart) until `link rm`.
 //!
 //! Needs root, dockerd and busybox-static; under `CI=true` missing ones
 //! fail the test.
@@ -315,6 +316,18 @@ fn docker_containers_on_a_switchyard_network() {
     docker.ping_ok(&a2, "10.91.0.1");
 
     // docker rm -f and docker network rm leave nothing behind.
+    let veths: Vec<String> = lab
+        .ctl_json(&["port", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "veth")
+        .flat_map(|p| {
+            let end = |key: &str| p[key].as_str().unwrap().to_string();
+            [end("ifname"), end("peer")]
+        })
+        .collect();
+    assert_eq!(veths.len(), 4, "two containers' veth pairs");
     docker.ok(&["rm", "-f", &a1, &a2]);
     assert!(docker_ports(&lab).is_empty(), "{:?}", lab.port_names());
     docker.ok(&["network", "rm", &net]);
@@ -323,19 +336,18 @@ fn docker_containers_on_a_switchyard_network() {
         "{:?}",
         docker_networks(&lab)
     );
-    let links = stdout(&run(&["ip", "-o", "link"])).to_string();
-    assert!(
-        !links.contains("yd-") && !links.contains("yc-"),
-        "veth ends left behind:\n{links}"
-    );
+    for ifname in &veths {
+        let out = run(&["ip", "link", "show", ifname]);
+        assert!(!out.status.success(), "veth {ifname} left behind");
+    }
 }
 
 #[test]
-fn an_icc_false_network_keeps_its_containers_apart() {
+fn an_icc_false_network_keeps_its_containers_apart_until_linked() {
     if !ready() {
         return;
     }
-    let lab = NatLab::new();
+    let mut lab = NatLab::new();
     let docker = Docker::start(lab.socket());
     let net = unique_name("ydicc");
     docker.ok(&[
@@ -363,4 +375,66 @@ fn an_icc_false_network_keeps_its_containers_apart() {
     docker.ping_fails(&b1, &b2);
     // Each still reaches its gateway.
     docker.ping_ok(&b1, "10.92.0.1");
+
+    // yardctl link add: b1 reaches b2's web server (80/tcp), and only that.
+    docker.ok(&["exec", "-d", &b2, "httpd", "-p", "80", "-h", "/www"]);
+    docker.ok(&["exec", "-d", &b1, "httpd", "-p", "80", "-h", "/www"]);
+    let (p1, p2) = (port_of(&lab, &docker, &b1), port_of(&lab, &docker, &b2));
+    let ip2 = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &b2,
+    ]);
+    let ip1 = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &b1,
+    ]);
+    // busybox's nc, not its wget (which crashes in the static build).
+    let fetch = |from: &str, ip: &str| {
+        let get = format!("printf 'GET /cgi-bin/peer HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80");
+        let out = docker.run(&["exec", from, "sh", "-c", &get]);
+        stdout(&out).contains("200 OK")
+    };
+    assert!(!fetch(&b1, &ip2), "b1 reached b2 before any link");
+    lab.ctl_ok(&["link", "add", &p1, &p2, "--ports", "80/tcp"]);
+    let links = lab.ctl_json(&["link", "ls"]);
+    assert_eq!(links[0]["ports"][0]["port"], 80, "{links:#}");
+    assert!(fetch(&b1, &ip2), "the link does not let b1 reach b2:80");
+    assert!(!fetch(&b2, &ip1), "the link let b2 reach b1");
+    docker.ping_fails(&b1, &b2);
+    // Kept across a yardd restart.
+    lab.stop(Signal::SIGTERM);
+    lab.start();
+    lab.wait_ports_up(Duration::from_secs(15));
+    assert!(fetch(&b1, &ip2), "the link was lost in a restart");
+    // link rm isolates them again.
+    lab.ctl_ok(&["link", "rm", &p2, &p1]);
+    assert!(!fetch(&b1, &ip2), "b1 still reaches b2 after link rm");
+}
+
+/// The yardd port of container `name` (Docker's endpoint), found by its address.
+fn port_of(lab: &NatLab, docker: &Docker, name: &str) -> String {
+    let ip = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        name,
+    ]);
+    let ports = lab.ctl_json(&["port", "ls"]);
+    ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["ip"]
+                .as_str()
+                .is_some_and(|a| a.split('/').next() == Some(ip.as_str()))
+        })
+        .unwrap_or_else(|| panic!("no port has {name}'s address {ip}: {ports:#}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

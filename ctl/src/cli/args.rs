@@ -29,7 +29,7 @@ pub use nat::{
 };
 pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
-use crate::api::{self, NetworkSpec, PortKind, PortSpec, Request};
+use crate::api::{self, LinkPort, LinkSpec, NetworkSpec, PortKind, PortSpec, Request};
 use crate::paths;
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
@@ -91,8 +91,35 @@ pub enum Command {
     /// Inspect and tune connection tracking (like `conntrack -L`, `-F`, `-S`).
     #[command(subcommand)]
     Conntrack(ConntrackCommand),
+    /// Let two ports of a --no-icc network reach each other (Docker's --link under icc=false).
+    #[command(subcommand)]
+    Link(LinkCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
+}
+
+/// `yardctl link …`.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Let port A reach port B (on --ports, or everything both ways); replies come back.
+    Add {
+        /// The port that may reach B.
+        a: String,
+        /// The port A reaches.
+        b: String,
+        /// Only these ports of B, e.g. 3306/tcp,53/udp (TCP when no protocol is given).
+        #[arg(long, value_name = "PORT[/PROTO],…", value_delimiter = ',')]
+        ports: Vec<LinkPort>,
+    },
+    /// List links.
+    Ls,
+    /// Remove the link between two ports (either order).
+    Rm {
+        /// One port.
+        a: String,
+        /// The other.
+        b: String,
+    },
 }
 
 /// `yardctl net …`.
@@ -349,6 +376,24 @@ impl Command {
             Command::Uplink(uplink) => uplink.to_request(),
             Command::Publish(publish) => publish.to_request(),
             Command::Conntrack(conntrack) => conntrack.to_request(),
+            Command::Link(LinkCommand::Add { a, b, ports }) => {
+                check_name("port", a)?;
+                check_name("port", b)?;
+                Ok(Request::LinkAdd(LinkSpec {
+                    a: a.clone(),
+                    b: b.clone(),
+                    ports: ports.clone(),
+                }))
+            }
+            Command::Link(LinkCommand::Ls) => Ok(Request::LinkLs),
+            Command::Link(LinkCommand::Rm { a, b }) => {
+                check_name("port", a)?;
+                check_name("port", b)?;
+                Ok(Request::LinkRm {
+                    a: a.clone(),
+                    b: b.clone(),
+                })
+            }
             Command::Capture(args) => {
                 check_name("port", &args.port)?;
                 if args.count == Some(0) {

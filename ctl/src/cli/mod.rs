@@ -202,6 +202,8 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Uplinks(_) => "an uplink list",
         Payload::Publish(_) => "a published port",
         Payload::Publishes(_) => "a published port list",
+        Payload::Link(_) => "a link",
+        Payload::Links(_) => "a link list",
         Payload::Conntrack(_) => "conntrack entries",
         Payload::Flushed { .. } => "a flush count",
         Payload::ConntrackStats(_) => "conntrack counters",

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use super::table::{render_fields, Table};
 use crate::api::{
-    FdbEntry, MdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState, PortStats, Request,
-    StatusInfo,
+    FdbEntry, LinkInfo, LinkSpec, MdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState,
+    PortStats, Request, StatusInfo,
 };
 
 /// Placeholder for an empty cell.
@@ -46,6 +46,8 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Uplinks(uplinks) => serde_json::to_value(uplinks),
         Payload::Publish(rule) => serde_json::to_value(rule),
         Payload::Publishes(rules) => serde_json::to_value(rules),
+        Payload::Link(link) => serde_json::to_value(link),
+        Payload::Links(links) => serde_json::to_value(links),
         Payload::Conntrack(page) => serde_json::to_value(&page.entries),
         Payload::Flushed { removed } => Ok(json!({ "removed": removed })),
         Payload::ConntrackStats(stats) => serde_json::to_value(stats),
@@ -114,6 +116,10 @@ pub fn render_human(request: &Request, payload: &Payload, out: &mut dyn Write) -
             writeln!(out, "{}", nat::published(info))
         }
         (Request::PublishAdd(spec), _) => writeln!(out, "published {spec}"),
+        (Request::LinkAdd(_), Payload::Link(link)) => {
+            writeln!(out, "linked {} ({})", link_text(&link.spec), link.net)
+        }
+        (Request::LinkRm { a, b }, _) => writeln!(out, "link {a} - {b} removed"),
         (Request::PublishRm(spec), _) => writeln!(out, "{}", nat::unpublished(spec)),
         (_, payload) => render_payload(payload, out),
     }
@@ -135,6 +141,8 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::Uplinks(uplinks) => nat::uplinks_table(uplinks).render(out),
         Payload::Publish(rule) => nat::publishes_table(std::slice::from_ref(rule)).render(out),
         Payload::Publishes(rules) => nat::publishes_table(rules).render(out),
+        Payload::Link(link) => links_table(std::slice::from_ref(link)).render(out),
+        Payload::Links(links) => links_table(links).render(out),
         Payload::Conntrack(page) => nat::conntrack_table(&page.entries).render(out),
         Payload::Flushed { removed } => writeln!(out, "{}", nat::flushed(*removed)),
         Payload::ConntrackStats(stats) => {
@@ -145,6 +153,38 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         }
         Payload::CaptureStarted { port } => writeln!(out, "capturing on port {port}"),
     }
+}
+
+/// `A -> B on 3306/tcp`, or `A <-> B` for a link of all traffic.
+fn link_text(link: &LinkSpec) -> String {
+    if link.ports.is_empty() {
+        format!("{} <-> {}", link.a, link.b)
+    } else {
+        format!("{} -> {} on {}", link.a, link.b, link_ports(link))
+    }
+}
+
+fn link_ports(link: &LinkSpec) -> String {
+    let ports: Vec<String> = link.ports.iter().map(ToString::to_string).collect();
+    list_or_none(&ports)
+}
+
+/// The `link ls` table.
+pub fn links_table(links: &[LinkInfo]) -> Table {
+    let mut t = Table::new(&["A", "B", "PORTS", "NETWORK"]);
+    for link in links {
+        t.row(vec![
+            link.spec.a.clone(),
+            link.spec.b.clone(),
+            if link.spec.ports.is_empty() {
+                "all".to_string()
+            } else {
+                link_ports(&link.spec)
+            },
+            link.net.clone(),
+        ]);
+    }
+    t
 }
 
 /// [`render_fields`] for keys that are data (counter and timeout names).

@@ -33,6 +33,7 @@ use yard_ctl::{pcap, MacAddr};
 
 mod gateway;
 pub mod limits;
+mod links;
 pub mod netns_access;
 
 use limits::{ConnectionCount, DeadlineStream, ServeLimits};
@@ -193,6 +194,7 @@ impl Control {
                 uplink: None,
                 publish: Vec::new(),
                 connections: Vec::new(),
+                links: Vec::new(),
                 ..config.clone()
             },
             live: HashMap::new(),
@@ -238,6 +240,7 @@ impl Control {
                 }
             }
         }
+        control.restore_links(config.links.clone());
         control.restore_l3(config)?;
         if removed {
             if let Err(error) = control.save() {
@@ -382,6 +385,9 @@ impl Control {
                 Ok(Payload::Done)
             }
             Request::PortAdd(spec) => self.port_add(spec),
+            Request::LinkAdd(spec) => self.link_add(spec),
+            Request::LinkRm { a, b } => self.link_rm(&a, &b),
+            Request::LinkLs => Ok(Payload::Links(self.link_infos())),
             Request::PortLs => Ok(Payload::Ports(
                 self.config
                     .ports
@@ -611,6 +617,7 @@ impl Control {
         }
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
+        self.relink(&spec);
         Ok(Payload::Port(self.port_info(&spec)))
     }
 
@@ -630,6 +637,7 @@ impl Control {
         self.config.ports.retain(|p| p.name != name);
         self.config.namespaces.remove(name);
         self.config.static_fdb.retain(|e| e.port != name);
+        self.forget_links(name);
         if let Some(netns) = route_netns {
             let up =
                 |port: &str| matches!(self.live.get(port), Some(l) if l.state == PortState::Up);

@@ -240,6 +240,7 @@ impl ArgError {
             Command::Publish(_) => "publish",
             Command::Conntrack(ConntrackCommand::Set(_)) => "conntrack set",
             Command::Conntrack(_) => "conntrack",
+            Command::Link(_) => "link",
             Command::Capture(_) => "capture",
         }
     }

@@ -267,6 +267,32 @@ pub enum ConfigError {
         /// The port that has it.
         by: String,
     },
+    /// A link from a port to itself.
+    #[error("link {0} - {0}: a port reaches itself already; name two ports")]
+    LinkToItself(String),
+    /// A link naming a port that does not exist.
+    #[error("link: no port {0}: see `yardctl port ls`")]
+    LinkNoPort(String),
+    /// A link naming a trunk or tunnel.
+    #[error("link: port {0} is a trunk or tunnel, which no isolation applies to; link access ports (TAP, veth, iface)")]
+    LinkNotAccess(String),
+    /// A link between ports of two networks.
+    #[error("link {a} - {b}: {a} is on {net_a} and {b} on {net_b}; a link joins two ports of one network (to route between networks, `yardctl net connect`)")]
+    LinkAcrossNetworks {
+        a: String,
+        b: String,
+        net_a: String,
+        net_b: String,
+    },
+    /// A link on a network whose ports reach each other anyway.
+    #[error("link {a} - {b}: network {net} has icc on, so its ports reach each other already; links open --no-icc networks")]
+    LinkOnIccNetwork { a: String, b: String, net: String },
+    /// The two ports are linked already.
+    #[error("link {a} - {b}: the two ports are linked already; `yardctl link rm {a} {b}` first to change it")]
+    LinkExists { a: String, b: String },
+    /// No link between the two ports.
+    #[error("link {a} - {b}: there is no such link (see `yardctl link ls`)")]
+    NoLink { a: String, b: String },
     /// A veth whose two ends have one name.
     #[error(
         "port {port}: the veth's ends cannot both be named {ifname}: give --peer another name"

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 mod error;
 mod gateway;
 mod ipam;
+mod links;
 
 pub use error::ConfigError;
 
-use yard_ctl::api::{ConntrackSettings, PublishSpec, UplinkSpec};
+use yard_ctl::api::{ConntrackSettings, LinkSpec, PublishSpec, UplinkSpec};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};
 use yard_ctl::{Ipv4Cidr, MacAddr};
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// Conntrack limit and timeouts the user changed.
     #[serde(default)]
     pub conntrack: ConntrackSettings,
+    /// Links between ports of `--no-icc` networks (`link add`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
     /// The namespace each TAP port with `--netns` was put in, by port name:
     /// a port is re-created only in that same namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -105,6 +109,7 @@ impl Default for Config {
             publish: Vec::new(),
             connections: Vec::new(),
             conntrack: ConntrackSettings::default(),
+            links: Vec::new(),
             namespaces: BTreeMap::new(),
         }
     }

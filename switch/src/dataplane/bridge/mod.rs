@@ -22,6 +22,7 @@
 //! one thread learns it lists as [`Announcement`]s for the others
 //! ([`Bridge::share_learning`]).
 
+pub mod links;
 pub mod multicast;
 pub mod security;
 pub mod storm;
@@ -44,6 +45,7 @@ use crate::dataplane::offload;
 use crate::dataplane::port::closed::ClosedPort;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
+use links::{Link, Links, NamedLink};
 use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
 use security::{Ingress, NetGuard, PortSecurity};
 use storm::{FloodBudget, FloodLimit};
@@ -72,6 +74,8 @@ pub struct Network {
     pub guard: NetGuard,
     /// Which ports listen to which multicast group (IGMP/MLD snooping).
     pub multicast: Snooping,
+    /// Pairs of isolated ports that may reach each other (`link add`).
+    pub links: Links,
     members: Vec<PortId>,
 }
 
@@ -274,6 +278,7 @@ impl Bridge {
             mtu: spec.mtu,
             guard: NetGuard::default(),
             multicast: Snooping::new(self.announcing),
+            links: Links::default(),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -418,6 +423,7 @@ impl Bridge {
                 network.fdb.remove_port(id);
                 network.guard.disown(id);
                 network.multicast.remove_port(id);
+                network.links.forget(id);
             }
         }
         Ok((id, slot))
@@ -511,6 +517,26 @@ impl Bridge {
         }
         if let Some(network) = self.network_mut(net_id) {
             network.fdb.add_static(mac, port_id);
+        }
+        Ok(())
+    }
+
+    /// Replaces network `net`'s links, named by port. A link naming a port this bridge does
+    /// not have (one that is down) is left out until it is set again.
+    pub fn set_links(&mut self, net: &str, links: &[NamedLink]) -> Result<(), BridgeError> {
+        let net_id = self.net_id(net)?;
+        let mut resolved = Vec::with_capacity(links.len());
+        for link in links {
+            if let (Ok(a), Ok(b)) = (self.port_id(&link.a), self.port_id(&link.b)) {
+                resolved.push(Link {
+                    a,
+                    b,
+                    ports: link.ports.clone(),
+                });
+            }
+        }
+        if let Some(network) = self.network_mut(net_id) {
+            network.links.set(resolved);
         }
         Ok(())
     }
@@ -758,7 +784,11 @@ impl Bridge {
         let verdict = match network.fdb.lookup(&dst, now) {
             None => Verdict::Flood,
             Some(out) if out == in_port => Verdict::Drop(DropReason::DestinationIsSource),
-            Some(out) if in_isolated && self.is_isolated(out, net_id) => {
+            Some(out)
+                if in_isolated
+                    && self.is_isolated(out, net_id)
+                    && !network.links.allows(in_port, out, frame.data()) =>
+            {
                 Verdict::Drop(DropReason::IccDisabled)
             }
             Some(out) => Verdict::Forward(out),
@@ -811,7 +841,10 @@ impl Bridge {
                         if in_tunnel && self.port(member).is_some_and(|p| p.tunnel_mtu.is_some()) {
                             continue;
                         }
-                        if in_isolated && self.is_isolated(member, net) {
+                        if in_isolated
+                            && self.is_isolated(member, net)
+                            && !network.links.allows(in_port, member, frame.data())
+                        {
                             blocked = true;
                             continue;
                         }

@@ -200,6 +200,63 @@ fn no_icc_isolates_access_ports_but_not_trunks() {
     assert_eq!(lab.out(a).len(), 1);
 }
 
+/// A TCP segment from `src` to `dst` (MACs) between two ports of 10.0.0.0/24.
+fn tcp_frame(dst: MacAddr, src: MacAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(sport, dport, 1, 1024)
+        .write(&mut bytes, b"x")
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn a_link_opens_an_isolated_pair_on_its_ports_only() {
+    let mut lab = Lab::new(4096);
+    lab.net("iso", false, None, 300);
+    let (a, b, c) = (
+        lab.access("a", "iso", 1500),
+        lab.access("b", "iso", 1500),
+        lab.access("c", "iso", 1500),
+    );
+    let links = [NamedLink {
+        a: "a".into(),
+        b: "b".into(),
+        ports: vec![(6, 3306)],
+    }];
+    lab.bridge.set_links("iso", &links).unwrap();
+    // ARP broadcast from a reaches its linked b, not c.
+    let arp = |src: MacAddr| {
+        let mut f = eth(MacAddr::BROADCAST, src, 28);
+        f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        f
+    };
+    lab.send(a, &arp(mac(1)), T0);
+    assert_eq!(lab.out(b).len(), 1, "b hears a's ARP");
+    assert!(lab.out(c).is_empty(), "c does not");
+    lab.send(b, &arp(mac(2)), T0);
+    lab.send(c, &arp(mac(3)), T0);
+    for port in [a, b, c] {
+        lab.out(port);
+    }
+    // a reaches b:3306 and b answers; a:22 and c stay shut.
+    lab.send(a, &tcp_frame(mac(2), mac(1), 40000, 3306), T0);
+    assert_eq!(lab.out(b).len(), 1, "a reaches b on 3306");
+    lab.send(b, &tcp_frame(mac(1), mac(2), 3306, 40000), T0);
+    assert_eq!(lab.out(a).len(), 1, "b's answer reaches a");
+    lab.send(a, &tcp_frame(mac(2), mac(1), 40000, 22), T0);
+    lab.send(b, &tcp_frame(mac(1), mac(2), 40001, 3306), T0);
+    lab.send(a, &tcp_frame(mac(3), mac(1), 40000, 3306), T0);
+    assert!(lab.out(b).is_empty() && lab.out(a).is_empty() && lab.out(c).is_empty());
+    assert_eq!(lab.drops(a, DropReason::IccDisabled), 2);
+    assert_eq!(lab.drops(b, DropReason::IccDisabled), 1);
+    // Without the link the pair is isolated again.
+    lab.bridge.set_links("iso", &[]).unwrap();
+    lab.send(a, &tcp_frame(mac(2), mac(1), 40000, 3306), T0);
+    assert!(lab.out(b).is_empty());
+}
+
 #[test]
 fn trunk_tags_and_untags_by_network() {
     let mut lab = Lab::new(4096);

@@ -20,6 +20,7 @@ use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, Position, Ru
 use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
 
 use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
+use crate::dataplane::bridge::links::NamedLink;
 use crate::dataplane::bridge::multicast::MdbRecord;
 use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::FdbRecord;
@@ -190,6 +191,15 @@ impl Datapath {
         port: &str,
     ) -> Result<(), DatapathError> {
         self.bridge.fdb_add(net, mac, port)?;
+        Ok(())
+    }
+
+    pub(super) fn set_links(
+        &mut self,
+        net: &str,
+        links: &[NamedLink],
+    ) -> Result<(), DatapathError> {
+        self.bridge.set_links(net, links)?;
         Ok(())
     }
 

@@ -32,6 +32,7 @@ use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
 
 use super::mesh::HOME;
 use super::{ConntrackSnapshot, Datapath, GatewayFigures, Membership, NetFigures, TunnelBinding};
+use crate::dataplane::bridge::links::NamedLink;
 use crate::dataplane::bridge::multicast::MdbRecord;
 use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::{BridgeError, FdbRecord};
@@ -301,6 +302,14 @@ impl DatapathHandle {
         let order = self.placement();
         let (net, port) = (net.to_string(), port.to_string());
         self.all(&order, move |dp| dp.fdb_add(&net, mac, &port))
+    }
+
+    /// Replaces network `net`'s links (`(a, b, ports)` by port name) on
+    /// every thread.
+    pub fn set_links(&self, net: &str, links: Vec<NamedLink>) -> Result<(), DatapathError> {
+        let order = self.placement();
+        let net = net.to_string();
+        self.all(&order, move |dp| dp.set_links(&net, &links))
     }
 
     /// Deletes an FDB entry; false when no thread had it.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod error;
 mod gateway;
 mod ipam;
+mod qemu;
 
 pub use error::ConfigError;
 
@@ -315,6 +316,9 @@ impl Config {
                     key,
                     |k| matches!(k, PortKind::GreUdp { local: l, .. } if l == local),
                 )?;
+            }
+            PortKind::QemuStream { .. } | PortKind::QemuDgram { .. } => {
+                qemu::check_socket(name, &spec.kind, &self.ports)?;
             }
             PortKind::Trunk { iface, nets } => {
                 check_ifname(name, iface)?;

@@ -3,7 +3,9 @@
 //! (a TAP port in a namespace) on the same network and move 4 MiB to it and
 //! 4 MiB back, checked by sha256. Then the stream VM goes away (the port
 //! waits, frames to it count as `port-down`), yardd restarts and listens
-//! again, and `port rm` removes the socket file.
+//! again, and `port rm` removes the socket file. And without privilege: a
+//! user the test creates (and deletes) runs yardd and two VMs, one on a
+//! stream port and one on a Unix datagram port, which ping each other.
 //!
 //! The guests run under TCG (no KVM needed): Debian's kernel, extracted
 //! (`dpkg-deb -x`, not installed) from the package `linux-image-amd64`
@@ -13,7 +15,7 @@
 //! which the test reads.
 //!
 //! Needs root, `qemu-system-x86_64`, a static `/bin/busybox`, `socat`,
-//! `apt-get` and `dpkg-deb`; without them the test prints why and returns
+//! `apt-get`, `dpkg-deb`, `useradd` and `setpriv`; without them the test prints why and returns
 //! (under `CI=true` it fails).
 
 use std::io::{BufRead, BufReader, Write};
@@ -24,7 +26,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use yard_tests::cmd::{describe, end_child, output, poll, stdout, timed};
+use yard_tests::cmd::{describe, end_child, output, poll, run_ok, stdout, timed};
 use yard_tests::lab::{addr_of, port_is_up, sha256};
 use yard_tests::{require, Container, Lab};
 
@@ -61,6 +63,7 @@ for arg in $(cat /proc/cmdline); do
         yard.peer=*) PEER=${arg#yard.peer=} ;;
         yard.send=*) SEND=${arg#yard.send=} ;;
         yard.listen=*) LISTEN=${arg#yard.listen=} ;;
+        yard.ping-only) PINGONLY=1 ;;
     esac
 done
 i=0
@@ -74,6 +77,7 @@ if ping -c 3 -w 30 "$PEER" >/tmp/ping 2>&1; then
 else
     echo "YARD-PING-FAIL $(cat /tmp/ping)"
 fi
+[ -n "$PINGONLY" ] && exec sleep 600
 dd if=/dev/urandom of=/tmp/out bs=65536 count=BLOCKS 2>/dev/null
 echo "YARD-OUT-SHA $(sha256sum /tmp/out | cut -d' ' -f1)"
 i=0
@@ -305,12 +309,34 @@ impl Guest {
         peer: Ipv4Addr,
         (send, listen): (u16, u16),
     ) -> Guest {
+        let append = format!("yard.send={send} yard.listen={listen}");
+        Guest::boot_as(name, kit, netdev, (mac, ip), peer, &append, None)
+    }
+
+    /// Boots `kit` as [`Guest::boot`] does, with `append` on the kernel
+    /// command line, as `user` (uid and gid) when given.
+    fn boot_as(
+        name: &'static str,
+        kit: &GuestKit,
+        netdev: &str,
+        (mac, ip): (&str, &str),
+        peer: Ipv4Addr,
+        append: &str,
+        user: Option<(u32, u32)>,
+    ) -> Guest {
         let append = format!(
-            "console=ttyS0 panic=-1 quiet rdinit=/init yard.ip={ip} yard.peer={peer} \
-             yard.send={send} yard.listen={listen}"
+            "console=ttyS0 panic=-1 quiet rdinit=/init yard.ip={ip} yard.peer={peer} {append}"
         );
         let device = format!("virtio-net-pci,netdev=n0,mac={mac},romfile=");
-        let mut child = timed(600, "qemu-system-x86_64")
+        let mut qemu = match user {
+            Some(user) => {
+                let mut cmd = timed(600, "setpriv");
+                cmd.args(as_user(user)).arg("qemu-system-x86_64");
+                cmd
+            }
+            None => timed(600, "qemu-system-x86_64"),
+        };
+        let mut child = qemu
             .args(["-accel", "tcg", "-m", "256", "-smp", "1"])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-no-reboot"])
@@ -350,9 +376,26 @@ impl Guest {
     }
 
     /// The rest of the console line starting with `tag`, waiting up to
-    /// `within` for it; panics with the console (and `lab`'s log) if it
-    /// does not come.
+    /// `within` for it; panics with the console (and `lab`'s counters and
+    /// log) if it does not come.
     fn wait_for(&mut self, lab: &Lab, tag: &str, within: Duration) -> String {
+        let context = || {
+            format!(
+                "{}\n{}",
+                stdout(&lab.ctl(&["port", "stats"])),
+                lab.log_tail()
+            )
+        };
+        self.wait_for_with(tag, within, &context)
+    }
+
+    /// [`Guest::wait_for`] with `context()` in the failure message.
+    fn wait_for_with(
+        &mut self,
+        tag: &str,
+        within: Duration,
+        context: &dyn Fn() -> String,
+    ) -> String {
         let deadline = Instant::now() + within;
         loop {
             let found = self.console().lines().find_map(|l| {
@@ -369,7 +412,7 @@ impl Guest {
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
             if exited || Instant::now() >= deadline {
                 panic!(
-                    "guest {}: no `{tag}` line {}:\n--- console ---\n{}\n{}\n{}",
+                    "guest {}: no `{tag}` line {}:\n--- console ---\n{}\n{}",
                     self.name,
                     if exited {
                         "before QEMU exited"
@@ -377,8 +420,7 @@ impl Guest {
                         "in time"
                     },
                     self.console(),
-                    lab.ctl(&["port", "stats"]).stdout.escape_ascii(),
-                    lab.log_tail()
+                    context()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -400,6 +442,16 @@ impl Drop for Guest {
 }
 
 // ---- helpers ----------------------------------------------------------
+
+/// `setpriv` arguments that run a program as `(uid, gid)` with no other
+/// groups.
+fn as_user((uid, gid): (u32, u32)) -> Vec<String> {
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".to_string(),
+    ]
+}
 
 /// A UDP port on loopback that nothing was bound to a moment ago.
 fn free_udp_port() -> u16 {
@@ -716,4 +768,244 @@ fn a_qemu_socket_path_held_by_something_else_is_refused_and_left_alone() {
         &stale.display().to_string(),
     ]);
     UnixStream::connect(&stale).expect("yardd listens at the replaced path");
+}
+
+/// A user this test creates (with its own group), deleted when dropped.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    fn new() -> TestUser {
+        let name = yard_tests::netns::unique_name("yq");
+        run_ok(&[
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ]);
+        let id = |flag: &str| -> u32 {
+            stdout(&run_ok(&["id", flag, &name]))
+                .trim()
+                .parse()
+                .expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        TestUser { name, uid, gid }
+    }
+
+    fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = output(timed(30, "userdel").arg(&self.name));
+    }
+}
+
+/// A yardd this test started as an ordinary user, ended by its pid when
+/// dropped.
+struct UserYardd {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+    user: (u32, u32),
+}
+
+impl UserYardd {
+    fn start(user: (u32, u32), dir: &Path) -> UserYardd {
+        let socket = dir.join("yardd.sock");
+        let log = dir.join("yardd.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = timed(600, "setpriv")
+            .args(as_user(user))
+            .arg(&yard_tests::bins::bins().yardd)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env_remove("YARD_SOCKET")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start yardd as the test user");
+        let yardd = UserYardd {
+            child: Some(child),
+            socket,
+            log,
+            user,
+        };
+        let ready = poll(Duration::from_secs(15), Duration::from_millis(100), || {
+            yardd.ctl(&["status"]).status.success()
+        });
+        assert!(ready, "yardd did not start:\n{}", yardd.log_text());
+        yardd
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        output(
+            timed(30, "setpriv")
+                .args(as_user(self.user))
+                .arg(&yard_tests::bins::bins().yardctl)
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(args)
+                .env_remove("YARD_SOCKET"),
+        )
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            describe(&format!("yardctl {}", args.join(" ")), &out),
+            self.log_text()
+        );
+        stdout(&out)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for UserYardd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
+    if !require(&[
+        "qemu-system-x86_64",
+        "apt-get",
+        "apt-cache",
+        "dpkg-deb",
+        "useradd",
+        "setpriv",
+    ]) {
+        return;
+    }
+    let kit = guest_kit();
+    let user = TestUser::new();
+    let dir = tempfile::Builder::new()
+        .prefix("yard-qemu-user-")
+        .tempdir()
+        .unwrap();
+    let chown = |path: &Path| {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+    };
+    chown(dir.path());
+    // The user's own copy of the guest.
+    let vmlinuz = dir.path().join("vmlinuz");
+    let initrd = dir.path().join("initrd");
+    std::fs::copy(&kit.vmlinuz, &vmlinuz).unwrap();
+    std::fs::copy(&kit.initrd, &initrd).unwrap();
+    chown(&vmlinuz);
+    chown(&initrd);
+    let user_kit = GuestKit {
+        vmlinuz,
+        initrd,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+
+    let yardd = UserYardd::start(user.ids(), dir.path());
+    yardd.ctl_ok(&["net", "create", "lab", "--subnet", "10.77.0.0/24"]);
+    let stream_path = dir.path().join("vm1.sock");
+    let dgram_path = dir.path().join("vm2.sock");
+    let stream_text = stream_path.display().to_string();
+    let dgram_text = dgram_path.display().to_string();
+    yardd.ctl_ok(&[
+        "port",
+        "add",
+        "vm1",
+        "--net",
+        "lab",
+        "--qemu-stream",
+        &stream_text,
+    ]);
+    yardd.ctl_ok(&[
+        "port",
+        "add",
+        "vm2",
+        "--net",
+        "lab",
+        "--qemu-dgram",
+        &dgram_text,
+    ]);
+    // The socket files are the user's, and only the user's.
+    for path in [&stream_path, &dgram_path] {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (user.uid, 0o600),
+            "{}",
+            path.display()
+        );
+    }
+
+    let (ip1, ip2) = ("10.77.0.50/24", "10.77.0.51/24");
+    let stream_netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={stream_text}");
+    let dgram_netdev = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={dgram_text}",
+        dir.path().join("vm2-qemu.sock").display()
+    );
+    let mut vm1 = Guest::boot_as(
+        "vm1",
+        &user_kit,
+        &stream_netdev,
+        ("52:54:00:00:01:50", ip1),
+        addr_of(ip2),
+        "yard.ping-only",
+        Some(user.ids()),
+    );
+    let mut vm2 = Guest::boot_as(
+        "vm2",
+        &user_kit,
+        &dgram_netdev,
+        ("52:54:00:00:01:51", ip2),
+        addr_of(ip1),
+        "yard.ping-only",
+        Some(user.ids()),
+    );
+    let context = || {
+        format!(
+            "{}\n{}",
+            stdout(&yardd.ctl(&["port", "stats"])),
+            yardd.log_text()
+        )
+    };
+    for vm in [&mut vm1, &mut vm2] {
+        vm.wait_for_with("YARD-UP", Duration::from_secs(120), &context);
+        vm.wait_for_with("YARD-PING-OK", Duration::from_secs(60), &context);
+    }
+    let ports: serde_json::Value =
+        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "ls"])).unwrap();
+    for port in ports.as_array().unwrap() {
+        assert!(port_is_up(&port["state"]), "{ports:#}");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "stats"])).unwrap();
+    for port in stats.as_array().unwrap() {
+        assert!(counter(port, "rx_packets") >= 3, "{stats:#}");
+    }
+    drop(vm1);
+    drop(vm2);
+    // `port rm` as the user removes the user's socket files.
+    yardd.ctl_ok(&["port", "rm", "vm1"]);
+    yardd.ctl_ok(&["port", "rm", "vm2"]);
+    assert!(!stream_path.exists() && !dgram_path.exists());
 }

@@ -1,7 +1,8 @@
 //! QEMU VMs on a network: a guest whose NIC is a `--qemu-stream` port and one
 //! whose NIC is a `--qemu-dgram` port (loopback UDP) each ping a container
 //! (a TAP port in a namespace) on the same network and move 4 MiB to it and
-//! 4 MiB back, checked by sha256. Then the stream VM goes away (the port
+//! 4 MiB back, checked by sha256, with yardd on two datapath threads (the
+//! container's port and the stream VM's are read by different ones). Then the stream VM goes away (the port
 //! waits, frames to it count as `port-down`), yardd restarts and listens
 //! again, and `port rm` removes the socket file. And without privilege: a
 //! user the test creates (and deletes) runs yardd and two VMs, one on a
@@ -549,7 +550,8 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
         "the guest needs a static /bin/busybox (Debian package busybox-static)"
     );
     let kit = guest_kit();
-    let mut lab = Lab::new();
+    // Two datapath threads: a QEMU port read by one is sent to by the other.
+    let mut lab = Lab::with_args(&["--threads", "2"]);
     let c1 = lab.tap("c1", "yard0", "172.30.0.11/16", &[]);
     let stream_path = lab.dir().join("vm-s.sock");
     let stream_text = stream_path.display().to_string();
@@ -590,6 +592,12 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
         0o600
     );
     wait_port(&lab, "vm-d", false, Duration::from_secs(1));
+    let thread = |port: &str| port_entry(&lab, port)["thread"].clone();
+    assert_ne!(
+        thread("c1"),
+        thread("vm-s"),
+        "c1 and vm-s on one thread: the cross-thread send is not tested"
+    );
 
     // The container's receivers for what the guests send.
     let from_s = lab.dir().join("from-vm-s");

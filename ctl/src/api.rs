@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":12,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":13,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 12;
+pub const API_VERSION: u32 = 13;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -370,6 +370,68 @@ pub enum PortKind {
         /// Networks carried; each must have a VLAN id.
         nets: Vec<String>,
     },
+    /// A QEMU VM's `-netdev stream`: yardd listens on a Unix stream socket
+    /// at `path` (mode 0600, yardd's user) and QEMU connects to it; each
+    /// frame is preceded by its 4-byte big-endian length. One VM at a time.
+    QemuStream {
+        /// Network name.
+        net: String,
+        /// The socket's absolute path.
+        path: String,
+    },
+    /// A QEMU VM's `-netdev dgram`: yardd binds `addr`, QEMU sends to it,
+    /// one frame per datagram, and yardd sends to the latest sender.
+    QemuDgram {
+        /// Network name.
+        net: String,
+        /// Where yardd binds.
+        addr: QemuDgramAddr,
+    },
+}
+
+/// Where a `qemu-dgram` port binds: a Unix datagram socket or a UDP port on
+/// loopback. Written `/abs/path` or `IP:PORT` (IP in 127.0.0.0/8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum QemuDgramAddr {
+    /// A Unix datagram socket at this absolute path.
+    Unix(String),
+    /// A UDP port on a loopback address.
+    Udp(SocketAddrV4),
+}
+
+impl std::fmt::Display for QemuDgramAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QemuDgramAddr::Unix(path) => f.write_str(path),
+            QemuDgramAddr::Udp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl std::str::FromStr for QemuDgramAddr {
+    type Err = String;
+
+    /// A path (it contains a `/`) or a loopback `IP:PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('/') {
+            return Ok(QemuDgramAddr::Unix(s.to_string()));
+        }
+        let addr: SocketAddrV4 = s.parse().map_err(|_| {
+            format!(
+                "`{s}` is neither a socket path (it has no `/`) nor IP:PORT: \
+                 give e.g. /run/user/1000/vm1.sock or 127.0.0.1:5555"
+            )
+        })?;
+        if !addr.ip().is_loopback() || addr.port() == 0 {
+            return Err(format!(
+                "{addr}: a qemu-dgram UDP address must be a loopback address (127.0.0.0/8) \
+                 with a port other than 0 — anything on another address could send frames \
+                 into the network"
+            ));
+        }
+        Ok(QemuDgramAddr::Udp(addr))
+    }
 }
 
 /// The GRE header settings of a tunnel port, which GRE and GRE-in-UDP
@@ -454,7 +516,9 @@ impl PortKind {
             PortKind::Tap { .. }
             | PortKind::Veth { .. }
             | PortKind::Iface { .. }
-            | PortKind::Trunk { .. } => None,
+            | PortKind::Trunk { .. }
+            | PortKind::QemuStream { .. }
+            | PortKind::QemuDgram { .. } => None,
         }
     }
 }
@@ -477,7 +541,9 @@ impl PortSpec {
             | PortKind::Veth { net, .. }
             | PortKind::Iface { net, .. }
             | PortKind::Gre { net, .. }
-            | PortKind::GreUdp { net, .. } => vec![net.as_str()],
+            | PortKind::GreUdp { net, .. }
+            | PortKind::QemuStream { net, .. }
+            | PortKind::QemuDgram { net, .. } => vec![net.as_str()],
             PortKind::Trunk { nets, .. } => nets.iter().map(String::as_str).collect(),
         }
     }

@@ -9,12 +9,14 @@
 //! checks only make mistakes cheaper, they are not what keeps yardd safe.
 //!
 //! The L2 commands (networks, ports, FDB, capture) live here, with the
-//! tunnel ports' options checked and mapped in [`tunnel`]; the L3 gateway's
+//! tunnel ports' options checked and mapped in [`tunnel`], the QEMU socket
+//! ports' in `qemu`; the L3 gateway's
 //! (uplinks, published ports, conntrack) in [`nat`]; [`ArgError`] in its own
 //! module.
 
 mod error;
 pub mod nat;
+mod qemu;
 pub mod tunnel;
 
 use std::net::Ipv4Addr;
@@ -29,7 +31,9 @@ pub use nat::{
 };
 pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
-use crate::api::{self, LinkPort, LinkSpec, NetworkSpec, PortKind, PortSpec, Request};
+use crate::api::{
+    self, LinkPort, LinkSpec, NetworkSpec, PortKind, PortSpec, QemuDgramAddr, Request,
+};
 use crate::paths;
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
@@ -192,8 +196,8 @@ pub struct NetCreateArgs {
 /// `yardctl port …`.
 #[derive(Debug, Subcommand)]
 pub enum PortCommand {
-    /// Create a TAP port, attach an existing interface or VLAN trunk, or open a
-    /// GRE tunnel to another host.
+    /// Create a TAP port, attach an existing interface or VLAN trunk, open a
+    /// GRE tunnel to another host, or a socket for a QEMU VM's NIC.
     Add(Box<PortAddArgs>),
     /// List ports.
     Ls,
@@ -210,7 +214,8 @@ pub enum PortCommand {
 }
 
 /// `yardctl port add NAME …`: exactly one of `--tap`, `--iface DEV`,
-/// `--trunk --iface DEV`, `--gre --remote IP` or `--gre-udp --remote IP[:PORT]`.
+/// `--trunk --iface DEV`, `--gre --remote IP`, `--gre-udp --remote IP[:PORT]`,
+/// `--qemu-stream PATH` or `--qemu-dgram ADDR`.
 #[derive(Debug, Args)]
 pub struct PortAddArgs {
     /// Port name.
@@ -292,6 +297,12 @@ pub struct PortAddArgs {
     /// Send GRE sequence numbers.
     #[arg(long)]
     pub seq: bool,
+    /// A QEMU VM's NIC: yardd listens on a Unix stream socket at PATH, which QEMU connects to with `-netdev stream,server=off,addr.type=unix,addr.path=PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub qemu_stream: Option<String>,
+    /// A QEMU VM's NIC over datagrams: yardd binds ADDR (a Unix socket path, or IP:PORT on loopback), which QEMU's `-netdev dgram` sends to.
+    #[arg(long, value_name = "PATH|IP:PORT")]
+    pub qemu_dgram: Option<QemuDgramAddr>,
 }
 
 /// `yardctl fdb …`.
@@ -558,6 +569,12 @@ impl PortAddArgs {
     /// The port these arguments describe.
     pub fn to_spec(&self) -> Result<PortSpec, ArgError> {
         check_name("port", &self.name)?;
+        if let Some(kind) = self.qemu()? {
+            return Ok(PortSpec {
+                name: self.name.clone(),
+                kind,
+            });
+        }
         if let Some(kind) = self.tunnel()? {
             return Ok(PortSpec {
                 name: self.name.clone(),
@@ -598,8 +615,9 @@ impl PortAddArgs {
                 }
                 return Err(ArgError::PortKind(
                     "say how to attach the port: --tap (a new TAP device), --iface DEV \
-                     (an existing interface), --trunk --iface DEV (a VLAN trunk), or \
-                     --gre / --gre-udp --remote IP (a tunnel to another host)",
+                     (an existing interface), --trunk --iface DEV (a VLAN trunk), \
+                     --gre / --gre-udp --remote IP (a tunnel to another host), or \
+                     --qemu-stream PATH / --qemu-dgram ADDR (a QEMU VM's NIC)",
                 ));
             }
         };

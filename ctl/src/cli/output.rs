@@ -346,6 +346,9 @@ fn port_summary(p: &PortInfo) -> String {
         }
         _ => {}
     }
+    if let Some(socket) = qemu_socket(&p.spec.kind) {
+        parts.push(socket);
+    }
     if let Some(mac) = port_mac(p) {
         parts.push(format!("mac {mac}"));
     }
@@ -411,6 +414,18 @@ fn port_kind_name(kind: &PortKind) -> &'static str {
         PortKind::Trunk { .. } => "trunk",
         PortKind::Gre { .. } => "gre",
         PortKind::GreUdp { .. } => "gre-udp",
+        PortKind::QemuStream { .. } => "qemu-stream",
+        PortKind::QemuDgram { .. } => "qemu-dgram",
+    }
+}
+
+/// Where a QEMU port's socket is (`port ls` shows it as the IFNAME), or
+/// `None` for another kind of port.
+fn qemu_socket(kind: &PortKind) -> Option<String> {
+    match kind {
+        PortKind::QemuStream { path, .. } => Some(path.clone()),
+        PortKind::QemuDgram { addr, .. } => Some(addr.to_string()),
+        _ => None,
     }
 }
 
@@ -433,7 +448,9 @@ fn tunnel(kind: &PortKind) -> Option<Tunnel> {
         PortKind::Tap { .. }
         | PortKind::Veth { .. }
         | PortKind::Iface { .. }
-        | PortKind::Trunk { .. } => return None,
+        | PortKind::Trunk { .. }
+        | PortKind::QemuStream { .. }
+        | PortKind::QemuDgram { .. } => return None,
     };
     let gre = kind.gre_settings()?;
     Some(Tunnel {
@@ -541,6 +558,9 @@ pub fn ports_table(ports: &[PortInfo]) -> Table {
                 (None, iface.clone(), None)
             }
             PortKind::Gre { .. } | PortKind::GreUdp { .. } => (None, NONE.to_string(), None),
+            PortKind::QemuStream { .. } | PortKind::QemuDgram { .. } => {
+                (None, qemu_socket(&p.spec.kind).unwrap_or_default(), None)
+            }
         };
         let nets: Vec<String> = p.spec.nets().into_iter().map(str::to_string).collect();
         let mut row = vec![

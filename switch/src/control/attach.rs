@@ -6,7 +6,7 @@
 //! address, link and `lo` up, default route via the network's gateway. An
 //! existing interface is opened through AF_PACKET. Nothing here runs per frame.
 //! What fails is an [`AttachError`] naming the port (or uplink) and the
-//! device.
+//! device. A QEMU port's socket is bound by [`crate::control::qemu`].
 //!
 //! TAPs are persistent and outlive yardd ([`crate::control::adopt`]): `port
 //! add` creates a new one ([`TapMode::Create`]); restoring the saved
@@ -19,6 +19,7 @@ use yard_ctl::MacAddr;
 
 use crate::control::adopt::{self, open_owned_tap, AdoptError, KeptTap, TapMode};
 use crate::control::config::{default_mac, Config};
+use crate::control::qemu::{self, QemuLink, QemuSocketError};
 use crate::control::Object;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -146,6 +147,14 @@ pub enum AttachError {
         /// What failed.
         error: std::io::Error,
     },
+    /// A QEMU port's socket could not be set up.
+    #[error("port {port}: {error}")]
+    Qemu {
+        /// The port.
+        port: String,
+        /// What was wrong (it names the path or address).
+        error: QemuSocketError,
+    },
     /// The uplink interface's MAC could not be read.
     #[error("uplink {uplink}: cannot read the MAC of {iface}: {error}")]
     UplinkMac {
@@ -183,6 +192,8 @@ pub struct Attached {
     pub kept: Option<KeptTap>,
     /// What the port may send from, when it has port security.
     pub security: Option<PortSecurity>,
+    /// For a QEMU port: its status and socket file.
+    pub qemu: Option<QemuLink>,
 }
 
 /// Which local endpoint a tunnel's socket serves.
@@ -296,6 +307,7 @@ pub fn attach(
             }),
             kept: None,
             security: None,
+            qemu: None,
         });
     }
     match &spec.kind {
@@ -348,6 +360,7 @@ pub fn attach(
                 tunnel: None,
                 kept: Some(kept),
                 security,
+                qemu: None,
             })
         }
         PortKind::Veth {
@@ -386,6 +399,12 @@ pub fn attach(
         PortKind::Gre { .. } | PortKind::GreUdp { .. } => Err(AttachError::Tunnel(name.clone())),
         PortKind::Trunk { iface, nets } => {
             attach_iface(name, iface, Membership::Trunk(nets.clone()))
+        }
+        PortKind::QemuStream { net, path } => {
+            attach_qemu(name, net, config, qemu::attach_stream(path))
+        }
+        PortKind::QemuDgram { net, addr } => {
+            attach_qemu(name, net, config, qemu::attach_dgram(addr))
         }
     }
 }
@@ -429,6 +448,33 @@ pub fn destroy_veth(name: &str, ifname: &str) {
     }
 }
 
+/// A QEMU port on `net`, whose socket `bound` is: its MTU is the network's.
+fn attach_qemu(
+    name: &str,
+    net: &str,
+    config: &Config,
+    bound: Result<(Box<dyn Port>, QemuLink), QemuSocketError>,
+) -> Result<Attached, AttachError> {
+    let network = config.network(net).ok_or_else(|| AttachError::NoNetwork {
+        port: name.to_string(),
+        net: net.to_string(),
+    })?;
+    let (port, link) = bound.map_err(|error| AttachError::Qemu {
+        port: name.to_string(),
+        error,
+    })?;
+    Ok(Attached {
+        port,
+        membership: Membership::Access(net.to_string()),
+        mtu: network.mtu,
+        mac: None,
+        tunnel: None,
+        kept: None,
+        security: None,
+        qemu: Some(link),
+    })
+}
+
 /// An existing interface, read through AF_PACKET.
 fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attached, AttachError> {
     let (fd, mtu) = open_iface(name, iface)?;
@@ -440,6 +486,7 @@ fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attac
         tunnel: None,
         kept: None,
         security: None,
+        qemu: None,
     })
 }
 

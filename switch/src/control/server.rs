@@ -44,6 +44,7 @@ use crate::control::adopt::{destroy_left_tap, KeptTap, TapMode};
 use crate::control::attach::{attach, destroy_veth, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::default_route;
+use crate::control::qemu::QemuLink;
 use crate::control::state;
 use crate::control::state::StateError;
 use crate::control::{
@@ -84,6 +85,9 @@ pub struct Control {
     kept: HashMap<String, KeptTap>,
     /// The same for the uplink's TAP.
     kept_uplink: Option<KeptTap>,
+    /// Each QEMU port's status and socket file, by port: dropping it on
+    /// `port rm` removes the socket file.
+    qemu: HashMap<String, QemuLink>,
     /// Ports that are down because their namespace went away, still in the
     /// datapath with a closed device (their traffic counted as `port-down`)
     /// until `port rm`.
@@ -202,6 +206,7 @@ impl Control {
             uplink: None,
             kept: HashMap::new(),
             kept_uplink: None,
+            qemu: HashMap::new(),
             closed: HashSet::new(),
             rule_ids: Vec::new(),
             next_rule: 1,
@@ -288,6 +293,9 @@ impl Control {
                 // the container's interface until `port rm`.
                 if let Some(kept) = attached.kept.take() {
                     self.kept.insert(spec.name.clone(), kept);
+                }
+                if let Some(link) = attached.qemu.take() {
+                    self.qemu.insert(spec.name.clone(), link);
                 }
                 let live = LivePort {
                     mac: attached.mac,
@@ -576,7 +584,8 @@ impl Control {
         let identity = tap_netns(&spec).and_then(|ns| nsidentity::identify(&ns).ok());
         let overlay = self.overlay_mtu(spec.nets()[0]);
         let mode = TapMode::Create;
-        let (live, kept) = match attach(&spec, &self.config, &mut self.tunnels, overlay, mode) {
+        let (live, kept, qemu) = match attach(&spec, &self.config, &mut self.tunnels, overlay, mode)
+        {
             Ok(attached) => {
                 let live = LivePort {
                     mac: attached.mac,
@@ -595,7 +604,7 @@ impl Control {
                     undo_device(&spec, attached.kept);
                     return Err(e.into());
                 }
-                (live, attached.kept)
+                (live, attached.kept, attached.qemu)
             }
             Err(reason) => return Err(reason.into()),
         };
@@ -615,6 +624,9 @@ impl Control {
         if let Some(kept) = kept {
             self.kept.insert(spec.name.clone(), kept);
         }
+        if let Some(link) = qemu {
+            self.qemu.insert(spec.name.clone(), link);
+        }
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
         self.relink(&spec);
@@ -628,6 +640,8 @@ impl Control {
             self.datapath.remove_port(name)?;
         }
         self.destroy_port_device(name);
+        // Its socket file goes with it.
+        drop(self.qemu.remove(name));
         let address = self
             .config
             .port(name)
@@ -789,13 +803,21 @@ impl Control {
             *mac = None;
             *mtu = None;
         }
+        let mut state = live
+            .map(|l| l.state.clone())
+            .unwrap_or(PortState::Down("not attached".into()));
+        // A QEMU port in the datapath is down while no VM is on it.
+        if let (PortState::Up, Some(link)) = (&state, self.qemu.get(&spec.name)) {
+            let link = link.status.get();
+            if !link.up {
+                state = PortState::Down(link.detail);
+            }
+        }
         PortInfo {
             spec,
             mac: live.and_then(|l| l.mac),
             mtu: live.map(|l| l.mtu).unwrap_or(0),
-            state: live
-                .map(|l| l.state.clone())
-                .unwrap_or(PortState::Down("not attached".into())),
+            state,
             thread,
         }
     }

@@ -54,11 +54,16 @@ pub enum DropReason {
     /// A flood from the port would have exceeded its flood limit (storm
     /// control, [`crate::dataplane::bridge::storm`]).
     FloodLimit,
+    /// A QEMU stream announced a frame longer than QEMU itself ever sends
+    /// (69,632 bytes): the stream is out of step, so yardd closed the
+    /// connection (as QEMU does) and waits for the next one. One per
+    /// connection closed so.
+    OversizeFrame,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -77,6 +82,7 @@ impl DropReason {
         DropReason::SpoofedArp,
         DropReason::GatewayClaim,
         DropReason::FloodLimit,
+        DropReason::OversizeFrame,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -108,6 +114,7 @@ impl DropReason {
             DropReason::SpoofedArp => "spoofed-arp",
             DropReason::GatewayClaim => "gateway-claim",
             DropReason::FloodLimit => "flood-limit",
+            DropReason::OversizeFrame => "oversize-frame",
         }
     }
 }

@@ -58,6 +58,8 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_setsockopt,
     libc::SYS_ioctl,
     libc::SYS_dup3,
+    // A QEMU stream port accepts its VM's connection on the datapath thread.
+    libc::SYS_accept4,
     // The allocator, and what a thread does when it ends or panics.
     libc::SYS_mmap,
     libc::SYS_munmap,

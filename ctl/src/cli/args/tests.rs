@@ -578,3 +578,72 @@ fn veth_ports_take_a_peer_and_no_namespace() {
         assert!(message.contains(expected), "`{line}`: {message}");
     }
 }
+
+#[test]
+fn qemu_stream_and_dgram_ports() {
+    assert_eq!(
+        ok("port add vm1 --net yard0 --qemu-stream /run/user/1000/vm1.sock"),
+        Request::PortAdd(PortSpec {
+            name: "vm1".into(),
+            kind: PortKind::QemuStream {
+                net: "yard0".into(),
+                path: "/run/user/1000/vm1.sock".into(),
+            },
+        })
+    );
+    // A relative path is made absolute here: yardd runs elsewhere.
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        ok("port add vm1 --net yard0 --qemu-stream vm1.sock"),
+        Request::PortAdd(PortSpec {
+            name: "vm1".into(),
+            kind: PortKind::QemuStream {
+                net: "yard0".into(),
+                path: cwd.join("vm1.sock").display().to_string(),
+            },
+        })
+    );
+    assert_eq!(
+        ok("port add vm2 --net lab --qemu-dgram 127.0.0.1:5555"),
+        Request::PortAdd(PortSpec {
+            name: "vm2".into(),
+            kind: PortKind::QemuDgram {
+                net: "lab".into(),
+                addr: QemuDgramAddr::Udp("127.0.0.1:5555".parse().unwrap()),
+            },
+        })
+    );
+    assert_eq!(
+        ok("port add vm3 --net lab --qemu-dgram /tmp/vm3.sock"),
+        Request::PortAdd(PortSpec {
+            name: "vm3".into(),
+            kind: PortKind::QemuDgram {
+                net: "lab".into(),
+                addr: QemuDgramAddr::Unix("/tmp/vm3.sock".into()),
+            },
+        })
+    );
+}
+
+#[test]
+fn invalid_qemu_ports_are_refused() {
+    let both = refused("port add vm --net n --qemu-stream /a.sock --qemu-dgram /b.sock");
+    assert!(both.contains("--qemu-stream and --qemu-dgram"), "{both}");
+    let tap = refused("port add vm --net n --qemu-stream /a.sock --tap");
+    assert!(tap.contains("--qemu-stream and --tap"), "{tap}");
+    let ip = refused("port add vm --net n --qemu-stream /a.sock --ip 10.0.0.2/24");
+    assert!(
+        ip.contains("--ip") && ip.contains("configures its NIC"),
+        "{ip}"
+    );
+    let remote = refused("port add vm --net n --qemu-dgram /a.sock --remote 10.0.0.1");
+    assert!(remote.contains("--remote"), "{remote}");
+    let no_net = refused("port add vm --qemu-stream /a.sock");
+    assert!(no_net.contains("--net"), "{no_net}");
+    // Off loopback, or neither a path nor IP:PORT: a usage error.
+    for addr in ["10.0.0.1:5555", "127.0.0.1:0", "vm.sock"] {
+        let line = format!("port add vm --net n --qemu-dgram {addr}");
+        let err = parse(&line).expect_err(&line);
+        assert_eq!(err.kind(), ErrorKind::ValueValidation, "{line}: {err}");
+    }
+}

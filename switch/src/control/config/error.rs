@@ -149,6 +149,26 @@ pub enum ConfigError {
     },
 
     // ---- ports ----------------------------------------------------------
+    /// A QEMU socket path yardd cannot bind.
+    #[error("port {port}: QEMU socket path '{path}' {why}")]
+    QemuPath {
+        port: String,
+        path: String,
+        why: &'static str,
+    },
+    /// A QEMU socket address another QEMU port already has.
+    #[error("port {port}: {socket} is port {by}'s socket already: choose another, or remove {by} with `yardctl port rm {by}`")]
+    QemuSocketTaken {
+        port: String,
+        socket: String,
+        by: String,
+    },
+    /// A QEMU datagram UDP address off loopback or with port 0.
+    #[error("port {port}: {addr}: a qemu-dgram UDP address must be on loopback (127.0.0.0/8) with a port other than 0")]
+    QemuUdpNotLoopback {
+        port: String,
+        addr: std::net::SocketAddrV4,
+    },
     /// A port of that name exists.
     #[error(
         "port {0} already exists: choose another name or remove it with `yardctl port rm {0}`"

@@ -13,6 +13,7 @@ mod error;
 mod gateway;
 mod ipam;
 mod links;
+mod qemu;
 
 pub use error::ConfigError;
 
@@ -354,6 +355,9 @@ impl Config {
                     key,
                     |k| matches!(k, PortKind::GreUdp { local: l, .. } if l == local),
                 )?;
+            }
+            PortKind::QemuStream { .. } | PortKind::QemuDgram { .. } => {
+                qemu::check_socket(name, &spec.kind, &self.ports)?;
             }
             PortKind::Trunk { iface, nets } => {
                 check_ifname(name, iface)?;

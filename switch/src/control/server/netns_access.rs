@@ -66,6 +66,17 @@ pub enum NetnsAccessError {
         /// The client's uid.
         uid: u32,
     },
+    /// A QEMU socket port asked for by a client that is neither root nor
+    /// yardd's own uid.
+    #[error(
+        "{owner}: QEMU socket ports are files yardd creates (and replaces when stale) as its own user, so only root or yardd's own user (not uid {uid}) may add them: run your own yardd for your VMs"
+    )]
+    QemuSocket {
+        /// The port.
+        owner: Object,
+        /// The client's uid.
+        uid: u32,
+    },
     /// A namespace path a non-root client may not use.
     #[error(
         "{owner}: netns {netns}: a client that is not root names a namespace as /proc/PID/ns/net or by its name under {NETNS_RUN_DIR} — a path elsewhere could change between the check and the attach"
@@ -105,6 +116,9 @@ pub fn check_attach(request: &Request, uid: u32, own_uid: u32) -> Result<(), Net
                     uid,
                 }),
                 PortKind::Gre { .. } | PortKind::GreUdp { .. } => Ok(()),
+                PortKind::QemuStream { .. } | PortKind::QemuDgram { .. } => {
+                    Err(NetnsAccessError::QemuSocket { owner, uid })
+                }
             }
         }
         Request::UplinkAdd(spec) => {

@@ -642,7 +642,9 @@ impl Bridge {
         let Some(slot) = self.port_mut(id) else {
             return (0, Ok(()));
         };
-        slot.port.recv_batch(frames)
+        let received = slot.port.recv_batch(frames);
+        slot.port.take_drops(&mut slot.counters);
+        received
     }
 
     /// Runs one received frame through the pipeline and sends it on. Returns

@@ -5,12 +5,14 @@
 //! [`crate::dataplane::bridge`] decides where frames go. Kinds: [`fd::FdPort`] (a TAP yardd
 //! created, or an existing interface through AF_PACKET — both carry a
 //! virtio-net header before each frame) and [`memory::MemoryPort`] (in-process
-//! queues, for tests and benchmarks); [`closed::ClosedPort`] stands in for a
-//! device that is gone.
+//! queues, for tests and benchmarks), [`qemu`] (the sockets of QEMU's
+//! `-netdev stream` and `-netdev dgram`); [`closed::ClosedPort`] stands in
+//! for a device that is gone.
 
 pub mod closed;
 pub mod fd;
 pub mod memory;
+pub mod qemu;
 pub mod tunnel;
 
 use std::io;
@@ -62,6 +64,12 @@ pub trait Port: Send {
     /// Another handle on the same device, for a second datapath thread to
     /// send through (`yardd --threads`). Only the port's own thread reads.
     fn share(&self) -> io::Result<Box<dyn Port>>;
+
+    /// Adds to `counters` the drops the port itself decided while receiving
+    /// since the last call (a QEMU stream closed for an oversize frame), and
+    /// forgets them. The bridge calls it after each batch; most ports decide
+    /// none.
+    fn take_drops(&mut self, _counters: &mut PortCounters) {}
 
     /// True when the device takes GSO frames (virtio-net `gso_type` set) and
     /// segments them itself. When false the bridge hands it only segments cut

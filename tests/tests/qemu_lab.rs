@@ -1,0 +1,1019 @@
+//! QEMU VMs on a network: a guest whose NIC is a `--qemu-stream` port and one
+//! whose NIC is a `--qemu-dgram` port (loopback UDP) each ping a container
+//! (a TAP port in a namespace) on the same network and move 4 MiB to it and
+//! 4 MiB back, checked by sha256, with yardd on two datapath threads (the
+//! container's port and the stream VM's are read by different ones). Then the stream VM goes away (the port
+//! waits, frames to it count as `port-down`), yardd restarts and listens
+//! again, and `port rm` removes the socket file. And without privilege: a
+//! user the test creates (and deletes) runs yardd and two VMs, one on a
+//! stream port and one on a Unix datagram port, which ping each other.
+//!
+//! The guests run under TCG (no KVM needed): Debian's kernel, extracted
+//! (`dpkg-deb -x`, not installed) from the package `linux-image-amd64`
+//! depends on, fetched with `apt-get download` once and cached under the
+//! target directory, and an initramfs built here from busybox-static and
+//! the virtio-net module chain. The guest reports on its serial console,
+//! which the test reads.
+//!
+//! Needs root, `qemu-system-x86_64`, a static `/bin/busybox`, `socat`,
+//! `apt-get`, `dpkg-deb`, `useradd` and `setpriv`; without them the test prints why and returns
+//! (under `CI=true` it fails).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use yard_tests::cmd::{describe, end_child, output, poll, run_ok, stdout, timed};
+use yard_tests::lab::{addr_of, port_is_up, sha256};
+use yard_tests::{require, Container, Lab};
+
+/// The modules virtio-net needs, in load order.
+const MODULES: [&str; 8] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+];
+
+/// Bytes moved each way.
+const TRANSFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The guest's `/init`: modules, eth0 from the kernel command line, then
+/// ping the peer, send it `TRANSFER_BYTES` over TCP, receive as many back,
+/// and report each step on the console as a `YARD-…` line.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in MODULES; do
+    insmod /lib/modules/$m.ko || echo "YARD-FAIL insmod $m"
+done
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        yard.ip=*) IP=${arg#yard.ip=} ;;
+        yard.peer=*) PEER=${arg#yard.peer=} ;;
+        yard.send=*) SEND=${arg#yard.send=} ;;
+        yard.listen=*) LISTEN=${arg#yard.listen=} ;;
+        yard.ping-only) PINGONLY=1 ;;
+    esac
+done
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ip link set lo up
+ip link set eth0 up
+ip addr add "$IP" dev eth0
+echo "YARD-UP $(cat /sys/class/net/eth0/address)"
+if ping -c 3 -w 30 "$PEER" >/tmp/ping 2>&1; then
+    echo "YARD-PING-OK"
+else
+    echo "YARD-PING-FAIL $(cat /tmp/ping)"
+fi
+[ -n "$PINGONLY" ] && exec sleep 600
+dd if=/dev/urandom of=/tmp/out bs=65536 count=BLOCKS 2>/dev/null
+echo "YARD-OUT-SHA $(sha256sum /tmp/out | cut -d' ' -f1)"
+i=0
+until nc "$PEER" "$SEND" < /tmp/out; do
+    i=$((i+1)); [ $i -ge 20 ] && break; sleep 1
+done
+echo "YARD-SENT"
+: > /tmp/in
+(sleep 300 | nc -l -p "$LISTEN" > /tmp/in) &
+sleep 1
+echo "YARD-LISTENING"
+i=0
+while [ "$(wc -c < /tmp/in)" -lt BYTES ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+echo "YARD-IN-SHA $(sha256sum /tmp/in | cut -d' ' -f1)"
+echo "YARD-DONE"
+sleep 600
+"#;
+
+// ---- the guest kernel and initramfs ------------------------------------
+
+/// A kernel and an initramfs to boot.
+struct GuestKit {
+    vmlinuz: PathBuf,
+    initrd: PathBuf,
+    /// Holds the initramfs.
+    _dir: tempfile::TempDir,
+}
+
+/// The cache of extracted kernels, under the target directory.
+fn kernel_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qemu-lab-kernel")
+}
+
+/// The kernel image package `linux-image-amd64` depends on, or `None`
+/// when apt cannot say (no package lists).
+fn kernel_package() -> Option<String> {
+    let out = output(timed(60, "apt-cache").args(["depends", "linux-image-amd64"]));
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .map(str::to_string)
+}
+
+/// The first entry of `dir` whose name starts with `prefix`.
+fn entry_starting(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        name.to_string_lossy().starts_with(prefix).then(|| e.path())
+    })
+}
+
+/// The extracted kernel: `boot/vmlinuz-*` and the modules, from the cache
+/// or fetched and extracted into it.
+fn extracted_kernel() -> PathBuf {
+    let cache = kernel_cache();
+    let Some(package) = kernel_package() else {
+        // Offline: any kernel extracted before will do.
+        return std::fs::read_dir(&cache)
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.join("done").exists())
+            })
+            .expect(
+                "`apt-cache depends linux-image-amd64` names no linux-image package and no \
+                 kernel is cached: run apt-get update",
+            );
+    };
+    let dir = cache.join(&package);
+    if dir.join("done").exists() {
+        return dir;
+    }
+    let work = cache.join(format!("{package}.partial"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("root")).unwrap();
+    let fetched = output(
+        timed(300, "apt-get")
+            .args(["download", &package])
+            .current_dir(&work),
+    );
+    assert!(
+        fetched.status.success(),
+        "cannot fetch the guest kernel:\n{}",
+        describe(&format!("apt-get download {package}"), &fetched)
+    );
+    let deb = entry_starting(&work, &package).expect("the downloaded .deb");
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards './boot/vmlinuz-*' \
+         './lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/net/virtio_net.ko' \
+         './lib/modules/*/kernel/drivers/net/net_failover.ko' './lib/modules/*/kernel/net/core/failover.ko'",
+        deb.display(),
+        work.join("root").display()
+    );
+    let extracted = output(timed(300, "sh").args(["-c", &script]));
+    assert!(
+        extracted.status.success(),
+        "cannot extract the guest kernel:\n{}",
+        describe(&script, &extracted)
+    );
+    std::fs::remove_file(&deb).unwrap();
+    std::fs::File::create(work.join("done")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&work, &dir).unwrap();
+    dir
+}
+
+/// Appends entries to a cpio archive in the "newc" format the kernel reads
+/// as its initramfs.
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        self.ino += 1;
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, (0, 0), &[]);
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.entry(name, 0o100000 | mode, (0, 0), data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[]);
+        self.out
+    }
+}
+
+/// The kernel, and an initramfs with busybox, the modules and [`INIT`].
+fn guest_kit() -> GuestKit {
+    let kernel = extracted_kernel();
+    let vmlinuz = entry_starting(&kernel.join("root/boot"), "vmlinuz-").expect("vmlinuz");
+    let release =
+        entry_starting(&kernel.join("root/lib/modules"), "").expect("the modules directory");
+    let module_dir = |sub: &str| release.join("kernel").join(sub);
+    let find_module = |m: &str| {
+        ["drivers/virtio", "drivers/net", "net/core"]
+            .iter()
+            .map(|sub| module_dir(sub).join(format!("{m}.ko")))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("module {m} not in {}", release.display()))
+    };
+    let mut cpio = Cpio {
+        out: Vec::new(),
+        ino: 0,
+    };
+    for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"] {
+        cpio.dir(d);
+    }
+    // The console the kernel opens for init's output.
+    cpio.entry("dev/console", 0o020600, (5, 1), &[]);
+    let busybox = std::fs::read("/bin/busybox").expect("read /bin/busybox");
+    cpio.file("bin/busybox", 0o755, &busybox);
+    let init = INIT
+        .replace("MODULES", &MODULES.join(" "))
+        .replace("BLOCKS", &(TRANSFER_BYTES / 65536).to_string())
+        .replace("BYTES", &TRANSFER_BYTES.to_string());
+    cpio.file("init", 0o755, init.as_bytes());
+    for m in MODULES {
+        let data = std::fs::read(find_module(m)).unwrap();
+        cpio.file(&format!("lib/modules/{m}.ko"), 0o644, &data);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd.cpio");
+    std::fs::write(&initrd, cpio.finish()).unwrap();
+    GuestKit {
+        vmlinuz,
+        initrd,
+        _dir: dir,
+    }
+}
+
+// ---- a running guest --------------------------------------------------
+
+/// A QEMU guest this test started: its console as it comes, and the process,
+/// ended by its pid when dropped.
+struct Guest {
+    name: &'static str,
+    child: Option<Child>,
+    console: Arc<Mutex<String>>,
+}
+
+impl Guest {
+    /// Boots `kit` with `netdev` as its NIC's backend; the guest takes `ip`,
+    /// pings `peer`, sends to `peer:send` and listens on `listen`.
+    fn boot(
+        name: &'static str,
+        kit: &GuestKit,
+        netdev: &str,
+        mac: &str,
+        ip: &str,
+        peer: Ipv4Addr,
+        (send, listen): (u16, u16),
+    ) -> Guest {
+        let append = format!("yard.send={send} yard.listen={listen}");
+        Guest::boot_as(name, kit, netdev, (mac, ip), peer, &append, None)
+    }
+
+    /// Boots `kit` as [`Guest::boot`] does, with `append` on the kernel
+    /// command line, as `user` (uid and gid) when given.
+    fn boot_as(
+        name: &'static str,
+        kit: &GuestKit,
+        netdev: &str,
+        (mac, ip): (&str, &str),
+        peer: Ipv4Addr,
+        append: &str,
+        user: Option<(u32, u32)>,
+    ) -> Guest {
+        let append = format!(
+            "console=ttyS0 panic=-1 quiet rdinit=/init yard.ip={ip} yard.peer={peer} {append}"
+        );
+        let device = format!("virtio-net-pci,netdev=n0,mac={mac},romfile=");
+        let mut qemu = match user {
+            Some(user) => {
+                let mut cmd = timed(600, "setpriv");
+                cmd.args(as_user(user)).arg("qemu-system-x86_64");
+                cmd
+            }
+            None => timed(600, "qemu-system-x86_64"),
+        };
+        let mut child = qemu
+            .args(["-accel", "tcg", "-m", "256", "-smp", "1"])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-serial", "stdio", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&kit.vmlinuz)
+            .arg("-initrd")
+            .arg(&kit.initrd)
+            .args(["-append", &append, "-netdev", netdev, "-device", &device])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu-system-x86_64");
+        let console = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = console.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        Guest {
+            name,
+            child: Some(child),
+            console,
+        }
+    }
+
+    fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// The rest of the console line starting with `tag`, waiting up to
+    /// `within` for it; panics with the console (and `lab`'s counters and
+    /// log) if it does not come.
+    fn wait_for(&mut self, lab: &Lab, tag: &str, within: Duration) -> String {
+        let context = || {
+            format!(
+                "{}\n{}",
+                stdout(&lab.ctl(&["port", "stats"])),
+                lab.log_tail()
+            )
+        };
+        self.wait_for_with(tag, within, &context)
+    }
+
+    /// [`Guest::wait_for`] with `context()` in the failure message.
+    fn wait_for_with(
+        &mut self,
+        tag: &str,
+        within: Duration,
+        context: &dyn Fn() -> String,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self.console().lines().find_map(|l| {
+                l.trim_end_matches('\r')
+                    .strip_prefix(tag)
+                    .map(str::to_string)
+            });
+            if let Some(rest) = found {
+                return rest.trim().to_string();
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                panic!(
+                    "guest {}: no `{tag}` line {}:\n--- console ---\n{}\n{}",
+                    self.name,
+                    if exited {
+                        "before QEMU exited"
+                    } else {
+                        "in time"
+                    },
+                    self.console(),
+                    context()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ends QEMU (by the pid this test started).
+    fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---- helpers ----------------------------------------------------------
+
+/// `setpriv` arguments that run a program as `(uid, gid)` with no other
+/// groups.
+fn as_user((uid, gid): (u32, u32)) -> Vec<String> {
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".to_string(),
+    ]
+}
+
+/// A UDP port on loopback that nothing was bound to a moment ago.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Port `name`'s entry of `port ls`.
+fn port_entry(lab: &Lab, name: &str) -> serde_json::Value {
+    let ports = lab.ctl_json(&["port", "ls"]);
+    ports
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("port {name} not in `port ls`: {ports:#}"))
+}
+
+/// Waits (at most `within`) until port `name` is up (`true`) or down.
+fn wait_port(lab: &Lab, name: &str, up: bool, within: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let reached = poll(within, Duration::from_millis(200), || {
+        last = port_entry(lab, name);
+        port_is_up(&last["state"]) == up
+    });
+    assert!(
+        reached,
+        "port {name} not {} after {within:?}: {last:#}\n{}",
+        if up { "up" } else { "down" },
+        lab.log_tail()
+    );
+    last
+}
+
+/// A socat receiver in `c`'s namespace writing TCP port `port` to `out`.
+fn receiver(c: &Container, port: u16, out: &Path) -> Child {
+    let listen = format!("TCP-LISTEN:{port},reuseaddr");
+    let sink = format!("OPEN:{},creat,trunc", out.display());
+    let child = timed(240, "ip")
+        .args(["netns", "exec", &c.ns, "socat", "-u", &listen, &sink])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn socat");
+    yard_tests::lab::wait_listening(&c.ns, port);
+    child
+}
+
+/// Sends `file` from `c` to `to:port` (retried while the guest's listener
+/// is not up yet, bounded).
+fn send_from(c: &Container, file: &Path, to: Ipv4Addr, port: u16) {
+    let source = format!("FILE:{}", file.display());
+    let target = format!("TCP:{to}:{port}");
+    let mut last = None;
+    for _ in 0..10 {
+        let out = output(
+            timed(120, "ip").args(["netns", "exec", &c.ns, "socat", "-u", &source, &target]),
+        );
+        if out.status.success() {
+            return;
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!(
+        "cannot send to {to}:{port}:\n{}",
+        describe("socat", &last.unwrap())
+    );
+}
+
+fn counter(stats: &serde_json::Value, field: &str) -> u64 {
+    stats[field].as_u64().unwrap_or(0)
+}
+
+/// `port stats NAME` as JSON (one entry).
+fn stats_of(lab: &Lab, name: &str) -> serde_json::Value {
+    lab.ctl_json(&["port", "stats", name])[0].clone()
+}
+
+#[test]
+fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
+    if !require(&[
+        "qemu-system-x86_64",
+        "socat",
+        "apt-get",
+        "apt-cache",
+        "dpkg-deb",
+        "ss",
+    ]) {
+        return;
+    }
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "the guest needs a static /bin/busybox (Debian package busybox-static)"
+    );
+    let kit = guest_kit();
+    // Two datapath threads: a QEMU port read by one is sent to by the other.
+    let mut lab = Lab::with_args(&["--threads", "2"]);
+    let c1 = lab.tap("c1", "yard0", "172.30.0.11/16", &[]);
+    let stream_path = lab.dir().join("vm-s.sock");
+    let stream_text = stream_path.display().to_string();
+    let yard_udp = free_udp_port();
+    let vm_udp = free_udp_port();
+    let dgram_addr = format!("127.0.0.1:{yard_udp}");
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "vm-s",
+        "--net",
+        "yard0",
+        "--qemu-stream",
+        &stream_text,
+    ]);
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "vm-d",
+        "--net",
+        "yard0",
+        "--qemu-dgram",
+        &dgram_addr,
+    ]);
+
+    // Before any VM: both ports down, saying what they wait for; the
+    // socket file is yardd's alone.
+    let waiting = wait_port(&lab, "vm-s", false, Duration::from_secs(1));
+    assert!(
+        waiting["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for QEMU to connect")),
+        "{waiting:#}"
+    );
+    let mode = std::fs::metadata(&stream_path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    wait_port(&lab, "vm-d", false, Duration::from_secs(1));
+    let thread = |port: &str| port_entry(&lab, port)["thread"].clone();
+    assert_ne!(
+        thread("c1"),
+        thread("vm-s"),
+        "c1 and vm-s on one thread: the cross-thread send is not tested"
+    );
+
+    // The container's receivers for what the guests send.
+    let from_s = lab.dir().join("from-vm-s");
+    let from_d = lab.dir().join("from-vm-d");
+    let rx_s = receiver(&c1, 5000, &from_s);
+    let rx_d = receiver(&c1, 5002, &from_d);
+
+    let (ip_s, ip_d) = ("172.30.0.50/16", "172.30.0.51/16");
+    let stream_netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={stream_text}");
+    let dgram_netdev = format!(
+        "dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={vm_udp},\
+         remote.type=inet,remote.host=127.0.0.1,remote.port={yard_udp}"
+    );
+    let mut vm_s = Guest::boot(
+        "vm-s",
+        &kit,
+        &stream_netdev,
+        "52:54:00:00:00:50",
+        ip_s,
+        c1.ip,
+        (5000, 5001),
+    );
+    let mut vm_d = Guest::boot(
+        "vm-d",
+        &kit,
+        &dgram_netdev,
+        "52:54:00:00:00:51",
+        ip_d,
+        c1.ip,
+        (5002, 5003),
+    );
+
+    // QEMU connects at once: the stream port is up before the guest boots.
+    let up = wait_port(&lab, "vm-s", true, Duration::from_secs(30));
+    assert_eq!(up["kind"], "qemu-stream", "{up:#}");
+
+    for vm in [&mut vm_s, &mut vm_d] {
+        let mac = vm.wait_for(&lab, "YARD-UP", Duration::from_secs(120));
+        assert!(mac.starts_with("52:54:00:00:00:5"), "{mac}");
+        vm.wait_for(&lab, "YARD-PING-OK", Duration::from_secs(60));
+    }
+    // The dgram port is up once its VM sent something.
+    let up = wait_port(&lab, "vm-d", true, Duration::from_secs(5));
+    assert_eq!(up["kind"], "qemu-dgram", "{up:#}");
+    // And the container reaches both guests.
+    lab.ping_ok(&c1, addr_of(ip_s));
+    lab.ping_ok(&c1, addr_of(ip_d));
+
+    // Guest → container, 4 MiB each, checked by sha256.
+    for (vm, rx, file) in [(&mut vm_s, rx_s, &from_s), (&mut vm_d, rx_d, &from_d)] {
+        let sent_sha = vm.wait_for(&lab, "YARD-OUT-SHA", Duration::from_secs(60));
+        vm.wait_for(&lab, "YARD-SENT", Duration::from_secs(120));
+        let received = rx.wait_with_output().unwrap();
+        assert!(
+            received.status.success(),
+            "{}",
+            describe("socat receiver", &received)
+        );
+        assert_eq!(
+            std::fs::metadata(file).unwrap().len(),
+            TRANSFER_BYTES as u64,
+            "{} sent {TRANSFER_BYTES} bytes",
+            vm.name
+        );
+        assert_eq!(sha256(file), sent_sha, "what {} sent", vm.name);
+    }
+
+    // Container → guest.
+    let data = lab.dir().join("to-vms");
+    let mut bytes = vec![0u8; TRANSFER_BYTES];
+    let mut seed = 0x2545_f491_u32;
+    for b in bytes.iter_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        *b = seed as u8;
+    }
+    std::fs::File::create(&data)
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
+    let data_sha = sha256(&data);
+    for (vm, ip, port) in [(&mut vm_s, ip_s, 5001), (&mut vm_d, ip_d, 5003)] {
+        vm.wait_for(&lab, "YARD-LISTENING", Duration::from_secs(60));
+        send_from(&c1, &data, addr_of(ip), port);
+        let got = vm.wait_for(&lab, "YARD-IN-SHA", Duration::from_secs(150));
+        assert_eq!(got, data_sha, "what {} received", vm.name);
+    }
+    for name in ["vm-s", "vm-d"] {
+        let stats = stats_of(&lab, name);
+        assert!(
+            counter(&stats, "rx_packets") > 1000 && counter(&stats, "tx_packets") > 1000,
+            "{name}: {stats:#}"
+        );
+    }
+
+    // The stream VM goes: the port stays, waiting, and frames to it are
+    // dropped as port-down (the container still knows the VM's MAC).
+    vm_s.stop();
+    let down = wait_port(&lab, "vm-s", false, Duration::from_secs(10));
+    assert!(
+        down["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("QEMU closed the connection")),
+        "{down:#}"
+    );
+    let before = stats_of(&lab, "vm-s")["drops"]["port-down"]
+        .as_u64()
+        .unwrap_or(0);
+    let _ = lab.ping(&c1, addr_of(ip_s), 3, 3, &[]);
+    let after = stats_of(&lab, "vm-s")["drops"]["port-down"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(after > before, "port-down {before} -> {after}");
+    drop(vm_d);
+
+    // Restarted, yardd listens at the same path again (the stale socket
+    // file replaced), and takes a connection.
+    lab.daemon.stop(nix::sys::signal::Signal::SIGTERM);
+    lab.daemon.start();
+    wait_port(&lab, "vm-s", false, Duration::from_secs(5));
+    let client = UnixStream::connect(&stream_path).expect("connect after restart");
+    wait_port(&lab, "vm-s", true, Duration::from_secs(10));
+    drop(client);
+    wait_port(&lab, "vm-s", false, Duration::from_secs(10));
+
+    // port rm removes the socket file.
+    lab.ctl_ok(&["port", "rm", "vm-s"]);
+    assert!(!stream_path.exists(), "the socket file outlived port rm");
+}
+
+#[test]
+fn a_qemu_socket_path_held_by_something_else_is_refused_and_left_alone() {
+    if !require(&[]) {
+        return;
+    }
+    let lab = Lab::new();
+    let file = lab.dir().join("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    let err = lab.ctl_err(&[
+        "port",
+        "add",
+        "vm",
+        "--net",
+        "yard0",
+        "--qemu-stream",
+        &file.display().to_string(),
+    ]);
+    assert!(err.contains("exists and is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    let live = lab.dir().join("live.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    let err = lab.ctl_err(&[
+        "port",
+        "add",
+        "vm",
+        "--net",
+        "yard0",
+        "--qemu-stream",
+        &live.display().to_string(),
+    ]);
+    assert!(err.contains("is in use"), "{err}");
+    assert!(live.exists());
+
+    // A stale one (bound, then closed) is replaced.
+    let stale = lab.dir().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "vm",
+        "--net",
+        "yard0",
+        "--qemu-stream",
+        &stale.display().to_string(),
+    ]);
+    UnixStream::connect(&stale).expect("yardd listens at the replaced path");
+}
+
+/// A user this test creates (with its own group), deleted when dropped.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    fn new() -> TestUser {
+        let name = yard_tests::netns::unique_name("yq");
+        run_ok(&[
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ]);
+        let id = |flag: &str| -> u32 {
+            stdout(&run_ok(&["id", flag, &name]))
+                .trim()
+                .parse()
+                .expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        TestUser { name, uid, gid }
+    }
+
+    fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = output(timed(30, "userdel").arg(&self.name));
+    }
+}
+
+/// A yardd this test started as an ordinary user, ended by its pid when
+/// dropped.
+struct UserYardd {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+    user: (u32, u32),
+}
+
+impl UserYardd {
+    fn start(user: (u32, u32), dir: &Path) -> UserYardd {
+        let socket = dir.join("yardd.sock");
+        let log = dir.join("yardd.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = timed(600, "setpriv")
+            .args(as_user(user))
+            .arg(&yard_tests::bins::bins().yardd)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env_remove("YARD_SOCKET")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start yardd as the test user");
+        let yardd = UserYardd {
+            child: Some(child),
+            socket,
+            log,
+            user,
+        };
+        let ready = poll(Duration::from_secs(15), Duration::from_millis(100), || {
+            yardd.ctl(&["status"]).status.success()
+        });
+        assert!(ready, "yardd did not start:\n{}", yardd.log_text());
+        yardd
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        output(
+            timed(30, "setpriv")
+                .args(as_user(self.user))
+                .arg(&yard_tests::bins::bins().yardctl)
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(args)
+                .env_remove("YARD_SOCKET"),
+        )
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            describe(&format!("yardctl {}", args.join(" ")), &out),
+            self.log_text()
+        );
+        stdout(&out)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for UserYardd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            end_child(child, Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
+    if !require(&[
+        "qemu-system-x86_64",
+        "apt-get",
+        "apt-cache",
+        "dpkg-deb",
+        "useradd",
+        "setpriv",
+    ]) {
+        return;
+    }
+    let kit = guest_kit();
+    let user = TestUser::new();
+    let dir = tempfile::Builder::new()
+        .prefix("yard-qemu-user-")
+        .tempdir()
+        .unwrap();
+    let chown = |path: &Path| {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+    };
+    chown(dir.path());
+    // The user's own copy of the guest.
+    let vmlinuz = dir.path().join("vmlinuz");
+    let initrd = dir.path().join("initrd");
+    std::fs::copy(&kit.vmlinuz, &vmlinuz).unwrap();
+    std::fs::copy(&kit.initrd, &initrd).unwrap();
+    chown(&vmlinuz);
+    chown(&initrd);
+    let user_kit = GuestKit {
+        vmlinuz,
+        initrd,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+
+    let yardd = UserYardd::start(user.ids(), dir.path());
+    yardd.ctl_ok(&["net", "create", "lab", "--subnet", "10.77.0.0/24"]);
+    let stream_path = dir.path().join("vm1.sock");
+    let dgram_path = dir.path().join("vm2.sock");
+    let stream_text = stream_path.display().to_string();
+    let dgram_text = dgram_path.display().to_string();
+    yardd.ctl_ok(&[
+        "port",
+        "add",
+        "vm1",
+        "--net",
+        "lab",
+        "--qemu-stream",
+        &stream_text,
+    ]);
+    yardd.ctl_ok(&[
+        "port",
+        "add",
+        "vm2",
+        "--net",
+        "lab",
+        "--qemu-dgram",
+        &dgram_text,
+    ]);
+    // The socket files are the user's, and only the user's.
+    for path in [&stream_path, &dgram_path] {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (user.uid, 0o600),
+            "{}",
+            path.display()
+        );
+    }
+
+    let (ip1, ip2) = ("10.77.0.50/24", "10.77.0.51/24");
+    let stream_netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={stream_text}");
+    let dgram_netdev = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={dgram_text}",
+        dir.path().join("vm2-qemu.sock").display()
+    );
+    let mut vm1 = Guest::boot_as(
+        "vm1",
+        &user_kit,
+        &stream_netdev,
+        ("52:54:00:00:01:50", ip1),
+        addr_of(ip2),
+        "yard.ping-only",
+        Some(user.ids()),
+    );
+    let mut vm2 = Guest::boot_as(
+        "vm2",
+        &user_kit,
+        &dgram_netdev,
+        ("52:54:00:00:01:51", ip2),
+        addr_of(ip1),
+        "yard.ping-only",
+        Some(user.ids()),
+    );
+    let context = || {
+        format!(
+            "{}\n{}",
+            stdout(&yardd.ctl(&["port", "stats"])),
+            yardd.log_text()
+        )
+    };
+    for vm in [&mut vm1, &mut vm2] {
+        vm.wait_for_with("YARD-UP", Duration::from_secs(120), &context);
+        vm.wait_for_with("YARD-PING-OK", Duration::from_secs(60), &context);
+    }
+    let ports: serde_json::Value =
+        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "ls"])).unwrap();
+    for port in ports.as_array().unwrap() {
+        assert!(port_is_up(&port["state"]), "{ports:#}");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "stats"])).unwrap();
+    for port in stats.as_array().unwrap() {
+        assert!(counter(port, "rx_packets") >= 3, "{stats:#}");
+    }
+    drop(vm1);
+    drop(vm2);
+    // `port rm` as the user removes the user's socket files.
+    yardd.ctl_ok(&["port", "rm", "vm1"]);
+    yardd.ctl_ok(&["port", "rm", "vm2"]);
+    assert!(!stream_path.exists() && !dgram_path.exists());
+}

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":13,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":14,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 13;
+pub const API_VERSION: u32 = 14;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -645,6 +645,44 @@ pub struct StatusInfo {
     /// Datapath threads (`yardd --threads`).
     #[serde(default = "one")]
     pub datapath_threads: u32,
+    /// Whether yardd runs as root or rootless.
+    pub mode: DaemonMode,
+}
+
+/// How much privilege yardd runs with (see [`crate::paths`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DaemonMode {
+    /// uid 0 in the initial user namespace.
+    Root,
+    /// An ordinary user.
+    Rootless {
+        /// yardd's uid.
+        uid: u32,
+    },
+    /// uid 0 inside a user namespace (`unshare -r`): root there, an
+    /// ordinary user to the host.
+    UserNamespace {
+        /// The host uid yardd's uid 0 stands for, when mapped.
+        outer_uid: Option<u32>,
+    },
+}
+
+impl std::fmt::Display for DaemonMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaemonMode::Root => f.write_str("root"),
+            DaemonMode::Rootless { uid } => write!(f, "rootless (uid {uid})"),
+            DaemonMode::UserNamespace {
+                outer_uid: Some(uid),
+            } => {
+                write!(f, "rootless (user namespace, host uid {uid})")
+            }
+            DaemonMode::UserNamespace { outer_uid: None } => {
+                f.write_str("rootless (user namespace)")
+            }
+        }
+    }
 }
 
 fn one() -> u32 {

@@ -283,6 +283,7 @@ mod tests {
             ports: 2,
             tunnel_drops: Default::default(),
             datapath_threads: 1,
+            mode: crate::api::DaemonMode::Root,
         }
     }
 

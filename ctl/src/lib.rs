@@ -9,12 +9,14 @@
 //! blocking client ([`client`]), and the CNI plugin `yard-cni` built on it
 //! ([`cni`]). Of the other Switchyard crates it depends
 //! only on `yard-wire` (pure, for prefix arithmetic), and it performs no I/O
-//! except in [`client`] and [`cni`] (which also runs IPAM plugins).
+//! except in [`client`], [`cni`] (which also runs IPAM plugins) and
+//! [`container`] (`yardctl run`'s namespaces and process).
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod cni;
+pub mod container;
 pub mod docker;
 pub mod engine;
 pub mod ifname;

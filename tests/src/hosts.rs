@@ -284,17 +284,21 @@ impl Drop for Host {
 /// `b`, up, each with its host's underlay address and a /32 route to the
 /// other (`ip addr add A peer B`).
 pub fn connect(a: &mut Host, b: &Host) {
+    let veth = link((a.ns(), a.index), (b.ns(), b.index));
+    a.links.push(veth);
+}
+
+/// Joins namespace `a.0`, host number `a.1`, and `b.0`, number `b.1`, with
+/// an underlay veth as [`connect`] does (`u<b>` in `a`, `u<a>` in `b`,
+/// point-to-point `192.168.50.<n>` addresses); returns the veth's guard.
+pub fn link(a: (&str, u8), b: (&str, u8)) -> Veth {
     let veth = Veth::new();
     let (end_a, end_b) = (veth.host().to_string(), veth.peer().to_string());
-    a.links.push(veth);
-    let (if_a, if_b) = (underlay_ifname(b.index), underlay_ifname(a.index));
-    for (end, host, ifname, local, remote) in [
-        (&end_a, &*a, &if_a, a.ip(), b.ip()),
-        (&end_b, b, &if_b, b.ip(), a.ip()),
-    ] {
-        let ns = host.ns();
+    for (end, (ns, index), peer) in [(&end_a, a, b.1), (&end_b, b, a.1)] {
+        let ifname = underlay_ifname(peer);
+        let (local, remote) = (underlay_ip(index), underlay_ip(peer));
         run_ok(&["ip", "link", "set", end, "netns", ns]);
-        run_ok(&["ip", "-n", ns, "link", "set", end, "name", ifname]);
+        run_ok(&["ip", "-n", ns, "link", "set", end, "name", &ifname]);
         run_ok(&[
             "ip",
             "-n",
@@ -305,10 +309,11 @@ pub fn connect(a: &mut Host, b: &Host) {
             "peer",
             &format!("{remote}/32"),
             "dev",
-            ifname,
+            &ifname,
         ]);
-        run_ok(&["ip", "-n", ns, "link", "set", ifname, "up"]);
+        run_ok(&["ip", "-n", ns, "link", "set", &ifname, "up"]);
     }
+    veth
 }
 
 /// Creates hosts `1..=n` and joins every pair (a full mesh underlay).

@@ -11,6 +11,8 @@
 //! - [`daemon`]: a [`Daemon`] guard that runs `yardd` on a private socket and
 //!   state directory, talks to it through `yardctl`, restarts it, and prints its
 //!   log when a test fails;
+//! - [`rootless`]: an ordinary user made for the test, yardd and yardctl run
+//!   as that user, and `/dev/net/tun` opened to every user meanwhile;
 //! - [`lab`]: [`Lab`], a daemon plus the containers (namespaces) attached to it,
 //!   with ping and transfer helpers, and [`lab::require`] for the root check.
 //!
@@ -26,6 +28,7 @@ pub mod image;
 pub mod lab;
 pub mod nat;
 pub mod netns;
+pub mod rootless;
 
 pub use daemon::Daemon;
 pub use lab::{require, Container, Lab};

@@ -100,6 +100,48 @@ pub enum Command {
     Link(LinkCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
+    /// Run a command in a new user and network namespace attached to a
+    /// network (a lab container with no image, and no root needed); its
+    /// exit code is yardctl's, and its port is removed when it exits.
+    Run(RunArgs),
+}
+
+/// `yardctl run [--net NET] [--ip CIDR] [--name NAME] -- CMD [ARGS…]`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Network to attach to.
+    #[arg(long, value_name = "NET", default_value = api::DEFAULT_NETWORK)]
+    pub net: String,
+    /// Address with prefix length (default: the network's next free one).
+    #[arg(long, value_name = "CIDR")]
+    pub ip: Option<Ipv4Cidr>,
+    /// Port name (default: run-PID, PID the container's first process).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl RunArgs {
+    /// What to run, checked like `port add` checks its names.
+    pub fn to_spec(&self) -> Result<crate::container::RunSpec, ArgError> {
+        check_name("network", &self.net)?;
+        if let Some(name) = &self.name {
+            check_name("port", name)?;
+        }
+        Ok(crate::container::RunSpec {
+            net: self.net.clone(),
+            ip: self.ip,
+            name: self.name.clone(),
+            command: self.command.clone(),
+        })
+    }
 }
 
 /// `yardctl link …`.
@@ -385,6 +427,7 @@ impl Command {
                 Ok(Request::MdbShow { net: net.clone() })
             }
             Command::Uplink(uplink) => uplink.to_request(),
+            Command::Run(_) => Err(ArgError::NotOneRequest),
             Command::Publish(publish) => publish.to_request(),
             Command::Conntrack(conntrack) => conntrack.to_request(),
             Command::Link(LinkCommand::Add { a, b, ports }) => {

@@ -11,6 +11,9 @@
 //! `{"error": "…"}` on stdout); [`EXIT_USAGE`] for a command line that cannot be
 //! sent (like clap's own usage errors, these print to stderr only).
 //!
+//! `run` is the exception: it starts the command in its own namespaces and
+//! returns the command's exit status ([`crate::container`]).
+//!
 //! `capture` copies the pcap bytes that follow yardd's reply verbatim to the
 //! `-w` file or stdout, flushing after every read, until yardd closes the
 //! connection. A reader that goes away (`yardctl capture c1 | head -c 100`)
@@ -49,6 +52,18 @@ pub struct Io<'a> {
 
 /// Runs one parsed command line and returns the process exit status.
 pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
+    if let args::Command::Run(run) = &cli.command {
+        return match run.to_spec() {
+            Ok(spec) => crate::container::run(&cli.socket, &spec, io.stderr),
+            Err(e) => {
+                let _ = writeln!(
+                    io.stderr,
+                    "yardctl: {e}\nSee `yardctl run --help` for usage."
+                );
+                EXIT_USAGE
+            }
+        };
+    }
     let request = match cli.command.to_request() {
         Ok(request) => request,
         Err(e) => {

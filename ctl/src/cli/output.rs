@@ -236,6 +236,7 @@ pub fn status_fields(s: &StatusInfo) -> Vec<(&'static str, String)> {
         ("version", s.version.clone()),
         ("api version", s.api_version.to_string()),
         ("pid", s.pid.to_string()),
+        ("mode", s.mode.to_string()),
         ("uptime", format_duration(s.uptime_secs)),
         ("socket", s.socket.clone()),
         ("state dir", s.state_dir.clone()),

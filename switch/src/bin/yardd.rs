@@ -9,6 +9,10 @@
 //! only the capabilities it uses (`sys::privilege`) and sets `no_new_privs`;
 //! each datapath thread then installs its seccomp allowlist (`sys::seccomp`)
 //! before it handles a frame, unless `--no-seccomp`.
+//!
+//! Run as `yardd __netns-helper` (by yardd itself, never by hand), the
+//! binary is the single-threaded namespace helper of a rootless yardd
+//! (`control::netns_helper`) and does nothing else.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
 use yard_switch::control::config::Config;
+use yard_switch::control::netns_helper;
 use yard_switch::control::server::limits::{self, ServeLimits};
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
@@ -31,11 +36,13 @@ use yard_switch::sys::{privilege, seccomp};
 #[command(name = "yardd", version, about)]
 struct Args {
     /// Control socket [default: /run/switchyard/yardd.sock as root,
-    /// $XDG_RUNTIME_DIR/switchyard/yardd.sock otherwise]
+    /// $XDG_RUNTIME_DIR/switchyard/yardd.sock otherwise, or a private
+    /// /tmp/switchyard-UID/yardd.sock without XDG_RUNTIME_DIR]
     #[arg(long, env = paths::SOCKET_ENV)]
     socket: Option<PathBuf>,
     /// State directory [default: /var/lib/switchyard as root,
-    /// $XDG_STATE_HOME/switchyard otherwise]
+    /// $XDG_STATE_HOME/switchyard (else ~/.local/state/switchyard) otherwise;
+    /// uid 0 inside a user namespace counts as otherwise]
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter)
@@ -84,6 +91,13 @@ fn resolve_group(group: &str) -> Result<u32> {
 }
 
 fn main() {
+    // The namespace helper (`control::netns_helper`) must decide before
+    // anything could start a thread: only a single-threaded process may
+    // enter a user namespace.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(netns_helper::HELPER_ARG))
+    {
+        std::process::exit(netns_helper::helper_main());
+    }
     if let Err(e) = run() {
         eprintln!("yardd: {e:#}");
         std::process::exit(1);
@@ -105,8 +119,19 @@ fn run() -> Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let socket = args.socket.unwrap_or_else(paths::default_socket);
-    let state_dir = args.state_dir.unwrap_or_else(paths::default_state_dir);
+    // Root's directories only for real root: uid 0 inside a user namespace
+    // (`unshare -r`) takes the rootless defaults.
+    let mode = paths::current_mode();
+    let env = paths::PathEnv::current();
+    let socket = args
+        .socket
+        .unwrap_or_else(|| paths::choose_socket(mode, &env));
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| paths::choose_state_dir(mode, &env));
+    if let Some(dir) = paths::private_dir_of(&socket, mode, &env) {
+        paths::ensure_private_dir(&dir, nix::unistd::geteuid().as_raw())?;
+    }
     let group = args.group.as_deref().map(resolve_group).transpose()?;
 
     // Block the stop signals before any thread starts, so every thread inherits
@@ -134,6 +159,7 @@ fn run() -> Result<()> {
     // and restoring the state below already runs with them.
     let kept = privilege::drop_privileges(&privilege::Capability::KEPT)?;
     tracing::info!(
+        %mode,
         capabilities = ?kept.effective_names(),
         no_new_privs = true,
         "dropped every other capability"
@@ -198,6 +224,7 @@ fn run() -> Result<()> {
         socket: socket.clone(),
         state_dir: state_dir.clone(),
         group,
+        mode,
     };
     // These messages already name their causes: keep them as one line
     // rather than let `{:#}` repeat the causes after them.

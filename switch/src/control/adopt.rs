@@ -25,6 +25,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
+use crate::control::netns_helper::{self, NetnsTask, TaskDone};
 use crate::control::Object;
 use crate::sys;
 use crate::sys::netconf::{self, LinkFacts, NetconfError};
@@ -32,7 +33,7 @@ use crate::sys::netns::{run_in_netns, NetnsRef};
 use crate::sys::TapOpened;
 
 /// Whether an existing TAP may be taken over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TapMode {
     /// A new TAP; an existing interface of that name is an error
     /// (`port add`, `uplink add`).
@@ -142,7 +143,7 @@ pub fn check_adoptable(owner: &Object, ifname: &str, facts: &LinkFacts) -> Resul
 /// Opens TAP `ifname` for `owner` in the current thread's network
 /// namespace: a new one, or with [`TapMode::CreateOrAdopt`] yardd's own
 /// existing one after [`check_adoptable`]. A new TAP is not persistent yet
-/// (see [`keep`]).
+/// (see [`mark_persistent`]).
 pub fn open_owned_tap(
     owner: &Object,
     ifname: &str,
@@ -171,20 +172,17 @@ pub struct KeptTap {
 }
 
 /// Marks the newly created, configured TAP behind `fd` as `owner`'s (its
-/// alias) and makes it persistent, as the last step of creating it: a
-/// failure here leaves it non-persistent, so it goes with its fds. Returns
-/// the control plane's fd on it.
-pub fn keep(owner: &Object, ifname: &str, fd: &OwnedFd) -> Result<KeptTap, AdoptError> {
-    let kept = KeptTap {
-        fd: fd.try_clone()?,
-        ifname: ifname.to_string(),
-    };
+/// alias) and makes it persistent, as the last step of creating it (in the
+/// TAP's namespace): a failure here leaves it non-persistent, so it goes
+/// with its fds.
+pub fn mark_persistent(owner: &Object, ifname: &str, fd: &OwnedFd) -> Result<(), AdoptError> {
     netconf::set_alias(ifname, &marker(owner))?;
     sys::set_persist(fd, ifname, true)?;
-    Ok(kept)
+    Ok(())
 }
 
-/// The control plane's fd on an adopted TAP (persistent already).
+/// The control plane's fd on a TAP yardd made persistent or adopted: a
+/// second fd on it, taken in any namespace.
 pub fn kept(ifname: &str, fd: &OwnedFd) -> io::Result<KeptTap> {
     Ok(KeptTap {
         fd: fd.try_clone()?,
@@ -203,29 +201,42 @@ impl KeptTap {
 /// Deletes `owner`'s persistent TAP `ifname` in `netns` that no fd holds
 /// (a port that is down, whose TAP was left from before yardd restarted).
 /// Returns whether there was one; an interface that is not yardd's TAP for
-/// `owner` is left alone, and a namespace that is gone means there is
-/// nothing to delete.
+/// `owner` is left alone, and a namespace that is gone (or that a rootless
+/// yardd's helper cannot enter) means there is nothing to delete.
 pub fn destroy_left_tap(
     owner: &Object,
     netns: Option<&str>,
     ifname: &str,
 ) -> Result<bool, AdoptError> {
-    let (owner_in, ifname_in) = (owner.clone(), ifname.to_string());
-    let destroy = move || -> Result<bool, AdoptError> {
-        let Some(facts) = netconf::link_facts(&ifname_in)? else {
-            return Ok(false);
-        };
-        if check_adoptable(&owner_in, &ifname_in, &facts).is_err() {
-            return Ok(false);
-        }
-        let (fd, _) = sys::adopt_tap(&ifname_in)?;
-        sys::set_persist(&fd, &ifname_in, false)?;
-        Ok(true)
+    let Some(ns) = netns else {
+        return destroy_left_tap_here(owner, ifname);
     };
-    match netns {
-        Some(ns) => run_in_netns(&NetnsRef::parse(ns), destroy).unwrap_or(Ok(false)),
-        None => destroy(),
+    let ns = NetnsRef::parse(ns);
+    if netns_helper::needed() {
+        let task = NetnsTask::DestroyLeftTap {
+            owner: owner.clone(),
+            ifname: ifname.to_string(),
+        };
+        return Ok(matches!(
+            netns_helper::run(&ns, task),
+            Ok((TaskDone::Destroyed(true), _))
+        ));
     }
+    let (owner, ifname) = (owner.clone(), ifname.to_string());
+    run_in_netns(&ns, move || destroy_left_tap_here(&owner, &ifname)).unwrap_or(Ok(false))
+}
+
+/// [`destroy_left_tap`] in the current thread's namespace.
+pub fn destroy_left_tap_here(owner: &Object, ifname: &str) -> Result<bool, AdoptError> {
+    let Some(facts) = netconf::link_facts(ifname)? else {
+        return Ok(false);
+    };
+    if check_adoptable(owner, ifname, &facts).is_err() {
+        return Ok(false);
+    }
+    let (fd, _) = sys::adopt_tap(ifname)?;
+    sys::set_persist(&fd, ifname, false)?;
+    Ok(true)
 }
 
 #[cfg(test)]

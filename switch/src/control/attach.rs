@@ -2,7 +2,8 @@
 //! on the control thread).
 //!
 //! A TAP is created inside its namespace on a short-lived thread that entered
-//! it, then configured there over netlink as a Docker endpoint is: MAC, MTU,
+//! it (through the namespace helper process instead when yardd is rootless,
+//! [`netns_helper`]), then configured there over netlink as a Docker endpoint is: MAC, MTU,
 //! address, link and `lo` up, default route via the network's gateway. An
 //! existing interface is opened through AF_PACKET. Nothing here runs per frame.
 //! What fails is an [`AttachError`] naming the port (or uplink) and the
@@ -19,8 +20,10 @@ use yard_ctl::MacAddr;
 
 use crate::control::adopt::{self, open_owned_tap, AdoptError, KeptTap, TapMode};
 use crate::control::config::{default_mac, Config};
+use crate::control::netns_helper::{self, HelperError, NetnsTask};
 use crate::control::qemu::{self, QemuLink, QemuSocketError};
 use crate::control::Object;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
@@ -97,6 +100,15 @@ pub enum AttachError {
         /// as it is large and rare.
         error: Box<AdoptError>,
     },
+    /// The namespace helper could not enter the namespace or make the TAP
+    /// (rootless yardd).
+    #[error("{}", helper_message(.owner, .error))]
+    Helper {
+        /// The port or uplink.
+        owner: Object,
+        /// What failed.
+        error: HelperError,
+    },
     /// The namespace could not be entered.
     #[error("{owner}: {error}")]
     Netns {
@@ -165,6 +177,16 @@ pub enum AttachError {
         /// What failed.
         error: std::io::Error,
     },
+}
+
+/// A helper's failure as the privileged path would word it: a failed TAP
+/// comes with its whole message (the helper words it with
+/// [`tap_error`]), anything else gets the owner in front.
+fn helper_message(owner: &Object, error: &HelperError) -> String {
+    match error {
+        HelperError::Task(message) => message.clone(),
+        other => format!("{owner}: {other}"),
+    }
 }
 
 /// " in netns NS", or nothing for yardd's own namespace.
@@ -491,7 +513,8 @@ fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attac
 }
 
 /// How yardd configures a TAP it creates (what `None` leaves alone).
-struct TapSetup {
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TapSetup {
     mac: Option<[u8; 6]>,
     mtu: Option<u32>,
     addr: Option<(Ipv4Addr, u8)>,
@@ -499,60 +522,58 @@ struct TapSetup {
 }
 
 /// What failed inside the namespace while creating a TAP.
-enum TapFailure {
+pub enum TapFailure {
+    /// The TAP could not be created or opened.
     Create(std::io::Error),
+    /// It could not be configured.
     Configure(NetconfError),
+    /// The existing interface may not be adopted, or the new TAP not made
+    /// persistent.
     Adopt(AdoptError),
 }
 
-/// Creates TAP `ifname` in `netns` (or yardd's own namespace), or with
+/// Creates TAP `ifname` in the current thread's namespace, or with
 /// [`TapMode::CreateOrAdopt`] re-adopts yardd's TAP of that name, and
 /// configures it: a new TAP fully, then made persistent; an adopted one
-/// with what is on it kept. `owner` is the port or uplink it is for.
-fn create_tap(
-    owner: Object,
-    netns: Option<&str>,
+/// with what is on it kept. Returns its fd and whether it was adopted.
+/// The same code runs on a thread that entered the namespace (privileged)
+/// and in the namespace helper (rootless).
+pub fn create_tap_here(
+    owner: &Object,
     ifname: &str,
-    setup: TapSetup,
+    setup: &TapSetup,
     mode: TapMode,
-) -> Result<(OwnedFd, KeptTap), AttachError> {
-    let ifname_owned = ifname.to_string();
-    let owner_in = owner.clone();
-    let create = move || -> Result<(OwnedFd, KeptTap), TapFailure> {
-        let (fd, opened) =
-            open_owned_tap(&owner_in, &ifname_owned, mode).map_err(|error| match error {
-                AdoptError::Io(error) => TapFailure::Create(error),
-                other => TapFailure::Adopt(other),
-            })?;
-        let link = LinkConfig {
-            ifname: &ifname_owned,
-            mac: setup.mac,
-            mtu: setup.mtu,
-            txqlen: Some(crate::sys::netconf::TAP_TXQLEN),
-            addr: setup.addr,
-            default_gateway: setup.gateway,
-        };
-        let kept = match opened {
-            TapOpened::Created => {
-                configure_link(&link).map_err(TapFailure::Configure)?;
-                adopt::keep(&owner_in, &ifname_owned, &fd).map_err(TapFailure::Adopt)?
-            }
-            TapOpened::Adopted => {
-                configure_link_keeping(&link).map_err(TapFailure::Configure)?;
-                adopt::kept(&ifname_owned, &fd).map_err(TapFailure::Create)?
-            }
-        };
-        Ok((fd, kept))
+) -> Result<(OwnedFd, bool), TapFailure> {
+    let (fd, opened) = open_owned_tap(owner, ifname, mode).map_err(|error| match error {
+        AdoptError::Io(error) => TapFailure::Create(error),
+        other => TapFailure::Adopt(other),
+    })?;
+    let link = LinkConfig {
+        ifname,
+        mac: setup.mac,
+        mtu: setup.mtu,
+        txqlen: Some(crate::sys::netconf::TAP_TXQLEN),
+        addr: setup.addr,
+        default_gateway: setup.gateway,
     };
-    let created = match netns {
-        Some(ns) => match run_in_netns(&NetnsRef::parse(ns), create) {
-            Ok(created) => created,
-            Err(error) => return Err(AttachError::Netns { owner, error }),
-        },
-        None => create(),
-    };
-    let netns = netns.map(str::to_string);
-    created.map_err(|failure| match failure {
+    match opened {
+        TapOpened::Created => {
+            configure_link(&link).map_err(TapFailure::Configure)?;
+            adopt::mark_persistent(owner, ifname, &fd).map_err(TapFailure::Adopt)?;
+        }
+        TapOpened::Adopted => configure_link_keeping(&link).map_err(TapFailure::Configure)?,
+    }
+    Ok((fd, opened == TapOpened::Adopted))
+}
+
+/// The error for `failure` of `owner`'s TAP `ifname` in `netns`.
+pub fn tap_error(
+    owner: Object,
+    netns: Option<String>,
+    ifname: &str,
+    failure: TapFailure,
+) -> AttachError {
+    match failure {
         TapFailure::Create(error) => AttachError::CreateTap {
             owner,
             netns,
@@ -569,7 +590,60 @@ fn create_tap(
             netns,
             error: Box::new(error),
         },
-    })
+    }
+}
+
+/// Creates (or re-adopts) and configures TAP `ifname` in `netns` (or
+/// yardd's own namespace) for `owner`, on a thread that enters the
+/// namespace — or, for a yardd without the privilege to enter it, through
+/// the namespace helper ([`netns_helper`]) — and returns its fd with the
+/// control plane's [`KeptTap`] on it.
+fn create_tap(
+    owner: Object,
+    netns: Option<&str>,
+    ifname: &str,
+    setup: TapSetup,
+    mode: TapMode,
+) -> Result<(OwnedFd, KeptTap), AttachError> {
+    let created = match netns {
+        None => create_tap_here(&owner, ifname, &setup, mode).map(|(fd, _)| fd),
+        Some(ns) if netns_helper::needed() => {
+            let task = NetnsTask::Tap {
+                owner: owner.clone(),
+                ifname: ifname.to_string(),
+                setup,
+                mode,
+            };
+            return match netns_helper::run(&NetnsRef::parse(ns), task) {
+                Ok((_, Some(fd))) => {
+                    let kept =
+                        adopt::kept(ifname, &fd).map_err(|error| AttachError::CreateTap {
+                            owner,
+                            netns: Some(ns.to_string()),
+                            ifname: ifname.to_string(),
+                            error,
+                        })?;
+                    Ok((fd, kept))
+                }
+                Ok((_, None)) => unreachable!("netns_helper::run checks a TAP came with its fd"),
+                Err(error) => Err(AttachError::Helper { owner, error }),
+            };
+        }
+        Some(ns) => {
+            let (owner_in, ifname_in) = (owner.clone(), ifname.to_string());
+            let create =
+                move || create_tap_here(&owner_in, &ifname_in, &setup, mode).map(|(fd, _)| fd);
+            match run_in_netns(&NetnsRef::parse(ns), create) {
+                Ok(created) => created,
+                Err(error) => return Err(AttachError::Netns { owner, error }),
+            }
+        }
+    };
+    let netns = netns.map(str::to_string);
+    let fd = created.map_err(|failure| tap_error(owner.clone(), netns.clone(), ifname, failure))?;
+    let kept = adopt::kept(ifname, &fd)
+        .map_err(|error| tap_error(owner, netns, ifname, TapFailure::Create(error)))?;
+    Ok((fd, kept))
 }
 
 fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), AttachError> {

@@ -4,7 +4,8 @@
 //! Which port carries the route is decided by
 //! [`Config::default_route_holder`](crate::control::config::Config::default_route_holder);
 //! this module only installs it, over netlink inside the namespace, on the
-//! control thread. A failure changes nothing else: the port stays up, only
+//! control thread (through the namespace helper when yardd is rootless,
+//! [`crate::control::netns_helper`]). A failure changes nothing else: the port stays up, only
 //! without the route, and the daemon's log says how to add it by hand.
 
 use std::net::Ipv4Addr;
@@ -12,6 +13,7 @@ use std::net::Ipv4Addr;
 use yard_ctl::api::PortKind;
 
 use crate::control::config::Config;
+use crate::control::netns_helper::{self, HelperError, NetnsTask};
 use crate::sys::netconf::{configure_link, LinkConfig, NetconfError};
 use crate::sys::netns::{run_in_netns, NetnsError, NetnsRef};
 
@@ -26,6 +28,14 @@ pub enum RouteError {
         /// What failed (it names the namespace).
         error: NetnsError,
     },
+    /// The namespace helper could not set it (rootless yardd).
+    #[error("port {port}: cannot move the default route to it: {error}")]
+    Helper {
+        /// The port that should carry the route.
+        port: String,
+        /// What failed.
+        error: HelperError,
+    },
     /// Netlink refused the route.
     #[error("port {port}: cannot move the default route to it: {error}; add it by hand with `ip route replace default via GATEWAY dev IFNAME` in the container")]
     Netlink {
@@ -36,6 +46,20 @@ pub enum RouteError {
     },
 }
 
+/// Makes `ifname` in the current thread's namespace carry the default route
+/// via `gateway` (what [`install`] runs there, directly or through the
+/// namespace helper).
+pub fn set_here(ifname: &str, gateway: Ipv4Addr) -> Result<(), NetconfError> {
+    configure_link(&LinkConfig {
+        ifname,
+        mac: None,
+        mtu: None,
+        txqlen: None,
+        addr: None,
+        default_gateway: Some(gateway),
+    })
+}
+
 /// Makes `ifname` in `netns` (yardd's own namespace for `None`) carry the
 /// default route via `gateway`, replacing the one in force if any.
 pub fn install(
@@ -44,28 +68,33 @@ pub fn install(
     ifname: &str,
     gateway: Ipv4Addr,
 ) -> Result<(), RouteError> {
-    let ifname = ifname.to_string();
-    let set = move || {
-        configure_link(&LinkConfig {
-            ifname: &ifname,
-            mac: None,
-            mtu: None,
-            txqlen: None,
-            addr: None,
-            default_gateway: Some(gateway),
-        })
-    };
-    let result = match netns {
-        Some(ns) => run_in_netns(&NetnsRef::parse(ns), set).map_err(|error| RouteError::Netns {
-            port: port.to_string(),
-            error,
-        })?,
-        None => set(),
-    };
-    result.map_err(|error| RouteError::Netlink {
+    let netlink = |error| RouteError::Netlink {
         port: port.to_string(),
         error,
-    })
+    };
+    let Some(ns) = netns else {
+        return set_here(ifname, gateway).map_err(netlink);
+    };
+    let ns = NetnsRef::parse(ns);
+    if netns_helper::needed() {
+        let task = NetnsTask::DefaultRoute {
+            ifname: ifname.to_string(),
+            gateway,
+        };
+        return netns_helper::run(&ns, task)
+            .map(drop)
+            .map_err(|error| RouteError::Helper {
+                port: port.to_string(),
+                error,
+            });
+    }
+    let ifname = ifname.to_string();
+    run_in_netns(&ns, move || set_here(&ifname, gateway))
+        .map_err(|error| RouteError::Netns {
+            port: port.to_string(),
+            error,
+        })?
+        .map_err(netlink)
 }
 
 /// The namespace whose default route port `name` carries, if it carries

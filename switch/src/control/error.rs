@@ -21,7 +21,7 @@ use crate::dataplane::threads::DatapathError;
 
 /// A named network, port or uplink, shown as "network web", "port c1" or
 /// "uplink up0".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Object {
     /// A network.
     #[error("network {0}")]

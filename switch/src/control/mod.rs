@@ -14,6 +14,8 @@
 //! - [`attach`]: turning a port spec into a live device (slow path);
 //! - [`adopt`]: TAPs that outlive yardd: made persistent, re-adopted at
 //!   start, destroyed only with their port;
+//! - [`netns_helper`]: the single-threaded helper process through which a
+//!   rootless yardd works inside namespaces its user owns;
 //! - [`default_route`]: handing a namespace's default route to another of
 //!   its ports when the one that carried it goes;
 //! - [`nat_api`]: translating between the control API's types and
@@ -32,6 +34,7 @@ pub mod config;
 pub mod default_route;
 mod error;
 pub mod nat_api;
+pub mod netns_helper;
 pub mod qemu;
 pub mod server;
 pub mod state;

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use yard_ctl::api::{
-    ApiError, Envelope, NetworkInfo, NetworkSpec, Payload, PortInfo, PortKind, PortSpec, PortState,
-    Reply, Request, StatusInfo, API_VERSION, MAX_REQUEST_BYTES,
+    ApiError, DaemonMode, Envelope, NetworkInfo, NetworkSpec, Payload, PortInfo, PortKind,
+    PortSpec, PortState, Reply, Request, StatusInfo, API_VERSION, MAX_REQUEST_BYTES,
 };
 use yard_ctl::{pcap, MacAddr};
 
@@ -65,6 +65,8 @@ pub struct ControlOptions {
     pub state_dir: PathBuf,
     /// A group whose members may use the socket, besides root and yardd's uid.
     pub group: Option<u32>,
+    /// Root or rootless: what `status` reports.
+    pub mode: DaemonMode,
 }
 
 /// What yardd knows of a port beyond its configuration.
@@ -361,6 +363,7 @@ impl Control {
                 ports: self.config.ports.len(),
                 tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops()?),
                 datapath_threads: self.datapath.threads() as u32,
+                mode: self.options.mode,
             })),
             Request::NetCreate(spec) => self.net_create(spec),
             Request::NetLs => Ok(Payload::Networks(self.network_infos(None)?)),

@@ -1,7 +1,8 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
 //! sockets, interface ioctls, raw fd I/O, namespace ownership
-//! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]) and the datapath's seccomp
-//! filter ([`seccomp`]) — behind safe functions, plus
+//! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]), the datapath's seccomp
+//! filter ([`seccomp`]) and passing fds between processes ([`fdpass`]) —
+//! behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
 //! kernel's side of yardd.
@@ -21,6 +22,7 @@
 //! socket with `PACKET_VNET_HDR`; *GSO* is generic segmentation offload.
 
 mod fd;
+pub mod fdpass;
 mod iface;
 pub mod netconf;
 pub mod netns;

@@ -4,7 +4,9 @@
 //!
 //! Contract: everything is read from one open fd of the namespace file, so
 //! the identity and the owner describe the same namespace; nothing here
-//! enters a namespace or keeps an fd once it returns.
+//! enters a namespace or keeps an fd once it returns, except
+//! [`user_namespace_of`], which hands the caller the owning user
+//! namespace's fd (for the namespace helper, which enters it).
 
 use std::fs::File;
 use std::io;
@@ -45,10 +47,12 @@ pub fn netns_owner(ns: &NetnsRef) -> Result<NetnsOwner, NetnsError> {
     })
 }
 
-fn owner_of(file: &File) -> io::Result<NetnsOwner> {
+/// The user namespace that owns the network namespace open as `netns`
+/// (`NS_GET_USERNS`); `EINVAL` when `netns` is not a network namespace.
+pub fn user_namespace_of(netns: &impl AsRawFd) -> io::Result<OwnedFd> {
     // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which
-    // `file` keeps open for the call.
-    let nstype = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    // the caller keeps open for the call.
+    let nstype = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_NSTYPE) };
     if nstype < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -56,14 +60,25 @@ fn owner_of(file: &File) -> io::Result<NetnsOwner> {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     // SAFETY: NS_GET_USERNS takes no argument and returns a new fd (or -1);
-    // `file` is open for the call.
-    let userns = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_USERNS) };
+    // the caller keeps `netns` open for the call.
+    let userns = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
     if userns < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned `userns` as a new fd that nothing
     // else owns.
-    let userns = unsafe { OwnedFd::from_raw_fd(userns) };
+    Ok(unsafe { OwnedFd::from_raw_fd(userns) })
+}
+
+/// Whether the user namespace open as `userns` is this process's own.
+pub fn is_own_user_namespace(userns: &OwnedFd) -> io::Result<bool> {
+    let ours = std::fs::metadata("/proc/self/ns/user")?;
+    let theirs = File::from(userns.try_clone()?).metadata()?;
+    Ok((ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()))
+}
+
+fn owner_of(file: &File) -> io::Result<NetnsOwner> {
+    let userns = user_namespace_of(file)?;
     let mut uid: libc::uid_t = 0;
     // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which
     // points to `uid`, live for the call; `userns` is open.

@@ -171,7 +171,7 @@ fn set_iff(
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open("/dev/net/tun")
-        .map_err(|e| context(e, format!("{what}: open /dev/net/tun")))?;
+        .map_err(|e| tun_open_error(e, &what))?;
     let fd = OwnedFd::from(file);
     ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads (and updates the name in) the `ifreq` we pass, which
@@ -187,6 +187,23 @@ fn set_iff(
         return Err(refused(io::Error::last_os_error()));
     }
     Ok(fd)
+}
+
+/// The error for a failed open of `/dev/net/tun`: a permission error says
+/// what to change, as it is what a rootless yardd meets on a machine whose
+/// `/dev/net/tun` is 0600.
+fn tun_open_error(err: io::Error, what: &str) -> io::Error {
+    if err.kind() == io::ErrorKind::PermissionDenied {
+        return io::Error::new(
+            err.kind(),
+            format!(
+                "{what}: cannot open /dev/net/tun ({err}): a TAP made without root needs /dev/net/tun \
+                 open to every user (mode 0666, as distributions ship it); this machine's is not — \
+                 as root, run `chmod 0666 /dev/net/tun` (or a udev rule: KERNEL==\"tun\", MODE=\"0666\")"
+            ),
+        );
+    }
+    context(err, format!("{what}: open /dev/net/tun"))
 }
 
 /// Sets the vnet header size and the offloads on a freshly attached TAP fd.
@@ -242,6 +259,22 @@ mod tests {
 
     use super::*;
     use crate::sys::netconf::{configure_link, link_mac, LinkConfig};
+
+    #[test]
+    fn a_closed_dev_net_tun_says_how_to_open_it() {
+        let err = tun_open_error(io::Error::from_raw_os_error(libc::EACCES), "tap eth0");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("tap eth0: cannot open /dev/net/tun (Permission denied (os error 13)): a TAP made without root needs /dev/net/tun open to every user (mode 0666"),
+            "{text}"
+        );
+        assert!(text.contains("`chmod 0666 /dev/net/tun`"), "{text}");
+        let other = tun_open_error(io::Error::from_raw_os_error(libc::ENOENT), "tap eth0");
+        assert!(other
+            .to_string()
+            .starts_with("tap eth0: open /dev/net/tun: "));
+    }
     use crate::sys::netns::run_in_netns;
     use crate::sys::open_packet_socket;
     use crate::sys::testutil::{is_root, read_until, test_frame_with_vnet_hdr, Netns};

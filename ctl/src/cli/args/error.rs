@@ -13,6 +13,11 @@ use crate::types::{Ipv4Cidr, MacAddr};
 /// A command line that parsed but asks for something impossible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
+    /// `yardctl run` sends several requests around a process of its own
+    /// ([`crate::container`]); [`crate::cli::run`] handles it before asking
+    /// for one request.
+    #[error("`yardctl run` is not one request")]
+    NotOneRequest,
     /// A name argument is empty.
     #[error("{what} name must not be empty")]
     EmptyName {
@@ -242,6 +247,7 @@ impl ArgError {
             Command::Conntrack(_) => "conntrack",
             Command::Link(_) => "link",
             Command::Capture(_) => "capture",
+            Command::Run(_) => "run",
         }
     }
 }

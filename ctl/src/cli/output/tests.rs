@@ -256,8 +256,13 @@ fn inspect_and_status_are_key_value_lines() {
         .into_iter()
         .collect(),
         datapath_threads: 2,
+        mode: crate::api::DaemonMode::Rootless { uid: 1000 },
     };
-    let text = human(&Request::Status, &Payload::Status(status));
+    let text = human(&Request::Status, &Payload::Status(status.clone()));
+    assert!(
+        text.contains("mode:         rootless (uid 1000)\n"),
+        "{text}"
+    );
     assert!(text.contains("threads:      2\n"), "{text}");
     assert!(
         text.contains("tunnel drops: bad-checksum=3 unknown-tunnel=1\n"),
@@ -268,7 +273,21 @@ fn inspect_and_status_are_key_value_lines() {
         text.contains("socket:       /run/switchyard/yardd.sock\n"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 10);
+    assert_eq!(text.lines().count(), 11);
+    let json = crate::cli::output::render_json(&Payload::Status(status));
+    assert_eq!(
+        json["mode"],
+        serde_json::json!({"kind": "rootless", "uid": 1000})
+    );
+    for (mode, shown) in [
+        (crate::api::DaemonMode::Root, "root"),
+        (
+            crate::api::DaemonMode::UserNamespace { outer_uid: None },
+            "rootless (user namespace)",
+        ),
+    ] {
+        assert_eq!(mode.to_string(), shown);
+    }
 }
 
 #[test]

@@ -1,0 +1,394 @@
+//! Rootless lab: yardd, its networks and its containers as an ordinary user
+//! the test creates (and removes), with `/dev/net/tun` at 0666 as
+//! distributions ship it.
+//!
+//! - yardd as that user picks the rootless defaults (a private
+//!   `/tmp/switchyard-UID` without `XDG_RUNTIME_DIR`, the state under
+//!   `~/.local/state`) and says `rootless (uid N)`; two `yardctl run`
+//!   containers on one network ping each other and the gateway, standard
+//!   input and output and exit codes pass through, and their ports are gone
+//!   once they exit.
+//! - A namespace the user made with `unshare -r -n`, attached with `--netns
+//!   /proc/PID/ns/net`, talks to a `yardctl run` container; its port goes
+//!   down when the namespace's last process exits (no ghost), and yardd's
+//!   own namespace is refused with a message that says why.
+//! - Two rootless yardds in two "host" namespaces, joined by GRE-in-UDP: a
+//!   container on each pings the other and 50 MiB cross, checked by sha256.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Child, Output};
+use std::time::Duration;
+
+use yard_tests::cmd::{describe, end_child, poll};
+use yard_tests::hosts::{link, random_file, underlay_ip};
+use yard_tests::lab::sha256;
+use yard_tests::netns::Netns;
+use yard_tests::require;
+use yard_tests::rootless::{finish, TestUser, TunOpen, UserDaemon, TOOLS};
+
+/// Bound on one `yardctl run` of these tests, in seconds.
+const RUN_SECS: u32 = 90;
+
+fn assert_exit(out: &Output, code: i32, what: &str, daemon: &UserDaemon<'_>) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}:\n{}\n{}",
+        describe("yardctl run", out),
+        daemon.log_text()
+    );
+}
+
+fn tell(child: &mut Child, line: &str) {
+    let stdin = child.stdin.as_mut().expect("piped stdin");
+    stdin
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("write to the container's stdin");
+    stdin.flush().expect("flush the container's stdin");
+}
+
+/// Reads `child`'s stdout until a line equal to `marker` (or its end);
+/// returns what was read.
+fn read_until(child: &mut Child, marker: &str) -> String {
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return text,
+            Ok(_) => {
+                text.push_str(&line);
+                if line.trim_end() == marker {
+                    return text;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn run_containers_on_one_network_ping_each_other_and_the_gateway() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let _tun = TunOpen::new();
+    let user = TestUser::new();
+    let daemon = UserDaemon::start_default(&user);
+
+    // The rootless defaults, found by yardctl by the same rule.
+    let status = daemon.ctl_json(&["status"]);
+    assert_eq!(
+        status["mode"],
+        serde_json::json!({"kind": "rootless", "uid": user.uid()})
+    );
+    let runtime = format!("/tmp/switchyard-{}", user.uid());
+    assert_eq!(status["socket"], format!("{runtime}/yardd.sock"));
+    assert_eq!(
+        status["state_dir"],
+        format!("{}/.local/state/switchyard", user.home().display())
+    );
+    let meta = std::fs::symlink_metadata(&runtime).expect("the private runtime dir");
+    assert_eq!(meta.uid(), user.uid());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let text = String::from_utf8_lossy(&daemon.ctl_ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("mode:         rootless (uid {})\n", user.uid())),
+        "{text}"
+    );
+
+    // Two containers that wait for lines on stdin, so each is there while
+    // the other pings it.
+    let mut a = daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--name",
+            "a",
+            "--ip",
+            "172.30.0.10/16",
+            "--",
+            "sh",
+            "-c",
+            "read go && ping -c2 -W2 172.30.0.11 && ping -c2 -W2 172.30.0.1 && echo \"a got $go\"",
+        ],
+    );
+    let mut b = daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--ip",
+            "172.30.0.11/16",
+            "--",
+            "sh",
+            "-c",
+            "read go && ping -c2 -W2 172.30.0.10 && echo 'b pinged a' && read done && exit 3",
+        ],
+    );
+    daemon.wait_port_up("a");
+    let up = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        daemon.port_states().len() == 2
+    });
+    assert!(
+        up,
+        "the second container's port: {:?}",
+        daemon.port_states()
+    );
+    let generated = daemon
+        .port_states()
+        .into_iter()
+        .map(|(name, _)| name)
+        .find(|name| name != "a")
+        .expect("the generated port name");
+    assert!(generated.starts_with("run-"), "{generated}");
+    daemon.wait_port_up(&generated);
+
+    tell(&mut b, "go");
+    let b_said = read_until(&mut b, "b pinged a");
+    assert!(
+        b_said.ends_with("b pinged a\n"),
+        "b pings a:\n{b_said}\n{}",
+        daemon.log_text()
+    );
+    tell(&mut a, "hello");
+    let out_a = finish(a);
+    assert_exit(&out_a, 0, "a pings b and the gateway", &daemon);
+    assert!(
+        String::from_utf8_lossy(&out_a.stdout).contains("a got hello\n"),
+        "stdin and stdout pass through:\n{}",
+        describe("yardctl run (a)", &out_a)
+    );
+    tell(&mut b, "done");
+    let out_b = finish(b);
+    assert_exit(&out_b, 3, "b exits 3", &daemon);
+
+    // Both ports went with their commands.
+    let gone = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        daemon.port_states().is_empty()
+    });
+    assert!(gone, "ports left after exit: {:?}", daemon.port_states());
+
+    // A command killed by a signal: 128 + the signal, port gone too.
+    let killed = finish(daemon.spawn_run(RUN_SECS, &["--", "sh", "-c", "kill -TERM $$"]));
+    assert_exit(&killed, 143, "a command killed by SIGTERM", &daemon);
+    let missing = finish(daemon.spawn_run(RUN_SECS, &["--", "/nonexistent/cmd"]));
+    assert_exit(&missing, 127, "a command that cannot be run", &daemon);
+    assert!(
+        daemon.port_states().is_empty(),
+        "{:?}",
+        daemon.port_states()
+    );
+
+    // SIGTERM to yardctl reaches the command, and the port is removed.
+    let waiting = daemon.spawn_run(RUN_SECS, &["--name", "w", "--", "sleep", "60"]);
+    daemon.wait_port_up("w");
+    // `timeout` passes the SIGTERM on to yardctl, which passes it on.
+    let timeout_pid = waiting.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(timeout_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal yardctl run");
+    let out = finish(waiting);
+    assert_exit(&out, 143, "sleep ended by the forwarded SIGTERM", &daemon);
+    assert!(
+        daemon.port_states().is_empty(),
+        "{:?}",
+        daemon.port_states()
+    );
+}
+
+#[test]
+fn a_namespace_the_user_made_talks_to_a_run_container() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let _tun = TunOpen::new();
+    let user = TestUser::new();
+    let daemon = UserDaemon::start_default(&user);
+
+    // The user's own namespace, as `unshare -r -n` makes it (unshare execs
+    // sleep, so timeout's child is the namespace's process).
+    let holder = user
+        .command(RUN_SECS, None, &[], std::path::Path::new("unshare"))
+        .args(["-r", "-n", "sleep", "80"])
+        .spawn()
+        .expect("unshare -r -n");
+    let holder_pid = holder.id();
+    let ns_pid = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
+            .is_ok_and(|c| !c.trim().is_empty())
+    });
+    assert!(ns_pid, "unshare did not start");
+    let pid: u32 =
+        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
+            .expect("the namespace's process")
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a pid");
+    // The namespace exists once its uid map is written.
+    let mapped = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
+            .is_ok_and(|m| m.split_whitespace().nth(1) == Some(&user.uid().to_string()))
+    });
+    assert!(mapped, "unshare -r did not map the user");
+    let netns = format!("/proc/{pid}/ns/net");
+    daemon.ctl_ok(&[
+        "port",
+        "add",
+        "mine",
+        "--net",
+        "yard0",
+        "--tap",
+        "--netns",
+        &netns,
+        "--ip",
+        "172.30.0.20/16",
+    ]);
+    daemon.wait_port_up("mine");
+
+    let out = finish(daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--ip",
+            "172.30.0.21/16",
+            "--",
+            "ping",
+            "-c2",
+            "-W2",
+            "172.30.0.20",
+        ],
+    ));
+    assert_exit(
+        &out,
+        0,
+        "a run container pings the user's namespace",
+        &daemon,
+    );
+
+    // yardd's own namespace is not the user's to give it.
+    let own = format!("/proc/{}/ns/net", daemon.pid());
+    let refused = daemon.ctl(&[
+        "port", "add", "host", "--net", "yard0", "--tap", "--netns", &own,
+    ]);
+    assert!(
+        !refused.status.success(),
+        "{}",
+        describe("port add host", &refused)
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains(
+            "it belongs to yardd's own user namespace, where a rootless yardd has no privilege"
+        ),
+        "{message}"
+    );
+
+    // The namespace goes with its process: the port goes down, as with
+    // root (yardd holds no fd that would keep a ghost of it).
+    end_child(holder, Duration::from_secs(5));
+    let down = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+        daemon.port_states().iter().any(|(name, state)| {
+            name == "mine"
+                && state
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .is_some_and(|r| r.starts_with("namespace gone"))
+        })
+    });
+    assert!(
+        down,
+        "port not down: {:?}\n{}",
+        daemon.port_states(),
+        daemon.log_text()
+    );
+    daemon.ctl_ok(&["port", "rm", "mine"]);
+}
+
+#[test]
+fn two_rootless_yardds_joined_by_gre_in_udp() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let _tun = TunOpen::new();
+    let user = TestUser::new();
+    let (host_a, host_b) = (Netns::new(), Netns::new());
+    for ns in [&host_a, &host_b] {
+        ns.disable_ipv6();
+    }
+    let _underlay = link((host_a.name(), 1), (host_b.name(), 2));
+    let a = UserDaemon::start_in(&user, host_a.name(), "a");
+    let b = UserDaemon::start_in(&user, host_b.name(), "b");
+    for (daemon, peer) in [(&a, 2), (&b, 1)] {
+        daemon.ctl_ok(&["net", "create", "ov", "--subnet", "172.32.0.0/16"]);
+        daemon.ctl_ok(&[
+            "port",
+            "add",
+            "tun",
+            "--net",
+            "ov",
+            "--gre-udp",
+            "--remote",
+            &underlay_ip(peer).to_string(),
+        ]);
+    }
+
+    let send = user.home().join("send.bin");
+    let recv = user.home().join("recv.bin");
+    random_file(&send, 50);
+    user.give(&send);
+    let receive = format!(
+        "socat -u TCP-LISTEN:5001,reuseaddr CREATE:{} && ping -c2 -W2 172.32.0.2",
+        recv.display()
+    );
+    let receiver = b.spawn_run(
+        RUN_SECS,
+        &[
+            "--net",
+            "ov",
+            "--name",
+            "rb",
+            "--ip",
+            "172.32.0.3/16",
+            "--",
+            "sh",
+            "-c",
+            &receive,
+        ],
+    );
+    b.wait_port_up("rb");
+    let transmit = format!(
+        "ping -c2 -W2 172.32.0.3 && socat -u OPEN:{} TCP:172.32.0.3:5001,retry=50,interval=0.2 && read done",
+        send.display()
+    );
+    let mut sender = a.spawn_run(
+        RUN_SECS,
+        &[
+            "--net",
+            "ov",
+            "--name",
+            "ra",
+            "--ip",
+            "172.32.0.2/16",
+            "--",
+            "sh",
+            "-c",
+            &transmit,
+        ],
+    );
+    let received = finish(receiver);
+    assert_exit(&received, 0, "b receives 50 MiB, then pings a", &b);
+    tell(&mut sender, "done");
+    let sent = finish(sender);
+    assert_exit(&sent, 0, "a pings b and sends 50 MiB", &a);
+    assert_eq!(
+        std::fs::metadata(&recv).expect("the received file").len(),
+        50 << 20
+    );
+    assert_eq!(sha256(&recv), sha256(&send), "the 50 MiB arrived changed");
+    let mode = a.ctl_json(&["status"])["mode"].clone();
+    assert_eq!(
+        mode,
+        serde_json::json!({"kind": "rootless", "uid": user.uid()})
+    );
+}

@@ -590,3 +590,49 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
     yardd.ctl_ok(&["port", "rm", "vm2"]);
     assert!(!stream_path.exists() && !dgram_path.exists());
 }
+
+#[test]
+fn a_stream_peer_that_breaks_the_framing_is_dropped_and_counted() {
+    if !require(&[]) {
+        return;
+    }
+    let lab = Lab::new();
+    let path = lab.dir().join("vm.sock");
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        "vm",
+        "--net",
+        "yard0",
+        "--qemu-stream",
+        &path.display().to_string(),
+    ]);
+    let mut client = UnixStream::connect(&path).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    wait_port(&lab, "vm", true, Duration::from_secs(10));
+    // One well-formed frame (a broadcast of a local experimental
+    // EtherType), then a length above QEMU's limit of 69,632.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 0x99, 0x88, 0xb5]);
+    frame.resize(60, 0);
+    let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&frame);
+    bytes.extend_from_slice(&69_633u32.to_be_bytes());
+    client.write_all(&bytes).unwrap();
+    let down = wait_port(&lab, "vm", false, Duration::from_secs(10));
+    assert!(
+        down["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("69633") && r.contains("waiting for QEMU")),
+        "{down:#}"
+    );
+    let stats = stats_of(&lab, "vm");
+    assert_eq!(counter(&stats, "rx_packets"), 1, "{stats:#}");
+    assert_eq!(stats["drops"]["oversize-frame"], 1, "{stats:#}");
+    // yardd closed its end.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut client, &mut rest).unwrap();
+    assert!(rest.is_empty());
+}

@@ -281,7 +281,8 @@ fn guest_kit(cache: &Path, transfer_bytes: usize) -> GuestKit {
     }
     // The console the kernel opens for init's output.
     cpio.entry("dev/console", 0o020600, (5, 1), &[]);
-    let busybox = std::fs::read("/bin/busybox").expect("read /bin/busybox");
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("read /bin/busybox: the guest needs a static one (Debian package busybox-static)");
     cpio.file("bin/busybox", 0o755, &busybox);
     let init = INIT
         .replace("MODULES", &MODULES.join(" "))

@@ -302,6 +302,14 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
     lab.daemon.stop(nix::sys::signal::Signal::SIGTERM);
     lab.daemon.start();
     wait_port(&lab, "vm-s", false, Duration::from_secs(5));
+    // The datagram port is bound again too: waiting, not failed.
+    let vm_d = wait_port(&lab, "vm-d", false, Duration::from_secs(5));
+    assert!(
+        vm_d["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for QEMU to send")),
+        "{vm_d:#}"
+    );
     let client = UnixStream::connect(&stream_path).expect("connect after restart");
     wait_port(&lab, "vm-s", true, Duration::from_secs(10));
     drop(client);

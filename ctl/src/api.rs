@@ -1096,6 +1096,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn qemu_port_specs_round_trip_as_json() {
+        for kind in [
+            PortKind::QemuStream {
+                net: "yard0".into(),
+                path: "/run/vm1.sock".into(),
+            },
+            PortKind::QemuDgram {
+                net: "yard0".into(),
+                addr: QemuDgramAddr::Unix("/run/vm2.sock".into()),
+            },
+            PortKind::QemuDgram {
+                net: "yard0".into(),
+                addr: QemuDgramAddr::Udp("127.0.0.1:5555".parse().unwrap()),
+            },
+        ] {
+            let spec = PortSpec {
+                name: "vm".into(),
+                kind,
+            };
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(
+                serde_json::from_str::<PortSpec>(&json).unwrap(),
+                spec,
+                "{json}"
+            );
+        }
+        let json = r#"{"name":"vm","kind":"qemu-dgram","net":"n","addr":{"udp":"127.0.0.1:9"}}"#;
+        assert!(serde_json::from_str::<PortSpec>(json).is_ok());
+    }
+
+    #[test]
+    fn qemu_dgram_addresses_are_paths_or_loopback_udp() {
+        assert_eq!(
+            "/run/vm.sock".parse::<QemuDgramAddr>().unwrap(),
+            QemuDgramAddr::Unix("/run/vm.sock".into())
+        );
+        assert_eq!(
+            "127.1.2.3:5555"
+                .parse::<QemuDgramAddr>()
+                .unwrap()
+                .to_string(),
+            "127.1.2.3:5555"
+        );
+        for bad in ["10.0.0.1:5555", "127.0.0.1:0", "vm.sock", "127.0.0.1"] {
+            assert!(bad.parse::<QemuDgramAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn publish_specs_parse_like_docker() {
         let p: PublishSpec = "8080:c1:80".parse().unwrap();
         assert_eq!(

@@ -14,7 +14,9 @@
 //! - [`rootless`]: an ordinary user made for the test, yardd and yardctl run
 //!   as that user, and `/dev/net/tun` opened to every user meanwhile;
 //! - [`lab`]: [`Lab`], a daemon plus the containers (namespaces) attached to it,
-//!   with ping and transfer helpers, and [`lab::require`] for the root check.
+//!   with ping and transfer helpers, and [`lab::require`] for the root check;
+//! - [`guest`]: QEMU guests (a Debian kernel, a busybox initramfs, TCG) whose
+//!   NIC is a socket backend, reporting on their console.
 //!
 //! Everything here must stay inside what the test created: traffic only between
 //! the test's own namespaces, processes stopped by the pid the harness spawned,
@@ -23,6 +25,7 @@
 pub mod bins;
 pub mod cmd;
 pub mod daemon;
+pub mod guest;
 pub mod hosts;
 pub mod image;
 pub mod lab;

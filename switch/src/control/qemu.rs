@@ -205,3 +205,75 @@ pub fn attach_dgram(addr: &QemuDgramAddr) -> Result<(Box<dyn Port>, QemuLink), Q
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(path: &Path) -> String {
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_free_or_stale_path_is_used_and_its_file_goes_with_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.sock");
+        // A stale socket: bound, then closed.
+        drop(UnixListener::bind(&path).unwrap());
+        let (_port, link) = attach_stream(&text(&path)).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        UnixStream::connect(&path).expect("listening");
+        drop(link);
+        assert!(!path.exists(), "the socket file outlived its link");
+
+        let dgram = dir.path().join("vm-d.sock");
+        drop(UnixDatagram::bind(&dgram).unwrap());
+        let (_port, link) = attach_dgram(&QemuDgramAddr::Unix(text(&dgram))).unwrap();
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(b"x", &dgram)
+            .expect("bound");
+        drop(link);
+        assert!(!dgram.exists());
+    }
+
+    #[test]
+    fn a_live_socket_or_another_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes");
+        std::fs::write(&file, "keep").unwrap();
+        let err = attach_stream(&text(&file)).err().unwrap();
+        assert!(matches!(err, QemuSocketError::NotASocket { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+
+        let live = dir.path().join("live.sock");
+        let _listener = UnixListener::bind(&live).unwrap();
+        let err = attach_stream(&text(&live)).err().unwrap();
+        assert!(matches!(err, QemuSocketError::InUse { .. }), "{err}");
+        let err = attach_dgram(&QemuDgramAddr::Unix(text(&live)))
+            .err()
+            .unwrap();
+        assert!(matches!(err, QemuSocketError::InUse { .. }), "{err}");
+        UnixStream::connect(&live).expect("still the other listener's");
+
+        let live_dgram = dir.path().join("live-d.sock");
+        let _bound = UnixDatagram::bind(&live_dgram).unwrap();
+        let err = attach_dgram(&QemuDgramAddr::Unix(text(&live_dgram)))
+            .err()
+            .unwrap();
+        assert!(matches!(err, QemuSocketError::InUse { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_replaced_behind_yardds_back_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.sock");
+        let (_port, link) = attach_stream(&text(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "someone else's").unwrap();
+        drop(link);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
+    }
+}

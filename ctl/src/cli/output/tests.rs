@@ -540,3 +540,59 @@ fn mdb_table_lists_groups_and_router_ports() {
     assert_eq!(json[2]["group"], serde_json::Value::Null);
     assert_eq!(json[1]["expires_secs"], 3);
 }
+
+#[test]
+fn qemu_ports_show_their_socket_and_why_they_wait() {
+    let stream = PortInfo {
+        spec: PortSpec {
+            name: "vm1".into(),
+            kind: PortKind::QemuStream {
+                net: "web".into(),
+                path: "/run/vm1.sock".into(),
+            },
+        },
+        mac: None,
+        mtu: 1500,
+        state: PortState::Down(
+            "no VM connected yet; waiting for QEMU to connect to /run/vm1.sock".into(),
+        ),
+        thread: None,
+    };
+    let dgram = PortInfo {
+        spec: PortSpec {
+            name: "vm2".into(),
+            kind: PortKind::QemuDgram {
+                net: "web".into(),
+                addr: crate::api::QemuDgramAddr::Udp("127.0.0.1:5555".parse().unwrap()),
+            },
+        },
+        mac: None,
+        mtu: 1500,
+        state: PortState::Up,
+        thread: None,
+    };
+    let text = human(
+        &Request::PortLs,
+        &Payload::Ports(vec![stream.clone(), dgram]),
+    );
+    let vm1 = text.lines().find(|l| l.starts_with("vm1")).unwrap();
+    assert!(
+        vm1.contains("qemu-stream")
+            && vm1.contains("/run/vm1.sock")
+            && vm1.contains("waiting for QEMU"),
+        "{text}"
+    );
+    let vm2 = text.lines().find(|l| l.starts_with("vm2")).unwrap();
+    assert!(
+        vm2.contains("qemu-dgram") && vm2.contains("127.0.0.1:5555") && vm2.ends_with("up"),
+        "{text}"
+    );
+    let added = human(
+        &Request::PortAdd(stream.spec.clone()),
+        &Payload::Port(stream),
+    );
+    assert!(
+        added.contains("qemu-stream, /run/vm1.sock, mtu 1500"),
+        "{added}"
+    );
+}

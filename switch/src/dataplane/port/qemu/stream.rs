@@ -280,11 +280,14 @@ impl Port for QemuStreamPort {
         // The poll's readiness is edge-triggered: empty it so the next
         // event on the listener or the connection wakes the datapath again.
         let _ = reader.poll.poll(&mut reader.events, Some(Duration::ZERO));
+        let knocked = reader.events.iter().any(|e| e.token() == LISTENER);
         let flushed = lock(&self.writer).flush();
         if let Err(e) = flushed {
             reader.disconnect(&self.writer, &format!("sending to QEMU failed: {e}"));
         }
-        reader.accept_waiting(&self.writer);
+        if knocked || reader.conn.is_none() {
+            reader.accept_waiting(&self.writer);
+        }
         let mut n = 0;
         while n < frames.len() {
             let Some(conn) = reader.conn.as_ref() else {

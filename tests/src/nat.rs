@@ -73,6 +73,31 @@ impl DerefMut for NatLab {
 }
 
 impl NatLab {
+    /// The peer a published web server in a container saw when the outside
+    /// fetched `url` (busybox httpd's `/cgi-bin/peer`, see
+    /// [`crate::image`]), trying for up to 15 s while the server starts;
+    /// `None` when it never answered.
+    pub fn web_peer_from_outside(&self, url: &str) -> Option<Ipv4Addr> {
+        let mut answer = String::new();
+        let answered = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            let out = output(timed(15, "ip").args([
+                "netns",
+                "exec",
+                &self.outside,
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                url,
+            ]));
+            answer = stdout(&out).trim().to_string();
+            out.status.success() && !answer.is_empty()
+        });
+        answered
+            .then(|| crate::image::remote_addr(&answer))
+            .flatten()
+    }
+
     /// Starts yardd, makes the outside namespace and its veth, adds the uplink
     /// `up0` on the veth's host end and creates the network `web`.
     pub fn new() -> NatLab {

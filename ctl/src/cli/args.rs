@@ -725,6 +725,24 @@ impl PortAddArgs {
         let net = self.required_net("tap")?;
         let ifname = self.ifname.clone().unwrap_or_else(|| "eth0".to_string());
         check_ifname("--ifname", &ifname)?;
+        self.check_interface_options()?;
+        Ok(PortKind::Tap {
+            net,
+            netns: self.netns.clone(),
+            ifname,
+            ip: self.ip,
+            mac: self.mac,
+            mtu: self.mtu,
+            port_security: !self.no_port_security,
+            allowed_addresses: self.allowed_addresses.clone(),
+            default_route: self.default_route,
+            auto_remove: self.auto_remove,
+        })
+    }
+
+    /// The options of the interface yardd makes for a container (TAP or
+    /// veth): its MAC, MTU and port security.
+    fn check_interface_options(&self) -> Result<(), ArgError> {
         if let Some(mac) = self.mac {
             check_unicast(mac, "a port's MAC")?;
         }
@@ -739,18 +757,7 @@ impl PortAddArgs {
                       --no-port-security turns it off; give one of them",
             });
         }
-        Ok(PortKind::Tap {
-            net,
-            netns: self.netns.clone(),
-            ifname,
-            ip: self.ip,
-            mac: self.mac,
-            mtu: self.mtu,
-            port_security: !self.no_port_security,
-            allowed_addresses: self.allowed_addresses.clone(),
-            default_route: self.default_route,
-            auto_remove: self.auto_remove,
-        })
+        Ok(())
     }
 
     fn veth_kind(&self, ifname: &str) -> Result<PortKind, ArgError> {
@@ -787,20 +794,7 @@ impl PortAddArgs {
         check_ifname("--veth", ifname)?;
         let peer = self.peer.clone().unwrap_or_default();
         check_ifname("--peer", &peer)?;
-        if let Some(mac) = self.mac {
-            check_unicast(mac, "a port's MAC")?;
-        }
-        if let Some(mtu) = self.mtu {
-            check_mtu(mtu)?;
-        }
-        if self.no_port_security && !self.allowed_addresses.is_empty() {
-            return Err(ArgError::Contradicts {
-                option: "--allowed-address",
-                other: "--no-port-security",
-                why: "--allowed-address widens what port security lets through and \
-                      --no-port-security turns it off; give one of them",
-            });
-        }
+        self.check_interface_options()?;
         Ok(PortKind::Veth {
             net,
             ifname: ifname.to_string(),

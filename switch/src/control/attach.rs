@@ -16,7 +16,7 @@
 //! up, its address and default route where missing).
 
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, UplinkKind, UplinkSpec};
-use yard_ctl::MacAddr;
+use yard_ctl::{Ipv4Cidr, MacAddr};
 
 use crate::control::adopt::{self, open_owned_tap, AdoptError, KeptTap, TapMode};
 use crate::control::config::{default_mac, Config};
@@ -340,16 +340,9 @@ pub fn attach(
             ip,
             mac,
             mtu,
-            port_security,
-            allowed_addresses,
             ..
         } => {
-            let network: &NetworkSpec =
-                config.network(net).ok_or_else(|| AttachError::NoNetwork {
-                    port: name.clone(),
-                    net: net.clone(),
-                })?;
-            let mac = mac.unwrap_or_else(|| default_mac(name, ip.as_ref()));
+            let (network, mac) = interface_identity(name, config, net, ip.as_ref(), *mac)?;
             let mtu =
                 mtu.unwrap_or_else(|| overlay_mtu.map_or(network.mtu, |o| o.min(network.mtu)));
             // A default route only makes sense when the container has an address
@@ -372,8 +365,6 @@ pub fn attach(
                 setup,
                 mode,
             )?;
-            let security = port_security
-                .then(|| PortSecurity::new(mac, ip.map(|c| c.addr), allowed_addresses));
             Ok(Attached {
                 port: Box::new(FdPort::new(fd)),
                 membership: Membership::Access(net.clone()),
@@ -381,7 +372,7 @@ pub fn attach(
                 mac: Some(mac),
                 tunnel: None,
                 kept: Some(kept),
-                security,
+                security: interface_security(&spec.kind, mac),
                 qemu: None,
             })
         }
@@ -392,15 +383,9 @@ pub fn attach(
             ip,
             mac,
             mtu,
-            port_security,
-            allowed_addresses,
+            ..
         } => {
-            let network: &NetworkSpec =
-                config.network(net).ok_or_else(|| AttachError::NoNetwork {
-                    port: name.clone(),
-                    net: net.clone(),
-                })?;
-            let mac = mac.unwrap_or_else(|| default_mac(name, ip.as_ref()));
+            let (network, mac) = interface_identity(name, config, net, ip.as_ref(), *mac)?;
             let mtu = mtu.unwrap_or(network.mtu);
             let pair = VethPair {
                 host: ifname,
@@ -411,8 +396,7 @@ pub fn attach(
             attach_veth(name, &pair, mode)?;
             let mut attached = attach_iface(name, ifname, Membership::Access(net.clone()))?;
             attached.mac = Some(mac);
-            attached.security = port_security
-                .then(|| PortSecurity::new(mac, ip.map(|c| c.addr), allowed_addresses));
+            attached.security = interface_security(&spec.kind, mac);
             Ok(attached)
         }
         PortKind::Iface { net, iface } => {
@@ -429,6 +413,28 @@ pub fn attach(
             attach_qemu(name, net, config, qemu::attach_dgram(addr))
         }
     }
+}
+
+/// The network and MAC of a container's interface (a TAP or a veth): the
+/// MAC given, or Docker's scheme from the address.
+fn interface_identity<'c>(
+    name: &str,
+    config: &'c Config,
+    net: &str,
+    ip: Option<&Ipv4Cidr>,
+    mac: Option<MacAddr>,
+) -> Result<(&'c NetworkSpec, MacAddr), AttachError> {
+    let network = config.network(net).ok_or_else(|| AttachError::NoNetwork {
+        port: name.to_string(),
+        net: net.to_string(),
+    })?;
+    Ok((network, mac.unwrap_or_else(|| default_mac(name, ip))))
+}
+
+/// A TAP's or veth's port security, when it has it on.
+fn interface_security(kind: &PortKind, mac: MacAddr) -> Option<PortSecurity> {
+    let (on, allowed) = kind.security()?;
+    on.then(|| PortSecurity::new(mac, kind.address().map(|c| c.addr), allowed))
 }
 
 /// Creates a veth port's pair ([`TapMode::Create`]: both names must be

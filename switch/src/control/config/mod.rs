@@ -77,6 +77,20 @@ pub struct StaticFdb {
     pub port: String,
 }
 
+/// Checks the MAC and MTU asked for a container's interface (TAP or veth).
+fn check_interface(name: &str, mac: Option<MacAddr>, mtu: Option<u32>) -> Result<(), ConfigError> {
+    if let Some(mtu) = mtu {
+        check_mtu(|| Object::Port(name.to_string()), mtu)?;
+    }
+    match mac {
+        Some(mac) if !mac.is_valid_source() => Err(ConfigError::GroupMac {
+            port: name.to_string(),
+            mac,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks the name of a new network or port.
 fn check_name(object: Object) -> Result<(), ConfigError> {
     let name = object.name();
@@ -270,17 +284,7 @@ impl Config {
                 ..
             } => {
                 check_ifname(name, ifname)?;
-                if let Some(mtu) = mtu {
-                    check_mtu(|| Object::Port(name.clone()), *mtu)?;
-                }
-                if let Some(mac) = mac {
-                    if !mac.is_valid_source() {
-                        return Err(ConfigError::GroupMac {
-                            port: name.clone(),
-                            mac: *mac,
-                        });
-                    }
-                }
+                check_interface(name, *mac, *mtu)?;
                 if let Some(other) = self.ports.iter().find(|p| {
                     matches!(&p.kind, PortKind::Tap { netns: n, ifname: i, .. } if n == netns && i == ifname)
                 }) {
@@ -314,17 +318,7 @@ impl Config {
                 }
                 self.check_iface_free(name, ifname)?;
                 self.check_iface_free(name, peer)?;
-                if let Some(mtu) = mtu {
-                    check_mtu(|| Object::Port(name.clone()), *mtu)?;
-                }
-                if let Some(mac) = mac {
-                    if !mac.is_valid_source() {
-                        return Err(ConfigError::GroupMac {
-                            port: name.clone(),
-                            mac: *mac,
-                        });
-                    }
-                }
+                check_interface(name, *mac, *mtu)?;
                 if let Some(ip) = ip {
                     self.check_port_ip(name, net, ip)?;
                 }

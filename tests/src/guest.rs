@@ -461,7 +461,7 @@ impl Drop for Guest {
 
 /// `setpriv` arguments that run a program as `(uid, gid)` with no other
 /// groups.
-pub fn as_user((uid, gid): (u32, u32)) -> Vec<String> {
+fn as_user((uid, gid): (u32, u32)) -> Vec<String> {
     vec![
         format!("--reuid={uid}"),
         format!("--regid={gid}"),

@@ -130,6 +130,11 @@ impl TestUser {
         self.uid
     }
 
+    /// Its uid and its own group's gid.
+    pub fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     /// Its home directory.
     pub fn home(&self) -> &Path {
         &self.home

@@ -24,9 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use yard_tests::cmd::{describe, end_child, output, poll, run_ok, stdout, timed};
-use yard_tests::guest::{as_user, Guest, GuestKit};
+use yard_tests::cmd::{describe, output, poll, stdout, timed};
+use yard_tests::guest::{Guest, GuestKit};
 use yard_tests::lab::{addr_of, port_is_up, sha256};
+use yard_tests::rootless::{TestUser, UserDaemon};
 use yard_tests::{require, Container, Lab};
 
 /// Bytes moved each way.
@@ -369,122 +370,6 @@ fn a_qemu_socket_path_held_by_something_else_is_refused_and_left_alone() {
     UnixStream::connect(&stale).expect("yardd listens at the replaced path");
 }
 
-/// A user this test creates (with its own group), deleted when dropped.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new() -> TestUser {
-        let name = yard_tests::netns::unique_name("yq");
-        run_ok(&[
-            "useradd",
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            &name,
-        ]);
-        let id = |flag: &str| -> u32 {
-            stdout(&run_ok(&["id", flag, &name]))
-                .trim()
-                .parse()
-                .expect("a numeric id")
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        TestUser { name, uid, gid }
-    }
-
-    fn ids(&self) -> (u32, u32) {
-        (self.uid, self.gid)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = output(timed(30, "userdel").arg(&self.name));
-    }
-}
-
-/// A yardd this test started as an ordinary user, ended by its pid when
-/// dropped.
-struct UserYardd {
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
-    user: (u32, u32),
-}
-
-impl UserYardd {
-    fn start(user: (u32, u32), dir: &Path) -> UserYardd {
-        let socket = dir.join("yardd.sock");
-        let log = dir.join("yardd.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = timed(600, "setpriv")
-            .args(as_user(user))
-            .arg(&yard_tests::bins::bins().yardd)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .env_remove("YARD_SOCKET")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start yardd as the test user");
-        let yardd = UserYardd {
-            child: Some(child),
-            socket,
-            log,
-            user,
-        };
-        let ready = poll(Duration::from_secs(15), Duration::from_millis(100), || {
-            yardd.ctl(&["status"]).status.success()
-        });
-        assert!(ready, "yardd did not start:\n{}", yardd.log_text());
-        yardd
-    }
-
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        output(
-            timed(30, "setpriv")
-                .args(as_user(self.user))
-                .arg(&yard_tests::bins::bins().yardctl)
-                .arg("--socket")
-                .arg(&self.socket)
-                .args(args)
-                .env_remove("YARD_SOCKET"),
-        )
-    }
-
-    fn ctl_ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            describe(&format!("yardctl {}", args.join(" ")), &out),
-            self.log_text()
-        );
-        stdout(&out)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for UserYardd {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            end_child(child, Duration::from_secs(5));
-        }
-    }
-}
-
 #[test]
 fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
     if !require(&[
@@ -500,18 +385,16 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
     }
     let kit = guest_kit();
     let user = TestUser::new();
-    let dir = tempfile::Builder::new()
-        .prefix("yard-qemu-user-")
-        .tempdir()
-        .unwrap();
-    std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let dir = user.home().join("vms");
+    std::fs::create_dir(&dir).unwrap();
+    user.give(&dir);
     // The user's own copy of the guest.
-    let user_kit = kit.copied_for(dir.path(), user.ids());
+    let user_kit = kit.copied_for(&dir, user.ids());
 
-    let yardd = UserYardd::start(user.ids(), dir.path());
+    let yardd = UserDaemon::start_default(&user);
     yardd.ctl_ok(&["net", "create", "lab", "--subnet", "10.77.0.0/24"]);
-    let stream_path = dir.path().join("vm1.sock");
-    let dgram_path = dir.path().join("vm2.sock");
+    let stream_path = dir.join("vm1.sock");
+    let dgram_path = dir.join("vm2.sock");
     let stream_text = stream_path.display().to_string();
     let dgram_text = dgram_path.display().to_string();
     yardd.ctl_ok(&[
@@ -538,7 +421,7 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
         let meta = std::fs::symlink_metadata(path).unwrap();
         assert_eq!(
             (meta.uid(), meta.mode() & 0o777),
-            (user.uid, 0o600),
+            (user.uid(), 0o600),
             "{}",
             path.display()
         );
@@ -548,7 +431,7 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
     let stream_netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={stream_text}");
     let dgram_netdev = format!(
         "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={dgram_text}",
-        dir.path().join("vm2-qemu.sock").display()
+        dir.join("vm2-qemu.sock").display()
     );
     let mut vm1 = Guest::boot_as(
         "vm1",
@@ -579,13 +462,11 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
         vm.wait_for_with("YARD-UP", Duration::from_secs(120), &context);
         vm.wait_for_with("YARD-PING-OK", Duration::from_secs(60), &context);
     }
-    let ports: serde_json::Value =
-        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "ls"])).unwrap();
+    let ports = yardd.ctl_json(&["port", "ls"]);
     for port in ports.as_array().unwrap() {
         assert!(port_is_up(&port["state"]), "{ports:#}");
     }
-    let stats: serde_json::Value =
-        serde_json::from_str(&yardd.ctl_ok(&["--json", "port", "stats"])).unwrap();
+    let stats = yardd.ctl_json(&["port", "stats"]);
     for port in stats.as_array().unwrap() {
         assert!(counter(port, "rx_packets") >= 3, "{stats:#}");
     }

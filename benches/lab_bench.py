@@ -815,6 +815,162 @@ class KernelDnat(KernelNat):
 
 
 # --------------------------------------------------------------------------
+# The host's own network as the uplink: the relay (slirp4netns, pasta) runs
+# in a "host" namespace h whose veth reaches the outside namespace (h
+# 10.1.0.2/24 <-> out 10.1.0.1/24, default route via 10.1.0.1). The
+# container reaches the outside through h's sockets (snat direction); the
+# outside reaches a server in the container through a port published on h's
+# 10.1.0.2 (dnat direction). The relays give the container an address of
+# their own, so its servers bind every address.
+# --------------------------------------------------------------------------
+
+
+class HostRelayPath(NatPath):
+    metrics = ("tcp1", "tcp4", "udp64", "rtt", "cps")
+    reference = None
+    relay_label = "?"
+
+    def setup(self):
+        self.cont_ns = self.netns("c1")
+        self.out_ns = self.netns("out")
+        self.host_ns = self.netns("h")
+        run(["ip", "-n", self.host_ns, "link", "add", "wan", "type", "veth",
+             "peer", "name", "eth0", "netns", self.out_ns])
+        self.config_container_if(self.host_ns, "wan", WAN_IP, WAN_PREFIX)
+        self.config_container_if(self.out_ns, "eth0", OUT_IP, WAN_PREFIX)
+        run(["ip", "-n", self.host_ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", self.host_ns, "route", "add", "default", "via", OUT_IP])
+        # relays answer ICMP echo through ping sockets, which a new namespace
+        # allows no group by default
+        run(nsexec(self.host_ns, ["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"]))
+        self.relay = None
+        self.build()
+        if self.direction == "snat":
+            self.client_ns, self.server_ns = self.cont_ns, self.out_ns
+            self.connect_ip = self.bind_ip = OUT_IP
+            wait_reachable(self.cont_ns, OUT_IP, tries=40)
+        else:
+            self.client_ns, self.server_ns = self.out_ns, self.cont_ns
+            self.connect_ip, self.bind_ip = WAN_IP, "0.0.0.0"
+            wait_reachable(self.out_ns, WAN_IP)
+
+    def start_relay(self, cmd):
+        log_path = os.path.join(tempfile.mkdtemp(prefix="lab_bench_relay."), "relay.log")
+        RES.dirs.append(os.path.dirname(log_path))
+        logf = open(log_path, "w")
+        RES.files.append(logf)
+        self.relay_log = log_path
+        self.relay = RES.add_proc(self.relay_label, subprocess.Popen(
+            nsexec(self.host_ns, cmd), stdout=logf, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL))
+
+    def relay_log_tail(self, n=10):
+        try:
+            with open(self.relay_log) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def switch_pids(self):
+        return [self.relay.pid] if self.relay is not None and self.relay.poll() is None else []
+
+    def stop_switch(self):
+        if self.relay is not None:
+            RES.release_proc(self.relay)
+            self.relay = None
+
+
+class Slirp4netns(HostRelayPath):
+    relay_label = "slirp4netns"
+    tools = ("slirp4netns",)
+    install_hint = "apt-get install -y --no-install-recommends slirp4netns"
+
+    def build(self):
+        api = os.path.join(tempfile.mkdtemp(prefix="lab_bench_slirp."), "api.sock")
+        RES.dirs.append(os.path.dirname(api))
+        # as RootlessKit and podman run it: MTU 65520, no access to h's loopback
+        self.start_relay(["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
+                          "--api-socket", api, "--netns-type=path",
+                          f"/run/netns/{self.cont_ns}", "tap0"])
+        deadline = time.monotonic() + 15
+        while not os.path.exists(api):
+            if self.relay.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"slirp4netns did not start: {self.relay_log_tail()}")
+            time.sleep(0.1)
+        if self.direction == "dnat":
+            for port in (IPERF_PORT, CPS_PORT):
+                slirp_api(api, {"execute": "add_hostfwd",
+                                "arguments": {"proto": "tcp", "host_addr": WAN_IP,
+                                              "host_port": port, "guest_port": port}})
+
+
+def slirp_api(path, request):
+    """One request to slirp4netns's API socket; raises on an error reply."""
+    import socket as pysocket
+    with pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(pysocket.SHUT_WR)
+        reply = sock.recv(65536).decode()
+    if "error" in reply:
+        raise BenchError(f"slirp4netns API: {reply.strip()}")
+
+
+class SlirpSnat(Slirp4netns):
+    name = "slirp4netns-snat"
+    description = ("slirp4netns (--mtu=65520) in a host namespace: client in the container -> "
+                   "server outside through the host's sockets")
+
+
+class SlirpDnat(Slirp4netns):
+    name = "slirp4netns-dnat"
+    direction = "dnat"
+    metrics = ("tcp1", "tcp4", "cps")
+    description = "slirp4netns add_hostfwd 10.1.0.2:5201 -> server in the container"
+
+
+class Pasta(HostRelayPath):
+    relay_label = "pasta"
+    tools = ("pasta",)
+    install_hint = "apt-get install -y --no-install-recommends passt"
+
+    def build(self):
+        ports = ",".join(str(p) for p in (IPERF_PORT, CPS_PORT))
+        forward = ["-t", ports] if self.direction == "dnat" else ["-t", "none"]
+        # foreground (-f), so the process this script started is the relay;
+        # as root, pasta would switch to nobody, who may not enter the
+        # container's namespace: --runas keeps it root, like the other rows
+        # --no-map-gw: the container's gateway address is the outside server
+        # here, not a way to the host's loopback (pasta's default)
+        self.start_relay(["pasta", "-f", "--runas", "0:0", "--config-net", "--no-map-gw",
+                          *forward, "-u", "none",
+                          "-T", "none", "-U", "none", "--netns", f"/run/netns/{self.cont_ns}"])
+        deadline = time.monotonic() + 15
+        while True:
+            cp = run(nsexec(self.cont_ns, ["ip", "-4", "route", "show", "default"]),
+                     check=False, timeout=10)
+            if cp is not None and cp.stdout.strip():
+                return
+            if self.relay.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"pasta did not configure the container: {self.relay_log_tail()}")
+            time.sleep(0.1)
+
+
+class PastaSnat(Pasta):
+    name = "pasta-snat"
+    description = ("pasta in a host namespace: client in the container -> server outside "
+                   "through the host's sockets")
+
+
+class PastaDnat(Pasta):
+    name = "pasta-dnat"
+    direction = "dnat"
+    metrics = ("tcp1", "tcp4", "cps")
+    description = "pasta -t 5201,5202 on the host namespace -> server in the container"
+
+
+# --------------------------------------------------------------------------
 # GRE across two "hosts" hA and hB (namespaces joined by a veth underlay
 # 192.168.50.1/24 <-> .2/24), a container on each: c1 (10.88.0.1) on hA,
 # c2 (10.88.0.2) on hB, the same L2 network over a GRE tunnel (key 42).
@@ -926,7 +1082,8 @@ class OvsGre(GrePath):
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre]
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
+         SlirpSnat, PastaSnat, SlirpDnat, PastaDnat]
 
 
 def wait_reachable(ns, ip, tries=20):
@@ -1049,12 +1206,12 @@ class DmaLatency:
 PCT_RE = re.compile(r"percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
 
 
-def sockperf_once(client_ns, server_ns, duration):
+def sockperf_once(client_ns, server_ns, duration, connect_ip=SERVER_IP, bind_ip=SERVER_IP):
     srv = RES.add_proc(
         "sockperf-server",
         subprocess.Popen(
             bounded(duration + 2 * SLACK,
-                    nsexec(server_ns, ["sockperf", "sr", "-i", SERVER_IP, "-p", str(SOCKPERF_PORT)])),
+                    nsexec(server_ns, ["sockperf", "sr", "-i", bind_ip, "-p", str(SOCKPERF_PORT)])),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL),
     )
     try:
@@ -1062,7 +1219,7 @@ def sockperf_once(client_ns, server_ns, duration):
         if srv.poll() is not None:
             raise BenchError("sockperf server exited")
         cmd = bounded(duration + SLACK,
-                      nsexec(client_ns, ["sockperf", "ping-pong", "-i", SERVER_IP,
+                      nsexec(client_ns, ["sockperf", "ping-pong", "-i", connect_ip,
                                          "-p", str(SOCKPERF_PORT), "-t", str(duration),
                                          "--full-rtt"]))
         cp = run(cmd, check=False, timeout=duration + SLACK + 10)
@@ -1278,7 +1435,7 @@ def measure(path, opts):
             res["dma_latency_held"] = dma.held
             for i in range(R):
                 try:
-                    p50, p99 = sockperf_once(cns, sns, T)
+                    p50, p99 = sockperf_once(cns, sns, T, ip, path.bind_ip)
                     res["rtt_p50_us_runs"].append(p50)
                     res["rtt_p99_us_runs"].append(p99)
                     log(f"{path.name}: RTT run {i + 1}/{R}: p50 {p50:.1f} us, p99 {p99:.1f} us")

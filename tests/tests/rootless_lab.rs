@@ -12,6 +12,10 @@
 //!   /proc/PID/ns/net`, talks to a `yardctl run` container; its port goes
 //!   down when the namespace's last process exits (no ghost), and yardd's
 //!   own namespace is refused with a message that says why.
+//! - Restarted, yardd re-adopts the TAP it left in that namespace.
+//! - yardd started inside `unshare -r` (uid 0 there) says it is rootless
+//!   and uses the rootless defaults.
+//! - `yardctl run` as root, against a root yardd, works the same.
 //! - Two rootless yardds in two "host" namespaces, joined by GRE-in-UDP: a
 //!   container on each pings the other and 50 MiB cross, checked by sha256.
 
@@ -204,7 +208,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
     }
     let _tun = TunOpen::new();
     let user = TestUser::new();
-    let daemon = UserDaemon::start_default(&user);
+    let mut daemon = UserDaemon::start_default(&user);
 
     // The user's own namespace, as `unshare -r -n` makes it (unshare execs
     // sleep, so timeout's child is the namespace's process).
@@ -264,6 +268,49 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         0,
         "a run container pings the user's namespace",
         &daemon,
+    );
+
+    // Restarted, yardd re-adopts the TAP it left in the namespace (through
+    // its helper again) and the port carries traffic as before.
+    let ifindex = || {
+        let out = yard_tests::cmd::run_ok(&[
+            "nsenter",
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ip",
+            "-j",
+            "link",
+            "show",
+            "eth0",
+        ]);
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        links[0]["ifindex"].as_u64().expect("an ifindex")
+    };
+    let before = ifindex();
+    daemon.stop();
+    // Persistent: the container keeps its interface while yardd is down.
+    assert_eq!(ifindex(), before);
+    daemon.spawn();
+    daemon.wait_port_up("mine");
+    assert_eq!(ifindex(), before, "the same TAP, re-adopted");
+    let out = finish(daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--ip",
+            "172.30.0.22/16",
+            "--",
+            "ping",
+            "-c2",
+            "-W2",
+            "172.30.0.20",
+        ],
+    ));
+    assert_exit(&out, 0, "the re-adopted port carries traffic", &daemon);
+    assert!(
+        !daemon.log_text().contains("could not be re-attached"),
+        "{}",
+        daemon.log_text()
     );
 
     // yardd's own namespace is not the user's to give it.
@@ -391,4 +438,64 @@ fn two_rootless_yardds_joined_by_gre_in_udp() {
         mode,
         serde_json::json!({"kind": "rootless", "uid": user.uid()})
     );
+}
+
+#[test]
+fn uid_0_in_a_user_namespace_knows_it_is_rootless() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let user = TestUser::new();
+    // `unshare -r`: yardd is uid 0, but only inside a namespace mapping it
+    // to the user. It takes the rootless defaults, which the user's yardctl
+    // (outside that namespace) finds by the same rule.
+    let daemon = UserDaemon::start_wrapped(&user, &["unshare", "-r"]);
+    let status = daemon.ctl_json(&["status"]);
+    assert_eq!(
+        status["mode"],
+        serde_json::json!({"kind": "user-namespace", "outer_uid": user.uid()}),
+        "{status}"
+    );
+    assert_eq!(
+        status["socket"],
+        format!("/tmp/switchyard-{}/yardd.sock", user.uid())
+    );
+    assert_eq!(
+        status["state_dir"],
+        format!("{}/.local/state/switchyard", user.home().display())
+    );
+    let text = String::from_utf8_lossy(&daemon.ctl_ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "mode:         rootless (user namespace, host uid {})\n",
+            user.uid()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn yardctl_run_works_as_root_too() {
+    if !require(&[]) {
+        return;
+    }
+    let daemon = yard_tests::Daemon::start_new();
+    let out = yard_tests::cmd::output(&mut daemon.ctl_command(&[
+        "run",
+        "--name",
+        "r1",
+        "--",
+        "sh",
+        "-c",
+        "ping -c2 -W2 172.30.0.1 && exit 5",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}\n{}",
+        describe("yardctl run as root", &out),
+        daemon.log_tail()
+    );
+    let ports = daemon.ctl_json(&["port", "ls"]);
+    assert_eq!(ports, serde_json::json!([]), "the port is gone after exit");
 }

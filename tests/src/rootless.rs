@@ -134,6 +134,16 @@ impl TestUser {
         &self.home
     }
 
+    /// Its copy of yardd.
+    pub fn yardd(&self) -> &Path {
+        &self.yardd
+    }
+
+    /// Its copy of yardctl.
+    pub fn yardctl(&self) -> &Path {
+        &self.yardctl
+    }
+
     /// Makes `path` (made by root) the user's.
     pub fn give(&self, path: &Path) {
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).expect("chown to the user");

@@ -16,11 +16,14 @@
 //! - yardd started inside `unshare -r` (uid 0 there) says it is rootless
 //!   and uses the rootless defaults.
 //! - `yardctl run` as root, against a root yardd, works the same.
+//! - A fallback directory `/tmp/switchyard-UID` someone else made is
+//!   refused by yardd and yardctl alike.
 //! - Two rootless yardds in two "host" namespaces, joined by GRE-in-UDP: a
 //!   container on each pings the other and 50 MiB cross, checked by sha256.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Child, Output};
 use std::time::Duration;
 
@@ -498,4 +501,36 @@ fn yardctl_run_works_as_root_too() {
     );
     let ports = daemon.ctl_json(&["port", "ls"]);
     assert_eq!(ports, serde_json::json!([]), "the port is gone after exit");
+}
+
+#[test]
+fn a_fallback_directory_another_user_made_is_refused() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let user = TestUser::new();
+    // Someone else got there first (root here, standing in for any other
+    // user): yardd must not put its socket there, nor yardctl trust one.
+    let trap = format!("/tmp/switchyard-{}", user.uid());
+    std::fs::create_dir(&trap).expect("the trap directory");
+    std::fs::set_permissions(&trap, std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the trap");
+    let yardd = yard_tests::cmd::output(&mut user.command(30, None, &[], user.yardd()));
+    assert!(!yardd.status.success(), "{}", describe("yardd", &yardd));
+    let said = String::from_utf8_lossy(&yardd.stderr);
+    assert!(
+        said.contains(&format!(
+            "{trap} exists but is not a directory of uid {} (it is owned by uid 0): another user may have made it"
+        , user.uid())),
+        "{said}"
+    );
+    let ctl = user.run(&[&user.yardctl().display().to_string(), "status"]);
+    assert!(
+        !ctl.status.success(),
+        "{}",
+        describe("yardctl status", &ctl)
+    );
+    let said = String::from_utf8_lossy(&ctl.stderr);
+    assert!(said.contains("will not talk to"), "{said}");
+    assert!(!Path::new(&format!("{trap}/yardd.sock")).exists());
 }

@@ -12,7 +12,9 @@
 //!   /proc/PID/ns/net`, talks to a `yardctl run` container; its port goes
 //!   down when the namespace's last process exits (no ghost), and yardd's
 //!   own namespace is refused with a message that says why.
-//! - Restarted, yardd re-adopts the TAP it left in that namespace.
+//! - Restarted, yardd re-adopts the TAP it left in that namespace; removing
+//!   the port that carries the namespace's default route hands the route to
+//!   its other port.
 //! - yardd started inside `unshare -r` (uid 0 there) says it is rootless
 //!   and uses the rootless defaults.
 //! - `yardctl run` as root, against a root yardd, works the same.
@@ -334,12 +336,53 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         "{message}"
     );
 
+    // A second port in the namespace; removing the first hands the
+    // default route to it (through the helper as well).
+    daemon.ctl_ok(&[
+        "port",
+        "add",
+        "mine2",
+        "--net",
+        "yard0",
+        "--tap",
+        "--netns",
+        &netns,
+        "--ifname",
+        "eth1",
+        "--ip",
+        "172.30.0.23/16",
+    ]);
+    daemon.ctl_ok(&["port", "rm", "mine"]);
+    let default_route = || {
+        let out = yard_tests::cmd::run_ok(&[
+            "nsenter",
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ip",
+            "route",
+            "show",
+            "default",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Bounded wait: the old TAP goes when the datapath has closed it.
+    let handed = poll(Duration::from_secs(5), Duration::from_millis(100), || {
+        default_route() == "default via 172.30.0.1 dev eth1"
+    });
+    assert!(
+        handed,
+        "default route: {:?}\n{}",
+        default_route(),
+        daemon.log_text()
+    );
+
     // The namespace goes with its process: the port goes down, as with
     // root (yardd holds no fd that would keep a ghost of it).
     end_child(holder, Duration::from_secs(5));
     let down = poll(Duration::from_secs(15), Duration::from_millis(200), || {
         daemon.port_states().iter().any(|(name, state)| {
-            name == "mine"
+            name == "mine2"
                 && state
                     .get("reason")
                     .and_then(|r| r.as_str())
@@ -352,7 +395,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         daemon.port_states(),
         daemon.log_text()
     );
-    daemon.ctl_ok(&["port", "rm", "mine"]);
+    daemon.ctl_ok(&["port", "rm", "mine2"]);
 }
 
 #[test]

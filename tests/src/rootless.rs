@@ -313,16 +313,7 @@ impl<'u> UserDaemon<'u> {
 
     /// yardd's pid.
     pub fn pid(&self) -> u32 {
-        // `timeout` forks yardd (through setpriv and env, which exec).
-        let timeout_pid = self.child.as_ref().expect("yardd started").id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{timeout_pid}/task/{timeout_pid}/children"))
-                .unwrap_or_default();
-        children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("yardd's pid under timeout {timeout_pid}"))
+        child_of_timeout(self.child.as_ref().expect("yardd started"))
     }
 
     /// Everything yardd logged.
@@ -425,6 +416,25 @@ impl Drop for UserDaemon<'_> {
             eprintln!("{}", self.log_text());
         }
     }
+}
+
+/// The pid of what `timeout` runs for `child` (a [`crate::cmd::timed`]
+/// command whose program `exec`s the real one, as `setpriv`, `env` and
+/// `ip netns exec` do).
+pub fn child_of_timeout(child: &Child) -> u32 {
+    let timeout_pid = child.id();
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{timeout_pid}/task/{timeout_pid}/children"))
+            .unwrap_or_default()
+    };
+    poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        !children().trim().is_empty()
+    });
+    children()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no process under timeout {timeout_pid}"))
 }
 
 /// Waits for `child` (bounded by its `timeout`) and returns its output.

@@ -34,7 +34,7 @@ use yard_tests::hosts::{link, random_file, underlay_ip};
 use yard_tests::lab::sha256;
 use yard_tests::netns::Netns;
 use yard_tests::require;
-use yard_tests::rootless::{finish, TestUser, TunOpen, UserDaemon, TOOLS};
+use yard_tests::rootless::{child_of_timeout, finish, TestUser, TunOpen, UserDaemon, TOOLS};
 
 /// Bound on one `yardctl run` of these tests, in seconds.
 const RUN_SECS: u32 = 90;
@@ -204,6 +204,38 @@ fn run_containers_on_one_network_ping_each_other_and_the_gateway() {
         "{:?}",
         daemon.port_states()
     );
+
+    // yardctl killed outright: the command dies with it (no orphan), and
+    // its port, which nobody removed, goes down with the namespace.
+    let orphan = daemon.spawn_run(RUN_SECS, &["--name", "k", "--", "sleep", "60"]);
+    daemon.wait_port_up("k");
+    let yardctl = child_of_timeout(&orphan);
+    let sleeper: u32 = std::fs::read_to_string(format!("/proc/{yardctl}/task/{yardctl}/children"))
+        .expect("yardctl's child")
+        .trim()
+        .parse()
+        .expect("one child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(yardctl as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill yardctl run");
+    let _ = finish(orphan);
+    let gone = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        !Path::new(&format!("/proc/{sleeper}")).exists()
+    });
+    assert!(gone, "the command outlived yardctl");
+    let down = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+        daemon.port_states().iter().any(|(name, state)| {
+            name == "k"
+                && state
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .is_some_and(|r| r.starts_with("namespace gone"))
+        })
+    });
+    assert!(down, "{:?}\n{}", daemon.port_states(), daemon.log_text());
+    daemon.ctl_ok(&["port", "rm", "k"]);
 }
 
 #[test]
@@ -222,19 +254,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         .args(["-r", "-n", "sleep", "80"])
         .spawn()
         .expect("unshare -r -n");
-    let holder_pid = holder.id();
-    let ns_pid = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
-            .is_ok_and(|c| !c.trim().is_empty())
-    });
-    assert!(ns_pid, "unshare did not start");
-    let pid: u32 =
-        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
-            .expect("the namespace's process")
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a pid");
+    let pid = child_of_timeout(&holder);
     // The namespace exists once its uid map is written.
     let mapped = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         std::fs::read_to_string(format!("/proc/{pid}/uid_map"))

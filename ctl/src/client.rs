@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::{Envelope, Reply, Request, API_VERSION};
+use crate::paths;
 
 /// How long a normal request may take; creating a port inside a namespace
 /// takes a moment, so this is generous.
@@ -82,6 +83,15 @@ pub enum ClientError {
         /// The limit that was reached.
         limit: u64,
     },
+    /// The socket is in the per-user fallback directory, and that directory
+    /// is not this user's alone.
+    #[error("will not talk to {}: {source}", path.display())]
+    PrivateDir {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong with its directory.
+        source: paths::PrivateDirError,
+    },
     /// The request could not be encoded (a bug, not a user error).
     #[error("cannot encode the request: {0}")]
     Encode(#[source] serde_json::Error),
@@ -123,6 +133,16 @@ pub struct Client {
 impl Client {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        // The fallback directory under /tmp could be another user's trap.
+        let (mode, env) = (paths::current_mode(), paths::PathEnv::current());
+        if let Some(dir) = paths::private_dir_of(path, mode, &env).filter(|d| d.exists()) {
+            paths::check_private_dir(&dir, nix::unistd::geteuid().as_raw()).map_err(|source| {
+                ClientError::PrivateDir {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_path_buf(),
             hint: connect_hint(source.kind()),

@@ -17,9 +17,12 @@
 //!
 //! Contract: [`run`] returns the exit status; when yardctl itself fails
 //! (yardd unreachable, port refused) it prints `yardctl: …` and returns
-//! [`EXIT_RUN_FAILED`] with the child stopped and no port left behind. The
-//! child signals only the child it started, by its pid, and only while it
-//! has not been reaped (so never a reused pid).
+//! [`EXIT_RUN_FAILED`] with the child stopped and no port left behind.
+//! yardctl signals only the child it started, by its pid, and only while
+//! that child is unreaped (so never a reused pid). If yardctl itself is
+//! killed (SIGKILL), the command is killed too (its parent-death signal),
+//! and its port, which yardctl could not remove, goes down with its
+//! namespace.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::socket::{
     recv, send, setsockopt, socketpair, sockopt::ReceiveTimeout, AddressFamily, MsgFlags, SockFlag,
@@ -39,7 +43,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
-use nix::unistd::{getgid, getuid, Pid};
+use nix::unistd::{getgid, getppid, getuid, Pid};
 
 use crate::api::{PortKind, PortSpec, Reply, Request};
 use crate::client::Client;
@@ -212,9 +216,15 @@ fn call(socket: &Path, request: &Request) -> Result<(), String> {
 
 fn add_port(socket: &Path, spec: &RunSpec, name: &str, pid: u32) -> Result<(), String> {
     let netns = format!("/proc/{pid}/ns/net");
+    let mut kind = PortKind::tap(&spec.net, Some(&netns), spec.ip);
+    // Should yardctl itself be killed outright, the command dies with it
+    // and yardd removes the port when its namespace goes.
+    if let PortKind::Tap { auto_remove, .. } = &mut kind {
+        *auto_remove = true;
+    }
     let request = Request::PortAdd(PortSpec {
         name: name.to_string(),
-        kind: PortKind::tap(&spec.net, Some(&netns), spec.ip),
+        kind,
     });
     call(socket, &request)
 }
@@ -304,7 +314,7 @@ pub fn child_main(args: &[OsString]) -> i32 {
 /// Unshares a user and a network namespace and maps 0 inside to the
 /// caller's uid and gid.
 fn make_namespaces() -> Result<(), String> {
-    let (uid, gid) = (getuid(), getgid());
+    let (uid, gid, parent) = (getuid(), getgid(), getppid());
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|e| {
         format!(
             "cannot create a user and network namespace ({}): check that user namespaces are enabled \
@@ -320,6 +330,13 @@ fn make_namespaces() -> Result<(), String> {
     write("setgroups", "deny".into())?;
     write("uid_map", format!("0 {uid} 1"))?;
     write("gid_map", format!("0 {gid} 1"))?;
+    // After the new credentials (which clear it): the command dies with
+    // yardctl. A yardctl already gone leaves no one to attach the port.
+    set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    if getppid() != parent {
+        return Err("yardctl ended before the container was ready".into());
+    }
     Ok(())
 }
 

@@ -22,7 +22,9 @@
 //! Contract: [`choose_socket`] and [`choose_state_dir`] are pure (the mode
 //! and the environment are arguments); [`default_socket`] and
 //! [`default_state_dir`] read this process's. Nothing here creates a file
-//! except [`ensure_private_dir`].
+//! except [`ensure_private_dir`] (yardd's); clients only
+//! [`check_private_dir`] before they trust a socket in the fallback
+//! directory.
 
 use std::env;
 use std::ffi::OsString;
@@ -250,6 +252,17 @@ pub fn ensure_private_dir(dir: &Path, uid: u32) -> Result<(), PrivateDirError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_error(e)),
     }
+    check_private_dir(dir, uid)
+}
+
+/// Checks, without creating anything, that `dir` is a directory (not a
+/// symlink) owned by `uid` that group and others cannot use: what a client
+/// asks before it trusts a socket there.
+pub fn check_private_dir(dir: &Path, uid: u32) -> Result<(), PrivateDirError> {
+    let io_error = |error| PrivateDirError::Io {
+        dir: dir.to_path_buf(),
+        error,
+    };
     let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;
     if !meta.is_dir() || meta.uid() != uid {
         let what = if meta.file_type().is_symlink() {
@@ -417,7 +430,14 @@ mod tests {
         std::fs::create_dir_all(&base).unwrap();
         let uid = std::fs::metadata(&base).unwrap().uid();
         let dir = base.join("private");
+        // A client only checks: nothing is created.
+        assert!(matches!(
+            check_private_dir(&dir, uid),
+            Err(PrivateDirError::Io { .. })
+        ));
+        assert!(!dir.exists());
         ensure_private_dir(&dir, uid).unwrap();
+        check_private_dir(&dir, uid).unwrap();
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
         // Again: it exists and is fine.

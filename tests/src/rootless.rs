@@ -18,7 +18,6 @@
 //! the harness spawned.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -31,8 +30,8 @@ use crate::daemon::{CTL_TIMEOUT_SECS, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::netns::unique_name;
 
 /// The tools a rootless lab needs besides `ip`.
-pub const TOOLS: [&str; 7] = [
-    "setpriv", "useradd", "userdel", "unshare", "ping", "socat", "timeout",
+pub const TOOLS: [&str; 8] = [
+    "setpriv", "useradd", "userdel", "unshare", "nsenter", "ping", "socat", "timeout",
 ];
 
 /// `/dev/net/tun`'s mode before the first [`TunOpen`] of this process, and
@@ -140,6 +139,16 @@ impl TestUser {
         &self.home
     }
 
+    /// Its copy of yardd.
+    pub fn yardd(&self) -> &Path {
+        &self.yardd
+    }
+
+    /// Its copy of yardctl.
+    pub fn yardctl(&self) -> &Path {
+        &self.yardctl
+    }
+
     /// Makes `path` (made by root) the user's.
     pub fn give(&self, path: &Path) {
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).expect("chown to the user");
@@ -200,18 +209,29 @@ impl Drop for TestUser {
 pub struct UserDaemon<'u> {
     user: &'u TestUser,
     child: Option<Child>,
-    /// `--socket`, or `None` for yardd's default (yardctl then finds it by
-    /// the same rule).
-    socket: Option<PathBuf>,
+    /// The host namespace it runs in, if not the test's.
+    netns: Option<String>,
+    /// Its socket and state directory's parent, or `None` for yardd's
+    /// defaults (yardctl then finds the socket by the same rule).
+    dir: Option<PathBuf>,
+    /// A command yardd runs under (e.g. `unshare -r`).
+    wrapper: Vec<String>,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
 }
 
 impl<'u> UserDaemon<'u> {
     /// Starts yardd as `user` with its default socket and state directory
     /// and no `XDG_RUNTIME_DIR`.
     pub fn start_default(user: &'u TestUser) -> UserDaemon<'u> {
-        UserDaemon::start(user, None, None)
+        UserDaemon::start(user, None, None, &[])
+    }
+
+    /// Like [`UserDaemon::start_default`], yardd run under `wrapper`
+    /// (program and arguments, e.g. `["unshare", "-r"]`, which must `exec`
+    /// yardd).
+    pub fn start_wrapped(user: &'u TestUser, wrapper: &[&str]) -> UserDaemon<'u> {
+        UserDaemon::start(user, None, None, wrapper)
     }
 
     /// Starts yardd as `user` inside host namespace `netns`, with its socket
@@ -220,19 +240,50 @@ impl<'u> UserDaemon<'u> {
         let dir = user.home().join(label);
         std::fs::create_dir(&dir).expect("a directory for yardd");
         user.give(&dir);
-        UserDaemon::start(user, Some(netns), Some(dir))
+        UserDaemon::start(user, Some(netns), Some(dir), &[])
     }
 
-    fn start(user: &'u TestUser, netns: Option<&str>, dir: Option<PathBuf>) -> UserDaemon<'u> {
+    fn start(
+        user: &'u TestUser,
+        netns: Option<&str>,
+        dir: Option<PathBuf>,
+        wrapper: &[&str],
+    ) -> UserDaemon<'u> {
         let tmp = tempfile::Builder::new()
             .prefix("yard-rootless-")
             .tempdir()
             .expect("a temp dir for the log");
-        let log = tmp.path().join("yardd.log");
-        let file = File::create(&log).expect("create the log");
-        let mut cmd = user.command(3600, netns, &[], &user.yardd);
-        let socket = dir.as_ref().map(|d| d.join("yardd.sock"));
-        if let Some(dir) = &dir {
+        let mut daemon = UserDaemon {
+            user,
+            child: None,
+            netns: netns.map(str::to_string),
+            dir,
+            wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
+            log: tmp.path().join("yardd.log"),
+            _tmp: tmp,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts yardd (again) and waits until it answers `status`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "yardd is already running");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the log");
+        let user = self.user;
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = user.command(3600, self.netns.as_deref(), &[], Path::new(program));
+                cmd.args(args).arg(&user.yardd);
+                cmd
+            }
+            None => user.command(3600, self.netns.as_deref(), &[], &user.yardd),
+        };
+        if let Some(dir) = &self.dir {
             cmd.arg("--socket")
                 .arg(dir.join("yardd.sock"))
                 .arg("--state-dir")
@@ -240,25 +291,24 @@ impl<'u> UserDaemon<'u> {
         }
         cmd.stdout(file.try_clone().expect("clone the log"))
             .stderr(file);
-        let child = cmd.spawn().expect("start yardd as the test user");
-        let mut daemon = UserDaemon {
-            user,
-            child: Some(child),
-            socket,
-            log,
-            _dir: tmp,
-        };
+        self.child = Some(cmd.spawn().expect("start yardd as the test user"));
         let ready = poll(READY_TIMEOUT, Duration::from_millis(100), || {
-            daemon.ctl(&["status"]).status.success()
+            self.ctl(&["status"]).status.success()
         });
         if !ready {
-            let status = daemon.child.as_mut().and_then(|c| c.try_wait().ok());
+            let status = self.child.as_mut().and_then(|c| c.try_wait().ok());
             panic!(
                 "rootless yardd did not answer within {READY_TIMEOUT:?} ({status:?})\n{}",
-                daemon.log_text()
+                self.log_text()
             );
         }
-        daemon
+    }
+
+    /// Stops yardd (SIGTERM by its pid, as a user would).
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            end_child(child, STOP_TIMEOUT);
+        }
     }
 
     /// The user it runs as.
@@ -268,16 +318,7 @@ impl<'u> UserDaemon<'u> {
 
     /// yardd's pid.
     pub fn pid(&self) -> u32 {
-        // `timeout` forks yardd (through setpriv and env, which exec).
-        let timeout_pid = self.child.as_ref().expect("yardd started").id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{timeout_pid}/task/{timeout_pid}/children"))
-                .unwrap_or_default();
-        children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("yardd's pid under timeout {timeout_pid}"))
+        child_of_timeout(self.child.as_ref().expect("yardd started"))
     }
 
     /// Everything yardd logged.
@@ -289,8 +330,8 @@ impl<'u> UserDaemon<'u> {
     }
 
     fn socket_args(&self) -> Vec<OsString> {
-        match &self.socket {
-            Some(path) => vec!["--socket".into(), path.into()],
+        match &self.dir {
+            Some(dir) => vec!["--socket".into(), dir.join("yardd.sock").into()],
             None => Vec::new(),
         }
     }
@@ -375,13 +416,30 @@ impl<'u> UserDaemon<'u> {
 
 impl Drop for UserDaemon<'_> {
     fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            end_child(child, STOP_TIMEOUT);
-        }
+        self.stop();
         if std::thread::panicking() {
             eprintln!("{}", self.log_text());
         }
     }
+}
+
+/// The pid of what `timeout` runs for `child` (a [`crate::cmd::timed`]
+/// command whose program `exec`s the real one, as `setpriv`, `env` and
+/// `ip netns exec` do).
+pub fn child_of_timeout(child: &Child) -> u32 {
+    let timeout_pid = child.id();
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{timeout_pid}/task/{timeout_pid}/children"))
+            .unwrap_or_default()
+    };
+    poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        !children().trim().is_empty()
+    });
+    children()
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no process under timeout {timeout_pid}"))
 }
 
 /// Waits for `child` (bounded by its `timeout`) and returns its output.

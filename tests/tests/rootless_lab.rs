@@ -12,11 +12,20 @@
 //!   /proc/PID/ns/net`, talks to a `yardctl run` container; its port goes
 //!   down when the namespace's last process exits (no ghost), and yardd's
 //!   own namespace is refused with a message that says why.
+//! - Restarted, yardd re-adopts the TAP it left in that namespace; removing
+//!   the port that carries the namespace's default route hands the route to
+//!   its other port.
+//! - yardd started inside `unshare -r` (uid 0 there) says it is rootless
+//!   and uses the rootless defaults.
+//! - `yardctl run` as root, against a root yardd, works the same.
+//! - A fallback directory `/tmp/switchyard-UID` someone else made is
+//!   refused by yardd and yardctl alike.
 //! - Two rootless yardds in two "host" namespaces, joined by GRE-in-UDP: a
 //!   container on each pings the other and 50 MiB cross, checked by sha256.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Child, Output};
 use std::time::Duration;
 
@@ -25,7 +34,7 @@ use yard_tests::hosts::{link, random_file, underlay_ip};
 use yard_tests::lab::sha256;
 use yard_tests::netns::Netns;
 use yard_tests::require;
-use yard_tests::rootless::{finish, TestUser, TunOpen, UserDaemon, TOOLS};
+use yard_tests::rootless::{child_of_timeout, finish, TestUser, TunOpen, UserDaemon, TOOLS};
 
 /// Bound on one `yardctl run` of these tests, in seconds.
 const RUN_SECS: u32 = 90;
@@ -195,6 +204,31 @@ fn run_containers_on_one_network_ping_each_other_and_the_gateway() {
         "{:?}",
         daemon.port_states()
     );
+
+    // yardctl killed outright: the command dies with it (no orphan), and
+    // yardd removes its port (added with --auto-remove) with the namespace.
+    let orphan = daemon.spawn_run(RUN_SECS, &["--name", "k", "--", "sleep", "60"]);
+    daemon.wait_port_up("k");
+    let yardctl = child_of_timeout(&orphan);
+    let sleeper: u32 = std::fs::read_to_string(format!("/proc/{yardctl}/task/{yardctl}/children"))
+        .expect("yardctl's child")
+        .trim()
+        .parse()
+        .expect("one child");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(yardctl as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill yardctl run");
+    let _ = finish(orphan);
+    let gone = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        !Path::new(&format!("/proc/{sleeper}")).exists()
+    });
+    assert!(gone, "the command outlived yardctl");
+    let removed = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+        !daemon.port_states().iter().any(|(name, _)| name == "k")
+    });
+    assert!(removed, "{:?}\n{}", daemon.port_states(), daemon.log_text());
 }
 
 #[test]
@@ -204,7 +238,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
     }
     let _tun = TunOpen::new();
     let user = TestUser::new();
-    let daemon = UserDaemon::start_default(&user);
+    let mut daemon = UserDaemon::start_default(&user);
 
     // The user's own namespace, as `unshare -r -n` makes it (unshare execs
     // sleep, so timeout's child is the namespace's process).
@@ -213,19 +247,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         .args(["-r", "-n", "sleep", "80"])
         .spawn()
         .expect("unshare -r -n");
-    let holder_pid = holder.id();
-    let ns_pid = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
-            .is_ok_and(|c| !c.trim().is_empty())
-    });
-    assert!(ns_pid, "unshare did not start");
-    let pid: u32 =
-        std::fs::read_to_string(format!("/proc/{holder_pid}/task/{holder_pid}/children"))
-            .expect("the namespace's process")
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a pid");
+    let pid = child_of_timeout(&holder);
     // The namespace exists once its uid map is written.
     let mapped = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
@@ -266,6 +288,49 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         &daemon,
     );
 
+    // Restarted, yardd re-adopts the TAP it left in the namespace (through
+    // its helper again) and the port carries traffic as before.
+    let ifindex = || {
+        let out = yard_tests::cmd::run_ok(&[
+            "nsenter",
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ip",
+            "-j",
+            "link",
+            "show",
+            "eth0",
+        ]);
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        links[0]["ifindex"].as_u64().expect("an ifindex")
+    };
+    let before = ifindex();
+    daemon.stop();
+    // Persistent: the container keeps its interface while yardd is down.
+    assert_eq!(ifindex(), before);
+    daemon.spawn();
+    daemon.wait_port_up("mine");
+    assert_eq!(ifindex(), before, "the same TAP, re-adopted");
+    let out = finish(daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--ip",
+            "172.30.0.22/16",
+            "--",
+            "ping",
+            "-c2",
+            "-W2",
+            "172.30.0.20",
+        ],
+    ));
+    assert_exit(&out, 0, "the re-adopted port carries traffic", &daemon);
+    assert!(
+        !daemon.log_text().contains("could not be re-attached"),
+        "{}",
+        daemon.log_text()
+    );
+
     // yardd's own namespace is not the user's to give it.
     let own = format!("/proc/{}/ns/net", daemon.pid());
     let refused = daemon.ctl(&[
@@ -284,12 +349,53 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         "{message}"
     );
 
+    // A second port in the namespace; removing the first hands the
+    // default route to it (through the helper as well).
+    daemon.ctl_ok(&[
+        "port",
+        "add",
+        "mine2",
+        "--net",
+        "yard0",
+        "--tap",
+        "--netns",
+        &netns,
+        "--ifname",
+        "eth1",
+        "--ip",
+        "172.30.0.23/16",
+    ]);
+    daemon.ctl_ok(&["port", "rm", "mine"]);
+    let default_route = || {
+        let out = yard_tests::cmd::run_ok(&[
+            "nsenter",
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ip",
+            "route",
+            "show",
+            "default",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Bounded wait: the old TAP goes when the datapath has closed it.
+    let handed = poll(Duration::from_secs(5), Duration::from_millis(100), || {
+        default_route() == "default via 172.30.0.1 dev eth1"
+    });
+    assert!(
+        handed,
+        "default route: {:?}\n{}",
+        default_route(),
+        daemon.log_text()
+    );
+
     // The namespace goes with its process: the port goes down, as with
     // root (yardd holds no fd that would keep a ghost of it).
     end_child(holder, Duration::from_secs(5));
     let down = poll(Duration::from_secs(15), Duration::from_millis(200), || {
         daemon.port_states().iter().any(|(name, state)| {
-            name == "mine"
+            name == "mine2"
                 && state
                     .get("reason")
                     .and_then(|r| r.as_str())
@@ -302,7 +408,7 @@ fn a_namespace_the_user_made_talks_to_a_run_container() {
         daemon.port_states(),
         daemon.log_text()
     );
-    daemon.ctl_ok(&["port", "rm", "mine"]);
+    daemon.ctl_ok(&["port", "rm", "mine2"]);
 }
 
 #[test]
@@ -391,4 +497,96 @@ fn two_rootless_yardds_joined_by_gre_in_udp() {
         mode,
         serde_json::json!({"kind": "rootless", "uid": user.uid()})
     );
+}
+
+#[test]
+fn uid_0_in_a_user_namespace_knows_it_is_rootless() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let user = TestUser::new();
+    // `unshare -r`: yardd is uid 0, but only inside a namespace mapping it
+    // to the user. It takes the rootless defaults, which the user's yardctl
+    // (outside that namespace) finds by the same rule.
+    let daemon = UserDaemon::start_wrapped(&user, &["unshare", "-r"]);
+    let status = daemon.ctl_json(&["status"]);
+    assert_eq!(
+        status["mode"],
+        serde_json::json!({"kind": "user-namespace", "outer_uid": user.uid()}),
+        "{status}"
+    );
+    assert_eq!(
+        status["socket"],
+        format!("/tmp/switchyard-{}/yardd.sock", user.uid())
+    );
+    assert_eq!(
+        status["state_dir"],
+        format!("{}/.local/state/switchyard", user.home().display())
+    );
+    let text = String::from_utf8_lossy(&daemon.ctl_ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "mode:         rootless (user namespace, host uid {})\n",
+            user.uid()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn yardctl_run_works_as_root_too() {
+    if !require(&[]) {
+        return;
+    }
+    let daemon = yard_tests::Daemon::start_new();
+    let out = yard_tests::cmd::output(&mut daemon.ctl_command(&[
+        "run",
+        "--name",
+        "r1",
+        "--",
+        "sh",
+        "-c",
+        "ping -c2 -W2 172.30.0.1 && exit 5",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}\n{}",
+        describe("yardctl run as root", &out),
+        daemon.log_tail()
+    );
+    let ports = daemon.ctl_json(&["port", "ls"]);
+    assert_eq!(ports, serde_json::json!([]), "the port is gone after exit");
+}
+
+#[test]
+fn a_fallback_directory_another_user_made_is_refused() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let user = TestUser::new();
+    // Someone else got there first (root here, standing in for any other
+    // user): yardd must not put its socket there, nor yardctl trust one.
+    let trap = format!("/tmp/switchyard-{}", user.uid());
+    std::fs::create_dir(&trap).expect("the trap directory");
+    std::fs::set_permissions(&trap, std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the trap");
+    let yardd = yard_tests::cmd::output(&mut user.command(30, None, &[], user.yardd()));
+    assert!(!yardd.status.success(), "{}", describe("yardd", &yardd));
+    let said = String::from_utf8_lossy(&yardd.stderr);
+    assert!(
+        said.contains(&format!(
+            "{trap} exists but is not a directory of uid {} (it is owned by uid 0): another user may have made it"
+        , user.uid())),
+        "{said}"
+    );
+    let ctl = user.run(&[&user.yardctl().display().to_string(), "status"]);
+    assert!(
+        !ctl.status.success(),
+        "{}",
+        describe("yardctl status", &ctl)
+    );
+    let said = String::from_utf8_lossy(&ctl.stderr);
+    assert!(said.contains("will not talk to"), "{said}");
+    assert!(!Path::new(&format!("{trap}/yardd.sock")).exists());
 }

@@ -47,9 +47,11 @@ const EXISTING_IFACE_HINT: &str = "it configures the TAP yardd creates; an exist
     name = "yardctl",
     version,
     about = "Configure Switchyard's yardd: networks, ports, forwarding database, uplinks, \
-             published ports, connection tracking, capture",
+             published ports, connection tracking, capture; run commands in containers",
     after_help = "The socket defaults to $YARD_SOCKET, else /run/switchyard/yardd.sock \
-                  for root and $XDG_RUNTIME_DIR/switchyard/yardd.sock for others."
+                  for root and $XDG_RUNTIME_DIR/switchyard/yardd.sock for others \
+                  (uid 0 in a user namespace included; /tmp/switchyard-UID/yardd.sock \
+                  without XDG_RUNTIME_DIR)."
 )]
 pub struct Cli {
     /// yardd's control socket.

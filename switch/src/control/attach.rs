@@ -732,3 +732,39 @@ pub fn attach_uplink(spec: &UplinkSpec, mode: TapMode) -> Result<AttachedUplink,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helpers_failure_reads_as_the_privileged_paths() {
+        let owner = Object::Port("c1".into());
+        // The helper words a failed TAP with `tap_error`, owner included.
+        let relayed = tap_error(
+            owner.clone(),
+            Some("/proc/42/ns/net".into()),
+            "eth0",
+            TapFailure::Create(std::io::Error::from_raw_os_error(libc::EBUSY)),
+        )
+        .to_string();
+        assert_eq!(
+            relayed,
+            "port c1 in netns /proc/42/ns/net: cannot create TAP eth0: Device or resource busy (os error 16)"
+        );
+        let task = AttachError::Helper {
+            owner: owner.clone(),
+            error: HelperError::Task(relayed.clone()),
+        };
+        assert_eq!(task.to_string(), relayed);
+        // Failing to enter names the owner in front, once.
+        let enter = AttachError::Helper {
+            owner,
+            error: HelperError::Enter("netns /proc/42/ns/net: cannot enter it: EPERM".into()),
+        };
+        assert_eq!(
+            enter.to_string(),
+            "port c1: netns /proc/42/ns/net: cannot enter it: EPERM"
+        );
+    }
+}

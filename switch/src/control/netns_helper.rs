@@ -223,23 +223,18 @@ pub fn helper_main() -> i32 {
         }
     };
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let (request, netns_file) = match recv_with_fds(socket.as_fd(), &mut buf) {
-        Ok((n, fds)) if n > 0 && fds.len() == 1 => {
-            match serde_json::from_slice::<HelperRequest>(&buf[..n]) {
-                Ok(request) => (
-                    request,
-                    fds.into_iter().next().unwrap_or_else(|| unreachable!()),
-                ),
-                Err(_) => return 2,
-            }
-        }
-        _ => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "yardd {HELPER_ARG}: internal to yardd, not for use by hand"
-            );
-            return 2;
-        }
+    let received = recv_with_fds(socket.as_fd(), &mut buf)
+        .ok()
+        .and_then(|(n, mut fds)| {
+            let request = serde_json::from_slice::<HelperRequest>(&buf[..n]).ok()?;
+            (fds.len() == 1).then(|| (request, fds.remove(0)))
+        });
+    let Some((request, netns_file)) = received else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "yardd {HELPER_ARG}: internal to yardd, not for use by hand"
+        );
+        return 2;
     };
     let (reply, fd) = match enter(&request.netns, netns_file) {
         Ok(()) => run_here(request.task, &request.netns),

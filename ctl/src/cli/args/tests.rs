@@ -647,3 +647,33 @@ fn invalid_qemu_ports_are_refused() {
         assert_eq!(err.kind(), ErrorKind::ValueValidation, "{line}: {err}");
     }
 }
+
+#[test]
+fn run_takes_everything_after_its_options_as_the_command() {
+    let cli = parse("run --net web --ip 10.1.0.5/24 --name c9 -- ping -c1 -W2 10.1.0.1").unwrap();
+    let Command::Run(run) = &cli.command else {
+        panic!("not run: {:?}", cli.command)
+    };
+    let spec = run.to_spec().unwrap();
+    assert_eq!(spec.net, "web");
+    assert_eq!(spec.ip, Some(cidr("10.1.0.5/24")));
+    assert_eq!(spec.name.as_deref(), Some("c9"));
+    assert_eq!(spec.command, ["ping", "-c1", "-W2", "10.1.0.1"]);
+    // Not one request: `cli::run` runs it itself.
+    assert_eq!(cli.command.to_request(), Err(ArgError::NotOneRequest));
+
+    // The defaults, and a command whose own options come without `--`.
+    let cli = parse("run sh -c true").unwrap();
+    let Command::Run(run) = &cli.command else {
+        panic!("not run")
+    };
+    let spec = run.to_spec().unwrap();
+    assert_eq!(
+        (spec.net.as_str(), spec.ip, spec.name),
+        ("yard0", None, None)
+    );
+    assert_eq!(spec.command, ["sh", "-c", "true"]);
+
+    let err = parse("run --net web").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+}

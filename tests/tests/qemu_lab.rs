@@ -7,7 +7,8 @@
 //! `port-down`), yardd restarts and listens again, and `port rm` removes the
 //! socket file. And without privilege: a user the test creates (and
 //! deletes) runs yardd and two VMs, one on a stream port and one on a Unix
-//! datagram port, which ping each other.
+//! datagram port, which ping each other, and a `yardctl run` container of
+//! that user pings both.
 //!
 //! The guests ([`yard_tests::guest`]) run under TCG with Debian's kernel,
 //! cached under the target directory after the first run, and a busybox
@@ -27,7 +28,7 @@ use std::time::Duration;
 use yard_tests::cmd::{describe, output, poll, stdout, timed};
 use yard_tests::guest::{Guest, GuestKit};
 use yard_tests::lab::{addr_of, port_is_up, sha256};
-use yard_tests::rootless::{TestUser, UserDaemon};
+use yard_tests::rootless::{finish, TestUser, TunOpen, UserDaemon};
 use yard_tests::{require, Container, Lab};
 
 /// Bytes moved each way.
@@ -469,6 +470,37 @@ fn an_ordinary_users_yardd_puts_two_vms_on_one_network_without_privilege() {
     let stats = yardd.ctl_json(&["port", "stats"]);
     for port in stats.as_array().unwrap() {
         assert!(counter(port, "rx_packets") >= 3, "{stats:#}");
+    }
+    // A container of the same user (`yardctl run`) on the network pings
+    // both VMs.
+    let _tun = TunOpen::new();
+    let ping = |vm: &str| {
+        finish(yardd.spawn_run(
+            120,
+            &[
+                "--net",
+                "lab",
+                "--ip",
+                "10.77.0.60/24",
+                "--",
+                "ping",
+                "-c",
+                "2",
+                "-W",
+                "2",
+                "-w",
+                "20",
+                vm,
+            ],
+        ))
+    };
+    for vm in [addr_of(ip1), addr_of(ip2)] {
+        let out = ping(&vm.to_string());
+        assert!(
+            out.status.success(),
+            "{}",
+            describe(&format!("yardctl run -- ping {vm}"), &out)
+        );
     }
     drop(vm1);
     drop(vm2);

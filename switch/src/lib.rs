@@ -14,6 +14,7 @@
 //! - [`sys`]: the OS layer — TAP devices, AF_PACKET and raw sockets, netlink,
 //!   network namespaces. The only module with `unsafe`.
 
+pub mod cli;
 pub mod control;
 pub mod dataplane;
 pub mod sys;

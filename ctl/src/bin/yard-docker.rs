@@ -2,23 +2,10 @@
 //! `/run/docker/plugins/switchyard.sock` and speaks to yardd on its default
 //! socket; behaviour lives in [`yard_ctl::docker`].
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Docker network driver for Switchyard: `docker network create -d switchyard`.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// The socket dockerd finds the driver by; the driver's name is its
-    /// file name without `.sock`.
-    #[arg(long, value_name = "PATH", default_value = yard_ctl::docker::DEFAULT_PLUGIN_SOCKET)]
-    plugin_socket: PathBuf,
-    /// yardd's control socket [default: as yardctl's, $YARD_SOCKET or yardd's own default].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-}
+use yard_ctl::docker::DriverArgs as Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();

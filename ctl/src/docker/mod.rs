@@ -16,6 +16,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Response, Server};
 
@@ -26,6 +27,19 @@ pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/switchyard.sock";
 
 /// The protocol's content type.
 const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
+
+/// Docker network driver for Switchyard: `docker network create -d switchyard`.
+#[derive(Debug, Parser)]
+#[command(name = "yard-docker", version)]
+pub struct DriverArgs {
+    /// The socket dockerd finds the driver by; the driver's name is its
+    /// file name without `.sock`.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PLUGIN_SOCKET)]
+    pub plugin_socket: PathBuf,
+    /// yardd's control socket [default: as yardctl's, $YARD_SOCKET or yardd's own default].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
 
 /// Why the driver could not start serving.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,6 @@
 //! (`control::netns_helper`) and does nothing else.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,61 +22,14 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
+use yard_switch::cli::Args;
 use yard_switch::control::config::Config;
 use yard_switch::control::netns_helper;
-use yard_switch::control::server::limits::{self, ServeLimits};
+use yard_switch::control::server::limits::ServeLimits;
 use yard_switch::control::state;
 use yard_switch::control::{self, Control, ControlOptions};
 use yard_switch::dataplane::threads::Datapath;
-use yard_switch::sys::{privilege, seccomp};
-
-/// Switchyard's userspace switch daemon.
-#[derive(Parser, Debug)]
-#[command(name = "yardd", version, about)]
-struct Args {
-    /// Control socket [default: /run/switchyard/yardd.sock as root,
-    /// $XDG_RUNTIME_DIR/switchyard/yardd.sock otherwise, or a private
-    /// /tmp/switchyard-UID/yardd.sock without XDG_RUNTIME_DIR]
-    #[arg(long, env = paths::SOCKET_ENV)]
-    socket: Option<PathBuf>,
-    /// State directory [default: /var/lib/switchyard as root,
-    /// $XDG_STATE_HOME/switchyard (else ~/.local/state/switchyard) otherwise;
-    /// uid 0 inside a user namespace counts as otherwise]
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter)
-    #[arg(long, default_value = "info")]
-    log: String,
-    /// Also serve members of this group (name or gid) on the control socket
-    #[arg(long)]
-    group: Option<String>,
-    /// Datapath threads, 1 to 64: each reads its share of the ports, and
-    /// the first also serves the gateway, uplink and tunnels (see the
-    /// README's "Threads" section for when more than one helps)
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    threads: u16,
-    /// Control connections served at once; one more is refused with an
-    /// error line until another closes
-    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS as u16,
-          value_parser = clap::value_parser!(u16).range(1..=4096))]
-    control_max_connections: u16,
-    /// Seconds a control connection may take to send a complete request
-    /// (from connecting, or from its previous reply) before it is closed;
-    /// a capture stream is exempt while it streams
-    #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    control_idle_timeout: u64,
-    /// Run the datapath threads without their seccomp filter (by default
-    /// each allows only the system calls the datapath makes, and any other
-    /// kills yardd, logged by the kernel with the call's number)
-    #[arg(long, conflicts_with = "seccomp_log")]
-    no_seccomp: bool,
-    /// Let a datapath thread make a system call outside its seccomp filter
-    /// and have the kernel log it (dmesg: type=1326 ... syscall=N) instead
-    /// of killing yardd: for finding what a new code path needs
-    #[arg(long)]
-    seccomp_log: bool,
-}
+use yard_switch::sys::{notify, privilege, seccomp};
 
 fn resolve_group(group: &str) -> Result<u32> {
     if let Ok(gid) = group.parse::<u32>() {
@@ -237,6 +189,10 @@ fn run() -> Result<()> {
     }
     let control = Arc::new(Mutex::new(control));
     tracing::info!(socket = %socket.display(), state_dir = %state_dir.display(), "yardd ready");
+    // Under a Type=notify systemd unit: started once the socket answers.
+    if let Err(error) = notify::ready(&format!("serving {}", socket.display())) {
+        tracing::warn!(%error, "cannot tell systemd yardd is ready (NOTIFY_SOCKET)");
+    }
 
     let serve_limits = ServeLimits {
         max_connections: usize::from(args.control_max_connections),

@@ -26,6 +26,7 @@ pub mod fdpass;
 mod iface;
 pub mod netconf;
 pub mod netns;
+pub mod notify;
 pub mod nsidentity;
 pub mod nsowner;
 mod packet;

@@ -1,0 +1,58 @@
+//! yardd's command line: the arguments `bin/yardd.rs` runs with, in the
+//! library so that the man page and shell completions are generated from
+//! the very definitions yardd parses (`examples/gen-docs.rs`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use yard_ctl::paths;
+
+use crate::control::server::limits;
+
+/// Switchyard's userspace switch daemon.
+#[derive(Parser, Debug)]
+#[command(name = "yardd", version, about)]
+pub struct Args {
+    /// Control socket [default: /run/switchyard/yardd.sock as root,
+    /// $XDG_RUNTIME_DIR/switchyard/yardd.sock otherwise, or a private
+    /// /tmp/switchyard-UID/yardd.sock without XDG_RUNTIME_DIR]
+    #[arg(long, env = paths::SOCKET_ENV)]
+    pub socket: Option<PathBuf>,
+    /// State directory [default: /var/lib/switchyard as root,
+    /// $XDG_STATE_HOME/switchyard (else ~/.local/state/switchyard) otherwise;
+    /// uid 0 inside a user namespace counts as otherwise]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter)
+    #[arg(long, default_value = "info")]
+    pub log: String,
+    /// Also serve members of this group (name or gid) on the control socket
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Datapath threads, 1 to 64: each reads its share of the ports, and
+    /// the first also serves the gateway, uplink and tunnels (see the
+    /// README's "Threads" section for when more than one helps)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+    /// Control connections served at once; one more is refused with an
+    /// error line until another closes
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub control_max_connections: u16,
+    /// Seconds a control connection may take to send a complete request
+    /// (from connecting, or from its previous reply) before it is closed;
+    /// a capture stream is exempt while it streams
+    #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub control_idle_timeout: u64,
+    /// Run the datapath threads without their seccomp filter (by default
+    /// each allows only the system calls the datapath makes, and any other
+    /// kills yardd, logged by the kernel with the call's number)
+    #[arg(long, conflicts_with = "seccomp_log")]
+    pub no_seccomp: bool,
+    /// Let a datapath thread make a system call outside its seccomp filter
+    /// and have the kernel log it (dmesg: type=1326 ... syscall=N) instead
+    /// of killing yardd: for finding what a new code path needs
+    #[arg(long)]
+    pub seccomp_log: bool,
+}

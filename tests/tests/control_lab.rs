@@ -275,6 +275,29 @@ fn errors_name_the_missing_thing_and_change_nothing() {
     ]);
     assert!(err.contains("nosuchnet"), "should name the network: {err}");
 
+    // An interface that does not exist, for an --iface port and a trunk.
+    lab.ctl_ok(&["net", "create", "ten", "--vlan", "10"]);
+    for args in [
+        &["port", "add", "p3", "--net", "ten", "--iface", "yt-nosuch0"][..],
+        &[
+            "port",
+            "add",
+            "p4",
+            "--trunk",
+            "--iface",
+            "yt-nosuch0",
+            "--nets",
+            "ten",
+        ],
+    ] {
+        let err = lab.ctl_err(args);
+        assert!(
+            err.contains("yt-nosuch0") && err.contains("ip link show yt-nosuch0"),
+            "`yardctl {}` should name the interface and the way to look: {err}",
+            args.join(" ")
+        );
+    }
+
     for args in [
         &["net", "inspect", "nosuchnet"][..],
         &["net", "rm", "nosuchnet"],
@@ -326,4 +349,29 @@ fn request_line(request: &str) -> Vec<u8> {
         yard_ctl::API_VERSION
     )
     .into_bytes()
+}
+
+#[test]
+fn status_wait_answers_once_a_starting_yardd_is_up() {
+    if !require(&[]) {
+        return;
+    }
+    let mut daemon = yard_tests::Daemon::unstarted();
+    // Without --wait, a yardd that is not up yet is an error at once.
+    let early = yard_tests::cmd::output(&mut daemon.ctl_command(&["status"]));
+    assert!(!early.status.success());
+    let waiting = daemon
+        .ctl_command(&["status", "--wait", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start yardctl status --wait");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    daemon.start();
+    let out = waiting.wait_with_output().expect("wait for yardctl");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("api version"),
+        "{}",
+        yard_tests::cmd::describe("yardctl status --wait 30", &out)
+    );
 }

@@ -75,7 +75,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show yardd's version, uptime, paths and object counts.
-    Status,
+    Status {
+        /// Wait up to SECONDS for yardd to answer (it may be starting)
+        /// instead of failing at once.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        wait: Option<u64>,
+    },
     /// Manage networks (L2 domains, optionally with a subnet and gateway).
     #[command(subcommand)]
     Net(NetCommand),
@@ -418,7 +423,7 @@ impl Command {
     /// The request this command line asks of yardd.
     pub fn to_request(&self) -> Result<Request, ArgError> {
         match self {
-            Command::Status => Ok(Request::Status),
+            Command::Status { .. } => Ok(Request::Status),
             Command::Net(net) => net.to_request(),
             Command::Port(port) => port.to_request(),
             Command::Fdb(fdb) => fdb.to_request(),

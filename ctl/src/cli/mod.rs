@@ -25,13 +25,14 @@ pub mod table;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 pub use args::Cli;
 
 use crate::api::{ConntrackPage, ConntrackQuery, Payload, Reply, Request};
-use crate::client::{CaptureStream, Client};
+use crate::client::{CaptureStream, Client, ClientError};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -48,6 +49,20 @@ pub struct Io<'a> {
     pub stderr: &'a mut dyn Write,
     /// Whether stdout is a terminal (a pcap stream is never written to one).
     pub stdout_is_terminal: bool,
+}
+
+/// Connects to yardd, trying again every 100 ms for up to `wait` while
+/// the socket is missing or refuses (yardd starting); the last error
+/// otherwise.
+fn connect_within(socket: &std::path::Path, wait: Duration) -> Result<Client, ClientError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Client::connect(socket) {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Runs one parsed command line and returns the process exit status.
@@ -89,7 +104,11 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
         }
     }
 
-    let mut client = match Client::connect(&cli.socket) {
+    let wait = match &cli.command {
+        args::Command::Status { wait: Some(secs) } => Duration::from_secs(*secs),
+        _ => Duration::ZERO,
+    };
+    let mut client = match connect_within(&cli.socket, wait) {
         Ok(client) => client,
         Err(e) => return fail(cli, io, &e.to_string()),
     };

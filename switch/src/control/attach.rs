@@ -655,7 +655,7 @@ fn create_tap(
 fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), AttachError> {
     let hint = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::NotFound
-            || error.raw_os_error() == Some(libc::ENODEV)
+            || sys::os_error_code(&error) == Some(libc::ENODEV)
         {
             AttachError::NoInterface {
                 port: name.to_string(),

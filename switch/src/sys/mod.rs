@@ -77,9 +77,46 @@ fn ifname_buf(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
     Ok(buf)
 }
 
-/// Prefixes an I/O error with the thing it concerns, keeping its kind.
+/// An I/O error with the thing it concerns, which keeps the OS error code
+/// ([`os_error_code`]) for callers that explain particular ones.
+#[derive(Debug)]
+struct InContext {
+    what: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for InContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for InContext {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Prefixes an I/O error with the thing it concerns, keeping its kind and
+/// its OS error code.
 fn context(err: io::Error, what: impl std::fmt::Display) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
+    io::Error::new(
+        err.kind(),
+        InContext {
+            what: what.to_string(),
+            source: err,
+        },
+    )
+}
+
+/// The OS error code (`errno`) of `err`, also through the context this
+/// module adds to the errors it returns.
+pub fn os_error_code(err: &io::Error) -> Option<i32> {
+    err.raw_os_error().or_else(|| {
+        err.get_ref()?
+            .downcast_ref::<InContext>()
+            .and_then(|c| os_error_code(&c.source))
+    })
 }
 
 /// Returns the last OS error prefixed with `what`.
@@ -90,6 +127,19 @@ fn last_error(what: impl std::fmt::Display) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_in_context_keep_their_os_error_code() {
+        let err = context(
+            io::Error::from_raw_os_error(libc::ENODEV),
+            "eth9: SIOCGIFMTU",
+        );
+        assert_eq!(os_error_code(&err), Some(libc::ENODEV));
+        assert!(err.to_string().starts_with("eth9: SIOCGIFMTU: "), "{err}");
+        let twice = context(err, "port p1");
+        assert_eq!(os_error_code(&twice), Some(libc::ENODEV));
+        assert_eq!(os_error_code(&io::Error::other("no code")), None);
+    }
 
     #[test]
     fn ifname_validation() {

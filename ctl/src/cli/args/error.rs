@@ -231,7 +231,7 @@ impl ArgError {
     /// The subcommand whose `--help` explains the mistake, e.g. `port add`.
     pub fn help_topic(&self, command: &Command) -> &'static str {
         match command {
-            Command::Status => "",
+            Command::Status { .. } => "status",
             Command::Net(NetCommand::Create(_)) => "net create",
             Command::Net(_) => "net",
             Command::Port(PortCommand::Add(_)) => "port add",

@@ -375,3 +375,61 @@ fn status_wait_answers_once_a_starting_yardd_is_up() {
         yard_tests::cmd::describe("yardctl status --wait 30", &out)
     );
 }
+
+#[test]
+fn topology_draws_what_yardd_has() {
+    if !require(&["dot"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&[
+        "net",
+        "create",
+        "front",
+        "--subnet",
+        "10.95.0.0/24",
+        "--no-icc",
+    ]);
+    lab.ctl_ok(&["net", "create", "back", "--subnet", "10.96.0.0/24"]);
+    lab.ctl_ok(&["net", "connect", "front", "back"]);
+    lab.tap("w1", "front", "10.95.0.2/24", &[]);
+    lab.tap("w2", "front", "10.95.0.3/24", &[]);
+    lab.tap("d1", "back", "10.96.0.2/24", &[]);
+    lab.ctl_ok(&["link", "add", "w1", "w2", "--ports", "443"]);
+
+    let text = String::from_utf8_lossy(&lab.ctl_ok(&["topology"]).stdout).into_owned();
+    for line in [
+        "front (10.95.0.0/24, gw 10.95.0.1, no icc)",
+        "  routes to network back",
+        "link w1 -> w2 (443/tcp)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+    assert!(text.contains("  d1: tap eth0 in "), "{text}");
+
+    // The graph is one Graphviz renders.
+    let graph = lab.ctl_ok(&["topology", "--dot"]).stdout;
+    let mut dot = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dot");
+    std::io::Write::write_all(dot.stdin.as_mut().unwrap(), &graph).unwrap();
+    drop(dot.stdin.take());
+    let svg = dot.wait_with_output().unwrap();
+    let picture = String::from_utf8_lossy(&svg.stdout);
+    assert!(
+        svg.status.success() && picture.contains("<svg") && picture.contains("link 443/tcp"),
+        "{}",
+        yard_tests::cmd::describe("dot -Tsvg", &svg)
+    );
+    for name in ["front", "back", "w1", "w2", "d1"] {
+        assert!(picture.contains(name), "{name} is not in the picture");
+    }
+
+    let json = lab.ctl_json(&["topology"]);
+    assert_eq!(json["ports"].as_array().map(Vec::len), Some(3), "{json:#}");
+    assert_eq!(json["links"][0]["b"], "w2", "{json:#}");
+}

@@ -107,6 +107,12 @@ pub enum Command {
     Link(LinkCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
+    /// Show what is connected to what: networks, ports, uplinks, routing and links.
+    Topology {
+        /// Print a Graphviz graph instead (`yardctl topology --dot | dot -Tsvg > net.svg`).
+        #[arg(long)]
+        dot: bool,
+    },
     /// Run a command in a new user and network namespace attached to a
     /// network (a lab container with no image, and no root needed); its
     /// exit code is yardctl's, and its port is removed when it exits.
@@ -434,7 +440,7 @@ impl Command {
                 Ok(Request::MdbShow { net: net.clone() })
             }
             Command::Uplink(uplink) => uplink.to_request(),
-            Command::Run(_) => Err(ArgError::NotOneRequest),
+            Command::Run(_) | Command::Topology { .. } => Err(ArgError::NotOneRequest),
             Command::Publish(publish) => publish.to_request(),
             Command::Conntrack(conntrack) => conntrack.to_request(),
             Command::Link(LinkCommand::Add { a, b, ports }) => {

@@ -22,6 +22,7 @@
 pub mod args;
 pub mod output;
 pub mod table;
+pub mod topology;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -65,6 +66,54 @@ fn connect_within(socket: &std::path::Path, wait: Duration) -> Result<Client, Cl
     }
 }
 
+/// `yardctl topology`: the four listings it is drawn from, then the
+/// drawing (or, with `--json`, the listings themselves).
+fn run_topology(cli: &Cli, io: &mut Io<'_>, as_dot: bool) -> u8 {
+    let mut client = match Client::connect(&cli.socket) {
+        Ok(client) => client,
+        Err(e) => return fail(cli, io, &e.to_string()),
+    };
+    let mut snapshot = topology::Snapshot::default();
+    for request in [
+        Request::NetLs,
+        Request::PortLs,
+        Request::UplinkLs,
+        Request::LinkLs,
+    ] {
+        match call(&mut client, &request) {
+            Ok(Payload::Networks(nets)) => snapshot.networks = nets,
+            Ok(Payload::Ports(ports)) => snapshot.ports = ports,
+            Ok(Payload::Uplinks(uplinks)) => snapshot.uplinks = uplinks,
+            Ok(Payload::Links(links)) => snapshot.links = links,
+            Ok(other) => {
+                let message = format!(
+                    "yardd answered {request:?} with {}: use yardctl and yardd from the same build",
+                    payload_name(&other)
+                );
+                return fail(cli, io, &message);
+            }
+            Err(message) => return fail(cli, io, &message),
+        }
+    }
+    let written = if cli.json {
+        let value = json!({
+            "networks": snapshot.networks,
+            "ports": snapshot.ports,
+            "uplinks": snapshot.uplinks,
+            "links": snapshot.links,
+        });
+        write_json(io.stdout, &value)
+    } else if as_dot {
+        io.stdout.write_all(topology::dot(&snapshot).as_bytes())
+    } else {
+        io.stdout.write_all(topology::text(&snapshot).as_bytes())
+    };
+    match written {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(cli, io, &format!("cannot write the output: {e}")),
+    }
+}
+
 /// Runs one parsed command line and returns the process exit status.
 pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
     if let args::Command::Run(run) = &cli.command {
@@ -78,6 +127,9 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
                 EXIT_USAGE
             }
         };
+    }
+    if let args::Command::Topology { dot } = &cli.command {
+        return run_topology(cli, io, *dot);
     }
     let request = match cli.command.to_request() {
         Ok(request) => request,

@@ -247,6 +247,7 @@ impl ArgError {
             Command::Conntrack(_) => "conntrack",
             Command::Link(_) => "link",
             Command::Capture(_) => "capture",
+            Command::Topology { .. } => "topology",
             Command::Run(_) => "run",
         }
     }

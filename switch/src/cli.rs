@@ -55,4 +55,8 @@ pub struct Args {
     /// of killing yardd: for finding what a new code path needs
     #[arg(long)]
     pub seccomp_log: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by
+    /// default), e.g. 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }

@@ -24,6 +24,7 @@ use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
 use yard_switch::cli::Args;
 use yard_switch::control::config::Config;
+use yard_switch::control::metrics;
 use yard_switch::control::netns_helper;
 use yard_switch::control::server::limits::ServeLimits;
 use yard_switch::control::state;
@@ -103,6 +104,14 @@ fn run() -> Result<()> {
         None => (Config::initial(), true),
     };
     let listener = control::bind_socket(&socket, group)?;
+    // Bound now, while a low port is still allowed; served once the
+    // control plane is up.
+    let metrics = match args.metrics {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot listen for --metrics on {addr}: choose a free address and port")
+        })?),
+        None => None,
+    };
 
     // Setup that needs more than the kept capabilities is done (the socket
     // is bound and chowned, the state directory locked and read). No other
@@ -188,6 +197,17 @@ fn run() -> Result<()> {
             .context("cannot write the initial state: check that the state directory is writable or pass --state-dir")?;
     }
     let control = Arc::new(Mutex::new(control));
+    if let Some(listener) = metrics {
+        let addr = listener
+            .local_addr()
+            .context("the metrics listener's address")?;
+        let scraped = control.clone();
+        std::thread::Builder::new()
+            .name("yardd-metrics".into())
+            .spawn(move || metrics::serve(listener, scraped))
+            .context("cannot start the metrics thread")?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
     tracing::info!(socket = %socket.display(), state_dir = %state_dir.display(), "yardd ready");
     // Under a Type=notify systemd unit: started once the socket answers.
     if let Err(error) = notify::ready(&format!("serving {}", socket.display())) {

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":14,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":15,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -11,7 +11,9 @@
 //! of another version and yardctl refuses a reply of another version, each with a
 //! message saying which binaries to match.
 
+mod event;
 mod link;
+pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 14;
+pub const API_VERSION: u32 = 15;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -165,6 +167,9 @@ pub enum Request {
     },
     /// List links.
     LinkLs,
+    /// Stream events (what changes) on this connection until the client
+    /// closes it.
+    Events,
     /// Connection tracking entries, one page at a time.
     ConntrackLs(ConntrackQuery),
     /// Remove matching connection tracking entries.
@@ -600,6 +605,8 @@ pub enum Payload {
     Link(LinkInfo),
     /// Reply to `link ls`.
     Links(Vec<LinkInfo>),
+    /// Reply to `events`: one [`Event`] per line follows on this connection.
+    EventsStarted,
     /// Reply to `conntrack ls`: one page.
     Conntrack(ConntrackPage),
     /// Reply to `conntrack flush`: how many entries were removed.

@@ -234,6 +234,17 @@ impl Client {
         })
     }
 
+    /// Hands over the rest of the connection after an `EventsStarted`
+    /// reply, read without a timeout (nothing may change for a long time).
+    pub fn into_events(self) -> Result<EventStream, ClientError> {
+        self.stream()
+            .set_read_timeout(None)
+            .map_err(|source| self.io_error(source))?;
+        Ok(EventStream {
+            reader: self.reader,
+        })
+    }
+
     /// Hands over the rest of the connection after a `CaptureStarted` reply:
     /// the pcap stream, read without a timeout (a quiet port may send nothing
     /// for a long time).
@@ -244,6 +255,26 @@ impl Client {
         Ok(CaptureStream {
             reader: self.reader,
         })
+    }
+}
+
+/// The events that follow an `EventsStarted` reply, one JSON line each, up
+/// to the daemon closing the connection. Dropping it ends the stream.
+#[derive(Debug)]
+pub struct EventStream {
+    reader: BufReader<UnixStream>,
+}
+
+impl EventStream {
+    /// The next event; `Ok(None)` when yardd closed the stream.
+    pub fn next_event(&mut self) -> io::Result<Option<crate::api::Event>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("an event: {e}")))
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use yard_ctl::MacAddr;
-use yard_tests::cmd::{describe, in_ns_ok, output, run, stdout, timed};
+use yard_tests::cmd::{describe, in_ns_ok, output, run, run_ok, stdout, timed};
 use yard_tests::{require, Lab};
 
 /// Sends one raw line and returns the reply line, parsed.
@@ -432,4 +432,100 @@ fn topology_draws_what_yardd_has() {
     let json = lab.ctl_json(&["topology"]);
     assert_eq!(json["ports"].as_array().map(Vec::len), Some(3), "{json:#}");
     assert_eq!(json["links"][0]["b"], "w2", "{json:#}");
+}
+
+#[test]
+fn events_stream_what_changes_in_order_including_a_port_going_down() {
+    if !require(&[]) {
+        return;
+    }
+    use std::io::BufRead;
+    let lab = Lab::new();
+    let mut watcher = lab
+        .ctl_command(&["--json", "events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start yardctl events");
+    // The stream's lines, read on a thread so that a missing event fails
+    // the test by a timeout instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // yardctl events is subscribed once a change made now reaches it:
+    // probe with throwaway networks until one is seen, then drain.
+    let mut subscribed = false;
+    for i in 0..50 {
+        let probe = format!("probe{i}");
+        lab.ctl_ok(&["net", "create", &probe]);
+        lab.ctl_ok(&["net", "rm", &probe]);
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "yardctl events saw none of 50 changes");
+    while rx
+        .recv_timeout(std::time::Duration::from_millis(300))
+        .is_ok()
+    {}
+
+    lab.ctl_ok(&["net", "create", "ev", "--subnet", "10.98.0.0/24"]);
+    let ns = yard_tests::Netns::new();
+    yard_tests::lab::add_tap(&lab, ns.name().to_string(), "e1", "ev", "10.98.0.2/24", &[]);
+    run_ok(&["ip", "netns", "del", ns.name()]);
+    let mut expected = vec![
+        ("network-added", "ev", None),
+        ("port-added", "e1", None),
+        ("port-down", "e1", Some("namespace gone")),
+    ];
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while seen.len() < expected.len() && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(serde_json::from_str::<serde_json::Value>(&line).expect("a JSON event"));
+        }
+    }
+    lab.ctl_ok(&["port", "rm", "e1"]);
+    lab.ctl_ok(&["net", "rm", "ev"]);
+    expected.push(("port-removed", "e1", None));
+    expected.push(("network-removed", "ev", None));
+    while seen.len() < expected.len() && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(serde_json::from_str::<serde_json::Value>(&line).expect("a JSON event"));
+        }
+    }
+    yard_tests::cmd::end_child(watcher, std::time::Duration::from_secs(2));
+    let got: Vec<(String, String, Option<String>)> = seen
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["object"].as_str().unwrap().to_string(),
+                e["detail"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, Option<String>)> = expected
+        .iter()
+        .map(|(k, o, d)| (k.to_string(), o.to_string(), d.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want, "{seen:#?}");
+    // Requests carry the requesting uid (root here); the watcher's own
+    // change does not; every event has a UTC time.
+    assert_eq!(seen[0]["user"], 0);
+    assert!(seen[2].get("user").is_none(), "{:#}", seen[2]);
+    assert!(seen
+        .iter()
+        .all(|e| e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
 }

@@ -107,6 +107,8 @@ pub enum Command {
     Link(LinkCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
+    /// Stream what changes — networks, ports (up, down and why), uplinks, published ports, links — until interrupted.
+    Events,
     /// Show what is connected to what: networks, ports, uplinks, routing and links.
     Topology {
         /// Print a Graphviz graph instead (`yardctl topology --dot | dot -Tsvg > net.svg`).
@@ -441,6 +443,7 @@ impl Command {
             }
             Command::Uplink(uplink) => uplink.to_request(),
             Command::Run(_) | Command::Topology { .. } => Err(ArgError::NotOneRequest),
+            Command::Events => Ok(Request::Events),
             Command::Publish(publish) => publish.to_request(),
             Command::Conntrack(conntrack) => conntrack.to_request(),
             Command::Link(LinkCommand::Add { a, b, ports }) => {

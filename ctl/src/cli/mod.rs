@@ -194,6 +194,21 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
         };
     }
 
+    if let args::Command::Events = &cli.command {
+        if !matches!(payload, Payload::EventsStarted) {
+            let message = format!(
+                "yardd at {} answered events with {} — use yardctl and yardd from the same build",
+                cli.socket.display(),
+                payload_name(&payload)
+            );
+            return fail(cli, io, &message);
+        }
+        return match client.into_events() {
+            Ok(stream) => run_events(cli, stream, io),
+            Err(e) => fail(cli, io, &e.to_string()),
+        };
+    }
+
     let written = if cli.json {
         write_json(io.stdout, &output::render_json(&payload))
     } else {
@@ -206,6 +221,30 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> u8 {
         Err(e) => {
             let _ = writeln!(io.stderr, "yardctl: cannot write output: {e}");
             EXIT_FAILURE
+        }
+    }
+}
+
+/// Prints each event as it comes (a line of text, or of JSON with
+/// `--json`) until yardd closes the stream or the output goes away.
+fn run_events(cli: &Cli, mut stream: crate::client::EventStream, io: &mut Io<'_>) -> u8 {
+    loop {
+        let event = match stream.next_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => return EXIT_OK,
+            Err(e) => return fail(cli, io, &format!("the event stream broke: {e}")),
+        };
+        let written = if cli.json {
+            serde_json::to_string(&event)
+                .map_err(io::Error::other)
+                .and_then(|line| writeln!(io.stdout, "{line}"))
+        } else {
+            writeln!(io.stdout, "{}", output::event_line(&event))
+        };
+        match written.and_then(|()| io.stdout.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return EXIT_OK,
+            Err(e) => return fail(cli, io, &format!("cannot write output: {e}")),
         }
     }
 }
@@ -295,6 +334,7 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::ConntrackStats(_) => "conntrack counters",
         Payload::ConntrackSettings(_) => "conntrack settings",
         Payload::CaptureStarted { .. } => "capture-started",
+        Payload::EventsStarted => "events-started",
     }
 }
 

@@ -53,6 +53,7 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::ConntrackStats(stats) => serde_json::to_value(stats),
         Payload::ConntrackSettings(settings) => serde_json::to_value(settings),
         Payload::CaptureStarted { port } => Ok(json!({ "port": port })),
+        Payload::EventsStarted => Ok(json!({ "events": true })),
     };
     // These types hold only strings, numbers and string-keyed maps, which
     // always convert; keep a message rather than panicking if that changes.
@@ -152,6 +153,7 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
             render_owned_fields(&nat::conntrack_settings_fields(settings), out)
         }
         Payload::CaptureStarted { port } => writeln!(out, "capturing on port {port}"),
+        Payload::EventsStarted => writeln!(out, "streaming events"),
     }
 }
 
@@ -185,6 +187,22 @@ pub fn links_table(links: &[LinkInfo]) -> Table {
         ]);
     }
     t
+}
+
+/// One event as a line: time, what, object, why and who.
+pub fn event_line(event: &crate::api::Event) -> String {
+    let kind = serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut line = format!("{} {kind} {}", event.time, event.object);
+    if let Some(detail) = &event.detail {
+        line.push_str(&format!(" ({detail})"));
+    }
+    if let Some(uid) = event.user {
+        line.push_str(&format!(" by uid {uid}"));
+    }
+    line
 }
 
 /// [`render_fields`] for keys that are data (counter and timeout names).

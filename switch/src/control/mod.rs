@@ -33,6 +33,7 @@ pub mod bridge_api;
 pub mod config;
 pub mod default_route;
 mod error;
+pub mod events;
 pub mod metrics;
 pub mod nat_api;
 pub mod netns_helper;

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use yard_ctl::api::{
-    ApiError, DaemonMode, Envelope, NetworkInfo, NetworkSpec, Payload, PortInfo, PortKind,
-    PortSpec, PortState, Reply, Request, StatusInfo, API_VERSION, MAX_REQUEST_BYTES,
+    ApiError, DaemonMode, Envelope, EventKind, NetworkInfo, NetworkSpec, Payload, PortInfo,
+    PortKind, PortSpec, PortState, Reply, Request, StatusInfo, API_VERSION, MAX_REQUEST_BYTES,
 };
 use yard_ctl::{pcap, MacAddr};
 
@@ -44,6 +44,7 @@ use crate::control::adopt::{destroy_left_tap, KeptTap, TapMode};
 use crate::control::attach::{attach, destroy_veth, TunnelSockets};
 use crate::control::config::{Config, StaticFdb};
 use crate::control::default_route;
+use crate::control::events::{self, Events};
 use crate::control::qemu::QemuLink;
 use crate::control::state;
 use crate::control::state::StateError;
@@ -102,6 +103,8 @@ pub struct Control {
     datapath: DatapathHandle,
     options: ControlOptions,
     started: Instant,
+    /// The connections streaming events (`yardctl events`).
+    events: Events,
 }
 
 type Outcome = Result<Payload, ControlError>;
@@ -215,6 +218,7 @@ impl Control {
             datapath,
             options,
             started: Instant::now(),
+            events: Events::default(),
         };
         for net in &config.networks {
             add_network(&control.datapath, net.clone()).map_err(|error| {
@@ -347,6 +351,33 @@ impl Control {
     /// Persists the configuration as it is now.
     pub fn persist(&self) -> Result<(), StateError> {
         self.save()
+    }
+
+    /// Answers one request of uid `user` (all but `capture` and `events`)
+    /// and publishes the event of the change it made.
+    pub fn handle_as(&mut self, request: Request, user: u32) -> Outcome {
+        let change = events::of_request(&request);
+        let outcome = self.handle(request);
+        if let (Ok(_), Some((kind, object))) = (&outcome, change) {
+            self.events
+                .publish(events::event(kind, object, None, Some(user)));
+        }
+        outcome
+    }
+
+    /// A new subscription to the events.
+    pub fn subscribe_events(&mut self) -> crossbeam_channel::Receiver<yard_ctl::api::Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes a change yardd made by itself (no request).
+    fn publish_own(&mut self, kind: EventKind, object: &str, detail: &str) {
+        self.events.publish(events::event(
+            kind,
+            object.to_string(),
+            Some(detail.to_string()),
+            None,
+        ));
     }
 
     /// Answers one request (all but `capture`).
@@ -537,7 +568,7 @@ impl Control {
                 &self.datapath.conntrack_stats()?,
             ))),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
-            Request::Capture { .. } => Err(ControlError::CaptureNotHere),
+            Request::Capture { .. } | Request::Events => Err(ControlError::CaptureNotHere),
         }
     }
 
@@ -723,7 +754,7 @@ impl Control {
                 tracing::warn!(port = %name, %error, "the device of a port whose veth is gone could not be closed");
             }
         }
-        tracing::info!(port = %name, "veth gone: port down");
+        self.publish_own(EventKind::PortDown, name, VETH_GONE);
         if let Some(live) = self.live.get_mut(name) {
             live.state = PortState::Down(VETH_GONE.into());
         }
@@ -748,7 +779,7 @@ impl Control {
             .is_some_and(|p| p.kind.auto_removes())
         {
             match self.port_rm(name) {
-                Ok(_) => tracing::info!(port = %name, "namespace gone: port removed"),
+                Ok(_) => self.publish_own(EventKind::PortRemoved, name, NAMESPACE_GONE),
                 Err(error) => {
                     tracing::warn!(port = %name, %error, "namespace gone: the port could not be removed")
                 }
@@ -767,7 +798,7 @@ impl Control {
             }
         }
         drop(self.kept.remove(name));
-        tracing::info!(port = %name, "namespace gone: port down");
+        self.publish_own(EventKind::PortDown, name, NAMESPACE_GONE);
         if let Some(live) = self.live.get_mut(name) {
             live.state = PortState::Down(NAMESPACE_GONE.into());
         }
@@ -1102,7 +1133,12 @@ fn serve_connection(
             write_reply(&mut writer, &error_reply(message))?;
             continue;
         }
-        let reply = match lock(control).handle(envelope.request) {
+        if let Request::Events = envelope.request {
+            reader.get_mut().clear_deadline();
+            writer.set_write_timeout(None)?;
+            return stream_events(&mut reader, writer, control);
+        }
+        let reply = match lock(control).handle_as(envelope.request, client_uid) {
             Ok(payload) => Reply::Ok(payload),
             Err(refusal) => error_reply(refusal.to_string()),
         };
@@ -1160,6 +1196,31 @@ fn stream_capture(
     }
     // Dropping the receiver tells the datapath to remove the tap.
     Ok(())
+}
+
+/// Streams events to the client, one JSON line each, until it hangs up.
+fn stream_events(
+    reader: &mut BufReader<DeadlineStream>,
+    mut writer: UnixStream,
+    control: &Mutex<Control>,
+) -> io::Result<()> {
+    let events = lock(control).subscribe_events();
+    write_reply(&mut writer, &Reply::Ok(Payload::EventsStarted))?;
+    loop {
+        match events.recv_timeout(Duration::from_millis(500)) {
+            Ok(event) => {
+                let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
+                line.push(b'\n');
+                writer.write_all(&line)?;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if client_gone(reader)? {
+                    return Ok(());
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
 }
 
 /// True when the client closed its end.

@@ -248,6 +248,7 @@ impl ArgError {
             Command::Link(_) => "link",
             Command::Capture(_) => "capture",
             Command::Topology { .. } => "topology",
+            Command::Events => "events",
             Command::Run(_) => "run",
         }
     }

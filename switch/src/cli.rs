@@ -26,6 +26,9 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     pub log: String,
+    /// Log lines as text, or as one JSON object each (for log collectors)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Also serve members of this group (name or gid) on the control socket
     #[arg(long)]
     pub group: Option<String>,
@@ -59,4 +62,13 @@ pub struct Args {
     /// default), e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: time, level, message and fields.
+    Json,
 }

@@ -22,7 +22,7 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
-use yard_switch::cli::Args;
+use yard_switch::cli::{Args, LogFormat};
 use yard_switch::control::config::Config;
 use yard_switch::control::metrics;
 use yard_switch::control::netns_helper;
@@ -65,12 +65,14 @@ fn run() -> Result<()> {
             args.log
         )
     })?;
-    // Colour only on a terminal: logs redirected to a file stay plain text.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // Colour only on a terminal: logs redirected to a file stay plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     // Root's directories only for real root: uid 0 inside a user namespace
     // (`unshare -r`) takes the rootless defaults.

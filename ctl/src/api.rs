@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":10,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":11,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 10;
+pub const API_VERSION: u32 = 11;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -625,6 +625,11 @@ pub enum UplinkKind {
         /// Interface name.
         ifname: String,
     },
+    /// yardd's own network namespace: the containers' flows to addresses
+    /// outside every switch network are relayed through host sockets, so
+    /// they leave with the host's addresses and routes. No interface and no
+    /// address of its own.
+    Host,
 }
 
 /// The outside-facing interface.
@@ -635,8 +640,10 @@ pub struct UplinkSpec {
     /// How it is attached.
     #[serde(flatten)]
     pub kind: UplinkKind,
-    /// The uplink's own address, with its prefix length.
-    pub ip: Ipv4Cidr,
+    /// The uplink's own address, with its prefix length; `None` for a
+    /// [`UplinkKind::Host`] uplink, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Cidr>,
     /// Next hop for destinations outside `ip`'s subnet.
     pub gateway: Option<Ipv4Addr>,
 }
@@ -862,6 +869,11 @@ pub struct ConntrackEntry {
     pub snat: Option<String>,
     /// Destination translation: `address:port` the original destination became.
     pub dnat: Option<String>,
+    /// A flow relayed by the host uplink: its host socket's local and
+    /// remote address, `LOCAL->REMOTE` (`None` for every other entry, and
+    /// until the relay has opened the socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Seconds until the entry expires without traffic.
     pub timeout_secs: u64,
     /// A reply was seen (or the handshake completed).

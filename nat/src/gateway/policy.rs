@@ -27,6 +27,9 @@ impl Gateway {
         if let Some(n) = self.nets.iter().find(|n| in_subnet(dst, n.subnet)) {
             return Some((Side::Net(n.id), dst));
         }
+        if self.host_uplink {
+            return Some((Side::Host, dst));
+        }
         let u = self.uplink.as_ref()?;
         if in_subnet(dst, u.addr) {
             Some((Side::Uplink, dst))
@@ -58,7 +61,7 @@ impl Gateway {
                     && !network
                     && !subnet.is_directed_broadcast(src)
             }),
-            Side::Uplink => {
+            Side::Uplink | Side::Host => {
                 !self.is_our_addr(src) && !self.nets.iter().any(|n| in_subnet(src, n.subnet))
             }
         }
@@ -75,6 +78,7 @@ impl Gateway {
         match side {
             Side::Net(_) => self.is_our_addr(addr),
             Side::Uplink => self.uplink_addr() == Some(addr),
+            Side::Host => false,
         }
     }
 
@@ -154,7 +158,22 @@ impl Gateway {
             return Err(GatewayDrop::NoRoute);
         };
         let snat = match (side, out) {
-            (Side::Uplink, Side::Uplink) => return Err(GatewayDrop::NoRoute),
+            // The relay answers flows; it starts none (published ports on
+            // the host uplink are still to come).
+            (Side::Host, _) => return Err(GatewayDrop::NotPublished),
+            (Side::Uplink, Side::Uplink | Side::Host) => return Err(GatewayDrop::NoRoute),
+            (Side::Net(n), Side::Host) => {
+                // Relayed through the host's own sockets, which is what
+                // masquerade means there; the tuple stays the container's.
+                let (internal, masquerade) = self.net_flags(n);
+                if internal {
+                    return Err(GatewayDrop::Internal);
+                }
+                if !masquerade {
+                    return Err(GatewayDrop::NoRoute);
+                }
+                None
+            }
             (Side::Uplink, Side::Net(m)) => {
                 if rule.is_none() {
                     return Err(GatewayDrop::NotPublished);

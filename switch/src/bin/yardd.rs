@@ -139,8 +139,21 @@ fn run() -> Result<()> {
         "dropped every other capability"
     );
 
-    let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
+    let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
+    // The host uplink's relay: its own thread, outside the datapath's
+    // seccomp filter (it creates, connects and closes sockets).
+    let relay = datapaths[0]
+        .start_host_relay()
+        .context("cannot start the host uplink's relay")?;
+    std::thread::Builder::new()
+        .name("yardd-relay".into())
+        .spawn(move || {
+            if let Err(error) = relay.run() {
+                tracing::error!(%error, "the host uplink's relay stopped");
+            }
+        })
+        .context("cannot start the relay thread")?;
     let seccomp = match (args.no_seccomp, args.seccomp_log) {
         (true, _) => None,
         (false, false) => Some(seccomp::Violation::Kill),

@@ -27,6 +27,7 @@ pub mod netns;
 pub mod nsidentity;
 pub mod nsowner;
 mod packet;
+mod ping;
 pub mod privilege;
 pub mod seccomp;
 mod tap;
@@ -37,6 +38,7 @@ mod tunnel;
 pub use fd::{peer_credentials, read_fd, write_fd};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
+pub use ping::ping_socket;
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
 

@@ -192,16 +192,18 @@ impl Config {
                         other_subnet,
                     });
                 }
-                if let Some(uplink) = self
+                let uplink_subnet = self
                     .uplink
                     .as_ref()
-                    .filter(|u| u.ip.network().overlaps(&subnet))
+                    .and_then(|u| Some((u, u.ip?.network())));
+                if let Some((uplink, uplink_subnet)) =
+                    uplink_subnet.filter(|(_, s)| s.overlaps(&subnet))
                 {
                     return Err(ConfigError::SubnetOverlapsUplink {
                         net: net(),
                         subnet,
                         uplink: uplink.name.clone(),
-                        uplink_subnet: uplink.ip.network(),
+                        uplink_subnet,
                     });
                 }
                 let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());

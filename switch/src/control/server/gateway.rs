@@ -65,11 +65,19 @@ impl Control {
         spec: &UplinkSpec,
         mode: TapMode,
     ) -> (LivePort, Option<ControlError>) {
+        if spec.kind == UplinkKind::Host {
+            return self.start_host_uplink();
+        }
         match attach_uplink(spec, mode) {
             Ok(mut attached) => {
                 self.kept_uplink = attached.kept.take();
+                // Checked on the way in: an --iface or --tap uplink has one.
+                let ip = spec.ip.unwrap_or(yard_ctl::Ipv4Cidr {
+                    addr: std::net::Ipv4Addr::UNSPECIFIED,
+                    prefix: 32,
+                });
                 let config = UplinkConfig {
-                    addr: (spec.ip.addr, spec.ip.prefix),
+                    addr: (ip.addr, ip.prefix),
                     mac: attached.mac.0,
                     gateway: spec.gateway,
                 };
@@ -104,6 +112,25 @@ impl Control {
                 };
                 (live, Some(failed))
             }
+        }
+    }
+
+    /// Hands the host uplink to the datapath: no device, no address.
+    fn start_host_uplink(&mut self) -> (LivePort, Option<ControlError>) {
+        let live = LivePort {
+            mac: None,
+            mtu: 0,
+            state: PortState::Up,
+        };
+        match self.datapath.set_host_uplink() {
+            Ok(()) => (live, None),
+            Err(e) => (
+                LivePort {
+                    state: PortState::Down(e.to_string()),
+                    ..live
+                },
+                Some(e.into()),
+            ),
         }
     }
 

@@ -378,7 +378,14 @@ impl DatapathHandle {
         self.home(&order, move |dp| dp.set_uplink(name, port, config, mtu))
     }
 
-    /// Detaches the uplink.
+    /// Makes yardd's own host sockets the uplink: the gateway routes the
+    /// outside to the relay.
+    pub fn set_host_uplink(&self) -> Result<(), DatapathError> {
+        let order = self.placement();
+        self.home(&order, |dp| dp.set_host_uplink())
+    }
+
+    /// Detaches the uplink (of any kind).
     pub fn remove_uplink(&self) -> Result<(), DatapathError> {
         let order = self.placement();
         self.home(&order, |dp| dp.remove_uplink())

@@ -1,0 +1,258 @@
+//! The host uplink (`uplink add NAME --host`): yardd runs inside a "host"
+//! namespace the test makes, and the containers' flows to the outside
+//! leave through yardd's own host sockets there. The outside is one more
+//! namespace joined to the host namespace by a veth (host 10.77.0.1/24,
+//! outside 10.77.0.2/24), whose servers stand for the Internet. Nothing
+//! reaches any network but these namespaces': yardd's sockets live in the
+//! host namespace, and every destination is an address the test assigned.
+//!
+//! ```text
+//!  container ns ── TAP ── yardd (host ns, 10.77.0.1) ── veth ── outside ns (10.77.0.2)
+//!  172.30.0.2/16 on yard0                 host sockets          socat servers
+//! ```
+//!
+//! Needs root; without it each test prints why and returns.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use yard_tests::cmd::{describe, end_child, in_ns_ok, output, poll, run_ok, stdout, timed};
+use yard_tests::hosts::Host;
+use yard_tests::netns::{Netns, Veth};
+use yard_tests::{require, Container};
+
+/// The host namespace's address on the link to the outside.
+const HOST_IP: &str = "10.77.0.1";
+/// The outside namespace's address.
+const OUTSIDE_IP: &str = "10.77.0.2";
+/// The UDP echo server's port in the outside namespace.
+const UDP_ECHO_PORT: u16 = 7777;
+
+/// The host (yardd in its namespace, with a host uplink), the outside
+/// namespace joined to it, and a container on yard0.
+struct HostLab {
+    host: Host,
+    outside: Netns,
+    _link: Veth,
+    container: Container,
+}
+
+impl HostLab {
+    fn new() -> HostLab {
+        let mut host = Host::new(1);
+        let outside = Netns::new();
+        outside.disable_ipv6();
+        let link = Veth::new();
+        for (end, ns, cidr) in [
+            (link.host(), host.ns(), format!("{HOST_IP}/24")),
+            (link.peer(), outside.name(), format!("{OUTSIDE_IP}/24")),
+        ] {
+            run_ok(&["ip", "link", "set", end, "netns", ns]);
+            run_ok(&["ip", "-n", ns, "addr", "add", &cidr, "dev", end]);
+            run_ok(&["ip", "-n", ns, "link", "set", end, "up"]);
+        }
+        host.ctl_ok(&["uplink", "add", "host0", "--host"]);
+        let container = host.tap("c1", "yard0", "172.30.0.2/16", &[]);
+        HostLab {
+            host,
+            outside,
+            _link: link,
+            container,
+        }
+    }
+
+    /// Sets `net.ipv4.ping_group_range` in the host namespace, where
+    /// yardd's ping sockets are made.
+    fn ping_group_range(&self, range: &str) {
+        in_ns_ok(
+            self.host.ns(),
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.ping_group_range={range}"),
+            ],
+        );
+    }
+
+    fn conntrack(&self) -> Vec<serde_json::Value> {
+        let listing = self.host.ctl_json(&["conntrack", "ls"]);
+        listing["entries"]
+            .as_array()
+            .or_else(|| listing.as_array())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Conntrack's listing and counters and yardd's log, for a failure.
+    fn describe(&self) -> String {
+        let ls = self.host.ctl(&["conntrack", "ls"]);
+        let stats = self.host.ctl(&["conntrack", "stats"]);
+        format!(
+            "{}\n{}\n{}",
+            describe("yardctl conntrack ls", &ls),
+            describe("yardctl conntrack stats", &stats),
+            self.host.log_tail()
+        )
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let stats = self.host.ctl_json(&["conntrack", "stats"]);
+        stats["counters"][name].as_u64().unwrap_or(0)
+    }
+}
+
+/// A server running in a namespace, ended by its pid on drop.
+struct Server(Option<Child>);
+
+impl Server {
+    /// `socat` with `args` in `ns`, bounded by 120 s.
+    fn socat(ns: &str, args: &[&str]) -> Server {
+        let child = timed(120, "ip")
+            .args(["netns", "exec", ns, "socat"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn socat");
+        Server(Some(child))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            end_child(child, Duration::from_secs(5));
+        }
+    }
+}
+
+/// Sends `message` from the container to the outside's UDP echo server and
+/// returns what came back (empty if nothing did within 3 s).
+fn udp_echo(container: &Container, message: &str) -> String {
+    let target = format!("UDP4:{OUTSIDE_IP}:{UDP_ECHO_PORT}");
+    let script = format!("echo {message} | socat -T3 - {target}");
+    let out = output(timed(10, "ip").args(["netns", "exec", &container.ns, "sh", "-c", &script]));
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn udp_reaches_the_outside_through_a_host_socket_listed_with_both_ends() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    let uplinks = stdout(&lab.host.ctl_ok(&["uplink", "ls"]));
+    assert!(
+        uplinks.contains("host0") && uplinks.contains("host"),
+        "{uplinks}"
+    );
+    let listen = format!("UDP4-RECVFROM:{UDP_ECHO_PORT},bind={OUTSIDE_IP},fork");
+    let _echo = Server::socat(lab.outside.name(), &[&listen, "EXEC:cat"]);
+    // The server may need a moment to bind: try a few times, bounded.
+    let mut answer = String::new();
+    let answered = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+        answer = udp_echo(&lab.container, "hello-through-the-host");
+        answer == "hello-through-the-host"
+    });
+    assert!(
+        answered,
+        "no UDP echo through the host uplink (got {answer:?})\n{}",
+        lab.describe()
+    );
+    // One conntrack entry: the container's tuple, untranslated, and the
+    // host socket's two ends (the host namespace's address toward the
+    // outside, and the server).
+    let entries = lab.conntrack();
+    let relayed: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["proto"] == "udp" && e["original"]["dport"] == UDP_ECHO_PORT)
+        .collect();
+    assert!(!relayed.is_empty(), "no relayed UDP entry: {entries:?}");
+    let e = relayed[0];
+    assert_eq!(e["original"]["src"], "172.30.0.2", "{e}");
+    assert_eq!(e["original"]["dst"], OUTSIDE_IP, "{e}");
+    assert!(e["snat"].is_null(), "{e}");
+    let host_end = e["host"].as_str().unwrap_or_default();
+    assert!(
+        host_end.starts_with(&format!("{HOST_IP}:"))
+            && host_end.ends_with(&format!("->{OUTSIDE_IP}:{UDP_ECHO_PORT}")),
+        "{e}"
+    );
+    let table = stdout(&lab.host.ctl_ok(&["conntrack", "ls"]));
+    assert!(table.contains(&format!("host {host_end}")), "{table}");
+    assert!(lab.counter("relay-sockets-opened") >= 1);
+    // Flushed, the flow's socket is closed and a new datagram opens a new one.
+    lab.host.ctl_ok(&["conntrack", "flush"]);
+    let answered = poll(Duration::from_secs(15), Duration::from_millis(200), || {
+        udp_echo(&lab.container, "again") == "again"
+    });
+    assert!(
+        answered,
+        "no UDP echo after a flush\n{}",
+        lab.host.log_tail()
+    );
+}
+
+#[test]
+fn icmp_echo_goes_through_ping_sockets_where_the_group_range_allows() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    lab.ping_group_range("0 2147483647");
+    let ping = |count: &str| {
+        lab.container
+            .exec(&["ping", "-c", count, "-W", "2", "-i", "0.2", OUTSIDE_IP])
+    };
+    let out = ping("3");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe("ping through the host uplink", &out),
+        lab.host.log_tail()
+    );
+    let entries = lab.conntrack();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["proto"] == "icmp" && e["original"]["dst"] == OUTSIDE_IP),
+        "no relayed ICMP entry: {entries:?}"
+    );
+
+    // Where the range leaves yardd's group out, no echo goes and the
+    // reason is counted.
+    lab.host.ctl_ok(&["conntrack", "flush"]);
+    lab.ping_group_range("1 0");
+    let before = lab.counter("relay-icmp-unavailable");
+    let out = ping("1");
+    assert!(!out.status.success(), "{}", describe("ping", &out));
+    assert!(lab.counter("relay-icmp-unavailable") > before);
+}
+
+#[test]
+fn internal_networks_are_not_relayed() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let mut lab = HostLab::new();
+    lab.host.ctl_ok(&[
+        "net",
+        "create",
+        "inner",
+        "--subnet",
+        "10.88.0.0/24",
+        "--internal",
+    ]);
+    let inner = lab.host.tap("i1", "inner", "10.88.0.2/24", &[]);
+    let listen = format!("UDP4-RECVFROM:{UDP_ECHO_PORT},bind={OUTSIDE_IP},fork");
+    let _echo = Server::socat(lab.outside.name(), &[&listen, "EXEC:cat"]);
+    // The yard0 container gets through (the server is up) ...
+    assert!(poll(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || { udp_echo(&lab.container, "open") == "open" }
+    ));
+    // ... the internal one does not, and the refusal is counted.
+    assert_eq!(udp_echo(&inner, "closed"), "");
+    assert!(lab.counter("gw-internal-network") >= 1);
+}

@@ -27,6 +27,10 @@ const HOST_IP: &str = "10.77.0.1";
 const OUTSIDE_IP: &str = "10.77.0.2";
 /// The UDP echo server's port in the outside namespace.
 const UDP_ECHO_PORT: u16 = 7777;
+/// The size of the TCP transfers, in MiB.
+const TRANSFER_MIB: u32 = 200;
+/// TCP connections open at once through the relay.
+const CONCURRENT: usize = 200;
 
 /// The host (yardd in its namespace, with a host uplink), the outside
 /// namespace joined to it, and a container on yard0.
@@ -255,4 +259,234 @@ fn internal_networks_are_not_relayed() {
     // ... the internal one does not, and the refusal is counted.
     assert_eq!(udp_echo(&inner, "closed"), "");
     assert!(lab.counter("gw-internal-network") >= 1);
+}
+
+/// A temporary directory for the transfers' files.
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("yard-hostup-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// Runs `script` in the container's namespace with `sh -c`, bounded by
+/// `secs`.
+fn container_sh(container: &Container, secs: u32, script: &str) -> std::process::Output {
+    output(timed(secs, "ip").args(["netns", "exec", &container.ns, "sh", "-c", script]))
+}
+
+/// Waits (at most 10 s) until something listens on TCP `port` in `ns`.
+fn wait_listening(ns: &str, port: u16) {
+    yard_tests::lab::wait_listening(ns, port);
+}
+
+#[test]
+fn tcp_carries_data_both_ways_whole() {
+    if !require(&["socat", "sha256sum"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    let dir = scratch();
+    let source = dir.path().join("source.bin");
+    yard_tests::hosts::random_file(&source, TRANSFER_MIB);
+    let want = yard_tests::lab::sha256(&source);
+
+    // Container → outside.
+    let received = dir.path().join("at-outside.bin");
+    let sink = format!("OPEN:{},creat,trunc", received.display());
+    let server = Server::socat(
+        lab.outside.name(),
+        &[
+            "-u",
+            &format!("TCP-LISTEN:9000,bind={OUTSIDE_IP},reuseaddr"),
+            &sink,
+        ],
+    );
+    wait_listening(lab.outside.name(), 9000);
+    let sent = container_sh(
+        &lab.container,
+        120,
+        &format!("socat -u FILE:{} TCP:{OUTSIDE_IP}:9000", source.display()),
+    );
+    assert!(
+        sent.status.success(),
+        "{}\n{}",
+        describe("socat to the outside", &sent),
+        lab.describe()
+    );
+    let done = poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        std::fs::metadata(&received).is_ok_and(|m| m.len() == u64::from(TRANSFER_MIB) << 20)
+    });
+    assert!(
+        done,
+        "the outside did not receive it all\n{}",
+        lab.describe()
+    );
+    assert_eq!(
+        yard_tests::lab::sha256(&received),
+        want,
+        "altered on the way out"
+    );
+    drop(server);
+    // Listed with both ends: the container's tuple and the host socket's.
+    let entries = lab.conntrack();
+    let relayed = entries
+        .iter()
+        .find(|e| e["proto"] == "tcp" && e["original"]["dport"] == 9000)
+        .unwrap_or_else(|| panic!("no relayed TCP entry: {entries:?}"));
+    assert_eq!(relayed["original"]["src"], "172.30.0.2", "{relayed}");
+    let host_end = relayed["host"].as_str().unwrap_or_default();
+    assert!(
+        host_end.starts_with(&format!("{HOST_IP}:"))
+            && host_end.ends_with(&format!("->{OUTSIDE_IP}:9000")),
+        "{relayed}"
+    );
+
+    // Outside → container.
+    let fetched = dir.path().join("at-container.bin");
+    let listen = format!("TCP-LISTEN:9001,bind={OUTSIDE_IP},reuseaddr");
+    let _server = Server::socat(
+        lab.outside.name(),
+        &["-u", &format!("FILE:{}", source.display()), &listen],
+    );
+    wait_listening(lab.outside.name(), 9001);
+    let got = container_sh(
+        &lab.container,
+        120,
+        &format!(
+            "socat -u TCP:{OUTSIDE_IP}:9001 OPEN:{},creat,trunc",
+            fetched.display()
+        ),
+    );
+    assert!(
+        got.status.success(),
+        "{}\n{}",
+        describe("socat from the outside", &got),
+        lab.describe()
+    );
+    let len = std::fs::metadata(&fetched).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(len, u64::from(TRANSFER_MIB) << 20, "{}", lab.describe());
+    assert_eq!(
+        yard_tests::lab::sha256(&fetched),
+        want,
+        "altered on the way in"
+    );
+}
+
+#[test]
+fn tcp_half_close_and_refusal_reach_the_other_side() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    // The server answers only once it has read to end of file: the
+    // container's FIN must reach it as a shutdown, and the answer must
+    // still come back over the half-open connection.
+    let listen = format!("TCP-LISTEN:9002,bind={OUTSIDE_IP},reuseaddr");
+    let _server = Server::socat(lab.outside.name(), &[&listen, "SYSTEM:wc -c"]);
+    wait_listening(lab.outside.name(), 9002);
+    let out = container_sh(
+        &lab.container,
+        30,
+        &format!("printf 1234567 | socat -t10 - TCP:{OUTSIDE_IP}:9002"),
+    );
+    assert!(
+        out.status.success() && stdout(&out).trim() == "7",
+        "{}\n{}",
+        describe("half-close through the host uplink", &out),
+        lab.describe()
+    );
+    // Nothing listens on 9999: the host's connect is refused, and so is
+    // the container's.
+    let out = container_sh(
+        &lab.container,
+        30,
+        &format!("socat - TCP:{OUTSIDE_IP}:9999 </dev/null"),
+    );
+    let err = yard_tests::cmd::stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("Connection refused"),
+        "{}\n{}",
+        describe("connect to a closed port", &out),
+        lab.describe()
+    );
+    assert!(lab.counter("relay-tcp-refused") >= 1);
+    // The connection is listed with both ends while it lived; the open
+    // count is back to zero once both are done.
+    assert!(poll(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || { lab.counter("relay-tcp-open") == 0 }
+    ));
+}
+
+#[test]
+fn many_concurrent_tcp_connections_are_relayed() {
+    if !require(&["socat", "python3"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    let server = format!(
+        r#"
+import asyncio
+async def echo(r, w):
+    data = await r.read(100)
+    w.write(data)
+    await w.drain()
+    w.close()
+async def main():
+    s = await asyncio.start_server(echo, "{OUTSIDE_IP}", 9003, backlog=1024)
+    async with s:
+        await asyncio.sleep(120)
+asyncio.run(main())
+"#
+    );
+    let child = timed(130, "ip")
+        .args([
+            "netns",
+            "exec",
+            lab.outside.name(),
+            "python3",
+            "-c",
+            &server,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the python server");
+    let _server = Server(Some(child));
+    wait_listening(lab.outside.name(), 9003);
+    let client = format!(
+        r#"
+import asyncio
+async def one(i):
+    r, w = await asyncio.open_connection("{OUTSIDE_IP}", 9003)
+    msg = ("c%d" % i).encode()
+    w.write(msg)
+    await w.drain()
+    got = await r.read(100)
+    w.close()
+    return got == msg
+async def main():
+    results = await asyncio.wait_for(
+        asyncio.gather(*(one(i) for i in range({CONCURRENT})), return_exceptions=True), 60)
+    print(sum(1 for r in results if r is True))
+asyncio.run(main())
+"#
+    );
+    let out = output(timed(90, "ip").args([
+        "netns",
+        "exec",
+        &lab.container.ns,
+        "python3",
+        "-c",
+        &client,
+    ]));
+    assert_eq!(
+        stdout(&out).trim(),
+        CONCURRENT.to_string(),
+        "{}\n{}",
+        describe("concurrent connections", &out),
+        lab.describe()
+    );
 }

@@ -15,6 +15,7 @@ use yard_wire::ethernet;
 use yard_wire::icmp::{self, IcmpPacket};
 use yard_wire::ip::protocol;
 use yard_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use yard_wire::tcp::TcpPacket;
 use yard_wire::udp::{self, UdpPacket};
 
 /// Room before a built packet's IPv4 header: the Ethernet header.
@@ -44,8 +45,15 @@ pub enum Request<'a> {
         /// The ICMP message as the container sent it.
         message: &'a [u8],
     },
-    /// Nothing the relay carries (yet): a later fragment, TCP, another
-    /// ICMP type, a malformed packet.
+    /// A TCP segment: for the flow's smoltcp socket (the whole packet).
+    Tcp {
+        /// The flow (the container's tuple).
+        key: FlowKey,
+        /// A SYN without ACK: it opens a connection.
+        syn: bool,
+    },
+    /// Nothing the relay carries: a later fragment, another ICMP type, a
+    /// malformed packet.
     Unsupported,
 }
 
@@ -80,6 +88,23 @@ pub fn parse(ip: &[u8]) -> Request<'_> {
             Request::Udp {
                 key,
                 payload: &payload[udp::HEADER_LEN..data_end],
+            }
+        }
+        protocol::TCP => {
+            let Ok(t) = TcpPacket::new_checked(payload) else {
+                return Request::Unsupported;
+            };
+            let flags = t.flags();
+            let key = FlowKey {
+                proto: Proto::Tcp,
+                src,
+                sport: t.src_port(),
+                dst,
+                dport: t.dst_port(),
+            };
+            Request::Tcp {
+                key,
+                syn: flags.syn() && !flags.ack(),
             }
         }
         protocol::ICMP => {
@@ -221,13 +246,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tcp_segment_is_its_flow_and_whether_it_opens_one() {
+        let segment = |syn: bool, ack: bool| {
+            let mut v = Vec::new();
+            let b = PacketBuilder::ipv4(C.octets(), S.octets(), 63).tcp(40000, 80, 1, 1000);
+            let b = if syn { b.syn() } else { b };
+            let b = if ack { b.ack(5) } else { b };
+            b.write(&mut v, b"").unwrap();
+            v
+        };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: C,
+            sport: 40000,
+            dst: S,
+            dport: 80,
+        };
+        assert_eq!(
+            parse(&segment(true, false)),
+            Request::Tcp { key, syn: true }
+        );
+        assert_eq!(
+            parse(&segment(true, true)),
+            Request::Tcp { key, syn: false }
+        );
+        assert_eq!(
+            parse(&segment(false, true)),
+            Request::Tcp { key, syn: false }
+        );
+    }
+
+    #[test]
     fn what_the_relay_does_not_carry_is_unsupported() {
-        let mut tcp = Vec::new();
-        PacketBuilder::ipv4(C.octets(), S.octets(), 63)
-            .tcp(40000, 80, 1, 1000)
-            .syn()
-            .write(&mut tcp, b"")
-            .unwrap();
         let mut reply = Vec::new();
         PacketBuilder::ipv4(C.octets(), S.octets(), 63)
             .icmpv4_echo_reply(1, 1)
@@ -235,7 +285,7 @@ mod tests {
             .unwrap();
         let mut fragment = ip_udp(b"query");
         fragment[6] = 0x20; // more fragments
-        for p in [&tcp[..], &reply[..], &fragment[..], &[0x45, 0][..]] {
+        for p in [&reply[..], &fragment[..], &[0x45, 0][..]] {
             assert_eq!(parse(p), Request::Unsupported);
         }
     }

@@ -11,6 +11,7 @@
 //!   is allocated per packet once the pool is made.
 
 pub mod flows;
+pub mod tcp;
 pub mod thread;
 
 use std::io;

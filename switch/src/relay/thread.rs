@@ -1,7 +1,8 @@
 //! The relay thread: a `mio` poll loop that owns every host socket of the
 //! host uplink, made in yardd's own network namespace as any program's.
 //!
-//! Contract: a UDP flow (container source, destination) gets one
+//! Contract: TCP is [`super::tcp`]'s (one host stream per connection); a
+//! UDP flow (container source, destination) gets one
 //! non-blocking UDP socket connected to the destination; an ICMP echo flow
 //! (container, destination, identifier) one unprivileged ping socket. The
 //! first packet opens the socket and the home thread hears its local and
@@ -27,6 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use yard_nat::flow::{FlowKey, Proto};
 
 use super::flows::{self, Request};
+use super::tcp::TcpRelay;
 use super::{FromRelay, ToRelay, BUFFER};
 use crate::sys;
 
@@ -55,13 +57,19 @@ pub struct RelayCounters {
     pub icmp_unavailable: AtomicU64,
     /// Packets for the home thread dropped on a full queue or pool.
     pub home_busy: AtomicU64,
-    /// Packets the relay does not carry yet (TCP, fragments, other ICMP).
+    /// Packets the relay does not carry (fragments, other ICMP).
     pub unsupported: AtomicU64,
+    /// TCP connections whose host connect failed (answered with RST).
+    pub tcp_refused: AtomicU64,
+    /// TCP connections refused: [`super::tcp::MAX_CONNECTIONS`] were open.
+    pub tcp_full: AtomicU64,
+    /// TCP connections open now.
+    pub tcp_open: AtomicU64,
 }
 
 impl RelayCounters {
     /// The counters by the names `conntrack stats` shows.
-    pub fn by_name(&self) -> [(&'static str, u64); 6] {
+    pub fn by_name(&self) -> [(&'static str, u64); 9] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("relay-sockets-opened", get(&self.opened)),
@@ -70,6 +78,9 @@ impl RelayCounters {
             ("relay-icmp-unavailable", get(&self.icmp_unavailable)),
             ("relay-home-busy", get(&self.home_busy)),
             ("relay-unsupported", get(&self.unsupported)),
+            ("relay-tcp-refused", get(&self.tcp_refused)),
+            ("relay-tcp-full", get(&self.tcp_full)),
+            ("relay-tcp-open", get(&self.tcp_open)),
         ]
     }
 }
@@ -100,6 +111,7 @@ pub struct HostRelay {
     flows: HashMap<FlowKey, Token>,
     sockets: HashMap<Token, Flow>,
     next_token: usize,
+    tcp: TcpRelay,
     counters: Arc<RelayCounters>,
     /// A packet went to the home thread since the last wake.
     wake_home: bool,
@@ -119,6 +131,7 @@ impl HostRelay {
             inbox,
             spent,
             outbox,
+            tcp: TcpRelay::new(pool.clone()),
             pool,
             repool,
             home_waker,
@@ -144,7 +157,8 @@ impl HostRelay {
             let timeout = if again {
                 Duration::ZERO
             } else {
-                Duration::from_secs(1)
+                let tcp = self.tcp.poll_delay().unwrap_or(Duration::from_secs(1));
+                tcp.min(Duration::from_secs(1))
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -152,14 +166,25 @@ impl HostRelay {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
-                if event.token() != WAKER {
-                    self.serve_socket(event.token());
+                let token = event.token();
+                if token == WAKER {
+                    continue;
+                }
+                if self.tcp.owns(token) {
+                    let readable = event.is_readable() || event.is_read_closed();
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
+                    self.tcp
+                        .host_ready(self.poll.registry(), token, readable, writable);
+                } else {
+                    self.serve_socket(token);
                 }
             }
             again = match self.serve_inbox() {
                 Some(more) => more,
                 None => return Ok(()),
             };
+            self.serve_tcp();
             if std::mem::take(&mut self.wake_home) {
                 let _ = self.home_waker.wake();
             }
@@ -179,6 +204,9 @@ impl HostRelay {
                     self.relay_out(&buf[..len.min(buf.len())]);
                     let _ = self.spent.try_send(buf);
                 }
+                Ok(ToRelay::Close(key)) if key.proto == Proto::Tcp => {
+                    self.tcp.close(self.poll.registry(), &key)
+                }
                 Ok(ToRelay::Close(key)) => self.close(&key),
                 Err(TryRecvError::Empty) => return Some(false),
                 Err(TryRecvError::Disconnected) => return None,
@@ -192,6 +220,17 @@ impl HostRelay {
         let (key, data) = match flows::parse(ip) {
             Request::Udp { key, payload } => (key, payload),
             Request::Echo { key, message } => (key, message),
+            Request::Tcp { key, syn } => {
+                let HostRelay {
+                    tcp,
+                    poll,
+                    next_token,
+                    ..
+                } = self;
+                let mut token = || take_token(next_token);
+                tcp.segment(poll.registry(), key, ip, syn, &mut token);
+                return;
+            }
             Request::Unsupported => return bump(&self.counters.unsupported),
         };
         let Some(token) = self.flow(key) else {
@@ -229,8 +268,7 @@ impl HostRelay {
             bump(&self.counters.socket_errors);
             return None;
         };
-        let token = Token(self.next_token);
-        self.next_token = (self.next_token + 1) % (usize::MAX / 2);
+        let token = take_token(&mut self.next_token);
         if self
             .poll
             .registry()
@@ -260,6 +298,28 @@ impl HostRelay {
         );
         self.send_home(FromRelay::Opened { key, local, remote });
         Some(token)
+    }
+
+    /// Runs the TCP relay and sends what it made to the home thread.
+    fn serve_tcp(&mut self) {
+        self.tcp.poll(self.poll.registry());
+        let packets: Vec<(Vec<u8>, usize)> = self.tcp.take_packets().collect();
+        for (buf, len) in packets {
+            self.send_home(FromRelay::Packet { buf, len });
+        }
+        let events = self.tcp.take_events();
+        for (key, local, remote) in events.opened {
+            self.send_home(FromRelay::Opened { key, local, remote });
+        }
+        self.counters
+            .tcp_refused
+            .fetch_add(events.refused, Ordering::Relaxed);
+        self.counters
+            .tcp_full
+            .fetch_add(events.full, Ordering::Relaxed);
+        self.counters
+            .tcp_open
+            .store(self.tcp.len() as u64, Ordering::Relaxed);
     }
 
     /// Reads what a socket received and sends it to its container.
@@ -315,10 +375,15 @@ impl HostRelay {
     }
 
     fn send_home(&mut self, message: FromRelay) {
-        if self.outbox.try_send(message).is_err() {
-            bump(&self.counters.home_busy);
-        } else {
-            self.wake_home = true;
+        match self.outbox.try_send(message) {
+            Ok(()) => self.wake_home = true,
+            Err(refused) => {
+                bump(&self.counters.home_busy);
+                // The buffer stays in the pool.
+                if let FromRelay::Packet { buf, .. } = refused.into_inner() {
+                    self.spent_own(buf);
+                }
+            }
         }
     }
 
@@ -341,6 +406,13 @@ impl HostRelay {
             self.close(&key);
         }
     }
+}
+
+/// The next token for a host socket (below the waker's).
+fn take_token(next: &mut usize) -> Token {
+    let token = Token(*next);
+    *next = (*next + 1) % (usize::MAX / 2);
+    token
 }
 
 /// A non-blocking UDP socket connected to `remote`, and its local address.

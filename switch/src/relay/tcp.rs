@@ -1,0 +1,491 @@
+//! The relay's TCP: each container connection is ended in a smoltcp socket
+//! and carried on through a non-blocking host `TcpStream`.
+//!
+//! Contract. smoltcp runs one IP-medium interface in any-IP mode with a
+//! default route through its own address, so it answers for every
+//! destination. A container's SYN for a new flow starts a host `connect`
+//! to the same destination and is held; when the connect succeeds a
+//! listening socket for (destination, port) is made and the SYN fed to it,
+//! so the container's handshake completes only once the host's did; when
+//! it fails the SYN is fed with no socket listening and smoltcp answers it
+//! with RST (the container sees `ECONNREFUSED`). Data moves without a copy
+//! of our own: from the smoltcp receive buffer straight into the host
+//! socket, from the host socket straight into the smoltcp send buffer. Each
+//! buffer is bounded ([`SOCKET_BUFFER`]); a side whose peer's buffer is full
+//! is not read, so the container's window closes or the host socket's
+//! receive queue fills. A FIN from the container becomes
+//! `shutdown(SHUT_WR)`; end of file from the host becomes a FIN; a reset on
+//! either side resets the other. At most [`MAX_CONNECTIONS`] connections
+//! at once; more are refused with RST.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::time::Instant as StdInstant;
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration as SmolDuration, Instant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address};
+use yard_nat::flow::FlowKey;
+
+use super::flows::HEADROOM;
+use super::BUFFER;
+
+/// Each direction's buffer of one connection.
+pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// The most TCP connections relayed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The relay interface's own address: the gateway of its default route.
+const RELAY_ADDR: Ipv4Address = Ipv4Address::new(169, 254, 255, 254);
+
+/// What a pass over the connections asks the relay thread to do.
+#[derive(Debug, Default)]
+pub struct TcpEvents {
+    /// Host sockets connected: (flow, local, remote), for conntrack.
+    pub opened: Vec<(FlowKey, SocketAddrV4, SocketAddrV4)>,
+    /// Host connects refused or failed (answered with RST).
+    pub refused: u64,
+    /// New connections refused: [`MAX_CONNECTIONS`] were open.
+    pub full: u64,
+}
+
+/// The device between smoltcp and the relay: packets from containers wait
+/// in `rx`; what smoltcp sends goes into buffers from the pool shared with
+/// the home thread and waits in `tx`.
+struct Link {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<(Vec<u8>, usize)>,
+    pool: Receiver<Vec<u8>>,
+    /// Emptied rx buffers, to copy the next packets into.
+    spare: Vec<Vec<u8>>,
+}
+
+/// The receive token owns its packet.
+struct OwnedRx(Vec<u8>);
+
+impl phy::RxToken for OwnedRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+struct TxToken<'a>(&'a mut Link);
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = self.0.pool.try_recv().unwrap_or_default();
+        buf.resize(BUFFER.max(HEADROOM + len), 0);
+        let r = f(&mut buf[HEADROOM..HEADROOM + len]);
+        self.0.tx.push((buf, HEADROOM + len));
+        r
+    }
+}
+
+impl phy::Device for Link {
+    type RxToken<'a> = OwnedRx;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(OwnedRx, TxToken<'_>)> {
+        let packet = self.rx.pop_front()?;
+        Some((OwnedRx(packet), TxToken(self)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        if self.pool.is_empty() {
+            // The home thread holds every buffer: smoltcp sends later.
+            return None;
+        }
+        Some(TxToken(self))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 65_535;
+        // The gateway checked the IPv4 header; a TAP's TSO segments carry
+        // a partial TCP checksum the device was to finish, so smoltcp
+        // computes checksums on what it sends and verifies none.
+        let mut sums = ChecksumCapabilities::default();
+        sums.ipv4 = Checksum::Tx;
+        sums.tcp = Checksum::Tx;
+        caps.checksum = sums;
+        caps
+    }
+}
+
+/// One relayed connection.
+struct Conn {
+    stream: TcpStream,
+    token: Token,
+    /// The smoltcp socket, once the host connect succeeded.
+    socket: Option<SocketHandle>,
+    /// The container's SYN while the host connect is under way.
+    held_syn: Option<Vec<u8>>,
+    /// The host socket has data to read (edge-triggered: until WouldBlock).
+    host_readable: bool,
+    /// The host socket can take data.
+    host_writable: bool,
+    /// The host sent end of file (and the container was sent a FIN).
+    host_eof: bool,
+    /// The container's FIN was passed on with `shutdown(SHUT_WR)`.
+    host_shut: bool,
+}
+
+/// The relay's TCP side. See the module documentation.
+pub struct TcpRelay {
+    iface: Interface,
+    link: Link,
+    sockets: SocketSet<'static>,
+    conns: HashMap<FlowKey, Conn>,
+    tokens: HashMap<Token, FlowKey>,
+    epoch: StdInstant,
+    events: TcpEvents,
+}
+
+impl TcpRelay {
+    /// A relay whose outgoing packets take buffers from `pool`.
+    pub fn new(pool: Receiver<Vec<u8>>) -> TcpRelay {
+        let mut link = Link {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            pool,
+            spare: Vec::new(),
+        };
+        let epoch = StdInstant::now();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        let mut iface = Interface::new(config, &mut link, Instant::from_millis(0));
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(RELAY_ADDR), 32));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(RELAY_ADDR);
+        iface.set_any_ip(true);
+        TcpRelay {
+            iface,
+            link,
+            sockets: SocketSet::new(Vec::new()),
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            epoch,
+            events: TcpEvents::default(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.epoch.elapsed().as_millis() as i64)
+    }
+
+    /// The number of connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Whether `token` is one of this relay's host sockets.
+    pub fn owns(&self, token: Token) -> bool {
+        self.tokens.contains_key(&token)
+    }
+
+    /// A container's TCP segment `ip` (an IPv4 packet) of flow `key`; `syn`
+    /// when it opens a connection (SYN without ACK). `token` is the one to
+    /// register a new host socket with (taken only when it is used).
+    pub fn segment(
+        &mut self,
+        registry: &Registry,
+        key: FlowKey,
+        ip: &[u8],
+        syn: bool,
+        token: &mut dyn FnMut() -> Token,
+    ) {
+        if let Some(conn) = self.conns.get(&key) {
+            if conn.socket.is_some() {
+                self.feed(ip);
+            }
+            // Else a retransmitted SYN while the host connect is under
+            // way: the held one is answered when it completes.
+            return;
+        }
+        if !syn {
+            // A segment of no connection: smoltcp answers it with RST.
+            self.feed(ip);
+            return;
+        }
+        if self.conns.len() >= MAX_CONNECTIONS {
+            self.events.full += 1;
+            self.feed(ip);
+            return;
+        }
+        let remote = SocketAddr::from((key.dst, key.dport));
+        let Ok(mut stream) = TcpStream::connect(remote) else {
+            self.events.refused += 1;
+            self.feed(ip);
+            return;
+        };
+        let token = token();
+        if registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.events.refused += 1;
+            self.feed(ip);
+            return;
+        }
+        let mut held = self.link.spare.pop().unwrap_or_default();
+        held.clear();
+        held.extend_from_slice(ip);
+        self.tokens.insert(token, key);
+        self.conns.insert(
+            key,
+            Conn {
+                stream,
+                token,
+                socket: None,
+                held_syn: Some(held),
+                host_readable: false,
+                host_writable: false,
+                host_eof: false,
+                host_shut: false,
+            },
+        );
+    }
+
+    /// Queues `ip` for smoltcp.
+    fn feed(&mut self, ip: &[u8]) {
+        let mut buf = self.link.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(ip);
+        self.link.rx.push_back(buf);
+    }
+
+    /// The host socket `token` is ready.
+    pub fn host_ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        readable: bool,
+        writable: bool,
+    ) {
+        let Some(&key) = self.tokens.get(&token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        conn.host_readable |= readable;
+        conn.host_writable |= writable;
+        if conn.socket.is_some() {
+            return;
+        }
+        // The connect's outcome (mio: an error, or a peer address).
+        let failed = match conn.stream.take_error() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => false,
+                // Still on its way: a later readiness tells.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => true,
+            },
+        };
+        let held = conn.held_syn.take();
+        if failed {
+            self.events.refused += 1;
+            self.remove(registry, &key);
+            if let Some(syn) = held {
+                // No socket listens: smoltcp answers with RST.
+                self.link.rx.push_back(syn);
+            }
+            return;
+        }
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        );
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(Some(SmolDuration::from_millis(1)));
+        let endpoint = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(key.dst)),
+            port: key.dport,
+        };
+        if socket.listen(endpoint).is_err() {
+            self.events.refused += 1;
+            self.remove(registry, &key);
+            return;
+        }
+        let handle = self.sockets.add(socket);
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.socket = Some(handle);
+            if let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(remote))) =
+                (conn.stream.local_addr(), conn.stream.peer_addr())
+            {
+                self.events.opened.push((key, local, remote));
+            }
+        }
+        if let Some(syn) = held {
+            // Fed and processed at once, while this socket is the only one
+            // listening on (destination, port) that has no peer yet.
+            self.link.rx.push_back(syn);
+            let now = self.now();
+            self.iface.poll(now, &mut self.link, &mut self.sockets);
+        }
+    }
+
+    /// Closes flow `key` (its conntrack entry went): RST to the container
+    /// if it was still open.
+    pub fn close(&mut self, registry: &Registry, key: &FlowKey) {
+        if let Some(handle) = self.conns.get(key).and_then(|c| c.socket) {
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+        }
+        self.remove(registry, key);
+    }
+
+    fn remove(&mut self, registry: &Registry, key: &FlowKey) {
+        if let Some(mut conn) = self.conns.remove(key) {
+            let _ = registry.deregister(&mut conn.stream);
+            self.tokens.remove(&conn.token);
+            if let Some(handle) = conn.socket {
+                // A socket aborted above still has its RST to send: it
+                // goes with this poll.
+                let now = self.now();
+                self.iface.poll(now, &mut self.link, &mut self.sockets);
+                self.sockets.remove(handle);
+            }
+        }
+    }
+
+    /// Runs smoltcp and moves data both ways until nothing moves; the
+    /// packets for containers are in [`TcpRelay::take_packets`] after it.
+    pub fn poll(&mut self, registry: &Registry) {
+        for _ in 0..8 {
+            let now = self.now();
+            self.iface.poll(now, &mut self.link, &mut self.sockets);
+            if !self.pump(registry) {
+                break;
+            }
+        }
+    }
+
+    /// When smoltcp next needs [`TcpRelay::poll`] (retransmissions, delayed
+    /// ACKs), from now.
+    pub fn poll_delay(&mut self) -> Option<std::time::Duration> {
+        let now = self.now();
+        self.iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| std::time::Duration::from_micros(d.total_micros()))
+    }
+
+    /// Moves data between every connection's two sockets; true when any
+    /// moved (smoltcp then has something to send).
+    fn pump(&mut self, registry: &Registry) -> bool {
+        let mut moved = false;
+        let mut done = Vec::new();
+        for (key, conn) in &mut self.conns {
+            let Some(handle) = conn.socket else {
+                continue;
+            };
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            match pump_one(conn, socket) {
+                Pumped::Moved => moved = true,
+                Pumped::Idle => {}
+                Pumped::Done => done.push(*key),
+            }
+        }
+        for key in done {
+            self.remove(registry, &key);
+        }
+        moved
+    }
+
+    /// The packets smoltcp made for containers: (buffer, length).
+    pub fn take_packets(&mut self) -> std::vec::Drain<'_, (Vec<u8>, usize)> {
+        self.link.tx.drain(..)
+    }
+
+    /// The events of the passes since the last call.
+    pub fn take_events(&mut self) -> TcpEvents {
+        std::mem::take(&mut self.events)
+    }
+}
+
+enum Pumped {
+    Moved,
+    Idle,
+    Done,
+}
+
+/// Moves what can move between one connection's host stream and smoltcp
+/// socket.
+fn pump_one(conn: &mut Conn, socket: &mut tcp::Socket<'_>) -> Pumped {
+    let mut moved = false;
+    // Container → host, as far as the host socket takes it.
+    while conn.host_writable && socket.can_recv() {
+        let stream = &mut conn.stream;
+        let wrote = socket.recv(|buf| match stream.write(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        });
+        match wrote {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_writable = false,
+            Ok(Err(_)) | Err(_) => {
+                // The host reset the connection: so does the container's.
+                socket.abort();
+                return Pumped::Done;
+            }
+        }
+    }
+    // The container's FIN, once everything before it went to the host.
+    let fin_in = matches!(
+        socket.state(),
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    );
+    if fin_in && !socket.can_recv() && !conn.host_shut {
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        conn.host_shut = true;
+        moved = true;
+    }
+    // Host → container, as far as the smoltcp send buffer takes it.
+    while conn.host_readable && !conn.host_eof && socket.can_send() {
+        let stream = &mut conn.stream;
+        let read = socket.send(|buf| match stream.read(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        });
+        match read {
+            Ok(Ok(0)) => {
+                conn.host_eof = true;
+                socket.close();
+                moved = true;
+            }
+            Ok(Ok(_)) => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_readable = false,
+            Ok(Err(_)) | Err(_) => {
+                socket.abort();
+                return Pumped::Done;
+            }
+        }
+    }
+    match socket.state() {
+        // The container reset the connection, or both sides are done.
+        State::Closed | State::TimeWait if conn.host_shut || !socket.is_open() => {
+            if !conn.host_shut {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+            Pumped::Done
+        }
+        _ if moved => Pumped::Moved,
+        _ => Pumped::Idle,
+    }
+}

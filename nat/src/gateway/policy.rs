@@ -169,7 +169,9 @@ impl Gateway {
                 if internal {
                     return Err(GatewayDrop::Internal);
                 }
-                if !masquerade {
+                // Never the host's own loopback (that is opt-in, and
+                // not built yet) nor an address no host has.
+                if !masquerade || !is_relayable(dst) {
                     return Err(GatewayDrop::NoRoute);
                 }
                 None
@@ -224,6 +226,12 @@ impl Gateway {
         let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackStale)?;
         Ok(Xlate::of(e, Dir::Original))
     }
+}
+
+/// Whether the host relay may open a socket to `dst`: not loopback,
+/// 0.0.0.0/8, multicast or broadcast.
+fn is_relayable(dst: Ipv4Addr) -> bool {
+    !(dst.octets()[0] == 0 || dst.is_loopback() || dst.is_multicast() || dst.is_broadcast())
 }
 
 /// Why a conntrack insert was refused, as a drop reason: each way it fails

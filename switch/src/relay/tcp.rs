@@ -478,14 +478,230 @@ fn pump_one(conn: &mut Conn, socket: &mut tcp::Socket<'_>) -> Pumped {
         }
     }
     match socket.state() {
-        // The container reset the connection, or both sides are done.
-        State::Closed | State::TimeWait if conn.host_shut || !socket.is_open() => {
-            if !conn.host_shut {
-                let _ = conn.stream.shutdown(Shutdown::Both);
-            }
+        // Both sides are done.
+        State::Closed | State::TimeWait if conn.host_shut => Pumped::Done,
+        // Closed before the container's FIN: it reset the connection (or
+        // smoltcp gave up on it), so the host's peer gets a RST too.
+        State::Closed => {
+            let _ = crate::sys::reset_on_close(&conn.stream);
             Pumped::Done
         }
         _ if moved => Pumped::Moved,
         _ => Pumped::Idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The relay's TCP against real host sockets on loopback (no root, no
+    //! traffic beyond 127.0.0.1): what the container would see, as the
+    //! packets the relay makes.
+
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::time::Duration;
+
+    use etherparse::PacketBuilder;
+    use mio::{Events, Poll};
+    use yard_nat::flow::Proto;
+    use yard_wire::ipv4::Ipv4Packet;
+    use yard_wire::tcp::TcpPacket;
+
+    use super::*;
+
+    const C: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
+    const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+    const SPORT: u16 = 40000;
+
+    /// A segment the relay sent to the container: flags, seq, ack, payload.
+    #[derive(Debug)]
+    struct Seen {
+        syn: bool,
+        ack: bool,
+        fin: bool,
+        rst: bool,
+        seq: u32,
+        ack_num: u32,
+        payload: Vec<u8>,
+    }
+
+    struct Rig {
+        relay: TcpRelay,
+        poll: Poll,
+        events: Events,
+        next: usize,
+        port: u16,
+        _pool: crossbeam_channel::Sender<Vec<u8>>,
+    }
+
+    impl Rig {
+        fn new(port: u16) -> Rig {
+            let (tx, rx) = crossbeam_channel::bounded(64);
+            for _ in 0..64 {
+                tx.try_send(Vec::new()).unwrap();
+            }
+            Rig {
+                relay: TcpRelay::new(rx),
+                poll: Poll::new().unwrap(),
+                events: Events::with_capacity(64),
+                next: 0,
+                port,
+                _pool: tx,
+            }
+        }
+
+        fn key(&self) -> FlowKey {
+            FlowKey {
+                proto: Proto::Tcp,
+                src: C,
+                sport: SPORT,
+                dst: HOST,
+                dport: self.port,
+            }
+        }
+
+        /// The container sends a segment.
+        fn send(&mut self, syn: bool, fin: bool, seq: u32, ack: Option<u32>, payload: &[u8]) {
+            let b = PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
+                .tcp(SPORT, self.port, seq, 64000);
+            let b = if syn { b.syn() } else { b };
+            let b = if fin { b.fin() } else { b };
+            let b = match ack {
+                Some(a) => b.ack(a),
+                None => b,
+            };
+            let mut ip = Vec::new();
+            b.write(&mut ip, payload).unwrap();
+            let key = self.key();
+            let next = &mut self.next;
+            let mut token = || {
+                *next += 1;
+                Token(*next)
+            };
+            self.relay.segment(
+                self.poll.registry(),
+                key,
+                &ip,
+                syn && ack.is_none(),
+                &mut token,
+            );
+        }
+
+        /// Runs the relay for `rounds` rounds of at most 20 ms; what it sent.
+        fn run(&mut self, rounds: usize) -> Vec<Seen> {
+            let mut seen = Vec::new();
+            for _ in 0..rounds {
+                self.poll
+                    .poll(&mut self.events, Some(Duration::from_millis(20)))
+                    .unwrap();
+                for e in self.events.iter() {
+                    let readable = e.is_readable() || e.is_read_closed();
+                    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+                    self.relay
+                        .host_ready(self.poll.registry(), e.token(), readable, writable);
+                }
+                self.relay.poll(self.poll.registry());
+                for (buf, len) in self.relay.take_packets() {
+                    let ip = Ipv4Packet::new_checked(&buf[HEADROOM..len]).unwrap();
+                    assert_eq!((ip.src(), ip.dst()), (HOST, C));
+                    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                    let f = t.flags();
+                    seen.push(Seen {
+                        syn: f.syn(),
+                        ack: f.ack(),
+                        fin: f.fin(),
+                        rst: f.rst(),
+                        seq: t.seq(),
+                        ack_num: t.ack(),
+                        payload: t.payload().to_vec(),
+                    });
+                }
+            }
+            seen
+        }
+    }
+
+    #[test]
+    fn a_refused_host_connect_answers_the_syn_with_rst() {
+        let port = {
+            let l = TcpListener::bind((HOST, 0)).unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut rig = Rig::new(port);
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(50);
+        assert!(
+            seen.iter().any(|s| s.rst && s.ack && s.ack_num == 1001),
+            "{seen:?}"
+        );
+        assert!(!seen.iter().any(|s| s.syn), "{seen:?}");
+        assert_eq!(rig.relay.take_events().refused, 1);
+        assert!(rig.relay.is_empty());
+    }
+
+    #[test]
+    fn data_and_half_close_pass_both_ways() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let syn_ack = seen
+            .iter()
+            .find(|s| s.syn && s.ack)
+            .unwrap_or_else(|| panic!("no SYN-ACK: {seen:?}"));
+        assert_eq!(syn_ack.ack_num, 1001);
+        let isn = syn_ack.seq;
+        assert_eq!(rig.relay.take_events().opened.len(), 1);
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+
+        // Data and the container's FIN: the host side reads it all, then
+        // end of file (shutdown(SHUT_WR)).
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.send(false, true, 1001, Some(isn + 1), b"hello");
+        rig.run(10);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"hello");
+
+        // The connection is half open: the host still answers, then ends.
+        server.write_all(b"world").unwrap();
+        drop(server);
+        let seen = rig.run(25);
+        let data: Vec<u8> = seen.iter().flat_map(|s| s.payload.clone()).collect();
+        assert_eq!(data, b"world", "{seen:?}");
+        assert!(seen.iter().any(|s| s.fin), "{seen:?}");
+    }
+
+    #[test]
+    fn a_reset_from_the_container_resets_the_host_connection() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.run(5);
+        // RST (etherparse: the rst flag through the raw builder).
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
+            .tcp(SPORT, rig.port, 1001, 0)
+            .rst()
+            .write(&mut ip, b"")
+            .unwrap();
+        let key = rig.key();
+        rig.relay
+            .segment(rig.poll.registry(), key, &ip, false, &mut || Token(999));
+        rig.run(5);
+        assert!(rig.relay.is_empty());
+        let mut buf = [0u8; 8];
+        let err = server.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     }
 }

@@ -21,13 +21,13 @@
 //! socket with `PACKET_VNET_HDR`; *GSO* is generic segmentation offload.
 
 mod fd;
+mod host_socket;
 mod iface;
 pub mod netconf;
 pub mod netns;
 pub mod nsidentity;
 pub mod nsowner;
 mod packet;
-mod ping;
 pub mod privilege;
 pub mod seccomp;
 mod tap;
@@ -36,9 +36,9 @@ pub(crate) mod testutil;
 mod tunnel;
 
 pub use fd::{peer_credentials, read_fd, write_fd};
+pub use host_socket::{ping_socket, reset_on_close};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
-pub use ping::ping_socket;
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
 

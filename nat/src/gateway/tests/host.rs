@@ -89,6 +89,24 @@ fn internal_networks_and_networks_without_masquerade_are_not_relayed() {
 }
 
 #[test]
+fn the_hosts_loopback_is_not_reachable_through_the_relay() {
+    let mut gw = host_lab();
+    for dst in [
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 53),
+        Ipv4Addr::new(0, 1, 2, 3),
+    ] {
+        let f = udp(C1_MAC, GW1_MAC, (C1, 40000), (dst, 53), 64, b"x");
+        assert_eq!(
+            run(&mut gw, NET1, f, 0).0,
+            Action::Drop(GatewayDrop::NoRoute),
+            "{dst}"
+        );
+    }
+    assert_eq!(gw.conntrack().len(), 0);
+}
+
+#[test]
 fn host_ends_are_listed_until_the_entry_goes_then_handed_back_to_close() {
     let mut gw = host_lab();
     let f = udp(C1_MAC, GW1_MAC, (C1, 40000), (S, 53), 64, b"ping");

@@ -43,7 +43,17 @@ struct HostLab {
 
 impl HostLab {
     fn new() -> HostLab {
-        let mut host = Host::new(1);
+        HostLab::with_host(Host::new(1))
+    }
+
+    /// The lab with yardd's `/etc/resolv.conf` naming the outside as its
+    /// resolver.
+    fn with_outside_resolver() -> HostLab {
+        let resolv = format!("nameserver {OUTSIDE_IP}\n");
+        HostLab::with_host(Host::new_with_etc(1, &[], &[("resolv.conf", &resolv)]))
+    }
+
+    fn with_host(mut host: Host) -> HostLab {
         let outside = Netns::new();
         outside.disable_ipv6();
         let link = Veth::new();
@@ -488,5 +498,121 @@ asyncio.run(main())
         "{}\n{}",
         describe("concurrent connections", &out),
         lab.describe()
+    );
+}
+
+/// A small DNS server: every A query is answered with 10.1.2.3, over UDP
+/// and TCP on port 53 of the outside address.
+const DNS_SERVER: &str = r#"
+import socket, struct, sys, threading
+ADDR = sys.argv[1]
+def answer(q):
+    i = 12
+    while q[i] != 0:
+        i += q[i] + 1
+    question = q[12:i + 5]
+    record = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("10.1.2.3")
+    return q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + question + record
+def tcp():
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ADDR, 53))
+    s.listen(16)
+    while True:
+        c, _ = s.accept()
+        try:
+            n = struct.unpack("!H", c.recv(2))[0]
+            q = b""
+            while len(q) < n:
+                q += c.recv(n - len(q))
+            r = answer(q)
+            c.sendall(struct.pack("!H", len(r)) + r)
+        except Exception:
+            pass
+        c.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((ADDR, 53))
+threading.Thread(target=tcp, daemon=True).start()
+while True:
+    q, peer = u.recvfrom(512)
+    u.sendto(answer(q), peer)
+"#;
+
+/// A DNS client: asks `example.test` A of the address in argv[1] over UDP
+/// and TCP; prints `udp ANSWER FROM PORT` and `tcp ANSWER`.
+const DNS_CLIENT: &str = r#"
+import socket, struct, sys
+server = sys.argv[1]
+q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x07example\x04test\x00" + struct.pack("!HH", 1, 1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(q, (server, 53))
+r, peer = u.recvfrom(512)
+print("udp", socket.inet_ntoa(r[-4:]), peer[0], peer[1])
+t = socket.create_connection((server, 53), timeout=3)
+t.sendall(struct.pack("!H", len(q)) + q)
+n = struct.unpack("!H", t.recv(2))[0]
+r = b""
+while len(r) < n:
+    r += t.recv(n - len(r))
+print("tcp", socket.inet_ntoa(r[-4:]))
+"#;
+
+#[test]
+fn the_gateway_answers_dns_through_the_hosts_resolver() {
+    if !require(&["socat", "python3"]) {
+        return;
+    }
+    let lab = HostLab::with_outside_resolver();
+    let child = timed(120, "ip")
+        .args([
+            "netns",
+            "exec",
+            lab.outside.name(),
+            "python3",
+            "-c",
+            DNS_SERVER,
+            OUTSIDE_IP,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the DNS server");
+    let _server = Server(Some(child));
+    wait_listening(lab.outside.name(), 53);
+    let mut answer = String::new();
+    let answered = poll(Duration::from_secs(15), Duration::from_millis(300), || {
+        let out = output(timed(15, "ip").args([
+            "netns",
+            "exec",
+            &lab.container.ns,
+            "python3",
+            "-c",
+            DNS_CLIENT,
+            "172.30.0.1",
+        ]));
+        answer = format!("{}{}", stdout(&out), yard_tests::cmd::stderr(&out));
+        out.status.success()
+    });
+    assert!(
+        answered,
+        "no DNS answer from the gateway: {answer}\n{}",
+        lab.describe()
+    );
+    // Answered by the outside's server, from the gateway's address.
+    assert!(
+        answer.contains("udp 10.1.2.3 172.30.0.1 53") && answer.contains("tcp 10.1.2.3"),
+        "{answer}"
+    );
+    // Tracked as a translation to the resolver, relayed by a host socket.
+    let entries = lab.conntrack();
+    assert!(
+        entries.iter().any(|e| e["proto"] == "udp"
+            && e["original"]["dst"] == "172.30.0.1"
+            && e["dnat"] == format!("{OUTSIDE_IP}:53")
+            && e["host"]
+                .as_str()
+                .is_some_and(|h| h.ends_with(&format!("->{OUTSIDE_IP}:53")))),
+        "{entries:?}"
     );
 }

@@ -12,11 +12,11 @@
 //! entry has gone (expired, flushed, removed) are handed back by
 //! [`Gateway::closed_host_flows`] so the relay closes their sockets.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{Action, Gateway, GatewayDrop, Side};
-use crate::conntrack::Dir;
-use crate::flow::FlowKey;
+use crate::conntrack::{Dir, Entry};
+use crate::flow::{FlowKey, Proto};
 use yard_wire::ethernet::{ethertype, EthernetFrame};
 use yard_wire::offload::Offload;
 
@@ -29,6 +29,27 @@ impl Gateway {
             let host = Side::Host.ingress();
             self.ct.remove_where(|e| e.ingress.contains(&host));
         }
+    }
+
+    /// Makes the gateway's address on each network answer DNS (UDP and TCP
+    /// port 53) with a host uplink, by relaying to `resolver` (yardd's own
+    /// resolver); `None` stops it.
+    pub fn set_dns_forward(&mut self, resolver: Option<Ipv4Addr>) {
+        self.dns_forward = resolver;
+    }
+
+    /// Where a new flow `key` from `side` goes when it is a DNS query to
+    /// the gateway's address on its network that the host resolver
+    /// answers: with a host uplink and a resolver, from a network that is
+    /// not `--internal`, UDP or TCP to port 53.
+    pub(super) fn dns_forward_of(&self, side: Side, key: &FlowKey) -> Option<(Ipv4Addr, u16)> {
+        let resolver = self.dns_forward.filter(|_| self.host_uplink)?;
+        let Side::Net(id) = side else {
+            return None;
+        };
+        let net = self.nets.iter().find(|n| n.id == id)?;
+        let dns = key.dport == 53 && matches!(key.proto, Proto::Udp | Proto::Tcp);
+        (dns && !net.internal && key.dst == net.gateway).then_some((resolver, 53))
     }
 
     /// Whether the host uplink is set.
@@ -64,9 +85,11 @@ impl Gateway {
         self.counters.drops[GatewayDrop::HostRelayBusy.index()] += 1;
     }
 
-    /// Records the host socket of the relayed flow `key` (its original
-    /// tuple): its local and remote address. Returns false when the flow's
-    /// entry is gone already: then its socket should be closed.
+    /// Records the host socket of the relayed flow `key` — the flow as the
+    /// relay sees it: the container's tuple after any translation (the DNS
+    /// forward's), i.e. the entry's reply tuple reversed — its local and
+    /// remote address. Returns false when the flow's entry is gone
+    /// already: then its socket should be closed.
     pub fn set_host_end(
         &mut self,
         key: FlowKey,
@@ -80,10 +103,10 @@ impl Gateway {
         true
     }
 
-    /// The host socket of the relayed flow `key` (its original tuple), if
-    /// the relay reported one: (local, remote).
-    pub fn host_end(&self, key: &FlowKey) -> Option<(SocketAddrV4, SocketAddrV4)> {
-        self.host_ends.get(key).copied()
+    /// The host socket of the relayed connection `e`, if the relay
+    /// reported one: (local, remote).
+    pub fn host_end(&self, e: &Entry) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        self.host_ends.get(&e.reply.reversed()).copied()
     }
 
     /// The relayed flows whose conntrack entry has gone since the last
@@ -102,11 +125,12 @@ impl Gateway {
         gone
     }
 
-    /// Whether an entry with original tuple `key` is in the table (expired
-    /// or not: expiry removes it on the tick).
+    /// Whether the relayed flow `key` (as the relay sees it) has an entry
+    /// in the table — one whose reply tuple is its reverse (expired or
+    /// not: expiry removes it on the tick).
     fn is_tracked(&self, key: &FlowKey) -> bool {
         self.ct
-            .lookup(0, key, 0)
-            .is_some_and(|(_, dir)| dir == Dir::Original)
+            .lookup(0, &key.reversed(), 0)
+            .is_some_and(|(_, dir)| dir == Dir::Reply)
     }
 }

@@ -425,6 +425,9 @@ pub struct Gateway {
     /// The host socket ends of relayed flows, by original tuple, as the
     /// relay reported them: (local, remote).
     host_ends: HashMap<FlowKey, (SocketAddrV4, SocketAddrV4)>,
+    /// The resolver DNS queries to a gateway address go to, with a host
+    /// uplink.
+    dns_forward: Option<Ipv4Addr>,
     /// Pairs of connected networks, smaller id first.
     connected: BTreeSet<(u16, u16)>,
     rules: Vec<PublishRule>,
@@ -448,6 +451,7 @@ impl Gateway {
             uplink: None,
             host_uplink: false,
             host_ends: HashMap::new(),
+            dns_forward: None,
             connected: BTreeSet::new(),
             rules: Vec::new(),
             neighbours: Neighbours::new(),

@@ -47,8 +47,10 @@ impl Gateway {
     /// either: never a martian (0.0.0.0/8, 127.0.0.0/8, multicast, the
     /// limited broadcast).
     pub(super) fn source_fits(&self, side: Side, src: Ipv4Addr) -> bool {
-        let martian =
-            src.octets()[0] == 0 || src.is_loopback() || src.is_multicast() || src.is_broadcast();
+        // The relay's replies from the host's resolver may come from its
+        // loopback (127.0.0.53); they only ever ride an entry.
+        let loopback = src.is_loopback() && side != Side::Host;
+        let martian = src.octets()[0] == 0 || loopback || src.is_multicast() || src.is_broadcast();
         if martian {
             return false;
         }
@@ -137,7 +139,8 @@ impl Gateway {
         pkt: &Packet,
         now: u64,
     ) -> Result<Xlate, GatewayDrop> {
-        let rule = self.published(&key);
+        let dns = self.dns_forward_of(side, &key);
+        let rule = self.published(&key).or(dns.map(|to| (RuleId(0), to)));
         if rule.is_none() && self.is_our_addr(key.dst) {
             return Err(GatewayDrop::NotForGateway);
         }
@@ -170,8 +173,9 @@ impl Gateway {
                     return Err(GatewayDrop::Internal);
                 }
                 // Never the host's own loopback (that is opt-in, and
-                // not built yet) nor an address no host has.
-                if !masquerade || !is_relayable(dst) {
+                // not built yet) nor an address no host has — but the
+                // gateway's DNS goes to the host's resolver, wherever.
+                if dns.is_none() && (!masquerade || !is_relayable(dst)) {
                     return Err(GatewayDrop::NoRoute);
                 }
                 None
@@ -216,7 +220,7 @@ impl Gateway {
             original: key,
             snat,
             dnat: rule.map(|(_, t)| t),
-            rule: rule.map(|(id, _)| id),
+            rule: rule.map(|(id, _)| id).filter(|_| dns.is_none()),
             port: None,
             // The reply comes in from where the (translated) destination
             // is: the side this packet goes out to.

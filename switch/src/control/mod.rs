@@ -32,6 +32,7 @@ pub mod config;
 pub mod default_route;
 mod error;
 pub mod nat_api;
+pub mod resolv;
 pub mod server;
 pub mod state;
 

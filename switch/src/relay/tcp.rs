@@ -290,16 +290,17 @@ impl TcpRelay {
         }
         // The connect's outcome (mio: an error, or a peer address).
         let failed = match conn.stream.take_error() {
-            Ok(Some(_)) | Err(_) => true,
+            Ok(Some(e)) | Err(e) => Some(e),
             Ok(None) => match conn.stream.peer_addr() {
-                Ok(_) => false,
+                Ok(_) => None,
                 // Still on its way: a later readiness tells.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => true,
+                Err(e) => Some(e),
             },
         };
         let held = conn.held_syn.take();
-        if failed {
+        if let Some(error) = failed {
+            tracing::debug!(flow = ?key, %error, "host connect failed");
             self.events.refused += 1;
             self.remove(registry, &key);
             if let Some(syn) = held {
@@ -323,6 +324,7 @@ impl TcpRelay {
             self.remove(registry, &key);
             return;
         }
+        tracing::debug!(flow = ?key, "host connect done");
         let handle = self.sockets.add(socket);
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.socket = Some(handle);
@@ -398,7 +400,10 @@ impl TcpRelay {
             match pump_one(conn, socket) {
                 Pumped::Moved => moved = true,
                 Pumped::Idle => {}
-                Pumped::Done => done.push(*key),
+                Pumped::Done => {
+                    tracing::debug!(flow = ?key, state = %socket.state(), "relayed TCP connection done");
+                    done.push(*key)
+                }
             }
         }
         for key in done {

@@ -6,6 +6,7 @@ use super::*;
 use std::net::SocketAddrV4;
 
 use crate::conntrack::Filter;
+use crate::flow::{FlowKey, Proto};
 
 /// The lab with the host uplink in place of the interface uplink.
 fn host_lab() -> Gateway {
@@ -115,11 +116,12 @@ fn host_ends_are_listed_until_the_entry_goes_then_handed_back_to_close() {
     let local = "10.9.0.2:51000".parse().unwrap();
     let remote = SocketAddrV4::new(S, 53);
     assert!(gw.set_host_end(key, local, remote));
-    assert_eq!(gw.host_end(&key), Some((local, remote)));
+    let entry = gw.conntrack().iter(0).next().unwrap().1.clone();
+    assert_eq!(gw.host_end(&entry), Some((local, remote)));
     assert!(gw.closed_host_flows().is_empty());
     gw.conntrack_mut().flush(&Filter::default());
     assert_eq!(gw.closed_host_flows(), vec![key]);
-    assert_eq!(gw.host_end(&key), None);
+    assert_eq!(gw.host_end(&entry), None);
     // A socket reported for a flow already gone is to be closed at once.
     assert!(!gw.set_host_end(key, local, remote));
 }
@@ -132,6 +134,62 @@ fn removing_the_host_uplink_removes_the_relayed_flows() {
     gw.set_host_uplink(false);
     assert_eq!(gw.conntrack().len(), 0);
     let f = udp(C1_MAC, GW1_MAC, (C1, 40000), (S, 53), 64, b"ping");
+    assert_eq!(
+        run(&mut gw, NET1, f, 0).0,
+        Action::Drop(GatewayDrop::NoRoute)
+    );
+}
+
+#[test]
+fn dns_to_the_gateway_goes_to_the_host_resolver_and_comes_back_from_the_gateway() {
+    let resolver = Ipv4Addr::new(127, 0, 0, 53);
+    let mut gw = host_lab();
+    let query = || udp(C1_MAC, GW1_MAC, (C1, 40000), (GW1, 53), 64, b"query");
+    // Without a resolver the gateway does not answer DNS.
+    assert_eq!(
+        run(&mut gw, NET1, query(), 0).0,
+        Action::Drop(GatewayDrop::NotForGateway)
+    );
+    gw.set_dns_forward(Some(resolver));
+    let (a, out) = run(&mut gw, NET1, query(), 0);
+    assert_sent(a, Side::Host);
+    let expected = udp(C1_MAC, GW1_MAC, (C1, 40000), (resolver, 53), 63, b"query");
+    assert_eq!(out[14..], expected[14..]);
+
+    // The relay reports the flow as it sees it: to the resolver.
+    let seen = FlowKey {
+        proto: Proto::Udp,
+        src: C1,
+        sport: 40000,
+        dst: resolver,
+        dport: 53,
+    };
+    let local = "127.0.0.1:50000".parse().unwrap();
+    let remote = SocketAddrV4::new(resolver, 53);
+    assert!(gw.set_host_end(seen, local, remote));
+    let entry = gw.conntrack().iter(0).next().unwrap().1.clone();
+    assert_eq!(entry.original.dst, GW1);
+    assert_eq!(gw.host_end(&entry), Some((local, remote)));
+
+    let mut answer = udp([0; 6], [0; 6], (resolver, 53), (C1, 40000), 64, b"answer");
+    answer[..14].fill(0);
+    assert_sent(gw.handle_from_host(&mut answer, 5), NET1);
+    let expected = udp(GW1_MAC, C1_MAC, (GW1, 53), (C1, 40000), 63, b"answer");
+    assert_eq!(answer, expected);
+
+    // An --internal network gets no DNS from outside; another port is not
+    // DNS; and the loopback is still out of reach directly.
+    let f = udp(C3_MAC, GW3_MAC, (C3, 40000), (GW3, 53), 64, b"query");
+    assert_eq!(
+        run(&mut gw, NET3, f, 0).0,
+        Action::Drop(GatewayDrop::NotForGateway)
+    );
+    let f = udp(C1_MAC, GW1_MAC, (C1, 40001), (GW1, 54), 64, b"query");
+    assert_eq!(
+        run(&mut gw, NET1, f, 0).0,
+        Action::Drop(GatewayDrop::NotForGateway)
+    );
+    let f = udp(C1_MAC, GW1_MAC, (C1, 40002), (resolver, 53), 64, b"query");
     assert_eq!(
         run(&mut gw, NET1, f, 0).0,
         Action::Drop(GatewayDrop::NoRoute)

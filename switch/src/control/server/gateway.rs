@@ -122,7 +122,14 @@ impl Control {
             mtu: 0,
             state: PortState::Up,
         };
-        match self.datapath.set_host_uplink() {
+        let resolver = crate::control::resolv::host_resolver();
+        if resolver.is_none() {
+            tracing::warn!(
+                path = crate::control::resolv::RESOLV_CONF,
+                "no IPv4 nameserver: the gateways will not answer DNS"
+            );
+        }
+        match self.datapath.set_host_uplink(resolver) {
             Ok(()) => (live, None),
             Err(e) => (
                 LivePort {

@@ -285,13 +285,18 @@ impl Datapath {
         Ok(())
     }
 
-    pub(super) fn set_host_uplink(&mut self) -> Result<(), DatapathError> {
+    pub(super) fn set_host_uplink(
+        &mut self,
+        resolver: Option<Ipv4Addr>,
+    ) -> Result<(), DatapathError> {
         self.gateway.set_host_uplink(true);
+        self.gateway.set_dns_forward(resolver);
         Ok(())
     }
 
     pub(super) fn remove_uplink(&mut self) -> Result<(), DatapathError> {
         self.gateway.set_host_uplink(false);
+        self.gateway.set_dns_forward(None);
         if let Some(uplink) = self.uplink.take() {
             if let Some(fd) = uplink.port.raw_fd() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -336,7 +341,7 @@ impl Datapath {
         let host_ends = page
             .entries
             .iter()
-            .map(|e| self.gateway.host_end(&e.original))
+            .map(|e| self.gateway.host_end(e))
             .collect();
         Ok(ConntrackSnapshot {
             now_ms: now.0,

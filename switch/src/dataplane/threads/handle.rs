@@ -379,10 +379,10 @@ impl DatapathHandle {
     }
 
     /// Makes yardd's own host sockets the uplink: the gateway routes the
-    /// outside to the relay.
-    pub fn set_host_uplink(&self) -> Result<(), DatapathError> {
+    /// outside to the relay, and answers DNS by relaying to `resolver`.
+    pub fn set_host_uplink(&self, resolver: Option<Ipv4Addr>) -> Result<(), DatapathError> {
         let order = self.placement();
-        self.home(&order, |dp| dp.set_host_uplink())
+        self.home(&order, move |dp| dp.set_host_uplink(resolver))
     }
 
     /// Detaches the uplink (of any kind).

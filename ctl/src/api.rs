@@ -43,6 +43,10 @@ pub const MAX_MTU: u32 = 65_000;
 /// The network yardd creates when it starts with no state: Docker's `docker0`.
 pub const DEFAULT_NETWORK: &str = "yard0";
 
+/// The name of the host uplink yardd starts with when it has no state
+/// (`yardd --default-uplink host`, the default).
+pub const DEFAULT_UPLINK: &str = "host";
+
 /// The subnet of [`DEFAULT_NETWORK`].
 pub const DEFAULT_SUBNET: &str = "172.30.0.0/16";
 
@@ -957,6 +961,24 @@ mod tests {
         ] {
             assert!(bad.parse::<PublishSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_host_uplink_has_no_address_on_the_wire() {
+        let spec = UplinkSpec {
+            name: "host".into(),
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
+        };
+        let line = serde_json::to_string(&spec).unwrap();
+        assert_eq!(line, r#"{"name":"host","kind":"host","gateway":null}"#);
+        assert_eq!(serde_json::from_str::<UplinkSpec>(&line).unwrap(), spec);
+        // A state file of API 10 (every uplink with an address) still reads.
+        let old =
+            r#"{"name":"up0","kind":"iface","iface":"eth1","ip":"10.0.0.2/24","gateway":null}"#;
+        let read: UplinkSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(read.ip, Some("10.0.0.2/24".parse().unwrap()));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::bins::bins;
 use crate::cmd::{describe, end_child, in_ns, poll, run, run_ok, stdout, timed};
-use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
+use crate::daemon::{default_uplink_none, Daemon, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::lab::{add_tap, sha256, socat_transfer, Container};
 use crate::netns::{Netns, NetnsEtc, Veth};
 
@@ -166,6 +166,7 @@ impl Host {
             .arg(self.daemon.state_dir())
             .arg("--log")
             .arg(level)
+            .args(default_uplink_none(self.daemon.args()))
             .args(self.daemon.args())
             .env_remove("YARD_SOCKET")
             .env("NO_COLOR", "1")

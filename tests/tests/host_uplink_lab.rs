@@ -53,7 +53,17 @@ impl HostLab {
         HostLab::with_host(Host::new_with_etc(1, &[], &[("resolv.conf", &resolv)]))
     }
 
-    fn with_host(mut host: Host) -> HostLab {
+    /// The lab on a first start of yardd with its default uplink: no
+    /// `uplink add` at all.
+    fn out_of_the_box() -> HostLab {
+        HostLab::build(Host::new_with(1, &["--default-uplink", "host"]), false)
+    }
+
+    fn with_host(host: Host) -> HostLab {
+        HostLab::build(host, true)
+    }
+
+    fn build(mut host: Host, add_uplink: bool) -> HostLab {
         let outside = Netns::new();
         outside.disable_ipv6();
         let link = Veth::new();
@@ -65,7 +75,9 @@ impl HostLab {
             run_ok(&["ip", "-n", ns, "addr", "add", &cidr, "dev", end]);
             run_ok(&["ip", "-n", ns, "link", "set", end, "up"]);
         }
-        host.ctl_ok(&["uplink", "add", "host0", "--host"]);
+        if add_uplink {
+            host.ctl_ok(&["uplink", "add", "host0", "--host"]);
+        }
         let container = host.tap("c1", "yard0", "172.30.0.2/16", &[]);
         HostLab {
             host,
@@ -615,4 +627,58 @@ fn the_gateway_answers_dns_through_the_hosts_resolver() {
                 .is_some_and(|h| h.ends_with(&format!("->{OUTSIDE_IP}:53")))),
         "{entries:?}"
     );
+}
+
+#[test]
+fn yard0_reaches_the_outside_out_of_the_box_until_an_interface_uplink_replaces_it() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let lab = HostLab::out_of_the_box();
+    let uplinks = stdout(&lab.host.ctl_ok(&["uplink", "ls"]));
+    assert!(
+        uplinks
+            .lines()
+            .any(|l| l.starts_with("host ") && l.contains(" host ")),
+        "{uplinks}"
+    );
+    let listen = format!("UDP4-RECVFROM:{UDP_ECHO_PORT},bind={OUTSIDE_IP},fork");
+    let _echo = Server::socat(lab.outside.name(), &[&listen, "EXEC:cat"]);
+    assert!(
+        poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            udp_echo(&lab.container, "first-start") == "first-start"
+        }),
+        "no UDP echo through the default uplink\n{}",
+        lab.describe()
+    );
+    // Kernel-level forwarding where the user asks for it: an --iface
+    // uplink replaces the host uplink (a veth pair inside the host
+    // namespace, its far end unaddressed: nothing is reached through it).
+    let ns = lab.host.ns();
+    in_ns_ok(
+        ns,
+        &[
+            "ip", "link", "add", "upa", "type", "veth", "peer", "name", "upb",
+        ],
+    );
+    in_ns_ok(ns, &["ip", "link", "set", "upa", "up"]);
+    in_ns_ok(ns, &["ip", "link", "set", "upb", "up"]);
+    lab.host.ctl_ok(&[
+        "uplink",
+        "add",
+        "up0",
+        "--iface",
+        "upa",
+        "--ip",
+        "10.66.0.2/24",
+    ]);
+    let uplinks = stdout(&lab.host.ctl_ok(&["uplink", "ls"]));
+    assert!(
+        !uplinks.lines().any(|l| l.starts_with("host ")) && uplinks.contains("up0"),
+        "{uplinks}"
+    );
+    assert_eq!(udp_echo(&lab.container, "replaced"), "");
+    // And a second host uplink beside it is refused: one at a time.
+    let err = lab.host.ctl_err(&["uplink", "add", "h2", "--host"]);
+    assert!(err.contains("one uplink"), "{err}");
 }

@@ -70,6 +70,21 @@ struct Args {
     /// of killing yardd: for finding what a new code path needs
     #[arg(long)]
     seccomp_log: bool,
+    /// The uplink of a first start (no state yet): `host` relays the
+    /// default network's flows through yardd's own host sockets (`uplink
+    /// add --iface` or `--tap` replaces it later); `none` starts with no
+    /// uplink
+    #[arg(long, value_enum, default_value_t = DefaultUplink::Host)]
+    default_uplink: DefaultUplink,
+}
+
+/// `--default-uplink`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DefaultUplink {
+    /// `uplink add host --host`.
+    Host,
+    /// No uplink.
+    None,
 }
 
 fn resolve_group(group: &str) -> Result<u32> {
@@ -123,7 +138,10 @@ fn run() -> Result<()> {
     let _state_lock = state::lock(&state_dir)?;
     let (config, first_start) = match state::load(&state_dir)? {
         Some(config) => (config, false),
-        None => (Config::initial(), true),
+        None => (
+            Config::initial(args.default_uplink == DefaultUplink::Host),
+            true,
+        ),
     };
     let listener = control::bind_socket(&socket, group)?;
 

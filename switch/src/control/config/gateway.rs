@@ -15,7 +15,12 @@ impl Config {
     /// no port uses.
     pub fn check_new_uplink(&self, spec: &UplinkSpec) -> Result<(), ConfigError> {
         let name = &spec.name;
-        if let Some(existing) = &self.uplink {
+        // A host uplink gives way to an --iface or --tap one (the control
+        // plane removes it first); two at once never.
+        let replaces_host = |existing: &UplinkSpec| {
+            existing.kind == UplinkKind::Host && spec.kind != UplinkKind::Host
+        };
+        if let Some(existing) = self.uplink.as_ref().filter(|e| !replaces_host(e)) {
             return Err(ConfigError::OneUplink {
                 uplink: name.clone(),
                 existing: existing.name.clone(),
@@ -196,7 +201,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        let mut config = Config::initial();
+        let mut config = Config::initial(false);
         let mut web = NetworkSpec::new("web");
         web.subnet = Some("172.31.0.0/16".parse().unwrap());
         let web = config.check_new_network(&web).unwrap();

@@ -168,8 +168,31 @@ impl Control {
         Ok(Payload::Done)
     }
 
+    /// Adds the uplink; an `--iface` or `--tap` uplink replaces a host
+    /// uplink (whose relayed connections end), which comes back if the new
+    /// one cannot be added.
     pub(super) fn uplink_add(&mut self, spec: UplinkSpec) -> Outcome {
         self.config.check_new_uplink(&spec)?;
+        let replaced = self
+            .config
+            .uplink
+            .clone()
+            .filter(|old| old.kind == UplinkKind::Host && spec.kind != UplinkKind::Host);
+        if replaced.is_some() {
+            self.datapath.remove_uplink()?;
+            self.config.uplink = None;
+            self.uplink = None;
+        }
+        let added = self.add_uplink(spec);
+        if let (Err(_), Some(old)) = (&added, replaced) {
+            let (live, _) = self.start_uplink(&old, TapMode::Create);
+            self.config.uplink = Some(old);
+            self.uplink = Some(live);
+        }
+        added
+    }
+
+    fn add_uplink(&mut self, spec: UplinkSpec) -> Outcome {
         let (live, failed) = self.start_uplink(&spec, TapMode::Create);
         if let Some(e) = failed {
             destroy_kept(&spec.name, self.kept_uplink.take());

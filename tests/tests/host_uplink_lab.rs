@@ -217,6 +217,20 @@ fn udp_reaches_the_outside_through_a_host_socket_listed_with_both_ends() {
         "no UDP echo after a flush\n{}",
         lab.host.log_tail()
     );
+    // Nothing listens on the next port: the outside's port unreachable
+    // reaches the host socket, and the container hears it too.
+    let script = format!(
+        "echo x | socat -T3 - UDP4:{OUTSIDE_IP}:{}",
+        UDP_ECHO_PORT + 1
+    );
+    let out = container_sh(&lab.container, 10, &script);
+    let err = yard_tests::cmd::stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("Connection refused"),
+        "{}\n{}",
+        describe("UDP to a closed port", &out),
+        lab.describe()
+    );
 }
 
 #[test]

@@ -178,6 +178,22 @@ pub fn build_echo_reply(
     Some(end)
 }
 
+/// Writes into `buf` (after [`HEADROOM`]) the ICMP port unreachable the
+/// destination of UDP flow `key` sent the host (the host socket read
+/// `ECONNREFUSED`), as the container is to hear it: from the destination,
+/// quoting a datagram of the flow. Returns the length of `buf` in use.
+pub fn build_port_unreachable(buf: &mut [u8], key: &FlowKey) -> Option<usize> {
+    // The quoted datagram's headers (its payload is gone with it).
+    let mut quoted = [0u8; UDP_PAYLOAD_AT];
+    let from = SocketAddrV4::new(key.src, key.sport);
+    let to = SocketAddrV4::new(key.dst, key.dport);
+    let end = build_udp(&mut quoted, from, to, 0)?;
+    let kind = icmp::IcmpErrorKind::DestUnreachable(icmp::CODE_PORT_UNREACHABLE);
+    let out = buf.get_mut(HEADROOM..)?;
+    let n = icmp::build_icmp_error(out, key.dst, 0, kind, &quoted[HEADROOM..end]).ok()?;
+    Some(HEADROOM + n)
+}
+
 /// Writes the IPv4 header of the packet `ip` (header and payload).
 fn write_ip(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> Option<()> {
     let repr = Ipv4Repr {
@@ -305,6 +321,29 @@ mod tests {
         // etherparse sets DF and ident 0 as well.
         assert_eq!(&buf[HEADROOM..end], &expected[..]);
         assert_eq!(build_udp(&mut buf, from, to, 4000), None);
+    }
+
+    #[test]
+    fn a_refused_datagram_becomes_a_port_unreachable_from_its_destination() {
+        let key = FlowKey {
+            proto: Proto::Udp,
+            src: C,
+            sport: 40000,
+            dst: S,
+            dport: 53,
+        };
+        let mut buf = vec![0u8; 256];
+        let end = build_port_unreachable(&mut buf, &key).unwrap();
+        let ip = Ipv4Packet::new_checked(&buf[HEADROOM..end]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst(), ip.protocol()), (S, C, protocol::ICMP));
+        let m = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert!(m.verify_checksum());
+        assert_eq!((m.msg_type(), m.code()), (icmp::DEST_UNREACHABLE, 3));
+        let quote = Ipv4Packet::new_quoted(m.data()).unwrap();
+        assert_eq!((quote.src(), quote.dst()), (C, S));
+        let u = UdpPacket::new_checked(quote.payload()).unwrap();
+        assert_eq!((u.src_port(), u.dst_port()), (40000, 53));
     }
 
     #[test]

@@ -347,9 +347,18 @@ impl HostRelay {
                     self.spent_own(buf);
                     return;
                 }
-                Err(_) => {
-                    // ECONNREFUSED and the like: the datagram is gone.
-                    self.spent_own(buf);
+                Err(e) => {
+                    // The destination said no port (ICMP port unreachable
+                    // to the host socket): the container hears it too.
+                    let refused =
+                        e.kind() == io::ErrorKind::ConnectionRefused && key.proto == Proto::Udp;
+                    match refused
+                        .then(|| flows::build_port_unreachable(&mut buf, &key))
+                        .flatten()
+                    {
+                        Some(len) => self.send_home(FromRelay::Packet { buf, len }),
+                        None => self.spent_own(buf),
+                    }
                     continue;
                 }
             };

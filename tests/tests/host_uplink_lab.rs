@@ -220,7 +220,7 @@ fn udp_reaches_the_outside_through_a_host_socket_listed_with_both_ends() {
     // Nothing listens on the next port: the outside's port unreachable
     // reaches the host socket, and the container hears it too.
     let script = format!(
-        "echo x | socat -T3 - UDP4:{OUTSIDE_IP}:{}",
+        "echo x | socat -t3 -T3 - UDP4:{OUTSIDE_IP}:{}",
         UDP_ECHO_PORT + 1
     );
     let out = container_sh(&lab.container, 10, &script);

@@ -195,3 +195,23 @@ fn dns_to_the_gateway_goes_to_the_host_resolver_and_comes_back_from_the_gateway(
         Action::Drop(GatewayDrop::NoRoute)
     );
 }
+
+#[test]
+fn a_port_unreachable_from_the_relay_reaches_the_container() {
+    let mut gw = host_lab();
+    let f = udp(C1_MAC, GW1_MAC, (C1, 40000), (S, 7778), 64, b"x");
+    let (a, sent) = run(&mut gw, NET1, f, 0);
+    assert_sent(a, Side::Host);
+    // The relay quotes the datagram as it left for the host.
+    let mut error = icmp_error(
+        [0; 6],
+        [0; 6],
+        S,
+        0,
+        64,
+        yard_wire::icmp::IcmpErrorKind::DestUnreachable(3),
+        &sent,
+    );
+    error[..14].fill(0);
+    assert_sent(gw.handle_from_host(&mut error, 5), NET1);
+}

@@ -273,6 +273,11 @@ impl Datapath {
             if shared {
                 self.tell_peers();
             }
+            // Packets this round routed to the host relay: wake it now, not
+            // on the next round.
+            if let Some(relay) = self.relay.as_mut() {
+                relay.wake();
+            }
             if !self.apply_commands() {
                 return Ok(());
             }
@@ -447,6 +452,7 @@ impl Datapath {
                 }
                 FromRelay::Opened { key, local, remote } => {
                     if !self.gateway.set_host_end(key, local, remote) {
+                        tracing::debug!(flow = ?key, "relayed flow gone before its socket opened");
                         if let Some(relay) = self.relay.as_mut() {
                             relay.close(key);
                         }

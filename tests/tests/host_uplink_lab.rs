@@ -29,8 +29,8 @@ const OUTSIDE_IP: &str = "10.77.0.2";
 const UDP_ECHO_PORT: u16 = 7777;
 /// The size of the TCP transfers, in MiB.
 const TRANSFER_MIB: u32 = 200;
-/// TCP connections open at once through the relay.
-const CONCURRENT: usize = 200;
+/// TCP connections open at once through the relay (the issue's figure).
+const CONCURRENT: usize = 2000;
 
 /// The host (yardd in its namespace, with a host uplink), the outside
 /// namespace joined to it, and a container on yard0.
@@ -492,11 +492,12 @@ asyncio.run(main())
         .expect("spawn the python server");
     let _server = Server(Some(child));
     wait_listening(lab.outside.name(), 9003);
+    // Every connection is open before any sends: all are relayed at once.
     let client = format!(
         r#"
 import asyncio
-async def one(i):
-    r, w = await asyncio.open_connection("{OUTSIDE_IP}", 9003)
+async def talk(i, conn):
+    r, w = conn
     msg = ("c%d" % i).encode()
     w.write(msg)
     await w.drain()
@@ -504,8 +505,10 @@ async def one(i):
     w.close()
     return got == msg
 async def main():
+    conns = await asyncio.wait_for(asyncio.gather(
+        *(asyncio.open_connection("{OUTSIDE_IP}", 9003) for _ in range({CONCURRENT}))), 60)
     results = await asyncio.wait_for(
-        asyncio.gather(*(one(i) for i in range({CONCURRENT})), return_exceptions=True), 60)
+        asyncio.gather(*(talk(i, c) for i, c in enumerate(conns)), return_exceptions=True), 60)
     print(sum(1 for r in results if r is True))
 asyncio.run(main())
 "#

@@ -28,8 +28,13 @@ pub use thread::HostRelay;
 const TO_RELAY: usize = 1024;
 /// Packets (and reports) that may wait for the home thread.
 const TO_HOME: usize = 1024;
-/// Packet buffers in each direction's pool.
-const POOL: usize = 128;
+/// Packet buffers in each direction's pool: as many as the queues hold, so
+/// a burst (a thousand SYNs) waits rather than drops.
+const POOL: usize = 1024;
+/// A pool buffer's first capacity; each grows to the largest packet it
+/// carried (at most [`BUFFER`]) and keeps that, so the pools' memory
+/// follows the traffic: at most 2 × [`POOL`] × [`BUFFER`] (128 MiB).
+const FIRST_CAPACITY: usize = 2048;
 /// The size of a packet buffer: the largest IPv4 packet and its headroom.
 pub const BUFFER: usize = 65_536 + flows::HEADROOM;
 
@@ -135,8 +140,8 @@ pub fn link(home_waker: Arc<Waker>) -> io::Result<(RelayLink, HostRelay)> {
     let (spares_tx, spares) = crossbeam_channel::bounded(POOL);
     let (returns, relay_pool) = crossbeam_channel::bounded(POOL);
     for _ in 0..POOL {
-        let _ = spares_tx.try_send(Vec::with_capacity(BUFFER));
-        let _ = returns.try_send(vec![0u8; BUFFER]);
+        let _ = spares_tx.try_send(Vec::with_capacity(FIRST_CAPACITY));
+        let _ = returns.try_send(Vec::with_capacity(FIRST_CAPACITY));
     }
     let repool = returns.clone();
     let home = RelayLink {

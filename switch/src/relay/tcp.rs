@@ -34,7 +34,6 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Ad
 use yard_nat::flow::FlowKey;
 
 use super::flows::HEADROOM;
-use super::BUFFER;
 
 /// Each direction's buffer of one connection.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
@@ -79,7 +78,7 @@ struct TxToken<'a>(&'a mut Link);
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = self.0.pool.try_recv().unwrap_or_default();
-        buf.resize(BUFFER.max(HEADROOM + len), 0);
+        buf.resize(HEADROOM + len, 0);
         let r = f(&mut buf[HEADROOM..HEADROOM + len]);
         self.0.tx.push((buf, HEADROOM + len));
         r

@@ -160,7 +160,12 @@ fn run() -> Result<()> {
     let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
     // The host uplink's relay: its own thread, outside the datapath's
-    // seccomp filter (it creates, connects and closes sockets).
+    // seccomp filter (it creates, connects and closes sockets), one fd per
+    // relayed flow.
+    match yard_switch::sys::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
     let relay = datapaths[0]
         .start_host_relay()
         .context("cannot start the host uplink's relay")?;

@@ -3,7 +3,8 @@
 //! IPPROTO_ICMP)`, which Linux allows a process whose group is in
 //! `net.ipv4.ping_group_range`; the kernel chooses the echo identifier
 //! (the socket's port) and fills the ICMP checksum on send — and a TCP
-//! socket that resets its connection when closed (`SO_LINGER` 0).
+//! socket that resets its connection when closed (`SO_LINGER` 0) — and the
+//! open files limit they count against.
 
 use std::io;
 use std::net::UdpSocket;
@@ -35,4 +36,40 @@ pub fn reset_on_close(socket: &impl AsFd) -> io::Result<()> {
         l_linger: 0,
     };
     setsockopt(socket, sockopt::Linger, &linger).map_err(io::Error::from)
+}
+
+/// Raises the soft limit on open files to the hard one, so the relay's
+/// host sockets (one per relayed flow) are not cut at the usual soft limit
+/// of 1024 while the hard one allows more. Returns the limit now in force.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard.max(soft))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let lower = hard.min(1024).saturating_sub(1).max(64);
+        setrlimit(Resource::RLIMIT_NOFILE, lower, hard).unwrap();
+        assert_eq!(raise_open_files_limit().unwrap(), hard);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    }
+
+    #[test]
+    fn a_ping_socket_is_a_datagram_socket_or_refused_with_eacces() {
+        // Whether it opens depends on net.ipv4.ping_group_range here.
+        match ping_socket() {
+            Ok(s) => assert!(s.local_addr().is_ok()),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}"),
+        }
+    }
 }

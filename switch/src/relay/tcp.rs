@@ -60,38 +60,59 @@ struct Link {
     rx: VecDeque<Vec<u8>>,
     tx: Vec<(Vec<u8>, usize)>,
     pool: Receiver<Vec<u8>>,
-    /// Emptied rx buffers, to copy the next packets into.
+    /// Emptied rx buffers, to copy the next packets into: the link
+    /// allocates only while traffic grows.
     spare: Vec<Vec<u8>>,
 }
 
-/// The receive token owns its packet.
-struct OwnedRx(Vec<u8>);
+/// The most emptied rx buffers kept.
+const SPARE_RX: usize = 256;
 
-impl phy::RxToken for OwnedRx {
+/// A packet smoltcp reads; its buffer goes back to the link's spares.
+struct RxToken<'a> {
+    packet: Vec<u8>,
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
+impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let r = f(&self.packet);
+        if self.spare.len() < SPARE_RX {
+            self.spare.push(self.packet);
+        }
+        r
     }
 }
 
-struct TxToken<'a>(&'a mut Link);
+/// Room for a packet smoltcp sends, in a buffer from the home pool.
+struct TxToken<'a> {
+    tx: &'a mut Vec<(Vec<u8>, usize)>,
+    pool: &'a Receiver<Vec<u8>>,
+}
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = self.0.pool.try_recv().unwrap_or_default();
+        let mut buf = self.pool.try_recv().unwrap_or_default();
         buf.resize(HEADROOM + len, 0);
         let r = f(&mut buf[HEADROOM..HEADROOM + len]);
-        self.0.tx.push((buf, HEADROOM + len));
+        self.tx.push((buf, HEADROOM + len));
         r
     }
 }
 
 impl phy::Device for Link {
-    type RxToken<'a> = OwnedRx;
+    type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(OwnedRx, TxToken<'_>)> {
-        let packet = self.rx.pop_front()?;
-        Some((OwnedRx(packet), TxToken(self)))
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let Link {
+            rx,
+            tx,
+            pool,
+            spare,
+        } = self;
+        let packet = rx.pop_front()?;
+        Some((RxToken { packet, spare }, TxToken { tx, pool }))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
@@ -99,7 +120,10 @@ impl phy::Device for Link {
             // The home thread holds every buffer: smoltcp sends later.
             return None;
         }
-        Some(TxToken(self))
+        Some(TxToken {
+            tx: &mut self.tx,
+            pool: &self.pool,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -144,6 +168,8 @@ pub struct TcpRelay {
     tokens: HashMap<Token, FlowKey>,
     epoch: StdInstant,
     events: TcpEvents,
+    /// Sockets of removed connections, taken out after the next poll.
+    closing: Vec<SocketHandle>,
 }
 
 impl TcpRelay {
@@ -175,6 +201,7 @@ impl TcpRelay {
             tokens: HashMap::new(),
             epoch,
             events: TcpEvents::default(),
+            closing: Vec::new(),
         }
     }
 
@@ -334,11 +361,13 @@ impl TcpRelay {
             }
         }
         if let Some(syn) = held {
-            // Fed and processed at once, while this socket is the only one
-            // listening on (destination, port) that has no peer yet.
-            self.link.rx.push_back(syn);
+            // Taken in at once (first in the queue, alone), while this
+            // socket is the only one listening on (destination, port) that
+            // has no peer yet; its answer goes with the next poll.
+            self.link.rx.push_front(syn);
             let now = self.now();
-            self.iface.poll(now, &mut self.link, &mut self.sockets);
+            self.iface
+                .poll_ingress_single(now, &mut self.link, &mut self.sockets);
         }
     }
 
@@ -356,11 +385,9 @@ impl TcpRelay {
             let _ = registry.deregister(&mut conn.stream);
             self.tokens.remove(&conn.token);
             if let Some(handle) = conn.socket {
-                // A socket aborted above still has its RST to send: it
-                // goes with this poll.
-                let now = self.now();
-                self.iface.poll(now, &mut self.link, &mut self.sockets);
-                self.sockets.remove(handle);
+                // A socket aborted above still has its RST to send: it is
+                // removed after the next poll sent it.
+                self.closing.push(handle);
             }
         }
     }
@@ -371,6 +398,9 @@ impl TcpRelay {
         for _ in 0..8 {
             let now = self.now();
             self.iface.poll(now, &mut self.link, &mut self.sockets);
+            for handle in self.closing.drain(..) {
+                self.sockets.remove(handle);
+            }
             if !self.pump(registry) {
                 break;
             }

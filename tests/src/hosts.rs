@@ -214,6 +214,13 @@ impl Host {
         }
     }
 
+    /// Stops yardd (SIGTERM, by its pid) and starts it again on the same
+    /// state, in the same namespace; waits until it answers `status`.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
     /// Stops yardd by its pid: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
     fn stop(&mut self) {
         if let Some(child) = self.child.take() {

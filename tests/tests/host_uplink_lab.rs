@@ -668,6 +668,16 @@ fn yard0_reaches_the_outside_out_of_the_box_until_an_interface_uplink_replaces_i
         "no UDP echo through the default uplink\n{}",
         lab.describe()
     );
+    // The host uplink is in the state: a restarted yardd has it again.
+    let mut lab = lab;
+    lab.host.restart();
+    assert!(
+        poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            udp_echo(&lab.container, "after-restart") == "after-restart"
+        }),
+        "no UDP echo through the host uplink after a restart\n{}",
+        lab.describe()
+    );
     // Kernel-level forwarding where the user asks for it: an --iface
     // uplink replaces the host uplink (a veth pair inside the host
     // namespace, its far end unaddressed: nothing is reached through it).

@@ -59,16 +59,17 @@ impl Gateway {
 
     /// Handles an IPv4 packet from the relay: `frame` holds it after an
     /// Ethernet header's room ([`yard_wire::ethernet::HEADER_LEN`] bytes,
-    /// their content ignored), with complete checksums. It must ride a
+    /// their content ignored), in the offload state `offload` (complete
+    /// checksums, or a TSO frame with a partial one). It must ride a
     /// relayed connection's reply direction.
-    pub fn handle_from_host(&mut self, frame: &mut [u8], now_ms: u64) -> Action {
+    pub fn handle_from_host(&mut self, frame: &mut [u8], offload: Offload, now_ms: u64) -> Action {
         // The relay leaves the Ethernet header to the gateway: the way out
         // writes the MACs, this the type.
         match EthernetFrame::new_checked(&mut *frame) {
             Ok(mut eth) => eth.set_ethertype(ethertype::IPV4),
             Err(_) => return self.count_drop(GatewayDrop::Malformed),
         }
-        let action = self.handle_ipv4(Side::Host, frame, Offload::NONE, now_ms);
+        let action = self.handle_ipv4(Side::Host, frame, offload, now_ms);
         if let Action::Drop(reason) = action {
             self.counters.drops[reason.index()] += 1;
         }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use yard_nat::flow::FlowKey;
+use yard_wire::offload::Offload;
 
 pub use thread::HostRelay;
 
@@ -54,12 +55,16 @@ pub enum ToRelay {
 /// What the relay tells the home thread.
 pub enum FromRelay {
     /// A packet for a container: `buf[..len]`, an IPv4 packet after
-    /// [`flows::HEADROOM`] bytes.
+    /// [`flows::HEADROOM`] bytes, with its offload state (a TCP segment
+    /// larger than the container's MSS is a TSO frame with a partial
+    /// checksum; everything else is [`Offload::NONE`]).
     Packet {
         /// The buffer, from the relay side's pool.
         buf: Vec<u8>,
         /// The length in use.
         len: usize,
+        /// Its offload state, offsets counted from the buffer's start.
+        offload: Offload,
     },
     /// The flow's host socket is open: its local and remote address.
     Opened {

@@ -34,6 +34,12 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Ad
 use yard_nat::flow::FlowKey;
 
 use super::flows::HEADROOM;
+use yard_wire::checksum::{self, L4Checksum};
+use yard_wire::ip::protocol;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::offload::Offload;
+use yard_wire::tcp::TcpPacket;
+use yard_wire::vnet;
 
 /// Each direction's buffer of one connection.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
@@ -159,6 +165,11 @@ struct Conn {
     host_shut: bool,
 }
 
+/// The MSS smoltcp is told a container has, so it sends segments as large
+/// as an IPv4 packet allows; the relay hands them on as TSO frames cut to
+/// the container's own MSS ([`TcpRelay::offload_for`]).
+const RELAY_MSS: u16 = 65_535 - 40;
+
 /// The relay's TCP side. See the module documentation.
 pub struct TcpRelay {
     iface: Interface,
@@ -170,6 +181,8 @@ pub struct TcpRelay {
     events: TcpEvents,
     /// Sockets of removed connections, taken out after the next poll.
     closing: Vec<SocketHandle>,
+    /// Each connection's own MSS, as the container's SYN said.
+    mss: HashMap<FlowKey, u16>,
 }
 
 impl TcpRelay {
@@ -202,6 +215,7 @@ impl TcpRelay {
             epoch,
             events: TcpEvents::default(),
             closing: Vec::new(),
+            mss: HashMap::new(),
         }
     }
 
@@ -360,7 +374,11 @@ impl TcpRelay {
                 self.events.opened.push((key, local, remote));
             }
         }
-        if let Some(syn) = held {
+        if let Some(mut syn) = held {
+            // The container's MSS is what its TSO frames are cut to;
+            // smoltcp is told a larger one, so it sends whole ones.
+            let mss = raise_mss(&mut syn);
+            self.mss.insert(key, mss);
             // Taken in at once (first in the queue, alone), while this
             // socket is the only one listening on (destination, port) that
             // has no peer yet; its answer goes with the next poll.
@@ -381,6 +399,7 @@ impl TcpRelay {
     }
 
     fn remove(&mut self, registry: &Registry, key: &FlowKey) {
+        self.mss.remove(key);
         if let Some(mut conn) = self.conns.remove(key) {
             let _ = registry.deregister(&mut conn.stream);
             self.tokens.remove(&conn.token);
@@ -441,6 +460,55 @@ impl TcpRelay {
         moved
     }
 
+    /// The offload state of `buf`, a packet smoltcp made (an IPv4 packet
+    /// after [`HEADROOM`] bytes, complete checksums): a TCP segment whose
+    /// payload exceeds its connection's MSS becomes a TSO frame of that
+    /// MSS, its checksum made partial (the pseudo-header's sum, as a TSO
+    /// frame's device expects); anything else stays as it is.
+    pub fn offload_for(&self, buf: &mut [u8]) -> Offload {
+        let Some(ip_bytes) = buf.get_mut(HEADROOM..) else {
+            return Offload::NONE;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
+            return Offload::NONE;
+        };
+        let (src, dst, ip_len) = (ip.src(), ip.dst(), ip.header_len());
+        let l4_len = usize::from(ip.total_len()).saturating_sub(ip_len);
+        if ip.protocol() != protocol::TCP {
+            return Offload::NONE;
+        }
+        let Ok(mut tcp) = TcpPacket::new_checked(&mut ip_bytes[ip_len..]) else {
+            return Offload::NONE;
+        };
+        let key = FlowKey {
+            proto: yard_nat::flow::Proto::Tcp,
+            src: dst,
+            sport: tcp.dst_port(),
+            dst: src,
+            dport: tcp.src_port(),
+        };
+        let Some(&mss) = self.mss.get(&key) else {
+            return Offload::NONE;
+        };
+        let header = tcp.header_len();
+        if l4_len.saturating_sub(header) <= usize::from(mss) {
+            return Offload::NONE;
+        }
+        let Ok(l4_len) = u16::try_from(l4_len) else {
+            return Offload::NONE;
+        };
+        tcp.set_checksum(checksum::pseudo_header_sum(src, dst, protocol::TCP, l4_len));
+        let csum_start = (HEADROOM + ip_len) as u16;
+        Offload {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: csum_start + header as u16,
+            gso_size: mss,
+            csum_start,
+            csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
+        }
+    }
+
     /// The packets smoltcp made for containers: (buffer, length).
     pub fn take_packets(&mut self) -> std::vec::Drain<'_, (Vec<u8>, usize)> {
         self.link.tx.drain(..)
@@ -450,6 +518,25 @@ impl TcpRelay {
     pub fn take_events(&mut self) -> TcpEvents {
         std::mem::take(&mut self.events)
     }
+}
+
+/// Sets the MSS option of the SYN `ip` (an IPv4 packet) to [`RELAY_MSS`];
+/// returns the container's own (536, TCP's default, when it gave none).
+fn raise_mss(ip: &mut [u8]) -> u16 {
+    const DEFAULT_MSS: u16 = 536;
+    let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
+        return DEFAULT_MSS;
+    };
+    let at = packet.header_len();
+    let Some(l4) = ip.get_mut(at..) else {
+        return DEFAULT_MSS;
+    };
+    let Ok(mut tcp) = TcpPacket::new_checked(l4) else {
+        return DEFAULT_MSS;
+    };
+    // smoltcp verifies no checksum: the field may stay as it is.
+    tcp.set_mss(RELAY_MSS, L4Checksum::Partial)
+        .unwrap_or(DEFAULT_MSS)
 }
 
 enum Pumped {
@@ -557,6 +644,8 @@ mod tests {
         seq: u32,
         ack_num: u32,
         payload: Vec<u8>,
+        /// The TSO segment size the relay gave it, if it is a TSO frame.
+        gso_size: Option<u16>,
     }
 
     struct Rig {
@@ -598,7 +687,13 @@ mod tests {
         fn send(&mut self, syn: bool, fin: bool, seq: u32, ack: Option<u32>, payload: &[u8]) {
             let b = PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
                 .tcp(SPORT, self.port, seq, 64000);
-            let b = if syn { b.syn() } else { b };
+            let b = if syn {
+                b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+                    .unwrap()
+                    .syn()
+            } else {
+                b
+            };
             let b = if fin { b.fin() } else { b };
             let b = match ack {
                 Some(a) => b.ack(a),
@@ -635,7 +730,10 @@ mod tests {
                         .host_ready(self.poll.registry(), e.token(), readable, writable);
                 }
                 self.relay.poll(self.poll.registry());
-                for (buf, len) in self.relay.take_packets() {
+                let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
+                for (mut buf, len) in packets {
+                    let offload = self.relay.offload_for(&mut buf[..len]);
+                    let gso_size = offload.is_gso().then_some(offload.gso_size);
                     let ip = Ipv4Packet::new_checked(&buf[HEADROOM..len]).unwrap();
                     assert_eq!((ip.src(), ip.dst()), (HOST, C));
                     let t = TcpPacket::new_checked(ip.payload()).unwrap();
@@ -648,6 +746,7 @@ mod tests {
                         seq: t.seq(),
                         ack_num: t.ack(),
                         payload: t.payload().to_vec(),
+                        gso_size,
                     });
                 }
             }
@@ -737,5 +836,27 @@ mod tests {
         let mut buf = [0u8; 8];
         let err = server.read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn data_for_the_container_leaves_as_tso_frames_of_its_mss() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
+        let (mut server, _) = listener.accept().unwrap();
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.run(5);
+        server.write_all(&[7u8; 20_000]).unwrap();
+        let seen = rig.run(10);
+        let data: usize = seen.iter().map(|s| s.payload.len()).sum();
+        assert_eq!(data, 20_000, "{seen:?}");
+        // Larger than the container's MSS only as TSO frames of that MSS.
+        assert!(seen.iter().any(|s| s.payload.len() > 1460), "{seen:?}");
+        for s in &seen {
+            let tso = s.payload.len() > 1460;
+            assert_eq!(s.gso_size, tso.then_some(1460), "{s:?}");
+        }
     }
 }

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use yard_nat::flow::{FlowKey, Proto};
+use yard_wire::offload::Offload;
 
 use super::flows::{self, Request};
 use super::tcp::TcpRelay;
@@ -304,8 +305,9 @@ impl HostRelay {
     fn serve_tcp(&mut self) {
         self.tcp.poll(self.poll.registry());
         let packets: Vec<(Vec<u8>, usize)> = self.tcp.take_packets().collect();
-        for (buf, len) in packets {
-            self.send_home(FromRelay::Packet { buf, len });
+        for (mut buf, len) in packets {
+            let offload = self.tcp.offload_for(&mut buf[..len]);
+            self.send_home(FromRelay::Packet { buf, len, offload });
         }
         let events = self.tcp.take_events();
         for (key, local, remote) in events.opened {
@@ -356,7 +358,11 @@ impl HostRelay {
                         .then(|| flows::build_port_unreachable(&mut buf, &key))
                         .flatten()
                     {
-                        Some(len) => self.send_home(FromRelay::Packet { buf, len }),
+                        Some(len) => self.send_home(FromRelay::Packet {
+                            buf,
+                            len,
+                            offload: Offload::NONE,
+                        }),
                         None => self.spent_own(buf),
                     }
                     continue;
@@ -371,7 +377,11 @@ impl HostRelay {
                 flow.last_used = Instant::now();
             }
             match built {
-                Some(len) => self.send_home(FromRelay::Packet { buf, len }),
+                Some(len) => self.send_home(FromRelay::Packet {
+                    buf,
+                    len,
+                    offload: Offload::NONE,
+                }),
                 None => self.spent_own(buf),
             }
         }

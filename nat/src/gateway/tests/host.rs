@@ -42,7 +42,7 @@ fn a_flow_to_the_outside_goes_to_the_relay_and_its_reply_comes_back() {
     assert!(entries[0].nat.snat.is_none());
 
     let mut back = reply_from_s();
-    let a = gw.handle_from_host(&mut back, 10);
+    let a = gw.handle_from_host(&mut back, Offload::NONE, 10);
     assert_sent(a, NET1);
     let expected = udp(GW1_MAC, C1_MAC, (S, 53), (C1, 40000), 63, b"pong");
     assert_eq!(back, expected);
@@ -53,13 +53,13 @@ fn the_relay_cannot_start_a_flow_or_reach_another_one() {
     let mut gw = host_lab();
     let mut back = reply_from_s();
     assert_eq!(
-        gw.handle_from_host(&mut back, 0),
+        gw.handle_from_host(&mut back, Offload::NONE, 0),
         Action::Drop(GatewayDrop::NotPublished)
     );
     // Nor may it claim a network's address as its source.
     let mut spoof = udp([0; 6], [0; 6], (C2, 53), (C1, 40000), 64, b"x");
     assert_eq!(
-        gw.handle_from_host(&mut spoof, 0),
+        gw.handle_from_host(&mut spoof, Offload::NONE, 0),
         Action::Drop(GatewayDrop::BadSource)
     );
 }
@@ -173,7 +173,7 @@ fn dns_to_the_gateway_goes_to_the_host_resolver_and_comes_back_from_the_gateway(
 
     let mut answer = udp([0; 6], [0; 6], (resolver, 53), (C1, 40000), 64, b"answer");
     answer[..14].fill(0);
-    assert_sent(gw.handle_from_host(&mut answer, 5), NET1);
+    assert_sent(gw.handle_from_host(&mut answer, Offload::NONE, 5), NET1);
     let expected = udp(GW1_MAC, C1_MAC, (GW1, 53), (C1, 40000), 63, b"answer");
     assert_eq!(answer, expected);
 
@@ -213,5 +213,5 @@ fn a_port_unreachable_from_the_relay_reaches_the_container() {
         &sent,
     );
     error[..14].fill(0);
-    assert_sent(gw.handle_from_host(&mut error, 5), NET1);
+    assert_sent(gw.handle_from_host(&mut error, Offload::NONE, 5), NET1);
 }

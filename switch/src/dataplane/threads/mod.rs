@@ -53,7 +53,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::net::Ipv4Addr;
 
 use yard_nat::gateway::{Action, Gateway, IcmpErrors, Side};
-use yard_wire::offload::Offload;
 
 use crate::dataplane::bridge::storm::FloodLimit;
 use crate::dataplane::bridge::{Bridge, NetId};
@@ -428,12 +427,13 @@ impl Datapath {
             };
             served += 1;
             match message {
-                FromRelay::Packet { buf, len } => {
+                FromRelay::Packet { buf, len, offload } => {
                     if len > 0 {
-                        self.scratch.fill(Offload::NONE, &buf[..len.min(buf.len())]);
+                        self.scratch.fill(offload, &buf[..len.min(buf.len())]);
                         let frame = &mut self.scratch;
+                        let (data, offload) = frame.data_and_offload_mut();
                         if let Action::Send { side, len } =
-                            self.gateway.handle_from_host(frame.data_mut(), now.0)
+                            self.gateway.handle_from_host(data, *offload, now.0)
                         {
                             frame.truncate(len);
                             let mut router = Router {

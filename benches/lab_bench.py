@@ -230,6 +230,9 @@ class Yardd:
                 self.state,
                 "--log",
                 self.opts.yardd_log,
+                # No host uplink: nothing leaves through yardd's sockets.
+                "--default-uplink",
+                "none",
                 *(["--threads", str(self.threads)] if self.threads > 1 else []),
                 *self.extra_args,
             ],

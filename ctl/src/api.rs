@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":15,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":16,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 15;
+pub const API_VERSION: u32 = 16;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -47,6 +47,10 @@ pub const MAX_MTU: u32 = 65_000;
 
 /// The network yardd creates when it starts with no state: Docker's `docker0`.
 pub const DEFAULT_NETWORK: &str = "yard0";
+
+/// The name of the host uplink yardd starts with when it has no state
+/// (`yardd --default-uplink host`, the default).
+pub const DEFAULT_UPLINK: &str = "host";
 
 /// The subnet of [`DEFAULT_NETWORK`].
 pub const DEFAULT_SUBNET: &str = "172.30.0.0/16";
@@ -815,6 +819,11 @@ pub enum UplinkKind {
         /// Interface name.
         ifname: String,
     },
+    /// yardd's own network namespace: the containers' flows to addresses
+    /// outside every switch network are relayed through host sockets, so
+    /// they leave with the host's addresses and routes. No interface and no
+    /// address of its own.
+    Host,
 }
 
 /// The outside-facing interface.
@@ -825,8 +834,10 @@ pub struct UplinkSpec {
     /// How it is attached.
     #[serde(flatten)]
     pub kind: UplinkKind,
-    /// The uplink's own address, with its prefix length.
-    pub ip: Ipv4Cidr,
+    /// The uplink's own address, with its prefix length; `None` for a
+    /// [`UplinkKind::Host`] uplink, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Cidr>,
     /// Next hop for destinations outside `ip`'s subnet.
     pub gateway: Option<Ipv4Addr>,
 }
@@ -1052,6 +1063,11 @@ pub struct ConntrackEntry {
     pub snat: Option<String>,
     /// Destination translation: `address:port` the original destination became.
     pub dnat: Option<String>,
+    /// A flow relayed by the host uplink: its host socket's local and
+    /// remote address, `LOCAL->REMOTE` (`None` for every other entry, and
+    /// until the relay has opened the socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Seconds until the entry expires without traffic.
     pub timeout_secs: u64,
     /// A reply was seen (or the handshake completed).
@@ -1184,6 +1200,24 @@ mod tests {
         ] {
             assert!(bad.parse::<PublishSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_host_uplink_has_no_address_on_the_wire() {
+        let spec = UplinkSpec {
+            name: "host".into(),
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
+        };
+        let line = serde_json::to_string(&spec).unwrap();
+        assert_eq!(line, r#"{"name":"host","kind":"host","gateway":null}"#);
+        assert_eq!(serde_json::from_str::<UplinkSpec>(&line).unwrap(), spec);
+        // A state file of API 10 (every uplink with an address) still reads.
+        let old =
+            r#"{"name":"up0","kind":"iface","iface":"eth1","ip":"10.0.0.2/24","gateway":null}"#;
+        let read: UplinkSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(read.ip, Some("10.0.0.2/24".parse().unwrap()));
     }
 
     #[test]

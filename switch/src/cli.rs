@@ -58,6 +58,12 @@ pub struct Args {
     /// of killing yardd: for finding what a new code path needs
     #[arg(long)]
     pub seccomp_log: bool,
+    /// The uplink of a first start (no state yet): `host` relays the
+    /// default network's flows through yardd's own host sockets (`uplink
+    /// add --iface` or `--tap` replaces it later); `none` starts with no
+    /// uplink
+    #[arg(long, value_enum, default_value_t = DefaultUplink::Host)]
+    pub default_uplink: DefaultUplink,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by
     /// default), e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR:PORT")]
@@ -71,4 +77,13 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line: time, level, message and fields.
     Json,
+}
+
+/// `--default-uplink`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultUplink {
+    /// `uplink add host --host`.
+    Host,
+    /// No uplink.
+    None,
 }

@@ -11,10 +11,13 @@
 //!   configuration and its validation, the state file, and attaching ports
 //!   (turning a port spec into a live device). It drives the data plane only
 //!   through [`dataplane::threads::DatapathHandle`].
+//! - [`relay`]: the host uplink's relay — the containers' flows to the
+//!   outside through yardd's own host sockets, on a thread of its own.
 //! - [`sys`]: the OS layer — TAP devices, AF_PACKET and raw sockets, netlink,
 //!   network namespaces. The only module with `unsafe`.
 
 pub mod cli;
 pub mod control;
 pub mod dataplane;
+pub mod relay;
 pub mod sys;

@@ -5,7 +5,8 @@
 //! and waits (at most [`READY_TIMEOUT`]) until `yardctl status` answers.
 //! [`Daemon::stop`] and [`Daemon::start`] restart it on the same state directory.
 //! [`Daemon::start_new_with`] adds command-line arguments (e.g. `--threads 2`)
-//! that every start of that daemon passes again.
+//! that every start of that daemon passes again. yardd starts with
+//! `--default-uplink none` unless those arguments say otherwise.
 //! `Drop` stops the process it spawned, by pid (SIGTERM, then SIGKILL), and
 //! prints the log when the test is failing.
 
@@ -37,6 +38,17 @@ pub const CTL_TIMEOUT_SECS: u32 = 30;
 
 /// Lines of the yardd log shown in a failure message.
 const LOG_TAIL_LINES: usize = 150;
+
+/// `--default-uplink none` unless `args` choose: a lab's yardd starts with
+/// no uplink, as before the host uplink existed, so nothing a test sends
+/// can leave through yardd's own sockets unless the test asks for it.
+pub fn default_uplink_none(args: &[OsString]) -> Vec<OsString> {
+    if args.iter().any(|a| a == "--default-uplink") {
+        Vec::new()
+    } else {
+        vec!["--default-uplink".into(), "none".into()]
+    }
+}
 
 /// A running (or stopped) yardd with its own socket and state directory.
 #[derive(Debug)]
@@ -202,6 +214,7 @@ impl Daemon {
             .arg(&self.state_dir)
             .arg("--log")
             .arg(level)
+            .args(default_uplink_none(&self.args))
             .args(&self.args)
             .env_remove("YARD_SOCKET")
             // The log is a file: no terminal colour codes in it.

@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 
 use crate::bins::bins;
 use crate::cmd::{describe, end_child, in_ns, poll, run, run_ok, stdout, timed};
-use crate::daemon::{Daemon, READY_TIMEOUT, STOP_TIMEOUT};
+use crate::daemon::{default_uplink_none, Daemon, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::lab::{add_tap, sha256, socat_transfer, Container};
-use crate::netns::{Netns, Veth};
+use crate::netns::{Netns, NetnsEtc, Veth};
 
 /// The first three octets of every underlay address.
 pub const UNDERLAY_PREFIX: [u8; 3] = [192, 168, 50];
@@ -65,6 +65,8 @@ pub struct Host {
     /// Underlay veths made by [`connect`]; deleting a namespace removes them
     /// anyway, this only covers a panic before both ends were moved.
     links: Vec<Veth>,
+    /// Files bound over the namespace's `/etc` for yardd ([`Host::new_with_etc`]).
+    etc: Option<NetnsEtc>,
     ns: Netns,
 }
 
@@ -84,6 +86,13 @@ impl Host {
 
     /// Like [`Host::new`], with `args` appended to yardd's command line.
     pub fn new_with(index: u8, args: &[&str]) -> Host {
+        Host::new_with_etc(index, args, &[])
+    }
+
+    /// Like [`Host::new_with`], with `files` (name, content) bound over the
+    /// namespace's `/etc` for yardd (e.g. its `resolv.conf`; see
+    /// [`NetnsEtc`]), written before yardd starts.
+    pub fn new_with_etc(index: u8, args: &[&str], files: &[(&str, &str)]) -> Host {
         assert!(
             (1..=254).contains(&index),
             "host index {index} out of range"
@@ -96,8 +105,12 @@ impl Host {
             daemon: Daemon::unstarted_with(args),
             containers: Vec::new(),
             links: Vec::new(),
+            etc: None,
             ns,
         };
+        if !files.is_empty() {
+            host.etc = Some(NetnsEtc::new(host.ns(), files));
+        }
         host.start();
         host
     }
@@ -153,6 +166,7 @@ impl Host {
             .arg(self.daemon.state_dir())
             .arg("--log")
             .arg(level)
+            .args(default_uplink_none(self.daemon.args()))
             .args(self.daemon.args())
             .env_remove("YARD_SOCKET")
             .env("NO_COLOR", "1")
@@ -198,6 +212,13 @@ impl Host {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// Stops yardd (SIGTERM, by its pid) and starts it again on the same
+    /// state, in the same namespace; waits until it answers `status`.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
     }
 
     /// Stops yardd by its pid: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].

@@ -183,3 +183,40 @@ mod tests {
         assert_eq!(owner_pid("ytabc-1"), None);
     }
 }
+
+/// Files that `ip netns exec NAME` binds over `/etc/FILE` for what it runs
+/// in namespace NAME (iproute2 takes them from `/etc/netns/NAME/FILE`),
+/// e.g. a `resolv.conf`. The directory is removed on drop (and
+/// `/etc/netns` when left empty); its name is the namespace's, which is
+/// unique to the test.
+#[derive(Debug)]
+pub struct NetnsEtc {
+    dir: std::path::PathBuf,
+}
+
+impl NetnsEtc {
+    /// Writes `files` (name, content) for namespace `ns`.
+    pub fn new(ns: &str, files: &[(&str, &str)]) -> NetnsEtc {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let etc = NetnsEtc { dir };
+        for (name, content) in files {
+            let path = etc.dir.join(name);
+            std::fs::write(&path, content)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        etc
+    }
+}
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // `/etc/netns` itself too, when this made it and nothing else is
+        // in it (removing a directory that is not empty fails).
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}

@@ -283,6 +283,8 @@ impl<'u> UserDaemon<'u> {
             }
             None => user.command(3600, self.netns.as_deref(), &[], &user.yardd),
         };
+        // No host uplink: a lab's containers never reach the real network.
+        cmd.args(["--default-uplink", "none"]);
         if let Some(dir) = &self.dir {
             cmd.arg("--socket")
                 .arg(dir.join("yardd.sock"))

@@ -71,6 +71,7 @@ fn yardd_tells_a_notify_manager_it_is_ready_once_its_socket_answers() {
         .arg(&socket)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
+        .args(["--default-uplink", "none"])
         .env("NOTIFY_SOCKET", &notify_path)
         .env_remove("YARD_SOCKET")
         .stdin(Stdio::null())

@@ -361,6 +361,7 @@ fn udp_entry(sport: u16) -> ConntrackEntry {
         state: "replied".into(),
         snat: None,
         dnat: None,
+        host: None,
         timeout_secs: 100,
         assured: true,
         packets_original: 1,

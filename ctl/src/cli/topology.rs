@@ -288,7 +288,7 @@ mod tests {
                     kind: UplinkKind::Iface {
                         iface: "eth9".into(),
                     },
-                    ip: "10.9.0.2/24".parse().unwrap(),
+                    ip: Some("10.9.0.2/24".parse().unwrap()),
                     gateway: None,
                 },
                 mac: None,

@@ -133,6 +133,7 @@ impl Gateway {
                 .find(|n| n.id == id)
                 .map(|n| (n.gateway, n.mac, n.subnet)),
             Side::Uplink => self.uplink.as_ref().map(|u| (u.addr.0, u.mac, u.addr)),
+            Side::Host => None,
         }
     }
 
@@ -197,7 +198,13 @@ impl Gateway {
         }
     }
 
-    fn handle_ipv4(&mut self, side: Side, frame: &mut [u8], offload: Offload, now: u64) -> Action {
+    pub(super) fn handle_ipv4(
+        &mut self,
+        side: Side,
+        frame: &mut [u8],
+        offload: Offload,
+        now: u64,
+    ) -> Action {
         let end = match Ipv4Packet::new_checked(&frame[ETH..]) {
             Ok(ip) if ip.verify_checksum() => ETH + usize::from(ip.total_len()),
             _ => return Action::Drop(GatewayDrop::Malformed),
@@ -379,6 +386,14 @@ impl Gateway {
         }
         let ttl = ip.ttl();
         ip.set_ttl(ttl.saturating_sub(1));
+        if out == Side::Host {
+            // An IPv4 packet for the relay: no link, no neighbour.
+            self.counters.forwarded += 1;
+            return Action::Send {
+                side: out,
+                len: end,
+            };
+        }
         self.output(out, next_hop, frame, offload, now)
     }
 
@@ -585,6 +600,9 @@ impl Gateway {
             Side::Uplink => {
                 rewrite::rewrite_icmp_error_for_outside(ip, &target, offload.l4_checksum())
             }
+            // The relay ends the flow on the host: an error about it is
+            // the host socket's to see, not a packet to relay.
+            Side::Host => return Action::Drop(GatewayDrop::NoRoute),
         };
         if r.is_err() {
             return Action::Drop(GatewayDrop::Malformed);

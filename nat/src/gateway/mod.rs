@@ -41,6 +41,7 @@
 
 mod config;
 mod forward;
+mod host;
 mod icmp_errors;
 mod neighbour;
 mod policy;
@@ -48,12 +49,12 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, VecDeque};
-use std::net::Ipv4Addr;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use crate::conntrack::{self, Conntrack, Ingress, RuleId};
-use crate::flow::Proto;
+use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
 use yard_wire::cidr::Ipv4Cidr;
@@ -72,6 +73,11 @@ pub enum Side {
     Net(u16),
     /// The uplink.
     Uplink,
+    /// yardd's own host sockets: the relay of a host uplink
+    /// ([`Gateway::set_host_uplink`]). Packets to it are IPv4 packets for
+    /// the relay; packets from it come in through
+    /// [`Gateway::handle_from_host`].
+    Host,
 }
 
 impl Side {
@@ -81,6 +87,7 @@ impl Side {
         match self {
             Side::Net(id) => Ingress(u32::from(id)),
             Side::Uplink => Ingress(u32::MAX),
+            Side::Host => Ingress(u32::MAX - 1),
         }
     }
 }
@@ -213,6 +220,8 @@ pub enum GatewayDrop {
     WrongSide,
     /// Routing between two hosts of one `--no-icc` network.
     Icc,
+    /// A packet for the host uplink's relay found its queue full.
+    HostRelayBusy,
 }
 
 impl GatewayDrop {
@@ -239,13 +248,14 @@ impl GatewayDrop {
             GatewayDrop::BadSource => "gw-bad-source",
             GatewayDrop::WrongSide => "gw-wrong-side",
             GatewayDrop::Icc => "gw-icc",
+            GatewayDrop::HostRelayBusy => "gw-host-relay-busy",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 20] = [
+    pub const ALL: [GatewayDrop; 21] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -266,6 +276,7 @@ impl GatewayDrop {
         GatewayDrop::BadSource,
         GatewayDrop::WrongSide,
         GatewayDrop::Icc,
+        GatewayDrop::HostRelayBusy,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).
@@ -408,6 +419,15 @@ pub struct Gateway {
     ct: Conntrack,
     nets: Vec<NetConfig>,
     uplink: Option<UplinkConfig>,
+    /// A host uplink: destinations outside every network go to
+    /// [`Side::Host`].
+    host_uplink: bool,
+    /// The host socket ends of relayed flows, by original tuple, as the
+    /// relay reported them: (local, remote).
+    host_ends: HashMap<FlowKey, (SocketAddrV4, SocketAddrV4)>,
+    /// The resolver DNS queries to a gateway address go to, with a host
+    /// uplink.
+    dns_forward: Option<Ipv4Addr>,
     /// Pairs of connected networks, smaller id first.
     connected: BTreeSet<(u16, u16)>,
     rules: Vec<PublishRule>,
@@ -429,6 +449,9 @@ impl Gateway {
             ct: Conntrack::new(conntrack),
             nets: Vec::new(),
             uplink: None,
+            host_uplink: false,
+            host_ends: HashMap::new(),
+            dns_forward: None,
             connected: BTreeSet::new(),
             rules: Vec::new(),
             neighbours: Neighbours::new(),

@@ -27,6 +27,9 @@ impl Gateway {
         if let Some(n) = self.nets.iter().find(|n| in_subnet(dst, n.subnet)) {
             return Some((Side::Net(n.id), dst));
         }
+        if self.host_uplink {
+            return Some((Side::Host, dst));
+        }
         let u = self.uplink.as_ref()?;
         if in_subnet(dst, u.addr) {
             Some((Side::Uplink, dst))
@@ -44,8 +47,10 @@ impl Gateway {
     /// either: never a martian (0.0.0.0/8, 127.0.0.0/8, multicast, the
     /// limited broadcast).
     pub(super) fn source_fits(&self, side: Side, src: Ipv4Addr) -> bool {
-        let martian =
-            src.octets()[0] == 0 || src.is_loopback() || src.is_multicast() || src.is_broadcast();
+        // The relay's replies from the host's resolver may come from its
+        // loopback (127.0.0.53); they only ever ride an entry.
+        let loopback = src.is_loopback() && side != Side::Host;
+        let martian = src.octets()[0] == 0 || loopback || src.is_multicast() || src.is_broadcast();
         if martian {
             return false;
         }
@@ -58,7 +63,7 @@ impl Gateway {
                     && !network
                     && !subnet.is_directed_broadcast(src)
             }),
-            Side::Uplink => {
+            Side::Uplink | Side::Host => {
                 !self.is_our_addr(src) && !self.nets.iter().any(|n| in_subnet(src, n.subnet))
             }
         }
@@ -75,6 +80,7 @@ impl Gateway {
         match side {
             Side::Net(_) => self.is_our_addr(addr),
             Side::Uplink => self.uplink_addr() == Some(addr),
+            Side::Host => false,
         }
     }
 
@@ -133,7 +139,8 @@ impl Gateway {
         pkt: &Packet,
         now: u64,
     ) -> Result<Xlate, GatewayDrop> {
-        let rule = self.published(&key);
+        let dns = self.dns_forward_of(side, &key);
+        let rule = self.published(&key).or(dns.map(|to| (RuleId(0), to)));
         if rule.is_none() && self.is_our_addr(key.dst) {
             return Err(GatewayDrop::NotForGateway);
         }
@@ -154,7 +161,25 @@ impl Gateway {
             return Err(GatewayDrop::NoRoute);
         };
         let snat = match (side, out) {
-            (Side::Uplink, Side::Uplink) => return Err(GatewayDrop::NoRoute),
+            // The relay answers flows; it starts none (published ports on
+            // the host uplink are still to come).
+            (Side::Host, _) => return Err(GatewayDrop::NotPublished),
+            (Side::Uplink, Side::Uplink | Side::Host) => return Err(GatewayDrop::NoRoute),
+            (Side::Net(n), Side::Host) => {
+                // Relayed through the host's own sockets, which is what
+                // masquerade means there; the tuple stays the container's.
+                let (internal, masquerade) = self.net_flags(n);
+                if internal {
+                    return Err(GatewayDrop::Internal);
+                }
+                // Never the host's own loopback (that is opt-in, and
+                // not built yet) nor an address no host has — but the
+                // gateway's DNS goes to the host's resolver, wherever.
+                if dns.is_none() && (!masquerade || !is_relayable(dst)) {
+                    return Err(GatewayDrop::NoRoute);
+                }
+                None
+            }
             (Side::Uplink, Side::Net(m)) => {
                 if rule.is_none() {
                     return Err(GatewayDrop::NotPublished);
@@ -195,7 +220,7 @@ impl Gateway {
             original: key,
             snat,
             dnat: rule.map(|(_, t)| t),
-            rule: rule.map(|(id, _)| id),
+            rule: rule.map(|(id, _)| id).filter(|_| dns.is_none()),
             port: None,
             // The reply comes in from where the (translated) destination
             // is: the side this packet goes out to.
@@ -205,6 +230,12 @@ impl Gateway {
         let e = self.ct.get(h).ok_or(GatewayDrop::ConntrackStale)?;
         Ok(Xlate::of(e, Dir::Original))
     }
+}
+
+/// Whether the host relay may open a socket to `dst`: not loopback,
+/// 0.0.0.0/8, multicast or broadcast.
+fn is_relayable(dst: Ipv4Addr) -> bool {
+    !(dst.octets()[0] == 0 || dst.is_loopback() || dst.is_multicast() || dst.is_broadcast())
 }
 
 /// Why a conntrack insert was refused, as a drop reason: each way it fails

@@ -22,7 +22,7 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use yard_ctl::api::DEFAULT_PORT_MAC_LIMIT;
 use yard_ctl::paths;
-use yard_switch::cli::{Args, LogFormat};
+use yard_switch::cli::{Args, DefaultUplink, LogFormat};
 use yard_switch::control::config::Config;
 use yard_switch::control::metrics;
 use yard_switch::control::netns_helper;
@@ -103,7 +103,10 @@ fn run() -> Result<()> {
     let _state_lock = state::lock(&state_dir)?;
     let (config, first_start) = match state::load(&state_dir)? {
         Some(config) => (config, false),
-        None => (Config::initial(), true),
+        None => (
+            Config::initial(args.default_uplink == DefaultUplink::Host),
+            true,
+        ),
     };
     let listener = control::bind_socket(&socket, group)?;
     // Bound now, while a low port is still allowed; served once the
@@ -128,8 +131,26 @@ fn run() -> Result<()> {
         "dropped every other capability"
     );
 
-    let (datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
+    let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
+    // The host uplink's relay: its own thread, outside the datapath's
+    // seccomp filter (it creates, connects and closes sockets), one fd per
+    // relayed flow.
+    match yard_switch::sys::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
+    let relay = datapaths[0]
+        .start_host_relay()
+        .context("cannot start the host uplink's relay")?;
+    std::thread::Builder::new()
+        .name("yardd-relay".into())
+        .spawn(move || {
+            if let Err(error) = relay.run() {
+                tracing::error!(%error, "the host uplink's relay stopped");
+            }
+        })
+        .context("cannot start the relay thread")?;
     let seccomp = match (args.no_seccomp, args.seccomp_log) {
         (true, _) => None,
         (false, false) => Some(seccomp::Violation::Kill),

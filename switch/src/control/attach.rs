@@ -167,6 +167,12 @@ pub enum AttachError {
         /// What was wrong (it names the path or address).
         error: QemuSocketError,
     },
+    /// A host uplink has no device to attach.
+    #[error("uplink {uplink} uses yardd's own host sockets: it has no device to attach")]
+    NoDevice {
+        /// The uplink.
+        uplink: String,
+    },
     /// The uplink interface's MAC could not be read.
     #[error("uplink {uplink}: cannot read the MAC of {iface}: {error}")]
     UplinkMac {
@@ -709,6 +715,9 @@ pub fn attach_uplink(spec: &UplinkSpec, mode: TapMode) -> Result<AttachedUplink,
                 kept: None,
             })
         }
+        UplinkKind::Host => Err(AttachError::NoDevice {
+            uplink: name.clone(),
+        }),
         UplinkKind::Tap { netns, ifname } => {
             let setup = TapSetup {
                 mac: None,

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod nat_api;
 pub mod netns_helper;
 pub mod qemu;
+pub mod resolv;
 pub mod server;
 pub mod state;
 

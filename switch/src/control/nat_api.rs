@@ -8,7 +8,7 @@
 //! Slow path only; nothing here runs per frame.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use yard_ctl::api::{
     ConntrackCursor, ConntrackEntry, ConntrackFilter, ConntrackPage, ConntrackQuery,
@@ -153,7 +153,11 @@ fn endpoint((addr, port): (Ipv4Addr, u16)) -> String {
 }
 
 /// One conntrack entry as `conntrack ls` shows it.
-pub fn entry_info(e: &Entry, now_ms: u64) -> ConntrackEntry {
+pub fn entry_info(
+    e: &Entry,
+    now_ms: u64,
+    host: Option<(SocketAddrV4, SocketAddrV4)>,
+) -> ConntrackEntry {
     ConntrackEntry {
         proto: e.proto().as_str().to_string(),
         original: tuple(&e.original),
@@ -161,6 +165,7 @@ pub fn entry_info(e: &Entry, now_ms: u64) -> ConntrackEntry {
         state: e.state_name().to_string(),
         snat: e.nat.snat.map(endpoint),
         dnat: e.nat.dnat.map(endpoint),
+        host: host.map(|(local, remote)| format!("{local}->{remote}")),
         timeout_secs: e.remaining(now_ms) / 1000,
         assured: e.assured,
         packets_original: e.counters[0].packets,
@@ -175,7 +180,8 @@ pub fn entry_infos(snapshot: &ConntrackSnapshot) -> Vec<ConntrackEntry> {
     snapshot
         .entries
         .iter()
-        .map(|e| entry_info(e, snapshot.now_ms))
+        .zip(&snapshot.host_ends)
+        .map(|(e, &host)| entry_info(e, snapshot.now_ms, host))
         .collect()
 }
 
@@ -220,7 +226,8 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         ("gw-arp-timeouts", g.arp_timeouts),
     ];
     let mut counters = BTreeMap::new();
-    for (name, value) in named.into_iter().chain(g.drops_by_name()) {
+    let relay = figures.relay.iter().copied();
+    for (name, value) in named.into_iter().chain(g.drops_by_name()).chain(relay) {
         counters.insert(name.to_string(), value);
     }
     ConntrackStats {

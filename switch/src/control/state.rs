@@ -183,7 +183,7 @@ mod tests {
     fn save_then_load_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().is_none());
-        let config = Config::initial();
+        let config = Config::initial(false);
         save(dir.path(), &config).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(config));
         assert!(!dir.path().join(".state.json.tmp").exists());
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn invalid_content_is_corrupt_too() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::initial();
+        let mut config = Config::initial(false);
         config.networks.push(config.networks[0].clone());
         save(dir.path(), &config).unwrap();
         let err = load(dir.path()).unwrap_err().to_string();

@@ -23,6 +23,7 @@
 
 mod fd;
 pub mod fdpass;
+mod host_socket;
 mod iface;
 pub mod netconf;
 pub mod netns;
@@ -38,6 +39,7 @@ pub(crate) mod testutil;
 mod tunnel;
 
 pub use fd::{peer_credentials, read_fd, write_fd};
+pub use host_socket::{ping_socket, raise_open_files_limit, reset_on_close};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};

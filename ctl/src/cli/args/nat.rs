@@ -34,7 +34,7 @@ pub enum UplinkCommand {
 }
 
 /// `yardctl uplink add NAME (--iface DEV | --tap [--netns NS] [--ifname IF])
-/// --ip CIDR [--gateway IP]`.
+/// --ip CIDR [--gateway IP]` or `yardctl uplink add NAME --host`.
 #[derive(Debug, Args)]
 pub struct UplinkAddArgs {
     /// Uplink name.
@@ -46,15 +46,20 @@ pub struct UplinkAddArgs {
     /// Create a TAP device (optionally inside --netns); address its far side yourself.
     #[arg(long)]
     pub tap: bool,
+    /// Relay the containers' flows through yardd's own host sockets: they
+    /// leave with the host's addresses and routes (no --ip, no interface).
+    #[arg(long)]
+    pub host: bool,
     /// Network namespace for the TAP: a name under /run/netns or a path.
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
     /// Interface name of the TAP [default: eth0].
     #[arg(long, value_name = "IF")]
     pub ifname: Option<String>,
-    /// The uplink's own address with its prefix, e.g. 192.168.1.10/24.
+    /// The uplink's own address with its prefix, e.g. 192.168.1.10/24
+    /// (--iface and --tap).
     #[arg(long, value_name = "CIDR")]
-    pub ip: Ipv4Cidr,
+    pub ip: Option<Ipv4Cidr>,
     /// Next hop for destinations outside --ip's subnet; must lie inside it.
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
@@ -161,19 +166,18 @@ impl UplinkAddArgs {
     /// The uplink these arguments describe.
     pub fn to_spec(&self) -> Result<UplinkSpec, ArgError> {
         check_name("uplink", &self.name)?;
+        let kinds = [self.iface.is_some(), self.tap, self.host];
+        if kinds.iter().filter(|&&k| k).count() > 1 {
+            return Err(ArgError::UplinkKind(
+                "--iface, --tap and --host are different uplink kinds: --iface DEV attaches an \
+                 interface that already exists, --tap creates a new TAP device, --host relays \
+                 through yardd's own host sockets",
+            ));
+        }
+        if self.host {
+            return self.host_spec();
+        }
         let kind = match (&self.iface, self.tap) {
-            (Some(_), true) => {
-                return Err(ArgError::UplinkKind(
-                    "--iface and --tap are different uplink kinds: --iface DEV attaches an \
-                     interface that already exists, --tap creates a new TAP device",
-                ))
-            }
-            (None, false) => {
-                return Err(ArgError::UplinkKind(
-                    "say how to attach the uplink: --iface DEV (an existing interface, e.g. \
-                     a veth end) or --tap (a new TAP device, optionally in --netns NS)",
-                ))
-            }
             (Some(iface), false) => {
                 const HINT: &str = "it configures the TAP yardd creates; an existing \
                                     interface keeps its own namespace and name";
@@ -202,16 +206,54 @@ impl UplinkAddArgs {
                     ifname,
                 }
             }
+            _ => {
+                return Err(ArgError::UplinkKind(
+                    "say how to attach the uplink: --iface DEV (an existing interface, e.g. \
+                     a veth end), --tap (a new TAP device, optionally in --netns NS) or --host \
+                     (yardd's own host sockets)",
+                ))
+            }
         };
-        check_uplink_address(self.ip)?;
+        let Some(ip) = self.ip else {
+            return Err(ArgError::UplinkKind(
+                "--iface and --tap uplinks need --ip CIDR: the uplink's own address on its \
+                 outside network, e.g. --ip 192.168.1.10/24",
+            ));
+        };
+        check_uplink_address(ip)?;
         if let Some(gateway) = self.gateway {
-            check_uplink_gateway(gateway, self.ip)?;
+            check_uplink_gateway(gateway, ip)?;
         }
         Ok(UplinkSpec {
             name: self.name.clone(),
             kind,
-            ip: self.ip,
+            ip: Some(ip),
             gateway: self.gateway,
+        })
+    }
+
+    /// `--host`: none of the options that address or name an interface.
+    fn host_spec(&self) -> Result<UplinkSpec, ArgError> {
+        const HINT: &str = "a host uplink uses yardd's own sockets, addresses and routes";
+        for (option, given) in [
+            ("--netns", self.netns.is_some()),
+            ("--ifname", self.ifname.is_some()),
+            ("--ip", self.ip.is_some()),
+            ("--gateway", self.gateway.is_some()),
+        ] {
+            if given {
+                return Err(ArgError::NotForUplink {
+                    option,
+                    kind: "host",
+                    hint: HINT,
+                });
+            }
+        }
+        Ok(UplinkSpec {
+            name: self.name.clone(),
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
         })
     }
 }

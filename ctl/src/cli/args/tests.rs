@@ -415,7 +415,6 @@ fn malformed_values_are_clap_usage_errors() {
         "port add p --net n --tap --mac 02:00",
         "port add p --net n --tap --ip 10.0.0.1/33",
         "fdb add web not-a-mac c1",
-        "uplink add up0 --iface eth1",
         "uplink add up0 --iface eth1 --ip 10.0.0.2",
         "conntrack ls --proto sctp",
         "conntrack flush --port 70000",

@@ -33,6 +33,7 @@ fn uplink_kind_name(kind: &UplinkKind) -> &'static str {
     match kind {
         UplinkKind::Iface { .. } => "iface",
         UplinkKind::Tap { .. } => "tap",
+        UplinkKind::Host => "host",
     }
 }
 
@@ -49,6 +50,7 @@ fn uplink_place(kind: &UplinkKind) -> String {
             netns: None,
             ifname,
         } => ifname.clone(),
+        UplinkKind::Host => "-".to_string(),
     }
 }
 
@@ -64,8 +66,12 @@ pub fn uplink_added(u: &UplinkInfo) -> String {
             netns: None,
             ifname,
         } => format!("tap {ifname}"),
+        UplinkKind::Host => "host sockets".to_string(),
     };
-    let mut parts = vec![place, u.spec.ip.to_string()];
+    let mut parts = vec![place];
+    if let Some(ip) = u.spec.ip {
+        parts.push(ip.to_string());
+    }
     if let Some(gateway) = u.spec.gateway {
         parts.push(format!("gateway {gateway}"));
     }
@@ -97,7 +103,7 @@ pub fn uplinks_table(uplinks: &[UplinkInfo]) -> Table {
             u.spec.name.clone(),
             uplink_kind_name(&u.spec.kind).to_string(),
             uplink_place(&u.spec.kind),
-            u.spec.ip.to_string(),
+            or_none(u.spec.ip),
             or_none(u.spec.gateway),
             or_none(u.mac),
             u.mtu.to_string(),
@@ -173,9 +179,10 @@ fn tuple_text(proto: &str, t: &Tuple) -> String {
     }
 }
 
-/// The NAT cell: `snat ADDR:PORT`, `dnat ADDR:PORT`, both, or `-`.
+/// The NAT cell: `snat ADDR:PORT`, `dnat ADDR:PORT`, both, or `-`; for a
+/// flow the host uplink relays, `host LOCAL->REMOTE` (its host socket).
 fn nat_text(e: &ConntrackEntry) -> String {
-    let parts: Vec<String> = [("snat", &e.snat), ("dnat", &e.dnat)]
+    let parts: Vec<String> = [("snat", &e.snat), ("dnat", &e.dnat), ("host", &e.host)]
         .into_iter()
         .filter_map(|(kind, to)| to.as_ref().map(|to| format!("{kind} {to}")))
         .collect();

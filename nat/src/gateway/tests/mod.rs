@@ -10,6 +10,7 @@
 
 mod arp_icmp;
 mod config;
+mod host;
 mod isolation;
 mod nat;
 mod transit;

@@ -354,6 +354,13 @@ pub enum ConfigError {
         /// The address given.
         ip: Ipv4Cidr,
     },
+    /// An `--iface`/`--tap` uplink without an address, or a host uplink
+    /// with one.
+    #[error(
+        "uplink {uplink}: --iface and --tap uplinks need --ip (their own address outside); a \
+         --host uplink has none (it uses the host's addresses)"
+    )]
+    UplinkAddressKind { uplink: String },
     /// The uplink's subnet overlaps a network's.
     #[error(
         "uplink {uplink}: {subnet} overlaps network {net}'s subnet: the outside must be a different subnet"

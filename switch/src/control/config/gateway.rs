@@ -15,7 +15,12 @@ impl Config {
     /// no port uses.
     pub fn check_new_uplink(&self, spec: &UplinkSpec) -> Result<(), ConfigError> {
         let name = &spec.name;
-        if let Some(existing) = &self.uplink {
+        // A host uplink gives way to an --iface or --tap one (the control
+        // plane removes it first); two at once never.
+        let replaces_host = |existing: &UplinkSpec| {
+            existing.kind == UplinkKind::Host && spec.kind != UplinkKind::Host
+        };
+        if let Some(existing) = self.uplink.as_ref().filter(|e| !replaces_host(e)) {
             return Err(ConfigError::OneUplink {
                 uplink: name.clone(),
                 existing: existing.name.clone(),
@@ -24,32 +29,14 @@ impl Config {
         if self.port(name).is_some() {
             return Err(ConfigError::UplinkNameTaken(name.clone()));
         }
-        let subnet = spec.ip.network();
-        if spec.ip.prefix > 30 || !is_host_of(&subnet, spec.ip.addr) {
-            return Err(ConfigError::UplinkAddress {
-                uplink: name.clone(),
-                ip: spec.ip,
-            });
-        }
-        if let Some(net) = self
-            .networks
-            .iter()
-            .find(|n| n.subnet.is_some_and(|s| s.overlaps(&subnet)))
-        {
-            return Err(ConfigError::UplinkOverlaps {
-                uplink: name.clone(),
-                subnet,
-                net: net.name.clone(),
-            });
-        }
-        if let Some(gateway) = spec.gateway {
-            if !is_host_of(&subnet, gateway) || gateway == spec.ip.addr {
-                return Err(ConfigError::UplinkGateway {
+        match (&spec.kind, spec.ip) {
+            (UplinkKind::Host, None) => {}
+            (UplinkKind::Host, Some(_)) | (_, None) => {
+                return Err(ConfigError::UplinkAddressKind {
                     uplink: name.clone(),
-                    gateway,
-                    subnet,
-                });
+                })
             }
+            (_, Some(ip)) => self.check_uplink_address(name, ip, spec.gateway)?,
         }
         match &spec.kind {
             UplinkKind::Iface { iface } => {
@@ -66,6 +53,43 @@ impl Config {
                 }
             }
             UplinkKind::Tap { ifname, .. } => check_ifname(name, ifname)?,
+            UplinkKind::Host => {}
+        }
+        Ok(())
+    }
+
+    /// An `--iface` or `--tap` uplink's address: a host of a subnet no
+    /// network's overlaps, and a gateway inside that subnet.
+    fn check_uplink_address(
+        &self,
+        name: &str,
+        ip: yard_ctl::Ipv4Cidr,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), ConfigError> {
+        let name = name.to_string();
+        let subnet = ip.network();
+        if ip.prefix > 30 || !is_host_of(&subnet, ip.addr) {
+            return Err(ConfigError::UplinkAddress { uplink: name, ip });
+        }
+        if let Some(net) = self
+            .networks
+            .iter()
+            .find(|n| n.subnet.is_some_and(|s| s.overlaps(&subnet)))
+        {
+            return Err(ConfigError::UplinkOverlaps {
+                uplink: name,
+                subnet,
+                net: net.name.clone(),
+            });
+        }
+        if let Some(gateway) = gateway {
+            if !is_host_of(&subnet, gateway) || gateway == ip.addr {
+                return Err(ConfigError::UplinkGateway {
+                    uplink: name,
+                    gateway,
+                    subnet,
+                });
+            }
         }
         Ok(())
     }
@@ -135,7 +159,11 @@ impl Config {
             });
         }
         if let Some(host) = spec.host_ip {
-            let ours = self.uplink.as_ref().is_some_and(|u| u.ip.addr == host)
+            let ours = self
+                .uplink
+                .as_ref()
+                .and_then(|u| u.ip)
+                .is_some_and(|ip| ip.addr == host)
                 || self.networks.iter().any(|n| n.gateway == Some(host));
             if !ours {
                 return Err(ConfigError::NotOurAddress {
@@ -173,7 +201,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        let mut config = Config::initial();
+        let mut config = Config::initial(false);
         let mut web = NetworkSpec::new("web");
         web.subnet = Some("172.31.0.0/16".parse().unwrap());
         let web = config.check_new_network(&web).unwrap();
@@ -191,7 +219,7 @@ mod tests {
             kind: UplinkKind::Iface {
                 iface: "veth-up".into(),
             },
-            ip: ip.parse().unwrap(),
+            ip: Some(ip.parse().unwrap()),
             gateway: gw.map(|g| g.parse().unwrap()),
         }
     }
@@ -218,6 +246,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("one uplink"), "{err}");
+    }
+
+    #[test]
+    fn a_host_uplink_has_no_address_and_the_others_need_one() {
+        let config = config();
+        let host = UplinkSpec {
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
+            ..uplink("10.1.0.2/24", None)
+        };
+        config.check_new_uplink(&host).unwrap();
+        for spec in [
+            UplinkSpec {
+                ip: Some("10.1.0.2/24".parse().unwrap()),
+                ..host.clone()
+            },
+            UplinkSpec {
+                ip: None,
+                ..uplink("10.1.0.2/24", None)
+            },
+        ] {
+            let err = config.check_new_uplink(&spec).unwrap_err().to_string();
+            assert!(err.contains("a --host uplink has none"), "{err}");
+        }
     }
 
     #[test]

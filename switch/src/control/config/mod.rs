@@ -17,7 +17,9 @@ mod qemu;
 
 pub use error::ConfigError;
 
-use yard_ctl::api::{ConntrackSettings, LinkSpec, PublishSpec, UplinkSpec};
+use yard_ctl::api::{
+    ConntrackSettings, LinkSpec, PublishSpec, UplinkKind, UplinkSpec, DEFAULT_UPLINK,
+};
 use yard_ctl::api::{NetworkSpec, PortKind, PortSpec, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU};
 use yard_ctl::{Ipv4Cidr, MacAddr};
 
@@ -132,14 +134,23 @@ impl Default for Config {
 
 impl Config {
     /// The configuration of a first start: the default network `yard0`,
-    /// 172.30.0.0/16 with gateway 172.30.0.1 (Docker's `docker0`).
-    pub fn initial() -> Config {
+    /// 172.30.0.0/16 with gateway 172.30.0.1 (Docker's `docker0`), and with
+    /// `host_uplink` the host uplink `host` (yardd's own sockets), so yard0
+    /// reaches what the host reaches.
+    pub fn initial(host_uplink: bool) -> Config {
         let mut yard0 = NetworkSpec::new(DEFAULT_NETWORK);
         let subnet: Ipv4Cidr = DEFAULT_SUBNET.parse().expect("the default subnet parses");
         yard0.subnet = Some(subnet);
         yard0.gateway = Some(subnet.first_host());
+        let uplink = host_uplink.then(|| UplinkSpec {
+            name: DEFAULT_UPLINK.to_string(),
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
+        });
         Config {
             networks: vec![yard0],
+            uplink,
             ..Config::default()
         }
     }
@@ -212,16 +223,18 @@ impl Config {
                         other_subnet,
                     });
                 }
-                if let Some(uplink) = self
+                let uplink_subnet = self
                     .uplink
                     .as_ref()
-                    .filter(|u| u.ip.network().overlaps(&subnet))
+                    .and_then(|u| Some((u, u.ip?.network())));
+                if let Some((uplink, uplink_subnet)) =
+                    uplink_subnet.filter(|(_, s)| s.overlaps(&subnet))
                 {
                     return Err(ConfigError::SubnetOverlapsUplink {
                         net: net(),
                         subnet,
                         uplink: uplink.name.clone(),
-                        uplink_subnet: uplink.ip.network(),
+                        uplink_subnet,
                     });
                 }
                 let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());
@@ -527,7 +540,7 @@ mod tests {
     }
 
     fn with_web() -> Config {
-        let mut config = Config::initial();
+        let mut config = Config::initial(false);
         let mut web = NetworkSpec::new("web");
         web.subnet = Some("10.61.0.9/24".parse().unwrap());
         let web = config.check_new_network(&web).unwrap();
@@ -537,10 +550,18 @@ mod tests {
 
     #[test]
     fn initial_config_is_docker0_like() {
-        let config = Config::initial();
+        let config = Config::initial(false);
         let yard0 = config.network("yard0").unwrap();
         assert_eq!(yard0.subnet.unwrap().to_string(), "172.30.0.0/16");
         assert_eq!(yard0.gateway.unwrap(), Ipv4Addr::new(172, 30, 0, 1));
+        assert_eq!(config.uplink, None);
+        config.check_all().unwrap();
+        let config = Config::initial(true);
+        let uplink = config.uplink.as_ref().unwrap();
+        assert_eq!(
+            (uplink.name.as_str(), &uplink.kind),
+            ("host", &UplinkKind::Host)
+        );
         config.check_all().unwrap();
     }
 

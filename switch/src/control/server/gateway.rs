@@ -65,11 +65,19 @@ impl Control {
         spec: &UplinkSpec,
         mode: TapMode,
     ) -> (LivePort, Option<ControlError>) {
+        if spec.kind == UplinkKind::Host {
+            return self.start_host_uplink();
+        }
         match attach_uplink(spec, mode) {
             Ok(mut attached) => {
                 self.kept_uplink = attached.kept.take();
+                // Checked on the way in: an --iface or --tap uplink has one.
+                let ip = spec.ip.unwrap_or(yard_ctl::Ipv4Cidr {
+                    addr: std::net::Ipv4Addr::UNSPECIFIED,
+                    prefix: 32,
+                });
                 let config = UplinkConfig {
-                    addr: (spec.ip.addr, spec.ip.prefix),
+                    addr: (ip.addr, ip.prefix),
                     mac: attached.mac.0,
                     gateway: spec.gateway,
                 };
@@ -107,6 +115,32 @@ impl Control {
         }
     }
 
+    /// Hands the host uplink to the datapath: no device, no address.
+    fn start_host_uplink(&mut self) -> (LivePort, Option<ControlError>) {
+        let live = LivePort {
+            mac: None,
+            mtu: 0,
+            state: PortState::Up,
+        };
+        let resolver = crate::control::resolv::host_resolver();
+        if resolver.is_none() {
+            tracing::warn!(
+                path = crate::control::resolv::RESOLV_CONF,
+                "no IPv4 nameserver: the gateways will not answer DNS"
+            );
+        }
+        match self.datapath.set_host_uplink(resolver) {
+            Ok(()) => (live, None),
+            Err(e) => (
+                LivePort {
+                    state: PortState::Down(e.to_string()),
+                    ..live
+                },
+                Some(e.into()),
+            ),
+        }
+    }
+
     pub(super) fn net_connect(&mut self, a: &str, b: &str) -> Outcome {
         self.config.check_connect(a, b)?;
         self.datapath.connect(a, b)?;
@@ -134,8 +168,31 @@ impl Control {
         Ok(Payload::Done)
     }
 
+    /// Adds the uplink; an `--iface` or `--tap` uplink replaces a host
+    /// uplink (whose relayed connections end), which comes back if the new
+    /// one cannot be added.
     pub(super) fn uplink_add(&mut self, spec: UplinkSpec) -> Outcome {
         self.config.check_new_uplink(&spec)?;
+        let replaced = self
+            .config
+            .uplink
+            .clone()
+            .filter(|old| old.kind == UplinkKind::Host && spec.kind != UplinkKind::Host);
+        if replaced.is_some() {
+            self.datapath.remove_uplink()?;
+            self.config.uplink = None;
+            self.uplink = None;
+        }
+        let added = self.add_uplink(spec);
+        if let (Err(_), Some(old)) = (&added, replaced) {
+            let (live, _) = self.start_uplink(&old, TapMode::Create);
+            self.config.uplink = Some(old);
+            self.uplink = Some(live);
+        }
+        added
+    }
+
+    fn add_uplink(&mut self, spec: UplinkSpec) -> Outcome {
         let (live, failed) = self.start_uplink(&spec, TapMode::Create);
         if let Some(e) = failed {
             destroy_kept(&spec.name, self.kept_uplink.take());

@@ -77,6 +77,16 @@ pub enum NetnsAccessError {
         /// The client's uid.
         uid: u32,
     },
+    /// The host uplink: yardd's own sockets and addresses.
+    #[error(
+        "{owner}: uid {uid} is not root and may not make yardd's own network namespace the uplink (--host) — run yardctl as root"
+    )]
+    HostUplink {
+        /// The uplink.
+        owner: Object,
+        /// The client's uid.
+        uid: u32,
+    },
     /// A namespace path a non-root client may not use.
     #[error(
         "{owner}: netns {netns}: a client that is not root names a namespace as /proc/PID/ns/net or by its name under {NETNS_RUN_DIR} — a path elsewhere could change between the check and the attach"
@@ -130,6 +140,7 @@ pub fn check_attach(request: &Request, uid: u32, own_uid: u32) -> Result<(), Net
                     iface: iface.clone(),
                     uid,
                 }),
+                UplinkKind::Host => Err(NetnsAccessError::HostUplink { owner, uid }),
             }
         }
         _ => Ok(()),
@@ -288,7 +299,7 @@ mod tests {
             Request::UplinkAdd(UplinkSpec {
                 name: "up0".into(),
                 kind,
-                ip: "192.0.2.2/24".parse().unwrap(),
+                ip: Some("192.0.2.2/24".parse().unwrap()),
                 gateway: None,
             })
         };
@@ -311,5 +322,12 @@ mod tests {
             "{err:?}"
         );
         assert!(check_attach(&iface, 0, 0).is_ok());
+        let host = uplink(UplinkKind::Host);
+        let err = check_attach(&host, 1000, 0).unwrap_err();
+        assert!(
+            matches!(err, NetnsAccessError::HostUplink { .. }),
+            "{err:?}"
+        );
+        assert!(check_attach(&host, 0, 0).is_ok());
     }
 }

@@ -10,7 +10,7 @@
 //! can change without touching the datapath.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
@@ -53,6 +53,8 @@ pub struct GatewayFigures {
     pub table_bytes: usize,
     /// The gateway's own counters.
     pub gateway: GatewayCounters,
+    /// The host uplink relay's counters by name (`relay-…`).
+    pub relay: Vec<(&'static str, u64)>,
 }
 
 /// The connections a filter selected, as they were at `now_ms`.
@@ -63,6 +65,9 @@ pub struct ConntrackSnapshot {
     pub now_ms: u64,
     /// The connections, in listing order (network, then original tuple).
     pub entries: Vec<Entry>,
+    /// For each entry, its host socket (local, remote) if the host
+    /// uplink relays it.
+    pub host_ends: Vec<Option<(SocketAddrV4, SocketAddrV4)>>,
     /// Where the next page starts; `None` when this was the last.
     pub next: Option<Position>,
 }
@@ -290,7 +295,18 @@ impl Datapath {
         Ok(())
     }
 
+    pub(super) fn set_host_uplink(
+        &mut self,
+        resolver: Option<Ipv4Addr>,
+    ) -> Result<(), DatapathError> {
+        self.gateway.set_host_uplink(true);
+        self.gateway.set_dns_forward(resolver);
+        Ok(())
+    }
+
     pub(super) fn remove_uplink(&mut self) -> Result<(), DatapathError> {
+        self.gateway.set_host_uplink(false);
+        self.gateway.set_dns_forward(None);
         if let Some(uplink) = self.uplink.take() {
             if let Some(fd) = uplink.port.raw_fd() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -332,8 +348,14 @@ impl Datapath {
     ) -> Result<ConntrackSnapshot, DatapathError> {
         let now = self.now();
         let page = self.gateway.conntrack().page(&filter, after, limit, now.0);
+        let host_ends = page
+            .entries
+            .iter()
+            .map(|e| self.gateway.host_end(e))
+            .collect();
         Ok(ConntrackSnapshot {
             now_ms: now.0,
+            host_ends,
             entries: page.entries,
             next: page.next,
         })
@@ -352,6 +374,11 @@ impl Datapath {
             snat_share_percent: ct.config().snat_share_percent,
             table_bytes: ct.heap_bytes(),
             gateway: self.gateway.counters().clone(),
+            relay: self
+                .relay_counters
+                .as_ref()
+                .map(|c| c.by_name().to_vec())
+                .unwrap_or_default(),
         })
     }
 

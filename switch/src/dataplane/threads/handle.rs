@@ -387,7 +387,14 @@ impl DatapathHandle {
         self.home(&order, move |dp| dp.set_uplink(name, port, config, mtu))
     }
 
-    /// Detaches the uplink.
+    /// Makes yardd's own host sockets the uplink: the gateway routes the
+    /// outside to the relay, and answers DNS by relaying to `resolver`.
+    pub fn set_host_uplink(&self, resolver: Option<Ipv4Addr>) -> Result<(), DatapathError> {
+        let order = self.placement();
+        self.home(&order, move |dp| dp.set_host_uplink(resolver))
+    }
+
+    /// Detaches the uplink (of any kind).
     pub fn remove_uplink(&self) -> Result<(), DatapathError> {
         let order = self.placement();
         self.home(&order, |dp| dp.remove_uplink())

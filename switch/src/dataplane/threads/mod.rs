@@ -52,7 +52,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use std::net::Ipv4Addr;
 
-use yard_nat::gateway::{Gateway, IcmpErrors, Side};
+use yard_nat::gateway::{Action, Gateway, IcmpErrors, Side};
 
 use crate::dataplane::bridge::storm::FloodLimit;
 use crate::dataplane::bridge::{Bridge, NetId};
@@ -65,6 +65,9 @@ use crate::dataplane::verdict::DropReason;
 use handle::Command;
 use mesh::Mesh;
 use router::Router;
+
+use crate::relay::thread::RelayCounters;
+use crate::relay::{FromRelay, HostRelay, RelayLink};
 
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
@@ -119,11 +122,17 @@ pub struct Datapath {
     bridge: Bridge,
     gateway: Gateway,
     uplink: Option<Uplink>,
+    /// The home thread's link to the host uplink's relay thread.
+    relay: Option<RelayLink>,
+    /// Its counters.
+    relay_counters: Option<Arc<RelayCounters>>,
     overlay: Overlay,
     /// Tunnel endpoints that had a full batch: serve them again.
     tunnels_again: Vec<usize>,
     /// The uplink had a full batch: serve it again before sleeping.
     uplink_again: bool,
+    /// The relay had more waiting: serve it again before sleeping.
+    relay_again: bool,
     /// Builds frames the gateway makes (ARP requests, ICMP errors).
     scratch: Frame,
     /// Builds the IP fragments of a routed packet too big for its way out.
@@ -174,9 +183,12 @@ impl Datapath {
                 bridge,
                 gateway,
                 uplink: None,
+                relay: None,
+                relay_counters: None,
                 overlay: Overlay::default(),
                 tunnels_again: Vec::new(),
                 uplink_again: false,
+                relay_again: false,
                 scratch: Frame::new(),
                 pieces: Frame::new(),
                 commands: rx,
@@ -205,6 +217,7 @@ impl Datapath {
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
         loop {
             let idle = self.pending.is_empty()
+                && !self.relay_again
                 && !self.uplink_again
                 && self.tunnels_again.is_empty()
                 && !self.handoffs_again;
@@ -224,6 +237,9 @@ impl Datapath {
                 if self.thread == mesh::HOME {
                     self.serve_handoffs();
                 }
+            }
+            if self.relay.is_some() {
+                self.serve_relay();
             }
             ready.clear();
             ready.append(&mut self.pending);
@@ -256,6 +272,11 @@ impl Datapath {
             if shared {
                 self.tell_peers();
             }
+            // Packets this round routed to the host relay: wake it now, not
+            // on the next round.
+            if let Some(relay) = self.relay.as_mut() {
+                relay.wake();
+            }
             if !self.apply_commands() {
                 return Ok(());
             }
@@ -264,6 +285,12 @@ impl Datapath {
                 self.bridge.expire(now);
                 if self.thread == mesh::HOME {
                     self.gateway.tick(now.0);
+                    if let Some(relay) = self.relay.as_mut() {
+                        for key in self.gateway.closed_host_flows() {
+                            relay.close(key);
+                        }
+                        relay.wake();
+                    }
                 }
                 self.flush_outbox(now);
                 next_expiry = Instant::now() + EXPIRE_EVERY;
@@ -312,6 +339,7 @@ impl Datapath {
                 gateway: &mut self.gateway,
                 bridge: &mut self.bridge,
                 uplink: &mut self.uplink,
+                relay: &mut self.relay,
                 pieces: &mut self.pieces,
             };
             router.route(Side::Net(net.0), frame, now);
@@ -363,6 +391,7 @@ impl Datapath {
                 gateway: &mut self.gateway,
                 bridge: &mut self.bridge,
                 uplink: &mut self.uplink,
+                relay: &mut self.relay,
                 pieces: &mut self.pieces,
             };
             router.route(Side::Net(handoff.net.0), &mut handoff.frame, now);
@@ -373,6 +402,71 @@ impl Datapath {
             self.flush_outbox(now);
         }
         self.handoffs_again = served == MOST;
+    }
+
+    /// On the home thread: makes the host uplink's relay, whose thread the
+    /// caller runs ([`HostRelay::run`]) in yardd's own namespace. Without
+    /// it a host uplink drops every packet (`gw-host-relay-busy`).
+    pub fn start_host_relay(&mut self) -> io::Result<HostRelay> {
+        let (link, relay) = crate::relay::link(self.mesh.waker(self.thread))?;
+        self.relay = Some(link);
+        self.relay_counters = Some(relay.counters());
+        Ok(relay)
+    }
+
+    /// Runs what the relay sent — packets for containers through the
+    /// gateway, host socket reports into conntrack — a few batches at a
+    /// time.
+    fn serve_relay(&mut self) {
+        const MOST: usize = 4 * BATCH;
+        let now = self.now();
+        let mut served = 0;
+        while served < MOST {
+            let Some(message) = self.relay.as_ref().and_then(|r| r.next()) else {
+                break;
+            };
+            served += 1;
+            match message {
+                FromRelay::Packet { buf, len, offload } => {
+                    if len > 0 {
+                        self.scratch.fill(offload, &buf[..len.min(buf.len())]);
+                        let frame = &mut self.scratch;
+                        let (data, offload) = frame.data_and_offload_mut();
+                        if let Action::Send { side, len } =
+                            self.gateway.handle_from_host(data, *offload, now.0)
+                        {
+                            frame.truncate(len);
+                            let mut router = Router {
+                                gateway: &mut self.gateway,
+                                bridge: &mut self.bridge,
+                                uplink: &mut self.uplink,
+                                relay: &mut self.relay,
+                                pieces: &mut self.pieces,
+                            };
+                            router.send(side, frame, now);
+                        }
+                    }
+                    if let Some(relay) = self.relay.as_ref() {
+                        relay.give_back(buf);
+                    }
+                }
+                FromRelay::Opened { key, local, remote } => {
+                    if !self.gateway.set_host_end(key, local, remote) {
+                        tracing::debug!(flow = ?key, "relayed flow gone before its socket opened");
+                        if let Some(relay) = self.relay.as_mut() {
+                            relay.close(key);
+                        }
+                    }
+                }
+            }
+        }
+        if served > 0 {
+            self.flush_outbox(now);
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            relay.wake();
+        }
+        self.relay_again = served == MOST;
     }
 
     /// Reads one batch from the uplink and hands it to the gateway.
@@ -393,6 +487,7 @@ impl Datapath {
                 gateway: &mut self.gateway,
                 bridge: &mut self.bridge,
                 uplink: &mut self.uplink,
+                relay: &mut self.relay,
                 pieces: &mut self.pieces,
             };
             router.route(Side::Uplink, frame, now);
@@ -443,6 +538,7 @@ impl Datapath {
             gateway,
             bridge,
             uplink,
+            relay,
             scratch,
             pieces,
             ..
@@ -451,6 +547,7 @@ impl Datapath {
             gateway,
             bridge,
             uplink,
+            relay,
             pieces,
         };
         while let Some(out) = router.gateway.next_outbox() {

@@ -19,12 +19,15 @@ use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
+use crate::relay::RelayLink;
 
 /// The gateway and the ways out of it, borrowed from a datapath thread.
 pub(super) struct Router<'a> {
     pub(super) gateway: &'a mut Gateway,
     pub(super) bridge: &'a mut Bridge,
     pub(super) uplink: &'a mut Option<Uplink>,
+    /// The host uplink's relay, when yardd runs one.
+    pub(super) relay: &'a mut Option<RelayLink>,
     /// Builds the IP fragments of a packet too big for its way out.
     pub(super) pieces: &'a mut Frame,
 }
@@ -49,6 +52,7 @@ impl Router<'_> {
         match side {
             Side::Net(net) => self.bridge.network(NetId(net)).map(|n| n.mtu),
             Side::Uplink => self.uplink.as_ref().map(|u| u.mtu),
+            Side::Host => None,
         }
     }
 
@@ -59,6 +63,16 @@ impl Router<'_> {
     /// fragmentation-needed to its sender when don't-fragment is set, and
     /// is otherwise cut into IP fragments.
     pub(super) fn send(&mut self, side: Side, frame: &mut Frame, now: Millis) {
+        if side == Side::Host {
+            // An IPv4 packet for the relay, whatever its size: the host
+            // socket sends the payload.
+            let ip = frame.data().get(ethernet::HEADER_LEN..).unwrap_or_default();
+            let sent = self.relay.as_mut().is_some_and(|r| r.send_packet(ip));
+            if !sent {
+                self.gateway.count_host_relay_busy();
+            }
+            return;
+        }
         let Some(mtu) = self.mtu_of(side) else {
             return send_to(self.bridge, self.uplink, side, frame, now);
         };
@@ -87,6 +101,7 @@ impl Router<'_> {
             bridge,
             uplink,
             pieces,
+            ..
         } = self;
         let cut = offload::complete_checksum(frame).is_ok()
             && offload::fragment_ipv4(frame, mtu, pieces, |piece| {
@@ -112,6 +127,8 @@ fn send_to(
 ) {
     match side {
         Side::Net(net) => bridge.inject(NetId(net), frame, now),
+        // Sent by `Router::send` itself.
+        Side::Host => {}
         Side::Uplink => {
             let Some(uplink) = uplink.as_mut() else {
                 return;

@@ -20,7 +20,7 @@ fn uplink_on_an_existing_interface() {
             kind: UplinkKind::Iface {
                 iface: "veth-up".into(),
             },
-            ip: cidr("192.168.1.10/24"),
+            ip: Some(cidr("192.168.1.10/24")),
             gateway: Some(Ipv4Addr::new(192, 168, 1, 1)),
         })
     );
@@ -36,7 +36,7 @@ fn uplink_on_a_tap() {
                 netns: None,
                 ifname: "eth0".into(),
             },
-            ip: cidr("10.99.0.2/30"),
+            ip: Some(cidr("10.99.0.2/30")),
             gateway: None,
         })
     );
@@ -48,12 +48,47 @@ fn uplink_on_a_tap() {
                 netns: Some("outside".into()),
                 ifname: "wan0".into(),
             },
-            ip: cidr("10.99.0.2/30"),
+            ip: Some(cidr("10.99.0.2/30")),
             gateway: Some(Ipv4Addr::new(10, 99, 0, 1)),
         })
     );
     // A point-to-point /31 has no network or broadcast address (RFC 3021).
     ok("uplink add p2p --tap --ip 10.0.0.0/31 --gateway 10.0.0.1");
+}
+
+#[test]
+fn uplink_through_host_sockets() {
+    assert_eq!(
+        ok("uplink add host0 --host"),
+        Request::UplinkAdd(UplinkSpec {
+            name: "host0".into(),
+            kind: UplinkKind::Host,
+            ip: None,
+            gateway: None,
+        })
+    );
+    refused_with(&[
+        (
+            "uplink add u --host --ip 10.0.0.2/24",
+            "--ip does not apply to host uplinks",
+        ),
+        (
+            "uplink add u --host --gateway 10.0.0.1",
+            "--gateway does not apply to host uplinks",
+        ),
+        (
+            "uplink add u --host --netns x",
+            "--netns does not apply to host uplinks",
+        ),
+        (
+            "uplink add u --host --tap",
+            "--iface, --tap and --host are different uplink kinds",
+        ),
+        (
+            "uplink add u --tap",
+            "--iface and --tap uplinks need --ip CIDR",
+        ),
+    ]);
 }
 
 #[test]
@@ -74,7 +109,7 @@ fn invalid_uplinks_are_refused() {
         ),
         (
             "uplink add u --iface e0 --tap --ip 10.0.0.2/24",
-            "--iface and --tap are different uplink kinds",
+            "--iface, --tap and --host are different uplink kinds",
         ),
         (
             "uplink add u --iface e0 --netns x --ip 10.0.0.2/24",

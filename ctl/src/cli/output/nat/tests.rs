@@ -26,7 +26,7 @@ fn iface_uplink() -> UplinkInfo {
             kind: UplinkKind::Iface {
                 iface: "veth-up".into(),
             },
-            ip: "192.168.1.10/24".parse().unwrap(),
+            ip: Some("192.168.1.10/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(192, 168, 1, 1)),
         },
         mac: Some("02:00:00:00:00:10".parse().unwrap()),
@@ -43,7 +43,7 @@ fn tap_uplink() -> UplinkInfo {
                 netns: Some("outside".into()),
                 ifname: "eth0".into(),
             },
-            ip: "10.99.0.2/30".parse().unwrap(),
+            ip: Some("10.99.0.2/30".parse().unwrap()),
             gateway: None,
         },
         mac: None,
@@ -89,6 +89,7 @@ fn snat_entry() -> ConntrackEntry {
         state: "established".into(),
         snat: Some("192.168.1.10:40000".into()),
         dnat: None,
+        host: None,
         timeout_secs: 431_999,
         assured: true,
         packets_original: 12,
@@ -106,6 +107,7 @@ fn icmp_entry() -> ConntrackEntry {
         state: "unreplied".into(),
         snat: None,
         dnat: None,
+        host: None,
         timeout_secs: 30,
         assured: false,
         packets_original: 1,
@@ -256,6 +258,11 @@ fn conntrack_ls_table_like_conntrack_l() {
     let mut both = snat_entry();
     both.dnat = Some("10.1.0.5:80".into());
     assert_eq!(nat_text(&both), "snat 192.168.1.10:40000, dnat 10.1.0.5:80");
+
+    let mut relayed = snat_entry();
+    relayed.snat = None;
+    relayed.host = Some("10.9.0.2:51000->198.51.100.7:53".into());
+    assert_eq!(nat_text(&relayed), "host 10.9.0.2:51000->198.51.100.7:53");
 }
 
 #[test]

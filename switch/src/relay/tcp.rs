@@ -1,0 +1,862 @@
+//! The relay's TCP: each container connection is ended in a smoltcp socket
+//! and carried on through a non-blocking host `TcpStream`.
+//!
+//! Contract. smoltcp runs one IP-medium interface in any-IP mode with a
+//! default route through its own address, so it answers for every
+//! destination. A container's SYN for a new flow starts a host `connect`
+//! to the same destination and is held; when the connect succeeds a
+//! listening socket for (destination, port) is made and the SYN fed to it,
+//! so the container's handshake completes only once the host's did; when
+//! it fails the SYN is fed with no socket listening and smoltcp answers it
+//! with RST (the container sees `ECONNREFUSED`). Data moves without a copy
+//! of our own: from the smoltcp receive buffer straight into the host
+//! socket, from the host socket straight into the smoltcp send buffer. Each
+//! buffer is bounded ([`SOCKET_BUFFER`]); a side whose peer's buffer is full
+//! is not read, so the container's window closes or the host socket's
+//! receive queue fills. A FIN from the container becomes
+//! `shutdown(SHUT_WR)`; end of file from the host becomes a FIN; a reset on
+//! either side resets the other. At most [`MAX_CONNECTIONS`] connections
+//! at once; more are refused with RST.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::time::Instant as StdInstant;
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration as SmolDuration, Instant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address};
+use yard_nat::flow::FlowKey;
+
+use super::flows::HEADROOM;
+use yard_wire::checksum::{self, L4Checksum};
+use yard_wire::ip::protocol;
+use yard_wire::ipv4::Ipv4Packet;
+use yard_wire::offload::Offload;
+use yard_wire::tcp::TcpPacket;
+use yard_wire::vnet;
+
+/// Each direction's buffer of one connection.
+pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// The most TCP connections relayed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The relay interface's own address: the gateway of its default route.
+const RELAY_ADDR: Ipv4Address = Ipv4Address::new(169, 254, 255, 254);
+
+/// What a pass over the connections asks the relay thread to do.
+#[derive(Debug, Default)]
+pub struct TcpEvents {
+    /// Host sockets connected: (flow, local, remote), for conntrack.
+    pub opened: Vec<(FlowKey, SocketAddrV4, SocketAddrV4)>,
+    /// Host connects refused or failed (answered with RST).
+    pub refused: u64,
+    /// New connections refused: [`MAX_CONNECTIONS`] were open.
+    pub full: u64,
+}
+
+/// The device between smoltcp and the relay: packets from containers wait
+/// in `rx`; what smoltcp sends goes into buffers from the pool shared with
+/// the home thread and waits in `tx`.
+struct Link {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<(Vec<u8>, usize)>,
+    pool: Receiver<Vec<u8>>,
+    /// Emptied rx buffers, to copy the next packets into: the link
+    /// allocates only while traffic grows.
+    spare: Vec<Vec<u8>>,
+}
+
+/// The most emptied rx buffers kept.
+const SPARE_RX: usize = 256;
+
+/// A packet smoltcp reads; its buffer goes back to the link's spares.
+struct RxToken<'a> {
+    packet: Vec<u8>,
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let r = f(&self.packet);
+        if self.spare.len() < SPARE_RX {
+            self.spare.push(self.packet);
+        }
+        r
+    }
+}
+
+/// Room for a packet smoltcp sends, in a buffer from the home pool.
+struct TxToken<'a> {
+    tx: &'a mut Vec<(Vec<u8>, usize)>,
+    pool: &'a Receiver<Vec<u8>>,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        buf.resize(HEADROOM + len, 0);
+        let r = f(&mut buf[HEADROOM..HEADROOM + len]);
+        self.tx.push((buf, HEADROOM + len));
+        r
+    }
+}
+
+impl phy::Device for Link {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let Link {
+            rx,
+            tx,
+            pool,
+            spare,
+        } = self;
+        let packet = rx.pop_front()?;
+        Some((RxToken { packet, spare }, TxToken { tx, pool }))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        if self.pool.is_empty() {
+            // The home thread holds every buffer: smoltcp sends later.
+            return None;
+        }
+        Some(TxToken {
+            tx: &mut self.tx,
+            pool: &self.pool,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 65_535;
+        // The gateway checked the IPv4 header; a TAP's TSO segments carry
+        // a partial TCP checksum the device was to finish, so smoltcp
+        // computes checksums on what it sends and verifies none.
+        let mut sums = ChecksumCapabilities::default();
+        sums.ipv4 = Checksum::Tx;
+        sums.tcp = Checksum::Tx;
+        caps.checksum = sums;
+        caps
+    }
+}
+
+/// One relayed connection.
+struct Conn {
+    stream: TcpStream,
+    token: Token,
+    /// The smoltcp socket, once the host connect succeeded.
+    socket: Option<SocketHandle>,
+    /// The container's SYN while the host connect is under way.
+    held_syn: Option<Vec<u8>>,
+    /// The host socket has data to read (edge-triggered: until WouldBlock).
+    host_readable: bool,
+    /// The host socket can take data.
+    host_writable: bool,
+    /// The host sent end of file (and the container was sent a FIN).
+    host_eof: bool,
+    /// The container's FIN was passed on with `shutdown(SHUT_WR)`.
+    host_shut: bool,
+}
+
+/// The MSS smoltcp is told a container has, so it sends segments as large
+/// as an IPv4 packet allows; the relay hands them on as TSO frames cut to
+/// the container's own MSS ([`TcpRelay::offload_for`]).
+const RELAY_MSS: u16 = 65_535 - 40;
+
+/// The relay's TCP side. See the module documentation.
+pub struct TcpRelay {
+    iface: Interface,
+    link: Link,
+    sockets: SocketSet<'static>,
+    conns: HashMap<FlowKey, Conn>,
+    tokens: HashMap<Token, FlowKey>,
+    epoch: StdInstant,
+    events: TcpEvents,
+    /// Sockets of removed connections, taken out after the next poll.
+    closing: Vec<SocketHandle>,
+    /// Each connection's own MSS, as the container's SYN said.
+    mss: HashMap<FlowKey, u16>,
+}
+
+impl TcpRelay {
+    /// A relay whose outgoing packets take buffers from `pool`.
+    pub fn new(pool: Receiver<Vec<u8>>) -> TcpRelay {
+        let mut link = Link {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            pool,
+            spare: Vec::new(),
+        };
+        let epoch = StdInstant::now();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        let mut iface = Interface::new(config, &mut link, Instant::from_millis(0));
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(RELAY_ADDR), 32));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(RELAY_ADDR);
+        iface.set_any_ip(true);
+        TcpRelay {
+            iface,
+            link,
+            sockets: SocketSet::new(Vec::new()),
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            epoch,
+            events: TcpEvents::default(),
+            closing: Vec::new(),
+            mss: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.epoch.elapsed().as_millis() as i64)
+    }
+
+    /// The number of connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Whether `token` is one of this relay's host sockets.
+    pub fn owns(&self, token: Token) -> bool {
+        self.tokens.contains_key(&token)
+    }
+
+    /// A container's TCP segment `ip` (an IPv4 packet) of flow `key`; `syn`
+    /// when it opens a connection (SYN without ACK). `token` is the one to
+    /// register a new host socket with (taken only when it is used).
+    pub fn segment(
+        &mut self,
+        registry: &Registry,
+        key: FlowKey,
+        ip: &[u8],
+        syn: bool,
+        token: &mut dyn FnMut() -> Token,
+    ) {
+        if let Some(conn) = self.conns.get(&key) {
+            if conn.socket.is_some() {
+                self.feed(ip);
+            }
+            // Else a retransmitted SYN while the host connect is under
+            // way: the held one is answered when it completes.
+            return;
+        }
+        if !syn {
+            // A segment of no connection: smoltcp answers it with RST.
+            self.feed(ip);
+            return;
+        }
+        if self.conns.len() >= MAX_CONNECTIONS {
+            self.events.full += 1;
+            self.feed(ip);
+            return;
+        }
+        let remote = SocketAddr::from((key.dst, key.dport));
+        let Ok(mut stream) = TcpStream::connect(remote) else {
+            self.events.refused += 1;
+            self.feed(ip);
+            return;
+        };
+        let token = token();
+        if registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.events.refused += 1;
+            self.feed(ip);
+            return;
+        }
+        let mut held = self.link.spare.pop().unwrap_or_default();
+        held.clear();
+        held.extend_from_slice(ip);
+        self.tokens.insert(token, key);
+        self.conns.insert(
+            key,
+            Conn {
+                stream,
+                token,
+                socket: None,
+                held_syn: Some(held),
+                host_readable: false,
+                host_writable: false,
+                host_eof: false,
+                host_shut: false,
+            },
+        );
+    }
+
+    /// Queues `ip` for smoltcp.
+    fn feed(&mut self, ip: &[u8]) {
+        let mut buf = self.link.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(ip);
+        self.link.rx.push_back(buf);
+    }
+
+    /// The host socket `token` is ready.
+    pub fn host_ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        readable: bool,
+        writable: bool,
+    ) {
+        let Some(&key) = self.tokens.get(&token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        conn.host_readable |= readable;
+        conn.host_writable |= writable;
+        if conn.socket.is_some() {
+            return;
+        }
+        // The connect's outcome (mio: an error, or a peer address).
+        let failed = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => None,
+                // Still on its way: a later readiness tells.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Some(e),
+            },
+        };
+        let held = conn.held_syn.take();
+        if let Some(error) = failed {
+            tracing::debug!(flow = ?key, %error, "host connect failed");
+            self.events.refused += 1;
+            self.remove(registry, &key);
+            if let Some(syn) = held {
+                // No socket listens: smoltcp answers with RST.
+                self.link.rx.push_back(syn);
+            }
+            return;
+        }
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        );
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(Some(SmolDuration::from_millis(1)));
+        let endpoint = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(key.dst)),
+            port: key.dport,
+        };
+        if socket.listen(endpoint).is_err() {
+            self.events.refused += 1;
+            self.remove(registry, &key);
+            return;
+        }
+        tracing::debug!(flow = ?key, "host connect done");
+        let handle = self.sockets.add(socket);
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.socket = Some(handle);
+            if let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(remote))) =
+                (conn.stream.local_addr(), conn.stream.peer_addr())
+            {
+                self.events.opened.push((key, local, remote));
+            }
+        }
+        if let Some(mut syn) = held {
+            // The container's MSS is what its TSO frames are cut to;
+            // smoltcp is told a larger one, so it sends whole ones.
+            let mss = raise_mss(&mut syn);
+            self.mss.insert(key, mss);
+            // Taken in at once (first in the queue, alone), while this
+            // socket is the only one listening on (destination, port) that
+            // has no peer yet; its answer goes with the next poll.
+            self.link.rx.push_front(syn);
+            let now = self.now();
+            self.iface
+                .poll_ingress_single(now, &mut self.link, &mut self.sockets);
+        }
+    }
+
+    /// Closes flow `key` (its conntrack entry went): RST to the container
+    /// if it was still open.
+    pub fn close(&mut self, registry: &Registry, key: &FlowKey) {
+        if let Some(handle) = self.conns.get(key).and_then(|c| c.socket) {
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+        }
+        self.remove(registry, key);
+    }
+
+    fn remove(&mut self, registry: &Registry, key: &FlowKey) {
+        self.mss.remove(key);
+        if let Some(mut conn) = self.conns.remove(key) {
+            let _ = registry.deregister(&mut conn.stream);
+            self.tokens.remove(&conn.token);
+            if let Some(handle) = conn.socket {
+                // A socket aborted above still has its RST to send: it is
+                // removed after the next poll sent it.
+                self.closing.push(handle);
+            }
+        }
+    }
+
+    /// Runs smoltcp and moves data both ways until nothing moves; the
+    /// packets for containers are in [`TcpRelay::take_packets`] after it.
+    pub fn poll(&mut self, registry: &Registry) {
+        for _ in 0..8 {
+            let now = self.now();
+            self.iface.poll(now, &mut self.link, &mut self.sockets);
+            for handle in self.closing.drain(..) {
+                self.sockets.remove(handle);
+            }
+            if !self.pump(registry) {
+                break;
+            }
+        }
+    }
+
+    /// When smoltcp next needs [`TcpRelay::poll`] (retransmissions, delayed
+    /// ACKs), from now.
+    pub fn poll_delay(&mut self) -> Option<std::time::Duration> {
+        let now = self.now();
+        self.iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| std::time::Duration::from_micros(d.total_micros()))
+    }
+
+    /// Moves data between every connection's two sockets; true when any
+    /// moved (smoltcp then has something to send).
+    fn pump(&mut self, registry: &Registry) -> bool {
+        let mut moved = false;
+        let mut done = Vec::new();
+        for (key, conn) in &mut self.conns {
+            let Some(handle) = conn.socket else {
+                continue;
+            };
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            match pump_one(conn, socket) {
+                Pumped::Moved => moved = true,
+                Pumped::Idle => {}
+                Pumped::Done => {
+                    tracing::debug!(flow = ?key, state = %socket.state(), "relayed TCP connection done");
+                    done.push(*key)
+                }
+            }
+        }
+        for key in done {
+            self.remove(registry, &key);
+        }
+        moved
+    }
+
+    /// The offload state of `buf`, a packet smoltcp made (an IPv4 packet
+    /// after [`HEADROOM`] bytes, complete checksums): a TCP segment whose
+    /// payload exceeds its connection's MSS becomes a TSO frame of that
+    /// MSS, its checksum made partial (the pseudo-header's sum, as a TSO
+    /// frame's device expects); anything else stays as it is.
+    pub fn offload_for(&self, buf: &mut [u8]) -> Offload {
+        let Some(ip_bytes) = buf.get_mut(HEADROOM..) else {
+            return Offload::NONE;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
+            return Offload::NONE;
+        };
+        let (src, dst, ip_len) = (ip.src(), ip.dst(), ip.header_len());
+        let l4_len = usize::from(ip.total_len()).saturating_sub(ip_len);
+        if ip.protocol() != protocol::TCP {
+            return Offload::NONE;
+        }
+        let Ok(mut tcp) = TcpPacket::new_checked(&mut ip_bytes[ip_len..]) else {
+            return Offload::NONE;
+        };
+        let key = FlowKey {
+            proto: yard_nat::flow::Proto::Tcp,
+            src: dst,
+            sport: tcp.dst_port(),
+            dst: src,
+            dport: tcp.src_port(),
+        };
+        let Some(&mss) = self.mss.get(&key) else {
+            return Offload::NONE;
+        };
+        let header = tcp.header_len();
+        if l4_len.saturating_sub(header) <= usize::from(mss) {
+            return Offload::NONE;
+        }
+        let Ok(l4_len) = u16::try_from(l4_len) else {
+            return Offload::NONE;
+        };
+        tcp.set_checksum(checksum::pseudo_header_sum(src, dst, protocol::TCP, l4_len));
+        let csum_start = (HEADROOM + ip_len) as u16;
+        Offload {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: csum_start + header as u16,
+            gso_size: mss,
+            csum_start,
+            csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
+        }
+    }
+
+    /// The packets smoltcp made for containers: (buffer, length).
+    pub fn take_packets(&mut self) -> std::vec::Drain<'_, (Vec<u8>, usize)> {
+        self.link.tx.drain(..)
+    }
+
+    /// The events of the passes since the last call.
+    pub fn take_events(&mut self) -> TcpEvents {
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// Sets the MSS option of the SYN `ip` (an IPv4 packet) to [`RELAY_MSS`];
+/// returns the container's own (536, TCP's default, when it gave none).
+fn raise_mss(ip: &mut [u8]) -> u16 {
+    const DEFAULT_MSS: u16 = 536;
+    let Ok(packet) = Ipv4Packet::new_checked(&mut *ip) else {
+        return DEFAULT_MSS;
+    };
+    let at = packet.header_len();
+    let Some(l4) = ip.get_mut(at..) else {
+        return DEFAULT_MSS;
+    };
+    let Ok(mut tcp) = TcpPacket::new_checked(l4) else {
+        return DEFAULT_MSS;
+    };
+    // smoltcp verifies no checksum: the field may stay as it is.
+    tcp.set_mss(RELAY_MSS, L4Checksum::Partial)
+        .unwrap_or(DEFAULT_MSS)
+}
+
+enum Pumped {
+    Moved,
+    Idle,
+    Done,
+}
+
+/// Moves what can move between one connection's host stream and smoltcp
+/// socket.
+fn pump_one(conn: &mut Conn, socket: &mut tcp::Socket<'_>) -> Pumped {
+    let mut moved = false;
+    // Container → host, as far as the host socket takes it.
+    while conn.host_writable && socket.can_recv() {
+        let stream = &mut conn.stream;
+        let wrote = socket.recv(|buf| match stream.write(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        });
+        match wrote {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_writable = false,
+            Ok(Err(_)) | Err(_) => {
+                // The host reset the connection: so does the container's.
+                socket.abort();
+                return Pumped::Done;
+            }
+        }
+    }
+    // The container's FIN, once everything before it went to the host.
+    let fin_in = matches!(
+        socket.state(),
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    );
+    if fin_in && !socket.can_recv() && !conn.host_shut {
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        conn.host_shut = true;
+        moved = true;
+    }
+    // Host → container, as far as the smoltcp send buffer takes it.
+    while conn.host_readable && !conn.host_eof && socket.can_send() {
+        let stream = &mut conn.stream;
+        let read = socket.send(|buf| match stream.read(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        });
+        match read {
+            Ok(Ok(0)) => {
+                conn.host_eof = true;
+                socket.close();
+                moved = true;
+            }
+            Ok(Ok(_)) => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_readable = false,
+            Ok(Err(_)) | Err(_) => {
+                socket.abort();
+                return Pumped::Done;
+            }
+        }
+    }
+    match socket.state() {
+        // Both sides are done.
+        State::Closed | State::TimeWait if conn.host_shut => Pumped::Done,
+        // Closed before the container's FIN: it reset the connection (or
+        // smoltcp gave up on it), so the host's peer gets a RST too.
+        State::Closed => {
+            let _ = crate::sys::reset_on_close(&conn.stream);
+            Pumped::Done
+        }
+        _ if moved => Pumped::Moved,
+        _ => Pumped::Idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The relay's TCP against real host sockets on loopback (no root, no
+    //! traffic beyond 127.0.0.1): what the container would see, as the
+    //! packets the relay makes.
+
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::time::Duration;
+
+    use etherparse::PacketBuilder;
+    use mio::{Events, Poll};
+    use yard_nat::flow::Proto;
+    use yard_wire::ipv4::Ipv4Packet;
+    use yard_wire::tcp::TcpPacket;
+
+    use super::*;
+
+    const C: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
+    const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+    const SPORT: u16 = 40000;
+
+    /// A segment the relay sent to the container: flags, seq, ack, payload.
+    #[derive(Debug)]
+    struct Seen {
+        syn: bool,
+        ack: bool,
+        fin: bool,
+        rst: bool,
+        seq: u32,
+        ack_num: u32,
+        payload: Vec<u8>,
+        /// The TSO segment size the relay gave it, if it is a TSO frame.
+        gso_size: Option<u16>,
+    }
+
+    struct Rig {
+        relay: TcpRelay,
+        poll: Poll,
+        events: Events,
+        next: usize,
+        port: u16,
+        _pool: crossbeam_channel::Sender<Vec<u8>>,
+    }
+
+    impl Rig {
+        fn new(port: u16) -> Rig {
+            let (tx, rx) = crossbeam_channel::bounded(64);
+            for _ in 0..64 {
+                tx.try_send(Vec::new()).unwrap();
+            }
+            Rig {
+                relay: TcpRelay::new(rx),
+                poll: Poll::new().unwrap(),
+                events: Events::with_capacity(64),
+                next: 0,
+                port,
+                _pool: tx,
+            }
+        }
+
+        fn key(&self) -> FlowKey {
+            FlowKey {
+                proto: Proto::Tcp,
+                src: C,
+                sport: SPORT,
+                dst: HOST,
+                dport: self.port,
+            }
+        }
+
+        /// The container sends a segment.
+        fn send(&mut self, syn: bool, fin: bool, seq: u32, ack: Option<u32>, payload: &[u8]) {
+            let b = PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
+                .tcp(SPORT, self.port, seq, 64000);
+            let b = if syn {
+                b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+                    .unwrap()
+                    .syn()
+            } else {
+                b
+            };
+            let b = if fin { b.fin() } else { b };
+            let b = match ack {
+                Some(a) => b.ack(a),
+                None => b,
+            };
+            let mut ip = Vec::new();
+            b.write(&mut ip, payload).unwrap();
+            let key = self.key();
+            let next = &mut self.next;
+            let mut token = || {
+                *next += 1;
+                Token(*next)
+            };
+            self.relay.segment(
+                self.poll.registry(),
+                key,
+                &ip,
+                syn && ack.is_none(),
+                &mut token,
+            );
+        }
+
+        /// Runs the relay for `rounds` rounds of at most 20 ms; what it sent.
+        fn run(&mut self, rounds: usize) -> Vec<Seen> {
+            let mut seen = Vec::new();
+            for _ in 0..rounds {
+                self.poll
+                    .poll(&mut self.events, Some(Duration::from_millis(20)))
+                    .unwrap();
+                for e in self.events.iter() {
+                    let readable = e.is_readable() || e.is_read_closed();
+                    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+                    self.relay
+                        .host_ready(self.poll.registry(), e.token(), readable, writable);
+                }
+                self.relay.poll(self.poll.registry());
+                let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
+                for (mut buf, len) in packets {
+                    let offload = self.relay.offload_for(&mut buf[..len]);
+                    let gso_size = offload.is_gso().then_some(offload.gso_size);
+                    let ip = Ipv4Packet::new_checked(&buf[HEADROOM..len]).unwrap();
+                    assert_eq!((ip.src(), ip.dst()), (HOST, C));
+                    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                    let f = t.flags();
+                    seen.push(Seen {
+                        syn: f.syn(),
+                        ack: f.ack(),
+                        fin: f.fin(),
+                        rst: f.rst(),
+                        seq: t.seq(),
+                        ack_num: t.ack(),
+                        payload: t.payload().to_vec(),
+                        gso_size,
+                    });
+                }
+            }
+            seen
+        }
+    }
+
+    #[test]
+    fn a_refused_host_connect_answers_the_syn_with_rst() {
+        let port = {
+            let l = TcpListener::bind((HOST, 0)).unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut rig = Rig::new(port);
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(50);
+        assert!(
+            seen.iter().any(|s| s.rst && s.ack && s.ack_num == 1001),
+            "{seen:?}"
+        );
+        assert!(!seen.iter().any(|s| s.syn), "{seen:?}");
+        assert_eq!(rig.relay.take_events().refused, 1);
+        assert!(rig.relay.is_empty());
+    }
+
+    #[test]
+    fn data_and_half_close_pass_both_ways() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let syn_ack = seen
+            .iter()
+            .find(|s| s.syn && s.ack)
+            .unwrap_or_else(|| panic!("no SYN-ACK: {seen:?}"));
+        assert_eq!(syn_ack.ack_num, 1001);
+        let isn = syn_ack.seq;
+        assert_eq!(rig.relay.take_events().opened.len(), 1);
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+
+        // Data and the container's FIN: the host side reads it all, then
+        // end of file (shutdown(SHUT_WR)).
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.send(false, true, 1001, Some(isn + 1), b"hello");
+        rig.run(10);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"hello");
+
+        // The connection is half open: the host still answers, then ends.
+        server.write_all(b"world").unwrap();
+        drop(server);
+        let seen = rig.run(25);
+        let data: Vec<u8> = seen.iter().flat_map(|s| s.payload.clone()).collect();
+        assert_eq!(data, b"world", "{seen:?}");
+        assert!(seen.iter().any(|s| s.fin), "{seen:?}");
+    }
+
+    #[test]
+    fn a_reset_from_the_container_resets_the_host_connection() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.run(5);
+        // RST (etherparse: the rst flag through the raw builder).
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
+            .tcp(SPORT, rig.port, 1001, 0)
+            .rst()
+            .write(&mut ip, b"")
+            .unwrap();
+        let key = rig.key();
+        rig.relay
+            .segment(rig.poll.registry(), key, &ip, false, &mut || Token(999));
+        rig.run(5);
+        assert!(rig.relay.is_empty());
+        let mut buf = [0u8; 8];
+        let err = server.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn data_for_the_container_leaves_as_tso_frames_of_its_mss() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        rig.send(true, false, 1000, None, b"");
+        let seen = rig.run(25);
+        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
+        let (mut server, _) = listener.accept().unwrap();
+        rig.send(false, false, 1001, Some(isn + 1), b"");
+        rig.run(5);
+        server.write_all(&[7u8; 20_000]).unwrap();
+        let seen = rig.run(10);
+        let data: usize = seen.iter().map(|s| s.payload.len()).sum();
+        assert_eq!(data, 20_000, "{seen:?}");
+        // Larger than the container's MSS only as TSO frames of that MSS.
+        assert!(seen.iter().any(|s| s.payload.len() > 1460), "{seen:?}");
+        for s in &seen {
+            let tso = s.payload.len() > 1460;
+            assert_eq!(s.gso_size, tso.then_some(1460), "{s:?}");
+        }
+    }
+}

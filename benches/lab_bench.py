@@ -883,6 +883,40 @@ class HostRelayPath(NatPath):
             self.relay = None
 
 
+class YarddHost(HostRelayPath):
+    """yardd in the host namespace with its host uplink: the container is a
+    TAP port on network `web`. (Published ports on the host uplink are not
+    built yet, so there is no dnat row.)"""
+    needs_yardd = True
+    relay_label = "yardd"
+    net = "web"
+
+    def build(self):
+        self.yardd = Yardd(self.opts, self.host_ns, 1, extra_args=("--default-uplink", "none"))
+        self.yardd.start()
+        self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
+        self.yardd.ctl("uplink", "add", "host", "--host")
+        self.yardd.ctl("port", "add", "c1", "--net", self.net, "--tap", "--netns", self.cont_ns,
+                       "--ifname", "eth0", "--ip", f"{NAT_CONT_IP}/{NAT_CONT_PREFIX}")
+
+    def switch_pids(self):
+        y = getattr(self, "yardd", None)
+        return [y.pid()] if y is not None and y.pid() else []
+
+    def switch_stats(self):
+        return yardd_port_stats(self.yardd)
+
+    def stop_switch(self):
+        stop_yardd(self.name, getattr(self, "yardd", None))
+
+
+class YarddHostSnat(YarddHost):
+    name = "yardd-host-snat"
+    reference = "pasta-snat"
+    description = ("yardd host uplink in a host namespace: client in a TAP container -> "
+                   "server outside through yardd's host sockets")
+
+
 class Slirp4netns(HostRelayPath):
     relay_label = "slirp4netns"
     tools = ("slirp4netns",)
@@ -1086,7 +1120,7 @@ class OvsGre(GrePath):
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
-         SlirpSnat, PastaSnat, SlirpDnat, PastaDnat]
+         PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat]
 
 
 def wait_reachable(ns, ip, tries=20):

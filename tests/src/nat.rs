@@ -73,6 +73,20 @@ impl DerefMut for NatLab {
 }
 
 impl NatLab {
+    /// Checks SNAT from a container the way an engine runs commands in it:
+    /// `exec(args)` runs `args` there and returns what it printed. A client
+    /// in the container connects to a server outside, which must see the
+    /// uplink's address.
+    pub fn assert_outside_sees_the_uplink(&self, exec: impl FnOnce(&[&str]) -> String) {
+        let _server = tcp_peer_server(&self.outside, None, 7000);
+        let outside = OUTSIDE_IP.to_string();
+        let seen = exec(&["timeout", "10", "nc", &outside, "7000"]);
+        assert!(
+            seen.trim().starts_with(&format!("{UPLINK_IP}:")),
+            "the outside saw {seen}, not the uplink's address"
+        );
+    }
+
     /// The peer a published web server in a container saw when the outside
     /// fetched `url` (busybox httpd's `/cgi-bin/peer`, see
     /// [`crate::image`]), trying for up to 15 s while the server starts;

@@ -26,7 +26,7 @@ use tempfile::TempDir;
 use yard_tests::bins::bins;
 use yard_tests::cmd::{describe, end_child, output, poll, run, stdout, timed};
 use yard_tests::image::{busybox_tar, BUSYBOX};
-use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
+use yard_tests::nat::{NatLab, OUTSIDE_IP, UPLINK_IP};
 use yard_tests::netns::unique_name;
 use yard_tests::require;
 
@@ -252,20 +252,11 @@ fn docker_containers_on_a_switchyard_network() {
     docker.ping_ok(&a1, "10.91.0.1");
 
     // Out through SNAT: the outside sees the uplink's address.
-    let _server = tcp_peer_server(&lab.outside, None, 7000);
-    let seen = docker.ok(&[
-        "exec",
-        &a1,
-        "timeout",
-        "10",
-        "nc",
-        &OUTSIDE_IP.to_string(),
-        "7000",
-    ]);
-    assert!(
-        seen.starts_with(&format!("{UPLINK_IP}:")),
-        "the outside saw {seen}, not the uplink's address"
-    );
+    lab.assert_outside_sees_the_uplink(|args| {
+        let mut full = vec!["exec", &a1];
+        full.extend_from_slice(args);
+        docker.ok(&full)
+    });
 
     // -p 8080:80 from the outside; the server sees the client's address.
     let web = unique_name("ydw");

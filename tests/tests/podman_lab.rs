@@ -28,7 +28,7 @@ use tempfile::TempDir;
 use yard_tests::bins::bins;
 use yard_tests::cmd::{describe, output, stdout, timed};
 use yard_tests::image::{busybox_tar, BUSYBOX};
-use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP, WEB_GATEWAY};
+use yard_tests::nat::{NatLab, OUTSIDE_IP, UPLINK_IP, WEB_GATEWAY};
 use yard_tests::netns::unique_name;
 use yard_tests::require;
 
@@ -235,20 +235,11 @@ fn podman_containers_on_a_yardd_network() {
     podman.ping_ok(&c1, WEB_GATEWAY);
 
     // Out through SNAT: the outside sees the uplink's address.
-    let _server = tcp_peer_server(&lab.outside, None, 7000);
-    let seen = podman.ok(&[
-        "exec",
-        &c1,
-        "timeout",
-        "10",
-        "nc",
-        &OUTSIDE_IP.to_string(),
-        "7000",
-    ]);
-    assert!(
-        seen.starts_with(&format!("{UPLINK_IP}:")),
-        "the outside saw {seen}, not the uplink's address"
-    );
+    lab.assert_outside_sees_the_uplink(|args| {
+        let mut full = vec!["exec", &c1];
+        full.extend_from_slice(args);
+        podman.ok(&full)
+    });
 
     // -p 8080:80 reaches a server in a container, which sees the client.
     let web = unique_name("yc");

@@ -186,8 +186,16 @@ fn start_and_wait(socket: &Path, spec: &RunSpec, stderr: &mut dyn Write) -> Resu
             let _ = writeln!(stderr, "yardctl: {message}");
         }
     }
-    started?;
     let status = status?;
+    // A stop signal passed on while the container was being set up ended
+    // it before its command ran: the run ended by that signal, as it would
+    // have a moment later.
+    if let (Err(_), Some(signal)) = (&started, status.signal()) {
+        if FORWARDED.iter().any(|s| *s as i32 == signal) {
+            return Ok(exit_status_of(None, Some(signal)));
+        }
+    }
+    started?;
     Ok(exit_status_of(status.code(), status.signal()))
 }
 

@@ -892,7 +892,7 @@ class YarddHost(HostRelayPath):
     net = "web"
 
     def build(self):
-        self.yardd = Yardd(self.opts, self.host_ns, 1, extra_args=("--default-uplink", "none"))
+        self.yardd = Yardd(self.opts, self.host_ns, 1)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
         self.yardd.ctl("uplink", "add", "host", "--host")

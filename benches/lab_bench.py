@@ -867,6 +867,15 @@ class HostRelayPath(NatPath):
             nsexec(self.host_ns, cmd), stdout=logf, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL))
 
+    def wait_relay(self, ready, what, seconds=15):
+        """Polls ready() until it holds; fails naming `what` with the relay's
+        log when the relay exits or `seconds` pass first."""
+        deadline = time.monotonic() + seconds
+        while not ready():
+            if self.relay.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"{self.relay_label} did not {what}: {self.relay_log_tail()}")
+            time.sleep(0.1)
+
     def relay_log_tail(self, n=10):
         try:
             with open(self.relay_log) as f:
@@ -929,11 +938,7 @@ class Slirp4netns(HostRelayPath):
         self.start_relay(["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
                           "--api-socket", api, "--netns-type=path",
                           f"/run/netns/{self.cont_ns}", "tap0"])
-        deadline = time.monotonic() + 15
-        while not os.path.exists(api):
-            if self.relay.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"slirp4netns did not start: {self.relay_log_tail()}")
-            time.sleep(0.1)
+        self.wait_relay(lambda: os.path.exists(api), "start")
         if self.direction == "dnat":
             for port in (IPERF_PORT, CPS_PORT):
                 slirp_api(api, {"execute": "add_hostfwd",
@@ -983,15 +988,12 @@ class Pasta(HostRelayPath):
         self.start_relay(["pasta", "-f", "--runas", "0:0", "--config-net", "--no-map-gw",
                           *forward, "-u", "none",
                           "-T", "none", "-U", "none", "--netns", f"/run/netns/{self.cont_ns}"])
-        deadline = time.monotonic() + 15
-        while True:
+        def routed():
             cp = run(nsexec(self.cont_ns, ["ip", "-4", "route", "show", "default"]),
                      check=False, timeout=10)
-            if cp is not None and cp.stdout.strip():
-                return
-            if self.relay.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"pasta did not configure the container: {self.relay_log_tail()}")
-            time.sleep(0.1)
+            return cp is not None and bool(cp.stdout.strip())
+
+        self.wait_relay(routed, "configure the container")
 
 
 class PastaSnat(Pasta):

@@ -65,6 +65,7 @@ fn gateway_with(flows: u32) -> Gateway {
         masquerade: true,
         internal: false,
         icc: true,
+        host_loopback: None,
     });
     gw.set_uplink(Some(UplinkConfig {
         addr: (Ipv4Addr::new(10, 1, 0, 2), 24),

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":16,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":17,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 16;
+pub const API_VERSION: u32 = 17;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -221,6 +221,12 @@ pub struct NetworkSpec {
     /// without one (Docker's `--ip-range`); `None` uses the whole subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<Ipv4Cidr>,
+    /// The address that stands for the host's own loopback on this network
+    /// (pasta's `--map-host-loopback`, slirp4netns' 10.0.2.2): with the host
+    /// uplink, a container's flow to it reaches 127.0.0.1 on the host.
+    /// `None` (the default): off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_loopback: Option<Ipv4Addr>,
 }
 
 fn yes() -> bool {
@@ -245,6 +251,7 @@ impl NetworkSpec {
             internal: false,
             masquerade: true,
             ip_range: None,
+            host_loopback: None,
         }
     }
 }

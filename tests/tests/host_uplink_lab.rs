@@ -11,6 +11,12 @@
 //!  172.30.0.2/16 on yard0                 host sockets          socat servers
 //! ```
 //!
+//! Published ports listen in the host namespace: an outside client, a
+//! client on the host's loopback and another container (hairpin) each
+//! reach a container's server, which names the address it saw. A network's
+//! `--host-loopback` address reaches a server bound to the host namespace's
+//! 127.0.0.1.
+//!
 //! Needs root; without it each test prints why and returns.
 
 use std::process::{Child, Stdio};
@@ -726,4 +732,185 @@ fn yard0_reaches_the_outside_out_of_the_box_until_an_interface_uplink_replaces_i
     // And a second host uplink beside it is refused: one at a time.
     let err = lab.host.ctl_err(&["uplink", "add", "h2", "--host"]);
     assert!(err.contains("one uplink"), "{err}");
+}
+
+/// Runs `script` in namespace `ns` with `sh -c`, bounded by `secs`.
+fn ns_sh(ns: &str, secs: u32, script: &str) -> std::process::Output {
+    output(timed(secs, "ip").args(["netns", "exec", ns, "sh", "-c", script]))
+}
+
+/// A server in `container` on `proto` port 80 that answers each client
+/// with the address it saw the client come from.
+fn peer_address_server(container: &Container, proto: &str) -> Server {
+    let listen = match proto {
+        "tcp" => "TCP-LISTEN:80,reuseaddr,fork".to_string(),
+        _ => "UDP-RECVFROM:80,fork".to_string(),
+    };
+    Server::socat(&container.ns, &[&listen, "SYSTEM:echo $SOCAT_PEERADDR"])
+}
+
+/// What a TCP (`tcp`) or UDP client in `ns` hears from `addr:port`.
+fn ask(ns: &str, proto: &str, addr: &str, port: u16) -> std::process::Output {
+    let script = match proto {
+        "tcp" => format!("socat -T5 - TCP:{addr}:{port} </dev/null"),
+        _ => format!("echo hello | socat -T3 - UDP4:{addr}:{port}"),
+    };
+    ns_sh(ns, 15, &script)
+}
+
+#[test]
+fn published_ports_listen_on_the_host_and_show_the_clients_own_address() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let mut lab = HostLab::new();
+    let _tcp = peer_address_server(&lab.container, "tcp");
+    let _udp = peer_address_server(&lab.container, "udp");
+    wait_listening(&lab.container.ns, 80);
+    lab.host.ctl_ok(&["publish", "add", "8080:c1:80/tcp"]);
+    lab.host.ctl_ok(&["publish", "add", "8081:c1:80/udp"]);
+    let listing = lab.host.ctl_json(&["publish", "ls"]);
+    assert!(
+        listing.to_string().contains("\"up\""),
+        "published ports not up: {listing}"
+    );
+
+    // From the outside, through the host's own address: the container sees
+    // the client itself, over TCP and UDP.
+    for proto in ["tcp", "udp"] {
+        let port = if proto == "tcp" { 8080 } else { 8081 };
+        let out = ask(lab.outside.name(), proto, HOST_IP, port);
+        assert_eq!(
+            stdout(&out).trim(),
+            OUTSIDE_IP,
+            "{}\n{}",
+            describe(&format!("{proto} client in the outside"), &out),
+            lab.describe()
+        );
+    }
+    let entries = lab.conntrack();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.to_string().contains(OUTSIDE_IP) && e.to_string().contains("8080")),
+        "no published connection listed: {entries:?}"
+    );
+
+    // From the host's loopback: the client comes from the gateway address
+    // (127.0.0.1 would be the container's own).
+    let out = ask(lab.host.ns(), "tcp", "127.0.0.1", 8080);
+    assert_eq!(
+        stdout(&out).trim(),
+        "172.30.0.1",
+        "{}",
+        describe("loopback client", &out)
+    );
+
+    // Hairpin: another container reaches the published port through the
+    // host's address and is seen as coming from the host.
+    let c2 = lab.host.tap("c2", "yard0", "172.30.0.3/16", &[]);
+    for proto in ["tcp", "udp"] {
+        let port = if proto == "tcp" { 8080 } else { 8081 };
+        let out = ask(&c2.ns, proto, HOST_IP, port);
+        assert_eq!(
+            stdout(&out).trim(),
+            HOST_IP,
+            "{}\n{}",
+            describe(&format!("hairpin {proto} from c2"), &out),
+            lab.describe()
+        );
+    }
+
+    // Unpublished: the host socket closes, the client is refused.
+    lab.host.ctl_ok(&["publish", "rm", "8080:c1:80/tcp"]);
+    assert!(
+        poll(Duration::from_secs(5), Duration::from_millis(100), || {
+            !ask(lab.outside.name(), "tcp", HOST_IP, 8080)
+                .status
+                .success()
+        }),
+        "port 8080 still answers after publish rm"
+    );
+}
+
+#[test]
+fn a_published_port_the_host_already_uses_is_refused_and_nothing_is_kept() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let lab = HostLab::new();
+    let listen = "TCP-LISTEN:9090,reuseaddr".to_string();
+    let _other = Server::socat(lab.host.ns(), &[&listen, "SYSTEM:echo other"]);
+    wait_listening(lab.host.ns(), 9090);
+    let out = lab.host.ctl(&["publish", "add", "9090:c1:80/tcp"]);
+    let err = yard_tests::cmd::stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("9090") && err.contains("another program listens"),
+        "{}",
+        describe("publish add on a port in use", &out)
+    );
+    let listing = lab.host.ctl_json(&["publish", "ls"]);
+    assert_eq!(listing.as_array().map(Vec::len), Some(0), "{listing}");
+}
+
+#[test]
+fn the_host_loopback_address_reaches_a_service_on_the_hosts_loopback() {
+    if !require(&["socat"]) {
+        return;
+    }
+    let mut lab = HostLab::new();
+    let listen = "TCP-LISTEN:5432,bind=127.0.0.1,reuseaddr,fork".to_string();
+    let _db = Server::socat(lab.host.ns(), &[&listen, "SYSTEM:echo from-the-host"]);
+    wait_listening(lab.host.ns(), 5432);
+
+    // An address inside the subnet could be a container's: refused.
+    let out = lab.host.ctl(&[
+        "net",
+        "create",
+        "lb",
+        "--subnet",
+        "10.88.0.0/24",
+        "--host-loopback",
+        "10.88.0.9",
+    ]);
+    assert!(
+        !out.status.success()
+            && yard_tests::cmd::stderr(&out).contains("inside the network's subnet"),
+        "{}",
+        describe("--host-loopback inside the subnet", &out)
+    );
+    lab.host.ctl_ok(&[
+        "net",
+        "create",
+        "lb",
+        "--subnet",
+        "10.88.0.0/24",
+        "--host-loopback",
+        "169.254.1.2",
+    ]);
+    let c2 = lab.host.tap("c2", "lb", "10.88.0.2/24", &[]);
+    let out = ask(&c2.ns, "tcp", "169.254.1.2", 5432);
+    assert_eq!(
+        stdout(&out).trim(),
+        "from-the-host",
+        "{}\n{}",
+        describe("the host's loopback through --host-loopback", &out),
+        lab.describe()
+    );
+    // Off by default: yard0's container cannot reach the host's loopback.
+    let out = ask(&lab.container.ns, "tcp", "169.254.1.2", 5432);
+    assert!(
+        !stdout(&out).contains("from-the-host"),
+        "{}",
+        describe("yard0", &out)
+    );
+    // Kept across a restart.
+    lab.host.restart();
+    let out = ask(&c2.ns, "tcp", "169.254.1.2", 5432);
+    assert_eq!(
+        stdout(&out).trim(),
+        "from-the-host",
+        "{}",
+        describe("after restart", &out)
+    );
 }

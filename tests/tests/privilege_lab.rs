@@ -388,8 +388,12 @@ fn every_yardd_thread_keeps_only_the_capabilities_it_uses() {
     let c2 = lab.veth("c2", "yard0", "172.30.6.2/16");
     lab.ping_ok(&c1, c2.ip);
 
-    // CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21.
-    let kept = format!("{:016x}", (1u64 << 12) | (1 << 13) | (1 << 19) | (1 << 21));
+    // CAP_NET_BIND_SERVICE 10, CAP_NET_ADMIN 12, CAP_NET_RAW 13,
+    // CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21.
+    let kept = format!(
+        "{:016x}",
+        (1u64 << 10) | (1 << 12) | (1 << 13) | (1 << 19) | (1 << 21)
+    );
     let pid = lab.pid().unwrap();
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -421,7 +425,7 @@ fn every_yardd_thread_keeps_only_the_capabilities_it_uses() {
     assert!(
         log.contains("dropped every other capability")
             && log
-                .contains(r#"["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN"]"#),
+                .contains(r#"["CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN"]"#),
         "the log does not name the kept capabilities:\n{}",
         lab.log_tail()
     );

@@ -22,6 +22,11 @@
 //!   refused by yardd and yardctl alike.
 //! - Two rootless yardds in two "host" namespaces, joined by GRE-in-UDP: a
 //!   container on each pings the other and 50 MiB cross, checked by sha256.
+//! - A rootless yardd in a "host" namespace with the host uplink: a `yardctl
+//!   run` container reaches an "outside" namespace's servers through
+//!   yardd's own sockets (TCP both ways checked by sha256, UDP, ICMP echo
+//!   through ping sockets), and a published port there serves the outside
+//!   with the client's own address.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -589,4 +594,143 @@ fn a_fallback_directory_another_user_made_is_refused() {
     let said = String::from_utf8_lossy(&ctl.stderr);
     assert!(said.contains("will not talk to"), "{said}");
     assert!(!Path::new(&format!("{trap}/yardd.sock")).exists());
+}
+
+#[test]
+fn a_rootless_host_uplink_relays_and_publishes() {
+    if !require(&TOOLS) || !require(&["sha256sum", "sysctl"]) {
+        return;
+    }
+    let _tun = TunOpen::new();
+    let user = TestUser::new();
+    let (host, outside) = (Netns::new(), Netns::new());
+    for ns in [&host, &outside] {
+        ns.disable_ipv6();
+    }
+    // host 10.99.0.1 ── veth ── outside 10.99.0.2 (underlay addresses 1, 2).
+    let _link = link((host.name(), 1), (outside.name(), 2));
+    let (host_ip, outside_ip) = (underlay_ip(1), underlay_ip(2));
+    // yardd's group may make ping sockets in the host namespace.
+    let gid = user.ids().1;
+    yard_tests::cmd::in_ns_ok(
+        host.name(),
+        &[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.ping_group_range={gid} {gid}"),
+        ],
+    );
+    let daemon = UserDaemon::start_in(&user, host.name(), "h");
+    daemon.ctl_ok(&["uplink", "add", "host0", "--host"]);
+
+    // The outside's servers: 30 MiB to send, a sink that hashes what it
+    // gets, a UDP echo.
+    let dir = tempfile::Builder::new()
+        .prefix("yard-rootless-up-")
+        .tempdir()
+        .expect("a temp dir");
+    let outgoing = dir.path().join("outgoing.bin");
+    random_file(&outgoing, 30);
+    let serve = yard_tests::cmd::timed(RUN_SECS, "ip")
+        .args(["netns", "exec", outside.name(), "socat", "-u"])
+        .arg(format!("OPEN:{}", outgoing.display()))
+        .arg("TCP-LISTEN:7001,reuseaddr")
+        .spawn()
+        .expect("socat server");
+    let sink_file = dir.path().join("sink.bin");
+    let sink = yard_tests::cmd::timed(RUN_SECS, "ip")
+        .args(["netns", "exec", outside.name(), "socat", "-u"])
+        .arg("TCP-LISTEN:7002,reuseaddr")
+        .arg(format!("CREATE:{}", sink_file.display()))
+        .spawn()
+        .expect("socat sink");
+    let echo = yard_tests::cmd::timed(RUN_SECS, "ip")
+        .args(["netns", "exec", outside.name(), "socat"])
+        .args(["UDP-RECVFROM:7003,fork", "PIPE"])
+        .spawn()
+        .expect("socat echo");
+    for port in [7001, 7002] {
+        yard_tests::lab::wait_listening(outside.name(), port);
+    }
+    let received = user.home().join("received.bin");
+    let script = format!(
+        "set -e; socat -u TCP:{outside_ip}:7001 CREATE:{received} && \
+         socat -u OPEN:{sent} TCP:{outside_ip}:7002 && \
+         test \"$(echo relayed | socat -T3 - UDP4:{outside_ip}:7003)\" = relayed && \
+         ping -c2 -W2 {outside_ip} >/dev/null && echo all-relayed",
+        received = received.display(),
+        sent = {
+            let copy = user.home().join("outgoing.bin");
+            std::fs::copy(&outgoing, &copy).expect("copy for the user");
+            user.give(&copy);
+            copy.display().to_string()
+        },
+    );
+    let run = daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--name",
+            "c",
+            "--ip",
+            "172.30.0.10/16",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let out = finish(run);
+    assert_exit(
+        &out,
+        0,
+        "TCP both ways, UDP and ping through the host uplink",
+        &daemon,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all-relayed"));
+    assert_eq!(
+        sha256(&received),
+        sha256(&outgoing),
+        "the download arrived changed"
+    );
+    for child in [serve, sink, echo] {
+        end_child(child, Duration::from_secs(5));
+    }
+    assert_eq!(
+        sha256(&sink_file),
+        sha256(&outgoing),
+        "the upload arrived changed"
+    );
+
+    // A published port, bound by the unprivileged yardd in its namespace:
+    // the container sees the outside client's own address.
+    daemon.ctl_ok(&["publish", "add", "8080:172.30.0.11:80/tcp"]);
+    let web = daemon.spawn_run(
+        RUN_SECS,
+        &[
+            "--name",
+            "web",
+            "--ip",
+            "172.30.0.11/16",
+            "--",
+            "socat",
+            "TCP-LISTEN:80,reuseaddr",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+    );
+    daemon.wait_port_up("web");
+    let asked = poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        let out = yard_tests::cmd::output(
+            yard_tests::cmd::timed(10, "ip")
+                .args(["netns", "exec", outside.name(), "socat", "-T5", "-"])
+                .arg(format!("TCP:{host_ip}:8080")),
+        );
+        String::from_utf8_lossy(&out.stdout).trim() == outside_ip.to_string()
+    });
+    assert!(
+        asked,
+        "the published port did not answer with the client's address\n{}",
+        daemon.log_text()
+    );
+    let served = finish(web);
+    assert_exit(&served, 0, "the published port's server", &daemon);
 }

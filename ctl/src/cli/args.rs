@@ -248,6 +248,11 @@ pub struct NetCreateArgs {
     /// Give ports added without --ip addresses from this part of the subnet only (Docker's --ip-range).
     #[arg(long, value_name = "CIDR")]
     pub ip_range: Option<Ipv4Cidr>,
+    /// An address that stands for the host's own loopback (127.0.0.1) on
+    /// this network, with the host uplink: the gateway's address, or one
+    /// outside the subnet such as 169.254.1.2 (off by default).
+    #[arg(long, value_name = "IP")]
+    pub host_loopback: Option<Ipv4Addr>,
 }
 
 /// `yardctl port …`.
@@ -561,6 +566,7 @@ impl NetCreateArgs {
         spec.internal = self.internal;
         spec.masquerade = !self.no_masquerade;
         spec.ip_range = self.ip_range;
+        spec.host_loopback = self.host_loopback;
         Ok(spec)
     }
 

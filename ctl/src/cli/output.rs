@@ -286,6 +286,7 @@ pub fn network_fields(n: &NetworkInfo) -> Vec<(&'static str, String)> {
         ("icc", on_off(n.spec.icc).to_string()),
         ("internal", yes_no(n.spec.internal).to_string()),
         ("masquerade", masquerade_text(n).to_string()),
+        ("host loopback", or_none(n.spec.host_loopback)),
         ("connected", list_or_none(&n.connected)),
         ("aging", format!("{}s", n.spec.aging_secs)),
         ("mtu", n.spec.mtu.to_string()),

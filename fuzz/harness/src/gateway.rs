@@ -107,6 +107,7 @@ pub fn lab() -> Gateway {
         // The internal network also keeps its hosts apart, so both ways
         // through the icc check are fuzzed.
         icc: !internal,
+        host_loopback: None,
     };
     gw.set_network(net(1, NET1_SUBNET, GW1, GW1_MAC, false));
     gw.set_network(net(2, NET2_SUBNET, GW2, GW2_MAC, true));

@@ -6,8 +6,15 @@
 //! container's tuple untranslated and ingress `[Net(n), Host]`; its packets
 //! leave [`Gateway::handle`] as `Action::Send { side: Side::Host, .. }`
 //! (the IPv4 packet after the Ethernet header). What the relay sends back
-//! comes in through [`Gateway::handle_from_host`] and rides that entry (it
-//! can create none). The relay reports each flow's host socket
+//! comes in through [`Gateway::handle_from_host`] and rides that entry. The
+//! relay starts a connection only for a client of a published port's host
+//! listening socket: its packet (client → the host address and port it
+//! reached) hits the rule and is tracked with ingress `[Host, Net(m)]`, a
+//! client on the host's loopback taking the network's `--host-loopback`
+//! (or gateway) address as its source. The relay names a flow by the
+//! tuple of the packets it gets from the gateway (a container's flow after
+//! any translation; for a published connection, its reply direction after
+//! translation) and reports each flow's host socket
 //! ([`Gateway::set_host_end`]), which `conntrack ls` shows; the flows whose
 //! entry has gone (expired, flushed, removed) are handed back by
 //! [`Gateway::closed_host_flows`] so the relay closes their sockets.
@@ -15,7 +22,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{Action, Gateway, GatewayDrop, Side};
-use crate::conntrack::{Dir, Entry};
+use crate::conntrack::Entry;
 use crate::flow::{FlowKey, Proto};
 use yard_wire::ethernet::{ethertype, EthernetFrame};
 use yard_wire::offload::Offload;
@@ -61,7 +68,7 @@ impl Gateway {
     /// Ethernet header's room ([`yard_wire::ethernet::HEADER_LEN`] bytes,
     /// their content ignored), in the offload state `offload` (complete
     /// checksums, or a TSO frame with a partial one). It must ride a
-    /// relayed connection's reply direction.
+    /// relayed connection, or start a published one.
     pub fn handle_from_host(&mut self, frame: &mut [u8], offload: Offload, now_ms: u64) -> Action {
         // The relay leaves the Ethernet header to the gateway: the way out
         // writes the MACs, this the type.
@@ -87,10 +94,11 @@ impl Gateway {
     }
 
     /// Records the host socket of the relayed flow `key` — the flow as the
-    /// relay sees it: the container's tuple after any translation (the DNS
-    /// forward's), i.e. the entry's reply tuple reversed — its local and
-    /// remote address. Returns false when the flow's entry is gone
-    /// already: then its socket should be closed.
+    /// relay sees it: the tuple of the packets the gateway hands it (the
+    /// entry's reply tuple reversed for a container's flow, its original
+    /// tuple reversed for a published connection) — its local and remote
+    /// address. Returns false when the flow's entry is gone already: then
+    /// its socket should be closed.
     pub fn set_host_end(
         &mut self,
         key: FlowKey,
@@ -107,7 +115,10 @@ impl Gateway {
     /// The host socket of the relayed connection `e`, if the relay
     /// reported one: (local, remote).
     pub fn host_end(&self, e: &Entry) -> Option<(SocketAddrV4, SocketAddrV4)> {
-        self.host_ends.get(&e.reply.reversed()).copied()
+        self.host_ends
+            .get(&e.reply.reversed())
+            .or_else(|| self.host_ends.get(&e.original.reversed()))
+            .copied()
     }
 
     /// The relayed flows whose conntrack entry has gone since the last
@@ -127,11 +138,10 @@ impl Gateway {
     }
 
     /// Whether the relayed flow `key` (as the relay sees it) has an entry
-    /// in the table — one whose reply tuple is its reverse (expired or
-    /// not: expiry removes it on the tick).
+    /// in the table — one whose reply tuple (a container's flow) or
+    /// original tuple (a published connection) is its reverse, expired or
+    /// not: expiry removes it on the tick.
     fn is_tracked(&self, key: &FlowKey) -> bool {
-        self.ct
-            .lookup(0, &key.reversed(), 0)
-            .is_some_and(|(_, dir)| dir == Dir::Reply)
+        self.ct.lookup(0, &key.reversed(), 0).is_some()
     }
 }

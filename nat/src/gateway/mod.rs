@@ -111,6 +111,12 @@ pub struct NetConfig {
     /// gateway; false (`--no-icc`) refuses routing from one of its hosts
     /// to another, as the bridge refuses switching between its ports.
     pub icc: bool,
+    /// The address that stands for the host's loopback on this network
+    /// (`--host-loopback`): with the host uplink, a flow to it is relayed
+    /// to 127.0.0.1, and a published connection from the host's loopback
+    /// comes from it. `None`: off (the gateway's address stands in for
+    /// such a client).
+    pub host_loopback: Option<Ipv4Addr>,
 }
 
 /// The uplink: the outside-facing interface with its own address.
@@ -133,7 +139,8 @@ pub struct PublishRule {
     pub id: RuleId,
     /// TCP or UDP.
     pub proto: Proto,
-    /// The host address it listens on; `None` for the uplink address.
+    /// The host address it listens on; `None` for the uplink address (with
+    /// the host uplink: every address of the host).
     pub host_addr: Option<Ipv4Addr>,
     /// First and last host port.
     pub host_ports: (u16, u16),

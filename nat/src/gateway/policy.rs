@@ -94,13 +94,18 @@ impl Gateway {
                 .any(|n| cidr(n.subnet).is_directed_broadcast(addr))
     }
 
-    /// The published port `key` hits: (rule, DNAT target endpoint).
-    fn published(&self, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
+    /// The published port `key`, arriving on `side`, hits: (rule, DNAT
+    /// target endpoint). From the relay (the host uplink's listening
+    /// sockets), a rule without an address listens on every address of
+    /// the host.
+    fn published(&self, side: Side, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
         self.rules.iter().find_map(|r| {
             let (lo, hi) = r.host_ports;
-            let hit = r.proto == key.proto
-                && self.host_addr_of(r) == Some(key.dst)
-                && (lo..=hi).contains(&key.dport);
+            let addr_hits = match side {
+                Side::Host => r.host_addr.is_none_or(|a| a == key.dst),
+                _ => self.host_addr_of(r) == Some(key.dst),
+            };
+            let hit = r.proto == key.proto && addr_hits && (lo..=hi).contains(&key.dport);
             hit.then(|| (r.id, (r.target, r.target_ports.0 + (key.dport - lo))))
         })
     }
@@ -122,6 +127,25 @@ impl Gateway {
             .map_or((false, false), |n| (n.internal, n.masquerade))
     }
 
+    /// The host-loopback translation of a new flow `key` from `side`: with
+    /// the host uplink, a flow from a network to its `--host-loopback`
+    /// address goes to the same port on the host's 127.0.0.1.
+    fn host_loopback_of(&self, side: Side, key: &FlowKey) -> Option<(Ipv4Addr, u16)> {
+        let Side::Net(id) = side else {
+            return None;
+        };
+        let net = self.nets.iter().find(|n| n.id == id)?;
+        let hit = self.host_uplink && net.host_loopback == Some(key.dst);
+        hit.then_some((Ipv4Addr::LOCALHOST, key.dport))
+    }
+
+    /// The source a published connection from the host's loopback takes on
+    /// network `id`: its `--host-loopback` address, else its gateway's.
+    fn loopback_client_source(&self, id: u16) -> Option<Ipv4Addr> {
+        let net = self.nets.iter().find(|n| n.id == id)?;
+        Some(net.host_loopback.unwrap_or(net.gateway))
+    }
+
     /// Whether network `id`'s hosts may reach each other through the
     /// gateway (not `--no-icc`).
     fn icc(&self, id: u16) -> bool {
@@ -139,8 +163,12 @@ impl Gateway {
         pkt: &Packet,
         now: u64,
     ) -> Result<Xlate, GatewayDrop> {
-        let dns = self.dns_forward_of(side, &key);
-        let rule = self.published(&key).or(dns.map(|to| (RuleId(0), to)));
+        // What the gateway's own addresses answer for: DNS first, then the
+        // host's loopback; neither is a published port's connection.
+        let dns = self
+            .dns_forward_of(side, &key)
+            .or_else(|| self.host_loopback_of(side, &key));
+        let rule = self.published(side, &key).or(dns.map(|to| (RuleId(0), to)));
         if rule.is_none() && self.is_our_addr(key.dst) {
             return Err(GatewayDrop::NotForGateway);
         }
@@ -161,8 +189,23 @@ impl Gateway {
             return Err(GatewayDrop::NoRoute);
         };
         let snat = match (side, out) {
-            // The relay answers flows; it starts none (published ports on
-            // the host uplink are still to come).
+            // The relay starts only published connections (a client of a
+            // host listening socket), into a network.
+            (Side::Host, Side::Net(m)) => {
+                if rule.is_none() {
+                    return Err(GatewayDrop::NotPublished);
+                }
+                if self.net_flags(m).0 {
+                    return Err(GatewayDrop::Internal);
+                }
+                // A client on the host's own loopback cannot be a source
+                // in the network (127.0.0.1 is the container's own).
+                if key.src.is_loopback() {
+                    self.loopback_client_source(m)
+                } else {
+                    None
+                }
+            }
             (Side::Host, _) => return Err(GatewayDrop::NotPublished),
             (Side::Uplink, Side::Uplink | Side::Host) => return Err(GatewayDrop::NoRoute),
             (Side::Net(n), Side::Host) => {
@@ -172,9 +215,10 @@ impl Gateway {
                 if internal {
                     return Err(GatewayDrop::Internal);
                 }
-                // Never the host's own loopback (that is opt-in, and
-                // not built yet) nor an address no host has — but the
-                // gateway's DNS goes to the host's resolver, wherever.
+                // Never the host's own loopback (unless through the
+                // network's --host-loopback address) nor an address no
+                // host has — but the gateway's DNS goes to the host's
+                // resolver, wherever.
                 if dns.is_none() && (!masquerade || !is_relayable(dst)) {
                     return Err(GatewayDrop::NoRoute);
                 }

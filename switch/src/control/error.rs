@@ -84,6 +84,9 @@ pub enum ControlError {
     /// The state file could not be written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A published port's host socket could not be bound (host uplink).
+    #[error(transparent)]
+    PublishListen(#[from] crate::relay::published::BindError),
     /// The state file could not be written, so the change was undone.
     #[error("{0} — nothing was changed")]
     NotSaved(StateError),

@@ -83,6 +83,7 @@ pub fn net_config(spec: &NetworkSpec) -> Option<NetConfig> {
         masquerade: spec.masquerade,
         internal: spec.internal,
         icc: spec.icc,
+        host_loopback: spec.host_loopback,
     })
 }
 

@@ -100,6 +100,8 @@ pub struct Control {
     /// The gateway's id of each published port, in `config.publish` order.
     rule_ids: Vec<RuleId>,
     next_rule: u32,
+    /// Published rules whose host sockets could not be bound, and why.
+    publish_down: HashMap<RuleId, String>,
     datapath: DatapathHandle,
     options: ControlOptions,
     started: Instant,
@@ -215,6 +217,7 @@ impl Control {
             closed: HashSet::new(),
             rule_ids: Vec::new(),
             next_rule: 1,
+            publish_down: HashMap::new(),
             datapath,
             options,
             started: Instant::now(),

@@ -5,12 +5,15 @@
 //! - [`flows`]: pure — what a packet asks of the host, and the packets that
 //!   carry the answers back;
 //! - [`thread`]: the relay thread, which owns every host socket;
+//! - [`published`]: published ports' listening host sockets;
 //! - this module: the link between the home datapath thread and the relay
 //!   thread ([`link`]), two bounded queues used only with
 //!   `try_send`/`try_recv`, whose packet buffers go back and forth so none
-//!   is allocated per packet once the pool is made.
+//!   is allocated per packet once the pool is made, and an unbounded one
+//!   for the rare orders about listening sockets, which must not be lost.
 
 pub mod flows;
+pub mod published;
 pub mod tcp;
 pub mod thread;
 
@@ -20,6 +23,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
+use yard_nat::conntrack::RuleId;
 use yard_nat::flow::FlowKey;
 use yard_wire::offload::Offload;
 
@@ -50,6 +54,16 @@ pub enum ToRelay {
     },
     /// The flow's conntrack entry went: close its socket.
     Close(FlowKey),
+}
+
+/// Orders about published ports' listening sockets.
+pub enum Listening {
+    /// Serve these (a rule published, or the host uplink set).
+    Start(published::HostSockets),
+    /// Close rule's sockets (unpublished).
+    Stop(RuleId),
+    /// Close them all (the host uplink went).
+    StopAll,
 }
 
 /// What the relay tells the home thread.
@@ -88,6 +102,7 @@ pub struct RelayLink {
     relay_waker: Arc<Waker>,
     /// Something was sent since the last wake.
     unwoken: bool,
+    listening: Sender<Listening>,
 }
 
 impl RelayLink {
@@ -115,6 +130,13 @@ impl RelayLink {
         if self.to_relay.try_send(ToRelay::Close(key)).is_ok() {
             self.unwoken = true;
         }
+    }
+
+    /// Gives the relay an order about listening sockets, and wakes it.
+    pub fn listening(&mut self, order: Listening) {
+        // Unbounded: fails only when the relay thread is gone.
+        let _ = self.listening.send(order);
+        let _ = self.relay_waker.wake();
     }
 
     /// Wakes the relay thread if anything was sent since the last call.
@@ -149,6 +171,7 @@ pub fn link(home_waker: Arc<Waker>) -> io::Result<(RelayLink, HostRelay)> {
         let _ = returns.try_send(Vec::with_capacity(FIRST_CAPACITY));
     }
     let repool = returns.clone();
+    let (listening, orders) = crossbeam_channel::unbounded();
     let home = RelayLink {
         to_relay,
         spares,
@@ -156,10 +179,11 @@ pub fn link(home_waker: Arc<Waker>) -> io::Result<(RelayLink, HostRelay)> {
         returns,
         relay_waker,
         unwoken: false,
+        listening,
     };
     let relay = HostRelay::new(
         poll,
-        relay_rx,
+        (relay_rx, orders),
         spares_tx,
         relay_tx,
         (relay_pool, repool),

@@ -17,6 +17,15 @@
 //! `shutdown(SHUT_WR)`; end of file from the host becomes a FIN; a reset on
 //! either side resets the other. At most [`MAX_CONNECTIONS`] connections
 //! at once; more are refused with RST.
+//!
+//! A published port's connection runs the other way
+//! ([`TcpRelay::accepted`]): the host stream is already connected, and a
+//! smoltcp socket connects from the client's address and port to the host
+//! address and port it reached; the gateway translates that to the
+//! container. Its key is the tuple of the container's answers as they come
+//! back (host address → client), its MSS the one of the container's
+//! SYN-ACK, raised the same way. It gives up when the container does not
+//! answer within [`PUBLISHED_CONNECT_TIMEOUT`] (the client is reset).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -45,6 +54,8 @@ use yard_wire::vnet;
 pub const SOCKET_BUFFER: usize = 256 * 1024;
 /// The most TCP connections relayed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// How long a published connection waits for the container's SYN-ACK.
+pub const PUBLISHED_CONNECT_TIMEOUT: SmolDuration = SmolDuration::from_secs(30);
 /// The relay interface's own address: the gateway of its default route.
 const RELAY_ADDR: Ipv4Address = Ipv4Address::new(169, 254, 255, 254);
 
@@ -163,6 +174,9 @@ struct Conn {
     host_eof: bool,
     /// The container's FIN was passed on with `shutdown(SHUT_WR)`.
     host_shut: bool,
+    /// A published port's connection still waiting for the container's
+    /// SYN-ACK (its connect timeout is on until then).
+    connecting: bool,
 }
 
 /// The MSS smoltcp is told a container has, so it sends segments as large
@@ -251,7 +265,15 @@ impl TcpRelay {
     ) {
         if let Some(conn) = self.conns.get(&key) {
             if conn.socket.is_some() {
+                let connecting = conn.connecting;
                 self.feed(ip);
+                if connecting && !self.mss.contains_key(&key) && is_syn(ip) {
+                    // The container's SYN-ACK to a published connection.
+                    if let Some(fed) = self.link.rx.back_mut() {
+                        let mss = raise_mss(fed);
+                        self.mss.insert(key, mss);
+                    }
+                }
             }
             // Else a retransmitted SYN while the host connect is under
             // way: the held one is answered when it completes.
@@ -297,8 +319,75 @@ impl TcpRelay {
                 host_writable: false,
                 host_eof: false,
                 host_shut: false,
+                connecting: false,
             },
         );
+    }
+
+    /// A client's connection `stream`, accepted on a published port's host
+    /// socket: relays it to the container through a smoltcp socket that
+    /// connects from the client's address and port (`peer`) to the host
+    /// address and port it reached (`local`). `token` is the one to
+    /// register the stream with. A connection over [`MAX_CONNECTIONS`] or
+    /// one that cannot be set up is reset.
+    pub fn accepted(
+        &mut self,
+        registry: &Registry,
+        mut stream: TcpStream,
+        (local, peer): (SocketAddrV4, SocketAddrV4),
+        token: Token,
+    ) {
+        // The tuple of the container's answers after the gateway's
+        // translation back: from the host address to the client.
+        let key = FlowKey {
+            proto: yard_nat::flow::Proto::Tcp,
+            src: *local.ip(),
+            sport: local.port(),
+            dst: *peer.ip(),
+            dport: peer.port(),
+        };
+        let refuse = |stream: &TcpStream| {
+            let _ = crate::sys::reset_on_close(stream);
+        };
+        if self.conns.len() >= MAX_CONNECTIONS || self.conns.contains_key(&key) {
+            self.events.full += 1;
+            return refuse(&stream);
+        }
+        let mut socket = new_socket();
+        socket.set_timeout(Some(PUBLISHED_CONNECT_TIMEOUT));
+        let remote = (IpAddress::Ipv4(*local.ip()), local.port());
+        let from = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(*peer.ip())),
+            port: peer.port(),
+        };
+        if socket.connect(self.iface.context(), remote, from).is_err() {
+            self.events.refused += 1;
+            return refuse(&stream);
+        }
+        if registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.events.refused += 1;
+            return refuse(&stream);
+        }
+        let handle = self.sockets.add(socket);
+        self.tokens.insert(token, key);
+        self.conns.insert(
+            key,
+            Conn {
+                stream,
+                token,
+                socket: Some(handle),
+                held_syn: None,
+                host_readable: false,
+                host_writable: false,
+                host_eof: false,
+                host_shut: false,
+                connecting: true,
+            },
+        );
+        self.events.opened.push((key, local, peer));
     }
 
     /// Queues `ip` for smoltcp.
@@ -349,12 +438,7 @@ impl TcpRelay {
             }
             return;
         }
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
-            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
-        );
-        socket.set_nagle_enabled(false);
-        socket.set_ack_delay(Some(SmolDuration::from_millis(1)));
+        let mut socket = new_socket();
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(key.dst)),
             port: key.dport,
@@ -520,6 +604,30 @@ impl TcpRelay {
     }
 }
 
+/// A smoltcp socket as the relay uses them: [`SOCKET_BUFFER`] each way,
+/// no Nagle, ACKs delayed by at most 1 ms.
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(Some(SmolDuration::from_millis(1)));
+    socket
+}
+
+/// Whether the TCP segment in the IPv4 packet `ip` has SYN set.
+fn is_syn(ip: &[u8]) -> bool {
+    Ipv4Packet::new_checked(ip)
+        .ok()
+        .and_then(|p| {
+            TcpPacket::new_checked(p.payload())
+                .ok()
+                .map(|t| t.flags().syn())
+        })
+        .unwrap_or(false)
+}
+
 /// Sets the MSS option of the SYN `ip` (an IPv4 packet) to [`RELAY_MSS`];
 /// returns the container's own (536, TCP's default, when it gave none).
 fn raise_mss(ip: &mut [u8]) -> u16 {
@@ -549,6 +657,11 @@ enum Pumped {
 /// socket.
 fn pump_one(conn: &mut Conn, socket: &mut tcp::Socket<'_>) -> Pumped {
     let mut moved = false;
+    if conn.connecting && socket.state() != State::SynSent {
+        // The container answered: from now on conntrack's timeouts rule.
+        conn.connecting = false;
+        socket.set_timeout(None);
+    }
     // Container → host, as far as the host socket takes it.
     while conn.host_writable && socket.can_recv() {
         let stream = &mut conn.stream;

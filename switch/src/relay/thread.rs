@@ -13,7 +13,8 @@
 //! without traffic. At most [`MAX_FLOWS`] sockets are open; past that a new
 //! flow's packets are dropped and counted. Nothing here blocks: a full
 //! queue to the home thread drops the packet (its sender retransmits, as
-//! after any loss on a network).
+//! after any loss on a network). Published ports' listening sockets are
+//! [`super::published`]'s; what they accept or read enters here too.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,8 +30,9 @@ use yard_nat::flow::{FlowKey, Proto};
 use yard_wire::offload::Offload;
 
 use super::flows::{self, Request};
+use super::published::{self, Listeners, Ready};
 use super::tcp::TcpRelay;
-use super::{FromRelay, ToRelay, BUFFER};
+use super::{FromRelay, Listening, ToRelay, BUFFER};
 use crate::sys;
 
 /// The relay's waker token.
@@ -66,11 +68,15 @@ pub struct RelayCounters {
     pub tcp_full: AtomicU64,
     /// TCP connections open now.
     pub tcp_open: AtomicU64,
+    /// Connections accepted on published TCP ports.
+    pub published_tcp: AtomicU64,
+    /// Datagrams read on published UDP ports.
+    pub published_udp: AtomicU64,
 }
 
 impl RelayCounters {
     /// The counters by the names `conntrack stats` shows.
-    pub fn by_name(&self) -> [(&'static str, u64); 9] {
+    pub fn by_name(&self) -> [(&'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("relay-sockets-opened", get(&self.opened)),
@@ -82,6 +88,8 @@ impl RelayCounters {
             ("relay-tcp-refused", get(&self.tcp_refused)),
             ("relay-tcp-full", get(&self.tcp_full)),
             ("relay-tcp-open", get(&self.tcp_open)),
+            ("relay-published-tcp", get(&self.published_tcp)),
+            ("relay-published-udp", get(&self.published_udp)),
         ]
     }
 }
@@ -101,6 +109,8 @@ struct Flow {
 pub struct HostRelay {
     poll: Poll,
     inbox: Receiver<ToRelay>,
+    orders: Receiver<Listening>,
+    listeners: Listeners,
     /// Where the buffers of packets from the home thread go back.
     spent: Sender<Vec<u8>>,
     outbox: Sender<FromRelay>,
@@ -121,7 +131,7 @@ pub struct HostRelay {
 impl HostRelay {
     pub(super) fn new(
         poll: Poll,
-        inbox: Receiver<ToRelay>,
+        (inbox, orders): (Receiver<ToRelay>, Receiver<Listening>),
         spent: Sender<Vec<u8>>,
         outbox: Sender<FromRelay>,
         (pool, repool): (Receiver<Vec<u8>>, Sender<Vec<u8>>),
@@ -130,6 +140,8 @@ impl HostRelay {
         HostRelay {
             poll,
             inbox,
+            orders,
+            listeners: Listeners::default(),
             spent,
             outbox,
             tcp: TcpRelay::new(pool.clone()),
@@ -171,7 +183,12 @@ impl HostRelay {
                 if token == WAKER {
                     continue;
                 }
-                if self.tcp.owns(token) {
+                if let Some(ready) = self.listeners.ready(token) {
+                    match ready {
+                        Ready::Tcp(_) => self.accept(token),
+                        Ready::Udp(_) => self.serve_published_udp(token),
+                    }
+                } else if self.tcp.owns(token) {
                     let readable = event.is_readable() || event.is_read_closed();
                     let writable =
                         event.is_writable() || event.is_write_closed() || event.is_error();
@@ -181,6 +198,7 @@ impl HostRelay {
                     self.serve_socket(token);
                 }
             }
+            self.serve_orders();
             again = match self.serve_inbox() {
                 Some(more) => more,
                 None => return Ok(()),
@@ -216,10 +234,101 @@ impl HostRelay {
         Some(true)
     }
 
+    /// Carries out the control plane's orders about listening sockets.
+    fn serve_orders(&mut self) {
+        while let Ok(order) = self.orders.try_recv() {
+            let registry = self.poll.registry();
+            match order {
+                Listening::Start(sockets) => {
+                    let rule = sockets.rule;
+                    let next = &mut self.next_token;
+                    let mut token = || take_token(next);
+                    if let Err(error) = self.listeners.add(registry, sockets, &mut token) {
+                        tracing::warn!(rule = rule.0, %error, "cannot serve a published port");
+                        self.listeners.remove(registry, rule);
+                    }
+                }
+                Listening::Stop(rule) => self.listeners.remove(registry, rule),
+                Listening::StopAll => self.listeners.clear(registry),
+            }
+        }
+    }
+
+    /// Accepts the connections waiting on published TCP port `token`.
+    fn accept(&mut self, token: Token) {
+        loop {
+            let Some(Ready::Tcp(listener)) = self.listeners.ready(token) else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // Out of file descriptors, say: the client waits in the
+                    // backlog, and the next readiness tries again.
+                    tracing::debug!(error = %e, "accept on a published port failed");
+                    bump(&self.counters.socket_errors);
+                    return;
+                }
+            };
+            let Some(ends) = published::ends(&stream) else {
+                continue;
+            };
+            bump(&self.counters.published_tcp);
+            let token = take_token(&mut self.next_token);
+            self.tcp.accepted(self.poll.registry(), stream, ends, token);
+        }
+    }
+
+    /// Reads the datagrams waiting on published UDP port `token` and sends
+    /// each on as a packet from its sender to the address it reached.
+    fn serve_published_udp(&mut self, token: Token) {
+        for _ in 0..READ_BATCH {
+            let Some(Ready::Udp(socket)) = self.listeners.ready(token) else {
+                return;
+            };
+            let Ok(mut buf) = self.pool.try_recv() else {
+                bump(&self.counters.home_busy);
+                return;
+            };
+            buf.resize(BUFFER, 0);
+            let (n, peer, local) = match sys::recv_to(socket, &mut buf[flows::UDP_PAYLOAD_AT..]) {
+                Ok(got) => got,
+                Err(_) => {
+                    // WouldBlock, or an error queued by an earlier answer:
+                    // either way nothing to carry now.
+                    self.spent_own(buf);
+                    return;
+                }
+            };
+            let port = socket.local_addr().map_or(0, |a| a.port());
+            let to = SocketAddrV4::new(local, port);
+            bump(&self.counters.published_udp);
+            match flows::build_udp(&mut buf, peer, to, n) {
+                Some(len) => self.send_home(FromRelay::Packet {
+                    buf,
+                    len,
+                    offload: Offload::NONE,
+                }),
+                None => self.spent_own(buf),
+            }
+        }
+    }
+
     /// Sends a container's packet out through its flow's socket.
     fn relay_out(&mut self, ip: &[u8]) {
         let (key, data) = match flows::parse(ip) {
-            Request::Udp { key, payload } => (key, payload),
+            Request::Udp { key, payload } => {
+                // An answer to a published UDP port's client leaves by the
+                // socket the client reached, from the address it reached.
+                let from = SocketAddrV4::new(key.src, key.sport);
+                if let Some(socket) = self.listeners.udp_socket_for(from) {
+                    let to = SocketAddrV4::new(key.dst, key.dport);
+                    let _ = sys::send_from(socket, payload, key.src, to);
+                    return;
+                }
+                (key, payload)
+            }
             Request::Echo { key, message } => (key, message),
             Request::Tcp { key, syn } => {
                 let HostRelay {

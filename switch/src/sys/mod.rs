@@ -39,7 +39,9 @@ pub(crate) mod testutil;
 mod tunnel;
 
 pub use fd::{peer_credentials, read_fd, write_fd};
-pub use host_socket::{ping_socket, raise_open_files_limit, reset_on_close};
+pub use host_socket::{
+    ping_socket, raise_open_files_limit, recv_to, report_local_address, reset_on_close, send_from,
+};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};

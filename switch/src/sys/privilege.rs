@@ -18,6 +18,9 @@ use std::io;
 /// A Linux capability yardd may keep, by its number in `linux/capability.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capability {
+    /// Published ports below 1024 on the host uplink (host listening
+    /// sockets), as `docker run -p 80:80` expects.
+    NetBindService = 10,
     /// TAP creation (`TUNSETIFF`), interface ioctls, rtnetlink changes,
     /// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`.
     NetAdmin = 12,
@@ -32,7 +35,8 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability yardd keeps after setup, and why (see the variants).
-    pub const KEPT: [Capability; 4] = [
+    pub const KEPT: [Capability; 5] = [
+        Capability::NetBindService,
         Capability::NetAdmin,
         Capability::NetRaw,
         Capability::SysPtrace,
@@ -46,6 +50,7 @@ impl Capability {
     /// The name `capabilities(7)` gives it.
     pub fn name(self) -> &'static str {
         match self {
+            Capability::NetBindService => "CAP_NET_BIND_SERVICE",
             Capability::NetAdmin => "CAP_NET_ADMIN",
             Capability::NetRaw => "CAP_NET_RAW",
             Capability::SysPtrace => "CAP_SYS_PTRACE",

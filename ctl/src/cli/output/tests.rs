@@ -234,11 +234,11 @@ fn inspect_and_status_are_key_value_lines() {
         &Payload::Network(web()),
     );
     assert!(
-        text.starts_with("name:        web\nsubnet:      10.1.0.0/24\n"),
+        text.starts_with("name:          web\nsubnet:        10.1.0.0/24\n"),
         "{text}"
     );
-    assert!(text.contains("\nports:       c1,c2\n"), "{text}");
-    assert!(text.ends_with("mac moves:   0\n"), "{text}");
+    assert!(text.contains("\nports:         c1,c2\n"), "{text}");
+    assert!(text.ends_with("mac moves:     0\n"), "{text}");
 
     let status = StatusInfo {
         version: "0.1.0".into(),
@@ -423,7 +423,7 @@ fn net_inspect_shows_the_overlay_mtu() {
         &Payload::Network(web()),
     );
     assert!(
-        text.contains("\nmtu:         1500\noverlay mtu: -\n"),
+        text.contains("\nmtu:           1500\noverlay mtu:   -\n"),
         "{text}"
     );
     let mut tunnelled = web();
@@ -432,7 +432,7 @@ fn net_inspect_shows_the_overlay_mtu() {
         &Request::NetInspect { name: "web".into() },
         &Payload::Network(tunnelled.clone()),
     );
-    assert!(text.contains("\noverlay mtu: 1458\n"), "{text}");
+    assert!(text.contains("\noverlay mtu:   1458\n"), "{text}");
     assert_eq!(
         render_json(&Payload::Network(tunnelled))["overlay_mtu"],
         1458

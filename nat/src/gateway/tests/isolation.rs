@@ -25,6 +25,7 @@ fn icc_lab() -> Gateway {
     let mut gw = lab();
     gw.set_network(NetConfig {
         icc: false,
+        host_loopback: None,
         ..net(5, (Ipv4Addr::new(10, 5, 0, 0), 24), GW5, GW5_MAC)
     });
     for (side, ip, mac, target) in [

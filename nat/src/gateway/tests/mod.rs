@@ -59,6 +59,7 @@ fn net(id: u16, subnet: (Ipv4Addr, u8), gateway: Ipv4Addr, mac: [u8; 6]) -> NetC
         masquerade: true,
         internal: false,
         icc: true,
+        host_loopback: None,
     }
 }
 

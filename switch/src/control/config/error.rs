@@ -256,6 +256,13 @@ pub enum ConfigError {
         range: Ipv4Cidr,
         subnet: Ipv4Cidr,
     },
+    /// A `--host-loopback` address the network cannot use.
+    #[error("network {net}: --host-loopback {addr} {why}")]
+    HostLoopback {
+        net: String,
+        addr: Ipv4Addr,
+        why: &'static str,
+    },
     /// A GRE-in-UDP remote with port 0.
     #[error("port {0}: remote port 0 is not valid: omit it for 4754")]
     RemotePortZero(String),

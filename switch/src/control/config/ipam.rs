@@ -93,6 +93,53 @@ impl Config {
         Ok(Some(range))
     }
 
+    /// Checks a new network's `--host-loopback` address: a network with a
+    /// subnet, an address a host may have, and either the gateway's or one
+    /// outside every network's subnet (one inside could be a container's).
+    pub(super) fn check_host_loopback(&self, spec: &NetworkSpec) -> Result<(), ConfigError> {
+        let Some(addr) = spec.host_loopback else {
+            return Ok(());
+        };
+        let error = |why: &'static str| ConfigError::HostLoopback {
+            net: spec.name.clone(),
+            addr,
+            why,
+        };
+        let Some(subnet) = spec.subnet else {
+            return Err(error(
+                "needs a subnet: only a routed network reaches the host; add --subnet CIDR",
+            ));
+        };
+        let martian = addr.octets()[0] == 0
+            || addr.is_loopback()
+            || addr.is_multicast()
+            || addr.is_broadcast();
+        if martian {
+            return Err(error(
+                "is not an address a host can have; use the gateway's address or one \
+                 such as 169.254.1.2",
+            ));
+        }
+        if subnet.contains(addr) && Some(addr) != spec.gateway {
+            return Err(error(
+                "is inside the network's subnet, where a container may have it; use the \
+                 gateway's address or one outside the subnet such as 169.254.1.2",
+            ));
+        }
+        let elsewhere = self
+            .networks
+            .iter()
+            .filter(|n| n.name != spec.name)
+            .any(|n| n.subnet.is_some_and(|s| s.contains(addr)));
+        if elsewhere {
+            return Err(error(
+                "is inside another network's subnet; use one outside every network's \
+                 subnet such as 169.254.1.2",
+            ));
+        }
+        Ok(())
+    }
+
     /// The gateway `spec` routes through when it carries the default route
     /// of its namespace: a TAP with an address on a network with a gateway.
     fn route_gateway(&self, spec: &PortSpec) -> Option<Ipv4Addr> {

@@ -250,6 +250,7 @@ impl Config {
             }
         }
         spec.ip_range = self.check_ip_range(&spec)?;
+        self.check_host_loopback(&spec)?;
         Ok(spec)
     }
 

@@ -16,6 +16,7 @@ use crate::control::attach::attach_uplink;
 use crate::control::config::Config;
 use crate::control::nat_api::{self, proto_of, ConntrackChange};
 use crate::control::{ControlError, Object, Removed};
+use crate::relay::published;
 
 impl Control {
     /// Restores the L3 configuration after networks and ports: connections,
@@ -36,7 +37,10 @@ impl Control {
         }
         for spec in saved.publish {
             let id = self.next_rule_id();
-            if let Err(e) = self.install_publish(&spec, id) {
+            let installed = self
+                .install_publish(&spec, id)
+                .and_then(|()| self.listen_publish(&spec, id));
+            if let Err(e) = installed {
                 tracing::warn!(rule = %spec, error = %e, "published port not restored");
             }
             self.config.publish.push(spec);
@@ -205,9 +209,16 @@ impl Control {
             return Err(e);
         }
         self.uplink = Some(live);
-        // Published ports on the uplink address now have somewhere to listen.
+        // Published ports on the uplink address now have somewhere to
+        // listen; on the host uplink, host sockets listen for them.
         for (index, rule) in self.config.publish.clone().iter().enumerate() {
-            let _ = self.install_publish(rule, self.rule_ids[index]);
+            let id = self.rule_ids[index];
+            let installed = self
+                .install_publish(rule, id)
+                .and_then(|()| self.listen_publish(rule, id));
+            if let Err(e) = installed {
+                tracing::warn!(rule = %rule, error = %e, "published port not served by the new uplink");
+            }
         }
         Ok(Payload::Uplink(self.uplink_info(&spec)))
     }
@@ -238,6 +249,7 @@ impl Control {
         }
         self.config.uplink = None;
         self.uplink = None;
+        self.publish_down.clear();
         self.save().map_err(|error| ControlError::RemovedNotSaved {
             removed: Removed::Uplink(name.to_string()),
             error,
@@ -282,13 +294,40 @@ impl Control {
         Ok(())
     }
 
+    /// With the host uplink, binds the host sockets of published rule `id`
+    /// and has the relay serve them; else nothing. A rule whose sockets
+    /// cannot be bound is reported down with the reason.
+    fn listen_publish(&mut self, spec: &PublishSpec, id: RuleId) -> Result<(), ControlError> {
+        self.publish_down.remove(&id);
+        let host = matches!(&self.config.uplink, Some(u) if u.kind == UplinkKind::Host);
+        if !host {
+            return Ok(());
+        }
+        let bound = published::bind(id, proto_of(spec.proto), spec.host_ip, spec.host_ports);
+        match bound {
+            Ok(sockets) => Ok(self.datapath.listen_publish(sockets)?),
+            Err(e) => {
+                self.publish_down.insert(id, e.to_string());
+                Err(ControlError::PublishListen(e))
+            }
+        }
+    }
+
     pub(super) fn publish_add(&mut self, spec: PublishSpec) -> Outcome {
         self.config.check_new_publish(&spec)?;
         let id = self.next_rule_id();
         self.install_publish(&spec, id)?;
+        if let Err(e) = self.listen_publish(&spec, id) {
+            self.publish_down.remove(&id);
+            let _ = self.datapath.remove_publish(id);
+            return Err(e);
+        }
         let before = self.config.clone();
         self.config.publish.push(spec.clone());
-        self.commit(before, move |dp| dp.remove_publish(id).map(drop))?;
+        self.commit(before, move |dp| {
+            dp.unlisten_publish(id)?;
+            dp.remove_publish(id).map(drop)
+        })?;
         self.rule_ids.push(id);
         let info = self.publish_info(self.config.publish.len() - 1);
         Ok(Payload::Publish(info))
@@ -297,7 +336,9 @@ impl Control {
     pub(super) fn publish_rm(&mut self, spec: &PublishSpec) -> Outcome {
         let index = self.config.find_publish(spec)?;
         let id = self.rule_ids[index];
+        self.datapath.unlisten_publish(id)?;
         self.datapath.remove_publish(id)?;
+        self.publish_down.remove(&id);
         self.config.publish.remove(index);
         self.rule_ids.remove(index);
         self.save().map_err(|error| ControlError::RemovedNotSaved {
@@ -310,8 +351,10 @@ impl Control {
     fn publish_info(&self, index: usize) -> PublishInfo {
         let spec = self.config.publish[index].clone();
         let target = self.config.resolve_target(&spec.target);
+        let down = self.publish_down.get(&self.rule_ids[index]);
         let state = match (&target, &self.config.uplink, spec.host_ip) {
             (Err(e), _, _) => PortState::Down(e.to_string()),
+            _ if down.is_some() => PortState::Down(down.cloned().unwrap_or_default()),
             (Ok(_), None, None) => {
                 PortState::Down("no uplink: add one with `yardctl uplink add`".into())
             }

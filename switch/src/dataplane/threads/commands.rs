@@ -26,6 +26,8 @@ use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::FdbRecord;
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::port::{Port, PortCounters, PortReport};
+use crate::relay::published::HostSockets;
+use crate::relay::Listening;
 
 /// Per-network figures for `net ls` and `net inspect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +307,11 @@ impl Datapath {
     }
 
     pub(super) fn remove_uplink(&mut self) -> Result<(), DatapathError> {
+        if self.gateway.has_host_uplink() {
+            if let Some(relay) = self.relay.as_mut() {
+                relay.listening(Listening::StopAll);
+            }
+        }
         self.gateway.set_host_uplink(false);
         self.gateway.set_dns_forward(None);
         if let Some(uplink) = self.uplink.take() {
@@ -330,6 +337,23 @@ impl Datapath {
 
     pub(super) fn add_publish(&mut self, rule: PublishRule) -> Result<(), DatapathError> {
         Ok(self.gateway.add_publish(rule)?)
+    }
+
+    pub(super) fn listen_publish(&mut self, sockets: HostSockets) -> Result<(), DatapathError> {
+        match self.relay.as_mut() {
+            Some(relay) => {
+                relay.listening(Listening::Start(sockets));
+                Ok(())
+            }
+            None => Err(DatapathError::NoHostRelay),
+        }
+    }
+
+    pub(super) fn unlisten_publish(&mut self, id: RuleId) -> Result<(), DatapathError> {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.listening(Listening::Stop(id));
+        }
+        Ok(())
     }
 
     pub(super) fn remove_publish(&mut self, id: RuleId) -> Result<usize, DatapathError> {

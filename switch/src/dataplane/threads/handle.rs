@@ -38,6 +38,7 @@ use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::{BridgeError, FdbRecord};
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::port::{Port, PortReport};
+use crate::relay::published::HostSockets;
 
 /// A command as it travels to a datapath thread: run between two batches on
 /// the thread's [`Datapath`]; it sends its own answer.
@@ -134,6 +135,10 @@ pub enum DatapathError {
     /// The waker failed.
     #[error("cannot wake the datapath thread: {0}")]
     Wake(std::io::Error),
+    /// The host uplink's relay thread was never started (a datapath made
+    /// for tests only).
+    #[error("this yardd has no host uplink relay")]
+    NoHostRelay,
 }
 
 impl DatapathHandle {
@@ -418,6 +423,18 @@ impl DatapathHandle {
     pub fn add_publish(&self, rule: PublishRule) -> Result<(), DatapathError> {
         let order = self.placement();
         self.home(&order, move |dp| dp.add_publish(rule))
+    }
+
+    /// Has the host uplink's relay serve a published rule's host sockets.
+    pub fn listen_publish(&self, sockets: HostSockets) -> Result<(), DatapathError> {
+        let order = self.placement();
+        self.home(&order, move |dp| dp.listen_publish(sockets))
+    }
+
+    /// Has the relay close a published rule's host sockets.
+    pub fn unlisten_publish(&self, id: RuleId) -> Result<(), DatapathError> {
+        let order = self.placement();
+        self.home(&order, move |dp| dp.unlisten_publish(id))
     }
 
     /// Removes a published port rule and its connections; how many

@@ -434,7 +434,9 @@ fn networks_show_routing() {
         &Payload::Network(internal.clone()),
     );
     assert!(
-        inspect.contains("\ninternal:    yes\nmasquerade:  on\nconnected:   web,db\n"),
+        inspect.contains(
+            "\ninternal:      yes\nmasquerade:    on\nhost loopback: -\nconnected:     web,db\n"
+        ),
         "{inspect}"
     );
     let inspect = human(
@@ -442,7 +444,9 @@ fn networks_show_routing() {
         &Payload::Network(l2.clone()),
     );
     assert!(
-        inspect.contains("\ninternal:    no\nmasquerade:  -\nconnected:   -\n"),
+        inspect.contains(
+            "\ninternal:      no\nmasquerade:    -\nhost loopback: -\nconnected:     -\n"
+        ),
         "{inspect}"
     );
 

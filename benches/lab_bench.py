@@ -894,8 +894,8 @@ class HostRelayPath(NatPath):
 
 class YarddHost(HostRelayPath):
     """yardd in the host namespace with its host uplink: the container is a
-    TAP port on network `web`. (Published ports on the host uplink are not
-    built yet, so there is no dnat row.)"""
+    TAP port on network `web`; in the dnat direction its ports are published
+    on the host's sockets (every address of h)."""
     needs_yardd = True
     relay_label = "yardd"
     net = "web"
@@ -907,6 +907,9 @@ class YarddHost(HostRelayPath):
         self.yardd.ctl("uplink", "add", "host", "--host")
         self.yardd.ctl("port", "add", "c1", "--net", self.net, "--tap", "--netns", self.cont_ns,
                        "--ifname", "eth0", "--ip", f"{NAT_CONT_IP}/{NAT_CONT_PREFIX}")
+        if self.direction == "dnat":
+            for port in (IPERF_PORT, CPS_PORT):
+                self.yardd.ctl("publish", "add", f"{port}:c1:{port}/tcp")
 
     def switch_pids(self):
         y = getattr(self, "yardd", None)
@@ -917,6 +920,15 @@ class YarddHost(HostRelayPath):
 
     def stop_switch(self):
         stop_yardd(self.name, getattr(self, "yardd", None))
+
+
+class YarddHostDnat(YarddHost):
+    name = "yardd-host-dnat"
+    direction = "dnat"
+    metrics = ("tcp1", "tcp4", "cps")
+    reference = "pasta-dnat"
+    description = ("yardd host uplink: outside client -> a port published on the host "
+                   "namespace's sockets -> server in a TAP container")
 
 
 class YarddHostSnat(YarddHost):
@@ -1122,7 +1134,7 @@ class OvsGre(GrePath):
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
-         PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat]
+         PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
 
 
 def wait_reachable(ns, ip, tries=20):

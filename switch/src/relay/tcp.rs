@@ -25,7 +25,10 @@
 //! container. Its key is the tuple of the container's answers as they come
 //! back (host address → client), its MSS the one of the container's
 //! SYN-ACK, raised the same way. It gives up when the container does not
-//! answer within [`PUBLISHED_CONNECT_TIMEOUT`] (the client is reset).
+//! answer within [`PUBLISHED_CONNECT_TIMEOUT`] (the client is reset). Its
+//! segments carry TCP timestamps from the monotonic clock, so a client
+//! that comes back from the same port is taken by the container's
+//! TIME_WAIT at once (RFC 6191) instead of after a retransmission.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -355,6 +358,11 @@ impl TcpRelay {
         }
         let mut socket = new_socket();
         socket.set_timeout(Some(PUBLISHED_CONNECT_TIMEOUT));
+        // A client that reuses its port soon meets the container's
+        // TIME_WAIT of its last connection, which takes a new SYN only when
+        // its sequence number or timestamp is newer; smoltcp's sequence
+        // numbers are random, so send timestamps that always grow.
+        socket.set_tsval_generator(Some(monotonic_ms));
         let remote = (IpAddress::Ipv4(*local.ip()), local.port());
         let from = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(*peer.ip())),
@@ -614,6 +622,16 @@ fn new_socket() -> tcp::Socket<'static> {
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(Some(SmolDuration::from_millis(1)));
     socket
+}
+
+/// The TCP timestamps of published connections: milliseconds of the
+/// monotonic clock, which grows across yardd restarts too.
+fn monotonic_ms() -> u32 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .wrapping_mul(1000)
+            .wrapping_add(t.tv_nsec() as u64 / 1_000_000) as u32
+    })
 }
 
 /// Whether the TCP segment in the IPv4 packet `ip` has SYN set.

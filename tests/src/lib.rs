@@ -25,6 +25,7 @@
 pub mod bins;
 pub mod cmd;
 pub mod daemon;
+pub mod dns;
 pub mod guest;
 pub mod hosts;
 pub mod image;

@@ -554,63 +554,6 @@ asyncio.run(main())
     );
 }
 
-/// A small DNS server: every A query is answered with 10.1.2.3, over UDP
-/// and TCP on port 53 of the outside address.
-const DNS_SERVER: &str = r#"
-import socket, struct, sys, threading
-ADDR = sys.argv[1]
-def answer(q):
-    i = 12
-    while q[i] != 0:
-        i += q[i] + 1
-    question = q[12:i + 5]
-    record = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("10.1.2.3")
-    return q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + question + record
-def tcp():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ADDR, 53))
-    s.listen(16)
-    while True:
-        c, _ = s.accept()
-        try:
-            n = struct.unpack("!H", c.recv(2))[0]
-            q = b""
-            while len(q) < n:
-                q += c.recv(n - len(q))
-            r = answer(q)
-            c.sendall(struct.pack("!H", len(r)) + r)
-        except Exception:
-            pass
-        c.close()
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind((ADDR, 53))
-threading.Thread(target=tcp, daemon=True).start()
-while True:
-    q, peer = u.recvfrom(512)
-    u.sendto(answer(q), peer)
-"#;
-
-/// A DNS client: asks `example.test` A of the address in argv[1] over UDP
-/// and TCP; prints `udp ANSWER FROM PORT` and `tcp ANSWER`.
-const DNS_CLIENT: &str = r#"
-import socket, struct, sys
-server = sys.argv[1]
-q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x07example\x04test\x00" + struct.pack("!HH", 1, 1)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(3)
-u.sendto(q, (server, 53))
-r, peer = u.recvfrom(512)
-print("udp", socket.inet_ntoa(r[-4:]), peer[0], peer[1])
-t = socket.create_connection((server, 53), timeout=3)
-t.sendall(struct.pack("!H", len(q)) + q)
-n = struct.unpack("!H", t.recv(2))[0]
-r = b""
-while len(r) < n:
-    r += t.recv(n - len(r))
-print("tcp", socket.inet_ntoa(r[-4:]))
-"#;
-
 #[test]
 fn the_gateway_answers_dns_through_the_hosts_resolver() {
     if !require(&["socat", "python3"]) {
@@ -624,7 +567,7 @@ fn the_gateway_answers_dns_through_the_hosts_resolver() {
             lab.outside.name(),
             "python3",
             "-c",
-            DNS_SERVER,
+            yard_tests::dns::SERVER,
             OUTSIDE_IP,
         ])
         .stdout(Stdio::null())
@@ -641,7 +584,7 @@ fn the_gateway_answers_dns_through_the_hosts_resolver() {
             &lab.container.ns,
             "python3",
             "-c",
-            DNS_CLIENT,
+            yard_tests::dns::CLIENT,
             "172.30.0.1",
         ]));
         answer = format!("{}{}", stdout(&out), yard_tests::cmd::stderr(&out));
@@ -820,6 +763,48 @@ fn published_ports_listen_on_the_host_and_show_the_clients_own_address() {
             lab.describe()
         );
     }
+
+    // Bulk data both ways through the published port, checked by sha256:
+    // into the container (the relay's TSO frames) and out of it.
+    let dir = scratch();
+    let file = dir.path().join("bulk.bin");
+    yard_tests::hosts::random_file(&file, 50);
+    let want = yard_tests::lab::sha256(&file);
+    let _hash = Server::socat(
+        &lab.container.ns,
+        &["TCP-LISTEN:82,reuseaddr", "SYSTEM:sha256sum"],
+    );
+    let serve = format!("OPEN:{}", file.display());
+    let _download = Server::socat(
+        &lab.container.ns,
+        &["-u", &serve, "TCP-LISTEN:83,reuseaddr"],
+    );
+    wait_listening(&lab.container.ns, 82);
+    wait_listening(&lab.container.ns, 83);
+    lab.host
+        .ctl_ok(&["publish", "add", "8082-8083:c1:82-83/tcp"]);
+    let up = ns_sh(
+        lab.outside.name(),
+        60,
+        &format!("socat -t30 - TCP:{HOST_IP}:8082 <{}", file.display()),
+    );
+    assert!(
+        stdout(&up).starts_with(&want),
+        "{}\n{}",
+        describe("50 MiB into the container", &up),
+        lab.describe()
+    );
+    let down = ns_sh(
+        lab.outside.name(),
+        60,
+        &format!("socat -u TCP:{HOST_IP}:8083 - | sha256sum"),
+    );
+    assert!(
+        stdout(&down).starts_with(&want),
+        "{}\n{}",
+        describe("50 MiB out of the container", &down),
+        lab.describe()
+    );
 
     // Unpublished: the host socket closes, the client is refused.
     lab.host.ctl_ok(&["publish", "rm", "8080:c1:80/tcp"]);

@@ -24,9 +24,10 @@
 //!   container on each pings the other and 50 MiB cross, checked by sha256.
 //! - A rootless yardd in a "host" namespace with the host uplink: a `yardctl
 //!   run` container reaches an "outside" namespace's servers through
-//!   yardd's own sockets (TCP both ways checked by sha256, UDP, ICMP echo
-//!   through ping sockets), and a published port there serves the outside
-//!   with the client's own address.
+//!   yardd's own sockets (200 MiB of TCP both ways checked by sha256, UDP,
+//!   ICMP echo through ping sockets, DNS at the gateway answered by the
+//!   outside's server, a refused connect), and a published port there
+//!   serves the outside with the client's own address.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -620,17 +621,22 @@ fn a_rootless_host_uplink_relays_and_publishes() {
             &format!("net.ipv4.ping_group_range={gid} {gid}"),
         ],
     );
+    // yardd's resolver is the outside's DNS server.
+    let _etc = yard_tests::netns::NetnsEtc::new(
+        host.name(),
+        &[("resolv.conf", &format!("nameserver {outside_ip}\n"))],
+    );
     let daemon = UserDaemon::start_in(&user, host.name(), "h");
     daemon.ctl_ok(&["uplink", "add", "host0", "--host"]);
 
-    // The outside's servers: 30 MiB to send, a sink that hashes what it
-    // gets, a UDP echo.
+    // The outside's servers: 200 MiB to send, a sink that hashes what it
+    // gets, a UDP echo, a DNS server.
     let dir = tempfile::Builder::new()
         .prefix("yard-rootless-up-")
         .tempdir()
         .expect("a temp dir");
     let outgoing = dir.path().join("outgoing.bin");
-    random_file(&outgoing, 30);
+    random_file(&outgoing, 200);
     let serve = yard_tests::cmd::timed(RUN_SECS, "ip")
         .args(["netns", "exec", outside.name(), "socat", "-u"])
         .arg(format!("OPEN:{}", outgoing.display()))
@@ -649,15 +655,30 @@ fn a_rootless_host_uplink_relays_and_publishes() {
         .args(["UDP-RECVFROM:7003,fork", "PIPE"])
         .spawn()
         .expect("socat echo");
-    for port in [7001, 7002] {
+    let dns = yard_tests::cmd::timed(RUN_SECS, "ip")
+        .args(["netns", "exec", outside.name(), "python3", "-c"])
+        .arg(yard_tests::dns::SERVER)
+        .arg(outside_ip.to_string())
+        .spawn()
+        .expect("DNS server");
+    for port in [7001, 7002, 53] {
         yard_tests::lab::wait_listening(outside.name(), port);
     }
+    let dns_client = user.home().join("dns_client.py");
+    std::fs::write(&dns_client, yard_tests::dns::CLIENT).expect("the DNS client");
+    user.give(&dns_client);
     let received = user.home().join("received.bin");
+    // Nothing listens on 7999: the container's connect is refused.
     let script = format!(
         "set -e; socat -u TCP:{outside_ip}:7001 CREATE:{received} && \
          socat -u OPEN:{sent} TCP:{outside_ip}:7002 && \
          test \"$(echo relayed | socat -T3 - UDP4:{outside_ip}:7003)\" = relayed && \
-         ping -c2 -W2 {outside_ip} >/dev/null && echo all-relayed",
+         ping -c2 -W2 {outside_ip} >/dev/null && \
+         python3 {dns_client} 172.30.0.1 | grep -q 'udp 10.1.2.3 172.30.0.1 53' && \
+         if socat - TCP:{outside_ip}:7999 </dev/null 2>{refused}; then exit 9; fi && \
+         grep -q 'Connection refused' {refused} && echo all-relayed",
+        dns_client = dns_client.display(),
+        refused = user.home().join("refused.txt").display(),
         received = received.display(),
         sent = {
             let copy = user.home().join("outgoing.bin");
@@ -683,7 +704,7 @@ fn a_rootless_host_uplink_relays_and_publishes() {
     assert_exit(
         &out,
         0,
-        "TCP both ways, UDP and ping through the host uplink",
+        "TCP both ways, UDP, ping, DNS and a refusal through the host uplink",
         &daemon,
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all-relayed"));
@@ -692,7 +713,7 @@ fn a_rootless_host_uplink_relays_and_publishes() {
         sha256(&outgoing),
         "the download arrived changed"
     );
-    for child in [serve, sink, echo] {
+    for child in [serve, sink, echo, dns] {
         end_child(child, Duration::from_secs(5));
     }
     assert_eq!(

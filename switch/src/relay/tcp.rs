@@ -184,8 +184,11 @@ struct Conn {
 
 /// The MSS smoltcp is told a container has, so it sends segments as large
 /// as an IPv4 packet allows; the relay hands them on as TSO frames cut to
-/// the container's own MSS ([`TcpRelay::offload_for`]).
-const RELAY_MSS: u16 = 65_535 - 40;
+/// the container's own MSS ([`TcpRelay::offload_for`]). smoltcp fills a
+/// segment with that much payload whatever its options, so the largest TCP
+/// header (60 bytes) is left room for: with timestamps a segment of 65495
+/// would not fit an IPv4 packet.
+const RELAY_MSS: u16 = 65_535 - 20 - 60;
 
 /// The relay's TCP side. See the module documentation.
 pub struct TcpRelay {
@@ -583,6 +586,10 @@ impl TcpRelay {
             return Offload::NONE;
         };
         let header = tcp.header_len();
+        // The MSS counts no options (RFC 6691): each segment's payload is
+        // what is left of it after this segment's options (timestamps).
+        let options = header.saturating_sub(yard_wire::tcp::HEADER_LEN);
+        let mss = mss.saturating_sub(options as u16).max(1);
         if l4_len.saturating_sub(header) <= usize::from(mss) {
             return Offload::NONE;
         }
@@ -847,6 +854,39 @@ mod tests {
             );
         }
 
+        /// Runs the relay for `rounds` rounds of at most 20 ms; the packets
+        /// it sent (with their headroom), whatever their addresses.
+        fn run_raw(&mut self, rounds: usize) -> Vec<Vec<u8>> {
+            self.run_raw_with_offload(rounds)
+                .into_iter()
+                .map(|(b, _)| b)
+                .collect()
+        }
+
+        /// [`Rig::run_raw`] with each packet's TSO segment size, if any.
+        fn run_raw_with_offload(&mut self, rounds: usize) -> Vec<(Vec<u8>, Option<u16>)> {
+            let mut sent = Vec::new();
+            for _ in 0..rounds {
+                self.poll
+                    .poll(&mut self.events, Some(Duration::from_millis(20)))
+                    .unwrap();
+                for e in self.events.iter() {
+                    let readable = e.is_readable() || e.is_read_closed();
+                    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+                    self.relay
+                        .host_ready(self.poll.registry(), e.token(), readable, writable);
+                }
+                self.relay.poll(self.poll.registry());
+                let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
+                for (mut buf, len) in packets {
+                    let offload = self.relay.offload_for(&mut buf[..len]);
+                    buf.truncate(len);
+                    sent.push((buf, offload.is_gso().then_some(offload.gso_size)));
+                }
+            }
+            sent
+        }
+
         /// Runs the relay for `rounds` rounds of at most 20 ms; what it sent.
         fn run(&mut self, rounds: usize) -> Vec<Seen> {
             let mut seen = Vec::new();
@@ -989,5 +1029,92 @@ mod tests {
             let tso = s.payload.len() > 1460;
             assert_eq!(s.gso_size, tso.then_some(1460), "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_published_connection_opens_from_the_client_with_timestamps_and_cuts_tso_frames_after_them()
+    {
+        // The host side: a client connected to a "published" listener.
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let stream = TcpStream::from_std(accepted);
+        let ends = super::super::published::ends(&stream).unwrap();
+        let (local, peer) = ends;
+        let mut rig = Rig::new(local.port());
+        rig.relay
+            .accepted(rig.poll.registry(), stream, ends, Token(7));
+        assert_eq!(rig.relay.take_events().opened.len(), 1);
+
+        // The relay opens towards the container: a SYN from the client's
+        // address and port to the address it reached, with a timestamp.
+        let syn = rig.run_raw(5);
+        let first = syn.first().expect("a SYN");
+        let ip = Ipv4Packet::new_checked(&first[HEADROOM..]).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (*peer.ip(), *local.ip()));
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(t.flags().syn() && !t.flags().ack());
+        assert_eq!((t.src_port(), t.dst_port()), (peer.port(), local.port()));
+        let isn = t.seq();
+        let tsval = timestamp_of(t.options()).expect("a timestamp option");
+
+        // The container answers (SYN-ACK, MSS 1460, timestamps), from the
+        // address the client reached, as the gateway hands it back.
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4(local.ip().octets(), peer.ip().octets(), 64)
+            .tcp(local.port(), peer.port(), 5000, 64000)
+            .options(&[
+                etherparse::TcpOptionElement::MaximumSegmentSize(1460),
+                etherparse::TcpOptionElement::Timestamp(1, tsval),
+            ])
+            .unwrap()
+            .syn()
+            .ack(isn.wrapping_add(1))
+            .write(&mut ip, b"")
+            .unwrap();
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: *local.ip(),
+            sport: local.port(),
+            dst: *peer.ip(),
+            dport: peer.port(),
+        };
+        rig.relay
+            .segment(rig.poll.registry(), key, &ip, false, &mut || Token(8));
+        rig.run_raw(5);
+
+        // The client's data reaches the container as TSO frames whose
+        // segments leave room for the 12 bytes of timestamps: 1448.
+        client.write_all(&[7u8; 20_000]).unwrap();
+        let mut data = 0;
+        let mut sizes = Vec::new();
+        for (buf, gso) in rig.run_raw_with_offload(10) {
+            let ip = Ipv4Packet::new_checked(&buf[HEADROOM..]).unwrap();
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            data += t.payload().len();
+            sizes.push((t.payload().len(), gso));
+        }
+        assert_eq!(data, 20_000, "{sizes:?}");
+        assert!(sizes.iter().any(|&(n, _)| n > 1448), "{sizes:?}");
+        for (n, gso) in sizes {
+            assert_eq!(gso, (n > 1448).then_some(1448), "{n}");
+        }
+    }
+
+    /// The TSval of a TCP timestamp option in `options`.
+    fn timestamp_of(options: &[u8]) -> Option<u32> {
+        let mut i = 0;
+        while i < options.len() {
+            match options[i] {
+                0 => return None,
+                1 => i += 1,
+                8 if i + 10 <= options.len() => {
+                    return Some(u32::from_be_bytes(options[i + 2..i + 6].try_into().ok()?))
+                }
+                _ => i += usize::from(*options.get(i + 1)?).max(2),
+            }
+        }
+        None
     }
 }

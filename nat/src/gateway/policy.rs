@@ -95,7 +95,7 @@ impl Gateway {
     }
 
     /// The published port `key` hits: (rule, DNAT target endpoint).
-    fn published(&self, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
+    pub(super) fn published(&self, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
         self.rules.iter().find_map(|r| {
             let (lo, hi) = r.host_ports;
             let hit = r.proto == key.proto

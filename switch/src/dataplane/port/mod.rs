@@ -58,6 +58,13 @@ pub trait Port: Send {
     /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
 
+    /// What the port does to a frame on its way out besides sending it, in
+    /// words (`yardctl trace`): a tunnel's encapsulation and MSS clamp.
+    /// `None` for a port that sends frames as they are.
+    fn describe_send(&self) -> Option<String> {
+        None
+    }
+
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use yard_ctl::api::{ConntrackEntry, PortStats, TraceOutcome, TraceReport};
 use yard_tests::hosts::{mesh, ping_ok as host_ping_ok};
 use yard_tests::nat::WEB_GATEWAY;
-use yard_tests::nat::{udp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
+use yard_tests::nat::{tcp_peer_server, udp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
 use yard_tests::{require, Container, Lab};
 
 /// Runs `yardctl --json trace ARGS`.
@@ -373,8 +373,8 @@ fn a_new_connection_through_the_gateway_shows_its_snat_and_a_real_one_gets_it() 
 }
 
 #[test]
-fn a_published_port_reached_from_inside_is_traced_with_its_dnat() {
-    if !require(&["ping"]) {
+fn a_published_port_is_traced_with_its_dnat_from_inside_and_outside() {
+    if !require(&["ping", "socat"]) {
         return;
     }
     let mut nat = NatLab::new();
@@ -410,6 +410,32 @@ fn a_published_port_reached_from_inside_is_traced_with_its_dnat() {
     assert_step(&t, "fdb", "is behind port c2 of network web (FDB hit)");
     assert_leaves(&t, &["c2"]);
     assert_eq!(snapshot(&nat), before, "a trace changed the switch");
+
+    // From the outside, through the uplink: DNAT alone, the client kept.
+    let t = trace(
+        &nat,
+        &["--in", "up0", "tcp 10.1.0.1:50000 > 10.1.0.2:8080 syn"],
+    );
+    assert_step(&t, "ingress", "enters by uplink up0");
+    assert_step(&t, "gateway", "source 10.1.0.1 belongs on uplink up0");
+    assert_step(
+        &t,
+        "conntrack",
+        "new connection, would be tracked as original tcp 10.1.0.1:50000 -> 10.1.0.2:8080, \
+         reply tcp 172.31.0.3:80 -> 10.1.0.1:50000",
+    );
+    assert_step(
+        &t,
+        "nat",
+        "rewritten: tcp 10.1.0.1:50000 -> 10.1.0.2:8080 becomes tcp 10.1.0.1:50000 -> 172.31.0.3:80",
+    );
+    assert_leaves(&t, &["c2"]);
+    assert_eq!(snapshot(&nat), before, "a trace changed the switch");
+
+    // For real: the service in c2 sees the client as traced.
+    let _server = tcp_peer_server(&c2.ns, None, 80);
+    let peer = nat.tcp_ask_ok(&nat.outside, UPLINK_IP, 8080, Some(50000));
+    assert_eq!((peer.addr, peer.port), (OUTSIDE_IP, 50000));
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub const SPEC_SYNTAX: &str = "PROTO SRC[:PORT] > DST[:PORT] [FLAGS], e.g. \
 /// What to trace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TraceRequest {
-    /// The port the frame arrives on.
+    /// The port the frame arrives on, or the uplink's name.
     pub in_port: String,
     /// The frame.
     pub packet: TracePacket,
@@ -73,11 +73,12 @@ pub struct PacketSpec {
     /// Set don't-fragment (the `df` flag).
     #[serde(default)]
     pub dont_fragment: bool,
-    /// Source MAC; `None`: the in-port's MAC.
+    /// Source MAC; `None`: the in-port's MAC (from the uplink: a made-up
+    /// outside MAC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_mac: Option<MacAddr>,
     /// Destination MAC; `None`: the port that has DST on the network, else
-    /// the gateway's (broadcast for ARP).
+    /// the gateway's (broadcast for ARP; from the uplink, the uplink's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_mac: Option<MacAddr>,
     /// An 802.1Q tag to put on the frame (as a trunk's far side would).

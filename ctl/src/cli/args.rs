@@ -436,7 +436,7 @@ pub struct CaptureArgs {
     yardctl trace --in c1 --pcap first.pcap"
 )]
 pub struct TraceArgs {
-    /// The port the frame arrives on.
+    /// The port the frame arrives on, or the uplink (by its name).
     #[arg(long = "in", value_name = "PORT")]
     pub in_port: String,
     /// The packet: PROTO SRC[:PORT] > DST[:PORT] [FLAGS], PROTO one of

@@ -3,7 +3,8 @@
 //! source; as destination the port holding the destination address on the
 //! in-port's network, else the network's gateway, broadcast for ARP), then
 //! the home datapath thread's dry run ([`crate::dataplane::trace`]).
-//! Changes nothing, so it publishes no event and saves no state.
+//! A frame from the uplink (`--in` naming it) is addressed to the uplink's
+//! MAC. Changes nothing, so it publishes no event and saves no state.
 
 use yard_ctl::api::{Payload, TracePacket, TraceProto, TraceRequest};
 use yard_ctl::MacAddr;
@@ -15,9 +16,22 @@ use crate::control::ControlError;
 
 impl Control {
     pub(super) fn trace(&mut self, request: TraceRequest) -> Outcome {
-        self.known_port(&request.in_port)?;
+        let uplink_mac = self.uplink_mac(&request.in_port);
+        if uplink_mac.is_none() {
+            self.known_port(&request.in_port)?;
+        }
         let frame = match &request.packet {
             TracePacket::Frame { hex } => trace::decode_hex(hex)?,
+            TracePacket::Spec(spec) if uplink_mac.is_some() => {
+                // From the outside: to the uplink's own MAC, from a MAC
+                // the gateway does not look at (it learns neighbours from
+                // ARP only).
+                let src_mac = spec
+                    .src_mac
+                    .unwrap_or(MacAddr::local_from_seed(b"trace/outside"));
+                let dst_mac = spec.dst_mac.or(uplink_mac).unwrap_or(MacAddr::BROADCAST);
+                trace::build_frame(spec, src_mac, dst_mac)?
+            }
             TracePacket::Spec(spec) => {
                 let src_mac = match spec.src_mac {
                     Some(mac) => mac,
@@ -39,6 +53,15 @@ impl Control {
         };
         let report = self.datapath.trace(&request.in_port, frame)?;
         Ok(Payload::Trace(trace::report(report)))
+    }
+
+    /// The MAC of the uplink, when `name` is the uplink's and it is up
+    /// with an interface of its own (`--iface`, `--tap`).
+    fn uplink_mac(&self, name: &str) -> Option<MacAddr> {
+        let named = self.config.uplink.as_ref().is_some_and(|u| u.name == name);
+        named
+            .then(|| self.uplink.as_ref().and_then(|u| u.mac))
+            .flatten()
     }
 
     /// The MAC in force of port `name`, if it is up and has one.

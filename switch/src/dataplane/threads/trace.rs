@@ -32,13 +32,26 @@ use crate::dataplane::verdict::Verdict;
 
 impl Datapath {
     /// What the pipeline would do with `bytes`, an Ethernet frame arriving
-    /// on port `in_port`; nothing changes.
+    /// on port `in_port` (or on the uplink, when `in_port` is its name);
+    /// nothing changes.
     pub(super) fn trace(&mut self, in_port: &str, bytes: &[u8]) -> Result<Trace, DatapathError> {
-        let id = self.bridge.port_id(in_port)?;
         let now = self.now();
         let mut frame = Frame::new();
         frame.fill(Offload::NONE, bytes);
         let mut trace = Trace::default();
+        if self.uplink.as_ref().is_some_and(|u| u.name == in_port) {
+            // The uplink talks to the gateway alone.
+            trace.note(Stage::Ingress, || {
+                format!(
+                    "{} enters by uplink {in_port} ({} bytes): to the gateway",
+                    describe(frame.data()),
+                    frame.len()
+                )
+            });
+            self.trace_gateway(Side::Uplink, &frame, now, &mut trace, true);
+            return Ok(trace);
+        }
+        let id = self.bridge.port_id(in_port)?;
         trace.note(Stage::Ingress, || {
             format!(
                 "{} enters by port {in_port} ({} bytes)",

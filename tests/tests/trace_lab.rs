@@ -209,11 +209,27 @@ fn fdb_hit_flood_and_port_security_are_traced_without_learning_or_counting() {
     );
     assert_dropped(&spoof_mac, "spoofed-mac", "a1");
 
+    // The gateway answers an echo request itself, back out of a1.
+    let echo = trace(&lab, &["--in", "a1", "icmp 10.71.0.2 > 10.71.0.1"]);
+    assert_step(
+        &echo,
+        "gateway",
+        "the gateway answers it itself: icmp 10.71.0.1 -> 10.71.0.2",
+    );
+    assert_step(&echo, "egress", "leaves by port a1");
+    assert!(
+        matches!(&echo.outcome, TraceOutcome::Kept { words } if words.starts_with("answered by the gateway")),
+        "{:?}\n{}",
+        echo.outcome,
+        text(&echo)
+    );
+
     // Nothing learned (not even the spoofed MAC), counted or sent.
     assert_eq!(snapshot(&lab), before, "a trace changed the switch");
 
     // The same spoofed packet sent for real meets the same fate.
     let was = drops(&lab, "a1", "spoofed-ip");
+    lab.ping_ok(&a1, "10.71.0.1".parse().unwrap());
     a1.exec(&["ip", "addr", "add", "10.71.0.99/24", "dev", "eth0"]);
     lab.ping_fails(&a1, a2.ip, &["-I", "10.71.0.99"]);
     assert!(
@@ -620,4 +636,34 @@ fn bad_trace_requests_say_what_to_write() {
         err.contains("cannot trace the first frame of /nonexistent/x.pcap"),
         "{err}"
     );
+}
+
+#[test]
+fn with_two_datapath_threads_the_home_thread_traces_what_every_thread_learned() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::with_args(&["--threads", "2"]);
+    lab.ctl_ok(&["net", "create", "tt", "--subnet", "10.78.0.0/24"]);
+    let t1 = lab.tap("t1", "tt", "10.78.0.2/24", &[]);
+    let t2 = lab.tap("t2", "tt", "10.78.0.3/24", &[]);
+    let t3 = lab.tap("t3", "tt", "10.78.0.4/24", &[]);
+    // Ports are spread over the threads: some are read by the other one.
+    let ports = lab.ctl_json(&["port", "ls"]);
+    let threads: std::collections::BTreeSet<String> = ports
+        .as_array()
+        .expect("port ls --json is an array")
+        .iter()
+        .map(|p| p["thread"].to_string())
+        .collect();
+    assert!(threads.len() > 1, "all ports on one thread: {ports:#}");
+    lab.ping_ok(&t1, t2.ip);
+    lab.ping_ok(&t3, t2.ip);
+    let before = snapshot(&lab);
+    for (from, src) in [("t1", t1.ip), ("t3", t3.ip)] {
+        let t = trace(&lab, &["--in", from, &format!("icmp {src} > {}", t2.ip)]);
+        assert_step(&t, "fdb", "is behind port t2 (FDB hit)");
+        assert_leaves(&t, &["t2"]);
+    }
+    assert_eq!(snapshot(&lab), before, "a trace changed the switch");
 }

@@ -215,3 +215,74 @@ pub fn report(trace: Trace) -> TraceReport {
 pub fn holds(cidr: Option<yard_ctl::Ipv4Cidr>, addr: Ipv4Addr) -> bool {
     cidr.is_some_and(|c| c.addr == addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(words: &str) -> PacketSpec {
+        PacketSpec::parse(&[words]).unwrap()
+    }
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    #[test]
+    fn a_described_tcp_syn_is_a_well_formed_frame_of_the_asked_size() {
+        let mut s = spec("tcp 10.0.0.2:40000 > 10.0.0.3:80 syn df");
+        s.size = Some(100);
+        let f = build_frame(&s, A, B).unwrap();
+        assert_eq!(f.len(), 14 + 100);
+        assert_eq!((&f[0..6], &f[6..12]), (&B.0[..], &A.0[..]));
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum() && ip.dont_frag());
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (40000, 80));
+        assert_eq!(tcp.flags(), TcpFlags::SYN);
+        assert_eq!(tcp.header_len(), 20);
+        assert!(tcp.verify_checksum(ip.src(), ip.dst()));
+    }
+
+    #[test]
+    fn echo_udp_arp_and_a_vlan_tag() {
+        let f = build_frame(&spec("icmp 10.0.0.2 > 10.0.0.3"), A, B).unwrap();
+        assert_eq!(f.len(), 60, "padded to the shortest frame");
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let echo = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(echo.msg_type(), icmp::ECHO_REQUEST);
+        assert!(echo.verify_checksum());
+
+        let f = build_frame(&spec("udp 10.0.0.2:5000 > 10.0.0.3:53"), A, B).unwrap();
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (udp.src_port(), udp.dst_port(), udp.length()),
+            (5000, 53, 8)
+        );
+
+        let f = build_frame(&spec("arp 10.0.0.2 > 10.0.0.1"), A, MacAddr::BROADCAST).unwrap();
+        let arp = yard_wire::arp::ArpPacket::new_checked(&f[14..]).unwrap();
+        assert_eq!(arp.target_proto(), Ipv4Addr::new(10, 0, 0, 1));
+
+        let mut s = spec("icmp 10.0.0.2 > 10.0.0.3");
+        s.vlan = Some(5);
+        let f = build_frame(&s, A, B).unwrap();
+        assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 0x05]);
+    }
+
+    #[test]
+    fn a_size_below_the_headers_and_bad_hex_are_refused() {
+        let mut s = spec("tcp 10.0.0.2:1 > 10.0.0.3:2");
+        s.size = Some(30);
+        assert_eq!(
+            build_frame(&s, A, B),
+            Err(TraceFrameError::TooSmall { size: 30, need: 40 })
+        );
+        assert_eq!(
+            decode_hex("abc").unwrap_err().to_string(),
+            "the frame to trace is not hex: an odd number of digits"
+        );
+        assert!(decode_hex("zz").is_err());
+        assert_eq!(decode_hex("00ff").unwrap(), [0, 255]);
+    }
+}

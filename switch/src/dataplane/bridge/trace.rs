@@ -133,6 +133,13 @@ impl Bridge {
         let Some(slot) = self.port(out) else {
             return;
         };
+        if slot.port.is_gone() {
+            trace.note(Stage::Egress, || {
+                format!("port {} is down (its device is gone): refused", slot.name)
+            });
+            trace.dropped(DropReason::PortDown, &slot.name);
+            return;
+        }
         let payload = frame.len().saturating_sub(ethernet::HEADER_LEN);
         match egress_fit(slot, frame) {
             EgressFit::Fits => {}

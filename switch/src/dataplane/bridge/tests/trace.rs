@@ -100,3 +100,23 @@ fn a_traced_drop_names_the_counter_the_real_frame_bumps() {
         }
     );
 }
+
+#[test]
+fn a_frame_for_a_closed_port_is_traced_as_the_port_down_drop_it_gets() {
+    let mut lab = Lab::new(4096);
+    let (a, b, _) = lab.three_ports(300);
+    lab.send(b, &eth(MacAddr::BROADCAST, mac(2), 28), T0);
+    lab.bridge.close_port("b").unwrap();
+    let t = trace(&mut lab, a, &eth(mac(2), mac(1), 28));
+    assert_eq!(
+        t.outcome,
+        Outcome::Dropped {
+            reason: "port-down",
+            counted_on: "b".into()
+        },
+        "{}",
+        words(&t)
+    );
+    lab.send(a, &eth(mac(2), mac(1), 28), T0);
+    assert_eq!(lab.drops(b, DropReason::PortDown), 1);
+}

@@ -18,7 +18,7 @@ pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
 pub use trace::{
     PacketSpec, SpecError, TraceOutcome, TracePacket, TraceProto, TraceReport, TraceRequest,
-    TraceStep, SPEC_SYNTAX,
+    TraceStep, MAX_TRACE_FRAME, SPEC_SYNTAX,
 };
 
 use std::collections::BTreeMap;

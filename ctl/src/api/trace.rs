@@ -17,6 +17,10 @@ pub const SPEC_SYNTAX: &str = "PROTO SRC[:PORT] > DST[:PORT] [FLAGS], e.g. \
      'icmp 172.30.0.2 > 172.30.0.3', 'tcp 172.30.0.2:40000 > 10.1.0.1:80 syn', \
      'udp 172.30.0.2:5000 > 172.30.0.3:53' or 'arp 172.30.0.2 > 172.30.0.1'";
 
+/// The largest frame a trace request carries: as hex it must fit a
+/// request line ([`super::MAX_REQUEST_BYTES`]) with room to spare.
+pub const MAX_TRACE_FRAME: usize = (super::MAX_REQUEST_BYTES - 1024) / 2;
+
 /// What to trace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TraceRequest {

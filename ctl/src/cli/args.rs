@@ -476,6 +476,17 @@ impl TraceArgs {
                     path: path.clone(),
                     why: e.to_string(),
                 })?;
+                if frame.len() > api::MAX_TRACE_FRAME {
+                    return Err(ArgError::Pcap {
+                        path: path.clone(),
+                        why: format!(
+                            "its first frame has {} bytes, more than the {} a trace request \
+                             carries: capture with a smaller MTU or without GRO",
+                            frame.len(),
+                            api::MAX_TRACE_FRAME
+                        ),
+                    });
+                }
                 TracePacket::Frame {
                     hex: frame.iter().map(|b| format!("{b:02x}")).collect(),
                 }

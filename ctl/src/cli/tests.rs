@@ -505,6 +505,24 @@ fn trace_pcap_sends_the_first_frame_and_a_bad_description_exits_2() {
     );
 
     let missing = temp_path("never-trace", "sock");
+    let big = temp_path("trace-big", "pcap");
+    let mut bytes = crate::pcap::file_header().to_vec();
+    bytes.extend_from_slice(&crate::pcap::record_header(std::time::UNIX_EPOCH, 40_000));
+    bytes.extend(std::iter::repeat_n(0u8, 40_000));
+    std::fs::write(&big, &bytes).unwrap();
+    let out = run_line(
+        &missing,
+        &format!("trace --in c1 --pcap {}", big.display()),
+        false,
+    );
+    let _ = std::fs::remove_file(&big);
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(
+        out.stderr.contains("has 40000 bytes, more than the 32256"),
+        "{}",
+        out.stderr
+    );
+
     let out = run_line(&missing, "trace --in c1 udp 1.2.3.4 > 1.2.3.5:53", false);
     assert_eq!(out.code, EXIT_USAGE);
     assert!(

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use yard_ctl::api::{ConntrackEntry, PortStats, TraceOutcome, TraceReport};
 use yard_tests::hosts::{mesh, ping_ok as host_ping_ok};
 use yard_tests::nat::WEB_GATEWAY;
-use yard_tests::nat::{tcp_peer_server, udp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
+use yard_tests::nat::{
+    tcp_peer_server, udp_peer_server, Background, NatLab, OUTSIDE_IP, UPLINK_IP,
+};
 use yard_tests::{require, Container, Lab};
 
 /// Runs `yardctl --json trace ARGS`.
@@ -665,5 +667,55 @@ fn with_two_datapath_threads_the_home_thread_traces_what_every_thread_learned() 
         assert_step(&t, "fdb", "is behind port t2 (FDB hit)");
         assert_leaves(&t, &["t2"]);
     }
+    assert_eq!(snapshot(&lab), before, "a trace changed the switch");
+}
+
+#[test]
+fn a_frame_tcpdump_captured_in_the_container_is_traced_from_its_port() {
+    if !require(&["ping", "tcpdump"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "td", "--subnet", "10.79.0.0/24"]);
+    let d1 = lab.tap("d1", "td", "10.79.0.2/24", &[]);
+    let d2 = lab.tap("d2", "td", "10.79.0.3/24", &[]);
+    lab.ping_ok(&d1, d2.ip);
+    let file = lab.dir().join("d1-tcpdump.pcap");
+    let file_arg = file.to_string_lossy().to_string();
+    // The first echo request d1 sends, as its own kernel sees it leave.
+    let mut tcpdump = Background::spawn(
+        &d1.ns,
+        60,
+        &[
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-U",
+            "-c",
+            "1",
+            "-w",
+            &file_arg,
+            "icmp[icmptype] == 8",
+        ],
+    );
+    assert!(
+        tcpdump.wait_stderr(Duration::from_secs(20), |e| e.contains("listening on")),
+        "tcpdump did not start: {}",
+        tcpdump.describe()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tcpdump.running() && Instant::now() < deadline {
+        let _ = lab.ping(&d1, d2.ip, 1, 2, &[]);
+    }
+    assert!(
+        !tcpdump.running(),
+        "tcpdump caught no echo request: {}",
+        tcpdump.describe()
+    );
+    let before = snapshot(&lab);
+    let t = trace(&lab, &["--in", "d1", "--pcap", &file_arg]);
+    assert_step(&t, "ingress", "icmp 10.79.0.2 -> 10.79.0.3");
+    assert_step(&t, "fdb", "is behind port d2 (FDB hit)");
+    assert_leaves(&t, &["d2"]);
     assert_eq!(snapshot(&lab), before, "a trace changed the switch");
 }

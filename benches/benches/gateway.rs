@@ -3,6 +3,9 @@
 //! Ethernet rewrite) with 1k, 100k and 1M other connections in the table —
 //! it should stay flat — and the cost of setting up a new flow (rule walk,
 //! port allocation, insert). Prints allocations per packet beside the time.
+//! Also the cost of one `yardctl trace` through the gateway
+//! (`Gateway::trace`: a copy of the gateway, its table included) with 1k
+//! and 100k connections in the table — slow path, paid once per trace.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -126,6 +129,15 @@ fn bench_gateway(c: &mut Criterion) {
             })
         });
     }
+    group.sample_size(10);
+    for flows in [1_000u32, 100_000] {
+        let gw = gateway_with(flows);
+        let syn = tcp_frame(Ipv4Addr::new(172, 30, 255, 201), 50_001, SERVER, true, 0);
+        group.bench_function(BenchmarkId::new("trace-new-flow", flows), |b| {
+            b.iter(|| gw.trace(Side::Net(1), &syn, Offload::NONE, 2))
+        });
+    }
+    group.sample_size(100);
     let mut gw = gateway_with(1_000);
     gw.conntrack_mut().set_max_entries(2_000_000);
     let mut n = 0u32;

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":17,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":18,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -13,8 +13,13 @@
 
 mod event;
 mod link;
+mod trace;
 pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
+pub use trace::{
+    PacketSpec, SpecError, TraceOutcome, TracePacket, TraceProto, TraceReport, TraceRequest,
+    TraceStep, MAX_TRACE_FRAME, SPEC_SYNTAX,
+};
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -24,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 17;
+pub const API_VERSION: u32 = 18;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -182,6 +187,8 @@ pub enum Request {
     ConntrackStats,
     /// Change the table limit and timeouts; replies with the settings in force.
     ConntrackSet(ConntrackSettings),
+    /// What the pipeline would do with one frame, without doing it.
+    Trace(TraceRequest),
     /// Stream the frames in and out of a port as pcap.
     Capture {
         /// Port name.
@@ -629,6 +636,8 @@ pub enum Payload {
     ConntrackStats(ConntrackStats),
     /// Reply to `conntrack set`.
     ConntrackSettings(ConntrackSettings),
+    /// Reply to `trace`.
+    Trace(TraceReport),
     /// Reply to `capture`: a pcap stream follows on this connection.
     CaptureStarted {
         /// Port name.

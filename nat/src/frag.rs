@@ -103,7 +103,7 @@ pub struct FragStats {
     pub discarded: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Datagram<T> {
     translation: Option<T>,
     held: Vec<Vec<u8>>,
@@ -111,7 +111,7 @@ struct Datagram<T> {
 }
 
 /// The cache; `T` is the caller's translation type (copied out per fragment).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FragCache<T> {
     config: FragConfig,
     map: HashMap<FragKey, Datagram<T>, RandomState>,

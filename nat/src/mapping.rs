@@ -287,7 +287,7 @@ impl PortPool {
 }
 
 /// The SNAT mapping table and published-port reservations.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Mapping {
     by_inside: HashMap<MappingKey, (u16, u32), RandomState>,
     holders: HashMap<(Proto, Ipv4Addr, u16), Holder, RandomState>,

@@ -354,6 +354,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.set_u16_at(field::CHECKSUM, check);
     }
 
+    /// Sets the header length in 32-bit words (5 to 15; the low bits of
+    /// the byte are kept); checksum not updated.
+    pub fn set_data_offset(&mut self, words: u8) {
+        let byte = &mut self.buffer.as_mut()[field::OFFSET];
+        *byte = (words.clamp(5, 15) << 4) | (*byte & 0x0f);
+    }
+
+    /// Sets the receive window; checksum not updated.
+    pub fn set_window(&mut self, window: u16) {
+        self.set_u16_at(field::WINDOW, window);
+    }
+
     /// Rewrites the MSS option's value if the header carries one, keeping the
     /// checksum right: updated incrementally in [`L4Checksum::Full`] mode,
     /// untouched in [`L4Checksum::Partial`] mode (the option is covered by the

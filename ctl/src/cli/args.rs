@@ -1,14 +1,15 @@
 //! The `yardctl` command line: the clap definitions and their mapping onto API
 //! [`Request`]s.
 //!
-//! Contract: [`Command::to_request`] is pure. It turns parsed arguments into
+//! Contract: [`Command::to_request`] is pure (but for `trace --pcap FILE`,
+//! which reads the capture's first frame into the request). It turns parsed arguments into
 //! exactly one request, or an [`ArgError`] that names the offending option and
 //! what to write instead. It checks locally whatever can be checked without the
 //! daemon (VLAN ids, MTUs, which options go with which port kind, that a
 //! gateway lies in its subnet); yardd validates everything again, so these
 //! checks only make mistakes cheaper, they are not what keeps yardd safe.
 //!
-//! The L2 commands (networks, ports, FDB, capture) live here, with the
+//! The L2 commands (networks, ports, FDB, capture, trace) live here, with the
 //! tunnel ports' options checked and mapped in [`tunnel`], the QEMU socket
 //! ports' in `qemu`; the L3 gateway's
 //! (uplinks, published ports, conntrack) in [`nat`]; [`ArgError`] in its own
@@ -32,7 +33,8 @@ pub use nat::{
 pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
 use crate::api::{
-    self, LinkPort, LinkSpec, NetworkSpec, PortKind, PortSpec, QemuDgramAddr, Request,
+    self, LinkPort, LinkSpec, NetworkSpec, PacketSpec, PortKind, PortSpec, QemuDgramAddr, Request,
+    TracePacket, TraceRequest,
 };
 use crate::paths;
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
@@ -107,6 +109,9 @@ pub enum Command {
     Link(LinkCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
+    /// Show what the switch would do with one frame, decision by decision,
+    /// without doing it: nothing is learned, tracked, counted or sent.
+    Trace(TraceArgs),
     /// Stream what changes — networks, ports (up, down and why), uplinks, published ports, links — until interrupted.
     Events,
     /// Show what is connected to what: networks, ports, uplinks, routing and links.
@@ -425,6 +430,88 @@ pub struct CaptureArgs {
     pub count: Option<u64>,
 }
 
+/// `yardctl trace --in PORT 'PROTO SRC[:PORT] > DST[:PORT] [FLAGS]'` or
+/// `yardctl trace --in PORT --pcap FILE`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Quote the packet, or the shell reads '>' as a redirection:\n  \
+    yardctl trace --in c1 'icmp 172.30.0.2 > 172.30.0.3'\n  \
+    yardctl trace --in c1 'tcp 172.30.0.2:40000 > 10.1.0.1:80 syn'\n  \
+    yardctl trace --in c1 --size 1400 'udp 172.30.0.2:5000 > 10.1.0.1:53 df'\n  \
+    yardctl trace --in c1 --pcap first.pcap"
+)]
+pub struct TraceArgs {
+    /// The port the frame arrives on, or the uplink (by its name).
+    #[arg(long = "in", value_name = "PORT")]
+    pub in_port: String,
+    /// The packet: PROTO SRC[:PORT] > DST[:PORT] [FLAGS], PROTO one of
+    /// icmp (echo request), tcp, udp, arp; FLAGS tcp's syn, ack, fin, rst,
+    /// psh (none: a SYN) and df (don't fragment).
+    #[arg(value_name = "PACKET", num_args = 1.., required_unless_present = "pcap", conflicts_with = "pcap")]
+    pub packet: Vec<String>,
+    /// Trace the first frame of this capture (pcap, as `yardctl capture -w` or
+    /// `tcpdump -w` write it) instead.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Source MAC (default: the in-port's).
+    #[arg(long, value_name = "MAC", conflicts_with = "pcap")]
+    pub src_mac: Option<MacAddr>,
+    /// Destination MAC (default: the port with the destination address on
+    /// the network, else the gateway's; broadcast for arp).
+    #[arg(long, value_name = "MAC", conflicts_with = "pcap")]
+    pub dst_mac: Option<MacAddr>,
+    /// Put an 802.1Q tag with this VLAN id on the frame (as a trunk's far side sends).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094), conflicts_with = "pcap")]
+    pub vlan: Option<u16>,
+    /// The IP packet's total length in bytes, for MTU questions (default: headers only).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(28..), conflicts_with = "pcap")]
+    pub size: Option<u16>,
+}
+
+impl TraceArgs {
+    fn to_request(&self) -> Result<Request, ArgError> {
+        check_name("port", &self.in_port)?;
+        let packet = match &self.pcap {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| ArgError::Pcap {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                let frame = crate::pcap::first_frame(&bytes).map_err(|e| ArgError::Pcap {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                if frame.len() > api::MAX_TRACE_FRAME {
+                    return Err(ArgError::Pcap {
+                        path: path.clone(),
+                        why: format!(
+                            "its first frame has {} bytes, more than the {} a trace request \
+                             carries: capture with a smaller MTU or without GRO",
+                            frame.len(),
+                            api::MAX_TRACE_FRAME
+                        ),
+                    });
+                }
+                TracePacket::Frame {
+                    hex: frame.iter().map(|b| format!("{b:02x}")).collect(),
+                }
+            }
+            None => {
+                let mut spec = PacketSpec::parse(&self.packet)?;
+                spec.src_mac = self.src_mac;
+                spec.dst_mac = self.dst_mac;
+                spec.vlan = self.vlan;
+                spec.size = self.size;
+                TracePacket::Spec(spec)
+            }
+        };
+        Ok(Request::Trace(TraceRequest {
+            in_port: self.in_port.clone(),
+            packet,
+        }))
+    }
+}
+
 impl CaptureArgs {
     /// The file to write, or `None` for stdout (no `-w`, or `-w -`).
     pub fn output_file(&self) -> Option<&std::path::Path> {
@@ -469,6 +556,7 @@ impl Command {
                     b: b.clone(),
                 })
             }
+            Command::Trace(args) => args.to_request(),
             Command::Capture(args) => {
                 check_name("port", &args.port)?;
                 if args.count == Some(0) {

@@ -333,6 +333,7 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Flushed { .. } => "a flush count",
         Payload::ConntrackStats(_) => "conntrack counters",
         Payload::ConntrackSettings(_) => "conntrack settings",
+        Payload::Trace(_) => "a trace",
         Payload::CaptureStarted { .. } => "capture-started",
         Payload::EventsStarted => "events-started",
     }

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::table::{render_fields, Table};
 use crate::api::{
     FdbEntry, LinkInfo, LinkSpec, MdbEntry, NetworkInfo, Payload, PortInfo, PortKind, PortState,
-    PortStats, Request, StatusInfo,
+    PortStats, Request, StatusInfo, TraceOutcome, TraceReport,
 };
 
 /// Placeholder for an empty cell.
@@ -52,6 +52,7 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Flushed { removed } => Ok(json!({ "removed": removed })),
         Payload::ConntrackStats(stats) => serde_json::to_value(stats),
         Payload::ConntrackSettings(settings) => serde_json::to_value(settings),
+        Payload::Trace(report) => serde_json::to_value(report),
         Payload::CaptureStarted { port } => Ok(json!({ "port": port })),
         Payload::EventsStarted => Ok(json!({ "events": true })),
     };
@@ -152,9 +153,36 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::ConntrackSettings(settings) => {
             render_owned_fields(&nat::conntrack_settings_fields(settings), out)
         }
+        Payload::Trace(report) => render_trace(report, out),
         Payload::CaptureStarted { port } => writeln!(out, "capturing on port {port}"),
         Payload::EventsStarted => writeln!(out, "streaming events"),
     }
+}
+
+/// A trace: one line per decision, the stage in a column of its own, then
+/// the verdict.
+pub fn render_trace(report: &TraceReport, out: &mut dyn Write) -> io::Result<()> {
+    let width = report
+        .steps
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(0)
+        .max("verdict".len());
+    for step in &report.steps {
+        writeln!(out, "{:width$}  {}", step.stage, step.words)?;
+    }
+    let verdict = match &report.outcome {
+        TraceOutcome::Leaves { ports } if ports.is_empty() => {
+            "goes nowhere: no other port on the network".to_string()
+        }
+        TraceOutcome::Leaves { ports } => format!("leaves by {}", ports.join(", ")),
+        TraceOutcome::Dropped { reason, counted_on } => {
+            format!("dropped: {reason} (counted on {counted_on})")
+        }
+        TraceOutcome::Kept { words } => words.clone(),
+    };
+    writeln!(out, "{:width$}  {verdict}", "verdict")
 }
 
 /// `A -> B on 3306/tcp`, or `A <-> B` for a link of all traffic.

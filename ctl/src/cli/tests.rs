@@ -12,7 +12,8 @@ use clap::Parser;
 use super::*;
 use crate::api::{
     ApiError, ConntrackCursor, ConntrackEntry, ConntrackFilter, ConntrackPage, ConntrackQuery,
-    Envelope, NetworkInfo, NetworkSpec, Tuple, API_VERSION,
+    Envelope, NetworkInfo, NetworkSpec, TraceOutcome, TracePacket, TraceReport, TraceRequest,
+    TraceStep, Tuple, API_VERSION,
 };
 
 fn temp_path(tag: &str, ext: &str) -> PathBuf {
@@ -430,4 +431,108 @@ fn a_page_that_does_not_advance_ends_the_listing_with_an_error() {
     assert_eq!(out.code, EXIT_FAILURE);
     assert!(out.stdout.is_empty(), "nothing half-printed");
     assert!(out.stderr.contains("the same page twice"), "{}", out.stderr);
+}
+
+#[test]
+fn trace_sends_the_description_and_prints_one_line_per_decision() {
+    let report = TraceReport {
+        steps: vec![
+            TraceStep {
+                stage: "fdb".into(),
+                words: "02:42:ac:1e:00:03 is behind port c2 (FDB hit)".into(),
+            },
+            TraceStep {
+                stage: "port-security".into(),
+                words: "secured port — passes".into(),
+            },
+        ],
+        outcome: TraceOutcome::Leaves {
+            ports: vec!["c2".into()],
+        },
+    };
+    let yardd = FakeYardd::replying("trace", &Reply::Ok(Payload::Trace(report)));
+    let out = run_line(
+        &yardd.path,
+        "trace --in c1 --size 100 tcp 172.30.0.2:40000 > 172.30.0.3:80 syn ack",
+        false,
+    );
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    assert_eq!(
+        text(&out.stdout),
+        "fdb            02:42:ac:1e:00:03 is behind port c2 (FDB hit)\n\
+         port-security  secured port — passes\n\
+         verdict        leaves by c2\n"
+    );
+    let envelope: Envelope = serde_json::from_str(&yardd.request()).unwrap();
+    let Request::Trace(request) = envelope.request else {
+        panic!("not a trace request: {envelope:?}");
+    };
+    assert_eq!(request.in_port, "c1");
+    let TracePacket::Spec(spec) = request.packet else {
+        panic!("not a description: {request:?}");
+    };
+    assert_eq!((spec.sport, spec.dport, spec.size), (40000, 80, Some(100)));
+    assert_eq!(spec.tcp_flags, ["syn", "ack"]);
+}
+
+#[test]
+fn trace_pcap_sends_the_first_frame_and_a_bad_description_exits_2() {
+    let file = temp_path("trace", "pcap");
+    let mut bytes = crate::pcap::file_header().to_vec();
+    bytes.extend_from_slice(&crate::pcap::record_header(std::time::UNIX_EPOCH, 2));
+    bytes.extend_from_slice(&[0xab, 0xcd]);
+    std::fs::write(&file, &bytes).unwrap();
+    let reply = Reply::Ok(Payload::Trace(TraceReport {
+        steps: vec![],
+        outcome: TraceOutcome::Dropped {
+            reason: "malformed".into(),
+            counted_on: "c1".into(),
+        },
+    }));
+    let yardd = FakeYardd::replying("trace-pcap", &reply);
+    let line = format!("trace --in c1 --pcap {}", file.display());
+    let out = run_line(&yardd.path, &line, false);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out.code, EXIT_OK, "{}", out.stderr);
+    assert_eq!(
+        text(&out.stdout),
+        "verdict  dropped: malformed (counted on c1)\n"
+    );
+    let envelope: Envelope = serde_json::from_str(&yardd.request()).unwrap();
+    assert!(
+        matches!(&envelope.request, Request::Trace(TraceRequest { packet: TracePacket::Frame { hex }, .. }) if hex == "abcd"),
+        "{envelope:?}"
+    );
+
+    let missing = temp_path("never-trace", "sock");
+    let big = temp_path("trace-big", "pcap");
+    let mut bytes = crate::pcap::file_header().to_vec();
+    bytes.extend_from_slice(&crate::pcap::record_header(std::time::UNIX_EPOCH, 40_000));
+    bytes.extend(std::iter::repeat_n(0u8, 40_000));
+    std::fs::write(&big, &bytes).unwrap();
+    let out = run_line(
+        &missing,
+        &format!("trace --in c1 --pcap {}", big.display()),
+        false,
+    );
+    let _ = std::fs::remove_file(&big);
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(
+        out.stderr.contains("has 40000 bytes, more than the 32256"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_line(&missing, "trace --in c1 udp 1.2.3.4 > 1.2.3.5:53", false);
+    assert_eq!(out.code, EXIT_USAGE);
+    assert!(
+        out.stderr.contains("'1.2.3.4' needs a port"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`yardctl trace --help`"),
+        "{}",
+        out.stderr
+    );
 }

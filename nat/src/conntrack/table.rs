@@ -52,7 +52,7 @@ fn index_value(slot: u32, dir: Dir) -> u32 {
     slot << 1 | dir.index() as u32
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slot {
     gen: u32,
     entry: Option<Entry>,
@@ -80,7 +80,7 @@ enum Reason {
 }
 
 /// The connection tracking table. See the module doc for the design.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Conntrack {
     config: Config,
     slots: Vec<Slot>,

@@ -8,7 +8,7 @@ pub(crate) const TICK_MS: u64 = 1000;
 /// Number of buckets: the wheel spans `SLOTS * TICK_MS` (68 min).
 pub(crate) const SLOTS: u64 = 4096;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Wheel {
     buckets: Vec<Vec<u32>>,
     /// Bit `b` set when bucket `b` is non-empty, so a sweep skips idle

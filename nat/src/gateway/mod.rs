@@ -45,6 +45,7 @@ mod host;
 mod icmp_errors;
 mod neighbour;
 mod policy;
+mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,7 @@ use yard_wire::icmp::IcmpErrorKind;
 use yard_wire::offload::Offload;
 
 pub use icmp_errors::{IcmpErrors, IcmpRefused};
+pub use trace::{GatewayTrace, Ipv4Facts};
 
 use forward::Xlate;
 use neighbour::Neighbours;
@@ -421,7 +423,7 @@ impl GatewayCounters {
 }
 
 /// The L3 gateway. See the module documentation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Gateway {
     ct: Conntrack,
     nets: Vec<NetConfig>,

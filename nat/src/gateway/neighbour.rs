@@ -54,7 +54,7 @@ pub(super) struct Held {
     pub(super) offload: Offload,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     frames: Vec<Held>,
     /// ARP requests sent so far.
@@ -85,7 +85,7 @@ pub(super) struct Due {
 }
 
 /// Neighbour cache and resolution queues.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Neighbours {
     cache: HashMap<(Side, Ipv4Addr), Neighbour, RandomState>,
     pending: HashMap<(Side, Ipv4Addr), Pending, RandomState>,

@@ -98,7 +98,7 @@ impl Gateway {
     /// target endpoint). From the relay (the host uplink's listening
     /// sockets), a rule without an address listens on every address of
     /// the host.
-    fn published(&self, side: Side, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
+    pub(super) fn published(&self, side: Side, key: &FlowKey) -> Option<(RuleId, (Ipv4Addr, u16))> {
         self.rules.iter().find_map(|r| {
             let (lo, hi) = r.host_ports;
             let addr_hits = match side {

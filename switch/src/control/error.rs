@@ -78,6 +78,9 @@ pub enum ControlError {
     /// The port's or uplink's device could not be attached.
     #[error(transparent)]
     Attach(#[from] AttachError),
+    /// A trace request's frame could not be made.
+    #[error(transparent)]
+    Trace(#[from] crate::control::trace::TraceFrameError),
     /// A conntrack filter or setting is not valid.
     #[error(transparent)]
     Conntrack(#[from] ConntrackRequestError),

@@ -22,6 +22,8 @@
 //!   `yard-nat`'s, and building the L3 replies from what the datapath
 //!   reports;
 //! - [`bridge_api`]: building the L2 replies from what the datapath reports;
+//! - [`trace`]: a `trace` request's frame (built from a description or
+//!   decoded) and its reply;
 //! - [`ControlError`], [`SocketError`], [`AccessError`]: what can go wrong,
 //!   each naming the [`Object`] concerned and the way out.
 //!
@@ -41,6 +43,7 @@ pub mod qemu;
 pub mod resolv;
 pub mod server;
 pub mod state;
+pub mod trace;
 
 pub use error::{AccessError, ControlError, Object, Removed, SocketError};
 pub use server::{bind_socket, serve, watch_namespaces, Control, ControlOptions};

@@ -35,6 +35,7 @@ mod gateway;
 pub mod limits;
 mod links;
 pub mod netns_access;
+mod trace;
 
 use limits::{ConnectionCount, DeadlineStream, ServeLimits};
 
@@ -571,6 +572,7 @@ impl Control {
                 &self.datapath.conntrack_stats()?,
             ))),
             Request::ConntrackSet(settings) => self.conntrack_set(settings),
+            Request::Trace(request) => self.trace(request),
             Request::Capture { .. } | Request::Events => Err(ControlError::CaptureNotHere),
         }
     }

@@ -20,7 +20,9 @@
 //! - [`capture`]: copies of a port's frames for `yardctl capture`;
 //! - [`threads`]: the datapath threads' poll loop, the gateway's router and
 //!   the handle the control plane drives them with;
-//! - [`clock`]: the datapath's millisecond clock.
+//! - [`clock`]: the datapath's millisecond clock;
+//! - [`trace`]: `yardctl trace` — the pipeline's decisions in words, run
+//!   dry (nothing learned, made, counted or sent).
 
 pub mod bridge;
 pub mod capture;
@@ -31,4 +33,5 @@ pub mod offload;
 pub mod overlay;
 pub mod port;
 pub mod threads;
+pub mod trace;
 pub mod verdict;

@@ -13,6 +13,17 @@ use crate::types::{Ipv4Cidr, MacAddr};
 /// A command line that parsed but asks for something impossible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
+    /// A `trace` packet description that does not read.
+    #[error(transparent)]
+    Spec(#[from] crate::api::SpecError),
+    /// A `trace --pcap` file that holds no frame to trace.
+    #[error("cannot trace the first frame of {}: {why}", path.display())]
+    Pcap {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// `yardctl run` sends several requests around a process of its own
     /// ([`crate::container`]); [`crate::cli::run`] handles it before asking
     /// for one request.
@@ -247,6 +258,7 @@ impl ArgError {
             Command::Conntrack(_) => "conntrack",
             Command::Link(_) => "link",
             Command::Capture(_) => "capture",
+            Command::Trace(_) => "trace",
             Command::Topology { .. } => "topology",
             Command::Events => "events",
             Command::Run(_) => "run",

@@ -48,7 +48,7 @@ const EMPTY: List = List {
 /// The heads and tails of the reclaim lists. A list that empties is
 /// dropped, so the maps hold only sources and pools with a reclaimable
 /// entry.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Reclaim {
     by_source: HashMap<(PoolKey, Ipv4Addr), List, RandomState>,
     by_pool: HashMap<PoolKey, List, RandomState>,

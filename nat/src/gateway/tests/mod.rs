@@ -13,6 +13,7 @@ mod config;
 mod host;
 mod isolation;
 mod nat;
+mod trace;
 mod transit;
 
 use std::net::Ipv4Addr;

@@ -28,6 +28,7 @@ pub mod security;
 pub mod storm;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::port::closed::ClosedPort;
 use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
+use crate::dataplane::trace::{Forwarding, Stage, Tracer};
 use crate::dataplane::verdict::{DropReason, Verdict};
 use links::{Link, Links, NamedLink};
 use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
@@ -663,17 +665,23 @@ impl Bridge {
             Ok((net, Verdict::Gateway)) => Some(net),
             Ok((net, verdict)) => {
                 self.deliver(in_port, net, verdict, frame, now);
-                let arp_broadcast = verdict == Verdict::Flood
-                    && frame.data()[..6] == MacAddr::BROADCAST.0
-                    && frame.outer_ethertype() == Some(ethertype::ARP);
-                let has_gateway = self.network(net).is_some_and(|n| n.gateway_mac.is_some());
-                (arp_broadcast && has_gateway).then_some(net)
+                self.gateway_hears(net, verdict, frame).then_some(net)
             }
             Err(reason) => {
                 self.count_drop(in_port, reason);
                 None
             }
         }
+    }
+
+    /// Whether the gateway of network `net` must see a frame the bridge
+    /// delivered with `verdict` as well: a broadcast ARP in a network with
+    /// a gateway.
+    pub fn gateway_hears(&self, net: NetId, verdict: Verdict, frame: &Frame) -> bool {
+        let arp_broadcast = verdict == Verdict::Flood
+            && frame.data()[..6] == MacAddr::BROADCAST.0
+            && frame.outer_ethertype() == Some(ethertype::ARP);
+        arp_broadcast && self.network(net).is_some_and(|n| n.gateway_mac.is_some())
     }
 
     /// Sends a frame from the gateway into network `net`: to the port its
@@ -713,6 +721,19 @@ impl Bridge {
         frame: &mut Frame,
         now: Millis,
     ) -> Result<(NetId, Verdict), DropReason> {
+        self.decide_with(in_port, frame, now, &mut Forwarding)
+    }
+
+    /// [`decide`](Self::decide), each decision noted to `tracer`; a dry
+    /// run ([`Tracer::DRY_RUN`]) learns nothing and hears no multicast
+    /// report (see [`crate::dataplane::trace`]).
+    pub fn decide_with<T: Tracer>(
+        &mut self,
+        in_port: PortId,
+        frame: &mut Frame,
+        now: Millis,
+        tracer: &mut T,
+    ) -> Result<(NetId, Verdict), DropReason> {
         self.flood_scope = FloodScope::All;
         if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Malformed);
@@ -728,30 +749,67 @@ impl Bridge {
         let net_id = match &slot.attachment {
             Attachment::Access(net) => {
                 if frame.is_tagged() {
+                    tracer.note(Stage::Vlan, || {
+                        "a VLAN-tagged frame on an access port is refused".into()
+                    });
                     return Err(DropReason::TaggedOnAccess);
                 }
+                tracer.note(Stage::Vlan, || {
+                    format!(
+                        "untagged on access port {}: network {}",
+                        slot.name,
+                        self.net_name(*net)
+                    )
+                });
                 *net
             }
             Attachment::Trunk(members) => {
                 // Trunks speak 802.1Q; a service tag (802.1ad) is not ours.
                 if frame.outer_ethertype() == Some(ethertype::QINQ) {
+                    tracer.note(Stage::Vlan, || {
+                        "an 802.1ad service tag on a trunk is refused".into()
+                    });
                     return Err(DropReason::VlanNotAllowed);
                 }
-                let vid = frame.pop_vlan().ok_or(DropReason::UntaggedOnTrunk)?;
-                members
-                    .iter()
-                    .find(|(v, _)| *v == vid)
-                    .map(|(_, net)| *net)
-                    .ok_or(DropReason::VlanNotAllowed)?
+                let Some(vid) = frame.pop_vlan() else {
+                    tracer.note(Stage::Vlan, || {
+                        format!("untagged frame on trunk {} is refused", slot.name)
+                    });
+                    return Err(DropReason::UntaggedOnTrunk);
+                };
+                let Some(net) = members.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n) else {
+                    tracer.note(Stage::Vlan, || {
+                        format!("trunk {} carries no network with VLAN {vid}", slot.name)
+                    });
+                    return Err(DropReason::VlanNotAllowed);
+                };
+                tracer.note(Stage::Vlan, || {
+                    format!(
+                        "VLAN {vid} on trunk {}: network {} (tag removed)",
+                        slot.name,
+                        self.net_name(net)
+                    )
+                });
+                net
             }
         };
         if !frame.offload.is_gso() && frame.len() > in_mtu as usize + ethernet::HEADER_LEN {
+            tracer.note(Stage::Mtu, || {
+                format!(
+                    "{} bytes of payload exceed port {}'s MTU {in_mtu}",
+                    frame.len() - ethernet::HEADER_LEN,
+                    slot.name
+                )
+            });
             return Err(DropReason::TooBig);
         }
         let data = frame.data();
         let dst = MacAddr([data[0], data[1], data[2], data[3], data[4], data[5]]);
         let src = MacAddr([data[6], data[7], data[8], data[9], data[10], data[11]]);
         if !src.is_valid_source() {
+            tracer.note(Stage::Ingress, || {
+                format!("source MAC {src} is a group or zero address")
+            });
             return Err(DropReason::BadSourceMac);
         }
         let slot = self.port(in_port).ok_or(DropReason::PortDown)?;
@@ -762,40 +820,128 @@ impl Bridge {
             (None, Attachment::Access(_)) => Ingress::Open,
         };
         let guard = &self.network(net_id).ok_or(DropReason::PortDown)?.guard;
-        security::check(ingress, guard, in_port, frame.data())?;
+        let checked = security::check(ingress, guard, in_port, frame.data());
+        tracer.note(Stage::PortSecurity, || {
+            let kind = match ingress {
+                Ingress::Secured(_) => "secured port: its MAC and addresses only",
+                Ingress::Open => "port without port security: no gateway address, no owned MAC",
+                Ingress::Link => "link to another switch: no owned MAC",
+            };
+            match checked {
+                Ok(()) => format!("{kind} — passes"),
+                Err(reason) => format!("{kind} — refused ({})", reason.as_str()),
+            }
+        });
+        checked?;
         let in_isolated = self.is_isolated(in_port, net_id);
-        let network = self.network_mut(net_id).ok_or(DropReason::PortDown)?;
-        let learned = network.fdb.learn(src, in_port, now);
-        if self.announcing && learned.is_news() {
-            let generation = self.port(in_port).map_or(0, |p| p.generation);
-            self.announcements.push(Announcement {
-                net: net_id,
-                mac: src,
-                port: in_port,
-                generation,
+        // The one place a firewall rule decision for switched traffic is
+        // added (`rule add`, planned): after ingress, before learning.
+        if T::DRY_RUN {
+            let network = self.network(net_id).ok_or(DropReason::PortDown)?;
+            let known = network.fdb.lookup(&src, now);
+            tracer.note(Stage::Learning, || match known {
+                Some(p) if p == in_port => format!("{src} is known behind this port already"),
+                Some(p) => format!(
+                    "{src} would move here from port {} (not learned by a trace)",
+                    self.port_name(p)
+                ),
+                None => format!("{src} would be learned on this port (not learned by a trace)"),
             });
+        } else {
+            let network = self.network_mut(net_id).ok_or(DropReason::PortDown)?;
+            let learned = network.fdb.learn(src, in_port, now);
+            if self.announcing && learned.is_news() {
+                let generation = self.port(in_port).map_or(0, |p| p.generation);
+                self.announcements.push(Announcement {
+                    net: net_id,
+                    mac: src,
+                    port: in_port,
+                    generation,
+                });
+            }
         }
         if dst.is_multicast() {
-            self.flood_scope = self.snoop(in_port, net_id, frame, now);
+            self.flood_scope = if T::DRY_RUN {
+                self.snoop_dry(in_port, net_id, frame, now)
+            } else {
+                self.snoop(in_port, net_id, frame, now)
+            };
+            tracer.note(Stage::Multicast, || match self.flood_scope {
+                FloodScope::All => format!("{dst} is a group address: flooded"),
+                _ => format!("{dst} is a group address: flooded as multicast snooping narrows it"),
+            });
             return Ok((net_id, Verdict::Flood));
         }
         let network = self.network(net_id).ok_or(DropReason::PortDown)?;
         if network.gateway_mac == Some(dst) {
+            tracer.note(Stage::Fdb, || {
+                format!(
+                    "{dst} is the gateway of network {}: to the gateway",
+                    network.name
+                )
+            });
             return Ok((net_id, Verdict::Gateway));
         }
         let verdict = match network.fdb.lookup(&dst, now) {
-            None => Verdict::Flood,
-            Some(out) if out == in_port => Verdict::Drop(DropReason::DestinationIsSource),
-            Some(out)
-                if in_isolated
-                    && self.is_isolated(out, net_id)
-                    && !network.links.allows(in_port, out, frame.data()) =>
-            {
-                Verdict::Drop(DropReason::IccDisabled)
+            None => {
+                tracer.note(Stage::Fdb, || {
+                    format!(
+                        "{dst} is not in the FDB of network {}: flooded",
+                        network.name
+                    )
+                });
+                Verdict::Flood
             }
-            Some(out) => Verdict::Forward(out),
+            Some(out) if out == in_port => {
+                tracer.note(Stage::Fdb, || {
+                    format!("{dst} lives behind the in-port itself")
+                });
+                Verdict::Drop(DropReason::DestinationIsSource)
+            }
+            Some(out) => {
+                tracer.note(Stage::Fdb, || {
+                    format!("{dst} is behind port {} (FDB hit)", self.port_name(out))
+                });
+                if in_isolated && self.is_isolated(out, net_id) {
+                    let linked = network.links.allows(in_port, out, frame.data());
+                    tracer.note(Stage::Isolation, || {
+                        if linked {
+                            format!(
+                                "network {} is --no-icc, but a link allows {} to {}",
+                                network.name,
+                                self.port_name(in_port),
+                                self.port_name(out)
+                            )
+                        } else {
+                            format!(
+                                "network {} is --no-icc and no link allows {} to {}",
+                                network.name,
+                                self.port_name(in_port),
+                                self.port_name(out)
+                            )
+                        }
+                    });
+                    if linked {
+                        Verdict::Forward(out)
+                    } else {
+                        Verdict::Drop(DropReason::IccDisabled)
+                    }
+                } else {
+                    Verdict::Forward(out)
+                }
+            }
         };
         Ok((net_id, verdict))
+    }
+
+    /// The name of network `id` ("" when gone).
+    fn net_name(&self, id: NetId) -> &str {
+        self.network(id).map_or("", |n| n.name.as_str())
+    }
+
+    /// The name of port `id` ("" when gone).
+    fn port_name(&self, id: PortId) -> &str {
+        self.port(id).map_or("", |p| p.name.as_str())
     }
 
     /// True when `port` is an access port of a `--no-icc` network: it may
@@ -824,35 +970,8 @@ impl Bridge {
             Verdict::Flood => {
                 let mut targets = std::mem::take(&mut self.flood_scratch);
                 targets.clear();
-                let in_isolated = self.is_isolated(in_port, net);
-                let in_tunnel = self.port(in_port).is_some_and(|p| p.tunnel_mtu.is_some());
-                let mut blocked = false;
                 let scope = std::mem::replace(&mut self.flood_scope, FloodScope::All);
-                if let Some(network) = self.network(net) {
-                    let reach = network.multicast.reach(scope, now);
-                    for &member in &network.members {
-                        if member == in_port {
-                            continue;
-                        }
-                        let static_router =
-                            || self.port(member).is_some_and(multicast::is_static_router);
-                        if !reach.includes(member, static_router) {
-                            continue;
-                        }
-                        // Split horizon: a full mesh of tunnels has no loops.
-                        if in_tunnel && self.port(member).is_some_and(|p| p.tunnel_mtu.is_some()) {
-                            continue;
-                        }
-                        if in_isolated
-                            && self.is_isolated(member, net)
-                            && !network.links.allows(in_port, member, frame.data())
-                        {
-                            blocked = true;
-                            continue;
-                        }
-                        targets.push(member);
-                    }
-                }
+                let blocked = self.flood_targets(in_port, net, frame, scope, now, &mut targets);
                 if targets.is_empty() && blocked {
                     self.count_drop(in_port, DropReason::IccDisabled);
                 }
@@ -866,6 +985,51 @@ impl Bridge {
                 self.flood_scratch = targets;
             }
         }
+    }
+
+    /// The ports a flood of `frame` from `in_port` in network `net` goes
+    /// to, into `targets`: every member but the in-port that multicast
+    /// snooping's `scope` reaches, split horizon between tunnels, and on a
+    /// `--no-icc` network only what isolation and links allow. True when
+    /// isolation kept the frame from some port.
+    fn flood_targets(
+        &self,
+        in_port: PortId,
+        net: NetId,
+        frame: &Frame,
+        scope: FloodScope,
+        now: Millis,
+        targets: &mut Vec<PortId>,
+    ) -> bool {
+        let in_isolated = self.is_isolated(in_port, net);
+        let in_tunnel = self.port(in_port).is_some_and(|p| p.tunnel_mtu.is_some());
+        let mut blocked = false;
+        let Some(network) = self.network(net) else {
+            return false;
+        };
+        let reach = network.multicast.reach(scope, now);
+        for &member in &network.members {
+            if member == in_port {
+                continue;
+            }
+            let static_router = || self.port(member).is_some_and(multicast::is_static_router);
+            if !reach.includes(member, static_router) {
+                continue;
+            }
+            // Split horizon: a full mesh of tunnels has no loops.
+            if in_tunnel && self.port(member).is_some_and(|p| p.tunnel_mtu.is_some()) {
+                continue;
+            }
+            if in_isolated
+                && self.is_isolated(member, net)
+                && !network.links.allows(in_port, member, frame.data())
+            {
+                blocked = true;
+                continue;
+            }
+            targets.push(member);
+        }
+        blocked
     }
 
     /// Sends a frame out of one port, first doing in software the offloads
@@ -923,25 +1087,18 @@ impl Bridge {
         let Some(slot) = self.port_mut(out) else {
             return;
         };
-        let gso = frame.offload.is_gso();
-        match slot.tunnel_mtu {
-            Some(overlay_mtu) => {
-                if !gso
-                    && frame.len() > overlay_mtu as usize + ethernet::HEADER_LEN
-                    && yard_wire::fragment::dont_fragment(frame.data()) == Some(true)
-                {
-                    slot.counters.drop_frame(DropReason::TooBig);
-                    if let Some(from) = from {
-                        self.refuse_too_big(from, net, frame, overlay_mtu, now);
-                    }
-                    return;
-                }
+        match egress_fit(slot, frame) {
+            EgressFit::Fits => {}
+            EgressFit::TooBig => {
+                slot.counters.drop_frame(DropReason::TooBig);
+                return;
             }
-            None => {
-                if !gso && frame.len() > slot.mtu as usize + ethernet::HEADER_LEN {
-                    slot.counters.drop_frame(DropReason::TooBig);
-                    return;
+            EgressFit::TooBigForTunnel(overlay_mtu) => {
+                slot.counters.drop_frame(DropReason::TooBig);
+                if let Some(from) = from {
+                    self.refuse_too_big(from, net, frame, overlay_mtu, now);
                 }
+                return;
             }
         }
         let tagged = matches!(slot.attachment, Attachment::Trunk(_));
@@ -1004,6 +1161,39 @@ impl Bridge {
         if let Some(slot) = self.port_mut(port) {
             slot.counters.drop_frame(reason);
         }
+    }
+}
+
+/// Whether a frame may leave by a port as it is ([`egress_fit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EgressFit {
+    /// It fits (or is a GSO frame, cut to fit before it gets here).
+    Fits,
+    /// Larger than the port's MTU: dropped as `too-big`.
+    TooBig,
+    /// A DF packet larger than a tunnel's overlay MTU (the value): dropped
+    /// as `too-big`, its sender told with ICMP fragmentation-needed. A
+    /// larger packet without DF is carried; the host fragments the outer
+    /// packet.
+    TooBigForTunnel(u32),
+}
+
+/// Whether `frame` may leave by port `slot`: its MTU, or for a tunnel its
+/// overlay MTU and the packet's don't-fragment bit.
+fn egress_fit(slot: &PortSlot, frame: &Frame) -> EgressFit {
+    if frame.offload.is_gso() {
+        return EgressFit::Fits;
+    }
+    match slot.tunnel_mtu {
+        Some(overlay_mtu)
+            if frame.len() > overlay_mtu as usize + ethernet::HEADER_LEN
+                && yard_wire::fragment::dont_fragment(frame.data()) == Some(true) =>
+        {
+            EgressFit::TooBigForTunnel(overlay_mtu)
+        }
+        Some(_) => EgressFit::Fits,
+        None if frame.len() > slot.mtu as usize + ethernet::HEADER_LEN => EgressFit::TooBig,
+        None => EgressFit::Fits,
     }
 }
 

@@ -211,7 +211,7 @@ fn stay(list: &mut Vec<Member>, port: PortId, until: Millis, shorten: bool) {
 type PendingQuery = (PortId, Option<Group>);
 
 /// The snooping table and querier state of one network.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snooping {
     /// What the table heard from frames, kept for the other datapath
     /// threads (`None` with one thread).
@@ -750,6 +750,24 @@ impl Bridge {
             }
         }
         scope
+    }
+
+    /// What [`snoop`](Self::snoop) would answer for `frame`, heard by a
+    /// copy of the network's table: the table itself hears nothing (a
+    /// trace's dry run).
+    pub(super) fn snoop_dry(
+        &self,
+        in_port: PortId,
+        net: NetId,
+        frame: &Frame,
+        now: Millis,
+    ) -> FloodScope {
+        let Some(network) = self.network(net) else {
+            return FloodScope::All;
+        };
+        let querier = network.gateway_mac.is_some();
+        let mut copy = network.multicast.clone();
+        copy.observe(in_port, frame.data(), querier, now)
     }
 
     /// Takes what this thread's snooping heard since the last call, for the

@@ -77,6 +77,16 @@ impl Bridge {
         self.flood_limit = limit;
     }
 
+    /// Whether a flood of `copies` from `port` would stay within the
+    /// port's limit now, without charging it (a trace's dry run).
+    pub(super) fn flood_would_pass(&self, port: PortId, copies: usize, now: Millis) -> bool {
+        let (Some(limit), Some(slot)) = (self.flood_limit, self.port(port)) else {
+            return true;
+        };
+        let mut budget = slot.flood_budget;
+        budget.take(copies as u64, limit, now)
+    }
+
     /// Whether a flood of `copies` from `port` stays within the port's
     /// limit (it is then charged for them).
     pub(super) fn flood_allowed(&mut self, port: PortId, copies: usize, now: Millis) -> bool {

@@ -12,6 +12,7 @@ use yard_nat::gateway::IcmpErrors;
 use yard_wire::offload::Offload;
 
 mod security;
+mod trace;
 
 const T0: Millis = Millis(1_000);
 

@@ -31,6 +31,10 @@ impl Port for ClosedPort {
         None
     }
 
+    fn is_gone(&self) -> bool {
+        true
+    }
+
     fn share(&self) -> io::Result<Box<dyn Port>> {
         Ok(Box::new(ClosedPort))
     }

@@ -58,6 +58,19 @@ pub trait Port: Send {
     /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
 
+    /// True for a port whose device is gone: it refuses every frame
+    /// (`port-down`). Lets a trace say so without sending.
+    fn is_gone(&self) -> bool {
+        false
+    }
+
+    /// What the port does to a frame on its way out besides sending it, in
+    /// words (`yardctl trace`): a tunnel's encapsulation and MSS clamp.
+    /// `None` for a port that sends frames as they are.
+    fn describe_send(&self) -> Option<String> {
+        None
+    }
+
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
 

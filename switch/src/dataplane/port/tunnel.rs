@@ -107,6 +107,19 @@ fn clamp_syn_mss(frame: &mut Frame, max: u16) {
 }
 
 impl Port for TunnelPort {
+    fn describe_send(&self) -> Option<String> {
+        let p = &self.params;
+        let key = p.key.map_or(String::new(), |k| format!(" with key {k}"));
+        let how = match *self.socket {
+            TunnelSocket::Gre(_) => format!("GRE to {}{key}", p.remote.ip()),
+            TunnelSocket::Udp(_) => format!("GRE-in-UDP to {}{key}", p.remote),
+        };
+        Some(format!(
+            "encapsulated in {how} (overlay MTU {}; a TCP SYN's MSS clamped to fit)",
+            p.overlay_mtu
+        ))
+    }
+
     fn recv(&mut self, _frame: &mut Frame) -> io::Result<bool> {
         Ok(false)
     }

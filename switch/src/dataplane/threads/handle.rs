@@ -38,6 +38,7 @@ use crate::dataplane::bridge::security::PortSecurity;
 use crate::dataplane::bridge::{BridgeError, FdbRecord};
 use crate::dataplane::capture::CaptureTap;
 use crate::dataplane::port::{Port, PortReport};
+use crate::dataplane::trace::Trace;
 use crate::relay::published::HostSockets;
 
 /// A command as it travels to a datapath thread: run between two batches on
@@ -466,6 +467,15 @@ impl DatapathHandle {
     pub fn conntrack_flush(&self, filter: Filter) -> Result<usize, DatapathError> {
         let order = self.placement();
         self.home(&order, move |dp| dp.conntrack_flush(filter))
+    }
+
+    /// What the pipeline would do with `frame`, an Ethernet frame arriving
+    /// on port `in_port`, decision by decision; nothing changes (see
+    /// [`crate::dataplane::trace`]). Runs on the home thread.
+    pub fn trace(&self, in_port: &str, frame: Vec<u8>) -> Result<Trace, DatapathError> {
+        let order = self.placement();
+        let in_port = in_port.to_string();
+        self.home(&order, move |dp| dp.trace(&in_port, &frame))
     }
 
     /// Conntrack and gateway counters.

@@ -34,6 +34,7 @@ mod mesh;
 mod router;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use commands::{ConntrackSnapshot, GatewayFigures, NetFigures};
 pub use handle::{DatapathError, DatapathHandle};

@@ -76,23 +76,21 @@ impl Router<'_> {
         let Some(mtu) = self.mtu_of(side) else {
             return send_to(self.bridge, self.uplink, side, frame, now);
         };
-        if frame.offload.is_gso() {
-            offload::fit_gso(frame, mtu);
-            return send_to(self.bridge, self.uplink, side, frame, now);
-        }
-        let too_big = frame.len() > ethernet::HEADER_LEN + mtu as usize;
-        let dont_fragment = yard_wire::fragment::dont_fragment(frame.data());
-        let (true, Some(dont_fragment)) = (too_big, dont_fragment) else {
-            // It fits, or it is not IPv4 (the port refuses it if too big).
-            return send_to(self.bridge, self.uplink, side, frame, now);
-        };
-        if dont_fragment {
-            self.gateway
-                .refuse_too_big(&frame.data()[ethernet::HEADER_LEN..], mtu, now.0);
-            if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
-                uplink.counters.drop_frame(DropReason::TooBig);
+        match way_out_fit(frame, mtu) {
+            WayOutFit::Fits => return send_to(self.bridge, self.uplink, side, frame, now),
+            WayOutFit::Gso => {
+                offload::fit_gso(frame, mtu);
+                return send_to(self.bridge, self.uplink, side, frame, now);
             }
-            return;
+            WayOutFit::Refuse => {
+                self.gateway
+                    .refuse_too_big(&frame.data()[ethernet::HEADER_LEN..], mtu, now.0);
+                if let (Side::Uplink, Some(uplink)) = (side, self.uplink.as_mut()) {
+                    uplink.counters.drop_frame(DropReason::TooBig);
+                }
+                return;
+            }
+            WayOutFit::Fragment => {}
         }
         // The transport checksum covers the whole datagram: finish it
         // before the datagram is cut.
@@ -114,6 +112,33 @@ impl Router<'_> {
             // Malformed: the port refuses it as too big, and counts it.
             send_to(bridge, uplink, side, frame, now);
         }
+    }
+}
+
+/// How a routed frame is made to fit the MTU of its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WayOutFit {
+    /// It fits, or it is not IPv4 (the port refuses it if too big).
+    Fits,
+    /// A GSO frame: its segment size is lowered to fit.
+    Gso,
+    /// Too big with don't-fragment: refused, its sender gets ICMP
+    /// fragmentation-needed.
+    Refuse,
+    /// Too big without don't-fragment: cut into IP fragments.
+    Fragment,
+}
+
+/// How `frame` is made to fit `mtu` on its way out of the gateway.
+pub(super) fn way_out_fit(frame: &Frame, mtu: u32) -> WayOutFit {
+    if frame.offload.is_gso() {
+        return WayOutFit::Gso;
+    }
+    let too_big = frame.len() > ethernet::HEADER_LEN + mtu as usize;
+    match (too_big, yard_wire::fragment::dont_fragment(frame.data())) {
+        (true, Some(true)) => WayOutFit::Refuse,
+        (true, Some(false)) => WayOutFit::Fragment,
+        _ => WayOutFit::Fits,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":18,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":19,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 18;
+pub const API_VERSION: u32 = 19;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -1112,6 +1112,10 @@ pub struct ConntrackStats {
     /// one inside address may hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snat_share_percent: Option<u8>,
+    /// Live entries by state, as `conntrack ls` names them
+    /// (`ESTABLISHED`, `TIME_WAIT`, …, `UNREPLIED`, `REPLIED`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_state: BTreeMap<String, u64>,
 }
 
 /// Table limit, timeouts (seconds) by name — `tcp-syn-sent`,

@@ -24,12 +24,12 @@ fn free_port() -> u16 {
 }
 
 /// The samples of the exposition text: `name{labels}` → value.
-fn samples(text: &str) -> BTreeMap<String, u64> {
+fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (key, value) = l.rsplit_once(' ').expect("a sample line");
-            (key.to_string(), value.parse().expect("an integer value"))
+            (key.to_string(), value.parse().expect("a number"))
         })
         .collect()
 }
@@ -47,6 +47,11 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
     let c2 = lab.tap("c2", "m", "10.97.0.3/24", &[]);
     lab.ping_ok(&c1, c2.ip);
     lab.ping_ok(&c2, "10.97.0.1".parse().unwrap());
+    // A routed flow, for conntrack's states.
+    lab.ctl_ok(&["net", "create", "m2", "--subnet", "10.98.0.0/24"]);
+    lab.ctl_ok(&["net", "connect", "m", "m2"]);
+    let c3 = lab.tap("c3", "m2", "10.98.0.2/24", &[]);
+    lab.ping_ok(&c1, c3.ip);
 
     let url = format!("http://{addr}/metrics");
     let scraped = output(timed(15, "curl").args(["-sf", "--max-time", "10", &url]));
@@ -83,7 +88,7 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
     let stats: Vec<PortStats> = lab.ctl_parse(&["port", "stats"]);
     for port in ["c1", "c2"] {
         let s = stats.iter().find(|s| s.name == port).unwrap();
-        let at = |name: &str| values[&format!("{name}{{port=\"{port}\"}}")];
+        let at = |name: &str| values[&format!("{name}{{port=\"{port}\"}}")] as u64;
         assert_eq!(
             (
                 at("switchyard_port_receive_packets_total"),
@@ -98,18 +103,37 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
     }
     let net = lab.ctl_json(&["net", "inspect", "m"]);
     assert_eq!(
-        values["switchyard_network_fdb_entries{network=\"m\"}"],
+        values["switchyard_network_fdb_entries{network=\"m\"}"] as u64,
         net["fdb_entries"].as_u64().unwrap()
     );
     let ct = lab.ctl_json(&["conntrack", "stats"]);
     assert_eq!(
-        values["switchyard_conntrack_entries_limit"],
+        values["switchyard_conntrack_entries_limit"] as u64,
         ct["max_entries"].as_u64().unwrap()
     );
     assert_eq!(
-        values["switchyard_gateway_events_total{event=\"echo-replies\"}"],
+        values["switchyard_gateway_events_total{event=\"echo-replies\"}"] as u64,
         ct["counters"]["gw-echo-replies"].as_u64().unwrap()
     );
+    // Connections by state, as `conntrack stats` counts them.
+    let by_state = ct["by_state"].as_object().cloned().unwrap_or_default();
+    assert!(!by_state.is_empty(), "no connection tracked: {ct}");
+    for (state, n) in by_state {
+        assert_eq!(
+            values[&format!("switchyard_conntrack_entries_by_state{{state=\"{state}\"}}")] as u64,
+            n.as_u64().unwrap(),
+            "{state}"
+        );
+    }
+    // The datapath and relay threads' CPU time (a few pings may take less
+    // than the kernel's 10 ms tick: only its presence is certain).
+    for thread in ["datapath-0", "relay"] {
+        let key = format!("switchyard_thread_cpu_seconds_total{{thread=\"{thread}\"}}");
+        assert!(
+            values.get(&key).is_some_and(|&s| s >= 0.0),
+            "no {key} in:\n{text}"
+        );
+    }
 
     // Anything but /metrics is a 404 that says where they are.
     let other = output(timed(15, "curl").args([

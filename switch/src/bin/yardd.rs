@@ -146,6 +146,7 @@ fn run() -> Result<()> {
     std::thread::Builder::new()
         .name("yardd-relay".into())
         .spawn(move || {
+            yard_switch::sys::thread_cpu::register("relay");
             if let Err(error) = relay.run() {
                 tracing::error!(%error, "the host uplink's relay stopped");
             }
@@ -165,6 +166,7 @@ fn run() -> Result<()> {
         std::thread::Builder::new()
             .name(format!("yardd-datapath-{i}"))
             .spawn(move || {
+                yard_switch::sys::thread_cpu::register(format!("datapath-{i}"));
                 // Before the first frame: from here on the thread only
                 // polls, reads, writes, sends and receives.
                 if let Some(on_violation) = seccomp {

@@ -10,8 +10,9 @@
 //! a scrape holds the control lock only while the three replies are made.
 //!
 //! Names follow Prometheus' conventions: `switchyard_` prefix, base units
-//! (bytes), `_total` on counters, variants as labels (`port`, `reason`,
-//! `network`, `event`).
+//! (bytes, seconds), `_total` on counters, variants as labels (`port`,
+//! `reason`, `network`, `event`, `state`, `thread`). Threads' CPU time
+//! comes from the kernel's accounting (`sys::thread_cpu`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +32,8 @@ pub struct Scrape {
     pub networks: Vec<NetworkInfo>,
     /// `conntrack stats`.
     pub conntrack: Option<ConntrackStats>,
+    /// CPU seconds of yardd's datapath and relay threads, by label.
+    pub threads: Vec<(String, f64)>,
 }
 
 /// Conntrack counters that are levels, not counts.
@@ -48,7 +51,13 @@ const CONNTRACK_GAUGES: [(&str, &str, &str); 2] = [
 ];
 
 /// Writes one metric family's HELP and TYPE lines, then `samples`.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, V)],
+) {
     if samples.is_empty() {
         return;
     }
@@ -178,6 +187,18 @@ pub fn render(scrape: &Scrape) -> String {
             "The connection table's limit.",
             &[(String::new(), ct.max_entries)],
         );
+        let by_state: Vec<(String, u64)> = ct
+            .by_state
+            .iter()
+            .map(|(state, n)| (labels(&[("state", state)]), *n))
+            .collect();
+        family(
+            &mut out,
+            "switchyard_conntrack_entries_by_state",
+            "gauge",
+            "Tracked connections by state, as conntrack ls names them.",
+            &by_state,
+        );
         for (key, name, help) in CONNTRACK_GAUGES {
             if let Some(value) = ct.counters.get(key) {
                 family(&mut out, name, "gauge", help, &[(String::new(), *value)]);
@@ -213,6 +234,18 @@ pub fn render(scrape: &Scrape) -> String {
             &events(conntrack),
         );
     }
+    let threads: Vec<(String, f64)> = scrape
+        .threads
+        .iter()
+        .map(|(thread, secs)| (labels(&[("thread", thread)]), *secs))
+        .collect();
+    family(
+        &mut out,
+        "switchyard_thread_cpu_seconds_total",
+        "counter",
+        "CPU time of yardd's datapath and relay threads (a poll loop's busy time), in seconds.",
+        &threads,
+    );
     out
 }
 
@@ -236,6 +269,7 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         ports,
         networks,
         conntrack,
+        threads: crate::sys::thread_cpu::cpu_seconds(),
     })
 }
 
@@ -306,7 +340,9 @@ mod tests {
                     ("snat-mappings".to_string(), 2),
                 ]),
                 snat_share_percent: None,
+                by_state: BTreeMap::from([("ESTABLISHED".to_string(), 5)]),
             }),
+            threads: vec![("datapath-0".into(), 1.25)],
         }
     }
 
@@ -326,6 +362,9 @@ mod tests {
             "switchyard_nat_snat_mappings 2",
             "switchyard_gateway_events_total{event=\"forwarded\"} 11",
             "switchyard_conntrack_events_total{event=\"inserted\"} 9",
+            "switchyard_conntrack_entries_by_state{state=\"ESTABLISHED\"} 5",
+            "# TYPE switchyard_thread_cpu_seconds_total counter",
+            "switchyard_thread_cpu_seconds_total{thread=\"datapath-0\"} 1.25",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

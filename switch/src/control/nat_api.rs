@@ -236,6 +236,11 @@ pub fn stats(figures: &GatewayFigures) -> ConntrackStats {
         max_entries: figures.max_entries as u64,
         counters,
         snat_share_percent: Some(figures.snat_share_percent),
+        by_state: figures
+            .by_state
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
     }
 }
 

@@ -36,6 +36,7 @@ pub mod seccomp;
 mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod thread_cpu;
 mod tunnel;
 
 pub use fd::{peer_credentials, read_fd, write_fd};

@@ -236,6 +236,10 @@ pub fn conntrack_stats_fields(s: &ConntrackStats) -> Vec<(String, String)> {
     if let Some(p) = s.snat_share_percent {
         fields.push(("snat share".to_string(), share_text(p)));
     }
+    if !s.by_state.is_empty() {
+        let states: Vec<String> = s.by_state.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        fields.push(("by state".to_string(), states.join(" ")));
+    }
     fields.extend(s.counters.iter().map(|(k, v)| (k.clone(), v.to_string())));
     fields
 }

@@ -57,6 +57,8 @@ pub struct GatewayFigures {
     pub gateway: GatewayCounters,
     /// The host uplink relay's counters by name (`relay-…`).
     pub relay: Vec<(&'static str, u64)>,
+    /// Live entries by state name.
+    pub by_state: BTreeMap<&'static str, u64>,
 }
 
 /// The connections a filter selected, as they were at `now_ms`.
@@ -390,8 +392,15 @@ impl Datapath {
     }
 
     pub(super) fn conntrack_stats(&mut self) -> Result<GatewayFigures, DatapathError> {
+        let now = self.now();
         let ct = self.gateway.conntrack();
+        // One walk of the table (a control-plane request, not per frame).
+        let mut by_state = BTreeMap::new();
+        for (_, e) in ct.iter(now.0) {
+            *by_state.entry(e.state_name()).or_insert(0) += 1;
+        }
         Ok(GatewayFigures {
+            by_state,
             conntrack: ct.stats(),
             max_entries: ct.config().max_entries,
             snat_mappings: ct.mapping().len(),

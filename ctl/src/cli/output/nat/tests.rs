@@ -286,11 +286,16 @@ fn conntrack_flush_stats_and_settings() {
         max_entries: 262_144,
         counters,
         snat_share_percent: None,
+        by_state: BTreeMap::from([
+            ("ESTABLISHED".to_string(), 15),
+            ("TIME_WAIT".to_string(), 2),
+        ]),
     };
     assert_eq!(
         human(&Request::ConntrackStats, &Payload::ConntrackStats(stats)),
         "entries:           17\n\
          max entries:       262144\n\
+         by state:          ESTABLISHED=15 TIME_WAIT=2\n\
          drop-no-uplink:    0\n\
          evicted-unreplied: 3\n\
          inserted:          120\n"
@@ -322,6 +327,7 @@ fn the_snat_share_is_shown_with_stats_and_settings() {
         max_entries: 10,
         counters: BTreeMap::from([("snat-share-reclaimed".to_string(), 7)]),
         snat_share_percent: Some(25),
+        by_state: BTreeMap::new(),
     };
     assert_eq!(
         human(

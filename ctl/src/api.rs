@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":19,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":20,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -13,6 +13,7 @@
 
 mod event;
 mod link;
+pub mod names;
 mod trace;
 pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 19;
+pub const API_VERSION: u32 = 20;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -667,7 +668,7 @@ pub struct StatusInfo {
     /// Tunnel packets dropped before reaching a tunnel port, by reason
     /// (`bad-checksum`, `bad-version`, `unknown-flags`, `truncated`,
     /// `not-ethernet`, `unknown-tunnel`, …).
-    #[serde(default)]
+    #[serde(default, with = "names::snake_keys")]
     pub tunnel_drops: BTreeMap<String, u64>,
     /// Datapath threads (`yardd --threads`).
     #[serde(default = "one")]
@@ -749,7 +750,9 @@ pub struct PortInfo {
     pub mac: Option<MacAddr>,
     /// The MTU in force.
     pub mtu: u32,
-    /// `up`, or why the port is not attached (e.g. its namespace is gone).
+    /// `up`, or why the port is not attached (e.g. its namespace is gone):
+    /// `"state": "up"` or `"state": "down", "reason": "…"` inline.
+    #[serde(flatten)]
     pub state: PortState,
     /// The datapath thread that reads the port, when yardd runs more than
     /// one (`yardd --threads`); `null` otherwise.
@@ -781,6 +784,7 @@ pub struct PortStats {
     /// Bytes sent.
     pub tx_bytes: u64,
     /// Frames dropped, by reason (see `yard_switch::verdict::DropReason`).
+    #[serde(with = "names::snake_keys")]
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -868,7 +872,8 @@ pub struct UplinkInfo {
     pub mac: Option<MacAddr>,
     /// The MTU in force.
     pub mtu: u32,
-    /// Whether it is attached.
+    /// Whether it is attached (`state`, and `reason` when down, inline).
+    #[serde(flatten)]
     pub state: PortState,
 }
 
@@ -999,7 +1004,9 @@ pub struct PublishInfo {
     pub rule: String,
     /// The target's address now, if it resolves.
     pub target_ip: Option<Ipv4Addr>,
-    /// `up`, or why connections cannot reach the target.
+    /// `up`, or why connections cannot reach the target (`state`, and
+    /// `reason` when down, inline).
+    #[serde(flatten)]
     pub state: PortState,
 }
 
@@ -1107,6 +1114,7 @@ pub struct ConntrackStats {
     pub max_entries: u64,
     /// Counters by name (inserted, expired, evicted-unreplied, the fair
     /// SNAT reclaims and refusals, …, and the gateway's drops by reason).
+    #[serde(with = "names::snake_keys")]
     pub counters: BTreeMap<String, u64>,
     /// The SNAT share in force: the percentage of each external port range
     /// one inside address may hold.
@@ -1114,7 +1122,11 @@ pub struct ConntrackStats {
     pub snat_share_percent: Option<u8>,
     /// Live entries by state, as `conntrack ls` names them
     /// (`ESTABLISHED`, `TIME_WAIT`, …, `UNREPLIED`, `REPLIED`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "names::state_keys"
+    )]
     pub by_state: BTreeMap<String, u64>,
 }
 
@@ -1126,6 +1138,7 @@ pub struct ConntrackSettings {
     /// Table limit; `None` leaves it.
     pub max_entries: Option<u64>,
     /// Timeouts to change; in a reply, all of them.
+    #[serde(with = "names::snake_keys")]
     pub timeouts: BTreeMap<String, u64>,
     /// The SNAT share: the percentage (1–100) of each external port range
     /// (per protocol and uplink address) one inside address may hold;

@@ -340,10 +340,10 @@ impl Default for Lab {
     }
 }
 
-/// Whether a port's `state` field says it is up: `"up"`, or the tagged form
-/// `{"state": "up"}` the API type serialises to.
+/// Whether a port's (uplink's, published port's) `state` field says it is
+/// up: `"up"`; a `"down"` one has its `reason` beside it.
 pub fn port_is_up(state: &serde_json::Value) -> bool {
-    state == "up" || state["state"] == "up"
+    state == "up"
 }
 
 /// Waits (at most 10 s) until something listens on TCP `port` inside `ns`.

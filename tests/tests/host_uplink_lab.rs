@@ -129,7 +129,9 @@ impl HostLab {
 
     fn counter(&self, name: &str) -> u64 {
         let stats = self.host.ctl_json(&["conntrack", "stats"]);
-        stats["counters"][name].as_u64().unwrap_or(0)
+        stats["counters"][name.replace('-', "_")]
+            .as_u64()
+            .unwrap_or(0)
     }
 }
 

@@ -113,12 +113,13 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
     );
     assert_eq!(
         values["switchyard_gateway_events_total{event=\"echo-replies\"}"] as u64,
-        ct["counters"]["gw-echo-replies"].as_u64().unwrap()
+        ct["counters"]["gw_echo_replies"].as_u64().unwrap()
     );
     // Connections by state, as `conntrack stats` counts them.
     let by_state = ct["by_state"].as_object().cloned().unwrap_or_default();
     assert!(!by_state.is_empty(), "no connection tracked: {ct}");
     for (state, n) in by_state {
+        let state = state.to_ascii_uppercase();
         assert_eq!(
             values[&format!("switchyard_conntrack_entries_by_state{{state=\"{state}\"}}")] as u64,
             n.as_u64().unwrap(),

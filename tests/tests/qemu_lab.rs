@@ -166,7 +166,7 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
     // socket file is yardd's alone.
     let waiting = wait_port(&lab, "vm-s", false, Duration::from_secs(1));
     assert!(
-        waiting["state"]["reason"]
+        waiting["reason"]
             .as_str()
             .is_some_and(|r| r.contains("waiting for QEMU to connect")),
         "{waiting:#}"
@@ -284,16 +284,16 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
     vm_s.stop();
     let down = wait_port(&lab, "vm-s", false, Duration::from_secs(10));
     assert!(
-        down["state"]["reason"]
+        down["reason"]
             .as_str()
             .is_some_and(|r| r.contains("QEMU closed the connection")),
         "{down:#}"
     );
-    let before = stats_of(&lab, "vm-s")["drops"]["port-down"]
+    let before = stats_of(&lab, "vm-s")["drops"]["port_down"]
         .as_u64()
         .unwrap_or(0);
     let _ = lab.ping(&c1, addr_of(ip_s), 3, 3, &[]);
-    let after = stats_of(&lab, "vm-s")["drops"]["port-down"]
+    let after = stats_of(&lab, "vm-s")["drops"]["port_down"]
         .as_u64()
         .unwrap_or(0);
     assert!(after > before, "port-down {before} -> {after}");
@@ -307,7 +307,7 @@ fn vms_on_stream_and_dgram_ports_ping_a_container_and_move_data_both_ways() {
     // The datagram port is bound again too: waiting, not failed.
     let vm_d = wait_port(&lab, "vm-d", false, Duration::from_secs(5));
     assert!(
-        vm_d["state"]["reason"]
+        vm_d["reason"]
             .as_str()
             .is_some_and(|r| r.contains("waiting for QEMU to send")),
         "{vm_d:#}"
@@ -542,14 +542,14 @@ fn a_stream_peer_that_breaks_the_framing_is_dropped_and_counted() {
     client.write_all(&bytes).unwrap();
     let down = wait_port(&lab, "vm", false, Duration::from_secs(10));
     assert!(
-        down["state"]["reason"]
+        down["reason"]
             .as_str()
             .is_some_and(|r| r.contains("69633") && r.contains("waiting for QEMU")),
         "{down:#}"
     );
     let stats = stats_of(&lab, "vm");
     assert_eq!(counter(&stats, "rx_packets"), 1, "{stats:#}");
-    assert_eq!(stats["drops"]["oversize-frame"], 1, "{stats:#}");
+    assert_eq!(stats["drops"]["oversize_frame"], 1, "{stats:#}");
     // yardd closed its end.
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut client, &mut rest).unwrap();

@@ -347,12 +347,13 @@ fn restart_after_sigkill_keeps_the_containers_interface_and_own_addresses() {
 }
 
 /// The state and reason `port ls` shows for `port`.
+/// Port `port` as `port ls --json` lists it (`state`, `reason`, …).
 fn port_state(lab: &Lab, port: &str) -> Value {
     let ports = lab.ctl_json(&["port", "ls"]);
     ports
         .as_array()
         .and_then(|a| a.iter().find(|p| p["name"] == port))
-        .unwrap_or_else(|| panic!("{port} not in {ports:#}"))["state"]
+        .unwrap_or_else(|| panic!("{port} not in {ports:#}"))
         .clone()
 }
 

@@ -3,11 +3,12 @@
 //! scrapers both read.
 //!
 //! Contract: every value comes from the same requests `yardctl` makes
-//! (`port stats`, `net ls`, `conntrack stats`) answered by [`Control`], so
+//! (`port stats`, `net ls`, `conntrack stats`, `status`) answered by
+//! [`Control`] — threads' CPU time aside — so
 //! a scrape and `yardctl … --json` agree. [`render`] is a pure function of
 //! those replies. The listener is bound by `bin/yardd.rs` before privileges
 //! are dropped (a low port needs it) and served by one thread of its own;
-//! a scrape holds the control lock only while the three replies are made.
+//! a scrape holds the control lock only while the four replies are made.
 //!
 //! Names follow Prometheus' conventions: `switchyard_` prefix, base units
 //! (bytes, seconds), `_total` on counters, variants as labels (`port`,
@@ -34,6 +35,9 @@ pub struct Scrape {
     pub conntrack: Option<ConntrackStats>,
     /// CPU seconds of yardd's datapath and relay threads, by label.
     pub threads: Vec<(String, f64)>,
+    /// `status`' tunnel drops: packets dropped before reaching a tunnel
+    /// port, by reason.
+    pub tunnel_drops: BTreeMap<String, u64>,
 }
 
 /// Conntrack counters that are levels, not counts.
@@ -234,6 +238,18 @@ pub fn render(scrape: &Scrape) -> String {
             &events(conntrack),
         );
     }
+    let tunnel_drops: Vec<(String, u64)> = scrape
+        .tunnel_drops
+        .iter()
+        .map(|(reason, n)| (labels(&[("reason", reason)]), *n))
+        .collect();
+    family(
+        &mut out,
+        "switchyard_tunnel_drops_total",
+        "counter",
+        "Tunnel packets dropped before reaching a tunnel port, by reason (yardctl status).",
+        &tunnel_drops,
+    );
     let threads: Vec<(String, f64)> = scrape
         .threads
         .iter()
@@ -265,11 +281,16 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         Payload::ConntrackStats(stats) => Some(stats),
         _ => None,
     };
+    let tunnel_drops = match ask(Request::Status)? {
+        Payload::Status(status) => status.tunnel_drops,
+        _ => BTreeMap::new(),
+    };
     Ok(Scrape {
         ports,
         networks,
         conntrack,
         threads: crate::sys::thread_cpu::cpu_seconds(),
+        tunnel_drops,
     })
 }
 
@@ -343,6 +364,7 @@ mod tests {
                 by_state: BTreeMap::from([("ESTABLISHED".to_string(), 5)]),
             }),
             threads: vec![("datapath-0".into(), 1.25)],
+            tunnel_drops: BTreeMap::from([("bad-checksum".to_string(), 2)]),
         }
     }
 
@@ -365,6 +387,7 @@ mod tests {
             "switchyard_conntrack_entries_by_state{state=\"ESTABLISHED\"} 5",
             "# TYPE switchyard_thread_cpu_seconds_total counter",
             "switchyard_thread_cpu_seconds_total{thread=\"datapath-0\"} 1.25",
+            "switchyard_tunnel_drops_total{reason=\"bad-checksum\"} 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -337,9 +337,20 @@ fn json_is_the_payload_data() {
     assert_eq!(ports[0]["name"], "c1");
     assert_eq!(ports[0]["kind"], "tap");
     assert_eq!(ports[0]["netns"], "c1");
-    assert_eq!(ports[0]["state"], json!({ "state": "up" }));
+    // One level: `state`, and a down port's `reason` beside it.
+    assert_eq!(ports[0]["state"], "up");
+    assert!(ports[0].get("reason").is_none(), "{ports:#}");
     let back: Vec<PortInfo> = serde_json::from_value(ports).unwrap();
     assert_eq!(back, vec![tap_port()]);
+    let mut down = tap_port();
+    down.state = PortState::Down("namespace gone".into());
+    let ports = render_json(&Payload::Ports(vec![down.clone()]));
+    assert_eq!(
+        (&ports[0]["state"], &ports[0]["reason"]),
+        (&json!("down"), &json!("namespace gone"))
+    );
+    let back: Vec<PortInfo> = serde_json::from_value(ports).unwrap();
+    assert_eq!(back, vec![down]);
     let net = render_json(&Payload::Network(web()));
     assert_eq!(net["subnet"], "10.1.0.0/24");
     assert_eq!(net["ports"], json!(["c1", "c2"]));

@@ -119,8 +119,8 @@ enum Listener {
 pub enum Ready<'a> {
     /// A TCP listener: accept from it.
     Tcp(&'a TcpListener),
-    /// A UDP socket: read datagrams from it.
-    Udp(&'a UdpSocket),
+    /// A UDP socket and the port it is bound to: read datagrams from it.
+    Udp(&'a UdpSocket, u16),
 }
 
 /// The relay thread's listening sockets, by token and by rule.
@@ -178,7 +178,7 @@ impl Listeners {
     pub fn ready(&self, token: Token) -> Option<Ready<'_>> {
         self.by_token.get(&token).map(|(_, l)| match l {
             Listener::Tcp(l) => Ready::Tcp(l),
-            Listener::Udp(s, _) => Ready::Udp(s),
+            Listener::Udp(s, at) => Ready::Udp(s, at.port()),
         })
     }
 

@@ -186,7 +186,7 @@ impl HostRelay {
                 if let Some(ready) = self.listeners.ready(token) {
                     match ready {
                         Ready::Tcp(_) => self.accept(token),
-                        Ready::Udp(_) => self.serve_published_udp(token),
+                        Ready::Udp(..) => self.serve_published_udp(token),
                     }
                 } else if self.tcp.owns(token) {
                     let readable = event.is_readable() || event.is_read_closed();
@@ -284,7 +284,7 @@ impl HostRelay {
     /// each on as a packet from its sender to the address it reached.
     fn serve_published_udp(&mut self, token: Token) {
         for _ in 0..READ_BATCH {
-            let Some(Ready::Udp(socket)) = self.listeners.ready(token) else {
+            let Some(Ready::Udp(socket, port)) = self.listeners.ready(token) else {
                 return;
             };
             let Ok(mut buf) = self.pool.try_recv() else {
@@ -301,7 +301,6 @@ impl HostRelay {
                     return;
                 }
             };
-            let port = socket.local_addr().map_or(0, |a| a.port());
             let to = SocketAddrV4::new(local, port);
             bump(&self.counters.published_udp);
             match flows::build_udp(&mut buf, peer, to, n) {

@@ -694,7 +694,8 @@ for _ in range(3):
     loop {
         let status = hosts[0].ctl_json(&["status"]);
         let drops = &status["tunnel_drops"];
-        let count = |reason: &str| drops[reason].as_u64().unwrap_or(0);
+        // JSON keys are snake_case: `bad-checksum` travels as `bad_checksum`.
+        let count = |reason: &str| drops[reason.replace('-', "_")].as_u64().unwrap_or(0);
         if count("unknown-tunnel") >= 3
             && count("bad-version") >= 3
             && count("truncated") >= 3

@@ -384,19 +384,15 @@ impl<'u> UserDaemon<'u> {
             .expect("start yardctl run")
     }
 
-    /// The ports, by name, with their `state`.
+    /// The ports, by name, each as `port ls --json` lists it (`state`,
+    /// `reason`, …).
     pub fn port_states(&self) -> Vec<(String, serde_json::Value)> {
         let ports = self.ctl_json(&["port", "ls"]);
         ports
             .as_array()
             .expect("a port list")
             .iter()
-            .map(|p| {
-                (
-                    p["name"].as_str().unwrap_or("").to_string(),
-                    p["state"].clone(),
-                )
-            })
+            .map(|p| (p["name"].as_str().unwrap_or("").to_string(), p.clone()))
             .collect()
     }
 
@@ -405,7 +401,7 @@ impl<'u> UserDaemon<'u> {
         let up = poll(Duration::from_secs(20), Duration::from_millis(100), || {
             self.port_states()
                 .iter()
-                .any(|(n, state)| n == name && crate::lab::port_is_up(state))
+                .any(|(n, port)| n == name && crate::lab::port_is_up(&port["state"]))
         });
         assert!(
             up,

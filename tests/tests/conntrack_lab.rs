@@ -133,7 +133,9 @@ fn conntrack_ls_lists_a_full_table_whole_and_filters_in_yardd() {
         .iter()
         .filter(|e| e.original.sport == some_port)
         .count();
-    assert!((1..=DPORTS as usize).contains(&expected));
+    // A source port sends to DPORTS ports in each of the (up to four)
+    // rounds that filled the table.
+    assert!((1..=4 * DPORTS as usize).contains(&expected), "{expected}");
     assert_eq!(one_port.len(), expected, "{one_port:#?}");
     assert!(one_port.iter().all(|e| e.original.sport == some_port));
 }

@@ -398,7 +398,7 @@ fn yardd_and_linux_nat_look_the_same_from_both_ends() {
     // yardd keeps such entries longer. Established TCP (5 days) is the same.
     let settings = lab.ctl_json(&["conntrack", "set"]);
     let ours = |name: &str| {
-        settings["timeouts"][name]
+        settings["timeouts"][name.replace('-', "_")]
             .as_u64()
             .unwrap_or_else(|| panic!("no {name} in `conntrack set`: {settings:#}"))
     };

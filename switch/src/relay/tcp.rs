@@ -152,10 +152,12 @@ impl phy::Device for Link {
         caps.max_transmission_unit = 65_535;
         // The gateway checked the IPv4 header; a TAP's TSO segments carry
         // a partial TCP checksum the device was to finish, so smoltcp
-        // computes checksums on what it sends and verifies none.
+        // verifies none. Nor does it sum the TCP segments it sends: they
+        // leave with a partial checksum ([`TcpRelay::offload_for`]) that
+        // the container's TAP (or the switch, for another port) finishes.
         let mut sums = ChecksumCapabilities::default();
         sums.ipv4 = Checksum::Tx;
-        sums.tcp = Checksum::Tx;
+        sums.tcp = Checksum::None;
         caps.checksum = sums;
         caps
     }
@@ -556,10 +558,11 @@ impl TcpRelay {
     }
 
     /// The offload state of `buf`, a packet smoltcp made (an IPv4 packet
-    /// after [`HEADROOM`] bytes, complete checksums): a TCP segment whose
+    /// after [`HEADROOM`] bytes): a TCP segment gets a partial checksum
+    /// (the pseudo-header's sum, which the device or the switch finishes
+    /// — smoltcp sums none, see the device's capabilities), and one whose
     /// payload exceeds its connection's MSS becomes a TSO frame of that
-    /// MSS, its checksum made partial (the pseudo-header's sum, as a TSO
-    /// frame's device expects); anything else stays as it is.
+    /// MSS; anything else (complete checksums) stays as it is.
     pub fn offload_for(&self, buf: &mut [u8]) -> Offload {
         let Some(ip_bytes) = buf.get_mut(HEADROOM..) else {
             return Offload::NONE;
@@ -582,29 +585,36 @@ impl TcpRelay {
             dst: src,
             dport: tcp.src_port(),
         };
-        let Some(&mss) = self.mss.get(&key) else {
-            return Offload::NONE;
-        };
         let header = tcp.header_len();
+        tcp.set_checksum(checksum::pseudo_header_sum(
+            src,
+            dst,
+            protocol::TCP,
+            l4_len as u16,
+        ));
+        let csum_start = (HEADROOM + ip_len) as u16;
+        let partial = Offload {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_NONE,
+            hdr_len: csum_start + header as u16,
+            gso_size: 0,
+            csum_start,
+            csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
+        };
+        let Some(&mss) = self.mss.get(&key) else {
+            return partial;
+        };
         // The MSS counts no options (RFC 6691): each segment's payload is
         // what is left of it after this segment's options (timestamps).
         let options = header.saturating_sub(yard_wire::tcp::HEADER_LEN);
         let mss = mss.saturating_sub(options as u16).max(1);
         if l4_len.saturating_sub(header) <= usize::from(mss) {
-            return Offload::NONE;
+            return partial;
         }
-        let Ok(l4_len) = u16::try_from(l4_len) else {
-            return Offload::NONE;
-        };
-        tcp.set_checksum(checksum::pseudo_header_sum(src, dst, protocol::TCP, l4_len));
-        let csum_start = (HEADROOM + ip_len) as u16;
         Offload {
-            flags: vnet::F_NEEDS_CSUM,
             gso_type: vnet::GSO_TCPV4,
-            hdr_len: csum_start + header as u16,
             gso_size: mss,
-            csum_start,
-            csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
+            ..partial
         }
     }
 
@@ -903,10 +913,21 @@ mod tests {
                 self.relay.poll(self.poll.registry());
                 let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
                 for (mut buf, len) in packets {
-                    let offload = self.relay.offload_for(&mut buf[..len]);
+                    let mut offload = self.relay.offload_for(&mut buf[..len]);
                     let gso_size = offload.is_gso().then_some(offload.gso_size);
+                    // Every segment leaves with a partial checksum that,
+                    // finished as a device would, is right.
+                    assert!(offload.needs_csum(), "{offload:?}");
+                    if !offload.is_gso() {
+                        yard_wire::offload::complete_checksum(&mut buf[..len], &mut offload)
+                            .unwrap();
+                    }
                     let ip = Ipv4Packet::new_checked(&buf[HEADROOM..len]).unwrap();
                     assert_eq!((ip.src(), ip.dst()), (HOST, C));
+                    if !offload.is_gso() {
+                        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                        assert!(t.verify_checksum(HOST, C), "a bad TCP checksum");
+                    }
                     let t = TcpPacket::new_checked(ip.payload()).unwrap();
                     let f = t.flags();
                     seen.push(Seen {

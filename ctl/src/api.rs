@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":16,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":17,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -13,8 +13,12 @@
 
 mod event;
 mod link;
+mod rule;
 pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
+pub use rule::{
+    check_rule, PortRange, RuleAction, RuleError, RuleInfo, RulePeer, RuleProto, RuleSpec,
+};
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -24,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 16;
+pub const API_VERSION: u32 = 17;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -171,6 +175,28 @@ pub enum Request {
     },
     /// List links.
     LinkLs,
+    /// Add a firewall rule to a network's list.
+    RuleAdd {
+        /// The rule.
+        rule: RuleSpec,
+        /// Where it goes, from 1 (the rule there and after move down);
+        /// `None` appends it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<usize>,
+    },
+    /// Remove the rule at `position` of network `net`'s list.
+    RuleRm {
+        /// The network.
+        net: String,
+        /// Its position, from 1.
+        position: usize,
+    },
+    /// List the rules of one network, or of all.
+    RuleLs {
+        /// The network; `None` for all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        net: Option<String>,
+    },
     /// Stream events (what changes) on this connection until the client
     /// closes it.
     Events,
@@ -609,6 +635,10 @@ pub enum Payload {
     Link(LinkInfo),
     /// Reply to `link ls`.
     Links(Vec<LinkInfo>),
+    /// Reply to `rule add`.
+    Rule(RuleInfo),
+    /// Reply to `rule ls`.
+    Rules(Vec<RuleInfo>),
     /// Reply to `events`: one [`Event`] per line follows on this connection.
     EventsStarted,
     /// Reply to `conntrack ls`: one page.

@@ -24,6 +24,7 @@
 
 pub mod links;
 pub mod multicast;
+pub mod rules;
 pub mod security;
 pub mod storm;
 #[cfg(test)]
@@ -47,6 +48,7 @@ use crate::dataplane::port::{Port, PortCounters, PortId, PortReport};
 use crate::dataplane::verdict::{DropReason, Verdict};
 use links::{Link, Links, NamedLink};
 use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
+use rules::{Admission, FlowLink, FlowNews, NetRules};
 use security::{Ingress, NetGuard, PortSecurity};
 use storm::{FloodBudget, FloodLimit};
 
@@ -76,6 +78,8 @@ pub struct Network {
     pub multicast: Snooping,
     /// Pairs of isolated ports that may reach each other (`link add`).
     pub links: Links,
+    /// Firewall rules and the switched flows they allowed (`rule add`).
+    pub rules: NetRules,
     members: Vec<PortId>,
 }
 
@@ -209,6 +213,9 @@ pub struct Bridge {
     planned_queries: Vec<PlannedQuery>,
     /// How many flooded copies a port's frames may cost; `None`: no limit.
     flood_limit: Option<FloodLimit>,
+    /// The other threads' bridges, for the flows rules allowed
+    /// ([`rules`]); `None` with one datapath thread.
+    flow_link: Option<FlowLink>,
 }
 
 impl Bridge {
@@ -232,6 +239,7 @@ impl Bridge {
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
             flood_limit: None,
+            flow_link: None,
         }
     }
 
@@ -247,6 +255,49 @@ impl Bridge {
         self.announcing = true;
         self.reports_static = reports_static;
         self.sends_queries = reports_static;
+    }
+
+    /// Makes this bridge announce the flows its networks' rules allow to
+    /// the other threads' bridges, and hear theirs, over `link`.
+    pub fn share_flows(&mut self, link: FlowLink) {
+        self.flow_link = Some(link);
+    }
+
+    /// Records the flows other threads' rules allowed.
+    pub fn hear_flows(&mut self, now: Millis) {
+        let Bridge {
+            flow_link,
+            networks,
+            ..
+        } = self;
+        for news in rules::heard(flow_link.as_ref()) {
+            if let Some(Some(network)) = networks.get_mut(news.net.0 as usize) {
+                network.rules.hear(news.key, now);
+            }
+        }
+    }
+
+    /// Replaces network `net`'s firewall rules (hits follow rule ids).
+    pub fn set_rules(
+        &mut self,
+        net: &str,
+        rules: Vec<yard_nat::rules::Rule>,
+    ) -> Result<(), BridgeError> {
+        let id = self.net_id(net)?;
+        if let Some(network) = self.network_mut(id) {
+            network.rules.set(rules);
+        }
+        Ok(())
+    }
+
+    /// Each of network `net`'s rules with the switched connections it
+    /// decided on this bridge.
+    pub fn rule_hits(&self, net: &str) -> Result<Vec<(yard_nat::rules::RuleId, u64)>, BridgeError> {
+        let id = self.net_id(net)?;
+        Ok(self
+            .network(id)
+            .map(|n| n.rules.hits().collect())
+            .unwrap_or_default())
     }
 
     /// Takes what was learned since the last call.
@@ -279,6 +330,7 @@ impl Bridge {
             guard: NetGuard::default(),
             multicast: Snooping::new(self.announcing),
             links: Links::default(),
+            rules: NetRules::default(),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -572,7 +624,10 @@ impl Bridge {
         self.networks
             .iter_mut()
             .flatten()
-            .map(|n| n.fdb.expire(now))
+            .map(|n| {
+                n.rules.expire(now);
+                n.fdb.expire(now)
+            })
             .sum()
     }
 
@@ -795,7 +850,34 @@ impl Bridge {
             }
             Some(out) => Verdict::Forward(out),
         };
+        if matches!(verdict, Verdict::Forward(_) | Verdict::Flood) {
+            self.apply_rules(net_id, frame.data(), now)?;
+        }
         Ok((net_id, verdict))
+    }
+
+    /// The network's firewall rules on a frame it switches ([`rules`]):
+    /// an allowed new flow is announced before the frame goes on; a deny
+    /// stands only if the flow is still unknown once the other threads'
+    /// announcements are in.
+    fn apply_rules(&mut self, net: NetId, frame: &[u8], now: Millis) -> Result<(), DropReason> {
+        let network = self.network_mut(net).ok_or(DropReason::PortDown)?;
+        match network.rules.admit(frame, now) {
+            Admission::Pass => Ok(()),
+            Admission::Allowed(key) => {
+                rules::announce(self.flow_link.as_ref(), FlowNews { net, key });
+                Ok(())
+            }
+            Admission::Denied(key) => {
+                self.hear_flows(now);
+                let network = self.network_mut(net).ok_or(DropReason::PortDown)?;
+                if network.rules.deny(frame, &key) {
+                    Err(DropReason::RuleDeny)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// True when `port` is an access port of a `--no-icc` network: it may

@@ -3,22 +3,22 @@
 //! scrapers both read.
 //!
 //! Contract: every value comes from the same requests `yardctl` makes
-//! (`port stats`, `net ls`, `conntrack stats`) answered by [`Control`], so
+//! (`port stats`, `net ls`, `conntrack stats`, `rule ls`) answered by [`Control`], so
 //! a scrape and `yardctl … --json` agree. [`render`] is a pure function of
 //! those replies. The listener is bound by `bin/yardd.rs` before privileges
 //! are dropped (a low port needs it) and served by one thread of its own;
-//! a scrape holds the control lock only while the three replies are made.
+//! a scrape holds the control lock only while the four replies are made.
 //!
 //! Names follow Prometheus' conventions: `switchyard_` prefix, base units
 //! (bytes), `_total` on counters, variants as labels (`port`, `reason`,
-//! `network`, `event`).
+//! `network`, `event`, a rule's `position` and `action`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use yard_ctl::api::{ConntrackStats, NetworkInfo, Payload, PortStats, Request};
+use yard_ctl::api::{ConntrackStats, NetworkInfo, Payload, PortStats, Request, RuleInfo};
 
 use crate::control::Control;
 
@@ -31,6 +31,8 @@ pub struct Scrape {
     pub networks: Vec<NetworkInfo>,
     /// `conntrack stats`.
     pub conntrack: Option<ConntrackStats>,
+    /// `rule ls` (every network's).
+    pub rules: Vec<RuleInfo>,
 }
 
 /// Conntrack counters that are levels, not counts.
@@ -213,6 +215,27 @@ pub fn render(scrape: &Scrape) -> String {
             &events(conntrack),
         );
     }
+    let rule_hits: Vec<(String, u64)> = scrape
+        .rules
+        .iter()
+        .map(|r| {
+            let position = r.position.to_string();
+            let action = r.spec.action.to_string();
+            let pairs = [
+                ("network", r.spec.net.as_str()),
+                ("position", position.as_str()),
+                ("action", action.as_str()),
+            ];
+            (labels(&pairs), r.hits)
+        })
+        .collect();
+    family(
+        &mut out,
+        "switchyard_rule_hits_total",
+        "counter",
+        "New connections a firewall rule decided (allowed or denied), by network and position (yardctl rule ls).",
+        &rule_hits,
+    );
     out
 }
 
@@ -232,10 +255,15 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         Payload::ConntrackStats(stats) => Some(stats),
         _ => None,
     };
+    let rules = match ask(Request::RuleLs { net: None })? {
+        Payload::Rules(rules) => rules,
+        _ => return Err("rule ls: unexpected reply".into()),
+    };
     Ok(Scrape {
         ports,
         networks,
         conntrack,
+        rules,
     })
 }
 
@@ -307,6 +335,18 @@ mod tests {
                 ]),
                 snat_share_percent: None,
             }),
+            rules: vec![RuleInfo {
+                position: 2,
+                spec: yard_ctl::api::RuleSpec {
+                    net: "yard0".into(),
+                    from: None,
+                    to: Some(yard_ctl::api::RulePeer::Outside),
+                    proto: None,
+                    dport: None,
+                    action: yard_ctl::api::RuleAction::Deny,
+                },
+                hits: 6,
+            }],
         }
     }
 
@@ -326,6 +366,8 @@ mod tests {
             "switchyard_nat_snat_mappings 2",
             "switchyard_gateway_events_total{event=\"forwarded\"} 11",
             "switchyard_conntrack_events_total{event=\"inserted\"} 9",
+            "# TYPE switchyard_rule_hits_total counter",
+            "switchyard_rule_hits_total{network=\"yard0\",position=\"2\",action=\"deny\"} 6",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -39,10 +39,12 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    /// An empty table for at most `capacity` flows (allocated now).
+    /// An empty table for at most `capacity` flows, allocated now: room
+    /// for twice as many, so that once expired flows have left their
+    /// tombstones the map is rehashed in place rather than grown.
     pub fn new(capacity: usize, timeouts: Timeouts) -> FlowTable {
         FlowTable {
-            flows: HashMap::with_capacity(capacity),
+            flows: HashMap::with_capacity(capacity.saturating_mul(2)),
             capacity,
             timeouts,
         }

@@ -325,7 +325,7 @@ pub enum ConfigError {
     )]
     RulePortWithoutAddress(String),
     /// A position past the end of the list.
-    #[error("rule: network {net} has {count} rules, so a new one goes at position 1 to {}; leave --position out to append", count + 1)]
+    #[error("rule: position {position} is past the end of network {net}'s list: a new rule goes at position 1 to {}; leave --position out to append", count + 1)]
     RulePosition {
         net: String,
         position: usize,

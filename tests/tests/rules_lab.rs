@@ -3,7 +3,8 @@
 //! and counts hits and `rule-deny` drops; replies of an allowed connection
 //! pass a deny for their direction; rule order decides; switched traffic
 //! on one network with one and with two datapath threads (the two ports
-//! read by different threads); routed traffic to the outside (the
+//! read by different threads); routed traffic between two networks
+//! (judged by the rules of the network it comes from) and to the outside (the
 //! DOCKER-USER-style "no container may reach 169.254.169.254", `--to
 //! outside`, and a published port's replies under a deny of the outside);
 //! rules survive a restart; bad input is refused and changes nothing.
@@ -216,6 +217,50 @@ fn rules_judge_routed_connections_to_the_outside() {
     let peer = lab.tcp_ask_ok(&lab.outside, UPLINK_IP, 8080, None);
     assert_eq!(peer.addr, OUTSIDE_IP, "c1 sees the outside client");
     assert!(hits(&lab, "web", 2) >= 2, "{:#?}", rules(&lab, "web"));
+}
+
+#[test]
+fn rules_judge_connections_routed_between_networks_where_they_come_from() {
+    if !require(TOOLS) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "ra", "--subnet", "10.73.0.0/24"]);
+    lab.ctl_ok(&["net", "create", "rb", "--subnet", "10.74.0.0/24"]);
+    lab.ctl_ok(&["net", "connect", "ra", "rb"]);
+    let a = lab.tap("na", "ra", "10.73.0.2/24", &[]);
+    let b = lab.tap("nb", "rb", "10.74.0.2/24", &[]);
+    let _on_a = tcp_peer_server(&a.ns, None, 80);
+    let _on_b = tcp_peer_server(&b.ns, None, 80);
+    connects(&b, a.ip, 80, &lab);
+
+    // rb's hosts may not open connections to na; na's to nb ride their
+    // entries both ways.
+    lab.ctl_ok(&["rule", "add", "rb", "--from", "nb", "--to", "na", "deny"]);
+    connects(&a, b.ip, 80, &lab);
+    lab.ping_ok(&a, b.ip);
+    cannot_connect(&b, a.ip, 80);
+    lab.ping_fails(&b, a.ip, &[]);
+    assert!(hits(&lab, "rb", 1) >= 2, "{:#?}", rules(&lab, "rb"));
+    let stats = lab.ctl_json(&["conntrack", "stats"]);
+    assert!(
+        stats["counters"]["gw-rule-deny"].as_u64() >= Some(2),
+        "{stats:#}"
+    );
+    // A connection is judged by the rules of the network it comes from:
+    // rb's rules do not judge what na opens.
+    lab.ctl_ok(&[
+        "rule",
+        "add",
+        "rb",
+        "--from",
+        "na",
+        "deny",
+        "--position",
+        "1",
+    ]);
+    connects(&a, b.ip, 80, &lab);
+    assert_eq!(hits(&lab, "rb", 1), 0, "{:#?}", rules(&lab, "rb"));
 }
 
 #[test]

@@ -11,8 +11,10 @@
 //! lookup to learn the source, one to find the destination, a send per egress
 //! port. Nothing on it allocates, locks or logs; the flood list is a reused
 //! buffer. A multicast flood reaches only the ports [`multicast`] snooping
-//! says listen to its group. Only an attached capture copies frames. Drops are counted on the
-//! port they are charged to, by [`DropReason`].
+//! says listen to its group. On a network with firewall rules, an IPv4
+//! frame forwarded or flooded is first admitted by [`rules`] (a flow table
+//! lookup; a new flow is judged). Only an attached capture copies frames.
+//! Drops are counted on the port they are charged to, by [`DropReason`].
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
 //! the daemon and with [`crate::dataplane::port::memory::MemoryPort`]s in tests.
@@ -20,7 +22,8 @@
 //! With several datapath threads each has its own bridge: the same networks
 //! and ports (every thread can send out of every port), its own FDBs. What
 //! one thread learns it lists as [`Announcement`]s for the others
-//! ([`Bridge::share_learning`]).
+//! ([`Bridge::share_learning`]); the flows its rules allow it sends them at
+//! once ([`Bridge::share_flows`]).
 
 pub mod links;
 pub mod multicast;

@@ -80,7 +80,8 @@ pub struct NetRules {
 pub enum Admission {
     /// Not judged, or a tracked flow's: pass.
     Pass,
-    /// A new flow allowed (and recorded); announce it when sharing.
+    /// A flow to announce when sharing: new and allowed (recorded, unless
+    /// the table is full), or tracked and due to be announced again.
     Allowed(FlowKey),
     /// Denied, unless another thread has since announced its flow.
     Denied(FlowKey),

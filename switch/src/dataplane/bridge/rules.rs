@@ -87,6 +87,21 @@ pub enum Admission {
     Denied(FlowKey),
 }
 
+/// What the rules would say of a frame, looked at without side effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The network has no rules, or the frame is not judged (not IPv4
+    /// TCP/UDP/ICMP, a later fragment, a broadcast or multicast
+    /// destination): it passes.
+    NotJudged,
+    /// A packet of a flow already allowed: it passes.
+    Tracked,
+    /// A new flow: the rule that decides it (`position`, `action`), or
+    /// `None` for the default, allow. A deny stands unless another thread
+    /// has announced the flow meanwhile.
+    New(Option<RuleMatch>),
+}
+
 impl NetRules {
     /// Replaces the rules (hits follow rule ids). The flow table is made
     /// with the first rules and dropped with the last.
@@ -104,12 +119,20 @@ impl NetRules {
         self.rules.hits()
     }
 
-    /// The rule that decides `frame` (Ethernet, untagged) as a new flow,
-    /// counting nothing and recording nothing (for `yardctl trace`);
-    /// `None` when none matches or the frame is not judged.
-    pub fn rule_for(&self, frame: &[u8]) -> Option<RuleMatch> {
-        let (judged, _) = judged_flow(frame)?;
-        self.rules.first_match(&judged)
+    /// What [`NetRules::admit`] would make of `frame` (Ethernet,
+    /// untagged), changing nothing — no hit, no flow recorded or
+    /// refreshed, no announcement taken in (for `yardctl trace`).
+    pub fn look(&self, frame: &[u8]) -> Look {
+        let Some(flows) = self.flows.as_ref() else {
+            return Look::NotJudged;
+        };
+        let Some((judged, _)) = judged_flow(frame) else {
+            return Look::NotJudged;
+        };
+        if flows.contains(&judged.key) {
+            return Look::Tracked;
+        }
+        Look::New(self.rules.first_match(&judged))
     }
 
     /// Looks at a frame being switched: see [`Admission`]. Denies count
@@ -278,6 +301,7 @@ mod tests {
     fn no_rules_judge_nothing() {
         let mut rules = NetRules::default();
         assert_eq!(rules.admit(&udp(A, 1, B, 2), Millis(0)), Admission::Pass);
+        assert_eq!(rules.look(&udp(A, 1, B, 2)), Look::NotJudged);
     }
 
     #[test]
@@ -300,12 +324,13 @@ mod tests {
         };
         assert!(rules.deny(&opened, &key));
         assert_eq!(hits(&rules), vec![1, 1]);
-        assert_eq!(
-            rules.rule_for(&opened).map(|m| m.position),
-            Some(2),
-            "trace's look counts nothing"
+        assert!(
+            matches!(rules.look(&opened), Look::New(Some(m)) if m.position == 2),
+            "trace's look finds rule 2"
         );
-        assert_eq!(hits(&rules), vec![1, 1]);
+        assert_eq!(rules.look(&udp(B, 53, A, 5000)), Look::Tracked);
+        assert_eq!(rules.look(&udp(B, 54, B, 5000)), Look::New(None));
+        assert_eq!(hits(&rules), vec![1, 1], "looking counts nothing");
     }
 
     #[test]

@@ -126,3 +126,27 @@ fn a_published_port_is_judged_by_the_network_it_reaches_at_its_target() {
     );
     assert_eq!(gw.rule_hits(1), vec![(RuleId(1), 1)]);
 }
+
+#[test]
+fn outside_includes_the_host_uplink_but_not_the_gateways_dns() {
+    let mut gw = lab();
+    gw.set_uplink(None);
+    gw.set_host_uplink(true);
+    gw.set_dns_forward(Some(Ipv4Addr::new(127, 0, 0, 53)));
+    gw.set_rules(1, vec![deny(1, Endpoint::Any, Endpoint::Outside)]);
+    let out = udp(C1_MAC, GW1_MAC, (C1, 40000), (S, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET1, out, 0).0,
+        Action::Drop(GatewayDrop::RuleDeny)
+    );
+    let dns = udp(C1_MAC, GW1_MAC, (C1, 40001), (GW1, 53), 64, b"q");
+    assert_sent(run(&mut gw, NET1, dns, 0).0, Side::Host);
+    assert_eq!(gw.rule_hits(1), vec![(RuleId(1), 1)]);
+    // A rule for the gateway's address does judge the DNS query.
+    gw.set_rules(1, vec![deny(2, Endpoint::Any, host(GW1))]);
+    let dns = udp(C1_MAC, GW1_MAC, (C1, 40002), (GW1, 53), 64, b"q");
+    assert_eq!(
+        run(&mut gw, NET1, dns, 0).0,
+        Action::Drop(GatewayDrop::RuleDeny)
+    );
+}

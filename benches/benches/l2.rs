@@ -3,6 +3,8 @@
 //! allocations per frame beside criterion's nanoseconds. The `ipv4` cases
 //! carry a real IPv4/UDP packet from an open port and from a port with port
 //! security (MAC, source address), so the check's cost is their difference.
+//! The `ruled` cases carry UDP through a network with firewall rules: a
+//! tracked flow's frames, and a new flow in every frame.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -124,6 +126,41 @@ fn to_group(src: u8, group: std::net::Ipv4Addr, protocol: u8, payload: &[u8]) ->
     f
 }
 
+/// `frame` from mac(1) to mac(2) carrying UDP from 10.0.0.1:`sport` to
+/// 10.0.0.2:53, `len` bytes long.
+fn udp_frame(sport: u16, len: usize) -> Frame {
+    let mut bytes = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(sport, 53)
+        .write(&mut bytes, &vec![0u8; len.saturating_sub(42)])
+        .expect("a UDP frame");
+    let mut f = Frame::new();
+    f.fill(Offload::NONE, &bytes);
+    f
+}
+
+/// [`bridge`] with two firewall rules on its network, neither matching
+/// 10.0.0.1's UDP to 10.0.0.2:53 (so every flow is allowed by default
+/// after both are tried).
+fn ruled_bridge() -> (Bridge, Vec<PortId>) {
+    use yard_nat::flow::Proto;
+    use yard_nat::rules::{Endpoint, Rule, RuleAction, RuleId};
+    let (mut br, ids) = bridge(4, false);
+    let metadata = yard_wire::cidr::Ipv4Cidr::host([169, 254, 169, 254].into());
+    let rule = |id, proto| Rule {
+        id: RuleId(id),
+        from: Endpoint::Any,
+        to: Endpoint::Prefix(metadata),
+        proto: Some(proto),
+        dports: None,
+        action: RuleAction::Deny,
+    };
+    br.set_rules("n", vec![rule(1, Proto::Tcp), rule(2, Proto::Udp)])
+        .expect("rules on n");
+    (br, ids)
+}
+
 /// A network with a gateway (so the bridge is the querier and snooping
 /// narrows floods) and `ports` access ports, of which port 1 joined group
 /// 239.1.2.3 with an IGMPv2 report.
@@ -199,6 +236,33 @@ fn bench_l2(c: &mut Criterion) {
                 b.iter(|| br.process(ids[0], &mut f, Millis(1)))
             });
         }
+
+        // Firewall rules on the network (bridge/rules): the frames of a
+        // tracked flow, and frames that each open a new flow (judged,
+        // recorded until the flow table is full, then passed unrecorded).
+        let (mut br, ids) = ruled_bridge();
+        let mut f = udp_frame(40000, len);
+        let per_frame = allocations_per_call(100_000, || {
+            br.process(ids[0], &mut f, Millis(1));
+        });
+        println!("l2/unicast-udp-ruled/{len}: {per_frame} allocations per frame");
+        group.bench_function(BenchmarkId::new("unicast-udp-ruled", len), |b| {
+            b.iter(|| br.process(ids[0], &mut f, Millis(1)))
+        });
+        let (mut br, ids) = ruled_bridge();
+        let mut sport = 0u16;
+        let mut new_flow = |br: &mut Bridge| {
+            sport = sport.wrapping_add(1);
+            f.data_mut()[34..36].copy_from_slice(&sport.to_be_bytes());
+            br.process(ids[0], &mut f, Millis(1));
+        };
+        let per_frame = allocations_per_call(100_000, || new_flow(&mut br));
+        let sent = br.port(ids[1]).map_or(0, |p| p.counters.tx_packets);
+        assert!(sent >= 100_000, "new flows were not forwarded");
+        println!("l2/new-flow-ruled/{len}: {per_frame} allocations per frame");
+        group.bench_function(BenchmarkId::new("new-flow-ruled", len), |b| {
+            b.iter(|| new_flow(&mut br))
+        });
 
         let (mut br, ids) = bridge(4, false);
         let mut f = frame(MacAddr::BROADCAST, mac(1), len);

@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":20,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":21,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -14,9 +14,13 @@
 mod event;
 mod link;
 pub mod names;
+mod rule;
 mod trace;
 pub use event::{Event, EventKind};
 pub use link::{LinkInfo, LinkPort, LinkSpec};
+pub use rule::{
+    check_rule, PortRange, RuleAction, RuleError, RuleInfo, RulePeer, RuleProto, RuleSpec,
+};
 pub use trace::{
     PacketSpec, SpecError, TraceOutcome, TracePacket, TraceProto, TraceReport, TraceRequest,
     TraceStep, MAX_TRACE_FRAME, SPEC_SYNTAX,
@@ -30,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 20;
+pub const API_VERSION: u32 = 21;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -177,6 +181,28 @@ pub enum Request {
     },
     /// List links.
     LinkLs,
+    /// Add a firewall rule to a network's list.
+    RuleAdd {
+        /// The rule.
+        rule: RuleSpec,
+        /// Where it goes, from 1 (the rule there and after move down);
+        /// `None` appends it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<usize>,
+    },
+    /// Remove the rule at `position` of network `net`'s list.
+    RuleRm {
+        /// The network.
+        net: String,
+        /// Its position, from 1.
+        position: usize,
+    },
+    /// List the rules of one network, or of all.
+    RuleLs {
+        /// The network; `None` for all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        net: Option<String>,
+    },
     /// Stream events (what changes) on this connection until the client
     /// closes it.
     Events,
@@ -624,6 +650,10 @@ pub enum Payload {
     Link(LinkInfo),
     /// Reply to `link ls`.
     Links(Vec<LinkInfo>),
+    /// Reply to `rule add`.
+    Rule(RuleInfo),
+    /// Reply to `rule ls`.
+    Rules(Vec<RuleInfo>),
     /// Reply to `events`: one [`Event`] per line follows on this connection.
     EventsStarted,
     /// Reply to `conntrack ls`: one page.

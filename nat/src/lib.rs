@@ -13,6 +13,8 @@
 //!   (RFC 5508).
 //! - [`conntrack`]: the connection table, TCP state machine and timeouts.
 //! - [`mapping`]: SNAT port allocation (RFC 4787, 5382, 5508).
+//! - [`rules`]: firewall rules (first match wins) and the table of switched
+//!   flows they allowed.
 
 pub mod classify;
 pub mod conntrack;
@@ -21,3 +23,4 @@ pub mod frag;
 pub mod gateway;
 pub mod mapping;
 pub mod rewrite;
+pub mod rules;

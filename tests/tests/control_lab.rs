@@ -496,8 +496,12 @@ fn events_stream_what_changes_in_order_including_a_port_going_down() {
             seen.push(serde_json::from_str::<serde_json::Value>(&line).expect("a JSON event"));
         }
     }
+    lab.ctl_ok(&["rule", "add", "ev", "--to", "169.254.169.254", "deny"]);
+    lab.ctl_ok(&["rule", "rm", "ev", "1"]);
     lab.ctl_ok(&["port", "rm", "e1"]);
     lab.ctl_ok(&["net", "rm", "ev"]);
+    expected.push(("rule-added", "ev from any to 169.254.169.254/32 deny", None));
+    expected.push(("rule-removed", "ev rule 1", None));
     expected.push(("port-removed", "e1", None));
     expected.push(("network-removed", "ev", None));
     while seen.len() < expected.len() && std::time::Instant::now() < deadline {

@@ -12,7 +12,10 @@
 //! `docker restart`, a yardd restart under running containers, `docker rm
 //! -f` and `docker network rm` leave no ghost port or network;
 //! `enable_icc=false` keeps containers apart, and `yardctl link add` opens
-//! one pair on one port (kept across a yardd restart) until `link rm`.
+//! one pair on one port (kept across a yardd restart) until `link rm`;
+//! `yardctl rule add` denies on a Docker network stop a container's new
+//! connections to another container and to 169.254.169.254 outside, and
+//! `rule ls` counts the hits.
 //!
 //! Needs root, dockerd and busybox-static; under `CI=true` missing ones
 //! fail the test.
@@ -24,9 +27,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use yard_tests::bins::bins;
-use yard_tests::cmd::{describe, end_child, output, poll, run, stdout, timed};
+use yard_tests::cmd::{describe, end_child, output, poll, run, run_ok, stdout, timed};
 use yard_tests::image::{busybox_tar, BUSYBOX};
-use yard_tests::nat::{NatLab, OUTSIDE_IP, UPLINK_IP};
+use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
 use yard_tests::netns::unique_name;
 use yard_tests::require;
 
@@ -388,6 +391,77 @@ fn an_icc_false_network_keeps_its_containers_apart_until_linked() {
     // link rm isolates them again.
     lab.ctl_ok(&["link", "rm", &p2, &p1]);
     assert!(!fetch(&b1, &ip2), "b1 still reaches b2 after link rm");
+}
+
+#[test]
+fn rules_on_a_docker_network_stop_new_connections_and_count_hits() {
+    if !ready() {
+        return;
+    }
+    let lab = NatLab::new();
+    run_ok(&[
+        "ip",
+        "-n",
+        &lab.outside,
+        "addr",
+        "add",
+        "169.254.169.254/32",
+        "dev",
+        "eth0",
+    ]);
+    let _metadata = tcp_peer_server(&lab.outside, None, 80);
+    let docker = Docker::start(lab.socket());
+    let net = unique_name("ydrule");
+    let id = docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &docker.name,
+        "--subnet",
+        "10.93.0.0/24",
+        &net,
+    ]);
+    let yard_net = format!("docker-{}", &id[..12]);
+    let (d1, d2) = (unique_name("ydr"), unique_name("ydr"));
+    docker.start_container(&d1, &net, &[], &["sleep", "600"]);
+    docker.start_container(&d2, &net, &[], &["sleep", "600"]);
+    docker.ok(&["exec", "-d", &d2, "httpd", "-p", "80", "-h", "/www"]);
+    let p2 = port_of(&lab, &docker, &d2);
+    let ip2 = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &d2,
+    ]);
+    // busybox's nc: an answer from the server, within 3 s.
+    let answered = |ip: &str, request: &str| {
+        let ask = format!("printf '{request}' | nc -w 3 {ip} 80");
+        let out = docker.run(&["exec", &d1, "sh", "-c", &ask]);
+        !stdout(&out).trim().is_empty()
+    };
+    let web = "GET /cgi-bin/peer HTTP/1.0\\r\\n\\r\\n";
+    assert!(answered(&ip2, web), "d1 does not reach d2's web server");
+    assert!(
+        answered("169.254.169.254", ""),
+        "d1 does not reach 169.254.169.254"
+    );
+
+    lab.ctl_ok(&["rule", "add", &yard_net, "--to", "169.254.169.254", "deny"]);
+    lab.ctl_ok(&[
+        "rule", "add", &yard_net, "--to", &p2, "--proto", "tcp", "--dport", "80", "deny",
+    ]);
+    assert!(!answered(&ip2, web), "d1 reached d2:80 through a deny");
+    assert!(
+        !answered("169.254.169.254", ""),
+        "d1 reached 169.254.169.254 through a deny"
+    );
+    docker.ping_ok(&d1, &d2);
+    let rules = lab.ctl_json(&["rule", "ls", &yard_net]);
+    for rule in rules.as_array().unwrap() {
+        assert!(rule["hits"].as_u64().unwrap() >= 1, "{rules:#}");
+    }
+    let drops = lab.stats(&port_of(&lab, &docker, &d1)).drops;
+    assert!(drops.get("rule-deny").is_some_and(|n| *n > 0), "{drops:?}");
 }
 
 /// The yardd port of container `name` (Docker's endpoint), found by its address.

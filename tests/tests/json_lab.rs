@@ -1,6 +1,7 @@
 //! `--json` that programs can rely on (docs/JSON.md): every object key of
 //! every read command's output, against a yardd with networks, ports, a
-//! link, a published port, tracked connections and a trace, is snake_case
+//! link, a firewall rule, a published port, tracked connections and a
+//! trace, is snake_case
 //! (counter names and drop reasons included), and a state is one level —
 //! `"state": "up"` or `"state": "down"` with `"reason"` beside it — never
 //! an object.
@@ -57,13 +58,14 @@ fn every_listing_has_snake_case_keys_and_flat_states() {
     let c3 = lab.tap("c3", "iso", "10.92.0.2/24", &[]);
     lab.tap("c4", "iso", "10.92.0.3/24", &[]);
     lab.ctl_ok(&["link", "add", "c3", "c4"]);
+    lab.ctl_ok(&["rule", "add", "web", "--to", "outside", "--proto", "tcp", "--dport", "25", "deny"]);
     // No uplink: the published port is down, with its reason.
     lab.ctl_ok(&["publish", "add", "8080:c1:80/tcp"]);
     lab.ping_ok(&c1, c2.ip);
     lab.ping_ok(&c1, c3.ip);
 
     let mut found = Vec::new();
-    let commands: [&[&str]; 15] = [
+    let commands: [&[&str]; 16] = [
         &["status"],
         &["net", "ls"],
         &["net", "inspect", "web"],
@@ -74,6 +76,7 @@ fn every_listing_has_snake_case_keys_and_flat_states() {
         &["uplink", "ls"],
         &["publish", "ls"],
         &["link", "ls"],
+        &["rule", "ls"],
         &["conntrack", "ls"],
         &["conntrack", "stats"],
         &["conntrack", "set"],

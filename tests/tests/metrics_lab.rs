@@ -1,7 +1,7 @@
 //! `yardd --metrics`: after traffic, a scrape of `/metrics` over HTTP
 //! passes `promtool check metrics` (Debian's prometheus package), and its
-//! values are those `yardctl port stats`, `net ls` and `conntrack stats`
-//! report.
+//! values are those `yardctl port stats`, `net ls`, `conntrack stats` and
+//! `rule ls` report.
 //!
 //! Needs root, `promtool` and `curl` (under `CI=true` missing ones fail).
 
@@ -45,6 +45,9 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
     lab.ctl_ok(&["net", "create", "m", "--subnet", "10.97.0.0/24"]);
     let c1 = lab.tap("c1", "m", "10.97.0.2/24", &[]);
     let c2 = lab.tap("c2", "m", "10.97.0.3/24", &[]);
+    lab.ctl_ok(&[
+        "rule", "add", "m", "--from", "c1", "--proto", "icmp", "allow",
+    ]);
     lab.ping_ok(&c1, c2.ip);
     lab.ping_ok(&c2, "10.97.0.1".parse().unwrap());
     // A routed flow, for conntrack's states.
@@ -142,6 +145,14 @@ fn a_scrape_passes_promtool_and_agrees_with_yardctl() {
             "no {key} in:\n{text}"
         );
     }
+
+    let rules = lab.ctl_json(&["rule", "ls", "m"]);
+    let hits = rules[0]["hits"].as_u64().unwrap();
+    assert!(hits > 0, "the rule decided c1's ping: {rules:#}");
+    assert_eq!(
+        values["switchyard_rule_hits_total{network=\"m\",position=\"1\",action=\"allow\"}"] as u64,
+        hits
+    );
 
     // Anything but /metrics is a 404 that says where they are.
     let other = output(timed(15, "curl").args([

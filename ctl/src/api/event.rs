@@ -34,6 +34,10 @@ pub enum EventKind {
     LinkAdded,
     /// `link rm`.
     LinkRemoved,
+    /// `rule add`: the object is the network and the rule.
+    RuleAdded,
+    /// `rule rm`: the object is the network and the rule's position.
+    RuleRemoved,
 }
 
 /// One event.
@@ -43,8 +47,8 @@ pub struct Event {
     pub time: String,
     /// What happened.
     pub kind: EventKind,
-    /// What it happened to: a network, port, uplink, published port or
-    /// link (`A B`).
+    /// What it happened to: a network, port, uplink, published port,
+    /// link (`A B`) or rule (`NET from … to … deny`, `NET rule 2`).
     pub object: String,
     /// Why, when it was not asked for (a port down: `namespace gone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

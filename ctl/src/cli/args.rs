@@ -33,8 +33,8 @@ pub use nat::{
 pub use tunnel::{Endpoint, GRE_UDP_PORT};
 
 use crate::api::{
-    self, LinkPort, LinkSpec, NetworkSpec, PacketSpec, PortKind, PortSpec, QemuDgramAddr, Request,
-    TracePacket, TraceRequest,
+    self, LinkPort, LinkSpec, NetworkSpec, PacketSpec, PortKind, PortRange, PortSpec,
+    QemuDgramAddr, Request, RuleAction, RulePeer, RuleProto, RuleSpec, TracePacket, TraceRequest,
 };
 use crate::paths;
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
@@ -107,6 +107,9 @@ pub enum Command {
     /// Let two ports of a --no-icc network reach each other (Docker's --link under icc=false).
     #[command(subcommand)]
     Link(LinkCommand),
+    /// Firewall rules of a network: first match wins, default allow; replies of allowed connections pass.
+    #[command(subcommand)]
+    Rule(RuleCommand),
     /// Write the frames in and out of a port as pcap (to a file or stdout).
     Capture(CaptureArgs),
     /// Show what the switch would do with one frame, decision by decision,
@@ -161,6 +164,97 @@ impl RunArgs {
             name: self.name.clone(),
             command: self.command.clone(),
         })
+    }
+}
+
+/// `yardctl rule …`.
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a rule for new connections in a network (switched, and routed through its gateway).
+    Add {
+        /// The network.
+        net: String,
+        /// Where connections come from: a port name (its address) or a CIDR; any when left out.
+        #[arg(long, value_name = "PORT|CIDR")]
+        from: Option<RulePeer>,
+        /// Where they go: a port name, a CIDR, or `outside` (out through the gateway to the uplink).
+        #[arg(long, value_name = "PORT|CIDR|outside")]
+        to: Option<RulePeer>,
+        /// The protocol; any when left out.
+        #[arg(long, value_name = "tcp|udp|icmp")]
+        proto: Option<RuleProto>,
+        /// Destination port or range (needs --proto tcp or udp).
+        #[arg(long, value_name = "N[-M]")]
+        dport: Option<PortRange>,
+        /// allow or deny.
+        #[arg(value_name = "allow|deny")]
+        action: RuleAction,
+        /// Insert at this position, from 1 (default: append).
+        #[arg(long, value_name = "N")]
+        position: Option<usize>,
+    },
+    /// List rules with their hits (one network, or all).
+    Ls {
+        /// The network; all when left out.
+        net: Option<String>,
+    },
+    /// Remove the rule at a position (see `rule ls`).
+    Rm {
+        /// The network.
+        net: String,
+        /// Its position, from 1.
+        position: usize,
+    },
+}
+
+impl RuleCommand {
+    fn to_request(&self) -> Result<Request, ArgError> {
+        match self {
+            RuleCommand::Add {
+                net,
+                from,
+                to,
+                proto,
+                dport,
+                action,
+                position,
+            } => {
+                check_name("network", net)?;
+                if *position == Some(0) {
+                    return Err(ArgError::OutOfRange {
+                        option: "--position",
+                        value: 0,
+                        expected: "positions count from 1 (the first rule)".into(),
+                    });
+                }
+                let rule = RuleSpec {
+                    net: net.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    proto: *proto,
+                    dport: *dport,
+                    action: *action,
+                };
+                api::check_rule(&rule).map_err(ArgError::Rule)?;
+                Ok(Request::RuleAdd {
+                    rule,
+                    position: *position,
+                })
+            }
+            RuleCommand::Ls { net } => {
+                if let Some(net) = net {
+                    check_name("network", net)?;
+                }
+                Ok(Request::RuleLs { net: net.clone() })
+            }
+            RuleCommand::Rm { net, position } => {
+                check_name("network", net)?;
+                Ok(Request::RuleRm {
+                    net: net.clone(),
+                    position: *position,
+                })
+            }
+        }
     }
 }
 
@@ -548,6 +642,7 @@ impl Command {
                 }))
             }
             Command::Link(LinkCommand::Ls) => Ok(Request::LinkLs),
+            Command::Rule(rule) => rule.to_request(),
             Command::Link(LinkCommand::Rm { a, b }) => {
                 check_name("port", a)?;
                 check_name("port", b)?;

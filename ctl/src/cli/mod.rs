@@ -329,6 +329,8 @@ fn payload_name(payload: &Payload) -> &'static str {
         Payload::Publishes(_) => "a published port list",
         Payload::Link(_) => "a link",
         Payload::Links(_) => "a link list",
+        Payload::Rule(_) => "a rule",
+        Payload::Rules(_) => "a rule list",
         Payload::Conntrack(_) => "conntrack entries",
         Payload::Flushed { .. } => "a flush count",
         Payload::ConntrackStats(_) => "conntrack counters",

@@ -16,6 +16,7 @@
 //! out in [`nat`].
 
 pub mod nat;
+pub mod rules;
 
 use std::io::{self, Write};
 
@@ -48,6 +49,8 @@ pub fn render_json(payload: &Payload) -> Value {
         Payload::Publishes(rules) => serde_json::to_value(rules),
         Payload::Link(link) => serde_json::to_value(link),
         Payload::Links(links) => serde_json::to_value(links),
+        Payload::Rule(rule) => serde_json::to_value(rule),
+        Payload::Rules(rules) => serde_json::to_value(rules),
         Payload::Conntrack(page) => serde_json::to_value(&page.entries),
         Payload::Flushed { removed } => Ok(json!({ "removed": removed })),
         Payload::ConntrackStats(stats) => serde_json::to_value(stats),
@@ -122,6 +125,12 @@ pub fn render_human(request: &Request, payload: &Payload, out: &mut dyn Write) -
             writeln!(out, "linked {} ({})", link_text(&link.spec), link.net)
         }
         (Request::LinkRm { a, b }, _) => writeln!(out, "link {a} - {b} removed"),
+        (Request::RuleAdd { .. }, Payload::Rule(info)) => {
+            writeln!(out, "{}", rules::rule_added(info))
+        }
+        (Request::RuleRm { net, position }, _) => {
+            writeln!(out, "rule {position} of network {net} removed")
+        }
         (Request::PublishRm(spec), _) => writeln!(out, "{}", nat::unpublished(spec)),
         (_, payload) => render_payload(payload, out),
     }
@@ -145,6 +154,8 @@ fn render_payload(payload: &Payload, out: &mut dyn Write) -> io::Result<()> {
         Payload::Publishes(rules) => nat::publishes_table(rules).render(out),
         Payload::Link(link) => links_table(std::slice::from_ref(link)).render(out),
         Payload::Links(links) => links_table(links).render(out),
+        Payload::Rule(rule) => rules::rules_table(std::slice::from_ref(rule)).render(out),
+        Payload::Rules(rules) => rules::rules_table(rules).render(out),
         Payload::Conntrack(page) => nat::conntrack_table(&page.entries).render(out),
         Payload::Flushed { removed } => writeln!(out, "{}", nat::flushed(*removed)),
         Payload::ConntrackStats(stats) => {

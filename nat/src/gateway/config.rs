@@ -38,6 +38,7 @@ impl Gateway {
             return;
         };
         let net = self.nets.remove(pos);
+        self.firewall.retain(|(net, _)| *net != id);
         self.neighbours.forget_side(Side::Net(id));
         self.connected.retain(|&(a, b)| a != id && b != id);
         self.ct

@@ -40,6 +40,7 @@
 //! and the sides recorded on the entry.
 
 mod config;
+mod firewall;
 mod forward;
 mod host;
 mod icmp_errors;
@@ -58,6 +59,7 @@ use crate::conntrack::{self, Conntrack, Ingress, RuleId};
 use crate::flow::{FlowKey, Proto};
 use crate::frag::{FragCache, FragConfig};
 use crate::mapping::MappingError;
+use crate::rules::RuleSet;
 use yard_wire::cidr::Ipv4Cidr;
 use yard_wire::icmp::IcmpErrorKind;
 use yard_wire::offload::Offload;
@@ -231,6 +233,8 @@ pub enum GatewayDrop {
     Icc,
     /// A packet for the host uplink's relay found its queue full.
     HostRelayBusy,
+    /// A new connection a firewall rule denies (`rule add … deny`).
+    RuleDeny,
 }
 
 impl GatewayDrop {
@@ -258,13 +262,14 @@ impl GatewayDrop {
             GatewayDrop::WrongSide => "gw-wrong-side",
             GatewayDrop::Icc => "gw-icc",
             GatewayDrop::HostRelayBusy => "gw-host-relay-busy",
+            GatewayDrop::RuleDeny => "gw-rule-deny",
         }
     }
 }
 
 impl GatewayDrop {
     /// Every reason, in counter order.
-    pub const ALL: [GatewayDrop; 21] = [
+    pub const ALL: [GatewayDrop; 22] = [
         GatewayDrop::Malformed,
         GatewayDrop::UnsupportedEthertype,
         GatewayDrop::UnsupportedProtocol,
@@ -286,6 +291,7 @@ impl GatewayDrop {
         GatewayDrop::WrongSide,
         GatewayDrop::Icc,
         GatewayDrop::HostRelayBusy,
+        GatewayDrop::RuleDeny,
     ];
 
     /// Number of reasons (length of [`GatewayCounters::drops`]).
@@ -440,6 +446,8 @@ pub struct Gateway {
     /// Pairs of connected networks, smaller id first.
     connected: BTreeSet<(u16, u16)>,
     rules: Vec<PublishRule>,
+    /// Each network's firewall rules, by network id ([`Gateway::set_rules`]).
+    firewall: Vec<(u16, RuleSet)>,
     neighbours: Neighbours,
     /// Translation of a fragmented datagram, keyed by its first fragment.
     frags: FragCache<Xlate>,
@@ -463,6 +471,7 @@ impl Gateway {
             dns_forward: None,
             connected: BTreeSet::new(),
             rules: Vec::new(),
+            firewall: Vec::new(),
             neighbours: Neighbours::new(),
             frags: FragCache::new(FragConfig::default()),
             outbox: VecDeque::with_capacity(64),

@@ -2,11 +2,11 @@
 //! from the side it came from (uRPF), which published port a packet hits
 //! (DNAT), where its destination routes, whether that pair of sides may
 //! talk (`--internal`, `net connect`, `--no-icc`), and whether the source is
-//! masqueraded (SNAT).
+//! masqueraded (SNAT), then the network's firewall rules (`firewall`).
 //!
-//! Contract: decides from configuration only; the one state change is the
+//! Contract: decides from configuration only; the state changes are the
 //! conntrack insert of an allowed connection, which records the side each
-//! direction comes in from. Slow path (once per connection): may walk every
+//! direction comes in from, and the hit of the firewall rule that decided. Slow path (once per connection): may walk every
 //! rule. Routing ([`Gateway::route`]) and the source check
 //! ([`Gateway::source_fits`]) are also on the fast path and do not
 //! allocate.
@@ -17,6 +17,7 @@ use super::forward::Xlate;
 use super::{cidr, in_subnet, Gateway, GatewayDrop, Side};
 use crate::conntrack::{ConntrackError, Dir, NewConn, Packet, RuleId};
 use crate::flow::FlowKey;
+use crate::rules::RuleAction;
 use yard_wire::icmp::IcmpErrorKind;
 use yard_wire::tcp::TcpFlags;
 
@@ -130,7 +131,7 @@ impl Gateway {
     /// The host-loopback translation of a new flow `key` from `side`: with
     /// the host uplink, a flow from a network to its `--host-loopback`
     /// address goes to the same port on the host's 127.0.0.1.
-    fn host_loopback_of(&self, side: Side, key: &FlowKey) -> Option<(Ipv4Addr, u16)> {
+    pub(super) fn host_loopback_of(&self, side: Side, key: &FlowKey) -> Option<(Ipv4Addr, u16)> {
         let Side::Net(id) = side else {
             return None;
         };
@@ -259,6 +260,16 @@ impl Gateway {
                 }
             }
         };
+        let reached = FlowKey {
+            dst,
+            dport: rule.map_or(key.dport, |(_, (_, port))| port),
+            ..key
+        };
+        let to_dns = dns.is_some();
+        let judged = if to_dns { key } else { reached };
+        if self.judge_new(side, out, judged, to_dns) == RuleAction::Deny {
+            return Err(GatewayDrop::RuleDeny);
+        }
         let conn = NewConn {
             zone: 0,
             original: key,

@@ -21,6 +21,7 @@ use super::{Action, Gateway, IcmpErrors, OutFrame, Side};
 use crate::classify::{flow_of, PacketFlow};
 use crate::conntrack::{Dir, Entry, RuleId};
 use crate::flow::FlowKey;
+use crate::rules::RuleMatch;
 use yard_wire::ipv4::Ipv4Packet;
 use yard_wire::offload::Offload;
 
@@ -63,6 +64,9 @@ pub struct Ipv4Facts {
     pub established: Option<(Entry, Dir)>,
     /// The connection the copy made for it.
     pub created: Option<Entry>,
+    /// The firewall rule that decides it, when it is a new connection a
+    /// rule matches (none: allowed by default).
+    pub rule: Option<RuleMatch>,
 }
 
 impl Gateway {
@@ -109,7 +113,26 @@ impl Gateway {
                 .and_then(|(h, _)| copy.ct.get(h).cloned()),
             _ => None,
         };
+        // As `new_connection` judges it: the key with the destination it
+        // reaches, or as sent for what the gateway's own address answers.
+        let rule = match (&established, key, route) {
+            (None, Some(k), Some((out, _))) => {
+                let own = self.dns_forward_of(side, &k).is_some()
+                    || self.host_loopback_of(side, &k).is_some();
+                let judged = match published {
+                    Some((_, addr, port)) if !own => FlowKey {
+                        dst: addr,
+                        dport: port,
+                        ..k
+                    },
+                    _ => k,
+                };
+                self.rule_for(side, out, judged, own)
+            }
+            _ => None,
+        };
         Some(Ipv4Facts {
+            rule,
             src,
             dst,
             source_fits: self.source_fits(side, src),

@@ -63,6 +63,10 @@ pub fn of_request(request: &Request) -> Option<(EventKind, String)> {
         Request::PublishRm(spec) => (EventKind::PublishRemoved, spec.to_string()),
         Request::LinkAdd(spec) => (EventKind::LinkAdded, format!("{} {}", spec.a, spec.b)),
         Request::LinkRm { a, b } => (EventKind::LinkRemoved, format!("{a} {b}")),
+        Request::RuleAdd { rule, .. } => (EventKind::RuleAdded, format!("{} {rule}", rule.net)),
+        Request::RuleRm { net, position } => {
+            (EventKind::RuleRemoved, format!("{net} rule {position}"))
+        }
         _ => return None,
     };
     Some(event)

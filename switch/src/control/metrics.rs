@@ -3,8 +3,8 @@
 //! scrapers both read.
 //!
 //! Contract: every value comes from the same requests `yardctl` makes
-//! (`port stats`, `net ls`, `conntrack stats`, `status`) answered by
-//! [`Control`] — threads' CPU time aside — so
+//! (`port stats`, `net ls`, `conntrack stats`, `rule ls`, `status`)
+//! answered by [`Control`] — threads' CPU time aside — so
 //! a scrape and `yardctl … --json` agree. [`render`] is a pure function of
 //! those replies. The listener is bound by `bin/yardd.rs` before privileges
 //! are dropped (a low port needs it) and served by one thread of its own;
@@ -12,15 +12,16 @@
 //!
 //! Names follow Prometheus' conventions: `switchyard_` prefix, base units
 //! (bytes, seconds), `_total` on counters, variants as labels (`port`,
-//! `reason`, `network`, `event`, `state`, `thread`). Threads' CPU time
-//! comes from the kernel's accounting (`sys::thread_cpu`).
+//! `reason`, `network`, `event`, `state`, `thread`, a rule's `position`
+//! and `action`). Threads' CPU time comes from the kernel's accounting
+//! (`sys::thread_cpu`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use yard_ctl::api::{ConntrackStats, NetworkInfo, Payload, PortStats, Request};
+use yard_ctl::api::{ConntrackStats, NetworkInfo, Payload, PortStats, Request, RuleInfo};
 
 use crate::control::Control;
 
@@ -38,6 +39,8 @@ pub struct Scrape {
     /// `status`' tunnel drops: packets dropped before reaching a tunnel
     /// port, by reason.
     pub tunnel_drops: BTreeMap<String, u64>,
+    /// `rule ls` (every network's).
+    pub rules: Vec<RuleInfo>,
 }
 
 /// Conntrack counters that are levels, not counts.
@@ -238,6 +241,27 @@ pub fn render(scrape: &Scrape) -> String {
             &events(conntrack),
         );
     }
+    let rule_hits: Vec<(String, u64)> = scrape
+        .rules
+        .iter()
+        .map(|r| {
+            let position = r.position.to_string();
+            let action = r.spec.action.to_string();
+            let pairs = [
+                ("network", r.spec.net.as_str()),
+                ("position", position.as_str()),
+                ("action", action.as_str()),
+            ];
+            (labels(&pairs), r.hits)
+        })
+        .collect();
+    family(
+        &mut out,
+        "switchyard_rule_hits_total",
+        "counter",
+        "New connections a firewall rule decided (allowed or denied), by network and position (yardctl rule ls).",
+        &rule_hits,
+    );
     let tunnel_drops: Vec<(String, u64)> = scrape
         .tunnel_drops
         .iter()
@@ -281,6 +305,10 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         Payload::ConntrackStats(stats) => Some(stats),
         _ => None,
     };
+    let rules = match ask(Request::RuleLs { net: None })? {
+        Payload::Rules(rules) => rules,
+        _ => return Err("rule ls: unexpected reply".into()),
+    };
     let tunnel_drops = match ask(Request::Status)? {
         Payload::Status(status) => status.tunnel_drops,
         _ => BTreeMap::new(),
@@ -291,6 +319,7 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         conntrack,
         threads: crate::sys::thread_cpu::cpu_seconds(),
         tunnel_drops,
+        rules,
     })
 }
 
@@ -365,6 +394,18 @@ mod tests {
             }),
             threads: vec![("datapath-0".into(), 1.25)],
             tunnel_drops: BTreeMap::from([("bad-checksum".to_string(), 2)]),
+            rules: vec![RuleInfo {
+                position: 2,
+                spec: yard_ctl::api::RuleSpec {
+                    net: "yard0".into(),
+                    from: None,
+                    to: Some(yard_ctl::api::RulePeer::Outside),
+                    proto: None,
+                    dport: None,
+                    action: yard_ctl::api::RuleAction::Deny,
+                },
+                hits: 6,
+            }],
         }
     }
 
@@ -388,6 +429,8 @@ mod tests {
             "# TYPE switchyard_thread_cpu_seconds_total counter",
             "switchyard_thread_cpu_seconds_total{thread=\"datapath-0\"} 1.25",
             "switchyard_tunnel_drops_total{reason=\"bad-checksum\"} 2",
+            "# TYPE switchyard_rule_hits_total counter",
+            "switchyard_rule_hits_total{network=\"yard0\",position=\"2\",action=\"deny\"} 6",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

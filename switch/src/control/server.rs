@@ -35,6 +35,7 @@ mod gateway;
 pub mod limits;
 mod links;
 pub mod netns_access;
+mod rules;
 mod trace;
 
 use limits::{ConnectionCount, DeadlineStream, ServeLimits};
@@ -207,6 +208,7 @@ impl Control {
                 publish: Vec::new(),
                 connections: Vec::new(),
                 links: Vec::new(),
+                rules: Vec::new(),
                 ..config.clone()
             },
             live: HashMap::new(),
@@ -256,6 +258,7 @@ impl Control {
             }
         }
         control.restore_links(config.links.clone());
+        control.restore_rules(config.rules.clone());
         control.restore_l3(config)?;
         if removed {
             if let Err(error) = control.save() {
@@ -425,6 +428,7 @@ impl Control {
                 self.datapath.remove_network(&name)?;
                 let before = self.config.clone();
                 self.config.networks.retain(|n| n.name != name);
+                self.config.rules.retain(|r| r.spec.net != name);
                 self.commit(before, move |dp| {
                     add_network(dp, spec.unwrap_or_else(|| NetworkSpec::new(name)))
                 })?;
@@ -434,6 +438,9 @@ impl Control {
             Request::LinkAdd(spec) => self.link_add(spec),
             Request::LinkRm { a, b } => self.link_rm(&a, &b),
             Request::LinkLs => Ok(Payload::Links(self.link_infos())),
+            Request::RuleAdd { rule, position } => self.rule_add(rule, position),
+            Request::RuleRm { net, position } => self.rule_rm(&net, position),
+            Request::RuleLs { net } => self.rule_ls(net.as_deref()),
             Request::PortLs => Ok(Payload::Ports(
                 self.config
                     .ports
@@ -669,6 +676,7 @@ impl Control {
         self.live.insert(spec.name.clone(), live);
         self.retarget_publishes(&spec.name);
         self.relink(&spec);
+        self.reresolve_rules(&spec.name);
         Ok(Payload::Port(self.port_info(&spec)))
     }
 
@@ -691,6 +699,7 @@ impl Control {
         self.config.namespaces.remove(name);
         self.config.static_fdb.retain(|e| e.port != name);
         self.forget_links(name);
+        self.reresolve_rules(name);
         if let Some(netns) = route_netns {
             let up =
                 |port: &str| matches!(self.live.get(port), Some(l) if l.state == PortState::Up);

@@ -54,6 +54,8 @@ pub enum Stage {
     Fdb,
     /// `--no-icc` isolation and links.
     Isolation,
+    /// Firewall rules (`rule add`) on a new flow.
+    Rules,
     /// Flooding: to which ports.
     Flood,
     /// The gateway: the source check, what it answers, its drops.
@@ -86,6 +88,7 @@ impl Stage {
             Stage::Multicast => "multicast",
             Stage::Fdb => "fdb",
             Stage::Isolation => "isolation",
+            Stage::Rules => "rules",
             Stage::Flood => "flood",
             Stage::Gateway => "gateway",
             Stage::Route => "route",

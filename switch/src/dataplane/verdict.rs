@@ -59,11 +59,14 @@ pub enum DropReason {
     /// connection (as QEMU does) and waits for the next one. One per
     /// connection closed so.
     OversizeFrame,
+    /// A new connection a firewall rule of the network denies
+    /// (`rule add … deny`; [`crate::dataplane::bridge::rules`]).
+    RuleDeny,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::BadSourceMac,
         DropReason::TaggedOnAccess,
@@ -83,6 +86,7 @@ impl DropReason {
         DropReason::GatewayClaim,
         DropReason::FloodLimit,
         DropReason::OversizeFrame,
+        DropReason::RuleDeny,
     ];
 
     /// Number of reasons: the size of a per-port counter array.
@@ -115,6 +119,7 @@ impl DropReason {
             DropReason::GatewayClaim => "gateway-claim",
             DropReason::FloodLimit => "flood-limit",
             DropReason::OversizeFrame => "oversize-frame",
+            DropReason::RuleDeny => "rule-deny",
         }
     }
 }

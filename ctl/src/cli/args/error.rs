@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use super::{Command, ConntrackCommand, NetCommand, PortCommand, PublishCommand, UplinkCommand};
-use crate::api::PublishParseError;
+use crate::api::{PublishParseError, RuleError};
 use crate::types::{Ipv4Cidr, MacAddr};
 
 /// A command line that parsed but asks for something impossible.
@@ -233,6 +233,9 @@ pub enum ArgError {
         /// What is wrong.
         why: &'static str,
     },
+    /// A rule that makes no sense by itself.
+    #[error(transparent)]
+    Rule(RuleError),
     /// The same timeout is set twice.
     #[error("--timeout sets {0} twice: give each timeout once")]
     DuplicateTimeout(String),
@@ -257,6 +260,7 @@ impl ArgError {
             Command::Conntrack(ConntrackCommand::Set(_)) => "conntrack set",
             Command::Conntrack(_) => "conntrack",
             Command::Link(_) => "link",
+            Command::Rule(_) => "rule add",
             Command::Capture(_) => "capture",
             Command::Trace(_) => "trace",
             Command::Topology { .. } => "topology",

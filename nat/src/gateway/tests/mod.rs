@@ -10,6 +10,7 @@
 
 mod arp_icmp;
 mod config;
+mod firewall;
 mod host;
 mod isolation;
 mod nat;

@@ -320,6 +320,31 @@ pub enum ConfigError {
     /// No link between the two ports.
     #[error("link {a} - {b}: there is no such link (see `yardctl link ls`)")]
     NoLink { a: String, b: String },
+    /// A rule that makes no sense by itself.
+    #[error("rule: {0}")]
+    Rule(yard_ctl::api::RuleError),
+    /// A rule naming a port that does not exist.
+    #[error("rule: no port {0}: see `yardctl port ls`, or give a CIDR")]
+    RuleNoPort(String),
+    /// A rule naming a port without an address.
+    #[error(
+        "rule: port {0} has no IPv4 address to match; give the port one (--ip) or give a CIDR"
+    )]
+    RulePortWithoutAddress(String),
+    /// A position past the end of the list.
+    #[error("rule: position {position} is past the end of network {net}'s list: a new rule goes at position 1 to {}; leave --position out to append", count + 1)]
+    RulePosition {
+        net: String,
+        position: usize,
+        count: usize,
+    },
+    /// No rule at that position.
+    #[error("network {net} has no rule {position} (it has {count}): see `yardctl rule ls {net}`")]
+    NoRule {
+        net: String,
+        position: usize,
+        count: usize,
+    },
     /// A veth whose two ends have one name.
     #[error(
         "port {port}: the veth's ends cannot both be named {ifname}: give --peer another name"

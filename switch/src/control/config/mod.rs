@@ -14,8 +14,10 @@ mod gateway;
 mod ipam;
 mod links;
 mod qemu;
+mod rules;
 
 pub use error::ConfigError;
+pub use rules::ConfiguredRule;
 
 use yard_ctl::api::{
     ConntrackSettings, LinkSpec, PublishSpec, UplinkKind, UplinkSpec, DEFAULT_UPLINK,
@@ -62,6 +64,9 @@ pub struct Config {
     /// Links between ports of `--no-icc` networks (`link add`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkSpec>,
+    /// Firewall rules (`rule add`), each network's in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ConfiguredRule>,
     /// The namespace each TAP port with `--netns` was put in, by port name:
     /// a port is re-created only in that same namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -127,6 +132,7 @@ impl Default for Config {
             connections: Vec::new(),
             conntrack: ConntrackSettings::default(),
             links: Vec::new(),
+            rules: Vec::new(),
             namespaces: BTreeMap::new(),
         }
     }

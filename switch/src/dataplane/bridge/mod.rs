@@ -11,8 +11,10 @@
 //! lookup to learn the source, one to find the destination, a send per egress
 //! port. Nothing on it allocates, locks or logs; the flood list is a reused
 //! buffer. A multicast flood reaches only the ports [`multicast`] snooping
-//! says listen to its group. Only an attached capture copies frames. Drops are counted on the
-//! port they are charged to, by [`DropReason`].
+//! says listen to its group. On a network with firewall rules, an IPv4
+//! frame forwarded or flooded is first admitted by [`rules`] (a flow table
+//! lookup; a new flow is judged). Only an attached capture copies frames.
+//! Drops are counted on the port they are charged to, by [`DropReason`].
 //!
 //! The bridge owns its [`Port`]s, so the same code runs with real devices in
 //! the daemon and with [`crate::dataplane::port::memory::MemoryPort`]s in tests.
@@ -20,10 +22,12 @@
 //! With several datapath threads each has its own bridge: the same networks
 //! and ports (every thread can send out of every port), its own FDBs. What
 //! one thread learns it lists as [`Announcement`]s for the others
-//! ([`Bridge::share_learning`]).
+//! ([`Bridge::share_learning`]); the flows its rules allow it sends them at
+//! once ([`Bridge::share_flows`]).
 
 pub mod links;
 pub mod multicast;
+pub mod rules;
 pub mod security;
 pub mod storm;
 #[cfg(test)]
@@ -49,6 +53,7 @@ use crate::dataplane::trace::{Forwarding, Stage, Tracer};
 use crate::dataplane::verdict::{DropReason, Verdict};
 use links::{Link, Links, NamedLink};
 use multicast::{FloodScope, MembershipNews, PlannedQuery, Snooping};
+use rules::{Admission, FlowLink, FlowNews, NetRules};
 use security::{Ingress, NetGuard, PortSecurity};
 use storm::{FloodBudget, FloodLimit};
 
@@ -78,6 +83,8 @@ pub struct Network {
     pub multicast: Snooping,
     /// Pairs of isolated ports that may reach each other (`link add`).
     pub links: Links,
+    /// Firewall rules and the switched flows they allowed (`rule add`).
+    pub rules: NetRules,
     members: Vec<PortId>,
 }
 
@@ -211,6 +218,9 @@ pub struct Bridge {
     planned_queries: Vec<PlannedQuery>,
     /// How many flooded copies a port's frames may cost; `None`: no limit.
     flood_limit: Option<FloodLimit>,
+    /// The other threads' bridges, for the flows rules allowed
+    /// ([`rules`]); `None` with one datapath thread.
+    flow_link: Option<FlowLink>,
 }
 
 impl Bridge {
@@ -234,6 +244,7 @@ impl Bridge {
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
             flood_limit: None,
+            flow_link: None,
         }
     }
 
@@ -249,6 +260,49 @@ impl Bridge {
         self.announcing = true;
         self.reports_static = reports_static;
         self.sends_queries = reports_static;
+    }
+
+    /// Makes this bridge announce the flows its networks' rules allow to
+    /// the other threads' bridges, and hear theirs, over `link`.
+    pub fn share_flows(&mut self, link: FlowLink) {
+        self.flow_link = Some(link);
+    }
+
+    /// Records the flows other threads' rules allowed.
+    pub fn hear_flows(&mut self, now: Millis) {
+        let Bridge {
+            flow_link,
+            networks,
+            ..
+        } = self;
+        for news in rules::heard(flow_link.as_ref()) {
+            if let Some(Some(network)) = networks.get_mut(news.net.0 as usize) {
+                network.rules.hear(news.key, now);
+            }
+        }
+    }
+
+    /// Replaces network `net`'s firewall rules (hits follow rule ids).
+    pub fn set_rules(
+        &mut self,
+        net: &str,
+        rules: Vec<yard_nat::rules::Rule>,
+    ) -> Result<(), BridgeError> {
+        let id = self.net_id(net)?;
+        if let Some(network) = self.network_mut(id) {
+            network.rules.set(rules);
+        }
+        Ok(())
+    }
+
+    /// Each of network `net`'s rules with the switched connections it
+    /// decided on this bridge.
+    pub fn rule_hits(&self, net: &str) -> Result<Vec<(yard_nat::rules::RuleId, u64)>, BridgeError> {
+        let id = self.net_id(net)?;
+        Ok(self
+            .network(id)
+            .map(|n| n.rules.hits().collect())
+            .unwrap_or_default())
     }
 
     /// Takes what was learned since the last call.
@@ -281,6 +335,7 @@ impl Bridge {
             guard: NetGuard::default(),
             multicast: Snooping::new(self.announcing),
             links: Links::default(),
+            rules: NetRules::default(),
             members: Vec::new(),
         };
         let index = match self.networks.iter().position(Option::is_none) {
@@ -574,7 +629,10 @@ impl Bridge {
         self.networks
             .iter_mut()
             .flatten()
-            .map(|n| n.fdb.expire(now))
+            .map(|n| {
+                n.rules.expire(now);
+                n.fdb.expire(now)
+            })
             .sum()
     }
 
@@ -834,8 +892,6 @@ impl Bridge {
         });
         checked?;
         let in_isolated = self.is_isolated(in_port, net_id);
-        // The one place a firewall rule decision for switched traffic is
-        // added (`rule add`, planned): after ingress, before learning.
         if T::DRY_RUN {
             let network = self.network(net_id).ok_or(DropReason::PortDown)?;
             let known = network.fdb.lookup(&src, now);
@@ -931,6 +987,13 @@ impl Bridge {
                 }
             }
         };
+        if matches!(verdict, Verdict::Forward(_) | Verdict::Flood) {
+            if T::DRY_RUN {
+                self.trace_rules(net_id, frame.data(), tracer)?;
+            } else {
+                self.apply_rules(net_id, frame.data(), now)?;
+            }
+        }
         Ok((net_id, verdict))
     }
 
@@ -942,6 +1005,72 @@ impl Bridge {
     /// The name of port `id` ("" when gone).
     fn port_name(&self, id: PortId) -> &str {
         self.port(id).map_or("", |p| p.name.as_str())
+    }
+
+    /// What the network's firewall rules would decide for a traced frame,
+    /// without recording a flow or counting a hit.
+    fn trace_rules<T: Tracer>(
+        &self,
+        net: NetId,
+        frame: &[u8],
+        tracer: &mut T,
+    ) -> Result<(), DropReason> {
+        let network = self.network(net).ok_or(DropReason::PortDown)?;
+        match network.rules.look(frame) {
+            rules::Look::NotJudged => Ok(()),
+            rules::Look::Tracked => {
+                tracer.note(Stage::Rules, || {
+                    "a flow the rules allowed already: passes".to_string()
+                });
+                Ok(())
+            }
+            rules::Look::New(None) => {
+                tracer.note(Stage::Rules, || {
+                    "a new flow no rule matches: allowed (the default)".to_string()
+                });
+                Ok(())
+            }
+            rules::Look::New(Some(m)) => {
+                let deny = m.action == yard_nat::rules::RuleAction::Deny;
+                tracer.note(Stage::Rules, || {
+                    format!(
+                        "a new flow: rule #{} of network {} {}",
+                        m.position,
+                        network.name,
+                        if deny { "denies it" } else { "allows it" }
+                    )
+                });
+                if deny {
+                    Err(DropReason::RuleDeny)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The network's firewall rules on a frame it switches ([`rules`]):
+    /// an allowed new flow is announced before the frame goes on; a deny
+    /// stands only if the flow is still unknown once the other threads'
+    /// announcements are in.
+    fn apply_rules(&mut self, net: NetId, frame: &[u8], now: Millis) -> Result<(), DropReason> {
+        let network = self.network_mut(net).ok_or(DropReason::PortDown)?;
+        match network.rules.admit(frame, now) {
+            Admission::Pass => Ok(()),
+            Admission::Allowed(key) => {
+                rules::announce(self.flow_link.as_ref(), FlowNews { net, key });
+                Ok(())
+            }
+            Admission::Denied(key) => {
+                self.hear_flows(now);
+                let network = self.network_mut(net).ok_or(DropReason::PortDown)?;
+                if network.rules.deny(frame, &key) {
+                    Err(DropReason::RuleDeny)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// True when `port` is an access port of a `--no-icc` network: it may

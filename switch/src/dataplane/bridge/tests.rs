@@ -11,6 +11,7 @@ use crate::dataplane::port::memory::{MemoryPort, MemoryQueues};
 use yard_nat::gateway::IcmpErrors;
 use yard_wire::offload::Offload;
 
+mod rules;
 mod security;
 mod trace;
 

@@ -18,6 +18,7 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 use yard_nat::conntrack::{Config as ConntrackConfig, Entry, Filter, Position, RuleId, Stats};
 use yard_nat::gateway::{GatewayCounters, NetConfig, PublishRule, UplinkConfig};
+use yard_nat::rules as firewall;
 
 use super::{Datapath, DatapathError, Membership, TunnelBinding, Uplink, TUNNEL_BASE, UPLINK};
 use crate::dataplane::bridge::links::NamedLink;
@@ -210,6 +211,35 @@ impl Datapath {
     ) -> Result<(), DatapathError> {
         self.bridge.set_links(net, links)?;
         Ok(())
+    }
+
+    /// Network `net`'s firewall rules, for its bridge and its gateway.
+    pub(super) fn set_rules(
+        &mut self,
+        net: &str,
+        rules: &[firewall::Rule],
+    ) -> Result<(), DatapathError> {
+        self.bridge.set_rules(net, rules.to_vec())?;
+        let id = self.bridge.net_id(net)?;
+        self.gateway.set_rules(id.0, rules.to_vec());
+        Ok(())
+    }
+
+    /// Network `net`'s rules with the connections each decided on this
+    /// thread: switched (its bridge) and routed (its gateway; only the home
+    /// thread's routes).
+    pub(super) fn rule_hits(
+        &mut self,
+        net: &str,
+    ) -> Result<Vec<(firewall::RuleId, u64)>, DatapathError> {
+        let mut hits = self.bridge.rule_hits(net)?;
+        let id = self.bridge.net_id(net)?;
+        for (rule, routed) in self.gateway.rule_hits(id.0) {
+            if let Some(entry) = hits.iter_mut().find(|(r, _)| *r == rule) {
+                entry.1 += routed;
+            }
+        }
+        Ok(hits)
     }
 
     /// False when this thread's FDB had no such entry.

@@ -29,6 +29,7 @@ use yard_ctl::api::NetworkSpec;
 use yard_ctl::MacAddr;
 use yard_nat::conntrack::{Config as ConntrackConfig, Filter, Position, RuleId};
 use yard_nat::gateway::{GatewayError, NetConfig, PublishRule, UplinkConfig};
+use yard_nat::rules as firewall;
 
 use super::mesh::HOME;
 use super::{ConntrackSnapshot, Datapath, GatewayFigures, Membership, NetFigures, TunnelBinding};
@@ -316,6 +317,29 @@ impl DatapathHandle {
         let order = self.placement();
         let net = net.to_string();
         self.all(&order, move |dp| dp.set_links(&net, &links))
+    }
+
+    /// Replaces network `net`'s firewall rules on every thread (bridges
+    /// and gateway).
+    pub fn set_rules(&self, net: &str, rules: Vec<firewall::Rule>) -> Result<(), DatapathError> {
+        let order = self.placement();
+        let net = net.to_string();
+        self.all(&order, move |dp| dp.set_rules(&net, &rules))
+    }
+
+    /// The hits of network `net`'s rules by rule id: every thread's summed.
+    pub fn rule_hits(&self, net: &str) -> Result<Vec<(firewall::RuleId, u64)>, DatapathError> {
+        let order = self.placement();
+        let net = net.to_string();
+        let answers = self.each(&order, move |dp| dp.rule_hits(&net))?;
+        let mut total: Vec<(firewall::RuleId, u64)> = Vec::new();
+        for (rule, hits) in answers.into_iter().flatten() {
+            match total.iter_mut().find(|(r, _)| *r == rule) {
+                Some(entry) => entry.1 += hits,
+                None => total.push((rule, hits)),
+            }
+        }
+        Ok(total)
     }
 
     /// Deletes an FDB entry; false when no thread had it.

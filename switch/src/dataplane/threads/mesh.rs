@@ -7,6 +7,9 @@
 //! - membership news: what one thread's multicast snooping heard on its
 //!   ports ([`MembershipNews`]: reports, leaves, queries), to every other
 //!   thread, so each thread's table lists every port's groups;
+//! - flows: the connections one thread's firewall rules allowed
+//!   ([`FlowNews`]), to every other thread, sent before the frame that
+//!   opened them goes on (each bridge holds its [`FlowLink`]);
 //! - handoffs: frames for the L3 gateway, from the thread that received them
 //!   to thread [`HOME`], which owns the gateway, the uplink and the tunnel
 //!   sockets;
@@ -16,7 +19,9 @@
 //!
 //! A full queue drops. A lost announcement is repeated while its address is
 //! live (see [`crate::dataplane::fdb`]); meanwhile the address's frames are flooded,
-//! which is correct. A lost membership is heard again with the port's
+//! which is correct. A lost flow is announced again a second later while it carries
+//! packets, and a thread about to deny a flow first takes in what it was
+//! told. A lost membership is heard again with the port's
 //! answer to the next general query (at most 125 s). A lost handoff counts as `gateway-busy` on the port it
 //! came from, like a full transmit queue.
 
@@ -26,6 +31,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::dataplane::bridge::multicast::MembershipNews;
+use crate::dataplane::bridge::rules::{FlowLink, FlowNews};
 use crate::dataplane::bridge::{Announcement, NetId};
 use crate::dataplane::frame::Frame;
 
@@ -69,6 +75,7 @@ pub struct Mesh {
     wakers: Vec<Arc<Waker>>,
     announcements: Vec<Queue<Announcement>>,
     memberships: Vec<Queue<MembershipNews>>,
+    flows: Vec<Queue<FlowNews>>,
     handoffs: Queue<Handoff>,
     spares: Vec<Queue<Frame>>,
 }
@@ -95,6 +102,9 @@ impl Mesh {
             memberships: (0..threads)
                 .map(|_| Queue::bounded(ANNOUNCEMENT_QUEUE))
                 .collect(),
+            flows: (0..threads)
+                .map(|_| Queue::bounded(ANNOUNCEMENT_QUEUE))
+                .collect(),
             handoffs: Queue::bounded(if threads > 1 { HANDOFF_QUEUE } else { 1 }),
             spares,
             wakers,
@@ -104,6 +114,18 @@ impl Mesh {
     /// Number of datapath threads.
     pub fn threads(&self) -> usize {
         self.wakers.len()
+    }
+
+    /// Thread `thread`'s end of the flow announcements, for its bridge.
+    pub fn flow_link(&self, thread: usize) -> FlowLink {
+        let others = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| *t != thread)
+            .map(|(_, q)| q.tx.clone())
+            .collect();
+        FlowLink::new(others, self.flows[thread].rx.clone())
     }
 
     /// Tells every thread but `from` what `from` learned.

@@ -172,6 +172,7 @@ impl Datapath {
             bridge.limit_floods(Some(FloodLimit::DEFAULT));
             if threads > 1 {
                 bridge.share_learning(thread == mesh::HOME);
+                bridge.share_flows(mesh.flow_link(thread));
             }
             let mut gateway = Gateway::new(yard_nat::conntrack::Config::default());
             gateway.share_icmp_errors(icmp_errors.clone());
@@ -351,8 +352,8 @@ impl Datapath {
         }
     }
 
-    /// Applies what the other threads learned and their multicast snooping
-    /// heard.
+    /// Applies what the other threads learned, their multicast snooping
+    /// heard and their firewall rules allowed.
     fn hear_peers(&mut self) {
         let now = self.now();
         for news in self.mesh.heard(self.thread) {
@@ -361,6 +362,7 @@ impl Datapath {
         for news in self.mesh.heard_memberships(self.thread) {
             self.bridge.hear_multicast(news, now);
         }
+        self.bridge.hear_flows(now);
     }
 
     /// Tells the other threads what this one learned and its multicast

@@ -124,9 +124,15 @@ impl Datapath {
                     Some((out, _)) => format!("routed to {}", self.side_name(out)),
                     None => "no route to the destination".into(),
                 });
-                // The one place a firewall rule decision for routed
-                // connections is added (`rule add`, planned): a new
-                // connection, before conntrack tracks it.
+                if let Some(m) = f.rule {
+                    trace.note(Stage::Rules, || {
+                        let verdict = match m.action {
+                            yard_nat::rules::RuleAction::Allow => "allows",
+                            yard_nat::rules::RuleAction::Deny => "denies",
+                        };
+                        format!("a new connection: rule #{} {verdict} it", m.position)
+                    });
+                }
                 match (&f.established, &f.created) {
                     (Some((e, dir)), _) => trace.note(Stage::Conntrack, || {
                         format!(

@@ -54,7 +54,7 @@ impl Docker {
             .prefix("yard-docker-")
             .tempdir()
             .expect("temp dir for dockerd");
-        let name = unique_name("yardtest");
+        let name = unique_name("yd");
         let plugin = PathBuf::from(PLUGIN_DIR).join(format!("{name}.sock"));
         let driver = Command::new(&bins().yard_docker)
             .arg("--plugin-socket")

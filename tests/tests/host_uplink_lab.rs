@@ -698,9 +698,15 @@ fn peer_address_server(container: &Container, proto: &str) -> Server {
 fn ask(ns: &str, proto: &str, addr: &str, port: u16) -> std::process::Output {
     let script = match proto {
         "tcp" => format!("socat -T5 - TCP:{addr}:{port} </dev/null"),
-        _ => format!("echo hello | socat -T3 - UDP4:{addr}:{port}"),
+        // UDP promises nothing: a datagram that meets a server still
+        // starting (or between socat's forks) is lost, so ask up to three
+        // times, as a UDP client would.
+        _ => format!(
+            "for i in 1 2 3; do r=$(echo hello | socat -T2 - UDP4:{addr}:{port}); \
+             if [ -n \"$r\" ]; then echo \"$r\"; exit 0; fi; done; exit 1"
+        ),
     };
-    ns_sh(ns, 15, &script)
+    ns_sh(ns, 20, &script)
 }
 
 #[test]

@@ -58,7 +58,9 @@ fn every_listing_has_snake_case_keys_and_flat_states() {
     let c3 = lab.tap("c3", "iso", "10.92.0.2/24", &[]);
     lab.tap("c4", "iso", "10.92.0.3/24", &[]);
     lab.ctl_ok(&["link", "add", "c3", "c4"]);
-    lab.ctl_ok(&["rule", "add", "web", "--to", "outside", "--proto", "tcp", "--dport", "25", "deny"]);
+    lab.ctl_ok(&[
+        "rule", "add", "web", "--to", "outside", "--proto", "tcp", "--dport", "25", "deny",
+    ]);
     // No uplink: the published port is down, with its reason.
     lab.ctl_ok(&["publish", "add", "8080:c1:80/tcp"]);
     lab.ping_ok(&c1, c2.ip);

@@ -89,6 +89,8 @@ struct Snapshot {
     conntrack: Vec<(String, String, String, u64, u64)>,
     ports: Vec<(String, u64, u64, BTreeMap<String, u64>)>,
     gateway: serde_json::Value,
+    /// Every firewall rule with its hits.
+    rules: serde_json::Value,
 }
 
 fn snapshot(lab: &Lab) -> Snapshot {
@@ -125,6 +127,7 @@ fn snapshot(lab: &Lab) -> Snapshot {
         conntrack,
         ports,
         gateway,
+        rules: lab.ctl_json(&["rule", "ls"]),
     }
 }
 
@@ -320,6 +323,63 @@ fn isolation_drops_and_a_link_allows_as_traced() {
     assert_leaves(&allowed, &["q2"]);
     // And for real the link lets the ping through.
     lab.ping_ok(&q1, q2.ip);
+}
+
+#[test]
+fn firewall_rules_are_traced_without_a_hit_and_real_frames_meet_the_same_rules() {
+    if !require(&["ping"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.ctl_ok(&["net", "create", "tr", "--subnet", "10.75.0.0/24"]);
+    lab.ctl_ok(&["net", "create", "tr2", "--subnet", "10.76.0.0/24"]);
+    lab.ctl_ok(&["net", "connect", "tr", "tr2"]);
+    let r1 = lab.tap("r1", "tr", "10.75.0.2/24", &[]);
+    let r2 = lab.tap("r2", "tr", "10.75.0.3/24", &[]);
+    let r3 = lab.tap("r3", "tr2", "10.76.0.2/24", &[]);
+    // Learned both ways before any rule.
+    lab.ping_ok(&r1, r2.ip);
+    lab.ping_ok(&r1, r3.ip);
+    lab.ctl_ok(&[
+        "rule", "add", "tr", "--from", "r1", "--to", "r2", "--proto", "icmp", "deny",
+    ]);
+    lab.ctl_ok(&[
+        "rule",
+        "add",
+        "tr",
+        "--to",
+        "10.76.0.0/24",
+        "--proto",
+        "icmp",
+        "deny",
+    ]);
+
+    let before = snapshot(&lab);
+    let switched = trace(&lab, &["--in", "r1", "icmp 10.75.0.2 > 10.75.0.3"]);
+    assert_step(&switched, "rules", "rule #1 of network tr denies it");
+    assert_dropped(&switched, "rule-deny", "r1");
+    let routed = trace(&lab, &["--in", "r1", "icmp 10.75.0.2 > 10.76.0.2"]);
+    assert_step(&routed, "rules", "a new connection: rule #2 denies it");
+    assert_dropped(&routed, "gw-rule-deny", "gateway");
+    // The other way no rule matches: allowed by default.
+    let back = trace(&lab, &["--in", "r2", "icmp 10.75.0.3 > 10.75.0.2"]);
+    assert_step(&back, "rules", "no rule matches: allowed");
+    assert_leaves(&back, &["r1"]);
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "a trace changed the switch or a rule's hits"
+    );
+
+    // For real: the same rules stop the same frames, and count them.
+    lab.ping_fails(&r1, r2.ip, &[]);
+    assert!(drops(&lab, "r1", "rule-deny") > 0);
+    lab.ping_fails(&r1, r3.ip, &[]);
+    let rules = lab.ctl_json(&["rule", "ls", "tr"]);
+    assert!(
+        rules[0]["hits"].as_u64() > Some(0) && rules[1]["hits"].as_u64() > Some(0),
+        "{rules:#}"
+    );
 }
 
 #[test]

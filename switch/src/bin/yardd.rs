@@ -131,6 +131,7 @@ fn run() -> Result<()> {
         "dropped every other capability"
     );
 
+    yard_switch::dataplane::port::ring::set_tap_io(args.io);
     let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
     // The host uplink's relay: its own thread, outside the datapath's

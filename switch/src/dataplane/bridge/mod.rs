@@ -209,6 +209,8 @@ pub struct Bridge {
     planned_queries: Vec<PlannedQuery>,
     /// How many flooded copies a port's frames may cost; `None`: no limit.
     flood_limit: Option<FloodLimit>,
+    /// Ports holding queued frames for [`flush_ports`](Self::flush_ports).
+    queued_ports: Vec<PortId>,
 }
 
 impl Bridge {
@@ -228,6 +230,7 @@ impl Bridge {
             announcements: Vec::with_capacity(256),
             reports_static: true,
             multicast_news: Vec::new(),
+            queued_ports: Vec::with_capacity(64),
             sends_queries: true,
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
@@ -956,6 +959,7 @@ impl Bridge {
             }
             slot.port.send(frame)
         });
+        let queued = sent.is_ok() && slot.port.has_queued();
         match sent {
             Ok(()) => {
                 slot.counters.tx_packets += 1;
@@ -972,6 +976,21 @@ impl Bridge {
         }
         if tagged {
             frame.pop_vlan();
+        }
+        if queued && !self.queued_ports.contains(&out) {
+            self.queued_ports.push(out);
+        }
+    }
+
+    /// Hands every port's queued frames to its device ([`Port::flush`]) and
+    /// counts what the devices refused. The datapath calls it before it
+    /// sleeps.
+    pub fn flush_ports(&mut self) {
+        while let Some(id) = self.queued_ports.pop() {
+            if let Some(slot) = self.port_mut(id) {
+                slot.port.flush();
+                slot.port.take_drops(&mut slot.counters);
+            }
         }
     }
 

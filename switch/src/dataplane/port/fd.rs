@@ -2,9 +2,12 @@
 //! frame: a TAP opened with `IFF_VNET_HDR`, or an AF_PACKET socket with
 //! `PACKET_VNET_HDR`. One write moves one frame.
 //!
-//! The two flavours differ on receive only. A TAP hands over frames exactly as
-//! the container sent them, VLAN tags included, so it is read with `read(2)`,
-//! one frame per call. A packet socket sees frames after the kernel took their
+//! A TAP hands over frames exactly as the container sent them, VLAN tags
+//! included. It is read and written in batches through io_uring
+//! ([`super::ring`]: one system call for many reads, one for the writes of
+//! a round, handed over by [`Port::flush`]) unless `yardd --io plain` or the
+//! kernel says otherwise; then, or once a ring fails, with `read(2)` and
+//! `write(2)`, one frame per call. A packet socket sees frames after the kernel took their
 //! outer VLAN tag out; it is read with `recvmmsg(2)` (a whole batch per call,
 //! straight into the frames' buffers) and `PACKET_AUXDATA`, and each frame's
 //! tag is put back in front of the EtherType, so the bridge judges the frame
@@ -16,7 +19,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use super::Port;
+use super::ring::{self, RingTap, TapIo};
+use super::{Port, PortCounters};
 use crate::dataplane::frame::Frame;
 use crate::dataplane::threads::BATCH;
 use crate::sys;
@@ -25,6 +29,8 @@ use crate::sys;
 enum Flavour {
     /// A TAP: tags are in the data.
     Tap,
+    /// A TAP read and written through its io_uring.
+    RingTap(Box<RingTap>),
     /// An AF_PACKET socket: the kernel reports stripped tags in control data,
     /// which lands in these buffers (one frame, or a batch of [`BATCH`]).
     Packet(sys::AuxBuffer, Box<sys::RecvBatch>),
@@ -38,12 +44,32 @@ pub struct FdPort {
 
 impl FdPort {
     /// Wraps a non-blocking TAP fd (from [`sys::open_tap`]) that frames its
-    /// packets with a virtio-net header and keeps VLAN tags in the data.
+    /// packets with a virtio-net header and keeps VLAN tags in the data;
+    /// with an io_uring of its own when [`ring::tap_io`] allows and the
+    /// kernel can ([`ring::log_fallback`] says why not).
     pub fn new(fd: OwnedFd) -> Self {
-        FdPort {
-            fd,
-            flavour: Flavour::Tap,
-        }
+        let flavour = match ring::tap_io() {
+            TapIo::Plain => Flavour::Tap,
+            TapIo::Uring => match RingTap::new(fd.as_fd()) {
+                Ok(ring) => Flavour::RingTap(Box::new(ring)),
+                Err(reason) => {
+                    ring::log_fallback(&reason);
+                    Flavour::Tap
+                }
+            },
+        };
+        FdPort { fd, flavour }
+    }
+
+    /// True when the port batches its I/O through io_uring.
+    pub fn batches_through_ring(&self) -> bool {
+        matches!(self.flavour, Flavour::RingTap(_))
+    }
+
+    /// Goes on without the ring after it failed with `error`, and says so.
+    fn drop_ring(&mut self, error: &io::Error) {
+        tracing::warn!(%error, "a TAP port's io_uring failed; it goes on with plain read/write");
+        self.flavour = Flavour::Tap;
     }
 
     /// Wraps a non-blocking AF_PACKET socket from [`sys::open_packet_socket`]
@@ -62,7 +88,9 @@ impl Port for FdPort {
         let fd = self.fd.as_fd();
         loop {
             let read = match &mut self.flavour {
-                Flavour::Tap => sys::read_fd(fd, frame.recv_buf()).map(|n| (n, None)),
+                Flavour::Tap | Flavour::RingTap(_) => {
+                    sys::read_fd(fd, frame.recv_buf()).map(|n| (n, None))
+                }
                 Flavour::Packet(aux, _) => sys::recv_packet(fd, frame.recv_buf(), aux),
             };
             match read {
@@ -84,23 +112,48 @@ impl Port for FdPort {
         }
     }
 
-    /// A packet socket reads the whole batch with `recvmmsg(2)`; a TAP reads
-    /// one frame per `read(2)`, as [`Port::recv_batch`] does by default.
+    /// A packet socket reads the whole batch with `recvmmsg(2)`, a TAP with
+    /// a ring with one io_uring batch at a time; a plain TAP reads one frame
+    /// per `read(2)`, as [`Port::recv_batch`] does by default.
     fn recv_batch(&mut self, frames: &mut [Frame]) -> (usize, io::Result<()>) {
         match &mut self.flavour {
             Flavour::Packet(_, batch) => recv_packet_batch(self.fd.as_fd(), batch, frames),
+            Flavour::RingTap(ring) => match ring.recv_batch(self.fd.as_fd(), frames) {
+                Ok(received) => received,
+                Err(e) => {
+                    self.drop_ring(&e);
+                    super::recv_each(self, frames)
+                }
+            },
             Flavour::Tap => super::recv_each(self, frames),
         }
     }
 
     fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
-        let fd = self.fd.as_fd();
-        loop {
-            match sys::write_fd(fd, frame.wire()) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        if let Flavour::RingTap(ring) = &mut self.flavour {
+            match ring.send(self.fd.as_fd(), frame) {
+                Ok(sent) => return sent,
+                Err(e) => self.drop_ring(&e),
             }
+        }
+        ring::write_plain(self.fd.as_fd(), frame.wire())
+    }
+
+    fn has_queued(&self) -> bool {
+        matches!(&self.flavour, Flavour::RingTap(ring) if ring.has_queued())
+    }
+
+    fn flush(&mut self) {
+        if let Flavour::RingTap(ring) = &mut self.flavour {
+            if let Err(e) = ring.flush(self.fd.as_fd()) {
+                self.drop_ring(&e);
+            }
+        }
+    }
+
+    fn take_drops(&mut self, counters: &mut PortCounters) {
+        if let Flavour::RingTap(ring) = &mut self.flavour {
+            ring.take_drops(counters);
         }
     }
 
@@ -113,7 +166,7 @@ impl Port for FdPort {
     fn share(&self) -> io::Result<Box<dyn Port>> {
         let fd = self.fd.try_clone()?;
         Ok(Box::new(match self.flavour {
-            Flavour::Tap => FdPort::new(fd),
+            Flavour::Tap | Flavour::RingTap(_) => FdPort::new(fd),
             Flavour::Packet(..) => FdPort::packet(fd),
         }))
     }

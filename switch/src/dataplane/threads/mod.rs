@@ -221,6 +221,7 @@ impl Datapath {
                 && !self.uplink_again
                 && self.tunnels_again.is_empty()
                 && !self.handoffs_again;
+            self.flush_ports();
             let timeout = if idle {
                 next_expiry.saturating_duration_since(Instant::now())
             } else {
@@ -294,6 +295,18 @@ impl Datapath {
                 }
                 self.flush_outbox(now);
                 next_expiry = Instant::now() + EXPIRE_EVERY;
+            }
+        }
+    }
+
+    /// Hands the ports' and the uplink's queued frames to their devices
+    /// ([`Port::flush`]), once per round, before the loop sleeps.
+    fn flush_ports(&mut self) {
+        self.bridge.flush_ports();
+        if let Some(uplink) = self.uplink.as_mut() {
+            if uplink.port.has_queued() {
+                uplink.port.flush();
+                uplink.port.take_drops(&mut uplink.counters);
             }
         }
     }

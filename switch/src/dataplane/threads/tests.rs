@@ -129,6 +129,15 @@ impl Port for Plain {
     fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
         self.0.send(frame)
     }
+    fn has_queued(&self) -> bool {
+        self.0.has_queued()
+    }
+    fn flush(&mut self) {
+        self.0.flush()
+    }
+    fn take_drops(&mut self, counters: &mut crate::dataplane::port::PortCounters) {
+        self.0.take_drops(counters)
+    }
     fn raw_fd(&self) -> Option<RawFd> {
         self.0.raw_fd()
     }

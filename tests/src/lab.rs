@@ -283,7 +283,8 @@ impl Lab {
         all.remove(0)
     }
 
-    fn stats_text(&self) -> String {
+    /// `yardctl port stats` as text, for failure messages.
+    pub fn stats_text(&self) -> String {
         let out = self.ctl(&["port", "stats"]);
         format!("--- yardctl port stats ---\n{}", stdout(&out).trim_end())
     }

@@ -115,6 +115,10 @@ pub struct PortSlot {
     pub security: Option<PortSecurity>,
     /// What is left of the flooded copies its frames may cost ([`storm`]).
     pub flood_budget: FloodBudget,
+    /// A frame was sent through it since the last
+    /// [`Bridge::flush_ports`], which hands the device what the port queued
+    /// ([`Port::flush`]).
+    pub awaits_flush: bool,
 }
 
 /// What one datapath thread learned, for the others: `mac` lives behind
@@ -209,7 +213,8 @@ pub struct Bridge {
     planned_queries: Vec<PlannedQuery>,
     /// How many flooded copies a port's frames may cost; `None`: no limit.
     flood_limit: Option<FloodLimit>,
-    /// Ports holding queued frames for [`flush_ports`](Self::flush_ports).
+    /// Ports sent through since the last [`flush_ports`](Self::flush_ports)
+    /// (each once: [`PortSlot::awaits_flush`]).
     queued_ports: Vec<PortId>,
 }
 
@@ -408,6 +413,7 @@ impl Bridge {
             generation: self.ports_added,
             security: None,
             flood_budget: FloodBudget::default(),
+            awaits_flush: false,
         });
         self.ports_added += 1;
         Ok(id)
@@ -959,7 +965,9 @@ impl Bridge {
             }
             slot.port.send(frame)
         });
-        let queued = sent.is_ok() && slot.port.has_queued();
+        // Once per round, not per frame: the port is asked at the flush
+        // whether it queued anything.
+        let first_since_flush = sent.is_ok() && !std::mem::replace(&mut slot.awaits_flush, true);
         match sent {
             Ok(()) => {
                 slot.counters.tx_packets += 1;
@@ -977,7 +985,7 @@ impl Bridge {
         if tagged {
             frame.pop_vlan();
         }
-        if queued && !self.queued_ports.contains(&out) {
+        if first_since_flush {
             self.queued_ports.push(out);
         }
     }
@@ -988,8 +996,11 @@ impl Bridge {
     pub fn flush_ports(&mut self) {
         while let Some(id) = self.queued_ports.pop() {
             if let Some(slot) = self.port_mut(id) {
-                slot.port.flush();
-                slot.port.take_drops(&mut slot.counters);
+                slot.awaits_flush = false;
+                if slot.port.has_queued() {
+                    slot.port.flush();
+                    slot.port.take_drops(&mut slot.counters);
+                }
             }
         }
     }

@@ -497,6 +497,17 @@ class YarddTapPlain(YarddTap):
     description = "yardd --io plain, TAP ports created by yardd inside c1/c2"
 
 
+# TAP ports with the datapath polling for 50 us after each frame instead of
+# sleeping at once (`--busy-poll-us 50`): latency against CPU.
+
+
+class YarddTapPoll(YarddTap):
+    name = "yardd-tap-poll"
+    reference = "yardd-tap"
+    yardd_args = ("--busy-poll-us", "50")
+    description = "yardd --busy-poll-us 50, TAP ports created by yardd inside c1/c2"
+
+
 class YarddTap2t(YarddTap):
     name = "yardd-tap-2t"
     reference = "yardd-tap"
@@ -1131,7 +1142,7 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat]
 

@@ -141,6 +141,11 @@ fn run() -> Result<()> {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
     }
+    for datapath in &mut datapaths {
+        datapath.set_busy_poll(std::time::Duration::from_micros(u64::from(
+            args.busy_poll_us,
+        )));
+    }
     let relay = datapaths[0]
         .start_host_relay()
         .context("cannot start the host uplink's relay")?;

@@ -29,9 +29,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use io_uring::{opcode, register, types, IoUring};
 
 /// Reads one [`TapRing::read_batch`] submits at most.
-pub const MAX_READS: usize = 64;
+pub const MAX_READS: usize = 32;
 /// Writes queued at most before the caller must flush.
-pub const TX_SLOTS: usize = 64;
+pub const TX_SLOTS: usize = 32;
 /// The largest write (virtio-net header and frame) that is queued; a larger
 /// one (a GSO frame, a jumbo frame) costs one system call for many bytes
 /// anyway, and the caller writes it directly after a flush.

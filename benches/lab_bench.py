@@ -1065,6 +1065,7 @@ class YarddGre(GrePath):
     reference = None
     net = "ov"
     threads = 1  # yardd --threads, on each host
+    yardd_args = ()  # more yardd arguments, on each host
     description = ("yardd on each of two hosts (namespaces, veth underlay), "
                    "GRE port key 42, a TAP container on each")
 
@@ -1073,7 +1074,7 @@ class YarddGre(GrePath):
         sides = [(self.ha, "tB", UNDERLAY_B, "c1", self.client_ns, CLIENT_IP),
                  (self.hb, "tA", UNDERLAY_A, "c2", self.server_ns, SERVER_IP)]
         for host, tun, remote, port, cns, ip in sides:
-            y = Yardd(self.opts, host, self.threads)
+            y = Yardd(self.opts, host, self.threads, self.yardd_args)
             self.yardds.append(y)
             y.start()
             y.ctl("net", "create", self.net)
@@ -1092,6 +1093,13 @@ class YarddGre(GrePath):
     def stop_switch(self):
         for y in getattr(self, "yardds", []):
             stop_yardd(self.name, y)
+
+
+class YarddGrePlain(YarddGre):
+    name = "yardd-gre-plain"
+    reference = "yardd-gre"
+    yardd_args = ("--io", "plain")
+    description = "yardd --io plain on both hosts, TAP containers, GRE between the hosts"
 
 
 class OvsGre(GrePath):
@@ -1143,7 +1151,7 @@ class OvsGre(GrePath):
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat]
 
 

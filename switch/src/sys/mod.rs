@@ -1,5 +1,6 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices and their
-//! io_uring batches ([`TapRing`]), AF_PACKET
+//! io_uring batches ([`TapRing`]), tunnel datagrams sent together
+//! ([`SendBatch`]), AF_PACKET
 //! sockets, interface ioctls, raw fd I/O, namespace ownership
 //! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]), the datapath's seccomp
 //! filter ([`seccomp`]) and passing fds between processes ([`fdpass`]) —
@@ -34,6 +35,7 @@ pub mod nsowner;
 mod packet;
 pub mod privilege;
 pub mod seccomp;
+mod send_batch;
 mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -44,6 +46,7 @@ pub use fd::{peer_credentials, read_fd, write_fd};
 pub use host_socket::{ping_socket, raise_open_files_limit, reset_on_close};
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
+pub use send_batch::{SendBatch, SEND_SLOTS, SEND_SLOT_LEN};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
 pub use uring::{

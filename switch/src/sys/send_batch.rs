@@ -1,6 +1,7 @@
 //! Datagrams to one destination sent together: queued by copying them into
 //! slots, sent with one `sendmmsg(2)` per flush (tunnel ports: the GRE or
-//! GRE-in-UDP packets a round sends to a remote host).
+//! GRE-in-UDP packets a round sends to a remote host; packet-socket ports:
+//! the small frames a round sends out of the interface).
 //!
 //! Contract: [`SendBatch::queue`] copies a datagram of up to
 //! [`SEND_SLOT_LEN`] bytes into one of [`SEND_SLOTS`] slots (false when it
@@ -67,21 +68,22 @@ impl SendBatch {
         self.queued
     }
 
-    /// Sends the queued datagrams to `to` on the datagram or raw socket
-    /// `fd` (non-blocking), as few `sendmmsg(2)` calls as the socket takes
-    /// them in, and frees the slots. `refused` hears of each datagram the
-    /// socket refused: its error and tag.
+    /// Sends the queued datagrams to `to` (or, with `None`, where the socket
+    /// is bound: an AF_PACKET socket's interface) on the non-blocking socket
+    /// `fd`, in as few `sendmmsg(2)` calls as the socket takes them in, and
+    /// frees the slots. `refused` hears of each datagram the socket refused:
+    /// its error and tag.
     pub fn flush(
         &mut self,
         fd: BorrowedFd<'_>,
-        to: SocketAddrV4,
+        to: Option<SocketAddrV4>,
         mut refused: impl FnMut(io::Error, u32),
     ) {
         let queued = std::mem::take(&mut self.queued);
         if queued == 0 {
             return;
         }
-        let mut addr = sockaddr_in(to);
+        let mut addr = to.map(sockaddr_in);
         // SAFETY: all-zero is a valid `iovec` and `mmsghdr` (null pointers,
         // zero lengths); every one used is filled in below.
         let mut iovs: [libc::iovec; SEND_SLOTS] = unsafe { std::mem::zeroed() };
@@ -99,8 +101,11 @@ impl SendBatch {
             };
         }
         for (msg, iov) in msgs.iter_mut().zip(iovs.iter_mut()).take(queued) {
-            msg.msg_hdr.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-            msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if let Some(addr) = addr.as_mut() {
+                msg.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+                msg.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
         }
@@ -160,7 +165,9 @@ mod tests {
         }
         assert!(!batch.queue(&[1], 99), "every slot is taken");
         let mut refusals = Vec::new();
-        batch.flush(sender.as_fd(), to, |e, tag| refusals.push((e.kind(), tag)));
+        batch.flush(sender.as_fd(), Some(to), |e, tag| {
+            refusals.push((e.kind(), tag))
+        });
         assert!(refusals.is_empty(), "{refusals:?}");
         assert_eq!(batch.queued(), 0);
         let mut buf = [0u8; 4096];
@@ -177,7 +184,7 @@ mod tests {
         let mut refusals = Vec::new();
         batch.flush(
             sender.as_fd(),
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
             |e, tag| refusals.push((e.kind(), tag)),
         );
         assert_eq!(refusals.len(), 1, "{refusals:?}");

@@ -112,10 +112,11 @@ impl TunnelPort {
             TunnelSocket::Gre(fd) => fd.as_fd(),
             TunnelSocket::Udp(socket) => socket.as_fd(),
         };
-        self.batch.flush(fd, self.params.remote, |_, inner_len| {
-            refused.0 += 1;
-            refused.1 += u64::from(inner_len);
-        });
+        self.batch
+            .flush(fd, Some(self.params.remote), |_, inner_len| {
+                refused.0 += 1;
+                refused.1 += u64::from(inner_len);
+            });
     }
 }
 

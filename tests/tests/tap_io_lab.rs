@@ -10,6 +10,8 @@
 //!    2 KiB) are written directly; both sizes and the boundary are covered.
 //!    Run once with each `--io` mode; the ring mode must really hold a ring
 //!    per port and the plain mode none.
+//!    The same through a veth port (AF_PACKET, whose small frames leave in
+//!    `sendmmsg` batches) to a TAP port.
 //! 2. A refused `io_uring_setup` (strace injects `ENOSYS` into the running
 //!    yardd, as on a kernel without io_uring) makes the port yardd adds
 //!    meanwhile fall back: yardd logs one warning saying why, the port holds
@@ -200,6 +202,20 @@ fn frames_of_every_size_up_to_jumbo_cross_tap_ports_with_plain_io() {
         lab.log_tail()
     );
     every_frame_size_echoes_intact(&lab, &j1, &j2);
+}
+
+#[test]
+fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_sent_in_batches() {
+    if !require(&["python3"]) {
+        return;
+    }
+    // The veth port sends frames of up to 2 KiB with one sendmmsg per
+    // round and larger ones directly; the TAP on the other side batches
+    // through its ring.
+    let (mut lab, j1, _j2) = jumbo_lab(&[]);
+    let v1 = lab.veth_with_mtu("v1", "jumbo", "10.67.0.4/24", Some(JUMBO_MTU));
+    assert_eq!(v1.mtu(), u64::from(JUMBO_MTU));
+    every_frame_size_echoes_intact(&lab, &v1, &j1);
 }
 
 /// strace attached to a running yardd, making every `io_uring_setup` fail

@@ -189,7 +189,8 @@ impl TapRing {
     }
 
     /// Writes every queued frame to `fd`, in the order queued, with one
-    /// system call, and frees the slots. `failed` hears of each write the
+    /// system call (`io_uring_enter`, or `write(2)` for a single frame),
+    /// and frees the slots. `failed` hears of each write the
     /// TAP refused: its error and its length.
     pub fn flush_writes(
         &mut self,
@@ -201,6 +202,21 @@ impl TapRing {
             return Ok(());
         }
         self.check_usable()?;
+        if queued == 1 {
+            // One frame (a ping, an ACK): a plain write(2) costs less than
+            // an io_uring_enter.
+            let len = self.tx_lens[0] as usize;
+            loop {
+                match super::write_fd(fd, &self.tx[..len]) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed(e, len);
+                        return Ok(());
+                    }
+                }
+            }
+        }
         {
             let mut sq = self.ring.submission();
             for slot in 0..queued {

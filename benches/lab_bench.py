@@ -486,6 +486,28 @@ class YarddVethNoSeccomp(YarddVeth):
     description = "yardd --no-seccomp, veth host ends in yardd's namespace via AF_PACKET"
 
 
+# TAP ports with one read(2)/write(2) per frame (`--io plain`), the path
+# every yardd took before io_uring batches: what batching buys.
+
+
+class YarddTapPlain(YarddTap):
+    name = "yardd-tap-plain"
+    reference = "yardd-tap"
+    yardd_args = ("--io", "plain")
+    description = "yardd --io plain, TAP ports created by yardd inside c1/c2"
+
+
+# TAP ports with the datapath polling for 50 us after each frame instead of
+# sleeping at once (`--busy-poll-us 50`): latency against CPU.
+
+
+class YarddTapPoll(YarddTap):
+    name = "yardd-tap-poll"
+    reference = "yardd-tap"
+    yardd_args = ("--busy-poll-us", "50")
+    description = "yardd --busy-poll-us 50, TAP ports created by yardd inside c1/c2"
+
+
 class YarddTap2t(YarddTap):
     name = "yardd-tap-2t"
     reference = "yardd-tap"
@@ -1055,6 +1077,7 @@ class YarddGre(GrePath):
     reference = None
     net = "ov"
     threads = 1  # yardd --threads, on each host
+    yardd_args = ()  # more yardd arguments, on each host
     description = ("yardd on each of two hosts (namespaces, veth underlay), "
                    "GRE port key 42, a TAP container on each")
 
@@ -1063,7 +1086,7 @@ class YarddGre(GrePath):
         sides = [(self.ha, "tB", UNDERLAY_B, "c1", self.client_ns, CLIENT_IP),
                  (self.hb, "tA", UNDERLAY_A, "c2", self.server_ns, SERVER_IP)]
         for host, tun, remote, port, cns, ip in sides:
-            y = Yardd(self.opts, host, self.threads)
+            y = Yardd(self.opts, host, self.threads, self.yardd_args)
             self.yardds.append(y)
             y.start()
             y.ctl("net", "create", self.net)
@@ -1082,6 +1105,13 @@ class YarddGre(GrePath):
     def stop_switch(self):
         for y in getattr(self, "yardds", []):
             stop_yardd(self.name, y)
+
+
+class YarddGrePlain(YarddGre):
+    name = "yardd-gre-plain"
+    reference = "yardd-gre"
+    yardd_args = ("--io", "plain")
+    description = "yardd --io plain on both hosts, TAP containers, GRE between the hosts"
 
 
 class OvsGre(GrePath):
@@ -1132,8 +1162,8 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, OvsGre,
+PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
 
 
@@ -1403,10 +1433,57 @@ def cpu_ticks_all(pids):
     return sum(cpu_ticks(p) for p in pids)
 
 
+class SwitchCost:
+    """What the switch spends per frame during one run: its CPU time and
+    (when `perf` is installed) its instructions, over the frames the
+    server's interface received meanwhile. Figures that hold on a busy
+    machine, where throughput does not: the other work on the CPUs slows
+    the switch down but does not make it execute more per frame."""
+
+    def __init__(self, pids, server_ns, seconds):
+        self.pids, self.server_ns = pids, server_ns
+        self.rx0 = self._rx()
+        self.c0 = cpu_ticks_all(pids) if pids else None
+        self.perf = None
+        if pids and shutil.which("perf"):
+            # Bounded: perf stops after `seconds` (the run's length) by itself.
+            self.perf = RES.add_proc("perf-stat", subprocess.Popen(
+                ["perf", "stat", "-x", ",", "-e", "instructions", "-p", ",".join(map(str, pids)),
+                 "--", "sleep", str(seconds)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True))
+
+    def _rx(self):
+        c = link_counters(self.server_ns)
+        return c["rx"]["packets"] if c else None
+
+    def finish(self):
+        out = {}
+        rx1 = self._rx()
+        frames = rx1 - self.rx0 if rx1 is not None and self.rx0 is not None else None
+        out["switch_frames"] = frames
+        if self.c0 is not None and frames:
+            out["switch_cpu_ns_per_frame"] = (cpu_ticks_all(self.pids) - self.c0) / CLK_TCK * 1e9 / frames
+        if self.perf is not None:
+            try:
+                _, err = self.perf.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.perf.kill()
+                _, err = self.perf.communicate()
+            RES.stop_proc(self.perf)
+            for line in (err or "").splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("instructions") and fields[0].isdigit():
+                    out["switch_instructions"] = int(fields[0])
+                    if frames:
+                        out["switch_instructions_per_frame"] = int(fields[0]) / frames
+        return out
+
+
 def measure(path, opts):
     """Run the path's workloads through an already set-up path; returns a dict."""
     T, R = opts.time, opts.repeats
-    metrics = path.metrics
+    metrics = tuple(m for m in path.metrics if opts.metrics is None or m in opts.metrics)
     res = {"path": path.name, "kind": path.kind, "description": path.description,
            "reference": path.reference, "metrics": list(metrics), "errors": [],
            "loadavg_before": loadavg(), "kernel": path.kernel,
@@ -1424,30 +1501,31 @@ def measure(path, opts):
         # TCP, 1 stream, with switch CPU sampling
         pids = path.switch_pids()
         res["switch_pids"] = pids
-        runs, retrans, cpu_ticks_total, wall_total = [], [], 0, 0.0
-        for i in range(R):
-            try:
-                t0 = time.monotonic()
-                c0 = cpu_ticks_all(pids) if pids else None
-                data = iperf_client(cns, [], T, ip)
-                c1 = cpu_ticks_all(pids) if pids else None
-                t1 = time.monotonic()
-                runs.append(tcp_gbps(data))
-                retrans.append(tcp_retransmits(data))
-                if pids:
-                    cpu_ticks_total += c1 - c0
-                    wall_total += t1 - t0
-                log(f"{path.name}: TCP1 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s "
-                    f"({retrans[-1]} retransmits)")
-            except (BenchError, OSError) as e:
-                res["errors"].append(f"tcp1: {e}")
-                log(f"{path.name}: TCP1 run {i + 1}: {e}")
-        res["tcp1_gbps_runs"] = runs
-        res["tcp1_retransmits_runs"] = retrans
-        res["tcp1_gbps"] = median(runs)
-        if pids and wall_total > 0:
-            res["switch_cpu_pct"] = 100.0 * cpu_ticks_total / CLK_TCK / wall_total
-            res["switch_cpu_wall_s"] = wall_total
+        if "tcp1" in metrics:
+            runs, retrans, cpu_ticks_total, wall_total = [], [], 0, 0.0
+            for i in range(R):
+                try:
+                    t0 = time.monotonic()
+                    c0 = cpu_ticks_all(pids) if pids else None
+                    data = iperf_client(cns, [], T, ip)
+                    c1 = cpu_ticks_all(pids) if pids else None
+                    t1 = time.monotonic()
+                    runs.append(tcp_gbps(data))
+                    retrans.append(tcp_retransmits(data))
+                    if pids:
+                        cpu_ticks_total += c1 - c0
+                        wall_total += t1 - t0
+                    log(f"{path.name}: TCP1 run {i + 1}/{R}: {runs[-1]:.2f} Gbit/s "
+                        f"({retrans[-1]} retransmits)")
+                except (BenchError, OSError) as e:
+                    res["errors"].append(f"tcp1: {e}")
+                    log(f"{path.name}: TCP1 run {i + 1}: {e}")
+            res["tcp1_gbps_runs"] = runs
+            res["tcp1_retransmits_runs"] = retrans
+            res["tcp1_gbps"] = median(runs)
+            if pids and wall_total > 0:
+                res["switch_cpu_pct"] = 100.0 * cpu_ticks_total / CLK_TCK / wall_total
+                res["switch_cpu_wall_s"] = wall_total
 
         if "tcp4" in metrics:
             runs = []
@@ -1465,28 +1543,42 @@ def measure(path, opts):
             runs, raw = [], []
             for i in range(R):
                 try:
+                    cost = SwitchCost(pids, sns, T)
                     pps, detail = udp_rx_pps(iperf_client(
                         cns, ["-u", "-l", str(UDP_LEN), "-b", "0"], T, ip))
+                    detail.update(cost.finish())
                     runs.append(pps / 1e3)
                     raw.append(detail)
                     log(f"{path.name}: UDP64 run {i + 1}/{R}: {runs[-1]:.0f} kpps "
-                        f"(lost {detail['lost_packets']} of {detail['packets']})")
+                        f"(lost {detail['lost_packets']} of {detail['packets']}; switch "
+                        f"{fmt(detail.get('switch_cpu_ns_per_frame'), '.0f')} ns CPU, "
+                        f"{fmt(detail.get('switch_instructions_per_frame'), '.0f')} instructions "
+                        f"per frame)")
                 except BenchError as e:
                     res["errors"].append(f"udp64: {e}")
                     log(f"{path.name}: UDP64 run {i + 1}: {e}")
             res["udp64_kpps_runs"] = runs
             res["udp64_raw"] = raw
             res["udp64_kpps"] = median(runs)
+            for key in ("switch_cpu_ns_per_frame", "switch_instructions_per_frame"):
+                res[f"udp64_{key}"] = median([d[key] for d in raw if d.get(key) is not None])
     finally:
         server.stop()
 
     if "rtt" in metrics and opts.sockperf:
         res["rtt_p50_us_runs"], res["rtt_p99_us_runs"] = [], []
+        pids = path.switch_pids()
+        cpu_ticks_total, wall_total = 0, 0.0
         with DmaLatency() as dma:
             res["dma_latency_held"] = dma.held
             for i in range(R):
                 try:
+                    t0 = time.monotonic()
+                    c0 = cpu_ticks_all(pids) if pids else None
                     p50, p99 = sockperf_once(cns, sns, T, ip, path.bind_ip)
+                    if pids:
+                        cpu_ticks_total += cpu_ticks_all(pids) - c0
+                        wall_total += time.monotonic() - t0
                     res["rtt_p50_us_runs"].append(p50)
                     res["rtt_p99_us_runs"].append(p99)
                     log(f"{path.name}: RTT run {i + 1}/{R}: p50 {p50:.1f} us, p99 {p99:.1f} us")
@@ -1495,6 +1587,11 @@ def measure(path, opts):
                     log(f"{path.name}: RTT run {i + 1}: {e}")
         res["rtt_p50_us"] = median(res["rtt_p50_us_runs"])
         res["rtt_p99_us"] = median(res["rtt_p99_us_runs"])
+        if pids and wall_total > 0:
+            # The switch's CPU while it carries one ping-pong: what busy
+            # polling trades for latency.
+            res["rtt_switch_cpu_pct"] = 100.0 * cpu_ticks_total / CLK_TCK / wall_total
+            res["rtt_switch_cpu_wall_s"] = wall_total
 
     if "cps" in metrics:
         runs, raw = [], []
@@ -1575,7 +1672,8 @@ def print_report(results, machine, opts, notes):
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['date']}, "
           f"load average at start {m['loadavg_at_start']}, at end {loadavg()}")
     print(f"method: iperf3 -t {opts.time} s, sockperf ping-pong -t {opts.time} s, connections/s "
-          f"loop {opts.time} s; median of {opts.repeats}; receiver side; client, server and "
+          f"loop {opts.time} s; median of {opts.repeats * opts.rounds} ({opts.rounds} round(s) "
+          f"in turn); receiver side; client, server and "
           f"switch share the CPUs. (x.xx) = ratio to the row's reference (`vs` column); for RTT "
           f"below 1 is better, elsewhere above 1 is better")
     print()
@@ -1583,7 +1681,7 @@ def print_report(results, machine, opts, notes):
     cols = [("TCP1 Gbit/s", "tcp1_gbps", ".2f"), ("TCP4 Gbit/s", "tcp4_gbps", ".2f"),
             ("UDP64 kpps", "udp64_kpps", ".0f"), ("RTT p50/p99 us", "rtt_p50_us", ".1f"),
             ("conn/s", "cps", ".0f")]
-    print("| path | " + " | ".join(c[0] for c in cols) + " | switch CPU% | vs |")
+    print("| path | " + " | ".join(c[0] for c in cols) + " | switch CPU% TCP1/RTT | vs |")
     print("|---" * (len(cols) + 3) + "|")
     for r in results:
         if r.get("failed") or r.get("skipped"):
@@ -1606,6 +1704,8 @@ def print_report(results, machine, opts, notes):
                 text += f" ({v / ref[key]:.2f})"
             cells.append(text)
         cpu = "kernel" if r.get("kernel") else fmt(r.get("switch_cpu_pct"), ".0f")
+        if not r.get("kernel") and r.get("rtt_switch_cpu_pct") is not None:
+            cpu += "/" + fmt(r.get("rtt_switch_cpu_pct"), ".0f")
         if r.get("reference") is None:
             vs = "reference"
         elif ref is None:
@@ -1613,6 +1713,17 @@ def print_report(results, machine, opts, notes):
         else:
             vs = r["reference"]
         print(f"| {r['path']} | " + " | ".join(cells) + f" | {cpu} | {vs} |")
+    costs = [r for r in results if r.get("udp64_switch_cpu_ns_per_frame") is not None]
+    if costs:
+        print()
+        print("Switch cost per frame during UDP64 (median of the runs; CPU time and instructions "
+              "of the switch over the frames the server's interface received):")
+        print()
+        print("| path | CPU ns/frame | instructions/frame |")
+        print("|---|---|---|")
+        for r in costs:
+            print(f"| {r['path']} | {fmt(r.get('udp64_switch_cpu_ns_per_frame'), '.0f')} | "
+                  f"{fmt(r.get('udp64_switch_instructions_per_frame'), '.0f')} |")
     for r in results:
         for e in r.get("errors", []):
             notes.append(f"{r['path']}: {e}")
@@ -1642,7 +1753,22 @@ def parse_args(argv):
     p.add_argument("--yardctl", default=os.path.join(REPO, "target/release/yardctl"))
     p.add_argument("--yardd-log", default="warn", help="yardd --log level (default warn)")
     p.add_argument("--no-latency", action="store_true", help="skip the sockperf runs")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma-separated workloads to run where a path has them (default: all: "
+                        f"{','.join(METRICS)})")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the chosen paths this many times in turn (A B A B ...), each time "
+                        "with --repeats runs, and take each path's medians over all its runs: "
+                        "on a shared, noisy machine alternation spreads changing load over every "
+                        "path alike (default 1)")
     opts = p.parse_args(argv)
+    if opts.metrics is not None:
+        opts.metrics = [m.strip() for m in opts.metrics.split(",") if m.strip()]
+        bad = [m for m in opts.metrics if m not in METRICS]
+        if bad or not opts.metrics:
+            p.error(f"unknown metric(s) {bad}; known: {', '.join(METRICS)}")
+    if opts.rounds < 1:
+        p.error("--rounds must be >= 1")
     if opts.time is None:
         opts.time = 3 if opts.quick else 10
     if opts.repeats is None:
@@ -1653,8 +1779,63 @@ def parse_args(argv):
     unknown = [w for w in wanted if w not in names]
     if unknown or not wanted:
         p.error(f"unknown path(s) {unknown}; known: {', '.join(names)}")
-    opts.path_classes = [c for c in PATHS if c.name in wanted]
+    opts.path_classes = [c for c in PATHS if c.name in wanted] * opts.rounds
+    if len(opts.path_classes) > 26:
+        # Each set-up path names its namespaces with one letter a-z.
+        p.error(f"{len(opts.path_classes)} path runs (paths x --rounds); at most 26")
     return opts
+
+
+# The workloads a path may run (`metrics` of its class).
+METRICS = ("tcp1", "tcp4", "udp64", "rtt", "cps")
+
+# Per-run lists merged across --rounds; the figure each one's median gives.
+RUN_LISTS = {"tcp1_gbps_runs": "tcp1_gbps", "tcp1_retransmits_runs": None,
+             "tcp4_gbps_runs": "tcp4_gbps", "udp64_kpps_runs": "udp64_kpps", "udp64_raw": None,
+             "rtt_p50_us_runs": "rtt_p50_us", "rtt_p99_us_runs": "rtt_p99_us",
+             "cps_runs": "cps", "cps_raw": None}
+
+
+def merge_rounds(results):
+    """One result per path: the runs of every round of a path (--rounds)
+    joined, its medians taken over all of them, its switch CPU weighted by
+    time; each round's own result kept under "rounds"."""
+    merged, order = {}, []
+    for r in results:
+        name = r["path"]
+        if name not in merged:
+            order.append(name)
+            merged[name] = []
+        merged[name].append(r)
+    out = []
+    for name in order:
+        rounds = merged[name]
+        if len(rounds) == 1:
+            out.append(rounds[0])
+            continue
+        ok = [r for r in rounds if "failed" not in r and "skipped" not in r]
+        if not ok:
+            out.append(rounds[0])
+            continue
+        m = dict(ok[-1])
+        m["rounds"] = rounds
+        m["errors"] = [e for r in ok for e in r.get("errors", [])]
+        for runs_key, figure in RUN_LISTS.items():
+            if any(runs_key in r for r in ok):
+                m[runs_key] = [x for r in ok for x in r.get(runs_key, [])]
+                if figure:
+                    m[figure] = median(m[runs_key])
+        for key in ("switch_cpu_ns_per_frame", "switch_instructions_per_frame"):
+            if "udp64_raw" in m:
+                m[f"udp64_{key}"] = median([d[key] for d in m["udp64_raw"] if d.get(key) is not None])
+        for cpu, wall in (("switch_cpu_pct", "switch_cpu_wall_s"),
+                          ("rtt_switch_cpu_pct", "rtt_switch_cpu_wall_s")):
+            timed = [(r[cpu], r[wall]) for r in ok if r.get(cpu) is not None and r.get(wall)]
+            if timed:
+                m[cpu] = sum(c * w for c, w in timed) / sum(w for _, w in timed)
+                m[wall] = sum(w for _, w in timed)
+        out.append(m)
+    return out
 
 
 def on_signal(signum, _frame):
@@ -1735,6 +1916,7 @@ def main(argv):
         RES.cleanup()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    results = merge_rounds(results)
     print_report(results, machine, opts, notes)
     if opts.json:
         doc = {
@@ -1750,7 +1932,8 @@ def main(argv):
                 if shutil.which("iptables") else None,
                 "python": platform.python_version(),
             },
-            "method": {"time_s": opts.time, "repeats": opts.repeats, "udp_len": UDP_LEN,
+            "method": {"time_s": opts.time, "repeats": opts.repeats, "rounds": opts.rounds,
+                       "metrics": opts.metrics, "udp_len": UDP_LEN,
                        "cps_port": CPS_PORT, "cps_max_conns": CPS_MAX_CONNS,
                        "references": {c.name: c.reference for c in PATHS}},
             "loadavg_at_end": loadavg(),

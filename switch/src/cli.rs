@@ -8,6 +8,7 @@ use clap::Parser;
 use yard_ctl::paths;
 
 use crate::control::server::limits;
+use crate::dataplane::port::ring::TapIo;
 
 /// Switchyard's userspace switch daemon.
 #[derive(Parser, Debug)]
@@ -48,6 +49,19 @@ pub struct Args {
     #[arg(long, default_value_t = limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub control_idle_timeout: u64,
+    /// How TAP ports move frames: `uring` reads a batch of frames with one
+    /// system call and writes a round's frames with one more (io_uring),
+    /// falling back to `plain` — with one log line saying why — where the
+    /// kernel, a seccomp filter or kernel.io_uring_disabled refuses it;
+    /// `plain` makes one read(2) or write(2) per frame
+    #[arg(long, value_enum, default_value_t = TapIo::Uring)]
+    pub io: TapIo,
+    /// Microseconds a datapath thread keeps polling its ports without
+    /// sleeping after the last frame it moved, 0 to 1000 (0: off). Cuts
+    /// the wake-up from each round trip's latency, at the price of a CPU
+    /// kept busy while traffic flows; an idle yardd still sleeps
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub busy_poll_us: u32,
     /// Run the datapath threads without their seccomp filter (by default
     /// each allows only the system calls the datapath makes, and any other
     /// kills yardd, logged by the kernel with the call's number)

@@ -168,6 +168,19 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// How many io_uring instances the running yardd holds (its fds that
+    /// are `anon_inode:[io_uring]`): one per TAP port handle batching its
+    /// I/O (`yardd --io uring`), none with `--io plain` or after a fallback.
+    pub fn io_uring_count(&self) -> usize {
+        let pid = self.pid().expect("yardd is not running");
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("cannot list /proc/{pid}/fd: {e}"));
+        fds.filter_map(Result::ok)
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.as_os_str() == "anon_inode:[io_uring]")
+            .count()
+    }
+
     /// Whether the spawned yardd is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -192,10 +192,27 @@ impl Lab {
     /// and attached with `yardctl port add PORT --net NET --iface <host end>`.
     /// Offloads stay at the kernel's defaults (TSO and checksum offload on).
     pub fn veth(&mut self, port: &str, net: &str, cidr: &str) -> Container {
+        self.veth_with_mtu(port, net, cidr, None)
+    }
+
+    /// Like [`Lab::veth`], with both ends' MTU set to `mtu` first (a
+    /// container on a jumbo network).
+    pub fn veth_with_mtu(
+        &mut self,
+        port: &str,
+        net: &str,
+        cidr: &str,
+        mtu: Option<u32>,
+    ) -> Container {
         let ns = self.netns();
         let veth = Veth::new();
         let (host, peer) = (veth.host().to_string(), veth.peer().to_string());
         self.veths.push(veth);
+        if let Some(mtu) = mtu {
+            let mtu = mtu.to_string();
+            run_ok(&["ip", "link", "set", "dev", &host, "mtu", &mtu]);
+            run_ok(&["ip", "link", "set", "dev", &peer, "mtu", &mtu]);
+        }
         run_ok(&["ip", "link", "set", &peer, "netns", &ns]);
         run_ok(&["ip", "-n", &ns, "link", "set", &peer, "name", "eth0"]);
         run_ok(&["ip", "-n", &ns, "addr", "add", cidr, "dev", "eth0"]);
@@ -283,7 +300,8 @@ impl Lab {
         all.remove(0)
     }
 
-    fn stats_text(&self) -> String {
+    /// `yardctl port stats` as text, for failure messages.
+    pub fn stats_text(&self) -> String {
         let out = self.ctl(&["port", "stats"]);
         format!("--- yardctl port stats ---\n{}", stdout(&out).trim_end())
     }

@@ -28,7 +28,19 @@ impl Sleeper {
             .stdin(Stdio::null())
             .spawn()
             .expect("start unshare -n sleep");
-        Sleeper(Some(child))
+        let sleeper = Sleeper(Some(child));
+        // Until unshare has made the new namespace, /proc/PID/ns/net is
+        // ours (the host's): a port added there would land beside eth0.
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(sleeper.netns()).ok().as_ref() == Some(&ours) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare -n did not make a namespace within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sleeper
     }
 
     fn pid(&self) -> u32 {

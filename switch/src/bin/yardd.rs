@@ -131,6 +131,7 @@ fn run() -> Result<()> {
         "dropped every other capability"
     );
 
+    yard_switch::dataplane::port::ring::set_tap_io(args.io);
     let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
     // The host uplink's relay: its own thread, outside the datapath's
@@ -139,6 +140,11 @@ fn run() -> Result<()> {
     match yard_switch::sys::raise_open_files_limit() {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
+    for datapath in &mut datapaths {
+        datapath.set_busy_poll(std::time::Duration::from_micros(u64::from(
+            args.busy_poll_us,
+        )));
     }
     let relay = datapaths[0]
         .start_host_relay()

@@ -1,4 +1,6 @@
-//! The OS layer: every `unsafe` call of the daemon — TAP devices, AF_PACKET
+//! The OS layer: every `unsafe` call of the daemon — TAP devices and their
+//! io_uring batches ([`TapRing`]), tunnel datagrams sent together
+//! ([`SendBatch`]), AF_PACKET
 //! sockets, interface ioctls, raw fd I/O, namespace ownership
 //! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]), the datapath's seccomp
 //! filter ([`seccomp`]) and passing fds between processes ([`fdpass`]) —
@@ -33,11 +35,13 @@ pub mod nsowner;
 mod packet;
 pub mod privilege;
 pub mod seccomp;
+mod send_batch;
 mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod thread_cpu;
 mod tunnel;
+mod uring;
 
 pub use fd::{peer_credentials, read_fd, write_fd};
 pub use host_socket::{
@@ -45,8 +49,12 @@ pub use host_socket::{
 };
 pub use iface::{interface_mac, interface_mtu};
 pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
+pub use send_batch::{SendBatch, SEND_SLOTS, SEND_SLOT_LEN};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};
+pub use uring::{
+    RingUnavailable, TapRing, MAX_READS as RING_MAX_READS, TX_SLOT_LEN as RING_TX_SLOT_LEN,
+};
 
 /// Length of the virtio-net header both TAP (`IFF_VNET_HDR`) and AF_PACKET
 /// (`PACKET_VNET_HDR`) fds carry before each frame.

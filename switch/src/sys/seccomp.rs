@@ -43,6 +43,9 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_writev,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
+    // TAP batches through io_uring (`sys::uring`): submitting and waiting
+    // only; rings are set up on the control thread.
+    libc::SYS_io_uring_enter,
     // Commands between batches: registering and dropping port fds (mio),
     // waking other threads, channels and locks, clocks and timers.
     libc::SYS_epoll_ctl,

@@ -101,7 +101,7 @@ pub fn open_gre_socket(local: Option<Ipv4Addr>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+pub(super) fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: addr.port().to_be(),

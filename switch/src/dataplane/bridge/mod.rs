@@ -124,6 +124,10 @@ pub struct PortSlot {
     pub security: Option<PortSecurity>,
     /// What is left of the flooded copies its frames may cost ([`storm`]).
     pub flood_budget: FloodBudget,
+    /// A frame was sent through it since the last
+    /// [`Bridge::flush_ports`], which hands the device what the port queued
+    /// ([`Port::flush`]).
+    pub awaits_flush: bool,
 }
 
 /// What one datapath thread learned, for the others: `mac` lives behind
@@ -221,6 +225,9 @@ pub struct Bridge {
     /// The other threads' bridges, for the flows rules allowed
     /// ([`rules`]); `None` with one datapath thread.
     flow_link: Option<FlowLink>,
+    /// Ports sent through since the last [`flush_ports`](Self::flush_ports)
+    /// (each once: [`PortSlot::awaits_flush`]).
+    queued_ports: Vec<PortId>,
 }
 
 impl Bridge {
@@ -240,6 +247,7 @@ impl Bridge {
             announcements: Vec::with_capacity(256),
             reports_static: true,
             multicast_news: Vec::new(),
+            queued_ports: Vec::with_capacity(64),
             sends_queries: true,
             flood_scope: FloodScope::All,
             planned_queries: Vec::new(),
@@ -462,6 +470,7 @@ impl Bridge {
             generation: self.ports_added,
             security: None,
             flood_budget: FloodBudget::default(),
+            awaits_flush: false,
         });
         self.ports_added += 1;
         Ok(id)
@@ -1242,6 +1251,9 @@ impl Bridge {
             }
             slot.port.send(frame)
         });
+        // Once per round, not per frame: the port is asked at the flush
+        // whether it queued anything.
+        let first_since_flush = sent.is_ok() && !std::mem::replace(&mut slot.awaits_flush, true);
         match sent {
             Ok(()) => {
                 slot.counters.tx_packets += 1;
@@ -1258,6 +1270,24 @@ impl Bridge {
         }
         if tagged {
             frame.pop_vlan();
+        }
+        if first_since_flush {
+            self.queued_ports.push(out);
+        }
+    }
+
+    /// Hands every port's queued frames to its device ([`Port::flush`]) and
+    /// counts what the devices refused. The datapath calls it before it
+    /// sleeps.
+    pub fn flush_ports(&mut self) {
+        while let Some(id) = self.queued_ports.pop() {
+            if let Some(slot) = self.port_mut(id) {
+                slot.awaits_flush = false;
+                if slot.port.has_queued() {
+                    slot.port.flush();
+                    slot.port.take_drops(&mut slot.counters);
+                }
+            }
         }
     }
 

@@ -631,6 +631,7 @@ impl Reach<'_> {
     /// Whether the frame goes out of `port`; `static_router` says whether
     /// the port is a trunk or a tunnel ([`is_static_router`]), asked only
     /// when the frame is not for every port.
+    #[inline]
     pub fn includes(&self, port: PortId, static_router: impl FnOnce() -> bool) -> bool {
         let Some(members) = self.members else {
             return true;

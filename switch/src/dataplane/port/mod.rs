@@ -13,6 +13,7 @@ pub mod closed;
 pub mod fd;
 pub mod memory;
 pub mod qemu;
+pub mod ring;
 pub mod tunnel;
 
 use std::io;
@@ -55,7 +56,9 @@ pub trait Port: Send {
         Ok(())
     }
 
-    /// Writes one frame. `Err(WouldBlock)` when the device queue is full.
+    /// Writes one frame, or queues it for [`flush`](Self::flush) (a port
+    /// that batches its writes). `Err(WouldBlock)` when the device queue is
+    /// full.
     fn send(&mut self, frame: &mut Frame) -> io::Result<()>;
 
     /// True for a port whose device is gone: it refuses every frame
@@ -71,6 +74,18 @@ pub trait Port: Send {
         None
     }
 
+    /// True while frames [`send`](Self::send) queued wait for
+    /// [`flush`](Self::flush).
+    fn has_queued(&self) -> bool {
+        false
+    }
+
+    /// Hands the device the frames [`send`](Self::send) queued. The
+    /// datapath calls it for every port that [`has_queued`](Self::has_queued)
+    /// before it sleeps, then [`take_drops`](Self::take_drops), which
+    /// reports the frames the device refused.
+    fn flush(&mut self) {}
+
     /// The file descriptor to poll for readability, if the port has one.
     fn raw_fd(&self) -> Option<RawFd>;
 
@@ -78,10 +93,11 @@ pub trait Port: Send {
     /// send through (`yardd --threads`). Only the port's own thread reads.
     fn share(&self) -> io::Result<Box<dyn Port>>;
 
-    /// Adds to `counters` the drops the port itself decided while receiving
-    /// since the last call (a QEMU stream closed for an oversize frame), and
-    /// forgets them. The bridge calls it after each batch; most ports decide
-    /// none.
+    /// Adds to `counters` the drops the port itself decided since the last
+    /// call (a QEMU stream closed for an oversize frame; a queued frame the
+    /// device refused at [`flush`](Self::flush), which also leaves the sent
+    /// counters), and forgets them. The bridge calls it after each batch and
+    /// each flush; most ports decide none.
     fn take_drops(&mut self, _counters: &mut PortCounters) {}
 
     /// True when the device takes GSO frames (virtio-net `gso_type` set) and

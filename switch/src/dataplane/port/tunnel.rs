@@ -2,7 +2,10 @@
 //! host, over a socket shared by every tunnel with the same local endpoint.
 //!
 //! Sending happens here: the GRE header is written into the frame's headroom
-//! and the result handed to the socket (no copy). Receiving does not: the
+//! and the packet queued in the port's [`sys::SendBatch`] (a copy of up to
+//! 2 KiB), which [`Port::flush`] hands to the socket with one `sendmmsg(2)`
+//! per round; a larger packet is sent at once, after the queued ones, so a
+//! tunnel's packets keep their order (and their GRE sequence numbers). Receiving does not: the
 //! shared socket is read by the datapath's [`crate::dataplane::overlay`], which
 //! demultiplexes by remote address and key to the right tunnel port — so
 //! [`Port::recv`] of a tunnel port never yields a frame.
@@ -72,6 +75,12 @@ pub struct TunnelPort {
     /// The last GRE sequence number sent, shared by every handle on the
     /// tunnel so threads sending through it never repeat one.
     last_seq: Arc<AtomicU32>,
+    /// Packets sent this round, for [`Port::flush`]; each tagged with its
+    /// inner frame's length.
+    batch: sys::SendBatch,
+    /// Packets the socket refused at a flush since the last
+    /// [`Port::take_drops`]: (frames, inner bytes).
+    refused: (u64, u64),
 }
 
 impl TunnelPort {
@@ -81,7 +90,33 @@ impl TunnelPort {
             socket,
             params,
             last_seq: Arc::new(AtomicU32::new(0)),
+            batch: sys::SendBatch::new(),
+            refused: (0, 0),
         }
+    }
+
+    /// Sends one packet straight to the remote.
+    fn send_now(&self, packet: &[u8]) -> io::Result<()> {
+        match &*self.socket {
+            TunnelSocket::Gre(fd) => sys::send_gre(fd.as_fd(), packet, *self.params.remote.ip())?,
+            TunnelSocket::Udp(socket) => socket.send_to(packet, self.params.remote)?,
+        };
+        Ok(())
+    }
+
+    /// Sends the queued packets with one `sendmmsg(2)` (as few as the
+    /// socket takes), counting the refused ones for [`Port::take_drops`].
+    fn flush_batch(&mut self) {
+        let refused = &mut self.refused;
+        let fd = match &*self.socket {
+            TunnelSocket::Gre(fd) => fd.as_fd(),
+            TunnelSocket::Udp(socket) => socket.as_fd(),
+        };
+        self.batch
+            .flush(fd, Some(self.params.remote), |_, inner_len| {
+                refused.0 += 1;
+                refused.1 += u64::from(inner_len);
+            });
     }
 }
 
@@ -150,11 +185,31 @@ impl Port for TunnelPort {
         let outer_start = encap_gre(frame.raw_mut(), start, len, options)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let packet = &frame.raw_mut()[outer_start..start + len];
-        match &*self.socket {
-            TunnelSocket::Gre(fd) => sys::send_gre(fd.as_fd(), packet, *self.params.remote.ip())?,
-            TunnelSocket::Udp(socket) => socket.send_to(packet, self.params.remote)?,
-        };
-        Ok(())
+        if self.batch.queue(packet, len as u32) {
+            return Ok(());
+        }
+        self.flush_batch();
+        if self.batch.queue(packet, len as u32) {
+            return Ok(());
+        }
+        self.send_now(packet)
+    }
+
+    fn has_queued(&self) -> bool {
+        self.batch.queued() > 0
+    }
+
+    fn flush(&mut self) {
+        self.flush_batch();
+    }
+
+    /// Packets the socket refused at a flush leave the sent counters and
+    /// count as `tx-error` drops.
+    fn take_drops(&mut self, counters: &mut super::PortCounters) {
+        let (frames, bytes) = std::mem::take(&mut self.refused);
+        counters.tx_packets = counters.tx_packets.saturating_sub(frames);
+        counters.tx_bytes = counters.tx_bytes.saturating_sub(bytes);
+        counters.drops[crate::dataplane::verdict::DropReason::TxError.index()] += frames;
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -166,6 +221,8 @@ impl Port for TunnelPort {
             socket: self.socket.clone(),
             params: self.params,
             last_seq: self.last_seq.clone(),
+            batch: sys::SendBatch::new(),
+            refused: (0, 0),
         }))
     }
 

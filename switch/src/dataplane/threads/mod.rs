@@ -144,6 +144,12 @@ pub struct Datapath {
     pool: Vec<Frame>,
     pending: Vec<PortId>,
     epoch: Instant,
+    /// How long the loop keeps polling without sleeping after the last
+    /// round that moved a frame ([`set_busy_poll`](Self::set_busy_poll));
+    /// zero: it sleeps as soon as nothing is ready.
+    busy_poll: Duration,
+    /// A frame arrived in this round: busy polling starts over.
+    active: bool,
 }
 
 impl Datapath {
@@ -198,6 +204,8 @@ impl Datapath {
                 pool: (0..BATCH).map(|_| Frame::new()).collect(),
                 pending: Vec::with_capacity(64),
                 epoch,
+                busy_poll: Duration::ZERO,
+                active: false,
             });
             handles.push(handle::ThreadHandle {
                 commands: tx,
@@ -205,6 +213,17 @@ impl Datapath {
             });
         }
         Ok((datapaths, DatapathHandle::new(handles)))
+    }
+
+    /// Keeps the loop polling for up to `window` after the last round that
+    /// moved a frame, instead of sleeping in `epoll_wait` as soon as nothing
+    /// is ready (`yardd --busy-poll-us`): the next frame of a conversation
+    /// is then picked up without the wake-up of a sleeping thread, at the
+    /// price of a busy CPU for that window. Once a whole window passes
+    /// without a frame the thread sleeps again, so an idle yardd costs
+    /// nothing. Zero turns it off.
+    pub fn set_busy_poll(&mut self, window: Duration) {
+        self.busy_poll = window;
     }
 
     fn now(&self) -> Millis {
@@ -217,13 +236,24 @@ impl Datapath {
         let mut events = Events::with_capacity(256);
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
+        // Until when the loop polls without sleeping (`busy_poll`).
+        let mut busy_until: Option<Instant> = None;
         loop {
+            // What the last round queued leaves before the loop can sleep.
+            self.flush_ports();
+            if std::mem::take(&mut self.active) && !self.busy_poll.is_zero() {
+                busy_until = Some(Instant::now() + self.busy_poll);
+            }
             let idle = self.pending.is_empty()
                 && !self.relay_again
                 && !self.uplink_again
                 && self.tunnels_again.is_empty()
                 && !self.handoffs_again;
-            let timeout = if idle {
+            let busy = busy_until.is_some_and(|until| Instant::now() < until);
+            if !busy {
+                busy_until = None;
+            }
+            let timeout = if idle && !busy {
                 next_expiry.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
@@ -300,10 +330,23 @@ impl Datapath {
         }
     }
 
+    /// Hands the ports' and the uplink's queued frames to their devices
+    /// ([`Port::flush`]), once per round, before the loop sleeps.
+    fn flush_ports(&mut self) {
+        self.bridge.flush_ports();
+        if let Some(uplink) = self.uplink.as_mut() {
+            if uplink.port.has_queued() {
+                uplink.port.flush();
+                uplink.port.take_drops(&mut uplink.counters);
+            }
+        }
+    }
+
     /// Reads one batch from a port and forwards it.
     fn serve_port(&mut self, id: PortId) {
         let now = self.now();
         let (n, result) = self.bridge.receive(id, &mut self.pool);
+        self.active |= n > 0;
         for slot in 0..n {
             if let Some(net) = self.bridge.process(id, &mut self.pool[slot], now) {
                 self.pool_to_gateway(id, net, slot, now);
@@ -403,6 +446,7 @@ impl Datapath {
         }
         if served > 0 {
             self.flush_outbox(now);
+            self.active = true;
         }
         self.handoffs_again = served == MOST;
     }
@@ -465,6 +509,7 @@ impl Datapath {
         }
         if served > 0 {
             self.flush_outbox(now);
+            self.active = true;
         }
         if let Some(relay) = self.relay.as_mut() {
             relay.wake();
@@ -479,6 +524,7 @@ impl Datapath {
             return;
         };
         let (n, result) = uplink.port.recv_batch(&mut self.pool);
+        self.active |= n > 0;
         let failed = result.err();
         for i in 0..n {
             let frame = &mut self.pool[i];
@@ -529,6 +575,7 @@ impl Datapath {
             }
         }
         self.flush_outbox(now);
+        self.active |= read > 0;
         if read == BATCH {
             self.tunnels_again.push(index);
         }

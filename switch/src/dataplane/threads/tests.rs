@@ -38,10 +38,22 @@ struct Switch {
 
 impl Switch {
     fn new(threads: usize) -> Switch {
+        Switch::polling(threads, Duration::ZERO, "")
+    }
+
+    /// A switch whose threads busy-poll for `window` after each frame
+    /// ([`Datapath::set_busy_poll`]), named `name` (for `/proc`).
+    fn polling(threads: usize, window: Duration, name: &str) -> Switch {
         let (datapaths, handle) = Datapath::new(4096, threads).unwrap();
         let threads = datapaths
             .into_iter()
-            .map(|d| std::thread::spawn(move || d.run()))
+            .map(|mut d| {
+                d.set_busy_poll(window);
+                std::thread::Builder::new()
+                    .name(name.to_string())
+                    .spawn(move || d.run())
+                    .unwrap()
+            })
             .collect();
         Switch { handle, threads }
     }
@@ -128,6 +140,15 @@ impl Port for Plain {
     }
     fn send(&mut self, frame: &mut Frame) -> io::Result<()> {
         self.0.send(frame)
+    }
+    fn has_queued(&self) -> bool {
+        self.0.has_queued()
+    }
+    fn flush(&mut self) {
+        self.0.flush()
+    }
+    fn take_drops(&mut self, counters: &mut crate::dataplane::port::PortCounters) {
+        self.0.take_drops(counters)
     }
     fn raw_fd(&self) -> Option<RawFd> {
         self.0.raw_fd()
@@ -270,6 +291,69 @@ fn ports_spread_over_threads_and_learning_crosses_them() {
     let frame = eth(mac(2), mac(7), 4);
     send(&a2, &frame);
     expect(&b, "a2's frame at b", |f| f == frame);
+}
+
+/// The scheduler states (`/proc/self/task/*/stat`, third field) of this
+/// process's threads named `name`.
+fn thread_states(name: &str) -> Vec<char> {
+    let mut states = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `pid (comm) S ...`: the state follows the last ')'.
+        if let Some(state) = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.trim().chars().next())
+        {
+            states.push(state);
+        }
+    }
+    states
+}
+
+#[test]
+fn a_busy_polling_thread_forwards_every_frame_and_sleeps_again_when_traffic_stops() {
+    let name = format!("ybp{}", std::process::id() % 100_000);
+    let switch = Switch::polling(1, Duration::from_millis(1), &name);
+    switch.network("n", None);
+    let a = switch.port("a", "n");
+    let b = switch.port("b", "n");
+    send(&a, &eth(MacAddr::BROADCAST, mac(1), 0));
+    expect(&b, "a's hello at b", |f| f[6..12] == mac(1).0);
+    send(&b, &eth(mac(1), mac(2), 0));
+    expect(&a, "b's hello at a", |f| f[6..12] == mac(2).0);
+    // A ping-pong: each frame answered at once, so the thread keeps polling
+    // between them.
+    for round in 1..=200u8 {
+        let ping = eth(mac(2), mac(1), round);
+        send(&a, &ping);
+        expect(&b, "ping at b", |f| f == ping);
+        let pong = eth(mac(1), mac(2), round);
+        send(&b, &pong);
+        expect(&a, "pong at a", |f| f == pong);
+    }
+    // Traffic over: after its 1 ms window the thread sleeps in epoll_wait
+    // again (asked for at most 5 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let states = thread_states(&name);
+        assert_eq!(states.len(), 1, "one datapath thread named {name}");
+        if states == ['S'] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle datapath thread never went back to sleep: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (sa, sb) = (switch.stats("a"), switch.stats("b"));
+    assert_eq!((sa.rx_packets, sa.tx_packets), (201, 201), "{sa:?}");
+    assert_eq!((sb.rx_packets, sb.tx_packets), (201, 201), "{sb:?}");
 }
 
 #[test]

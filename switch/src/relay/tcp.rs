@@ -873,8 +873,8 @@ mod tests {
                 .collect()
         }
 
-        /// [`Rig::run_raw`] with each packet's TSO segment size, if any.
-        fn run_raw_with_offload(&mut self, rounds: usize) -> Vec<(Vec<u8>, Option<u16>)> {
+        /// [`Rig::run_raw`] with each packet's offload state.
+        fn run_raw_with_offload(&mut self, rounds: usize) -> Vec<(Vec<u8>, Offload)> {
             let mut sent = Vec::new();
             for _ in 0..rounds {
                 self.poll
@@ -891,56 +891,41 @@ mod tests {
                 for (mut buf, len) in packets {
                     let offload = self.relay.offload_for(&mut buf[..len]);
                     buf.truncate(len);
-                    sent.push((buf, offload.is_gso().then_some(offload.gso_size)));
+                    sent.push((buf, offload));
                 }
             }
             sent
         }
 
-        /// Runs the relay for `rounds` rounds of at most 20 ms; what it sent.
+        /// Runs the relay for `rounds` rounds of at most 20 ms; what it
+        /// sent the container, each segment's checksum checked.
         fn run(&mut self, rounds: usize) -> Vec<Seen> {
             let mut seen = Vec::new();
-            for _ in 0..rounds {
-                self.poll
-                    .poll(&mut self.events, Some(Duration::from_millis(20)))
-                    .unwrap();
-                for e in self.events.iter() {
-                    let readable = e.is_readable() || e.is_read_closed();
-                    let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-                    self.relay
-                        .host_ready(self.poll.registry(), e.token(), readable, writable);
+            for (mut buf, mut offload) in self.run_raw_with_offload(rounds) {
+                let gso_size = offload.is_gso().then_some(offload.gso_size);
+                // Every segment leaves with a partial checksum that,
+                // finished as a device would, is right.
+                assert!(offload.needs_csum(), "{offload:?}");
+                if !offload.is_gso() {
+                    yard_wire::offload::complete_checksum(&mut buf, &mut offload).unwrap();
                 }
-                self.relay.poll(self.poll.registry());
-                let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
-                for (mut buf, len) in packets {
-                    let mut offload = self.relay.offload_for(&mut buf[..len]);
-                    let gso_size = offload.is_gso().then_some(offload.gso_size);
-                    // Every segment leaves with a partial checksum that,
-                    // finished as a device would, is right.
-                    assert!(offload.needs_csum(), "{offload:?}");
-                    if !offload.is_gso() {
-                        yard_wire::offload::complete_checksum(&mut buf[..len], &mut offload)
-                            .unwrap();
-                    }
-                    let ip = Ipv4Packet::new_checked(&buf[HEADROOM..len]).unwrap();
-                    assert_eq!((ip.src(), ip.dst()), (HOST, C));
-                    if !offload.is_gso() {
-                        let t = TcpPacket::new_checked(ip.payload()).unwrap();
-                        assert!(t.verify_checksum(HOST, C), "a bad TCP checksum");
-                    }
-                    let t = TcpPacket::new_checked(ip.payload()).unwrap();
-                    let f = t.flags();
-                    seen.push(Seen {
-                        syn: f.syn(),
-                        ack: f.ack(),
-                        fin: f.fin(),
-                        rst: f.rst(),
-                        seq: t.seq(),
-                        ack_num: t.ack(),
-                        payload: t.payload().to_vec(),
-                        gso_size,
-                    });
+                let ip = Ipv4Packet::new_checked(&buf[HEADROOM..]).unwrap();
+                assert_eq!((ip.src(), ip.dst()), (HOST, C));
+                let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                if !offload.is_gso() {
+                    assert!(t.verify_checksum(HOST, C), "a bad TCP checksum");
                 }
+                let f = t.flags();
+                seen.push(Seen {
+                    syn: f.syn(),
+                    ack: f.ack(),
+                    fin: f.fin(),
+                    rst: f.rst(),
+                    seq: t.seq(),
+                    ack_num: t.ack(),
+                    payload: t.payload().to_vec(),
+                    gso_size,
+                });
             }
             seen
         }
@@ -1110,7 +1095,8 @@ mod tests {
         client.write_all(&[7u8; 20_000]).unwrap();
         let mut data = 0;
         let mut sizes = Vec::new();
-        for (buf, gso) in rig.run_raw_with_offload(10) {
+        for (buf, offload) in rig.run_raw_with_offload(10) {
+            let gso = offload.is_gso().then_some(offload.gso_size);
             let ip = Ipv4Packet::new_checked(&buf[HEADROOM..]).unwrap();
             let t = TcpPacket::new_checked(ip.payload()).unwrap();
             data += t.payload().len();

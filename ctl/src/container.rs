@@ -106,6 +106,8 @@ pub fn exit_status_of(code: Option<i32>, signal: Option<i32>) -> u8 {
 struct Running {
     pid: Pid,
     exited: bool,
+    /// The last stop signal passed on to the child, if any.
+    forwarded: Option<Signal>,
 }
 
 /// Runs `spec` against yardd at `socket`; returns the exit status.
@@ -153,14 +155,19 @@ fn start_and_wait(socket: &Path, spec: &RunSpec, stderr: &mut dyn Write) -> Resu
         return Err(format!("cannot block signals: {e}"));
     }
     let pid = Pid::from_raw(child.id() as i32);
-    let running = Arc::new(Mutex::new(Running { pid, exited: false }));
+    let running = Arc::new(Mutex::new(Running {
+        pid,
+        exited: false,
+        forwarded: None,
+    }));
     let forwarded = running.clone();
     std::thread::Builder::new()
         .name("yardctl-signals".into())
         .spawn(move || loop {
             let Ok(signal) = signals.wait() else { return };
-            let running = forwarded.lock().unwrap_or_else(|p| p.into_inner());
+            let mut running = forwarded.lock().unwrap_or_else(|p| p.into_inner());
             if !running.exited {
+                running.forwarded = Some(signal);
                 let _ = kill(running.pid, signal);
             }
         })
@@ -188,11 +195,16 @@ fn start_and_wait(socket: &Path, spec: &RunSpec, stderr: &mut dyn Write) -> Resu
     }
     let status = status?;
     // A stop signal passed on while the container was being set up ended
-    // it before its command ran: the run ended by that signal, as it would
-    // have a moment later.
-    if let (Err(_), Some(signal)) = (&started, status.signal()) {
-        if FORWARDED.iter().any(|s| *s as i32 == signal) {
-            return Ok(exit_status_of(None, Some(signal)));
+    // it before its command ran (whether the child died of it or went away
+    // as it arrived and was then stopped): the run ended by that signal,
+    // as it would have a moment later.
+    if started.is_err() {
+        let forwarded = running.lock().unwrap_or_else(|p| p.into_inner()).forwarded;
+        let died_of = status
+            .signal()
+            .and_then(|n| FORWARDED.iter().copied().find(|s| *s as i32 == n));
+        if let Some(signal) = died_of.or(forwarded) {
+            return Ok(exit_status_of(None, Some(signal as i32)));
         }
     }
     started?;

@@ -390,7 +390,28 @@ class BridgeVeth(Path):
             run(["ip", "-n", br, "link", "set", port, "master", "br0"])
 
 
-class YarddPath(Path):
+class YarddSwitch:
+    """What every row whose switch is one yardd (`self.yardd`) shares: its
+    pid and port stats for the report, stopping it, and the dnat rows'
+    published ports."""
+
+    def switch_pids(self):
+        y = getattr(self, "yardd", None)
+        return [y.pid()] if y is not None and y.pid() else []
+
+    def switch_stats(self):
+        return yardd_port_stats(self.yardd)
+
+    def stop_switch(self):
+        stop_yardd(self.name, getattr(self, "yardd", None))
+
+    def publish_bench_ports(self):
+        """Publishes the iperf3 and connections/s ports to container c1."""
+        for port in (IPERF_PORT, CPS_PORT):
+            self.yardd.ctl("publish", "add", f"{port}:c1:{port}/tcp")
+
+
+class YarddPath(YarddSwitch, Path):
     """Common part of the yardd paths: a yardd in a dedicated namespace and
     a plain L2 network (no subnet, so no gateway address competes with
     10.88.0.1)."""
@@ -409,16 +430,6 @@ class YarddPath(Path):
 
     def attach(self):
         raise NotImplementedError
-
-    def switch_pids(self):
-        y = getattr(self, "yardd", None)
-        return [y.pid()] if y is not None and y.pid() else []
-
-    def switch_stats(self):
-        return yardd_port_stats(self.yardd)
-
-    def stop_switch(self):
-        stop_yardd(self.name, getattr(self, "yardd", None))
 
 
 def yardd_port_stats(yardd):
@@ -731,7 +742,7 @@ class NatPath(Path):
             wait_reachable(self.cont_ns, OUT_IP)
 
 
-class YarddNat(NatPath):
+class YarddNat(YarddSwitch, NatPath):
     needs_yardd = True
     net = "web"
     threads = 1  # yardd --threads
@@ -751,18 +762,7 @@ class YarddNat(NatPath):
         self.yardd.ctl("port", "add", "c1", "--net", self.net, "--tap", "--netns", self.cont_ns,
                        "--ifname", "eth0", "--ip", f"{NAT_CONT_IP}/{NAT_CONT_PREFIX}")
         if self.direction == "dnat":
-            for port in (IPERF_PORT, CPS_PORT):
-                self.yardd.ctl("publish", "add", f"{port}:c1:{port}/tcp")
-
-    def switch_pids(self):
-        y = getattr(self, "yardd", None)
-        return [y.pid()] if y is not None and y.pid() else []
-
-    def switch_stats(self):
-        return yardd_port_stats(self.yardd)
-
-    def stop_switch(self):
-        stop_yardd(self.name, getattr(self, "yardd", None))
+            self.publish_bench_ports()
 
 
 class YarddSnat(YarddNat):
@@ -914,7 +914,7 @@ class HostRelayPath(NatPath):
             self.relay = None
 
 
-class YarddHost(HostRelayPath):
+class YarddHost(YarddSwitch, HostRelayPath):
     """yardd in the host namespace with its host uplink: the container is a
     TAP port on network `web`; in the dnat direction its ports are published
     on the host's sockets (every address of h)."""
@@ -930,18 +930,7 @@ class YarddHost(HostRelayPath):
         self.yardd.ctl("port", "add", "c1", "--net", self.net, "--tap", "--netns", self.cont_ns,
                        "--ifname", "eth0", "--ip", f"{NAT_CONT_IP}/{NAT_CONT_PREFIX}")
         if self.direction == "dnat":
-            for port in (IPERF_PORT, CPS_PORT):
-                self.yardd.ctl("publish", "add", f"{port}:c1:{port}/tcp")
-
-    def switch_pids(self):
-        y = getattr(self, "yardd", None)
-        return [y.pid()] if y is not None and y.pid() else []
-
-    def switch_stats(self):
-        return yardd_port_stats(self.yardd)
-
-    def stop_switch(self):
-        stop_yardd(self.name, getattr(self, "yardd", None))
+            self.publish_bench_ports()
 
 
 class YarddHostDnat(YarddHost):

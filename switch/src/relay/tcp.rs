@@ -864,6 +864,18 @@ mod tests {
             );
         }
 
+        /// The container opens a connection to `listener` (seq 1000) and
+        /// acknowledges the SYN-ACK; the host's end of it.
+        fn establish(&mut self, listener: &TcpListener) -> std::net::TcpStream {
+            self.send(true, false, 1000, None, b"");
+            let seen = self.run(25);
+            let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
+            let (server, _) = listener.accept().unwrap();
+            self.send(false, false, 1001, Some(isn + 1), b"");
+            self.run(5);
+            server
+        }
+
         /// Runs the relay for `rounds` rounds of at most 20 ms; the packets
         /// it sent (with their headroom), whatever their addresses.
         fn run_raw(&mut self, rounds: usize) -> Vec<Vec<u8>> {
@@ -989,15 +1001,10 @@ mod tests {
     fn a_reset_from_the_container_resets_the_host_connection() {
         let listener = TcpListener::bind((HOST, 0)).unwrap();
         let mut rig = Rig::new(listener.local_addr().unwrap().port());
-        rig.send(true, false, 1000, None, b"");
-        let seen = rig.run(25);
-        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
-        let (mut server, _) = listener.accept().unwrap();
+        let mut server = rig.establish(&listener);
         server
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        rig.send(false, false, 1001, Some(isn + 1), b"");
-        rig.run(5);
         // RST (etherparse: the rst flag through the raw builder).
         let mut ip = Vec::new();
         PacketBuilder::ipv4(C.octets(), HOST.octets(), 64)
@@ -1019,12 +1026,7 @@ mod tests {
     fn data_for_the_container_leaves_as_tso_frames_of_its_mss() {
         let listener = TcpListener::bind((HOST, 0)).unwrap();
         let mut rig = Rig::new(listener.local_addr().unwrap().port());
-        rig.send(true, false, 1000, None, b"");
-        let seen = rig.run(25);
-        let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
-        let (mut server, _) = listener.accept().unwrap();
-        rig.send(false, false, 1001, Some(isn + 1), b"");
-        rig.run(5);
+        let mut server = rig.establish(&listener);
         server.write_all(&[7u8; 20_000]).unwrap();
         let seen = rig.run(10);
         let data: usize = seen.iter().map(|s| s.payload.len()).sum();

@@ -87,6 +87,21 @@ impl NatLab {
         );
     }
 
+    /// Gives the outside namespace `addr` too (a /32 on its link), e.g. the
+    /// cloud metadata address 169.254.169.254.
+    pub fn add_outside_address(&self, addr: Ipv4Addr) {
+        run_ok(&[
+            "ip",
+            "-n",
+            &self.outside,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "eth0",
+        ]);
+    }
+
     /// The peer a published web server in a container saw when the outside
     /// fetched `url` (busybox httpd's `/cgi-bin/peer`, see
     /// [`crate::image`]), trying for up to 15 s while the server starts;

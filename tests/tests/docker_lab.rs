@@ -27,7 +27,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use yard_tests::bins::bins;
-use yard_tests::cmd::{describe, end_child, output, poll, run, run_ok, stdout, timed};
+use yard_tests::cmd::{describe, end_child, output, poll, run, stdout, timed};
 use yard_tests::image::{busybox_tar, BUSYBOX};
 use yard_tests::nat::{tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
 use yard_tests::netns::unique_name;
@@ -399,16 +399,7 @@ fn rules_on_a_docker_network_stop_new_connections_and_count_hits() {
         return;
     }
     let lab = NatLab::new();
-    run_ok(&[
-        "ip",
-        "-n",
-        &lab.outside,
-        "addr",
-        "add",
-        "169.254.169.254/32",
-        "dev",
-        "eth0",
-    ]);
+    lab.add_outside_address(std::net::Ipv4Addr::new(169, 254, 169, 254));
     let _metadata = tcp_peer_server(&lab.outside, None, 80);
     let docker = Docker::start(lab.socket());
     let net = unique_name("ydrule");

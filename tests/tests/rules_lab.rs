@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use yard_tests::cmd::run_ok;
 use yard_tests::nat::{self, tcp_ask, tcp_peer_server, NatLab, OUTSIDE_IP, UPLINK_IP};
 use yard_tests::{require, Container, Lab};
 
@@ -163,16 +162,7 @@ fn rules_judge_routed_connections_to_the_outside() {
     }
     let mut lab = NatLab::new();
     // The outside also holds the cloud metadata address.
-    run_ok(&[
-        "ip",
-        "-n",
-        &lab.outside,
-        "addr",
-        "add",
-        "169.254.169.254/32",
-        "dev",
-        "eth0",
-    ]);
+    lab.add_outside_address(std::net::Ipv4Addr::new(169, 254, 169, 254));
     let metadata: std::net::Ipv4Addr = "169.254.169.254".parse().unwrap();
     let c1 = lab.tap("c1", "web", "172.31.0.2/16", &[]);
     let _outside_web = tcp_peer_server(&lab.outside, None, 80);

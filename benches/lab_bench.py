@@ -1590,7 +1590,14 @@ def measure(path, opts):
             res["cps_dma_latency_held"] = dma.held
             for i in range(R):
                 try:
+                    c0 = cpu_ticks_all(pids) if pids else None
                     d = cps_once(cns, sns, ip, path.bind_ip, T)
+                    if pids and d["connections"]:
+                        # The switch's own CPU per connection: a cost that
+                        # other load on the machine skews far less than
+                        # the rate.
+                        ticks = cpu_ticks_all(pids) - c0
+                        d["switch_cpu_us_per_conn"] = ticks / CLK_TCK * 1e6 / d["connections"]
                     runs.append(d["cps"])
                     raw.append(d)
                     log(f"{path.name}: conn/s run {i + 1}/{R}: {d['cps']:.0f} "
@@ -1601,6 +1608,9 @@ def measure(path, opts):
         res["cps_runs"] = runs
         res["cps_raw"] = raw
         res["cps"] = median(runs)
+        per_conn = [d["switch_cpu_us_per_conn"] for d in raw if "switch_cpu_us_per_conn" in d]
+        if per_conn:
+            res["cps_switch_cpu_us_per_conn"] = median(per_conn)
 
     res["link_counters"] = {"client_eth0": link_counters(cns), "server_eth0": link_counters(sns)}
     if "udp64" in metrics:
@@ -1713,6 +1723,16 @@ def print_report(results, machine, opts, notes):
         for r in costs:
             print(f"| {r['path']} | {fmt(r.get('udp64_switch_cpu_ns_per_frame'), '.0f')} | "
                   f"{fmt(r.get('udp64_switch_instructions_per_frame'), '.0f')} |")
+    per_conn = [r for r in results if r.get("cps_switch_cpu_us_per_conn") is not None]
+    if per_conn:
+        print()
+        print("Switch CPU per TCP connection during conn/s (median of the runs; the switch "
+              "process's CPU time over the connections made):")
+        print()
+        print("| path | CPU us/connection |")
+        print("|---|---|")
+        for r in per_conn:
+            print(f"| {r['path']} | {fmt(r.get('cps_switch_cpu_us_per_conn'), '.1f')} |")
     for r in results:
         for e in r.get("errors", []):
             notes.append(f"{r['path']}: {e}")
@@ -1814,6 +1834,11 @@ def merge_rounds(results):
                 m[runs_key] = [x for r in ok for x in r.get(runs_key, [])]
                 if figure:
                     m[figure] = median(m[runs_key])
+        if "cps_raw" in m:
+            per_conn = [d["switch_cpu_us_per_conn"] for d in m["cps_raw"]
+                        if d.get("switch_cpu_us_per_conn") is not None]
+            if per_conn:
+                m["cps_switch_cpu_us_per_conn"] = median(per_conn)
         for key in ("switch_cpu_ns_per_frame", "switch_instructions_per_frame"):
             if "udp64_raw" in m:
                 m[f"udp64_{key}"] = median([d[key] for d in m["udp64_raw"] if d.get(key) is not None])

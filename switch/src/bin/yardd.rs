@@ -134,8 +134,7 @@ fn run() -> Result<()> {
     yard_switch::dataplane::port::ring::set_tap_io(args.io);
     let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
-    // The host uplink's relay: its own thread, outside the datapath's
-    // seccomp filter (it creates, connects and closes sockets), one fd per
+    // The host uplink's relay runs on the home datapath thread: one fd per
     // relayed flow.
     match yard_switch::sys::raise_open_files_limit() {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
@@ -146,18 +145,9 @@ fn run() -> Result<()> {
             args.busy_poll_us,
         )));
     }
-    let relay = datapaths[0]
+    datapaths[0]
         .start_host_relay()
         .context("cannot start the host uplink's relay")?;
-    std::thread::Builder::new()
-        .name("yardd-relay".into())
-        .spawn(move || {
-            yard_switch::sys::thread_cpu::register("relay");
-            if let Err(error) = relay.run() {
-                tracing::error!(%error, "the host uplink's relay stopped");
-            }
-        })
-        .context("cannot start the relay thread")?;
     let seccomp = match (args.no_seccomp, args.seccomp_log) {
         (true, _) => None,
         (false, false) => Some(seccomp::Violation::Kill),
@@ -177,7 +167,7 @@ fn run() -> Result<()> {
                 // polls, reads, writes, sends and receives.
                 if let Some(on_violation) = seccomp {
                     let installed = seccomp::install(
-                        seccomp::DATAPATH_SYSCALLS,
+                        &seccomp::datapath_syscalls(i == 0),
                         seccomp::DATAPATH_REFUSED,
                         on_violation,
                     );
@@ -204,7 +194,7 @@ fn run() -> Result<()> {
         }
         tracing::info!(
             threads = args.threads,
-            syscalls = seccomp::DATAPATH_SYSCALLS.len(),
+            syscalls = seccomp::datapath_syscalls(true).len(),
             ?on_violation,
             "seccomp filter on the datapath threads"
         );

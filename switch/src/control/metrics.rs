@@ -34,7 +34,7 @@ pub struct Scrape {
     pub networks: Vec<NetworkInfo>,
     /// `conntrack stats`.
     pub conntrack: Option<ConntrackStats>,
-    /// CPU seconds of yardd's datapath and relay threads, by label.
+    /// CPU seconds of yardd's datapath threads, by label.
     pub threads: Vec<(String, f64)>,
     /// `status`' tunnel drops: packets dropped before reaching a tunnel
     /// port, by reason.
@@ -283,7 +283,7 @@ pub fn render(scrape: &Scrape) -> String {
         &mut out,
         "switchyard_thread_cpu_seconds_total",
         "counter",
-        "CPU time of yardd's datapath and relay threads (a poll loop's busy time), in seconds.",
+        "CPU time of yardd's datapath threads (a poll loop's busy time, the host uplink's relay included), in seconds.",
         &threads,
     );
     out

@@ -35,7 +35,6 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::time::Instant as StdInstant;
 
-use crossbeam_channel::Receiver;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -46,6 +45,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Ad
 use yard_nat::flow::FlowKey;
 
 use super::flows::HEADROOM;
+use super::frames::Frames;
 use yard_wire::checksum::{self, L4Checksum};
 use yard_wire::ip::protocol;
 use yard_wire::ipv4::Ipv4Packet;
@@ -55,6 +55,9 @@ use yard_wire::vnet;
 
 /// Each direction's buffer of one connection.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// The most closed smoltcp sockets kept for reuse (each holds its two
+/// buffers, [`SOCKET_BUFFER`] each).
+const PARKED: usize = 16;
 /// The most TCP connections relayed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// How long a published connection waits for the container's SYN-ACK.
@@ -73,16 +76,17 @@ pub struct TcpEvents {
     pub full: u64,
 }
 
-/// The device between smoltcp and the relay: packets from containers wait
-/// in `rx`; what smoltcp sends goes into buffers from the pool shared with
-/// the home thread and waits in `tx`.
-struct Link {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<(Vec<u8>, usize)>,
-    pool: Receiver<Vec<u8>>,
+/// The device between smoltcp and the relay, made for each call into
+/// smoltcp: packets from containers wait in `rx`; what smoltcp sends is
+/// written straight into a frame from `frames` and queued there, in the
+/// offload state its connection's MSS (`mss`) asks for.
+struct Link<'a> {
+    rx: &'a mut VecDeque<Vec<u8>>,
     /// Emptied rx buffers, to copy the next packets into: the link
     /// allocates only while traffic grows.
-    spare: Vec<Vec<u8>>,
+    spare: &'a mut Vec<Vec<u8>>,
+    frames: &'a mut Frames,
+    mss: &'a HashMap<FlowKey, u16>,
 }
 
 /// The most emptied rx buffers kept.
@@ -104,45 +108,67 @@ impl phy::RxToken for RxToken<'_> {
     }
 }
 
-/// Room for a packet smoltcp sends, in a buffer from the home pool.
+/// Room for a packet smoltcp sends: a frame, queued once written.
 struct TxToken<'a> {
-    tx: &'a mut Vec<(Vec<u8>, usize)>,
-    pool: &'a Receiver<Vec<u8>>,
+    frames: &'a mut Frames,
+    mss: &'a HashMap<FlowKey, u16>,
 }
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = self.pool.try_recv().unwrap_or_default();
-        buf.resize(HEADROOM + len, 0);
-        let r = f(&mut buf[HEADROOM..HEADROOM + len]);
-        self.tx.push((buf, HEADROOM + len));
+        // `transmit` and `receive` hand out a token only when a frame is
+        // free; should none be, the packet is built in a new one.
+        let mut frame = self.frames.take().unwrap_or_default();
+        let end = (HEADROOM + len).min(frame.build_buf().len());
+        let r = f(&mut frame.build_buf()[HEADROOM..end]);
+        if frame.set_built(end) {
+            let offload = offload_for(self.mss, frame.data_mut());
+            frame.offload = offload;
+            self.frames.queue(frame);
+        } else {
+            self.frames.give_back(frame);
+        }
         r
     }
 }
 
-impl phy::Device for Link {
-    type RxToken<'a> = RxToken<'a>;
-    type TxToken<'a> = TxToken<'a>;
+impl phy::Device for Link<'_> {
+    type RxToken<'b>
+        = RxToken<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxToken<'b>
+    where
+        Self: 'b;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let Link {
-            rx,
-            tx,
-            pool,
-            spare,
-        } = self;
-        let packet = rx.pop_front()?;
-        Some((RxToken { packet, spare }, TxToken { tx, pool }))
+        if !self.frames.has_room() {
+            // Every frame is queued for the home thread: smoltcp reads
+            // (and answers) later.
+            return None;
+        }
+        let packet = self.rx.pop_front()?;
+        Some((
+            RxToken {
+                packet,
+                spare: self.spare,
+            },
+            TxToken {
+                frames: self.frames,
+                mss: self.mss,
+            },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        if self.pool.is_empty() {
-            // The home thread holds every buffer: smoltcp sends later.
+        if !self.frames.has_room() {
+            // Every frame is queued for the home thread: smoltcp sends later.
             return None;
         }
         Some(TxToken {
-            tx: &mut self.tx,
-            pool: &self.pool,
+            frames: self.frames,
+            mss: self.mss,
         })
     }
 
@@ -153,8 +179,8 @@ impl phy::Device for Link {
         // The gateway checked the IPv4 header; a TAP's TSO segments carry
         // a partial TCP checksum the device was to finish, so smoltcp
         // verifies none. Nor does it sum the TCP segments it sends: they
-        // leave with a partial checksum ([`TcpRelay::offload_for`]) that
-        // the container's TAP (or the switch, for another port) finishes.
+        // leave with a partial checksum ([`offload_for`]) that the
+        // container's TAP (or the switch, for another port) finishes.
         let mut sums = ChecksumCapabilities::default();
         sums.ipv4 = Checksum::Tx;
         sums.tcp = Checksum::None;
@@ -182,6 +208,9 @@ struct Conn {
     /// A published port's connection still waiting for the container's
     /// SYN-ACK (its connect timeout is on until then).
     connecting: bool,
+    /// A published connection's host addresses (local, client), reported
+    /// once the container answered.
+    ends: Option<(SocketAddrV4, SocketAddrV4)>,
 }
 
 /// The MSS smoltcp is told a container has, so it sends segments as large
@@ -195,7 +224,10 @@ const RELAY_MSS: u16 = 65_535 - 20 - 60;
 /// The relay's TCP side. See the module documentation.
 pub struct TcpRelay {
     iface: Interface,
-    link: Link,
+    /// Packets from containers waiting for smoltcp.
+    rx: VecDeque<Vec<u8>>,
+    /// Emptied rx buffers.
+    spare: Vec<Vec<u8>>,
     sockets: SocketSet<'static>,
     conns: HashMap<FlowKey, Conn>,
     tokens: HashMap<Token, FlowKey>,
@@ -203,18 +235,29 @@ pub struct TcpRelay {
     events: TcpEvents,
     /// Sockets of removed connections, taken out after the next poll.
     closing: Vec<SocketHandle>,
+    /// Closed sockets kept for the next connections (at most [`PARKED`]):
+    /// a new socket's buffers are half a megabyte to zero.
+    parked: Vec<SocketHandle>,
     /// Each connection's own MSS, as the container's SYN said.
     mss: HashMap<FlowKey, u16>,
 }
 
+impl Default for TcpRelay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TcpRelay {
-    /// A relay whose outgoing packets take buffers from `pool`.
-    pub fn new(pool: Receiver<Vec<u8>>) -> TcpRelay {
+    /// A relay with no connection.
+    pub fn new() -> TcpRelay {
+        let (mut rx, mut spare, mut frames) = (VecDeque::new(), Vec::new(), Frames::default());
+        let mss = HashMap::new();
         let mut link = Link {
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-            pool,
-            spare: Vec::new(),
+            rx: &mut rx,
+            spare: &mut spare,
+            frames: &mut frames,
+            mss: &mss,
         };
         let epoch = StdInstant::now();
         let mut config = Config::new(HardwareAddress::Ip);
@@ -230,14 +273,16 @@ impl TcpRelay {
         iface.set_any_ip(true);
         TcpRelay {
             iface,
-            link,
+            rx,
+            spare,
             sockets: SocketSet::new(Vec::new()),
             conns: HashMap::new(),
             tokens: HashMap::new(),
             epoch,
             events: TcpEvents::default(),
             closing: Vec::new(),
-            mss: HashMap::new(),
+            parked: Vec::new(),
+            mss,
         }
     }
 
@@ -277,7 +322,7 @@ impl TcpRelay {
                 self.feed(ip);
                 if connecting && !self.mss.contains_key(&key) && is_syn(ip) {
                     // The container's SYN-ACK to a published connection.
-                    if let Some(fed) = self.link.rx.back_mut() {
+                    if let Some(fed) = self.rx.back_mut() {
                         let mss = raise_mss(fed);
                         self.mss.insert(key, mss);
                     }
@@ -312,7 +357,7 @@ impl TcpRelay {
             self.feed(ip);
             return;
         }
-        let mut held = self.link.spare.pop().unwrap_or_default();
+        let mut held = self.spare.pop().unwrap_or_default();
         held.clear();
         held.extend_from_slice(ip);
         self.tokens.insert(token, key);
@@ -328,6 +373,7 @@ impl TcpRelay {
                 host_eof: false,
                 host_shut: false,
                 connecting: false,
+                ends: None,
             },
         );
     }
@@ -361,7 +407,15 @@ impl TcpRelay {
             self.events.full += 1;
             return refuse(&stream);
         }
-        let mut socket = new_socket();
+        if registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.events.refused += 1;
+            return refuse(&stream);
+        }
+        let handle = self.socket();
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
         socket.set_timeout(Some(PUBLISHED_CONNECT_TIMEOUT));
         // A client that reuses its port soon meets the container's
         // TIME_WAIT of its last connection, which takes a new SYN only when
@@ -375,17 +429,14 @@ impl TcpRelay {
         };
         if socket.connect(self.iface.context(), remote, from).is_err() {
             self.events.refused += 1;
+            self.parked.push(handle);
+            let _ = registry.deregister(&mut stream);
             return refuse(&stream);
         }
-        if registry
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            .is_err()
-        {
-            self.events.refused += 1;
-            return refuse(&stream);
-        }
-        let handle = self.sockets.add(socket);
         self.tokens.insert(token, key);
+        // Reported to conntrack once the container answered ([`pump`]):
+        // the entry is made by the first packet, which smoltcp has not
+        // sent yet.
         self.conns.insert(
             key,
             Conn {
@@ -398,26 +449,27 @@ impl TcpRelay {
                 host_eof: false,
                 host_shut: false,
                 connecting: true,
+                ends: Some((local, peer)),
             },
         );
-        self.events.opened.push((key, local, peer));
     }
 
     /// Queues `ip` for smoltcp.
     fn feed(&mut self, ip: &[u8]) {
-        let mut buf = self.link.spare.pop().unwrap_or_default();
+        let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(ip);
-        self.link.rx.push_back(buf);
+        self.rx.push_back(buf);
     }
 
-    /// The host socket `token` is ready.
+    /// The host socket `token` is ready; a packet this makes at once (the
+    /// SYN-ACK of a connect that completed) goes into `frames`.
     pub fn host_ready(
         &mut self,
         registry: &Registry,
         token: Token,
-        readable: bool,
-        writable: bool,
+        (readable, writable): (bool, bool),
+        frames: &mut Frames,
     ) {
         let Some(&key) = self.tokens.get(&token) else {
             return;
@@ -447,22 +499,27 @@ impl TcpRelay {
             self.remove(registry, &key);
             if let Some(syn) = held {
                 // No socket listens: smoltcp answers with RST.
-                self.link.rx.push_back(syn);
+                self.rx.push_back(syn);
             }
             return;
         }
-        let mut socket = new_socket();
+        let handle = self.socket();
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(key.dst)),
             port: key.dport,
         };
-        if socket.listen(endpoint).is_err() {
+        if self
+            .sockets
+            .get_mut::<tcp::Socket>(handle)
+            .listen(endpoint)
+            .is_err()
+        {
+            self.parked.push(handle);
             self.events.refused += 1;
             self.remove(registry, &key);
             return;
         }
         tracing::debug!(flow = ?key, "host connect done");
-        let handle = self.sockets.add(socket);
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.socket = Some(handle);
             if let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(remote))) =
@@ -479,10 +536,16 @@ impl TcpRelay {
             // Taken in at once (first in the queue, alone), while this
             // socket is the only one listening on (destination, port) that
             // has no peer yet; its answer goes with the next poll.
-            self.link.rx.push_front(syn);
+            self.rx.push_front(syn);
             let now = self.now();
+            let mut link = Link {
+                rx: &mut self.rx,
+                spare: &mut self.spare,
+                frames,
+                mss: &self.mss,
+            };
             self.iface
-                .poll_ingress_single(now, &mut self.link, &mut self.sockets);
+                .poll_ingress_single(now, &mut link, &mut self.sockets);
         }
     }
 
@@ -508,16 +571,56 @@ impl TcpRelay {
         }
     }
 
-    /// Runs smoltcp and moves data both ways until nothing moves; the
-    /// packets for containers are in [`TcpRelay::take_packets`] after it.
-    pub fn poll(&mut self, registry: &Registry) {
+    /// A socket for a new connection: a parked one, else a new one.
+    fn socket(&mut self) -> SocketHandle {
+        let Some(handle) = self.parked.pop() else {
+            return self.sockets.add(new_socket());
+        };
+        // What a connection may have set; `listen` and `connect` reset the
+        // rest (state, buffers, timers).
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        socket.set_timeout(None);
+        socket.set_tsval_generator(None);
+        handle
+    }
+
+    /// The socket of a removed connection, once its last segment (a RST)
+    /// went: parked for the next connection when it is closed and inert
+    /// (no peer left: it takes no segment and sends none), else dropped.
+    /// One in TIME-WAIT is forgotten at once, as a dropped one would be
+    /// (else it would take a new connection's segments between the same
+    /// addresses): `listen` resets it without a segment and `abort` closes
+    /// it again.
+    fn retire(&mut self, handle: SocketHandle) {
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() == State::TimeWait && socket.listen(1).is_ok() {
+            socket.abort();
+        }
+        let inert = socket.state() == State::Closed && socket.remote_endpoint().is_none();
+        if inert && self.parked.len() < PARKED {
+            self.parked.push(handle);
+        } else {
+            self.sockets.remove(handle);
+        }
+    }
+
+    /// Runs smoltcp and moves data both ways until nothing moves, or until
+    /// every frame is queued; the packets for containers are queued in
+    /// `frames`.
+    pub fn poll(&mut self, registry: &Registry, frames: &mut Frames) {
         for _ in 0..8 {
             let now = self.now();
-            self.iface.poll(now, &mut self.link, &mut self.sockets);
-            for handle in self.closing.drain(..) {
-                self.sockets.remove(handle);
+            let mut link = Link {
+                rx: &mut self.rx,
+                spare: &mut self.spare,
+                frames: &mut *frames,
+                mss: &self.mss,
+            };
+            self.iface.poll(now, &mut link, &mut self.sockets);
+            for handle in std::mem::take(&mut self.closing) {
+                self.retire(handle);
             }
-            if !self.pump(registry) {
+            if !self.pump(registry) || !frames.has_room() {
                 break;
             }
         }
@@ -542,6 +645,13 @@ impl TcpRelay {
                 continue;
             };
             let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if conn.connecting && !matches!(socket.state(), State::SynSent | State::Closed) {
+                // A published connection the container answered: its
+                // conntrack entry exists now.
+                if let Some((local, peer)) = conn.ends.take() {
+                    self.events.opened.push((*key, local, peer));
+                }
+            }
             match pump_one(conn, socket) {
                 Pumped::Moved => moved = true,
                 Pumped::Idle => {}
@@ -557,75 +667,70 @@ impl TcpRelay {
         moved
     }
 
-    /// The offload state of `buf`, a packet smoltcp made (an IPv4 packet
-    /// after [`HEADROOM`] bytes): a TCP segment gets a partial checksum
-    /// (the pseudo-header's sum, which the device or the switch finishes
-    /// — smoltcp sums none, see the device's capabilities), and one whose
-    /// payload exceeds its connection's MSS becomes a TSO frame of that
-    /// MSS; anything else (complete checksums) stays as it is.
-    pub fn offload_for(&self, buf: &mut [u8]) -> Offload {
-        let Some(ip_bytes) = buf.get_mut(HEADROOM..) else {
-            return Offload::NONE;
-        };
-        let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
-            return Offload::NONE;
-        };
-        let (src, dst, ip_len) = (ip.src(), ip.dst(), ip.header_len());
-        let l4_len = usize::from(ip.total_len()).saturating_sub(ip_len);
-        if ip.protocol() != protocol::TCP {
-            return Offload::NONE;
-        }
-        let Ok(mut tcp) = TcpPacket::new_checked(&mut ip_bytes[ip_len..]) else {
-            return Offload::NONE;
-        };
-        let key = FlowKey {
-            proto: yard_nat::flow::Proto::Tcp,
-            src: dst,
-            sport: tcp.dst_port(),
-            dst: src,
-            dport: tcp.src_port(),
-        };
-        let header = tcp.header_len();
-        tcp.set_checksum(checksum::pseudo_header_sum(
-            src,
-            dst,
-            protocol::TCP,
-            l4_len as u16,
-        ));
-        let csum_start = (HEADROOM + ip_len) as u16;
-        let partial = Offload {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_NONE,
-            hdr_len: csum_start + header as u16,
-            gso_size: 0,
-            csum_start,
-            csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
-        };
-        let Some(&mss) = self.mss.get(&key) else {
-            return partial;
-        };
-        // The MSS counts no options (RFC 6691): each segment's payload is
-        // what is left of it after this segment's options (timestamps).
-        let options = header.saturating_sub(yard_wire::tcp::HEADER_LEN);
-        let mss = mss.saturating_sub(options as u16).max(1);
-        if l4_len.saturating_sub(header) <= usize::from(mss) {
-            return partial;
-        }
-        Offload {
-            gso_type: vnet::GSO_TCPV4,
-            gso_size: mss,
-            ..partial
-        }
-    }
-
-    /// The packets smoltcp made for containers: (buffer, length).
-    pub fn take_packets(&mut self) -> std::vec::Drain<'_, (Vec<u8>, usize)> {
-        self.link.tx.drain(..)
-    }
-
     /// The events of the passes since the last call.
     pub fn take_events(&mut self) -> TcpEvents {
         std::mem::take(&mut self.events)
+    }
+}
+
+/// The offload state of `buf`, a packet smoltcp made (an IPv4 packet
+/// after [`HEADROOM`] bytes): a TCP segment gets a partial checksum
+/// (the pseudo-header's sum, which the device or the switch finishes
+/// — smoltcp sums none, see the device's capabilities), and one whose
+/// payload exceeds its connection's MSS becomes a TSO frame of that
+/// MSS; anything else (complete checksums) stays as it is.
+fn offload_for(mss: &HashMap<FlowKey, u16>, buf: &mut [u8]) -> Offload {
+    let Some(ip_bytes) = buf.get_mut(HEADROOM..) else {
+        return Offload::NONE;
+    };
+    let Ok(ip) = Ipv4Packet::new_checked(&*ip_bytes) else {
+        return Offload::NONE;
+    };
+    let (src, dst, ip_len) = (ip.src(), ip.dst(), ip.header_len());
+    let l4_len = usize::from(ip.total_len()).saturating_sub(ip_len);
+    if ip.protocol() != protocol::TCP {
+        return Offload::NONE;
+    }
+    let Ok(mut tcp) = TcpPacket::new_checked(&mut ip_bytes[ip_len..]) else {
+        return Offload::NONE;
+    };
+    let key = FlowKey {
+        proto: yard_nat::flow::Proto::Tcp,
+        src: dst,
+        sport: tcp.dst_port(),
+        dst: src,
+        dport: tcp.src_port(),
+    };
+    let header = tcp.header_len();
+    tcp.set_checksum(checksum::pseudo_header_sum(
+        src,
+        dst,
+        protocol::TCP,
+        l4_len as u16,
+    ));
+    let csum_start = (HEADROOM + ip_len) as u16;
+    let partial = Offload {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: vnet::GSO_NONE,
+        hdr_len: csum_start + header as u16,
+        gso_size: 0,
+        csum_start,
+        csum_offset: yard_wire::tcp::CHECKSUM_OFFSET as u16,
+    };
+    let Some(&mss) = mss.get(&key) else {
+        return partial;
+    };
+    // The MSS counts no options (RFC 6691): each segment's payload is
+    // what is left of it after this segment's options (timestamps).
+    let options = header.saturating_sub(yard_wire::tcp::HEADER_LEN);
+    let mss = mss.saturating_sub(options as u16).max(1);
+    if l4_len.saturating_sub(header) <= usize::from(mss) {
+        return partial;
+    }
+    Offload {
+        gso_type: vnet::GSO_TCPV4,
+        gso_size: mss,
+        ..partial
     }
 }
 
@@ -802,22 +907,18 @@ mod tests {
         events: Events,
         next: usize,
         port: u16,
-        _pool: crossbeam_channel::Sender<Vec<u8>>,
+        frames: Frames,
     }
 
     impl Rig {
         fn new(port: u16) -> Rig {
-            let (tx, rx) = crossbeam_channel::bounded(64);
-            for _ in 0..64 {
-                tx.try_send(Vec::new()).unwrap();
-            }
             Rig {
-                relay: TcpRelay::new(rx),
+                relay: TcpRelay::new(),
                 poll: Poll::new().unwrap(),
                 events: Events::with_capacity(64),
                 next: 0,
                 port,
-                _pool: tx,
+                frames: Frames::default(),
             }
         }
 
@@ -867,13 +968,18 @@ mod tests {
         /// The container opens a connection to `listener` (seq 1000) and
         /// acknowledges the SYN-ACK; the host's end of it.
         fn establish(&mut self, listener: &TcpListener) -> std::net::TcpStream {
+            self.establish_with_isn(listener).0
+        }
+
+        /// [`Rig::establish`], and the relay's initial sequence number.
+        fn establish_with_isn(&mut self, listener: &TcpListener) -> (std::net::TcpStream, u32) {
             self.send(true, false, 1000, None, b"");
             let seen = self.run(25);
             let isn = seen.iter().find(|s| s.syn && s.ack).unwrap().seq;
             let (server, _) = listener.accept().unwrap();
             self.send(false, false, 1001, Some(isn + 1), b"");
             self.run(5);
-            server
+            (server, isn)
         }
 
         /// Runs the relay for `rounds` rounds of at most 20 ms; the packets
@@ -895,15 +1001,17 @@ mod tests {
                 for e in self.events.iter() {
                     let readable = e.is_readable() || e.is_read_closed();
                     let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-                    self.relay
-                        .host_ready(self.poll.registry(), e.token(), readable, writable);
+                    self.relay.host_ready(
+                        self.poll.registry(),
+                        e.token(),
+                        (readable, writable),
+                        &mut self.frames,
+                    );
                 }
-                self.relay.poll(self.poll.registry());
-                let packets: Vec<(Vec<u8>, usize)> = self.relay.take_packets().collect();
-                for (mut buf, len) in packets {
-                    let offload = self.relay.offload_for(&mut buf[..len]);
-                    buf.truncate(len);
-                    sent.push((buf, offload));
+                self.relay.poll(self.poll.registry(), &mut self.frames);
+                while let Some(frame) = self.frames.oldest() {
+                    sent.push((frame.data().to_vec(), frame.offload));
+                    self.frames.give_back(frame);
                 }
             }
             sent
@@ -998,6 +1106,53 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_connections_socket_serves_the_next_connection() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let mut rig = Rig::new(listener.local_addr().unwrap().port());
+        // The container closes first, then the host (smoltcp ends in
+        // CLOSED), then the other way round (it ends in TIME-WAIT), then
+        // the first way again.
+        for (round, container_first) in [true, false, true].into_iter().enumerate() {
+            let (mut server, isn) = rig.establish_with_isn(&listener);
+            server
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            if container_first {
+                rig.send(false, true, 1001, Some(isn + 1), b"hello");
+                rig.run(10);
+                let mut got = Vec::new();
+                server.read_to_end(&mut got).unwrap();
+                assert_eq!(got, b"hello", "round {round}");
+                drop(server);
+                let seen = rig.run(25);
+                let fin = seen
+                    .iter()
+                    .find(|s| s.fin)
+                    .unwrap_or_else(|| panic!("round {round}: no FIN: {seen:?}"));
+                rig.send(false, false, 1007, Some(fin.seq + 1), b"");
+            } else {
+                drop(server);
+                let seen = rig.run(25);
+                let fin = seen
+                    .iter()
+                    .find(|s| s.fin)
+                    .unwrap_or_else(|| panic!("round {round}: no FIN: {seen:?}"));
+                rig.send(false, true, 1001, Some(fin.seq + 1), b"");
+            }
+            rig.run(5);
+            assert!(rig.relay.is_empty(), "round {round}: still open");
+            // The socket is closed and inert: kept, and taken by the next
+            // connection rather than a new one.
+            assert_eq!(rig.relay.parked.len(), 1, "round {round}");
+            assert_eq!(rig.relay.sockets.iter().count(), 1, "round {round}");
+            let socket = rig.relay.sockets.get::<tcp::Socket>(rig.relay.parked[0]);
+            assert_eq!(socket.state(), State::Closed, "round {round}");
+            // It sends nothing more.
+            assert!(rig.run(3).is_empty(), "round {round}");
+        }
+    }
+
+    #[test]
     fn a_reset_from_the_container_resets_the_host_connection() {
         let listener = TcpListener::bind((HOST, 0)).unwrap();
         let mut rig = Rig::new(listener.local_addr().unwrap().port());
@@ -1053,11 +1208,13 @@ mod tests {
         let mut rig = Rig::new(local.port());
         rig.relay
             .accepted(rig.poll.registry(), stream, ends, Token(7));
-        assert_eq!(rig.relay.take_events().opened.len(), 1);
 
         // The relay opens towards the container: a SYN from the client's
         // address and port to the address it reached, with a timestamp.
+        // Its host end is not reported before the container answers: the
+        // SYN makes the conntrack entry it is reported to.
         let syn = rig.run_raw(5);
+        assert!(rig.relay.take_events().opened.is_empty());
         let first = syn.first().expect("a SYN");
         let ip = Ipv4Packet::new_checked(&first[HEADROOM..]).unwrap();
         assert_eq!((ip.src(), ip.dst()), (*peer.ip(), *local.ip()));
@@ -1091,6 +1248,8 @@ mod tests {
         rig.relay
             .segment(rig.poll.registry(), key, &ip, false, &mut || Token(8));
         rig.run_raw(5);
+        let opened = rig.relay.take_events().opened;
+        assert_eq!(opened, vec![(key, local, peer)]);
 
         // The client's data reaches the container as TSO frames whose
         // segments leave room for the 12 bytes of timestamps: 1448.

@@ -91,6 +91,28 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_dup2,
 ];
 
+/// What the home datapath thread may call besides: the host uplink's relay
+/// runs there and makes, connects, binds and shuts down its host sockets
+/// (accepting and socket options are on the list already).
+pub const HOST_RELAY_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_socket,
+    libc::SYS_connect,
+    libc::SYS_bind,
+    libc::SYS_shutdown,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+];
+
+/// The list a datapath thread installs: [`DATAPATH_SYSCALLS`], and on the
+/// home thread (`home`) [`HOST_RELAY_SYSCALLS`] after them.
+pub fn datapath_syscalls(home: bool) -> Vec<libc::c_long> {
+    let mut calls = DATAPATH_SYSCALLS.to_vec();
+    if home {
+        calls.extend_from_slice(HOST_RELAY_SYSCALLS);
+    }
+    calls
+}
+
 /// Calls that fail with `EACCES` on a datapath thread instead of stopping
 /// yardd: the C library probes a file on its own and copes when it cannot
 /// — glibc's malloc reads `/proc/sys/vm/overcommit_memory` the first time a
@@ -297,10 +319,19 @@ mod tests {
     /// Runs `f` in a child process on a thread with the filter, so a kill
     /// ends only the child; returns how the child ended.
     fn in_filtered_child(on_violation: Violation, f: fn()) -> (nix::sys::wait::WaitStatus, String) {
+        in_child_with(&datapath_syscalls(false), on_violation, f)
+    }
+
+    /// [`in_filtered_child`] with the list `allowed`.
+    fn in_child_with(
+        allowed: &[libc::c_long],
+        on_violation: Violation,
+        f: fn(),
+    ) -> (nix::sys::wait::WaitStatus, String) {
         use nix::unistd::{fork, ForkResult};
         use std::io::Read;
         // Built before the fork: the child must not allocate.
-        let prog = program(DATAPATH_SYSCALLS, DATAPATH_REFUSED, on_violation);
+        let prog = program(allowed, DATAPATH_REFUSED, on_violation);
         if on_violation == Violation::Kill {
             install_sigsys_handler().unwrap();
         }
@@ -371,6 +402,30 @@ mod tests {
             let _ = std::net::UdpSocket::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         });
         assert!(matches!(logged, WaitStatus::Exited(_, 0)), "{logged:?}");
+    }
+
+    /// `shutdown(2)` on a socket, as the relay does on a host stream.
+    fn shutdown_write(socket: &std::net::UdpSocket) -> i32 {
+        // SAFETY: shutdown on a socket this test owns.
+        unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(socket), libc::SHUT_WR) }
+    }
+
+    #[test]
+    fn the_home_thread_may_make_connect_and_close_host_sockets() {
+        use nix::sys::wait::WaitStatus;
+        let (made, said) = in_child_with(&datapath_syscalls(true), Violation::Kill, || {
+            // A TCP connect (refused or not: the calls are made).
+            let _ = std::net::TcpStream::connect(("127.0.0.1", 1));
+            let udp = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+            udp.connect(("127.0.0.1", 9)).unwrap();
+            let _ = udp.local_addr().unwrap();
+            let _ = udp.peer_addr().unwrap();
+            let _ = shutdown_write(&udp);
+        });
+        assert!(
+            matches!(made, WaitStatus::Exited(_, 0)),
+            "{made:?} {said:?}"
+        );
     }
 
     #[test]

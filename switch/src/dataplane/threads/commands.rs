@@ -438,9 +438,9 @@ impl Datapath {
             table_bytes: ct.heap_bytes(),
             gateway: self.gateway.counters().clone(),
             relay: self
-                .relay_counters
+                .relay
                 .as_ref()
-                .map(|c| c.by_name().to_vec())
+                .map(|r| r.counters().by_name().to_vec())
                 .unwrap_or_default(),
         })
     }

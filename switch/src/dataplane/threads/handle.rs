@@ -137,7 +137,7 @@ pub enum DatapathError {
     /// The waker failed.
     #[error("cannot wake the datapath thread: {0}")]
     Wake(std::io::Error),
-    /// The host uplink's relay thread was never started (a datapath made
+    /// The host uplink's relay was never started (a datapath made
     /// for tests only).
     #[error("this yardd has no host uplink relay")]
     NoHostRelay,

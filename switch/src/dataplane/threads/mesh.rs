@@ -197,11 +197,6 @@ impl Mesh {
         let _ = self.spares[handoff.from].tx.try_send(handoff.frame);
     }
 
-    /// Thread `thread`'s waker, for another thread that hands it work.
-    pub fn waker(&self, thread: usize) -> Arc<Waker> {
-        self.wakers[thread].clone()
-    }
-
     /// Wakes `thread` from its poll.
     pub fn wake(&self, thread: usize) {
         if let Err(e) = self.wakers[thread].wake() {

@@ -67,8 +67,7 @@ use handle::Command;
 use mesh::Mesh;
 use router::Router;
 
-use crate::relay::thread::RelayCounters;
-use crate::relay::{FromRelay, HostRelay, RelayLink};
+use crate::relay::HostRelay;
 
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
@@ -123,10 +122,8 @@ pub struct Datapath {
     bridge: Bridge,
     gateway: Gateway,
     uplink: Option<Uplink>,
-    /// The home thread's link to the host uplink's relay thread.
-    relay: Option<RelayLink>,
-    /// Its counters.
-    relay_counters: Option<Arc<RelayCounters>>,
+    /// The host uplink's relay, on the home thread.
+    relay: Option<HostRelay>,
     overlay: Overlay,
     /// Tunnel endpoints that had a full batch: serve them again.
     tunnels_again: Vec<usize>,
@@ -192,7 +189,6 @@ impl Datapath {
                 gateway,
                 uplink: None,
                 relay: None,
-                relay_counters: None,
                 overlay: Overlay::default(),
                 tunnels_again: Vec::new(),
                 uplink_again: false,
@@ -254,7 +250,12 @@ impl Datapath {
                 busy_until = None;
             }
             let timeout = if idle && !busy {
-                next_expiry.saturating_duration_since(Instant::now())
+                let tick = next_expiry.saturating_duration_since(Instant::now());
+                // smoltcp's next timer (a retransmission, a delayed ACK).
+                match self.relay.as_mut().and_then(|r| r.poll_delay()) {
+                    Some(relay) => tick.min(relay),
+                    None => tick,
+                }
             } else {
                 Duration::ZERO
             };
@@ -270,9 +271,6 @@ impl Datapath {
                     self.serve_handoffs();
                 }
             }
-            if self.relay.is_some() {
-                self.serve_relay();
-            }
             ready.clear();
             ready.append(&mut self.pending);
             for event in events.iter() {
@@ -285,6 +283,15 @@ impl Datapath {
                 }
                 if event.token().0 > TUNNEL_BASE - 4096 {
                     self.serve_tunnel_endpoint(TUNNEL_BASE - event.token().0);
+                    continue;
+                }
+                if HostRelay::owns(event.token()) {
+                    if let Some(relay) = self.relay.as_mut() {
+                        let readable = event.is_readable() || event.is_read_closed();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        relay.ready(event.token(), readable, writable);
+                    }
                     continue;
                 }
                 let id = PortId(event.token().0 as u32);
@@ -301,13 +308,13 @@ impl Datapath {
             for index in std::mem::take(&mut self.tunnels_again) {
                 self.serve_tunnel_endpoint(index);
             }
+            // What the host sockets and this round's packets to the host
+            // asked of the relay, and what it made for containers.
+            if self.relay.is_some() {
+                self.serve_relay();
+            }
             if shared {
                 self.tell_peers();
-            }
-            // Packets this round routed to the host relay: wake it now, not
-            // on the next round.
-            if let Some(relay) = self.relay.as_mut() {
-                relay.wake();
             }
             if !self.apply_commands() {
                 return Ok(());
@@ -319,9 +326,9 @@ impl Datapath {
                     self.gateway.tick(now.0);
                     if let Some(relay) = self.relay.as_mut() {
                         for key in self.gateway.closed_host_flows() {
-                            relay.close(key);
+                            relay.close(&key);
                         }
-                        relay.wake();
+                        relay.sweep();
                     }
                 }
                 self.flush_outbox(now);
@@ -451,70 +458,68 @@ impl Datapath {
         self.handoffs_again = served == MOST;
     }
 
-    /// On the home thread: makes the host uplink's relay, whose thread the
-    /// caller runs ([`HostRelay::run`]) in yardd's own namespace. Without
-    /// it a host uplink drops every packet (`gw-host-relay-busy`).
-    pub fn start_host_relay(&mut self) -> io::Result<HostRelay> {
-        let (link, relay) = crate::relay::link(self.mesh.waker(self.thread))?;
-        self.relay = Some(link);
-        self.relay_counters = Some(relay.counters());
-        Ok(relay)
+    /// On the home thread: gives it the host uplink's relay, whose sockets
+    /// it polls with its own. Without it a host uplink drops every packet
+    /// (`gw-host-relay-busy`).
+    pub fn start_host_relay(&mut self) -> io::Result<()> {
+        let registry = self.poll.registry().try_clone()?;
+        self.relay = Some(HostRelay::new(registry));
+        Ok(())
     }
 
-    /// Runs what the relay sent — packets for containers through the
-    /// gateway, host socket reports into conntrack — a few batches at a
-    /// time.
+    /// Runs the relay, then what it made: host sockets' reports into
+    /// conntrack, packets for containers through the gateway, in place in
+    /// the frames the relay built them in.
     fn serve_relay(&mut self) {
-        const MOST: usize = 4 * BATCH;
         let now = self.now();
-        let mut served = 0;
-        while served < MOST {
-            let Some(message) = self.relay.as_ref().and_then(|r| r.next()) else {
-                break;
-            };
-            served += 1;
-            match message {
-                FromRelay::Packet { buf, len, offload } => {
-                    if len > 0 {
-                        self.scratch.fill(offload, &buf[..len.min(buf.len())]);
-                        let frame = &mut self.scratch;
-                        let (data, offload) = frame.data_and_offload_mut();
-                        if let Action::Send { side, len } =
-                            self.gateway.handle_from_host(data, *offload, now.0)
-                        {
-                            frame.truncate(len);
-                            let mut router = Router {
-                                gateway: &mut self.gateway,
-                                bridge: &mut self.bridge,
-                                uplink: &mut self.uplink,
-                                relay: &mut self.relay,
-                                pieces: &mut self.pieces,
-                            };
-                            router.send(side, frame, now);
-                        }
-                    }
-                    if let Some(relay) = self.relay.as_ref() {
-                        relay.give_back(buf);
-                    }
-                }
-                FromRelay::Opened { key, local, remote } => {
-                    if !self.gateway.set_host_end(key, local, remote) {
-                        tracing::debug!(flow = ?key, "relayed flow gone before its socket opened");
-                        if let Some(relay) = self.relay.as_mut() {
-                            relay.close(key);
-                        }
-                    }
-                }
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        relay.run();
+        let mut served = false;
+        while let Some(mut frame) = self.relay.as_mut().and_then(|r| r.next_frame()) {
+            served = true;
+            let offload = frame.offload;
+            if let Action::Send { side, len } =
+                self.gateway
+                    .handle_from_host(frame.data_mut(), offload, now.0)
+            {
+                frame.truncate(len);
+                let mut router = Router {
+                    gateway: &mut self.gateway,
+                    bridge: &mut self.bridge,
+                    uplink: &mut self.uplink,
+                    relay: &mut self.relay,
+                    pieces: &mut self.pieces,
+                };
+                router.send(side, &mut frame, now);
+            }
+            if let Some(relay) = self.relay.as_mut() {
+                relay.give_back(frame);
             }
         }
-        if served > 0 {
+        // After the packets: a published connection's entry is made by
+        // its first one.
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        let gateway = &mut self.gateway;
+        // Allocates only for a flow whose entry went before its socket
+        // opened.
+        let gone: Vec<_> = relay
+            .take_opened()
+            .filter(|&(key, local, remote)| !gateway.set_host_end(key, local, remote))
+            .map(|(key, ..)| key)
+            .collect();
+        for key in gone {
+            tracing::debug!(flow = ?key, "relayed flow gone before its socket opened");
+            relay.close(&key);
+        }
+        if served {
             self.flush_outbox(now);
             self.active = true;
         }
-        if let Some(relay) = self.relay.as_mut() {
-            relay.wake();
-        }
-        self.relay_again = served == MOST;
+        self.relay_again = self.relay.as_ref().is_some_and(|r| r.wants_again());
     }
 
     /// Reads one batch from the uplink and hands it to the gateway.

@@ -19,7 +19,7 @@ use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
 use crate::dataplane::offload;
 use crate::dataplane::verdict::DropReason;
-use crate::relay::RelayLink;
+use crate::relay::HostRelay;
 
 /// The gateway and the ways out of it, borrowed from a datapath thread.
 pub(super) struct Router<'a> {
@@ -27,7 +27,7 @@ pub(super) struct Router<'a> {
     pub(super) bridge: &'a mut Bridge,
     pub(super) uplink: &'a mut Option<Uplink>,
     /// The host uplink's relay, when yardd runs one.
-    pub(super) relay: &'a mut Option<RelayLink>,
+    pub(super) relay: &'a mut Option<HostRelay>,
     /// Builds the IP fragments of a packet too big for its way out.
     pub(super) pieces: &'a mut Frame,
 }
@@ -67,9 +67,9 @@ impl Router<'_> {
             // An IPv4 packet for the relay, whatever its size: the host
             // socket sends the payload.
             let ip = frame.data().get(ethernet::HEADER_LEN..).unwrap_or_default();
-            let sent = self.relay.as_mut().is_some_and(|r| r.send_packet(ip));
-            if !sent {
-                self.gateway.count_host_relay_busy();
+            match self.relay.as_mut() {
+                Some(relay) => relay.from_container(ip),
+                None => self.gateway.count_host_relay_busy(),
             }
             return;
         }

@@ -1,6 +1,7 @@
 //! Published ports on the host uplink: the host sockets that listen for
 //! them, bound by the control plane ([`bind`], so a port in use is refused
-//! at `publish add`) and served by the relay thread ([`Listeners`]).
+//! at `publish add`) and served by the relay on the home datapath thread
+//! ([`Listeners`]).
 //!
 //! Contract. A rule's sockets are one TCP listener or one UDP socket per
 //! host port, bound to its host address (every address when it has none),
@@ -123,7 +124,7 @@ pub enum Ready<'a> {
     Udp(&'a UdpSocket, u16),
 }
 
-/// The relay thread's listening sockets, by token and by rule.
+/// The relay's listening sockets, by token and by rule.
 #[derive(Default)]
 pub struct Listeners {
     by_token: HashMap<Token, (RuleId, Listener)>,

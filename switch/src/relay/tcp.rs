@@ -65,7 +65,7 @@ pub const PUBLISHED_CONNECT_TIMEOUT: SmolDuration = SmolDuration::from_secs(30);
 /// The relay interface's own address: the gateway of its default route.
 const RELAY_ADDR: Ipv4Address = Ipv4Address::new(169, 254, 255, 254);
 
-/// What a pass over the connections asks the relay thread to do.
+/// What a pass over the connections asks the relay to do.
 #[derive(Debug, Default)]
 pub struct TcpEvents {
     /// Host sockets connected: (flow, local, remote), for conntrack.

@@ -14,7 +14,9 @@
 //!
 //! With `yardd --threads N` there are N such threads. Each reads its share of
 //! the ports and sends to any port through its own handle on it; thread
-//! `mesh::HOME` also owns the gateway, the uplink and the tunnel sockets.
+//! `mesh::HOME` also owns the gateway, the uplink, the tunnel sockets and
+//! the host uplink's relay ([`HostRelay`]), whose host sockets it polls
+//! with its ports.
 //! Threads tell each other what they learn, and hand frames for the gateway
 //! to the home thread, through the lock-free queues of `mesh`.
 //!

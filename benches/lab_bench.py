@@ -1620,6 +1620,21 @@ def measure(path, opts):
 
 # --------------------------------------------------------------------------
 # Report
+
+
+def cost_table(results, title, columns):
+    """A table of the rows that have the first column's figure: `columns`
+    is (heading, result key, format) each."""
+    rows = [r for r in results if r.get(columns[0][1]) is not None]
+    if not rows:
+        return
+    print()
+    print(title)
+    print()
+    print("| path | " + " | ".join(h for h, _, _ in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for r in rows:
+        print(f"| {r['path']} | " + " | ".join(fmt(r.get(k), f) for _, k, f in columns) + " |")
 # --------------------------------------------------------------------------
 
 
@@ -1712,27 +1727,13 @@ def print_report(results, machine, opts, notes):
         else:
             vs = r["reference"]
         print(f"| {r['path']} | " + " | ".join(cells) + f" | {cpu} | {vs} |")
-    costs = [r for r in results if r.get("udp64_switch_cpu_ns_per_frame") is not None]
-    if costs:
-        print()
-        print("Switch cost per frame during UDP64 (median of the runs; CPU time and instructions "
-              "of the switch over the frames the server's interface received):")
-        print()
-        print("| path | CPU ns/frame | instructions/frame |")
-        print("|---|---|---|")
-        for r in costs:
-            print(f"| {r['path']} | {fmt(r.get('udp64_switch_cpu_ns_per_frame'), '.0f')} | "
-                  f"{fmt(r.get('udp64_switch_instructions_per_frame'), '.0f')} |")
-    per_conn = [r for r in results if r.get("cps_switch_cpu_us_per_conn") is not None]
-    if per_conn:
-        print()
-        print("Switch CPU per TCP connection during conn/s (median of the runs; the switch "
-              "process's CPU time over the connections made):")
-        print()
-        print("| path | CPU us/connection |")
-        print("|---|---|")
-        for r in per_conn:
-            print(f"| {r['path']} | {fmt(r.get('cps_switch_cpu_us_per_conn'), '.1f')} |")
+    cost_table(results, "Switch cost per frame during UDP64 (median of the runs; CPU time and "
+               "instructions of the switch over the frames the server's interface received):",
+               [("CPU ns/frame", "udp64_switch_cpu_ns_per_frame", ".0f"),
+                ("instructions/frame", "udp64_switch_instructions_per_frame", ".0f")])
+    cost_table(results, "Switch CPU per TCP connection during conn/s (median of the runs; the "
+               "switch process's CPU time over the connections made):",
+               [("CPU us/connection", "cps_switch_cpu_us_per_conn", ".1f")])
     for r in results:
         for e in r.get("errors", []):
             notes.append(f"{r['path']}: {e}")

@@ -1123,20 +1123,18 @@ mod tests {
                 let mut got = Vec::new();
                 server.read_to_end(&mut got).unwrap();
                 assert_eq!(got, b"hello", "round {round}");
-                drop(server);
-                let seen = rig.run(25);
-                let fin = seen
-                    .iter()
-                    .find(|s| s.fin)
-                    .unwrap_or_else(|| panic!("round {round}: no FIN: {seen:?}"));
+            }
+            // The host closes; the container acknowledges its FIN (with
+            // its own when it had not sent one yet).
+            drop(server);
+            let seen = rig.run(25);
+            let fin = seen
+                .iter()
+                .find(|s| s.fin)
+                .unwrap_or_else(|| panic!("round {round}: no FIN: {seen:?}"));
+            if container_first {
                 rig.send(false, false, 1007, Some(fin.seq + 1), b"");
             } else {
-                drop(server);
-                let seen = rig.run(25);
-                let fin = seen
-                    .iter()
-                    .find(|s| s.fin)
-                    .unwrap_or_else(|| panic!("round {round}: no FIN: {seen:?}"));
                 rig.send(false, true, 1001, Some(fin.seq + 1), b"");
             }
             rig.run(5);

@@ -71,6 +71,20 @@ use router::Router;
 
 use crate::relay::HostRelay;
 
+/// A [`Router`] over the datapath `$dp`'s gateway and ways out, borrowed
+/// field by field so that a frame of its pool can be routed in place.
+macro_rules! router {
+    ($dp:expr) => {
+        Router {
+            gateway: &mut $dp.gateway,
+            bridge: &mut $dp.bridge,
+            uplink: &mut $dp.uplink,
+            relay: &mut $dp.relay,
+            pieces: &mut $dp.pieces,
+        }
+    };
+}
+
 /// Frames read from one port before the loop moves to the next.
 pub const BATCH: usize = 32;
 
@@ -389,13 +403,7 @@ impl Datapath {
     fn pool_to_gateway(&mut self, in_port: PortId, net: NetId, slot: usize, now: Millis) {
         let frame = &mut self.pool[slot];
         if self.thread == mesh::HOME {
-            let mut router = Router {
-                gateway: &mut self.gateway,
-                bridge: &mut self.bridge,
-                uplink: &mut self.uplink,
-                relay: &mut self.relay,
-                pieces: &mut self.pieces,
-            };
+            let mut router = router!(self);
             router.route(Side::Net(net.0), frame, now);
         } else if self.mesh.hand_over(self.thread, net, frame) {
             self.wake_home = true;
@@ -442,13 +450,7 @@ impl Datapath {
             let Some(mut handoff) = self.mesh.next_handoff() else {
                 break;
             };
-            let mut router = Router {
-                gateway: &mut self.gateway,
-                bridge: &mut self.bridge,
-                uplink: &mut self.uplink,
-                relay: &mut self.relay,
-                pieces: &mut self.pieces,
-            };
+            let mut router = router!(self);
             router.route(Side::Net(handoff.net.0), &mut handoff.frame, now);
             self.mesh.give_back(handoff);
             served += 1;
@@ -487,13 +489,7 @@ impl Datapath {
                     .handle_from_host(frame.data_mut(), offload, now.0)
             {
                 frame.truncate(len);
-                let mut router = Router {
-                    gateway: &mut self.gateway,
-                    bridge: &mut self.bridge,
-                    uplink: &mut self.uplink,
-                    relay: &mut self.relay,
-                    pieces: &mut self.pieces,
-                };
+                let mut router = router!(self);
                 router.send(side, &mut frame, now);
             }
             if let Some(relay) = self.relay.as_mut() {
@@ -539,13 +535,7 @@ impl Datapath {
                 uplink.counters.rx_packets += 1;
                 uplink.counters.rx_bytes += frame.len() as u64;
             }
-            let mut router = Router {
-                gateway: &mut self.gateway,
-                bridge: &mut self.bridge,
-                uplink: &mut self.uplink,
-                relay: &mut self.relay,
-                pieces: &mut self.pieces,
-            };
+            let mut router = router!(self);
             router.route(Side::Uplink, frame, now);
         }
         self.flush_outbox(now);

@@ -15,7 +15,7 @@
 //!    `recvmmsg`);
 //! 2. TAP → veth container and veth → TAP (the veth keeps its offloads on;
 //!    the TAP batches through io_uring, the veth port reads through its
-//!    receive ring, GSO frames with `recvmsg`);
+//!    receive ring, `--packet-io ring`, GSO frames with `recvmmsg`);
 //! 3. SNAT: a TAP container behind the masquerade → a server outside;
 //! 4. DNAT: an outside client → a published port → a TAP container;
 //! 5. GRE: TAP → tunnel → other host → TAP (software segmentation).
@@ -315,11 +315,11 @@ fn tap_to_veth_and_veth_to_tap_move_1gib_intact_with_the_veth_offloads_on() {
         return;
     }
     let _source = source();
-    let mut lab = Lab::new();
+    // The veth port reads through a receive ring (`--packet-io ring`), its
+    // GSO frames (larger than a slot) with recvmmsg.
+    let mut lab = Lab::with_args(&["--packet-io", "ring"]);
     let tap = lab.tap("t1", "yard0", "172.30.8.1/16", &[]);
     let veth = lab.veth("v1", "yard0", "172.30.8.2/16");
-    // The default: the veth port reads through a receive ring, its GSO
-    // frames (larger than a slot) with recvmsg.
     assert_eq!(lab.packet_ring_count(), 1, "{}", lab.log_tail());
 
     // Nobody runs `ethtool -K` in the veth container: it sends TSO frames with

@@ -12,9 +12,9 @@
 //!    per port and the plain mode none.
 //!    The same through a veth port (AF_PACKET, whose small frames leave in
 //!    `sendmmsg` batches) to a TAP port, once with the veth port reading
-//!    through its receive ring (`yardd --packet-io ring`, the default: small
-//!    frames from ring slots, larger ones with `recvmsg`) and once with
-//!    `recvmmsg` (`--packet-io plain`).
+//!    through its receive ring (`yardd --packet-io ring`: small frames from
+//!    ring slots, larger ones with `recvmmsg`) and once with `recvmmsg`
+//!    only (`--packet-io plain`, the default).
 //! 2. A refused `io_uring_setup` (strace injects `ENOSYS` into the running
 //!    yardd, as on a kernel without io_uring) makes the port yardd adds
 //!    meanwhile fall back: yardd logs one warning saying why, the port holds
@@ -213,11 +213,11 @@ fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_read_through_its_ring() {
         return;
     }
     // The veth port sends frames of up to 2 KiB with one sendmmsg per
-    // round and larger ones directly; it receives through its ring (the
-    // default `--packet-io ring`), frames of up to 1962 bytes from the
-    // ring's slots and larger ones with recvmsg; the TAP on the other side
+    // round and larger ones directly; it receives through its ring
+    // (`--packet-io ring`), frames of up to 1972 bytes from the ring's
+    // slots and larger ones with recvmmsg; the TAP on the other side
     // batches through its io_uring.
-    let (mut lab, j1, _j2) = jumbo_lab(&[]);
+    let (mut lab, j1, _j2) = jumbo_lab(&["--packet-io", "ring"]);
     let v1 = lab.veth_with_mtu("v1", "jumbo", "10.67.0.4/24", Some(JUMBO_MTU));
     assert_eq!(v1.mtu(), u64::from(JUMBO_MTU));
     assert_eq!(
@@ -234,7 +234,8 @@ fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_read_with_recvmmsg() {
     if !require(&["python3"]) {
         return;
     }
-    let (mut lab, j1, _j2) = jumbo_lab(&["--packet-io", "plain"]);
+    // The default, `--packet-io plain`.
+    let (mut lab, j1, _j2) = jumbo_lab(&[]);
     let v1 = lab.veth_with_mtu("v1", "jumbo", "10.67.0.4/24", Some(JUMBO_MTU));
     assert_eq!(lab.packet_ring_count(), 0, "--packet-io plain maps no ring");
     assert!(

@@ -52,7 +52,7 @@ pub use iface::{interface_mac, interface_mtu};
 pub use packet::{
     open_packet_socket, open_packet_socket_with_rx_ring, recv_packet, AuxBuffer, RecvBatch, VlanTag,
 };
-pub use packet_ring::{RingSlot, RxRing, RING_BYTES, RING_SLOTS, RING_SLOT_LEN};
+pub use packet_ring::{RingSlot, RxRing, RING_BYTES};
 pub use send_batch::{SendBatch, SEND_SLOTS, SEND_SLOT_LEN};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};

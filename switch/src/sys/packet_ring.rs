@@ -7,17 +7,19 @@
 //! socket's queue before the ring exists. The ring has [`RING_SLOTS`] slots of
 //! [`RING_SLOT_LEN`] bytes ([`RING_BYTES`] per port, fixed whatever the
 //! traffic); a slot holds the frame's `tpacket2_hdr`, the virtio-net header
-//! and up to 1962 bytes of frame (the frame starts 86 bytes into its slot). A larger frame — a GSO
-//! frame, a jumbo frame — is cut short in its slot, and the kernel, asked to
-//! with `PACKET_COPY_THRESH`, queues the whole frame on the socket as well
-//! (`TP_STATUS_COPY`): [`RingSlot::Copied`] tells the reader to take it with
-//! `recvmsg(2)` ([`super::recv_packet`]) before the next slot, which keeps
-//! the order. Frames are read in slot order with [`RxRing::next`], and each
+//! and up to 1972 bytes of frame (the frame starts 76 bytes into its slot).
+//! A larger frame — a GSO frame, a jumbo frame — is cut short in its slot,
+//! and the kernel, asked to with `PACKET_COPY_THRESH`, queues the whole
+//! frame on the socket as well (`TP_STATUS_COPY`): [`RingSlot::Copied`]
+//! tells the reader to read it from the socket (`recvmsg(2)` or
+//! `recvmmsg(2)`, in slot order) before it hands the slot back, which keeps
+//! the order. The experiment these figures come from is
+//! `docs/perf/2026-12-04-tpacket-experiment.py`. Frames are read in slot order with [`RxRing::next`], and each
 //! slot goes back to the kernel with [`RxRing::release`].
 //!
 //! Why `TPACKET_V2` and not `TPACKET_V3`: a V3 block only reaches user space
 //! when it is full or its retire timer fires, which the kernel arms in
-//! milliseconds (measured: a lone frame waited 7.3 ms on this kernel,
+//! milliseconds (measured: a lone frame waited 4.6–7.3 ms on this kernel,
 //! `CONFIG_HZ=250`), a delay per frame no switch can take; and V3 has no
 //! `PACKET_COPY_THRESH`, so every block would have to hold a 64 KB GSO frame.
 //! V2 wakes the reader per frame, like the socket queue does.
@@ -64,7 +66,8 @@ pub enum RingSlot<'a> {
     /// the VLAN tag the kernel took out of it.
     Whole(&'a [u8], Option<VlanTag>),
     /// The frame was too large for a slot; the whole of it is the next one
-    /// waiting on the socket (read it with [`super::recv_packet`]).
+    /// waiting on the socket (read it with [`super::recv_packet`] or
+    /// [`super::RecvBatch`]).
     Copied,
     /// The frame was too large for a slot and the kernel could not queue a
     /// copy (the socket's receive buffer was full): it is lost. Its length.
@@ -131,7 +134,7 @@ impl RxRing {
     }
 
     /// The slot `skip` slots after [`next`](Self::next)'s, if the kernel
-    /// has filled it (`None` past [`RING_SLOTS`]` - 1`). Lets a reader see
+    /// has filled it (`None` a whole ring or more ahead). Lets a reader see
     /// how many large frames wait in a row, to read them with one call.
     pub fn ahead(&self, skip: usize) -> Option<RingSlot<'_>> {
         if skip >= RING_SLOTS {

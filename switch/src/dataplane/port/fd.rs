@@ -8,11 +8,11 @@
 //! a round, handed over by [`Port::flush`]) unless `yardd --io plain` or the
 //! kernel says otherwise; then, or once a ring fails, with `read(2)` and
 //! `write(2)`, one frame per call. A packet socket sees frames after the kernel took their
-//! outer VLAN tag out; it is read through a receive ring the kernel fills
-//! ([`super::packet_ring`]: no system call per batch, one copy out of the
-//! ring per frame) unless `yardd --packet-io plain` or the kernel says
-//! otherwise, else with `recvmmsg(2)` (a whole batch per call, straight into
-//! the frames' buffers) and `PACKET_AUXDATA`; each frame's tag is put back in front of the EtherType, so the bridge judges the frame
+//! outer VLAN tag out; it is read with `recvmmsg(2)` (a whole batch per
+//! call, straight into the frames' buffers) and `PACKET_AUXDATA`, or, with
+//! `yardd --packet-io ring` where the kernel allows, through a receive ring
+//! the kernel fills ([`super::packet_ring`]: no system call per batch, one
+//! copy out of the ring per frame); each frame's tag is put back in front of the EtherType, so the bridge judges the frame
 //! as it was on the wire (a tagged frame on an access port is dropped, on a
 //! trunk it selects the network). On transmit a tag in the data leaves as it
 //! is on both flavours. A packet socket's small frames (up to 2 KiB) wait in

@@ -35,9 +35,9 @@ pub enum PacketIo {
     Plain,
 }
 
-/// The mode packet ports opened from now on use: [`PacketIo::Ring`] unless
+/// The mode packet ports opened from now on use: [`PacketIo::Plain`] unless
 /// [`set_packet_io`] said otherwise.
-static PACKET_IO: AtomicU8 = AtomicU8::new(0);
+static PACKET_IO: AtomicU8 = AtomicU8::new(1);
 /// The fallback to plain reads was logged at warn level once already.
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 

@@ -61,8 +61,8 @@ pub struct Args {
     /// frames: `plain` reads a batch per recvmmsg(2); `ring` reads them
     /// from a receive ring the kernel fills (PACKET_RX_RING, 2 MiB per
     /// port; frames larger than a ring slot, such as GSO frames, with
-    /// recvmmsg) — a quarter less CPU per small frame, but single TCP
-    /// streams measured slower — falling back to `plain`, with one log
+    /// recvmmsg) — less CPU per small frame, but no faster for TCP —
+    /// falling back to `plain`, with one log
     /// line saying why, where the kernel refuses the ring
     #[arg(long, value_enum, default_value_t = PacketIo::Plain)]
     pub packet_io: PacketIo,

@@ -508,6 +508,17 @@ class YarddTapPlain(YarddTap):
     description = "yardd --io plain, TAP ports created by yardd inside c1/c2"
 
 
+# veth ports read through a receive ring (`--packet-io ring`) instead of
+# one recvmmsg(2) per batch (the default): what the ring buys.
+
+
+class YarddVethRing(YarddVeth):
+    name = "yardd-veth-ring"
+    reference = "yardd-veth"
+    yardd_args = ("--packet-io", "ring")
+    description = "yardd --packet-io ring, veth host ends in yardd's namespace via AF_PACKET"
+
+
 # TAP ports with the datapath polling for 50 us after each frame instead of
 # sleeping at once (`--busy-poll-us 50`): latency against CPU.
 
@@ -1151,7 +1162,7 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
 

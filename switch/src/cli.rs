@@ -8,6 +8,7 @@ use clap::Parser;
 use yard_ctl::paths;
 
 use crate::control::server::limits;
+use crate::dataplane::port::packet_ring::PacketIo;
 use crate::dataplane::port::ring::TapIo;
 
 /// Switchyard's userspace switch daemon.
@@ -56,6 +57,15 @@ pub struct Args {
     /// `plain` makes one read(2) or write(2) per frame
     #[arg(long, value_enum, default_value_t = TapIo::Uring)]
     pub io: TapIo,
+    /// How packet-socket ports (existing interfaces such as veths) receive
+    /// frames: `plain` reads a batch per recvmmsg(2); `ring` reads them
+    /// from a receive ring the kernel fills (PACKET_RX_RING, 2 MiB per
+    /// port; frames larger than a ring slot, such as GSO frames, with
+    /// recvmmsg) — less CPU per small frame, but no faster for TCP —
+    /// falling back to `plain`, with one log
+    /// line saying why, where the kernel refuses the ring
+    #[arg(long, value_enum, default_value_t = PacketIo::Plain)]
+    pub packet_io: PacketIo,
     /// Microseconds a datapath thread keeps polling its ports without
     /// sleeping after the last frame it moved, 0 to 1000 (0: off). Cuts
     /// the wake-up from each round trip's latency, at the price of a CPU

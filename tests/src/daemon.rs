@@ -181,6 +181,23 @@ impl Daemon {
             .count()
     }
 
+    /// How many packet-socket receive rings the running yardd has mapped
+    /// (its shared mappings of a `socket:[...]`): one per packet (veth) port
+    /// reading through a ring (`yardd --packet-io ring`), none with
+    /// `--packet-io plain` or after a fallback.
+    pub fn packet_ring_count(&self) -> usize {
+        let pid = self.pid().expect("yardd is not running");
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/maps: {e}"));
+        maps.lines()
+            .filter(|line| {
+                let mut fields = line.split_whitespace();
+                let shared = fields.nth(1).is_some_and(|perms| perms.ends_with('s'));
+                shared && fields.last().is_some_and(|f| f.starts_with("socket:["))
+            })
+            .count()
+    }
+
     /// Whether the spawned yardd is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

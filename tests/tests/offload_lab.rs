@@ -11,9 +11,11 @@
 //!
 //! 1. TAP → TAP on the default network `yard0`, with the TAPs' I/O batched
 //!    through io_uring (the default) and, again with veth → TAP, with
-//!    `yardd --io plain`;
+//!    `yardd --io plain --packet-io plain` (the veth port read with
+//!    `recvmmsg`);
 //! 2. TAP → veth container and veth → TAP (the veth keeps its offloads on;
-//!    the TAP batches through io_uring);
+//!    the TAP batches through io_uring, the veth port reads through its
+//!    receive ring, `--packet-io ring`, GSO frames with `recvmmsg`);
 //! 3. SNAT: a TAP container behind the masquerade → a server outside;
 //! 4. DNAT: an outside client → a published port → a TAP container;
 //! 5. GRE: TAP → tunnel → other host → TAP (software segmentation).
@@ -293,11 +295,14 @@ fn tap_to_tap_and_veth_to_tap_move_1gib_intact_with_plain_io() {
     let _source = source();
     // One read(2) or write(2) per frame: the path of `--io plain` and of
     // every fallback from io_uring gives the same bytes.
-    let mut lab = Lab::with_args(&["--io", "plain"]);
+    // The veth port reads with recvmmsg (`--packet-io plain`), as every
+    // fallback from its receive ring does.
+    let mut lab = Lab::with_args(&["--io", "plain", "--packet-io", "plain"]);
     let t1 = lab.tap("t1", "yard0", "172.30.10.1/16", &[]);
     let t2 = lab.tap("t2", "yard0", "172.30.10.2/16", &[]);
     let veth = lab.veth("v1", "yard0", "172.30.10.3/16");
     assert_eq!(lab.io_uring_count(), 0, "--io plain holds no ring");
+    assert_eq!(lab.packet_ring_count(), 0, "--packet-io plain maps no ring");
     lab.ping_ok(&t1, t2.ip);
     lab.ping_ok(&veth, t2.ip);
     checked_transfer(&lab, &t1, &t2, 6008, true, &|| lab_context(&lab));
@@ -310,9 +315,12 @@ fn tap_to_veth_and_veth_to_tap_move_1gib_intact_with_the_veth_offloads_on() {
         return;
     }
     let _source = source();
-    let mut lab = Lab::new();
+    // The veth port reads through a receive ring (`--packet-io ring`), its
+    // GSO frames (larger than a slot) with recvmmsg.
+    let mut lab = Lab::with_args(&["--packet-io", "ring"]);
     let tap = lab.tap("t1", "yard0", "172.30.8.1/16", &[]);
     let veth = lab.veth("v1", "yard0", "172.30.8.2/16");
+    assert_eq!(lab.packet_ring_count(), 1, "{}", lab.log_tail());
 
     // Nobody runs `ethtool -K` in the veth container: it sends TSO frames with
     // partial checksums, and yardd must take them as they are.

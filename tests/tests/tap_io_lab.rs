@@ -11,12 +11,17 @@
 //!    Run once with each `--io` mode; the ring mode must really hold a ring
 //!    per port and the plain mode none.
 //!    The same through a veth port (AF_PACKET, whose small frames leave in
-//!    `sendmmsg` batches) to a TAP port.
+//!    `sendmmsg` batches) to a TAP port, once with the veth port reading
+//!    through its receive ring (`yardd --packet-io ring`: small frames from
+//!    ring slots, larger ones with `recvmmsg`) and once with `recvmmsg`
+//!    only (`--packet-io plain`, the default).
 //! 2. A refused `io_uring_setup` (strace injects `ENOSYS` into the running
 //!    yardd, as on a kernel without io_uring) makes the port yardd adds
 //!    meanwhile fall back: yardd logs one warning saying why, the port holds
 //!    no ring and still forwards; a port added after the injection ends
-//!    gets its ring.
+//!    gets its ring. The same for a veth port's receive ring
+//!    (`--packet-io ring`; strace makes its `PACKET_RX_RING` fail with
+//!    `ENOMEM`): the port reads with `recvmmsg` and forwards.
 //!
 //! The 1 GiB sha256-checked transfers through TAP and veth ports, GSO frames
 //! included, are in `offload_lab.rs`, in both modes.
@@ -205,35 +210,62 @@ fn frames_of_every_size_up_to_jumbo_cross_tap_ports_with_plain_io() {
 }
 
 #[test]
-fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_sent_in_batches() {
+fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_read_through_its_ring() {
     if !require(&["python3"]) {
         return;
     }
     // The veth port sends frames of up to 2 KiB with one sendmmsg per
-    // round and larger ones directly; the TAP on the other side batches
-    // through its ring.
-    let (mut lab, j1, _j2) = jumbo_lab(&[]);
+    // round and larger ones directly; it receives through its ring
+    // (`--packet-io ring`), frames of up to 1972 bytes from the ring's
+    // slots and larger ones with recvmmsg; the TAP on the other side
+    // batches through its io_uring.
+    let (mut lab, j1, _j2) = jumbo_lab(&["--packet-io", "ring"]);
     let v1 = lab.veth_with_mtu("v1", "jumbo", "10.67.0.4/24", Some(JUMBO_MTU));
     assert_eq!(v1.mtu(), u64::from(JUMBO_MTU));
+    assert_eq!(
+        lab.packet_ring_count(),
+        1,
+        "the veth port should read through a receive ring:\n{}",
+        lab.log_tail()
+    );
     every_frame_size_echoes_intact(&lab, &v1, &j1);
 }
 
-/// strace attached to a running yardd, making every `io_uring_setup` fail
-/// with `ENOSYS`; detached (by killing the pid spawned) on drop, which
-/// leaves yardd running as it was.
-struct NoIoUring(Child);
+#[test]
+fn frames_of_every_size_up_to_jumbo_cross_a_veth_port_read_with_recvmmsg() {
+    if !require(&["python3"]) {
+        return;
+    }
+    // The default, `--packet-io plain`.
+    let (mut lab, j1, _j2) = jumbo_lab(&[]);
+    let v1 = lab.veth_with_mtu("v1", "jumbo", "10.67.0.4/24", Some(JUMBO_MTU));
+    assert_eq!(lab.packet_ring_count(), 0, "--packet-io plain maps no ring");
+    assert!(
+        !lab.log_text().contains("instead of a receive ring"),
+        "--packet-io plain is no fallback to warn about:\n{}",
+        lab.log_tail()
+    );
+    every_frame_size_echoes_intact(&lab, &v1, &j1);
+}
 
-impl NoIoUring {
-    fn attach(pid: u32) -> NoIoUring {
+/// strace attached to every thread of a running yardd, making the system
+/// call `syscall` fail as `inject` says (strace's `-e inject=` syntax);
+/// detached (by killing the pid spawned) on drop, which leaves yardd
+/// running as it was.
+struct Injected(Child);
+
+impl Injected {
+    fn attach(pid: u32, syscall: &str, inject: &str) -> Injected {
         let child = timed(ECHO_SECS, "strace")
-            .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=io_uring_setup"])
-            .args(["-e", "inject=io_uring_setup:error=ENOSYS", "-p"])
+            .args(["-f", "-qq", "-o", "/dev/null"])
+            .args(["-e", &format!("trace={syscall}")])
+            .args(["-e", &format!("inject={syscall}:{inject}"), "-p"])
             .arg(pid.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn strace");
-        let guard = NoIoUring(child);
+        let guard = Injected(child);
         // Attached once every thread of yardd has a tracer.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !every_thread_traced(pid) {
@@ -259,7 +291,7 @@ impl NoIoUring {
     }
 }
 
-impl Drop for NoIoUring {
+impl Drop for Injected {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
             self.stop();
@@ -288,7 +320,7 @@ fn a_refused_io_uring_setup_is_logged_and_the_tap_port_forwards_with_plain_io() 
     }
     let mut lab = Lab::new();
     let pid = lab.pid().expect("yardd runs");
-    let tracer = NoIoUring::attach(pid);
+    let tracer = Injected::attach(pid, "io_uring_setup", "error=ENOSYS");
     let plain = lab.tap("t1", "yard0", "172.30.9.1/16", &[]);
     tracer.detach();
     let log = lab.log_text();
@@ -320,6 +352,60 @@ fn a_refused_io_uring_setup_is_logged_and_the_tap_port_forwards_with_plain_io() 
     }
     assert_eq!(
         lab.log_text().matches("instead of io_uring").count(),
+        1,
+        "one warning per yardd:\n{}",
+        lab.log_tail()
+    );
+}
+
+#[test]
+fn a_refused_receive_ring_is_logged_and_the_veth_port_forwards_with_recvmmsg() {
+    if !require(&["strace", "ping"]) {
+        return;
+    }
+    let mut lab = Lab::with_args(&["--packet-io", "ring"]);
+    let tap = lab.tap("t1", "yard0", "172.30.11.1/16", &[]);
+    let pid = lab.pid().expect("yardd runs");
+    // The control thread that serves `port add` makes two setsockopt calls
+    // on its connection (timeouts), then the packet socket's: vnet header,
+    // auxdata, ignore outgoing, qdisc bypass, two buffer sizes,
+    // PACKET_VERSION, PACKET_COPY_THRESH and, 11th, PACKET_RX_RING, which
+    // fails here with ENOMEM as when the kernel cannot find the ring's pages.
+    // The warning must name PACKET_RX_RING: were the order to change, the
+    // test fails on that, not silently.
+    let tracer = Injected::attach(pid, "setsockopt", "error=ENOMEM:when=11");
+    let plain = lab.veth("v1", "yard0", "172.30.11.2/16");
+    tracer.detach();
+    let log = lab.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("instead of a receive ring"))
+        .unwrap_or_else(|| panic!("no fallback warning:\n{}", lab.log_tail()));
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("PACKET_RX_RING")
+            && warning.contains("Cannot allocate memory"),
+        "the warning should say PACKET_RX_RING failed and why: {warning}"
+    );
+    assert_eq!(lab.packet_ring_count(), 0, "the port fell back: no ring");
+
+    // Injection over: the next veth port gets its ring, and all forward.
+    let ringed = lab.veth("v2", "yard0", "172.30.11.3/16");
+    assert_eq!(lab.packet_ring_count(), 1, "{}", lab.log_tail());
+    lab.ping_ok(&plain, ringed.ip);
+    lab.ping_ok(&ringed, tap.ip);
+    // Larger than a ring slot: read whole through the copy on v2, with
+    // recvmmsg on v1.
+    lab.ping_ok_with(&plain, ringed.ip, &["-s", "3000"]);
+    for port in ["v1", "v2"] {
+        let stats = lab.stats(port);
+        assert!(
+            stats.rx_packets >= 3 && stats.drops.is_empty(),
+            "{port}: {stats:?}"
+        );
+    }
+    assert_eq!(
+        lab.log_text().matches("instead of a receive ring").count(),
         1,
         "one warning per yardd:\n{}",
         lab.log_tail()

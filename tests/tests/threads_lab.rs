@@ -5,7 +5,9 @@
 //! threads saw it; learned unicast is not flooded to a third port; the
 //! gateway, SNAT and published ports (owned by thread 0) serve containers on
 //! both threads; ports removed and added again keep forwarding, also after a
-//! restart; and `--threads 0` or a non-number is a usage error.
+//! restart; a veth port read through its receive ring (`--packet-io ring`)
+//! by one thread is sent to by the other; and `--threads 0` or a
+//! non-number is a usage error.
 //!
 //! Placement is determined (and `port ls` shows it): the least loaded thread
 //! reads a new port, and thread 0 starts one ahead for the gateway, so a
@@ -258,6 +260,32 @@ fn l2_pings_transfers_fdb_and_counters_are_right_across_two_threads() {
     }
 
     assert_learned_once(&lab, "yard0", &all);
+    assert_two_threads(&lab);
+}
+
+#[test]
+fn a_veth_port_read_through_its_ring_is_sent_to_by_the_other_thread() {
+    if !require(&["ping", "socat", "sha256sum", "ss", "dd"]) {
+        return;
+    }
+    // `--packet-io ring`: the thread that reads the veth port (thread 0,
+    // the second port's) maps its receive ring; the other thread sends to
+    // it through a duplicate of the socket, which has no ring of its own.
+    let mut lab = Lab::with_args(&["--threads", "2", "--packet-io", "ring"]);
+    assert_two_threads(&lab);
+    let tap = lab.tap("rt", "yard0", "172.30.14.1/16", &[]);
+    let veth = lab.veth("rv", "yard0", "172.30.14.2/16");
+    assert_eq!(lab.packet_ring_count(), 1, "{}", lab.log_tail());
+    ping_all_pairs(&lab, &[&tap, &veth]);
+
+    // Bulk TCP both ways, GSO frames through the ring's copies one way and
+    // the other thread's sends the other.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source.bin");
+    random_file(&source, 100);
+    transfer_intact(&lab, &veth, &tap, &source, 5141);
+    transfer_intact(&lab, &tap, &veth, &source, 5142);
+    assert_learned_once(&lab, "yard0", &[&tap, &veth]);
     assert_two_threads(&lab);
 }
 

@@ -132,6 +132,7 @@ fn run() -> Result<()> {
     );
 
     yard_switch::dataplane::port::ring::set_tap_io(args.io);
+    yard_switch::dataplane::port::packet_ring::set_packet_io(args.packet_io);
     let (mut datapaths, handle) = Datapath::new(DEFAULT_PORT_MAC_LIMIT, usize::from(args.threads))
         .context("cannot start the datapath")?;
     // The host uplink's relay runs on the home datapath thread: one fd per

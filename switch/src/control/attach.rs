@@ -511,9 +511,9 @@ fn attach_qemu(
 
 /// An existing interface, read through AF_PACKET.
 fn attach_iface(name: &str, iface: &str, membership: Membership) -> Result<Attached, AttachError> {
-    let (fd, mtu) = open_iface(name, iface)?;
+    let (port, mtu) = open_iface(name, iface)?;
     Ok(Attached {
-        port: Box::new(FdPort::packet(fd)),
+        port: Box::new(port),
         membership,
         mtu,
         mac: None,
@@ -658,7 +658,7 @@ fn create_tap(
     Ok((fd, kept))
 }
 
-fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), AttachError> {
+fn open_iface(name: &str, iface: &str) -> Result<(FdPort, u32), AttachError> {
     let hint = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::NotFound
             || sys::os_error_code(&error) == Some(libc::ENODEV)
@@ -676,8 +676,8 @@ fn open_iface(name: &str, iface: &str) -> Result<(std::os::fd::OwnedFd, u32), At
         }
     };
     let mtu = sys::interface_mtu(iface).map_err(hint)?;
-    let fd = sys::open_packet_socket(iface).map_err(hint)?;
-    Ok((fd, mtu))
+    let port = FdPort::open_packet(iface).map_err(hint)?;
+    Ok((port, mtu))
 }
 
 /// An uplink ready to hand to the datapath.
@@ -702,14 +702,14 @@ pub fn attach_uplink(spec: &UplinkSpec, mode: TapMode) -> Result<AttachedUplink,
     let name = &spec.name;
     match &spec.kind {
         UplinkKind::Iface { iface } => {
-            let (fd, mtu) = open_iface(name, iface)?;
+            let (port, mtu) = open_iface(name, iface)?;
             let mac = sys::interface_mac(iface).map_err(|error| AttachError::UplinkMac {
                 uplink: name.clone(),
                 iface: iface.clone(),
                 error,
             })?;
             Ok(AttachedUplink {
-                port: Box::new(FdPort::packet(fd)),
+                port: Box::new(port),
                 mac: MacAddr(mac),
                 mtu,
                 kept: None,

@@ -1,7 +1,7 @@
 //! The OS layer: every `unsafe` call of the daemon — TAP devices and their
 //! io_uring batches ([`TapRing`]), tunnel datagrams sent together
 //! ([`SendBatch`]), AF_PACKET
-//! sockets, interface ioctls, raw fd I/O, namespace ownership
+//! sockets and their receive rings ([`RxRing`]), interface ioctls, raw fd I/O, namespace ownership
 //! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]), the datapath's seccomp
 //! filter ([`seccomp`]) and passing fds between processes ([`fdpass`]) —
 //! behind safe functions, plus
@@ -33,6 +33,7 @@ pub mod notify;
 pub mod nsidentity;
 pub mod nsowner;
 mod packet;
+mod packet_ring;
 pub mod privilege;
 pub mod seccomp;
 mod send_batch;
@@ -48,7 +49,10 @@ pub use host_socket::{
     ping_socket, raise_open_files_limit, recv_to, report_local_address, reset_on_close, send_from,
 };
 pub use iface::{interface_mac, interface_mtu};
-pub use packet::{open_packet_socket, recv_packet, AuxBuffer, RecvBatch, VlanTag};
+pub use packet::{
+    open_packet_socket, open_packet_socket_with_rx_ring, recv_packet, AuxBuffer, RecvBatch, VlanTag,
+};
+pub use packet_ring::{RingSlot, RxRing, RING_BYTES};
 pub use send_batch::{SendBatch, SEND_SLOTS, SEND_SLOT_LEN};
 pub use tap::{adopt_tap, open_tap, set_persist, TapOpened};
 pub use tunnel::{open_gre_socket, open_udp_tunnel_socket, path_mtu, send_gre};

@@ -22,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::fd::{set_int_sockopt, set_sockopt};
 use super::iface::interface_index;
+use super::packet_ring::RxRing;
 use super::{context, last_error};
 
 /// Socket buffer size asked for in each direction: room for a burst of a few
@@ -34,6 +35,27 @@ const SOCKET_BUFFER_BYTES: libc::c_int = 4 << 20;
 /// `PACKET_IGNORE_OUTGOING`, promiscuous membership, `PACKET_QDISC_BYPASS` and a
 /// few MB of receive and send buffer (forced past the sysctl limits when root).
 pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
+    open(ifname, |_| ()).map(|(sock, ())| sock)
+}
+
+/// [`open_packet_socket`] with a receive ring ([`RxRing`]) set up before the
+/// socket is bound, so that every frame it receives goes through the ring.
+/// The socket is returned whether or not the kernel took the ring; beside it
+/// the ring, or the reason it refused it (then the socket is read with
+/// `recvmsg(2)`/`recvmmsg(2)` as [`open_packet_socket`]'s is).
+pub fn open_packet_socket_with_rx_ring(ifname: &str) -> io::Result<(OwnedFd, io::Result<RxRing>)> {
+    open(ifname, |fd| {
+        RxRing::setup(fd)
+            .map_err(|e| context(e, format!("receive ring of packet socket on {ifname}")))
+    })
+}
+
+/// Opens the socket as [`open_packet_socket`] says, running `before_bind`
+/// on it once its options are set and before it is bound.
+fn open<R>(
+    ifname: &str,
+    before_bind: impl FnOnce(BorrowedFd<'_>) -> R,
+) -> io::Result<(OwnedFd, R)> {
     let what = format!("packet socket on {ifname}");
     let ifindex = interface_index(ifname).map_err(|e| context(e, &what))?;
 
@@ -88,6 +110,8 @@ pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
         }
     }
 
+    let extra = before_bind(fd);
+
     let addr = libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as libc::c_ushort,
         sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
@@ -118,7 +142,7 @@ pub fn open_packet_socket(ifname: &str) -> io::Result<OwnedFd> {
     };
     set_sockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
         .map_err(|e| context(e, format!("{what}: PACKET_ADD_MEMBERSHIP promiscuous")))?;
-    Ok(sock)
+    Ok((sock, extra))
 }
 
 /// A VLAN tag the kernel removed from a received frame, as `PACKET_AUXDATA`
@@ -248,7 +272,7 @@ fn stripped_tag(msg: &libc::msghdr) -> Option<VlanTag> {
 
 /// Decodes the VLAN fields of a `tpacket_auxdata`. Kernels that predate
 /// `TP_STATUS_VLAN_TPID_VALID` only strip 802.1Q tags, hence the default.
-fn tag_from_aux(status: u32, tci: u16, tpid: u16) -> Option<VlanTag> {
+pub(super) fn tag_from_aux(status: u32, tci: u16, tpid: u16) -> Option<VlanTag> {
     if status & libc::TP_STATUS_VLAN_VALID == 0 {
         return None;
     }

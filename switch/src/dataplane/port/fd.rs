@@ -8,9 +8,11 @@
 //! a round, handed over by [`Port::flush`]) unless `yardd --io plain` or the
 //! kernel says otherwise; then, or once a ring fails, with `read(2)` and
 //! `write(2)`, one frame per call. A packet socket sees frames after the kernel took their
-//! outer VLAN tag out; it is read with `recvmmsg(2)` (a whole batch per call,
-//! straight into the frames' buffers) and `PACKET_AUXDATA`, and each frame's
-//! tag is put back in front of the EtherType, so the bridge judges the frame
+//! outer VLAN tag out; it is read with `recvmmsg(2)` (a whole batch per
+//! call, straight into the frames' buffers) and `PACKET_AUXDATA`, or, with
+//! `yardd --packet-io ring` where the kernel allows, through a receive ring
+//! the kernel fills ([`super::packet_ring`]: no system call per batch, one
+//! copy out of the ring per frame); each frame's tag is put back in front of the EtherType, so the bridge judges the frame
 //! as it was on the wire (a tagged frame on an access port is dropped, on a
 //! trunk it selects the network). On transmit a tag in the data leaves as it
 //! is on both flavours. A packet socket's small frames (up to 2 KiB) wait in
@@ -21,6 +23,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use super::packet_ring::{self, PacketIo};
 use super::ring::{self, RingTap, TapIo};
 use super::{Port, PortCounters};
 use crate::dataplane::frame::Frame;
@@ -38,6 +41,11 @@ enum Flavour {
     /// which lands in these buffers (one frame, or a batch of [`BATCH`]);
     /// small frames sent wait in a [`sys::SendBatch`] for [`Port::flush`].
     Packet(sys::AuxBuffer, Box<sys::RecvBatch>, Box<PacketSends>),
+    /// An AF_PACKET socket read through its receive ring
+    /// ([`packet_ring`]); frames too large for a slot are read from the
+    /// socket with `recvmmsg(2)` through the batch. Sends as
+    /// [`Flavour::Packet`].
+    PacketRing(Box<sys::RxRing>, Box<sys::RecvBatch>, Box<PacketSends>),
 }
 
 /// A packet socket's queued sends, and those the socket refused at a flush
@@ -117,6 +125,44 @@ impl FdPort {
             ),
         }
     }
+
+    /// Opens an AF_PACKET socket on interface `ifname` and wraps it: read
+    /// through a receive ring when [`packet_ring::packet_io`] allows and the
+    /// kernel takes one, else with `recvmmsg(2)` as [`FdPort::packet`].
+    pub fn open_packet(ifname: &str) -> io::Result<Self> {
+        match packet_ring::packet_io() {
+            PacketIo::Plain => Ok(FdPort::packet(sys::open_packet_socket(ifname)?)),
+            PacketIo::Ring => {
+                let (fd, ring) = sys::open_packet_socket_with_rx_ring(ifname)?;
+                Ok(FdPort::packet_with_ring(fd, ring))
+            }
+        }
+    }
+
+    /// Wraps a packet socket from [`sys::open_packet_socket_with_rx_ring`]
+    /// with its receive ring, or, when the kernel refused the ring, as
+    /// [`FdPort::packet`] after logging why ([`packet_ring::log_fallback`]).
+    pub fn packet_with_ring(fd: OwnedFd, ring: io::Result<sys::RxRing>) -> Self {
+        match ring {
+            Ok(ring) => FdPort {
+                fd,
+                flavour: Flavour::PacketRing(
+                    Box::new(ring),
+                    Box::new(sys::RecvBatch::new(BATCH)),
+                    Box::new(PacketSends::new()),
+                ),
+            },
+            Err(reason) => {
+                packet_ring::log_fallback(&reason);
+                FdPort::packet(fd)
+            }
+        }
+    }
+
+    /// True when the port receives through a packet socket's receive ring.
+    pub fn receives_through_ring(&self) -> bool {
+        matches!(self.flavour, Flavour::PacketRing(..))
+    }
 }
 
 impl Port for FdPort {
@@ -128,6 +174,12 @@ impl Port for FdPort {
                     sys::read_fd(fd, frame.recv_buf()).map(|n| (n, None))
                 }
                 Flavour::Packet(aux, ..) => sys::recv_packet(fd, frame.recv_buf(), aux),
+                Flavour::PacketRing(ring, copies, _) => {
+                    let (n, result) =
+                        packet_ring::recv_ring_batch(fd, ring, copies, std::slice::from_mut(frame));
+                    result?;
+                    return Ok(n == 1);
+                }
             };
             match read {
                 Ok((n, tag)) => {
@@ -154,6 +206,9 @@ impl Port for FdPort {
     fn recv_batch(&mut self, frames: &mut [Frame]) -> (usize, io::Result<()>) {
         match &mut self.flavour {
             Flavour::Packet(_, batch, _) => recv_packet_batch(self.fd.as_fd(), batch, frames),
+            Flavour::PacketRing(ring, copies, _) => {
+                packet_ring::recv_ring_batch(self.fd.as_fd(), ring, copies, frames)
+            }
             Flavour::RingTap(ring) => match ring.recv_batch(self.fd.as_fd(), frames) {
                 Ok(received) => received,
                 Err(e) => {
@@ -171,7 +226,7 @@ impl Port for FdPort {
                 Ok(sent) => return sent,
                 Err(e) => self.drop_ring(&e),
             },
-            Flavour::Packet(_, _, sends) => {
+            Flavour::Packet(_, _, sends) | Flavour::PacketRing(_, _, sends) => {
                 let len = frame.len() as u32;
                 if sends.batch.queue(frame.wire(), len) {
                     return Ok(());
@@ -191,7 +246,9 @@ impl Port for FdPort {
     fn has_queued(&self) -> bool {
         match &self.flavour {
             Flavour::RingTap(ring) => ring.has_queued(),
-            Flavour::Packet(_, _, sends) => sends.batch.queued() > 0,
+            Flavour::Packet(_, _, sends) | Flavour::PacketRing(_, _, sends) => {
+                sends.batch.queued() > 0
+            }
             Flavour::Tap => false,
         }
     }
@@ -203,7 +260,9 @@ impl Port for FdPort {
                     self.drop_ring(&e);
                 }
             }
-            Flavour::Packet(_, _, sends) => sends.flush(self.fd.as_fd()),
+            Flavour::Packet(_, _, sends) | Flavour::PacketRing(_, _, sends) => {
+                sends.flush(self.fd.as_fd())
+            }
             Flavour::Tap => {}
         }
     }
@@ -211,7 +270,7 @@ impl Port for FdPort {
     fn take_drops(&mut self, counters: &mut PortCounters) {
         match &mut self.flavour {
             Flavour::RingTap(ring) => ring.take_drops(counters),
-            Flavour::Packet(_, _, sends) => {
+            Flavour::Packet(_, _, sends) | Flavour::PacketRing(_, _, sends) => {
                 for (index, reason) in [DropReason::TxQueueFull, DropReason::TxError]
                     .into_iter()
                     .enumerate()
@@ -236,7 +295,8 @@ impl Port for FdPort {
         let fd = self.fd.try_clone()?;
         Ok(Box::new(match self.flavour {
             Flavour::Tap | Flavour::RingTap(_) => FdPort::new(fd),
-            Flavour::Packet(..) => FdPort::packet(fd),
+            // Only the port's own thread reads, so a sharing one needs no ring.
+            Flavour::Packet(..) | Flavour::PacketRing(..) => FdPort::packet(fd),
         }))
     }
 }
@@ -247,7 +307,7 @@ impl Port for FdPort {
 /// frames after it move up, so `frames[..n]` stays in arrival order) and each
 /// frame gets back the VLAN tag the kernel removed. Frames read before an
 /// error are kept and returned with it.
-fn recv_packet_batch(
+pub(super) fn recv_packet_batch(
     fd: BorrowedFd<'_>,
     batch: &mut sys::RecvBatch,
     frames: &mut [Frame],
@@ -327,15 +387,75 @@ mod tests {
 
     #[test]
     fn one_recv_batch_reads_every_queued_frame_in_order_with_tags_restored() {
+        reads_every_queued_frame_in_order_with_tags_restored(
+            "one_recv_batch_reads_every_queued_frame_in_order_with_tags_restored",
+            |iface| FdPort::packet(sys::open_packet_socket(iface).unwrap()),
+        );
+    }
+
+    #[test]
+    fn the_receive_ring_reads_every_queued_frame_in_order_with_tags_restored() {
+        reads_every_queued_frame_in_order_with_tags_restored(
+            "the_receive_ring_reads_every_queued_frame_in_order_with_tags_restored",
+            |iface| {
+                let (fd, ring) = sys::open_packet_socket_with_rx_ring(iface).unwrap();
+                let port = FdPort::packet_with_ring(fd, ring);
+                assert!(port.receives_through_ring(), "the kernel refused the ring");
+                port
+            },
+        );
+    }
+
+    #[test]
+    fn a_port_whose_ring_is_refused_reads_with_recvmmsg() {
+        // A datagram socket pair stands in for a packet socket: the kernel
+        // refuses PACKET_* options on it, as an old kernel or a filter would.
+        let (sender, receiver) = UnixDatagram::pair().unwrap();
+        let receiver = OwnedFd::from(receiver);
+        let refused = sys::RxRing::setup(receiver.as_fd());
+        let reason = refused.as_ref().err().expect("a ring on a unix socket");
+        assert!(reason.to_string().contains("PACKET_VERSION"), "{reason}");
+        let mut port = FdPort::packet_with_ring(receiver, refused);
+        assert!(!port.receives_through_ring());
+        let mut msg = Offload::NONE.to_header().to_vec();
+        msg.extend_from_slice(&[0xff; 12]);
+        msg.extend_from_slice(&[0x88, 0xb5, 7]);
+        sender.send(&msg).unwrap();
+        let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+        let (n, result) = port.recv_batch(&mut frames);
+        result.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(frames[0].data(), &msg[VNET_HDR_LEN..]);
+    }
+
+    /// Frames written into a veth's far end, small, tagged, with a partial
+    /// checksum and one larger than a ring slot, come out of a port made by
+    /// `open` on the near end in order, byte for byte, in as few batches.
+    fn reads_every_queued_frame_in_order_with_tags_restored(
+        name: &str,
+        open: impl FnOnce(&str) -> FdPort,
+    ) {
         // Privileged: a veth pair with one end moved into a fresh netns; UDP
         // frames to an otherwise unused test subnet on that veth only.
         if !is_root() {
-            eprintln!("skipping one_recv_batch_reads_every_queued_frame_in_order_with_tags_restored: needs root");
+            eprintln!("skipping {name}: needs root");
             return;
         }
         let ns = Netns::new();
         let veth = Veth::into_netns(&ns);
-        let mut port = FdPort::packet(sys::open_packet_socket(&veth.host).unwrap());
+        // Room for a frame larger than a ring slot, without GSO.
+        crate::sys::testutil::ip(&["link", "set", "dev", &veth.host, "mtu", "9000"]);
+        crate::sys::testutil::ip(&[
+            "-n",
+            ns.name(),
+            "link",
+            "set",
+            "dev",
+            &veth.peer,
+            "mtu",
+            "9000",
+        ]);
+        let mut port = open(&veth.host);
         let peer_name = veth.peer.clone();
         let inside = run_in_netns(&ns.netns_ref(), move || sys::open_packet_socket(&peer_name))
             .unwrap()
@@ -367,6 +487,12 @@ mod tests {
                 tagged(&udp_frame(src, b"batch four", plain), 0x88a8, 20),
             ),
             (b"batch five", udp_frame(src, b"batch five", plain)),
+            (b"batch jumbo", {
+                let mut marker = b"batch jumbo".to_vec();
+                marker.resize(8000, 0x5a);
+                udp_frame(src, &marker, plain)
+            }),
+            (b"batch six", udp_frame(src, b"batch six", plain)),
         ];
         for (_, wire) in &sent {
             assert_eq!(write_fd(inside.as_fd(), wire).unwrap(), wire.len());

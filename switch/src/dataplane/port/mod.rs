@@ -12,6 +12,7 @@
 pub mod closed;
 pub mod fd;
 pub mod memory;
+pub mod packet_ring;
 pub mod qemu;
 pub mod ring;
 pub mod tunnel;

@@ -1071,6 +1071,7 @@ class YarddGre(GrePath):
     threads = 1  # yardd --threads, on each host
     yardd_args = ()  # more yardd arguments, on each host
     base = False  # run the --yardd-base/--yardctl-base build instead
+    tunnel = "--gre"  # or --gre-udp
     description = ("yardd on each of two hosts (namespaces, veth underlay), "
                    "GRE port key 42, a TAP container on each")
 
@@ -1084,7 +1085,7 @@ class YarddGre(GrePath):
             y.start()
             y.ctl("net", "create", self.net)
             # the tunnel first: the TAP then takes the overlay MTU
-            y.ctl("port", "add", tun, "--net", self.net, "--gre", "--remote", remote,
+            y.ctl("port", "add", tun, "--net", self.net, self.tunnel, "--remote", remote,
                   "--key", str(GRE_KEY))
             y.ctl("port", "add", port, "--net", self.net, "--tap", "--netns", cns,
                   "--ifname", "eth0", "--ip", f"{ip}/{PREFIX_LEN}")
@@ -1115,6 +1116,20 @@ class YarddGreBase(YarddGre):
     base = True
     description = ("yardd-gre with the binaries given by --yardd-base/--yardctl-base "
                    "(an older build, for a before/after in one run)")
+
+
+class YarddGreUdp(YarddGre):
+    name = "yardd-gre-udp"
+    reference = "yardd-gre"
+    tunnel = "--gre-udp"
+    description = "yardd-gre with GRE-in-UDP (port 4754) between the hosts"
+
+
+class YarddGreUdpBase(YarddGreUdp):
+    name = "yardd-gre-udp-base"
+    reference = "yardd-gre-udp"
+    base = True
+    description = "yardd-gre-udp with the --yardd-base/--yardctl-base build"
 
 
 class OvsGre(GrePath):
@@ -1166,7 +1181,7 @@ class OvsGre(GrePath):
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, YarddGreBase, OvsGre,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
 
 

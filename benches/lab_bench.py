@@ -203,8 +203,11 @@ class Yardd:
     running `threads` datapath threads (`--threads N`, passed only when N > 1
     so the 1-thread rows run yardd exactly as before)."""
 
-    def __init__(self, opts, ns, threads=1, extra_args=()):
+    def __init__(self, opts, ns, threads=1, extra_args=(), base=False):
         self.opts = opts
+        # base: the --yardd-base/--yardctl-base build (an A/B in one run)
+        self.yardd_bin = opts.yardd_base if base else opts.yardd
+        self.yardctl_bin = opts.yardctl_base if base else opts.yardctl
         self.ns = ns
         self.threads = threads
         self.extra_args = list(extra_args)
@@ -223,7 +226,7 @@ class Yardd:
         cmd = nsexec(
             self.ns,
             [
-                self.opts.yardd,
+                self.yardd_bin,
                 "--socket",
                 self.socket,
                 "--state-dir",
@@ -254,7 +257,7 @@ class Yardd:
         raise BenchError(f"yardd did not answer on {self.socket} within 15 s: {self.log_tail()}")
 
     def ctl_cmd(self, args):
-        return [self.opts.yardctl, "--socket", self.socket, *args]
+        return [self.yardctl_bin, "--socket", self.socket, *args]
 
     def ctl(self, *args):
         return run(self.ctl_cmd(list(args)), timeout=30)
@@ -432,8 +435,8 @@ class YarddPath(YarddSwitch, Path):
         raise NotImplementedError
 
 
-def yardd_port_stats(yardd):
-    cp = run(yardd.ctl_cmd(["--json", "port", "stats"]), check=False, timeout=30)
+def yardd_port_stats(yardd, what=("port", "stats")):
+    cp = run(yardd.ctl_cmd(["--json", *what]), check=False, timeout=30)
     if cp is None or cp.returncode != 0:
         return None
     try:
@@ -1078,6 +1081,8 @@ class YarddGre(GrePath):
     net = "ov"
     threads = 1  # yardd --threads, on each host
     yardd_args = ()  # more yardd arguments, on each host
+    base = False  # run the --yardd-base/--yardctl-base build instead
+    tunnel = "--gre"  # or --gre-udp
     description = ("yardd on each of two hosts (namespaces, veth underlay), "
                    "GRE port key 42, a TAP container on each")
 
@@ -1086,12 +1091,12 @@ class YarddGre(GrePath):
         sides = [(self.ha, "tB", UNDERLAY_B, "c1", self.client_ns, CLIENT_IP),
                  (self.hb, "tA", UNDERLAY_A, "c2", self.server_ns, SERVER_IP)]
         for host, tun, remote, port, cns, ip in sides:
-            y = Yardd(self.opts, host, self.threads, self.yardd_args)
+            y = Yardd(self.opts, host, self.threads, self.yardd_args, base=self.base)
             self.yardds.append(y)
             y.start()
             y.ctl("net", "create", self.net)
             # the tunnel first: the TAP then takes the overlay MTU
-            y.ctl("port", "add", tun, "--net", self.net, "--gre", "--remote", remote,
+            y.ctl("port", "add", tun, "--net", self.net, self.tunnel, "--remote", remote,
                   "--key", str(GRE_KEY))
             y.ctl("port", "add", port, "--net", self.net, "--tap", "--netns", cns,
                   "--ifname", "eth0", "--ip", f"{ip}/{PREFIX_LEN}")
@@ -1100,7 +1105,9 @@ class YarddGre(GrePath):
         return [y.pid() for y in getattr(self, "yardds", []) if y.pid()]
 
     def switch_stats(self):
-        return [yardd_port_stats(y) for y in self.yardds]
+        # `status` has the tunnel drops and what software GRO merged
+        return [{"ports": yardd_port_stats(y), "status": yardd_port_stats(y, ("status",))}
+                for y in self.yardds]
 
     def stop_switch(self):
         for y in getattr(self, "yardds", []):
@@ -1112,6 +1119,28 @@ class YarddGrePlain(YarddGre):
     reference = "yardd-gre"
     yardd_args = ("--io", "plain")
     description = "yardd --io plain on both hosts, TAP containers, GRE between the hosts"
+
+
+class YarddGreBase(YarddGre):
+    name = "yardd-gre-base"
+    reference = "yardd-gre"
+    base = True
+    description = ("yardd-gre with the binaries given by --yardd-base/--yardctl-base "
+                   "(an older build, for a before/after in one run)")
+
+
+class YarddGreUdp(YarddGre):
+    name = "yardd-gre-udp"
+    reference = "yardd-gre"
+    tunnel = "--gre-udp"
+    description = "yardd-gre with GRE-in-UDP (port 4754) between the hosts"
+
+
+class YarddGreUdpBase(YarddGreUdp):
+    name = "yardd-gre-udp-base"
+    reference = "yardd-gre-udp"
+    base = True
+    description = "yardd-gre-udp with the --yardd-base/--yardctl-base build"
 
 
 class OvsGre(GrePath):
@@ -1163,7 +1192,7 @@ class OvsGre(GrePath):
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
 PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, OvsGre,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
 
 
@@ -1762,7 +1791,8 @@ def print_report(results, machine, opts, notes):
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Lab benchmark: the same iperf3/sockperf workload through yardd and the kernel bridge.")
-    names = [c.name for c in PATHS]
+    # yardd-gre-base needs the binaries of another build: asked for by name only
+    names = [c.name for c in PATHS if not getattr(c, "base", False)]
     p.add_argument("--paths", default=",".join(names),
                    help=f"comma-separated paths to run (default: all: {','.join(names)})")
     p.add_argument("--time", "-t", type=int, default=None, help="seconds per run (default 10; 3 with --quick)")
@@ -1772,6 +1802,9 @@ def parse_args(argv):
     p.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     p.add_argument("--yardd", default=os.path.join(REPO, "target/release/yardd"))
     p.add_argument("--yardctl", default=os.path.join(REPO, "target/release/yardctl"))
+    p.add_argument("--yardd-base", default=None,
+                   help="yardd of another build for the yardd-gre-base row (a before/after in one run)")
+    p.add_argument("--yardctl-base", default=None, help="the yardctl of that build")
     p.add_argument("--yardd-log", default="warn", help="yardd --log level (default warn)")
     p.add_argument("--no-latency", action="store_true", help="skip the sockperf runs")
     p.add_argument("--metrics", default=None,
@@ -1797,9 +1830,10 @@ def parse_args(argv):
     if opts.time < 1 or opts.repeats < 1:
         p.error("--time and --repeats must be >= 1")
     wanted = [s.strip() for s in opts.paths.split(",") if s.strip()]
-    unknown = [w for w in wanted if w not in names]
+    known = [c.name for c in PATHS]
+    unknown = [w for w in wanted if w not in known]
     if unknown or not wanted:
-        p.error(f"unknown path(s) {unknown}; known: {', '.join(names)}")
+        p.error(f"unknown path(s) {unknown}; known: {', '.join(known)}")
     opts.path_classes = [c for c in PATHS if c.name in wanted] * opts.rounds
     if len(opts.path_classes) > 26:
         # Each set-up path names its namespaces with one letter a-z.
@@ -1908,9 +1942,17 @@ def main(argv):
             for b in (opts.yardd, opts.yardctl):
                 if yardd_error is None and not os.access(b, os.X_OK):
                     yardd_error = f"{b} not found or not executable"
+        base_error = None
+        for b in (opts.yardd_base, opts.yardctl_base):
+            if base_error is None and not (b and os.access(b, os.X_OK)):
+                base_error = (f"{b} not found or not executable" if b else
+                              "needs --yardd-base and --yardctl-base (the build to compare with)")
         for idx, cls in enumerate(opts.path_classes):
             if cls.needs_yardd and yardd_error:
                 results.append({"path": cls.name, "failed": yardd_error})
+                continue
+            if getattr(cls, "base", False) and base_error:
+                results.append({"path": cls.name, "failed": base_error})
                 continue
             skip = cls.missing_tools()
             if skip:

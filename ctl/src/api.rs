@@ -1,7 +1,7 @@
 //! The versioned control API: one JSON request and one JSON reply per line over
 //! yardd's Unix stream socket.
 //!
-//! A request is an [`Envelope`]: `{"api_version":21,"request":{"cmd":"net-ls"}}`.
+//! A request is an [`Envelope`]: `{"api_version":22,"request":{"cmd":"net-ls"}}`.
 //! A reply is a [`Reply`]: `{"ok":{...}}` or `{"error":{"message":"..."}}`.
 //! `capture` is the one request that does not end with its reply: after an `ok`
 //! line carrying [`Payload::CaptureStarted`], the connection carries a pcap
@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{AllowedAddress, Ipv4Cidr, MacAddr};
 
 /// The version of the types in this module.
-pub const API_VERSION: u32 = 21;
+pub const API_VERSION: u32 = 22;
 
 /// The longest request line yardd reads; longer ones get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -700,11 +700,24 @@ pub struct StatusInfo {
     /// `not-ethernet`, `unknown-tunnel`, …).
     #[serde(default, with = "names::snake_keys")]
     pub tunnel_drops: BTreeMap<String, u64>,
+    /// What software GRO made of the TCP segments tunnels received.
+    #[serde(default)]
+    pub tunnel_gro: TunnelGro,
     /// Datapath threads (`yardd --threads`).
     #[serde(default = "one")]
     pub datapath_threads: u32,
     /// Whether yardd runs as root or rootless.
     pub mode: DaemonMode,
+}
+
+/// Software GRO on tunnel receives: consecutive TCP segments of one flow
+/// merged into one GSO frame before they cross the bridge.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TunnelGro {
+    /// GSO frames made by merging two or more received segments.
+    pub frames: u64,
+    /// The received segments that went into them.
+    pub segments: u64,
 }
 
 /// How much privilege yardd runs with (see [`crate::paths`]).

@@ -332,6 +332,7 @@ mod tests {
             state_dir: "/tmp/state".into(),
             networks: 1,
             ports: 2,
+            tunnel_gro: Default::default(),
             tunnel_drops: Default::default(),
             datapath_threads: 1,
             mode: crate::api::DaemonMode::Root,

@@ -12,7 +12,9 @@
 //!   itself; it lends its paths, its bounded `yardctl` helpers and its log
 //!   printing). `Drop` stops yardd by the pid spawned (SIGTERM, then SIGKILL),
 //!   then removes the host's containers and its namespace, and prints the log
-//!   when the test is failing.
+//!   when the test is failing. Containers attach as TAPs ([`Host::tap`]) or
+//!   through a veth pair whose yardd end lives in the host's namespace
+//!   ([`Host::veth`], an AF_PACKET port).
 //! - [`connect`]: the underlay, a veth pair between two host namespaces. Host
 //!   number `i` has the address `192.168.50.i` on every underlay link, in the
 //!   point-to-point form (`ip addr add A peer B/32`), so a full mesh of veths
@@ -62,8 +64,9 @@ pub struct Host {
     /// by itself; see the module doc). Dropped before the namespaces.
     daemon: Daemon,
     containers: Vec<Netns>,
-    /// Underlay veths made by [`connect`]; deleting a namespace removes them
-    /// anyway, this only covers a panic before both ends were moved.
+    /// Underlay veths made by [`connect`] and containers' veths made by
+    /// [`Host::veth`]; deleting a namespace removes them anyway, this only
+    /// covers a panic before both ends were moved.
     links: Vec<Veth>,
     /// Files bound over the namespace's `/etc` for yardd ([`Host::new_with_etc`]).
     etc: Option<NetnsEtc>,
@@ -242,6 +245,24 @@ impl Host {
     pub fn tap(&mut self, port: &str, net: &str, cidr: &str, extra: &[&str]) -> Container {
         let ns = self.netns();
         add_tap(&self.daemon, ns, port, net, cidr, extra)
+    }
+
+    /// A container attached to this host's yardd through a veth pair (an
+    /// AF_PACKET port): [`crate::lab::add_veth`] with the yardd end in the
+    /// host's namespace.
+    pub fn veth(&mut self, port: &str, net: &str, cidr: &str) -> Container {
+        let ns = self.netns();
+        let (veth, container) = crate::lab::add_veth(
+            &self.daemon,
+            Some(self.ns.name()),
+            ns,
+            port,
+            net,
+            cidr,
+            None,
+        );
+        self.links.push(veth);
+        container
     }
 
     /// A tunnel port toward `peer`: `yardctl port add PORT --net NET <kind>

@@ -79,6 +79,56 @@ pub fn add_tap(
     }
 }
 
+/// Adds a veth port to `daemon`'s switch: a new pair whose peer end goes
+/// into namespace `ns` as `eth0` with address `cidr`, and whose other end
+/// stays where yardd runs (`daemon_ns`, or the test's own namespace when
+/// `None`), up, and is attached with `yardctl port add PORT --net NET
+/// --iface <end>`. Both ends take `mtu` first when given. Offloads stay at
+/// the kernel's defaults (TSO and checksum offload on). Returns the pair's
+/// guard with the container.
+pub fn add_veth(
+    daemon: &Daemon,
+    daemon_ns: Option<&str>,
+    ns: String,
+    port: &str,
+    net: &str,
+    cidr: &str,
+    mtu: Option<u32>,
+) -> (Veth, Container) {
+    let veth = Veth::new();
+    let (host, peer) = (veth.host().to_string(), veth.peer().to_string());
+    if let Some(mtu) = mtu {
+        let mtu = mtu.to_string();
+        run_ok(&["ip", "link", "set", "dev", &host, "mtu", &mtu]);
+        run_ok(&["ip", "link", "set", "dev", &peer, "mtu", &mtu]);
+    }
+    run_ok(&["ip", "link", "set", &peer, "netns", &ns]);
+    run_ok(&["ip", "-n", &ns, "link", "set", &peer, "name", "eth0"]);
+    run_ok(&["ip", "-n", &ns, "addr", "add", cidr, "dev", "eth0"]);
+    run_ok(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+    // The host end carries only the container's frames: no host IPv6 chatter.
+    let no_ipv6 = format!("net.ipv6.conf.{host}.disable_ipv6=1");
+    match daemon_ns {
+        Some(daemon_ns) => {
+            run_ok(&["ip", "link", "set", &host, "netns", daemon_ns]);
+            crate::cmd::in_ns_ok(daemon_ns, &["sysctl", "-qw", &no_ipv6]);
+            run_ok(&["ip", "-n", daemon_ns, "link", "set", &host, "up"]);
+        }
+        None => {
+            run_ok(&["sysctl", "-qw", &no_ipv6]);
+            run_ok(&["ip", "link", "set", &host, "up"]);
+        }
+    }
+    daemon.ctl_ok(&["port", "add", port, "--net", net, "--iface", &host]);
+    let container = Container {
+        port: port.into(),
+        ns,
+        ifname: "eth0".into(),
+        ip: addr_of(cidr),
+    };
+    (veth, container)
+}
+
 /// A namespace attached to the switch, as a test sees it.
 #[derive(Debug, Clone)]
 pub struct Container {
@@ -205,32 +255,9 @@ impl Lab {
         mtu: Option<u32>,
     ) -> Container {
         let ns = self.netns();
-        let veth = Veth::new();
-        let (host, peer) = (veth.host().to_string(), veth.peer().to_string());
+        let (veth, container) = add_veth(&self.daemon, None, ns, port, net, cidr, mtu);
         self.veths.push(veth);
-        if let Some(mtu) = mtu {
-            let mtu = mtu.to_string();
-            run_ok(&["ip", "link", "set", "dev", &host, "mtu", &mtu]);
-            run_ok(&["ip", "link", "set", "dev", &peer, "mtu", &mtu]);
-        }
-        run_ok(&["ip", "link", "set", &peer, "netns", &ns]);
-        run_ok(&["ip", "-n", &ns, "link", "set", &peer, "name", "eth0"]);
-        run_ok(&["ip", "-n", &ns, "addr", "add", cidr, "dev", "eth0"]);
-        run_ok(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        // The host end carries only the container's frames: no host IPv6 chatter.
-        run_ok(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{host}.disable_ipv6=1"),
-        ]);
-        run_ok(&["ip", "link", "set", &host, "up"]);
-        self.ctl_ok(&["port", "add", port, "--net", net, "--iface", &host]);
-        Container {
-            port: port.into(),
-            ns,
-            ifname: "eth0".into(),
-            ip: addr_of(cidr),
-        }
+        container
     }
 
     /// Runs ping from `from` to `to` with extra arguments, bounded: at most

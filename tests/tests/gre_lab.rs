@@ -7,8 +7,8 @@
 //! hosts, the overlay MTU (the figure `net inspect` reports, the TAPs' MTU,
 //! DF pings at and over the limit, ICMP fragmentation-needed, outer
 //! fragmentation of non-DF packets, MSS clamping), split horizon in a full
-//! mesh (one copy of each broadcast, no loop), GRE-in-UDP, and what the
-//! underlay carries as decoded by tshark.
+//! mesh (one copy of each broadcast, no loop), GRE-in-UDP (sent with UDP
+//! GSO, no fallback), and what the underlay carries as decoded by tshark.
 //!
 //! Needs root; without it each test prints why and returns.
 
@@ -581,6 +581,16 @@ fn gre_in_udp_carries_ping_and_a_checked_transfer() {
     }
     ping_ok(&all, &c2, c1.ip, &["-M", "do", "-s", "1422"]);
     transfer_checked(&all, &c1, &c2, dir.path(), BIG_MIB, 5003);
+    // The segments crossed as UDP GSO runs (Linux >= 4.18 has UDP GSO): no
+    // yardd fell back to one datagram each.
+    for host in &hosts {
+        let log = std::fs::read_to_string(host.log_path()).unwrap_or_default();
+        assert!(
+            !log.contains("refuses UDP GSO"),
+            "host {} fell back from UDP GSO:\n{log}",
+            host.index()
+        );
+    }
 }
 
 #[test]

@@ -18,14 +18,19 @@
 //!    receive ring, `--packet-io ring`, GSO frames with `recvmmsg`);
 //! 3. SNAT: a TAP container behind the masquerade → a server outside;
 //! 4. DNAT: an outside client → a published port → a TAP container;
-//! 5. GRE: TAP → tunnel → other host → TAP (software segmentation).
+//! 5. GRE: TAP → tunnel → other host → TAP, and → a veth container on the
+//!    other host (software segmentation on the way out; on the way in,
+//!    software GRO merges the segments back into GSO frames, which the TAP
+//!    and the veth's packet socket take whole).
 //!
 //! After each transfer no port of any yardd involved may have counted a
 //! `bad-offload` drop, and the sending port (TAP or veth) must really have
 //! handed yardd GSO frames (yardd's average received frame on it is far above
 //! the MTU), so the test cannot pass with offloads silently off. Where the
 //! sender is the outside (DNAT), the receiving TAP must have been sent GSO
-//! frames instead; across GRE, the tunnel must have sent MTU-sized segments.
+//! frames instead; across GRE, the tunnel must have sent MTU-sized segments,
+//! the receiving host must have merged them (`yardctl status`, `tunnel
+//! GRO`) and handed the TAP and the veth frames far above the MTU.
 //!
 //! The source file is made once and shared by the tests running at the same
 //! time (`head -c` from `/dev/urandom` into a private temp directory): each
@@ -52,7 +57,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use yard_ctl::api::PortStats;
+use yard_ctl::api::{PortStats, StatusInfo};
 use yard_tests::cmd::{describe, in_ns_ok, output, stdout, timed};
 use yard_tests::hosts::{self, mesh, Host};
 use yard_tests::nat::{NatLab, OUTSIDE_IP, UPLINK_IP};
@@ -390,7 +395,7 @@ fn dnat_from_the_outside_to_a_published_tap_container_moves_1gib_intact() {
 }
 
 #[test]
-fn gre_from_a_tap_to_a_tap_on_another_host_moves_1gib_intact() {
+fn gre_from_a_tap_to_a_tap_and_a_veth_on_another_host_moves_1gib_intact_merged_on_arrival() {
     if !require(&["socat", "python3", "cmp", "ss", "head"]) {
         return;
     }
@@ -403,54 +408,96 @@ fn gre_from_a_tap_to_a_tap_on_another_host_moves_1gib_intact() {
     hosts[1].tunnel("t1", "ov", "--gre", &hosts[0], &["--key", "42"]);
     let c1 = hosts[0].tap("c1", "ov", "172.32.0.2/16", &[]);
     let c2 = hosts[1].tap("c2", "ov", "172.32.0.3/16", &[]);
+    // A veth container at the overlay MTU, like the TAPs (yardd gives them
+    // the overlay MTU itself).
+    let c3 = hosts[1].veth("c3", "ov", "172.32.0.4/16");
+    in_ns_ok(&c3.ns, &["ip", "link", "set", "eth0", "mtu", "1458"]);
     let all: Vec<&Host> = hosts.iter().collect();
     hosts::ping_ok(&all, &c1, c2.ip, &[]);
-
-    let what = "c1 (host 1) -> GRE -> c2 (host 2)";
-    let dir = tempfile::tempdir().expect("temp dir");
-    let received = dir.path().join("received.bin");
-    let started = Instant::now();
-    hosts::tcp_transfer(
-        &all,
-        &c1,
-        &c2,
-        &source().path,
-        &received,
-        6006,
-        TRANSFER_SECS,
-    );
-    let took = started.elapsed();
+    hosts::ping_ok(&all, &c1, c3.ip, &[]);
     let context = || hosts::context(&all);
-    check_received(what, &received, context);
-    let mut gso = String::new();
-    for host in &all {
-        let stats: Vec<PortStats> = host.ctl_parse(&["port", "stats"]);
-        no_bad_offload(&format!("{what}, host {}", host.index()), &stats, context);
-        if host.index() != 1 {
-            continue;
+
+    for (to, port) in [(&c2, 6006), (&c3, 6007)] {
+        let what = format!("c1 (host 1) -> GRE -> {} (host 2)", to.port);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let received = dir.path().join("received.bin");
+        let started = Instant::now();
+        hosts::tcp_transfer(
+            &all,
+            &c1,
+            to,
+            &source().path,
+            &received,
+            port,
+            TRANSFER_SECS,
+        );
+        let took = started.elapsed();
+        check_received(&what, &received, context);
+        for host in &all {
+            let stats: Vec<PortStats> = host.ctl_parse(&["port", "stats"]);
+            no_bad_offload(&format!("{what}, host {}", host.index()), &stats, context);
         }
-        gso = gso_seen(what, &stats, "c1", context);
-        // The tunnel cannot take GSO frames: yardd cut them into segments
-        // that fit the overlay MTU (1458), so the tunnel sent at least one
-        // frame per 1458 bytes of the file.
-        let tunnel = stats
-            .iter()
-            .find(|s| s.name == "t2")
-            .unwrap_or_else(|| panic!("no stats for the tunnel t2: {stats:#?}"));
-        let at_least = (SIZE_MIB << 20) / 1458;
+        // The receiving port got the merged GSO frames whole (a TAP and an
+        // AF_PACKET socket both take them): yardd sent it frames far above
+        // the overlay MTU on average.
+        let stats: Vec<PortStats> = hosts[1].ctl_parse(&["port", "stats", &to.port]);
+        let delivered = &stats[0];
+        let average = delivered.tx_bytes / delivered.tx_packets.max(1);
         assert!(
-            tunnel.tx_packets >= at_least && tunnel.tx_bytes >= SIZE_MIB << 20,
-            "{what}: the tunnel t2 sent {} frames, {} bytes; a segmented {SIZE_MIB} MiB \
-             needs at least {at_least} frames\n{}",
-            tunnel.tx_packets,
-            tunnel.tx_bytes,
+            delivered.tx_bytes >= SIZE_MIB << 20 && average > GSO_EVIDENCE_BYTES,
+            "{what}: yardd on host 2 sent {} {} bytes in {} frames ({average} on average): \
+             expected at least {} bytes in merged frames averaging over {GSO_EVIDENCE_BYTES}\n{}",
+            to.port,
+            delivered.tx_bytes,
+            delivered.tx_packets,
+            SIZE_MIB << 20,
             context()
         );
-        gso.push_str(&format!(
-            "; t2 sent {} segments, {} bytes on average",
-            tunnel.tx_packets,
-            tunnel.tx_bytes / tunnel.tx_packets.max(1)
-        ));
+        report(
+            &what,
+            took,
+            &format!(
+                "host 2 sent {} {} frames, {average} bytes on average",
+                to.port, delivered.tx_packets
+            ),
+        );
     }
-    report(what, took, &gso);
+
+    // The sending side: c1 handed yardd GSO frames, and the tunnel, which
+    // cannot take them, sent segments that fit the overlay MTU (1458): at
+    // least one frame per 1458 bytes of both files.
+    let stats: Vec<PortStats> = hosts[0].ctl_parse(&["port", "stats"]);
+    println!(
+        "offload_lab: GRE sender: {}",
+        gso_seen("c1 -> GRE", &stats, "c1", context)
+    );
+    let tunnel = stats
+        .iter()
+        .find(|s| s.name == "t2")
+        .unwrap_or_else(|| panic!("no stats for the tunnel t2: {stats:#?}"));
+    let at_least = 2 * (SIZE_MIB << 20) / 1458;
+    assert!(
+        tunnel.tx_packets >= at_least && tunnel.tx_bytes >= 2 * (SIZE_MIB << 20),
+        "the tunnel t2 sent {} frames, {} bytes; two segmented {SIZE_MIB} MiB transfers \
+         need at least {at_least} frames\n{}",
+        tunnel.tx_packets,
+        tunnel.tx_bytes,
+        context()
+    );
+    // The receiving side merged what arrived: software GRO counted it.
+    let status: StatusInfo = hosts[1].ctl_parse(&["status"]);
+    let gro = status.tunnel_gro;
+    assert!(
+        gro.frames > 0 && gro.segments >= 2 * gro.frames,
+        "host 2 merged no received segments: {gro:?}\n{}",
+        context()
+    );
+    println!(
+        "offload_lab: GRE receiver merged {} segments into {} frames ({:.1} per frame); \
+         t2 sent {} segments",
+        gro.segments,
+        gro.frames,
+        gro.segments as f64 / gro.frames as f64,
+        tunnel.tx_packets
+    );
 }

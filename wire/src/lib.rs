@@ -70,6 +70,9 @@
 //! - [`gso`]: GSO segmentation in software, from (bytes, offload) to a
 //!   [`gso::SegmentSink`], reading and writing headers through the views
 //!   above.
+//! - [`gro`]: receive coalescing in software, the inverse of [`gso`]:
+//!   consecutive TCP/IPv4 segments of one flow merged in place into one
+//!   `GSO_TCPV4` frame with a partial checksum, by Linux GRO's rules.
 //! - [`fragment`]: IPv4 fragmentation to fit an MTU, into the same sink,
 //!   through the Ethernet and IPv4 views.
 //! - [`WireError`]: why bytes could not be read or written.
@@ -116,6 +119,7 @@ mod error;
 pub mod ethernet;
 pub mod fragment;
 pub mod gre;
+pub mod gro;
 pub mod gso;
 pub mod icmp;
 pub mod igmp;

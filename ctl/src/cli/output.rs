@@ -312,6 +312,13 @@ pub fn status_fields(s: &StatusInfo) -> Vec<(&'static str, String)> {
                     .join(" ")
             },
         ),
+        (
+            "tunnel GRO",
+            format!(
+                "{} segments merged into {} frames",
+                s.tunnel_gro.segments, s.tunnel_gro.frames
+            ),
+        ),
     ]
 }
 

@@ -6,7 +6,9 @@
 //! What is checked besides "no panic": a header rebuilt from
 //! [`Ipv4Repr`] reads back the same; an incremental address rewrite keeps a
 //! valid IPv4 header checksum valid; an ARP reply built for a request
-//! answers it; IPv4 fragments fit the MTU they were cut for.
+//! answers it; IPv4 fragments fit the MTU they were cut for; the segments
+//! GSO cuts a frame into, merged back by software GRO as far as they merge,
+//! cut again into the same segments.
 
 use std::net::Ipv4Addr;
 
@@ -14,6 +16,7 @@ use yard_wire::arp::{ArpFrame, ArpPacket};
 use yard_wire::checksum::{self, L4Checksum};
 use yard_wire::ethernet::{self, ethertype, EthernetFrame};
 use yard_wire::gre::GrePacket;
+use yard_wire::gro::TcpMerge;
 use yard_wire::gso::{self, SegmentSink};
 use yard_wire::icmp::{self, IcmpErrorKind, IcmpPacket};
 use yard_wire::ip::protocol;
@@ -303,6 +306,8 @@ fn transforms(frame: &[u8], offload: Offload, mtu: u32) {
         assert!(sink.pieces >= 1);
     }
 
+    merge_back(frame, offload);
+
     let mut copy = frame.to_vec();
     let mut state = offload;
     let _ = offload::complete_checksum(&mut copy, &mut state);
@@ -311,4 +316,66 @@ fn transforms(frame: &[u8], offload: Offload, mtu: u32) {
     shifted.shift(-4);
     let _ = (offload.is_gso(), offload.gso_kind(), offload.needs_csum());
     let _ = (offload.l4_checksum(), offload.to_header());
+}
+
+/// Keeps a copy of every piece handed to it.
+struct Pieces {
+    buf: Vec<u8>,
+    got: Vec<Vec<u8>>,
+}
+
+impl SegmentSink for Pieces {
+    fn buffer(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    fn emit(&mut self, len: usize) {
+        self.got.push(self.buf[..len].to_vec());
+    }
+}
+
+/// Cuts the frame with GSO, merges the pieces back in order with software
+/// GRO as far as they merge, and checks that the merged frame cuts into
+/// exactly the pieces it took. The frame itself, as a head, must refuse
+/// itself as its own next segment.
+fn merge_back(frame: &[u8], offload: Offload) {
+    if let Some(mut merge) = TcpMerge::start(frame, &offload) {
+        let mut head = frame.to_vec();
+        head.resize(65_600, 0);
+        assert!(
+            !merge.append(&mut head, frame, &offload),
+            "a segment continued itself"
+        );
+        assert_eq!(merge.finish(&mut head), Offload::NONE);
+        assert_eq!(&head[..frame.len()], frame);
+    }
+    let mut pieces = Pieces {
+        buf: vec![0u8; 65_600],
+        got: Vec::new(),
+    };
+    if gso::segment(frame, &offload, &mut pieces).is_err() || pieces.got.is_empty() {
+        return;
+    }
+    let first = &pieces.got[0];
+    let Some(mut merge) = TcpMerge::start(first, &Offload::NONE) else {
+        return;
+    };
+    let mut head = vec![0u8; 65_600];
+    head[..first.len()].copy_from_slice(first);
+    let taken = 1 + pieces.got[1..]
+        .iter()
+        .take_while(|piece| merge.append(&mut head, piece, &Offload::NONE))
+        .count();
+    let merged_offload = merge.finish(&mut head);
+    let merged = &head[..merge.len()];
+    let mut again = Pieces {
+        buf: vec![0u8; 65_600],
+        got: Vec::new(),
+    };
+    gso::segment(merged, &merged_offload, &mut again).expect("a merged frame segments");
+    assert_eq!(
+        again.got,
+        pieces.got[..taken],
+        "merged {taken} pieces do not cut back"
+    );
 }

@@ -21,7 +21,9 @@ use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use yard_ctl::api::{ConntrackStats, NetworkInfo, Payload, PortStats, Request, RuleInfo};
+use yard_ctl::api::{
+    ConntrackStats, NetworkInfo, Payload, PortStats, Request, RuleInfo, TunnelGro,
+};
 
 use crate::control::Control;
 
@@ -39,6 +41,8 @@ pub struct Scrape {
     /// `status`' tunnel drops: packets dropped before reaching a tunnel
     /// port, by reason.
     pub tunnel_drops: BTreeMap<String, u64>,
+    /// `status`' tunnel GRO: received segments merged into GSO frames.
+    pub tunnel_gro: TunnelGro,
     /// `rule ls` (every network's).
     pub rules: Vec<RuleInfo>,
 }
@@ -274,6 +278,20 @@ pub fn render(scrape: &Scrape) -> String {
         "Tunnel packets dropped before reaching a tunnel port, by reason (yardctl status).",
         &tunnel_drops,
     );
+    family(
+        &mut out,
+        "switchyard_tunnel_gro_segments_total",
+        "counter",
+        "TCP segments tunnels received that software GRO merged into GSO frames (yardctl status).",
+        &[(String::new(), scrape.tunnel_gro.segments)],
+    );
+    family(
+        &mut out,
+        "switchyard_tunnel_gro_frames_total",
+        "counter",
+        "GSO frames software GRO made from received tunnel segments (yardctl status).",
+        &[(String::new(), scrape.tunnel_gro.frames)],
+    );
     let threads: Vec<(String, f64)> = scrape
         .threads
         .iter()
@@ -309,9 +327,9 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         Payload::Rules(rules) => rules,
         _ => return Err("rule ls: unexpected reply".into()),
     };
-    let tunnel_drops = match ask(Request::Status)? {
-        Payload::Status(status) => status.tunnel_drops,
-        _ => BTreeMap::new(),
+    let (tunnel_drops, tunnel_gro) = match ask(Request::Status)? {
+        Payload::Status(status) => (status.tunnel_drops, status.tunnel_gro),
+        _ => (BTreeMap::new(), TunnelGro::default()),
     };
     Ok(Scrape {
         ports,
@@ -319,6 +337,7 @@ fn scrape(control: &Mutex<Control>) -> Result<Scrape, String> {
         conntrack,
         threads: crate::sys::thread_cpu::cpu_seconds(),
         tunnel_drops,
+        tunnel_gro,
         rules,
     })
 }
@@ -394,6 +413,10 @@ mod tests {
             }),
             threads: vec![("datapath-0".into(), 1.25)],
             tunnel_drops: BTreeMap::from([("bad-checksum".to_string(), 2)]),
+            tunnel_gro: TunnelGro {
+                frames: 3,
+                segments: 40,
+            },
             rules: vec![RuleInfo {
                 position: 2,
                 spec: yard_ctl::api::RuleSpec {
@@ -429,6 +452,9 @@ mod tests {
             "# TYPE switchyard_thread_cpu_seconds_total counter",
             "switchyard_thread_cpu_seconds_total{thread=\"datapath-0\"} 1.25",
             "switchyard_tunnel_drops_total{reason=\"bad-checksum\"} 2",
+            "# TYPE switchyard_tunnel_gro_segments_total counter",
+            "switchyard_tunnel_gro_segments_total 40",
+            "switchyard_tunnel_gro_frames_total 3",
             "# TYPE switchyard_rule_hits_total counter",
             "switchyard_rule_hits_total{network=\"yard0\",position=\"2\",action=\"deny\"} 6",
         ] {

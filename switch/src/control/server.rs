@@ -400,6 +400,7 @@ impl Control {
                 networks: self.config.networks.len(),
                 ports: self.config.ports.len(),
                 tunnel_drops: bridge_api::by_name(&self.datapath.tunnel_drops()?),
+                tunnel_gro: self.datapath.tunnel_gro()?,
                 datapath_threads: self.datapath.threads() as u32,
                 mode: self.options.mode,
             })),

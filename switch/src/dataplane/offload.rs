@@ -16,6 +16,12 @@
 //! - [`fragment_ipv4`] cuts a routed IPv4 packet into fragments that fit an
 //!   MTU ([`yard_wire::fragment::fragment_ipv4`]).
 //!
+//! The other way, for frames that arrive as many plain segments (from a
+//! tunnel), [`merge_start`], [`merge_append`] and [`merge_finish`] coalesce
+//! consecutive TCP segments of one flow in place into the first one's
+//! buffer, making one GSO frame ([`yard_wire::gro::TcpMerge`]; software
+//! GRO), which then goes on like any GSO frame from a TAP.
+//!
 //! Contract: no I/O and no allocation. Each segment or fragment is built
 //! directly in a caller-provided scratch frame (allocated once, with the
 //! bridge or the datapath thread) — the scratch frame is the
@@ -29,6 +35,7 @@
 mod tests;
 
 use yard_wire::fragment::FragmentError;
+use yard_wire::gro::TcpMerge;
 use yard_wire::gso::SegmentSink;
 use yard_wire::offload::OffloadError;
 
@@ -92,4 +99,36 @@ pub fn complete_checksum(frame: &mut Frame) -> Result<(), OffloadError> {
 pub fn fit_gso(frame: &mut Frame, mtu: u32) -> bool {
     let (data, offload) = frame.data_and_offload_mut();
     yard_wire::gso::fit_gso(data, offload, mtu)
+}
+
+/// Starts a receive merge with `frame` as its head, or `None` when it
+/// cannot head one ([`TcpMerge::start`]). `frame` is not changed.
+pub fn merge_start(frame: &Frame) -> Option<TcpMerge> {
+    TcpMerge::start(frame.data(), &frame.offload)
+}
+
+/// Appends `segment`'s payload to `head`, the frame `merge` started with,
+/// if it continues it ([`TcpMerge::append`]); false, nothing changed, if
+/// not. `head`'s length and offloads stay as they were until
+/// [`merge_finish`].
+pub fn merge_append(head: &mut Frame, merge: &mut TcpMerge, segment: &Frame) -> bool {
+    let start = head.start();
+    merge.append(
+        &mut head.raw_mut()[start..],
+        segment.data(),
+        &segment.offload,
+    )
+}
+
+/// Makes `head` the merged frame: one GSO frame with a partial checksum
+/// when segments were appended, unchanged when none were.
+pub fn merge_finish(head: &mut Frame, merge: &TcpMerge) {
+    if merge.segments() < 2 {
+        return;
+    }
+    let start = head.start();
+    let offload = merge.finish(&mut head.raw_mut()[start..]);
+    if head.set_range(start, merge.len()) {
+        head.offload = offload;
+    }
 }

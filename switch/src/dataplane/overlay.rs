@@ -8,6 +8,11 @@
 //! decapsulation refuses (by [`DecapError`] reason). The outer packet is
 //! read into the frame buffer far enough in that the inner frame keeps
 //! headroom; the inner frame is then used in place.
+//!
+//! The datapath merges consecutive inner TCP segments of one flow into one
+//! GSO frame before forwarding them (software GRO, see
+//! [`crate::dataplane::offload::merge_start`]); the overlay counts the
+//! merges ([`Overlay::merged`], `yardctl status`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -38,6 +43,17 @@ pub struct Overlay {
     endpoints: Vec<Option<Endpoint>>,
     /// Packets dropped before reaching a tunnel port, by reason.
     pub drops: BTreeMap<&'static str, u64>,
+    /// Received segments merged into GSO frames (software GRO).
+    pub merged: MergeCounts,
+}
+
+/// What software GRO made of the received tunnel packets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MergeCounts {
+    /// GSO frames made by merging two or more segments.
+    pub frames: u64,
+    /// The segments that went into them.
+    pub segments: u64,
 }
 
 impl Overlay {
@@ -92,6 +108,14 @@ impl Overlay {
             }
         }
         None
+    }
+
+    /// Counts a merge of `segments` received segments (one: no merge).
+    pub fn count_merge(&mut self, segments: u16) {
+        if segments > 1 {
+            self.merged.frames += 1;
+            self.merged.segments += u64::from(segments);
+        }
     }
 
     fn count(&mut self, reason: &'static str) {

@@ -249,6 +249,10 @@ fn inspect_and_status_are_key_value_lines() {
         state_dir: "/var/lib/switchyard".into(),
         networks: 1,
         ports: 0,
+        tunnel_gro: crate::api::TunnelGro {
+            frames: 2,
+            segments: 90,
+        },
         tunnel_drops: [
             ("bad-checksum".to_string(), 3),
             ("unknown-tunnel".to_string(), 1),
@@ -268,16 +272,24 @@ fn inspect_and_status_are_key_value_lines() {
         text.contains("tunnel drops: bad-checksum=3 unknown-tunnel=1\n"),
         "{text}"
     );
+    assert!(
+        text.contains("tunnel GRO:   90 segments merged into 2 frames\n"),
+        "{text}"
+    );
     assert!(text.contains("uptime:       1h02m03s\n"), "{text}");
     assert!(
         text.contains("socket:       /run/switchyard/yardd.sock\n"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 11);
+    assert_eq!(text.lines().count(), 12);
     let json = crate::cli::output::render_json(&Payload::Status(status));
     assert_eq!(
         json["mode"],
         serde_json::json!({"kind": "rootless", "uid": 1000})
+    );
+    assert_eq!(
+        json["tunnel_gro"],
+        serde_json::json!({"frames": 2, "segments": 90})
     );
     for (mode, shown) in [
         (crate::api::DaemonMode::Root, "root"),

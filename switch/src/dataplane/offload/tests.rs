@@ -169,6 +169,54 @@ fn segments_built_in_the_scratch_frame_carry_no_offloads() {
 }
 
 #[test]
+fn segments_merged_in_place_give_back_the_gso_frame_they_were_cut_from() {
+    // A DF TSO frame, as Linux sends TCP.
+    let mut packet = tcp4(1, &payload_of(10_000));
+    packet[20] |= 0x40;
+    yard_wire::ipv4::Ipv4Packet::new_unchecked(&mut packet[14..34]).fill_checksum();
+    let tso = offloaded(packet, V4, PROTO_TCP, GSO_TCPV4, 1448);
+    let mut scratch = Frame::new();
+    let mut pieces: Vec<Frame> = Vec::new();
+    segment(&tso, &mut scratch, |s| {
+        let mut piece = Frame::new();
+        piece.fill(s.offload, s.data());
+        pieces.push(piece);
+    })
+    .unwrap();
+    assert_eq!(pieces.len(), 7);
+
+    let (head, rest) = pieces.split_at_mut(1);
+    let mut merge = merge_start(&head[0]).expect("a plain DF segment heads a merge");
+    for piece in rest.iter() {
+        assert!(merge_append(&mut head[0], &mut merge, piece));
+    }
+    merge_finish(&mut head[0], &merge);
+    assert_eq!(merge.segments(), 7);
+    assert_eq!(head[0].offload, tso.offload);
+    assert_eq!(head[0].data(), tso.data());
+}
+
+#[test]
+fn a_segment_that_does_not_continue_the_head_leaves_both_unchanged() {
+    let mut packet = tcp4(1, &payload_of(1448));
+    packet[20] |= 0x40;
+    yard_wire::ipv4::Ipv4Packet::new_unchecked(&mut packet[14..34]).fill_checksum();
+    let mut head = Frame::new();
+    head.fill(Offload::NONE, &packet);
+    let mut merge = merge_start(&head).unwrap();
+    // The same segment again: a retransmission, not the next one.
+    let again = {
+        let mut f = Frame::new();
+        f.fill(Offload::NONE, &packet);
+        f
+    };
+    assert!(!merge_append(&mut head, &mut merge, &again));
+    merge_finish(&mut head, &merge);
+    assert_eq!(head.data(), &packet[..]);
+    assert_eq!(head.offload, Offload::NONE);
+}
+
+#[test]
 fn fragments_built_in_the_scratch_frame_carry_no_offloads() {
     let mut packet = Vec::new();
     PacketBuilder::ethernet2(SRC_MAC, DST_MAC)

@@ -5,7 +5,11 @@
 //! and the packet queued in the port's [`sys::SendBatch`] (a copy of up to
 //! 2 KiB), which [`Port::flush`] hands to the socket with one `sendmmsg(2)`
 //! per round; a larger packet is sent at once, after the queued ones, so a
-//! tunnel's packets keep their order (and their GRE sequence numbers). Receiving does not: the
+//! tunnel's packets keep their order (and their GRE sequence numbers). A
+//! GRE-in-UDP tunnel sends each run of equal-sized packets (a segmented
+//! TCP frame's) as one UDP GSO message within that `sendmmsg`; where the
+//! kernel refuses UDP GSO, the tunnel logs it once and sends datagram by
+//! datagram. Raw GRE has no GSO in the kernel. Receiving does not: the
 //! shared socket is read by the datapath's [`crate::dataplane::overlay`], which
 //! demultiplexes by remote address and key to the right tunnel port — so
 //! [`Port::recv`] of a tunnel port never yields a frame.
@@ -86,11 +90,12 @@ pub struct TunnelPort {
 impl TunnelPort {
     /// A tunnel over `socket`.
     pub fn new(socket: Arc<TunnelSocket>, params: TunnelParams) -> Self {
+        let batch = send_batch_for(&socket);
         TunnelPort {
             socket,
             params,
             last_seq: Arc::new(AtomicU32::new(0)),
-            batch: sys::SendBatch::new(),
+            batch,
             refused: (0, 0),
         }
     }
@@ -112,12 +117,27 @@ impl TunnelPort {
             TunnelSocket::Gre(fd) => fd.as_fd(),
             TunnelSocket::Udp(socket) => socket.as_fd(),
         };
-        self.batch
+        let gso_refused = self
+            .batch
             .flush(fd, Some(self.params.remote), |_, inner_len| {
                 refused.0 += 1;
                 refused.1 += u64::from(inner_len);
             });
+        if let Some(error) = gso_refused {
+            tracing::warn!(
+                remote = %self.params.remote,
+                %error,
+                "the kernel refuses UDP GSO; this GRE-in-UDP tunnel now sends one datagram each"
+            );
+        }
     }
+}
+
+/// A send batch for `socket`: UDP GSO on for GRE-in-UDP.
+fn send_batch_for(socket: &TunnelSocket) -> sys::SendBatch {
+    let mut batch = sys::SendBatch::new();
+    batch.set_udp_gso(matches!(socket, TunnelSocket::Udp(_)));
+    batch
 }
 
 /// Clamps the MSS option of an IPv4 TCP SYN to `max`.
@@ -221,7 +241,7 @@ impl Port for TunnelPort {
             socket: self.socket.clone(),
             params: self.params,
             last_seq: self.last_seq.clone(),
-            batch: sys::SendBatch::new(),
+            batch: send_batch_for(&self.socket),
             refused: (0, 0),
         }))
     }

@@ -472,4 +472,13 @@ impl Datapath {
     pub(super) fn tunnel_drops(&mut self) -> Result<BTreeMap<&'static str, u64>, DatapathError> {
         Ok(self.overlay.drops.clone())
     }
+
+    /// What software GRO made of the segments tunnels received.
+    pub(super) fn tunnel_gro(&mut self) -> Result<yard_ctl::api::TunnelGro, DatapathError> {
+        let merged = self.overlay.merged;
+        Ok(yard_ctl::api::TunnelGro {
+            frames: merged.frames,
+            segments: merged.segments,
+        })
+    }
 }

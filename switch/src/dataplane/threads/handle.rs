@@ -530,6 +530,12 @@ impl DatapathHandle {
         let order = self.placement();
         self.home(&order, |dp| dp.tunnel_drops())
     }
+
+    /// What software GRO made of the segments tunnels received.
+    pub fn tunnel_gro(&self) -> Result<yard_ctl::api::TunnelGro, DatapathError> {
+        let order = self.placement();
+        self.home(&order, |dp| dp.tunnel_gro())
+    }
 }
 
 /// Each thread's counters of the same ports, added up.

@@ -56,11 +56,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::net::Ipv4Addr;
 
 use yard_nat::gateway::{Action, Gateway, IcmpErrors, Side};
+use yard_wire::gro::TcpMerge;
 
 use crate::dataplane::bridge::storm::FloodLimit;
 use crate::dataplane::bridge::{Bridge, NetId};
 use crate::dataplane::clock::Millis;
 use crate::dataplane::frame::Frame;
+use crate::dataplane::offload;
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
@@ -550,19 +552,39 @@ impl Datapath {
     }
 
     /// Reads one batch from a tunnel endpoint and forwards each inner frame
-    /// from the tunnel port it belongs to.
+    /// from the tunnel port it belongs to, consecutive TCP segments of one
+    /// flow merged into one GSO frame first (software GRO,
+    /// [`offload::merge_start`]). The merge's head waits in `pool[0]` while
+    /// the next packet is read into `pool[1]`; a packet that does not
+    /// continue it sends the head on first, so no flow is reordered, and
+    /// the batch's end sends it on: no merge outlives a batch.
     fn serve_tunnel_endpoint(&mut self, index: usize) {
         let now = self.now();
         let mut read = 0;
+        let mut held: Option<(PortId, TcpMerge)> = None;
         while read < BATCH {
-            let frame = &mut self.pool[0];
-            match self.overlay.receive(index, frame) {
+            let (head, next) = self.pool.split_at_mut(1);
+            match self.overlay.receive(index, &mut next[0]) {
                 Ok(None) => break,
                 Ok(Some(None)) => read += 1,
                 Ok(Some(Some(port))) => {
                     read += 1;
-                    if let Some(net) = self.bridge.process(port, frame, now) {
-                        self.pool_to_gateway(port, net, 0, now);
+                    if let Some((head_port, merge)) = held.as_mut() {
+                        if *head_port == port
+                            && offload::merge_append(&mut head[0], merge, &next[0])
+                        {
+                            continue;
+                        }
+                    }
+                    if let Some((head_port, merge)) = held.take() {
+                        self.forward_merged(head_port, &merge, now);
+                    }
+                    match offload::merge_start(&self.pool[1]) {
+                        Some(merge) => {
+                            self.pool.swap(0, 1);
+                            held = Some((port, merge));
+                        }
+                        None => self.forward_from_tunnel(port, 1, now),
                     }
                 }
                 Err(e) => {
@@ -571,10 +593,27 @@ impl Datapath {
                 }
             }
         }
+        if let Some((head_port, merge)) = held.take() {
+            self.forward_merged(head_port, &merge, now);
+        }
         self.flush_outbox(now);
         self.active |= read > 0;
         if read == BATCH {
             self.tunnels_again.push(index);
+        }
+    }
+
+    /// Finishes the merge headed by `pool[0]`, counts it, and forwards it.
+    fn forward_merged(&mut self, port: PortId, merge: &TcpMerge, now: Millis) {
+        offload::merge_finish(&mut self.pool[0], merge);
+        self.overlay.count_merge(merge.segments());
+        self.forward_from_tunnel(port, 0, now);
+    }
+
+    /// Forwards `pool[slot]`, an inner frame of tunnel port `port`.
+    fn forward_from_tunnel(&mut self, port: PortId, slot: usize, now: Millis) {
+        if let Some(net) = self.bridge.process(port, &mut self.pool[slot], now) {
+            self.pool_to_gateway(port, net, slot, now);
         }
     }
 

@@ -4,11 +4,8 @@
 //! Contract: a [`RingTap`] reads a TAP's waiting frames with one system call
 //! per batch, straight into the caller's frames, and keeps them in arrival
 //! order. How many reads a batch posts adapts: twice what the last batch
-//! got (at most what the caller has room for), so a busy TAP fills whole
-//! batches. A quiet one (its last batch had one frame or none) is read
-//! with plain `read(2)` until a second frame comes, which then sends the
-//! rest of the batch through the ring: a lone frame costs two plain reads
-//! rather than two `io_uring_enter`s. Frames
+//! got (at least one, at most what the caller has room for), so a quiet
+//! TAP costs one read per wake-up and a busy one fills whole batches. Frames
 //! sent are copied into the ring's slots and written together on
 //! [`RingTap::flush`], which the datapath calls for every port with queued
 //! frames before it sleeps; a frame larger than a slot (a GSO or jumbo
@@ -86,43 +83,6 @@ pub struct RingTap {
     refused: [(u64, u64); 2],
 }
 
-/// The read-ahead from which a batch goes through the ring: the last batch
-/// had at least two frames.
-const RING_FROM: usize = 4;
-
-/// How [`read_quietly`] ended.
-enum Quiet {
-    /// The queue was empty, the frames full or a read failed.
-    Done(io::Result<()>),
-    /// Two frames came: more are likely waiting.
-    Busy,
-}
-
-/// Reads frames with plain `read(2)` into `frames[*kept..]` until the
-/// queue is empty, `frames` is full or two frames came, counting them in
-/// `kept` (a read shorter than the vnet header carries none).
-fn read_quietly(fd: BorrowedFd<'_>, frames: &mut [Frame], kept: &mut usize) -> Quiet {
-    let mut reads = 0;
-    while *kept < frames.len() && reads < 2 {
-        match sys::read_fd(fd, frames[*kept].recv_buf()) {
-            Ok(n) => {
-                reads += 1;
-                if frames[*kept].set_received(n) {
-                    *kept += 1;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Quiet::Done(Ok(())),
-            Err(e) => return Quiet::Done(Err(e)),
-        }
-    }
-    if reads == 2 {
-        Quiet::Busy
-    } else {
-        Quiet::Done(Ok(()))
-    }
-}
-
 /// Index into [`RingTap::refused`].
 const QUEUE_FULL: usize = 0;
 const TX_ERROR: usize = 1;
@@ -148,20 +108,6 @@ impl RingTap {
         frames: &mut [Frame],
     ) -> Result<(usize, io::Result<()>), io::Error> {
         let mut kept = 0;
-        if self.read_ahead < RING_FROM {
-            // A quiet TAP (its last batch had one frame or none): two plain
-            // reads cost less than an `io_uring_enter`, and a lone frame
-            // (a ping, a handshake's segment) takes two — the frame and
-            // the one that finds the queue empty. Only a second frame
-            // sends the rest of the batch through the ring.
-            match read_quietly(fd, frames, &mut kept) {
-                Quiet::Done(result) => {
-                    self.read_ahead = (2 * kept).clamp(1, sys::RING_MAX_READS);
-                    return Ok((kept, result));
-                }
-                Quiet::Busy => self.read_ahead = RING_FROM,
-            }
-        }
         while kept < frames.len() {
             let first = kept;
             let want = self

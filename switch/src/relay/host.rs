@@ -363,7 +363,14 @@ impl HostRelay {
             Request::Tcp { key, syn } => {
                 let next = &mut self.next_token;
                 let mut token = || take_token(next);
-                self.tcp.segment(&self.registry, key, ip, syn, &mut token);
+                let connecting = self.tcp.segment(&self.registry, key, ip, syn, &mut token);
+                if let Some(token) = connecting {
+                    // Done already, often: answer the SYN in this round
+                    // rather than after the next poll.
+                    let frames = &mut self.frames;
+                    self.tcp
+                        .host_ready(&self.registry, token, (false, false), frames);
+                }
                 return;
             }
             Request::Unsupported => {

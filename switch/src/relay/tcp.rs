@@ -308,6 +308,10 @@ impl TcpRelay {
     /// A container's TCP segment `ip` (an IPv4 packet) of flow `key`; `syn`
     /// when it opens a connection (SYN without ACK). `token` is the one to
     /// register a new host socket with (taken only when it is used).
+    /// Returns that token when the segment started a host `connect`: the
+    /// caller asks at once whether it completed ([`TcpRelay::host_ready`]
+    /// with neither readiness), since a connect to a near host often has
+    /// by the time it returns.
     pub fn segment(
         &mut self,
         registry: &Registry,
@@ -315,7 +319,7 @@ impl TcpRelay {
         ip: &[u8],
         syn: bool,
         token: &mut dyn FnMut() -> Token,
-    ) {
+    ) -> Option<Token> {
         if let Some(conn) = self.conns.get(&key) {
             if conn.socket.is_some() {
                 let connecting = conn.connecting;
@@ -330,23 +334,23 @@ impl TcpRelay {
             }
             // Else a retransmitted SYN while the host connect is under
             // way: the held one is answered when it completes.
-            return;
+            return None;
         }
         if !syn {
             // A segment of no connection: smoltcp answers it with RST.
             self.feed(ip);
-            return;
+            return None;
         }
         if self.conns.len() >= MAX_CONNECTIONS {
             self.events.full += 1;
             self.feed(ip);
-            return;
+            return None;
         }
         let remote = SocketAddr::from((key.dst, key.dport));
         let Ok(mut stream) = TcpStream::connect(remote) else {
             self.events.refused += 1;
             self.feed(ip);
-            return;
+            return None;
         };
         let token = token();
         if registry
@@ -355,7 +359,7 @@ impl TcpRelay {
         {
             self.events.refused += 1;
             self.feed(ip);
-            return;
+            return None;
         }
         let mut held = self.spare.pop().unwrap_or_default();
         held.clear();
@@ -376,6 +380,7 @@ impl TcpRelay {
                 ends: None,
             },
         );
+        Some(token)
     }
 
     /// A client's connection `stream`, accepted on a published port's host
@@ -483,13 +488,13 @@ impl TcpRelay {
             return;
         }
         // The connect's outcome (mio: an error, or a peer address).
-        let failed = match conn.stream.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
+        let (failed, remote) = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => (Some(e), None),
             Ok(None) => match conn.stream.peer_addr() {
-                Ok(_) => None,
+                Ok(remote) => (None, Some(remote)),
                 // Still on its way: a later readiness tells.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Some(e),
+                Err(e) => (Some(e), None),
             },
         };
         let held = conn.held_syn.take();
@@ -522,8 +527,8 @@ impl TcpRelay {
         tracing::debug!(flow = ?key, "host connect done");
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.socket = Some(handle);
-            if let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(remote))) =
-                (conn.stream.local_addr(), conn.stream.peer_addr())
+            if let (Ok(SocketAddr::V4(local)), Some(SocketAddr::V4(remote))) =
+                (conn.stream.local_addr(), remote)
             {
                 self.events.opened.push((key, local, remote));
             }

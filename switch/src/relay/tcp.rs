@@ -11,9 +11,9 @@
 //! with RST (the container sees `ECONNREFUSED`). Data moves without a copy
 //! of our own: from the smoltcp receive buffer straight into the host
 //! socket, from the host socket straight into the smoltcp send buffer. Each
-//! buffer is bounded ([`SOCKET_BUFFER`]); a side whose peer's buffer is full
-//! is not read, so the container's window closes or the host socket's
-//! receive queue fills. A FIN from the container becomes
+//! buffer is bounded ([`FROM_CONTAINER_BUFFER`], [`TO_CONTAINER_BUFFER`]);
+//! a side whose peer's buffer is full is not read, so the container's
+//! window closes or the host socket's receive queue fills. A FIN from the container becomes
 //! `shutdown(SHUT_WR)`; end of file from the host becomes a FIN; a reset on
 //! either side resets the other. At most [`MAX_CONNECTIONS`] connections
 //! at once; more are refused with RST.
@@ -53,10 +53,16 @@ use yard_wire::offload::Offload;
 use yard_wire::tcp::TcpPacket;
 use yard_wire::vnet;
 
-/// Each direction's buffer of one connection.
-pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// A connection's buffer of what the container sent, not yet written to
+/// the host socket.
+pub const FROM_CONTAINER_BUFFER: usize = 256 * 1024;
+/// A connection's buffer of what the host socket gave, not yet
+/// acknowledged by the container. Larger: with 256 or 512 KiB one stream
+/// into a published port moved 7–9 Gbit/s, with 1 MiB 9–14.5 at less of
+/// yardd's CPU (docs/PERFORMANCE.md).
+pub const TO_CONTAINER_BUFFER: usize = 1024 * 1024;
 /// The most closed smoltcp sockets kept for reuse (each holds its two
-/// buffers, [`SOCKET_BUFFER`] each).
+/// buffers).
 const PARKED: usize = 16;
 /// The most TCP connections relayed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -739,12 +745,13 @@ fn offload_for(mss: &HashMap<FlowKey, u16>, buf: &mut [u8]) -> Offload {
     }
 }
 
-/// A smoltcp socket as the relay uses them: [`SOCKET_BUFFER`] each way,
+/// A smoltcp socket as the relay uses them: [`FROM_CONTAINER_BUFFER`] to
+/// receive, [`TO_CONTAINER_BUFFER`] to send,
 /// no Nagle, ACKs delayed by at most 1 ms.
 fn new_socket() -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
-        tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; FROM_CONTAINER_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; TO_CONTAINER_BUFFER]),
     );
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(Some(SmolDuration::from_millis(1)));

@@ -274,8 +274,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn queued_datagrams_arrive_in_order_and_a_refused_one_is_reported_and_skipped() {
+    /// A receiver on loopback (reads time out after 5 s), its address, and a
+    /// non-blocking sender.
+    fn loopback_pair() -> (UdpSocket, std::net::SocketAddrV4, UdpSocket) {
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         receiver
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -286,6 +287,12 @@ mod tests {
         };
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         sender.set_nonblocking(true).unwrap();
+        (receiver, to, sender)
+    }
+
+    #[test]
+    fn queued_datagrams_arrive_in_order_and_a_refused_one_is_reported_and_skipped() {
+        let (receiver, to, sender) = loopback_pair();
         let mut batch = SendBatch::new();
         for k in 0..SEND_SLOTS as u32 {
             let datagram = vec![k as u8; 100 + k as usize];
@@ -341,16 +348,7 @@ mod tests {
 
     #[test]
     fn with_udp_gso_the_receiver_gets_the_same_datagrams_in_order() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let to = match receiver.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => a,
-            other => panic!("{other}"),
-        };
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sender.set_nonblocking(true).unwrap();
+        let (receiver, to, sender) = loopback_pair();
         let mut batch = SendBatch::new();
         batch.set_udp_gso(true);
         let lens = [1400, 1400, 1400, 700, 1400, 1400, 1400, 1400, 100, 1500];

@@ -359,6 +359,23 @@ mod tests {
     use yard_wire::offload::Offload;
     use yard_wire::vnet::F_NEEDS_CSUM;
 
+    /// A veth pair with one end in `ns`, both ends at MTU `mtu`.
+    fn veth_with_mtu(ns: &Netns, mtu: &str) -> Veth {
+        let veth = Veth::into_netns(ns);
+        crate::sys::testutil::ip(&["link", "set", "dev", &veth.host, "mtu", mtu]);
+        crate::sys::testutil::ip(&[
+            "-n",
+            ns.name(),
+            "link",
+            "set",
+            "dev",
+            &veth.peer,
+            "mtu",
+            mtu,
+        ]);
+        veth
+    }
+
     /// A broadcast UDP/IPv4 frame from `src` carrying `marker`, vnet header
     /// (`vnet`) in front.
     fn udp_frame(src: [u8; 6], marker: &[u8], vnet: Offload) -> Vec<u8> {
@@ -442,19 +459,8 @@ mod tests {
             return;
         }
         let ns = Netns::new();
-        let veth = Veth::into_netns(&ns);
         // Room for a frame larger than a ring slot, without GSO.
-        crate::sys::testutil::ip(&["link", "set", "dev", &veth.host, "mtu", "9000"]);
-        crate::sys::testutil::ip(&[
-            "-n",
-            ns.name(),
-            "link",
-            "set",
-            "dev",
-            &veth.peer,
-            "mtu",
-            "9000",
-        ]);
+        let veth = veth_with_mtu(&ns, "9000");
         let mut port = open(&veth.host);
         let peer_name = veth.peer.clone();
         let inside = run_in_netns(&ns.netns_ref(), move || sys::open_packet_socket(&peer_name))
@@ -552,19 +558,8 @@ mod tests {
             return;
         }
         let ns = Netns::new();
-        let veth = Veth::into_netns(&ns);
         // Room for a frame larger than a send slot, without GSO.
-        crate::sys::testutil::ip(&["link", "set", "dev", &veth.host, "mtu", "4000"]);
-        crate::sys::testutil::ip(&[
-            "-n",
-            ns.name(),
-            "link",
-            "set",
-            "dev",
-            &veth.peer,
-            "mtu",
-            "4000",
-        ]);
+        let veth = veth_with_mtu(&ns, "4000");
         let mut port = FdPort::packet(sys::open_packet_socket(&veth.host).unwrap());
         let peer_name = veth.peer.clone();
         let inside = run_in_netns(&ns.netns_ref(), move || sys::open_packet_socket(&peer_name))

@@ -180,6 +180,12 @@ impl HostRelay {
         for token in std::mem::take(&mut self.again) {
             self.ready(token, true, false);
         }
+        if self.tcp.is_idle() {
+            // The home thread calls this every round: without TCP to
+            // relay, smoltcp is not run.
+            self.tcp_starved = false;
+            return;
+        }
         self.tcp.poll(&self.registry, &mut self.frames);
         self.tcp_starved = !self.frames.has_room();
         let events = self.tcp.take_events();
@@ -198,6 +204,9 @@ impl HostRelay {
     /// When the TCP relay next needs [`HostRelay::run`] (retransmissions,
     /// delayed ACKs), from now.
     pub fn poll_delay(&mut self) -> Option<Duration> {
+        if self.tcp.is_idle() {
+            return None;
+        }
         self.tcp.poll_delay()
     }
 

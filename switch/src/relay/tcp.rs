@@ -306,6 +306,18 @@ impl TcpRelay {
         self.conns.is_empty()
     }
 
+    /// Whether a [`TcpRelay::poll`] would find nothing to do: no
+    /// connection, no segment waiting for smoltcp, no socket still to
+    /// retire and nothing to report.
+    pub fn is_idle(&self) -> bool {
+        self.conns.is_empty()
+            && self.rx.is_empty()
+            && self.closing.is_empty()
+            && self.events.opened.is_empty()
+            && self.events.refused == 0
+            && self.events.full == 0
+    }
+
     /// Whether `token` is one of this relay's host sockets.
     pub fn owns(&self, token: Token) -> bool {
         self.tokens.contains_key(&token)

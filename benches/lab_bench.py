@@ -522,15 +522,16 @@ class YarddVethRing(YarddVeth):
     description = "yardd --packet-io ring, veth host ends in yardd's namespace via AF_PACKET"
 
 
-# TAP ports with the datapath polling for 50 us after each frame instead of
-# sleeping at once (`--busy-poll-us 50`): latency against CPU.
+# TAP ports with the datapath sleeping as soon as nothing is ready
+# (`--busy-poll-us 0`) instead of polling for an adaptive window of up to
+# 50 us after busy rounds (the default): what busy polling buys, and costs.
 
 
-class YarddTapPoll(YarddTap):
-    name = "yardd-tap-poll"
+class YarddTapNoPoll(YarddTap):
+    name = "yardd-tap-nopoll"
     reference = "yardd-tap"
-    yardd_args = ("--busy-poll-us", "50")
-    description = "yardd --busy-poll-us 50, TAP ports created by yardd inside c1/c2"
+    yardd_args = ("--busy-poll-us", "0")
+    description = "yardd --busy-poll-us 0, TAP ports created by yardd inside c1/c2"
 
 
 class YarddTap2t(YarddTap):
@@ -760,6 +761,7 @@ class YarddNat(YarddSwitch, NatPath):
     needs_yardd = True
     net = "web"
     threads = 1  # yardd --threads
+    yardd_args = ()  # more yardd arguments
 
     def build(self):
         self.yns = self.netns("y")
@@ -768,7 +770,7 @@ class YarddNat(YarddSwitch, NatPath):
              "peer", "name", "eth0", "netns", self.out_ns])
         run(["ip", "-n", self.yns, "link", "set", wan_if, "up"])
         self.config_container_if(self.out_ns, "eth0", OUT_IP, WAN_PREFIX)
-        self.yardd = Yardd(self.opts, self.yns, self.threads)
+        self.yardd = Yardd(self.opts, self.yns, self.threads, self.yardd_args)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
         self.yardd.ctl("uplink", "add", "up0", "--iface", wan_if,
@@ -797,6 +799,20 @@ class YarddDnat(YarddNat):
     direction = "dnat"
     reference = "kernel-dnat"
     description = "yardd DNAT: outside client -> publish 10.1.0.2:5201 -> server in a TAP container"
+
+
+class YarddSnatNoPoll(YarddSnat):
+    name = "yardd-snat-nopoll"
+    reference = "yardd-snat"
+    yardd_args = ("--busy-poll-us", "0")
+    description = "yardd-snat with --busy-poll-us 0 (no busy polling)"
+
+
+class YarddDnatNoPoll(YarddDnat):
+    name = "yardd-dnat-nopoll"
+    reference = "yardd-dnat"
+    yardd_args = ("--busy-poll-us", "0")
+    description = "yardd-dnat with --busy-poll-us 0 (no busy polling)"
 
 
 class KernelNat(NatPath):
@@ -935,9 +951,10 @@ class YarddHost(YarddSwitch, HostRelayPath):
     needs_yardd = True
     relay_label = "yardd"
     net = "web"
+    yardd_args = ()  # more yardd arguments
 
     def build(self):
-        self.yardd = Yardd(self.opts, self.host_ns, 1)
+        self.yardd = Yardd(self.opts, self.host_ns, 1, self.yardd_args)
         self.yardd.start()
         self.yardd.ctl("net", "create", self.net, "--subnet", NAT_SUBNET)
         self.yardd.ctl("uplink", "add", "host", "--host")
@@ -961,6 +978,23 @@ class YarddHostSnat(YarddHost):
     reference = "pasta-snat"
     description = ("yardd host uplink in a host namespace: client in a TAP container -> "
                    "server outside through yardd's host sockets")
+
+
+# The host uplink without busy polling (`--busy-poll-us 0`).
+
+
+class YarddHostDnatNoPoll(YarddHostDnat):
+    name = "yardd-host-dnat-nopoll"
+    reference = "yardd-host-dnat"
+    yardd_args = ("--busy-poll-us", "0")
+    description = "yardd-host-dnat with --busy-poll-us 0 (no busy polling)"
+
+
+class YarddHostSnatNoPoll(YarddHostSnat):
+    name = "yardd-host-snat-nopoll"
+    reference = "yardd-host-snat"
+    yardd_args = ("--busy-poll-us", "0")
+    description = "yardd-host-snat with --busy-poll-us 0 (no busy polling)"
 
 
 class Slirp4netns(HostRelayPath):
@@ -1191,9 +1225,10 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
-PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
-         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
-         PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat]
+PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapNoPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
+         KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddSnatNoPoll, YarddDnatNoPoll, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
+         PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat,
+         YarddHostSnatNoPoll, YarddHostDnatNoPoll]
 
 
 def wait_reachable(ns, ip, tries=20):

@@ -66,11 +66,14 @@ pub struct Args {
     /// line saying why, where the kernel refuses the ring
     #[arg(long, value_enum, default_value_t = PacketIo::Plain)]
     pub packet_io: PacketIo,
-    /// Microseconds a datapath thread keeps polling its ports without
-    /// sleeping after the last frame it moved, 0 to 1000 (0: off). Cuts
-    /// the wake-up from each round trip's latency, at the price of a CPU
-    /// kept busy while traffic flows; an idle yardd still sleeps
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    /// The most microseconds a datapath thread keeps polling its ports
+    /// without sleeping after a round that moved frames, 0 to 1000 (0:
+    /// never). The window adapts: it grows to cover the gaps of a
+    /// conversation whose packets follow each other closely (a ping-pong,
+    /// connections opened one after another), which then cost no wake-up
+    /// of a sleeping thread, and shrinks to nothing for traffic that comes
+    /// at longer intervals; an idle yardd sleeps
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub busy_poll_us: u32,
     /// Run the datapath threads without their seccomp filter (by default
     /// each allows only the system calls the datapath makes, and any other

@@ -10,7 +10,9 @@
 //! is edge-triggered: a port is read until it has nothing more, at most
 //! [`BATCH`] frames at a time; a port that still had frames after a batch is
 //! served again in the next round before the loop sleeps, so one busy port
-//! cannot starve the others.
+//! cannot starve the others. After a round that moved frames a thread
+//! polls for a while before it sleeps, for a window that adapts to the
+//! traffic (`busy_poll`).
 //!
 //! With `yardd --threads N` there are N such threads. Each reads its share of
 //! the ports and sends to any port through its own handle on it; thread
@@ -28,6 +30,7 @@
 //! alone (`home`). Commands travel as closures that send their own typed
 //! answer, so there is no request or reply enum to extend.
 
+mod busy_poll;
 mod commands;
 mod handle;
 #[cfg(feature = "fuzzing")]
@@ -67,6 +70,7 @@ use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
 use crate::dataplane::verdict::DropReason;
+use busy_poll::BusyPoll;
 use handle::Command;
 use mesh::Mesh;
 use router::Router;
@@ -159,10 +163,9 @@ pub struct Datapath {
     pool: Vec<Frame>,
     pending: Vec<PortId>,
     epoch: Instant,
-    /// How long the loop keeps polling without sleeping after the last
-    /// round that moved a frame ([`set_busy_poll`](Self::set_busy_poll));
-    /// zero: it sleeps as soon as nothing is ready.
-    busy_poll: Duration,
+    /// How long the loop keeps polling without sleeping after a round
+    /// that moved frames ([`set_busy_poll`](Self::set_busy_poll)).
+    busy_poll: BusyPoll,
     /// A frame arrived in this round: busy polling starts over.
     active: bool,
 }
@@ -218,7 +221,7 @@ impl Datapath {
                 pool: (0..BATCH).map(|_| Frame::new()).collect(),
                 pending: Vec::with_capacity(64),
                 epoch,
-                busy_poll: Duration::ZERO,
+                busy_poll: BusyPoll::new(Duration::ZERO),
                 active: false,
             });
             handles.push(handle::ThreadHandle {
@@ -229,15 +232,16 @@ impl Datapath {
         Ok((datapaths, DatapathHandle::new(handles)))
     }
 
-    /// Keeps the loop polling for up to `window` after the last round that
-    /// moved a frame, instead of sleeping in `epoll_wait` as soon as nothing
-    /// is ready (`yardd --busy-poll-us`): the next frame of a conversation
-    /// is then picked up without the wake-up of a sleeping thread, at the
-    /// price of a busy CPU for that window. Once a whole window passes
-    /// without a frame the thread sleeps again, so an idle yardd costs
-    /// nothing. Zero turns it off.
-    pub fn set_busy_poll(&mut self, window: Duration) {
-        self.busy_poll = window;
+    /// Lets the loop poll for up to `ceiling` after a round that moved
+    /// frames, instead of sleeping in `epoll_wait` as soon as nothing is
+    /// ready (`yardd --busy-poll-us`): the next frame of a conversation is
+    /// then picked up without the wake-up of a sleeping thread, at the
+    /// price of a busy CPU meanwhile. The window adapts to the gaps between
+    /// busy rounds ([`busy_poll`]): it covers gaps up to `ceiling` and
+    /// shrinks to nothing for traffic that comes at longer intervals, and
+    /// an idle thread sleeps. Zero turns it off.
+    pub fn set_busy_poll(&mut self, ceiling: Duration) {
+        self.busy_poll = BusyPoll::new(ceiling);
     }
 
     fn now(&self) -> Millis {
@@ -250,23 +254,21 @@ impl Datapath {
         let mut events = Events::with_capacity(256);
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
         let mut ready: Vec<PortId> = Vec::with_capacity(256);
-        // Until when the loop polls without sleeping (`busy_poll`).
-        let mut busy_until: Option<Instant> = None;
+        // When the last poll returned: the start of this round.
+        let mut woke = Instant::now();
         loop {
             // What the last round queued leaves before the loop can sleep.
             self.flush_ports();
-            if std::mem::take(&mut self.active) && !self.busy_poll.is_zero() {
-                busy_until = Some(Instant::now() + self.busy_poll);
+            let now = Instant::now();
+            if std::mem::take(&mut self.active) {
+                self.busy_poll.busy_round(woke, now);
             }
             let idle = self.pending.is_empty()
                 && !self.relay_again
                 && !self.uplink_again
                 && self.tunnels_again.is_empty()
                 && !self.handoffs_again;
-            let busy = busy_until.is_some_and(|until| Instant::now() < until);
-            if !busy {
-                busy_until = None;
-            }
+            let busy = self.busy_poll.polling(now);
             let timeout = if idle && !busy {
                 let tick = next_expiry.saturating_duration_since(Instant::now());
                 // smoltcp's next timer (a retransmission, a delayed ACK).
@@ -282,6 +284,7 @@ impl Datapath {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            woke = Instant::now();
             let shared = self.mesh.threads() > 1;
             if shared {
                 self.hear_peers();

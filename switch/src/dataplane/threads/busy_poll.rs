@@ -1,0 +1,157 @@
+//! Adaptive busy polling: how long a datapath thread keeps polling without
+//! sleeping after a round that moved frames.
+//!
+//! Contract: [`BusyPoll`] learns from the gaps between a thread's busy
+//! rounds — from the end of one to the wake-up that found the next work —
+//! and keeps a window between zero and the ceiling `yardd --busy-poll-us`
+//! gave. A gap within the window is a wake-up saved: the window stays. A
+//! gap longer than the window but within the ceiling is a wake-up polling
+//! would have saved: the window doubles (from [`FIRST_WINDOW`]), up to the
+//! ceiling. A gap past the ceiling is a window polled for nothing: it
+//! halves, and under [`FIRST_WINDOW`] it is zero. So a conversation whose
+//! packets follow each other closely (a ping-pong, a TCP handshake, a
+//! connection a client opens after another) is served without the wake-up
+//! of a sleeping thread, while traffic that comes at longer intervals —
+//! however many packets a second — soon costs no polling at all, and an
+//! idle thread sleeps. This is what the kernel's `haltpoll` cpuidle
+//! governor does for a guest's idle vCPU, for a switch's poll loop.
+//! Nothing here allocates or makes a system call.
+
+use std::time::{Duration, Instant};
+
+/// The window after the first gap that shows polling would have paid.
+pub const FIRST_WINDOW: Duration = Duration::from_micros(10);
+
+/// One datapath thread's busy polling. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct BusyPoll {
+    /// The longest window (`yardd --busy-poll-us`); zero: never polls.
+    ceiling: Duration,
+    /// The window now.
+    window: Duration,
+    /// When the last round that moved frames ended.
+    idle_since: Option<Instant>,
+}
+
+impl BusyPoll {
+    /// Busy polling for at most `ceiling` after a busy round (zero: off).
+    pub fn new(ceiling: Duration) -> BusyPoll {
+        BusyPoll {
+            ceiling,
+            window: Duration::ZERO,
+            idle_since: None,
+        }
+    }
+
+    /// The window the next idle time is polled for.
+    #[cfg(test)]
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// A round that moved frames, begun at `woke` (when the poll that
+    /// found its work returned), ended at `now`: learns from the gap
+    /// before it.
+    pub fn busy_round(&mut self, woke: Instant, now: Instant) {
+        if let Some(since) = self.idle_since {
+            self.learn(woke.saturating_duration_since(since));
+        }
+        self.idle_since = Some(now);
+    }
+
+    /// Whether the thread should poll rather than sleep at `now`.
+    pub fn polling(&self, now: Instant) -> bool {
+        !self.window.is_zero()
+            && self
+                .idle_since
+                .is_some_and(|since| now.saturating_duration_since(since) < self.window)
+    }
+
+    /// Adapts the window to a gap of `gap` between two busy rounds.
+    fn learn(&mut self, gap: Duration) {
+        if gap <= self.window {
+            return;
+        }
+        if gap <= self.ceiling {
+            self.window = (self.window * 2).max(FIRST_WINDOW).min(self.ceiling);
+        } else {
+            self.window /= 2;
+            if self.window < FIRST_WINDOW {
+                self.window = Duration::ZERO;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CEILING: Duration = Duration::from_micros(50);
+
+    /// Busy rounds of `work` each, `gap` apart, `n` of them, from `start`;
+    /// returns when the last ended.
+    fn rounds(poll: &mut BusyPoll, start: Instant, gap: Duration, n: usize) -> Instant {
+        let work = Duration::from_micros(5);
+        let mut now = start;
+        for _ in 0..n {
+            let woke = now + gap;
+            now = woke + work;
+            poll.busy_round(woke, now);
+        }
+        now
+    }
+
+    #[test]
+    fn a_conversation_with_short_gaps_grows_the_window_to_cover_them() {
+        let mut poll = BusyPoll::new(CEILING);
+        let end = rounds(&mut poll, Instant::now(), Duration::from_micros(30), 6);
+        // 10, 20, then 40 us: the gap is covered, the window stays.
+        assert_eq!(poll.window(), Duration::from_micros(40));
+        assert!(poll.polling(end + Duration::from_micros(30)));
+        assert!(!poll.polling(end + Duration::from_micros(40)));
+        // Longer gaps, still under the ceiling: up to the ceiling, no more.
+        rounds(&mut poll, end, Duration::from_micros(45), 3);
+        assert_eq!(poll.window(), CEILING);
+    }
+
+    #[test]
+    fn traffic_at_intervals_longer_than_the_ceiling_stops_polling() {
+        let mut poll = BusyPoll::new(CEILING);
+        let end = rounds(&mut poll, Instant::now(), Duration::from_micros(45), 6);
+        assert_eq!(poll.window(), CEILING);
+        // Then a packet every 120 us, 8000 a second: each window would be
+        // polled in vain.
+        let end = rounds(&mut poll, end, Duration::from_micros(120), 3);
+        assert_eq!(poll.window(), Duration::ZERO);
+        assert!(!poll.polling(end));
+        rounds(&mut poll, end, Duration::from_micros(120), 100);
+        assert_eq!(poll.window(), Duration::ZERO, "no polling comes back");
+    }
+
+    #[test]
+    fn gaps_the_window_covers_keep_it_and_one_long_pause_halves_it() {
+        let mut poll = BusyPoll::new(CEILING);
+        let end = rounds(&mut poll, Instant::now(), Duration::from_micros(45), 6);
+        let end = rounds(&mut poll, end, Duration::from_micros(3), 50);
+        assert_eq!(poll.window(), CEILING, "covered gaps keep the window");
+        let end = rounds(&mut poll, end, Duration::from_secs(2), 1);
+        assert_eq!(poll.window(), CEILING / 2);
+        rounds(&mut poll, end, Duration::from_micros(45), 1);
+        assert_eq!(poll.window(), CEILING, "back at once");
+    }
+
+    #[test]
+    fn a_zero_ceiling_never_polls() {
+        let mut poll = BusyPoll::new(Duration::ZERO);
+        let end = rounds(&mut poll, Instant::now(), Duration::from_micros(1), 100);
+        assert_eq!(poll.window(), Duration::ZERO);
+        assert!(!poll.polling(end));
+    }
+
+    #[test]
+    fn nothing_is_polled_before_the_first_busy_round() {
+        let poll = BusyPoll::new(CEILING);
+        assert!(!poll.polling(Instant::now()));
+    }
+}

@@ -163,12 +163,8 @@ impl HostRelay {
                 Ready::Udp(..) => self.serve_published_udp(token),
             }
         } else if self.tcp.owns(token) {
-            self.tcp.host_ready(
-                &self.registry,
-                token,
-                (readable, writable),
-                &mut self.frames,
-            );
+            self.tcp
+                .host_ready(token, (readable, writable), &mut self.frames);
         } else {
             self.serve_socket(token);
         }
@@ -186,7 +182,7 @@ impl HostRelay {
             self.tcp_starved = false;
             return;
         }
-        self.tcp.poll(&self.registry, &mut self.frames);
+        self.tcp.poll(&mut self.frames);
         self.tcp_starved = !self.frames.has_room();
         let events = self.tcp.take_events();
         self.opened.extend(events.opened);
@@ -231,7 +227,7 @@ impl HostRelay {
     /// Closes flow `key`'s socket (its conntrack entry went).
     pub fn close(&mut self, key: &FlowKey) {
         if key.proto == Proto::Tcp {
-            return self.tcp.close(&self.registry, key);
+            return self.tcp.close(key);
         }
         if let Some(token) = self.flows.remove(key) {
             if let Some(mut flow) = self.sockets.remove(&token) {
@@ -280,8 +276,8 @@ impl HostRelay {
             let Some(Ready::Tcp(listener)) = self.listeners.ready(token) else {
                 return;
             };
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // Out of file descriptors, say: the client waits in the
@@ -291,7 +287,7 @@ impl HostRelay {
                     return;
                 }
             };
-            let Some(ends) = published::ends(&stream) else {
+            let Some(ends) = published::ends(&stream, peer) else {
                 continue;
             };
             self.counters.published_tcp += 1;
@@ -377,8 +373,7 @@ impl HostRelay {
                     // Done already, often: answer the SYN in this round
                     // rather than after the next poll.
                     let frames = &mut self.frames;
-                    self.tcp
-                        .host_ready(&self.registry, token, (false, false), frames);
+                    self.tcp.host_ready(token, (false, false), frames);
                 }
                 return;
             }

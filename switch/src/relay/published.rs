@@ -203,9 +203,13 @@ impl Listeners {
     }
 }
 
-/// The local and peer address of an accepted connection, IPv4 only.
-pub fn ends(stream: &mio::net::TcpStream) -> Option<(SocketAddrV4, SocketAddrV4)> {
-    match (stream.local_addr().ok()?, stream.peer_addr().ok()?) {
+/// The local and peer address of a connection `accept` gave with its
+/// peer's address `peer`, IPv4 only.
+pub fn ends(
+    stream: &mio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    match (stream.local_addr().ok()?, peer) {
         (SocketAddr::V4(local), SocketAddr::V4(peer)) => Some((local, peer)),
         _ => None,
     }

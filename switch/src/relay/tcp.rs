@@ -489,7 +489,6 @@ impl TcpRelay {
     /// SYN-ACK of a connect that completed) goes into `frames`.
     pub fn host_ready(
         &mut self,
-        registry: &Registry,
         token: Token,
         (readable, writable): (bool, bool),
         frames: &mut Frames,
@@ -505,21 +504,23 @@ impl TcpRelay {
         if conn.socket.is_some() {
             return;
         }
-        // The connect's outcome (mio: an error, or a peer address).
-        let (failed, remote) = match conn.stream.take_error() {
-            Ok(Some(e)) | Err(e) => (Some(e), None),
-            Ok(None) => match conn.stream.peer_addr() {
-                Ok(remote) => (None, Some(remote)),
+        // The connect's outcome: a peer address once it is done, else an
+        // error if it failed (one system call in the usual case, two
+        // otherwise).
+        let failed = match conn.stream.peer_addr() {
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => match conn.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
                 // Still on its way: a later readiness tells.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => (Some(e), None),
+                Ok(None) => return,
             },
+            Err(e) => Some(e),
         };
         let held = conn.held_syn.take();
         if let Some(error) = failed {
             tracing::debug!(flow = ?key, %error, "host connect failed");
             self.events.refused += 1;
-            self.remove(registry, &key);
+            self.remove(&key);
             if let Some(syn) = held {
                 // No socket listens: smoltcp answers with RST.
                 self.rx.push_back(syn);
@@ -539,15 +540,14 @@ impl TcpRelay {
         {
             self.parked.push(handle);
             self.events.refused += 1;
-            self.remove(registry, &key);
+            self.remove(&key);
             return;
         }
         tracing::debug!(flow = ?key, "host connect done");
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.socket = Some(handle);
-            if let (Ok(SocketAddr::V4(local)), Some(SocketAddr::V4(remote))) =
-                (conn.stream.local_addr(), remote)
-            {
+            if let Ok(SocketAddr::V4(local)) = conn.stream.local_addr() {
+                let remote = SocketAddrV4::new(key.dst, key.dport);
                 self.events.opened.push((key, local, remote));
             }
         }
@@ -574,17 +574,19 @@ impl TcpRelay {
 
     /// Closes flow `key` (its conntrack entry went): RST to the container
     /// if it was still open.
-    pub fn close(&mut self, registry: &Registry, key: &FlowKey) {
+    pub fn close(&mut self, key: &FlowKey) {
         if let Some(handle) = self.conns.get(key).and_then(|c| c.socket) {
             self.sockets.get_mut::<tcp::Socket>(handle).abort();
         }
-        self.remove(registry, key);
+        self.remove(key);
     }
 
-    fn remove(&mut self, registry: &Registry, key: &FlowKey) {
+    fn remove(&mut self, key: &FlowKey) {
         self.mss.remove(key);
-        if let Some(mut conn) = self.conns.remove(key) {
-            let _ = registry.deregister(&mut conn.stream);
+        if let Some(conn) = self.conns.remove(key) {
+            // Closing the stream (its only fd) takes it out of the poll
+            // set: no `epoll_ctl` of its own. An event of it still in this
+            // round's batch finds no token.
             self.tokens.remove(&conn.token);
             if let Some(handle) = conn.socket {
                 // A socket aborted above still has its RST to send: it is
@@ -630,7 +632,7 @@ impl TcpRelay {
     /// Runs smoltcp and moves data both ways until nothing moves, or until
     /// every frame is queued; the packets for containers are queued in
     /// `frames`.
-    pub fn poll(&mut self, registry: &Registry, frames: &mut Frames) {
+    pub fn poll(&mut self, frames: &mut Frames) {
         for _ in 0..8 {
             let now = self.now();
             let mut link = Link {
@@ -643,7 +645,7 @@ impl TcpRelay {
             for handle in std::mem::take(&mut self.closing) {
                 self.retire(handle);
             }
-            if !self.pump(registry) || !frames.has_room() {
+            if !self.pump() || !frames.has_room() {
                 break;
             }
         }
@@ -660,7 +662,7 @@ impl TcpRelay {
 
     /// Moves data between every connection's two sockets; true when any
     /// moved (smoltcp then has something to send).
-    fn pump(&mut self, registry: &Registry) -> bool {
+    fn pump(&mut self) -> bool {
         let mut moved = false;
         let mut done = Vec::new();
         for (key, conn) in &mut self.conns {
@@ -685,7 +687,7 @@ impl TcpRelay {
             }
         }
         for key in done {
-            self.remove(registry, &key);
+            self.remove(&key);
         }
         moved
     }
@@ -1025,14 +1027,10 @@ mod tests {
                 for e in self.events.iter() {
                     let readable = e.is_readable() || e.is_read_closed();
                     let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-                    self.relay.host_ready(
-                        self.poll.registry(),
-                        e.token(),
-                        (readable, writable),
-                        &mut self.frames,
-                    );
+                    self.relay
+                        .host_ready(e.token(), (readable, writable), &mut self.frames);
                 }
-                self.relay.poll(self.poll.registry(), &mut self.frames);
+                self.relay.poll(&mut self.frames);
                 while let Some(frame) = self.frames.oldest() {
                     sent.push((frame.data().to_vec(), frame.offload));
                     self.frames.give_back(frame);
@@ -1222,10 +1220,10 @@ mod tests {
         // The host side: a client connected to a "published" listener.
         let listener = TcpListener::bind((HOST, 0)).unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
         accepted.set_nonblocking(true).unwrap();
         let stream = TcpStream::from_std(accepted);
-        let ends = super::super::published::ends(&stream).unwrap();
+        let ends = super::super::published::ends(&stream, peer).unwrap();
         let (local, peer) = ends;
         let mut rig = Rig::new(local.port());
         rig.relay

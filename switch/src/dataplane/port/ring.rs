@@ -4,8 +4,10 @@
 //! Contract: a [`RingTap`] reads a TAP's waiting frames with one system call
 //! per batch, straight into the caller's frames, and keeps them in arrival
 //! order. How many reads a batch posts adapts: twice what the last batch
-//! got (at least one, at most what the caller has room for), so a quiet
-//! TAP costs one read per wake-up and a busy one fills whole batches. Frames
+//! got (at least [`MIN_READ_AHEAD`], at most what the caller has room
+//! for), so the few frames of a quiet TAP's wake-up (a TCP handshake's
+//! ACK and first data, say) cost one system call and a busy TAP fills
+//! whole batches. Frames
 //! sent are copied into the ring's slots and written together on
 //! [`RingTap::flush`], which the datapath calls for every port with queued
 //! frames before it sleeps; a frame larger than a slot (a GSO or jumbo
@@ -83,6 +85,10 @@ pub struct RingTap {
     refused: [(u64, u64); 2],
 }
 
+/// The fewest reads a batch posts: a read that finds nothing costs far
+/// less than another `io_uring_enter` to learn that.
+pub const MIN_READ_AHEAD: usize = 4;
+
 /// Index into [`RingTap::refused`].
 const QUEUE_FULL: usize = 0;
 const TX_ERROR: usize = 1;
@@ -92,7 +98,7 @@ impl RingTap {
     pub fn new(fd: BorrowedFd<'_>) -> Result<RingTap, sys::RingUnavailable> {
         Ok(RingTap {
             ring: sys::TapRing::new(fd)?,
-            read_ahead: 1,
+            read_ahead: MIN_READ_AHEAD,
             refused: [(0, 0); 2],
         })
     }
@@ -136,7 +142,7 @@ impl RingTap {
                     }
                 }
             }
-            self.read_ahead = (2 * got).clamp(1, sys::RING_MAX_READS);
+            self.read_ahead = (2 * got).clamp(MIN_READ_AHEAD, sys::RING_MAX_READS);
             if let Some(e) = failed {
                 return Ok((kept, Err(e)));
             }

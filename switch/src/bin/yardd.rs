@@ -149,6 +149,17 @@ fn run() -> Result<()> {
     datapaths[0]
         .start_host_relay()
         .context("cannot start the host uplink's relay")?;
+    // A datapath thread's panic is logged without a backtrace: its seccomp
+    // filter refuses the files a backtrace is read from, and would kill
+    // yardd over a panic the relay contains (`HostRelay`). Other threads
+    // keep the default report.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| match std::thread::current().name() {
+        Some(name) if name.starts_with("yardd-datapath") => {
+            tracing::error!(thread = name, "panic: {info}")
+        }
+        _ => report(info),
+    }));
     let seccomp = match (args.no_seccomp, args.seccomp_log) {
         (true, _) => None,
         (false, false) => Some(seccomp::Violation::Kill),

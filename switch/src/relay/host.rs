@@ -21,10 +21,18 @@
 //!
 //! The host sockets poll as tokens of their own range ([`HostRelay::owns`])
 //! in the home thread's `mio` registry, whose clone the relay keeps.
+//!
+//! A panic in the TCP relay — a bug of ours or of smoltcp's, which a
+//! container reaches with the segments it sends — is contained: every
+//! relayed TCP connection is dropped (the host streams close; a container's
+//! next segment of one is answered with RST), a new TCP relay takes over,
+//! and the switch, the NAT and the relay's UDP and ICMP go on
+//! (`relay-tcp-restarts` in `conntrack stats`, and an error in the log).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -77,11 +85,14 @@ pub struct RelayCounters {
     pub published_tcp: u64,
     /// Datagrams read on published UDP ports.
     pub published_udp: u64,
+    /// Times the TCP relay failed (a bug) and was started again, dropping
+    /// its connections.
+    pub tcp_restarts: u64,
 }
 
 impl RelayCounters {
     /// The counters by the names `conntrack stats` shows.
-    pub fn by_name(&self) -> [(&'static str, u64); 10] {
+    pub fn by_name(&self) -> [(&'static str, u64); 11] {
         [
             ("relay-sockets-opened", self.opened),
             ("relay-flows-full", self.flows_full),
@@ -93,6 +104,7 @@ impl RelayCounters {
             ("relay-tcp-open", self.tcp_open),
             ("relay-published-tcp", self.published_tcp),
             ("relay-published-udp", self.published_udp),
+            ("relay-tcp-restarts", self.tcp_restarts),
         ]
     }
 }
@@ -163,8 +175,7 @@ impl HostRelay {
                 Ready::Udp(..) => self.serve_published_udp(token),
             }
         } else if self.tcp.owns(token) {
-            self.tcp
-                .host_ready(token, (readable, writable), &mut self.frames);
+            self.guarded(|tcp, _, frames| tcp.host_ready(token, (readable, writable), frames));
         } else {
             self.serve_socket(token);
         }
@@ -182,7 +193,7 @@ impl HostRelay {
             self.tcp_starved = false;
             return;
         }
-        self.tcp.poll(&mut self.frames);
+        self.guarded(|tcp, _, frames| tcp.poll(frames));
         self.tcp_starved = !self.frames.has_room();
         let events = self.tcp.take_events();
         self.opened.extend(events.opened);
@@ -203,7 +214,7 @@ impl HostRelay {
         if self.tcp.is_idle() {
             return None;
         }
-        self.tcp.poll_delay()
+        self.guarded(|tcp, _, _| tcp.poll_delay()).flatten()
     }
 
     /// The oldest packet for a container: an IPv4 packet after an Ethernet
@@ -227,7 +238,8 @@ impl HostRelay {
     /// Closes flow `key`'s socket (its conntrack entry went).
     pub fn close(&mut self, key: &FlowKey) {
         if key.proto == Proto::Tcp {
-            return self.tcp.close(key);
+            self.guarded(|tcp, _, _| tcp.close(key));
+            return;
         }
         if let Some(token) = self.flows.remove(key) {
             if let Some(mut flow) = self.sockets.remove(&token) {
@@ -292,7 +304,7 @@ impl HostRelay {
             };
             self.counters.published_tcp += 1;
             let token = take_token(&mut self.next_token);
-            self.tcp.accepted(&self.registry, stream, ends, token);
+            self.guarded(|tcp, registry, _| tcp.accepted(registry, stream, ends, token));
         }
     }
 
@@ -366,15 +378,16 @@ impl HostRelay {
             }
             Request::Echo { key, message } => (key, message),
             Request::Tcp { key, syn } => {
-                let next = &mut self.next_token;
-                let mut token = || take_token(next);
-                let connecting = self.tcp.segment(&self.registry, key, ip, syn, &mut token);
-                if let Some(token) = connecting {
-                    // Done already, often: answer the SYN in this round
-                    // rather than after the next poll.
-                    let frames = &mut self.frames;
-                    self.tcp.host_ready(token, (false, false), frames);
-                }
+                let mut next = self.next_token;
+                self.guarded(|tcp, registry, frames| {
+                    let mut token = || take_token(&mut next);
+                    if let Some(token) = tcp.segment(registry, key, ip, syn, &mut token) {
+                        // Done already, often: answer the SYN in this round
+                        // rather than after the next poll.
+                        tcp.host_ready(token, (false, false), frames);
+                    }
+                });
+                self.next_token = next;
                 return;
             }
             Request::Unsupported => {
@@ -494,6 +507,35 @@ impl HostRelay {
     }
 }
 
+impl HostRelay {
+    /// Runs `f` on the TCP relay (with the registry and the frames) and
+    /// returns what it returned; should it panic, the TCP relay and every
+    /// connection it held are dropped and a new one takes over (see the
+    /// module documentation), and the result is `None`.
+    fn guarded<R>(
+        &mut self,
+        f: impl FnOnce(&mut TcpRelay, &Registry, &mut Frames) -> R,
+    ) -> Option<R> {
+        let (tcp, registry, frames) = (&mut self.tcp, &self.registry, &mut self.frames);
+        // Unwind safety: nothing `f` may have left half-changed is used
+        // after a panic — the TCP relay is replaced whole, and a frame it
+        // held is simply not given back to the pool.
+        match panic::catch_unwind(AssertUnwindSafe(|| f(tcp, registry, frames))) {
+            Ok(result) => Some(result),
+            Err(_) => {
+                self.counters.tcp_restarts += 1;
+                tracing::error!(
+                    connections = self.tcp.len(),
+                    "the host uplink's TCP relay failed (a bug, please report it with the panic message above): its connections are dropped and a new relay takes over"
+                );
+                self.tcp = TcpRelay::new();
+                self.counters.tcp_open = 0;
+                None
+            }
+        }
+    }
+}
+
 /// The next token for a host socket, within the relay's range.
 fn take_token(next: &mut usize) -> Token {
     let token = Token(*next);
@@ -516,5 +558,71 @@ fn connect(socket: UdpSocket, addr: Ipv4Addr, port: u16) -> io::Result<(UdpSocke
     match socket.local_addr()? {
         SocketAddr::V4(local) => Ok((socket, local)),
         SocketAddr::V6(_) => Err(io::Error::other("an IPv4 socket with an IPv6 address")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use etherparse::PacketBuilder;
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// A container's SYN from 10.9.0.2:`sport` to 127.0.0.1:`port`.
+    fn syn(sport: u16, port: u16) -> Vec<u8> {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4([10, 9, 0, 2], [127, 0, 0, 1], 64)
+            .tcp(sport, port, 1000, 64000)
+            .syn()
+            .write(&mut ip, b"")
+            .unwrap();
+        ip
+    }
+
+    /// Serves the relay's host sockets and runs it for a few rounds.
+    fn rounds(relay: &mut HostRelay, poll: &mut Poll) {
+        let mut events = Events::with_capacity(64);
+        for _ in 0..5 {
+            poll.poll(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+            for e in events.iter() {
+                relay.ready(e.token(), e.is_readable(), e.is_writable());
+            }
+            relay.run();
+            while let Some(frame) = relay.next_frame() {
+                relay.give_back(frame);
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_tcp_relay_drops_its_connections_and_a_new_relay_serves_the_next() {
+        let mut poll = Poll::new().unwrap();
+        let mut relay = HostRelay::new(poll.registry().try_clone().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        relay.from_container(&syn(40_000, port));
+        rounds(&mut relay, &mut poll);
+        assert_eq!(relay.counters().tcp_open, 1);
+        let (mut host_end, _) = listener.accept().unwrap();
+
+        relay.tcp.fail_next_poll = true;
+        relay.run();
+        assert_eq!(relay.counters().tcp_restarts, 1);
+        assert_eq!(relay.counters().tcp_open, 0);
+        // The host's end of the dropped connection is closed.
+        host_end
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(host_end.read(&mut [0u8; 16]).unwrap(), 0);
+
+        relay.from_container(&syn(40_001, port));
+        rounds(&mut relay, &mut poll);
+        assert_eq!(relay.counters().tcp_open, 1, "the new relay serves");
+        assert!(listener.accept().is_ok());
     }
 }

@@ -522,18 +522,6 @@ class YarddVethRing(YarddVeth):
     description = "yardd --packet-io ring, veth host ends in yardd's namespace via AF_PACKET"
 
 
-# TAP ports with the datapath sleeping as soon as nothing is ready
-# (`--busy-poll-us 0`) instead of polling for an adaptive window of up to
-# 50 us after busy rounds (the default): what busy polling buys, and costs.
-
-
-class YarddTapNoPoll(YarddTap):
-    name = "yardd-tap-nopoll"
-    reference = "yardd-tap"
-    yardd_args = ("--busy-poll-us", "0")
-    description = "yardd --busy-poll-us 0, TAP ports created by yardd inside c1/c2"
-
-
 class YarddTap2t(YarddTap):
     name = "yardd-tap-2t"
     reference = "yardd-tap"
@@ -801,20 +789,6 @@ class YarddDnat(YarddNat):
     description = "yardd DNAT: outside client -> publish 10.1.0.2:5201 -> server in a TAP container"
 
 
-class YarddSnatNoPoll(YarddSnat):
-    name = "yardd-snat-nopoll"
-    reference = "yardd-snat"
-    yardd_args = ("--busy-poll-us", "0")
-    description = "yardd-snat with --busy-poll-us 0 (no busy polling)"
-
-
-class YarddDnatNoPoll(YarddDnat):
-    name = "yardd-dnat-nopoll"
-    reference = "yardd-dnat"
-    yardd_args = ("--busy-poll-us", "0")
-    description = "yardd-dnat with --busy-poll-us 0 (no busy polling)"
-
-
 class KernelNat(NatPath):
     kernel = True
     reference = None
@@ -978,23 +952,6 @@ class YarddHostSnat(YarddHost):
     reference = "pasta-snat"
     description = ("yardd host uplink in a host namespace: client in a TAP container -> "
                    "server outside through yardd's host sockets")
-
-
-# The host uplink without busy polling (`--busy-poll-us 0`).
-
-
-class YarddHostDnatNoPoll(YarddHostDnat):
-    name = "yardd-host-dnat-nopoll"
-    reference = "yardd-host-dnat"
-    yardd_args = ("--busy-poll-us", "0")
-    description = "yardd-host-dnat with --busy-poll-us 0 (no busy polling)"
-
-
-class YarddHostSnatNoPoll(YarddHostSnat):
-    name = "yardd-host-snat-nopoll"
-    reference = "yardd-host-snat"
-    yardd_args = ("--busy-poll-us", "0")
-    description = "yardd-host-snat with --busy-poll-us 0 (no busy polling)"
 
 
 class Slirp4netns(HostRelayPath):
@@ -1225,6 +1182,25 @@ class OvsGre(GrePath):
 # Order is the table's order. Ratios: every L2 row (yardd-tap-2t too) against
 # yardd-tap, NAT rows (yardd-snat-2t too) against the kernel NAT of the same
 # direction, ovs-gre against yardd-gre.
+def without_busy_polling(base):
+    """`base` with `yardd --busy-poll-us 0` (the `-nopoll` rows): the datapath
+    sleeps as soon as nothing is ready instead of polling for an adaptive
+    window of up to 50 us after busy rounds (the default). What busy
+    polling buys, and the switch CPU it costs."""
+    return type(base.__name__ + "NoPoll", (base,), {
+        "name": base.name + "-nopoll",
+        "reference": base.name,
+        "yardd_args": (*base.yardd_args, "--busy-poll-us", "0"),
+        "description": f"{base.name} with --busy-poll-us 0 (no busy polling)",
+    })
+
+
+YarddTapNoPoll = without_busy_polling(YarddTap)
+YarddSnatNoPoll = without_busy_polling(YarddSnat)
+YarddDnatNoPoll = without_busy_polling(YarddDnat)
+YarddHostSnatNoPoll = without_busy_polling(YarddHostSnat)
+YarddHostDnatNoPoll = without_busy_polling(YarddHostDnat)
+
 PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapNoPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddSnatNoPoll, YarddDnatNoPoll, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat,

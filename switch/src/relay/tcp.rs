@@ -97,6 +97,20 @@ struct Link<'a> {
     mss: &'a HashMap<FlowKey, u16>,
 }
 
+/// The [`Link`] of relay `$relay` (its queues) and `$frames`, for one call
+/// into smoltcp; a macro, as it borrows fields smoltcp's other arguments
+/// (the interface, the sockets) sit beside.
+macro_rules! link {
+    ($relay:ident, $frames:expr) => {
+        Link {
+            rx: &mut $relay.rx,
+            spare: &mut $relay.spare,
+            frames: $frames,
+            mss: &$relay.mss,
+        }
+    };
+}
+
 /// The most emptied rx buffers kept.
 const SPARE_RX: usize = 256;
 
@@ -568,12 +582,7 @@ impl TcpRelay {
             // has no peer yet; its answer goes with the next poll.
             self.rx.push_front(syn);
             let now = self.now();
-            let mut link = Link {
-                rx: &mut self.rx,
-                spare: &mut self.spare,
-                frames,
-                mss: &self.mss,
-            };
+            let mut link = link!(self, frames);
             self.iface
                 .poll_ingress_single(now, &mut link, &mut self.sockets);
         }
@@ -651,24 +660,14 @@ impl TcpRelay {
         self.iface.poll_maintenance(self.now());
         for _ in 0..8 {
             let now = self.now();
-            let mut link = Link {
-                rx: &mut self.rx,
-                spare: &mut self.spare,
-                frames: &mut *frames,
-                mss: &self.mss,
-            };
+            let mut link = link!(self, &mut *frames);
             while self
                 .iface
                 .poll_ingress_single(now, &mut link, &mut self.sockets)
                 != PollIngressSingleResult::None
             {}
             let moved = self.pump();
-            let mut link = Link {
-                rx: &mut self.rx,
-                spare: &mut self.spare,
-                frames: &mut *frames,
-                mss: &self.mss,
-            };
+            let mut link = link!(self, &mut *frames);
             while self.iface.poll_egress(now, &mut link, &mut self.sockets) != PollResult::None {}
             for handle in std::mem::take(&mut self.closing) {
                 self.retire(handle);

@@ -505,9 +505,7 @@ impl HostRelay {
         }
         self.again_after(token);
     }
-}
 
-impl HostRelay {
     /// Runs `f` on the TCP relay (with the registry and the frames) and
     /// returns what it returned; should it panic, the TCP relay and every
     /// connection it held are dropped and a new one takes over (see the

@@ -54,6 +54,8 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_futex,
     libc::SYS_sched_yield,
     libc::SYS_clock_gettime,
+    // Busy polling checks how often the thread was preempted.
+    libc::SYS_getrusage,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
     libc::SYS_ppoll,

@@ -3,6 +3,8 @@
 //! [`cpu_seconds`] reads what the kernel accounts to each
 //! (`/proc/self/task/TID/stat`, user and system time). A poll-loop thread
 //! uses CPU only while it works, so this is its busy time.
+//! [`preemptions`] is how often the calling thread has been taken off its
+//! CPU while it could still run: others wanted that CPU.
 
 use std::sync::Mutex;
 
@@ -32,6 +34,15 @@ pub fn cpu_seconds() -> Vec<(String, f64)> {
             Some((label, ticks(&stat)? as f64 / ticks_per_second))
         })
         .collect()
+}
+
+/// How many times the calling thread has been preempted so far (the
+/// kernel's involuntary context switches, `getrusage(RUSAGE_THREAD)`), or
+/// `None` if the kernel does not say. One system call, no allocation.
+pub fn preemptions() -> Option<u64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+    u64::try_from(usage.involuntary_context_switches()).ok()
 }
 
 /// utime + stime from a `stat` line (fields 14 and 15, counted after the
@@ -67,6 +78,31 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_competes_for_its_cpu_is_preempted() {
+        // Two threads that never block, pinned to one CPU, share it only
+        // by preempting each other.
+        fn pinned_spin(cpu: usize) -> std::thread::JoinHandle<u64> {
+            std::thread::spawn(move || {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(cpu).unwrap();
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+                let before = preemptions().expect("getrusage(RUSAGE_THREAD)");
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < std::time::Duration::from_millis(300) {
+                    x = x.wrapping_mul(31).wrapping_add(7);
+                }
+                std::hint::black_box(x);
+                preemptions().unwrap() - before
+            })
+        }
+        let cpu = nix::sched::sched_getcpu().unwrap();
+        let (a, b) = (pinned_spin(cpu), pinned_spin(cpu));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a > 0 && b > 0, "preemptions: {a} and {b}");
     }
 
     #[test]

@@ -263,6 +263,11 @@ impl Datapath {
             if std::mem::take(&mut self.active) {
                 self.busy_poll.busy_round(woke, now);
             }
+            if self.busy_poll.contention_due(now) {
+                if let Some(count) = crate::sys::thread_cpu::preemptions() {
+                    self.busy_poll.contention(count, now);
+                }
+            }
             let idle = self.pending.is_empty()
                 && !self.relay_again
                 && !self.uplink_again

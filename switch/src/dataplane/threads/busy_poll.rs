@@ -21,7 +21,9 @@
 //! polls is one they wait for. So the thread reports how often it was
 //! preempted ([`contention`](BusyPoll::contention), at most every
 //! [`CONTENTION_PERIOD`]), and at [`CONTENDED_PER_SECOND`] or more it does
-//! not poll until a period shows less. On the 2-vCPU lab machine a
+//! not poll until [`QUIET_PERIODS`] periods in a row show less (a flood's
+//! preemptions come in bursts, with quiet periods between them). On the
+//! 2-vCPU lab machine a
 //! ping-pong or a connection loop preempts the switch under 200 times a
 //! second, a TCP or small-packet flood 1000–27000 times.
 //! Nothing here allocates or makes a system call.
@@ -37,6 +39,9 @@ pub const CONTENTION_PERIOD: Duration = Duration::from_millis(10);
 /// Preemptions a second from which polling stops: others want the CPU.
 pub const CONTENDED_PER_SECOND: u64 = 500;
 
+/// Periods in a row under [`CONTENDED_PER_SECOND`] before polling resumes.
+pub const QUIET_PERIODS: u8 = 5;
+
 /// One datapath thread's busy polling. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct BusyPoll {
@@ -48,8 +53,8 @@ pub struct BusyPoll {
     idle_since: Option<Instant>,
     /// The thread's preemptions so far, and when they were counted.
     preempted: Option<(u64, Instant)>,
-    /// The last period was preempted too often: no polling.
-    contended: bool,
+    /// Quiet periods still needed before polling resumes (0: none).
+    contended: u8,
 }
 
 impl BusyPoll {
@@ -60,7 +65,7 @@ impl BusyPoll {
             window: Duration::ZERO,
             idle_since: None,
             preempted: None,
-            contended: false,
+            contended: 0,
         }
     }
 
@@ -75,14 +80,20 @@ impl BusyPoll {
     }
 
     /// The thread has been preempted `count` times so far
-    /// (`sys::thread_cpu::preemptions`): polling stops while the rate
-    /// since the last report is [`CONTENDED_PER_SECOND`] or more.
+    /// (`sys::thread_cpu::preemptions`): polling stops when the rate
+    /// since the last report is [`CONTENDED_PER_SECOND`] or more, until
+    /// [`QUIET_PERIODS`] reports in a row show less.
     pub fn contention(&mut self, count: u64, now: Instant) {
         if let Some((before, at)) = self.preempted {
             let elapsed = now.saturating_duration_since(at);
             let preempted = count.saturating_sub(before);
-            self.contended = u128::from(preempted) * 1_000_000
+            let contended = u128::from(preempted) * 1_000_000
                 >= u128::from(CONTENDED_PER_SECOND) * elapsed.as_micros();
+            self.contended = if contended {
+                QUIET_PERIODS
+            } else {
+                self.contended.saturating_sub(1)
+            };
         }
         self.preempted = Some((count, now));
     }
@@ -105,7 +116,7 @@ impl BusyPoll {
 
     /// Whether the thread should poll rather than sleep at `now`.
     pub fn polling(&self, now: Instant) -> bool {
-        !self.contended
+        self.contended == 0
             && !self.window.is_zero()
             && self
                 .idle_since
@@ -202,9 +213,18 @@ mod tests {
         let later = rounds(&mut poll, later, Duration::from_micros(30), 1);
         assert!(!poll.polling(later), "busy rounds do not bring it back");
         assert!(!poll.contention_due(later), "not before a period passed");
-        // The next 10 ms: 2 preemptions, 200 a second.
-        let quiet = later + CONTENTION_PERIOD;
-        poll.contention(1022, quiet);
+        // Then 2 preemptions every 10 ms, 200 a second.
+        let mut quiet = later;
+        let mut count = 1020;
+        for period in 1..=QUIET_PERIODS {
+            assert!(
+                !poll.polling(quiet),
+                "still contended before period {period}"
+            );
+            quiet += CONTENTION_PERIOD;
+            count += 2;
+            poll.contention(count, quiet);
+        }
         let quiet = rounds(&mut poll, quiet, Duration::from_micros(30), 1);
         assert!(poll.polling(quiet), "polling again, with the window it had");
     }

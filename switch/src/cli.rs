@@ -72,8 +72,8 @@ pub struct Args {
     /// conversation whose packets follow each other closely (a ping-pong,
     /// connections opened one after another), which then cost no wake-up
     /// of a sleeping thread, and shrinks to nothing for traffic that comes
-    /// at longer intervals; an idle yardd sleeps, and a thread others
-    /// keep preempting (a flood's senders and receivers) does not poll
+    /// at longer intervals; an idle yardd sleeps, and no thread polls
+    /// while other tasks wait for a CPU (a flood's senders and receivers)
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub busy_poll_us: u32,
     /// Run the datapath threads without their seccomp filter (by default

@@ -3,7 +3,8 @@
 //! ([`SendBatch`]), AF_PACKET
 //! sockets and their receive rings ([`RxRing`]), interface ioctls, raw fd I/O, namespace ownership
 //! ([`nsowner`]), which namespace a port is in ([`nsidentity`]), capabilities ([`privilege`]), the datapath's seccomp
-//! filter ([`seccomp`]) and passing fds between processes ([`fdpass`]) —
+//! filter ([`seccomp`]), passing fds between processes ([`fdpass`]) and
+//! how busy the CPUs are ([`cpu_pressure`], [`thread_cpu`]) —
 //! behind safe functions, plus
 //! network namespaces ([`netns`]) and interface configuration over
 //! rtnetlink ([`netconf`]), which need no `unsafe` but are just as much the
@@ -23,6 +24,7 @@
 //! puts before every frame on a TAP opened with `IFF_VNET_HDR` and on an AF_PACKET
 //! socket with `PACKET_VNET_HDR`; *GSO* is generic segmentation offload.
 
+pub mod cpu_pressure;
 mod fd;
 pub mod fdpass;
 mod host_socket;

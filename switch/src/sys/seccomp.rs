@@ -54,7 +54,9 @@ pub const DATAPATH_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_futex,
     libc::SYS_sched_yield,
     libc::SYS_clock_gettime,
-    // Busy polling checks how often the thread was preempted.
+    // Busy polling checks whether other tasks wait for a CPU: the CPU's
+    // pressure file, opened before the filter, or the thread's preemptions.
+    libc::SYS_pread64,
     libc::SYS_getrusage,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,

@@ -70,12 +70,13 @@ use crate::dataplane::overlay::Overlay;
 use crate::dataplane::port::tunnel::TunnelSocket;
 use crate::dataplane::port::{Port, PortCounters, PortId};
 use crate::dataplane::verdict::DropReason;
-use busy_poll::BusyPoll;
+use busy_poll::{BusyPoll, Contention};
 use handle::Command;
 use mesh::Mesh;
 use router::Router;
 
 use crate::relay::HostRelay;
+use crate::sys::cpu_pressure::CpuPressure;
 
 /// A [`Router`] over the datapath `$dp`'s gateway and ways out, borrowed
 /// field by field so that a frame of its pool can be routed in place.
@@ -168,6 +169,9 @@ pub struct Datapath {
     busy_poll: BusyPoll,
     /// A frame arrived in this round: busy polling starts over.
     active: bool,
+    /// The machine's CPU pressure, for busy polling (`None`: the kernel
+    /// has none; the thread's preemptions stand in).
+    pressure: Option<CpuPressure>,
 }
 
 impl Datapath {
@@ -223,6 +227,7 @@ impl Datapath {
                 epoch,
                 busy_poll: BusyPoll::new(Duration::ZERO),
                 active: false,
+                pressure: CpuPressure::open(),
             });
             handles.push(handle::ThreadHandle {
                 commands: tx,
@@ -242,6 +247,20 @@ impl Datapath {
     /// an idle thread sleeps. Zero turns it off.
     pub fn set_busy_poll(&mut self, ceiling: Duration) {
         self.busy_poll = BusyPoll::new(ceiling);
+        if !ceiling.is_zero() && self.pressure.is_none() && self.thread == mesh::HOME {
+            tracing::info!(
+                "busy polling yields to other tasks only when they preempt a datapath thread: the kernel has no CPU pressure information (/proc/pressure/cpu: built without CONFIG_PSI, or booted with psi=0)"
+            );
+        }
+    }
+
+    /// Whether others wait for a CPU: the machine's CPU pressure where the
+    /// kernel has it, else this thread's preemptions.
+    fn contention(&self) -> Option<Contention> {
+        match &self.pressure {
+            Some(pressure) => pressure.stalled().map(Contention::Stalled),
+            None => crate::sys::thread_cpu::preemptions().map(Contention::Preempted),
+        }
     }
 
     fn now(&self) -> Millis {
@@ -264,8 +283,8 @@ impl Datapath {
                 self.busy_poll.busy_round(woke, now);
             }
             if self.busy_poll.contention_due(now) {
-                if let Some(count) = crate::sys::thread_cpu::preemptions() {
-                    self.busy_poll.contention(count, now);
+                if let Some(reading) = self.contention() {
+                    self.busy_poll.contention(reading, now);
                 }
             }
             let idle = self.pending.is_empty()

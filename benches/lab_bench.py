@@ -1195,16 +1195,33 @@ def without_busy_polling(base):
     })
 
 
+def pinned(base):
+    """`base` with its datapath thread pinned to this machine's last CPU
+    (`yardd --datapath-cpus N`, the `-pinned` rows): the scheduler cannot
+    move it onto the CPU of the container that woke it, so it does not
+    stack onto a sender while the other CPU idles."""
+    cpu = str(max(os.sched_getaffinity(0)))
+    return type(base.__name__ + "Pinned", (base,), {
+        "name": base.name + "-pinned",
+        "reference": base.name,
+        "yardd_args": (*base.yardd_args, "--datapath-cpus", cpu),
+        "description": f"{base.name} with --datapath-cpus {cpu} (its datapath thread pinned)",
+    })
+
+
 YarddTapNoPoll = without_busy_polling(YarddTap)
 YarddSnatNoPoll = without_busy_polling(YarddSnat)
 YarddDnatNoPoll = without_busy_polling(YarddDnat)
 YarddHostSnatNoPoll = without_busy_polling(YarddHostSnat)
 YarddHostDnatNoPoll = without_busy_polling(YarddHostDnat)
+YarddTapPinned = pinned(YarddTap)
+YarddSnatPinned = pinned(YarddSnat)
+YarddDnatPinned = pinned(YarddDnat)
 
 PATHS = [BridgeVeth, YarddTap, YarddTapPlain, YarddTapNoPoll, YarddTapNoSeccomp, YarddTap2t, YarddVeth, YarddVethRing, YarddVethNoSeccomp, YarddVeth2t, OvsTapTso, OvsVeth, Vde,
          KernelSnat, YarddSnat, YarddSnat2t, KernelDnat, YarddDnat, YarddSnatNoPoll, YarddDnatNoPoll, YarddGre, YarddGrePlain, YarddGreBase, YarddGreUdp, YarddGreUdpBase, OvsGre,
          PastaSnat, SlirpSnat, YarddHostSnat, PastaDnat, SlirpDnat, YarddHostDnat,
-         YarddHostSnatNoPoll, YarddHostDnatNoPoll]
+         YarddHostSnatNoPoll, YarddHostDnatNoPoll, YarddTapPinned, YarddSnatPinned, YarddDnatPinned]
 
 
 def wait_reachable(ns, ip, tries=20):

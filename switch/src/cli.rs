@@ -39,6 +39,12 @@ pub struct Args {
     /// README's "Threads" section for when more than one helps)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    /// Run the datapath threads on these CPUs only, e.g. `1` or `2,3` or
+    /// `2-5`: thread i on the i-th CPU of the list, round robin. By default
+    /// the scheduler places them; pinned, a thread stays where it is
+    /// instead of being moved onto the CPU of a container that woke it
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub datapath_cpus: Option<CpuList>,
     /// Control connections served at once; one more is refused with an
     /// error line until another closes
     #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS as u16,
@@ -114,4 +120,85 @@ pub enum DefaultUplink {
     Host,
     /// No uplink.
     None,
+}
+
+/// `--datapath-cpus`: CPU numbers, in the order given, none twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+impl CpuList {
+    /// The CPU of datapath thread `thread`: the list round robin.
+    pub fn for_thread(&self, thread: usize) -> usize {
+        self.0[thread % self.0.len()]
+    }
+}
+
+/// The highest CPU number a list may name (the kernel's `CPU_SETSIZE`).
+const MAX_CPU: usize = 1023;
+
+/// Parses `1`, `2,3`, `2-5` or `0,2-3`.
+fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let number = |n: &str| -> Result<usize, String> {
+        let cpu: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{n}` is not a CPU number (a list is like 1 or 2,3 or 2-5)"))?;
+        if cpu > MAX_CPU {
+            return Err(format!("CPU {cpu} is past the highest, {MAX_CPU}"));
+        }
+        Ok(cpu)
+    };
+    let mut cpus = Vec::new();
+    for item in text.split(',') {
+        let (first, last) = match item.split_once('-') {
+            Some((first, last)) => (number(first)?, number(last)?),
+            None => {
+                let cpu = number(item)?;
+                (cpu, cpu)
+            }
+        };
+        if first > last {
+            return Err(format!("`{item}` is an empty range: write it low-high"));
+        }
+        for cpu in first..=last {
+            if cpus.contains(&cpu) {
+                return Err(format!("CPU {cpu} is listed twice"));
+            }
+            cpus.push(cpu);
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+#[cfg(test)]
+mod cpu_list_tests {
+    use super::*;
+
+    #[test]
+    fn cpus_ranges_and_lists_parse_in_order() {
+        assert_eq!(parse_cpu_list("1"), Ok(CpuList(vec![1])));
+        assert_eq!(parse_cpu_list("3,1"), Ok(CpuList(vec![3, 1])));
+        assert_eq!(parse_cpu_list("0,2-4"), Ok(CpuList(vec![0, 2, 3, 4])));
+        let list = parse_cpu_list("2-3").unwrap();
+        assert_eq!(
+            (0..3).map(|t| list.for_thread(t)).collect::<Vec<_>>(),
+            [2, 3, 2]
+        );
+    }
+
+    #[test]
+    fn a_bad_list_says_what_is_wrong() {
+        for (text, says) in [
+            ("", "is not a CPU number"),
+            ("one", "`one` is not a CPU number"),
+            ("1,,2", "is not a CPU number"),
+            ("4-2", "empty range"),
+            ("1,0-2", "CPU 1 is listed twice"),
+            ("1024", "past the highest"),
+            ("-1", "is not a CPU number"),
+        ] {
+            let error = parse_cpu_list(text).unwrap_err();
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+    }
 }

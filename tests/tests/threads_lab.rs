@@ -6,8 +6,9 @@
 //! gateway, SNAT and published ports (owned by thread 0) serve containers on
 //! both threads; ports removed and added again keep forwarding, also after a
 //! restart; a veth port read through its receive ring (`--packet-io ring`)
-//! by one thread is sent to by the other; and `--threads 0` or a
-//! non-number is a usage error.
+//! by one thread is sent to by the other; `--threads 0` or a
+//! non-number is a usage error; and `--datapath-cpus` pins each thread to
+//! its CPU, refusing a CPU yardd may not use.
 //!
 //! Placement is determined (and `port ls` shows it): the least loaded thread
 //! reads a new port, and thread 0 starts one ahead for the gateway, so a
@@ -612,4 +613,81 @@ fn threads_zero_or_not_a_number_is_a_usage_error() {
             "yardd --threads {value} created its control socket"
         );
     }
+}
+
+/// The CPUs `/proc/<pid>/task/<tid>/status` allows each `yardd-datapath-*`
+/// thread of `pid`, by thread id (the name is cut to 15 bytes there).
+fn datapath_cpus_allowed(pid: u32) -> BTreeMap<String, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/<pid>/task");
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let name = name.trim().to_string();
+            if !name.starts_with("yardd-datapath") {
+                return None;
+            }
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                .trim()
+                .to_string();
+            Some((path.file_name()?.to_string_lossy().into_owned(), allowed))
+        })
+        .collect()
+}
+
+#[test]
+fn datapath_cpus_pin_each_thread_and_a_cpu_yardd_may_not_use_is_refused() {
+    if !require(&[]) {
+        return;
+    }
+    // Both threads on CPU 0, round robin over a one-CPU list; the control
+    // thread is left to the scheduler.
+    let daemon = Daemon::start_new_with(&["--threads", "2", "--datapath-cpus", "0"]);
+    let pid = daemon.pid().expect("yardd is running");
+    let pinned = datapath_cpus_allowed(pid);
+    assert_eq!(pinned.len(), 2, "two datapath threads: {pinned:?}");
+    for (thread, allowed) in &pinned {
+        assert_eq!(allowed, "0", "{thread} is not pinned to CPU 0: {pinned:?}");
+    }
+    assert!(
+        daemon.log_text().contains("datapath thread pinned"),
+        "no log line says the threads were pinned:\n{}",
+        daemon.log_text()
+    );
+    drop(daemon);
+
+    // CPU 1023 is no machine's here: refused before anything starts.
+    let mut daemon = Daemon::unstarted_with(&["--datapath-cpus", "0,1023"]);
+    let status = daemon.run_until_exit(Duration::from_secs(10));
+    let log = daemon.log_text();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "yardd --datapath-cpus 0,1023: {status}\n{log}"
+    );
+    assert!(
+        log.contains("--datapath-cpus") && log.contains("may not run on CPU 1023"),
+        "the message does not say which CPU is refused:\n{log}"
+    );
+    assert!(
+        !daemon.socket().exists(),
+        "yardd created its control socket"
+    );
+
+    // Not a list at all: a usage error naming the option.
+    let mut daemon = Daemon::unstarted_with(&["--datapath-cpus", "4-2"]);
+    let status = daemon.run_until_exit(Duration::from_secs(10));
+    let log = daemon.log_text();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "yardd --datapath-cpus 4-2: {status}\n{log}"
+    );
+    assert!(
+        log.contains("--datapath-cpus") && log.contains("empty range"),
+        "{log}"
+    );
 }

@@ -89,6 +89,17 @@ fn run() -> Result<()> {
     }
     let group = args.group.as_deref().map(resolve_group).transpose()?;
 
+    // Pinned datapath threads: every CPU named must be one yardd may use.
+    if let Some(list) = &args.datapath_cpus {
+        let allowed = yard_switch::sys::thread_cpu::allowed_cpus()
+            .context("cannot read the CPUs yardd may run on")?;
+        if let Some(cpu) = list.0.iter().find(|cpu| !allowed.contains(cpu)) {
+            bail!(
+                "--datapath-cpus: yardd may not run on CPU {cpu}; it may run on {allowed:?} (taskset, cgroup cpusets and offline CPUs limit them)"
+            );
+        }
+    }
+
     // Block the stop signals before any thread starts, so every thread inherits
     // the mask and only the signal thread below receives them.
     let mut stop_signals = SigSet::empty();
@@ -171,10 +182,17 @@ fn run() -> Result<()> {
     for (i, datapath) in datapaths.into_iter().enumerate() {
         let ended_tx = ended_tx.clone();
         let filtered_tx = filtered_tx.clone();
+        let pinned = args.datapath_cpus.as_ref().map(|list| list.for_thread(i));
         std::thread::Builder::new()
             .name(format!("yardd-datapath-{i}"))
             .spawn(move || {
                 yard_switch::sys::thread_cpu::register(format!("datapath-{i}"));
+                if let Some(cpu) = pinned {
+                    match yard_switch::sys::thread_cpu::pin_to(cpu) {
+                        Ok(()) => tracing::info!(thread = i, cpu, "datapath thread pinned"),
+                        Err(error) => tracing::warn!(thread = i, cpu, %error, "cannot pin a datapath thread: the scheduler places it"),
+                    }
+                }
                 // Before the first frame: from here on the thread only
                 // polls, reads, writes, sends and receives.
                 if let Some(on_violation) = seccomp {

@@ -4,7 +4,8 @@
 //! (`/proc/self/task/TID/stat`, user and system time). A poll-loop thread
 //! uses CPU only while it works, so this is its busy time.
 //! [`preemptions`] is how often the calling thread has been taken off its
-//! CPU while it could still run: others wanted that CPU.
+//! CPU while it could still run: others wanted that CPU. [`pin_to`] keeps
+//! the calling thread on one CPU ([`allowed_cpus`]: the ones it may use).
 
 use std::sync::Mutex;
 
@@ -43,6 +44,24 @@ pub fn preemptions() -> Option<u64> {
     use nix::sys::resource::{getrusage, UsageWho};
     let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
     u64::try_from(usage.involuntary_context_switches()).ok()
+}
+
+/// The CPUs the calling thread may run on, lowest first.
+pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
+}
+
+/// Runs the calling thread on `cpu` only.
+pub fn pin_to(cpu: usize) -> std::io::Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 /// utime + stime from a `stat` line (fields 14 and 15, counted after the
@@ -103,6 +122,25 @@ mod tests {
         let (a, b) = (pinned_spin(cpu), pinned_spin(cpu));
         let (a, b) = (a.join().unwrap(), b.join().unwrap());
         assert!(a > 0 && b > 0, "preemptions: {a} and {b}");
+    }
+
+    #[test]
+    fn a_pinned_thread_runs_on_its_cpu_only() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let cpu = *cpus.last().unwrap();
+        std::thread::spawn(move || {
+            pin_to(cpu).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), [cpu]);
+            std::thread::yield_now();
+            assert_eq!(nix::sched::sched_getcpu().unwrap(), cpu);
+        })
+        .join()
+        .unwrap();
+        assert!(
+            pin_to(nix::sched::CpuSet::count()).is_err(),
+            "past CPU_SETSIZE"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! served again in the next round before the loop sleeps, so one busy port
 //! cannot starve the others. After a round that moved frames a thread
 //! polls for a while before it sleeps, for a window that adapts to the
-//! traffic (`busy_poll`).
+//! traffic, and not while other tasks wait for a CPU (`busy_poll`).
 //!
 //! With `yardd --threads N` there are N such threads. Each reads its share of
 //! the ports and sends to any port through its own handle on it; thread

@@ -595,24 +595,27 @@ fn threads_zero_or_not_a_number_is_a_usage_error() {
     drop(one);
 
     for value in ["0", "two"] {
-        let mut daemon = Daemon::unstarted_with(&["--threads", value]);
-        let status = daemon.run_until_exit(Duration::from_secs(10));
-        let log = daemon.log_text();
-        assert_eq!(
-            status.code(),
-            Some(2),
-            "yardd --threads {value} should exit with 2 (usage error): {status}\n{log}"
-        );
+        let log = refused_at_start(&["--threads", value], 2);
         assert!(
             log.contains("--threads") && !log.contains("unexpected argument"),
             "yardd --threads {value}: the message does not name --threads as an \
              option with a bad value:\n{log}"
         );
-        assert!(
-            !daemon.socket().exists(),
-            "yardd --threads {value} created its control socket"
-        );
     }
+}
+
+/// Runs yardd with `args` and asserts it exits with `code` before making
+/// its control socket; returns what it logged.
+fn refused_at_start(args: &[&str], code: i32) -> String {
+    let mut daemon = Daemon::unstarted_with(args);
+    let status = daemon.run_until_exit(Duration::from_secs(10));
+    let log = daemon.log_text();
+    assert_eq!(status.code(), Some(code), "yardd {args:?}: {status}\n{log}");
+    assert!(
+        !daemon.socket().exists(),
+        "yardd {args:?} created its control socket"
+    );
+    log
 }
 
 /// The CPUs `/proc/<pid>/task/<tid>/status` allows each `yardd-datapath-*`
@@ -660,32 +663,14 @@ fn datapath_cpus_pin_each_thread_and_a_cpu_yardd_may_not_use_is_refused() {
     drop(daemon);
 
     // CPU 1023 is no machine's here: refused before anything starts.
-    let mut daemon = Daemon::unstarted_with(&["--datapath-cpus", "0,1023"]);
-    let status = daemon.run_until_exit(Duration::from_secs(10));
-    let log = daemon.log_text();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "yardd --datapath-cpus 0,1023: {status}\n{log}"
-    );
+    let log = refused_at_start(&["--datapath-cpus", "0,1023"], 1);
     assert!(
         log.contains("--datapath-cpus") && log.contains("may not run on CPU 1023"),
         "the message does not say which CPU is refused:\n{log}"
     );
-    assert!(
-        !daemon.socket().exists(),
-        "yardd created its control socket"
-    );
 
     // Not a list at all: a usage error naming the option.
-    let mut daemon = Daemon::unstarted_with(&["--datapath-cpus", "4-2"]);
-    let status = daemon.run_until_exit(Duration::from_secs(10));
-    let log = daemon.log_text();
-    assert_eq!(
-        status.code(),
-        Some(2),
-        "yardd --datapath-cpus 4-2: {status}\n{log}"
-    );
+    let log = refused_at_start(&["--datapath-cpus", "4-2"], 2);
     assert!(
         log.contains("--datapath-cpus") && log.contains("empty range"),
         "{log}"

@@ -58,6 +58,8 @@ fn some_total(text: &[u8]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::testutil::spin_for;
+    use crate::sys::thread_cpu::pin_to;
 
     #[test]
     fn the_some_total_is_read_and_the_full_line_is_not() {
@@ -84,15 +86,8 @@ mod tests {
         let spinners: Vec<_> = (0..2)
             .map(|_| {
                 std::thread::spawn(move || {
-                    let mut set = nix::sched::CpuSet::new();
-                    set.set(cpu).unwrap();
-                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-                    let start = std::time::Instant::now();
-                    let mut x = 0u64;
-                    while start.elapsed() < Duration::from_millis(300) {
-                        x = x.wrapping_mul(31).wrapping_add(7);
-                    }
-                    std::hint::black_box(x);
+                    pin_to(cpu).unwrap();
+                    spin_for(Duration::from_millis(300));
                 })
             })
             .collect();

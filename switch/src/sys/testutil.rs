@@ -155,3 +155,13 @@ pub(crate) fn test_frame_with_vnet_hdr(src: [u8; 6], marker: &[u8]) -> Vec<u8> {
     }
     frame
 }
+
+/// Keeps the calling thread on its CPU, never blocking, for `time`.
+pub(crate) fn spin_for(time: Duration) {
+    let start = Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < time {
+        x = x.wrapping_mul(31).wrapping_add(7);
+    }
+    std::hint::black_box(x);
+}

@@ -76,18 +76,16 @@ fn ticks(stat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::sys::testutil::spin_for;
 
     #[test]
     fn a_registered_thread_that_works_reports_cpu_time() {
         std::thread::spawn(|| {
             register("test-busy");
-            let start = std::time::Instant::now();
-            let mut x = 0u64;
-            while start.elapsed() < std::time::Duration::from_millis(300) {
-                x = x.wrapping_mul(31).wrapping_add(7);
-            }
-            std::hint::black_box(x);
+            spin_for(Duration::from_millis(300));
             let busy = cpu_seconds()
                 .into_iter()
                 .find(|(l, _)| l == "test-busy")
@@ -105,16 +103,9 @@ mod tests {
         // by preempting each other.
         fn pinned_spin(cpu: usize) -> std::thread::JoinHandle<u64> {
             std::thread::spawn(move || {
-                let mut set = nix::sched::CpuSet::new();
-                set.set(cpu).unwrap();
-                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+                pin_to(cpu).unwrap();
                 let before = preemptions().expect("getrusage(RUSAGE_THREAD)");
-                let start = std::time::Instant::now();
-                let mut x = 0u64;
-                while start.elapsed() < std::time::Duration::from_millis(300) {
-                    x = x.wrapping_mul(31).wrapping_add(7);
-                }
-                std::hint::black_box(x);
+                spin_for(Duration::from_millis(300));
                 preemptions().unwrap() - before
             })
         }

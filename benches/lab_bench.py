@@ -1276,10 +1276,29 @@ class IperfServer:
         RES.release_proc(self.proc)
 
 
+# The TCP congestion control every iperf3 client asks for (iperf3 -C), from
+# --congestion-control; None: the namespace's default, which new namespaces
+# take from the machine's net.ipv4.tcp_congestion_control.
+CONGESTION_CONTROL = None
+
+
+def congestion_controls():
+    """(the machine's default TCP congestion control, the ones available)."""
+    def read(name):
+        try:
+            with open(f"/proc/sys/net/ipv4/{name}") as f:
+                return f.read().split()
+        except OSError:
+            return []
+    default = read("tcp_congestion_control")
+    return (default[0] if default else None), read("tcp_available_congestion_control")
+
+
 def iperf_client(ns, args, duration, ip=SERVER_IP):
+    cc = ["-C", CONGESTION_CONTROL] if CONGESTION_CONTROL else []
     cmd = bounded(duration + SLACK,
                   nsexec(ns, ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-J",
-                              "-t", str(duration), *args]))
+                              "-t", str(duration), *cc, *args]))
     cp = run(cmd, check=False, timeout=duration + SLACK + 10)
     if cp is None:
         raise BenchError("iperf3 client timed out")
@@ -1405,6 +1424,11 @@ def median(xs):
 # `python3 -c` inside the namespaces. Each connection: connect, send 1 byte,
 # the server reads it and closes, the client reads the EOF and closes (so
 # TIME_WAIT stays on the server and the client's ports are reusable at once).
+# The client also reports where a connection's time goes, as means over the
+# connections: `connect_us` (SYN to SYN-ACK: one round trip and the server's
+# kernel), `exchange_us` (the byte out to the EOF back: one round trip and the
+# server process's accept, read and close) and the rest of each loop
+# (`local_us`: the client's own socket, close and Python).
 CPS_SERVER = r"""
 import socket, sys, time
 bind, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -1432,6 +1456,7 @@ CPS_CLIENT = r"""
 import json, socket, sys, time
 ip, port, dur, maxn = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 ok = err = 0
+connect_s = exchange_s = 0.0
 last = None
 t0 = time.monotonic()
 end = t0 + dur
@@ -1439,9 +1464,13 @@ while ok < maxn and err < 1000 and time.monotonic() < end:
     s = socket.socket()
     s.settimeout(2.0)
     try:
+        a = time.perf_counter()
         s.connect((ip, port))
+        b = time.perf_counter()
         s.sendall(b"x")
         s.recv(1)
+        connect_s += b - a
+        exchange_s += time.perf_counter() - b
         ok += 1
     except OSError as e:
         err += 1
@@ -1449,7 +1478,10 @@ while ok < maxn and err < 1000 and time.monotonic() < end:
     finally:
         s.close()
 el = time.monotonic() - t0
-print(json.dumps({"connections": ok, "errors": err, "seconds": el, "last_error": last}))
+per = 1e6 / ok if ok else 0.0
+print(json.dumps({"connections": ok, "errors": err, "seconds": el, "last_error": last,
+                  "connect_us": connect_s * per, "exchange_us": exchange_s * per,
+                  "local_us": (el - connect_s - exchange_s) * per}))
 """
 
 
@@ -1676,9 +1708,7 @@ def measure(path, opts):
         res["cps_runs"] = runs
         res["cps_raw"] = raw
         res["cps"] = median(runs)
-        per_conn = [d["switch_cpu_us_per_conn"] for d in raw if "switch_cpu_us_per_conn" in d]
-        if per_conn:
-            res["cps_switch_cpu_us_per_conn"] = median(per_conn)
+        cps_medians(res)
 
     res["link_counters"] = {"client_eth0": link_counters(cns), "server_eth0": link_counters(sns)}
     if "udp64" in metrics:
@@ -1724,10 +1754,14 @@ def machine_info():
                     break
     except OSError:
         pass
+    default_cc, _ = congestion_controls()
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "kernel": platform.release(),
+        "tcp_congestion_control": CONGESTION_CONTROL or default_cc,
+        "tcp_congestion_control_source": "--congestion-control" if CONGESTION_CONTROL
+        else "the machine's default",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "loadavg_at_start": loadavg(),
     }
@@ -1752,7 +1786,8 @@ def print_report(results, machine, opts, notes):
     m = machine
     print()
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['date']}, "
-          f"load average at start {m['loadavg_at_start']}, at end {loadavg()}")
+          f"load average at start {m['loadavg_at_start']}, at end {loadavg()}; TCP congestion "
+          f"control {m.get('tcp_congestion_control')} ({m.get('tcp_congestion_control_source')})")
     print(f"method: iperf3 -t {opts.time} s, sockperf ping-pong -t {opts.time} s, connections/s "
           f"loop {opts.time} s; median of {opts.repeats * opts.rounds} ({opts.rounds} round(s) "
           f"in turn); receiver side; client, server and "
@@ -1802,6 +1837,11 @@ def print_report(results, machine, opts, notes):
     cost_table(results, "Switch CPU per TCP connection during conn/s (median of the runs; the "
                "switch process's CPU time over the connections made):",
                [("CPU us/connection", "cps_switch_cpu_us_per_conn", ".1f")])
+    cost_table(results, "Where a connection's time goes during conn/s (medians of the runs' "
+               "means, us): connect = SYN to SYN-ACK; send+EOF = the byte out to the "
+               "server's close back; local = the client's socket, close and loop:",
+               [("connect", "cps_connect_us", ".1f"), ("send+EOF", "cps_exchange_us", ".1f"),
+                ("local", "cps_local_us", ".1f")])
     for r in results:
         for e in r.get("errors", []):
             notes.append(f"{r['path']}: {e}")
@@ -1838,6 +1878,9 @@ def parse_args(argv):
     p.add_argument("--metrics", default=None,
                    help=f"comma-separated workloads to run where a path has them (default: all: "
                         f"{','.join(METRICS)})")
+    p.add_argument("--congestion-control", metavar="NAME", default=None,
+                   help="TCP congestion control of every iperf3 client (iperf3 -C: cubic, bbr, "
+                        "...; default: the machine's net.ipv4.tcp_congestion_control)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the chosen paths this many times in turn (A B A B ...), each time "
                         "with --repeats runs, and take each path's medians over all its runs: "
@@ -1851,6 +1894,12 @@ def parse_args(argv):
             p.error(f"unknown metric(s) {bad}; known: {', '.join(METRICS)}")
     if opts.rounds < 1:
         p.error("--rounds must be >= 1")
+    if opts.congestion_control is not None:
+        _, available = congestion_controls()
+        if opts.congestion_control not in available:
+            p.error(f"--congestion-control {opts.congestion_control}: the kernel offers "
+                    f"{', '.join(available) or 'none'} (load tcp_{opts.congestion_control} "
+                    f"with modprobe first)")
     if opts.time is None:
         opts.time = 3 if opts.quick else 10
     if opts.repeats is None:
@@ -1877,6 +1926,15 @@ RUN_LISTS = {"tcp1_gbps_runs": "tcp1_gbps", "tcp1_retransmits_runs": None,
              "tcp4_gbps_runs": "tcp4_gbps", "udp64_kpps_runs": "udp64_kpps", "udp64_raw": None,
              "rtt_p50_us_runs": "rtt_p50_us", "rtt_p99_us_runs": "rtt_p99_us",
              "cps_runs": "cps", "cps_raw": None}
+
+
+def cps_medians(res):
+    """The medians over `res["cps_raw"]` of the switch's CPU per connection
+    and of where a connection's time went."""
+    for key in ("switch_cpu_us_per_conn", "connect_us", "exchange_us", "local_us"):
+        xs = [d[key] for d in res["cps_raw"] if d.get(key) is not None]
+        if xs:
+            res[f"cps_{key}"] = median(xs)
 
 
 def merge_rounds(results):
@@ -1909,10 +1967,7 @@ def merge_rounds(results):
                 if figure:
                     m[figure] = median(m[runs_key])
         if "cps_raw" in m:
-            per_conn = [d["switch_cpu_us_per_conn"] for d in m["cps_raw"]
-                        if d.get("switch_cpu_us_per_conn") is not None]
-            if per_conn:
-                m["cps_switch_cpu_us_per_conn"] = median(per_conn)
+            cps_medians(m)
         for key in ("switch_cpu_ns_per_frame", "switch_instructions_per_frame"):
             if "udp64_raw" in m:
                 m[f"udp64_{key}"] = median([d[key] for d in m["udp64_raw"] if d.get(key) is not None])
@@ -1931,7 +1986,9 @@ def on_signal(signum, _frame):
 
 
 def main(argv):
+    global CONGESTION_CONTROL
     opts = parse_args(argv)
+    CONGESTION_CONTROL = opts.congestion_control
     if os.geteuid() != 0:
         print("lab_bench.py must run as root (it creates network namespaces)", file=sys.stderr)
         return 2

@@ -7,12 +7,13 @@
 //! may run in parallel. Shelling out to `ip` is fine here; the daemon may not.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys::netns::NetnsRef;
+use crate::sys::netconf::{configure_link, LinkConfig};
+use crate::sys::netns::{run_in_netns, NetnsRef};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -115,6 +116,39 @@ impl Drop for Veth {
             .stderr(std::process::Stdio::null())
             .status();
     }
+}
+
+/// A TAP `name` with 10.79.`subnet`.2/24 in a fresh namespace, and a
+/// neighbour entry for .1 so the namespace sends to it without ARP.
+pub(crate) fn tap_in_netns(name: &'static str, subnet: u8) -> (Netns, OwnedFd) {
+    let ns = Netns::new();
+    let tap = run_in_netns(&ns.netns_ref(), move || {
+        let tap = super::open_tap(name).unwrap();
+        configure_link(&LinkConfig {
+            ifname: name,
+            mac: None,
+            mtu: None,
+            txqlen: None,
+            addr: Some((std::net::Ipv4Addr::new(10, 79, subnet, 2), 24)),
+            default_gateway: None,
+        })
+        .unwrap();
+        tap
+    })
+    .unwrap();
+    let peer = format!("10.79.{subnet}.1");
+    ip(&[
+        "-n",
+        ns.name(),
+        "neigh",
+        "add",
+        &peer,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        name,
+    ]);
+    (ns, tap)
 }
 
 /// Reads frames from a non-blocking `fd` until `want` accepts one (returning it)

@@ -302,43 +302,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sys::netconf::{configure_link, LinkConfig};
     use crate::sys::netns::run_in_netns;
-    use crate::sys::testutil::{ip, is_root, read_until, test_frame_with_vnet_hdr, Netns};
-    use crate::sys::{open_packet_socket, open_tap, VNET_HDR_LEN};
-
-    /// A TAP `name` with 10.79.`subnet`.2/24 in a fresh namespace, and a
-    /// neighbour entry for .1 so the namespace sends to it without ARP.
-    fn tap_in_netns(name: &'static str, subnet: u8) -> (Netns, std::os::fd::OwnedFd) {
-        let ns = Netns::new();
-        let tap = run_in_netns(&ns.netns_ref(), move || {
-            let tap = open_tap(name).unwrap();
-            configure_link(&LinkConfig {
-                ifname: name,
-                mac: None,
-                mtu: None,
-                txqlen: None,
-                addr: Some((std::net::Ipv4Addr::new(10, 79, subnet, 2), 24)),
-                default_gateway: None,
-            })
-            .unwrap();
-            tap
-        })
-        .unwrap();
-        let peer = format!("10.79.{subnet}.1");
-        ip(&[
-            "-n",
-            ns.name(),
-            "neigh",
-            "add",
-            &peer,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            name,
-        ]);
-        (ns, tap)
-    }
+    use crate::sys::testutil::{is_root, read_until, tap_in_netns, test_frame_with_vnet_hdr};
+    use crate::sys::{open_packet_socket, VNET_HDR_LEN};
 
     #[test]
     fn one_batch_reads_the_queued_frames_in_order_and_an_empty_tap_would_block() {

@@ -151,6 +151,21 @@ pub(crate) fn tap_in_netns(name: &'static str, subnet: u8) -> (Netns, OwnedFd) {
     (ns, tap)
 }
 
+/// Sends `count` datagrams of 20 bytes each (`[k; 20]` for k = 0, 1, …)
+/// from 10.79.`subnet`.2 to 10.79.`subnet`.1 port 9 inside `ns`, the
+/// namespace of [`tap_in_netns`]: each leaves as one frame on its TAP.
+pub(crate) fn udp_out_of_tap(ns: &Netns, subnet: u8, count: u8) {
+    run_in_netns(&ns.netns_ref(), move || {
+        let socket = std::net::UdpSocket::bind(format!("10.79.{subnet}.2:0")).unwrap();
+        for k in 0..count {
+            socket
+                .send_to(&[k; 20], format!("10.79.{subnet}.1:9"))
+                .unwrap();
+        }
+    })
+    .unwrap()
+}
+
 /// Reads frames from a non-blocking `fd` until `want` accepts one (returning it)
 /// or `timeout` passes (returning `None`). Frames `want` rejects are discarded.
 pub(crate) fn read_until(

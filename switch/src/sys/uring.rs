@@ -303,7 +303,9 @@ mod tests {
 
     use super::*;
     use crate::sys::netns::run_in_netns;
-    use crate::sys::testutil::{is_root, read_until, tap_in_netns, test_frame_with_vnet_hdr};
+    use crate::sys::testutil::{
+        is_root, read_until, tap_in_netns, test_frame_with_vnet_hdr, udp_out_of_tap,
+    };
     use crate::sys::{open_packet_socket, VNET_HDR_LEN};
 
     #[test]
@@ -324,13 +326,7 @@ mod tests {
             && ring.read_result(0).is_ok()
         {}
 
-        run_in_netns(&ns.netns_ref(), || {
-            let socket = std::net::UdpSocket::bind("10.79.1.2:0").unwrap();
-            for k in 0u8..5 {
-                socket.send_to(&[k; 20], "10.79.1.1:9").unwrap();
-            }
-        })
-        .unwrap();
+        udp_out_of_tap(&ns, 1, 5);
         let udp_payload = |buf: &[u8], n: usize| -> Option<u8> {
             let eth = &buf[VNET_HDR_LEN..n];
             (eth.len() >= 62 && eth[12..14] == [8, 0] && eth[23] == 17).then(|| eth[42])

@@ -241,7 +241,7 @@ mod tests {
 
     use super::*;
     use crate::sys::netns::run_in_netns;
-    use crate::sys::testutil::{is_root, tap_in_netns};
+    use crate::sys::testutil::{is_root, tap_in_netns, udp_out_of_tap};
 
     /// Reads until nothing is left, for at most `within`.
     fn drain(ring: &mut RingTap, fd: BorrowedFd<'_>, frames: &mut [Frame], within: Duration) {
@@ -294,19 +294,10 @@ mod tests {
             &mut frames,
             Duration::from_millis(300),
         );
-        let send = |count: u8| {
-            run_in_netns(&ns.netns_ref(), move || {
-                let socket = std::net::UdpSocket::bind("10.79.2.2:0").unwrap();
-                for k in 0..count {
-                    socket.send_to(&[k; 20], "10.79.2.1:9").unwrap();
-                }
-            })
-            .unwrap()
-        };
         // Five frames wait: the first batch's two reads both get one, so a
         // batch of four follows in the same call (three get one), and the
         // next starts from twice those three.
-        send(5);
+        udp_out_of_tap(&ns, 2, 5);
         let n = next_wake_up(&mut ring, tap.as_fd(), &mut frames);
         assert_eq!(n, 5, "one call read all five waiting frames");
         assert_eq!(ring.read_ahead, 6);
@@ -314,7 +305,7 @@ mod tests {
         // frame then leaves two reads for the next.
         assert_eq!(ring.recv_batch(tap.as_fd(), &mut frames).unwrap().0, 0);
         assert_eq!(ring.read_ahead, MIN_READ_AHEAD);
-        send(1);
+        udp_out_of_tap(&ns, 2, 1);
         let n = next_wake_up(&mut ring, tap.as_fd(), &mut frames);
         assert_eq!(n, 1, "one frame sent, one read");
         assert_eq!(ring.read_ahead, 2);

@@ -133,9 +133,6 @@ impl CpuList {
     }
 }
 
-/// The highest CPU number a list may name (the kernel's `CPU_SETSIZE`).
-const MAX_CPU: usize = 1023;
-
 /// Parses `1`, `2,3`, `2-5` or `0,2-3`.
 fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
     let number = |n: &str| -> Result<usize, String> {
@@ -143,8 +140,10 @@ fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
             .trim()
             .parse()
             .map_err(|_| format!("`{n}` is not a CPU number (a list is like 1 or 2,3 or 2-5)"))?;
-        if cpu > MAX_CPU {
-            return Err(format!("CPU {cpu} is past the highest, {MAX_CPU}"));
+        // The highest a CPU set holds (the kernel's `CPU_SETSIZE` - 1).
+        let highest = nix::sched::CpuSet::count() - 1;
+        if cpu > highest {
+            return Err(format!("CPU {cpu} is past the highest, {highest}"));
         }
         Ok(cpu)
     };
